@@ -1,0 +1,98 @@
+"""Rules for carrier accounts: caps per kind, operator assignment, visibility. Flushes, never commits."""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from siyu.accounts.models import DEFAULT_SOFT_CAP, PERSONAL_WECHAT_HARD_CAP, Account, AccountKind
+from siyu.accounts.schemas import AccountIn, AccountPatch
+from siyu.customers.models import FollowRelation, FollowStatus
+from siyu.identity.models import User
+from siyu.kit.errors import Conflict, Invalid, NotFound
+from siyu.kit.tenancy import Principal
+
+# WeCom's own limit depends on the corporation's certification; 5,000 is its default too, and configurable.
+DEFAULT_HARD_CAP = {
+    AccountKind.personal_wechat: PERSONAL_WECHAT_HARD_CAP,
+    AccountKind.wecom_member: 5000,
+    AccountKind.official_account: 10_000_000,
+}
+
+
+def visible_accounts(principal: Principal) -> Select[tuple[Account]]:
+    """Accounts the principal may see: all of the organization for admins, their own for operators."""
+    stmt = select(Account).where(Account.org_id == principal.org_id)
+    if not principal.sees_whole_org:
+        stmt = stmt.where(Account.operator_id == principal.user_id)
+    return stmt
+
+
+def get_account(db: Session, principal: Principal, account_id: int) -> Account:
+    """One visible account, or 404 (also for another organization's)."""
+    account = db.scalar(visible_accounts(principal).where(Account.id == account_id))
+    if account is None:
+        raise NotFound("account not found")
+    return account
+
+
+def _check_operator(db: Session, org_id: int, operator_id: int | None) -> None:
+    if operator_id is None:
+        return
+    if db.scalar(select(User.id).where(User.id == operator_id, User.org_id == org_id)) is None:
+        raise Invalid("operator_id is not a user of this organization", field="operator_id")
+
+
+def create_account(db: Session, org_id: int, data: AccountIn) -> Account:
+    """Register a carrier account with caps defaulted by kind."""
+    _check_operator(db, org_id, data.operator_id)
+    hard_cap = data.hard_cap or DEFAULT_HARD_CAP[data.kind]
+    if data.kind == AccountKind.personal_wechat and hard_cap > PERSONAL_WECHAT_HARD_CAP:
+        raise Invalid(f"a personal WeChat account holds at most {PERSONAL_WECHAT_HARD_CAP} friends", field="hard_cap")
+    soft_cap = data.soft_cap or min(DEFAULT_SOFT_CAP, hard_cap)
+    if soft_cap > hard_cap:
+        raise Invalid("soft_cap must not exceed hard_cap", field="soft_cap")
+    exists = select(Account.id).where(
+        Account.org_id == org_id, Account.kind == data.kind, Account.external_id == data.external_id
+    )
+    if db.scalar(exists) is not None:
+        raise Conflict(f"{data.kind} account {data.external_id!r} already exists", field="external_id")
+    account = Account(
+        org_id=org_id, kind=data.kind, external_id=data.external_id, name=data.name,
+        operator_id=data.operator_id, soft_cap=soft_cap, hard_cap=hard_cap, status=data.status,
+    )
+    db.add(account)
+    db.flush()
+    return account
+
+
+def update_account(db: Session, account: Account, patch: AccountPatch) -> Account:
+    """Apply an admin's changes, keeping soft cap <= hard cap and personal WeChat under 5,000."""
+    changes = patch.model_dump(exclude_unset=True)
+    if "operator_id" in changes:
+        _check_operator(db, account.org_id, changes["operator_id"])
+    soft = changes.get("soft_cap", account.soft_cap)
+    hard = changes.get("hard_cap", account.hard_cap)
+    if soft > hard:
+        raise Invalid("soft_cap must not exceed hard_cap", field="soft_cap")
+    if account.kind == AccountKind.personal_wechat and hard > PERSONAL_WECHAT_HARD_CAP:
+        raise Invalid(f"a personal WeChat account holds at most {PERSONAL_WECHAT_HARD_CAP} friends", field="hard_cap")
+    for key, value in changes.items():
+        if value is not None or key == "operator_id":
+            setattr(account, key, value)
+    db.flush()
+    return account
+
+
+def recount_friends(db: Session, org_id: int) -> None:
+    """Set every account's friend_count from its active follow relations (after imports and merges)."""
+    counts = dict(
+        db.execute(
+            select(FollowRelation.account_id, func.count())
+            .where(FollowRelation.org_id == org_id, FollowRelation.status == FollowStatus.active)
+            .group_by(FollowRelation.account_id)
+        ).all()
+    )
+    for account in db.scalars(select(Account).where(Account.org_id == org_id)):
+        account.friend_count = int(counts.get(account.id, 0))
+    db.flush()

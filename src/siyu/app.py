@@ -1,0 +1,57 @@
+"""The ASGI application: REST API under /api/v1, the console at /, OpenAPI at /docs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import Engine
+
+from siyu.accounts.endpoints import router as accounts_router
+from siyu.commerce.endpoints import router as commerce_router
+from siyu.customers.endpoints import router as customers_router
+from siyu.events.endpoints import router as events_router
+from siyu.identity.endpoints import router as identity_router
+from siyu.kit.db import make_engine, make_sessionmaker
+from siyu.kit.errors import DomainError
+from siyu.kit.settings import Settings, get_settings
+from siyu.web.pages import router as pages_router
+
+STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
+
+
+def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    body: dict[str, object] = {"detail": exc.message}
+    if exc.field:
+        body["field"] = exc.field
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the app around one engine (given, or from settings)."""
+    settings = settings or get_settings()
+    engine = engine or make_engine(settings.resolved_database_url())
+    app = FastAPI(
+        title="siyu",
+        version="0.1.0",
+        description="Private-domain traffic operations: customers, accounts, events, orders.",
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    app.add_exception_handler(DomainError, _domain_error)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    for router in (identity_router, accounts_router, customers_router, events_router, commerce_router):
+        app.include_router(router)
+    app.include_router(pages_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
