@@ -1,0 +1,5 @@
+"""``python -m siyu`` runs the CLI."""
+
+from siyu.cli import main
+
+main()

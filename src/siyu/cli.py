@@ -1,0 +1,232 @@
+"""The ``siyu`` command: migrate, manage organizations and users, import, serve, and run the demo."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from siyu.kit.db import make_engine, make_sessionmaker, transaction
+from siyu.kit.errors import DomainError
+from siyu.kit.settings import get_settings
+
+app = typer.Typer(help="siyu: private-domain traffic operations.", no_args_is_help=True)
+import_app = typer.Typer(help="Import customers or orders from CSV files.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+console = Console()
+err = Console(stderr=True)
+
+DEMO_ORG = "demo"
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}")
+    return typer.Exit(code=1)
+
+
+def _sessions():  # type: ignore[no-untyped-def]
+    return make_sessionmaker(make_engine(get_settings().resolved_database_url()))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=err,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema to the newest migration."""
+    from siyu.kit.migrate import upgrade
+
+    url = get_settings().resolved_database_url()
+    upgrade(url)
+    console.print(f"database is up to date: {url}")
+
+
+@app.command("create-org")
+def create_org(
+    name: Annotated[str, typer.Argument(help="Display name, e.g. 'Lily Tea'.")],
+    slug: Annotated[str, typer.Option(help="Short unique name: lowercase letters, digits, hyphens.")],
+) -> None:
+    """Create an organization (a brand or seller)."""
+    from siyu.identity import service
+
+    try:
+        with transaction(_sessions()) as db:
+            org = service.create_organization(db, name, slug)
+            console.print(f"created organization {org.slug} (id {org.id})")
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+
+
+@app.command("create-user")
+def create_user(
+    org: Annotated[str, typer.Option(help="Organization slug.")],
+    email: Annotated[str, typer.Option()],
+    name: Annotated[str, typer.Option()],
+    role: Annotated[str, typer.Option(help="owner, admin or operator.")] = "operator",
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
+) -> None:
+    """Create a console user in an organization."""
+    from siyu.identity import service
+    from siyu.identity.models import Role
+
+    try:
+        parsed_role = Role(role)
+    except ValueError as exc:
+        raise _fail(f"--role must be one of {', '.join(r.value for r in Role)}, not {role!r}") from exc
+    try:
+        with transaction(_sessions()) as db:
+            organization = service.organization_by_slug(db, org)
+            user = service.create_user(db, organization.id, email, name, password, parsed_role)
+            console.print(f"created {user.role} {user.email} in {organization.slug}")
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+
+
+@app.command("create-token")
+def create_token(
+    email: Annotated[str, typer.Option(help="The user the token acts as.")],
+    name: Annotated[str, typer.Option(help="A label, e.g. 'erp-sync'.")] = "cli",
+) -> None:
+    """Issue an API token for a user and print it once."""
+    from sqlalchemy import select
+
+    from siyu.identity import service
+    from siyu.identity.models import User
+
+    with transaction(_sessions()) as db:
+        user = db.scalar(select(User).where(User.email == email.strip().lower()))
+        if user is None:
+            raise _fail(f"no user with email {email}")
+        issued = service.issue_api_token(db, user, name)
+        console.print(issued.plaintext)
+
+
+def _org_id(slug: str) -> int:
+    from siyu.identity import service
+
+    with transaction(_sessions()) as db:
+        try:
+            return service.organization_by_slug(db, slug).id
+        except DomainError as exc:
+            raise _fail(exc.message) from exc
+
+
+def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+    console.print(
+        f"rows read {report.rows_read}, created {report.created}, updated {report.updated}, "
+        f"skipped {report.skipped}"
+    )
+    for error in report.errors[:200]:
+        err.print(f"{report.path}: row {error.row}: {error.field}: {error.reason}")
+    if len(report.errors) > 200:
+        err.print(f"... and {len(report.errors) - 200} more bad rows")
+
+
+@import_app.command("customers")
+def import_customers(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    org: Annotated[str, typer.Option(help="Organization slug.")],
+) -> None:
+    """Import customers from a CSV file (idempotent: re-importing updates, never duplicates)."""
+    from siyu.customers.importer import import_customers_csv
+
+    org_id = _org_id(org)
+    with _progress() as progress:
+        task = progress.add_task(f"customers from {file.name}", total=None)
+        report = import_customers_csv(
+            _sessions(), org_id, file, progress=lambda done, total: progress.update(task, completed=done, total=total)
+        )
+    _print_report(report)
+    if report.errors:
+        raise typer.Exit(code=2)
+
+
+@import_app.command("orders")
+def import_orders(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    org: Annotated[str, typer.Option(help="Organization slug.")],
+    format: Annotated[str, typer.Option(help="generic or taobao (GBK order export).")] = "generic",
+) -> None:
+    """Import orders from a CSV file (idempotent per platform and order id)."""
+    from siyu.commerce.importers import import_orders_csv
+
+    if format not in ("generic", "taobao"):
+        raise _fail(f"--format must be generic or taobao, not {format!r}")
+    org_id = _org_id(org)
+    with _progress() as progress:
+        task = progress.add_task(f"orders from {file.name}", total=None)
+        report = import_orders_csv(
+            _sessions(), org_id, file, format,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    _print_report(report)
+    if report.errors:
+        raise typer.Exit(code=2)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Serve the console and the API."""
+    import uvicorn
+
+    from siyu.app import create_app
+
+    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="Size of the simulated brand.")] = 10_000,
+    seed: Annotated[int, typer.Option()] = 42,
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+    reset: Annotated[bool, typer.Option(help="Drop the demo brand and load it afresh.")] = False,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Load only; don't start the server.")] = False,
+) -> None:
+    """Migrate the embedded database, load the simulated demo brand once, and serve the console."""
+    from sqlalchemy import select
+
+    from siyu.identity.models import Organization
+    from siyu.integrations.sandbox.loader import DEMO_ADMIN_EMAIL, DEMO_PASSWORD, load_world
+    from siyu.integrations.sandbox.world import generate_world
+    from siyu.kit.migrate import upgrade
+
+    settings = get_settings()
+    url = settings.resolved_database_url()
+    upgrade(url)
+    engine = make_engine(url)
+    with make_sessionmaker(engine)() as db:
+        exists = db.scalar(select(Organization.id).where(Organization.slug == DEMO_ORG)) is not None
+    if reset or not exists:
+        err.print(f"generating a simulated brand with {customers:,} customers (seed {seed}) ...")
+        world = generate_world(customers=customers, seed=seed)
+        with _progress() as progress:
+            task = progress.add_task("loading the demo brand", total=None)
+            load_world(
+                engine, world, org_slug=DEMO_ORG, replace=reset,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    engine.dispose()
+    console.print(f"\n[bold green]siyu is ready:[/] http://{host}:{port}/")
+    console.print(f"log in as [bold]{DEMO_ADMIN_EMAIL}[/] with password [bold]{DEMO_PASSWORD}[/]\n")
+    if not no_serve:
+        serve(host=host, port=port)
+
+
+def main() -> None:
+    """Entry point for ``python -m siyu``."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
