@@ -20,6 +20,9 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     session_ttl_hours: int = 24 * 7
     secure_cookies: bool = False
+    redis_url: str = Field(default="", description="Redis for shared counters and the task queue; empty: in-process.")
+    login_max_failures: int = Field(default=10, description="Failed logins per email or address before a pause.")
+    login_window_seconds: int = 15 * 60
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``sqlite:///<data_dir>/siyu.db``."""
