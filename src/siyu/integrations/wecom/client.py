@@ -1,0 +1,320 @@
+"""The WeCom customer-contact (客户联系) adapter, built on wechatpy 2.0's `wechatpy.work.WeChatClient`.
+
+It implements the Protocols of `siyu.integrations.channel` and returns their plain DTOs.
+
+Token caching and refresh live in `tokens.py` (errcodes 40014/42001/40001: refresh the token
+and retry once), back-off and typed errors in `transport.py` (45009/-1: at most 3 jittered
+exponential retries), mass messages, Moments and transfers in `outreach.py`.
+
+Endpoints (paths relative to `{base_url}/cgi-bin/`; base_url is configurable so the adapter can
+talk to the fake server on loopback):
+  externalcontact/get_follow_user_list   GET   members with customer contact enabled
+  externalcontact/list                   GET   ?userid= -> external_userid list
+  externalcontact/batch/get_by_user      POST  userid_list <= 100, limit <= 100 (default 50),
+                                               cursor paging via next_cursor
+  externalcontact/get                    GET   ?external_userid=&cursor=; follow_user pages of 500
+  externalcontact/remark                 POST  remark <= 20 chars, description <= 150,
+                                               remark_company <= 20
+  externalcontact/mark_tag               POST  add_tag / remove_tag (not both empty)
+  externalcontact/get_corp_tag_list      POST  tag_id / group_id filters
+  externalcontact/add_contact_way        POST  type 1 single / 2 multi, scene 2 = QR code,
+                                               state <= 30 chars, <= 100 users
+  externalcontact/add_msg_template       POST  chat_type single: external_userid <= 10,000;
+                                               group: chat_id_list <= 2,000 (sender required)
+  externalcontact/get_groupmsg_list_v2   POST  limit <= 100, cursor
+  externalcontact/get_groupmsg_task      POST  limit <= 1,000, cursor
+  externalcontact/get_groupmsg_send_result POST limit <= 1,000, cursor
+  externalcontact/add_moment_task        POST  -> jobid (asynchronous)
+  externalcontact/get_moment_task_result GET   ?jobid= -> status 1 started, 2 running, 3 done
+  externalcontact/transfer_customer      POST  in-service handover, <= 100 customers a call,
+                                               transfer_success_msg <= 200 chars
+  externalcontact/transfer_result        POST  cursor pages of <= 1,000
+  externalcontact/resigned/transfer_customer / resigned/transfer_result: same, for resigned members
+  externalcontact/groupchat/list         POST  limit 1..1,000, cursor, owner_filter.userid_list
+  externalcontact/groupchat/get          POST  chat_id, need_name
+
+Client-side limits (WeCom would refuse the call; the adapter acts first):
+  * mass messages: more than 10,000 external_userids or 2,000 chat ids are SPLIT into several
+    tasks (ids de-duplicated first, so nobody is in two chunks); one msgid per chunk comes back;
+  * transfers: more than 100 customers are SPLIT into calls of 100 and the per-customer
+    outcomes joined (each customer's handover is independent);
+  * batch/get_by_user: a single page refuses more than 100 userids; the iterator splits them;
+  * state, remark, description, remark_company and transfer message lengths are REFUSED with
+    `WeComInputError` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from siyu.integrations.channel import (
+    ChannelCode,
+    ContactDetail,
+    ContactWithFollow,
+    CorpTag,
+    CorpTagGroup,
+    GroupChat,
+    GroupChatSummary,
+    GroupMember,
+    Page,
+)
+from siyu.integrations.wecom.errors import WeComInputError
+from siyu.integrations.wecom.outreach import WeComOutreach
+from siyu.integrations.wecom.tokens import redis_token_cache
+from siyu.integrations.wecom.transport import (
+    DEFAULT_BASE_URL,
+    check_length,
+    chunks,
+    contact_from,
+    dedupe,
+    follow_from,
+    timestamp,
+)
+
+__all__ = ["DEFAULT_BASE_URL", "WeComClient", "redis_token_cache"]
+
+MAX_BATCH_USERIDS = 100
+MAX_BATCH_LIMIT = 100
+MAX_STATE_LENGTH = 30
+MAX_REMARK_LENGTH = 20
+MAX_DESCRIPTION_LENGTH = 150
+MAX_REMARK_COMPANY_LENGTH = 20
+MAX_CONTACT_WAY_USERS = 100
+MAX_GROUPCHAT_LIMIT = 1_000
+
+
+class WeComClient(WeComOutreach):
+    """WeCom adapter implementing the carrier Protocols of `siyu.integrations.channel`."""
+
+    # --- ContactSync ----------------------------------------------------------------------
+
+    def list_follow_users(self) -> list[str]:
+        """Return the userids of members with customer contact enabled."""
+        api = "externalcontact/get_follow_user_list"
+        data = self._call(api, self.api.external_contact.get_follow_user_list)
+        return [str(u) for u in data.get("follow_user", [])]
+
+    def list_external_userids(self, userid: str) -> list[str]:
+        """Return the external userids of one member's customers."""
+        data = self._call("externalcontact/list", lambda: self.api.external_contact.list(userid))
+        return [str(u) for u in data.get("external_userid", [])]
+
+    def list_contacts_by_user(
+        self, userids: Sequence[str], cursor: str = "", limit: int = MAX_BATCH_LIMIT
+    ) -> Page[ContactWithFollow]:
+        """Return one page of batch/get_by_user for at most 100 members."""
+        ids = dedupe(userids)
+        if not ids:
+            raise WeComInputError("userids", "at least one member userid is required")
+        if len(ids) > MAX_BATCH_USERIDS:
+            raise WeComInputError("userids", f"at most {MAX_BATCH_USERIDS} per page, got {len(ids)}")
+        body: dict[str, Any] = {"userid_list": ids, "limit": max(1, min(limit, MAX_BATCH_LIMIT))}
+        if cursor:
+            body["cursor"] = cursor
+        data = self.post("externalcontact/batch/get_by_user", body)
+        items = [
+            ContactWithFollow(
+                contact=contact_from(e.get("external_contact", {})),
+                follow=follow_from(e.get("follow_info", {})),
+            )
+            for e in data.get("external_contact_list", [])
+        ]
+        return Page(items=items, next_cursor=str(data.get("next_cursor", "") or ""))
+
+    def iter_contacts_by_user(
+        self, userids: Sequence[str], limit: int = MAX_BATCH_LIMIT
+    ) -> Iterator[ContactWithFollow]:
+        """Yield every customer of the members, 100 members and one cursor page at a time."""
+        for chunk in chunks(dedupe(userids), MAX_BATCH_USERIDS):
+            cursor = ""
+            while True:
+                page = self.list_contacts_by_user(chunk, cursor=cursor, limit=limit)
+                yield from page.items
+                if not page.next_cursor:
+                    break
+                cursor = page.next_cursor
+
+    def get_contact(self, external_userid: str, cursor: str = "") -> ContactDetail:
+        """Return a customer with one page (<= 500) of their follow users."""
+        if not external_userid:
+            raise WeComInputError("external_userid", "is required")
+        params = {"external_userid": external_userid}
+        if cursor:
+            params["cursor"] = cursor
+        data = self.get("externalcontact/get", params)
+        return ContactDetail(
+            contact=contact_from(data.get("external_contact", {})),
+            follow_users=[follow_from(f) for f in data.get("follow_user", [])],
+            next_cursor=str(data.get("next_cursor", "") or ""),
+        )
+
+    def get_contact_all_followers(self, external_userid: str) -> ContactDetail:
+        """Return a customer with every follow user, following the cursor past 500."""
+        first = self.get_contact(external_userid)
+        followers = list(first.follow_users)
+        cursor = first.next_cursor
+        while cursor:
+            page = self.get_contact(external_userid, cursor=cursor)
+            followers.extend(page.follow_users)
+            cursor = page.next_cursor
+        return ContactDetail(contact=first.contact, follow_users=followers)
+
+    # --- tags and remarks -------------------------------------------------------------------
+
+    def list_corp_tags(
+        self, tag_ids: Sequence[str] = (), group_ids: Sequence[str] = ()
+    ) -> list[CorpTagGroup]:
+        """Return the enterprise tag library, optionally filtered."""
+        body: dict[str, Any] = {}
+        if tag_ids:
+            body["tag_id"] = list(tag_ids)
+        if group_ids:
+            body["group_id"] = list(group_ids)
+        data = self.post("externalcontact/get_corp_tag_list", body)
+        return [
+            CorpTagGroup(
+                group_id=str(g.get("group_id", "")),
+                group_name=str(g.get("group_name", "")),
+                created_at=timestamp(g.get("create_time")),
+                order=int(g.get("order", 0) or 0),
+                deleted=bool(g.get("deleted", False)),
+                tags=[
+                    CorpTag(
+                        id=str(t.get("id", "")),
+                        name=str(t.get("name", "")),
+                        created_at=timestamp(t.get("create_time")),
+                        order=int(t.get("order", 0) or 0),
+                        deleted=bool(t.get("deleted", False)),
+                    )
+                    for t in g.get("tag", [])
+                ],
+            )
+            for g in data.get("tag_group", [])
+        ]
+
+    def mark_tag(
+        self, userid: str, external_userid: str, add: Sequence[str] = (), remove: Sequence[str] = ()
+    ) -> None:
+        """Add/remove enterprise tags on a member's customer."""
+        if not add and not remove:
+            raise WeComInputError("add", "add and remove cannot both be empty")
+        self._call(
+            "externalcontact/mark_tag",
+            lambda: self.api.external_contact.mark_tag(userid, external_userid, list(add), list(remove)),
+        )
+
+    def set_remark(
+        self,
+        userid: str,
+        external_userid: str,
+        *,
+        remark: str | None = None,
+        description: str | None = None,
+        remark_company: str | None = None,
+        remark_mobiles: Sequence[str] | None = None,
+    ) -> None:
+        """Set a member's remark/description/company/mobiles on a customer."""
+        check_length("remark", remark, MAX_REMARK_LENGTH)
+        check_length("description", description, MAX_DESCRIPTION_LENGTH)
+        check_length("remark_company", remark_company, MAX_REMARK_COMPANY_LENGTH)
+        body: dict[str, Any] = {"userid": userid, "external_userid": external_userid}
+        if remark is not None:
+            body["remark"] = remark
+        if description is not None:
+            body["description"] = description
+        if remark_company is not None:
+            body["remark_company"] = remark_company
+        if remark_mobiles is not None:
+            # WeCom clears the mobiles when given [""]; an empty list would mean "no field".
+            body["remark_mobiles"] = list(remark_mobiles) or [""]
+        if len(body) == 2:
+            raise WeComInputError(
+                "remark", "give at least one of remark, description, remark_company, remark_mobiles"
+            )
+        self.post("externalcontact/remark", body)
+
+    # --- channel codes ----------------------------------------------------------------------
+
+    def create_channel_code(
+        self, userids: Sequence[str], state: str, *, remark: str = "", skip_verify: bool = True
+    ) -> ChannelCode:
+        """Create a QR "contact me" code (scene 2) for the members, tagged with `state`."""
+        ids = dedupe(userids)
+        if not ids:
+            raise WeComInputError("userids", "at least one member userid is required")
+        if len(ids) > MAX_CONTACT_WAY_USERS:
+            raise WeComInputError(
+                "userids", f"at most {MAX_CONTACT_WAY_USERS} members per code, got {len(ids)}"
+            )
+        if not state:
+            raise WeComInputError("state", "is required to attribute customers to a source")
+        check_length("state", state, MAX_STATE_LENGTH)
+        check_length("remark", remark, 30)
+        data = self._call(
+            "externalcontact/add_contact_way",
+            lambda: self.api.external_contact.add_contact_way(
+                type=1 if len(ids) == 1 else 2,
+                scene=2,
+                remark=remark or None,
+                skip_verify=skip_verify,
+                state=state,
+                user=ids,
+            ),
+        )
+        return ChannelCode(
+            config_id=str(data.get("config_id", "")), state=state, qr_code=str(data.get("qr_code", ""))
+        )
+
+    # --- groups -----------------------------------------------------------------------------
+
+    def list_groups(
+        self,
+        *,
+        owner_userids: Sequence[str] = (),
+        status_filter: int = 0,
+        cursor: str = "",
+        limit: int = MAX_GROUPCHAT_LIMIT,
+    ) -> Page[GroupChatSummary]:
+        """Return one page of customer groups."""
+        body: dict[str, Any] = {
+            "status_filter": status_filter,
+            "limit": max(1, min(limit, MAX_GROUPCHAT_LIMIT)),
+        }
+        if owner_userids:
+            body["owner_filter"] = {"userid_list": list(owner_userids)}
+        if cursor:
+            body["cursor"] = cursor
+        data = self.post("externalcontact/groupchat/list", body)
+        items = [
+            GroupChatSummary(chat_id=str(g.get("chat_id", "")), status=int(g.get("status", 0)))
+            for g in data.get("group_chat_list", [])
+        ]
+        return Page(items=items, next_cursor=str(data.get("next_cursor", "") or ""))
+
+    def get_group(self, chat_id: str) -> GroupChat:
+        """Return one customer group with members and admins."""
+        data = self.post("externalcontact/groupchat/get", {"chat_id": chat_id, "need_name": 1})
+        g = data.get("group_chat", {})
+        return GroupChat(
+            chat_id=str(g.get("chat_id", chat_id)),
+            name=str(g.get("name", "")),
+            owner=str(g.get("owner", "")),
+            created_at=timestamp(g.get("create_time")),
+            notice=str(g.get("notice", "")),
+            members=[
+                GroupMember(
+                    userid=str(m.get("userid", "")),
+                    type=int(m.get("type", 0)),
+                    join_time=timestamp(m.get("join_time")),
+                    join_scene=int(m.get("join_scene", 0) or 0),
+                    invitor=str((m.get("invitor") or {}).get("userid", "")),
+                    group_nickname=str(m.get("group_nickname", "")),
+                    name=str(m.get("name", "")),
+                    unionid=str(m.get("unionid", "")),
+                )
+                for m in g.get("member_list", [])
+            ],
+            admins=[str(a.get("userid", "")) for a in g.get("admin_list", [])],
+            member_version=str(g.get("member_version", "")),
+        )

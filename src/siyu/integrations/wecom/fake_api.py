@@ -1,0 +1,362 @@
+"""The customer-contact endpoints of the fake WeCom server, over `FakeWeComState`.
+
+Each handler takes (state, query, body) and returns the JSON body WeCom would answer on
+success (errcode 0 is added by the server), or raises `ApiError`. Shapes, limits and errcodes
+follow the official API pages (developer.work.weixin.qq.com, 客户联系):
+
+  GET  externalcontact/get_follow_user_list          {follow_user: [userid]}
+  GET  externalcontact/list?userid=                   {external_userid: [...]}
+  POST externalcontact/batch/get_by_user              userid_list (or legacy userid) <= 100,
+       limit default 50, max 100 (larger is clamped); {external_contact_list: [{external_contact,
+       follow_info}], next_cursor}
+  GET  externalcontact/get?external_userid=&cursor=   {external_contact, follow_user (500/page), next_cursor}
+  POST externalcontact/remark                          remark <= 20, description <= 150, remark_company <= 20
+  POST externalcontact/mark_tag                        unknown tag -> 40068
+  POST externalcontact/get_corp_tag_list               group_id wins over tag_id when both are given
+  POST externalcontact/add_contact_way                 state <= 30, remark <= 30, <= 100 users,
+                                                       type 1 takes exactly one user; qr_code for scene 2
+  POST externalcontact/groupchat/list                  limit 1..1,000 required
+  POST externalcontact/groupchat/get                   unknown chat -> 40050
+
+Where WeCom's exact errcode for a bad parameter is undocumented the fake answers 40058.
+Mass messages, Moments and transfers are in `fake_api_outreach.py`; groups are below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from siyu.integrations.wecom.fake_state import (
+    ApiError,
+    ContactWay,
+    FakeWeComState,
+    decode_cursor,
+    encode_cursor,
+)
+
+Handler = Callable[[FakeWeComState, dict[str, str], dict[str, Any]], dict[str, Any]]
+ROUTES: dict[tuple[str, str], Handler] = {}
+
+FOLLOW_USER_PAGE = 500
+
+
+def route(method: str, path: str) -> Callable[[Handler], Handler]:
+    """Register a handler for `/cgi-bin/{path}`."""
+
+    def register(fn: Handler) -> Handler:
+        ROUTES[(method, path)] = fn
+        return fn
+
+    return register
+
+
+def limit_of(value: Any, default: int, maximum: int) -> int:
+    """Read a `limit`: default when absent or not positive, clamped to the maximum."""
+    if value in (None, ""):
+        return default
+    try:
+        n = int(value)
+    except (TypeError, ValueError) as exc:
+        raise ApiError(40058, "limit must be an integer") from exc
+    if n <= 0:
+        return default
+    return min(n, maximum)
+
+
+def str_list(body: dict[str, Any], key: str) -> list[str]:
+    """Read a list of strings or answer 40058."""
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ApiError(40058, f"{key} must be a list of strings")
+    return value
+
+
+def too_long(name: str, value: Any, limit: int) -> None:
+    """Answer 40058 for a non-string or a string over `limit` characters."""
+    if value is not None and (not isinstance(value, str) or len(value) > limit):
+        raise ApiError(40058, f"{name} must be a string of at most {limit} characters")
+
+
+def _follow_info(state: FakeWeComState, follow: Any, *, detailed: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "userid": follow.userid,
+        "remark": follow.remark,
+        "description": follow.description,
+        "createtime": follow.createtime,
+        "remark_corp_name": follow.remark_corp_name,
+        "remark_mobiles": list(follow.remark_mobiles),
+        "add_way": follow.add_way,
+        "oper_userid": follow.oper_userid,
+    }
+    if follow.state:
+        out["state"] = follow.state
+    if detailed:
+        tags = []
+        for tag_id in follow.tag_ids:
+            found = state.tag_index.get(tag_id)
+            if found:
+                group, tag = found
+                tags.append(
+                    {"group_name": group.group_name, "tag_name": tag.name, "tag_id": tag.id, "type": 1}
+                )
+        out["tags"] = tags
+    else:
+        out["tag_id"] = list(follow.tag_ids)
+    return out
+
+
+# --- contacts ---------------------------------------------------------------------------------
+
+
+@route("GET", "externalcontact/get_follow_user_list")
+def get_follow_user_list(
+    state: FakeWeComState, query: dict[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
+    """Members with customer contact enabled."""
+    return {"follow_user": [m.userid for m in state.members.values() if m.customer_contact and m.active]}
+
+
+@route("GET", "externalcontact/list")
+def list_external(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """External userids of one member's customers."""
+    member = state.member(query.get("userid"))
+    if not member.customer_contact:
+        raise ApiError(84074, member.userid)
+    ids = [e for e in state.by_user.get(member.userid, []) if member.userid in state.follows.get(e, {})]
+    return {"external_userid": ids}
+
+
+@route("POST", "externalcontact/batch/get_by_user")
+def batch_get_by_user(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Customers of up to 100 members with their follow_info, cursor-paged."""
+    userids = str_list(body, "userid_list")
+    if not userids and isinstance(body.get("userid"), str):
+        userids = [body["userid"]]  # the older single-userid form
+    if not userids:
+        raise ApiError(40058, "userid_list is required")
+    if len(userids) > 100:
+        raise ApiError(40058, "userid_list holds at most 100 userids")
+    for userid in userids:
+        state.member(userid)
+    limit = limit_of(body.get("limit"), 50, 100)
+    user_index, position = decode_cursor(str(body.get("cursor") or ""), 2)
+    out: list[dict[str, Any]] = []
+    while user_index < len(userids) and len(out) < limit:
+        userid = userids[user_index]
+        eids = state.by_user.get(userid, [])
+        while position < len(eids) and len(out) < limit:
+            eid = eids[position]
+            position += 1
+            follow = state.follows.get(eid, {}).get(userid)
+            if follow is not None:
+                out.append(
+                    {
+                        "external_contact": state.contacts[eid].to_api(),
+                        "follow_info": _follow_info(state, follow, detailed=False),
+                    }
+                )
+        if position >= len(eids):
+            user_index, position = user_index + 1, 0
+    more = user_index < len(userids)
+    if more:
+        # Don't hand out a cursor that would only lead to an empty page.
+        more = any(
+            any(
+                u in state.follows.get(e, {})
+                for e in state.by_user.get(u, [])[(position if i == user_index else 0) :]
+            )
+            for i, u in enumerate(userids[user_index:], start=user_index)
+        )
+    return {"external_contact_list": out, "next_cursor": encode_cursor(user_index, position) if more else ""}
+
+
+@route("GET", "externalcontact/get")
+def get_contact(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """One customer with follow users in pages of 500."""
+    eid = query.get("external_userid")
+    if not eid or eid not in state.contacts:
+        raise ApiError(40096, str(eid))
+    follows = list(state.follows[eid].values())
+    if not follows:
+        raise ApiError(84061, eid)
+    (start,) = decode_cursor(query.get("cursor", ""), 1)
+    page = follows[start : start + FOLLOW_USER_PAGE]
+    end = start + len(page)
+    return {
+        "external_contact": state.contacts[eid].to_api(),
+        "follow_user": [_follow_info(state, f, detailed=True) for f in page],
+        "next_cursor": encode_cursor(end) if end < len(follows) else "",
+    }
+
+
+@route("POST", "externalcontact/remark")
+def remark(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Edit a member's remark fields on a customer."""
+    follow = state.follow(body.get("external_userid"), body.get("userid"))
+    fields = ("remark", "description", "remark_company", "remark_mobiles", "remark_pic_mediaid")
+    if all(body.get(f) in (None, "") for f in fields) and "remark_mobiles" not in body:
+        raise ApiError(
+            40058, "remark, description, remark_company, remark_mobiles and remark_pic_mediaid are all empty"
+        )
+    too_long("remark", body.get("remark"), 20)
+    too_long("description", body.get("description"), 150)
+    too_long("remark_company", body.get("remark_company"), 20)
+    if "remark" in body:
+        follow.remark = body["remark"]
+    if "description" in body:
+        follow.description = body["description"]
+    if "remark_company" in body:
+        follow.remark_corp_name = body["remark_company"]
+    if "remark_mobiles" in body:
+        mobiles = str_list(body, "remark_mobiles")
+        follow.remark_mobiles = [m for m in mobiles if m]  # [""] clears them
+    return {}
+
+
+# --- tags ---------------------------------------------------------------------------------------
+
+
+@route("POST", "externalcontact/mark_tag")
+def mark_tag(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Add/remove enterprise tags on a member's customer."""
+    follow = state.follow(body.get("external_userid"), body.get("userid"))
+    add, remove = str_list(body, "add_tag"), str_list(body, "remove_tag")
+    if not add and not remove:
+        raise ApiError(40058, "add_tag and remove_tag cannot both be empty")
+    for tag_id in add + remove:
+        if tag_id not in state.tag_index:
+            raise ApiError(40068, tag_id)
+    tags = [t for t in follow.tag_ids if t not in remove]
+    tags += [t for t in add if t not in tags]
+    follow.tag_ids = tags
+    return {}
+
+
+@route("POST", "externalcontact/get_corp_tag_list")
+def get_corp_tag_list(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """The tag library; group_id filters take precedence over tag_id filters."""
+    tag_ids, group_ids = str_list(body, "tag_id"), str_list(body, "group_id")
+    out = []
+    for group in state.tag_groups.values():
+        if group_ids:
+            if group.group_id not in group_ids:
+                continue
+            tags = group.tags
+        elif tag_ids:
+            tags = [t for t in group.tags if t.id in tag_ids]
+            if not tags:
+                continue
+        else:
+            tags = group.tags
+        out.append(
+            {
+                "group_id": group.group_id,
+                "group_name": group.group_name,
+                "create_time": group.create_time,
+                "order": group.order,
+                "tag": [
+                    {"id": t.id, "name": t.name, "create_time": t.create_time, "order": t.order} for t in tags
+                ],
+            }
+        )
+    return {"tag_group": out}
+
+
+# --- channel codes -----------------------------------------------------------------------------
+
+
+@route("POST", "externalcontact/add_contact_way")
+def add_contact_way(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Create a "contact me" configuration."""
+    kind, scene = body.get("type"), body.get("scene")
+    if kind not in (1, 2):
+        raise ApiError(40058, "type must be 1 (single) or 2 (multi)")
+    if scene not in (1, 2):
+        raise ApiError(40058, "scene must be 1 (mini program) or 2 (QR code)")
+    users = str_list(body, "user")
+    if not users and not body.get("party"):
+        raise ApiError(40058, "user or party is required")
+    if kind == 1 and len(users) != 1:
+        raise ApiError(40058, "type 1 takes exactly one user")
+    if len(users) > 100:
+        raise ApiError(40058, "at most 100 users")
+    for userid in users:
+        if not state.member(userid).customer_contact:
+            raise ApiError(84074, userid)
+    too_long("state", body.get("state"), 30)
+    too_long("remark", body.get("remark"), 30)
+    config_id = state.next_id("", 32)
+    way = ContactWay(
+        config_id=config_id,
+        type=kind,
+        scene=scene,
+        users=users,
+        state=body.get("state") or "",
+        remark=body.get("remark") or "",
+        skip_verify=bool(body.get("skip_verify", True)),
+        qr_code=f"https://wework.qpic.cn/wwpic/fake_{config_id}/0" if scene == 2 else "",
+    )
+    state.contact_ways[config_id] = way
+    out: dict[str, Any] = {"config_id": way.config_id}
+    if way.qr_code:
+        out["qr_code"] = way.qr_code
+    return out
+
+
+# --- groups ----------------------------------------------------------------------------------------
+
+
+@route("POST", "externalcontact/groupchat/list")
+def groupchat_list(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Customer groups, optionally of given owners, cursor-paged."""
+    try:
+        limit = int(body.get("limit"))  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise ApiError(40058, "limit is required") from exc
+    if not 1 <= limit <= 1000:
+        raise ApiError(40058, "limit must be between 1 and 1000")
+    status_filter = int(body.get("status_filter", 0) or 0)
+    owners = str_list(body.get("owner_filter") or {}, "userid_list")
+    rows = [
+        g
+        for g in state.groups.values()
+        if (status_filter == 0 or g.status == status_filter) and (not owners or g.owner in owners)
+    ]
+    (offset,) = decode_cursor(str(body.get("cursor") or ""), 1)
+    page = rows[offset : offset + limit]
+    nxt = offset + len(page)
+    return {
+        "group_chat_list": [{"chat_id": g.chat_id, "status": g.status} for g in page],
+        "next_cursor": encode_cursor(nxt) if nxt < len(rows) else "",
+    }
+
+
+@route("POST", "externalcontact/groupchat/get")
+def groupchat_get(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """One customer group with members."""
+    group = state.groups.get(str(body.get("chat_id") or ""))
+    if group is None:
+        raise ApiError(40050, str(body.get("chat_id")))
+    need_name = bool(body.get("need_name"))
+    members = []
+    for m in group.members:
+        row = dict(m)
+        if need_name:
+            if m["type"] == 1 and m["userid"] in state.members:
+                row["name"] = state.members[m["userid"]].name
+            elif m["type"] == 2 and m["userid"] in state.contacts:
+                row["name"] = state.contacts[m["userid"]].name
+        members.append(row)
+    return {
+        "group_chat": {
+            "chat_id": group.chat_id,
+            "name": group.name,
+            "owner": group.owner,
+            "create_time": group.create_time,
+            "notice": group.notice,
+            "member_list": members,
+            "admin_list": [{"userid": a} for a in group.admins],
+            "member_version": str(group.version),
+        }
+    }

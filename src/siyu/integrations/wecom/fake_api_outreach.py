@@ -1,0 +1,315 @@
+"""Outreach endpoints of the fake WeCom server: mass messages, Moments tasks, customer transfers.
+
+Shapes, limits and errcodes follow the official pages (developer.work.weixin.qq.com, 客户联系):
+
+  POST externalcontact/add_msg_template                external_userid <= 10,000, chat_id_list <= 2,000,
+                                                       attachments <= 9; {fail_list, msgid}
+  POST externalcontact/get_groupmsg_list_v2            limit <= 100 (default 50)
+  POST externalcontact/get_groupmsg_task               limit <= 1,000 (default 500)
+  POST externalcontact/get_groupmsg_send_result        limit <= 1,000 (default 500)
+  POST externalcontact/add_moment_task                 {jobid}
+  GET  externalcontact/get_moment_task_result?jobid=   {status, type, result}
+  POST externalcontact/transfer_customer               <= 100 customers, message <= 200;
+                                                       per-customer errcode; done 24 h later
+  POST externalcontact/transfer_result                 pages of <= 1,000
+  POST externalcontact/resigned/transfer_customer      handover must have resigned
+  POST externalcontact/resigned/transfer_result
+
+Tasks are created unsent: members confirm on their phones, which `/_control/mass/{msgid}/send`
+simulates. Transfers wait 24 hours (status 2) and then complete (status 1), moving the follow
+relationship to the takeover member, as WeCom does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from siyu.integrations.wecom.fake_api import limit_of, route, str_list, too_long
+from siyu.integrations.wecom.fake_state import (
+    TRANSFER_DELAY_SECONDS,
+    ApiError,
+    FakeWeComState,
+    MassMessage,
+    MomentJob,
+    Transfer,
+    decode_cursor,
+    encode_cursor,
+)
+
+# --- mass messages ---------------------------------------------------------------------------
+
+
+@route("POST", "externalcontact/add_msg_template")
+def add_msg_template(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Create a mass-message task; members must still confirm it."""
+    chat_type = body.get("chat_type") or "single"
+    if chat_type not in ("single", "group"):
+        raise ApiError(40058, "chat_type must be single or group")
+    text = (body.get("text") or {}).get("content", "") if isinstance(body.get("text"), dict) else ""
+    attachments = body.get("attachments") or []
+    if not text and not attachments:
+        raise ApiError(40058, "text and attachments cannot both be empty")
+    if not isinstance(attachments, list) or len(attachments) > 9:
+        raise ApiError(40058, "at most 9 attachments")
+    external = str_list(body, "external_userid")
+    chat_ids = str_list(body, "chat_id_list")
+    if len(external) > 10_000:
+        raise ApiError(40058, "external_userid holds at most 10000 ids")
+    if len(chat_ids) > 2_000:
+        raise ApiError(40058, "chat_id_list holds at most 2000 ids")
+    sender = body.get("sender") or ""
+    if sender:
+        state.member(sender)
+    if chat_type == "group" and not sender:
+        raise ApiError(40058, "sender is required for group messages")
+    msg = MassMessage(
+        msgid=state.next_id("msg", 32),
+        chat_type=chat_type,
+        creator=sender,
+        create_type=0,
+        create_time=int(state.now()),
+        text=text,
+        attachments=attachments,
+    )
+    fail_list: list[str] = []
+    if chat_type == "single":
+        if not external and sender:
+            external = [e for e in state.by_user.get(sender, []) if sender in state.follows.get(e, {})]
+        for eid in external:
+            follows = state.follows.get(eid, {})
+            if sender:
+                userid = sender if sender in follows else ""
+            else:
+                # WeCom gives the task to the member who last interacted; the fake uses the latest added.
+                userid = max(follows.values(), key=lambda f: f.createtime).userid if follows else ""
+            if not userid:
+                fail_list.append(eid)
+                continue
+            msg.tasks.setdefault(userid, {"userid": userid, "status": 0, "send_time": 0})
+            msg.results.setdefault(userid, []).append({"external_userid": eid, "userid": userid, "status": 0})
+    else:
+        owned = [g.chat_id for g in state.groups.values() if g.owner == sender and g.status == 0]
+        for chat_id in chat_ids or owned:
+            if chat_id in owned:
+                msg.tasks.setdefault(sender, {"userid": sender, "status": 0, "send_time": 0})
+                msg.results.setdefault(sender, []).append({"chat_id": chat_id, "userid": sender, "status": 0})
+    state.mass_messages[msg.msgid] = msg
+    return {"fail_list": fail_list, "msgid": msg.msgid}
+
+
+def _mass(state: FakeWeComState, body: dict[str, Any]) -> MassMessage:
+    msg = state.mass_messages.get(str(body.get("msgid") or ""))
+    if msg is None:
+        raise ApiError(40058, "invalid msgid")
+    return msg
+
+
+@route("POST", "externalcontact/get_groupmsg_list_v2")
+def get_groupmsg_list_v2(
+    state: FakeWeComState, query: dict[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
+    """Mass-message tasks created in [start_time, end_time]."""
+    chat_type = body.get("chat_type") or "single"
+    try:
+        start, end = int(body["start_time"]), int(body["end_time"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ApiError(40058, "start_time and end_time are required") from exc
+    creator = body.get("creator") or ""
+    filter_type = int(body.get("filter_type", 2))
+    limit = limit_of(body.get("limit"), 50, 100)
+    rows = [
+        m
+        for m in sorted(state.mass_messages.values(), key=lambda m: (m.create_time, m.msgid))
+        if m.chat_type == chat_type
+        and start <= m.create_time <= end
+        and (not creator or m.creator == creator)
+        and (filter_type == 2 or m.create_type == filter_type)
+    ]
+    (offset,) = decode_cursor(str(body.get("cursor") or ""), 1)
+    page = rows[offset : offset + limit]
+    nxt = offset + len(page)
+    return {
+        "group_msg_list": [
+            {
+                "msgid": m.msgid,
+                "creator": m.creator,
+                "create_type": m.create_type,
+                **({"text": {"content": m.text}} if m.text else {}),
+                "attachments": m.attachments,
+            }
+            for m in page
+        ],
+        "next_cursor": encode_cursor(nxt) if nxt < len(rows) else "",
+    }
+
+
+@route("POST", "externalcontact/get_groupmsg_task")
+def get_groupmsg_task(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Per-member tasks of a mass message."""
+    msg = _mass(state, body)
+    rows = list(msg.tasks.values())
+    limit = limit_of(body.get("limit"), 500, 1000)
+    (offset,) = decode_cursor(str(body.get("cursor") or ""), 1)
+    page = rows[offset : offset + limit]
+    nxt = offset + len(page)
+    return {
+        "task_list": [dict(r) for r in page],
+        "next_cursor": encode_cursor(nxt) if nxt < len(rows) else "",
+    }
+
+
+@route("POST", "externalcontact/get_groupmsg_send_result")
+def get_groupmsg_send_result(
+    state: FakeWeComState, query: dict[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
+    """Per-recipient delivery of one member's part of a mass message."""
+    msg = _mass(state, body)
+    userid = str(body.get("userid") or "")
+    state.member(userid)
+    rows = msg.results.get(userid, [])
+    limit = limit_of(body.get("limit"), 500, 1000)
+    (offset,) = decode_cursor(str(body.get("cursor") or ""), 1)
+    page = rows[offset : offset + limit]
+    nxt = offset + len(page)
+    return {
+        "send_list": [dict(r) for r in page],
+        "next_cursor": encode_cursor(nxt) if nxt < len(rows) else "",
+    }
+
+
+# --- moments -------------------------------------------------------------------------------------
+
+
+@route("POST", "externalcontact/add_moment_task")
+def add_moment_task(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Start an asynchronous Moments job."""
+    text = (body.get("text") or {}).get("content", "") if isinstance(body.get("text"), dict) else ""
+    attachments = body.get("attachments") or []
+    if not text and not attachments:
+        raise ApiError(40058, "text and attachments cannot both be empty")
+    if len(text) > 2000:
+        raise ApiError(40058, "invalid text size")
+    visible = body.get("visible_range") or {}
+    senders = (visible.get("sender_list") or {}).get("user_list") or []
+    tags = (visible.get("external_contact_list") or {}).get("tag_list") or []
+    job = MomentJob(
+        jobid=state.next_id("job", 32),
+        created=state.now(),
+        moment_id=state.next_id("mom", 32),
+        invalid_senders=[u for u in senders if u not in state.members],
+        invalid_tags=[t for t in tags if t not in state.tag_index],
+    )
+    state.moment_jobs[job.jobid] = job
+    return {"jobid": job.jobid}
+
+
+@route("GET", "externalcontact/get_moment_task_result")
+def get_moment_task_result(
+    state: FakeWeComState, query: dict[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
+    """Status of a Moments job: 2 while running, 3 once `moment_delay` seconds passed."""
+    job = state.moment_jobs.get(query.get("jobid", ""))
+    if job is None:
+        raise ApiError(40058, "invalid jobid")
+    if state.now() - job.created < state.moment_delay:
+        return {"status": 2, "type": "add_moment_task"}
+    return {
+        "status": 3,
+        "type": "add_moment_task",
+        "result": {
+            "errcode": 0,
+            "errmsg": "ok",
+            "moment_id": job.moment_id,
+            "invalid_sender_list": {"user_list": job.invalid_senders},
+            "invalid_external_contact_list": {"tag_list": job.invalid_tags},
+        },
+    }
+
+
+# --- transfers ---------------------------------------------------------------------------------
+
+
+def _transfer(state: FakeWeComState, body: dict[str, Any], *, resigned: bool) -> dict[str, Any]:
+    handover = state.member(body.get("handover_userid"))
+    takeover = state.member(body.get("takeover_userid"))
+    if resigned and handover.active:
+        raise ApiError(40058, "handover_userid has not resigned")
+    if not resigned and not handover.active:
+        raise ApiError(40058, "handover_userid has resigned; use resigned/transfer_customer")
+    if not takeover.active or not takeover.customer_contact:
+        raise ApiError(84074, takeover.userid)
+    ids = str_list(body, "external_userid")
+    if not ids:
+        raise ApiError(40058, "external_userid is required")
+    if len(ids) > 100:
+        raise ApiError(40058, "external_userid holds at most 100 ids")
+    too_long("transfer_success_msg", body.get("transfer_success_msg"), 200)
+    state.settle_transfers()
+    out = []
+    for eid in ids:
+        if eid not in state.contacts:
+            out.append({"external_userid": eid, "errcode": 40096})
+            continue
+        if handover.userid not in state.follows[eid]:
+            out.append({"external_userid": eid, "errcode": 84061})
+            continue
+        state.transfers.append(
+            Transfer(
+                external_userid=eid,
+                handover=handover.userid,
+                takeover=takeover.userid,
+                resigned=resigned,
+                status=2,
+                takeover_time=int(state.now()) + TRANSFER_DELAY_SECONDS,
+            )
+        )
+        out.append({"external_userid": eid, "errcode": 0})
+    return {"customer": out}
+
+
+def _transfer_result(state: FakeWeComState, body: dict[str, Any], *, resigned: bool) -> dict[str, Any]:
+    state.settle_transfers()
+    handover, takeover = body.get("handover_userid"), body.get("takeover_userid")
+    rows = [
+        t
+        for t in state.transfers
+        if t.resigned == resigned and t.handover == handover and t.takeover == takeover
+    ]
+    (offset,) = decode_cursor(str(body.get("cursor") or ""), 1)
+    page = rows[offset : offset + 1000]
+    nxt = offset + len(page)
+    return {
+        "customer": [
+            {"external_userid": t.external_userid, "status": t.status, "takeover_time": t.takeover_time}
+            for t in page
+        ],
+        "next_cursor": encode_cursor(nxt) if nxt < len(rows) else "",
+    }
+
+
+@route("POST", "externalcontact/transfer_customer")
+def transfer_customer(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Hand over an in-service member's customers."""
+    return _transfer(state, body, resigned=False)
+
+
+@route("POST", "externalcontact/resigned/transfer_customer")
+def resigned_transfer_customer(
+    state: FakeWeComState, query: dict[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
+    """Hand over a resigned member's customers."""
+    return _transfer(state, body, resigned=True)
+
+
+@route("POST", "externalcontact/transfer_result")
+def transfer_result(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Handover states (in service)."""
+    return _transfer_result(state, body, resigned=False)
+
+
+@route("POST", "externalcontact/resigned/transfer_result")
+def resigned_transfer_result(
+    state: FakeWeComState, query: dict[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
+    """Handover states (resigned)."""
+    return _transfer_result(state, body, resigned=True)

@@ -1,0 +1,525 @@
+"""Control API and callback emission of the fake WeCom server (`/_control/...`).
+
+Tests and demos arrange the fake's world only through this JSON API: seed or generate
+members, contacts, tags and groups; add a customer through a channel code (state); edit or
+delete relationships; confirm a member's part of a mass message; advance the clock; expire
+tokens; set quotas, trusted IPs and forbidden APIs; inject error codes; read the call log;
+configure the callback receiver, verify its URL and emit events. Bad control requests answer
+HTTP 400 naming the problem and write nothing.
+
+Events are POSTed as WeCom does (see `crypto.py`): `url?msg_signature=&timestamp=&nonce=`
+with `<xml><ToUserName/><AgentID/><Encrypt/></xml>`; a non-200 answer is retried
+`callback.retries` times. Every event is also kept in `/_control/events`.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from siyu.integrations.wecom.crypto import CallbackCrypto, build_event_xml
+from siyu.integrations.wecom.fake_state import (
+    ApiError,
+    Contact,
+    FakeWeComState,
+    Follow,
+    GroupChatState,
+)
+
+
+def state_of(request: Request) -> FakeWeComState:
+    """The fake state the app currently serves (replaced by /_control/reset)."""
+    return request.app.state.fake  # type: ignore[no-any-return]
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object ({} when empty), or 47001."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except ValueError as exc:
+        raise ApiError(47001, "body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ApiError(47001, "body must be a JSON object")
+    return body
+
+
+# --- callbacks ------------------------------------------------------------------------------
+
+
+async def emit_event(state: FakeWeComState, fields: dict[str, Any]) -> dict[str, Any]:
+    """Record an event and, when a receiver is configured, POST it encrypted as WeCom does."""
+    full = {
+        "ToUserName": state.corp_id,
+        "FromUserName": "sys",
+        "CreateTime": int(state.now()),
+        "MsgType": "event",
+        **fields,
+    }
+    record: dict[str, Any] = {"fields": full, "delivered": False, "status": None, "attempts": 0}
+    with state.lock:
+        state.outbox.append(record)
+        callback = dict(state.callback)
+    url = callback.get("url")
+    if not url:
+        return record
+    crypto = CallbackCrypto(callback["token"], callback["encoding_aes_key"], state.corp_id)
+    body, params = crypto.encrypt_request(build_event_xml(full), agent_id=callback.get("agent_id", ""))
+    attempts = 1 + int(callback.get("retries", 0) or 0)
+    async with httpx.AsyncClient(timeout=float(callback.get("timeout", 5.0))) as http:
+        for _ in range(attempts):
+            record["attempts"] += 1
+            try:
+                res = await http.post(
+                    url, params=params, content=body.encode("utf-8"), headers={"Content-Type": "text/xml"}
+                )
+            except httpx.HTTPError as exc:
+                record["status"], record["error"] = None, f"{type(exc).__name__}: {exc}"
+                continue
+            record["status"], record["response"] = res.status_code, res.text[:200]
+            if res.status_code == 200:
+                record["delivered"] = True
+                break
+    return record
+
+
+def _contact_from(d: dict[str, Any], state: FakeWeComState) -> Contact:
+    if not d.get("name"):
+        raise ApiError(40058, "contact name is required")
+    return Contact(
+        external_userid=d.get("external_userid") or state.next_id("wm", 32),
+        name=str(d["name"]),
+        type=int(d.get("type", 1)),
+        gender=int(d.get("gender", 0)),
+        avatar=str(d.get("avatar", "")),
+        unionid=str(d.get("unionid", "")),
+        corp_name=str(d.get("corp_name", "")),
+        corp_full_name=str(d.get("corp_full_name", "")),
+        position=str(d.get("position", "")),
+    )
+
+
+def _follow_from(d: dict[str, Any], state: FakeWeComState) -> Follow:
+    return Follow(
+        userid=str(d["userid"]),
+        createtime=int(d.get("createtime") or state.now()),
+        remark=str(d.get("remark", "")),
+        description=str(d.get("description", "")),
+        tag_ids=list(d.get("tag_ids", [])),
+        remark_mobiles=list(d.get("remark_mobiles", [])),
+        add_way=int(d.get("add_way", 1)),
+        state=str(d.get("state", "")),
+        oper_userid=str(d.get("oper_userid", d["userid"])),
+    )
+
+
+# --- control API ----------------------------------------------------------------------------
+
+
+def _control(fn: Any) -> Any:
+    """Wrap a control handler: JSON in, JSON out, ApiError/KeyError as HTTP 400 naming the problem."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        try:
+            body = await json_body(request) if request.method in ("POST", "PUT") else {}
+            result = await fn(request, state_of(request), body)
+        except ApiError as err:
+            return JSONResponse({"error": err.errmsg, "errcode": err.errcode}, status_code=400)
+        except (KeyError, TypeError, ValueError) as exc:
+            return JSONResponse(
+                {"error": f"bad control request: {type(exc).__name__}: {exc}"}, status_code=400
+            )
+        return JSONResponse(result)
+
+    return endpoint
+
+
+async def c_health(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Liveness plus the corp id tests should use."""
+    return {"ok": True, "corp_id": state.corp_id}
+
+
+async def c_reset(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Replace the whole state (optionally with another corp id, secret or token TTL)."""
+    fresh = FakeWeComState(
+        corp_id=body.get("corp_id", state.corp_id),
+        secret=body.get("secret", next(iter(state.secrets))),
+        token_ttl=int(body.get("token_ttl", 7200)),
+    )
+    request.app.state.fake = fresh
+    return {"ok": True, "corp_id": fresh.corp_id}
+
+
+async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Set token TTL, quotas, IP allow-list, forbidden APIs, extra secrets, callback receiver."""
+    with state.lock:
+        if "token_ttl" in body:
+            state.token_ttl = int(body["token_ttl"])
+        if "rate_limits" in body:
+            state.rate_limits = {str(k): int(v) for k, v in body["rate_limits"].items()}
+        if "default_rate_limit" in body:
+            v = body["default_rate_limit"]
+            state.default_rate_limit = None if v is None else int(v)
+        if "allowed_ips" in body:
+            v = body["allowed_ips"]
+            state.allowed_ips = None if v is None else set(v)
+        if "forbidden_apis" in body:
+            state.forbidden_apis = set(body["forbidden_apis"])
+        if "secrets" in body:
+            state.secrets.update(body["secrets"])
+        if "moment_delay" in body:
+            state.moment_delay = float(body["moment_delay"])
+        if "callback" in body:
+            cb = body["callback"] or {}
+            if cb and (not cb.get("url") or not cb.get("token") or len(cb.get("encoding_aes_key", "")) != 43):
+                raise ApiError(40058, "callback needs url, token and a 43-character encoding_aes_key")
+            state.callback = {k: v for k, v in cb.items()}
+        return {"ok": True}
+
+
+async def c_clock(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Advance the fake's clock by `advance` seconds."""
+    state.advance(float(body["advance"]))
+    return {"now": state.now()}
+
+
+async def c_expire_tokens(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Expire every issued token now."""
+    return {"expired": state.expire_tokens()}
+
+
+async def c_faults(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Queue errcodes the next calls to `api` ("*" = any) will answer."""
+    state.inject_faults(str(body["api"]), list(body["errcodes"]))
+    return {"ok": True}
+
+
+async def c_calls(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """The call log, optionally of one API; DELETE clears it."""
+    with state.lock:
+        if request.method == "DELETE":
+            state.calls.clear()
+            return {"calls": []}
+        api = request.query_params.get("api")
+        return {"calls": [c for c in state.calls if not api or c["api"] == api]}
+
+
+async def c_generate(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Add a deterministic population (see `FakeWeComState.generate`)."""
+    return state.generate(
+        members=int(body.get("members", 10)),
+        contacts=int(body.get("contacts", 1000)),
+        seed=int(body.get("seed", 1)),
+        max_followers=int(body.get("max_followers", 2)),
+        groups=int(body.get("groups", 0)),
+    )
+
+
+async def c_members(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Create or update members."""
+    for m in body["members"]:
+        state.add_member(
+            str(m["userid"]),
+            str(m.get("name", "")),
+            active=bool(m.get("active", True)),
+            customer_contact=bool(m.get("customer_contact", True)),
+        )
+    return {"members": len(state.members)}
+
+
+async def c_resign(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Mark a member as resigned (their customers await resigned transfer)."""
+    with state.lock:
+        state.member(request.path_params["userid"]).active = False
+    return {"ok": True}
+
+
+async def c_contacts(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Create contacts with follow relationships; `emit` sends add_external_contact for each."""
+    events: list[dict[str, Any]] = []
+    with state.lock:
+        # Validate every row before writing any, so a bad row leaves nothing half-written.
+        rows = []
+        for n, d in enumerate(body["contacts"]):
+            try:
+                contact = _contact_from(d, state)
+                follows = [_follow_from(f, state) for f in d.get("follow", [])]
+                for f in follows:
+                    state.member(f.userid)
+            except ApiError as err:
+                raise ApiError(err.errcode, f"contacts[{n}]: {err.detail}") from err
+            rows.append((contact, follows))
+        for contact, follows in rows:
+            state.add_contact(contact)
+            for follow in follows:
+                state.add_follow(contact.external_userid, follow)
+                events.append(
+                    {
+                        "Event": "change_external_contact",
+                        "ChangeType": "add_external_contact",
+                        "UserID": follow.userid,
+                        "ExternalUserID": contact.external_userid,
+                        "State": follow.state or None,
+                        "WelcomeCode": secrets.token_urlsafe(16),
+                    }
+                )
+        created = [contact.external_userid for contact, _ in rows]
+    deliveries = [await emit_event(state, e) for e in events] if body.get("emit") else []
+    return {"external_userids": created, "deliveries": deliveries}
+
+
+async def c_tags(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Create tag groups; answers their ids."""
+    out = []
+    for g in body["groups"]:
+        group = state.add_tag_group(
+            str(g["group_name"]), [str(t) for t in g["tags"]], group_id=g.get("group_id", "")
+        )
+        out.append({"group_id": group.group_id, "tags": {t.name: t.id for t in group.tags}})
+    return {"groups": out}
+
+
+async def c_groups(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Create customer groups (owner + members: member userids or external userids)."""
+    created: list[str] = []
+    events: list[dict[str, Any]] = []
+    with state.lock:
+        now = int(state.now())
+        for g in body["groups"]:
+            owner = state.member(g["owner"]).userid
+            chat_id = g.get("chat_id") or state.next_id("wr", 32)
+            members = [{"userid": owner, "type": 1, "join_time": now, "join_scene": 1}]
+            for uid in g.get("members", []):
+                kind = 1 if uid in state.members else 2
+                if kind == 2 and uid not in state.contacts:
+                    raise ApiError(40096, uid)
+                members.append(
+                    {
+                        "userid": uid,
+                        "type": kind,
+                        "join_time": now,
+                        "join_scene": 1,
+                        "invitor": {"userid": owner},
+                    }
+                )
+            state.groups[chat_id] = GroupChatState(
+                chat_id=chat_id,
+                name=str(g.get("name", "")),
+                owner=owner,
+                create_time=now,
+                notice=str(g.get("notice", "")),
+                members=members,
+                admins=list(g.get("admins", [])),
+            )
+            created.append(chat_id)
+            events.append({"Event": "change_external_chat", "ChatId": chat_id, "ChangeType": "create"})
+    deliveries = [await emit_event(state, e) for e in events] if body.get("emit") else []
+    return {"chat_ids": created, "deliveries": deliveries}
+
+
+async def c_group_change(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Members join (action=join) or quit (action=quit) a group; emits change_external_chat update."""
+    action = request.path_params["action"]
+    with state.lock:
+        group = state.groups.get(request.path_params["chat_id"])
+        if group is None:
+            raise ApiError(40050, request.path_params["chat_id"])
+        userids = [str(u) for u in body["userids"]]
+        last = group.version
+        now = int(state.now())
+        fields: dict[str, Any] = {
+            "Event": "change_external_chat",
+            "ChatId": group.chat_id,
+            "ChangeType": "update",
+        }
+        if action == "join":
+            scene = int(body.get("join_scene", 3))
+            for uid in userids:
+                group.members.append(
+                    {
+                        "userid": uid,
+                        "type": 1 if uid in state.members else 2,
+                        "join_time": now,
+                        "join_scene": scene,
+                        "invitor": {"userid": group.owner},
+                    }
+                )
+            fields.update(UpdateDetail="add_member", JoinScene=scene)
+        elif action == "quit":
+            group.members = [m for m in group.members if m["userid"] not in userids]
+            fields.update(UpdateDetail="del_member", QuitScene=int(body.get("quit_scene", 0)))
+        else:
+            raise ApiError(40058, f"unknown group action {action!r}")
+        group.version += 1
+        fields.update(
+            MemChangeCnt=len(userids),
+            MemChangeList=userids,
+            LastMemVer=str(last),
+            CurMemVer=str(group.version),
+        )
+    return await emit_event(state, fields)
+
+
+async def c_scan(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """A person scans a channel code: becomes a customer of the code's next member, with its state."""
+    with state.lock:
+        way = state.contact_ways.get(str(body.get("config_id", "")))
+        if way is None and body.get("state"):
+            way = next((w for w in state.contact_ways.values() if w.state == body["state"]), None)
+        if way is None:
+            raise ApiError(40058, "no contact way with that config_id or state")
+        userid = way.users[way.next_index % len(way.users)]
+        way.next_index += 1
+        eid = body.get("external_userid")
+        contact = state.contacts.get(eid) if eid else None
+        if contact is None:
+            contact = state.add_contact(_contact_from({"name": body.get("name", "微信用户"), **body}, state))
+        state.add_follow(
+            contact.external_userid,
+            Follow(
+                userid=userid,
+                createtime=int(state.now()),
+                add_way=1,
+                state=way.state,
+                oper_userid=contact.external_userid,
+            ),
+        )
+        fields = {
+            "Event": "change_external_contact",
+            "ChangeType": "add_external_contact",
+            "UserID": userid,
+            "ExternalUserID": contact.external_userid,
+            "State": way.state or None,
+            "WelcomeCode": secrets.token_urlsafe(16),
+        }
+    delivery = await emit_event(state, fields)
+    return {"external_userid": contact.external_userid, "userid": userid, "delivery": delivery}
+
+
+async def c_delete(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """End a relationship: by="member" (member deleted the customer) or "customer" (the reverse)."""
+    eid = request.path_params["external_userid"]
+    userid = str(body["userid"])
+    by = body.get("by", "member")
+    if by not in ("member", "customer"):
+        raise ApiError(40058, "by must be member or customer")
+    state.remove_follow(eid, userid)
+    change = "del_external_contact" if by == "member" else "del_follow_user"
+    return await emit_event(
+        state,
+        {"Event": "change_external_contact", "ChangeType": change, "UserID": userid, "ExternalUserID": eid},
+    )
+
+
+async def c_edit(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """A member edits remark/description/tags in the app; emits edit_external_contact."""
+    eid = request.path_params["external_userid"]
+    with state.lock:
+        follow = state.follow(eid, str(body["userid"]))
+        if "remark" in body:
+            follow.remark = str(body["remark"])
+        if "description" in body:
+            follow.description = str(body["description"])
+        if "tag_ids" in body:
+            follow.tag_ids = [str(t) for t in body["tag_ids"]]
+    return await emit_event(
+        state,
+        {
+            "Event": "change_external_contact",
+            "ChangeType": "edit_external_contact",
+            "UserID": follow.userid,
+            "ExternalUserID": eid,
+        },
+    )
+
+
+async def c_mass_send(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """A member confirms their part of a mass message: recipients still friends get status 1, others 2."""
+    with state.lock:
+        msg = state.mass_messages.get(request.path_params["msgid"])
+        if msg is None:
+            raise ApiError(40058, "invalid msgid")
+        userid = str(body["userid"])
+        task = msg.tasks.get(userid)
+        if task is None:
+            raise ApiError(40058, f"{userid} has no task in this message")
+        now = int(state.now())
+        task.update(status=1, send_time=now)
+        for row in msg.results.get(userid, []):
+            friend = "chat_id" in row or userid in state.follows.get(row.get("external_userid", ""), {})
+            row.update(status=1 if friend else 2, send_time=now if friend else 0)
+        return {"sent": sum(1 for r in msg.results.get(userid, []) if r["status"] == 1)}
+
+
+async def c_emit(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Emit an arbitrary event (fields as WeCom XML tags)."""
+    return await emit_event(state, dict(body["fields"]))
+
+
+async def c_verify(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Verify the callback URL as WeCom does: GET with encrypted echostr, expect the plaintext back."""
+    cb = dict(state.callback)
+    if not cb.get("url"):
+        raise ApiError(40058, "no callback configured")
+    crypto = CallbackCrypto(cb["token"], cb["encoding_aes_key"], state.corp_id)
+    plaintext = str(secrets.randbelow(10**18))
+    params = crypto.verification_request(plaintext)
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        res = await http.get(cb["url"], params=params)
+    return {"ok": res.status_code == 200 and res.text == plaintext, "status": res.status_code}
+
+
+async def c_events(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Every event emitted so far, with delivery results."""
+    with state.lock:
+        return {"events": list(state.outbox)}
+
+
+async def c_stats(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Counts of what the fake holds."""
+    with state.lock:
+        return {
+            "members": len(state.members),
+            "contacts": len(state.contacts),
+            "follows": sum(len(f) for f in state.follows.values()),
+            "groups": len(state.groups),
+            "tags": len(state.tag_index),
+            "mass_messages": len(state.mass_messages),
+            "transfers": len(state.transfers),
+        }
+
+
+def control_routes() -> list[Route]:
+    """The /_control routes, for `fake_server.create_app`."""
+    return [
+        Route("/_control/health", _control(c_health), methods=["GET"]),
+        Route("/_control/reset", _control(c_reset), methods=["POST"]),
+        Route("/_control/config", _control(c_config), methods=["POST"]),
+        Route("/_control/clock", _control(c_clock), methods=["POST"]),
+        Route("/_control/tokens/expire", _control(c_expire_tokens), methods=["POST"]),
+        Route("/_control/faults", _control(c_faults), methods=["POST"]),
+        Route("/_control/calls", _control(c_calls), methods=["GET", "DELETE"]),
+        Route("/_control/generate", _control(c_generate), methods=["POST"]),
+        Route("/_control/members", _control(c_members), methods=["POST"]),
+        Route("/_control/members/{userid}/resign", _control(c_resign), methods=["POST"]),
+        Route("/_control/contacts", _control(c_contacts), methods=["POST"]),
+        Route("/_control/contacts/{external_userid}/delete", _control(c_delete), methods=["POST"]),
+        Route("/_control/contacts/{external_userid}/edit", _control(c_edit), methods=["POST"]),
+        Route("/_control/tags", _control(c_tags), methods=["POST"]),
+        Route("/_control/groups", _control(c_groups), methods=["POST"]),
+        Route("/_control/groups/{chat_id}/{action}", _control(c_group_change), methods=["POST"]),
+        Route("/_control/scan", _control(c_scan), methods=["POST"]),
+        Route("/_control/mass/{msgid}/send", _control(c_mass_send), methods=["POST"]),
+        Route("/_control/callback/emit", _control(c_emit), methods=["POST"]),
+        Route("/_control/callback/verify", _control(c_verify), methods=["POST"]),
+        Route("/_control/events", _control(c_events), methods=["GET"]),
+        Route("/_control/stats", _control(c_stats), methods=["GET"]),
+    ]

@@ -1,0 +1,199 @@
+"""A fake WeCom server over real HTTP, for tests, demos and local development.
+
+Run it with `python -m siyu.integrations.wecom.fake_server --port 8970` (or start
+`FakeWeComServer()` in a background thread from a test) and point `WeComClient(base_url=...)`
+at it. It serves:
+
+* `/cgi-bin/gettoken` and the customer-contact endpoints of `fake_api.py`, with WeCom's
+  answer shapes: HTTP 200 and `{"errcode": N, "errmsg": "..., hint: [...], from ip: ...,
+  more info at https://open.work.weixin.qq.com/devtool/query?e=N"}`. Every API call is checked
+  in WeCom's order of concerns: token (41001 missing, 40014 unknown, 42001 expired), trusted IP
+  (60020), API permission (48002), injected faults, per-API per-minute quota (45009).
+* `/_control/...`, a JSON API to arrange the world: seed or generate members, contacts, tags
+  and groups; add a customer through a channel code (state); edit or delete relationships;
+  mark a mass message as sent by a member; advance the clock; expire tokens; set quotas and
+  inject error codes; read the call log; configure the callback receiver.
+* Callbacks: with `/_control/config {"callback": {"url", "token", "encoding_aes_key"}}` the
+  server POSTs each event to `url?msg_signature=&timestamp=&nonce=` with an encrypted XML body,
+  exactly as WeCom does (see `crypto.py`), and `/_control/callback/verify` performs the URL
+  verification GET with an encrypted `echostr`. Events are also kept in `/_control/events`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import threading
+import time
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from siyu.integrations.wecom import fake_api_outreach  # noqa: F401  (registers its routes)
+from siyu.integrations.wecom.fake_api import ROUTES
+from siyu.integrations.wecom.fake_control import control_routes, json_body, state_of
+from siyu.integrations.wecom.fake_state import (
+    ApiError,
+    FakeWeComState,
+)
+
+
+def _error_body(state: FakeWeComState, err: ApiError, ip: str) -> dict[str, Any]:
+    hint = f"{int(state.now())}_{secrets.token_hex(4)}"
+    return {
+        "errcode": err.errcode,
+        "errmsg": f"{err.errmsg}, hint: [{hint}], from ip: {ip}, "
+        f"more info at https://open.work.weixin.qq.com/devtool/query?e={err.errcode}",
+    }
+
+
+def _client_ip(request: Request) -> str:
+    return request.client.host if request.client else ""
+
+
+# --- WeCom API ------------------------------------------------------------------------------
+
+
+async def gettoken(request: Request) -> JSONResponse:
+    """GET /cgi-bin/gettoken?corpid=&corpsecret=."""
+    state = state_of(request)
+    with state.lock:
+        try:
+            state.check_gate("gettoken", _client_ip(request))
+            token, expires_in = state.issue_token(
+                request.query_params.get("corpid"), request.query_params.get("corpsecret")
+            )
+        except ApiError as err:
+            state.record_call("gettoken", err.errcode, None)
+            return JSONResponse(_error_body(state, err, _client_ip(request)))
+        state.record_call("gettoken", 0, None)
+        return JSONResponse({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in})
+
+
+async def cgi(request: Request) -> JSONResponse | PlainTextResponse:
+    """Every other /cgi-bin/ endpoint: token, gate, then the handler of `fake_api.ROUTES`."""
+    state = state_of(request)
+    api = request.path_params["path"]
+    handler = ROUTES.get((request.method, api))
+    if handler is None:
+        return PlainTextResponse(f"no such API: {request.method} {api}", status_code=404)
+    ip = _client_ip(request)
+    body: dict[str, Any] = {}
+    try:
+        body = await json_body(request) if request.method == "POST" else {}
+        with state.lock:
+            state.check_token(request.query_params.get("access_token"))
+            state.check_gate(api, ip)
+            state.settle_transfers()
+            result = handler(state, dict(request.query_params), body)
+            state.record_call(api, 0, body)
+    except ApiError as err:
+        with state.lock:
+            state.record_call(api, err.errcode, body)
+        return JSONResponse(_error_body(state, err, ip))
+    return JSONResponse({"errcode": 0, "errmsg": "ok", **result})
+
+
+def create_app(state: FakeWeComState | None = None) -> Starlette:
+    """Build the Starlette app serving the fake WeCom API and its control API."""
+    routes = [
+        Route("/cgi-bin/gettoken", gettoken, methods=["GET"]),
+        Route("/cgi-bin/{path:path}", cgi, methods=["GET", "POST"]),
+        *control_routes(),
+    ]
+    app = Starlette(routes=routes)
+    app.state.fake = state or FakeWeComState()
+    return app
+
+
+class FakeWeComServer:
+    """The fake served by uvicorn in a background thread on loopback (port 0 = ephemeral)."""
+
+    def __init__(
+        self, state: FakeWeComState | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.app = create_app(state)
+        self.host = host
+        self._config = uvicorn.Config(
+            self.app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
+        )
+        self._server = uvicorn.Server(self._config)
+        self._thread: threading.Thread | None = None
+        self.port = port
+
+    @property
+    def state(self) -> FakeWeComState:
+        """The live state (replaced by /_control/reset)."""
+        return self.app.state.fake  # type: ignore[no-any-return]
+
+    @property
+    def base_url(self) -> str:
+        """URL to give `WeComClient(base_url=...)`."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> FakeWeComServer:
+        """Start serving in a daemon thread and wait until the socket listens."""
+        self._thread = threading.Thread(target=self._server.run, name="fake-wecom", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"fake WeCom server did not start on {self.host}:{self.port}")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and join the thread."""
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> FakeWeComServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: serve the fake in the foreground."""
+    parser = argparse.ArgumentParser(description="Fake WeCom (企业微信) customer-contact API server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8970)
+    parser.add_argument("--corp-id", default="wwfake0000000001")
+    parser.add_argument("--secret", default="fake-customer-contact-secret")
+    parser.add_argument("--token-ttl", type=int, default=7200, help="seconds an access_token lives")
+    parser.add_argument("--members", type=int, default=0, help="generate this many members")
+    parser.add_argument("--contacts", type=int, default=0, help="generate this many contacts")
+    parser.add_argument("--groups", type=int, default=0, help="generate this many customer groups")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--callback-url", default="")
+    parser.add_argument("--callback-token", default="")
+    parser.add_argument("--callback-aes-key", default="")
+    args = parser.parse_args(argv)
+    state = FakeWeComState(args.corp_id, args.secret, token_ttl=args.token_ttl)
+    if args.members or args.contacts:
+        stats = state.generate(
+            members=max(1, args.members), contacts=args.contacts, seed=args.seed, groups=args.groups
+        )
+        print(f"generated {stats}")
+    if args.callback_url:
+        if not args.callback_token or len(args.callback_aes_key) != 43:
+            parser.error("--callback-url needs --callback-token and a 43-character --callback-aes-key")
+        state.callback = {
+            "url": args.callback_url,
+            "token": args.callback_token,
+            "encoding_aes_key": args.callback_aes_key,
+        }
+    print(f"fake WeCom on http://{args.host}:{args.port}  corp_id={args.corp_id}  secret={args.secret}")
+    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info", lifespan="off")
+
+
+if __name__ == "__main__":
+    main()

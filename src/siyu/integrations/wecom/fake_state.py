@@ -1,0 +1,586 @@
+"""In-memory state of the fake WeCom server, and a deterministic data generator.
+
+The state models one company (corp): members (成员), external contacts (客户) and the follow
+relationships between them, enterprise tags, "contact me" codes (联系我), customer groups,
+mass-message tasks, Moments jobs and customer transfers. It also owns the parts of WeCom's
+behaviour tests need to control: a clock that can be advanced (token expiry, transfers that
+complete 24 h later), access tokens with a configurable TTL, per-API per-minute quotas,
+one-shot injected error codes, an IP allow-list and forbidden APIs.
+
+Everything here is plain Python guarded by one re-entrant lock; `fake_api.py` turns HTTP
+requests into calls on it and `fake_server.py` serves them. `generate()` builds 100,000
+contacts in a couple of seconds from a seed, always the same for the same seed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import random
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+#: errmsg texts WeCom uses for the codes the fake can answer.
+ERRMSG: dict[int, str] = {
+    -1: "system busy",
+    40001: "invalid credential",
+    40003: "invalid userid",
+    40013: "invalid corpid",
+    40014: "invalid access_token",
+    40050: "chatid not found",
+    40058: "invalid Request Parameter",
+    40068: "invalid tagid",
+    40096: "invalid external userid",
+    41001: "access_token missing",
+    41002: "corpid missing",
+    41004: "corpsecret missing",
+    42001: "access_token expired",
+    45009: "api freq out of limit",
+    47001: "data format error",
+    45033: "api concurrent out of limit",
+    48002: "api forbidden",
+    60011: "no privilege to access/modify contact/party/agent",
+    60020: "not allow to access from your ip",
+    60111: "userid not found",
+    84061: "not external contact",
+    84074: "no external contact permission",
+}
+
+TRANSFER_DELAY_SECONDS = 24 * 3600  # WeCom hands customers over 24 h after the request
+
+
+class ApiError(Exception):
+    """An error the fake answers as `{"errcode": N, "errmsg": ...}`."""
+
+    def __init__(self, errcode: int, detail: str = "") -> None:
+        self.errcode = errcode
+        self.detail = detail
+        base = ERRMSG.get(errcode, "error")
+        self.errmsg = f"{base}: {detail}" if detail else base
+        super().__init__(self.errmsg)
+
+
+def encode_cursor(*parts: int) -> str:
+    """Make an opaque cursor from integers."""
+    return base64.urlsafe_b64encode(json.dumps(list(parts)).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, size: int) -> list[int]:
+    """Read a cursor made by `encode_cursor`; an empty cursor is all zeros."""
+    if not cursor:
+        return [0] * size
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        parts = json.loads(base64.urlsafe_b64decode(padded))
+        if (
+            not isinstance(parts, list)
+            or len(parts) != size
+            or not all(isinstance(p, int) and p >= 0 for p in parts)
+        ):
+            raise ValueError(cursor)
+    except ValueError as exc:
+        raise ApiError(40058, "invalid cursor") from exc
+    return parts
+
+
+@dataclass(slots=True)
+class Member:
+    """A company member; only members with customer contact enabled can have customers."""
+
+    userid: str
+    name: str
+    active: bool = True
+    customer_contact: bool = True
+
+
+@dataclass(slots=True)
+class Contact:
+    """An external contact (customer)."""
+
+    external_userid: str
+    name: str
+    type: int = 1
+    gender: int = 0
+    avatar: str = ""
+    unionid: str = ""
+    corp_name: str = ""
+    corp_full_name: str = ""
+    position: str = ""
+
+    def to_api(self) -> dict[str, Any]:
+        """Render as WeCom's `external_contact` object."""
+        out: dict[str, Any] = {
+            "external_userid": self.external_userid,
+            "name": self.name,
+            "type": self.type,
+            "gender": self.gender,
+            "avatar": self.avatar,
+        }
+        if self.unionid:
+            out["unionid"] = self.unionid
+        if self.type == 2:
+            out.update(corp_name=self.corp_name, corp_full_name=self.corp_full_name, position=self.position)
+        return out
+
+
+@dataclass(slots=True)
+class Follow:
+    """A member's relationship to a customer (follow_info / follow_user)."""
+
+    userid: str
+    createtime: int
+    remark: str = ""
+    description: str = ""
+    tag_ids: list[str] = field(default_factory=list)
+    remark_corp_name: str = ""
+    remark_mobiles: list[str] = field(default_factory=list)
+    add_way: int = 1
+    state: str = ""
+    oper_userid: str = ""
+
+
+@dataclass(slots=True)
+class Tag:
+    """An enterprise customer tag."""
+
+    id: str
+    name: str
+    create_time: int
+    order: int = 0
+
+
+@dataclass(slots=True)
+class TagGroup:
+    """A group of enterprise customer tags."""
+
+    group_id: str
+    group_name: str
+    create_time: int
+    order: int = 0
+    tags: list[Tag] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class ContactWay:
+    """A "contact me" configuration; scans are routed round-robin over its users."""
+
+    config_id: str
+    type: int
+    scene: int
+    users: list[str]
+    state: str = ""
+    remark: str = ""
+    skip_verify: bool = True
+    qr_code: str = ""
+    next_index: int = 0
+
+
+@dataclass(slots=True)
+class GroupChatState:
+    """A customer group."""
+
+    chat_id: str
+    name: str
+    owner: str
+    create_time: int
+    notice: str = ""
+    members: list[dict[str, Any]] = field(default_factory=list)
+    admins: list[str] = field(default_factory=list)
+    status: int = 0
+    version: int = 1
+
+
+@dataclass(slots=True)
+class MassMessage:
+    """A mass-message task with per-member tasks and per-recipient results."""
+
+    msgid: str
+    chat_type: str
+    creator: str
+    create_type: int
+    create_time: int
+    text: str
+    attachments: list[dict[str, Any]]
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class MomentJob:
+    """An asynchronous add_moment_task job."""
+
+    jobid: str
+    created: float
+    moment_id: str
+    invalid_senders: list[str]
+    invalid_tags: list[str]
+
+
+@dataclass(slots=True)
+class Transfer:
+    """One customer's handover between two members."""
+
+    external_userid: str
+    handover: str
+    takeover: str
+    resigned: bool
+    status: int  # 1 done, 2 waiting, 3 refused, 4 takeover full
+    takeover_time: int
+
+
+_SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+)
+_GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉萍红娥玲芬燕彬鑫斌浩宇欣怡子涵梓萱一诺"
+_STATES = ("douyin_live", "taobao_card", "jd_card", "offline_flyer", "referral", "zhihu", "xhs_note", "")
+_TAG_GROUPS = {
+    "意向": ["高意向", "中意向", "低意向"],
+    "阶段": ["新客", "首单", "复购", "沉睡"],
+    "来源": ["抖音", "淘宝", "京东", "线下", "转介绍"],
+}
+
+
+class FakeWeComState:
+    """Everything the fake WeCom server knows, plus its clock, tokens, quotas and faults."""
+
+    def __init__(
+        self,
+        corp_id: str = "wwfake0000000001",
+        secret: str = "fake-customer-contact-secret",
+        *,
+        token_ttl: int = 7200,
+    ) -> None:
+        self.lock = threading.RLock()
+        self.corp_id = corp_id
+        self.secrets = {secret}
+        self.token_ttl = token_ttl
+        self.clock_offset = 0.0
+        self.tokens: dict[str, tuple[str, float]] = {}
+        self.rate_limits: dict[str, int] = {}
+        self.default_rate_limit: int | None = None
+        self._rate_counts: dict[tuple[str, int], int] = {}
+        self.faults: dict[str, deque[int]] = {}
+        self.allowed_ips: set[str] | None = None
+        self.forbidden_apis: set[str] = set()
+        self.calls: deque[dict[str, Any]] = deque(maxlen=20_000)
+        self.members: dict[str, Member] = {}
+        self.contacts: dict[str, Contact] = {}
+        self.follows: dict[str, dict[str, Follow]] = {}
+        self.by_user: dict[str, list[str]] = {}
+        self._by_user_seen: dict[str, set[str]] = {}
+        self.tag_groups: dict[str, TagGroup] = {}
+        self.tag_index: dict[str, tuple[TagGroup, Tag]] = {}
+        self.contact_ways: dict[str, ContactWay] = {}
+        self.groups: dict[str, GroupChatState] = {}
+        self.mass_messages: dict[str, MassMessage] = {}
+        self.moment_jobs: dict[str, MomentJob] = {}
+        self.moment_delay = 0.0
+        self.transfers: list[Transfer] = []
+        self.callback: dict[str, str] = {}
+        self.outbox: list[dict[str, Any]] = []
+        self._seq = 0
+
+    # --- clock, ids ---------------------------------------------------------------------
+
+    def now(self) -> float:
+        """The fake's clock: wall time plus whatever tests advanced it by."""
+        return time.time() + self.clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward (expires tokens, resets quotas, completes transfers)."""
+        with self.lock:
+            self.clock_offset += seconds
+            self.settle_transfers()
+
+    def next_id(self, prefix: str, length: int = 32) -> str:
+        """A unique id in WeCom's style: prefix + deterministic filler of `length` chars."""
+        self._seq += 1
+        digest = hashlib.sha1(f"{self.corp_id}:{prefix}:{self._seq}".encode()).hexdigest()
+        return (prefix + digest)[:length]
+
+    # --- tokens, quotas, faults ----------------------------------------------------------
+
+    def issue_token(self, corpid: str | None, secret: str | None) -> tuple[str, int]:
+        """Answer gettoken: reuse the live token of this secret, or issue a new one."""
+        if not corpid:
+            raise ApiError(41002)
+        if corpid != self.corp_id:
+            raise ApiError(40013)
+        if not secret:
+            raise ApiError(41004)
+        if secret not in self.secrets:
+            raise ApiError(40001)
+        now = self.now()
+        for token, (owner, expires_at) in self.tokens.items():
+            if owner == secret and expires_at > now:
+                # WeCom returns the same token while it is valid; the fake reports its remaining life.
+                return token, int(expires_at - now)
+        token = secrets.token_urlsafe(48)
+        self.tokens[token] = (secret, now + self.token_ttl)
+        return token, self.token_ttl
+
+    def check_token(self, token: str | None) -> None:
+        """Raise the error WeCom gives for a missing, unknown or expired token."""
+        if not token:
+            raise ApiError(41001)
+        entry = self.tokens.get(token)
+        if entry is None:
+            raise ApiError(40014)
+        if entry[1] <= self.now():
+            raise ApiError(42001)
+
+    def expire_tokens(self) -> int:
+        """Invalidate every token at once (WeCom may do so before expires_in)."""
+        with self.lock:
+            count = len(self.tokens)
+            now = self.now()
+            self.tokens = {t: (s, min(e, now)) for t, (s, e) in self.tokens.items()}
+            return count
+
+    def check_gate(self, api: str, client_ip: str) -> None:
+        """Apply IP allow-list, forbidden APIs, injected faults and per-minute quotas."""
+        if self.allowed_ips is not None and client_ip not in self.allowed_ips:
+            raise ApiError(60020, f"from ip: {client_ip}")
+        if api in self.forbidden_apis:
+            raise ApiError(48002)
+        for key in (api, "*"):
+            queue = self.faults.get(key)
+            if queue:
+                raise ApiError(queue.popleft())
+        quota = self.rate_limits.get(api, self.default_rate_limit)
+        if quota is not None:
+            window = int(self.now() // 60)
+            count = self._rate_counts.get((api, window), 0)
+            if count >= quota:
+                raise ApiError(45009)
+            if len(self._rate_counts) > 10_000:
+                self._rate_counts = {k: v for k, v in self._rate_counts.items() if k[1] >= window}
+            self._rate_counts[(api, window)] = count + 1
+
+    def inject_faults(self, api: str, errcodes: list[int]) -> None:
+        """Make the next calls to `api` ("*" for any) answer these errcodes, in order."""
+        with self.lock:
+            self.faults.setdefault(api, deque()).extend(int(c) for c in errcodes)
+
+    def record_call(self, api: str, errcode: int, body: dict[str, Any] | None) -> None:
+        """Remember a call for `/_control/calls` (with the request's list sizes, not contents)."""
+        sizes = {k: len(v) for k, v in (body or {}).items() if isinstance(v, list)}
+        self.calls.append({"api": api, "errcode": errcode, "at": self.now(), "sizes": sizes})
+
+    # --- members, contacts, follows --------------------------------------------------------
+
+    def add_member(
+        self, userid: str, name: str = "", *, active: bool = True, customer_contact: bool = True
+    ) -> Member:
+        """Create or update a member."""
+        if not userid:
+            raise ApiError(40003, "userid is required")
+        with self.lock:
+            member = Member(
+                userid=userid, name=name or userid, active=active, customer_contact=customer_contact
+            )
+            self.members[userid] = member
+            self.by_user.setdefault(userid, [])
+            self._by_user_seen.setdefault(userid, set())
+            return member
+
+    def member(self, userid: str | None) -> Member:
+        """Return a member or raise 40003."""
+        member = self.members.get(userid or "")
+        if member is None:
+            raise ApiError(40003, f"userid {userid!r}")
+        return member
+
+    def add_contact(self, contact: Contact) -> Contact:
+        """Create or replace an external contact's profile."""
+        with self.lock:
+            self.contacts[contact.external_userid] = contact
+            self.follows.setdefault(contact.external_userid, {})
+            return contact
+
+    def add_follow(self, external_userid: str, follow: Follow) -> Follow:
+        """Make `follow.userid` follow the customer (replacing an existing relationship)."""
+        with self.lock:
+            self.member(follow.userid)
+            if external_userid not in self.contacts:
+                raise ApiError(40096, external_userid)
+            self.follows[external_userid][follow.userid] = follow
+            seen = self._by_user_seen.setdefault(follow.userid, set())
+            if external_userid not in seen:
+                seen.add(external_userid)
+                self.by_user.setdefault(follow.userid, []).append(external_userid)
+            return follow
+
+    def remove_follow(self, external_userid: str, userid: str) -> Follow:
+        """End a relationship (either side deleted the other)."""
+        with self.lock:
+            follow = self.follows.get(external_userid, {}).pop(userid, None)
+            if follow is None:
+                raise ApiError(84061, f"{external_userid} / {userid}")
+            return follow
+
+    def follow(self, external_userid: str | None, userid: str | None) -> Follow:
+        """Return a live relationship or raise 84061 (or 40096 for an unknown contact)."""
+        if not external_userid or external_userid not in self.contacts:
+            raise ApiError(40096, str(external_userid))
+        found = self.follows[external_userid].get(userid or "")
+        if found is None:
+            raise ApiError(84061, f"{external_userid} / {userid}")
+        return found
+
+    # --- tags ----------------------------------------------------------------------------
+
+    def add_tag_group(
+        self, group_name: str, tag_names: list[str], *, group_id: str = "", tag_ids: list[str] | None = None
+    ) -> TagGroup:
+        """Create a tag group with tags (ids generated unless given)."""
+        with self.lock:
+            now = int(self.now())
+            group = TagGroup(
+                group_id=group_id or self.next_id("et", 32), group_name=group_name, create_time=now
+            )
+            for i, name in enumerate(tag_names):
+                tag_id = (tag_ids or [])[i] if tag_ids and i < len(tag_ids) else self.next_id("et", 32)
+                tag = Tag(id=tag_id, name=name, create_time=now, order=i)
+                group.tags.append(tag)
+                self.tag_index[tag.id] = (group, tag)
+            self.tag_groups[group.group_id] = group
+            return group
+
+    # --- transfers -------------------------------------------------------------------------
+
+    def settle_transfers(self) -> None:
+        """Complete waiting handovers whose time has come (moves the follow relationship)."""
+        now = self.now()
+        for t in self.transfers:
+            if t.status != 2 or t.takeover_time > now:
+                continue
+            old = self.follows.get(t.external_userid, {}).pop(t.handover, None)
+            if old is not None and t.takeover in self.members:
+                moved = Follow(
+                    userid=t.takeover,
+                    createtime=t.takeover_time,
+                    remark=old.remark,
+                    description=old.description,
+                    tag_ids=list(old.tag_ids),
+                    remark_corp_name=old.remark_corp_name,
+                    remark_mobiles=list(old.remark_mobiles),
+                    add_way=old.add_way,
+                    state=old.state,
+                    oper_userid=t.takeover,
+                )
+                self.follows[t.external_userid].setdefault(t.takeover, moved)
+                seen = self._by_user_seen.setdefault(t.takeover, set())
+                if t.external_userid not in seen:
+                    seen.add(t.external_userid)
+                    self.by_user.setdefault(t.takeover, []).append(t.external_userid)
+            t.status = 1
+
+    # --- generator -------------------------------------------------------------------------
+
+    def generate(
+        self,
+        *,
+        members: int = 10,
+        contacts: int = 1000,
+        seed: int = 1,
+        max_followers: int = 2,
+        groups: int = 0,
+    ) -> dict[str, int]:
+        """Add a deterministic population: same seed, same members, contacts, tags and groups."""
+        if members < 1 or contacts < 0 or max_followers < 1 or groups < 0:
+            raise ApiError(40058, "members >= 1, contacts >= 0, max_followers >= 1, groups >= 0")
+        rng = random.Random(seed)
+        with self.lock:
+            if not self.tag_groups:
+                for name, tags in _TAG_GROUPS.items():
+                    self.add_tag_group(name, tags)
+            tag_ids = list(self.tag_index)
+            userids = [f"seed{seed}_u{i:04d}" for i in range(1, members + 1)]
+            for userid in userids:
+                self.add_member(userid, rng.choice(_SURNAMES) + rng.choice(_GIVEN) + rng.choice(_GIVEN))
+            now = int(self.now())
+            year = 365 * 24 * 3600
+            follows = 0
+            # Index arithmetic on rng.random() instead of choice/sample/randint: 100,000 contacts
+            # must generate in about a second, and determinism only needs one seeded stream.
+            r = rng.random
+            n_users, n_tags, n_sur, n_given, n_states = (
+                len(userids),
+                len(tag_ids),
+                len(_SURNAMES),
+                len(_GIVEN),
+                len(_STATES),
+            )
+            max_k = min(n_users, max_followers)
+            for i in range(contacts):
+                digest = hashlib.sha1(f"{seed}:{i}".encode()).hexdigest()
+                eid = "wm" + digest[:30]
+                name = _SURNAMES[int(r() * n_sur)] + _GIVEN[int(r() * n_given)]
+                if r() < 0.6:
+                    name += _GIVEN[int(r() * n_given)]
+                contact = Contact(
+                    external_userid=eid,
+                    name=name,
+                    type=1 if r() < 0.95 else 2,
+                    gender=int(r() * 3),
+                    avatar=f"https://wework.qpic.cn/fake/{eid}/0",
+                    unionid="oz" + digest[30:40] + digest[:16],
+                )
+                if contact.type == 2:
+                    contact.corp_name, contact.corp_full_name, contact.position = (
+                        "某公司",
+                        "某某科技有限公司",
+                        "经理",
+                    )
+                self.contacts[eid] = contact
+                followers: dict[str, Follow] = {}
+                self.follows[eid] = followers
+                first = int(r() * n_users)
+                for j in range(1 + int(r() * max_k)):
+                    userid = userids[(first + j) % n_users]
+                    state = _STATES[int(r() * n_states)]
+                    t0 = int(r() * n_tags)
+                    followers[userid] = Follow(
+                        userid=userid,
+                        createtime=now - int(r() * year),
+                        tag_ids=[tag_ids[(t0 + t) % n_tags] for t in range(int(r() * 3))],
+                        add_way=1 if state else int(r() * 4),
+                        state=state,
+                        oper_userid=userid if r() < 0.5 else eid,
+                    )
+                    self._by_user_seen[userid].add(eid)
+                    self.by_user[userid].append(eid)
+                    follows += 1
+            for g in range(groups):
+                owner = rng.choice(userids)
+                chat_id = "wr" + hashlib.sha1(f"g{seed}:{g}".encode()).hexdigest()[:30]
+                picked = rng.sample(
+                    sorted(self.by_user[owner]), k=min(len(self.by_user[owner]), rng.randint(1, 50))
+                )
+                members_list = [{"userid": owner, "type": 1, "join_time": now - year, "join_scene": 1}]
+                members_list += [
+                    {
+                        "userid": e,
+                        "type": 2,
+                        "join_time": now - rng.randint(0, year),
+                        "join_scene": rng.choice((1, 2, 3)),
+                        "invitor": {"userid": owner},
+                        "unionid": self.contacts[e].unionid,
+                    }
+                    for e in picked
+                ]
+                self.groups[chat_id] = GroupChatState(
+                    chat_id=chat_id,
+                    name=f"客户群{g + 1}",
+                    owner=owner,
+                    create_time=now - year,
+                    members=members_list,
+                    admins=[],
+                )
+            return {"members": len(userids), "contacts": contacts, "follows": follows, "groups": groups}
