@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher, profiles
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -25,6 +26,9 @@ from siyu.kit.migrate import upgrade
 from siyu.kit.settings import Settings
 
 PG_URL = os.environ.get("SIYU_TEST_DATABASE_URL", "")
+
+# Real argon2id, at its cheapest parameters: tests create many users and need no brute-force resistance.
+identity._hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
 
 

@@ -1,0 +1,553 @@
+"""Rules of the customer hub: profiles, identities and merges, follows, tags, notes, lists, timelines.
+
+Services flush and never commit. Functions taking a ``Principal`` apply visibility (404 for what the
+caller may not see); functions taking an ``org_id`` are for trusted callers (importers, callbacks,
+admins after their own checks). A customer id that was merged away resolves to its survivor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import ValidationError
+from sqlalchemy import Select, delete, select, update
+from sqlalchemy.orm import Session
+
+from siyu.accounts.models import Account
+from siyu.accounts.service import visible_accounts
+from siyu.customers import repository as repo
+from siyu.customers.merge import merge_customers, refresh_remark, register_merge_hook
+from siyu.customers.models import (
+    Customer,
+    CustomerIdentity,
+    CustomerTag,
+    FollowRelation,
+    FollowStatus,
+    IdentityKind,
+    MergeAudit,
+    Note,
+    Tag,
+)
+from siyu.customers.schemas import CustomerFilters, CustomerIn, CustomerPatch, TimelineItem, TimelinePage
+from siyu.customers.tagging import (
+    check_tag_ids,
+    create_tag,
+    create_tag_group,
+    delete_tag,
+    delete_tag_group,
+    get_tag,
+    get_tag_group,
+    list_tag_groups,
+    list_tags,
+    update_tag,
+    update_tag_group,
+)
+from siyu.kit.clock import ensure_utc, utcnow
+from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
+from siyu.kit.phone import mask_mobile, normalize_mobile
+from siyu.kit.tenancy import Principal
+
+__all__ = [
+    "add_identity", "add_identity_as", "add_note", "add_tags", "count_customers", "create_customer",
+    "create_customer_as", "update_customer_as",
+    "create_tag", "create_tag_group", "customer_tags", "delete_note", "delete_tag", "delete_tag_group",
+    "find_or_create_by_identity", "follow", "get_customer", "get_tag", "get_tag_group", "list_customers",
+    "list_follows", "list_identities", "list_merges", "list_notes", "list_tag_groups", "list_tags",
+    "merge_customers", "refresh_remark", "register_merge_hook", "remove_tags", "reset_remark",
+    "set_customer_tags", "timeline", "unfollow", "update_customer", "update_tag", "update_tag_group",
+    "visible_customers",
+]
+
+MAX_PAGE = 200
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Non-nullable profile fields: an explicit null in a patch is an error, not "clear it".
+_REQUIRED_FIELDS = ("name", "gender", "stage", "remark", "consent_marketing", "consent_analytics")
+
+
+def visible_customers(principal: Principal) -> Select[tuple[Customer]]:
+    """The one scoping helper: org filter, live profiles only, and for operators only customers actively
+    followed by an account they run."""
+    return repo.visible_customers(principal)
+
+
+# --- profiles -------------------------------------------------------------------------------------
+
+
+def _survivor_of(db: Session, org_id: int, customer_id: int, *, field: str | None = None) -> Customer:
+    """The live profile for ``customer_id`` in the organization (following merges), or 404/422."""
+    customer = db.scalar(select(Customer).where(Customer.id == customer_id, Customer.org_id == org_id))
+    hops = 0
+    while customer is not None and customer.merged_into_id is not None and hops < 10:
+        customer = db.get(Customer, customer.merged_into_id)
+        hops += 1
+    if customer is None or customer.merged_into_id is not None:
+        if field:
+            raise Invalid(f"customer {customer_id} does not exist", field=field)
+        raise NotFound("customer not found")
+    return customer
+
+
+def get_customer(db: Session, principal: Principal, customer_id: int) -> Customer:
+    """A customer the principal may see, or 404. A merged-away id resolves to its survivor (when visible):
+    the returned customer's id then differs from ``customer_id``, which the API reports as resolved_from."""
+    survivor = _survivor_of(db, principal.org_id, customer_id)
+    visible = db.scalar(visible_customers(principal).where(Customer.id == survivor.id))
+    if visible is None:
+        raise NotFound("customer not found")
+    return visible
+
+
+def _as_customer_in(data: CustomerIn | Mapping[str, Any]) -> CustomerIn:
+    if isinstance(data, CustomerIn):
+        return data
+    try:
+        return CustomerIn.model_validate(dict(data))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise Invalid(f"{field}: {first['msg']}", field=field) from None
+
+
+def create_customer(
+    db: Session, org_id: int, data: CustomerIn | Mapping[str, Any], *, actor_id: int | None = None
+) -> Customer:
+    """Create a profile; its mobile becomes an identity. If another profile already holds that mobile
+    the two merge at once (audited) and the older profile, the survivor, is returned."""
+    return _create(db, org_id, data, actor_id)[0]
+
+
+def _create(
+    db: Session, org_id: int, data: CustomerIn | Mapping[str, Any], actor_id: int | None
+) -> tuple[Customer, int]:
+    data = _as_customer_in(data)
+    fields = data.model_dump(exclude={"remark"})
+    customer = Customer(org_id=org_id, **fields, remark=data.remark or "", remark_is_manual=data.remark is not None)
+    refresh_remark(customer)
+    db.add(customer)
+    db.flush()
+    if data.mobile:
+        survivor = add_identity(
+            db, org_id, customer.id, IdentityKind.mobile, data.mobile, actor_id=actor_id,
+            reason=f"created with mobile {mask_mobile(data.mobile)} of an existing profile",
+        )
+        return survivor, customer.id
+    return customer, customer.id
+
+
+def _guard_identity(db: Session, principal: Principal, customer_id: int | None, kind: IdentityKind,
+                    value: str, field: str) -> None:
+    """Operators may not pull in (merge) a profile they cannot see: that would reveal another
+    operator's customer. They get 409 and an admin merges instead."""
+    if principal.sees_whole_org:
+        return
+    holder = repo.identity_holder(db, principal.org_id, kind, value)
+    if holder is None or holder.customer_id == customer_id:
+        return
+    if db.scalar(visible_customers(principal).where(Customer.id == holder.customer_id)) is None:
+        raise Conflict(f"this {kind} belongs to another profile; ask an admin to merge them", field=field)
+
+
+def create_customer_as(
+    db: Session, principal: Principal, data: CustomerIn | Mapping[str, Any], *, account_id: int | None = None
+) -> tuple[Customer, int]:
+    """``create_customer`` for an API caller: (profile, id of the row created; it differs from the
+    profile's id when the new row merged into an older one). With ``account_id`` that account (one the
+    caller may see) follows the customer; operators must give one, or they could not see what they made."""
+    data = _as_customer_in(data)
+    if account_id is not None:
+        account_ok = db.scalar(
+            visible_accounts(principal).where(Account.id == account_id).with_only_columns(Account.id)
+        )
+        if account_ok is None:
+            raise Invalid(f"account {account_id} does not exist", field="account_id")
+    elif not principal.sees_whole_org:
+        raise Invalid("operators must name one of their accounts as account_id", field="account_id")
+    if data.mobile:
+        _guard_identity(db, principal, None, IdentityKind.mobile, data.mobile, "mobile")
+    customer, created_id = _create(db, principal.org_id, data, principal.user_id)
+    if account_id is not None:
+        follow(db, principal.org_id, customer.id, account_id, source=data.source)
+    return customer, created_id
+
+
+def update_customer_as(db: Session, principal: Principal, customer_id: int, patch: CustomerPatch) -> Customer:
+    """``update_customer`` on a customer the caller may see (operators may not merge in hidden profiles)."""
+    customer = get_customer(db, principal, customer_id)
+    if patch.mobile:
+        _guard_identity(db, principal, customer.id, IdentityKind.mobile, patch.mobile, "mobile")
+    return update_customer(db, principal.org_id, customer.id, patch, actor_id=principal.user_id)
+
+
+def update_customer(
+    db: Session, org_id: int, customer_id: int, patch: CustomerPatch | Mapping[str, Any], *,
+    actor_id: int | None = None,
+) -> Customer:
+    """Apply a partial update. Setting ``remark`` makes it manual; otherwise the remark follows
+    name/source/intent/mobile. A new mobile becomes an identity too (and may merge profiles)."""
+    if not isinstance(patch, CustomerPatch):
+        try:
+            patch = CustomerPatch.model_validate(dict(patch))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            field = ".".join(str(p) for p in first["loc"]) or None
+            raise Invalid(f"{field}: {first['msg']}", field=field) from None
+    customer = _survivor_of(db, org_id, customer_id)
+    changes = patch.model_dump(exclude_unset=True)
+    for field in _REQUIRED_FIELDS:
+        if field in changes and changes[field] is None:
+            raise Invalid(f"{field} cannot be null", field=field)
+    new_mobile = changes.pop("mobile", customer.mobile)
+    remark = changes.pop("remark", None)
+    for key, value in changes.items():
+        setattr(customer, key, value)
+    if remark is not None:
+        customer.remark, customer.remark_is_manual = remark, True
+    mobile_changed = new_mobile != customer.mobile
+    customer.mobile = new_mobile
+    refresh_remark(customer)
+    customer.updated_at = utcnow()
+    db.flush()
+    if mobile_changed and new_mobile:
+        return add_identity(
+            db, org_id, customer.id, IdentityKind.mobile, new_mobile, actor_id=actor_id,
+            reason=f"mobile {mask_mobile(new_mobile)} set on a profile while another held it",
+        )
+    return customer
+
+
+def reset_remark(db: Session, org_id: int, customer_id: int) -> Customer:
+    """Go back to the automatic Name+Source+Intent+Mobile remark."""
+    customer = _survivor_of(db, org_id, customer_id)
+    customer.remark_is_manual = False
+    refresh_remark(customer)
+    db.flush()
+    return customer
+
+
+# --- identities and merges ------------------------------------------------------------------------
+
+
+def normalize_identity(kind: IdentityKind, value: str) -> str:
+    """The stored form of an identifier: 11-digit mobiles, other identifiers stripped; empty is 422."""
+    if kind == IdentityKind.mobile:
+        return normalize_mobile(value, field="value")
+    cleaned = value.strip()
+    if not cleaned or len(cleaned) > 128:
+        raise Invalid(f"{kind} must be 1-128 characters", field="value")
+    return cleaned
+
+
+def _display(kind: IdentityKind, value: str) -> str:
+    return (mask_mobile(value) or "") if kind == IdentityKind.mobile else value
+
+
+def add_identity(
+    db: Session, org_id: int, customer_id: int, kind: IdentityKind, value: str, *,
+    actor_id: int | None = None, reason: str | None = None,
+) -> Customer:
+    """Attach an identifier. If another profile holds it the two merge automatically (older id survives,
+    audited with ``reason``); returns the profile that now holds the identifier."""
+    kind = IdentityKind(kind)
+    value = normalize_identity(kind, value)
+    customer = _survivor_of(db, org_id, customer_id)
+    holder = repo.identity_holder(db, org_id, kind, value)
+    if holder is None:
+        db.add(CustomerIdentity(org_id=org_id, customer_id=customer.id, kind=kind, value=value))
+        if kind == IdentityKind.mobile and not customer.mobile:
+            customer.mobile = value
+            refresh_remark(customer)
+        db.flush()
+        return customer
+    if holder.customer_id == customer.id:
+        return customer
+    survivor_id, merged_id = sorted((holder.customer_id, customer.id))
+    merge_customers(
+        db, org_id, survivor_id, merged_id, reason or f"shared {kind} {_display(kind, value)}", actor_id
+    )
+    return _survivor_of(db, org_id, survivor_id)
+
+
+def add_identity_as(db: Session, principal: Principal, customer_id: int, kind: IdentityKind, value: str) -> Customer:
+    """``add_identity`` for an API caller on a customer they may see; an operator may not pull in (merge)
+    a profile they cannot see (409), since that would reveal someone else's customer."""
+    customer = get_customer(db, principal, customer_id)
+    kind = IdentityKind(kind)
+    value = normalize_identity(kind, value)
+    _guard_identity(db, principal, customer.id, kind, value, "value")
+    return add_identity(db, principal.org_id, customer.id, kind, value, actor_id=principal.user_id,
+                        reason=f"shared {kind} {_display(kind, value)} (added by user {principal.user_id})")
+
+
+def find_or_create_by_identity(
+    db: Session, org_id: int, kind: IdentityKind, value: str,
+    defaults: CustomerIn | Mapping[str, Any] | None = None, *, actor_id: int | None = None,
+) -> tuple[Customer, bool]:
+    """For importers and callbacks: the profile holding (kind, value), with empty fields filled from
+    ``defaults``; or a new profile from ``defaults`` carrying the identifier. Returns (customer, created)."""
+    kind = IdentityKind(kind)
+    value = normalize_identity(kind, value)
+    data = _as_customer_in(defaults or {})
+    holder = repo.identity_holder(db, org_id, kind, value)
+    if holder is None and data.mobile:
+        # The same person may already be known by the mobile in the defaults: attach to them.
+        holder = repo.identity_holder(db, org_id, IdentityKind.mobile, data.mobile)
+        if holder is not None:
+            db.add(CustomerIdentity(org_id=org_id, customer_id=holder.customer_id, kind=kind, value=value))
+            db.flush()
+    if holder is not None:
+        customer = _survivor_of(db, org_id, holder.customer_id)
+        _fill_from(customer, data)
+        db.flush()
+        return customer, False
+    customer = create_customer(db, org_id, data, actor_id=actor_id)
+    return add_identity(db, org_id, customer.id, kind, value, actor_id=actor_id), True
+
+
+def _fill_from(customer: Customer, data: CustomerIn) -> None:
+    given = data.model_dump(exclude_unset=True, exclude={"remark", "mobile", "stage", "gender"})
+    for key, value in given.items():
+        if value and not getattr(customer, key) and not isinstance(value, bool):
+            setattr(customer, key, value)
+    refresh_remark(customer)
+
+
+def list_identities(db: Session, principal: Principal, customer_id: int) -> list[CustomerIdentity]:
+    """A visible customer's identifiers."""
+    return list(repo.identities_of(db, get_customer(db, principal, customer_id).id))
+
+
+def list_merges(db: Session, principal: Principal, customer_id: int) -> list[MergeAudit]:
+    """The merge audits of profiles merged into a visible customer, newest first."""
+    customer = get_customer(db, principal, customer_id)
+    return list(db.scalars(
+        select(MergeAudit).where(MergeAudit.org_id == principal.org_id, MergeAudit.survivor_id == customer.id)
+        .order_by(MergeAudit.id.desc())
+    ))
+
+
+# --- follow relations -----------------------------------------------------------------------------
+
+
+def _shift_friend_count(db: Session, account_id: int, delta: int) -> None:
+    db.execute(
+        update(Account).where(Account.id == account_id).values(friend_count=Account.friend_count + delta)
+        .execution_options(synchronize_session=False)
+    )
+    # The bulk update bypassed the session; a loaded Account must not show the old count.
+    account = db.identity_map.get(db.identity_key(Account, account_id))
+    if account is not None:
+        db.expire(account, ["friend_count"])
+
+
+def follow(
+    db: Session, org_id: int, customer_id: int, account_id: int, *, since: datetime | None = None,
+    source: str | None = None, state: str | None = None,
+) -> FollowRelation:
+    """Record that the account has the customer as a contact. Idempotent for an active relation; a
+    deleted one is re-activated with the new ``since`` (the friendship started again)."""
+    customer = _survivor_of(db, org_id, customer_id)
+    if db.scalar(select(Account.id).where(Account.id == account_id, Account.org_id == org_id)) is None:
+        raise Invalid(f"account {account_id} does not exist", field="account_id")
+    since = ensure_utc(since) if since is not None else utcnow()
+    rel = db.scalar(select(FollowRelation).where(
+        FollowRelation.customer_id == customer.id, FollowRelation.account_id == account_id
+    ))
+    if rel is None:
+        rel = FollowRelation(org_id=org_id, customer_id=customer.id, account_id=account_id, since=since,
+                             source=source, state=state, status=FollowStatus.active)
+        db.add(rel)
+        db.flush()
+        _shift_friend_count(db, account_id, +1)
+        return rel
+    if rel.status != FollowStatus.active:
+        rel.status, rel.ended_at, rel.since = FollowStatus.active, None, since
+        rel.source, rel.state = source or rel.source, state or rel.state
+        db.flush()
+        _shift_friend_count(db, account_id, +1)
+        return rel
+    rel.source, rel.state = rel.source or source, rel.state or state
+    db.flush()
+    return rel
+
+
+def unfollow(
+    db: Session, org_id: int, customer_id: int, account_id: int, *, by: Literal["customer", "staff"],
+    at: datetime | None = None,
+) -> FollowRelation:
+    """End a follow relation, recording who ended it (idempotent); 404 if the two never were contacts."""
+    if by not in ("customer", "staff"):
+        raise Invalid("by must be 'customer' or 'staff'", field="by")
+    customer = _survivor_of(db, org_id, customer_id)
+    rel = db.scalar(select(FollowRelation).where(
+        FollowRelation.org_id == org_id, FollowRelation.customer_id == customer.id,
+        FollowRelation.account_id == account_id,
+    ))
+    if rel is None:
+        raise NotFound("this account does not follow the customer")
+    if rel.status == FollowStatus.active:
+        rel.status = FollowStatus.deleted_by_customer if by == "customer" else FollowStatus.deleted_by_staff
+        rel.ended_at = ensure_utc(at) if at is not None else utcnow()
+        db.flush()
+        _shift_friend_count(db, account_id, -1)
+    return rel
+
+
+def list_follows(db: Session, principal: Principal, customer_id: int) -> list[FollowRelation]:
+    """A visible customer's follow relations (active and ended), earliest first."""
+    return list(repo.follows_of(db, get_customer(db, principal, customer_id).id))
+
+
+# --- tags on customers ----------------------------------------------------------------------------
+
+
+def customer_tags(db: Session, principal: Principal, customer_id: int) -> list[Tag]:
+    """The tags on a visible customer."""
+    return list(repo.tags_of(db, get_customer(db, principal, customer_id).id))
+
+
+def set_customer_tags(db: Session, principal: Principal, customer_id: int, tag_ids: list[int]) -> list[Tag]:
+    """Replace the customer's tags with exactly ``tag_ids`` (tags of another organization are 422)."""
+    customer = get_customer(db, principal, customer_id)
+    wanted = set(check_tag_ids(db, principal.org_id, tag_ids))
+    have = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == customer.id)))
+    if have - wanted:
+        db.execute(delete(CustomerTag).where(
+            CustomerTag.customer_id == customer.id, CustomerTag.tag_id.in_(have - wanted)
+        ))
+    db.add_all(CustomerTag(customer_id=customer.id, tag_id=t, org_id=principal.org_id) for t in wanted - have)
+    db.flush()
+    return list(repo.tags_of(db, customer.id))
+
+
+def add_tags(db: Session, principal: Principal, customer_id: int, tag_ids: list[int]) -> list[Tag]:
+    """Put tags on a customer (already present ones are kept as they are)."""
+    customer = get_customer(db, principal, customer_id)
+    wanted = set(check_tag_ids(db, principal.org_id, tag_ids))
+    have = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == customer.id)))
+    db.add_all(CustomerTag(customer_id=customer.id, tag_id=t, org_id=principal.org_id) for t in wanted - have)
+    db.flush()
+    return list(repo.tags_of(db, customer.id))
+
+
+def remove_tags(db: Session, principal: Principal, customer_id: int, tag_ids: list[int]) -> list[Tag]:
+    """Take tags off a customer (absent ones are ignored)."""
+    customer = get_customer(db, principal, customer_id)
+    gone = check_tag_ids(db, principal.org_id, tag_ids)
+    if gone:
+        db.execute(delete(CustomerTag).where(CustomerTag.customer_id == customer.id, CustomerTag.tag_id.in_(gone)))
+    db.flush()
+    return list(repo.tags_of(db, customer.id))
+
+
+# --- notes ----------------------------------------------------------------------------------------
+
+
+def add_note(db: Session, principal: Principal, customer_id: int, body: str) -> Note:
+    """Keep a note on a visible customer, authored by the principal."""
+    customer = get_customer(db, principal, customer_id)
+    body = body.strip()
+    if not body:
+        raise Invalid("a note needs some text", field="body")
+    note = Note(org_id=principal.org_id, customer_id=customer.id, author_id=principal.user_id, body=body)
+    db.add(note)
+    db.flush()
+    return note
+
+
+def list_notes(db: Session, principal: Principal, customer_id: int, limit: int = 100) -> list[Note]:
+    """A visible customer's notes, newest first."""
+    customer = get_customer(db, principal, customer_id)
+    return list(db.scalars(
+        select(Note).where(Note.customer_id == customer.id).order_by(Note.created_at.desc(), Note.id.desc())
+        .limit(max(1, min(limit, 500)))
+    ))
+
+
+def delete_note(db: Session, principal: Principal, customer_id: int, note_id: int) -> None:
+    """Delete a note: its author may, and so may admins; other operators get 403."""
+    customer = get_customer(db, principal, customer_id)
+    note = db.scalar(select(Note).where(Note.id == note_id, Note.customer_id == customer.id))
+    if note is None:
+        raise NotFound("note not found")
+    if note.author_id != principal.user_id and not principal.can_administer:
+        raise Forbidden("only the author or an admin may delete a note")
+    db.delete(note)
+    db.flush()
+
+
+# --- lists and timelines --------------------------------------------------------------------------
+
+
+def list_customers(
+    db: Session, principal: Principal, filters: CustomerFilters | None = None, cursor: int | None = None,
+    limit: int = 50,
+) -> tuple[list[Customer], int | None]:
+    """One keyset page of visible customers, highest id first: (rows, next_cursor). Filters: name
+    substring, full mobile or last 4 digits, all of tag_ids, stage, source, followed by account_id."""
+    filters = filters or CustomerFilters()
+    limit = max(1, min(limit, MAX_PAGE))
+    check_tag_ids(db, principal.org_id, filters.tag_ids)
+    if filters.account_id is not None and db.scalar(
+        select(Account.id).where(Account.id == filters.account_id, Account.org_id == principal.org_id)
+    ) is None:
+        raise Invalid(f"account {filters.account_id} does not exist", field="account_id")
+    rows = list(db.scalars(repo.list_query(db, principal, filters, cursor, limit)))
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, rows[-1].id
+
+
+def count_customers(db: Session, principal: Principal, filters: CustomerFilters | None = None) -> int:
+    """The exact number of visible customers matching ``filters`` (a full count: call it on demand only)."""
+    filters = filters or CustomerFilters()
+    check_tag_ids(db, principal.org_id, filters.tag_ids)
+    return int(db.scalar(repo.count_query(principal, filters)) or 0)
+
+
+def encode_timeline_cursor(at: datetime, kind: str, row_id: int) -> str:
+    """An opaque ?before= value pointing just after one timeline entry."""
+    micros = (ensure_utc(at) - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros}.{kind}.{row_id}"
+
+
+def decode_timeline_cursor(value: str) -> tuple[datetime, str, int]:
+    """Parse a ?before= value, or 422 naming ``before``."""
+    try:
+        micros, kind, row_id = value.split(".")
+        if kind not in repo.TIMELINE_RANK:
+            raise ValueError(kind)
+        return _EPOCH + timedelta(microseconds=int(micros)), kind, int(row_id)
+    except ValueError:
+        raise Invalid("before is not a timeline cursor from a previous page", field="before") from None
+
+
+def _timeline_item(kind: str, obj: Any) -> TimelineItem:
+    if kind == "event":
+        return TimelineItem(kind="event", id=obj.id, at=obj.occurred_at, type=obj.type, account_id=obj.account_id,
+                            data={"properties": obj.properties, "source": obj.source})
+    if kind == "note":
+        return TimelineItem(kind="note", id=obj.id, at=obj.created_at, type="note",
+                            data={"body": obj.body, "author_id": obj.author_id})
+    return TimelineItem(kind="order", id=obj.id, at=obj.paid_at, type="order", account_id=obj.account_id,
+                        data={"platform": obj.platform, "external_id": obj.external_id,
+                              "amount_fen": obj.amount_fen, "refunded_fen": obj.refunded_fen})
+
+
+def timeline(
+    db: Session, principal: Principal, customer_id: int, before: str | None = None, limit: int = 50
+) -> TimelinePage:
+    """A visible customer's events, notes and orders merged by time, newest first, keyset paginated by
+    the opaque ``before`` cursor of the previous page."""
+    customer = get_customer(db, principal, customer_id)
+    limit = max(1, min(limit, MAX_PAGE))
+    cursor = decode_timeline_cursor(before) if before else None
+    rows = repo.timeline_rows(db, customer.id, cursor, limit)
+    items = [_timeline_item(kind, obj) for _at, kind, _id, obj in rows[:limit]]
+    next_before = None
+    if len(rows) > limit:
+        at, kind, row_id, _obj = rows[limit - 1]
+        next_before = encode_timeline_cursor(at, kind, row_id)
+    return TimelinePage(items=items, next_before=next_before)
