@@ -1,0 +1,705 @@
+"""Bulk customer import from CSV, and the set-based identity resolution that events and orders share.
+
+CSV format (UTF-8 with or without BOM, or GBK/GB18030 as Excel saves it in China; header row = row 1).
+Headers are matched case-insensitively after trimming spaces; Chinese headers in brackets also work:
+
+- ``name`` (姓名), ``mobile`` (手机号), ``gender`` (性别: male/female/unknown, 男/女/未知, 1/2/0),
+  ``region`` (地区), ``stage`` (阶段: new, contacted, retained, engaged, converted, repeat),
+  ``source`` (来源), ``source_detail``, ``intent`` (意向), ``remark`` (备注: a manual remark; when absent
+  the remark is composed as Name+Source+Intent+Mobile),
+- ``tags`` (标签): ``group:tag`` pairs separated by ``;`` (full-width ``：`` and ``；`` also accepted),
+  e.g. ``意向:高;痛点:祛痘``. Missing groups and tags are created. Import only adds tags, never removes.
+- external ids, one per cell: ``wecom_external_userid``, ``unionid``, ``openid``, ``douyin_open_id``,
+  ``taobao_buyer_nick``.
+
+Every row needs at least one identifier (mobile or an external id): that is what makes re-importing
+update instead of duplicate. A row's identifiers that belong to two existing customers merge them
+(the oldest profile survives, as the customers service does). Blank cells leave stored values alone.
+Bad rows are skipped whole and reported with their row number; ``strict=True`` stores nothing if any
+row is bad. Rows are written in chunks, one transaction each, so a crash loses at most one chunk and
+re-running the import is safe.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, Insert, Table, bindparam, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from siyu.customers.models import (
+    Customer,
+    CustomerIdentity,
+    CustomerTag,
+    Gender,
+    IdentityKind,
+    Stage,
+    Tag,
+    TagGroup,
+)
+from siyu.customers.merge import merge_customers
+from siyu.customers.remarks import compose_remark
+from siyu.kit.clock import utcnow
+from siyu.kit.db import make_sessionmaker
+from siyu.kit.errors import Invalid
+from siyu.kit.phone import normalize_mobile
+
+Progress = Callable[[int, int | None], None]
+IdentityRef = tuple[str, str]
+
+CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
+IDENTITIES: Table = CustomerIdentity.__table__  # type: ignore[assignment]
+CUSTOMER_TAGS: Table = CustomerTag.__table__  # type: ignore[assignment]
+IN_LIST_SIZE = 2000  # well under SQLite's 32,766 bound parameters, and keeps PostgreSQL plans cheap
+
+
+# --------------------------------------------------------------------------- reports and plumbing
+
+
+class RowError(BaseModel):
+    """Why one CSV row was skipped (row numbers as a spreadsheet shows them: the header is row 1)."""
+
+    row: int
+    field: str | None = None
+    reason: str
+
+
+class ImportReport(BaseModel):
+    """What an import did: rows read, profiles created/updated, rows skipped and why."""
+
+    rows_read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged: int = Field(default=0, description="Customers merged into another because a row linked them.")
+    customers_created: int = Field(default=0, description="Order imports: buyers not known before.")
+    skipped: int = 0
+    strict: bool = False
+    ignored_columns: list[str] = Field(default_factory=list)
+    errors: list[RowError] = Field(default_factory=list)
+
+
+class RowInvalid(Exception):
+    """A bad cell; the row is skipped and reported."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def insert_ignore(db: Session, table: Table, conflict: Sequence[str]) -> Insert:
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING for the session's backend (SQLite or PostgreSQL)."""
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    raise NotImplementedError(f"no ON CONFLICT support for {dialect}")
+
+
+def driver_datetime(db: Session) -> Callable[[datetime], Any]:
+    """A converter of aware datetimes to what the DB driver stores, for ``executemany_raw``.
+
+    SQLite gets SQLAlchemy's own text format for naive UTC (so ordering and reads match ORM-written rows);
+    PostgreSQL's driver takes aware datetimes as they are.
+    """
+    if db.get_bind().dialect.name == "sqlite":
+        return lambda value: value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return lambda value: value
+
+
+def executemany_raw(db: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
+    """Run one INSERT/UPDATE for many rows straight through the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself on the bulk paths,
+    so rows must already hold driver values: plain str for enums, ``driver_datetime`` for datetimes.
+    Returns the driver's row count (on SQLite the sum over all rows).
+    """
+    if not rows:
+        return 0
+    conn = db.connection()
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(rows[0]), for_executemany=True)
+    if compiled.positional:
+        pick = itemgetter(*compiled.positiontup)
+        params: Any = [pick(row) for row in rows] if len(compiled.positiontup) > 1 else \
+            [(pick(row),) for row in rows]
+    else:
+        params = list(rows)
+    return int(conn.exec_driver_sql(str(compiled), params).rowcount)
+
+
+def insert_returning_ids(db: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows and return their new ids in the order given, with one statement per backend batch."""
+    if db.get_bind().dialect.name != "sqlite":
+        return list(db.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows))
+    # SQLite cannot promise RETURNING order for multi-row inserts (SQLAlchemy falls back to one statement
+    # per row). Our transaction holds the only write lock from the first write until commit, and a
+    # rowid table gives each new row max(rowid)+1, so one executemany yields consecutive ids.
+    executemany_raw(db, table.insert(), rows)
+    last = int(db.scalar(select(func.max(table.c.id))) or 0)
+    return list(range(last - len(rows) + 1, last + 1))
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def as_sessionmaker(target: sessionmaker[Session] | Engine) -> sessionmaker[Session]:
+    """Accept an engine or a session factory: imports open one transaction per chunk themselves."""
+    return make_sessionmaker(target) if isinstance(target, Engine) else target
+
+
+def _sniff_encoding(head: bytes) -> str:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder.decode(head, final=False)  # a multi-byte character cut at the edge is not an error
+    except UnicodeDecodeError:
+        return "gb18030"  # a superset of GBK, which Excel and Taobao use for Chinese CSV
+    return "utf-8-sig"
+
+
+@dataclass
+class CsvSource:
+    """An opened CSV: trimmed header, row iterator (row number, cells) and an estimate of data rows."""
+
+    header: list[str]
+    rows: Iterator[tuple[int, list[str]]]
+    total: int | None
+    encoding: str
+
+
+def open_csv(source: str | Path | BinaryIO | bytes, encoding: str | None = None) -> CsvSource:
+    """Open a CSV path, bytes or binary stream, detecting UTF-8 vs GBK, with header cells trimmed."""
+    if isinstance(source, bytes):
+        stream: BinaryIO = io.BytesIO(source)
+    elif isinstance(source, (str, Path)):
+        stream = open(source, "rb")  # noqa: SIM115 - closed when the row iterator is exhausted
+    else:
+        stream = source if source.seekable() else io.BytesIO(source.read())
+    start = stream.tell()
+    head = stream.read(1 << 16)
+    newlines = head.count(b"\n")
+    while block := stream.read(1 << 20):
+        newlines += block.count(b"\n")
+    stream.seek(start)
+    enc = encoding or _sniff_encoding(head)
+    text = io.TextIOWrapper(stream, encoding=enc, newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise Invalid("the file is empty: it needs a header row", field="file") from None
+    except UnicodeDecodeError:
+        raise Invalid("the file is neither UTF-8 nor GBK text", field="file") from None
+    header = [h.strip().lstrip("\ufeff").strip() for h in header]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        number = 1
+        try:
+            for cells in reader:
+                number += 1
+                if not any(c.strip() for c in cells):
+                    continue  # blank lines (common at the end of exports) are not rows
+                yield number, cells
+        except UnicodeDecodeError:
+            raise Invalid(f"row {number + 1}: bytes that are neither UTF-8 nor GBK", field="file") from None
+        except csv.Error as exc:
+            raise Invalid(f"row {number + 1}: malformed CSV ({exc})", field="file") from None
+        finally:
+            text.detach()
+            if isinstance(source, (str, Path)):
+                stream.close()
+
+    return CsvSource(header, rows(), max(newlines - 1, 0), enc)
+
+
+# --------------------------------------------------------------------------- identity resolution
+
+
+def normalize_identity(kind: str, value: str, *, field: str = "value") -> IdentityRef:
+    """Validate an identity: a known kind, a value of 1..128 characters, mobiles in 11-digit form."""
+    try:
+        kind = IdentityKind(kind).value
+    except ValueError:
+        raise Invalid(f"unknown identity kind {kind!r}", field=field) from None
+    value = value.strip()
+    if kind == IdentityKind.mobile:
+        value = normalize_mobile(value, field=field)
+    if not value or len(value) > 128:
+        raise Invalid("an identity value must have 1 to 128 characters", field=field)
+    return kind, value
+
+
+def live_customers(db: Session, org_id: int, ids: Collection[int]) -> dict[int, int]:
+    """Map customer ids of this organization to their live profile (following merges); others are absent."""
+    result: dict[int, int] = {}
+    pending = {int(i) for i in ids}
+    pointers: dict[int, int | None] = {}
+    while pending:  # more than one round only for chains of merges
+        batch = sorted(pending - pointers.keys())
+        pending = set()
+        for part in chunked(batch, IN_LIST_SIZE):
+            rows = db.execute(
+                select(CUSTOMERS.c.id, CUSTOMERS.c.merged_into_id).where(
+                    CUSTOMERS.c.org_id == org_id, CUSTOMERS.c.id.in_(part)
+                )
+            ).all()
+            for cid, merged_into in rows:
+                pointers[cid] = merged_into
+                if merged_into is not None and merged_into not in pointers:
+                    pending.add(merged_into)
+    for cid in ids:
+        seen: set[int] = set()
+        current: int | None = int(cid)
+        while current is not None and current in pointers and pointers[current] is not None and current not in seen:
+            seen.add(current)
+            current = pointers[current]
+        if current is not None and current in pointers:
+            result[int(cid)] = current
+    return result
+
+
+def lookup_identities(db: Session, org_id: int, refs: Iterable[IdentityRef]) -> dict[IdentityRef, int]:
+    """Which live customer holds each (kind, value), in one query per kind and 2,000 values."""
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for kind, value in set(refs):
+        by_kind[kind].append(value)
+    holders: dict[IdentityRef, int] = {}
+    for kind, values in by_kind.items():
+        for part in chunked(values, IN_LIST_SIZE):
+            rows = db.execute(
+                select(IDENTITIES.c.value, IDENTITIES.c.customer_id).where(
+                    IDENTITIES.c.org_id == org_id, IDENTITIES.c.kind == kind, IDENTITIES.c.value.in_(part)
+                )
+            )
+            for value, customer_id in rows:
+                holders[(kind, value)] = customer_id
+    if not holders:
+        return holders
+    live = live_customers(db, org_id, set(holders.values()))
+    return {ref: live.get(cid, cid) for ref, cid in holders.items()}
+
+
+def resolve_identities(
+    db: Session, org_id: int, refs: Iterable[IdentityRef], *, source: str | None = None
+) -> tuple[dict[IdentityRef, int], int]:
+    """Find the customer of each identity, creating a profile for each unknown one; returns (map, created).
+
+    The set-based twin of the customers service's find-or-create: one lookup, one insert of customers,
+    one insert of identities. If a concurrent writer claimed an identity first, our fresh profile is
+    removed again and theirs is used.
+    """
+    wanted = set(refs)
+    found = lookup_identities(db, org_id, wanted)
+    missing = sorted(wanted - found.keys())
+    if not missing:
+        return found, 0
+    now = utcnow()
+    stamp = driver_datetime(db)(now)
+    rows = []
+    for kind, value in missing:
+        mobile = value if kind == IdentityKind.mobile else None
+        rows.append({
+            "org_id": org_id, "name": "", "mobile": mobile, "gender": "unknown", "stage": "new",
+            "source": source, "remark": compose_remark(None, source, None, mobile), "remark_is_manual": False,
+            "consent_marketing": False, "consent_analytics": True, "created_at": stamp, "updated_at": stamp,
+        })
+    new_ids = insert_returning_ids(db, CUSTOMERS, rows)
+    ident_rows = [
+        {"org_id": org_id, "customer_id": cid, "kind": kind, "value": value, "created_at": now}
+        for (kind, value), cid in zip(missing, new_ids, strict=True)
+    ]
+    stmt = insert_ignore(db, IDENTITIES, ["org_id", "kind", "value"]).returning(IDENTITIES.c.customer_id)
+    claimed = set(db.scalars(stmt, ident_rows).all())
+    lost = [cid for cid in new_ids if cid not in claimed]
+    if lost:
+        db.execute(delete(CUSTOMERS).where(CUSTOMERS.c.id.in_(lost)))
+    found.update({ref: cid for ref, cid in zip(missing, new_ids, strict=True) if cid in claimed})
+    if lost:
+        found.update(lookup_identities(db, org_id, [ref for ref in missing if ref not in found]))
+    return found, len(new_ids) - len(lost)
+
+
+# --------------------------------------------------------------------------- customer CSV rows
+
+HEADER_ALIASES: dict[str, str] = {
+    "姓名": "name", "名字": "name", "客户名称": "name", "手机": "mobile", "手机号": "mobile", "手机号码": "mobile",
+    "性别": "gender", "地区": "region", "阶段": "stage", "来源": "source", "来源详情": "source_detail",
+    "意向": "intent", "标签": "tags", "备注": "remark", "phone": "mobile",
+}
+TEXT_FIELDS: dict[str, int] = {"name": 120, "region": 60, "source": 60, "source_detail": 200, "intent": 60}
+KNOWN_COLUMNS = {*TEXT_FIELDS, "mobile", "gender", "stage", "tags", "remark"} | {k.value for k in IdentityKind}
+GENDERS: dict[str, Gender] = {
+    "male": Gender.male, "m": Gender.male, "男": Gender.male, "1": Gender.male,
+    "female": Gender.female, "f": Gender.female, "女": Gender.female, "2": Gender.female,
+    "unknown": Gender.unknown, "未知": Gender.unknown, "0": Gender.unknown,
+}
+STAGES: dict[str, Stage] = {s.value: s for s in Stage}
+UPDATABLE = ("name", "mobile", "gender", "region", "stage", "source", "source_detail", "intent")
+
+
+@dataclass(slots=True)
+class CustomerRow:
+    """One valid row: profile fields filled in (overwrite), defaults (fill blanks only), identities, tags."""
+
+    row: int
+    fields: dict[str, Any]
+    identities: list[IdentityRef]
+    tags: list[tuple[str, str]] = field(default_factory=list)
+    remark: str | None = None
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ColumnMap:
+    """Which CSV column feeds which field, resolved once from the header."""
+
+    index: dict[str, int]
+    ignored: list[str]
+    text_fields: list[tuple[str, int, int]] = field(default_factory=list)
+    external_ids: list[tuple[str, int]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.text_fields = [(k, self.index[k], n) for k, n in TEXT_FIELDS.items() if k in self.index]
+        self.external_ids = [(k.value, self.index[k.value]) for k in IdentityKind
+                             if k is not IdentityKind.mobile and k.value in self.index]
+
+    @classmethod
+    def from_header(cls, header: list[str]) -> ColumnMap:
+        """Map trimmed header cells to known columns (Chinese aliases allowed); reject duplicates."""
+        index: dict[str, int] = {}
+        ignored: list[str] = []
+        for i, cell in enumerate(header):
+            key = HEADER_ALIASES.get(cell, cell.lower())
+            if key not in KNOWN_COLUMNS:
+                ignored.append(cell)
+                continue
+            if key in index:
+                raise Invalid(f"column {cell!r} appears twice in the header", field="header")
+            index[key] = i
+        if not index.keys() & ({"mobile"} | {k.value for k in IdentityKind}):
+            raise Invalid(
+                "the header needs an identifier column: mobile or an external id "
+                "(wecom_external_userid, unionid, openid, douyin_open_id, taobao_buyer_nick)",
+                field="header",
+            )
+        return cls(index, ignored)
+
+
+def parse_tags(raw: str) -> list[tuple[str, str]]:
+    """``group:tag;group:tag`` (full-width separators too) into (group, tag) pairs."""
+    pairs: list[tuple[str, str]] = []
+    for item in raw.replace("；", ";").replace("：", ":").split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        group, sep, name = item.partition(":")
+        group, name = group.strip(), name.strip()
+        if not sep or not group or not name:
+            raise RowInvalid("tags", f"tag {item!r} must be written group:tag")
+        if len(group) > 60 or len(name) > 60:
+            raise RowInvalid("tags", f"tag {item!r}: group and tag names have at most 60 characters")
+        pairs.append((group, name))
+    return pairs
+
+
+def parse_customer_row(number: int, cells: list[str], cols: ColumnMap) -> CustomerRow:
+    """Validate one row into a CustomerRow or raise RowInvalid naming the column."""
+    width = len(cells)
+    index = cols.index
+
+    def cell(key: str) -> str:
+        i = index.get(key)
+        return cells[i].strip() if i is not None and i < width else ""
+
+    values: dict[str, Any] = {}
+    for key, i, limit in cols.text_fields:
+        text = cells[i].strip() if i < width else ""
+        if text:
+            if len(text) > limit:
+                raise RowInvalid(key, f"at most {limit} characters, got {len(text)}")
+            values[key] = text
+    identities: list[IdentityRef] = []
+    if raw := cell("mobile"):
+        try:
+            values["mobile"] = normalize_mobile(raw)
+        except Invalid as exc:
+            raise RowInvalid("mobile", exc.message) from None
+        identities.append(("mobile", values["mobile"]))
+    for kind, i in cols.external_ids:
+        raw = cells[i].strip() if i < width else ""
+        if raw:
+            if len(raw) > 128:
+                raise RowInvalid(kind, "an external id has at most 128 characters")
+            identities.append((kind, raw))
+    if not identities:
+        raise RowInvalid("mobile", "the row has no identifier: fill mobile or an external id")
+    if raw := cell("gender"):
+        gender = GENDERS.get(raw.lower())
+        if gender is None:
+            raise RowInvalid("gender", f"unknown gender {raw!r} (male/female/unknown, 男/女, 1/2/0)")
+        values["gender"] = gender
+    if raw := cell("stage"):
+        stage = STAGES.get(raw.lower())
+        if stage is None:
+            raise RowInvalid("stage", f"unknown stage {raw!r} (one of {', '.join(s.value for s in Stage)})")
+        values["stage"] = stage
+    remark = cell("remark") or None
+    if remark and len(remark) > 200:
+        raise RowInvalid("remark", "a remark has at most 200 characters")
+    raw_tags = cell("tags")
+    return CustomerRow(number, values, identities, parse_tags(raw_tags) if raw_tags else [], remark)
+
+
+# --------------------------------------------------------------------------- customer CSV writing
+
+
+class _TagCache:
+    """The organization's tag ids by (group, tag), loaded once per import; missing ones are created."""
+
+    def __init__(self, db: Session, org_id: int) -> None:
+        self.org_id = org_id
+        self.groups: dict[str, int] = dict(
+            db.execute(select(TagGroup.name, TagGroup.id).where(TagGroup.org_id == org_id)).all()
+        )
+        self.tags: dict[tuple[str, str], int] = {
+            (g, t): i for g, t, i in db.execute(
+                select(TagGroup.name, Tag.name, Tag.id).join(Tag, Tag.group_id == TagGroup.id)
+                .where(TagGroup.org_id == org_id)
+            )
+        }
+
+    def ensure(self, db: Session, pairs: set[tuple[str, str]]) -> None:
+        """Create the tag groups and tags not seen yet (ON CONFLICT so a concurrent import is harmless)."""
+        missing = pairs - self.tags.keys()
+        if not missing:
+            return
+        new_groups = sorted({g for g, _ in missing} - self.groups.keys())
+        if new_groups:
+            db.execute(insert_ignore(db, TagGroup.__table__, ["org_id", "name"]),  # type: ignore[arg-type]
+                       [{"org_id": self.org_id, "name": g, "sort_order": 0} for g in new_groups])
+            self.groups.update(db.execute(
+                select(TagGroup.name, TagGroup.id).where(TagGroup.org_id == self.org_id, TagGroup.name.in_(new_groups))
+            ).all())
+        db.execute(insert_ignore(db, Tag.__table__, ["org_id", "group_id", "name"]),  # type: ignore[arg-type]
+                   [{"org_id": self.org_id, "group_id": self.groups[g], "name": t, "sort_order": 0}
+                    for g, t in sorted(missing)])
+        for g, t, i in db.execute(
+            select(TagGroup.name, Tag.name, Tag.id).join(Tag, Tag.group_id == TagGroup.id).where(
+                Tag.org_id == self.org_id, Tag.group_id.in_({self.groups[g] for g, _ in missing})
+            )
+        ):
+            self.tags[(g, t)] = i
+
+
+_STATE_COLUMNS = (*UPDATABLE, "remark", "remark_is_manual")
+_REMARK_PARTS = ("name", "source", "intent", "mobile", "remark_is_manual")
+
+
+def write_customer_rows(db: Session, org_id: int, rows: list[CustomerRow], report: ImportReport,
+                        tags: _TagCache | None = None, *, reason: str = "CSV import") -> list[int]:
+    """Find, create, update and merge the customers of a chunk of rows with a handful of set-based
+    statements (plus ORM merges, which are rare); returns the customer id of each row, in order.
+
+    Rows sharing an identifier describe one person; identifiers of two stored customers merge them
+    (the oldest survives). ``fields`` overwrite stored values, ``defaults`` only fill empty ones.
+    Counts go to ``report`` (created/updated/unchanged/merged customers)."""
+    holders = lookup_identities(db, org_id, {ref for r in rows for ref in r.identities})
+    # Rows, existing customers and new identity values that belong together form one component.
+    parent = list(range(len(rows)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    # Rows naming the same stored customer or the same new identifier belong to one person.
+    first_row: dict[Any, int] = {}
+    for i, r in enumerate(rows):
+        for ref in r.identities:
+            key = holders.get(ref, ref)
+            j = first_row.setdefault(key, i)
+            if j != i:
+                a, b = find(i), find(j)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    components: dict[int, tuple[list[int], set[int]]] = {}
+    for i, r in enumerate(rows):
+        root = find(i)
+        entry = components.get(root)
+        if entry is None:
+            entry = components[root] = ([], set())
+        entry[0].append(i)
+        for ref in r.identities:
+            if ref in holders:
+                entry[1].add(holders[ref])
+    for row_ids, cids in components.values():
+        if len(cids) > 1:
+            survivor = min(cids)  # the oldest profile survives
+            for other in sorted(cids - {survivor}):
+                merge_customers(db, org_id, survivor, other,
+                                f"{reason} row {rows[row_ids[0]].row} linked their identifiers")
+                report.merged += 1
+            cids.intersection_update({survivor})
+    db.flush()
+
+    existing_ids = sorted({next(iter(c)) for _, c in components.values() if c})
+    state: dict[int, dict[str, Any]] = {}
+    for part in chunked(existing_ids, IN_LIST_SIZE):
+        cols = [CUSTOMERS.c.id, *(CUSTOMERS.c[name] for name in _STATE_COLUMNS)]
+        for rec in db.execute(select(*cols).where(CUSTOMERS.c.id.in_(part))).mappings():
+            state[rec["id"]] = dict(rec)
+    have_tags: set[tuple[int, int]] = set()
+    for part in chunked(existing_ids, IN_LIST_SIZE):
+        have_tags.update(db.execute(
+            select(CUSTOMER_TAGS.c.customer_id, CUSTOMER_TAGS.c.tag_id).where(CUSTOMER_TAGS.c.customer_id.in_(part))
+        ).all())
+    wanted_tags = {t for r in rows for t in r.tags}
+    if wanted_tags:
+        tags = tags or _TagCache(db, org_id)
+        tags.ensure(db, wanted_tags)
+
+    now = driver_datetime(db)(utcnow())
+    new_customers: list[dict[str, Any]] = []
+    new_members: list[tuple[list[int], list[IdentityRef], set[int]]] = []
+    row_customer: list[int] = [0] * len(rows)
+    updates: list[dict[str, Any]] = []
+    ident_rows: list[dict[str, Any]] = []
+    tag_rows: list[dict[str, Any]] = []
+    for row_ids, cids in components.values():
+        refs = list(dict.fromkeys(ref for i in row_ids for ref in rows[i].identities if ref not in holders))
+        tag_ids = {tags.tags[t] for i in row_ids for t in rows[i].tags} if tags else set()
+        if cids:
+            cid = next(iter(cids))
+            before = state[cid]
+            after = dict(before)
+        else:
+            cid = None
+            before = {}
+            after = {"name": "", "mobile": None, "gender": Gender.unknown, "region": None, "stage": Stage.new,
+                     "source": None, "source_detail": None, "intent": None, "remark": "", "remark_is_manual": False}
+        for i in row_ids:
+            for key, value in rows[i].defaults.items():
+                if not after.get(key):
+                    after[key] = value
+            after.update(rows[i].fields)
+            if rows[i].remark:
+                after["remark"], after["remark_is_manual"] = rows[i].remark, True
+        if not after["remark_is_manual"] and (cid is None or any(after[k] != before[k] for k in _REMARK_PARTS)):
+            after["remark"] = compose_remark(after["name"], after["source"], after["intent"], after["mobile"])
+        if cid is None:
+            new_customers.append({
+                "org_id": org_id, **_plain(after), "consent_marketing": False, "consent_analytics": True,
+                "created_at": now, "updated_at": now,
+            })
+            new_members.append((row_ids, refs, tag_ids))
+            report.created += 1
+            continue
+        for i in row_ids:
+            row_customer[i] = cid
+        new_tags = {t for t in tag_ids if (cid, t) not in have_tags}
+        if after != before:
+            updates.append({"b_id": cid, **_plain(after), "updated_at": now})
+        if after != before or refs or new_tags:
+            report.updated += 1
+        else:
+            report.unchanged += 1
+        ident_rows += [{"org_id": org_id, "customer_id": cid, "kind": k, "value": v, "created_at": now}
+                       for k, v in refs]
+        tag_rows += [{"org_id": org_id, "customer_id": cid, "tag_id": t, "created_at": now} for t in new_tags]
+
+    if new_customers:
+        ids = insert_returning_ids(db, CUSTOMERS, new_customers)
+        for cid, (row_ids, refs, tag_ids) in zip(ids, new_members, strict=True):
+            for i in row_ids:
+                row_customer[i] = cid
+            ident_rows += [{"org_id": org_id, "customer_id": cid, "kind": k, "value": v, "created_at": now}
+                           for k, v in refs]
+            tag_rows += [{"org_id": org_id, "customer_id": cid, "tag_id": t, "created_at": now} for t in tag_ids]
+    if updates:
+        stmt = update(CUSTOMERS).where(CUSTOMERS.c.id == bindparam("b_id")).values(
+            {k: bindparam(k) for k in (*_STATE_COLUMNS, "updated_at")}
+        )
+        executemany_raw(db, stmt, updates)
+    executemany_raw(db, IDENTITIES.insert(), ident_rows)
+    executemany_raw(db, insert_ignore(db, CUSTOMER_TAGS, ["customer_id", "tag_id"]), tag_rows)
+    return row_customer
+
+
+def _plain(state: dict[str, Any]) -> dict[str, Any]:
+    """Profile state with enums as plain strings, as the driver wants them."""
+    return {**{k: state[k] for k in _STATE_COLUMNS}, "gender": str(state["gender"]), "stage": str(state["stage"])}
+
+
+def import_customers_csv(
+    db: sessionmaker[Session] | Engine,
+    org_id: int,
+    source: str | Path | BinaryIO | bytes,
+    *,
+    progress: Progress | None = None,
+    strict: bool = False,
+    chunk_size: int = 5000,
+) -> ImportReport:
+    """Import customers from a CSV file or stream into an organization, one transaction per chunk.
+
+    Re-importing updates profiles and never duplicates them; rows naming identifiers of two
+    customers merge them. ``progress(rows_done, total_or_None)`` is called after each chunk.
+    """
+    factory = as_sessionmaker(db)
+    csv_source = open_csv(source)
+    cols = ColumnMap.from_header(csv_source.header)
+    report = ImportReport(strict=strict, ignored_columns=cols.ignored)
+
+    def parsed() -> Iterator[CustomerRow]:
+        for number, cells in csv_source.rows:
+            report.rows_read += 1
+            try:
+                yield parse_customer_row(number, cells, cols)
+            except RowInvalid as exc:
+                report.skipped += 1
+                report.errors.append(RowError(row=number, field=exc.field, reason=exc.reason))
+
+    if strict:
+        # Validate everything first; with any bad row nothing is written.
+        rows = list(parsed())
+        if report.errors:
+            return report
+        batches: Iterable[list[CustomerRow]] = (list(part) for part in chunked(rows, chunk_size))
+    else:
+        batches = _batches(parsed(), chunk_size)
+    with factory() as session:
+        tags = _TagCache(session, org_id)
+    for batch in batches:
+        with factory() as session, session.begin():
+            write_customer_rows(session, org_id, batch, report, tags)
+        if progress:
+            progress(report.rows_read, csv_source.total)
+    if progress:
+        progress(report.rows_read, report.rows_read)
+    return report
+
+
+def _batches(rows: Iterator[CustomerRow], size: int) -> Iterator[list[CustomerRow]]:
+    batch: list[CustomerRow] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
