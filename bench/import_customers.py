@@ -21,10 +21,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from siyu.customers.importer import ColumnMap, RowInvalid, import_customers_csv, open_csv, parse_customer_row
+from siyu.customers.importer import ColumnMap, import_customers_csv, parse_customer_row
 from siyu.customers.models import Customer, CustomerIdentity, CustomerTag, Tag, TagGroup
 from siyu.customers.remarks import compose_remark
 from siyu.identity import service as identity
+from siyu.kit.bulk import RowInvalid, open_csv
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.migrate import upgrade
 

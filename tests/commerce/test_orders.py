@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from siyu.commerce.importers import import_orders_csv, yuan_to_fen
 from siyu.commerce.models import Order, OrderItem
-from siyu.customers.importer import RowInvalid
 from siyu.customers.models import Customer, CustomerIdentity
+from siyu.kit.bulk import RowInvalid
 
 TAOBAO = Path(__file__).resolve().parents[1] / "data" / "taobao_orders_gbk.csv"
 

@@ -10,7 +10,8 @@ from pydantic import AwareDatetime
 from siyu.commerce import service
 from siyu.commerce.importers import import_orders_csv
 from siyu.commerce.schemas import OrderIn, OrderOut
-from siyu.customers.importer import ImportReport, import_customers_csv
+from siyu.customers.importer import import_customers_csv
+from siyu.kit.bulk import ImportReport
 from siyu.kit.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.kit.pagination import Page
 

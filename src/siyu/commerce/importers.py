@@ -42,15 +42,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.commerce.schemas import PLATFORM_PATTERN
 from siyu.commerce.service import ItemLine, OrderRow, write_orders
-from siyu.customers.importer import (
-    ImportReport,
-    Progress,
-    RowError,
-    RowInvalid,
-    as_sessionmaker,
-    open_csv,
-)
 from siyu.customers.models import IdentityKind
+from siyu.kit.bulk import ImportReport, Progress, RowError, RowInvalid, as_sessionmaker, open_csv
 from siyu.kit.clock import SHANGHAI
 from siyu.kit.errors import Invalid
 from siyu.kit.phone import is_mobile, normalize_mobile

@@ -13,21 +13,18 @@ from sqlalchemy.orm import Session
 from siyu.accounts.models import Account
 from siyu.commerce.models import Order, OrderItem
 from siyu.commerce.schemas import OrderIn, OrderItemOut, OrderOut
-from siyu.customers.importer import (
+from siyu.customers.importer import CustomerRow, write_customer_rows
+from siyu.customers.models import Customer
+from siyu.customers.repository import visible_customers
+from siyu.customers.resolution import IdentityRef, live_customers, normalize_identity
+from siyu.kit.bulk import (
     IN_LIST_SIZE,
-    CustomerRow,
-    IdentityRef,
     ImportReport,
     chunked,
     driver_datetime,
     executemany_raw,
     insert_returning_ids,
-    live_customers,
-    normalize_identity,
-    write_customer_rows,
 )
-from siyu.customers.models import Customer
-from siyu.customers.repository import visible_customers
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Invalid, NotFound
 from siyu.kit.pagination import page_of

@@ -22,317 +22,38 @@ re-running the import is safe.
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from pydantic import BaseModel, Field
-from sqlalchemy import Engine, Insert, Table, bindparam, delete, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, Table, bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from siyu.customers.models import (
-    Customer,
-    CustomerIdentity,
-    CustomerTag,
-    Gender,
-    IdentityKind,
-    Stage,
-    Tag,
-    TagGroup,
-)
 from siyu.customers.merge import merge_customers
+from siyu.customers.models import Customer, CustomerTag, Gender, IdentityKind, Stage, Tag, TagGroup
 from siyu.customers.remarks import compose_remark
+from siyu.customers.resolution import IDENTITIES, IdentityRef, lookup_identities
+from siyu.kit.bulk import (
+    IN_LIST_SIZE,
+    ImportReport,
+    Progress,
+    RowError,
+    RowInvalid,
+    as_sessionmaker,
+    chunked,
+    driver_datetime,
+    executemany_raw,
+    insert_ignore,
+    insert_returning_ids,
+    open_csv,
+)
 from siyu.kit.clock import utcnow
-from siyu.kit.db import make_sessionmaker
 from siyu.kit.errors import Invalid
 from siyu.kit.phone import normalize_mobile
 
-Progress = Callable[[int, int | None], None]
-IdentityRef = tuple[str, str]
-
 CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
-IDENTITIES: Table = CustomerIdentity.__table__  # type: ignore[assignment]
 CUSTOMER_TAGS: Table = CustomerTag.__table__  # type: ignore[assignment]
-IN_LIST_SIZE = 2000  # well under SQLite's 32,766 bound parameters, and keeps PostgreSQL plans cheap
-
-
-# --------------------------------------------------------------------------- reports and plumbing
-
-
-class RowError(BaseModel):
-    """Why one CSV row was skipped (row numbers as a spreadsheet shows them: the header is row 1)."""
-
-    row: int
-    field: str | None = None
-    reason: str
-
-
-class ImportReport(BaseModel):
-    """What an import did: rows read, profiles created/updated, rows skipped and why."""
-
-    rows_read: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    merged: int = Field(default=0, description="Customers merged into another because a row linked them.")
-    customers_created: int = Field(default=0, description="Order imports: buyers not known before.")
-    skipped: int = 0
-    strict: bool = False
-    ignored_columns: list[str] = Field(default_factory=list)
-    errors: list[RowError] = Field(default_factory=list)
-
-
-class RowInvalid(Exception):
-    """A bad cell; the row is skipped and reported."""
-
-    def __init__(self, field: str | None, reason: str) -> None:
-        super().__init__(reason)
-        self.field = field
-        self.reason = reason
-
-
-def insert_ignore(db: Session, table: Table, conflict: Sequence[str]) -> Insert:
-    """INSERT ... ON CONFLICT (conflict) DO NOTHING for the session's backend (SQLite or PostgreSQL)."""
-    dialect = db.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
-    raise NotImplementedError(f"no ON CONFLICT support for {dialect}")
-
-
-def driver_datetime(db: Session) -> Callable[[datetime], Any]:
-    """A converter of aware datetimes to what the DB driver stores, for ``executemany_raw``.
-
-    SQLite gets SQLAlchemy's own text format for naive UTC (so ordering and reads match ORM-written rows);
-    PostgreSQL's driver takes aware datetimes as they are.
-    """
-    if db.get_bind().dialect.name == "sqlite":
-        return lambda value: value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return lambda value: value
-
-
-def executemany_raw(db: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
-    """Run one INSERT/UPDATE for many rows straight through the driver's executemany.
-
-    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself on the bulk paths,
-    so rows must already hold driver values: plain str for enums, ``driver_datetime`` for datetimes.
-    Returns the driver's row count (on SQLite the sum over all rows).
-    """
-    if not rows:
-        return 0
-    conn = db.connection()
-    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(rows[0]), for_executemany=True)
-    if compiled.positional:
-        pick = itemgetter(*compiled.positiontup)
-        params: Any = [pick(row) for row in rows] if len(compiled.positiontup) > 1 else \
-            [(pick(row),) for row in rows]
-    else:
-        params = list(rows)
-    return int(conn.exec_driver_sql(str(compiled), params).rowcount)
-
-
-def insert_returning_ids(db: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert rows and return their new ids in the order given, with one statement per backend batch."""
-    if db.get_bind().dialect.name != "sqlite":
-        return list(db.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows))
-    # SQLite cannot promise RETURNING order for multi-row inserts (SQLAlchemy falls back to one statement
-    # per row). Our transaction holds the only write lock from the first write until commit, and a
-    # rowid table gives each new row max(rowid)+1, so one executemany yields consecutive ids.
-    executemany_raw(db, table.insert(), rows)
-    last = int(db.scalar(select(func.max(table.c.id))) or 0)
-    return list(range(last - len(rows) + 1, last + 1))
-
-
-def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    """Consecutive slices of at most ``size`` items."""
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def as_sessionmaker(target: sessionmaker[Session] | Engine) -> sessionmaker[Session]:
-    """Accept an engine or a session factory: imports open one transaction per chunk themselves."""
-    return make_sessionmaker(target) if isinstance(target, Engine) else target
-
-
-def _sniff_encoding(head: bytes) -> str:
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    try:
-        decoder.decode(head, final=False)  # a multi-byte character cut at the edge is not an error
-    except UnicodeDecodeError:
-        return "gb18030"  # a superset of GBK, which Excel and Taobao use for Chinese CSV
-    return "utf-8-sig"
-
-
-@dataclass
-class CsvSource:
-    """An opened CSV: trimmed header, row iterator (row number, cells) and an estimate of data rows."""
-
-    header: list[str]
-    rows: Iterator[tuple[int, list[str]]]
-    total: int | None
-    encoding: str
-
-
-def open_csv(source: str | Path | BinaryIO | bytes, encoding: str | None = None) -> CsvSource:
-    """Open a CSV path, bytes or binary stream, detecting UTF-8 vs GBK, with header cells trimmed."""
-    if isinstance(source, bytes):
-        stream: BinaryIO = io.BytesIO(source)
-    elif isinstance(source, (str, Path)):
-        stream = open(source, "rb")  # noqa: SIM115 - closed when the row iterator is exhausted
-    else:
-        stream = source if source.seekable() else io.BytesIO(source.read())
-    start = stream.tell()
-    head = stream.read(1 << 16)
-    newlines = head.count(b"\n")
-    while block := stream.read(1 << 20):
-        newlines += block.count(b"\n")
-    stream.seek(start)
-    enc = encoding or _sniff_encoding(head)
-    text = io.TextIOWrapper(stream, encoding=enc, newline="")
-    reader = csv.reader(text)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise Invalid("the file is empty: it needs a header row", field="file") from None
-    except UnicodeDecodeError:
-        raise Invalid("the file is neither UTF-8 nor GBK text", field="file") from None
-    header = [h.strip().lstrip("\ufeff").strip() for h in header]
-
-    def rows() -> Iterator[tuple[int, list[str]]]:
-        number = 1
-        try:
-            for cells in reader:
-                number += 1
-                if not any(c.strip() for c in cells):
-                    continue  # blank lines (common at the end of exports) are not rows
-                yield number, cells
-        except UnicodeDecodeError:
-            raise Invalid(f"row {number + 1}: bytes that are neither UTF-8 nor GBK", field="file") from None
-        except csv.Error as exc:
-            raise Invalid(f"row {number + 1}: malformed CSV ({exc})", field="file") from None
-        finally:
-            text.detach()
-            if isinstance(source, (str, Path)):
-                stream.close()
-
-    return CsvSource(header, rows(), max(newlines - 1, 0), enc)
-
-
-# --------------------------------------------------------------------------- identity resolution
-
-
-def normalize_identity(kind: str, value: str, *, field: str = "value") -> IdentityRef:
-    """Validate an identity: a known kind, a value of 1..128 characters, mobiles in 11-digit form."""
-    try:
-        kind = IdentityKind(kind).value
-    except ValueError:
-        raise Invalid(f"unknown identity kind {kind!r}", field=field) from None
-    value = value.strip()
-    if kind == IdentityKind.mobile:
-        value = normalize_mobile(value, field=field)
-    if not value or len(value) > 128:
-        raise Invalid("an identity value must have 1 to 128 characters", field=field)
-    return kind, value
-
-
-def live_customers(db: Session, org_id: int, ids: Collection[int]) -> dict[int, int]:
-    """Map customer ids of this organization to their live profile (following merges); others are absent."""
-    result: dict[int, int] = {}
-    pending = {int(i) for i in ids}
-    pointers: dict[int, int | None] = {}
-    while pending:  # more than one round only for chains of merges
-        batch = sorted(pending - pointers.keys())
-        pending = set()
-        for part in chunked(batch, IN_LIST_SIZE):
-            rows = db.execute(
-                select(CUSTOMERS.c.id, CUSTOMERS.c.merged_into_id).where(
-                    CUSTOMERS.c.org_id == org_id, CUSTOMERS.c.id.in_(part)
-                )
-            ).all()
-            for cid, merged_into in rows:
-                pointers[cid] = merged_into
-                if merged_into is not None and merged_into not in pointers:
-                    pending.add(merged_into)
-    for cid in ids:
-        seen: set[int] = set()
-        current: int | None = int(cid)
-        while current is not None and current in pointers and pointers[current] is not None and current not in seen:
-            seen.add(current)
-            current = pointers[current]
-        if current is not None and current in pointers:
-            result[int(cid)] = current
-    return result
-
-
-def lookup_identities(db: Session, org_id: int, refs: Iterable[IdentityRef]) -> dict[IdentityRef, int]:
-    """Which live customer holds each (kind, value), in one query per kind and 2,000 values."""
-    by_kind: dict[str, list[str]] = defaultdict(list)
-    for kind, value in set(refs):
-        by_kind[kind].append(value)
-    holders: dict[IdentityRef, int] = {}
-    for kind, values in by_kind.items():
-        for part in chunked(values, IN_LIST_SIZE):
-            rows = db.execute(
-                select(IDENTITIES.c.value, IDENTITIES.c.customer_id).where(
-                    IDENTITIES.c.org_id == org_id, IDENTITIES.c.kind == kind, IDENTITIES.c.value.in_(part)
-                )
-            )
-            for value, customer_id in rows:
-                holders[(kind, value)] = customer_id
-    if not holders:
-        return holders
-    live = live_customers(db, org_id, set(holders.values()))
-    return {ref: live.get(cid, cid) for ref, cid in holders.items()}
-
-
-def resolve_identities(
-    db: Session, org_id: int, refs: Iterable[IdentityRef], *, source: str | None = None
-) -> tuple[dict[IdentityRef, int], int]:
-    """Find the customer of each identity, creating a profile for each unknown one; returns (map, created).
-
-    The set-based twin of the customers service's find-or-create: one lookup, one insert of customers,
-    one insert of identities. If a concurrent writer claimed an identity first, our fresh profile is
-    removed again and theirs is used.
-    """
-    wanted = set(refs)
-    found = lookup_identities(db, org_id, wanted)
-    missing = sorted(wanted - found.keys())
-    if not missing:
-        return found, 0
-    now = utcnow()
-    stamp = driver_datetime(db)(now)
-    rows = []
-    for kind, value in missing:
-        mobile = value if kind == IdentityKind.mobile else None
-        rows.append({
-            "org_id": org_id, "name": "", "mobile": mobile, "gender": "unknown", "stage": "new",
-            "source": source, "remark": compose_remark(None, source, None, mobile), "remark_is_manual": False,
-            "consent_marketing": False, "consent_analytics": True, "created_at": stamp, "updated_at": stamp,
-        })
-    new_ids = insert_returning_ids(db, CUSTOMERS, rows)
-    ident_rows = [
-        {"org_id": org_id, "customer_id": cid, "kind": kind, "value": value, "created_at": now}
-        for (kind, value), cid in zip(missing, new_ids, strict=True)
-    ]
-    stmt = insert_ignore(db, IDENTITIES, ["org_id", "kind", "value"]).returning(IDENTITIES.c.customer_id)
-    claimed = set(db.scalars(stmt, ident_rows).all())
-    lost = [cid for cid in new_ids if cid not in claimed]
-    if lost:
-        db.execute(delete(CUSTOMERS).where(CUSTOMERS.c.id.in_(lost)))
-    found.update({ref: cid for ref, cid in zip(missing, new_ids, strict=True) if cid in claimed})
-    if lost:
-        found.update(lookup_identities(db, org_id, [ref for ref in missing if ref not in found]))
-    return found, len(new_ids) - len(lost)
-
 
 # --------------------------------------------------------------------------- customer CSV rows
 

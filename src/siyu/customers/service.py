@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
 from siyu.customers import repository as repo
+from siyu.customers import resolution
 from siyu.customers.merge import merge_customers, refresh_remark, register_merge_hook
 from siyu.customers.models import (
     Customer,
@@ -46,7 +47,7 @@ from siyu.customers.tagging import (
 )
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
-from siyu.kit.phone import mask_mobile, normalize_mobile
+from siyu.kit.phone import mask_mobile
 from siyu.kit.tenancy import Principal
 
 __all__ = [
@@ -231,12 +232,7 @@ def reset_remark(db: Session, org_id: int, customer_id: int) -> Customer:
 
 def normalize_identity(kind: IdentityKind, value: str) -> str:
     """The stored form of an identifier: 11-digit mobiles, other identifiers stripped; empty is 422."""
-    if kind == IdentityKind.mobile:
-        return normalize_mobile(value, field="value")
-    cleaned = value.strip()
-    if not cleaned or len(cleaned) > 128:
-        raise Invalid(f"{kind} must be 1-128 characters", field="value")
-    return cleaned
+    return resolution.normalize_identity(kind, value)[1]
 
 
 def _display(kind: IdentityKind, value: str) -> str:

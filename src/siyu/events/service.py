@@ -12,19 +12,12 @@ from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
-from siyu.customers.importer import (
-    IdentityRef,
-    driver_datetime,
-    executemany_raw,
-    insert_ignore,
-    live_customers,
-    normalize_identity,
-    resolve_identities,
-)
 from siyu.customers.models import Customer
 from siyu.customers.repository import visible_customers
+from siyu.customers.resolution import IdentityRef, live_customers, normalize_identity, resolve_identities
 from siyu.events.models import Event
 from siyu.events.schemas import BATCH_ADAPTER, MAX_FUTURE, EventBatchIn, EventIn, IngestResult
+from siyu.kit.bulk import driver_datetime, executemany_raw, insert_ignore
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Invalid
 from siyu.kit.pagination import page_of

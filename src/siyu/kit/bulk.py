@@ -1,0 +1,188 @@
+"""Bulk-write plumbing shared by the importers and the batch APIs: reports, dialect-aware inserts, CSV.
+
+Set-based writes keep imports and event batches fast on SQLite and PostgreSQL alike; the helpers
+here know each dialect's "insert, ignore conflicts" and how to insert many rows and get their ids.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine, Insert, Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from siyu.kit.db import make_sessionmaker
+from siyu.kit.errors import Invalid
+
+Progress = Callable[[int, int | None], None]
+IN_LIST_SIZE = 2000  # well under SQLite's 32,766 bound parameters, and keeps PostgreSQL plans cheap
+
+
+class RowError(BaseModel):
+    """Why one CSV row was skipped (row numbers as a spreadsheet shows them: the header is row 1)."""
+
+    row: int
+    field: str | None = None
+    reason: str
+
+
+class ImportReport(BaseModel):
+    """What an import did: rows read, profiles created/updated, rows skipped and why."""
+
+    rows_read: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    merged: int = Field(default=0, description="Customers merged into another because a row linked them.")
+    customers_created: int = Field(default=0, description="Order imports: buyers not known before.")
+    skipped: int = 0
+    strict: bool = False
+    ignored_columns: list[str] = Field(default_factory=list)
+    errors: list[RowError] = Field(default_factory=list)
+
+
+class RowInvalid(Exception):
+    """A bad cell; the row is skipped and reported."""
+
+    def __init__(self, field: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.field = field
+        self.reason = reason
+
+
+def insert_ignore(db: Session, table: Table, conflict: Sequence[str]) -> Insert:
+    """INSERT ... ON CONFLICT (conflict) DO NOTHING for the session's backend (SQLite or PostgreSQL)."""
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    raise NotImplementedError(f"no ON CONFLICT support for {dialect}")
+
+
+def driver_datetime(db: Session) -> Callable[[datetime], Any]:
+    """A converter of aware datetimes to what the DB driver stores, for ``executemany_raw``.
+
+    SQLite gets SQLAlchemy's own text format for naive UTC (so ordering and reads match ORM-written rows);
+    PostgreSQL's driver takes aware datetimes as they are.
+    """
+    if db.get_bind().dialect.name == "sqlite":
+        return lambda value: value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return lambda value: value
+
+
+def executemany_raw(db: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> int:
+    """Run one INSERT/UPDATE for many rows straight through the driver's executemany.
+
+    SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself on the bulk paths,
+    so rows must already hold driver values: plain str for enums, ``driver_datetime`` for datetimes.
+    Returns the driver's row count (on SQLite the sum over all rows).
+    """
+    if not rows:
+        return 0
+    conn = db.connection()
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(rows[0]), for_executemany=True)
+    if compiled.positional:
+        pick = itemgetter(*compiled.positiontup)
+        params: Any = [pick(row) for row in rows] if len(compiled.positiontup) > 1 else \
+            [(pick(row),) for row in rows]
+    else:
+        params = list(rows)
+    return int(conn.exec_driver_sql(str(compiled), params).rowcount)
+
+
+def insert_returning_ids(db: Session, table: Table, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert rows and return their new ids in the order given, with one statement per backend batch."""
+    if db.get_bind().dialect.name != "sqlite":
+        return list(db.scalars(table.insert().returning(table.c.id, sort_by_parameter_order=True), rows))
+    # SQLite cannot promise RETURNING order for multi-row inserts (SQLAlchemy falls back to one statement
+    # per row). Our transaction holds the only write lock from the first write until commit, and a
+    # rowid table gives each new row max(rowid)+1, so one executemany yields consecutive ids.
+    executemany_raw(db, table.insert(), rows)
+    last = int(db.scalar(select(func.max(table.c.id))) or 0)
+    return list(range(last - len(rows) + 1, last + 1))
+
+
+def chunked(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def as_sessionmaker(target: sessionmaker[Session] | Engine) -> sessionmaker[Session]:
+    """Accept an engine or a session factory: imports open one transaction per chunk themselves."""
+    return make_sessionmaker(target) if isinstance(target, Engine) else target
+
+
+def _sniff_encoding(head: bytes) -> str:
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        decoder.decode(head, final=False)  # a multi-byte character cut at the edge is not an error
+    except UnicodeDecodeError:
+        return "gb18030"  # a superset of GBK, which Excel and Taobao use for Chinese CSV
+    return "utf-8-sig"
+
+
+@dataclass
+class CsvSource:
+    """An opened CSV: trimmed header, row iterator (row number, cells) and an estimate of data rows."""
+
+    header: list[str]
+    rows: Iterator[tuple[int, list[str]]]
+    total: int | None
+    encoding: str
+
+
+def open_csv(source: str | Path | BinaryIO | bytes, encoding: str | None = None) -> CsvSource:
+    """Open a CSV path, bytes or binary stream, detecting UTF-8 vs GBK, with header cells trimmed."""
+    if isinstance(source, bytes):
+        stream: BinaryIO = io.BytesIO(source)
+    elif isinstance(source, (str, Path)):
+        stream = open(source, "rb")  # noqa: SIM115 - closed when the row iterator is exhausted
+    else:
+        stream = source if source.seekable() else io.BytesIO(source.read())
+    start = stream.tell()
+    head = stream.read(1 << 16)
+    newlines = head.count(b"\n")
+    while block := stream.read(1 << 20):
+        newlines += block.count(b"\n")
+    stream.seek(start)
+    enc = encoding or _sniff_encoding(head)
+    text = io.TextIOWrapper(stream, encoding=enc, newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise Invalid("the file is empty: it needs a header row", field="file") from None
+    except UnicodeDecodeError:
+        raise Invalid("the file is neither UTF-8 nor GBK text", field="file") from None
+    header = [h.strip().lstrip("\ufeff").strip() for h in header]
+
+    def rows() -> Iterator[tuple[int, list[str]]]:
+        number = 1
+        try:
+            for cells in reader:
+                number += 1
+                if not any(c.strip() for c in cells):
+                    continue  # blank lines (common at the end of exports) are not rows
+                yield number, cells
+        except UnicodeDecodeError:
+            raise Invalid(f"row {number + 1}: bytes that are neither UTF-8 nor GBK", field="file") from None
+        except csv.Error as exc:
+            raise Invalid(f"row {number + 1}: malformed CSV ({exc})", field="file") from None
+        finally:
+            text.detach()
+            if isinstance(source, (str, Path)):
+                stream.close()
+
+    return CsvSource(header, rows(), max(newlines - 1, 0), enc)
