@@ -1,7 +1,141 @@
-"""Console pages (Jinja2 + HTMX)."""
+"""Console pages (Jinja2 + HTMX): login, language, dashboard and accounts; customer pages live in
+``customer_pages`` and are included here, so the app only mounts this one router."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import secrets
+from typing import Annotated
 
-router = APIRouter(include_in_schema=False)
+from fastapi import APIRouter, Form, Request, Response
+from fastapi.responses import RedirectResponse
+
+from siyu.identity import service as identity
+from siyu.kit.deps import SESSION_COOKIE, DbSession, session_principal
+from siyu.kit.errors import NotFound
+from siyu.web import i18n, queries
+from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next
+from siyu.web.customer_pages import router as customer_router
+from siyu.web.templating import PageContext, render
+
+router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+
+# Before login there is no session to hold a CSRF token, so the login form uses a double-submit cookie:
+# a cross-site page cannot read it, so it cannot log a victim into the attacker's account.
+LOGIN_CSRF_COOKIE = "siyu_login_csrf"
+LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
+
+# Load (and thereby validate) every catalog at import, i.e. when the app starts, not on the first request.
+i18n.load_translations()
+
+
+def _login_page(ctx: PageContext, next_url: str, *, error: str | None = None, email: str = "",
+                status_code: int = 200) -> Response:
+    token = secrets.token_urlsafe(24)
+    response = render(ctx, "login.html", status_code=status_code, error=error, email=email,
+                      next_url=next_url, login_csrf=token)
+    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
+                        secure=ctx.request.app.state.settings.secure_cookies, max_age=3600)
+    return response
+
+
+@router.get("/login")
+def login_form(request: Request, db: DbSession, next: str | None = None) -> Response:
+    """The login form; someone already logged in goes straight on."""
+    target = safe_next(next)
+    if session_principal(request, db) is not None:
+        return RedirectResponse(target, status_code=303)
+    return _login_page(anonymous_context(request), target)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    db: DbSession,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    """Check email and password; on success start a session and set the HttpOnly session cookie."""
+    ctx = anonymous_context(request)
+    target = safe_next(next)
+    expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not csrf_token or not secrets.compare_digest(expected, csrf_token):
+        return _login_page(ctx, target, email=email, status_code=403,
+                           error=ctx.gettext("The form has expired. Please log in again."))
+    # No rate limit yet: argon2 makes each guess cost ~50 ms; a per-IP/per-email limiter belongs here.
+    user = identity.authenticate(db, email, password) if email and password else None
+    if user is None:
+        # One message for unknown email and wrong password, so the form does not reveal which accounts exist.
+        return _login_page(ctx, target, email=email, status_code=401,
+                           error=ctx.gettext("Wrong email or password."))
+    settings = request.app.state.settings
+    old = request.cookies.get(SESSION_COOKIE)
+    if old:
+        identity.end_session(db, old)
+    session = identity.start_session(db, user, settings.session_ttl_hours)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE, session.cookie_value, httponly=True, samesite="lax", secure=settings.secure_cookies,
+        max_age=settings.session_ttl_hours * 3600, path="/",
+    )
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, db: DbSession, ctx: Console) -> Response:
+    """End the session (CSRF-checked, so another site cannot log the user out)."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if cookie:
+        identity.end_session(db, cookie)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/lang/{code}")
+def switch_language(request: Request, code: str, next: str | None = None) -> Response:
+    """Remember the chosen language in a cookie and go back to the page the switcher was on."""
+    if code not in i18n.SUPPORTED_LOCALES:
+        raise NotFound(f"unsupported language {code!r}")
+    target = safe_next(next, default="")
+    if not target:
+        referer = request.headers.get("referer", "")
+        base = str(request.base_url)
+        target = safe_next("/" + referer[len(base):] if referer.startswith(base) else None)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(i18n.LANG_COOKIE, code, max_age=LANG_COOKIE_MAX_AGE, samesite="lax", path="/",
+                        secure=request.app.state.settings.secure_cookies)
+    return response
+
+
+@router.get("/")
+def dashboard(db: DbSession, ctx: Console) -> Response:
+    """Headline counts and the customers-added-per-day chart, scoped to what the user may see."""
+    assert ctx.principal is not None
+    head = queries.headline(db, ctx.principal)
+    series = queries.added_per_day(db, ctx.principal, tz=ctx.timezone)
+
+    def source_name(code: str) -> str:
+        return ctx.gettext("Other") if code == queries.OTHER_SOURCES else ctx.label("source", code)
+
+    chart = {
+        "days": series.days,
+        "series": [{"name": source_name(s), "data": series.counts[s]} for s in series.sources],
+        "totals": series.totals,
+        "total_name": ctx.gettext("Total"),
+        "empty": ctx.gettext("No customers added in this period."),
+    }
+    return render(ctx, "dashboard.html", head=head, chart=chart, chart_days=queries.CHART_DAYS,
+                  active="dashboard")
+
+
+@router.get("/accounts")
+def accounts(db: DbSession, ctx: Console) -> Response:
+    """Carrier accounts with their operators and capacity bars."""
+    assert ctx.principal is not None
+    return render(ctx, "accounts.html", rows=queries.account_rows(db, ctx.principal), active="accounts")
+
+
+router.include_router(customer_router)

@@ -1,0 +1,289 @@
+"""Customer pages: the searchable list and the detail page with in-place (HTMX) edits of tags,
+remark and notes. Every read and write goes through ``siyu.customers.service`` with the principal,
+so visibility (404 for another organization's or another operator's customer) is the service's."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Query, Request, Response
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from siyu.commerce import service as commerce
+from siyu.customers import service as customers
+from siyu.customers.models import Customer, Stage
+from siyu.customers.remarks import WECOM_REMARK_MAX, masked_remark
+from siyu.customers.schemas import CustomerFilters, CustomerPatch, IdentityOut
+from siyu.kit.deps import DbSession
+from siyu.kit.errors import DomainError, NotFound
+from siyu.kit.phone import mask_mobile
+from siyu.kit.tenancy import Principal
+from siyu.web import queries
+from siyu.web.auth import Console, ConsoleRoute, is_htmx
+from siyu.web.templating import PageContext, render
+
+router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+
+PAGE_SIZE = 25
+TIMELINE_PAGE = 30
+ORDERS_SHOWN = 50
+
+
+def _principal(ctx: PageContext) -> Principal:
+    assert ctx.principal is not None  # Console only yields logged-in contexts
+    return ctx.principal
+
+
+def shown_mobile(principal: Principal, mobile: str | None) -> str | None:
+    """The mobile as this principal may see it (masked for operators)."""
+    return mobile if principal.sees_full_mobile else mask_mobile(mobile)
+
+
+def shown_remark(principal: Principal, remark: str) -> str:
+    """The remark as this principal may see it (mobiles inside masked for operators)."""
+    return remark if principal.sees_full_mobile else masked_remark(remark)
+
+
+# --- list -----------------------------------------------------------------------------------------
+
+
+def _filter_error(ctx: PageContext, exc: ValidationError) -> str:
+    field = str(exc.errors()[0]["loc"][0]) if exc.errors() and exc.errors()[0]["loc"] else ""
+    if field == "mobile":
+        return ctx.gettext("Enter a full 11-digit mobile number or its last 4 digits.")
+    if field == "stage":
+        return ctx.gettext("Unknown stage.")
+    return ctx.gettext("Check the search fields.")
+
+
+@router.get("/customers")
+def customer_list(
+    request: Request,
+    db: DbSession,
+    ctx: Console,
+    q: str = "",
+    mobile: str = "",
+    tag: Annotated[str, Query()] = "",
+    stage: str = "",
+    source: str = "",
+    cursor: int | None = None,
+) -> Response:
+    """Search visible customers by name, mobile (or its last 4 digits), tag, stage and source; keyset pages."""
+    principal = _principal(ctx)
+    form = {"q": q.strip(), "mobile": mobile.strip(), "tag": tag.strip(), "stage": stage, "source": source}
+    error: str | None = None
+    rows: list[Customer] = []
+    next_cursor: int | None = None
+    try:
+        filters = CustomerFilters(
+            name=form["q"] or None, mobile=form["mobile"] or None,
+            tag_ids=[int(form["tag"])] if form["tag"].isdigit() else [],
+            stage=Stage(stage) if stage else None, source=source or None,
+        )
+        rows, next_cursor = customers.list_customers(db, principal, filters, cursor=cursor, limit=PAGE_SIZE)
+    except ValidationError as exc:
+        error = _filter_error(ctx, exc)
+    except ValueError:
+        error = ctx.gettext("Unknown stage.")
+    except DomainError as exc:
+        error = ctx.gettext("Unknown tag.") if exc.field == "tag_ids" else exc.message
+    tags = queries.tags_by_customer(db, principal.org_id, [c.id for c in rows])
+    query = {k: v for k, v in form.items() if v}
+    data: dict[str, Any] = {
+        "rows": rows, "tags": tags, "form": form, "error": error, "cursor": cursor,
+        "next_url": "/customers?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else None,
+        "first_url": "/customers" + ("?" + urlencode(query) if query else ""),
+        "mobile_of": lambda c: shown_mobile(principal, c.mobile),
+        "remark_of": lambda c: shown_remark(principal, c.remark),
+    }
+    if is_htmx(request) and request.headers.get("HX-Target") == "results":
+        return render(ctx, "customers/_results.html", **data)
+    return render(
+        ctx, "customers/list.html", active="customers", stages=list(Stage),
+        tag_groups=customers.list_tag_groups(db, principal.org_id),
+        sources=queries.known_sources(db, principal.org_id), **data,
+    )
+
+
+# --- detail ---------------------------------------------------------------------------------------
+
+
+def _customer(db: Session, ctx: PageContext, customer_id: int) -> Customer:
+    return customers.get_customer(db, _principal(ctx), customer_id)
+
+
+def _tags_fragment(db: Session, ctx: PageContext, customer: Customer, *, saved: bool = False,
+                   error: str | None = None) -> Response:
+    principal = _principal(ctx)
+    groups = {g.id: g for g, _tags in customers.list_tag_groups(db, principal.org_id)}
+    return render(ctx, "customers/_tags.html", customer=customer, groups=groups,
+                  tags=customers.customer_tags(db, principal, customer.id), saved=saved, error=error)
+
+
+def _remark_fragment(ctx: PageContext, customer: Customer, *, saved: bool = False,
+                     error: str | None = None) -> Response:
+    return render(ctx, "customers/_remark.html", customer=customer, saved=saved, error=error,
+                  remark=shown_remark(_principal(ctx), customer.remark), remark_max=WECOM_REMARK_MAX)
+
+
+def _notes_fragment(db: Session, ctx: PageContext, customer: Customer, *, error: str | None = None,
+                    draft: str = "") -> Response:
+    principal = _principal(ctx)
+    notes = customers.list_notes(db, principal, customer.id)
+    authors = queries.user_names(db, principal.org_id, {n.author_id for n in notes if n.author_id})
+    return render(ctx, "customers/_notes.html", customer=customer, notes=notes, authors=authors,
+                  error=error, draft=draft)
+
+
+def _timeline_data(db: Session, ctx: PageContext, customer: Customer, before: str | None) -> dict[str, Any]:
+    principal = _principal(ctx)
+    page = customers.timeline(db, principal, customer.id, before=before, limit=TIMELINE_PAGE)
+    account_ids = {i.account_id for i in page.items if i.account_id}
+    author_ids = {i.data.get("author_id") for i in page.items if i.kind == "note" and i.data.get("author_id")}
+    return {
+        "customer": customer, "items": page.items, "next_before": page.next_before,
+        "accounts": queries.account_names(db, principal.org_id, account_ids),
+        "authors": queries.user_names(db, principal.org_id, {int(a) for a in author_ids if a}),
+    }
+
+
+@router.get("/customers/{customer_id}")
+def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
+    """Profile, identities, follow relations, tags, remark, notes, timeline and orders of one customer."""
+    principal = _principal(ctx)
+    customer = _customer(db, ctx, customer_id)
+    if customer.id != customer_id:
+        # A merged-away id: show the surviving profile at its own address.
+        return RedirectResponse(f"/customers/{customer.id}", status_code=303)
+    follows = customers.list_follows(db, principal, customer.id)
+    identities = [IdentityOut.build(i, principal) for i in customers.list_identities(db, principal, customer.id)]
+    notes = customers.list_notes(db, principal, customer.id)
+    groups = {g.id: g for g, _tags in customers.list_tag_groups(db, principal.org_id)}
+    order_count, order_net = queries.customer_order_totals(db, principal.org_id, customer.id)
+    orders, _more = commerce.list_orders(db, principal, customer_id=customer.id, limit=ORDERS_SHOWN)
+    return render(
+        ctx, "customers/detail.html", active="customers", customer=customer,
+        mobile=shown_mobile(principal, customer.mobile), remark=shown_remark(principal, customer.remark),
+        remark_max=WECOM_REMARK_MAX, identities=identities, follows=follows,
+        follow_accounts=queries.account_names(db, principal.org_id, {f.account_id for f in follows}),
+        tags=customers.customer_tags(db, principal, customer.id), groups=groups, saved=False, error=None,
+        notes=notes, draft="",
+        authors=queries.user_names(db, principal.org_id, {n.author_id for n in notes if n.author_id}),
+        orders=commerce.with_items(db, orders),
+        order_count=order_count, order_net=order_net,
+        timeline=_timeline_data(db, ctx, customer, None),
+    )
+
+
+@router.get("/customers/{customer_id}/timeline")
+def customer_timeline(customer_id: int, db: DbSession, ctx: Console, before: str | None = None) -> Response:
+    """Timeline entries as an HTMX fragment: older ones (``before``) or, without it, the newest page."""
+    customer = _customer(db, ctx, customer_id)
+    try:
+        data = _timeline_data(db, ctx, customer, before)
+    except DomainError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        return Response(exc.message, status_code=422, media_type="text/plain")
+    return render(ctx, "customers/_timeline_items.html", **data)
+
+
+@router.get("/customers/{customer_id}/tags")
+def customer_tags(customer_id: int, db: DbSession, ctx: Console) -> Response:
+    """The tags of a customer as shown on the detail page (the picker's Cancel returns here)."""
+    return _tags_fragment(db, ctx, _customer(db, ctx, customer_id))
+
+
+@router.get("/customers/{customer_id}/tags/edit")
+def customer_tags_edit(customer_id: int, db: DbSession, ctx: Console) -> Response:
+    """The tag picker: every tag of the organization grouped by tag group, the customer's ones checked."""
+    principal = _principal(ctx)
+    customer = _customer(db, ctx, customer_id)
+    chosen = {t.id for t in customers.customer_tags(db, principal, customer.id)}
+    return render(ctx, "customers/_tag_picker.html", customer=customer, chosen=chosen,
+                  tag_groups=customers.list_tag_groups(db, principal.org_id))
+
+
+@router.post("/customers/{customer_id}/tags")
+def customer_tags_save(
+    customer_id: int, request: Request, db: DbSession, ctx: Console,
+    tag_id: Annotated[list[int], Form()] = [],  # noqa: B006 - FastAPI copies defaults per request
+) -> Response:
+    """Replace the customer's tags with the ticked ones and show the result in place."""
+    customer = _customer(db, ctx, customer_id)
+    try:
+        customers.set_customer_tags(db, _principal(ctx), customer.id, tag_id)
+    except DomainError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        db.rollback()
+        return _tags_fragment(db, ctx, customer, error=exc.message)
+    if not is_htmx(request):
+        return RedirectResponse(f"/customers/{customer.id}", status_code=303)
+    return _tags_fragment(db, ctx, customer, saved=True)
+
+
+@router.post("/customers/{customer_id}/remark")
+def customer_remark_save(
+    customer_id: int, request: Request, db: DbSession, ctx: Console,
+    remark: Annotated[str, Form()] = "",
+) -> Response:
+    """Write the remark by hand (it then stays until reset to the automatic one)."""
+    principal = _principal(ctx)
+    customer = _customer(db, ctx, customer_id)
+    text = remark.strip()
+    # An operator sees mobiles in the remark masked; saving that masked text back must not erase the number.
+    if not principal.sees_full_mobile and text == masked_remark(customer.remark):
+        return _remark_fragment(ctx, customer)
+    error: str | None = None
+    if not text:
+        error = ctx.gettext("The remark cannot be empty; use “Reset to automatic” instead.")
+    elif len(text) > WECOM_REMARK_MAX:
+        error = ctx.gettext("A remark holds at most %(n)d characters.") % {"n": WECOM_REMARK_MAX}
+    if error is None:
+        try:
+            customer = customers.update_customer_as(db, principal, customer.id, CustomerPatch(remark=text))
+        except (ValidationError, DomainError) as exc:
+            if isinstance(exc, NotFound):
+                raise
+            db.rollback()
+            error = exc.message if isinstance(exc, DomainError) else ctx.gettext("The remark is not valid.")
+    if not is_htmx(request) and error is None:
+        return RedirectResponse(f"/customers/{customer.id}", status_code=303)
+    return _remark_fragment(ctx, customer, saved=error is None, error=error)
+
+
+@router.post("/customers/{customer_id}/remark/reset")
+def customer_remark_reset(customer_id: int, request: Request, db: DbSession, ctx: Console) -> Response:
+    """Go back to the automatic Name+Source+Intent+Mobile remark."""
+    customer = _customer(db, ctx, customer_id)
+    customer = customers.reset_remark(db, _principal(ctx).org_id, customer.id)
+    if not is_htmx(request):
+        return RedirectResponse(f"/customers/{customer.id}", status_code=303)
+    return _remark_fragment(ctx, customer, saved=True)
+
+
+@router.post("/customers/{customer_id}/notes")
+def customer_note_add(
+    customer_id: int, request: Request, db: DbSession, ctx: Console,
+    body: Annotated[str, Form()] = "",
+) -> Response:
+    """Add a note and show the notes list again."""
+    customer = _customer(db, ctx, customer_id)
+    try:
+        customers.add_note(db, _principal(ctx), customer.id, body)
+    except DomainError as exc:
+        if isinstance(exc, NotFound):
+            raise
+        db.rollback()
+        message = ctx.gettext("Write something first.") if exc.field == "body" else exc.message
+        return _notes_fragment(db, ctx, customer, error=message, draft=body)
+    if not is_htmx(request):
+        return RedirectResponse(f"/customers/{customer.id}", status_code=303)
+    response = _notes_fragment(db, ctx, customer)
+    # The timeline shows notes too: tell it to reload itself.
+    response.headers["HX-Trigger"] = "timeline-changed"
+    return response

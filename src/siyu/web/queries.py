@@ -1,0 +1,237 @@
+"""Read-only queries behind the dashboard and the accounts page, scoped by the principal.
+
+Customers are always scoped through ``siyu.customers.repository.visible_customers`` (the one tenancy
+helper), accounts through ``siyu.accounts.service.visible_accounts``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from siyu.accounts.models import Account
+from siyu.accounts.service import visible_accounts
+from siyu.commerce.models import Order
+from siyu.customers.models import Customer, CustomerTag, Stage, Tag
+from siyu.customers.repository import visible_customers
+from siyu.identity.models import User
+from siyu.kit.clock import ensure_utc, utcnow
+from siyu.kit.tenancy import Principal
+
+CONVERTED_STAGES = (Stage.converted, Stage.repeat)
+CHART_DAYS = 90
+CHART_MAX_SOURCES = 8
+OTHER_SOURCES = "__other__"
+UNKNOWN_SOURCE = ""
+
+
+@dataclass(frozen=True)
+class Headline:
+    """The dashboard's headline counts."""
+
+    customers: int
+    added_7d: int
+    converted: int
+    accounts: int
+    friends: int
+    soft_capacity: int
+    hard_capacity: int
+    accounts_over_soft_cap: int
+    orders_30d: int
+    gmv_30d_fen: int
+
+    @property
+    def converted_share(self) -> float | None:
+        """Converted and repeat customers as a share of all visible customers."""
+        return self.converted / self.customers if self.customers else None
+
+    @property
+    def load(self) -> float | None:
+        """Friends held against the accounts' soft caps."""
+        return self.friends / self.soft_capacity if self.soft_capacity else None
+
+
+def headline(db: Session, principal: Principal, now: datetime | None = None) -> Headline:
+    """Headline counts for the principal's customers, accounts and orders."""
+    now = now or utcnow()
+    customers = visible_customers(principal).subquery()
+    row = db.execute(
+        select(
+            func.count(),
+            func.count().filter(customers.c.created_at >= now - timedelta(days=7)),
+            func.count().filter(customers.c.stage.in_(CONVERTED_STAGES)),
+        ).select_from(customers)
+    ).one()
+    accounts = visible_accounts(principal).subquery()
+    acc = db.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(accounts.c.friend_count), 0),
+            func.coalesce(func.sum(accounts.c.soft_cap), 0),
+            func.coalesce(func.sum(accounts.c.hard_cap), 0),
+            func.count().filter(accounts.c.friend_count > accounts.c.soft_cap),
+        ).select_from(accounts)
+    ).one()
+    visible_ids = visible_customers(principal).with_only_columns(Customer.id)
+    orders = db.execute(
+        select(func.count(), func.coalesce(func.sum(Order.amount_fen), 0)).where(
+            Order.org_id == principal.org_id,
+            Order.paid_at >= now - timedelta(days=30),
+            Order.customer_id.in_(visible_ids),
+        )
+    ).one()
+    return Headline(
+        customers=int(row[0]), added_7d=int(row[1]), converted=int(row[2]),
+        accounts=int(acc[0]), friends=int(acc[1]), soft_capacity=int(acc[2]), hard_capacity=int(acc[3]),
+        accounts_over_soft_cap=int(acc[4]), orders_30d=int(orders[0]), gmv_30d_fen=int(orders[1]),
+    )
+
+
+@dataclass(frozen=True)
+class DailySeries:
+    """Customers added per local day, one series per source (the rarest ones folded into "other")."""
+
+    days: list[str]
+    sources: list[str]
+    counts: dict[str, list[int]]
+
+    @property
+    def totals(self) -> list[int]:
+        """All sources added up, per day."""
+        return [sum(self.counts[s][i] for s in self.sources) for i in range(len(self.days))]
+
+
+def _local_day(db: Session, column: object, tz: str) -> object:
+    """SQL for the calendar day of a UTC timestamp column in zone ``tz``."""
+    if db.get_bind().dialect.name == "postgresql":
+        # timezone(zone, timestamptz) gives the wall-clock time in that zone.
+        return func.date(func.timezone(tz, column))
+    # SQLite has no zone database: shift by the zone's current offset (exact for DST-free zones like Shanghai).
+    offset = ZoneInfo(tz).utcoffset(datetime.now()) or timedelta(0)
+    minutes = int(offset.total_seconds() // 60)
+    return func.date(column, f"{minutes:+d} minutes")
+
+
+def added_per_day(
+    db: Session, principal: Principal, tz: str = "Asia/Shanghai", days: int = CHART_DAYS, now: datetime | None = None
+) -> DailySeries:
+    """Customers the principal sees, counted per local calendar day and source over the last ``days`` days."""
+    now = ensure_utc(now or utcnow())
+    zone = ZoneInfo(tz)
+    today = now.astimezone(zone).date()
+    first = today - timedelta(days=days - 1)
+    start_utc = datetime(first.year, first.month, first.day, tzinfo=zone)
+    customers = visible_customers(principal).where(Customer.created_at >= start_utc).subquery()
+    day = _local_day(db, customers.c.created_at, tz)
+    source = func.coalesce(customers.c.source, UNKNOWN_SOURCE)
+    rows = db.execute(select(day, source, func.count()).select_from(customers).group_by(day, source)).all()
+
+    day_list = [first + timedelta(days=i) for i in range(days)]
+    index = {d.isoformat(): i for i, d in enumerate(day_list)}
+    per_source: dict[str, list[int]] = {}
+    for raw_day, src, count in rows:
+        key = raw_day.isoformat() if isinstance(raw_day, date) else str(raw_day)[:10]
+        if key not in index:
+            continue
+        per_source.setdefault(src, [0] * days)[index[key]] += int(count)
+    ranked = sorted(per_source, key=lambda s: (-sum(per_source[s]), s))
+    kept, folded = ranked[:CHART_MAX_SOURCES], ranked[CHART_MAX_SOURCES:]
+    counts = {s: per_source[s] for s in kept}
+    if folded:
+        counts[OTHER_SOURCES] = [sum(per_source[s][i] for s in folded) for i in range(days)]
+        kept.append(OTHER_SOURCES)
+    return DailySeries(days=[d.isoformat() for d in day_list], sources=kept, counts=counts)
+
+
+@dataclass(frozen=True)
+class AccountRow:
+    """One account with its operator's name and capacity figures for the bar."""
+
+    account: Account
+    operator_name: str | None
+
+    @property
+    def used_pct(self) -> float:
+        """Friends as a percentage of the hard cap (0-100)."""
+        hard = self.account.hard_cap or 0
+        return min(100.0, 100.0 * self.account.friend_count / hard) if hard > 0 else 0.0
+
+    @property
+    def soft_pct(self) -> float:
+        """Where the soft cap sits on the bar (0-100)."""
+        hard = self.account.hard_cap or 0
+        return min(100.0, 100.0 * self.account.soft_cap / hard) if hard > 0 else 0.0
+
+    @property
+    def level(self) -> str:
+        """ok, warn (past the soft cap) or full (at the hard cap): the bar's colour."""
+        if self.account.hard_cap and self.account.friend_count >= self.account.hard_cap:
+            return "full"
+        if self.account.friend_count > self.account.soft_cap:
+            return "warn"
+        return "ok"
+
+
+def account_rows(db: Session, principal: Principal) -> list[AccountRow]:
+    """The principal's visible accounts with their operators, by kind then name."""
+    stmt = (
+        visible_accounts(principal)
+        .add_columns(User.name)
+        .outerjoin(User, User.id == Account.operator_id)
+        .order_by(Account.kind, Account.name, Account.id)
+    )
+    return [AccountRow(account=a, operator_name=n) for a, n in db.execute(stmt).all()]
+
+
+def tags_by_customer(db: Session, org_id: int, customer_ids: list[int]) -> dict[int, list[Tag]]:
+    """The tags of each listed customer (one query for a whole page), in group then tag order."""
+    if not customer_ids:
+        return {}
+    rows = db.execute(
+        select(CustomerTag.customer_id, Tag)
+        .join(Tag, Tag.id == CustomerTag.tag_id)
+        .where(CustomerTag.org_id == org_id, CustomerTag.customer_id.in_(customer_ids))
+        .order_by(Tag.group_id, Tag.sort_order, Tag.id)
+    ).all()
+    out: dict[int, list[Tag]] = {}
+    for customer_id, tag in rows:
+        out.setdefault(customer_id, []).append(tag)
+    return out
+
+
+def known_sources(db: Session, org_id: int, limit: int = 100) -> list[str]:
+    """The organization's distinct customer sources, for the filter's select (served by the source index)."""
+    stmt = (
+        select(Customer.source).where(Customer.org_id == org_id, Customer.source.is_not(None))
+        .distinct().order_by(Customer.source).limit(limit)
+    )
+    return [s for s in db.scalars(stmt) if s]
+
+
+def account_names(db: Session, org_id: int, account_ids: set[int]) -> dict[int, str]:
+    """Names of the organization's accounts by id."""
+    if not account_ids:
+        return {}
+    rows = db.execute(select(Account.id, Account.name).where(Account.org_id == org_id, Account.id.in_(account_ids)))
+    return {i: n for i, n in rows.all()}
+
+
+def user_names(db: Session, org_id: int, user_ids: set[int]) -> dict[int, str]:
+    """Names of the organization's users by id (note authors)."""
+    if not user_ids:
+        return {}
+    rows = db.execute(select(User.id, User.name).where(User.org_id == org_id, User.id.in_(user_ids)))
+    return {i: n for i, n in rows.all()}
+
+
+def customer_order_totals(db: Session, org_id: int, customer_id: int) -> tuple[int, int]:
+    """How many orders a customer has and their net amount in fen (paid minus refunded)."""
+    count, net = db.execute(
+        select(func.count(), func.coalesce(func.sum(Order.amount_fen - Order.refunded_fen), 0))
+        .where(Order.org_id == org_id, Order.customer_id == customer_id)
+    ).one()
+    return int(count), int(net)
