@@ -16,6 +16,7 @@ from siyu.events.endpoints import router as events_router
 from siyu.identity.endpoints import router as identity_router
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.errors import DomainError
+from siyu.kit.ratelimit import attempt_counter
 from siyu.kit.settings import Settings, get_settings
 from siyu.web.pages import router as pages_router
 
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.login_attempts = attempt_counter(settings.redis_url, settings.login_window_seconds)
     app.add_exception_handler(DomainError, _domain_error)
 
     @app.get("/healthz", tags=["ops"])

@@ -187,7 +187,7 @@ def serve(
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option(help="Size of the simulated brand.")] = 10_000,
+    customers: Annotated[int, typer.Option(min=100, help="Size of the simulated brand.")] = 10_000,
     seed: Annotated[int, typer.Option()] = 42,
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
@@ -195,10 +195,12 @@ def demo(
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Load only; don't start the server.")] = False,
 ) -> None:
     """Migrate the embedded database, load the simulated demo brand once, and serve the console."""
+    from datetime import UTC, datetime
+
     from sqlalchemy import select
 
     from siyu.identity.models import Organization
-    from siyu.integrations.sandbox.loader import DEMO_ADMIN_EMAIL, DEMO_PASSWORD, load_world
+    from siyu.integrations.sandbox.loader import load_world
     from siyu.integrations.sandbox.world import generate_world
     from siyu.kit.migrate import upgrade
 
@@ -209,17 +211,30 @@ def demo(
     with make_sessionmaker(engine)() as db:
         exists = db.scalar(select(Organization.id).where(Organization.slug == DEMO_ORG)) is not None
     if reset or not exists:
+        # The simulated 90 days end today, so the dashboard's "last 7 days" and charts show live-looking data.
+        end = datetime.now(UTC).replace(hour=16, minute=0, second=0, microsecond=0)
         err.print(f"generating a simulated brand with {customers:,} customers (seed {seed}) ...")
-        world = generate_world(customers=customers, seed=seed)
+        world = generate_world(customers=customers, seed=seed, end=end)
         with _progress() as progress:
-            task = progress.add_task("loading the demo brand", total=None)
-            load_world(
-                engine, world, org_slug=DEMO_ORG, replace=reset,
-                progress=lambda done, total: progress.update(task, completed=done, total=total),
-            )
+            tasks: dict[str, object] = {}
+
+            def report(step: str, done: int, total: int | None) -> None:
+                if step not in tasks:
+                    tasks[step] = progress.add_task(step, total=total)
+                progress.update(tasks[step], completed=done, total=total)  # type: ignore[arg-type]
+
+            summary = load_world(engine, world, org_slug=DEMO_ORG, replace=reset, progress=report)
+        admin, operator = summary.admin, summary.operator
+        console.print(f"loaded {', '.join(f'{n:,} {k}' for k, n in summary.counts.items())}")
+    else:
+        from siyu.integrations.sandbox.loader import DEFAULT_ADMIN_PASSWORD, DEFAULT_OPERATOR_PASSWORD, Login
+
+        admin = Login(f"admin@{DEMO_ORG}.example.com", DEFAULT_ADMIN_PASSWORD, "", "admin")
+        operator = Login(f"op01@{DEMO_ORG}.example.com", DEFAULT_OPERATOR_PASSWORD, "", "operator")
     engine.dispose()
     console.print(f"\n[bold green]siyu is ready:[/] http://{host}:{port}/")
-    console.print(f"log in as [bold]{DEMO_ADMIN_EMAIL}[/] with password [bold]{DEMO_PASSWORD}[/]\n")
+    console.print(f"log in as [bold]{admin.email}[/] with password [bold]{admin.password}[/] (admin)")
+    console.print(f"or as [bold]{operator.email}[/] with password [bold]{operator.password}[/] (operator)\n")
     if not no_serve:
         serve(host=host, port=port)
 

@@ -138,6 +138,23 @@ def test_login_form_needs_its_csrf_cookie(client: TestClient, world: World) -> N
     assert SESSION_COOKIE not in client.cookies
 
 
+def test_repeated_failures_pause_logins_for_that_email(client: TestClient, world: World, app) -> None:  # type: ignore[no-untyped-def]
+    app.state.settings.login_max_failures = 3
+
+    def attempt(password: str):  # type: ignore[no-untyped-def]
+        form = client.get("/login")
+        return client.post("/login", data={"email": email(world, "admin"), "password": password,
+                                           "csrf_token": hidden_csrf(form.text)}, follow_redirects=False)
+
+    assert [attempt("wrong-password").status_code for _ in range(3)] == [401, 401, 401]
+    paused = attempt(PASSWORD)  # even the right password waits out the window
+    assert paused.status_code == 429
+    assert "Too many failed logins" in paused.text
+    app.state.login_attempts.reset(f"email:{email(world, 'admin')}")
+    app.state.login_attempts.reset("ip:testclient")
+    assert attempt(PASSWORD).status_code == 303
+
+
 def test_open_redirects_are_refused(client: TestClient, world: World) -> None:
     form = client.get("/login")
     response = client.post("/login", data={"email": email(world, "admin"), "password": PASSWORD,

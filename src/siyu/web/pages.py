@@ -63,13 +63,23 @@ def login(
     if not expected or not csrf_token or not secrets.compare_digest(expected, csrf_token):
         return _login_page(ctx, target, email=email, status_code=403,
                            error=ctx.gettext("The form has expired. Please log in again."))
-    # No rate limit yet: argon2 makes each guess cost ~50 ms; a per-IP/per-email limiter belongs here.
+    settings = request.app.state.settings
+    attempts = request.app.state.login_attempts
+    # Count failures per email and per address: one guards an account, the other a spraying client.
+    keys = [f"email:{email.strip().lower()}", f"ip:{request.client.host if request.client else '-'}"]
+    if any(attempts.count(key) >= settings.login_max_failures for key in keys):
+        minutes = max(1, settings.login_window_seconds // 60)
+        return _login_page(ctx, target, email=email, status_code=429,
+                           error=ctx.gettext("Too many failed logins. Try again in %(minutes)s minutes.")
+                           % {"minutes": minutes})
     user = identity.authenticate(db, email, password) if email and password else None
     if user is None:
+        for key in keys:
+            attempts.hit(key)
         # One message for unknown email and wrong password, so the form does not reveal which accounts exist.
         return _login_page(ctx, target, email=email, status_code=401,
                            error=ctx.gettext("Wrong email or password."))
-    settings = request.app.state.settings
+    attempts.reset(keys[0])
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         identity.end_session(db, old)
