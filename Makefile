@@ -27,9 +27,9 @@ demo: install
 serve: install
 	$(BIN)/siyu serve
 
-## Install with test extras and run the whole suite (PostgreSQL too when SIYU_TEST_DATABASE_URL is set).
+## Install with test extras and run the whole suite on two workers (PostgreSQL too when SIYU_TEST_DATABASE_URL is set).
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 bench-quick: install-test
 	for b in bench/*.py; do $(BIN)/python $$b --quick || exit 1; done
