@@ -1,0 +1,70 @@
+"""Every API route with an id in its path answers another organization's ids like missing ones.
+
+The sweep reads the routes from the app itself, so a new endpoint is covered the day it is added;
+an id parameter it does not know how to fill fails the test, so nobody forgets to extend it.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from fastapi.testclient import TestClient
+
+from siyu.accounts import service as accounts
+from siyu.accounts.models import AccountKind
+from siyu.accounts.schemas import AccountIn
+from siyu.customers import service as customers
+from siyu.customers.schemas import TagGroupIn
+from siyu.identity.models import ApiToken, Role
+from siyu.kit.tenancy import Principal
+
+PARAM = re.compile(r"{(\w+)}")
+
+
+def _seed_victim(db, tenant, client: TestClient) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """One of everything in the victim organization; returns ids by path-parameter name."""
+    account = accounts.create_account(db, tenant.org_id, AccountIn(kind=AccountKind.wecom_member,
+                                                                   external_id="victim", name="Victim member"))
+    customer = customers.create_customer(db, tenant.org_id, {"name": "受害者", "mobile": "13900000001"})
+    customers.follow(db, tenant.org_id, customer.id, account.id, source="sweep")
+    group, tags = customers.create_tag_group(db, tenant.org_id, TagGroupIn(name="意向", tags=["高"]))
+    admin = Principal(org_id=tenant.org_id, user_id=tenant.admin_id, role=Role.admin)
+    note = customers.add_note(db, admin, customer.id, "only for the victim")
+    db.commit()
+    order = client.post("/api/v1/orders", headers=tenant.auth(), json={
+        "platform": "taobao", "external_id": "V-1", "customer_id": customer.id, "amount_fen": 1990,
+        "paid_at": datetime(2026, 1, 1, tzinfo=UTC).isoformat(),
+    })
+    assert order.status_code == 201, order.text
+    token_id = db.query(ApiToken.id).filter(ApiToken.org_id == tenant.org_id).first()[0]
+    return {
+        "customer_id": customer.id, "account_id": account.id, "group_id": group.id, "tag_id": tags[0].id,
+        "note_id": note.id, "order_id": order.json()["id"], "token_id": token_id,
+    }
+
+
+def test_no_route_reveals_or_touches_another_orgs_rows(client: TestClient, make_tenant, db) -> None:  # type: ignore[no-untyped-def]
+    victim, intruder = make_tenant("victim"), make_tenant("intruder")
+    ids = _seed_victim(db, victim, client)
+    checked = 0
+    for template, operations in client.app.openapi()["paths"].items():
+        if not template.startswith("/api/") or "{" not in template:
+            continue
+        path = template
+        for name in PARAM.findall(template):
+            assert name in ids, f"{template}: teach the tenancy sweep how to fill {{{name}}}"
+            path = path.replace("{" + name + "}", str(ids[name]))
+        for method in (m.upper() for m in operations):
+            response = client.request(method, path, headers=intruder.auth(), json={})
+            checked += 1
+            assert response.status_code < 500, f"{method} {path}: {response.status_code}"
+            assert not 200 <= response.status_code < 300, f"{method} {path} answered another org: {response.text}"
+            if method in ("GET", "DELETE"):
+                assert response.status_code == 404, f"{method} {path}: {response.status_code} {response.text}"
+    assert checked >= 20
+    # And the victim's rows are all still there for the victim.
+    assert client.get(f"/api/v1/customers/{ids['customer_id']}", headers=victim.auth()).status_code == 200
+    assert client.get(f"/api/v1/orders/{ids['order_id']}", headers=victim.auth()).status_code == 200
+    notes = client.get(f"/api/v1/customers/{ids['customer_id']}/notes", headers=victim.auth()).json()
+    assert [n["id"] for n in notes] == [ids["note_id"]]
