@@ -1,6 +1,6 @@
 """Every API route with an id in its path answers another organization's ids like missing ones.
 
-The sweep reads the routes from the app itself, so a new endpoint is covered the day it is added;
+The sweep reads the routes from the app's OpenAPI document, so a new endpoint is covered the day it is added;
 an id parameter it does not know how to fill fails the test, so nobody forgets to extend it.
 """
 
