@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from siyu.kit.bulk import ImportReport
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.errors import DomainError
 from siyu.kit.settings import get_settings
@@ -17,8 +18,8 @@ from siyu.kit.settings import get_settings
 app = typer.Typer(help="siyu: private-domain traffic operations.", no_args_is_help=True)
 import_app = typer.Typer(help="Import customers or orders from CSV files.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 DEMO_ORG = "demo"
 
@@ -119,41 +120,55 @@ def _org_id(slug: str) -> int:
             raise _fail(exc.message) from exc
 
 
-def _print_report(report) -> None:  # type: ignore[no-untyped-def]
+def _print_report(path: Path, report: ImportReport) -> None:
     console.print(
-        f"rows read {report.rows_read}, created {report.created}, updated {report.updated}, "
-        f"skipped {report.skipped}"
+        f"{path.name}: rows read {report.rows_read:,}, created {report.created:,}, updated {report.updated:,}, "
+        f"unchanged {report.unchanged:,}, merged {report.merged:,}, skipped {report.skipped:,}"
     )
+    if report.ignored_columns:
+        err.print(f"{path}: ignored unknown columns: {', '.join(report.ignored_columns)}")
     for error in report.errors[:200]:
-        err.print(f"{report.path}: row {error.row}: {error.field}: {error.reason}")
+        where = f"row {error.row}" + (f", column {error.field}" if error.field else "")
+        err.print(f"{path}: {where}: {error.reason}")
     if len(report.errors) > 200:
-        err.print(f"... and {len(report.errors) - 200} more bad rows")
+        err.print(f"{path}: ... and {len(report.errors) - 200} more bad rows")
+    if report.strict and report.errors:
+        err.print(f"{path}: --strict: nothing was stored because of the rows above")
+
+
+def _run_import(path: Path, description: str, run) -> None:  # type: ignore[no-untyped-def]
+    """Run an import under a progress bar; file-level problems and bad rows exit non-zero."""
+    try:
+        with _progress() as progress:
+            task = progress.add_task(description, total=None)
+            report = run(lambda done, total: progress.update(task, completed=done, total=total))
+    except DomainError as exc:
+        raise _fail(f"{path}: {exc.message}") from exc
+    _print_report(path, report)
+    if report.errors:
+        raise typer.Exit(code=2)
 
 
 @import_app.command("customers")
 def import_customers(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     org: Annotated[str, typer.Option(help="Organization slug.")],
+    strict: Annotated[bool, typer.Option(help="Store nothing if any row is bad.")] = False,
 ) -> None:
     """Import customers from a CSV file (idempotent: re-importing updates, never duplicates)."""
     from siyu.customers.importer import import_customers_csv
 
     org_id = _org_id(org)
-    with _progress() as progress:
-        task = progress.add_task(f"customers from {file.name}", total=None)
-        report = import_customers_csv(
-            _sessions(), org_id, file, progress=lambda done, total: progress.update(task, completed=done, total=total)
-        )
-    _print_report(report)
-    if report.errors:
-        raise typer.Exit(code=2)
+    _run_import(file, f"customers from {file.name}",
+                lambda progress: import_customers_csv(_sessions(), org_id, file, progress=progress, strict=strict))
 
 
 @import_app.command("orders")
 def import_orders(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     org: Annotated[str, typer.Option(help="Organization slug.")],
-    format: Annotated[str, typer.Option(help="generic or taobao (GBK order export).")] = "generic",
+    format: Annotated[str, typer.Option(help="generic, or taobao for Taobao's GBK order export.")] = "generic",
+    strict: Annotated[bool, typer.Option(help="Store nothing if any row is bad.")] = False,
 ) -> None:
     """Import orders from a CSV file (idempotent per platform and order id)."""
     from siyu.commerce.importers import import_orders_csv
@@ -161,15 +176,9 @@ def import_orders(
     if format not in ("generic", "taobao"):
         raise _fail(f"--format must be generic or taobao, not {format!r}")
     org_id = _org_id(org)
-    with _progress() as progress:
-        task = progress.add_task(f"orders from {file.name}", total=None)
-        report = import_orders_csv(
-            _sessions(), org_id, file, format,
-            progress=lambda done, total: progress.update(task, completed=done, total=total),
-        )
-    _print_report(report)
-    if report.errors:
-        raise typer.Exit(code=2)
+    _run_import(file, f"orders from {file.name}",
+                lambda progress: import_orders_csv(_sessions(), org_id, file, format, progress=progress,
+                                                   strict=strict))
 
 
 @app.command()
