@@ -127,6 +127,33 @@ def test_levels_match_window_funnel(
     assert on_duck == reference
     assert on_ch == reference
     assert port == reference
+    # The window-pass method (the only one for the strict stops) must stay exact in every mode too.
+    passes = sorted(duck.query(customer_levels_sql(q, method="passes")), key=repr)
+    assert {row[0]: row[1] for row in passes} == reference
+    assert {row[0]: row[1] for row in ch.query(customer_levels_sql(q, method="passes"))} == reference
+    if not modes & {FunnelMode.strict_order, FunnelMode.strict_deduplication}:
+        # Where the ASOF-join method applies it must also agree on first-match and previous-step
+        # times (the medians' inputs), not only on levels.
+        chain = sorted(duck.query(customer_levels_sql(q, method="chain")), key=repr)
+        assert chain == passes
+        assert sorted(ch.query(customer_levels_sql(q, method="chain")), key=repr) == passes
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(events=event_rows, steps=steps_strategy, window=st.integers(1, 8), increase=st.booleans())
+def test_chain_method_matches_window_funnel(
+    engines: Engines, load: Callable[..., int], events: list, steps: list[Step], window: int, increase: bool
+) -> None:
+    """The ASOF-join method (what funnels use without strict stops) gives windowFunnel's levels on both engines."""
+    duck, ch = engines
+    org = load(events, decoy=False)
+    modes = frozenset({FunnelMode.strict_increase}) if increase else frozenset()
+    q = FunnelQuery(org, steps, window=timedelta(seconds=window), modes=modes)
+    reference = {cid: lvl for cid, lvl in ch.query_native(window_funnel_reference_sql(q))}
+    chain = sorted(duck.query(customer_levels_sql(q, method="chain")), key=repr)
+    assert {row[0]: row[1] for row in chain} == reference
+    assert sorted(ch.query(customer_levels_sql(q, method="chain")), key=repr) == chain
+    assert sorted(duck.query(customer_levels_sql(q, method="passes")), key=repr) == chain
 
 
 # -- hand-made cases that pin down ties and the strict modes ----------------------------------------
@@ -264,6 +291,49 @@ def test_bad_steps_are_rejected() -> None:
         Step("a", {"p": 1})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="event_type"):
         Step("")
+
+
+def test_level_methods_are_validated() -> None:
+    """The ASOF-join method refuses the strict stops it cannot express; unknown methods are named."""
+    q = FunnelQuery(1, ABC, modes=frozenset({FunnelMode.strict_order}))
+    with pytest.raises(ValueError, match="chain method"):
+        customer_levels_sql(q, method="chain")
+    with pytest.raises(ValueError, match="method must be"):
+        customer_levels_sql(q, method="fast")
+    assert customer_levels_sql(q) == customer_levels_sql(q, method="passes")
+    default = FunnelQuery(1, ABC)
+    assert customer_levels_sql(default) == customer_levels_sql(default, method="chain") != customer_levels_sql(default, method="passes")
+
+
+def test_medians_agree_between_methods_over_many_customers(engines: Engines, load: Callable[..., int]) -> None:
+    """Step counts and median step times from both level methods agree with the Python port, on both engines."""
+    import random
+
+    rng = random.Random(11)
+    events = [
+        (cid, rng.choice("abcx"), rng.randrange(0, 400), rng.choice(PROPS)) for cid in range(1, 120) for _ in range(rng.randrange(1, 9))
+    ]
+    duck, ch = engines
+    org = load(events, decoy=False)
+    steps = [Step("a"), Step("b"), Step("c", {"p": "1"})]
+    for modes in (frozenset(), frozenset({FunnelMode.strict_increase})):
+        q = FunnelQuery(org, steps, window=timedelta(seconds=90), modes=modes)
+        port = {
+            cid: python_window_funnel([(float(t), e, p) for c, e, t, p in events if c == cid and e in "abc"], q)
+            for cid in {e[0] for e in events if e[1] in "abc"}
+        }
+        want_counts = [sum(1 for lvl, _ in port.values() if lvl >= k) for k in (1, 2, 3)]
+        want_medians = [
+            statistics.median(ts[k - 1] for lvl, ts in port.values() if lvl >= k) if any(lvl >= k for lvl, _ in port.values()) else None
+            for k in (2, 3)
+        ]
+        result = run_funnel(duck, q)
+        assert result == run_funnel(ch, q)
+        assert [s.count for s in result[0].steps] == want_counts
+        assert [s.median_seconds_from_previous for s in result[0].steps[1:]] == want_medians
+        for method in ("chain", "passes"):
+            rows = duck.query(customer_levels_sql(q, method=method))
+            assert {r[0]: r[1] for r in rows} == {cid: lvl for cid, (lvl, _) in port.items()}
 
 
 def test_parse_modes() -> None:

@@ -16,12 +16,19 @@ Semantics (matched against ``windowFunnel(window, mode)(t, cond1, ..., condN)`` 
   was already matched; ``strict_order`` stops, once a step 1 has been seen, at an unmatched row or
   at a step-k entry whose step k-1 has not been reached. Stopping keeps the level reached so far.
 
-How the SQL does it without arrays or ``windowFunnel``: rows are first collapsed per (customer,
-timestamp), which is exactly ClickHouse's view of ties. The latest chain start able to reach step
-k-1 only grows over time, so "start of the best chain reaching step k-1 at or before now" is a
-running ``max`` window; one window pass per step computes who matches step k. The stops of the
-strict modes are the earliest "offending" entry, found with running counts, and the level is the
-number of steps first matched before it.
+How the SQL does it without arrays or ``windowFunnel`` (two methods, see ``customer_levels_sql``):
+
+* "chain" (default mode and ``strict_increase``, the common case): a step-k entry matches exactly
+  when the latest matched step-(k-1) entry at or before it started its chain at most ``window``
+  earlier. Chain starts only grow over time, so that latest entry carries the latest start and an
+  ``ASOF JOIN`` (identical syntax in DuckDB and ClickHouse) finds it. Each step reads only its own
+  rows, and only for customers who matched the previous step, so later steps touch few rows.
+* "passes" (every mode; the strict stops need every entry in order): rows are first collapsed per
+  (customer, timestamp), which is exactly ClickHouse's view of ties. The "start of the best chain
+  reaching step k-1 at or before now" is a running ``max`` window; one window pass per step over
+  all entries computes who matches step k. The stops of the strict modes are the earliest
+  "offending" entry, found with running counts, and the level is the number of steps first
+  matched before it.
 
 Time between steps: for each customer and step k >= 2, the time from the step-(k-1) match that the
 first step-k match extended (the latest step-(k-1) match of the best chain) to that step-k match;
@@ -188,11 +195,91 @@ def _event_filter(q: FunnelQuery) -> str:
     return " AND ".join(where)
 
 
-def customer_levels_sql(q: FunnelQuery) -> str:
+def customer_levels_sql(q: FunnelQuery, method: str = "auto") -> str:
     """DuckDB SQL: one row per customer with an entry: cid, level, f1..fN (first match time, us), p2..pN.
 
-    ``pk`` is the time of the step-(k-1) match that the first step-k match extended.
+    ``pk`` is the time of the step-(k-1) match that the first step-k match extended. ``method``:
+    "chain" (ASOF joins; default and strict_increase only), "passes" (window passes; every mode)
+    or "auto" (chain when the modes allow it).
     """
+    if method not in ("auto", "chain", "passes"):
+        raise ValueError(f"method must be 'auto', 'chain' or 'passes', got {method!r}")
+    if method == "chain" and not _chain_applies(q):
+        raise ValueError("the chain method only handles the default mode and strict_increase")
+    if method == "chain" or (method == "auto" and _chain_applies(q)):
+        return chain_levels_sql(q)
+    return passes_levels_sql(q)
+
+
+def _chain_applies(q: FunnelQuery) -> bool:
+    return not (q.modes & {FunnelMode.strict_order, FunnelMode.strict_deduplication})
+
+
+def _scope_filter(q: FunnelQuery) -> str:
+    where = [f"org_id = {int(q.org_id)}"]
+    if q.date_from is not None:
+        where.append(f"occurred_at >= {sql_timestamp(q.date_from)}")
+    if q.date_to is not None:
+        where.append(f"occurred_at < {sql_timestamp(q.date_to)}")
+    return " AND ".join(where)
+
+
+def chain_levels_sql(q: FunnelQuery, *, include_unreached: bool = True) -> str:
+    """DuckDB SQL for :func:`customer_levels_sql` without the strict stops, one ASOF join per step.
+
+    Only the stops of strict_order / strict_deduplication need every entry in order; without them
+    a step-k entry matches exactly when the latest matched step-(k-1) entry at or before it (ties
+    included: a step sorts before the next one at the same instant) started its chain at most
+    ``window`` earlier (and, under strict_increase, is strictly earlier). Chain starts only grow
+    over time, so that latest entry also carries the latest start, and an ASOF join finds it.
+    Each step's rows are read with that step's own filter, and only for customers who matched the
+    previous step, so each join sorts just the rows that can still matter instead of all of them.
+    ``include_unreached`` adds level-0 rows for customers with entries but no step-1 match (what
+    windowFunnel reports); the funnel itself does not need them.
+    """
+    n = len(q.steps)
+    ctes = _chain_ctes(q)
+    ctes.append("a1 AS (SELECT cid, min(t) AS f FROM e1 GROUP BY cid)")
+    level = "CASE " + " ".join(f"WHEN a{k}.cid IS NOT NULL THEN {k}" for k in range(n, 1, -1)) + " ELSE 1 END" if n > 1 else "1"
+    cols = ["a1.cid AS cid", f"{level} AS level", "a1.f AS f1"]
+    cols += [f"a{k}.f AS f{k}" for k in range(2, n + 1)] + [f"a{k}.p AS p{k}" for k in range(2, n + 1)]
+    joins = "".join(f" LEFT JOIN a{k} ON a{k}.cid = a1.cid" for k in range(2, n + 1))
+    sql = "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(cols)} FROM a1{joins}"
+    if include_unreached:
+        nulls = ", ".join(["CAST(NULL AS BIGINT)"] * (2 * n - 1))
+        sql += (
+            f"\nUNION ALL SELECT DISTINCT customer_id AS cid, 0 AS level, {nulls} FROM events "
+            f"WHERE {_event_filter(q)} AND customer_id NOT IN (SELECT cid FROM e1)"
+        )
+    return sql
+
+
+def _chain_ctes(q: FunnelQuery) -> list[str]:
+    """CTEs e<k> (step-k rows), h<k> (step-k matches) and a<k> (per customer: first match f, its p), k >= 2."""
+    n = len(q.steps)
+    w = q.window_us
+    increase = FunnelMode.strict_increase in q.modes
+    scope = _scope_filter(q)
+    ctes = [
+        f"e{k} AS (SELECT customer_id AS cid, epoch_us(occurred_at) AS t FROM events WHERE {scope} AND {s.condition_sql()})"
+        for k, s in enumerate(q.steps, 1)
+    ]
+    # h<k>: the step-k matches with their chain start s and the step-(k-1) match they extend (p).
+    ctes.append("h1 AS (SELECT cid, t, t AS s FROM e1)")
+    for k in range(2, n + 1):
+        match = f"b.t <= a.s + {w}" + (" AND b.t > a.t" if increase else "")
+        ctes.append(
+            f"h{k} AS (SELECT b.cid AS cid, b.t AS t, a.s AS s, a.t AS p "
+            f"FROM (SELECT cid, t FROM e{k} WHERE cid IN (SELECT cid FROM h{k - 1})) AS b "
+            f"ASOF JOIN h{k - 1} AS a ON a.cid = b.cid AND a.t <= b.t WHERE {match})"
+        )
+        # The first match's p is the smallest: the ASOF partner only moves forward in time.
+        ctes.append(f"a{k} AS (SELECT cid, min(t) AS f, min(p) AS p FROM h{k} GROUP BY cid)")
+    return ctes
+
+
+def passes_levels_sql(q: FunnelQuery) -> str:
+    """DuckDB SQL for :func:`customer_levels_sql` in any mode: one window pass over all entries per step."""
     n = len(q.steps)
     w = q.window_us
     modes = q.modes
@@ -285,7 +372,18 @@ def customer_levels_sql(q: FunnelQuery) -> str:
 def funnel_sql(q: FunnelQuery) -> str:
     """DuckDB SQL: per breakdown value, customers reaching each step and median step-to-step times (us)."""
     n = len(q.steps)
-    levels = customer_levels_sql(q)
+    if q.breakdown is None and _chain_applies(q):
+        # Without the strict stops a customer who matched step k matched every earlier step, so
+        # each step's count and median come from that step's own rows: no per-customer join.
+        parts = ["(SELECT count(DISTINCT cid) AS reached1 FROM e1) AS c1"]
+        # ClickHouse's quantile of no rows is nan, not NULL: ask only when there are rows.
+        parts += [
+            f"(SELECT count(*) AS reached{k}, CASE WHEN count(*) > 0 THEN quantile_cont(f - p, 0.5) END AS median{k} FROM a{k}) AS c{k}"
+            for k in range(2, n + 1)
+        ]
+        cols = [f"reached{k}" for k in range(1, n + 1)] + [f"median{k}" for k in range(2, n + 1)]
+        return "WITH " + ",\n".join(_chain_ctes(q)) + f"\nSELECT NULL AS breakdown, {', '.join(cols)} FROM {' CROSS JOIN '.join(parts)}"
+    levels = chain_levels_sql(q, include_unreached=False) if _chain_applies(q) else passes_levels_sql(q)
     outs = [f"sum(CASE WHEN level >= {k} THEN 1 ELSE 0 END) AS reached{k}" for k in range(1, n + 1)]
     outs += [f"quantile_cont(CASE WHEN level >= {k} THEN f{k} - p{k} END, 0.5) AS median{k}" for k in range(2, n + 1)]
     if q.breakdown is None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from siyu.analytics.engines import AnalyticsEngine
 from siyu.analytics.funnels import Step, naive_utc
-from siyu.analytics.schema import BREAKDOWN_COLUMNS
+from siyu.analytics.schema import BREAKDOWN_COLUMNS, shift_minutes
 
 _DAY_US = 86_400_000_000
 _EPOCH = date(1970, 1, 1)
@@ -94,7 +94,7 @@ def period_index_sql(period: Period, utc_offset_minutes: int = 0, column: str = 
     if period is Period.week:
         # 1970-01-01 was a Thursday: +3 days counts weeks from Monday 1969-12-29.
         return f"((epoch_us({column}) + {off}) // {_DAY_US} + 3) // 7"
-    local = f"{column} + INTERVAL {int(utc_offset_minutes)} MINUTE"
+    local = shift_minutes(column, utc_offset_minutes)
     return f"(extract(year FROM {local}) * 12 + extract(month FROM {local}) - 1)"
 
 

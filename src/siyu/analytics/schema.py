@@ -1,4 +1,4 @@
-"""The analytic table layout (events, customers) that the projection fills, as DDL for DuckDB and ClickHouse.
+"""The analytic table layout (events, customers, orders, customer_values) that the projection fills, as DDL for DuckDB and ClickHouse.
 
 Two tables, one row per event and one row per customer. Timestamps are naive UTC in DuckDB
 (``TIMESTAMP``, microseconds) and ``DateTime64(6, 'UTC')`` in ClickHouse, so both engines hold the
@@ -75,7 +75,37 @@ CUSTOMERS = Table(
     ),
 )
 
-TABLES: tuple[Table, ...] = (EVENTS, CUSTOMERS)
+ORDERS = Table(
+    name="orders",
+    doc="Paid orders projected from the operational `orders` table (amounts in fen); refunds are re-synced.",
+    order_by=("org_id", "customer_id", "paid_at"),
+    columns=(
+        Column("org_id", "BIGINT", "Int64", False, "tenant"),
+        Column("order_id", "BIGINT", "Int64", False, "operational orders.id (projection watermark)"),
+        Column("customer_id", "BIGINT", "Int64", False, "surviving customer after merges"),
+        Column("account_id", "BIGINT", "Int64", True, "carrier account credited with the sale, if any"),
+        Column("platform", "VARCHAR", "LowCardinality(String)", False, "e.g. douyin, taobao, wecom"),
+        Column("amount_fen", "BIGINT", "Int64", False, "paid amount, fen"),
+        Column("refunded_fen", "BIGINT", "Int64", False, "refunded so far, fen"),
+        Column("cost_fen", "BIGINT", "Int64", True, "cost of goods when every line has a unit cost, else NULL"),
+        Column("paid_at", "TIMESTAMP", "DateTime64(6, 'UTC')", False, "payment time, UTC"),
+    ),
+)
+
+CUSTOMER_VALUES = Table(
+    name="customer_values",
+    doc="Model outputs written back to customer profiles by the CLV job, projected for ROI and histograms.",
+    order_by=("org_id", "customer_id"),
+    columns=(
+        Column("org_id", "BIGINT", "Int64", False, "tenant"),
+        Column("customer_id", "BIGINT", "Int64", False, "operational customers.id"),
+        Column("clv_fen", "BIGINT", "Int64", False, "predicted discounted value over the horizon, fen"),
+        Column("p_alive", "DOUBLE", "Float64", True, "BG/NBD probability the customer is still active"),
+        Column("expected_purchases", "DOUBLE", "Float64", True, "expected purchases over the next 365 days"),
+    ),
+)
+
+TABLES: tuple[Table, ...] = (EVENTS, CUSTOMERS, ORDERS, CUSTOMER_VALUES)
 
 # Columns of `customers` a funnel or retention query may break down by (first-touch values are
 # stored on the customer row by the projection, so a breakdown is a join, not a per-event lookup).
@@ -109,3 +139,14 @@ def create_table_sql(table: Table, dialect: Dialect) -> str:
 def schema_sql(dialect: Dialect) -> list[str]:
     """All CREATE TABLE statements for the analytic schema in one engine."""
     return [create_table_sql(t, dialect) for t in TABLES]
+
+
+def shift_minutes(column: str, minutes: int) -> str:
+    """SQL for a timestamp column moved by a whole number of minutes (e.g. UTC to Asia/Shanghai: 480).
+
+    Written as ``+``/``-`` with a positive literal: ``INTERVAL -1 MINUTE`` is a syntax error in DuckDB.
+    """
+    minutes = int(minutes)
+    sign = "-" if minutes < 0 else "+"
+    return f"{column} {sign} INTERVAL {abs(minutes)} MINUTE"
+

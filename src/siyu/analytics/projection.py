@@ -1,0 +1,465 @@
+"""An incremental, rebuildable projection of the operational database into DuckDB.
+
+What is projected (tables of :mod:`siyu.analytics.schema`):
+
+* ``events`` and ``orders``: append-only in the operational store, projected by an id watermark.
+  Refunds are the one in-place change to orders; each refresh compares the total refunded amount
+  with the projection's and, when they differ, re-reads every refunded order's amount.
+* ``customers`` (dimensions: source, stage, first carrier account, its operator, channel code) and
+  ``customer_values`` (the CLV write-back): re-projected for every customer whose ``updated_at``
+  moved past the watermark, or who gained a follow relation (follow_relations.id watermark).
+  ``channel`` is the ``state`` of the customer's first follow relation (the WeCom channel-code
+  state); ``account_id``/``operator_id`` are those of the first follow relation too (first touch).
+
+Merges: the operational merge re-points the merged profile's events and orders to the survivor and
+sets ``merged_into_id`` (kept one hop long), which bumps the merged profile's ``updated_at``. The
+projection sees that change and re-points the projected rows the same way (an UPDATE of
+``customer_id`` from the merged id to the survivor) and drops the merged profile's dimension row.
+So projected ids are always survivor ids and no id mapping is needed at query time.
+
+Crash safety: every refresh runs in one DuckDB transaction that also advances the watermarks
+(table ``projection_state``); a crash leaves the previous consistent state. Reads from the
+operational database run in one snapshot (REPEATABLE READ on PostgreSQL, one read transaction on
+SQLite). On PostgreSQL ids can commit out of order; each refresh re-reads the last
+``id_overlap`` ids and skips the ones already projected, which covers transactions that commit
+out of order within that distance. Deleted rows (customer deletions cascading) are only dropped by
+a rebuild.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, Engine, text
+
+from siyu.analytics.engines import DuckDBEngine
+from siyu.analytics.schema import CUSTOMER_VALUES, CUSTOMERS, EVENTS, ORDERS, Table
+
+_STATE_DDL = "CREATE TABLE IF NOT EXISTS projection_state (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL)"
+_WATERMARKS = ("events_id", "orders_id", "follows_id", "customers_updated_us")
+_EPOCH = datetime(1970, 1, 1)
+# Re-read customers updated this long before the watermark: a transaction may commit after a later one
+# whose updated_at we already saw (timestamps are taken at flush, not at commit).
+_UPDATED_OVERLAP = timedelta(seconds=30)
+_IN_CHUNK = 500
+
+
+@dataclass(slots=True)
+class ProjectionReport:
+    """What one refresh or rebuild did."""
+
+    events: int = 0
+    orders: int = 0
+    customers: int = 0
+    merged: int = 0
+    refunds_resynced: int = 0
+    seconds: float = 0.0
+    skipped: bool = False
+    watermarks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        """Whether any projected row was written."""
+        return bool(self.events or self.orders or self.customers or self.merged or self.refunds_resynced)
+
+
+def default_path(data_dir: Path) -> Path:
+    """Where the DuckDB file lives by default: ``<data_dir>/analytics.duckdb``."""
+    return data_dir / "analytics.duckdb"
+
+
+def _to_naive_us(value: Any) -> Any:
+    """A driver timestamp (SQLite text, naive or aware datetime) as naive UTC for DuckDB."""
+    if isinstance(value, datetime) and value.tzinfo is not None:
+        return value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def _columns(rows: Sequence[Sequence[Any]], names: Sequence[str]) -> dict[str, np.ndarray]:
+    """Transpose driver rows into object arrays that DuckDB's numpy scan reads."""
+    if not rows:
+        return {n: np.empty(0, dtype=object) for n in names}
+    cols = list(zip(*rows, strict=True))
+    out: dict[str, np.ndarray] = {}
+    for n, c in zip(names, cols, strict=True):
+        arr = np.empty(len(c), dtype=object)
+        arr[:] = c
+        out[n] = arr
+    return out
+
+
+class Projection:
+    """The DuckDB projection of one operational database; thread-safe (one lock around the connection)."""
+
+    def __init__(
+        self,
+        source: Engine,
+        path: str | Path | None = None,
+        *,
+        chunk_size: int = 50_000,
+        min_interval_seconds: float = 2.0,
+        id_overlap: int | None = None,
+    ) -> None:
+        self.source = source
+        self.path = None if path is None else Path(path)
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.engine = DuckDBEngine(self.path)
+        self.chunk_size = int(chunk_size)
+        self.min_interval_seconds = float(min_interval_seconds)
+        self._pg = source.dialect.name == "postgresql"
+        # SQLite serialises writers, so ids always commit in order there.
+        self.id_overlap = int(id_overlap if id_overlap is not None else (1000 if self._pg else 0))
+        self._lock = threading.RLock()
+        self._last_refresh = float("-inf")
+        # (id -> updated_at) of customers projected within the overlap window, so that re-reading the
+        # window finds nothing new when nothing changed (lost on restart: then the window is redone once).
+        self._recent: dict[int, Any] = {}
+        with self._lock:
+            self.engine.create_schema()
+            self.engine.con.execute(_STATE_DDL)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    def query(self, sql: str, *, refresh: bool = True) -> list[tuple[Any, ...]]:
+        """Run a DuckDB SELECT on the projection, refreshing it first unless it is fresh enough."""
+        with self._lock:
+            if refresh:
+                self.refresh()
+            return self.engine.query(sql)
+
+    @contextmanager
+    def locked(self, *, refresh: bool = True) -> Iterator[DuckDBEngine]:
+        """The engine, refreshed and held exclusively (for run_funnel / run_retention and friends)."""
+        with self._lock:
+            if refresh:
+                self.refresh()
+            yield self.engine
+
+    def watermarks(self) -> dict[str, int]:
+        """The current watermarks (0 for ones never set)."""
+        with self._lock:
+            rows = dict(self.engine.con.execute("SELECT name, value FROM projection_state").fetchall())
+        return {k: int(rows.get(k, 0)) for k in _WATERMARKS}
+
+    def close(self) -> None:
+        """Close the DuckDB connection."""
+        with self._lock:
+            self.engine.close()
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def rebuild(self) -> ProjectionReport:
+        """Start over: empty every projected table and project everything again, in one transaction."""
+        with self._lock:
+            return self._run(full=True)
+
+    def refresh(self, *, force: bool = False) -> ProjectionReport:
+        """Project what changed since the watermarks; skipped if the last refresh is younger than min_interval."""
+        with self._lock:
+            if not force and time.monotonic() - self._last_refresh < self.min_interval_seconds:
+                return ProjectionReport(skipped=True)
+            return self._run(full=False)
+
+    def _run(self, *, full: bool) -> ProjectionReport:
+        started = time.perf_counter()
+        report = ProjectionReport()
+        con = self.engine.con
+        wm = {k: 0 for k in _WATERMARKS} if full else self.watermarks()
+        before = dict(wm)
+        self._pending_recent: dict[int, Any] | None = None
+        con.execute("BEGIN TRANSACTION")
+        # Hundreds of thousands of row tuples live briefly; the cyclic GC would rescan them for nothing.
+        gc_was_enabled = gc.isenabled()
+        gc.disable()
+        try:
+            if full:
+                for t in (EVENTS, ORDERS, CUSTOMERS, CUSTOMER_VALUES):
+                    con.execute(f"DELETE FROM {t.name}")
+            with self._source_snapshot() as src:
+                self._project_customers(src, wm, report, full=full)
+                wm["events_id"] = self._project_appended(src, "events", wm["events_id"], report, full=full)
+                wm["orders_id"] = self._project_appended(src, "orders", wm["orders_id"], report, full=full)
+                if not full:
+                    self._resync_refunds(src, wm["orders_id"], report)
+            if full or report.changed or wm != before:
+                con.executemany(
+                    "INSERT OR REPLACE INTO projection_state VALUES (?, ?)", [[k, int(v)] for k, v in wm.items()]
+                )
+                con.execute("COMMIT")
+            else:
+                con.execute("ROLLBACK")  # nothing to write: skip DuckDB's commit (a WAL write and sync)
+            if self._pending_recent is not None:
+                self._recent = self._pending_recent
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        self._last_refresh = time.monotonic()
+        report.watermarks = dict(wm)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    @contextmanager
+    def _source_snapshot(self) -> Iterator[Connection]:
+        opts: dict[str, Any] = {"isolation_level": "REPEATABLE READ"} if self._pg else {}
+        with self.source.connect().execution_options(**opts) as conn, conn.begin():
+            yield conn
+
+    def _load(self, table: Table, arrays: dict[str, np.ndarray], *, into: str | None = None, dedupe: str | None = None) -> None:
+        """Insert column arrays into a projected table (or a scratch table) through DuckDB's numpy scan."""
+        _arrays = arrays
+        select = ", ".join(f"CAST({c.name} AS {c.duckdb_type}) AS {c.name}" for c in table.columns)
+        sql = f"INSERT INTO {into or table.name} SELECT {select} FROM _arrays"
+        if dedupe:
+            sql += f" AS a WHERE NOT EXISTS (SELECT 1 FROM {table.name} AS p WHERE {dedupe})"
+        self.engine.con.execute(sql)
+
+    def _project_appended(self, src: Connection, kind: str, watermark: int, report: ProjectionReport, *, full: bool) -> int:
+        """Append events or orders with id > watermark (minus the overlap), chunk by chunk."""
+        if kind == "events":
+            table, key = EVENTS, "event_id"
+            ts = "occurred_at AT TIME ZONE 'UTC'" if self._pg else "occurred_at"
+            sql = (
+                f"SELECT id, org_id, customer_id, type, {ts}, account_id, source, CAST(properties AS TEXT) "
+                "FROM events WHERE id > :after ORDER BY id LIMIT :n"
+            )
+            names = ("event_id", "org_id", "customer_id", "event_type", "occurred_at", "account_id", "source", "properties")
+        else:
+            table, key = ORDERS, "order_id"
+            ts = "o.paid_at AT TIME ZONE 'UTC'" if self._pg else "o.paid_at"
+            # Cost is known only when every line carries a unit cost.
+            sql = (
+                f"SELECT o.id, o.org_id, o.customer_id, o.account_id, o.platform, o.amount_fen, o.refunded_fen, "
+                f"(SELECT CASE WHEN count(*) > 0 AND count(*) = count(i.unit_cost_fen) "
+                f"THEN sum(i.quantity * i.unit_cost_fen) END FROM order_items AS i WHERE i.order_id = o.id), {ts} "
+                "FROM orders AS o WHERE o.id > :after ORDER BY o.id LIMIT :n"
+            )
+            names = ("order_id", "org_id", "customer_id", "account_id", "platform", "amount_fen", "refunded_fen", "cost_fen", "paid_at")
+        overlap = 0 if full else min(self.id_overlap, watermark)
+        after = watermark - overlap
+        highest = watermark
+        while True:
+            rows = _fetch_raw(src, sql, {"after": after, "n": self.chunk_size})
+            if not rows:
+                break
+            arrays = _columns(rows, names)
+            if self._pg:
+                ts_col = "occurred_at" if kind == "events" else "paid_at"
+                arrays[ts_col] = np.array([_to_naive_us(v) for v in arrays[ts_col]], dtype="datetime64[us]")
+            if kind == "events":
+                arrays["properties"] = np.array([p if p is not None else "{}" for p in arrays["properties"]], dtype=object)
+            last = int(rows[-1][0])
+            # Rows at or below the old watermark may already be projected (the overlap re-read).
+            dedupe = f"p.{key} = a.{key}" if after < watermark and int(rows[0][0]) <= watermark else None
+            before = self._count(table.name) if dedupe else 0
+            self._load(table, arrays, dedupe=dedupe)
+            added = self._count(table.name) - before if dedupe else len(rows)
+            if kind == "events":
+                report.events += added
+            else:
+                report.orders += added
+            highest = max(highest, last)
+            after = last
+            if len(rows) < self.chunk_size:
+                break
+        return highest
+
+    def _count(self, table: str) -> int:
+        return int(self.engine.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
+
+    def _resync_refunds(self, src: Connection, orders_wm: int, report: ProjectionReport) -> None:
+        """Re-read refunded amounts when the operational total differs from the projected one."""
+        op_total = int(src.execute(
+            text("SELECT coalesce(sum(refunded_fen), 0) FROM orders WHERE id <= :wm"), {"wm": orders_wm}
+        ).scalar_one())
+        con = self.engine.con
+        projected = int(con.execute("SELECT coalesce(sum(refunded_fen), 0) FROM orders").fetchone()[0])  # type: ignore[index]
+        if op_total == projected:
+            return
+        rows = src.execute(
+            text("SELECT id, refunded_fen FROM orders WHERE refunded_fen <> 0 AND id <= :wm"), {"wm": orders_wm}
+        ).fetchall()
+        _refunds = {
+            "order_id": np.array([r[0] for r in rows], dtype=np.int64),
+            "refunded_fen": np.array([r[1] for r in rows], dtype=np.int64),
+        }
+        con.execute("CREATE OR REPLACE TEMP TABLE _ref AS SELECT * FROM _refunds")
+        set_new = con.execute(
+            "UPDATE orders SET refunded_fen = r.refunded_fen FROM _ref AS r "
+            "WHERE orders.order_id = r.order_id AND orders.refunded_fen <> r.refunded_fen"
+        ).fetchone()
+        cleared = con.execute(
+            "UPDATE orders SET refunded_fen = 0 WHERE refunded_fen <> 0 AND order_id NOT IN (SELECT order_id FROM _ref)"
+        ).fetchone()
+        con.execute("DROP TABLE _ref")
+        changed = (int(set_new[0]) if set_new else 0) + (int(cleared[0]) if cleared else 0)
+        report.refunds_resynced = changed
+
+    def _project_customers(self, src: Connection, wm: dict[str, int], report: ProjectionReport, *, full: bool) -> None:
+        """Re-project changed customers' dimensions and values; re-point rows of merged profiles."""
+        cols = (
+            "c.id, c.org_id, c.merged_into_id, c.source, c.stage, c.created_at, c.updated_at, "
+            "c.clv_fen, c.p_alive, c.expected_purchases_365d"
+        )
+        if full:
+            customer_rows = src.execute(text(f"SELECT {cols} FROM customers AS c")).fetchall()
+        else:
+            since = _EPOCH + timedelta(microseconds=wm["customers_updated_us"]) - _UPDATED_OVERLAP
+            bound = since.replace(tzinfo=UTC) if self._pg else since.isoformat(" ", "microseconds")
+            customer_rows = src.execute(
+                text(f"SELECT {cols} FROM customers AS c WHERE c.updated_at > :since"), {"since": bound}
+            ).fetchall()
+            customer_rows = [r for r in customer_rows if self._recent.get(int(r[0])) != r[6]]
+            known = {int(r[0]) for r in customer_rows}
+            followed = [int(r[0]) for r in src.execute(
+                text("SELECT DISTINCT customer_id FROM follow_relations WHERE id > :after"), {"after": wm["follows_id"]}
+            ).fetchall()]
+            extra = [c for c in followed if c not in known]
+            for i in range(0, len(extra), _IN_CHUNK):
+                part = extra[i : i + _IN_CHUNK]
+                marks = ", ".join(f":c{j}" for j in range(len(part)))
+                customer_rows += src.execute(
+                    text(f"SELECT {cols} FROM customers AS c WHERE c.id IN ({marks})"),
+                    {f"c{j}": v for j, v in enumerate(part)},
+                ).fetchall()
+        wm["follows_id"] = max(
+            wm["follows_id"], int(src.execute(text("SELECT coalesce(max(id), 0) FROM follow_relations")).scalar_one())
+        )
+        if full:
+            self._pending_recent = {}
+        if not customer_rows:
+            return
+        # Never past our own clock: a profile stamped in the future (clock skew, imported data) would
+        # otherwise push the watermark beyond every real update that follows.
+        newest = min(max(_to_naive_dt(r[6]) for r in customer_rows), datetime.now(UTC).replace(tzinfo=None))
+        wm["customers_updated_us"] = max(wm["customers_updated_us"], (newest - _EPOCH) // timedelta(microseconds=1))
+        horizon = _EPOCH + timedelta(microseconds=wm["customers_updated_us"]) - _UPDATED_OVERLAP
+        recent = {k: v for k, v in self._recent.items() if _to_naive_dt(v) > horizon}
+        recent.update((int(r[0]), r[6]) for r in customer_rows if _to_naive_dt(r[6]) > horizon)
+        self._pending_recent = recent  # adopted only once the DuckDB transaction commits
+
+        ids = [int(r[0]) for r in customer_rows]
+        follow_sql = (
+            "SELECT f.customer_id, f.account_id, f.state, a.operator_id, {since} FROM follow_relations AS f "
+            "JOIN accounts AS a ON a.id = f.account_id"
+        ).format(since="f.since AT TIME ZONE 'UTC'" if self._pg else "f.since")
+        if full:
+            follows = src.execute(text(follow_sql)).fetchall()
+        else:
+            follows = []
+            for i in range(0, len(ids), _IN_CHUNK):
+                part = ids[i : i + _IN_CHUNK]
+                marks = ", ".join(f":c{j}" for j in range(len(part)))
+                follows += src.execute(
+                    text(f"{follow_sql} WHERE f.customer_id IN ({marks})"), {f"c{j}": v for j, v in enumerate(part)}
+                ).fetchall()
+
+        con = self.engine.con
+        _c = _columns(
+            [(r[0], r[1], r[2], r[3], _enum_text(r[4]), _to_naive_dt(r[5]), r[7], r[8], r[9]) for r in customer_rows],
+            ("id", "org_id", "merged_into_id", "source", "stage", "created_at", "clv_fen", "p_alive", "expected_purchases"),
+        )
+        _c["created_at"] = _c["created_at"].astype("datetime64[us]")
+        _f = _columns(
+            [(r[0], r[1], r[2], r[3], _to_naive_dt(r[4])) for r in follows],
+            ("customer_id", "account_id", "state", "operator_id", "since"),
+        )
+        _f["since"] = _f["since"].astype("datetime64[us]")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _chg AS SELECT CAST(id AS BIGINT) AS id, CAST(org_id AS BIGINT) AS org_id, "
+            "CAST(merged_into_id AS BIGINT) AS merged_into_id, CAST(source AS VARCHAR) AS source, "
+            "CAST(stage AS VARCHAR) AS stage, CAST(created_at AS TIMESTAMP) AS created_at, "
+            "CAST(clv_fen AS BIGINT) AS clv_fen, CAST(p_alive AS DOUBLE) AS p_alive, "
+            "CAST(expected_purchases AS DOUBLE) AS expected_purchases FROM _c"
+        )
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _fol AS SELECT CAST(customer_id AS BIGINT) AS customer_id, "
+            "CAST(account_id AS BIGINT) AS account_id, CAST(state AS VARCHAR) AS state, "
+            "CAST(operator_id AS BIGINT) AS operator_id, CAST(since AS TIMESTAMP) AS since FROM _f"
+        )
+        if not full:
+            con.execute("DELETE FROM customers WHERE customer_id IN (SELECT id FROM _chg)")
+            con.execute("DELETE FROM customer_values WHERE customer_id IN (SELECT id FROM _chg)")
+            merged = con.execute("SELECT count(*) FROM _chg WHERE merged_into_id IS NOT NULL").fetchone()[0]  # type: ignore[index]
+            if merged:
+                # The operational merge moved these rows already; do the same here (idempotent).
+                for t in ("events", "orders"):
+                    con.execute(
+                        f"UPDATE {t} SET customer_id = m.merged_into_id FROM _chg AS m "
+                        f"WHERE {t}.customer_id = m.id AND m.merged_into_id IS NOT NULL"
+                    )
+                report.merged = int(merged)
+        # First touch: the earliest follow relation names the account, its operator and the channel code.
+        con.execute(
+            "INSERT INTO customers SELECT c.org_id, c.id, c.source, f.channel, c.stage, f.account_id, f.operator_id, "
+            "least(c.created_at, coalesce(f.first_since, c.created_at)) FROM _chg AS c LEFT JOIN ("
+            "SELECT customer_id, arg_min(state, since) AS channel, arg_min(account_id, since) AS account_id, "
+            "arg_min(operator_id, since) AS operator_id, min(since) AS first_since FROM _fol GROUP BY customer_id"
+            ") AS f ON f.customer_id = c.id WHERE c.merged_into_id IS NULL"
+        )
+        con.execute(
+            "INSERT INTO customer_values SELECT org_id, id, clv_fen, p_alive, expected_purchases FROM _chg "
+            "WHERE merged_into_id IS NULL AND clv_fen IS NOT NULL"
+        )
+        report.customers = int(con.execute("SELECT count(*) FROM _chg WHERE merged_into_id IS NULL").fetchone()[0])  # type: ignore[index]
+        con.execute("DROP TABLE _chg")
+        con.execute("DROP TABLE _fol")
+
+
+def _fetch_raw(conn: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+    """Run a SELECT through the DBAPI cursor: SQLAlchemy's Row objects cost more than the read on the hot path."""
+    compiled = text(sql).compile(dialect=conn.dialect)
+    args: Any = [params[k] for k in compiled.positiontup] if compiled.positional else params  # type: ignore[union-attr]
+    cursor = conn.connection.cursor()
+    try:
+        cursor.execute(str(compiled), args)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
+def _enum_text(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
+
+
+def _to_naive_dt(value: Any) -> datetime:
+    """A driver timestamp as a naive UTC datetime (SQLite returns SQLAlchemy's text format)."""
+    if isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
+    raise TypeError(f"unexpected timestamp value {value!r}")
+
+
+_projections: dict[tuple[str, str], Projection] = {}
+_projections_lock = threading.Lock()
+
+
+def projection_for(source: Engine, path: str | Path) -> Projection:
+    """The process-wide Projection of one operational engine into one DuckDB file (DuckDB allows one writer)."""
+    key = (source.url.render_as_string(hide_password=True), str(Path(path).resolve()))
+    with _projections_lock:
+        proj = _projections.get(key)
+        if proj is None:
+            proj = _projections[key] = Projection(source, path)
+        return proj
+
+
+def close_projections() -> None:
+    """Close every cached projection (tests, shutdown)."""
+    with _projections_lock:
+        for proj in _projections.values():
+            proj.close()
+        _projections.clear()

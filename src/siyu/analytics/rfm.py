@@ -1,0 +1,120 @@
+"""RFM: recency, frequency and monetary quintile scores of buyers, and named segments.
+
+Over one organization's buyers (customers with an order paid at or before ``as_of``):
+recency is the time since the last order, frequency the number of orders, monetary the net amount
+paid (amount - refunds, fen). Each becomes a score 1..5 by quintile of rank:
+``score = 1 + floor(5 * (rank - 1) / n)`` with SQL ``rank()`` (ties share the lowest rank, so equal
+values always get equal scores); 5 is best (most recent, most orders, most money).
+
+Segments use the common 11-segment map on R and FM, where FM is the mean of the F and M scores
+rounded half up. The grid (rows R 5..1, columns FM 1..5)::
+
+        FM=1            FM=2                 FM=3                 FM=4       FM=5
+  R=5   new_customers   potential_loyalists  potential_loyalists  champions  champions
+  R=4   promising       potential_loyalists  potential_loyalists  loyal      loyal
+  R=3   about_to_sleep  about_to_sleep       need_attention       loyal      loyal
+  R=2   hibernating     hibernating          at_risk              at_risk    cant_lose
+  R=1   lost            hibernating          at_risk              at_risk    cant_lose
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from siyu.analytics.engines import AnalyticsEngine
+from siyu.analytics.funnels import sql_timestamp
+from siyu.kit.clock import utcnow
+
+SEGMENTS: tuple[str, ...] = (
+    "champions", "loyal", "potential_loyalists", "new_customers", "promising", "need_attention",
+    "about_to_sleep", "at_risk", "cant_lose", "hibernating", "lost",
+)
+
+_ROWS: dict[int, tuple[str, str, str, str, str]] = {
+    5: ("new_customers", "potential_loyalists", "potential_loyalists", "champions", "champions"),
+    4: ("promising", "potential_loyalists", "potential_loyalists", "loyal", "loyal"),
+    3: ("about_to_sleep", "about_to_sleep", "need_attention", "loyal", "loyal"),
+    2: ("hibernating", "hibernating", "at_risk", "at_risk", "cant_lose"),
+    1: ("lost", "hibernating", "at_risk", "at_risk", "cant_lose"),
+}
+SEGMENT_GRID: dict[tuple[int, int], str] = {(r, fm): row[fm - 1] for r, row in _ROWS.items() for fm in range(1, 6)}
+
+
+def segment_of(r: int, fm: int) -> str:
+    """The named segment of an (R, FM) score pair."""
+    try:
+        return SEGMENT_GRID[(r, fm)]
+    except KeyError:
+        raise ValueError(f"scores must be 1..5, got R={r!r} FM={fm!r}") from None
+
+
+def fm_score(f: int, m: int) -> int:
+    """The FM score: mean of F and M rounded half up."""
+    return (f + m + 1) // 2
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRFM:
+    """One buyer's raw values, scores and segment."""
+
+    customer_id: int
+    recency_days: int
+    frequency: int
+    monetary_fen: int
+    r: int
+    f: int
+    m: int
+    fm: int
+    segment: str
+
+
+@dataclass(frozen=True, slots=True)
+class RFMReport:
+    """Buyer counts per segment (every segment listed, in SEGMENTS order) and per (R, FM) cell."""
+
+    as_of: datetime
+    buyers: int
+    segments: dict[str, int]
+    grid: list[list[int]]  # grid[r - 1][fm - 1]
+
+
+def rfm_sql(org_id: int, as_of: datetime) -> str:
+    """DuckDB SQL: one row per buyer with recency (days), frequency, monetary and the three scores."""
+    end = sql_timestamp(as_of)
+    return (
+        "WITH b AS (SELECT customer_id, max(paid_at) AS last_at, count(*) AS f, sum(amount_fen - refunded_fen) AS m "
+        f"FROM orders WHERE org_id = {int(org_id)} AND paid_at <= {end} GROUP BY customer_id), "
+        "s AS (SELECT *, count(*) OVER () AS n, rank() OVER (ORDER BY last_at) AS rr, "
+        "rank() OVER (ORDER BY f) AS fr, rank() OVER (ORDER BY m) AS mr FROM b) "
+        f"SELECT customer_id, date_diff('day', last_at, {end}) AS recency_days, f, m, "
+        "1 + (5 * (rr - 1)) // n AS r_score, 1 + (5 * (fr - 1)) // n AS f_score, 1 + (5 * (mr - 1)) // n AS m_score "
+        "FROM s ORDER BY customer_id"
+    )
+
+
+def customer_rfm(engine: AnalyticsEngine, org_id: int, *, as_of: datetime | None = None) -> list[CustomerRFM]:
+    """RFM values, scores and segment of every buyer of an organization, by customer id."""
+    as_of = as_of or utcnow()
+    out = []
+    for cid, rec, f, m, rs, fs, ms in engine.query(rfm_sql(org_id, as_of)):
+        fm = fm_score(int(fs), int(ms))
+        out.append(CustomerRFM(int(cid), int(rec), int(f), int(m), int(rs), int(fs), int(ms), fm, segment_of(int(rs), fm)))
+    return out
+
+
+def rfm_report(engine: AnalyticsEngine, org_id: int, *, as_of: datetime | None = None) -> RFMReport:
+    """Segment counts and the 5x5 R x FM grid of an organization's buyers."""
+    as_of = as_of or utcnow()
+    sql = (
+        f"WITH x AS ({rfm_sql(org_id, as_of)}) SELECT r_score, (f_score + m_score + 1) // 2 AS fm, count(*) "
+        "FROM x GROUP BY 1, 2"
+    )
+    grid = [[0] * 5 for _ in range(5)]
+    segments = dict.fromkeys(SEGMENTS, 0)
+    buyers = 0
+    for r, fm, k in engine.query(sql):
+        grid[int(r) - 1][int(fm) - 1] += int(k)
+        segments[segment_of(int(r), int(fm))] += int(k)
+        buyers += int(k)
+    return RFMReport(as_of=as_of, buyers=buyers, segments=segments, grid=grid)

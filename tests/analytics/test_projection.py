@@ -1,0 +1,172 @@
+"""The DuckDB projection: incremental refreshes equal a full rebuild after inserts, updates, refunds and merges."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session
+
+from siyu.accounts.models import Account, AccountKind
+from siyu.analytics.projection import Projection, default_path
+from siyu.commerce.models import Order, OrderItem
+from siyu.customers.merge import merge_customers
+from siyu.customers.models import Customer, FollowRelation, Stage
+from siyu.events.models import Event
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def _customer(db: Session, org_id: int, source: str | None = "douyin", **kw: object) -> Customer:
+    c = Customer(org_id=org_id, source=source, created_at=kw.pop("created_at", T0), **kw)
+    db.add(c)
+    db.flush()
+    return c
+
+
+def _event(db: Session, org_id: int, customer_id: int, kind: str, at: datetime, **props: str) -> None:
+    db.add(Event(org_id=org_id, customer_id=customer_id, type=kind, occurred_at=at, properties=props,
+                 idempotency_key=f"{customer_id}-{kind}-{at.isoformat()}-{len(props)}"))
+
+
+def _order(db: Session, org_id: int, customer_id: int, amount: int, at: datetime, *, cost: int | None = None,
+           refunded: int = 0) -> Order:
+    o = Order(org_id=org_id, customer_id=customer_id, platform="taobao", external_id=f"o{customer_id}-{at.timestamp()}",
+              amount_fen=amount, refunded_fen=refunded, paid_at=at)
+    db.add(o)
+    db.flush()
+    db.add(OrderItem(order_id=o.id, name="tea", quantity=1, unit_price_fen=amount, unit_cost_fen=cost))
+    return o
+
+
+def _snapshot(p: Projection) -> dict[str, list[tuple[object, ...]]]:
+    return {
+        "events": p.query("SELECT * FROM events ORDER BY event_id", refresh=False),
+        "orders": p.query("SELECT * FROM orders ORDER BY order_id", refresh=False),
+        "customers": p.query("SELECT * FROM customers ORDER BY customer_id", refresh=False),
+        "customer_values": p.query("SELECT * FROM customer_values ORDER BY customer_id", refresh=False),
+    }
+
+
+def test_default_path_is_beside_the_database(tmp_path: Path) -> None:
+    assert default_path(tmp_path) == tmp_path / "analytics.duckdb"
+
+
+def test_incremental_equals_rebuild(engine: Engine, db: Session, make_tenant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    t = make_tenant()
+    acct = Account(org_id=t.org_id, kind=AccountKind.wecom_member,
+                   external_id="zhangsan", name="Zhang", operator_id=t.operator_id)
+    db.add(acct)
+    a = _customer(db, t.org_id, "douyin")
+    b = _customer(db, t.org_id, "taobao")
+    db.add(FollowRelation(org_id=t.org_id, customer_id=a.id, account_id=acct.id, since=T0, state="code-spring"))
+    _event(db, t.org_id, a.id, "added_contact", T0)
+    _event(db, t.org_id, b.id, "added_contact", T0 + timedelta(hours=1), channel="live")
+    o1 = _order(db, t.org_id, a.id, 10_000, T0 + timedelta(days=1), cost=4_000)
+    db.commit()
+
+    inc = Projection(engine, tmp_path / "inc.duckdb", min_interval_seconds=0)
+    first = inc.refresh()
+    assert (first.events, first.orders, first.customers) == (2, 1, 2)
+    dims = {r[0]: r[1:] for r in inc.query(
+        "SELECT customer_id, source, channel, stage, account_id, operator_id FROM customers", refresh=False)}
+    assert dims[a.id] == ("douyin", "code-spring", "new", acct.id, t.operator_id)
+    assert dims[b.id] == ("taobao", None, "new", None, None)
+    assert inc.query(f"SELECT cost_fen FROM orders WHERE order_id = {o1.id}", refresh=False) == [(4000,)]
+
+    # Nothing changed: a refresh writes nothing.
+    again = inc.refresh()
+    assert not again.events and not again.orders and not again.refunds_resynced
+
+    # Inserts, a dimension update, a refund, a new follow relation and a merge.
+    c = _customer(db, t.org_id, "wechat_ad")
+    _event(db, t.org_id, c.id, "added_contact", T0 + timedelta(days=2))
+    _event(db, t.org_id, b.id, "placed_order", T0 + timedelta(days=3))
+    _order(db, t.org_id, b.id, 5_000, T0 + timedelta(days=3))
+    db.add(FollowRelation(org_id=t.org_id, customer_id=b.id, account_id=acct.id, since=T0 + timedelta(days=3), state="code-b"))
+    db.get(Customer, a.id).stage = Stage.converted  # type: ignore[union-attr]
+    db.execute(update(Order).where(Order.id == o1.id).values(refunded_fen=2_500))
+    db.commit()
+    merge_customers(db, t.org_id, b.id, c.id, "same person")
+    db.commit()
+
+    step = inc.refresh()
+    assert step.events == 2 and step.orders == 1 and step.merged >= 1 and step.refunds_resynced == 1
+    full = Projection(engine, tmp_path / "full.duckdb")
+    full.rebuild()
+    assert _snapshot(inc) == _snapshot(full)
+    snap = _snapshot(inc)
+    assert {r[2] for r in snap["events"]} == {a.id, b.id}  # c's events now belong to b
+    assert all(r[1] != c.id for r in snap["customers"])
+
+    # Rebuild of the incremental file starts over and lands on the same rows.
+    inc.rebuild()
+    assert _snapshot(inc) == snap
+    assert inc.watermarks()["events_id"] == full.watermarks()["events_id"]
+    inc.close()
+    full.close()
+
+
+def test_watermark_survives_reopen_and_failed_refresh_rolls_back(engine: Engine, db: Session, make_tenant,  # type: ignore[no-untyped-def]
+                                                                 tmp_path: Path) -> None:
+    t = make_tenant()
+    a = _customer(db, t.org_id)
+    for i in range(5):
+        _event(db, t.org_id, a.id, "viewed", T0 + timedelta(minutes=i))
+    db.commit()
+    path = tmp_path / "a.duckdb"
+    p = Projection(engine, path, chunk_size=2)  # several chunks in one transaction
+    assert p.refresh().events == 5
+    wm = p.watermarks()
+    p.close()
+
+    _event(db, t.org_id, a.id, "viewed", T0 + timedelta(hours=1))
+    db.commit()
+    p = Projection(engine, path, min_interval_seconds=0)
+    # A refresh that dies half-way (here: after the events are loaded) leaves rows and watermarks as they were.
+    original = p._resync_refunds
+
+    def boom(*args: object, **kw: object) -> None:
+        raise RuntimeError("crash")
+
+    p._resync_refunds = boom  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        p.refresh()
+    assert p.watermarks() == wm
+    assert p.query("SELECT count(*) FROM events", refresh=False) == [(5,)]
+    p._resync_refunds = original  # type: ignore[method-assign]
+    assert p.refresh().events == 1
+    assert p.query("SELECT count(*) FROM events", refresh=False) == [(6,)]
+    p.close()
+
+
+def test_refresh_is_throttled(engine: Engine, db: Session, make_tenant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    t = make_tenant()
+    a = _customer(db, t.org_id)
+    db.commit()
+    p = Projection(engine, tmp_path / "t.duckdb", min_interval_seconds=3600)
+    assert not p.refresh().skipped
+    _event(db, t.org_id, a.id, "viewed", T0)
+    db.commit()
+    assert p.refresh().skipped
+    assert p.refresh(force=True).events == 1
+    p.close()
+
+
+def test_future_stamped_profile_does_not_hide_later_updates(engine: Engine, db: Session, make_tenant,  # type: ignore[no-untyped-def]
+                                                            tmp_path: Path) -> None:
+    t = make_tenant()
+    skewed = _customer(db, t.org_id, "douyin")
+    plain = _customer(db, t.org_id, "taobao")
+    db.commit()
+    db.execute(update(Customer).where(Customer.id == skewed.id).values(updated_at=datetime.now(UTC) + timedelta(days=2)))
+    db.commit()
+    p = Projection(engine, tmp_path / "f.duckdb", min_interval_seconds=0)
+    p.refresh()
+    db.get(Customer, plain.id).stage = Stage.engaged  # type: ignore[union-attr]
+    db.commit()
+    p.refresh()
+    assert p.query(f"SELECT stage FROM customers WHERE customer_id = {plain.id}", refresh=False) == [("engaged",)]
+    p.close()

@@ -1,0 +1,160 @@
+"""The analytics pages of the demo brand in a real browser: every chart draws, every CSV export downloads."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+from sqlalchemy import Engine
+
+from siyu.integrations.sandbox.loader import LoadSummary, load_world
+from siyu.integrations.sandbox.world import generate_world
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+# Set SIYU_SCREENSHOTS=/some/dir to keep screenshots of each page while developing (never committed).
+SCREENSHOT_DIR = os.environ.get("SIYU_SCREENSHOTS", "")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent: apt-get install chromium"),
+]
+
+# Page, heading of its export's first CSV column, and a selector that shows the page's data.
+PAGES = (
+    ("funnel", "breakdown_value", "table.funnel-table tbody tr"),
+    ("retention", "cohort_start", "table.retention-table tbody tr"),
+    ("repurchase", "group", "table.repurchase-table tbody tr"),
+    ("rfm", "r_score", "table.rfm-segments tbody tr"),
+    ("clv", "lower_fen", "[data-kpi=clv_customers]"),
+    ("roi", "channel", "table.roi-table tbody tr[data-channel]"),
+)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The app served by uvicorn on a free loopback port in a background thread."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def demo(engine: Engine) -> LoadSummary:
+    """The sandbox demo brand, small."""
+    return load_world(engine, generate_world(customers=300, seed=1))
+
+
+def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    if SCREENSHOT_DIR:
+        page.wait_for_timeout(1500)  # let ECharts finish its entry animation
+        page.screenshot(path=os.path.join(SCREENSHOT_DIR, f"{name}.png"), full_page=True)
+
+
+def test_demo_brand_analytics_pages_render_and_export(live_server: str, demo: LoadSummary, engine: Engine) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the pages read the same projection on either database; one browser run is enough")
+    from playwright.sync_api import expect, sync_playwright
+
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+            page.set_default_timeout(15_000)
+
+            page.goto(f"{live_server}/lang/en?next=/analytics")
+            expect(page).to_have_url(f"{live_server}/login?next=%2Fanalytics")
+            page.fill("input[name=email]", demo.admin.email)
+            page.fill("input[name=password]", demo.admin.password)
+            page.click("button[type=submit]")
+            expect(page).to_have_url(f"{live_server}/analytics/funnel")
+
+            # CLV needs the model fitted once: the page's own button does it.
+            page.click("nav.subnav >> text=Lifetime value")
+            expect(page.locator("[data-clv-computed]")).to_contain_text("CLV has not been computed yet.")
+            page.click("[data-action=recompute-clv]")
+            expect(page.locator("[role=status]")).to_contain_text("CLV recomputed.")
+            expect(page.locator("[data-clv-computed]")).to_contain_text("CLV last computed at")
+
+            for name, first_column, content in PAGES:
+                page.goto(f"{live_server}/analytics/{name}")
+                expect(page.locator(f"nav.subnav a[href='/analytics/{name}'][aria-current=page]")).to_be_visible()
+                expect(page.locator("#analytics-chart[data-rendered=true]")).to_be_attached()
+                expect(page.locator("#analytics-chart canvas").first).to_be_visible()
+                expect(page.locator(content).first).to_be_visible()
+                page.locator("#analytics-chart").hover()  # runs the tooltip formatter; errors are collected below
+                _shot(page, f"analytics-{name}")
+                with page.expect_download() as info:
+                    page.click("[data-action=export-csv]")
+                download = info.value
+                assert download.suggested_filename == f"{name}.csv"
+                raw = Path(download.path()).read_bytes()
+                assert raw.startswith(b"\xef\xbb\xbf")
+                lines = raw.decode("utf-8-sig").splitlines()
+                assert lines[0].split(",")[0] == first_column and len(lines) > 1, (name, lines[:3])
+
+            # A funnel chosen in the form, broken down by source: one bar series per source.
+            page.goto(f"{live_server}/analytics/funnel")
+            selects = page.locator("#funnel-form select[name=step]")
+            selects.nth(0).select_option("added_contact")
+            selects.nth(1).select_option("message_received")
+            selects.nth(2).select_option("placed_order")
+            selects.nth(3).select_option("")
+            page.select_option("#funnel-form select[name=breakdown]", "source")
+            page.click("#funnel-form button[type=submit]")
+            expect(page).to_have_url(f"{live_server}/analytics/funnel?step=added_contact&step=message_received"
+                                     "&step=placed_order&step=&step=&window_days=14&breakdown=source")
+            expect(page.locator("#analytics-chart[data-rendered=true]")).to_be_attached()
+            expect(page.locator("table.funnel-table")).to_have_count(5)  # the sandbox's five sources
+            _shot(page, "analytics-funnel-by-source")
+
+            # Add a cost on the ROI page; it shows up in the table.
+            page.goto(f"{live_server}/analytics/roi")
+            page.fill("#cost-form input[name=channel]", "live_room")
+            page.fill("#cost-form input[name=cost_yuan]", "2000")
+            page.click("[data-action=add-cost]")
+            expect(page.locator("[role=status]")).to_contain_text("Cost saved.")
+            expect(page.locator("table.cost-table")).to_contain_text("¥2,000.00")
+            expect(page.locator("table.roi-table tr[data-channel=live_room]")).to_contain_text("¥2,000.00")
+
+            # The same pages in Chinese.
+            page.click("a.lang[lang=zh-CN]")
+            expect(page.locator("nav.mainnav")).to_contain_text("数据分析")
+            for name in ("retention", "rfm", "clv"):
+                page.goto(f"{live_server}/analytics/{name}")
+                expect(page.locator("#analytics-chart[data-rendered=true]")).to_be_attached()
+                expect(page.locator("[data-action=export-csv]")).to_have_text("导出 CSV")
+                _shot(page, f"analytics-{name}-zh")
+        finally:
+            browser.close()
+    assert errors == []
