@@ -1,0 +1,1 @@
+"""Douyin open platform: webhook signature and payload parsing, the comment-reply client, and an HTTP fake."""

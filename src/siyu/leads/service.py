@@ -1,0 +1,413 @@
+"""Lead inbox rules: Douyin app config, reply templates, listing, replying with a channel code,
+intent corrections and retraining, and converting a lead when the commenter adds an account."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from siyu.customers import service as customers
+from siyu.customers.merge import register_merge_hook
+from siyu.customers.models import Customer
+from siyu.integrations.channel import CommentReplier
+from siyu.integrations.douyin.client import DouyinApiError, DouyinClient
+from siyu.kit.clock import ensure_utc, utcnow
+from siyu.kit.crypto import decrypt_secret, encrypt_secret
+from siyu.kit.errors import Conflict, DomainError, Invalid, NotFound
+from siyu.kit.tenancy import Principal
+from siyu.leads.intake import DEFAULT_REPLY_SECONDS, create_lead, is_high_intent, record_event
+from siyu.leads.intent_rules import INTENTS
+from siyu.leads.models import Comment, DouyinApp, Lead, LeadStatus, Platform, ReplyTemplate
+
+# Seeded suggestions; {code} becomes the channel-code link, {name} the commenter's nickname.
+DEFAULT_TEMPLATES: Final[dict[str, str]] = {
+    "material": "{name}你好，资料已经整理好啦～添加顾问即可领取：{code}",
+    "purchase": "{name}你好，感谢关注！添加顾问领取购买链接和专属优惠：{code}",
+    "question": "{name}你好，这个问题顾问可以详细解答，欢迎添加：{code}",
+    "complaint": "{name}非常抱歉给您带来不好的体验，请添加客服为您处理：{code}",
+    "other": "感谢支持～更多福利请添加顾问：{code}",
+}
+MAX_TEMPLATE = 500
+
+
+class PlatformError(DomainError):
+    """The platform refused or could not take the reply."""
+
+    status_code = 502
+
+
+# --- Douyin app configuration --------------------------------------------------------------------
+
+
+def configure_douyin(
+    db: Session, org_id: int, secret_key: str, *, client_key: str, client_secret: str,
+    account_open_id: str = "", access_token: str = "", api_base_url: str = "",
+) -> DouyinApp:
+    """Create or replace the organization's Douyin app; secrets are stored encrypted."""
+    if not client_key.strip():
+        raise Invalid("client_key is required", field="client_key")
+    if not client_secret.strip():
+        raise Invalid("client_secret is required", field="client_secret")
+    if api_base_url and not api_base_url.startswith(("http://", "https://")):
+        raise Invalid("api_base_url must be an http(s) URL", field="api_base_url")
+    app = db.scalar(select(DouyinApp).where(DouyinApp.org_id == org_id))
+    if app is None:
+        app = DouyinApp(org_id=org_id)
+        db.add(app)
+    app.client_key = client_key.strip()
+    app.client_secret_enc = encrypt_secret(client_secret.strip(), secret_key)
+    app.account_open_id = account_open_id.strip()
+    app.access_token_enc = encrypt_secret(access_token.strip(), secret_key) if access_token.strip() else ""
+    app.api_base_url = (api_base_url or "https://open.douyin.com").rstrip("/")
+    db.flush()
+    return app
+
+
+def douyin_app(db: Session, org_id: int) -> DouyinApp | None:
+    """The organization's Douyin app, if configured."""
+    return db.scalar(select(DouyinApp).where(DouyinApp.org_id == org_id))
+
+
+def douyin_replier(db: Session, org_id: int, secret_key: str) -> CommentReplier | None:
+    """A client replying as the org's Douyin account, or None when no account token is configured."""
+    app = douyin_app(db, org_id)
+    if app is None or not app.access_token_enc or not app.account_open_id:
+        return None
+    return DouyinClient(decrypt_secret(app.access_token_enc, secret_key), app.account_open_id,
+                        base_url=app.api_base_url)
+
+
+# --- templates ------------------------------------------------------------------------------------
+
+
+def _check_intent(intent: str, field: str = "intent") -> str:
+    if intent not in INTENTS:
+        raise Invalid(f"intent must be one of {', '.join(INTENTS)}, not {intent!r}", field=field)
+    return intent
+
+
+def reply_templates(db: Session, org_id: int) -> dict[str, str]:
+    """Every intent's template: the organization's own, else the seeded default."""
+    own = {t.intent: t.body for t in db.scalars(select(ReplyTemplate).where(ReplyTemplate.org_id == org_id))}
+    return {intent: own.get(intent, DEFAULT_TEMPLATES[intent]) for intent in INTENTS}
+
+
+def set_reply_template(db: Session, org_id: int, intent: str, body: str) -> ReplyTemplate:
+    """Set the organization's template for one intent (it should contain {code})."""
+    _check_intent(intent)
+    body = body.strip()
+    if not body:
+        raise Invalid("the template is empty", field="body")
+    if len(body) > MAX_TEMPLATE:
+        raise Invalid(f"the template is longer than {MAX_TEMPLATE} characters", field="body")
+    try:
+        body.format(code="", name="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise Invalid(f"the template may only use {{code}} and {{name}}: {exc}", field="body") from exc
+    row = db.scalar(select(ReplyTemplate).where(ReplyTemplate.org_id == org_id, ReplyTemplate.intent == intent))
+    if row is None:
+        row = ReplyTemplate(org_id=org_id, intent=intent, body=body)
+        db.add(row)
+    row.body = body
+    db.flush()
+    return row
+
+
+def suggested_reply(db: Session, org_id: int, lead: Lead, comment: Comment, code_url: str = "") -> str:
+    """The template of the lead's intent filled with the commenter's name and the code link."""
+    template = reply_templates(db, org_id)[lead.intent]
+    return template.format(code=code_url or "{code}", name=f"@{comment.commenter_name} " if comment.commenter_name
+                           else "")
+
+
+# --- inbox ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """A lead with its comment."""
+
+    lead: Lead
+    comment: Comment
+
+
+def list_inbox(
+    db: Session, principal: Principal, status: str = "open", limit: int = 100, before_id: int | None = None,
+) -> list[InboxRow]:
+    """The organization's leads, open ones by deadline (most urgent first), others newest first.
+
+    Leads are a team queue over public comments, so every role of the organization sees them all.
+    """
+    stmt = select(Lead, Comment).join(Comment, Comment.id == Lead.comment_id).where(Lead.org_id == principal.org_id)
+    if status == "open":
+        stmt = stmt.where(Lead.status == LeadStatus.open).order_by(Lead.reply_due_at, Lead.id)
+    elif status in ("replied", "dismissed"):
+        stmt = stmt.where(Lead.status == LeadStatus(status)).order_by(Lead.id.desc())
+    elif status == "all":
+        stmt = stmt.order_by(Lead.id.desc())
+    else:
+        raise Invalid("status must be open, replied, dismissed or all", field="status")
+    if before_id is not None and status != "open":
+        stmt = stmt.where(Lead.id < before_id)
+    return [InboxRow(lead, comment) for lead, comment in db.execute(stmt.limit(max(1, min(limit, 500))))]
+
+
+def get_lead(db: Session, principal: Principal, lead_id: int) -> InboxRow:
+    """One lead of the caller's organization (404 for another organization's)."""
+    row = db.execute(
+        select(Lead, Comment).join(Comment, Comment.id == Lead.comment_id)
+        .where(Lead.id == lead_id, Lead.org_id == principal.org_id)
+    ).first()
+    if row is None:
+        raise NotFound("lead not found", field="lead_id")
+    return InboxRow(row[0], row[1])
+
+
+# --- replying -------------------------------------------------------------------------------------
+
+# (db, org_id, lead, comment) -> (state, url) of the channel code to give. By default the channels
+# domain's newest active code for the platform; a deployment may register its own (e.g. a code per lead).
+CodeProvider = Callable[[Session, int, Lead, Comment], tuple[str, str]]
+_code_provider: CodeProvider | None = None
+
+
+def register_code_provider(provider: CodeProvider | None) -> None:
+    """Override how a replied lead gets its channel code (None restores the channels default)."""
+    global _code_provider
+    _code_provider = provider
+
+
+def _provided_code(db: Session, org_id: int, lead: Lead, comment: Comment) -> tuple[str, str]:
+    """The registered provider's code, else the channels domain's newest active code for the platform."""
+    if _code_provider is not None:
+        return _code_provider(db, org_id, lead, comment)
+    from siyu.channels.service import lead_code_provider
+
+    try:
+        return lead_code_provider(db, org_id, lead, comment)
+    except Invalid as exc:
+        raise Invalid(f"no channel code to give: pass code_url or code_id ({exc.message})", field="code_url") from exc
+
+
+def _channel_code(db: Session, org_id: int, code_id: int) -> tuple[str, str]:
+    from siyu.channels import service as channels
+    from siyu.channels.models import CodeStatus
+
+    code = channels.get_code(db, org_id, code_id)
+    if code.status is not CodeStatus.active:
+        raise Conflict("the channel code is archived", field="code_id")
+    if not code.qr_url:
+        raise Invalid("the channel code has no link to send", field="code_id")
+    return code.state, code.qr_url
+
+
+def lead_state(lead: Lead) -> str:
+    """The default channel-code state for a lead; it comes back on the follow it brings."""
+    return f"lead{lead.id}"
+
+
+def reply_to_lead(
+    db: Session, principal: Principal, lead_id: int, *, replier: CommentReplier | None,
+    text: str | None = None, code_url: str | None = None, code_state: str | None = None,
+    code_id: int | None = None, now: datetime | None = None,
+) -> InboxRow:
+    """Reply to the comment on its platform with the channel code, once; records the lead_replied event.
+
+    The lead is reserved (open -> replied) before the platform call, in the same transaction: a
+    concurrent second reply finds it taken, and a failed call rolls the reservation back.
+    """
+    row = get_lead(db, principal, lead_id)
+    lead, comment = row.lead, row.comment
+    if lead.status != LeadStatus.open:
+        raise Conflict(f"lead {lead_id} is already {lead.status.value}", field="lead_id")
+    now = ensure_utc(now) if now is not None else utcnow()
+    state, url = code_state or "", code_url or ""
+    if code_id is not None:
+        state, url = _channel_code(db, principal.org_id, code_id)
+    if not url:
+        state, url = _provided_code(db, principal.org_id, lead, comment)
+    if not url:
+        raise Invalid("no channel code to give: pass code_url or set up channel codes", field="code_url")
+    state = (state or lead_state(lead))[:60]
+    body = (text or "").strip() or suggested_reply(db, principal.org_id, lead, comment, url)
+    if url not in body:
+        # The code is the point of the reply: never send one without it.
+        body = f"{body} {url}"
+    taken = db.execute(
+        update(Lead).where(Lead.id == lead.id, Lead.status == LeadStatus.open)
+        .values(status=LeadStatus.replied, replied_at=now, replied_by_id=principal.user_id, reply_text=body,
+                code_state=state, code_url=url[:500])
+        .execution_options(synchronize_session=False)
+    )
+    if not taken.rowcount:
+        raise Conflict(f"lead {lead_id} was just replied to by someone else", field="lead_id")
+    reply_ref = "manual"
+    if comment.platform == Platform.douyin:
+        if replier is None:
+            raise Invalid("the Douyin account is not connected: configure its access token", field="replier")
+        try:
+            reply_ref = replier.reply_to_comment(comment.item_id, comment.external_id, body)
+        except DouyinApiError as exc:
+            raise PlatformError(f"Douyin refused the reply: {exc.code} {exc.description}", field="reply") from exc
+    db.execute(update(Lead).where(Lead.id == lead.id).values(reply_ref=reply_ref[:128])
+               .execution_options(synchronize_session=False))
+    db.refresh(lead)
+    record_event(db, principal.org_id, lead.customer_id, "lead_replied", now, f"lead_replied:{lead.id}",
+                 {"lead_id": lead.id, "comment_id": comment.external_id, "platform": comment.platform.value,
+                  "code_state": state, "seconds_to_reply": round((now - ensure_utc(lead.created_at)).total_seconds(), 3)},
+                 source=f"{comment.platform.value}_comment")
+    db.flush()
+    return InboxRow(lead, comment)
+
+
+def dismiss_lead(db: Session, principal: Principal, lead_id: int) -> InboxRow:
+    """Take an open lead off the queue without replying."""
+    row = get_lead(db, principal, lead_id)
+    if row.lead.status != LeadStatus.open:
+        raise Conflict(f"lead {lead_id} is already {row.lead.status.value}", field="lead_id")
+    row.lead.status = LeadStatus.dismissed
+    db.flush()
+    return row
+
+
+# --- corrections and retraining -------------------------------------------------------------------
+
+
+def correct_intent(
+    db: Session, principal: Principal, comment_id: int, intent: str, *,
+    reply_seconds: int = DEFAULT_REPLY_SECONDS, now: datetime | None = None,
+) -> Comment:
+    """Store an operator's intent correction; a comment corrected to high intent gets a lead, and an
+    open lead corrected away from high intent is dismissed."""
+    _check_intent(intent)
+    comment = db.scalar(select(Comment).where(Comment.id == comment_id, Comment.org_id == principal.org_id))
+    if comment is None:
+        raise NotFound("comment not found", field="comment_id")
+    now = ensure_utc(now) if now is not None else utcnow()
+    comment.corrected_intent, comment.corrected_by_id, comment.corrected_at = intent, principal.user_id, now
+    lead = db.scalar(select(Lead).where(Lead.comment_id == comment.id))
+    if is_high_intent(intent, 1.0):
+        if lead is None:
+            create_lead(db, comment, intent, reply_seconds, now)
+        elif lead.status == LeadStatus.open:
+            lead.intent = intent
+    elif lead is not None and lead.status == LeadStatus.open:
+        lead.status = LeadStatus.dismissed
+    db.flush()
+    return comment
+
+
+def stored_corrections(db: Session) -> list[tuple[str, str]]:
+    """Every operator correction, oldest first (later corrections of the same text win in retraining)."""
+    rows = db.execute(select(Comment.content, Comment.corrected_intent)
+                      .where(Comment.corrected_intent.is_not(None)).order_by(Comment.corrected_at, Comment.id))
+    return [(text, intent) for text, intent in rows if intent]
+
+
+@dataclass(frozen=True, slots=True)
+class RetrainReport:
+    """What retraining used and how the new classifier scores."""
+
+    corrections: int
+    heldout_accuracy: float
+    heldout_macro_f1: float
+    corrections_accuracy: float
+
+
+def retrain_from_corrections(db: Session, cache_path: Path | None = None) -> RetrainReport:
+    """Refit the process-wide classifier from the shipped set plus all stored corrections.
+
+    The held-out figures come from a second fit on the training split plus corrections, so the
+    held-out rows stay unseen; the classifier put in service is fitted on everything.
+    """
+    from sklearn.metrics import accuracy_score, f1_score
+
+    from siyu.leads import intent as intent_mod
+    from siyu.leads.intent_model import load_examples, validate_example
+
+    pairs = stored_corrections(db)
+    extra = [validate_example(t, i, f"correction {n}") for n, (t, i) in enumerate(pairs, start=1)]
+    probe = intent_mod.IntentClassifier.fit(load_examples(split="train"), extra)
+    test = load_examples(split="test")
+    predicted = [r.intent for r in probe.classify_many([e.text for e in test])]
+    truth = [e.intent for e in test]
+    served = intent_mod.retrain(pairs, cache_path=cache_path)
+    on_corrections = [r.intent for r in served.classify_many([t for t, _ in pairs])] if pairs else []
+    return RetrainReport(
+        corrections=len(pairs),
+        heldout_accuracy=float(accuracy_score(truth, predicted)),
+        heldout_macro_f1=float(f1_score(truth, predicted, labels=list(INTENTS), average="macro", zero_division=0)),
+        corrections_accuracy=(sum(p == i for p, (_, i) in zip(on_corrections, pairs, strict=True)) / len(pairs))
+        if pairs else float("nan"),
+    )
+
+
+# --- conversion -----------------------------------------------------------------------------------
+
+
+def lead_for_state(db: Session, org_id: int, state: str, customer_id: int | None = None) -> Lead | None:
+    """The replied lead an add with ``state`` answers: the commenter's own lead if the adder is known,
+    else the latest-replied lead with that state not converted yet (a code may be shared by many leads)."""
+    if not state:
+        return None
+    base = select(Lead).where(Lead.org_id == org_id, Lead.code_state == state, Lead.status == LeadStatus.replied)
+    if customer_id is not None:
+        own = db.scalar(base.where(Lead.customer_id == customer_id).order_by(Lead.id.desc()))
+        if own is not None:
+            return own
+    return db.scalar(base.where(Lead.converted_at.is_(None)).order_by(Lead.replied_at.desc(), Lead.id.desc()))
+
+
+def on_contact_added(
+    db: Session, org_id: int, customer_id: int, state: str, at: datetime | None = None,
+) -> Lead | None:
+    """Called when a customer adds an account through a code: link (merge) them with the lead's commenter.
+
+    The carrier knows the adder by a different id (e.g. a WeCom external userid) than Douyin does, so
+    the profile created by the add and the commenter's profile are the same person: merge them (the
+    lower id survives) so the source naming the video and the add land on one customer.
+    """
+    lead = lead_for_state(db, org_id, state, customer_id)
+    if lead is None:
+        return None
+    at = ensure_utc(at) if at is not None else utcnow()
+    survivor = db.scalar(select(Customer).where(Customer.id == customer_id, Customer.org_id == org_id))
+    if survivor is not None and survivor.merged_into_id is not None:
+        survivor = db.scalar(select(Customer).where(Customer.id == survivor.merged_into_id))
+    if survivor is None:
+        raise NotFound("customer not found", field="customer_id")
+    comment = db.get(Comment, lead.comment_id)
+    assert comment is not None
+    if lead.customer_id is None:
+        lead.customer_id = comment.customer_id = survivor.id
+        if not survivor.source:
+            survivor.source = f"{comment.platform.value}_comment"
+            survivor.source_detail = f"{comment.platform.value} video {comment.item_title or comment.item_id}"[:200]
+    elif lead.customer_id != survivor.id:
+        keep, drop = sorted((lead.customer_id, survivor.id))
+        customers.merge_customers(db, org_id, keep, drop, reason=f"added through the code of lead {lead.id}")
+    if lead.converted_at is None:
+        lead.converted_at = at
+    db.flush()
+    record_event(db, org_id, lead.customer_id or survivor.id, "lead_converted", at,
+                 f"lead_converted:{lead.id}", {"lead_id": lead.id, "state": state},
+                 source=f"{comment.platform.value}_comment")
+    return lead
+
+
+def _move_customer(db: Session, org_id: int, survivor_id: int, merged_id: int) -> int:
+    moved = 0
+    for model in (Lead, Comment):
+        result = db.execute(update(model).where(model.org_id == org_id, model.customer_id == merged_id)
+                            .values(customer_id=survivor_id).execution_options(synchronize_session=False))
+        moved += int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return moved
+
+
+register_merge_hook("leads", _move_customer)
