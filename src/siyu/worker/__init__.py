@@ -1,0 +1,1 @@
+"""Background work on Huey: the queue (``queue.py``); tasks are declared next to their domain in tasks.py."""

@@ -17,6 +17,7 @@ follow the official API pages (developer.work.weixin.qq.com, 客户联系):
                                                        type 1 takes exactly one user; qr_code for scene 2
   POST externalcontact/groupchat/list                  limit 1..1,000 required
   POST externalcontact/groupchat/get                   unknown chat -> 40050
+  POST externalcontact/send_welcome_msg                welcome_code once, text.content <= 4000
 
 Where WeCom's exact errcode for a bad parameter is undocumented the fake answers 40058.
 Mass messages, Moments and transfers are in `fake_api_outreach.py`; groups are below.
@@ -211,6 +212,22 @@ def remark(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -
     if "remark_mobiles" in body:
         mobiles = str_list(body, "remark_mobiles")
         follow.remark_mobiles = [m for m in mobiles if m]  # [""] clears them
+    return {}
+
+
+@route("POST", "externalcontact/send_welcome_msg")
+def send_welcome_msg(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Welcome a new customer with the WelcomeCode of the add event; each code is accepted once."""
+    code = body.get("welcome_code")
+    if not isinstance(code, str) or not code:
+        raise ApiError(40058, "welcome_code is required")
+    text = (body.get("text") or {}).get("content", "") if isinstance(body.get("text"), dict) else ""
+    if not text and not body.get("attachments"):
+        raise ApiError(40058, "text or attachments is required")
+    too_long("text.content", text, 4000)
+    if any(w["welcome_code"] == code for w in state.welcome_messages):
+        raise ApiError(40058, "welcome_code already used")
+    state.welcome_messages.append({"welcome_code": code, "text": text, "at": state.now()})
     return {}
 
 

@@ -313,3 +313,44 @@ def resigned_transfer_result(
 ) -> dict[str, Any]:
     """Handover states (resigned)."""
     return _transfer_result(state, body, resigned=True)
+
+
+# --- group owner transfer ----------------------------------------------------------------------
+
+
+def _group_transfer(state: FakeWeComState, body: dict[str, Any], *, resigned: bool) -> dict[str, Any]:
+    chat_ids = str_list(body, "chat_id_list")
+    if not chat_ids:
+        raise ApiError(40058, "chat_id_list is required")
+    if len(chat_ids) > 100:
+        raise ApiError(40058, "chat_id_list holds at most 100 ids")
+    owner = state.member(body.get("new_owner"))
+    if not owner.active:
+        raise ApiError(84074, owner.userid)
+    failed = []
+    for chat_id in chat_ids:
+        group = state.groups.get(chat_id)
+        if group is None:
+            failed.append({"chat_id": chat_id, "errcode": 40050, "errmsg": "chatid not found"})
+            continue
+        previous = state.members.get(group.owner)
+        if resigned and previous is not None and previous.active:
+            failed.append({"chat_id": chat_id, "errcode": 40058, "errmsg": "owner has not resigned"})
+            continue
+        group.owner = owner.userid
+        if not any(m.get("userid") == owner.userid for m in group.members):
+            group.members.append({"userid": owner.userid, "type": 1, "join_time": int(state.now()), "join_scene": 1})
+        group.version += 1
+    return {"failed_chat_list": failed}
+
+
+@route("POST", "externalcontact/groupchat/onjob_transfer")
+def groupchat_onjob_transfer(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Give an in-service member's customer groups to another member."""
+    return _group_transfer(state, body, resigned=False)
+
+
+@route("POST", "externalcontact/groupchat/transfer")
+def groupchat_transfer(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Give a resigned member's customer groups to another member."""
+    return _group_transfer(state, body, resigned=True)

@@ -283,6 +283,7 @@ class FakeWeComState:
         self.transfers: list[Transfer] = []
         self.callback: dict[str, str] = {}
         self.outbox: list[dict[str, Any]] = []
+        self.welcome_messages: list[dict[str, Any]] = []  # externalcontact/send_welcome_msg calls accepted
         self._seq = 0
 
     # --- clock, ids ---------------------------------------------------------------------

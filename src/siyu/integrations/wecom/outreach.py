@@ -12,6 +12,7 @@ Limits enforced before calling (WeCom would refuse the call):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,16 @@ MAX_TRANSFER_CUSTOMERS = 100
 MAX_TRANSFER_MESSAGE = 200
 MAX_GROUPMSG_LIST_LIMIT = 100
 MAX_GROUPMSG_TASK_LIMIT = 1_000
+MAX_GROUP_TRANSFER_CHATS = 100
+
+
+@dataclass(frozen=True, slots=True)
+class GroupTransferFailure:
+    """A customer group whose owner could not be changed, with WeCom's errcode."""
+
+    chat_id: str
+    errcode: int
+    errmsg: str = ""
 
 
 class WeComOutreach(WeComTransport):
@@ -273,3 +284,29 @@ class WeComOutreach(WeComTransport):
             for c in data.get("customer", [])
         ]
         return Page(items=items, next_cursor=str(data.get("next_cursor", "") or ""))
+
+    # --- group owner transfer -----------------------------------------------------------------
+
+    def transfer_groups(
+        self, chat_ids: Sequence[str], new_owner: str, *, resigned: bool = False
+    ) -> list[GroupTransferFailure]:
+        """Give customer groups a new owner in calls of at most 100; returns the groups that failed.
+
+        In service: groupchat/onjob_transfer; a resigned owner's groups: groupchat/transfer.
+        """
+        if not new_owner:
+            raise WeComInputError("new_owner", "is required")
+        ids = dedupe(chat_ids)
+        if not ids:
+            raise WeComInputError("chat_ids", "at least one group is required")
+        path = "externalcontact/groupchat/transfer" if resigned else "externalcontact/groupchat/onjob_transfer"
+        failed: list[GroupTransferFailure] = []
+        for chunk in chunks(ids, MAX_GROUP_TRANSFER_CHATS):
+            data = self.post(path, {"chat_id_list": chunk, "new_owner": new_owner})
+            failed.extend(
+                GroupTransferFailure(
+                    chat_id=str(f.get("chat_id", "")), errcode=int(f.get("errcode", 0)), errmsg=str(f.get("errmsg", ""))
+                )
+                for f in data.get("failed_chat_list", [])
+            )
+        return failed

@@ -1,0 +1,1 @@
+"""Customer groups: WeCom external group chats and their members."""

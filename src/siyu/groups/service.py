@@ -1,0 +1,193 @@
+"""Rules of customer groups: upsert from the carrier's snapshot, apply member joins and quits.
+
+Services flush and never commit. Snapshots (``upsert_group``) are authoritative: members absent from the
+snapshot are marked as having quit. Deltas (``apply_member_change``) come from callbacks and may arrive
+out of order or twice; each is applied only when it is newer than what the member row already records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from siyu.accounts.models import (
+    DEFAULT_SOFT_CAP,
+    Account,
+    AccountKind,
+    AccountStatus,
+)
+from siyu.accounts.service import DEFAULT_HARD_CAP
+from siyu.customers.models import IdentityKind
+from siyu.customers.service import find_or_create_by_identity, register_merge_hook
+from siyu.groups.models import MAX_GROUP_MEMBERS, CustomerGroup, GroupMember, GroupStatus, MemberKind
+from siyu.integrations.channel import GroupChat
+from siyu.kit.bulk import insert_ignore
+from siyu.kit.clock import ensure_utc, utcnow
+
+__all__ = [
+    "MAX_GROUP_MEMBERS", "apply_member_change", "dismiss_group", "ensure_group", "ensure_wecom_account",
+    "recount_members", "upsert_group",
+]
+
+
+def ensure_wecom_account(db: Session, org_id: int, userid: str) -> Account:
+    """The organization's account for a WeCom member userid, created (unassigned) on first sight."""
+    def find() -> Account | None:
+        return db.scalar(select(Account).where(
+            Account.org_id == org_id, Account.kind == AccountKind.wecom_member, Account.external_id == userid
+        ))
+
+    account = find()
+    if account is None:
+        # Two workers may meet the same new member at once: insert-or-nothing, then read whichever won.
+        db.execute(insert_ignore(db, Account.__table__, ["org_id", "kind", "external_id"]).values(  # type: ignore[arg-type]
+            org_id=org_id, kind=AccountKind.wecom_member.value, external_id=userid, name=userid[:120],
+            friend_count=0, soft_cap=DEFAULT_SOFT_CAP, hard_cap=DEFAULT_HARD_CAP[AccountKind.wecom_member],
+            status=AccountStatus.active.value, created_at=utcnow(),
+        ))
+        account = find()
+        assert account is not None
+    return account
+
+
+def _is_staff(db: Session, org_id: int, userid: str, kind_hint: int | None) -> bool:
+    # WeCom member type: 1 = member of the company, 2 = external contact. Without a hint, external userids
+    # start with "wm"/"wo" (WeChat / WeCom users); anything else is treated as a member.
+    if kind_hint in (1, 2):
+        return kind_hint == 1
+    if db.scalar(select(Account.id).where(
+        Account.org_id == org_id, Account.kind == AccountKind.wecom_member, Account.external_id == userid
+    )) is not None:
+        return True
+    return not userid.startswith(("wm", "wo"))
+
+
+def ensure_group(db: Session, org_id: int, chat_id: str) -> CustomerGroup:
+    """The group row for a chat id, created empty when the first event about it arrives."""
+    group = db.scalar(select(CustomerGroup).where(CustomerGroup.org_id == org_id, CustomerGroup.chat_id == chat_id))
+    if group is None:
+        group = CustomerGroup(org_id=org_id, chat_id=chat_id)
+        db.add(group)
+        db.flush()
+    return group
+
+
+def _member_row(db: Session, group: CustomerGroup, userid: str, kind_hint: int | None,
+                name: str = "") -> GroupMember:
+    row = db.scalar(select(GroupMember).where(GroupMember.group_id == group.id, GroupMember.member_userid == userid))
+    if row is not None:
+        return row
+    if _is_staff(db, group.org_id, userid, kind_hint):
+        account = ensure_wecom_account(db, group.org_id, userid)
+        row = GroupMember(org_id=group.org_id, group_id=group.id, member_userid=userid, kind=MemberKind.staff,
+                          account_id=account.id)
+    else:
+        customer, _ = find_or_create_by_identity(
+            db, group.org_id, IdentityKind.wecom_external_userid, userid, {"name": name[:120]} if name else {}
+        )
+        row = GroupMember(org_id=group.org_id, group_id=group.id, member_userid=userid, kind=MemberKind.customer,
+                          customer_id=customer.id)
+    db.add(row)
+    return row
+
+
+def recount_members(db: Session, group: CustomerGroup) -> int:
+    """Set member_count to the number of members who have not quit."""
+    db.flush()
+    group.member_count = int(db.scalar(
+        select(func.count()).select_from(GroupMember).where(GroupMember.group_id == group.id,
+                                                            GroupMember.quit_at.is_(None))
+    ) or 0)
+    return group.member_count
+
+
+def upsert_group(db: Session, org_id: int, chat: GroupChat, *, at: datetime | None = None) -> CustomerGroup:
+    """Make the group match the carrier's snapshot: name, owner, notice and the full member list."""
+    at = ensure_utc(at) if at is not None else utcnow()
+    group = ensure_group(db, org_id, chat.chat_id)
+    group.name = chat.name[:120]
+    group.notice = chat.notice
+    group.member_version = chat.member_version[:40]
+    if chat.created_at is not None:
+        group.created_at = chat.created_at
+    if chat.owner:
+        group.owner_userid = chat.owner[:64]
+        group.owner_account_id = ensure_wecom_account(db, org_id, chat.owner).id
+    present: set[str] = set()
+    for member in chat.members:
+        if not member.userid:
+            continue
+        present.add(member.userid)
+        row = _member_row(db, group, member.userid, member.type, member.name)
+        joined = member.join_time or at
+        if row.quit_at is not None and ensure_utc(row.quit_at) <= joined:
+            row.quit_at, row.quit_scene = None, None  # rejoined after leaving
+        if row.id is None or row.quit_at is None:
+            row.joined_at = joined
+            row.join_scene = member.join_scene
+    db.flush()
+    db.execute(
+        update(GroupMember)
+        .where(GroupMember.group_id == group.id, GroupMember.quit_at.is_(None),
+               GroupMember.member_userid.not_in(present) if present else GroupMember.id.is_not(None))
+        .values(quit_at=at)
+        .execution_options(synchronize_session="fetch")
+    )
+    recount_members(db, group)
+    return group
+
+
+def apply_member_change(
+    db: Session, org_id: int, chat_id: str, userids: Sequence[str], *, joined: bool, at: datetime,
+    scene: int | None = None,
+) -> CustomerGroup:
+    """Record members joining (``joined``) or quitting at ``at``; older news than the row holds is ignored."""
+    at = ensure_utc(at)
+    group = ensure_group(db, org_id, chat_id)
+    for userid in dict.fromkeys(u for u in userids if u):
+        row = _member_row(db, group, userid, None)
+        if row.id is None:
+            db.flush()
+            if joined:
+                row.joined_at, row.join_scene = at, scene
+            else:
+                # The quit arrived before the join: remember both at the quit time so a late join is stale.
+                row.joined_at, row.quit_at, row.quit_scene = at, at, scene
+            continue
+        if joined:
+            if row.quit_at is not None and ensure_utc(row.quit_at) < at:
+                row.quit_at, row.quit_scene, row.joined_at, row.join_scene = None, None, at, scene
+            elif row.quit_at is None and ensure_utc(row.joined_at) > at:
+                row.joined_at, row.join_scene = at, scene  # an earlier join than recorded
+        elif row.quit_at is None and ensure_utc(row.joined_at) <= at:
+            row.quit_at, row.quit_scene = at, scene
+    recount_members(db, group)
+    return group
+
+
+def dismiss_group(db: Session, org_id: int, chat_id: str, *, at: datetime) -> CustomerGroup:
+    """Mark a group dismissed; its remaining members quit at the same time."""
+    at = ensure_utc(at)
+    group = ensure_group(db, org_id, chat_id)
+    group.status, group.dismissed_at = GroupStatus.dismissed, at
+    db.execute(
+        update(GroupMember).where(GroupMember.group_id == group.id, GroupMember.quit_at.is_(None))
+        .values(quit_at=at).execution_options(synchronize_session="fetch")
+    )
+    recount_members(db, group)
+    return group
+
+
+def _move_members(db: Session, org_id: int, survivor_id: int, merged_id: int) -> int:
+    """Merge hook: group memberships of a merged-away customer move to the survivor."""
+    result = db.execute(
+        update(GroupMember).where(GroupMember.org_id == org_id, GroupMember.customer_id == merged_id)
+        .values(customer_id=survivor_id).execution_options(synchronize_session="fetch")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+register_merge_hook("group_members", _move_members)

@@ -1,0 +1,1 @@
+"""WeCom channel: per-organization credentials, the callback endpoint, its inbox and event processing."""

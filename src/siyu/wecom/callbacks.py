@@ -1,0 +1,101 @@
+"""Receiving WeCom callbacks: verify, decrypt, store in the inbox once, and say whether it was new.
+
+Dedupe key. WeCom callbacks carry no message id, and a retry re-sends the same event (same CreateTime and
+fields) under a fresh nonce and ciphertext. The key is therefore taken from the *decrypted* content:
+SHA-256 of the canonical JSON (keys sorted) of every field of the event XML, hex. The same event delivered
+any number of times maps to one inbox row; two different events differ in at least one field (CreateTime,
+ChangeType, ids, WelcomeCode, member version...). The one collapse this allows — an identical event
+repeated within the same second — has no additional effect anyway, and the periodic full sync repairs
+anything lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from siyu.identity.models import Organization
+from siyu.integrations.wecom import CallbackCrypto, CallbackError
+from siyu.integrations.wecom.crypto import CallbackEvent
+from siyu.kit.bulk import insert_ignore
+from siyu.kit.clock import utcnow
+from siyu.kit.errors import NotFound
+from siyu.wecom.credentials import PlainCredentials, plain_credentials
+from siyu.wecom.models import InboxItem, WeComCredential
+
+SOURCE = "wecom"
+
+_CRYPTO_CACHE: dict[tuple[int, str], CallbackCrypto] = {}
+_CRYPTO_LOCK = threading.Lock()
+
+
+def dedupe_key(event: CallbackEvent) -> str:
+    """The stable inbox key of a decrypted callback (see the module docstring)."""
+    canonical = json.dumps(event["raw"], sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def event_kind(event: CallbackEvent) -> str:
+    """A short label such as ``change_external_contact/add_external_contact``."""
+    return f"{event['event']}/{event['change_type']}".strip("/")[:80]
+
+
+def credentials_for_slug(db: Session, slug: str, secret_key: str) -> PlainCredentials:
+    """Decrypted credentials of the organization with this slug; unknown or unconfigured is 404."""
+    row = db.scalar(
+        select(WeComCredential)
+        .join(Organization, Organization.id == WeComCredential.org_id)
+        .where(Organization.slug == slug)
+    )
+    if row is None:
+        raise NotFound("no WeCom callback is configured here", field="org")
+    return plain_credentials(row, secret_key)
+
+
+def crypto_for(creds: PlainCredentials) -> CallbackCrypto:
+    """The callback crypto for these credentials, cached until the stored row changes."""
+    key = (creds.org_id, creds.version)
+    found = _CRYPTO_CACHE.get(key)
+    if found is not None:
+        return found
+    crypto = CallbackCrypto(creds.token, creds.encoding_aes_key, creds.corp_id)
+    with _CRYPTO_LOCK:
+        for stale in [k for k in _CRYPTO_CACHE if k[0] == creds.org_id]:
+            del _CRYPTO_CACHE[stale]
+        _CRYPTO_CACHE[key] = crypto
+    return crypto
+
+
+def payload_of(event: CallbackEvent) -> dict[str, Any]:
+    """The JSON stored in the inbox: the parsed fields (the raw XML fields included for audits)."""
+    return {k: v for k, v in event.items()}
+
+
+def store_event(db: Session, org_id: int, event: CallbackEvent) -> int | None:
+    """Insert the event into the inbox; return the new row id, or None when it is a duplicate."""
+    table = InboxItem.__table__
+    stmt = insert_ignore(db, table, ["org_id", "source", "external_key"]).values(  # type: ignore[arg-type]
+        org_id=org_id,
+        source=SOURCE,
+        external_key=dedupe_key(event),
+        kind=event_kind(event),
+        payload=payload_of(event),
+        received_at=utcnow(),
+        attempts=0,
+    ).returning(table.c.id)
+    return db.scalar(stmt)
+
+
+def receive(db: Session, creds: PlainCredentials, body: bytes, msg_signature: str, timestamp: str,
+            nonce: str) -> int | None:
+    """Verify and decrypt a POSTed callback and store it; raises CallbackError when it cannot be trusted."""
+    event = crypto_for(creds).decrypt_event(body, msg_signature, timestamp, nonce)
+    return store_event(db, creds.org_id, event)
+
+
+__all__ = ["SOURCE", "CallbackError", "PlainCredentials", "credentials_for_slug", "crypto_for", "dedupe_key", "receive", "store_event"]

@@ -1,0 +1,46 @@
+"""``siyu wecom ...`` commands and ``siyu worker``: the fake server, the inbox sweep, the task consumer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+wecom_app = typer.Typer(help="WeCom channel: fake server, inbox.", no_args_is_help=True)
+
+
+@wecom_app.command(
+    "fake-server",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+)
+def fake_server(ctx: typer.Context) -> None:
+    """Serve the fake WeCom API (options as `python -m siyu.integrations.wecom.fake_server --help`)."""
+    from siyu.integrations.wecom.fake_server import main
+
+    main(list(ctx.args))
+
+
+@wecom_app.command("sweep")
+def sweep_inbox(
+    older_than: Annotated[int, typer.Option(help="Only rows received at least this many seconds ago.")] = 0,
+) -> None:
+    """Process WeCom inbox rows left unprocessed, now, in this process."""
+    from datetime import timedelta
+
+    from siyu.wecom.tasks import sweep
+
+    done = sweep(older_than=timedelta(seconds=older_than))
+    typer.echo(f"processed {done} inbox rows")
+
+
+def worker(
+    workers: Annotated[int, typer.Option(help="Worker threads.")] = 2,
+    periodic: Annotated[bool, typer.Option(help="Run periodic tasks (the inbox sweep).")] = True,
+) -> None:
+    """Run the background task consumer (Huey; SQLite queue in data_dir, or Redis when SIYU_REDIS_URL is set)."""
+    from siyu.worker import queue
+
+    queue.configure()
+    queue.load_tasks()
+    consumer = queue.huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic)
+    consumer.run()

@@ -1,0 +1,146 @@
+"""Per-organization WeCom credentials, encrypted at rest, and the "test connection" check.
+
+Encryption: ``siyu.kit.crypto`` (Fernet with a key derived by HKDF-SHA256 from
+``settings.resolved_secret_key()`` and a purpose label of its own), so the same process secret that signs
+sessions never serves directly as an encryption key. The secret, the callback token and the
+EncodingAESKey are encrypted; the corp id (public, shown in every callback) is kept in clear. Rotating
+the process secret makes stored credentials unreadable: re-enter them on the console page.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from siyu.integrations.wecom import CallbackCrypto, CallbackError, WeComClient, WeComError
+from siyu.kit.clock import utcnow
+from siyu.kit.crypto import decrypt_secret, encrypt_secret
+from siyu.kit.errors import Invalid, NotFound
+from siyu.wecom.models import DEFAULT_BASE_URL, WeComCredential
+from siyu.wecom.schemas import ConnectionTest, CredentialsIn
+
+_PURPOSE = "siyu wecom credentials v1"
+_CORP_ID = re.compile(r"^[A-Za-z0-9_-]{4,64}$")
+
+
+def encrypt(secret_key: str, plaintext: str) -> str:
+    """Encrypt one credential value for storage."""
+    return encrypt_secret(plaintext, secret_key, _PURPOSE)
+
+
+def decrypt(secret_key: str, token: str, *, field: str = "credentials") -> str:
+    """Decrypt a stored credential value; a changed process secret is reported in words."""
+    try:
+        return decrypt_secret(token, secret_key, _PURPOSE)
+    except Invalid as exc:
+        raise Invalid(
+            "stored WeCom credentials cannot be decrypted: the server's secret key changed; "
+            "enter the credentials again",
+            field=field,
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class PlainCredentials:
+    """Decrypted credentials, for building clients and callback crypto; never serialized."""
+
+    org_id: int
+    corp_id: str
+    secret: str
+    token: str
+    encoding_aes_key: str
+    base_url: str
+    welcome_text: str
+    version: str  # changes whenever the stored row changes (cache key)
+
+
+def get_credentials(db: Session, org_id: int) -> WeComCredential | None:
+    """The organization's stored (encrypted) credential row, if any."""
+    return db.scalar(select(WeComCredential).where(WeComCredential.org_id == org_id))
+
+
+def _check(data: CredentialsIn) -> None:
+    if not _CORP_ID.match(data.corp_id):
+        raise Invalid("corp_id must be the CorpID from My Company > Company Info (letters and digits)",
+                      field="corp_id")
+    if data.encoding_aes_key is not None:
+        try:
+            CallbackCrypto(data.token or "x", data.encoding_aes_key, data.corp_id)
+        except CallbackError as exc:
+            raise Invalid(f"encoding_aes_key: {exc}", field="encoding_aes_key") from exc
+
+
+def save_credentials(db: Session, org_id: int, data: CredentialsIn, secret_key: str) -> WeComCredential:
+    """Create or update the organization's credentials; omitted secrets keep their stored values."""
+    _check(data)
+    row = get_credentials(db, org_id)
+    if row is None:
+        for name in ("secret", "token", "encoding_aes_key"):
+            if not getattr(data, name):
+                raise Invalid(f"{name} is required the first time credentials are entered", field=name)
+        row = WeComCredential(org_id=org_id, corp_id=data.corp_id, secret_enc="", token_enc="", aes_key_enc="")
+        db.add(row)
+    row.corp_id = data.corp_id
+    if data.secret:
+        row.secret_enc = encrypt(secret_key, data.secret)
+    if data.token:
+        row.token_enc = encrypt(secret_key, data.token)
+    if data.encoding_aes_key:
+        row.aes_key_enc = encrypt(secret_key, data.encoding_aes_key)
+    if data.base_url is not None:
+        row.base_url = str(data.base_url).rstrip("/")
+    elif not row.base_url:
+        row.base_url = DEFAULT_BASE_URL
+    if data.welcome_text is not None:
+        row.welcome_text = data.welcome_text
+    row.updated_at = utcnow()
+    db.flush()
+    return row
+
+
+def plain_credentials(row: WeComCredential, secret_key: str) -> PlainCredentials:
+    """Decrypt a stored row."""
+    return PlainCredentials(
+        org_id=row.org_id,
+        corp_id=row.corp_id,
+        secret=decrypt(secret_key, row.secret_enc, field="secret"),
+        token=decrypt(secret_key, row.token_enc, field="token"),
+        encoding_aes_key=decrypt(secret_key, row.aes_key_enc, field="encoding_aes_key"),
+        base_url=row.base_url,
+        welcome_text=row.welcome_text,
+        version=f"{row.id}:{row.updated_at.isoformat()}",
+    )
+
+
+def load_plain(db: Session, org_id: int, secret_key: str) -> PlainCredentials:
+    """Decrypted credentials of an organization, or 404 when none are configured."""
+    row = get_credentials(db, org_id)
+    if row is None:
+        raise NotFound("WeCom is not configured for this organization", field="wecom")
+    return plain_credentials(row, secret_key)
+
+
+def client_for(creds: PlainCredentials, *, timeout: float = 10.0) -> WeComClient:
+    """A WeCom adapter for these credentials (tokens cached per process, keyed by corp and secret hash)."""
+    return WeComClient(creds.corp_id, creds.secret, base_url=creds.base_url, timeout=timeout)
+
+
+def check_connection(db: Session, org_id: int, secret_key: str) -> ConnectionTest:
+    """Call gettoken with the stored credentials and explain the outcome in words; the result is remembered."""
+    row = get_credentials(db, org_id)
+    if row is None:
+        raise NotFound("WeCom is not configured for this organization", field="wecom")
+    creds = plain_credentials(row, secret_key)
+    client = client_for(creds, timeout=5.0)
+    try:
+        # Force a real gettoken: a cached token would hide a secret that was reset in WeCom.
+        client.api.invalidate(None)
+        client.api.fetch_access_token()
+        result = ConnectionTest(ok=True, errcode=0, message="Connected: WeCom issued an access token.")
+    except WeComError as exc:
+        result = ConnectionTest(ok=False, errcode=exc.errcode, message=exc.explanation)
+    row.last_test_at, row.last_test_ok, row.last_test_message = utcnow(), result.ok, result.message[:500]
+    db.flush()
+    return result

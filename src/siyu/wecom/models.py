@@ -1,0 +1,72 @@
+"""WeCom tables: encrypted credentials per organization, the callback inbox and welcome-message sends."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from siyu.kit.clock import utcnow
+from siyu.kit.db import Base, BigId
+
+DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
+
+
+class WeComCredential(Base):
+    """One organization's WeCom app: corp id in clear, secret / callback token / EncodingAESKey encrypted."""
+
+    __tablename__ = "wecom_credentials"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), unique=True)
+    corp_id: Mapped[str] = mapped_column(String(64))
+    # Fernet tokens (base64 text); see credentials.py for the key derivation.
+    secret_enc: Mapped[str] = mapped_column(Text)
+    token_enc: Mapped[str] = mapped_column(Text)
+    aes_key_enc: Mapped[str] = mapped_column(Text)
+    base_url: Mapped[str] = mapped_column(String(200), default=DEFAULT_BASE_URL)
+    welcome_text: Mapped[str] = mapped_column(Text, default="")
+    last_test_at: Mapped[datetime | None]
+    last_test_ok: Mapped[bool | None]
+    last_test_message: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class InboxItem(Base):
+    """A verified inbound webhook, stored before it is processed; (org, source, external_key) dedupes retries."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("org_id", "source", "external_key"),
+        Index("ix_inbox_source_processed_at_id", "source", "processed_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    source: Mapped[str] = mapped_column(String(20))
+    external_key: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(80), default="")
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    processed_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class WelcomeSend(Base):
+    """A welcome message reserved (row written before the API call) per WelcomeCode: never sent twice."""
+
+    __tablename__ = "wecom_welcome_sends"
+    __table_args__ = (UniqueConstraint("org_id", "welcome_code"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    welcome_code: Mapped[str] = mapped_column(String(128))
+    external_userid: Mapped[str] = mapped_column(String(128))
+    userid: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="reserved")  # reserved, sent, expired, failed
+    error: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

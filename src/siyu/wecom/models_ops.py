@@ -1,0 +1,154 @@
+"""WeCom operations tables: last sync report, customer transfers, mass messages and their send records."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from siyu.kit.clock import utcnow
+from siyu.kit.db import Base, BigId
+
+
+class WeComSyncRun(Base):
+    """The last reconciliation of one organization with WeCom and what it changed (one row per org)."""
+
+    __tablename__ = "wecom_sync_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running, succeeded, failed
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str] = mapped_column(Text, default="")
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class TransferKind(enum.StrEnum):
+    """In-service handover (the customer may refuse within 24 h) or a resigned member's customers."""
+
+    in_service = "in_service"
+    resigned = "resigned"
+
+
+class TransferStatus(enum.StrEnum):
+    """Where one customer's handover stands; waiting until WeCom reports a final state."""
+
+    waiting = "waiting"
+    succeeded = "succeeded"
+    refused = "refused"
+    failed = "failed"
+    expired = "expired"
+
+
+class CustomerTransfer(Base):
+    """One customer handed from one WeCom member to another (the 90-day rule counts these rows)."""
+
+    __tablename__ = "wecom_customer_transfers"
+    __table_args__ = (
+        Index("ix_wecom_customer_transfers_org_customer_requested", "org_id", "customer_id", "requested_at"),
+        Index("ix_wecom_customer_transfers_org_status", "org_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    external_userid: Mapped[str] = mapped_column(String(128))
+    from_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    to_account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    kind: Mapped[TransferKind] = mapped_column(Enum(TransferKind, native_enum=False, length=20))
+    status: Mapped[TransferStatus] = mapped_column(
+        Enum(TransferStatus, native_enum=False, length=20), default=TransferStatus.waiting
+    )
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+    handover_at: Mapped[datetime | None]
+    errcode: Mapped[int] = mapped_column(default=0)
+    detail: Mapped[str] = mapped_column(String(300), default="")
+    requested_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MassCapPolicy(enum.StrEnum):
+    """How many mass messages one customer may receive: per calendar month, week or day (Asia/Shanghai)."""
+
+    month_days = "month_days"  # as many a month as the month has days (WeCom's current rule)
+    week_7 = "week_7"
+    day_1 = "day_1"
+
+
+class WeComOrgSettings(Base):
+    """Per-organization WeCom operation settings; its row also serialises cap reservations per org."""
+
+    __tablename__ = "wecom_org_settings"
+
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
+    mass_cap_policy: Mapped[MassCapPolicy] = mapped_column(
+        Enum(MassCapPolicy, native_enum=False, length=20), default=MassCapPolicy.month_days
+    )
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class MassMessageStatus(enum.StrEnum):
+    """Lifecycle of a mass message: drafted, reserved and being submitted, submitted, or failed."""
+
+    draft = "draft"
+    submitting = "submitting"
+    submitted = "submitted"
+    failed = "failed"
+
+
+class MassMessage(Base):
+    """A mass message to chosen customers, sent through each customer's WeCom member."""
+
+    __tablename__ = "wecom_mass_messages"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
+    text: Mapped[str] = mapped_column(Text, default="")
+    attachments: Mapped[list[Any]] = mapped_column(default=list)
+    customer_ids: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[MassMessageStatus] = mapped_column(
+        Enum(MassMessageStatus, native_enum=False, length=20), default=MassMessageStatus.draft
+    )
+    left_out: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+
+
+class SendStatus(enum.StrEnum):
+    """One recipient's send: reserved before the call, then submitted / sent / failed / not_friend."""
+
+    reserved = "reserved"
+    submitted = "submitted"
+    sent = "sent"
+    failed = "failed"
+    not_friend = "not_friend"
+    unsent = "unsent"
+
+
+class MassSend(Base):
+    """One customer's part of a mass message, written BEFORE WeCom is called: never sent twice."""
+
+    __tablename__ = "wecom_mass_sends"
+    __table_args__ = (
+        UniqueConstraint("message_id", "customer_id"),
+        Index("ix_wecom_mass_sends_org_customer_reserved", "org_id", "customer_id", "reserved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("wecom_mass_messages.id", ondelete="CASCADE"))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    external_userid: Mapped[str] = mapped_column(String(128))
+    status: Mapped[SendStatus] = mapped_column(
+        Enum(SendStatus, native_enum=False, length=20), default=SendStatus.reserved
+    )
+    msgid: Mapped[str] = mapped_column(String(64), default="")
+    reserved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str] = mapped_column(String(300), default="")

@@ -1,0 +1,416 @@
+"""Applying WeCom data to customers, follow relations, groups and tags.
+
+Two kinds of callers share these functions: the callback worker (one event at a time, ``apply_event``)
+and the reconciliation sync (whole snapshots: ``apply_contact``, ``apply_tags``, ``upsert_corp_tags``,
+``upsert_group``). All of them flush and never commit, and all are idempotent: applying the same data
+twice leaves the same rows.
+
+Ordering. Callbacks can arrive late, twice or out of order. Every follow relation keeps ``since`` and
+``ended_at``; news older than what a relation already records is ignored:
+  * an end (del_external_contact / del_follow_user) for a relation that does not exist yet creates it
+    already ended at the event time, so a late add_external_contact older than that end stays ended;
+  * an add whose time is not after the recorded end does not re-activate the relation;
+  * an end older than the relation's ``since`` (the pair became contacts again later) is ignored.
+Ties go to the end. When a client is available, contact events re-read the customer from WeCom
+(externalcontact/get, following the cursor past 500 followers), which is the truth at processing time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from siyu.channels import health as channel_health
+from siyu.channels import service as channels
+from siyu.customers import repository as customer_repo
+from siyu.customers.models import (
+    Customer,
+    CustomerTag,
+    FollowRelation,
+    FollowStatus,
+    Gender,
+    IdentityKind,
+    Tag,
+    TagGroup,
+)
+from siyu.customers.service import add_identity, find_or_create_by_identity, follow, unfollow
+from siyu.groups.service import (
+    apply_member_change,
+    dismiss_group,
+    ensure_group,
+    ensure_wecom_account,
+    upsert_group,
+)
+from siyu.integrations.channel import CorpTagGroup, ExternalContact, FollowInfo
+from siyu.integrations.wecom import WeComClient, WeComError
+from siyu.kit.bulk import insert_ignore
+from siyu.kit.clock import ensure_utc, utcnow
+from siyu.leads import service as leads
+from siyu.wecom.models import WelcomeSend
+
+__all__ = [
+    "WELCOME_WINDOW_SECONDS", "apply_contact", "apply_event", "apply_follow", "apply_tags", "delete_corp_tag",
+    "end_follow", "ensure_wecom_account", "send_welcome", "source_from_state", "upsert_corp_tags",
+    "upsert_group",
+]
+
+#: WeCom accepts a WelcomeCode for 20 seconds after the add_external_contact event.
+WELCOME_WINDOW_SECONDS = 20
+#: errcodes meaning "this person is not (or no longer) a contact": fall back to what the event says.
+_GONE = frozenset({84061, 40096})
+_GENDER = {1: Gender.male, 2: Gender.female}
+
+
+def source_from_state(state: str | None) -> str | None:
+    """The customer source recorded for a channel code's State (empty state: no source)."""
+    state = (state or "").strip()
+    return state[:60] or None
+
+
+def _event_time(event: Mapping[str, Any]) -> datetime:
+    seconds = int(event.get("create_time") or 0)
+    return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else utcnow()
+
+
+def _customer_for(db: Session, org_id: int, contact: ExternalContact, source: str | None) -> Customer:
+    defaults: dict[str, Any] = {"name": contact.name[:120]}
+    if source:
+        defaults["source"] = source
+    customer, created = find_or_create_by_identity(
+        db, org_id, IdentityKind.wecom_external_userid, contact.external_userid, defaults
+    )
+    if created and contact.gender in _GENDER:
+        customer.gender = _GENDER[contact.gender]
+    if contact.unionid:
+        holder = customer_repo.identity_holder(db, org_id, IdentityKind.unionid, contact.unionid)
+        if holder is None or holder.customer_id != customer.id:
+            # A shared unionid is the same WeChat user: add_identity merges the two profiles (audited).
+            customer = add_identity(db, org_id, customer.id, IdentityKind.unionid, contact.unionid,
+                                    reason=f"shared unionid from WeCom contact {contact.external_userid}")
+    return customer
+
+
+def _relation(db: Session, customer_id: int, account_id: int) -> FollowRelation | None:
+    return db.scalar(select(FollowRelation).where(
+        FollowRelation.customer_id == customer_id, FollowRelation.account_id == account_id
+    ))
+
+
+def apply_follow(db: Session, org_id: int, customer: Customer, info: FollowInfo, *,
+                 at: datetime | None = None) -> FollowRelation | None:
+    """Make the member in ``info`` follow the customer unless a later end is already recorded (then None)."""
+    account = ensure_wecom_account(db, org_id, info.userid)
+    since = ensure_utc(info.created_at or at or utcnow())
+    rel = _relation(db, customer.id, account.id)
+    if rel is not None and rel.status != FollowStatus.active and rel.ended_at is not None \
+            and since <= ensure_utc(rel.ended_at):
+        return None  # stale add: the relation ended after this add happened
+    state = (info.state or "")[:30] or None
+    return follow(db, org_id, customer.id, account.id, since=since, source=source_from_state(info.state),
+                  state=state)
+
+
+def end_follow(db: Session, org_id: int, external_userid: str, userid: str, *,
+               by: Literal["customer", "staff"], at: datetime) -> FollowRelation | None:
+    """Record that a follow ended at ``at``; an end older than the relation's start is ignored (None)."""
+    at = ensure_utc(at)
+    customer, _ = find_or_create_by_identity(db, org_id, IdentityKind.wecom_external_userid, external_userid, {})
+    account = ensure_wecom_account(db, org_id, userid)
+    rel = _relation(db, customer.id, account.id)
+    ended = FollowStatus.deleted_by_customer if by == "customer" else FollowStatus.deleted_by_staff
+    if rel is None:
+        # The end arrived before the add: keep a tombstone so the late add is recognised as stale.
+        rel = FollowRelation(org_id=org_id, customer_id=customer.id, account_id=account.id, since=at,
+                             status=ended, ended_at=at)
+        db.add(rel)
+        db.flush()
+        return rel
+    if ensure_utc(rel.since) > at:
+        return None
+    if rel.status == FollowStatus.active:
+        return unfollow(db, org_id, customer.id, account.id, by=by, at=at)
+    if rel.ended_at is None or ensure_utc(rel.ended_at) < at:
+        rel.ended_at, rel.status = at, ended
+        db.flush()
+    return rel
+
+
+def apply_tags(db: Session, org_id: int, customer_id: int, external_tag_ids: Iterable[str], *,
+               replace: bool = False) -> list[str]:
+    """Put the WeCom tags (by WeCom tag id) on the customer; with ``replace``, WeCom tags not listed are
+    removed (tags created in siyu, without an external id, are never touched). Returns unknown tag ids."""
+    wanted_ext = {t for t in external_tag_ids if t}
+    known: dict[str, int] = {
+        str(ext): int(tag_id) for ext, tag_id in db.execute(
+            select(Tag.external_id, Tag.id).where(Tag.org_id == org_id, Tag.external_id.in_(wanted_ext))
+        )
+    } if wanted_ext else {}
+    wanted = set(known.values())
+    have_wecom = set(db.scalars(
+        select(CustomerTag.tag_id).join(Tag, Tag.id == CustomerTag.tag_id)
+        .where(CustomerTag.customer_id == customer_id, Tag.external_id.is_not(None))
+    ))
+    have_all = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == customer_id)))
+    if replace and have_wecom - wanted:
+        db.execute(delete(CustomerTag).where(
+            CustomerTag.customer_id == customer_id, CustomerTag.tag_id.in_(have_wecom - wanted)
+        ))
+    db.add_all(CustomerTag(customer_id=customer_id, tag_id=t, org_id=org_id) for t in wanted - have_all)
+    db.flush()
+    return sorted(wanted_ext - set(known))
+
+
+def _unique_name(db: Session, model: Any, name: str, **scope: Any) -> str:
+    base, n = name[:60] or "-", 1
+    candidate = base
+    while db.scalar(select(model.id).where(model.name == candidate, *(getattr(model, k) == v for k, v in scope.items()))):
+        n += 1
+        candidate = f"{base[:55]} ({n})"
+    return candidate
+
+
+def upsert_corp_tags(db: Session, org_id: int, groups: Sequence[CorpTagGroup]) -> int:
+    """Create or update tag groups and tags from WeCom's tag library (matched by external id, then name).
+    Deleted ones are removed. Returns how many tags were written."""
+    written = 0
+    for g in groups:
+        group = db.scalar(select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.external_id == g.group_id))
+        if g.deleted:
+            if group is not None:
+                db.delete(group)
+            continue
+        if group is None:
+            group = db.scalar(select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.name == g.group_name[:60],
+                                                     TagGroup.external_id.is_(None)))
+        if group is None:
+            group = TagGroup(org_id=org_id, name=_unique_name(db, TagGroup, g.group_name, org_id=org_id),
+                             external_id=g.group_id)
+            db.add(group)
+            db.flush()
+        elif group.name != g.group_name[:60]:
+            group.name = _unique_name(db, TagGroup, g.group_name, org_id=org_id)
+        group.external_id, group.sort_order = g.group_id, max(0, g.order)
+        for t in g.tags:
+            tag = db.scalar(select(Tag).where(Tag.org_id == org_id, Tag.external_id == t.id))
+            if t.deleted:
+                if tag is not None:
+                    db.delete(tag)
+                continue
+            if tag is None:
+                tag = db.scalar(select(Tag).where(Tag.org_id == org_id, Tag.group_id == group.id,
+                                                  Tag.name == t.name[:60], Tag.external_id.is_(None)))
+            if tag is None:
+                tag = Tag(org_id=org_id, group_id=group.id, external_id=t.id,
+                          name=_unique_name(db, Tag, t.name, org_id=org_id, group_id=group.id))
+                db.add(tag)
+            elif tag.name != t.name[:60] or tag.group_id != group.id:
+                tag.group_id = group.id
+                tag.name = _unique_name(db, Tag, t.name, org_id=org_id, group_id=group.id)
+            tag.external_id, tag.sort_order = t.id, max(0, t.order)
+            db.flush()
+            written += 1
+    db.flush()
+    return written
+
+
+def delete_corp_tag(db: Session, org_id: int, external_id: str, tag_type: str) -> bool:
+    """Delete the local tag (``tag_type`` "tag") or tag group ("tag_group") mirroring a WeCom one."""
+    model: Any = TagGroup if tag_type == "tag_group" else Tag
+    row = db.scalar(select(model).where(model.org_id == org_id, model.external_id == external_id))
+    if row is None:
+        return False
+    db.delete(row)
+    db.flush()
+    return True
+
+
+def apply_contact(db: Session, org_id: int, contact: ExternalContact, follow_infos: Sequence[FollowInfo], *,
+                  source_state: str | None = None, replace_tags: bool = False,
+                  at: datetime | None = None) -> Customer:
+    """Create or update the customer for a WeCom contact, with a follow relation per follow info and
+    their tags. The source is ``source_state`` or the first follow's State (only if none is set yet)."""
+    source = source_from_state(source_state) or next(
+        (source_from_state(f.state) for f in follow_infos if f.state), None
+    )
+    customer = _customer_for(db, org_id, contact, source)
+    if contact.name and not customer.name:
+        customer.name = contact.name[:120]
+    for info in follow_infos:
+        if info.userid:
+            apply_follow(db, org_id, customer, info, at=at)
+    tag_ids = [t for f in follow_infos for t in f.tag_ids]
+    if tag_ids or replace_tags:
+        apply_tags(db, org_id, customer.id, tag_ids, replace=replace_tags)
+    db.flush()
+    return customer
+
+
+# --- events -------------------------------------------------------------------------------------------
+
+
+def send_welcome(db: Session, org_id: int, client: WeComClient, event: Mapping[str, Any], text: str, *,
+                 now: datetime | None = None) -> str:
+    """Send the welcome message for an add_external_contact's WelcomeCode, at most once per code.
+
+    The reservation row is written (and flushed) before the call; a second attempt finds it and sends
+    nothing. Codes older than WeCom's 20 s window are recorded as expired without a call."""
+    code = str(event.get("welcome_code") or "")
+    if not code or not text.strip():
+        return "no welcome"
+    stmt = insert_ignore(db, WelcomeSend.__table__, ["org_id", "welcome_code"]).values(  # type: ignore[arg-type]
+        org_id=org_id, welcome_code=code[:128], external_userid=str(event.get("external_user_id") or "")[:128],
+        userid=str(event.get("user_id") or "")[:64], status="reserved", error="", created_at=utcnow(),
+    ).returning(WelcomeSend.__table__.c.id)
+    send_id = db.scalar(stmt)
+    if send_id is None:
+        return "welcome already handled"
+    row = db.get(WelcomeSend, send_id)
+    assert row is not None
+    age = ((now or utcnow()) - _event_time(event)).total_seconds()
+    if age > WELCOME_WINDOW_SECONDS:
+        row.status, row.error = "expired", f"welcome code was {age:.0f} s old (WeCom accepts {WELCOME_WINDOW_SECONDS} s)"
+        db.flush()
+        return "welcome expired"
+    try:
+        client.post("externalcontact/send_welcome_msg", {"welcome_code": code, "text": {"content": text}})
+    except WeComError as exc:
+        row.status, row.error = "failed", str(exc)[:500]
+        db.flush()
+        return "welcome failed"
+    row.status = "sent"
+    db.flush()
+    return "welcome sent"
+
+
+def _ensure_tags(db: Session, org_id: int, client: WeComClient | None, external_tag_ids: Sequence[str]) -> None:
+    """Fetch WeCom tags not mirrored yet (a tag created since the last sync) before they are applied."""
+    wanted = {t for t in external_tag_ids if t}
+    if client is None or not wanted:
+        return
+    known = set(db.scalars(select(Tag.external_id).where(Tag.org_id == org_id, Tag.external_id.in_(wanted))))
+    if wanted - known:
+        upsert_corp_tags(db, org_id, client.list_corp_tags(tag_ids=sorted(wanted - known)))
+
+
+def _contact_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None,
+                   welcome_text: str) -> str:
+    change = event.get("change_type")
+    eid, userid, at = str(event.get("external_user_id") or ""), str(event.get("user_id") or ""), _event_time(event)
+    if not eid:
+        return "ignored: no ExternalUserID"
+    if change in ("del_external_contact", "del_follow_user"):
+        if not userid:
+            return "ignored: no UserID"
+        # del_external_contact: the member deleted the customer; del_follow_user: the customer deleted the member.
+        by: Literal["customer", "staff"] = "staff" if change == "del_external_contact" else "customer"
+        rel = end_follow(db, org_id, eid, userid, by=by, at=at)
+        if rel is None:
+            return "stale end ignored"
+        channel_health.note_deletion(db, org_id, rel.account_id, by=by, at=at)
+        return "follow ended"
+    if change == "transfer_fail":
+        return f"transfer failed: {event.get('fail_reason') or 'unknown reason'}"
+    if change not in ("add_external_contact", "edit_external_contact", "add_half_external_contact"):
+        return f"ignored change type {change!r}"
+    state = str(event.get("state") or "")
+    outcome = "contact applied"
+    detail = None
+    if client is not None:
+        try:
+            detail = client.get_contact_all_followers(eid)
+        except WeComError as exc:
+            if exc.errcode not in _GONE:
+                raise
+            outcome = "contact gone in WeCom; applied from the event"
+    if detail is not None:
+        follows = list(detail.follow_users)
+        _ensure_tags(db, org_id, client, [t for f in follows for t in f.tag_ids])
+        if change == "add_half_external_contact":
+            follows = []  # the member has not accepted yet: a customer, not yet a contact
+        customer = apply_contact(db, org_id, detail.contact, follows, source_state=state or None,
+                                 replace_tags=change == "edit_external_contact", at=at)
+    else:
+        follows = [] if change == "add_half_external_contact" or not userid else [
+            FollowInfo(userid=userid, created_at=at, state=state)
+        ]
+        customer = apply_contact(db, org_id, ExternalContact(external_userid=eid, name=""), follows,
+                                 source_state=state or None, at=at)
+    if change == "add_external_contact" and state:
+        # The State names the channel code the customer scanned: attribute the add to it (first/last
+        # touch, auto-tags, cap bookkeeping), use its welcome text, and convert a lead that was sent it.
+        code = channels.code_for_state(db, org_id, state)
+        if code is not None:
+            account_id = ensure_wecom_account(db, org_id, userid).id if userid else None
+            channels.record_add(db, org_id, code, customer.id, account_id, at)
+            welcome_text = channels.welcome_for(code, welcome_text)
+        lead = leads.on_contact_added(db, org_id, customer.id, state, at)
+        if lead is not None and lead.customer_id is not None:
+            customer_id = lead.customer_id
+            outcome += f"; lead {lead.id} converted"
+        else:
+            customer_id = customer.id
+    else:
+        customer_id = customer.id
+    if change == "add_external_contact" and client is not None and event.get("welcome_code"):
+        outcome += "; " + send_welcome(db, org_id, client, event, welcome_text)
+    return f"{outcome} (customer {customer_id})"
+
+
+def _chat_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None) -> str:
+    chat_id, change, at = str(event.get("chat_id") or ""), event.get("change_type"), _event_time(event)
+    if not chat_id:
+        return "ignored: no ChatId"
+    if change == "dismiss":
+        dismiss_group(db, org_id, chat_id, at=at)
+        return "group dismissed"
+    detail = event.get("update_detail")
+    if change == "update" and detail in ("add_member", "del_member"):
+        joined = detail == "add_member"
+        scene = event.get("join_scene") if joined else event.get("quit_scene")
+        group = apply_member_change(db, org_id, chat_id, list(event.get("mem_change_list") or []),
+                                    joined=joined, at=at, scene=scene)
+        return f"{'join' if joined else 'quit'} of {len(event.get('mem_change_list') or [])} applied ({group.member_count} members)"
+    if client is None:
+        ensure_group(db, org_id, chat_id)
+        return "group recorded (no client to read details)"
+    try:
+        chat = client.get_group(chat_id)
+    except WeComError as exc:
+        if exc.errcode != 40050:
+            raise
+        return "group not visible in WeCom"
+    group = upsert_group(db, org_id, chat, at=at)
+    return f"group {change} applied ({group.member_count} members)"
+
+
+def _tag_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None) -> str:
+    change, ext_id, tag_type = event.get("change_type"), str(event.get("tag_id") or ""), str(event.get("tag_type") or "tag")
+    if change == "delete":
+        return "tag deleted" if delete_corp_tag(db, org_id, ext_id, tag_type) else "tag already absent"
+    if client is None:
+        return "tag change needs a client; left to the periodic sync"
+    if change == "shuffle" or not ext_id:
+        groups = client.list_corp_tags()
+    elif tag_type == "tag_group":
+        groups = client.list_corp_tags(group_ids=[ext_id])
+    else:
+        groups = client.list_corp_tags(tag_ids=[ext_id])
+    return f"{upsert_corp_tags(db, org_id, groups)} tags written"
+
+
+def apply_event(db: Session, org_id: int, event: Mapping[str, Any], *, client: WeComClient | None = None,
+                welcome_text: str = "") -> str:
+    """Apply one decrypted callback (a ``CallbackEvent`` as stored in the inbox); returns what was done."""
+    kind = event.get("event")
+    if kind == "change_external_contact":
+        return _contact_event(db, org_id, event, client, welcome_text)
+    if kind == "change_external_chat":
+        return _chat_event(db, org_id, event, client)
+    if kind == "change_external_tag":
+        return _tag_event(db, org_id, event, client)
+    return f"ignored event {kind!r}"
+

@@ -1,0 +1,117 @@
+"""Fixtures: a fake WeCom server, the siyu app served on a loopback port, and tasks run inline."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Self
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy.orm import Session
+
+from siyu.integrations.wecom.fake_server import FakeWeComServer
+from siyu.wecom.credentials import save_credentials
+from siyu.wecom.schemas import CredentialsIn
+from siyu.worker import queue
+
+SECRET = "fake-customer-contact-secret"
+TOKEN = "siyu-callback-token"
+AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
+WELCOME = "欢迎！回复 1 领取资料"
+
+
+class Control:
+    """Thin HTTP client of the fake's /_control API."""
+
+    def __init__(self, server: FakeWeComServer) -> None:
+        self.server = server
+        self.base_url = server.base_url
+        self.http = httpx.Client(base_url=server.base_url, timeout=30.0)
+        self.corp_id = ""
+
+    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """POST to /_control/{path}; fail the test on a non-200 answer."""
+        res = self.http.post(f"/_control/{path}", json=body or {})
+        assert res.status_code == 200, res.text
+        return res.json()  # type: ignore[no-any-return]
+
+
+class LiveApp:
+    """An ASGI app served by uvicorn on an ephemeral loopback port in a daemon thread."""
+
+    def __init__(self, app: Any) -> None:
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False)
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = ""
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "app did not start"
+            time.sleep(0.01)
+        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def wecom_server() -> Iterator[FakeWeComServer]:
+    server = FakeWeComServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fake(wecom_server: FakeWeComServer) -> Iterator[Control]:
+    control = Control(wecom_server)
+    control.corp_id = control.post("reset", {"secret": SECRET})["corp_id"]
+    control.post("members", {"members": [{"userid": "zhangsan", "name": "张三"}, {"userid": "lisi", "name": "李四"}]})
+    yield control
+    control.http.close()
+
+
+@pytest.fixture
+def inline_worker(app):  # type: ignore[no-untyped-def]
+    """Tasks run inline at enqueue (Huey immediate mode) against the test's database and settings."""
+    queue.bind_engine(app.state.engine)
+    queue.bind_settings(app.state.settings)
+    queue.configure(immediate=True)
+    yield queue.huey
+    queue.huey.immediate = False
+
+
+@dataclass
+class Wired:
+    """A tenant with WeCom credentials pointing at the fake, the live app and its callback URL."""
+
+    org_id: int
+    slug: str
+    app_url: str
+    callback_url: str
+    fake: Control
+
+
+@pytest.fixture
+def wired(app, db: Session, tenant, fake: Control, inline_worker) -> Iterator[Wired]:  # type: ignore[no-untyped-def]
+    """Credentials saved for the tenant, the app live on loopback, the fake calling it back."""
+    save_credentials(
+        db, tenant.org_id,
+        CredentialsIn(corp_id=fake.corp_id, secret=SECRET, token=TOKEN, encoding_aes_key=AES_KEY,
+                      base_url=fake.base_url, welcome_text=WELCOME),  # type: ignore[arg-type]
+        app.state.settings.resolved_secret_key(),
+    )
+    db.commit()
+    with LiveApp(app) as live:
+        callback_url = f"{live.url}/hooks/wecom/{tenant.slug}"
+        fake.post("config", {"callback": {"url": callback_url, "token": TOKEN, "encoding_aes_key": AES_KEY}})
+        yield Wired(tenant.org_id, tenant.slug, live.url, callback_url, fake)

@@ -1,0 +1,101 @@
+"""The queue: tasks enqueued after commit run on a real consumer (SQLite storage, Redis when configured)."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from huey.storage import RedisStorage
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from siyu.customers.models import Customer
+from siyu.integrations.wecom.crypto import build_event_xml, parse_event_xml
+from siyu.kit.clock import utcnow
+from siyu.kit.settings import Settings
+from siyu.wecom.callbacks import store_event
+from siyu.wecom.models import InboxItem
+from siyu.wecom.tasks import MAX_ATTEMPTS, process_wecom_inbox, sweep
+from siyu.worker import queue
+
+REDIS_URL = os.environ.get("SIYU_TEST_REDIS_URL", "")
+STORAGES = ["sqlite"] + (["redis"] if REDIS_URL else [])
+
+
+def _event(eid: str, created: int = 1_700_000_000) -> dict:  # type: ignore[type-arg]
+    return parse_event_xml(build_event_xml({  # type: ignore[return-value]
+        "ToUserName": "wwcorp", "FromUserName": "sys", "CreateTime": created, "MsgType": "event",
+        "Event": "change_external_contact", "ChangeType": "add_external_contact",
+        "UserID": "zhangsan", "ExternalUserID": eid, "State": "offline_flyer",
+    }))
+
+
+@pytest.fixture(params=STORAGES)
+def bound(request: pytest.FixtureRequest, engine, tmp_path: Path) -> Iterator[None]:  # type: ignore[no-untyped-def]
+    """The queue on real storage, its tasks on the test database; restored afterwards."""
+    settings = Settings(data_dir=tmp_path / "var", secret_key="test-secret-key")
+    queue.bind_engine(engine)
+    queue.bind_settings(settings)
+    if request.param == "redis":
+        storage = RedisStorage(f"siyu-test-{uuid.uuid4().hex[:8]}", url=REDIS_URL)
+        queue.configure(storage=storage)
+    else:
+        queue.configure(settings)
+        assert (tmp_path / "var" / "huey.db").exists()
+    yield
+    queue.huey.storage.flush_all()
+    queue.huey.storage = queue.huey.create_storage()
+
+
+def _wait_processed(db: Session, ids: list[int], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        db.expire_all()
+        left = db.scalar(select(func.count()).where(InboxItem.id.in_(ids), InboxItem.processed_at.is_(None)))
+        if not left:
+            return
+        time.sleep(0.05)
+    raise AssertionError("inbox rows were not processed in time")
+
+
+def test_consumer_processes_each_row_once_even_when_enqueued_twice(bound: None, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    ids = [store_event(db, tenant.org_id, _event(f"wmQ{i}")) for i in range(5)]
+    db.commit()
+    assert all(isinstance(i, int) for i in ids)
+    for inbox_id in ids + ids:  # the second enqueue of each is a repeat
+        process_wecom_inbox(inbox_id)
+    with queue.ThreadedConsumer(workers=2):
+        _wait_processed(db, ids)  # type: ignore[arg-type]
+        time.sleep(0.2)  # let the repeats run too
+    rows = list(db.scalars(select(InboxItem).order_by(InboxItem.id)))
+    assert [r.attempts for r in rows] == [1] * 5
+    assert db.scalar(select(func.count()).select_from(Customer).where(Customer.source == "offline_flyer")) == 5
+
+
+def test_duplicate_store_returns_none(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    first = store_event(db, tenant.org_id, _event("wmDUP"))
+    again = store_event(db, tenant.org_id, _event("wmDUP"))
+    other = store_event(db, tenant.org_id, _event("wmDUP", created=1_700_000_001))
+    assert isinstance(first, int) and again is None and isinstance(other, int)
+
+
+def test_sweep_processes_rows_left_behind(engine, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    queue.bind_engine(engine)
+    queue.bind_settings(Settings(secret_key="test-secret-key"))
+    old = store_event(db, tenant.org_id, _event("wmOLD"))
+    fresh = store_event(db, tenant.org_id, _event("wmFRESH"))
+    hopeless = store_event(db, tenant.org_id, _event("wmHOPELESS"))
+    db.execute(update(InboxItem).where(InboxItem.id.in_([old, hopeless]))
+               .values(received_at=utcnow() - timedelta(minutes=5)))
+    db.execute(update(InboxItem).where(InboxItem.id == hopeless).values(attempts=MAX_ATTEMPTS))
+    db.commit()
+    assert sweep() == 1
+    db.expire_all()
+    state = {r.id: r.processed_at is not None for r in db.scalars(select(InboxItem))}
+    assert state == {old: True, fresh: False, hopeless: False}
+    assert sweep(older_than=timedelta(0)) == 1  # the fresh one, once it counts as left behind
