@@ -10,14 +10,20 @@ import re
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from siyu.accounts import service as accounts
 from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
+from siyu.channels import health
+from siyu.channels.models import AccountAlert
 from siyu.customers import service as customers
 from siyu.customers.schemas import TagGroupIn
 from siyu.identity.models import ApiToken, Role
 from siyu.kit.tenancy import Principal
+from siyu.leads.intake import IncomingComment, ingest_comments
+from siyu.leads.models import Platform
+from siyu.wecom import massmsg
 
 PARAM = re.compile(r"{(\w+)}")
 
@@ -38,9 +44,29 @@ def _seed_victim(db, tenant, client: TestClient) -> dict[str, int]:  # type: ign
     })
     assert order.status_code == 201, order.text
     token_id = db.query(ApiToken.id).filter(ApiToken.org_id == tenant.org_id).first()[0]
+    cost = client.post("/api/v1/analytics/channel-costs", headers=tenant.auth(), json={
+        "channel": "douyin", "period_start": "2026-01-01", "period_end": "2026-01-31", "cost_fen": 100})
+    assert cost.status_code == 201, cost.text
+    pool = client.post("/api/v1/channels/pools", headers=tenant.auth(), json={
+        "name": "victim pool", "members": [{"account_id": account.id}]})
+    assert pool.status_code == 201, pool.text
+    code = client.post("/api/v1/channels/codes", headers=tenant.auth(), json={
+        "name": "victim code", "state": "victim01", "channel": "douyin", "pool_id": pool.json()["id"]})
+    assert code.status_code == 201, code.text
+    customers.unfollow(db, tenant.org_id, customer.id, account.id, by="staff")
+    health.note_deletion(db, tenant.org_id, account.id, by="staff")
+    customers.follow(db, tenant.org_id, customer.id, account.id, source="sweep")
+    alert_id = db.scalar(select(AccountAlert.id).where(AccountAlert.org_id == tenant.org_id))
+    intake = ingest_comments(db, tenant.org_id, [IncomingComment(
+        Platform.douyin, "@sweep", "求资料", datetime(2026, 1, 1, tzinfo=UTC), item_id="@v", commenter_id="_000sweep")])
+    message = massmsg.create_message(db, tenant.org_id, text="上新通知", customer_ids=[customer.id])
+    db.commit()
     return {
         "customer_id": customer.id, "account_id": account.id, "group_id": group.id, "tag_id": tags[0].id,
         "note_id": note.id, "order_id": order.json()["id"], "token_id": token_id,
+        "cost_id": cost.json()["id"], "pool_id": pool.json()["id"], "code_id": code.json()["id"], "fmt": "png",
+        "alert_id": alert_id, "lead_id": intake.lead_ids[0], "comment_id": intake.new_comment_ids[0],
+        "message_id": message.id,
     }
 
 

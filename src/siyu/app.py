@@ -10,6 +10,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from siyu.accounts.endpoints import router as accounts_router
+from siyu.analytics.endpoints import router as analytics_router
+from siyu.channels.endpoints import router as channels_router
 from siyu.commerce.endpoints import router as commerce_router
 from siyu.customers.endpoints import router as customers_router
 from siyu.events.endpoints import router as events_router
@@ -18,7 +20,11 @@ from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.errors import DomainError
 from siyu.kit.ratelimit import attempt_counter
 from siyu.kit.settings import Settings, get_settings
+from siyu.leads.endpoints import hooks_router as lead_hooks_router
+from siyu.leads.endpoints import router as leads_router
 from siyu.web.pages import router as pages_router
+from siyu.wecom.endpoints import router as wecom_router
+from siyu.wecom.ops_endpoints import router as wecom_ops_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
@@ -30,6 +36,12 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
         body["field"] = exc.field
     headers = {"WWW-Authenticate": "Bearer"} if exc.status_code == 401 else None
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+def _number_out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
+    # SQLite binds 64-bit integers only; a bigger id can name no row, so say so instead of failing.
+    return JSONResponse({"detail": "a number in the request is out of range: ids and counts fit in 64 bits"},
+                        status_code=422)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -46,14 +58,20 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.login_attempts = attempt_counter(settings.redis_url, settings.login_window_seconds)
     app.add_exception_handler(DomainError, _domain_error)
+    app.add_exception_handler(OverflowError, _number_out_of_range)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    for router in (identity_router, accounts_router, customers_router, events_router, commerce_router):
+    for router in (identity_router, accounts_router, customers_router, events_router, commerce_router, wecom_router):
         app.include_router(router)
+    app.include_router(analytics_router)
+    app.include_router(channels_router)
+    app.include_router(leads_router)
+    app.include_router(lead_hooks_router)
+    app.include_router(wecom_ops_router)
     app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

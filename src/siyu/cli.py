@@ -10,14 +10,21 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from siyu.analytics.cli import app as analytics_app
 from siyu.kit.bulk import ImportReport
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.errors import DomainError
 from siyu.kit.settings import get_settings
+from siyu.leads.cli import app as leads_app
+from siyu.wecom.cli import wecom_app, worker
 
 app = typer.Typer(help="siyu: private-domain traffic operations.", no_args_is_help=True)
 import_app = typer.Typer(help="Import customers or orders from CSV files.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+app.add_typer(wecom_app, name="wecom")
+app.command("worker")(worker)
+app.add_typer(leads_app, name="leads")
+app.add_typer(analytics_app, name="analytics")
 console = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -189,8 +196,13 @@ def serve(
     """Serve the console and the API."""
     import uvicorn
 
-    from siyu.app import create_app
+    import threading
 
+    from siyu.app import create_app
+    from siyu.leads.endpoints import warm_classifier
+
+    # The comment classifier takes seconds to load; warm it while the server starts.
+    threading.Thread(target=warm_classifier, args=(get_settings(),), name="warm-intent", daemon=True).start()
     uvicorn.run(create_app(), host=host, port=port, log_level="info")
 
 
@@ -220,8 +232,9 @@ def demo(
     with make_sessionmaker(engine)() as db:
         exists = db.scalar(select(Organization.id).where(Organization.slug == DEMO_ORG)) is not None
     if reset or not exists:
-        # The simulated 90 days end today, so the dashboard's "last 7 days" and charts show live-looking data.
-        end = datetime.now(UTC).replace(hour=16, minute=0, second=0, microsecond=0)
+        # The simulated 90 days end now, so the dashboard's "last 7 days" and charts show live-looking data
+        # and no row is stamped in the future (which would hide later changes from incremental readers).
+        end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
         err.print(f"generating a simulated brand with {customers:,} customers (seed {seed}) ...")
         world = generate_world(customers=customers, seed=seed, end=end)
         with _progress() as progress:

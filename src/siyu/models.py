@@ -1,6 +1,16 @@
 """Imports every table so Alembic and create-time tooling see the whole schema."""
 
 from siyu.accounts.models import Account
+from siyu.analytics.models import ChannelCost
+from siyu.channels.models import (
+    AccountAlert,
+    AccountDayLoad,
+    ChannelAdd,
+    ChannelCode,
+    CustomerTouch,
+    PoolMember,
+    RoutingPool,
+)
 from siyu.commerce.models import Order, OrderItem
 from siyu.customers.models import (
     Customer,
@@ -13,18 +23,47 @@ from siyu.customers.models import (
     TagGroup,
 )
 from siyu.events.models import Event
+from siyu.groups.models import CustomerGroup, GroupMember
 from siyu.identity.models import ApiToken, Organization, User, WebSession
 from siyu.kit.db import Base
+from siyu.leads.models import Comment, DouyinApp, Lead, ReplyTemplate, WebhookReceipt
+from siyu.wecom.models import InboxItem, WeComCredential, WelcomeSend
+from siyu.wecom.models_ops import (
+    CustomerTransfer,
+    MassMessage,
+    MassSend,
+    WeComOrgSettings,
+    WeComSyncRun,
+)
 
 __all__ = [
     "Account",
+    "AccountAlert",
+    "AccountDayLoad",
+    "ChannelAdd",
+    "ChannelCode",
+    "CustomerTouch",
+    "PoolMember",
+    "RoutingPool",
     "ApiToken",
     "Base",
+    "Comment",
+    "DouyinApp",
+    "Lead",
+    "ReplyTemplate",
+    "WebhookReceipt",
+    "ChannelCost",
     "Customer",
+    "CustomerGroup",
     "CustomerIdentity",
     "CustomerTag",
+    "CustomerTransfer",
     "Event",
     "FollowRelation",
+    "GroupMember",
+    "InboxItem",
+    "MassMessage",
+    "MassSend",
     "MergeAudit",
     "Note",
     "Order",
@@ -33,5 +72,9 @@ __all__ = [
     "Tag",
     "TagGroup",
     "User",
+    "WeComCredential",
+    "WeComOrgSettings",
+    "WeComSyncRun",
     "WebSession",
+    "WelcomeSend",
 ]

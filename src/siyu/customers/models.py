@@ -61,6 +61,8 @@ class Customer(Base):
         Index("ix_customers_org_mobile", "org_id", "mobile"),
         Index("ix_customers_org_name", "org_id", "name"),
         Index("ix_customers_org_created_at", "org_id", "created_at"),
+        # The analytics projection finds changed profiles (edits, merges) by updated_at.
+        Index("ix_customers_updated_at", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -80,6 +82,11 @@ class Customer(Base):
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Written by the CLV job (siyu.analytics.clv_job); NULL until a customer has an order and a fit ran.
+    clv_fen: Mapped[int | None]
+    p_alive: Mapped[float | None]
+    expected_purchases_365d: Mapped[float | None]
+    clv_updated_at: Mapped[datetime | None]
 
 
 class CustomerIdentity(Base):

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="", description="Redis for shared counters and the task queue; empty: in-process.")
     login_max_failures: int = Field(default=10, description="Failed logins per email or address before a pause.")
     login_window_seconds: int = 15 * 60
+    lead_reply_seconds: int = Field(default=300, ge=1, description="Reply deadline of a new comment lead.")
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``sqlite:///<data_dir>/siyu.db``."""

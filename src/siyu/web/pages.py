@@ -9,13 +9,18 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
+from siyu.channels.pages import router as channel_pages_router
 from siyu.identity import service as identity
 from siyu.kit.deps import SESSION_COOKIE, DbSession, session_principal
 from siyu.kit.errors import NotFound
+from siyu.leads.pages import router as leads_router
 from siyu.web import i18n, queries
+from siyu.web.analytics_pages import router as analytics_router
 from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next
 from siyu.web.customer_pages import router as customer_router
 from siyu.web.templating import PageContext, render
+from siyu.wecom.pages import router as wecom_settings_router
+from siyu.wecom.departure_pages import router as departure_router
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
@@ -149,3 +154,8 @@ def accounts(db: DbSession, ctx: Console) -> Response:
 
 
 router.include_router(customer_router)
+router.include_router(leads_router)
+router.include_router(analytics_router)
+router.include_router(channel_pages_router)
+router.include_router(departure_router)
+router.include_router(wecom_settings_router)

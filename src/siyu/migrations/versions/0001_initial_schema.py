@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-23 11:43:08.965055
+Create Date: 2026-11-23 13:14:21.989692
 """
 from __future__ import annotations
 
@@ -46,6 +46,10 @@ def upgrade() -> None:
     sa.Column('merged_into_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
     sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('clv_fen', sa.Integer(), nullable=True),
+    sa.Column('p_alive', sa.Double(), nullable=True),
+    sa.Column('expected_purchases_365d', sa.Double(), nullable=True),
+    sa.Column('clv_updated_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
     sa.ForeignKeyConstraint(['merged_into_id'], ['customers.id'], name=op.f('fk_customers_merged_into_id_customers'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_customers_org_id_organizations'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_customers'))
@@ -56,7 +60,63 @@ def upgrade() -> None:
         batch_op.create_index('ix_customers_org_name', ['org_id', 'name'], unique=False)
         batch_op.create_index('ix_customers_org_source_id', ['org_id', 'source', 'id'], unique=False)
         batch_op.create_index('ix_customers_org_stage_id', ['org_id', 'stage', 'id'], unique=False)
+        batch_op.create_index('ix_customers_updated_at', ['updated_at'], unique=False)
 
+    op.create_table('douyin_apps',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('client_key', sa.String(length=64), nullable=False),
+    sa.Column('client_secret_enc', sa.String(length=400), nullable=False),
+    sa.Column('account_open_id', sa.String(length=128), nullable=False),
+    sa.Column('access_token_enc', sa.String(length=600), nullable=False),
+    sa.Column('api_base_url', sa.String(length=200), nullable=False),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_douyin_apps_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_douyin_apps')),
+    sa.UniqueConstraint('org_id', name=op.f('uq_douyin_apps_org_id'))
+    )
+    op.create_table('inbox',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('source', sa.String(length=20), nullable=False),
+    sa.Column('external_key', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=80), nullable=False),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('received_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('error', sa.Text(), nullable=True),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_inbox_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_inbox')),
+    sa.UniqueConstraint('org_id', 'source', 'external_key', name=op.f('uq_inbox_org_id_source_external_key'))
+    )
+    with op.batch_alter_table('inbox', schema=None) as batch_op:
+        batch_op.create_index('ix_inbox_source_processed_at_id', ['source', 'processed_at', 'id'], unique=False)
+
+    op.create_table('lead_reply_templates',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('intent', sa.String(length=20), nullable=False),
+    sa.Column('body', sa.String(length=500), nullable=False),
+    sa.Column('updated_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_lead_reply_templates_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_lead_reply_templates')),
+    sa.UniqueConstraint('org_id', 'intent', name=op.f('uq_lead_reply_templates_org_id_intent'))
+    )
+    op.create_table('routing_pools',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=60), nullable=False),
+    sa.Column('rule', sa.Enum('round_robin', 'least_loaded', 'schedule', 'region', name='routingrule', native_enum=False, length=20), nullable=False),
+    sa.Column('daily_cap', sa.Integer(), nullable=False),
+    sa.Column('warmup', sa.JSON(), nullable=False),
+    sa.Column('revision', sa.Integer(), nullable=False),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_routing_pools_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_routing_pools')),
+    sa.UniqueConstraint('org_id', 'name', name=op.f('uq_routing_pools_org_id_name'))
+    )
     op.create_table('tag_groups',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -84,6 +144,68 @@ def upgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_users_org_id'), ['org_id'], unique=False)
 
+    op.create_table('webhook_receipts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('platform', sa.String(length=20), nullable=False),
+    sa.Column('msg_id', sa.String(length=128), nullable=False),
+    sa.Column('event', sa.String(length=60), nullable=False),
+    sa.Column('body', sa.JSON(), nullable=False),
+    sa.Column('received_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_webhook_receipts_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_webhook_receipts')),
+    sa.UniqueConstraint('org_id', 'platform', 'msg_id', name=op.f('uq_webhook_receipts_org_id_platform_msg_id'))
+    )
+    op.create_table('wecom_credentials',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('corp_id', sa.String(length=64), nullable=False),
+    sa.Column('secret_enc', sa.Text(), nullable=False),
+    sa.Column('token_enc', sa.Text(), nullable=False),
+    sa.Column('aes_key_enc', sa.Text(), nullable=False),
+    sa.Column('base_url', sa.String(length=200), nullable=False),
+    sa.Column('welcome_text', sa.Text(), nullable=False),
+    sa.Column('last_test_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('last_test_ok', sa.Boolean(), nullable=True),
+    sa.Column('last_test_message', sa.String(length=500), nullable=False),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_wecom_credentials_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wecom_credentials')),
+    sa.UniqueConstraint('org_id', name=op.f('uq_wecom_credentials_org_id'))
+    )
+    op.create_table('wecom_org_settings',
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('mass_cap_policy', sa.Enum('month_days', 'week_7', 'day_1', name='masscappolicy', native_enum=False, length=20), nullable=False),
+    sa.Column('updated_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_wecom_org_settings_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('org_id', name=op.f('pk_wecom_org_settings'))
+    )
+    op.create_table('wecom_sync_runs',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('started_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('finished_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('error', sa.Text(), nullable=False),
+    sa.Column('report', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_wecom_sync_runs_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wecom_sync_runs')),
+    sa.UniqueConstraint('org_id', name=op.f('uq_wecom_sync_runs_org_id'))
+    )
+    op.create_table('wecom_welcome_sends',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('welcome_code', sa.String(length=128), nullable=False),
+    sa.Column('external_userid', sa.String(length=128), nullable=False),
+    sa.Column('userid', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.String(length=20), nullable=False),
+    sa.Column('error', sa.String(length=500), nullable=False),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_wecom_welcome_sends_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wecom_welcome_sends')),
+    sa.UniqueConstraint('org_id', 'welcome_code', name=op.f('uq_wecom_welcome_sends_org_id_welcome_code'))
+    )
     op.create_table('accounts',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -124,6 +246,54 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_api_tokens_org_id'), ['org_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_api_tokens_user_id'), ['user_id'], unique=False)
 
+    op.create_table('channel_codes',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('state', sa.String(length=30), nullable=False),
+    sa.Column('channel', sa.String(length=60), nullable=False),
+    sa.Column('campaign', sa.String(length=120), nullable=False),
+    sa.Column('content_item', sa.String(length=200), nullable=False),
+    sa.Column('pool_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('carrier', sa.Enum('wecom', 'sandbox', name='codecarrier', native_enum=False, length=20), nullable=False),
+    sa.Column('config_id', sa.String(length=128), nullable=False),
+    sa.Column('qr_url', sa.String(length=500), nullable=False),
+    sa.Column('tag_ids', sa.JSON(), nullable=False),
+    sa.Column('remark_template', sa.String(length=200), nullable=False),
+    sa.Column('welcome_message', sa.Text(), nullable=False),
+    sa.Column('cost_fen', sa.Integer(), nullable=False),
+    sa.Column('status', sa.Enum('active', 'archived', name='codestatus', native_enum=False, length=20), nullable=False),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('cost_fen >= 0', name=op.f('ck_channel_codes_cost_non_negative')),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_channel_codes_org_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['pool_id'], ['routing_pools.id'], name=op.f('fk_channel_codes_pool_id_routing_pools'), ondelete='RESTRICT'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_channel_codes')),
+    sa.UniqueConstraint('org_id', 'state', name=op.f('uq_channel_codes_org_id_state'))
+    )
+    with op.batch_alter_table('channel_codes', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_channel_codes_pool_id'), ['pool_id'], unique=False)
+
+    op.create_table('channel_costs',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('dimension', sa.Enum('source', 'channel', name='costdimension', native_enum=False, length=20), nullable=False),
+    sa.Column('channel', sa.String(length=60), nullable=False),
+    sa.Column('period_start', sa.Date(), nullable=False),
+    sa.Column('period_end', sa.Date(), nullable=False),
+    sa.Column('cost_fen', sa.Integer(), nullable=False),
+    sa.Column('note', sa.String(length=200), nullable=False),
+    sa.Column('created_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('cost_fen >= 0', name=op.f('ck_channel_costs_cost_non_negative')),
+    sa.CheckConstraint('period_end >= period_start', name=op.f('ck_channel_costs_period_order')),
+    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_channel_costs_created_by_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_channel_costs_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_channel_costs'))
+    )
+    with op.batch_alter_table('channel_costs', schema=None) as batch_op:
+        batch_op.create_index('ix_channel_costs_org_channel_start', ['org_id', 'channel', 'period_start'], unique=False)
+
     op.create_table('customer_identities',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -138,6 +308,36 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('customer_identities', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_customer_identities_customer_id'), ['customer_id'], unique=False)
+
+    op.create_table('lead_comments',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('platform', sa.Enum('douyin', 'xiaohongshu', 'kuaishou', 'live', name='platform', native_enum=False, length=20), nullable=False),
+    sa.Column('external_id', sa.String(length=128), nullable=False),
+    sa.Column('item_id', sa.String(length=200), nullable=False),
+    sa.Column('item_title', sa.String(length=200), nullable=False),
+    sa.Column('commenter_id', sa.String(length=128), nullable=False),
+    sa.Column('commenter_name', sa.String(length=120), nullable=False),
+    sa.Column('content', sa.Text(), nullable=False),
+    sa.Column('commented_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('received_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('intent', sa.String(length=20), nullable=False),
+    sa.Column('confidence', sa.Float(), nullable=False),
+    sa.Column('matched_rule', sa.String(length=60), nullable=True),
+    sa.Column('corrected_intent', sa.String(length=20), nullable=True),
+    sa.Column('corrected_by_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('corrected_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('origin', sa.String(length=20), nullable=False),
+    sa.ForeignKeyConstraint(['corrected_by_id'], ['users.id'], name=op.f('fk_lead_comments_corrected_by_id_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_lead_comments_customer_id_customers'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_lead_comments_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_lead_comments')),
+    sa.UniqueConstraint('org_id', 'platform', 'external_id', name=op.f('uq_lead_comments_org_id_platform_external_id'))
+    )
+    with op.batch_alter_table('lead_comments', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_lead_comments_customer_id'), ['customer_id'], unique=False)
+        batch_op.create_index('ix_lead_comments_org_received_at', ['org_id', 'received_at'], unique=False)
 
     op.create_table('merge_audits',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -201,6 +401,94 @@ def upgrade() -> None:
         batch_op.create_index('ix_web_sessions_expires_at', ['expires_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_web_sessions_user_id'), ['user_id'], unique=False)
 
+    op.create_table('wecom_mass_messages',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('text', sa.Text(), nullable=False),
+    sa.Column('attachments', sa.JSON(), nullable=False),
+    sa.Column('customer_ids', sa.JSON(), nullable=False),
+    sa.Column('status', sa.Enum('draft', 'submitting', 'submitted', 'failed', name='massmessagestatus', native_enum=False, length=20), nullable=False),
+    sa.Column('left_out', sa.JSON(), nullable=False),
+    sa.Column('created_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('submitted_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['created_by'], ['users.id'], name=op.f('fk_wecom_mass_messages_created_by_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_wecom_mass_messages_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wecom_mass_messages'))
+    )
+    with op.batch_alter_table('wecom_mass_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wecom_mass_messages_org_id'), ['org_id'], unique=False)
+
+    op.create_table('account_alerts',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.Enum('near_cap', 'near_daily_cap', 'deletion_spike', 'deleted_by_staff', 'low_health', name='alertkind', native_enum=False, length=30), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('message', sa.String(length=300), nullable=False),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('resolved_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_account_alerts_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_account_alerts_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_account_alerts')),
+    sa.UniqueConstraint('org_id', 'account_id', 'kind', 'day', name=op.f('uq_account_alerts_org_id_account_id_kind_day'))
+    )
+    with op.batch_alter_table('account_alerts', schema=None) as batch_op:
+        batch_op.create_index('ix_account_alerts_org_open', ['org_id', 'resolved_at'], unique=False)
+
+    op.create_table('account_day_loads',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('adds', sa.Integer(), nullable=False),
+    sa.Column('pending', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_account_day_loads_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_account_day_loads_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_account_day_loads')),
+    sa.UniqueConstraint('account_id', 'day', name=op.f('uq_account_day_loads_account_id_day'))
+    )
+    op.create_table('channel_adds',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('code_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('added_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_channel_adds_account_id_accounts'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['code_id'], ['channel_codes.id'], name=op.f('fk_channel_adds_code_id_channel_codes'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_channel_adds_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_channel_adds_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_channel_adds')),
+    sa.UniqueConstraint('code_id', 'customer_id', 'account_id', name=op.f('uq_channel_adds_code_id_customer_id_account_id'))
+    )
+    with op.batch_alter_table('channel_adds', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_channel_adds_customer_id'), ['customer_id'], unique=False)
+        batch_op.create_index('ix_channel_adds_org_code_at', ['org_id', 'code_id', 'added_at'], unique=False)
+
+    op.create_table('customer_groups',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('chat_id', sa.String(length=64), nullable=False),
+    sa.Column('name', sa.String(length=120), nullable=False),
+    sa.Column('owner_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('owner_userid', sa.String(length=64), nullable=False),
+    sa.Column('notice', sa.Text(), nullable=False),
+    sa.Column('member_count', sa.Integer(), nullable=False),
+    sa.Column('member_version', sa.String(length=40), nullable=False),
+    sa.Column('status', sa.Enum('active', 'dismissed', name='groupstatus', native_enum=False, length=20), nullable=False),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('updated_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('dismissed_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_customer_groups_org_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['owner_account_id'], ['accounts.id'], name=op.f('fk_customer_groups_owner_account_id_accounts'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_customer_groups')),
+    sa.UniqueConstraint('org_id', 'chat_id', name=op.f('uq_customer_groups_org_id_chat_id'))
+    )
+    with op.batch_alter_table('customer_groups', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_customer_groups_org_id'), ['org_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_customer_groups_owner_account_id'), ['owner_account_id'], unique=False)
+
     op.create_table('customer_tags',
     sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('tag_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -213,6 +501,25 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('customer_tags', schema=None) as batch_op:
         batch_op.create_index('ix_customer_tags_tag_customer', ['tag_id', 'customer_id'], unique=False)
+
+    op.create_table('customer_touches',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.Enum('first', 'last', name='touchkind', native_enum=False, length=10), nullable=False),
+    sa.Column('code_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('channel', sa.String(length=60), nullable=False),
+    sa.Column('campaign', sa.String(length=120), nullable=False),
+    sa.Column('content_item', sa.String(length=200), nullable=False),
+    sa.Column('at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['code_id'], ['channel_codes.id'], name=op.f('fk_customer_touches_code_id_channel_codes'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_customer_touches_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_customer_touches_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_customer_touches')),
+    sa.UniqueConstraint('customer_id', 'kind', name=op.f('uq_customer_touches_customer_id_kind'))
+    )
+    with op.batch_alter_table('customer_touches', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_customer_touches_org_id'), ['org_id'], unique=False)
 
     op.create_table('events',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -255,6 +562,35 @@ def upgrade() -> None:
         batch_op.create_index('ix_follow_relations_account_customer', ['account_id', 'customer_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_follow_relations_customer_id'), ['customer_id'], unique=False)
 
+    op.create_table('leads',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('comment_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('intent', sa.String(length=20), nullable=False),
+    sa.Column('status', sa.Enum('open', 'replied', 'dismissed', name='leadstatus', native_enum=False, length=20), nullable=False),
+    sa.Column('created_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('reply_due_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('replied_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('replied_by_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('reply_text', sa.Text(), nullable=False),
+    sa.Column('code_state', sa.String(length=60), nullable=True),
+    sa.Column('code_url', sa.String(length=500), nullable=False),
+    sa.Column('reply_ref', sa.String(length=128), nullable=False),
+    sa.Column('converted_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['comment_id'], ['lead_comments.id'], name=op.f('fk_leads_comment_id_lead_comments'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_leads_customer_id_customers'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_leads_org_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['replied_by_id'], ['users.id'], name=op.f('fk_leads_replied_by_id_users'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_leads')),
+    sa.UniqueConstraint('comment_id', name=op.f('uq_leads_comment_id'))
+    )
+    with op.batch_alter_table('leads', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_leads_code_state'), ['code_state'], unique=False)
+        batch_op.create_index(batch_op.f('ix_leads_customer_id'), ['customer_id'], unique=False)
+        batch_op.create_index('ix_leads_org_created_at', ['org_id', 'created_at'], unique=False)
+        batch_op.create_index('ix_leads_org_status_due', ['org_id', 'status', 'reply_due_at'], unique=False)
+
     op.create_table('orders',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -275,6 +611,95 @@ def upgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.create_index('ix_orders_customer_paid_at', ['customer_id', 'paid_at'], unique=False)
         batch_op.create_index('ix_orders_org_paid_at', ['org_id', 'paid_at'], unique=False)
+
+    op.create_table('pool_members',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('pool_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('is_backup', sa.Boolean(), nullable=False),
+    sa.Column('regions', sa.JSON(), nullable=False),
+    sa.Column('hours', sa.JSON(), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_pool_members_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_pool_members_org_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['pool_id'], ['routing_pools.id'], name=op.f('fk_pool_members_pool_id_routing_pools'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pool_members')),
+    sa.UniqueConstraint('pool_id', 'account_id', name=op.f('uq_pool_members_pool_id_account_id'))
+    )
+    with op.batch_alter_table('pool_members', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_pool_members_account_id'), ['account_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_pool_members_pool_id'), ['pool_id'], unique=False)
+
+    op.create_table('wecom_customer_transfers',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('external_userid', sa.String(length=128), nullable=False),
+    sa.Column('from_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('to_account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('kind', sa.Enum('in_service', 'resigned', name='transferkind', native_enum=False, length=20), nullable=False),
+    sa.Column('status', sa.Enum('waiting', 'succeeded', 'refused', 'failed', 'expired', name='transferstatus', native_enum=False, length=20), nullable=False),
+    sa.Column('requested_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('handover_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('errcode', sa.Integer(), nullable=False),
+    sa.Column('detail', sa.String(length=300), nullable=False),
+    sa.Column('requested_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('updated_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_wecom_customer_transfers_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['from_account_id'], ['accounts.id'], name=op.f('fk_wecom_customer_transfers_from_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_wecom_customer_transfers_org_id_organizations'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['requested_by'], ['users.id'], name=op.f('fk_wecom_customer_transfers_requested_by_users'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['to_account_id'], ['accounts.id'], name=op.f('fk_wecom_customer_transfers_to_account_id_accounts'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wecom_customer_transfers'))
+    )
+    with op.batch_alter_table('wecom_customer_transfers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_wecom_customer_transfers_from_account_id'), ['from_account_id'], unique=False)
+        batch_op.create_index('ix_wecom_customer_transfers_org_customer_requested', ['org_id', 'customer_id', 'requested_at'], unique=False)
+        batch_op.create_index('ix_wecom_customer_transfers_org_status', ['org_id', 'status'], unique=False)
+
+    op.create_table('wecom_mass_sends',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('message_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('external_userid', sa.String(length=128), nullable=False),
+    sa.Column('status', sa.Enum('reserved', 'submitted', 'sent', 'failed', 'not_friend', 'unsent', name='sendstatus', native_enum=False, length=20), nullable=False),
+    sa.Column('msgid', sa.String(length=64), nullable=False),
+    sa.Column('reserved_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('error', sa.String(length=300), nullable=False),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_wecom_mass_sends_account_id_accounts'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_wecom_mass_sends_customer_id_customers'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['message_id'], ['wecom_mass_messages.id'], name=op.f('fk_wecom_mass_sends_message_id_wecom_mass_messages'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_wecom_mass_sends_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_wecom_mass_sends')),
+    sa.UniqueConstraint('message_id', 'customer_id', name=op.f('uq_wecom_mass_sends_message_id_customer_id'))
+    )
+    with op.batch_alter_table('wecom_mass_sends', schema=None) as batch_op:
+        batch_op.create_index('ix_wecom_mass_sends_org_customer_reserved', ['org_id', 'customer_id', 'reserved_at'], unique=False)
+
+    op.create_table('group_members',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('org_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('group_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('member_userid', sa.String(length=128), nullable=False),
+    sa.Column('kind', sa.Enum('staff', 'customer', name='memberkind', native_enum=False, length=20), nullable=False),
+    sa.Column('customer_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('account_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('joined_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
+    sa.Column('join_scene', sa.Integer(), nullable=True),
+    sa.Column('quit_at', siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
+    sa.Column('quit_scene', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_group_members_account_id_accounts'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['customer_id'], ['customers.id'], name=op.f('fk_group_members_customer_id_customers'), ondelete='SET NULL'),
+    sa.ForeignKeyConstraint(['group_id'], ['customer_groups.id'], name=op.f('fk_group_members_group_id_customer_groups'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_group_members_org_id_organizations'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_group_members')),
+    sa.UniqueConstraint('group_id', 'member_userid', name=op.f('uq_group_members_group_id_member_userid'))
+    )
+    with op.batch_alter_table('group_members', schema=None) as batch_op:
+        batch_op.create_index('ix_group_members_customer_id', ['customer_id'], unique=False)
 
     op.create_table('order_items',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
@@ -299,11 +724,37 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_order_items_order_id'))
 
     op.drop_table('order_items')
+    with op.batch_alter_table('group_members', schema=None) as batch_op:
+        batch_op.drop_index('ix_group_members_customer_id')
+
+    op.drop_table('group_members')
+    with op.batch_alter_table('wecom_mass_sends', schema=None) as batch_op:
+        batch_op.drop_index('ix_wecom_mass_sends_org_customer_reserved')
+
+    op.drop_table('wecom_mass_sends')
+    with op.batch_alter_table('wecom_customer_transfers', schema=None) as batch_op:
+        batch_op.drop_index('ix_wecom_customer_transfers_org_status')
+        batch_op.drop_index('ix_wecom_customer_transfers_org_customer_requested')
+        batch_op.drop_index(batch_op.f('ix_wecom_customer_transfers_from_account_id'))
+
+    op.drop_table('wecom_customer_transfers')
+    with op.batch_alter_table('pool_members', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_pool_members_pool_id'))
+        batch_op.drop_index(batch_op.f('ix_pool_members_account_id'))
+
+    op.drop_table('pool_members')
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_index('ix_orders_org_paid_at')
         batch_op.drop_index('ix_orders_customer_paid_at')
 
     op.drop_table('orders')
+    with op.batch_alter_table('leads', schema=None) as batch_op:
+        batch_op.drop_index('ix_leads_org_status_due')
+        batch_op.drop_index('ix_leads_org_created_at')
+        batch_op.drop_index(batch_op.f('ix_leads_customer_id'))
+        batch_op.drop_index(batch_op.f('ix_leads_code_state'))
+
+    op.drop_table('leads')
     with op.batch_alter_table('follow_relations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_follow_relations_customer_id'))
         batch_op.drop_index('ix_follow_relations_account_customer')
@@ -314,10 +765,33 @@ def downgrade() -> None:
         batch_op.drop_index('ix_events_customer_occurred_at')
 
     op.drop_table('events')
+    with op.batch_alter_table('customer_touches', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_customer_touches_org_id'))
+
+    op.drop_table('customer_touches')
     with op.batch_alter_table('customer_tags', schema=None) as batch_op:
         batch_op.drop_index('ix_customer_tags_tag_customer')
 
     op.drop_table('customer_tags')
+    with op.batch_alter_table('customer_groups', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_customer_groups_owner_account_id'))
+        batch_op.drop_index(batch_op.f('ix_customer_groups_org_id'))
+
+    op.drop_table('customer_groups')
+    with op.batch_alter_table('channel_adds', schema=None) as batch_op:
+        batch_op.drop_index('ix_channel_adds_org_code_at')
+        batch_op.drop_index(batch_op.f('ix_channel_adds_customer_id'))
+
+    op.drop_table('channel_adds')
+    op.drop_table('account_day_loads')
+    with op.batch_alter_table('account_alerts', schema=None) as batch_op:
+        batch_op.drop_index('ix_account_alerts_org_open')
+
+    op.drop_table('account_alerts')
+    with op.batch_alter_table('wecom_mass_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_wecom_mass_messages_org_id'))
+
+    op.drop_table('wecom_mass_messages')
     with op.batch_alter_table('web_sessions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_web_sessions_user_id'))
         batch_op.drop_index('ix_web_sessions_expires_at')
@@ -337,10 +811,23 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_merge_audits_org_id'))
 
     op.drop_table('merge_audits')
+    with op.batch_alter_table('lead_comments', schema=None) as batch_op:
+        batch_op.drop_index('ix_lead_comments_org_received_at')
+        batch_op.drop_index(batch_op.f('ix_lead_comments_customer_id'))
+
+    op.drop_table('lead_comments')
     with op.batch_alter_table('customer_identities', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_customer_identities_customer_id'))
 
     op.drop_table('customer_identities')
+    with op.batch_alter_table('channel_costs', schema=None) as batch_op:
+        batch_op.drop_index('ix_channel_costs_org_channel_start')
+
+    op.drop_table('channel_costs')
+    with op.batch_alter_table('channel_codes', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_channel_codes_pool_id'))
+
+    op.drop_table('channel_codes')
     with op.batch_alter_table('api_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_api_tokens_user_id'))
         batch_op.drop_index(batch_op.f('ix_api_tokens_org_id'))
@@ -351,12 +838,25 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_accounts_operator_id'))
 
     op.drop_table('accounts')
+    op.drop_table('wecom_welcome_sends')
+    op.drop_table('wecom_sync_runs')
+    op.drop_table('wecom_org_settings')
+    op.drop_table('wecom_credentials')
+    op.drop_table('webhook_receipts')
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_users_org_id'))
 
     op.drop_table('users')
     op.drop_table('tag_groups')
+    op.drop_table('routing_pools')
+    op.drop_table('lead_reply_templates')
+    with op.batch_alter_table('inbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbox_source_processed_at_id')
+
+    op.drop_table('inbox')
+    op.drop_table('douyin_apps')
     with op.batch_alter_table('customers', schema=None) as batch_op:
+        batch_op.drop_index('ix_customers_updated_at')
         batch_op.drop_index('ix_customers_org_stage_id')
         batch_op.drop_index('ix_customers_org_source_id')
         batch_op.drop_index('ix_customers_org_name')
