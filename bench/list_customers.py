@@ -18,6 +18,7 @@ Last line: p95_ms=N (the keyset endpoint's p95 latency).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import socket
 import statistics
@@ -40,7 +41,7 @@ from siyu.integrations.sandbox import generate_world
 from siyu.integrations.sandbox.loader import load_world
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.deps import CurrentPrincipal, DbSession
-from siyu.kit.migrate import upgrade
+from siyu.kit.migrate import MIGRATIONS_DIR, upgrade
 from siyu.kit.pagination import Page
 from siyu.kit.settings import Settings
 
@@ -54,7 +55,9 @@ def _say(msg: str) -> None:
 
 def build_database(customers: int, seed: int, cache: Path) -> Path:
     """The cached sandbox database for (customers, seed), building it if missing."""
-    path = cache / f"sandbox_{customers}_{seed}.db"
+    # The schema's fingerprint is part of the name, so a cache built before a migration change is not reused.
+    schema = hashlib.sha256((MIGRATIONS_DIR / "versions" / "0001_initial_schema.py").read_bytes()).hexdigest()[:10]
+    path = cache / f"sandbox_{customers}_{seed}_{schema}.db"
     if path.exists():
         _say(f"reusing cached database {path}")
         return path

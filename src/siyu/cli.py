@@ -192,18 +192,22 @@ def import_orders(
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
+    worker: Annotated[bool, typer.Option(help="Also run the background worker in this process "
+                                              "(use --no-worker when `siyu worker` runs separately).")] = True,
 ) -> None:
-    """Serve the console and the API."""
+    """Serve the console and the API (and, by default, the background worker beside them)."""
+    import contextlib
+
     import uvicorn
 
-    import threading
-
     from siyu.app import create_app
-    from siyu.leads.endpoints import warm_classifier
+    from siyu.worker.queue import ThreadedConsumer, load_tasks
 
-    # The comment classifier takes seconds to load; warm it while the server starts.
-    threading.Thread(target=warm_classifier, args=(get_settings(),), name="warm-intent", daemon=True).start()
-    uvicorn.run(create_app(), host=host, port=port, log_level="info")
+    if worker:
+        load_tasks()
+    # One process is the whole embedded install: callbacks and schedules run without a second command.
+    with ThreadedConsumer(workers=2, periodic=True) if worker else contextlib.nullcontext():
+        uvicorn.run(create_app(), host=host, port=port, log_level="info")
 
 
 @app.command()
@@ -258,7 +262,7 @@ def demo(
     console.print(f"log in as [bold]{admin.email}[/] with password [bold]{admin.password}[/] (admin)")
     console.print(f"or as [bold]{operator.email}[/] with password [bold]{operator.password}[/] (operator)\n")
     if not no_serve:
-        serve(host=host, port=port)
+        serve(host=host, port=port, worker=True)
 
 
 def main() -> None:
