@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -11,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -26,6 +24,7 @@ from siyu.events.models import Event
 from siyu.identity.models import Role
 from siyu.integrations.douyin.fake_server import FakeDouyinServer
 from siyu.kit.errors import Conflict, Invalid
+from siyu.kit.loopback import LoopbackServer
 from siyu.kit.tenancy import Principal
 from siyu.leads import intake, service
 from siyu.leads.intake import IncomingComment
@@ -310,28 +309,6 @@ def test_console_inbox_reply_and_correction(
 # --- end to end over real HTTP -----------------------------------------------------------------------
 
 
-class AppServer:
-    """The siyu app on a loopback port, served by uvicorn in a thread."""
-
-    def __init__(self, app) -> None:  # type: ignore[no-untyped-def]
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    lifespan="off", access_log=False))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "siyu did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-
-
 def _douyin_code(db: Session, org_id: int) -> int:
     """A routing pool with one WeCom member account and a sandbox channel code for Douyin comments."""
     from siyu.channels import service as channels
@@ -353,9 +330,10 @@ def test_end_to_end_douyin_comment_to_reply_with_code(
 
     connect(db, tenant.org_id, fake)
     code_id = _douyin_code(db, tenant.org_id)
-    with AppServer(app) as base, httpx.Client(base_url=base, headers=tenant.auth("operator")) as api, \
+    with LoopbackServer(app, name="siyu") as server, \
+            httpx.Client(base_url=server.base_url, headers=tenant.auth("operator")) as api, \
             httpx.Client(base_url=fake.base_url) as control:
-        fake.state.webhook_url = f"{base}/hooks/douyin/{tenant.slug}"
+        fake.state.webhook_url = f"{server.base_url}/hooks/douyin/{tenant.slug}"
         verify = control.post("/_control/verify").json()
         assert verify["status"] == 200 and '"challenge"' in verify["answer"]
         started = time.monotonic()

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy.orm import Session
 
 from siyu.integrations.wecom.fake_server import FakeWeComServer
+from siyu.kit.loopback import LoopbackServer
 from siyu.wecom.credentials import save_credentials
 from siyu.wecom.schemas import CredentialsIn
 from siyu.worker import queue
@@ -38,30 +36,6 @@ class Control:
         res = self.http.post(f"/_control/{path}", json=body or {})
         assert res.status_code == 200, res.text
         return res.json()  # type: ignore[no-any-return]
-
-
-class LiveApp:
-    """An ASGI app served by uvicorn on an ephemeral loopback port in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False)
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.url = ""
-
-    def __enter__(self) -> Self:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "app did not start"
-            time.sleep(0.01)
-        self.url = f"http://127.0.0.1:{self.server.servers[0].sockets[0].getsockname()[1]}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +85,7 @@ def wired(app, db: Session, tenant, fake: Control, inline_worker) -> Iterator[Wi
         app.state.settings.resolved_secret_key(),
     )
     db.commit()
-    with LiveApp(app) as live:
-        callback_url = f"{live.url}/hooks/wecom/{tenant.slug}"
+    with LoopbackServer(app, name="siyu") as live:
+        callback_url = f"{live.base_url}/hooks/wecom/{tenant.slug}"
         fake.post("config", {"callback": {"url": callback_url, "token": TOKEN, "encoding_aes_key": AES_KEY}})
-        yield Wired(tenant.org_id, tenant.slug, live.url, callback_url, fake)
+        yield Wired(tenant.org_id, tenant.slug, live.base_url, callback_url, fake)

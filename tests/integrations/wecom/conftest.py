@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from wechatpy.session.memorystorage import MemoryStorage
 
 from siyu.integrations.wecom.client import WeComClient
@@ -85,28 +82,3 @@ def make_wecom(fake: Control) -> Callable[..., WeComClient]:
 @pytest.fixture
 def wecom(make_wecom: Callable[..., WeComClient]) -> WeComClient:
     return make_wecom()
-
-
-class ThreadedApp:
-    """Any ASGI app served by uvicorn on an ephemeral loopback port in a daemon thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=0, log_level="warning", lifespan="off", access_log=False
-            )
-        )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "receiver did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)

@@ -13,8 +13,9 @@ from starlette.routing import Route
 
 from siyu.integrations.wecom.client import WeComClient
 from siyu.integrations.wecom.crypto import CallbackCrypto, CallbackError, CallbackEvent
+from siyu.kit.loopback import LoopbackServer
 
-from .conftest import Control, ThreadedApp
+from .conftest import Control
 
 TOKEN = "siyu-callback-token"
 AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
@@ -50,7 +51,8 @@ class Receiver:
 @pytest.fixture
 def receiver(fake: Control) -> Iterator[Receiver]:
     rx = Receiver(fake.corp_id)
-    with ThreadedApp(rx.app) as url:
+    with LoopbackServer(rx.app) as receiver:
+        url = receiver.base_url
         fake.post(
             "config",
             {
@@ -139,7 +141,8 @@ def test_group_and_tag_events_decrypt(fake: Control, receiver: Receiver) -> None
 
 def test_receiver_with_the_wrong_token_rejects_and_the_fake_records_it(fake: Control) -> None:
     rx = Receiver(fake.corp_id, token="not-the-configured-token")
-    with ThreadedApp(rx.app) as url:
+    with LoopbackServer(rx.app) as receiver:
+        url = receiver.base_url
         fake.post(
             "config",
             {

@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import uvicorn
@@ -40,6 +40,7 @@ from siyu.integrations.douyin.webhook import (
     comment_event_body,
     sign,
 )
+from siyu.kit.loopback import LoopbackServer
 
 
 @dataclass
@@ -257,52 +258,16 @@ def create_app(state: FakeDouyinState | None = None) -> Starlette:
     return app
 
 
-class FakeDouyinServer:
+class FakeDouyinServer(LoopbackServer):
     """The fake served by uvicorn in a background thread on loopback (port 0 = ephemeral)."""
 
     def __init__(self, state: FakeDouyinState | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.app = create_app(state)
-        self.host = host
-        self.port = port
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
-        ))
-        self._thread: threading.Thread | None = None
+        super().__init__(create_app(state), host=host, port=port, name="fake-douyin")
 
     @property
     def state(self) -> FakeDouyinState:
         """The live state."""
         return self.app.state.fake  # type: ignore[no-any-return]
-
-    @property
-    def base_url(self) -> str:
-        """URL to give ``DouyinClient(base_url=...)``."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> FakeDouyinServer:
-        """Start serving in a daemon thread and wait until the socket listens."""
-        self._thread = threading.Thread(target=self._server.run, name="fake-douyin", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"fake Douyin server did not start on {self.host}:{self.port}")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import threading
-import time
 from typing import Any
 
 import uvicorn
@@ -40,6 +38,7 @@ from siyu.integrations.wecom.fake_state import (
     ApiError,
     FakeWeComState,
 )
+from siyu.kit.loopback import LoopbackServer
 
 
 def _error_body(state: FakeWeComState, err: ApiError, ip: str) -> dict[str, Any]:
@@ -110,55 +109,16 @@ def create_app(state: FakeWeComState | None = None) -> Starlette:
     return app
 
 
-class FakeWeComServer:
+class FakeWeComServer(LoopbackServer):
     """The fake served by uvicorn in a background thread on loopback (port 0 = ephemeral)."""
 
-    def __init__(
-        self, state: FakeWeComState | None = None, *, host: str = "127.0.0.1", port: int = 0
-    ) -> None:
-        self.app = create_app(state)
-        self.host = host
-        self._config = uvicorn.Config(
-            self.app, host=host, port=port, log_level="warning", lifespan="off", access_log=False
-        )
-        self._server = uvicorn.Server(self._config)
-        self._thread: threading.Thread | None = None
-        self.port = port
+    def __init__(self, state: FakeWeComState | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(create_app(state), host=host, port=port, name="fake-wecom")
 
     @property
     def state(self) -> FakeWeComState:
-        """The live state (replaced by /_control/reset)."""
+        """The live state."""
         return self.app.state.fake  # type: ignore[no-any-return]
-
-    @property
-    def base_url(self) -> str:
-        """URL to give `WeComClient(base_url=...)`."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self, timeout: float = 10.0) -> FakeWeComServer:
-        """Start serving in a daemon thread and wait until the socket listens."""
-        self._thread = threading.Thread(target=self._server.run, name="fake-wecom", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"fake WeCom server did not start on {self.host}:{self.port}")
-            time.sleep(0.01)
-        self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and join the thread."""
-        self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    def __enter__(self) -> FakeWeComServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
