@@ -251,6 +251,7 @@ def demo(
 
             summary = load_world(engine, world, org_slug=DEMO_ORG, replace=reset, progress=report)
         admin, operator = summary.admin, summary.operator
+        _seed_demo_acquisition(engine, summary.org_id)
         console.print(f"loaded {', '.join(f'{n:,} {k}' for k, n in summary.counts.items())}")
     else:
         from siyu.integrations.sandbox.loader import DEFAULT_ADMIN_PASSWORD, DEFAULT_OPERATOR_PASSWORD, Login
@@ -263,6 +264,30 @@ def demo(
     console.print(f"or as [bold]{operator.email}[/] with password [bold]{operator.password}[/] (operator)\n")
     if not no_serve:
         serve(host=host, port=port, worker=True)
+
+
+def _seed_demo_acquisition(engine, org_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Give the demo brand a routing pool over its WeCom members and a sandbox code for Douyin comments,
+    so a simulated comment can be answered with a code and the commenter can scan it."""
+    from sqlalchemy import select
+
+    from siyu.accounts.models import Account, AccountKind, AccountStatus
+    from siyu.channels import service as channels
+    from siyu.channels.models import CodeCarrier
+    from siyu.channels.schemas import CodeIn, MemberIn, PoolIn
+    from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
+
+    with transaction(make_sessionmaker(engine)) as db:
+        members = db.scalars(select(Account.id).where(
+            Account.org_id == org_id, Account.kind == AccountKind.wecom_member, Account.status == AccountStatus.active,
+        )).all()
+        pool = channels.create_pool(db, org_id, PoolIn(name="抖音评论引流",
+                                                       members=[MemberIn(account_id=a) for a in members]))
+        channels.create_code(db, org_id, CodeIn(
+            name="抖音评论区资料领取", state="dy_comment", channel="douyin", campaign="评论区求资料",
+            pool_id=pool.id, carrier=CodeCarrier.sandbox,
+            welcome_message="你好！资料已经准备好了，稍后发给你 😊",
+        ), SandboxChannelCodes())
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from siyu.accounts.schemas import AccountIn
 from siyu.accounts.service import create_account
 from siyu.commerce.models import Order
 from siyu.customers import service as customers
-from siyu.customers.models import Customer, IdentityKind
+from siyu.customers.models import Customer, FollowRelation, IdentityKind
 from siyu.events.models import Event
 from siyu.identity.models import Role
 from siyu.integrations.douyin.fake_server import FakeDouyinServer
@@ -355,21 +355,23 @@ def test_end_to_end_douyin_comment_to_reply_with_code(
         [reply] = control.get("/_control/replies").json()
         assert reply["comment_id"] == sent["comment_id"] and code_url in reply["content"]
 
-    # The commenter scans the code: the carrier reports a new contact with the code's state (what the
-    # WeCom add_external_contact callback handler does), routed to the pool's account.
+        # The commenter scans the (sandbox) code: routed over the code's pool, added, attributed to the
+        # code, and the lead converts, as the WeCom add_external_contact callback does for a real code.
+        at = datetime.now(UTC)
+        scanned = httpx.post(f"{server.base_url}/api/v1/channels/codes/{code_id}/scan", json={"name": "小美"},
+                             headers=tenant.auth())
+        assert scanned.status_code == 200, scanned.text
+        assert scanned.json()["lead_id"] == lead["id"]
+
     db.expire_all()
-    code = channels.code_for_state(db, tenant.org_id, state)
-    assert code is not None
-    at = datetime.now(UTC)
-    account_id = channels.route_for_code(db, tenant.org_id, code, now=at).account_id
-    added, _ = customers.find_or_create_by_identity(db, tenant.org_id, IdentityKind.wecom_external_userid,
-                                                    "wmE2E", {"name": "小美"})
-    customers.follow(db, tenant.org_id, added.id, account_id, since=at, source="channel_code", state=state)
-    channels.record_add(db, tenant.org_id, code, added.id, account_id, at)
-    converted = service.on_contact_added(db, tenant.org_id, added.id, state, at=at)
-    db.commit()
-    assert converted is not None and converted.id == lead["id"] and converted.converted_at is not None
+    converted = db.get(Lead, lead["id"])
+    assert converted is not None and converted.converted_at is not None
     survivor = db.get(Customer, converted.customer_id)
     assert survivor is not None and survivor.merged_into_id is None
+    assert survivor.id == scanned.json()["customer_id"]
     assert survivor.source == "douyin_comment" and "@v42" in (survivor.source_detail or "")
+    code = channels.code_for_state(db, tenant.org_id, state)
+    assert code is not None
+    follows = db.scalars(select(FollowRelation).where(FollowRelation.customer_id == survivor.id)).all()
+    assert [f.account_id for f in follows] == [scanned.json()["account_id"]] and follows[0].state == state
     assert sla_figures(db, tenant.org_id, at - timedelta(hours=1), at + timedelta(hours=1)).added == 1

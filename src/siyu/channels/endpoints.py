@@ -7,6 +7,7 @@ from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
 
 from siyu.channels import attribution, health, service
 from siyu.channels.models import AccountAlert, ChannelCode, CodeCarrier, CodeStatus, CustomerTouch
@@ -112,6 +113,28 @@ def create_code(body: CodeIn, request: Request, db: DbSession, principal: AdminP
 def get_code(code_id: int, db: DbSession, principal: CurrentPrincipal) -> ChannelCode:
     """One channel code."""
     return service.get_code(db, principal.org_id, code_id)
+
+
+class ScanIn(BaseModel):
+    """A simulated scan of a sandbox code."""
+
+    name: str = Field(default="", max_length=120, description="The scanning person's display name.")
+
+
+class ScanOut(BaseModel):
+    """Where the simulated scan landed."""
+
+    customer_id: int
+    account_id: int
+    lead_id: int | None
+
+
+@router.post("/codes/{code_id}/scan", response_model=ScanOut)
+def scan_code(code_id: int, body: ScanIn, db: DbSession, principal: AdminPrincipal) -> ScanOut:
+    """Demo and tests: a person scans a sandbox code and adds the routed account (admins)."""
+    code = service.get_code(db, principal.org_id, code_id)
+    done = service.simulate_scan(db, principal.org_id, code, name=body.name)
+    return ScanOut(customer_id=done.customer_id, account_id=done.account_id, lead_id=done.lead_id)
 
 
 @router.patch("/codes/{code_id}", response_model=CodeOut)

@@ -23,6 +23,7 @@ from siyu.channels.models import (
     AccountDayLoad,
     ChannelAdd,
     ChannelCode,
+    CodeCarrier,
     CodeStatus,
     PoolMember,
     RoutingPool,
@@ -435,4 +436,40 @@ def lead_code_provider(db: Session, org_id: int, lead: Any, comment: Any) -> tup
     route_for_code(db, org_id, code)
     return code.state, code.qr_url
 
+
+@dataclass(frozen=True)
+class SandboxScan:
+    """What a simulated scan did: the customer (after any lead merge), the account and the converted lead."""
+
+    customer_id: int
+    account_id: int
+    lead_id: int | None
+
+
+def simulate_scan(db: Session, org_id: int, code: ChannelCode, *, name: str = "",
+                  at: datetime | None = None) -> SandboxScan:
+    """Sandbox carrier only: a person scans the code and adds the routed account.
+
+    Does what the WeCom add_external_contact callback handler does for a real code: route over the
+    code's pool, create the contact (known to the carrier by its own id), follow, attribute the add to
+    the code, and convert the lead that was sent this code.
+    """
+    from siyu.customers import service as customers
+    from siyu.customers.models import IdentityKind
+    from siyu.leads.service import on_contact_added
+
+    if code.carrier is not CodeCarrier.sandbox:
+        raise Invalid("only sandbox codes are scanned from siyu; WeCom reports real scans by callback",
+                      field="code_id")
+    at = ensure_utc(at) if at is not None else utcnow()
+    assignment = route_for_code(db, org_id, code, now=at)
+    external_userid = f"sandbox_{code.state}_{time.time_ns():x}"
+    customer, _ = customers.find_or_create_by_identity(
+        db, org_id, IdentityKind.wecom_external_userid, external_userid, {"name": name})
+    customers.follow(db, org_id, customer.id, assignment.account_id, since=at, source=code.state, state=code.state)
+    record_add(db, org_id, code, customer.id, assignment.account_id, at)
+    lead = on_contact_added(db, org_id, customer.id, code.state, at)
+    customer_id = lead.customer_id if lead is not None and lead.customer_id is not None else customer.id
+    return SandboxScan(customer_id=customer_id, account_id=assignment.account_id,
+                       lead_id=lead.id if lead is not None else None)
 

@@ -141,3 +141,35 @@ def simulate(
     console.print(f"comment {sent.get('comment_id')} delivered: siyu answered {sent.get('status')} {sent.get('answer')}")
     if sent.get("status") != 200:
         raise typer.Exit(code=1)
+
+
+@app.command("simulate-scan")
+def simulate_scan(
+    org: Annotated[str, typer.Option(help="Organization slug.")] = "demo",
+    state: Annotated[str, typer.Option(help="The code's state; default: the newest replied, unconverted lead's.")]
+    = "",
+    name: Annotated[str, typer.Option(help="The scanning person's name.")] = "抖音用户",
+) -> None:
+    """Demo: the commenter scans the sandbox code they were sent and adds the routed account."""
+    from sqlalchemy import select
+
+    from siyu.channels import service as channels
+    from siyu.leads.models import Lead
+
+    try:
+        with transaction(_sessions()) as db:
+            org_id = _org_id(db, org)
+            if not state:
+                state = db.scalar(
+                    select(Lead.code_state).where(Lead.org_id == org_id, Lead.replied_at.is_not(None),
+                                                  Lead.converted_at.is_(None), Lead.code_state.is_not(None))
+                    .order_by(Lead.replied_at.desc()).limit(1)
+                ) or ""
+            code = channels.code_for_state(db, org_id, state) if state else None
+            if code is None:
+                raise _fail("no replied lead with a channel code to scan (reply to a lead first, or pass --state)")
+            done = channels.simulate_scan(db, org_id, code, name=name)
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+    converted = f"; lead {done.lead_id} converted" if done.lead_id else ""
+    console.print(f"customer {done.customer_id} added account {done.account_id} through code {state!r}{converted}")
