@@ -37,6 +37,11 @@ class Control:
         assert res.status_code == 200, res.text
         return res.json()  # type: ignore[no-any-return]
 
+    def calls(self, api: str) -> list[dict[str, Any]]:
+        """The API calls the fake received for one endpoint."""
+        res = self.http.get("/_control/calls", params={"api": api})
+        return res.json()["calls"]  # type: ignore[no-any-return]
+
 
 @pytest.fixture(scope="module")
 def wecom_server() -> Iterator[FakeWeComServer]:
@@ -46,12 +51,19 @@ def wecom_server() -> Iterator[FakeWeComServer]:
 
 
 @pytest.fixture
-def fake(wecom_server: FakeWeComServer) -> Iterator[Control]:
+def plain_fake(wecom_server: FakeWeComServer) -> Iterator[Control]:
+    """The fake, reset: no members, contacts or groups yet."""
     control = Control(wecom_server)
     control.corp_id = control.post("reset", {"secret": SECRET})["corp_id"]
-    control.post("members", {"members": [{"userid": "zhangsan", "name": "张三"}, {"userid": "lisi", "name": "李四"}]})
     yield control
     control.http.close()
+
+
+@pytest.fixture
+def fake(plain_fake: Control) -> Control:
+    """The fake with two members, zhangsan and lisi."""
+    plain_fake.post("members", {"members": [{"userid": "zhangsan", "name": "张三"}, {"userid": "lisi", "name": "李四"}]})
+    return plain_fake
 
 
 @pytest.fixture

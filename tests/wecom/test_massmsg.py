@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -15,47 +13,21 @@ from wechatpy.session.memorystorage import MemoryStorage
 from siyu.customers import service as customers
 from siyu.customers.models import CustomerIdentity, IdentityKind
 from siyu.integrations.wecom.client import WeComClient
-from siyu.integrations.wecom.fake_server import FakeWeComServer
 from siyu.kit.db import make_sessionmaker, transaction
 from siyu.kit.errors import Conflict, Invalid
 from siyu.wecom import massmsg
 from siyu.wecom.models_ops import MassCapPolicy, MassSend, SendStatus
 from siyu.wecom.sync import full_sync
 
-SECRET = "fake-customer-contact-secret"
+from .conftest import SECRET, Control
+
 NOW = datetime(2026, 2, 10, 4, 0, tzinfo=UTC)  # February 2026: 28 days
 
 
-class Control:
-    """The fake's /_control API."""
-
-    def __init__(self, base_url: str) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=30.0)
-        self.base_url = base_url
-        self.corp_id = ""
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        res = self.http.post(f"/_control/{path}", json=body or {})
-        assert res.status_code == 200, res.text
-        return res.json()  # type: ignore[no-any-return]
-
-    def calls(self, api: str) -> list[dict[str, Any]]:
-        return self.http.get("/_control/calls", params={"api": api}).json()["calls"]  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module")
-def wecom_server() -> Iterator[FakeWeComServer]:
-    server = FakeWeComServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def fake(wecom_server: FakeWeComServer) -> Iterator[Control]:
-    control = Control(wecom_server.base_url)
-    control.corp_id = control.post("reset")["corp_id"]
-    yield control
-    control.http.close()
+def fake(plain_fake: Control) -> Control:
+    """These tests seed their own members."""
+    return plain_fake
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
@@ -25,31 +23,12 @@ from siyu.customers.models import (
 )
 from siyu.groups.models import CustomerGroup, GroupMember, GroupStatus
 from siyu.integrations.wecom.client import WeComClient
-from siyu.integrations.wecom.fake_server import FakeWeComServer
 from siyu.kit.db import make_sessionmaker
 from siyu.wecom.models_ops import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer, TokenBucket
 from siyu.wecom.sync import full_sync, run_sync
 
-SECRET = "fake-customer-contact-secret"
-
-
-class Control:
-    """The fake's /_control API."""
-
-    def __init__(self, base_url: str) -> None:
-        self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=30.0)
-        self.corp_id = ""
-
-    def post(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        res = self.http.post(f"/_control/{path}", json=body or {})
-        assert res.status_code == 200, res.text
-        return res.json()  # type: ignore[no-any-return]
-
-    def calls(self, api: str) -> list[dict[str, Any]]:
-        res = self.http.get("/_control/calls", params={"api": api})
-        return res.json()["calls"]  # type: ignore[no-any-return]
+from .conftest import SECRET, Control
 
 
 class Sleeps(list[float]):
@@ -57,19 +36,10 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-@pytest.fixture(scope="module")
-def wecom_server() -> Iterator[FakeWeComServer]:
-    server = FakeWeComServer().start()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def fake(wecom_server: FakeWeComServer) -> Iterator[Control]:
-    control = Control(wecom_server.base_url)
-    control.corp_id = control.post("reset")["corp_id"]
-    yield control
-    control.http.close()
+def fake(plain_fake: Control) -> Control:
+    """These tests seed their own members."""
+    return plain_fake
 
 
 @pytest.fixture
