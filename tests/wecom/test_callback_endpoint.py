@@ -251,3 +251,28 @@ def test_tags_and_groups_follow_their_events(wired: Wired, db: Session) -> None:
     db.expire_all()
     dismissed = db.get(CustomerGroup, group.id)
     assert dismissed is not None and dismissed.status == GroupStatus.dismissed and dismissed.member_count == 0
+
+
+def test_the_stored_inbox_row_carries_the_decrypted_event(wired: Wired, db: Session) -> None:
+    """The endpoint's Core insert (one prepared statement, reused) writes every column of each event."""
+    from siyu.integrations.wecom.crypto import parse_event_xml
+    from siyu.wecom.callbacks import SOURCE, dedupe_key
+
+    now = int(time.time())
+    sent = []
+    for i, change in enumerate(("edit_external_contact", "del_follow_user")):
+        fields = {
+            "ToUserName": wired.fake.corp_id, "FromUserName": "sys", "CreateTime": now + i, "MsgType": "event",
+            "Event": "change_external_contact", "ChangeType": change, "UserID": "nobody",
+            "ExternalUserID": f"wmROW{i}",
+        }
+        assert _post_event(wired, fields).status_code == 200
+        sent.append(parse_event_xml(build_event_xml(fields)))
+    db.expire_all()
+    rows = list(db.scalars(select(InboxItem).order_by(InboxItem.id)))
+    assert [r.external_key for r in rows] == [dedupe_key(e) for e in sent]
+    assert [r.kind for r in rows] == ["change_external_contact/edit_external_contact",
+                                      "change_external_contact/del_follow_user"]
+    assert [r.payload["external_user_id"] for r in rows] == ["wmROW0", "wmROW1"]
+    assert all(r.org_id == wired.org_id and r.source == SOURCE for r in rows)
+    assert all(r.received_at is not None and r.attempts >= 1 for r in rows)  # processed inline by the worker

@@ -16,7 +16,7 @@ import json
 import threading
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from siyu.identity.models import Organization
@@ -76,19 +76,44 @@ def payload_of(event: CallbackEvent) -> dict[str, Any]:
     return {k: v for k, v in event.items()}
 
 
-def store_event(db: Session, org_id: int, event: CallbackEvent) -> int | None:
+_INSERT_CACHE: dict[str, Any] = {}
+
+
+def _inbox_insert(conn: Connection) -> Any:
+    """The inbox INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per dialect.
+
+    Building and cache-keying a fresh statement per callback cost more CPU than running it; a statement
+    with bound parameters is compiled once and reused (SQLAlchemy's compiled cache keys on it)."""
+    dialect = conn.dialect.name
+    stmt = _INSERT_CACHE.get(dialect)
+    if stmt is None:
+        table = InboxItem.__table__
+        # insert_ignore only asks the session for its dialect; a session bound to conn gives the same answer.
+        with Session(bind=conn) as probe:
+            stmt = insert_ignore(probe, table, ["org_id", "source", "external_key"]).values(  # type: ignore[arg-type]
+                {name: bindparam(name, type_=table.c[name].type) for name in _INBOX_COLUMNS}
+            ).returning(table.c.id)
+        _INSERT_CACHE[dialect] = stmt
+    return stmt
+
+
+_INBOX_COLUMNS = ("org_id", "source", "external_key", "kind", "payload", "received_at", "attempts")
+
+
+def store_event(db: Session | Connection, org_id: int, event: CallbackEvent) -> int | None:
     """Insert the event into the inbox; return the new row id, or None when it is a duplicate."""
-    table = InboxItem.__table__
-    stmt = insert_ignore(db, table, ["org_id", "source", "external_key"]).values(  # type: ignore[arg-type]
-        org_id=org_id,
-        source=SOURCE,
-        external_key=dedupe_key(event),
-        kind=event_kind(event),
-        payload=payload_of(event),
-        received_at=utcnow(),
-        attempts=0,
-    ).returning(table.c.id)
-    return db.scalar(stmt)
+    # Core execution on the connection (a session's own, in its transaction): no ORM execute layer.
+    conn = db.connection() if isinstance(db, Session) else db
+    result = conn.execute(_inbox_insert(conn), {
+        "org_id": org_id,
+        "source": SOURCE,
+        "external_key": dedupe_key(event),
+        "kind": event_kind(event),
+        "payload": payload_of(event),
+        "received_at": utcnow(),
+        "attempts": 0,
+    })
+    return result.scalar()
 
 
 def receive(db: Session, creds: PlainCredentials, body: bytes, msg_signature: str, timestamp: str,

@@ -18,7 +18,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import PlainTextResponse
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from siyu.integrations.wecom import CallbackError, CallbackSignatureError
@@ -78,7 +77,7 @@ async def receive_event(request: Request, org: str, msg_signature: Sig, timestam
 CREDENTIALS_TTL = 5.0
 
 
-def _cached_credentials(request: Request, db: Session, org: str) -> callbacks.PlainCredentials:
+def _cached_credentials(request: Request, org: str) -> callbacks.PlainCredentials:
     # The cache lives on the app (one per database), never module-wide: slugs repeat across databases.
     cache: dict[str, tuple[float, callbacks.PlainCredentials]] = request.app.state.__dict__.setdefault(
         "_wecom_credentials", {}
@@ -87,7 +86,9 @@ def _cached_credentials(request: Request, db: Session, org: str) -> callbacks.Pl
     now = time.monotonic()
     if hit is not None and hit[0] > now:
         return hit[1]
-    creds = callbacks.credentials_for_slug(db, org, _secret_key(request))
+    # A session only on a miss: the hit path needs no database read at all.
+    with request.app.state.sessionmaker() as db:
+        creds = callbacks.credentials_for_slug(db, org, _secret_key(request))
     cache[org] = (now + CREDENTIALS_TTL, creds)
     return creds
 
@@ -110,21 +111,20 @@ _ENQUEUE_LOCK = threading.Lock()
 
 def _store(request: Request, org: str, body: bytes, msg_signature: str, timestamp: str,
            nonce: str) -> tuple[int, str]:
-    with request.app.state.sessionmaker() as db:
-        try:
-            creds = _cached_credentials(request, db, org)
-            event = callbacks.crypto_for(creds).decrypt_event(body, msg_signature, timestamp, nonce)
-        except DomainError as exc:
-            return exc.status_code, exc.message
-        except CallbackSignatureError as exc:
-            return 403, str(exc)
-        except CallbackError as exc:
-            # A wrong key or corp id is as untrusted as a wrong signature; a non-XML body is a bad request.
-            return (400 if "not WeCom XML" in str(exc) or "no <Encrypt>" in str(exc) else 403), str(exc)
-        db.rollback()  # end the read transaction before queueing for the write lock
-        with _write_lock(request):
-            inbox_id = callbacks.store_event(db, creds.org_id, event)
-            db.commit()
+    try:
+        creds = _cached_credentials(request, org)
+        event = callbacks.crypto_for(creds).decrypt_event(body, msg_signature, timestamp, nonce)
+    except DomainError as exc:
+        return exc.status_code, exc.message
+    except CallbackSignatureError as exc:
+        return 403, str(exc)
+    except CallbackError as exc:
+        # A wrong key or corp id is as untrusted as a wrong signature; a non-XML body is a bad request.
+        return (400 if "not WeCom XML" in str(exc) or "no <Encrypt>" in str(exc) else 403), str(exc)
+    # One Core transaction on the engine (no ORM session: nothing here needs identity tracking); it
+    # commits when the block exits, so the row is durable before the enqueue below.
+    with _write_lock(request), request.app.state.engine.begin() as conn:
+        inbox_id = callbacks.store_event(conn, creds.org_id, event)
     if inbox_id is not None:  # new, and committed: now it may be enqueued
         try:
             if process_wecom_inbox.huey.immediate:
