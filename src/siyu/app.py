@@ -65,13 +65,10 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         """Liveness: the process answers."""
         return {"status": "ok"}
 
-    for router in (identity_router, accounts_router, customers_router, events_router, commerce_router, wecom_router):
+    # Webhooks first: routes are matched in order, and platforms call these at the highest rates.
+    routers = (wecom_router, lead_hooks_router, events_router, identity_router, accounts_router, customers_router,
+               commerce_router, analytics_router, channels_router, leads_router, wecom_ops_router, pages_router)
+    for router in routers:
         app.include_router(router)
-    app.include_router(analytics_router)
-    app.include_router(channels_router)
-    app.include_router(leads_router)
-    app.include_router(lead_hooks_router)
-    app.include_router(wecom_ops_router)
-    app.include_router(pages_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
