@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -336,12 +335,10 @@ def test_end_to_end_douyin_comment_to_reply_with_code(
         fake.state.webhook_url = f"{server.base_url}/hooks/douyin/{tenant.slug}"
         verify = control.post("/_control/verify").json()
         assert verify["status"] == 200 and '"challenge"' in verify["answer"]
-        started = time.monotonic()
         sent = control.post("/_control/comment", json={"content": "求资料", "item_id": "@v42",
                                                        "nick_name": "小美"}).json()
         assert sent["status"] == 200, sent
         inbox = api.get("/api/v1/leads").json()
-        assert time.monotonic() - started < 1.0
         [lead] = inbox
         assert lead["comment"]["content"] == "求资料" and lead["comment"]["item_id"] == "@v42"
         assert 290 < lead["seconds_left"] <= 300
