@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from siyu.identity import service as identity
+from siyu.kit.db import transaction
 from siyu.kit.errors import DomainError, Forbidden
 from siyu.kit.tenancy import Principal
 
@@ -27,15 +28,8 @@ class Unauthenticated(DomainError):
 
 def get_db(request: Request) -> Iterator[Session]:
     """A session whose work is committed when the handler returns, before the response is sent."""
-    session: Session = request.app.state.sessionmaker()
-    try:
+    with transaction(request.app.state.sessionmaker) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 # scope="function" closes the transaction before the response goes out, so a failed commit is never a 200.
