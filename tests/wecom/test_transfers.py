@@ -97,10 +97,14 @@ def test_third_transfer_in_90_days_is_refused_with_a_clear_message(
     assert [r.external_userid for r in result.requested] == ["wm_0001"]
     assert [(o.customer_id, o.reason) for o in result.left_out] == [(cid, "transfer_limit")]
     assert "next transfer is possible from" in result.left_out[0].detail
-    # A refused request moved nobody and does not count.
+    # A refused hand-over still counts (WeCom counts requests it accepted); one WeCom refused on the spot does not.
     old = db.scalars(select(CustomerTransfer).where(CustomerTransfer.customer_id == cid)).first()
     assert old is not None
     old.status = TransferStatus.refused
+    db.flush()
+    with pytest.raises(Conflict, match="already handed over 2 times"):
+        request_transfer(db, org, wecom, from_account_id=acc["leaver"], to_account_id=acc["heir"], customer_ids=[cid])
+    old.status, old.errcode = TransferStatus.failed, 84061
     db.flush()
     again = request_transfer(db, org, wecom, from_account_id=acc["leaver"], to_account_id=acc["heir"],
                              customer_ids=[cid])

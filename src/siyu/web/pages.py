@@ -21,6 +21,7 @@ from siyu.web.customer_pages import router as customer_router
 from siyu.web.templating import PageContext, render
 from siyu.wecom.pages import router as wecom_settings_router
 from siyu.wecom.departure_pages import router as departure_router
+from siyu.wecom.massmsg_pages import router as mass_messages_router
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
@@ -158,4 +159,5 @@ router.include_router(leads_router)
 router.include_router(analytics_router)
 router.include_router(channel_pages_router)
 router.include_router(departure_router)
+router.include_router(mass_messages_router)
 router.include_router(wecom_settings_router)

@@ -11,6 +11,9 @@ get_groupmsg_send_result back into the rows.
 
 Caps (organization setting, calendar periods in Asia/Shanghai): by default as many mass messages a month
 as the month has days; alternatively 7 a calendar week or 1 a day. Reserved, submitted and sent rows count.
+
+Messages to customer groups (chat_type "group") live in the same table; `massmsg_groups` plans and submits
+them, and `submit`, `refresh_results` and `send_counts` here hand a group message over to it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from siyu.kit.db import transaction
 from siyu.kit.errors import Conflict, Invalid, NotFound
 from siyu.wecom.models_ops import (
     MassCapPolicy,
+    MassChatType,
     MassMessage,
     MassMessageStatus,
     MassSend,
@@ -242,7 +246,7 @@ class SubmitResult:
     recovered: int = 0
     failed: int = 0
     msgids: list[str] = field(default_factory=list)
-    left_out: list[Excluded] = field(default_factory=list)
+    left_out: list[Any] = field(default_factory=list)  # Excluded; massmsg_groups.ExcludedGroup for groups
 
 
 def submit(
@@ -252,6 +256,15 @@ def submit(
     """Reserve (cap-checked, committed) and then submit one WeCom task per sender, 10,000 at most each."""
     now = ensure_utc(now) if now is not None else utcnow()
     result = SubmitResult(message_id=message_id)
+    with factory() as db:
+        chat_type = get_message(db, org_id, message_id).chat_type
+    if chat_type == MassChatType.group:
+        from siyu.wecom import massmsg_groups
+
+        groups = massmsg_groups.submit_groups(factory, org_id, message_id, client, now=now)
+        return SubmitResult(message_id=message_id, reserved=groups.reserved, submitted=groups.submitted,
+                            recovered=groups.recovered, failed=groups.failed, msgids=groups.msgids,
+                            left_out=list(groups.left_out))
     with transaction(factory) as db:
         org_settings(db, org_id, lock=True)  # serialises cap checks of this organization
         msg = get_message(db, org_id, message_id)
@@ -332,6 +345,10 @@ _RESULT = {
 def refresh_results(db: Session, org_id: int, message_id: int, client: MassMessenger) -> dict[str, int]:
     """Read per-member tasks and per-recipient results back from WeCom; returns counts per status."""
     msg = get_message(db, org_id, message_id)
+    if msg.chat_type == MassChatType.group:
+        from siyu.wecom import massmsg_groups
+
+        return massmsg_groups.refresh_group_results(db, org_id, message_id, client)
     rows = list(db.scalars(select(MassSend).where(MassSend.message_id == msg.id)))
     by_key = {(r.msgid, r.external_userid): r for r in rows if r.msgid}
     for msgid in sorted({r.msgid for r in rows if r.msgid}):
@@ -380,7 +397,12 @@ def _move_sends(db: Session, org_id: int, survivor_id: int, merged_id: int) -> i
 
 
 def send_counts(db: Session, message_id: int) -> dict[str, int]:
-    """How many sends of a message are in each status."""
+    """How many sends of a message (to customers or to groups) are in each status."""
+    msg = db.get(MassMessage, message_id)
+    if msg is not None and msg.chat_type == MassChatType.group:
+        from siyu.wecom import massmsg_groups
+
+        return massmsg_groups.group_send_counts(db, message_id)
     return {str(status): int(n) for status, n in db.execute(
         select(MassSend.status, func.count()).where(MassSend.message_id == message_id).group_by(MassSend.status))}
 

@@ -1,4 +1,5 @@
-"""WeCom operations tables: last sync report, customer transfers, mass messages and their send records."""
+"""WeCom operations tables: last sync report, customer transfers, mass messages and their send records
+(one row per customer for messages to customers, one row per group for messages to customer groups)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.kit.clock import utcnow
@@ -35,11 +37,17 @@ class TransferKind(enum.StrEnum):
 
 
 class TransferStatus(enum.StrEnum):
-    """Where one customer's handover stands; waiting until WeCom reports a final state."""
+    """Where one customer's handover stands; waiting until WeCom reports a final state.
+
+    refused: the customer declined within the 24 hours (WeCom status 3); taker_full: the receiving
+    member had reached their customer limit (status 4); failed: WeCom refused the request on the spot
+    (a per-customer errcode) or has no record of it (status 5); expired: no outcome within 72 hours.
+    In every case but succeeded the customer stays with the leaving member."""
 
     waiting = "waiting"
     succeeded = "succeeded"
     refused = "refused"
+    taker_full = "taker_full"
     failed = "failed"
     expired = "expired"
 
@@ -100,8 +108,16 @@ class MassMessageStatus(enum.StrEnum):
     failed = "failed"
 
 
+class MassChatType(enum.StrEnum):
+    """Who a mass message goes to: customers one by one (WeCom chat_type single) or customer groups."""
+
+    single = "single"
+    group = "group"
+
+
 class MassMessage(Base):
-    """A mass message to chosen customers, sent through each customer's WeCom member."""
+    """A mass message to chosen customers (through each customer's member) or to chosen customer groups
+    (through each group's owner; `group_ids` instead of `customer_ids`)."""
 
     __tablename__ = "wecom_mass_messages"
 
@@ -110,6 +126,10 @@ class MassMessage(Base):
     text: Mapped[str] = mapped_column(Text, default="")
     attachments: Mapped[list[Any]] = mapped_column(default=list)
     customer_ids: Mapped[list[Any]] = mapped_column(default=list)
+    chat_type: Mapped[MassChatType] = mapped_column(
+        Enum(MassChatType, native_enum=False, length=10), default=MassChatType.single, server_default="single"
+    )
+    group_ids: Mapped[list[Any]] = mapped_column(default=list, server_default=sql_text("'[]'"))
     status: Mapped[MassMessageStatus] = mapped_column(
         Enum(MassMessageStatus, native_enum=False, length=20), default=MassMessageStatus.draft
     )
@@ -145,6 +165,33 @@ class MassSend(Base):
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     external_userid: Mapped[str] = mapped_column(String(128))
+    status: Mapped[SendStatus] = mapped_column(
+        Enum(SendStatus, native_enum=False, length=20), default=SendStatus.reserved
+    )
+    msgid: Mapped[str] = mapped_column(String(64), default="")
+    reserved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None]
+    error: Mapped[str] = mapped_column(String(300), default="")
+
+
+class MassGroupSend(Base):
+    """One customer group's part of a group mass message, written BEFORE WeCom is called: never sent twice.
+
+    WeCom caps what a group receives like a customer ("每位客户/每个客户群"), so these rows count
+    against the organization's cap policy per group, as MassSend rows do per customer."""
+
+    __tablename__ = "wecom_mass_group_sends"
+    __table_args__ = (
+        UniqueConstraint("message_id", "group_id"),
+        Index("ix_wecom_mass_group_sends_org_group_reserved", "org_id", "group_id", "reserved_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("wecom_mass_messages.id", ondelete="CASCADE"))
+    group_id: Mapped[int] = mapped_column(ForeignKey("customer_groups.id", ondelete="CASCADE"))
+    chat_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     status: Mapped[SendStatus] = mapped_column(
         Enum(SendStatus, native_enum=False, length=20), default=SendStatus.reserved
     )

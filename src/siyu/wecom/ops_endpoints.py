@@ -1,4 +1,5 @@
-"""WeCom operations API: reconciliation, mass messages (caps, preview, submit, results), transfers.
+"""WeCom operations API: reconciliation, mass messages to customers or customer groups (caps, preview,
+submit, results), transfers (with their outcomes: succeeded, refused, taker_full, failed, expired).
 
 All of it is for admins and owners: a mass message or a hand-over reaches across operators' books.
 WeCom is called with the organization's stored credentials; a missing configuration answers 404.
@@ -17,9 +18,9 @@ from siyu.integrations.wecom.client import WeComClient
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
 from siyu.kit.deps import AdminPrincipal, DbSession
 from siyu.kit.errors import Invalid, NotFound
-from siyu.wecom import massmsg, transfers
+from siyu.wecom import massmsg, massmsg_groups, transfers
 from siyu.wecom.credentials import client_for, load_plain
-from siyu.wecom.models_ops import MassCapPolicy, TransferKind
+from siyu.wecom.models_ops import MassCapPolicy, MassChatType, TransferKind
 from siyu.wecom.sync import last_run
 from siyu.wecom.tasks_sync import sync_org_task
 
@@ -88,6 +89,16 @@ class MassMessageIn(BaseModel):
     attachments: list[dict[str, Any]] = Field(default_factory=list, max_length=9)
 
 
+class GroupMassMessageIn(BaseModel):
+    """A mass message to customer groups: the listed groups, or every active group one member owns."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str = Field(default="", max_length=4000)
+    group_ids: list[int] | None = Field(default=None, min_length=1, max_length=massmsg_groups.MAX_GROUPS)
+    owner_account_id: int | None = Field(default=None, description="Send to every active group this member owns.")
+    attachments: list[dict[str, Any]] = Field(default_factory=list, max_length=9)
+
+
 class ExcludedOut(BaseModel):
     """A customer left out, and why."""
 
@@ -96,25 +107,36 @@ class ExcludedOut(BaseModel):
     detail: str
 
 
+class ExcludedGroupOut(BaseModel):
+    """A customer group left out of a group message, and why."""
+
+    group_id: int
+    reason: str
+    detail: str
+
+
 class MassMessageOut(BaseModel):
-    """A stored mass message."""
+    """A stored mass message (to customers, or to groups: chat_type "group" with group_ids)."""
 
     model_config = ConfigDict(from_attributes=True)
     id: int
     text: str
     status: str
+    chat_type: str
     customer_ids: list[int]
+    group_ids: list[int]
     created_at: datetime
     submitted_at: datetime | None
 
 
 class PreviewOut(BaseModel):
-    """Who a message would reach (per sender member) and who is left out and why."""
+    """Who a message would reach (customers or groups, per sender member) and who is left out and why."""
 
+    chat_type: str
     recipients: int
     cap: int
     per_sender: dict[str, int]
-    left_out: list[ExcludedOut]
+    left_out: list[ExcludedOut | ExcludedGroupOut]
 
 
 @router.get("/mass-messages/settings")
@@ -136,11 +158,26 @@ def create_mass_message(body: MassMessageIn, db: DbSession, principal: AdminPrin
                                   attachments=body.attachments, actor_id=principal.user_id)
 
 
+@router.post("/mass-messages/groups", response_model=MassMessageOut, status_code=201)
+def create_group_mass_message(body: GroupMassMessageIn, db: DbSession, principal: AdminPrincipal) -> Any:
+    """Store a draft to customer groups (group_ids, or owner_account_id for all of a member's groups)."""
+    return massmsg_groups.create_group_message(
+        db, principal.org_id, text=body.text, group_ids=body.group_ids, owner_account_id=body.owner_account_id,
+        attachments=body.attachments, actor_id=principal.user_id)
+
+
 @router.get("/mass-messages/{message_id}/preview", response_model=PreviewOut)
 def preview_mass_message(message_id: int, db: DbSession, principal: AdminPrincipal) -> PreviewOut:
-    """Who would get the message through which member, and who is left out and why."""
-    p = massmsg.plan(db, principal.org_id, massmsg.get_message(db, principal.org_id, message_id))
-    return PreviewOut(recipients=p.recipients, cap=p.cap, per_sender={k: len(v) for k, v in p.by_sender.items()},
+    """Who (customers or groups) would get the message through which member, and who is left out and why."""
+    msg = massmsg.get_message(db, principal.org_id, message_id)
+    if msg.chat_type == MassChatType.group:
+        g = massmsg_groups.plan_groups(db, principal.org_id, msg)
+        return PreviewOut(chat_type=msg.chat_type.value, recipients=g.recipients, cap=g.cap,
+                          per_sender={k: len(v) for k, v in g.by_sender.items()},
+                          left_out=[ExcludedGroupOut(**o.__dict__) for o in g.left_out])
+    p = massmsg.plan(db, principal.org_id, msg)
+    return PreviewOut(chat_type=msg.chat_type.value, recipients=p.recipients, cap=p.cap,
+                      per_sender={k: len(v) for k, v in p.by_sender.items()},
                       left_out=[ExcludedOut(**o.__dict__) for o in p.left_out])
 
 
@@ -167,7 +204,7 @@ def mass_message_results(
     message_id: int, request: Request, db: DbSession, principal: AdminPrincipal,
     refresh: bool = Query(default=False, description="Read delivery back from WeCom first."),
 ) -> dict[str, Any]:
-    """Counts per send status (reserved, submitted, sent, not_friend, failed, unsent)."""
+    """Counts per send status (reserved, submitted, sent, not_friend, failed, unsent); per group for groups."""
     msg = massmsg.get_message(db, principal.org_id, message_id)
     if refresh:
         try:
@@ -176,7 +213,12 @@ def mass_message_results(
             raise _carrier_error(exc) from exc
     else:
         counts = massmsg.send_counts(db, msg.id)
-    return {"message_id": msg.id, "status": msg.status.value, "counts": counts, "left_out": msg.left_out}
+    out: dict[str, Any] = {"message_id": msg.id, "chat_type": msg.chat_type.value, "status": msg.status.value,
+                           "counts": counts, "left_out": msg.left_out}
+    if msg.chat_type == MassChatType.group:
+        out["groups"] = [dict(g, sent_at=g["sent_at"].isoformat() if g["sent_at"] else None)
+                         for g in massmsg_groups.group_sends(db, principal.org_id, msg.id)]
+    return out
 
 
 # --- transfers -------------------------------------------------------------------------------------

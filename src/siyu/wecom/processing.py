@@ -51,6 +51,7 @@ from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.leads import service as leads
 from siyu.wecom.models import WelcomeSend
+from siyu.wecom.transfers import apply_transfer_fail
 
 __all__ = [
     "WELCOME_WINDOW_SECONDS", "apply_contact", "apply_event", "apply_follow", "apply_tags", "delete_corp_tag",
@@ -313,7 +314,8 @@ def _contact_event(db: Session, org_id: int, event: Mapping[str, Any], client: W
         channel_health.note_deletion(db, org_id, rel.account_id, by=by, at=at)
         return "follow ended"
     if change == "transfer_fail":
-        return f"transfer failed: {event.get('fail_reason') or 'unknown reason'}"
+        # UserID is the receiving member; settle the matching waiting hand-over now (polling is the fallback).
+        return apply_transfer_fail(db, org_id, userid, eid, str(event.get("fail_reason") or ""), at)
     if change not in ("add_external_contact", "edit_external_contact", "add_half_external_contact"):
         return f"ignored change type {change!r}"
     state = str(event.get("state") or "")

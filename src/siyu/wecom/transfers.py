@@ -2,12 +2,16 @@
 
 Rules (WeCom customer contact, 在职继承 / 离职继承):
   * one call moves at most 100 customers; larger hand-overs are sent in calls of 100;
-  * a customer may be handed over at most twice in 90 days. siyu counts its own transfer rows that
-    are waiting or succeeded (a refused or failed request moved nobody) and refuses a third itself,
-    naming the customer, the two earlier transfers and the first day a new one is possible;
-  * an in-service hand-over waits 24 hours, during which the customer may refuse; resigned ones
-    complete without asking. `poll_transfers` reads transfer_result until each row is final and,
-    when a hand-over succeeds, moves the follow relation (and the accounts' friend counts).
+  * a customer may be handed over at most twice in 90 days. siyu counts its own transfer rows of
+    every request WeCom ACCEPTED, whatever the outcome (waiting, succeeded, refused, taker_full,
+    expired), and refuses a third itself, naming the customer, the two earlier transfers and the
+    first day a new one is possible. See COUNTING for why a refused hand-over counts;
+  * a hand-over waits 24 hours, during which the customer may refuse (status 3); when the 24 hours
+    end, a receiving member at their customer limit (50,000 by default) ends it with status 4.
+    `poll_transfers` reads transfer_result until each row is final and, when a hand-over succeeds,
+    moves the follow relation (and the accounts' friend counts). A refused or taker-full hand-over
+    moves nobody: the follow relation stays with the leaving member, as in WeCom. The transfer_fail
+    callback settles a row at once (`apply_transfer_fail`); polling settles it otherwise.
 
 Rows are written before WeCom is called, so a crash leaves a visible "waiting" row, never an
 untracked hand-over. Services flush; the caller commits.
@@ -40,7 +44,26 @@ MAX_TRANSFERS = 2
 WINDOW = timedelta(days=90)
 #: An in-service hand-over completes 24 h after the request; past this margin a silent row has expired.
 EXPIRE_AFTER = timedelta(hours=72)
-COUNTING = (TransferStatus.waiting, TransferStatus.succeeded)
+#: Rows that count against the 90-day rule: every request WeCom accepted (per-customer errcode 0).
+#: WeCom's rule ("90个自然日内，在职成员的每位客户仅可被转接2次", transfer_customer) is stated "to protect
+#: the customer's service experience" and counts hand-overs started, not completed: each accepted request
+#: already notified the customer and asked them to accept or refuse. WeCom's guidance for a customer who
+#: keeps refusing is to wait 90 days or let them add a member themselves, which only holds if refusals
+#: use up the two transfers. So refused (status 3) counts, and so does taker_full (status 4: the customer
+#: was notified and waited the 24 hours too) and expired (accepted; siyu never learnt the outcome). Only
+#: `failed` rows do not count: WeCom refused those on the spot (an errcode such as 84061) or reports no
+#: record of them (status 5), so no transfer of the customer ever started. Counting one request too many
+#: costs a clear refusal with the date the customer can move again; counting one too few would make
+#: WeCom refuse the customer with errcode 40128 after siyu asked.
+COUNTING = (TransferStatus.waiting, TransferStatus.succeeded, TransferStatus.refused, TransferStatus.taker_full,
+            TransferStatus.expired)
+
+
+#: Per-customer transfer errcodes of transfer_customer (全局错误码) the generic explanations do not cover.
+_TRANSFER_ERRORS: dict[int, str] = {
+    40128: "WeCom refused: this customer was already handed over twice in the last 90 days (errcode 40128)",
+    40129: "WeCom refused: this customer is already being handed over (errcode 40129)",
+}
 
 
 @dataclass
@@ -179,7 +202,7 @@ def request_transfer(
             row = by_eid.get(outcome.external_userid)
             if row is not None and outcome.errcode != 0:
                 row.status, row.errcode = TransferStatus.failed, outcome.errcode
-                row.detail = explain(outcome.errcode)[:300]
+                row.detail = _TRANSFER_ERRORS.get(outcome.errcode, explain(outcome.errcode))[:300]
     db.flush()
     result.requested = [r for r in eligible if r.status == TransferStatus.waiting]
     result.failed = [r for r in eligible if r.status == TransferStatus.failed]
@@ -189,8 +212,27 @@ def request_transfer(
 _FINAL: dict[int, TransferStatus] = {
     WeComTransferStatus.DONE.value: TransferStatus.succeeded,
     WeComTransferStatus.REFUSED.value: TransferStatus.refused,
-    WeComTransferStatus.TAKEOVER_FULL.value: TransferStatus.failed,
+    WeComTransferStatus.TAKEOVER_FULL.value: TransferStatus.taker_full,
+    WeComTransferStatus.NO_RECORD.value: TransferStatus.failed,
 }
+#: transfer_fail's FailReason -> the final status it means.
+_FAIL_REASONS: dict[str, TransferStatus] = {
+    "customer_refused": TransferStatus.refused,
+    "customer_limit_exceed": TransferStatus.taker_full,
+}
+
+
+def outcome_detail(status: TransferStatus, source: str, target: str) -> str:
+    """The reason shown for a hand-over that ended without moving the customer (empty for others)."""
+    if status == TransferStatus.refused:
+        return (f"the customer refused to be handed over to {target} (WeCom: 客户拒绝); "
+                f"they stay a customer of {source}")[:300]
+    if status == TransferStatus.taker_full:
+        return (f"{target} has reached WeCom's customer limit (WeCom: 接替成员客户达到上限); the customer "
+                f"stays with {source}; free up room or choose another member")[:300]
+    if status == TransferStatus.failed:
+        return "WeCom has no record of this hand-over (WeCom: 无接替记录); ask again if it is still wanted"
+    return ""
 
 
 def _complete(db: Session, org_id: int, row: CustomerTransfer, at: datetime) -> None:
@@ -200,6 +242,20 @@ def _complete(db: Session, org_id: int, row: CustomerTransfer, at: datetime) -> 
     except NotFound:
         pass  # siyu never had the old relation; the new one is what matters
     customers.follow(db, org_id, row.customer_id, row.to_account_id, since=at, source="transfer")
+
+
+def _settle(db: Session, org_id: int, row: CustomerTransfer, final: TransferStatus, at: datetime) -> None:
+    """Record a final WeCom outcome on a waiting row; only a success moves the follow relation."""
+    row.status = final
+    if final == TransferStatus.succeeded:
+        row.handover_at = at
+        _complete(db, org_id, row, at)
+        return
+    row.handover_at = None  # nobody was handed over
+    names = dict(db.execute(select(Account.id, Account.name).where(
+        Account.id.in_((row.from_account_id, row.to_account_id)))).all())
+    row.detail = outcome_detail(final, names.get(row.from_account_id, "the leaving member"),
+                                names.get(row.to_account_id, "the receiving member"))
 
 
 def poll_transfers(
@@ -229,23 +285,37 @@ def poll_transfers(
             cursor = page.next_cursor
         for row in rows:
             state = states.get(row.external_userid)
-            if state is not None and state.takeover_at is not None:
-                row.handover_at = state.takeover_at
             final = _FINAL.get(state.status) if state is not None else None
             if state is not None and final is not None:
-                row.status = final
-                if final == TransferStatus.succeeded:
-                    _complete(db, org_id, row, state.takeover_at or now)
-                elif final == TransferStatus.failed:
-                    row.detail = "the receiving member has reached their customer limit"
-                elif final == TransferStatus.refused:
-                    row.detail = "the customer refused the hand-over"
+                _settle(db, org_id, row, final, state.takeover_at or now)
             elif ensure_utc(row.requested_at) + EXPIRE_AFTER < now:
                 row.status = TransferStatus.expired
                 row.detail = "WeCom reported no outcome within 72 hours"
             counts[row.status.value] += 1
     db.flush()
     return dict(counts)
+
+
+def apply_transfer_fail(db: Session, org_id: int, takeover_userid: str, external_userid: str, reason: str,
+                        at: datetime) -> str:
+    """Settle the waiting hand-over a transfer_fail callback reports; returns what was done.
+
+    The callback names only the receiving member and the customer. When one waiting row matches it is
+    settled now; when none or several do (two members handing the same customer to one receiver), the
+    next poll of transfer_result settles them, which names the leaving member too."""
+    final = _FAIL_REASONS.get(reason)
+    if final is None:
+        return f"transfer failed: {reason or 'unknown reason'} (left to polling)"
+    rows = list(db.scalars(
+        select(CustomerTransfer).join(Account, Account.id == CustomerTransfer.to_account_id).where(
+            CustomerTransfer.org_id == org_id, CustomerTransfer.status == TransferStatus.waiting,
+            CustomerTransfer.external_userid == external_userid, Account.external_id == takeover_userid,
+        )))
+    if len(rows) != 1:
+        return f"transfer failed: {reason}; {len(rows)} waiting hand-overs match (left to polling)"
+    _settle(db, org_id, rows[0], final, ensure_utc(at))
+    db.flush()
+    return f"transfer {rows[0].id} {final.value}"
 
 
 class GroupOwnerTransferrer(Protocol):

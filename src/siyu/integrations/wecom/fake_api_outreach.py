@@ -10,14 +10,24 @@ Shapes, limits and errcodes follow the official pages (developer.work.weixin.qq.
   POST externalcontact/add_moment_task                 {jobid}
   GET  externalcontact/get_moment_task_result?jobid=   {status, type, result}
   POST externalcontact/transfer_customer               <= 100 customers, message <= 200;
-                                                       per-customer errcode; done 24 h later
+                                                       per-customer errcode (40128 past 2 in-service
+                                                       handovers of a customer in 90 days); done 24 h later
   POST externalcontact/transfer_result                 pages of <= 1,000
   POST externalcontact/resigned/transfer_customer      handover must have resigned
   POST externalcontact/resigned/transfer_result
 
 Tasks are created unsent: members confirm on their phones, which `/_control/mass/{msgid}/send`
-simulates. Transfers wait 24 hours (status 2) and then complete (status 1), moving the follow
-relationship to the takeover member, as WeCom does.
+simulates. A group task (chat_type "group") only takes chat ids of live groups the sender owns;
+the others are answered in `fail_list` (WeCom does not document its answer for a foreign chat id;
+answering them as failed lets the caller see which ones did not go out).
+
+Transfers wait 24 hours (status 2) and then complete (status 1), moving the follow relationship to
+the takeover member, as WeCom does. Two other outcomes end a handover without moving anyone: the
+customer refuses within the 24 hours (`/_control/transfers/refuse`, status 3) and the takeover
+member is at their customer limit when the 24 hours end (50,000 by default, lowered per member
+with `/_control/members/{userid}/customer_limit`; status 4). Both push a `transfer_fail` callback.
+The 90-day rule counts every in-service handover the fake accepted, refused ones included (see
+`siyu.wecom.transfers` for why).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ from typing import Any
 
 from siyu.integrations.wecom.fake_api import limit_of, route, str_list, too_long
 from siyu.integrations.wecom.fake_state import (
+    MAX_TRANSFERS_IN_WINDOW,
     TRANSFER_DELAY_SECONDS,
     ApiError,
     FakeWeComState,
@@ -89,10 +100,13 @@ def add_msg_template(state: FakeWeComState, query: dict[str, str], body: dict[st
             msg.results.setdefault(userid, []).append({"external_userid": eid, "userid": userid, "status": 0})
     else:
         owned = [g.chat_id for g in state.groups.values() if g.owner == sender and g.status == 0]
-        for chat_id in chat_ids or owned:
-            if chat_id in owned:
-                msg.tasks.setdefault(sender, {"userid": sender, "status": 0, "send_time": 0})
-                msg.results.setdefault(sender, []).append({"chat_id": chat_id, "userid": sender, "status": 0})
+        owned_set = set(owned)
+        for chat_id in dict.fromkeys(chat_ids) if chat_ids else owned:
+            if chat_id not in owned_set:
+                fail_list.append(chat_id)  # unknown, dismissed, or another member's group
+                continue
+            msg.tasks.setdefault(sender, {"userid": sender, "status": 0, "send_time": 0})
+            msg.results.setdefault(sender, []).append({"chat_id": chat_id, "userid": sender, "status": 0})
     state.mass_messages[msg.msgid] = msg
     return {"fail_list": fail_list, "msgid": msg.msgid}
 
@@ -253,6 +267,10 @@ def _transfer(state: FakeWeComState, body: dict[str, Any], *, resigned: bool) ->
         if handover.userid not in state.follows[eid]:
             out.append({"external_userid": eid, "errcode": 84061})
             continue
+        if not resigned and state.recent_transfer_count(eid) >= MAX_TRANSFERS_IN_WINDOW:
+            out.append({"external_userid": eid, "errcode": 40128})
+            continue
+        now = int(state.now())
         state.transfers.append(
             Transfer(
                 external_userid=eid,
@@ -260,7 +278,8 @@ def _transfer(state: FakeWeComState, body: dict[str, Any], *, resigned: bool) ->
                 takeover=takeover.userid,
                 resigned=resigned,
                 status=2,
-                takeover_time=int(state.now()) + TRANSFER_DELAY_SECONDS,
+                takeover_time=now + TRANSFER_DELAY_SECONDS,
+                requested_time=now,
             )
         )
         out.append({"external_userid": eid, "errcode": 0})

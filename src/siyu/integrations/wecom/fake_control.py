@@ -2,14 +2,17 @@
 
 Tests and demos arrange the fake's world only through this JSON API: seed or generate
 members, contacts, tags and groups; add a customer through a channel code (state); edit or
-delete relationships; confirm a member's part of a mass message; advance the clock; expire
+delete relationships; confirm a member's part of a mass message; make a customer refuse a
+handover or cap a member's customers (transfer outcomes 3 and 4); advance the clock; expire
 tokens; set quotas, trusted IPs and forbidden APIs; inject error codes; read the call log;
 configure the callback receiver, verify its URL and emit events. Bad control requests answer
 HTTP 400 naming the problem and write nothing.
 
 Events are POSTed as WeCom does (see `crypto.py`): `url?msg_signature=&timestamp=&nonce=`
 with `<xml><ToUserName/><AgentID/><Encrypt/></xml>`; a non-200 answer is retried
-`callback.retries` times. Every event is also kept in `/_control/events`.
+`callback.retries` times. Every event is also kept in `/_control/events`. Events produced
+inside the state's synchronous code (a handover failing when the clock moves) wait in
+`state.pending_events` and are sent by the control call that caused them (or the next one).
 """
 
 from __future__ import annotations
@@ -121,6 +124,13 @@ def _follow_from(d: dict[str, Any], state: FakeWeComState) -> Follow:
     )
 
 
+async def flush_events(state: FakeWeComState) -> list[dict[str, Any]]:
+    """Send the callbacks the state queued (oldest first); returns their delivery records."""
+    with state.lock:
+        queued, state.pending_events = state.pending_events, []
+    return [await emit_event(state, fields) for fields in queued]
+
+
 # --- control API ----------------------------------------------------------------------------
 
 
@@ -131,6 +141,7 @@ def _control(fn: Any) -> Any:
         try:
             body = await json_body(request) if request.method in ("POST", "PUT") else {}
             result = await fn(request, state_of(request), body)
+            await flush_events(state_of(request))
         except ApiError as err:
             return JSONResponse({"error": err.errmsg, "errcode": err.errcode}, status_code=400)
         except (KeyError, TypeError, ValueError) as exc:
@@ -186,9 +197,9 @@ async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]
 
 
 async def c_clock(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
-    """Advance the fake's clock by `advance` seconds."""
+    """Advance the fake's clock by `advance` seconds; handovers that fail on the way call back."""
     state.advance(float(body["advance"]))
-    return {"now": state.now()}
+    return {"now": state.now(), "deliveries": await flush_events(state)}
 
 
 async def c_expire_tokens(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
@@ -240,6 +251,43 @@ async def c_resign(request: Request, state: FakeWeComState, body: dict[str, Any]
     with state.lock:
         state.member(request.path_params["userid"]).active = False
     return {"ok": True}
+
+
+async def c_customer_limit(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Cap how many customers a member may have (null: WeCom's default 50,000); handovers past it fail (4)."""
+    with state.lock:
+        userid = state.member(request.path_params["userid"]).userid
+        limit = body["customer_limit"]
+        if limit is None:
+            state.customer_limits.pop(userid, None)
+        else:
+            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+                raise ApiError(40058, "customer_limit must be a whole number >= 0, or null")
+            state.customer_limits[userid] = limit
+        return {"userid": userid, "customer_limit": state.customer_limit(userid),
+                "customers": state.customer_count(userid)}
+
+
+async def c_refuse_transfer(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """The customer refuses a waiting handover (status 3); WeCom pushes transfer_fail customer_refused."""
+    transfer = state.refuse_transfer(
+        str(body["external_userid"]), str(body.get("handover_userid") or ""), str(body.get("takeover_userid") or "")
+    )
+    return {"external_userid": transfer.external_userid, "handover_userid": transfer.handover,
+            "takeover_userid": transfer.takeover, "status": transfer.status,
+            "deliveries": await flush_events(state)}
+
+
+async def c_transfers(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """Every handover the fake holds, with its status (1 done, 2 waiting, 3 refused, 4 takeover full)."""
+    with state.lock:
+        state.settle_transfers()
+        return {"transfers": [
+            {"external_userid": t.external_userid, "handover_userid": t.handover, "takeover_userid": t.takeover,
+             "resigned": t.resigned, "status": t.status, "takeover_time": t.takeover_time,
+             "fail_reason": t.fail_reason}
+            for t in state.transfers
+        ]}
 
 
 async def c_contacts(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
@@ -441,8 +489,18 @@ async def c_edit(request: Request, state: FakeWeComState, body: dict[str, Any]) 
     )
 
 
+def _reachable(state: FakeWeComState, userid: str, row: dict[str, Any]) -> bool:
+    """A customer still a friend of the sender, or a live group the sender still owns."""
+    if "chat_id" in row:
+        group = state.groups.get(row["chat_id"])
+        return group is not None and group.status == 0 and group.owner == userid
+    return userid in state.follows.get(row.get("external_userid", ""), {})
+
+
 async def c_mass_send(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
-    """A member confirms their part of a mass message: recipients still friends get status 1, others 2."""
+    """A member confirms their part of a mass message: reachable recipients get status 1, others 2.
+
+    `only` (optional) lists the external userids or chat ids the member picked; the rest stay unsent (0)."""
     with state.lock:
         msg = state.mass_messages.get(request.path_params["msgid"])
         if msg is None:
@@ -451,11 +509,17 @@ async def c_mass_send(request: Request, state: FakeWeComState, body: dict[str, A
         task = msg.tasks.get(userid)
         if task is None:
             raise ApiError(40058, f"{userid} has no task in this message")
+        only = body.get("only")
+        if only is not None and (not isinstance(only, list) or not all(isinstance(o, str) for o in only)):
+            raise ApiError(40058, "only must be a list of external userids or chat ids")
+        picked = set(only) if only is not None else None
         now = int(state.now())
         task.update(status=1, send_time=now)
         for row in msg.results.get(userid, []):
-            friend = "chat_id" in row or userid in state.follows.get(row.get("external_userid", ""), {})
-            row.update(status=1 if friend else 2, send_time=now if friend else 0)
+            if picked is not None and row.get("chat_id", row.get("external_userid")) not in picked:
+                continue
+            ok = _reachable(state, userid, row)
+            row.update(status=1 if ok else 2, send_time=now if ok else 0)
         return {"sent": sum(1 for r in msg.results.get(userid, []) if r["status"] == 1)}
 
 
@@ -510,6 +574,9 @@ def control_routes() -> list[Route]:
         Route("/_control/generate", _control(c_generate), methods=["POST"]),
         Route("/_control/members", _control(c_members), methods=["POST"]),
         Route("/_control/members/{userid}/resign", _control(c_resign), methods=["POST"]),
+        Route("/_control/members/{userid}/customer_limit", _control(c_customer_limit), methods=["POST"]),
+        Route("/_control/transfers", _control(c_transfers), methods=["GET"]),
+        Route("/_control/transfers/refuse", _control(c_refuse_transfer), methods=["POST"]),
         Route("/_control/contacts", _control(c_contacts), methods=["POST"]),
         Route("/_control/contacts/{external_userid}/delete", _control(c_delete), methods=["POST"]),
         Route("/_control/contacts/{external_userid}/edit", _control(c_edit), methods=["POST"]),

@@ -49,9 +49,15 @@ ERRMSG: dict[int, str] = {
     60111: "userid not found",
     84061: "not external contact",
     84074: "no external contact permission",
+    40128: "customer transfer too frequent",
 }
 
 TRANSFER_DELAY_SECONDS = 24 * 3600  # WeCom hands customers over 24 h after the request
+#: WeCom's default cap on how many customers (friends) one member may have.
+DEFAULT_CUSTOMER_LIMIT = 50_000
+#: In service, a customer may be handed over at most this many times in TRANSFER_WINDOW_SECONDS.
+MAX_TRANSFERS_IN_WINDOW = 2
+TRANSFER_WINDOW_SECONDS = 90 * 24 * 3600
 
 
 class ApiError(Exception):
@@ -231,6 +237,8 @@ class Transfer:
     resigned: bool
     status: int  # 1 done, 2 waiting, 3 refused, 4 takeover full
     takeover_time: int
+    requested_time: int = 0
+    fail_reason: str = ""  # transfer_fail's FailReason: customer_refused / customer_limit_exceed
 
 
 _SURNAMES = (
@@ -281,6 +289,10 @@ class FakeWeComState:
         self.moment_jobs: dict[str, MomentJob] = {}
         self.moment_delay = 0.0
         self.transfers: list[Transfer] = []
+        self.customer_limits: dict[str, int] = {}  # per-member caps below DEFAULT_CUSTOMER_LIMIT
+        #: Callback fields produced by a state change made inside a synchronous call (a transfer
+        #: that failed when the clock moved); the control API sends them (see fake_control.flush_events).
+        self.pending_events: list[dict[str, Any]] = []
         self.callback: dict[str, str] = {}
         self.outbox: list[dict[str, Any]] = []
         self.welcome_messages: list[dict[str, Any]] = []  # externalcontact/send_welcome_msg calls accepted
@@ -455,11 +467,43 @@ class FakeWeComState:
 
     # --- transfers -------------------------------------------------------------------------
 
+    def customer_limit(self, userid: str) -> int:
+        """How many customers the member may have (WeCom's default unless a test lowered it)."""
+        return self.customer_limits.get(userid, DEFAULT_CUSTOMER_LIMIT)
+
+    def customer_count(self, userid: str) -> int:
+        """How many customers the member follows now."""
+        return sum(1 for eid in self.by_user.get(userid, []) if userid in self.follows.get(eid, {}))
+
+    def _transfer_failed(self, t: Transfer, status: int, reason: str) -> None:
+        """End a waiting handover without moving anyone, and queue WeCom's transfer_fail callback.
+
+        The callback names the takeover member (UserID) and the customer, as WeCom's does; it does
+        not say which handover it was, so receivers must match it or ask transfer_result."""
+        t.status, t.fail_reason = status, reason
+        self.pending_events.append({
+            "Event": "change_external_contact",
+            "ChangeType": "transfer_fail",
+            "FailReason": reason,
+            "UserID": t.takeover,
+            "ExternalUserID": t.external_userid,
+        })
+
     def settle_transfers(self) -> None:
-        """Complete waiting handovers whose time has come (moves the follow relationship)."""
+        """Complete waiting handovers whose time has come (moves the follow relationship).
+
+        A takeover member at their customer limit gets status 4 and the customer stays with the
+        handover member (WeCom: 接替成员客户达到上限)."""
         now = self.now()
+        counts: dict[str, int] = {}
         for t in self.transfers:
             if t.status != 2 or t.takeover_time > now:
+                continue
+            if t.takeover not in counts:
+                counts[t.takeover] = self.customer_count(t.takeover)
+            already = t.takeover in self.follows.get(t.external_userid, {})
+            if not already and counts[t.takeover] >= self.customer_limit(t.takeover):
+                self._transfer_failed(t, 4, "customer_limit_exceed")
                 continue
             old = self.follows.get(t.external_userid, {}).pop(t.handover, None)
             if old is not None and t.takeover in self.members:
@@ -480,7 +524,33 @@ class FakeWeComState:
                 if t.external_userid not in seen:
                     seen.add(t.external_userid)
                     self.by_user.setdefault(t.takeover, []).append(t.external_userid)
+                if not already:
+                    counts[t.takeover] += 1
             t.status = 1
+
+    def refuse_transfer(self, external_userid: str, handover: str = "", takeover: str = "") -> Transfer:
+        """The customer taps 暂不添加 within the 24 hours: status 3, the customer stays where they were."""
+        with self.lock:
+            self.settle_transfers()
+            waiting = [
+                t for t in self.transfers
+                if t.status == 2 and t.external_userid == external_userid
+                and (not handover or t.handover == handover) and (not takeover or t.takeover == takeover)
+            ]
+            if not waiting:
+                raise ApiError(40058, f"no waiting transfer of {external_userid}")
+            if len(waiting) > 1:
+                raise ApiError(40058, f"{len(waiting)} waiting transfers of {external_userid}; name handover_userid")
+            self._transfer_failed(waiting[0], 3, "customer_refused")
+            return waiting[0]
+
+    def recent_transfer_count(self, external_userid: str) -> int:
+        """In-service handovers of a customer WeCom accepted in the last 90 days, whatever their outcome."""
+        since = self.now() - TRANSFER_WINDOW_SECONDS
+        return sum(
+            1 for t in self.transfers
+            if t.external_userid == external_userid and not t.resigned and t.requested_time > since
+        )
 
     # --- generator -------------------------------------------------------------------------
 
