@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 
@@ -11,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
 from siyu.customers.models import Customer, CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
-from siyu.integrations.wecom.crypto import CallbackCrypto, build_event_xml
+from siyu.integrations.wecom.crypto import CallbackCrypto, build_event_xml, parse_event_xml
 from siyu.wecom.models import InboxItem, WelcomeSend
 
 from .conftest import AES_KEY, TOKEN, WELCOME, Wired
@@ -276,3 +277,68 @@ def test_the_stored_inbox_row_carries_the_decrypted_event(wired: Wired, db: Sess
     assert [r.payload["external_user_id"] for r in rows] == ["wmROW0", "wmROW1"]
     assert all(r.org_id == wired.org_id and r.source == SOURCE for r in rows)
     assert all(r.received_at is not None and r.attempts >= 1 for r in rows)  # processed inline by the worker
+
+
+def test_missing_signature_parameters_are_422_naming_the_field(wired: Wired, db: Session) -> None:
+    crypto = CallbackCrypto(TOKEN, AES_KEY, wired.fake.corp_id)
+    body, params = crypto.encrypt_request(build_event_xml({"Event": "change_external_contact"}))
+    for name in ("msg_signature", "timestamp", "nonce"):
+        res = httpx.post(wired.callback_url, params={k: v for k, v in params.items() if k != name},
+                         content=body.encode(), timeout=5)
+        assert res.status_code == 422 and res.json()["field"] == name
+    res = httpx.post(wired.callback_url, params={**params, "nonce": "9" * 129}, content=body.encode(), timeout=5)
+    assert res.status_code == 422 and res.json()["field"] == "nonce"
+    assert _inbox_count(db) == 0
+
+
+def test_a_concurrent_burst_with_repeats_is_stored_and_applied_once_each(wired: Wired, db: Session) -> None:
+    created = wired.fake.post("contacts", {"contacts": [
+        {"name": f"客户{i}", "follow": [{"userid": "zhangsan", "state": "burst"}]} for i in range(20)
+    ]})
+    crypto = CallbackCrypto(TOKEN, AES_KEY, wired.fake.corp_id)
+    now = int(time.time())
+    requests = []
+    for eid in created["external_userids"]:
+        xml = build_event_xml({
+            "ToUserName": wired.fake.corp_id, "FromUserName": "sys", "CreateTime": now, "MsgType": "event",
+            "Event": "change_external_contact", "ChangeType": "add_external_contact",
+            "UserID": "zhangsan", "ExternalUserID": eid, "State": "burst",
+        })
+        requests += [crypto.encrypt_request(xml) for _ in range(3)]  # WeCom's retries: fresh nonce each
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            answers = await asyncio.gather(*(client.post(wired.callback_url, params=params, content=body.encode())
+                                             for body, params in requests))
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(burst()) == [200] * 60
+    assert _inbox_count(db) == 20
+    assert db.scalar(select(func.count()).select_from(InboxItem).where(InboxItem.attempts == 1,
+                                                                     InboxItem.processed_at.is_not(None))) == 20
+    assert db.scalar(select(func.count()).select_from(Customer).where(Customer.source == "burst")) == 20
+    assert db.scalar(select(Account.friend_count).where(Account.external_id == "zhangsan")) == 20
+
+
+def test_a_failed_batch_stores_nothing_and_fails_each_caller(app, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    from siyu.wecom.inbox_writer import InboxWriter
+
+    drains: list[int] = []
+    writer = InboxWriter(app.state.engine, lambda: drains.append(1))
+    event = parse_event_xml(build_event_xml({"Event": "change_external_contact", "ChangeType": "edit_external_contact",
+                                             "ExternalUserID": "wmOK", "CreateTime": 1_700_000_000}))
+
+    async def stores() -> list[object]:
+        # org 10**15 does not exist: its insert violates the foreign key and fails its whole batch.
+        calls = [writer.store(tenant.org_id, {**event, "external_user_id": f"wm{i}", "raw": {"i": i}})  # type: ignore[typeddict-item]
+                 for i in range(10)]
+        calls.insert(5, writer.store(10**15, event))
+        return await asyncio.gather(*calls, return_exceptions=True)
+
+    results = asyncio.run(stores())
+    assert isinstance(results[5], Exception)
+    stored = [r for r in results if isinstance(r, int)]
+    failed = [r for r in results if isinstance(r, Exception)]
+    assert len(stored) + len(failed) == 11
+    assert _inbox_count(db) == len(stored)  # a failed batch left no row behind
+    assert (len(drains) > 0) == (len(stored) > 0)

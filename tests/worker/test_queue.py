@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from siyu.kit.clock import utcnow
 from siyu.kit.settings import Settings
 from siyu.wecom.callbacks import store_event
 from siyu.wecom.models import InboxItem
-from siyu.wecom.tasks import MAX_ATTEMPTS, process_wecom_inbox, sweep
+from siyu.wecom.tasks import MAX_ATTEMPTS, drain, drain_wecom_inbox, sweep
 from siyu.worker import queue
 
 REDIS_URL = os.environ.get("SIYU_TEST_REDIS_URL", "")
@@ -63,18 +64,49 @@ def _wait_processed(db: Session, ids: list[int], timeout: float = 20) -> None:
     raise AssertionError("inbox rows were not processed in time")
 
 
-def test_consumer_processes_each_row_once_even_when_enqueued_twice(bound: None, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+def test_consumer_drains_each_row_once_even_when_drains_are_requested_twice(bound: None, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     ids = [store_event(db, tenant.org_id, _event(f"wmQ{i}")) for i in range(5)]
     db.commit()
     assert all(isinstance(i, int) for i in ids)
-    for inbox_id in ids + ids:  # the second enqueue of each is a repeat
-        process_wecom_inbox(inbox_id)
+    for _ in range(3):  # repeated requests, run by two worker threads at once
+        drain_wecom_inbox()
     with queue.ThreadedConsumer(workers=2):
         _wait_processed(db, ids)  # type: ignore[arg-type]
         time.sleep(0.2)  # let the repeats run too
     rows = list(db.scalars(select(InboxItem).order_by(InboxItem.id)))
     assert [r.attempts for r in rows] == [1] * 5
     assert db.scalar(select(func.count()).select_from(Customer).where(Customer.source == "offline_flyer")) == 5
+
+
+def test_concurrent_drains_apply_each_row_once(engine, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    queue.bind_engine(engine)
+    queue.bind_settings(Settings(secret_key="test-secret-key"))
+    ids = [store_event(db, tenant.org_id, _event(f"wmC{i}", created=1_700_000_000 + i)) for i in range(40)]
+    db.commit()
+    applied: list[int] = []
+    threads = [threading.Thread(target=lambda: applied.append(drain())) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(applied) == 40  # the drains that found one running only asked it for another pass
+    db.expire_all()
+    assert [r.attempts for r in db.scalars(select(InboxItem).where(InboxItem.id.in_(ids)))] == [1] * 40
+
+
+def test_drain_moves_past_a_failing_row_and_records_it(engine, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    queue.bind_engine(engine)
+    queue.bind_settings(Settings(secret_key="test-secret-key"))
+    good = store_event(db, tenant.org_id, _event("wmGOOD1"))
+    bad = store_event(db, tenant.org_id, {**_event("wmBAD"), "event": "change_external_contact",
+                                          "change_type": "add_external_contact", "create_time": "not a number"})
+    later = store_event(db, tenant.org_id, _event("wmGOOD2"))
+    db.commit()
+    assert drain() == 2
+    db.expire_all()
+    rows = {r.id: r for r in db.scalars(select(InboxItem))}
+    assert rows[good].processed_at is not None and rows[later].processed_at is not None
+    assert rows[bad].processed_at is None and rows[bad].attempts == 1 and rows[bad].error
 
 
 def test_duplicate_store_returns_none(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]

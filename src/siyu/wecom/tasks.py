@@ -1,17 +1,26 @@
-"""Background tasks of the WeCom channel: process one inbox row; sweep rows left unprocessed.
+"""Background tasks of the WeCom channel: drain the callback inbox; sweep rows left unprocessed.
 
-``process_wecom_inbox(inbox_id)`` is enqueued by the callback endpoint after the inbox row is committed.
-It claims the row (processed_at set, attempts + 1) in the transaction's first statement, skips it if
-already claimed (a duplicate enqueue, or the sweep got there first), and applies the event in the
-same transaction, so an event has its effect exactly
-once. A failure rolls the effect back, records the error and attempt count, and Huey retries it.
+The inbox table is the queue. The callback endpoint commits rows and asks for a drain
+(``request_drain``, coalesced by the inbox writer: one request per batch of callbacks, not one per
+callback); ``drain_wecom_inbox`` then applies every unprocessed row in arrival order, so an
+edit_external_contact is never applied before the add it follows.
+
+Each row is applied by ``process_inbox_item`` in its own transaction, which claims the row
+(processed_at set, attempts + 1) with its first statement and skips it if already claimed (another
+drain, or the sweep, got there first): an event has its effect exactly once. A failure rolls the
+effect back and records the error and attempt count on the row; the drain moves on to the next row.
 The periodic ``sweep_wecom_inbox`` re-processes rows still unprocessed a minute after they arrived
-(a crash between commit and enqueue, a lost task, retries exhausted) up to ``MAX_ATTEMPTS``.
+(failed ones, or a crash between commit and drain request) up to ``MAX_ATTEMPTS``.
+
+One drain at a time per process: a drain requested while another runs in the same process only asks
+the running one for one more pass, so the request is never lost and rows are never raced for. Drains
+in different worker processes (Redis storage) are safe too, through the per-row claim.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 from huey import crontab
@@ -29,6 +38,8 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 SWEEP_AFTER = timedelta(seconds=60)
 SWEEP_BATCH = 500
+DRAIN_BATCH = 200
+ALREADY_PROCESSED = "already processed or no such inbox row"
 
 
 def process_inbox_item(inbox_id: int) -> str:
@@ -47,7 +58,7 @@ def process_inbox_item(inbox_id: int) -> str:
             )
             if not claimed.rowcount:  # type: ignore[attr-defined]
                 db.rollback()
-                return "already processed or no such inbox row"
+                return ALREADY_PROCESSED
             item = db.get(InboxItem, inbox_id)
             assert item is not None
             creds_row = get_credentials(db, item.org_id)
@@ -70,10 +81,86 @@ def process_inbox_item(inbox_id: int) -> str:
             raise
 
 
-@huey.task(retries=3, retry_delay=5, name="wecom.process_inbox")
-def process_wecom_inbox(inbox_id: int) -> str:
-    """Process one WeCom inbox row (idempotent)."""
-    return process_inbox_item(inbox_id)
+class _DrainGate:
+    """Lets one drain run per process; a request meanwhile becomes one more pass of the running drain."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = False
+        self._again = False
+
+    def enter(self) -> bool:
+        """True when the caller should drain; False when a running drain was asked for another pass."""
+        with self._lock:
+            if self._running:
+                self._again = True
+                return False
+            self._running = True
+            return True
+
+    def another_pass(self) -> bool:
+        """Called by the drain after a pass: True to go again, False (and released) when none was asked."""
+        with self._lock:
+            if self._again:
+                self._again = False
+                return True
+            self._running = False
+            return False
+
+    def release(self) -> None:
+        """Give the gate up after a failure."""
+        with self._lock:
+            self._running = self._again = False
+
+
+_GATE = _DrainGate()
+
+
+def drain() -> int:
+    """Apply every unprocessed WeCom inbox row in id order; returns how many were applied."""
+    if not _GATE.enter():
+        return 0
+    applied = 0
+    try:
+        while True:
+            applied += _drain_pass()
+            if not _GATE.another_pass():
+                return applied
+    except BaseException:
+        _GATE.release()
+        raise
+
+
+def _drain_pass() -> int:
+    applied = 0
+    after = 0  # a row that fails is not retried in this pass: the sweep retries it later
+    while True:
+        with sessions()() as db:
+            ids = list(db.scalars(
+                select(InboxItem.id).where(
+                    InboxItem.source == SOURCE, InboxItem.processed_at.is_(None),
+                    InboxItem.attempts < MAX_ATTEMPTS, InboxItem.id > after,
+                ).order_by(InboxItem.id).limit(DRAIN_BATCH)
+            ))
+        if not ids:
+            return applied
+        for inbox_id in ids:
+            try:
+                applied += process_inbox_item(inbox_id) != ALREADY_PROCESSED
+            except Exception:  # recorded on the row by process_inbox_item
+                log.exception("WeCom inbox row %s failed", inbox_id)
+        after = ids[-1]
+
+
+@huey.task(name="wecom.drain_inbox")
+def drain_wecom_inbox() -> int:
+    """Apply every unprocessed WeCom inbox row (idempotent; requested after callbacks are stored)."""
+    return drain()
+
+
+def request_drain() -> None:
+    """Ask the worker to drain the inbox (runs inline when the queue is in immediate mode)."""
+    drain_wecom_inbox()
 
 
 def sweep(older_than: timedelta = SWEEP_AFTER, limit: int = SWEEP_BATCH) -> int:
