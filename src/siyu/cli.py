@@ -201,13 +201,16 @@ def serve(
     import uvicorn
 
     from siyu.app import create_app
+    from siyu.kit.serving import settle_heap
     from siyu.worker.queue import ThreadedConsumer, load_tasks
 
     if worker:
         load_tasks()
+    web_app = create_app()
+    settle_heap()
     # One process is the whole embedded install: callbacks and schedules run without a second command.
     with ThreadedConsumer(workers=2, periodic=True) if worker else contextlib.nullcontext():
-        uvicorn.run(create_app(), host=host, port=port, log_level="info")
+        uvicorn.run(web_app, host=host, port=port, log_level="info")
 
 
 @app.command()
