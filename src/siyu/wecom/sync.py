@@ -5,10 +5,11 @@ WeCom is the source of truth. The sync reads members (get_follow_user_list), eve
 groups, and makes siyu agree: missing accounts, customers, identities, follow relations, tags, customer
 tags, groups and group members are created; stale follow relations (WeCom no longer has them) end.
 
-Contacts are written set-based in chunks (identity resolution, inserts that ignore conflicts, executemany
-updates) so 100,000 contacts cost a few dozen statements per 2,000 contacts, not an ORM object each. Every
-API call passes the per-(corp, api) token bucket of `pacing.py` first. The function only flushes; the
-caller commits (`run_sync` does, and records the report).
+Contacts are written set-based in chunks by `sync_contacts.py` (what siyu holds is read once up front,
+then multi-row inserts that ignore conflicts, updates only where something changed) so 100,000 contacts
+cost a few statements per 2,000 contacts, not an ORM object each. Every API call passes the per-(corp,
+api) token bucket of `pacing.py` first. The function only flushes; the caller commits (`run_sync` does,
+and records the report).
 """
 
 from __future__ import annotations
@@ -25,35 +26,23 @@ from sqlalchemy import Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
-from siyu.customers.models import (
-    Customer,
-    CustomerIdentity,
-    CustomerTag,
-    FollowRelation,
-    FollowStatus,
-    IdentityKind,
-    Tag,
-    TagGroup,
-)
-from siyu.customers.resolution import lookup_identities, resolve_identities
-from siyu.customers.service import add_identity
+from siyu.customers.models import CustomerTag, FollowRelation, FollowStatus, Tag, TagGroup
 from siyu.integrations.channel import ContactSync, ContactWithFollow, CorpTagReader, GroupReader
-from siyu.kit.bulk import IN_LIST_SIZE, chunked, driver_datetime, executemany_raw, insert_ignore
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, driver_datetime
 from siyu.kit.clock import utcnow
 from siyu.kit.db import transaction
 from siyu.wecom.models_ops import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer
+from siyu.wecom.sync_contacts import SyncState, apply_contacts, insert_rows, preload
 from siyu.wecom.sync_groups import sync_groups
 
 T = TypeVar("T")
-CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
-IDENTITIES: Table = CustomerIdentity.__table__  # type: ignore[assignment]
 FOLLOWS: Table = FollowRelation.__table__  # type: ignore[assignment]
 CUSTOMER_TAGS: Table = CustomerTag.__table__  # type: ignore[assignment]
 ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 MEMBERS_PER_PAGE = 100  # batch/get_by_user takes at most 100 userids
 PREFETCH_PAGES = 50
-SOURCE = "wecom"
+FETCH_THREADS = 3
 
 
 class KindCounts(BaseModel):
@@ -78,11 +67,13 @@ class SyncReport(BaseModel):
     counts: dict[str, KindCounts] = Field(default_factory=dict)
     samples: dict[str, list[str]] = Field(default_factory=dict)
     api_calls: int = 0
-    api_seconds: float = Field(default=0.0, description="Time inside WeCom calls (HTTP, back-off included).")
+    api_seconds: float = Field(
+        default=0.0, description="Time inside WeCom calls (HTTP, back-off included), summed over threads.")
     wait_seconds: float = Field(default=0.0, description="Time waiting for the client-side quota.")
     siyu_seconds: float = Field(default=0.0, description="Time in siyu itself (database, mapping).")
     contact_api_seconds: float = Field(
-        default=0.0, description="Of api + wait: contact pages, fetched in parallel with siyu's writes.")
+        default=0.0, description="Of api + wait: contact pages, fetched in parallel with siyu's writes "
+                                "(summed over the page-fetch threads).")
 
     def count(self, kind: str, what: str, n: int = 1) -> None:
         """Add `n` to one counter."""
@@ -107,28 +98,21 @@ class Caller:
     pacer: ApiPacer | None
     report: SyncReport
     clock: Callable[[], float] = time.perf_counter
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the page fetchers report concurrently
 
-    def __call__(self, api: str, fn: Callable[[], T]) -> T:
-        if self.pacer is not None:
-            self.report.wait_seconds += self.pacer.acquire(api)
+    def __call__(self, api: str, fn: Callable[[], T], *, contact_page: bool = False) -> T:
+        waited = self.pacer.acquire(api) if self.pacer is not None else 0.0
         start = self.clock()
         try:
             return fn()
         finally:
-            self.report.api_seconds += self.clock() - start
-            self.report.api_calls += 1
-
-
-@dataclass
-class _State:
-    """What the sync learnt so far (keys to reconcile at the end)."""
-
-    accounts: dict[str, int] = field(default_factory=dict)  # userid -> account id
-    tags: dict[str, int] = field(default_factory=dict)  # WeCom tag id -> siyu tag id
-    seen_follows: set[tuple[int, int]] = field(default_factory=set)  # (customer, account)
-    wanted_tags: set[tuple[int, int]] = field(default_factory=set)  # (customer, tag)
-    customers: set[int] = field(default_factory=set)
-    eids: set[str] = field(default_factory=set)  # contacts seen, once each however many members follow them
+            spent = self.clock() - start
+            with self.lock:
+                self.report.wait_seconds += waited
+                self.report.api_seconds += spent
+                self.report.api_calls += 1
+                if contact_page:
+                    self.report.contact_api_seconds += waited + spent
 
 
 class WeComSource(ContactSync, CorpTagReader, GroupReader, Protocol):
@@ -145,43 +129,54 @@ def full_sync(
     started = time.perf_counter()
     report = SyncReport(org_id=org_id, started_at=utcnow().isoformat())
     call = Caller(pacer, report)
-    state = _State()
+    state = SyncState()
     _sync_tags(db, org_id, call, client, report, state)
     userids = call("externalcontact/get_follow_user_list", client.list_follow_users)
     report.members = len(userids)
     _sync_members(db, org_id, userids, report, state)
-    # Pages are fetched by a helper thread while this one writes the previous chunk, so the sync costs
-    # roughly max(API time, database time) rather than their sum; the bounded queue caps memory.
+    preload(db, org_id, state)
+    # Pages are fetched by helper threads while this one writes the previous chunk, so the sync costs
+    # roughly max(API time, database time) rather than their sum; the bounded queue caps memory. Several
+    # fetchers (each its own members, so its own cursor chain) keep a request in flight while another
+    # thread holds the GIL: one fetcher spent most of its time waiting to run again after each socket read.
     pages: queue.Queue[list[ContactWithFollow] | BaseException | None] = queue.Queue(maxsize=PREFETCH_PAGES)
     stop = threading.Event()
-    fetcher = threading.Thread(target=_fetch_pages, args=(call, client, userids, pages, stop),
-                               name="wecom-sync-fetch", daemon=True)
-    fetcher.start()
+    batches = _member_batches(userids, FETCH_THREADS)
+    fetchers = [
+        threading.Thread(target=_fetch_pages, args=(call, client, batches[k::FETCH_THREADS], pages, stop),
+                         name=f"wecom-sync-fetch-{k}", daemon=True)
+        for k in range(min(FETCH_THREADS, len(batches)))
+    ]
+    for fetcher in fetchers:
+        fetcher.start()
     buffer: list[ContactWithFollow] = []
     blocked = 0.0
+    running = len(fetchers)
     try:
-        while True:
+        while running:
             t0 = time.perf_counter()
             item = pages.get()
             blocked += time.perf_counter() - t0
             if item is None:
-                break
+                running -= 1
+                continue
             if isinstance(item, BaseException):
                 raise item
             buffer.extend(item)
             if len(buffer) >= chunk_size:
-                _apply_contacts(db, org_id, buffer, report, state)
+                apply_contacts(db, org_id, buffer, report, state)
                 buffer = []
     finally:
         stop.set()
-        fetcher.join(timeout=60)
+        for fetcher in fetchers:
+            fetcher.join(timeout=60)
     if buffer:
-        _apply_contacts(db, org_id, buffer, report, state)
+        apply_contacts(db, org_id, buffer, report, state)
     _end_stale_follows(db, org_id, report, state)
     _reconcile_customer_tags(db, org_id, report, state)
     _recount_friends(db, org_id)
     if include_groups:
-        sync_groups(db, org_id, call, client, report, state.accounts)
+        sync_groups(db, org_id, call, client, report, state.accounts, state.holders)
     db.flush()
     report.finished_at = utcnow().isoformat()
     # siyu's own time: everything this thread did except waiting for pages and its own API calls.
@@ -194,22 +189,30 @@ def full_sync(
 # --- tags ------------------------------------------------------------------------------------------
 
 
+def _member_batches(userids: list[str], fetchers: int) -> list[list[str]]:
+    """Members in batches of at most 100, small enough that every fetcher has one to page through.
+
+    Each extra batch costs at most one extra (partly filled) page, a few calls out of ~1,500 per 100,000
+    contacts.
+    """
+    size = max(1, min(MEMBERS_PER_PAGE, -(-len(userids) // max(1, fetchers))))
+    return [userids[start : start + size] for start in range(0, len(userids), size)]
+
+
 def _fetch_pages(
-    call: Caller, client: WeComSource, userids: list[str],
+    call: Caller, client: WeComSource, batches: list[list[str]],
     pages: queue.Queue[list[ContactWithFollow] | BaseException | None], stop: threading.Event,
 ) -> None:
-    """Producer: every member's contacts, 100 members and one cursor page at a time, then None."""
+    """Producer: the contacts of each batch of members, one cursor page at a time, then None."""
     try:
-        for start in range(0, len(userids), MEMBERS_PER_PAGE):
-            members = userids[start : start + MEMBERS_PER_PAGE]
+        for members in batches:
             cursor = ""
             while not stop.is_set():
-                t0 = time.perf_counter()
                 page = call(
                     "externalcontact/batch/get_by_user",
                     lambda m=members, c=cursor: client.list_contacts_by_user(m, cursor=c, limit=100),
+                    contact_page=True,
                 )
-                call.report.contact_api_seconds += time.perf_counter() - t0
                 _put(pages, page.items, stop)
                 if not page.next_cursor:
                     break
@@ -228,7 +231,7 @@ def _put(pages: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
             continue
 
 
-def _sync_tags(db: Session, org_id: int, call: Caller, client: Any, report: SyncReport, state: _State) -> None:
+def _sync_tags(db: Session, org_id: int, call: Caller, client: Any, report: SyncReport, state: SyncState) -> None:
     groups = [g for g in call("externalcontact/get_corp_tag_list", client.list_corp_tags) if not g.deleted]
     local_groups = list(db.scalars(select(TagGroup).where(TagGroup.org_id == org_id)))
     by_ext = {g.external_id: g for g in local_groups if g.external_id}
@@ -306,7 +309,7 @@ def _sync_tags(db: Session, org_id: int, call: Caller, client: Any, report: Sync
 # --- members ---------------------------------------------------------------------------------------
 
 
-def _sync_members(db: Session, org_id: int, userids: list[str], report: SyncReport, state: _State) -> None:
+def _sync_members(db: Session, org_id: int, userids: list[str], report: SyncReport, state: SyncState) -> None:
     existing = dict(db.execute(
         select(Account.external_id, Account.id).where(Account.org_id == org_id, Account.kind == AccountKind.wecom_member)
     ).all())
@@ -322,133 +325,10 @@ def _sync_members(db: Session, org_id: int, userids: list[str], report: SyncRepo
         state.accounts[userid] = existing[userid]
 
 
-# --- contacts --------------------------------------------------------------------------------------
+# --- after the contacts ----------------------------------------------------------------------------
 
 
-def _gender(value: int) -> str:
-    return {1: "male", 2: "female"}.get(value, "unknown")
-
-
-def _apply_contacts(
-    db: Session, org_id: int, items: list[ContactWithFollow], report: SyncReport, state: _State
-) -> None:
-    contacts = {i.contact.external_userid: i.contact for i in items if i.contact.external_userid}
-    report.contacts_seen += len(contacts.keys() - state.eids)
-    state.eids.update(contacts)
-    refs = [(IdentityKind.wecom_external_userid.value, eid) for eid in contacts]
-    holders, created = resolve_identities(db, org_id, refs, source=SOURCE)
-    if created:
-        report.count("customers", "created", created)
-        report.sample("customers", f"created {created} customers WeCom had and siyu lacked")
-    # Fill the WeCom name and gender into profiles that have none (new ones, or ones created by a bare event).
-    fills = [
-        {"cid": holders[(IdentityKind.wecom_external_userid.value, eid)], "nm": c.name[:120], "g": _gender(c.gender)}
-        for eid, c in contacts.items() if c.name
-    ]
-    if fills:
-        db.execute(
-            update(CUSTOMERS).where(CUSTOMERS.c.id == bindparam("cid"), CUSTOMERS.c.name == "")
-            .values(name=bindparam("nm"), gender=bindparam("g")),
-            fills,
-        )
-    report.merged += _link_unionids(db, org_id, contacts, holders, report)
-    if report.merged:
-        holders = lookup_identities(db, org_id, refs)  # merges moved some contacts to a survivor
-    by_eid = {eid: holders[(IdentityKind.wecom_external_userid.value, eid)] for eid in contacts}
-    state.customers.update(by_eid.values())
-    _apply_follows(db, org_id, items, by_eid, report, state)
-    for item in items:
-        cid = by_eid.get(item.contact.external_userid)
-        if cid is None:
-            continue
-        for ext_tag in item.follow.tag_ids:
-            tag_id = state.tags.get(ext_tag)
-            if tag_id is not None:
-                state.wanted_tags.add((cid, tag_id))
-    db.flush()
-
-
-def _link_unionids(
-    db: Session, org_id: int, contacts: dict[str, Any], holders: dict[tuple[str, str], int], report: SyncReport
-) -> int:
-    """Attach unionids; a unionid another profile holds means the same person: merge (audited)."""
-    wanted = {
-        c.unionid: holders[(IdentityKind.wecom_external_userid.value, eid)]
-        for eid, c in contacts.items() if c.unionid
-    }
-    if not wanted:
-        return 0
-    held = lookup_identities(db, org_id, [(IdentityKind.unionid.value, u) for u in wanted])
-    now = driver_datetime(db)(utcnow())
-    new_rows = [
-        {"org_id": org_id, "customer_id": cid, "kind": IdentityKind.unionid.value, "value": u, "created_at": now}
-        for u, cid in wanted.items() if (IdentityKind.unionid.value, u) not in held
-    ]
-    if new_rows:
-        executemany_raw(db, insert_ignore(db, IDENTITIES, ["org_id", "kind", "value"]), new_rows)
-        report.count("identities", "created", len(new_rows))
-    merged = 0
-    for u, cid in wanted.items():
-        holder = held.get((IdentityKind.unionid.value, u))
-        if holder is not None and holder != cid:
-            survivor = add_identity(db, org_id, cid, IdentityKind.unionid, u, reason="shared unionid (WeCom sync)")
-            merged += 1
-            report.sample("merges", f"customers {min(cid, holder)} and {max(cid, holder)} share a unionid: "
-                                    f"merged into {survivor.id}")
-    return merged
-
-
-def _apply_follows(
-    db: Session, org_id: int, items: list[ContactWithFollow], by_eid: dict[str, int], report: SyncReport,
-    state: _State,
-) -> None:
-    wanted: dict[tuple[int, int], ContactWithFollow] = {}
-    for item in items:
-        cid = by_eid.get(item.contact.external_userid)
-        account_id = state.accounts.get(item.follow.userid)
-        if cid is not None and account_id is not None:
-            wanted.setdefault((cid, account_id), item)
-    state.seen_follows.update(wanted)
-    report.follows_seen += len(wanted)
-    existing: dict[tuple[int, int], str] = {}
-    cids = sorted({cid for cid, _ in wanted})
-    for part in chunked(cids, IN_LIST_SIZE):
-        for cid, aid, status in db.execute(
-            select(FOLLOWS.c.customer_id, FOLLOWS.c.account_id, FOLLOWS.c.status)
-            .where(FOLLOWS.c.org_id == org_id, FOLLOWS.c.customer_id.in_(part))
-        ):
-            existing[(cid, aid)] = str(status)
-    now = utcnow()
-    stamp = driver_datetime(db)
-    inserts: list[dict[str, Any]] = []
-    revive: list[dict[str, Any]] = []
-    for (cid, aid), item in wanted.items():
-        since = item.follow.created_at or now
-        status = existing.get((cid, aid))
-        if status is None:
-            inserts.append({
-                "org_id": org_id, "customer_id": cid, "account_id": aid, "since": stamp(since),
-                "source": SOURCE, "state": item.follow.state[:30] or None, "status": FollowStatus.active.value,
-                "ended_at": None,
-            })
-            report.sample("follows", f"added {item.follow.userid} -> {item.contact.external_userid}")
-        elif status != FollowStatus.active.value:
-            revive.append({"cid": cid, "aid": aid, "sn": since})
-            report.sample("follows", f"re-activated {item.follow.userid} -> {item.contact.external_userid}")
-    if inserts:
-        executemany_raw(db, insert_ignore(db, FOLLOWS, ["org_id", "customer_id", "account_id"]), inserts)
-        report.count("follows", "created", len(inserts))
-    if revive:
-        db.execute(
-            update(FOLLOWS).where(and_(FOLLOWS.c.org_id == org_id, FOLLOWS.c.customer_id == bindparam("cid"),
-                                       FOLLOWS.c.account_id == bindparam("aid")))
-            .values(status=FollowStatus.active.value, ended_at=None, since=bindparam("sn")),
-            revive,
-        )
-        report.count("follows", "updated", len(revive))
-
-
-def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: _State) -> None:
+def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: SyncState) -> None:
     """End active follows of listed members that WeCom no longer has (a deletion whose callback was lost)."""
     account_ids = sorted(state.accounts.values())
     stale: list[tuple[int, int]] = []
@@ -477,7 +357,7 @@ def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: _Sta
         report.sample("follows", f"ended customer {cid} / {userid_of.get(aid, aid)} (gone from WeCom)")
 
 
-def _reconcile_customer_tags(db: Session, org_id: int, report: SyncReport, state: _State) -> None:
+def _reconcile_customer_tags(db: Session, org_id: int, report: SyncReport, state: SyncState) -> None:
     """Customer tags of WeCom tags follow WeCom, for the customers the sync saw; hand-made tags stay."""
     existing: set[tuple[int, int]] = set()
     for cid, tid in db.execute(
@@ -489,9 +369,9 @@ def _reconcile_customer_tags(db: Session, org_id: int, report: SyncReport, state
     add = sorted(state.wanted_tags - existing)
     remove = sorted(p for p in existing - state.wanted_tags if p[0] in state.customers)
     now = driver_datetime(db)(utcnow())
-    executemany_raw(
-        db, insert_ignore(db, CUSTOMER_TAGS, ["customer_id", "tag_id"]),
-        [{"customer_id": c, "tag_id": t, "org_id": org_id, "created_at": now} for c, t in add],
+    insert_rows(
+        db, CUSTOMER_TAGS, [{"customer_id": c, "tag_id": t, "org_id": org_id, "created_at": now} for c, t in add],
+        ["customer_id", "tag_id"],
     )
     if add:
         report.count("customer_tags", "created", len(add))

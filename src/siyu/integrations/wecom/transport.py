@@ -35,6 +35,8 @@ DEFAULT_BASE_URL = "https://qyapi.weixin.qq.com"
 
 def timestamp(value: Any) -> datetime | None:
     """Convert a WeCom Unix timestamp (0 = none) to aware UTC."""
+    if type(value) is int:  # the usual case, first: a page of contacts converts hundreds of these
+        return datetime.fromtimestamp(value, UTC) if value > 0 else None
     try:
         seconds = int(value or 0)
     except (TypeError, ValueError):
@@ -42,39 +44,45 @@ def timestamp(value: Any) -> datetime | None:
     return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
 
 
+# The two builders below run for every contact of every page (150,000 times in a sync of 100,000
+# contacts), so they pass the fields positionally, in the dataclasses' order, which is measurably faster.
+
+
 def contact_from(d: dict[str, Any]) -> ExternalContact:
     """Build an ExternalContact from WeCom's external_contact object."""
+    g = d.get
     return ExternalContact(
-        external_userid=str(d.get("external_userid", "")),
-        name=str(d.get("name", "")),
-        type=int(d.get("type", 1) or 1),
-        gender=int(d.get("gender", 0) or 0),
-        avatar=str(d.get("avatar", "")),
-        unionid=str(d.get("unionid", "")),
-        corp_name=str(d.get("corp_name", "")),
-        corp_full_name=str(d.get("corp_full_name", "")),
-        position=str(d.get("position", "")),
+        str(g("external_userid", "")),
+        str(g("name", "")),
+        int(g("type", 1) or 1),
+        int(g("gender", 0) or 0),
+        str(g("avatar", "")),
+        str(g("unionid", "")),
+        str(g("corp_name", "")),
+        str(g("corp_full_name", "")),
+        str(g("position", "")),
     )
 
 
 def follow_from(d: dict[str, Any]) -> FollowInfo:
     """Build a FollowInfo from follow_info (batch) or a follow_user item (get)."""
+    g = d.get
     # batch/get_by_user gives tag_id: [ids]; externalcontact/get gives tags: [{tag_id, ...}].
     if "tag_id" in d:
-        tag_ids = tuple(str(t) for t in d.get("tag_id") or ())
+        tag_ids = tuple(map(str, g("tag_id") or ()))
     else:
-        tag_ids = tuple(str(t.get("tag_id", "")) for t in d.get("tags") or () if t.get("tag_id"))
+        tag_ids = tuple(str(t.get("tag_id", "")) for t in g("tags") or () if t.get("tag_id"))
     return FollowInfo(
-        userid=str(d.get("userid", "")),
-        remark=str(d.get("remark", "")),
-        description=str(d.get("description", "")),
-        created_at=timestamp(d.get("createtime")),
-        tag_ids=tag_ids,
-        remark_corp_name=str(d.get("remark_corp_name", "")),
-        remark_mobiles=tuple(str(m) for m in d.get("remark_mobiles") or ()),
-        add_way=int(d.get("add_way", 0) or 0),
-        state=str(d.get("state", "")),
-        oper_userid=str(d.get("oper_userid", "")),
+        str(g("userid", "")),  # userid
+        str(g("remark", "")),  # remark
+        str(g("description", "")),  # description
+        timestamp(g("createtime")),  # created_at
+        tag_ids,
+        str(g("remark_corp_name", "")),  # remark_corp_name
+        tuple(map(str, g("remark_mobiles") or ())),  # remark_mobiles
+        int(g("add_way", 0) or 0),  # add_way
+        str(g("state", "")),  # state
+        str(g("oper_userid", "")),  # oper_userid
     )
 
 
