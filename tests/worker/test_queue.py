@@ -19,7 +19,7 @@ from siyu.customers.models import Customer
 from siyu.integrations.wecom.crypto import build_event_xml, parse_event_xml
 from siyu.kit.clock import utcnow
 from siyu.kit.settings import Settings
-from siyu.wecom.callbacks import store_event
+from siyu.wecom.callbacks import store_event, store_events
 from siyu.wecom.models import InboxItem
 from siyu.wecom.tasks import MAX_ATTEMPTS, drain, drain_wecom_inbox, sweep
 from siyu.worker import queue
@@ -114,6 +114,17 @@ def test_duplicate_store_returns_none(db: Session, tenant) -> None:  # type: ign
     again = store_event(db, tenant.org_id, _event("wmDUP"))
     other = store_event(db, tenant.org_id, _event("wmDUP", created=1_700_000_001))
     assert isinstance(first, int) and again is None and isinstance(other, int)
+
+
+def test_store_events_inserts_a_list_once_per_key(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    earlier = store_event(db, tenant.org_id, _event("wmSEEN"))
+    ids = store_events(db, [(tenant.org_id, _event("wmA")), (tenant.org_id, _event("wmSEEN")),
+                            (tenant.org_id, _event("wmB")), (tenant.org_id, _event("wmA"))])
+    assert isinstance(earlier, int)
+    assert isinstance(ids[0], int) and ids[1] is None and isinstance(ids[2], int) and ids[3] is None
+    assert len({earlier, ids[0], ids[2]}) == 3
+    assert db.scalar(select(func.count()).select_from(InboxItem)) == 3
+    assert store_events(db, []) == []
 
 
 def test_sweep_processes_rows_left_behind(engine, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, select
@@ -80,7 +81,7 @@ _INSERT_CACHE: dict[str, Any] = {}
 
 
 def _inbox_insert(conn: Connection) -> Any:
-    """The inbox INSERT ... ON CONFLICT DO NOTHING RETURNING id, built once per dialect.
+    """The inbox INSERT ... ON CONFLICT DO NOTHING RETURNING the new rows' keys, built once per dialect.
 
     Building and cache-keying a fresh statement per callback cost more CPU than running it; a statement
     with bound parameters is compiled once and reused (SQLAlchemy's compiled cache keys on it)."""
@@ -92,7 +93,7 @@ def _inbox_insert(conn: Connection) -> Any:
         with Session(bind=conn) as probe:
             stmt = insert_ignore(probe, table, ["org_id", "source", "external_key"]).values(  # type: ignore[arg-type]
                 {name: bindparam(name, type_=table.c[name].type) for name in _INBOX_COLUMNS}
-            ).returning(table.c.id)
+            ).returning(table.c.id, table.c.org_id, table.c.external_key)
         _INSERT_CACHE[dialect] = stmt
     return stmt
 
@@ -102,18 +103,30 @@ _INBOX_COLUMNS = ("org_id", "source", "external_key", "kind", "payload", "receiv
 
 def store_event(db: Session | Connection, org_id: int, event: CallbackEvent) -> int | None:
     """Insert the event into the inbox; return the new row id, or None when it is a duplicate."""
+    return store_events(db, [(org_id, event)])[0]
+
+
+def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackEvent]]) -> list[int | None]:
+    """Insert many (org_id, event) pairs in one statement; per pair the new row id, or None for a duplicate.
+
+    One INSERT ... ON CONFLICT DO NOTHING RETURNING for the whole list (SQLAlchemy renders the
+    executemany as multi-row VALUES on both backends): a burst of callbacks costs one round trip, not
+    one per callback. A key repeated inside the list is stored once; its later copies get None."""
+    if not events:
+        return []
     # Core execution on the connection (a session's own, in its transaction): no ORM execute layer.
     conn = db.connection() if isinstance(db, Session) else db
-    result = conn.execute(_inbox_insert(conn), {
-        "org_id": org_id,
-        "source": SOURCE,
-        "external_key": dedupe_key(event),
-        "kind": event_kind(event),
-        "payload": payload_of(event),
-        "received_at": utcnow(),
-        "attempts": 0,
-    })
-    return result.scalar()
+    now = utcnow()
+    rows = [{
+        "org_id": org_id, "source": SOURCE, "external_key": dedupe_key(event), "kind": event_kind(event),
+        "payload": payload_of(event), "received_at": now, "attempts": 0,
+    } for org_id, event in events]
+    inserted = {(org_id, key): row_id for row_id, org_id, key in conn.execute(_inbox_insert(conn), rows)}
+    ids: list[int | None] = []
+    for row in rows:
+        # pop: a second copy of the same key in this list is a duplicate of the first.
+        ids.append(inserted.pop((row["org_id"], row["external_key"]), None))
+    return ids
 
 
 def receive(db: Session, creds: PlainCredentials, body: bytes, msg_signature: str, timestamp: str,
@@ -123,4 +136,5 @@ def receive(db: Session, creds: PlainCredentials, body: bytes, msg_signature: st
     return store_event(db, creds.org_id, event)
 
 
-__all__ = ["SOURCE", "CallbackError", "PlainCredentials", "credentials_for_slug", "crypto_for", "dedupe_key", "receive", "store_event"]
+__all__ = ["SOURCE", "CallbackError", "PlainCredentials", "credentials_for_slug", "crypto_for", "dedupe_key", "receive",
+           "store_event", "store_events"]

@@ -27,7 +27,7 @@ from contextlib import nullcontext
 from sqlalchemy import Engine
 
 from siyu.integrations.wecom.crypto import CallbackEvent
-from siyu.wecom.callbacks import store_event
+from siyu.wecom.callbacks import store_events
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +94,8 @@ class InboxWriter:
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            ids: list[int | None] = []
             with self._write_lock or nullcontext(), self._engine.begin() as conn:
-                for org_id, event, _, _ in batch:
-                    ids.append(store_event(conn, org_id, event))
+                ids = store_events(conn, [(org_id, event) for org_id, event, _, _ in batch])
         except Exception as exc:  # nothing of this batch was stored: every caller gets the error (WeCom retries)
             log.exception("could not store %d WeCom callbacks", len(batch))
             _answer(batch, [exc] * len(batch))
