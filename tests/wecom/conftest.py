@@ -1,15 +1,24 @@
-"""Fixtures: a fake WeCom server, the siyu app served on a loopback port, and tasks run inline."""
+"""Fixtures: a fake WeCom server, a WeCom client of it, the siyu app served on a loopback port, tasks run inline;
+helpers shared by the WeCom tests.
+
+A module whose tests seed their own WeCom members sets `pytestmark = pytest.mark.own_members`: its `fake` then
+starts empty instead of with zhangsan and lisi."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+from wechatpy.session.memorystorage import MemoryStorage
 
+from siyu.customers.models import CustomerIdentity, IdentityKind
+from siyu.integrations.wecom.client import WeComClient
 from siyu.integrations.wecom.fake_server import FakeWeComServer
 from siyu.kit.loopback import LoopbackServer
 from siyu.wecom.credentials import save_credentials
@@ -20,6 +29,10 @@ SECRET = "fake-customer-contact-secret"
 TOKEN = "siyu-callback-token"
 AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 WELCOME = "欢迎！回复 1 领取资料"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "own_members: the test seeds its own WeCom members (`fake` starts empty)")
 
 
 class Control:
@@ -60,10 +73,61 @@ def plain_fake(wecom_server: FakeWeComServer) -> Iterator[Control]:
 
 
 @pytest.fixture
-def fake(plain_fake: Control) -> Control:
-    """The fake with two members, zhangsan and lisi."""
-    plain_fake.post("members", {"members": [{"userid": "zhangsan", "name": "张三"}, {"userid": "lisi", "name": "李四"}]})
+def fake(plain_fake: Control, request: pytest.FixtureRequest) -> Control:
+    """The fake with two members, zhangsan and lisi (none for tests marked `own_members`)."""
+    if request.node.get_closest_marker("own_members") is None:
+        plain_fake.post("members", {"members": [{"userid": "zhangsan", "name": "张三"},
+                                                {"userid": "lisi", "name": "李四"}]})
     return plain_fake
+
+
+@pytest.fixture
+def wecom(fake: Control) -> WeComClient:
+    """siyu's WeCom client of the fake (tokens kept in memory, retries without sleeping)."""
+    return WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None)
+
+
+def customer_of(db: Session, org: int, external_userid: str) -> int:
+    """The id of the siyu customer who has this WeCom external userid."""
+    return db.scalar(select(CustomerIdentity.customer_id).where(  # type: ignore[return-value]
+        CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+        CustomerIdentity.value == external_userid))
+
+
+def console_login(client: Any, email: str) -> str:
+    """Log the test client into the console (password123); returns the CSRF token its pages carry."""
+    form = client.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form)
+    assert token
+    res = client.post("/login", data={"email": email, "password": "password123", "csrf_token": token.group(1),
+                                      "next": "/"}, follow_redirects=False)
+    assert res.status_code == 303, res.text
+    meta = re.search(r'<meta name="csrf-token" content="([^"]+)">', client.get("/").text)
+    assert meta
+    return meta.group(1)
+
+
+class CrashAfterCall:
+    """A client whose process 'dies' right after WeCom accepted the task (before siyu recorded it)."""
+
+    def __init__(self, real: WeComClient) -> None:
+        self.real = real
+
+    def submit_mass_message(self, *args: Any, **kwargs: Any) -> Any:
+        """Reach WeCom, then die."""
+        self.real.submit_mass_message(*args, **kwargs)
+        raise RuntimeError("worker killed")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.real, name)
+
+
+class CrashBeforeCall(CrashAfterCall):
+    """A client whose process dies just before the task reaches WeCom."""
+
+    def submit_mass_message(self, *args: Any, **kwargs: Any) -> Any:
+        """Die without reaching WeCom."""
+        raise RuntimeError("worker killed")
 
 
 @pytest.fixture

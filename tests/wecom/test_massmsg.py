@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
-from wechatpy.session.memorystorage import MemoryStorage
 
 from siyu.customers import service as customers
 from siyu.customers.models import CustomerIdentity, IdentityKind
@@ -19,20 +18,10 @@ from siyu.wecom import massmsg
 from siyu.wecom.models_ops import MassCapPolicy, MassSend, SendStatus
 from siyu.wecom.sync import full_sync
 
-from .conftest import SECRET, Control
+from .conftest import Control, CrashAfterCall, CrashBeforeCall
 
 NOW = datetime(2026, 2, 10, 4, 0, tzinfo=UTC)  # February 2026: 28 days
-
-
-@pytest.fixture
-def fake(plain_fake: Control) -> Control:
-    """These tests seed their own members."""
-    return plain_fake
-
-
-@pytest.fixture
-def wecom(fake: Control) -> WeComClient:
-    return WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None)
+pytestmark = pytest.mark.own_members  # these tests seed their own members
 
 
 def _world(engine: Engine, org: int, fake: Control, wecom: WeComClient) -> dict[str, int]:
@@ -87,25 +76,6 @@ def test_cap_leaves_customers_out_and_says_why(engine: Engine, tenant: Any, fake
     assert massmsg.cap_window(MassCapPolicy.week_7, NOW) == (datetime(2026, 2, 8, 16, 0, tzinfo=UTC), 7)
     with pytest.raises(Conflict):
         massmsg.submit(factory, org, second_id, wecom, now=NOW + timedelta(hours=2))
-
-
-class CrashAfterCall:
-    """A client whose process 'dies' right after WeCom accepted the task (before siyu recorded it)."""
-
-    def __init__(self, real: WeComClient) -> None:
-        self.real = real
-
-    def submit_mass_message(self, *args: Any, **kwargs: Any) -> Any:
-        self.real.submit_mass_message(*args, **kwargs)
-        raise RuntimeError("worker killed")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
-class CrashBeforeCall(CrashAfterCall):
-    def submit_mass_message(self, *args: Any, **kwargs: Any) -> Any:
-        raise RuntimeError("worker killed")
 
 
 @pytest.mark.parametrize("crash", [CrashAfterCall, CrashBeforeCall])

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
-from wechatpy.session.memorystorage import MemoryStorage
 
 from siyu.accounts.models import Account
 from siyu.groups.models import CustomerGroup, GroupStatus
@@ -22,24 +21,16 @@ from siyu.wecom import massmsg, massmsg_groups
 from siyu.wecom.models_ops import MassCapPolicy, MassChatType, MassGroupSend, MassMessage, SendStatus
 from siyu.wecom.sync import full_sync
 
-from .conftest import SECRET, Control
+from .conftest import Control, CrashAfterCall
 
 NOW = datetime(2026, 2, 10, 4, 0, tzinfo=UTC)
+pytestmark = pytest.mark.own_members  # these tests seed their own members
 
 
 @pytest.fixture
-def fake(plain_fake: Control) -> Control:
-    """These tests seed their own members."""
-    return plain_fake
-
-
-@pytest.fixture
-def wecom(fake: Control) -> WeComClient:
-    return WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None)
-
-
-def _world(engine: Engine, org: int, fake: Control, wecom: WeComClient) -> dict[str, int]:
-    """alice owns groups wr_a1 and wr_a2, bob owns wr_b1; returns siyu ids by chat id and member userid."""
+def w(engine: Engine, tenant: Any, fake: Control, wecom: WeComClient) -> dict[str, int]:
+    """alice owns groups wr_a1 and wr_a2, bob owns wr_b1; siyu ids by chat id and member userid."""
+    org = tenant.org_id
     fake.post("members", {"members": [{"userid": "alice"}, {"userid": "bob"}]})
     fake.post("contacts", {"contacts": [
         {"external_userid": "wm_a", "name": "a", "follow": [{"userid": "alice"}]},
@@ -64,10 +55,9 @@ def _sends(engine: Engine, message_id: int) -> dict[str, tuple[SendStatus, str]]
 
 
 def test_groups_by_owner_or_list_go_out_one_task_per_owner_and_results_come_back(
-    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient
+    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient, w: dict[str, int]
 ) -> None:
     org = tenant.org_id
-    w = _world(engine, org, fake, wecom)
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
         mine = massmsg_groups.create_group_message(db, org, text="今晚八点直播", owner_account_id=w["alice"]).id
@@ -97,10 +87,9 @@ def test_groups_by_owner_or_list_go_out_one_task_per_owner_and_results_come_back
 
 
 def test_more_than_2000_groups_are_split_into_tasks(
-    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient
+    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient, w: dict[str, int]
 ) -> None:
     org = tenant.org_id
-    w = _world(engine, org, fake, wecom)
     chat_ids = [f"wr_many{i:05d}" for i in range(2001)]
     fake.post("groups", {"groups": [{"chat_id": c, "owner": "alice", "name": c} for c in chat_ids]})
     with transaction(make_sessionmaker(engine)) as db:  # siyu's copy of the groups, as a sync would leave it
@@ -114,10 +103,9 @@ def test_more_than_2000_groups_are_split_into_tasks(
 
 
 def test_cap_per_group_and_groups_wecom_refuses(
-    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient
+    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient, w: dict[str, int]
 ) -> None:
     org = tenant.org_id
-    w = _world(engine, org, fake, wecom)
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
         massmsg.set_cap_policy(db, org, MassCapPolicy.day_1)
@@ -148,25 +136,10 @@ def test_cap_per_group_and_groups_wecom_refuses(
         assert "not a live group owned by alice" in massmsg_groups.group_sends(db, org, stale)[1]["error"]
 
 
-class CrashAfterCall:
-    """A client whose process dies right after WeCom accepted the task (before siyu recorded it)."""
-
-    def __init__(self, real: WeComClient) -> None:
-        self.real = real
-
-    def submit_mass_message(self, *args: Any, **kwargs: Any) -> Any:
-        self.real.submit_mass_message(*args, **kwargs)
-        raise RuntimeError("worker killed")
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.real, name)
-
-
 def test_rerun_after_a_crash_never_sends_a_group_twice(
-    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient
+    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient, w: dict[str, int]
 ) -> None:
     org = tenant.org_id
-    w = _world(engine, org, fake, wecom)
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
         mid = massmsg_groups.create_group_message(db, org, text="别重复", group_ids=[w["wr_a1"], w["wr_b1"]]).id
@@ -191,10 +164,10 @@ def test_bad_group_messages_are_refused(db: Session, tenant: Any) -> None:
 
 
 def test_group_messages_through_the_api_and_the_console(
-    client: Any, wired: Any, engine: Engine, db: Session, tenant: Any, fake: Control, wecom: WeComClient
+    client: Any, wired: Any, engine: Engine, db: Session, tenant: Any, fake: Control, wecom: WeComClient,
+    w: dict[str, int],
 ) -> None:
     org = tenant.org_id
-    w = _world(engine, org, fake, wecom)
     api = "/api/v1/wecom/mass-messages"
     both = client.post(f"{api}/groups", headers=tenant.auth(), json={"text": "x", "group_ids": [w["wr_a1"]],
                                                                      "owner_account_id": w["alice"]})

@@ -8,30 +8,20 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from wechatpy.session.memorystorage import MemoryStorage
 
 from siyu.accounts.models import Account
-from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
+from siyu.customers.models import FollowRelation, FollowStatus
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.errors import Conflict
 from siyu.wecom.models_ops import CustomerTransfer, TransferStatus
 from siyu.wecom.sync import full_sync
 from siyu.wecom.transfers import poll_transfers, request_transfer
 
-from .conftest import SECRET, Control
+from .conftest import Control, console_login
+from .conftest import customer_of as _cid
 
 DAY = 24 * 3600
-
-
-@pytest.fixture
-def fake(plain_fake: Control) -> Control:
-    """These tests seed their own members."""
-    return plain_fake
-
-
-@pytest.fixture
-def wecom(fake: Control) -> WeComClient:
-    return WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None)
+pytestmark = pytest.mark.own_members  # these tests seed their own members
 
 
 def _setup(db: Session, org: int, fake: Control, wecom: WeComClient, n: int) -> dict[str, int]:
@@ -43,12 +33,6 @@ def _setup(db: Session, org: int, fake: Control, wecom: WeComClient, n: int) -> 
     full_sync(db, org, wecom, include_groups=False)
     db.commit()
     return dict(db.execute(select(Account.external_id, Account.id).where(Account.org_id == org)).all())
-
-
-def _cid(db: Session, org: int, eid: str) -> int:
-    return db.scalar(select(CustomerIdentity.customer_id).where(  # type: ignore[return-value]
-        CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid,
-        CustomerIdentity.value == eid))
 
 
 def _follows(db: Session, org: int, eid: str) -> dict[int, FollowStatus]:
@@ -137,17 +121,6 @@ def test_receiver_at_customer_limit_ends_as_taker_full(
     assert fake.post("members/heir/customer_limit", {"customer_limit": None})["customer_limit"] == 50_000
 
 
-def _login(client: Any, email: str) -> None:
-    import re
-
-    form = client.get("/login").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form)
-    assert token
-    res = client.post("/login", data={"email": email, "password": "password123", "csrf_token": token.group(1),
-                                      "next": "/"}, follow_redirects=False)
-    assert res.status_code == 303, res.text
-
-
 def test_transfer_fail_callbacks_settle_rows_shown_in_api_and_console(
     client: Any, wired: Any, db: Session, tenant: Any, fake: Control, wecom: WeComClient
 ) -> None:
@@ -174,7 +147,7 @@ def test_transfer_fail_callbacks_settle_rows_shown_in_api_and_console(
     assert _follows(db, org, "wm_0000") == {acc["leaver"]: FollowStatus.active}
     # The console's departure page says what happened to each customer, and why.
     client.cookies.set("lang", "en")
-    _login(client, f"admin@{tenant.slug}.test")
+    console_login(client, f"admin@{tenant.slug}.test")
     page = client.get(f"/wecom/departure?account_id={acc['leaver']}").text
     assert page.count('data-status="refused"') == 1 and page.count('data-status="taker_full"') == 1
     assert "Refused by the customer" in page and "Receiver at customer limit" in page

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from wechatpy.session.memorystorage import MemoryStorage
 
 from siyu.accounts.models import Account
-from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
+from siyu.customers.models import FollowRelation, FollowStatus
 from siyu.groups.models import CustomerGroup
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.clock import utcnow
@@ -20,18 +19,11 @@ from siyu.wecom.models_ops import CustomerTransfer, TransferKind, TransferStatus
 from siyu.wecom.sync import full_sync
 from siyu.wecom.transfers import departure_summary, poll_transfers, request_transfer, transfer_groups
 
-from .conftest import SECRET, Control
+from .conftest import Control, console_login
+from .conftest import customer_of as _cid
 
 
-@pytest.fixture
-def fake(plain_fake: Control) -> Control:
-    """These tests seed their own members."""
-    return plain_fake
-
-
-@pytest.fixture
-def wecom(fake: Control) -> WeComClient:
-    return WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None)
+pytestmark = pytest.mark.own_members  # these tests seed their own members
 
 
 def _setup(db: Session, org: int, fake: Control, wecom: WeComClient, n: int = 3) -> dict[str, int]:
@@ -42,12 +34,6 @@ def _setup(db: Session, org: int, fake: Control, wecom: WeComClient, n: int = 3)
     fake.post("groups", {"groups": [{"owner": "leaver", "name": "g", "members": ["wm_0000"]}]})
     full_sync(db, org, wecom)
     return dict(db.execute(select(Account.external_id, Account.id).where(Account.org_id == org)).all())
-
-
-def _cid(db: Session, org: int, eid: str) -> int:
-    return db.scalar(select(CustomerIdentity.customer_id).where(  # type: ignore[return-value]
-        CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid,
-        CustomerIdentity.value == eid))
 
 
 def test_in_service_transfer_in_batches_of_100_completes_after_24h(
@@ -147,20 +133,6 @@ def test_customer_wecom_rejects_is_recorded_as_failed(
     assert poll_transfers(db, org, wecom, now=utcnow() + timedelta(days=4)) == {"expired": 1}
 
 
-def _login(client: Any, email: str) -> str:
-    import re
-
-    form = client.get("/login").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form)
-    assert token
-    res = client.post("/login", data={"email": email, "password": "password123", "csrf_token": token.group(1),
-                                      "next": "/"}, follow_redirects=False)
-    assert res.status_code == 303, res.text
-    meta = re.search(r'<meta name="csrf-token" content="([^"]+)">', client.get("/").text)
-    assert meta
-    return meta.group(1)
-
-
 def test_departure_page_hands_over_and_shows_status(
     client: Any, wired: Any, db: Session, tenant: Any, fake: Control, wecom: WeComClient
 ) -> None:
@@ -168,7 +140,7 @@ def test_departure_page_hands_over_and_shows_status(
     acc = _setup(db, org, fake, wecom, n=2)
     db.commit()
     client.cookies.set("lang", "en")
-    csrf = _login(client, f"admin@{tenant.slug}.test")
+    csrf = console_login(client, f"admin@{tenant.slug}.test")
     page = client.get(f"/wecom/departure?account_id={acc['leaver']}")
     assert page.status_code == 200 and "2 customers and 1 groups" in page.text
     done = client.post("/wecom/departure", data={"csrf_token": csrf, "from_account_id": acc["leaver"],
@@ -195,5 +167,5 @@ def test_departure_page_hands_over_and_shows_status(
     assert client.post("/wecom/departure", data={"from_account_id": acc["leaver"],
                                                  "to_account_id": acc["heir"]}).status_code == 403  # no CSRF
     client.cookies.clear()
-    _login(client, f"operator@{tenant.slug}.test")
+    console_login(client, f"operator@{tenant.slug}.test")
     assert client.get("/wecom/departure").status_code == 403

@@ -150,21 +150,17 @@ class SendStatus(enum.StrEnum):
     unsent = "unsent"
 
 
-class MassSend(Base):
-    """One customer's part of a mass message, written BEFORE WeCom is called: never sent twice."""
+class _SendRecord:
+    """The columns a send record has whether it goes to a customer or to a customer group: who sends it, where
+    it stands, WeCom's task id and when it was reserved and delivered."""
 
-    __tablename__ = "wecom_mass_sends"
-    __table_args__ = (
-        UniqueConstraint("message_id", "customer_id"),
-        Index("ix_wecom_mass_sends_org_customer_reserved", "org_id", "customer_id", "reserved_at"),
+    # sort_order -1: mixin columns otherwise follow the class's own, and the keys belong first in the table.
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, sort_order=-1)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), sort_order=-1)
+    message_id: Mapped[int] = mapped_column(
+        ForeignKey("wecom_mass_messages.id", ondelete="CASCADE"), sort_order=-1
     )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    message_id: Mapped[int] = mapped_column(ForeignKey("wecom_mass_messages.id", ondelete="CASCADE"))
-    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    external_userid: Mapped[str] = mapped_column(String(128))
     status: Mapped[SendStatus] = mapped_column(
         Enum(SendStatus, native_enum=False, length=20), default=SendStatus.reserved
     )
@@ -174,7 +170,20 @@ class MassSend(Base):
     error: Mapped[str] = mapped_column(String(300), default="")
 
 
-class MassGroupSend(Base):
+class MassSend(_SendRecord, Base):
+    """One customer's part of a mass message, written BEFORE WeCom is called: never sent twice."""
+
+    __tablename__ = "wecom_mass_sends"
+    __table_args__ = (
+        UniqueConstraint("message_id", "customer_id"),
+        Index("ix_wecom_mass_sends_org_customer_reserved", "org_id", "customer_id", "reserved_at"),
+    )
+
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    external_userid: Mapped[str] = mapped_column(String(128))
+
+
+class MassGroupSend(_SendRecord, Base):
     """One customer group's part of a group mass message, written BEFORE WeCom is called: never sent twice.
 
     WeCom caps what a group receives like a customer ("每位客户/每个客户群"), so these rows count
@@ -186,16 +195,5 @@ class MassGroupSend(Base):
         Index("ix_wecom_mass_group_sends_org_group_reserved", "org_id", "group_id", "reserved_at"),
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    message_id: Mapped[int] = mapped_column(ForeignKey("wecom_mass_messages.id", ondelete="CASCADE"))
     group_id: Mapped[int] = mapped_column(ForeignKey("customer_groups.id", ondelete="CASCADE"))
     chat_id: Mapped[str] = mapped_column(String(64))
-    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
-    status: Mapped[SendStatus] = mapped_column(
-        Enum(SendStatus, native_enum=False, length=20), default=SendStatus.reserved
-    )
-    msgid: Mapped[str] = mapped_column(String(64), default="")
-    reserved_at: Mapped[datetime] = mapped_column(default=utcnow)
-    sent_at: Mapped[datetime | None]
-    error: Mapped[str] = mapped_column(String(300), default="")

@@ -170,15 +170,11 @@ def create_group_mass_message(body: GroupMassMessageIn, db: DbSession, principal
 def preview_mass_message(message_id: int, db: DbSession, principal: AdminPrincipal) -> PreviewOut:
     """Who (customers or groups) would get the message through which member, and who is left out and why."""
     msg = massmsg.get_message(db, principal.org_id, message_id)
-    if msg.chat_type == MassChatType.group:
-        g = massmsg_groups.plan_groups(db, principal.org_id, msg)
-        return PreviewOut(chat_type=msg.chat_type.value, recipients=g.recipients, cap=g.cap,
-                          per_sender={k: len(v) for k, v in g.by_sender.items()},
-                          left_out=[ExcludedGroupOut(**o.__dict__) for o in g.left_out])
-    p = massmsg.plan(db, principal.org_id, msg)
+    p = massmsg.preview(db, principal.org_id, msg)
+    shape = ExcludedGroupOut if msg.chat_type == MassChatType.group else ExcludedOut
     return PreviewOut(chat_type=msg.chat_type.value, recipients=p.recipients, cap=p.cap,
                       per_sender={k: len(v) for k, v in p.by_sender.items()},
-                      left_out=[ExcludedOut(**o.__dict__) for o in p.left_out])
+                      left_out=[shape(**o.__dict__) for o in p.left_out])
 
 
 @router.post("/mass-messages/{message_id}/submit")
