@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import ColumnElement, Select, and_, exists, func, literal, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, func, literal, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from siyu.accounts.models import Account
@@ -180,13 +180,36 @@ def count_query(principal: Principal, filters: CustomerFilters) -> Select[tuple[
     return select(func.count()).select_from(inner.subquery())
 
 
+# Built once: the callback worker looks identities up several times per event, and building a select
+# costs more than running it on SQLite. Expanding bindparams keep one cached statement for any list size.
+_IDENTITY_HOLDER = select(CustomerIdentity).where(
+    CustomerIdentity.org_id == bindparam("org_id"), CustomerIdentity.kind == bindparam("kind"),
+    CustomerIdentity.value == bindparam("value"),
+)
+_IDENTITY_HOLDERS = select(CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id).where(
+    CustomerIdentity.org_id == bindparam("org_id"),
+    CustomerIdentity.kind.in_(bindparam("kinds", expanding=True)),
+    CustomerIdentity.value.in_(bindparam("values", expanding=True)),
+)
+
+
 def identity_holder(db: Session, org_id: int, kind: IdentityKind, value: str) -> CustomerIdentity | None:
     """The identity row for (kind, value) in the organization, if any profile holds it."""
-    return db.scalar(
-        select(CustomerIdentity).where(
-            CustomerIdentity.org_id == org_id, CustomerIdentity.kind == kind, CustomerIdentity.value == value
-        )
-    )
+    return db.scalar(_IDENTITY_HOLDER, {"org_id": org_id, "kind": kind, "value": value})
+
+
+def identity_holders(
+    db: Session, org_id: int, identities: Sequence[tuple[IdentityKind, str]]
+) -> dict[tuple[IdentityKind, str], int]:
+    """The customer id holding each of the (kind, value) pairs that some profile holds, in one query."""
+    if not identities:
+        return {}
+    wanted = set(identities)
+    rows = db.execute(_IDENTITY_HOLDERS, {
+        "org_id": org_id, "kinds": sorted({k for k, _ in wanted}), "values": sorted({v for _, v in wanted}),
+    })
+    # kind IN (...) AND value IN (...) is a cross product: keep only the pairs asked for.
+    return {(IdentityKind(k), v): int(c) for k, v, c in rows if (IdentityKind(k), v) in wanted}
 
 
 def identities_of(db: Session, customer_id: int) -> Sequence[CustomerIdentity]:

@@ -7,12 +7,12 @@ admins after their own checks). A customer id that was merged away resolves to i
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import ValidationError
-from sqlalchemy import Select, delete, select, update
+from sqlalchemy import Select, bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
@@ -54,7 +54,8 @@ __all__ = [
     "add_identity", "add_identity_as", "add_note", "add_tags", "count_customers", "create_customer",
     "create_customer_as", "update_customer_as",
     "create_tag", "create_tag_group", "customer_tags", "delete_note", "delete_tag", "delete_tag_group",
-    "find_or_create_by_identity", "follow", "get_customer", "get_tag", "get_tag_group", "list_customers",
+    "find_or_create_by_identities", "find_or_create_by_identity", "follow", "follow_relation", "get_customer",
+    "get_tag", "get_tag_group", "list_customers",
     "list_follows", "list_identities", "list_merges", "list_notes", "list_tag_groups", "list_tags",
     "merge_customers", "refresh_remark", "register_merge_hook", "remove_tags", "reset_remark",
     "set_customer_tags", "timeline", "unfollow", "update_customer", "update_tag", "update_tag_group",
@@ -78,7 +79,10 @@ def visible_customers(principal: Principal) -> Select[tuple[Customer]]:
 
 def _survivor_of(db: Session, org_id: int, customer_id: int, *, field: str | None = None) -> Customer:
     """The live profile for ``customer_id`` in the organization (following merges), or 404/422."""
-    customer = db.scalar(select(Customer).where(Customer.id == customer_id, Customer.org_id == org_id))
+    # get() answers from the identity map without a round trip; a loaded row is what a select would return.
+    customer = db.get(Customer, customer_id)
+    if customer is not None and customer.org_id != org_id:
+        customer = None
     hops = 0
     while customer is not None and customer.merged_into_id is not None and hops < 10:
         customer = db.get(Customer, customer.merged_into_id)
@@ -250,10 +254,7 @@ def add_identity(
     customer = _survivor_of(db, org_id, customer_id)
     holder = repo.identity_holder(db, org_id, kind, value)
     if holder is None:
-        db.add(CustomerIdentity(org_id=org_id, customer_id=customer.id, kind=kind, value=value))
-        if kind == IdentityKind.mobile and not customer.mobile:
-            customer.mobile = value
-            refresh_remark(customer)
+        _attach(db, org_id, customer, kind, value)
         db.flush()
         return customer
     if holder.customer_id == customer.id:
@@ -263,6 +264,32 @@ def add_identity(
         db, org_id, survivor_id, merged_id, reason or f"shared {kind} {_display(kind, value)}", actor_id
     )
     return _survivor_of(db, org_id, survivor_id)
+
+
+def _attach(db: Session, org_id: int, customer: Customer, kind: IdentityKind, value: str) -> None:
+    """Give ``customer`` an identifier nobody holds (normalized already); the caller flushes."""
+    db.add(CustomerIdentity(org_id=org_id, customer_id=customer.id, kind=kind, value=value))
+    if kind == IdentityKind.mobile and not customer.mobile:
+        customer.mobile = value
+        refresh_remark(customer)
+
+
+def _insert_identities(
+    db: Session, org_id: int, customer: Customer, pairs: Sequence[tuple[IdentityKind, str]]
+) -> None:
+    """``_attach`` for several identifiers nobody holds, as one INSERT without ORM objects (a later query
+    reads the rows from the database like any other): a flush of new objects costs more than the INSERT."""
+    if not pairs:
+        return
+    now = utcnow()
+    db.execute(insert(CustomerIdentity.__table__), [  # type: ignore[arg-type]
+        {"org_id": org_id, "customer_id": customer.id, "kind": kind, "value": value, "created_at": now}
+        for kind, value in pairs
+    ])
+    mobile = next((value for kind, value in pairs if kind == IdentityKind.mobile), None)
+    if mobile and not customer.mobile:
+        customer.mobile = mobile
+        refresh_remark(customer)
 
 
 def add_identity_as(db: Session, principal: Principal, customer_id: int, kind: IdentityKind, value: str) -> Customer:
@@ -298,7 +325,59 @@ def find_or_create_by_identity(
         db.flush()
         return customer, False
     customer = create_customer(db, org_id, data, actor_id=actor_id)
-    return add_identity(db, org_id, customer.id, kind, value, actor_id=actor_id), True
+    if data.mobile:
+        # Creating with a mobile may have merged profiles or attached (kind, value) already: check again.
+        return add_identity(db, org_id, customer.id, kind, value, actor_id=actor_id), True
+    # Nobody held (kind, value) and the new profile has no identifier yet: attach without looking again.
+    _attach(db, org_id, customer, kind, value)
+    db.flush()
+    return customer, True
+
+
+def find_or_create_by_identities(
+    db: Session, org_id: int, identities: Sequence[tuple[IdentityKind, str]],
+    defaults: CustomerIn | Mapping[str, Any] | None = None, *, actor_id: int | None = None,
+    reason: str | None = None,
+) -> tuple[Customer, bool]:
+    """``find_or_create_by_identity`` on the first (kind, value), then ``add_identity`` of each other one
+    (a profile holding one of them merges in, audited with ``reason``), with one lookup for all of them
+    in the usual cases. Returns (the profile now holding them all, whether that profile is new)."""
+    if not identities:
+        raise Invalid("at least one identifier is required", field="identities")
+    pairs = list(dict.fromkeys(
+        (IdentityKind(k), normalize_identity(IdentityKind(k), v)) for k, v in identities
+    ))
+    data = _as_customer_in(defaults or {})
+    first, extra = pairs[0], pairs[1:]
+    if data.mobile:
+        # The defaults' mobile takes part in the matching (and may merge): the general path handles it.
+        customer, created = find_or_create_by_identity(db, org_id, *first, data, actor_id=actor_id)
+        held = None
+    else:
+        held = repo.identity_holders(db, org_id, pairs)
+        created = first not in held
+        if created:
+            customer = create_customer(db, org_id, data, actor_id=actor_id)
+        else:
+            customer = _survivor_of(db, org_id, held[first])
+            _fill_from(customer, data)
+        if all(held.get(p, customer.id) == customer.id for p in extra):
+            # Nothing to merge: every identifier is new or already this profile's. One insert for all.
+            _insert_identities(db, org_id, customer, [p for p in pairs if p not in held])
+            db.flush()
+            return customer, created
+        if created:
+            _attach(db, org_id, customer, *first)
+    new_id = customer.id if created else None
+    for kind, value in extra:
+        if held is not None and (kind, value) not in held:
+            # Nobody held it at the lookup, and attaching or merging moves identifiers, never adds them.
+            _attach(db, org_id, customer, kind, value)
+        elif held is None or held[(kind, value)] != customer.id:
+            db.flush()
+            customer = add_identity(db, org_id, customer.id, kind, value, actor_id=actor_id, reason=reason)
+    db.flush()
+    return customer, customer.id == new_id
 
 
 def _fill_from(customer: Customer, data: CustomerIn) -> None:
@@ -326,15 +405,30 @@ def list_merges(db: Session, principal: Principal, customer_id: int) -> list[Mer
 # --- follow relations -----------------------------------------------------------------------------
 
 
+_SHIFT_FRIEND_COUNT = (
+    update(Account.__table__).where(Account.id == bindparam("account_id"))  # type: ignore[arg-type]
+    .values(friend_count=Account.friend_count + bindparam("delta"))
+)
+
+
 def _shift_friend_count(db: Session, account_id: int, delta: int) -> None:
-    db.execute(
-        update(Account).where(Account.id == account_id).values(friend_count=Account.friend_count + delta)
-        .execution_options(synchronize_session=False)
-    )
+    db.execute(_SHIFT_FRIEND_COUNT, {"account_id": account_id, "delta": delta})
     # The bulk update bypassed the session; a loaded Account must not show the old count.
     account = db.identity_map.get(db.identity_key(Account, account_id))
     if account is not None:
         db.expire(account, ["friend_count"])
+
+
+# Built once (see repository._IDENTITY_HOLDER): follows are looked up on every contact callback.
+_RELATION = select(FollowRelation).where(
+    FollowRelation.customer_id == bindparam("customer_id"),
+    FollowRelation.account_id == bindparam("account_id"),
+)
+
+
+def relation_of(db: Session, customer_id: int, account_id: int) -> FollowRelation | None:
+    """The follow relation between a customer and an account (active or ended), if any."""
+    return db.scalar(_RELATION, {"customer_id": customer_id, "account_id": account_id})
 
 
 def follow(
@@ -344,12 +438,20 @@ def follow(
     """Record that the account has the customer as a contact. Idempotent for an active relation; a
     deleted one is re-activated with the new ``since`` (the friendship started again)."""
     customer = _survivor_of(db, org_id, customer_id)
-    if db.scalar(select(Account.id).where(Account.id == account_id, Account.org_id == org_id)) is None:
+    account = db.get(Account, account_id)
+    if account is None or account.org_id != org_id:
         raise Invalid(f"account {account_id} does not exist", field="account_id")
+    rel = db.scalar(_RELATION, {"customer_id": customer.id, "account_id": account_id})
+    return follow_relation(db, org_id, customer, account_id, rel, since=since, source=source, state=state)
+
+
+def follow_relation(
+    db: Session, org_id: int, customer: Customer, account_id: int, rel: FollowRelation | None, *,
+    since: datetime | None = None, source: str | None = None, state: str | None = None,
+) -> FollowRelation:
+    """``follow`` for a caller that already holds the live customer, an account of the organization and
+    the pair's relation row (``rel``, None when there is none): no lookups repeated."""
     since = ensure_utc(since) if since is not None else utcnow()
-    rel = db.scalar(select(FollowRelation).where(
-        FollowRelation.customer_id == customer.id, FollowRelation.account_id == account_id
-    ))
     if rel is None:
         rel = FollowRelation(org_id=org_id, customer_id=customer.id, account_id=account_id, since=since,
                              source=source, state=state, status=FollowStatus.active)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import (
@@ -29,16 +29,22 @@ from siyu.kit.clock import ensure_utc, utcnow
 
 __all__ = [
     "MAX_GROUP_MEMBERS", "apply_member_change", "dismiss_group", "ensure_group", "ensure_wecom_account",
-    "recount_members", "upsert_group",
+    "recount_members", "upsert_group", "wecom_account_id",
 ]
+
+
+# Built once: every contact callback looks its member up, and building a select costs more than running it.
+_WECOM_ACCOUNT = select(Account).where(
+    Account.org_id == bindparam("org_id"), Account.kind == AccountKind.wecom_member,
+    Account.external_id == bindparam("userid"),
+)
+_WECOM_ACCOUNT_ID = _WECOM_ACCOUNT.with_only_columns(Account.id)
 
 
 def ensure_wecom_account(db: Session, org_id: int, userid: str) -> Account:
     """The organization's account for a WeCom member userid, created (unassigned) on first sight."""
     def find() -> Account | None:
-        return db.scalar(select(Account).where(
-            Account.org_id == org_id, Account.kind == AccountKind.wecom_member, Account.external_id == userid
-        ))
+        return db.scalar(_WECOM_ACCOUNT, {"org_id": org_id, "userid": userid})
 
     account = find()
     if account is None:
@@ -51,6 +57,12 @@ def ensure_wecom_account(db: Session, org_id: int, userid: str) -> Account:
         account = find()
         assert account is not None
     return account
+
+
+def wecom_account_id(db: Session, org_id: int, userid: str) -> int:
+    """``ensure_wecom_account(...).id`` reading only the id when the account exists (the usual case)."""
+    account_id = db.scalar(_WECOM_ACCOUNT_ID, {"org_id": org_id, "userid": userid})
+    return int(account_id) if account_id is not None else ensure_wecom_account(db, org_id, userid).id
 
 
 def _is_staff(db: Session, org_id: int, userid: str, kind_hint: int | None) -> bool:

@@ -17,16 +17,16 @@ Ties go to the end. When a client is available, contact events re-read the custo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from siyu.channels import health as channel_health
 from siyu.channels import service as channels
-from siyu.customers import repository as customer_repo
 from siyu.customers.models import (
     Customer,
     CustomerTag,
@@ -37,24 +37,34 @@ from siyu.customers.models import (
     Tag,
     TagGroup,
 )
-from siyu.customers.service import add_identity, find_or_create_by_identity, follow, unfollow
+from siyu.customers.service import (
+    find_or_create_by_identities,
+    find_or_create_by_identity,
+    follow,
+    follow_relation,
+    relation_of,
+    unfollow,
+)
 from siyu.groups.service import (
     apply_member_change,
     dismiss_group,
     ensure_group,
     ensure_wecom_account,
     upsert_group,
+    wecom_account_id,
 )
 from siyu.integrations.channel import CorpTagGroup, ExternalContact, FollowInfo
 from siyu.integrations.wecom import WeComClient, WeComError
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.leads import service as leads
-from siyu.wecom.models import WelcomeSend
+from siyu.wecom.credentials import client_for, plain_credentials
+from siyu.wecom.models import WeComCredential, WelcomeSend
 from siyu.wecom.transfers import apply_transfer_fail
 
 __all__ = [
-    "WELCOME_WINDOW_SECONDS", "apply_contact", "apply_event", "apply_follow", "apply_tags", "delete_corp_tag",
+    "WELCOME_WINDOW_SECONDS", "apply_contact", "apply_event", "apply_follow", "apply_tags", "callback_client",
+    "delete_corp_tag",
     "end_follow", "ensure_wecom_account", "send_welcome", "source_from_state", "upsert_corp_tags",
     "upsert_group",
 ]
@@ -64,6 +74,44 @@ WELCOME_WINDOW_SECONDS = 20
 #: errcodes meaning "this person is not (or no longer) a contact": fall back to what the event says.
 _GONE = frozenset({84061, 40096})
 _GENDER = {1: Gender.male, 2: Gender.female}
+
+
+_CREDENTIALS = select(WeComCredential).where(WeComCredential.org_id == bindparam("org_id"))
+# The columns the cache key needs, without loading an ORM object per event (the row is only built on a miss).
+_CREDENTIALS_KEY = _CREDENTIALS.with_only_columns(
+    WeComCredential.corp_id, WeComCredential.secret_enc, WeComCredential.token_enc,
+    WeComCredential.aes_key_enc, WeComCredential.base_url, WeComCredential.welcome_text,
+)
+#: Per thread (a requests session is not meant to be shared between threads): key -> client.
+_CLIENTS = threading.local()
+_MAX_CLIENTS = 32
+
+
+def callback_client(
+    db: Session, org_id: int, secret_key: Callable[[], str]
+) -> tuple[WeComClient | None, str]:
+    """The WeCom client and welcome text for applying an organization's callbacks ((None, "") without
+    stored credentials). The row is read every time, so an edit applies to the next event; the client is
+    reused (per thread) while the stored secrets and address are unchanged: decrypting three secrets and
+    opening a new HTTP session for every event cost more than the rest of the event's bookkeeping."""
+    stored = db.execute(_CREDENTIALS_KEY, {"org_id": org_id}).first()
+    if stored is None:
+        return None, ""
+    key = secret_key()
+    # The ciphertexts are in the key: any change to the stored credentials (or the secret key) is a miss.
+    cache_key = (org_id, *stored[:-1], key)  # all but the welcome text, read fresh below
+    clients: dict[tuple[Any, ...], WeComClient] | None = getattr(_CLIENTS, "by_key", None)
+    if clients is None:
+        clients = _CLIENTS.by_key = {}
+    client = clients.get(cache_key)
+    if client is None:
+        row = db.scalar(_CREDENTIALS, {"org_id": org_id})
+        if row is None:  # deleted in between (another transaction): as if never stored
+            return None, ""
+        if len(clients) >= _MAX_CLIENTS:
+            clients.clear()
+        client = clients[cache_key] = client_for(plain_credentials(row, key))
+    return client, str(stored.welcome_text)
 
 
 def source_from_state(state: str | None) -> str | None:
@@ -77,42 +125,41 @@ def _event_time(event: Mapping[str, Any]) -> datetime:
     return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else utcnow()
 
 
-def _customer_for(db: Session, org_id: int, contact: ExternalContact, source: str | None) -> Customer:
+def _customer_for(
+    db: Session, org_id: int, contact: ExternalContact, source: str | None
+) -> tuple[Customer, bool]:
+    """The contact's profile (found by external userid or unionid, merging on a shared unionid), and
+    whether it is new."""
     defaults: dict[str, Any] = {"name": contact.name[:120]}
     if source:
         defaults["source"] = source
-    customer, created = find_or_create_by_identity(
-        db, org_id, IdentityKind.wecom_external_userid, contact.external_userid, defaults
-    )
-    if created and contact.gender in _GENDER:
-        customer.gender = _GENDER[contact.gender]
+    if contact.gender in _GENDER:
+        # Defaults fill empty fields but never the gender: it applies to a new profile only.
+        defaults["gender"] = _GENDER[contact.gender]
+    identities = [(IdentityKind.wecom_external_userid, contact.external_userid)]
     if contact.unionid:
-        holder = customer_repo.identity_holder(db, org_id, IdentityKind.unionid, contact.unionid)
-        if holder is None or holder.customer_id != customer.id:
-            # A shared unionid is the same WeChat user: add_identity merges the two profiles (audited).
-            customer = add_identity(db, org_id, customer.id, IdentityKind.unionid, contact.unionid,
-                                    reason=f"shared unionid from WeCom contact {contact.external_userid}")
-    return customer
-
-
-def _relation(db: Session, customer_id: int, account_id: int) -> FollowRelation | None:
-    return db.scalar(select(FollowRelation).where(
-        FollowRelation.customer_id == customer_id, FollowRelation.account_id == account_id
-    ))
+        # A shared unionid is the same WeChat user: the profile holding it merges with this one (audited).
+        identities.append((IdentityKind.unionid, contact.unionid))
+    reason = f"shared unionid from WeCom contact {contact.external_userid}"
+    return find_or_create_by_identities(db, org_id, identities, defaults, reason=reason)
 
 
 def apply_follow(db: Session, org_id: int, customer: Customer, info: FollowInfo, *,
-                 at: datetime | None = None) -> FollowRelation | None:
-    """Make the member in ``info`` follow the customer unless a later end is already recorded (then None)."""
-    account = ensure_wecom_account(db, org_id, info.userid)
+                 at: datetime | None = None, new_customer: bool = False) -> FollowRelation | None:
+    """Make the member in ``info`` follow the customer unless a later end is already recorded (then None).
+    ``new_customer``: the customer was created in this transaction, so it has no relation to look up."""
+    account_id = wecom_account_id(db, org_id, info.userid)
     since = ensure_utc(info.created_at or at or utcnow())
-    rel = _relation(db, customer.id, account.id)
+    rel = None if new_customer else relation_of(db, customer.id, account_id)
     if rel is not None and rel.status != FollowStatus.active and rel.ended_at is not None \
             and since <= ensure_utc(rel.ended_at):
         return None  # stale add: the relation ended after this add happened
     state = (info.state or "")[:30] or None
-    return follow(db, org_id, customer.id, account.id, since=since, source=source_from_state(info.state),
-                  state=state)
+    source = source_from_state(info.state)
+    if customer.merged_into_id is not None:  # follow() resolves the survivor and looks its relation up
+        return follow(db, org_id, customer.id, account_id, since=since, source=source, state=state)
+    # The live customer, an account of the organization and the relation are in hand: no lookup twice.
+    return follow_relation(db, org_id, customer, account_id, rel, since=since, source=source, state=state)
 
 
 def end_follow(db: Session, org_id: int, external_userid: str, userid: str, *,
@@ -121,7 +168,7 @@ def end_follow(db: Session, org_id: int, external_userid: str, userid: str, *,
     at = ensure_utc(at)
     customer, _ = find_or_create_by_identity(db, org_id, IdentityKind.wecom_external_userid, external_userid, {})
     account = ensure_wecom_account(db, org_id, userid)
-    rel = _relation(db, customer.id, account.id)
+    rel = relation_of(db, customer.id, account.id)
     ended = FollowStatus.deleted_by_customer if by == "customer" else FollowStatus.deleted_by_staff
     if rel is None:
         # The end arrived before the add: keep a tombstone so the late add is recognised as stale.
@@ -140,27 +187,42 @@ def end_follow(db: Session, org_id: int, external_userid: str, userid: str, *,
     return rel
 
 
+# Built once: each contact callback runs these, and building a select costs more than running it on SQLite.
+_TAGS_BY_EXTERNAL_ID = select(Tag.external_id, Tag.id).where(
+    Tag.org_id == bindparam("org_id"), Tag.external_id.in_(bindparam("external_ids", expanding=True))
+)
+_CUSTOMER_TAGS = (
+    select(CustomerTag.tag_id, Tag.external_id).outerjoin(Tag, Tag.id == CustomerTag.tag_id)
+    .where(CustomerTag.customer_id == bindparam("customer_id"))
+)
+
+
 def apply_tags(db: Session, org_id: int, customer_id: int, external_tag_ids: Iterable[str], *,
-               replace: bool = False) -> list[str]:
+               replace: bool = False, new_customer: bool = False) -> list[str]:
     """Put the WeCom tags (by WeCom tag id) on the customer; with ``replace``, WeCom tags not listed are
-    removed (tags created in siyu, without an external id, are never touched). Returns unknown tag ids."""
+    removed (tags created in siyu, without an external id, are never touched). Returns unknown tag ids.
+    ``new_customer``: the customer was created in this transaction, so it has no tags to look up."""
     wanted_ext = {t for t in external_tag_ids if t}
     known: dict[str, int] = {
         str(ext): int(tag_id) for ext, tag_id in db.execute(
-            select(Tag.external_id, Tag.id).where(Tag.org_id == org_id, Tag.external_id.in_(wanted_ext))
+            _TAGS_BY_EXTERNAL_ID, {"org_id": org_id, "external_ids": sorted(wanted_ext)}
         )
     } if wanted_ext else {}
     wanted = set(known.values())
-    have_wecom = set(db.scalars(
-        select(CustomerTag.tag_id).join(Tag, Tag.id == CustomerTag.tag_id)
-        .where(CustomerTag.customer_id == customer_id, Tag.external_id.is_not(None))
-    ))
-    have_all = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == customer_id)))
+    have = [] if new_customer else db.execute(_CUSTOMER_TAGS, {"customer_id": customer_id}).all()
+    have_wecom = {int(tag_id) for tag_id, ext in have if ext is not None}
+    have_all = {int(tag_id) for tag_id, _ in have}
     if replace and have_wecom - wanted:
         db.execute(delete(CustomerTag).where(
             CustomerTag.customer_id == customer_id, CustomerTag.tag_id.in_(have_wecom - wanted)
         ))
-    db.add_all(CustomerTag(customer_id=customer_id, tag_id=t, org_id=org_id) for t in wanted - have_all)
+    if wanted - have_all:
+        # One INSERT rather than an ORM object and flush per tag: nothing reads these rows back as objects.
+        now = utcnow()
+        db.execute(insert(CustomerTag.__table__), [  # type: ignore[arg-type]
+            {"customer_id": customer_id, "tag_id": t, "org_id": org_id, "created_at": now}
+            for t in sorted(wanted - have_all)
+        ])
     db.flush()
     return sorted(wanted_ext - set(known))
 
@@ -234,20 +296,33 @@ def apply_contact(db: Session, org_id: int, contact: ExternalContact, follow_inf
                   at: datetime | None = None) -> Customer:
     """Create or update the customer for a WeCom contact, with a follow relation per follow info and
     their tags. The source is ``source_state`` or the first follow's State (only if none is set yet)."""
+    return _apply_contact(db, org_id, contact, follow_infos, source_state=source_state,
+                          replace_tags=replace_tags, at=at)[0]
+
+
+def _apply_contact(
+    db: Session, org_id: int, contact: ExternalContact, follow_infos: Sequence[FollowInfo], *,
+    source_state: str | None, replace_tags: bool, at: datetime | None,
+) -> tuple[Customer, list[str]]:
+    """``apply_contact``, also returning the WeCom tag ids not mirrored locally (left off the customer)."""
     source = source_from_state(source_state) or next(
         (source_from_state(f.state) for f in follow_infos if f.state), None
     )
-    customer = _customer_for(db, org_id, contact, source)
+    customer, created = _customer_for(db, org_id, contact, source)
     if contact.name and not customer.name:
         customer.name = contact.name[:120]
+    seen: set[str] = set()
     for info in follow_infos:
         if info.userid:
-            apply_follow(db, org_id, customer, info, at=at)
+            # A second follow info of the same member must see the relation the first one wrote.
+            apply_follow(db, org_id, customer, info, at=at, new_customer=created and info.userid not in seen)
+            seen.add(info.userid)
     tag_ids = [t for f in follow_infos for t in f.tag_ids]
+    unknown: list[str] = []
     if tag_ids or replace_tags:
-        apply_tags(db, org_id, customer.id, tag_ids, replace=replace_tags)
+        unknown = apply_tags(db, org_id, customer.id, tag_ids, replace=replace_tags, new_customer=created)
     db.flush()
-    return customer
+    return customer, unknown
 
 
 # --- events -------------------------------------------------------------------------------------------
@@ -292,7 +367,8 @@ def _ensure_tags(db: Session, org_id: int, client: WeComClient | None, external_
     wanted = {t for t in external_tag_ids if t}
     if client is None or not wanted:
         return
-    known = set(db.scalars(select(Tag.external_id).where(Tag.org_id == org_id, Tag.external_id.in_(wanted))))
+    rows = db.execute(_TAGS_BY_EXTERNAL_ID, {"org_id": org_id, "external_ids": sorted(wanted)})
+    known = {str(ext) for ext, _ in rows}
     if wanted - known:
         upsert_corp_tags(db, org_id, client.list_corp_tags(tag_ids=sorted(wanted - known)))
 
@@ -330,11 +406,17 @@ def _contact_event(db: Session, org_id: int, event: Mapping[str, Any], client: W
             outcome = "contact gone in WeCom; applied from the event"
     if detail is not None:
         follows = list(detail.follow_users)
-        _ensure_tags(db, org_id, client, [t for f in follows for t in f.tag_ids])
         if change == "add_half_external_contact":
+            _ensure_tags(db, org_id, client, [t for f in follows for t in f.tag_ids])
             follows = []  # the member has not accepted yet: a customer, not yet a contact
-        customer = apply_contact(db, org_id, detail.contact, follows, source_state=state or None,
-                                 replace_tags=change == "edit_external_contact", at=at)
+        replace = change == "edit_external_contact"
+        customer, unknown = _apply_contact(db, org_id, detail.contact, follows, source_state=state or None,
+                                           replace_tags=replace, at=at)
+        if unknown and client is not None:
+            # Tags created in WeCom since the last sync: mirror them, then put them on the customer too
+            # (apply_tags is idempotent; the first pass already applied the known ones).
+            upsert_corp_tags(db, org_id, client.list_corp_tags(tag_ids=unknown))
+            apply_tags(db, org_id, customer.id, [t for f in follows for t in f.tag_ids], replace=replace)
     else:
         follows = [] if change == "add_half_external_contact" or not userid else [
             FollowInfo(userid=userid, created_at=at, state=state)
@@ -346,7 +428,7 @@ def _contact_event(db: Session, org_id: int, event: Mapping[str, Any], client: W
         # touch, auto-tags, cap bookkeeping), use its welcome text, and convert a lead that was sent it.
         code = channels.code_for_state(db, org_id, state)
         if code is not None:
-            account_id = ensure_wecom_account(db, org_id, userid).id if userid else None
+            account_id = wecom_account_id(db, org_id, userid) if userid else None
             channels.record_add(db, org_id, code, customer.id, account_id, at)
             welcome_text = channels.welcome_for(code, welcome_text)
         lead = leads.on_contact_added(db, org_id, customer.id, state, at)

@@ -24,13 +24,12 @@ import threading
 from datetime import timedelta
 
 from huey import crontab
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
 from siyu.kit.clock import utcnow
 from siyu.wecom.callbacks import SOURCE
-from siyu.wecom.credentials import client_for, get_credentials, plain_credentials
 from siyu.wecom.models import InboxItem
-from siyu.wecom.processing import apply_event
+from siyu.wecom.processing import apply_event, callback_client
 from siyu.worker.queue import huey, sessions, settings
 
 log = logging.getLogger(__name__)
@@ -42,6 +41,14 @@ DRAIN_BATCH = 200
 ALREADY_PROCESSED = "already processed or no such inbox row"
 
 
+# Built once, claiming and reading the row in one statement: the worker runs it for every callback.
+_CLAIM = (
+    update(InboxItem.__table__).where(InboxItem.id == bindparam("inbox_id"), InboxItem.processed_at.is_(None))
+    .values(processed_at=bindparam("now"), attempts=InboxItem.attempts + 1, error=None)
+    .returning(InboxItem.org_id, InboxItem.payload)
+)
+
+
 def process_inbox_item(inbox_id: int) -> str:
     """Apply one inbox row in its own transaction; returns the outcome ("already processed" for repeats)."""
     factory = sessions()
@@ -50,25 +57,14 @@ def process_inbox_item(inbox_id: int) -> str:
             # Claim the row with the transaction's first statement: on PostgreSQL a concurrent claim waits
             # for the row lock and then matches nothing; on SQLite the UPDATE takes the write lock and
             # reads the latest commit. Either way one transaction applies the event, and a rollback
-            # releases the claim.
-            claimed = db.execute(
-                update(InboxItem).where(InboxItem.id == inbox_id, InboxItem.processed_at.is_(None))
-                .values(processed_at=utcnow(), attempts=InboxItem.attempts + 1)
-                .execution_options(synchronize_session=False)
-            )
-            if not claimed.rowcount:  # type: ignore[attr-defined]
+            # releases the claim (and restores the error it cleared).
+            claimed = db.execute(_CLAIM, {"inbox_id": inbox_id, "now": utcnow()}).first()
+            if claimed is None:
                 db.rollback()
                 return ALREADY_PROCESSED
-            item = db.get(InboxItem, inbox_id)
-            assert item is not None
-            creds_row = get_credentials(db, item.org_id)
-            client = None
-            welcome = ""
-            if creds_row is not None:
-                creds = plain_credentials(creds_row, settings().resolved_secret_key())
-                client, welcome = client_for(creds), creds.welcome_text
-            outcome = apply_event(db, item.org_id, item.payload, client=client, welcome_text=welcome)
-            item.error = None
+            org_id, payload = claimed
+            client, welcome = callback_client(db, org_id, lambda: settings().resolved_secret_key())
+            outcome = apply_event(db, org_id, payload, client=client, welcome_text=welcome)
             db.commit()
             return outcome
         except Exception as exc:
