@@ -103,7 +103,9 @@ def plan(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = N
             .where(FollowRelation.org_id == org_id, FollowRelation.customer_id.in_(part),
                    FollowRelation.status == FollowStatus.active, Account.kind == AccountKind.wecom_member,
                    Account.status == AccountStatus.active)
-            .order_by(FollowRelation.since, FollowRelation.id)
+            # Ties (added in the same second) go to the member siyu knew first, not to whichever follow row
+            # a parallel sync happened to write first.
+            .order_by(FollowRelation.since, Account.id)
         )
         for cid, aid, userid in rows:
             senders.setdefault(cid, (aid, userid))  # the member who has known the customer longest sends
