@@ -22,7 +22,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 
 from sqlalchemy import Engine
 
@@ -44,12 +43,9 @@ _Pending = tuple[int, CallbackEvent, asyncio.AbstractEventLoop, "asyncio.Future[
 class InboxWriter:
     """Stores verified callbacks in batches on one thread; ``await store(...)`` returns the new row id."""
 
-    def __init__(self, engine: Engine, request_drain: Callable[[], None],
-                 write_lock: threading.Lock | None = None) -> None:
+    def __init__(self, engine: Engine, request_drain: Callable[[], None]) -> None:
         self._engine = engine
         self._request_drain = request_drain
-        # SQLite allows one writer: the app's other writers share this lock instead of the busy handler.
-        self._write_lock = write_lock
         self._queue: queue.SimpleQueue[_Pending] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -94,7 +90,7 @@ class InboxWriter:
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
-            with self._write_lock or nullcontext(), self._engine.begin() as conn:
+            with self._engine.begin() as conn:
                 ids = store_events(conn, [(org_id, event) for org_id, event, _, _ in batch])
         except Exception as exc:  # nothing of this batch was stored: every caller gets the error (WeCom retries)
             log.exception("could not store %d WeCom callbacks", len(batch))
