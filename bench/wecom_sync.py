@@ -49,6 +49,15 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     """Run the benchmark and print figures, the headline last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -63,7 +72,7 @@ def main() -> None:
     server = subprocess.Popen(
         [sys.executable, "-m", "siyu.integrations.wecom.fake_server", "--port", str(port), "--corp-id", CORP_ID,
          "--secret", SECRET, "--members", str(members), "--contacts", str(contacts), "--groups", str(groups),
-         "--seed", "42"],
+         "--seed", "42", "--no-access-log"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
@@ -89,9 +98,13 @@ def main() -> None:
                 org_id = org.id
             client = WeComClient(CORP_ID, SECRET, base_url=base, session=MemoryStorage())
             pacer = ApiPacer(WECOM_CALLS_PER_MINUTE)
+            load_before = os.getloadavg()
+            server_cpu0 = _cpu_seconds(server.pid)
             wall0, cpu0 = time.perf_counter(), time.process_time()
             report = run_sync(factory, org_id, client, pacer=pacer)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+            load_after = os.getloadavg()
+            server_cpu1 = _cpu_seconds(server.pid)
             engine.dispose()
         calls = httpx.get(f"{base}/_control/calls", timeout=30).json()["calls"]
     finally:
@@ -114,7 +127,12 @@ def main() -> None:
           f"backend={url.split(':', 1)[0]}")
     print(f"api_calls={report.api_calls} busiest_api_calls={busiest} answered_45009={limited} "
           f"page_fetchers={FETCH_THREADS}")
-    print(f"wall_s={wall:.2f} cpu_s={cpu:.2f}")
+    server_cpu = "n/a" if server_cpu0 is None or server_cpu1 is None else f"{server_cpu1 - server_cpu0:.2f}"
+    print(f"wall_s={wall:.2f} cpu_s={cpu:.2f} (siyu's process) fake_server_cpu_s={server_cpu} "
+          f"cpus={os.cpu_count()}")
+    # A shared machine: other work on it slows both processes; judge the figures against this.
+    print(f"load_average_1_5_15 before={'/'.join(f'{x:.2f}' for x in load_before)} "
+          f"after={'/'.join(f'{x:.2f}' for x in load_after)}")
     print(f"time_in_wecom_calls_s={report.api_seconds:.2f} (summed over threads) "
           f"waiting_on_quota_s={report.wait_seconds:.2f} siyu_processing_s={report.siyu_seconds:.2f}")
     print(f"baseline quota_bound_contacts_per_s={quota_bound:.0f} ({busiest} calls at {WECOM_CALLS_PER_MINUTE:,}/min = {quota_seconds:.2f} s)")

@@ -66,7 +66,9 @@ class SyncState:
     # Loaded once by `preload` before the pages arrive, so a chunk needs no lookup query:
     known: dict[str, tuple[int, bool]] = field(default_factory=dict)  # external_userid -> (customer, unnamed)
     unionids: dict[str, int] = field(default_factory=dict)  # unionid -> live customer
-    follows: dict[tuple[int, int], str] = field(default_factory=dict)  # (customer, account) -> status
+    # (customer, account) -> status of the relations siyu held when the sync started (after merges: as the
+    # merge left them); what `_end_stale_follows` ends is read from here, not from the table again.
+    follows: dict[tuple[int, int], str] = field(default_factory=dict)
 
     def remap(self, merges: dict[int, int]) -> None:
         """Point everything learnt about merged-away customers at their survivors."""
@@ -79,6 +81,8 @@ class SyncState:
         self.customers = {to(cid) for cid in self.customers}
         self.seen_follows = {(to(cid), aid) for cid, aid in self.seen_follows}
         self.wanted_tags = {(to(cid), tid) for cid, tid in self.wanted_tags}
+        # The merge moved the merged-away profiles' relations; `_reload_follows` then reads the survivors'.
+        self.follows = {(to(cid), aid): status for (cid, aid), status in self.follows.items()}
 
 
 def preload(db: Session, org_id: int, state: SyncState) -> None:
@@ -118,11 +122,6 @@ def preload(db: Session, org_id: int, state: SyncState) -> None:
 
 def _gender(value: int) -> str:
     return _GENDERS.get(value, "unknown")
-
-
-def _sampling(report: SyncReport, kind: str) -> bool:
-    """Whether `report.sample` would still keep an example of `kind` (spares building 100,000 strings)."""
-    return len(report.samples.get(kind, ())) < 10
 
 
 def apply_contacts(
@@ -328,8 +327,8 @@ def _stamper(db: Session) -> Callable[[datetime], Any]:
 
     def stamp(value: datetime) -> Any:
         # Same text as driver_datetime: naive UTC in SQLAlchemy's format; already UTC needs no astimezone.
-        if value.tzinfo is UTC:
-            return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+        if value.tzinfo is UTC:  # "YYYY-MM-DD HH:MM:SS.ffffff" and the "+00:00" cut off: one call, not two
+            return value.isoformat(" ", "microseconds")[:26]
         return convert(value)
 
     return stamp
@@ -357,6 +356,7 @@ def _apply_follows(
     active = FollowStatus.active.value
     inserts: list[dict[str, Any]] = []
     revive: list[dict[str, Any]] = []
+    room = 10 - len(report.samples.get("follows", ()))  # examples `report.sample` would still keep
     for (cid, aid), item in wanted.items():
         since = item.follow.created_at or now
         status = existing.get((cid, aid))
@@ -365,7 +365,8 @@ def _apply_follows(
                 "org_id": org_id, "customer_id": cid, "account_id": aid, "since": stamp(since),
                 "source": SOURCE, "state": item.follow.state[:30] or None, "status": active, "ended_at": None,
             })
-            if _sampling(report, "follows"):
+            if room > 0:
+                room -= 1
                 report.sample("follows", f"added {item.follow.userid} -> {item.contact.external_userid}")
         elif status != active:
             revive.append({"cid": cid, "aid": aid, "sn": since})

@@ -25,10 +25,11 @@ import argparse
 import secrets
 from typing import Any
 
+import orjson
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from siyu.integrations.wecom import fake_api_outreach  # noqa: F401  (registers its routes)
@@ -39,6 +40,18 @@ from siyu.integrations.wecom.fake_state import (
     FakeWeComState,
 )
 from siyu.kit.loopback import LoopbackServer
+
+
+class WeComJSON(JSONResponse):
+    """WeCom's JSON answer (UTF-8, non-ASCII unescaped, as starlette's) encoded by orjson.
+
+    The fake stands in for Tencent's servers; in a benchmark it shares the machine with siyu, and the
+    standard library's encoder cost ~1.1 ms of its CPU per page of 100 contacts against ~0.1 ms here.
+    """
+
+    def render(self, content: Any) -> bytes:
+        """Encode the body."""
+        return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
 def _error_body(state: FakeWeComState, err: ApiError, ip: str) -> dict[str, Any]:
@@ -68,12 +81,12 @@ async def gettoken(request: Request) -> JSONResponse:
             )
         except ApiError as err:
             state.record_call("gettoken", err.errcode, None)
-            return JSONResponse(_error_body(state, err, _client_ip(request)))
+            return WeComJSON(_error_body(state, err, _client_ip(request)))
         state.record_call("gettoken", 0, None)
-        return JSONResponse({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in})
+        return WeComJSON({"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": expires_in})
 
 
-async def cgi(request: Request) -> JSONResponse | PlainTextResponse:
+async def cgi(request: Request) -> Response:
     """Every other /cgi-bin/ endpoint: token, gate, then the handler of `fake_api.ROUTES`."""
     state = state_of(request)
     api = request.path_params["path"]
@@ -93,8 +106,8 @@ async def cgi(request: Request) -> JSONResponse | PlainTextResponse:
     except ApiError as err:
         with state.lock:
             state.record_call(api, err.errcode, body)
-        return JSONResponse(_error_body(state, err, ip))
-    return JSONResponse({"errcode": 0, "errmsg": "ok", **result})
+        return WeComJSON(_error_body(state, err, ip))
+    return WeComJSON({"errcode": 0, "errmsg": "ok", **result})
 
 
 def create_app(state: FakeWeComState | None = None) -> Starlette:
@@ -136,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--callback-url", default="")
     parser.add_argument("--callback-token", default="")
     parser.add_argument("--callback-aes-key", default="")
+    parser.add_argument("--no-access-log", action="store_true",
+                        help="don't log each request (benchmarks: the log line costs the server CPU)")
     args = parser.parse_args(argv)
     state = FakeWeComState(args.corp_id, args.secret, token_ttl=args.token_ttl)
     if args.members or args.contacts:
@@ -152,7 +167,8 @@ def main(argv: list[str] | None = None) -> None:
             "encoding_aes_key": args.callback_aes_key,
         }
     print(f"fake WeCom on http://{args.host}:{args.port}  corp_id={args.corp_id}  secret={args.secret}")
-    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info", lifespan="off")
+    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info", lifespan="off",
+                access_log=not args.no_access_log)
 
 
 if __name__ == "__main__":
