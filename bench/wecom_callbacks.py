@@ -24,7 +24,7 @@ p99s under a backlog depend on how long the load lasts. CPU and load average are
 benchmark machine may be shared.
 
     python bench/wecom_callbacks.py           # 10 s at 500/s
-    python bench/wecom_callbacks.py --quick   # 1.5 s at 500/s (under 30 s in all)
+    python bench/wecom_callbacks.py --quick   # 1 s at 500/s (under 30 s in all)
     python bench/wecom_callbacks.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/siyu_bench
 Last line: p99_ms=N (queued mode).
 """
@@ -417,7 +417,7 @@ def run(seconds: float, baseline_seconds: float, database_url: str = "") -> None
 def main() -> None:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="1.5 s of load instead of 10 s")
+    parser.add_argument("--quick", action="store_true", help="1 s of load instead of 10 s")
     parser.add_argument("--serve", nargs=2, metavar=("DATA_DIR", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--database-url", default="", help="a PostgreSQL URL: the bench (re)creates "
@@ -428,7 +428,7 @@ def main() -> None:
         return
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     if args.quick:
-        run(1.5, 0.5, args.database_url)
+        run(1.0, 0.5, args.database_url)
     else:
         run(10.0, 3.0, args.database_url)
 
