@@ -17,7 +17,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from wechatpy.session.memorystorage import MemoryStorage
 
-from siyu.customers.models import CustomerIdentity, IdentityKind
+from siyu.accounts.models import Account
+from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
 from siyu.integrations.wecom.client import WeComClient
 from siyu.integrations.wecom.fake_server import FakeWeComServer
 from siyu.kit.loopback import LoopbackServer
@@ -92,6 +93,18 @@ def customer_of(db: Session, org: int, external_userid: str) -> int:
     return db.scalar(select(CustomerIdentity.customer_id).where(  # type: ignore[return-value]
         CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid,
         CustomerIdentity.value == external_userid))
+
+
+def active_follows(db: Session, org_id: int) -> set[tuple[str, str]]:
+    """(external userid, member userid) of every active follow of the organization."""
+    rows = db.execute(
+        select(CustomerIdentity.value, Account.external_id)
+        .join(FollowRelation, FollowRelation.customer_id == CustomerIdentity.customer_id)
+        .join(Account, Account.id == FollowRelation.account_id)
+        .where(FollowRelation.org_id == org_id, FollowRelation.status == FollowStatus.active,
+               CustomerIdentity.kind == IdentityKind.wecom_external_userid)
+    ).all()
+    return {(a, b) for a, b in rows}
 
 
 def console_login(client: Any, email: str) -> str:

@@ -167,7 +167,6 @@ def test_group_messages_through_the_api_and_the_console(
     client: Any, wired: Any, engine: Engine, db: Session, tenant: Any, fake: Control, wecom: WeComClient,
     w: dict[str, int],
 ) -> None:
-    org = tenant.org_id
     api = "/api/v1/wecom/mass-messages"
     both = client.post(f"{api}/groups", headers=tenant.auth(), json={"text": "x", "group_ids": [w["wr_a1"]],
                                                                      "owner_account_id": w["alice"]})

@@ -28,7 +28,7 @@ from siyu.wecom.models_ops import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer, TokenBucket
 from siyu.wecom.sync import full_sync, run_sync
 
-from .conftest import SECRET, Control
+from .conftest import SECRET, Control, active_follows
 
 
 class Sleeps(list[float]):
@@ -67,23 +67,12 @@ def _cid(db: Session, org_id: int, eid: str) -> int:
     return cid
 
 
-def _active(db: Session, org_id: int) -> set[tuple[str, str]]:
-    rows = db.execute(
-        select(CustomerIdentity.value, Account.external_id)
-        .join(FollowRelation, FollowRelation.customer_id == CustomerIdentity.customer_id)
-        .join(Account, Account.id == FollowRelation.account_id)
-        .where(FollowRelation.org_id == org_id, FollowRelation.status == FollowStatus.active,
-               CustomerIdentity.kind == IdentityKind.wecom_external_userid)
-    ).all()
-    return {(a, b) for a, b in rows}
-
-
 def test_full_sync_repairs_lost_callbacks(db: Session, tenant: Any, fake: Control, wecom: WeComClient) -> None:
     tags = _world(fake)
     fake.post("groups", {"groups": [{"owner": "alice", "name": "训练营1群", "members": ["wm_a", "wm_b", "bob"]}]})
     org = tenant.org_id
     report = full_sync(db, org, wecom)
-    assert _active(db, org) == {("wm_a", "alice"), ("wm_b", "alice"), ("wm_b", "bob"), ("wm_c", "bob")}
+    assert active_follows(db, org) == {("wm_a", "alice"), ("wm_b", "alice"), ("wm_b", "bob"), ("wm_c", "bob")}
     assert report.counts["accounts"].created == 2
     assert report.counts["customers"].created == 3
     assert report.counts["follows"].created == 4
@@ -111,9 +100,9 @@ def test_deletion_before_addition_leaves_a_stale_follow_that_sync_ends(
     # The customer deleted bob; the callback for that deletion arrived before the (re-)addition was
     # processed, so siyu still has bob -> wm_c as active.
     fake.post("contacts/wm_c/delete", {"userid": "bob"})
-    assert ("wm_c", "bob") in _active(db, org)
+    assert ("wm_c", "bob") in active_follows(db, org)
     report = full_sync(db, org, wecom)
-    assert ("wm_c", "bob") not in _active(db, org)
+    assert ("wm_c", "bob") not in active_follows(db, org)
     assert report.counts["follows"].ended == 1
     rel = db.scalar(select(FollowRelation).where(FollowRelation.customer_id == _cid(db, org, "wm_c")))
     assert rel is not None and rel.status == FollowStatus.deleted_by_customer and rel.ended_at is not None

@@ -9,9 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from wechatpy.session.memorystorage import MemoryStorage
 
-from siyu.accounts.models import Account
 from siyu.customers import service as customers
-from siyu.customers.models import Customer, CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
+from siyu.customers.models import Customer, CustomerIdentity, IdentityKind
 from siyu.integrations.channel import ContactWithFollow, ExternalContact, FollowInfo
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.bulk import driver_datetime
@@ -20,7 +19,7 @@ from siyu.wecom import sync_contacts
 from siyu.wecom.sync import SyncReport, _member_batches, full_sync
 from siyu.wecom.sync_contacts import SyncState, apply_contacts, insert_rows, preload
 
-from .conftest import SECRET, Control
+from .conftest import SECRET, Control, active_follows
 
 IDENTITIES = CustomerIdentity.__table__
 
@@ -34,17 +33,6 @@ def fake(plain_fake: Control) -> Control:
 @pytest.fixture
 def wecom(fake: Control) -> WeComClient:
     return WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None)
-
-
-def _active(db: Session, org_id: int) -> set[tuple[str, str]]:
-    rows = db.execute(
-        select(CustomerIdentity.value, Account.external_id)
-        .join(FollowRelation, FollowRelation.customer_id == CustomerIdentity.customer_id)
-        .join(Account, Account.id == FollowRelation.account_id)
-        .where(FollowRelation.org_id == org_id, FollowRelation.status == FollowStatus.active,
-               CustomerIdentity.kind == IdentityKind.wecom_external_userid)
-    ).all()
-    return {(a, b) for a, b in rows}
 
 
 def _cid(db: Session, org_id: int, kind: IdentityKind, value: str) -> int:
@@ -74,7 +62,7 @@ def test_tiny_chunks_agree_with_wecom_and_a_second_run_changes_nothing(
     assert len(pairs) > len(names)  # some contacts are followed by several members: the cache matters
     org = tenant.org_id
     report = full_sync(db, org, wecom, chunk_size=7)
-    assert _active(db, org) == pairs
+    assert active_follows(db, org) == pairs
     assert report.contacts_seen == len(names) == report.counts["customers"].created
     assert report.follows_seen == len(pairs) == report.counts["follows"].created
     assert report.counts["identities"].created == len(unionids)
@@ -126,7 +114,7 @@ def test_unionid_shared_by_contacts_in_different_chunks_merges_them_and_keeps_bo
     survivor = _cid(db, org, IdentityKind.unionid, "oz_same")
     assert _cid(db, org, IdentityKind.wecom_external_userid, "wm_a") == survivor
     assert _cid(db, org, IdentityKind.wecom_external_userid, "wm_d") == survivor
-    assert _active(db, org) == {("wm_a", "alice"), ("wm_a", "bob"), ("wm_d", "alice"), ("wm_d", "bob")}
+    assert active_follows(db, org) == {("wm_a", "alice"), ("wm_a", "bob"), ("wm_d", "alice"), ("wm_d", "bob")}
     assert report.counts["follows"].ended == 0
     assert full_sync(db, org, wecom).changed() == 0
 
