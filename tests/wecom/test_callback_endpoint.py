@@ -342,3 +342,11 @@ def test_a_failed_batch_stores_nothing_and_fails_each_caller(app, db: Session, t
     assert len(stored) + len(failed) == 11
     assert _inbox_count(db) == len(stored)  # a failed batch left no row behind
     assert (len(drains) > 0) == (len(stored) > 0)
+
+
+def test_an_oversized_body_is_413_and_nothing_is_stored(wired: Wired, db: Session) -> None:
+    crypto = CallbackCrypto(TOKEN, AES_KEY, wired.fake.corp_id)
+    _, params = crypto.encrypt_request(build_event_xml({"Event": "change_external_contact"}))
+    res = httpx.post(wired.callback_url, params=params, content=b"<xml>" + b"x" * 1_000_001 + b"</xml>", timeout=10)
+    assert res.status_code == 413
+    assert _inbox_count(db) == 0
