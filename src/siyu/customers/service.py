@@ -441,7 +441,7 @@ def follow(
     account = db.get(Account, account_id)
     if account is None or account.org_id != org_id:
         raise Invalid(f"account {account_id} does not exist", field="account_id")
-    rel = db.scalar(_RELATION, {"customer_id": customer.id, "account_id": account_id})
+    rel = relation_of(db, customer.id, account_id)
     return follow_relation(db, org_id, customer, account_id, rel, since=since, source=source, state=state)
 
 

@@ -129,12 +129,5 @@ def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackE
     return ids
 
 
-def receive(db: Session, creds: PlainCredentials, body: bytes, msg_signature: str, timestamp: str,
-            nonce: str) -> int | None:
-    """Verify and decrypt a POSTed callback and store it; raises CallbackError when it cannot be trusted."""
-    event = crypto_for(creds).decrypt_event(body, msg_signature, timestamp, nonce)
-    return store_event(db, creds.org_id, event)
-
-
-__all__ = ["SOURCE", "CallbackError", "PlainCredentials", "credentials_for_slug", "crypto_for", "dedupe_key", "receive",
-           "store_event", "store_events"]
+__all__ = ["SOURCE", "CallbackError", "PlainCredentials", "credentials_for_slug", "crypto_for", "dedupe_key", "store_event",
+           "store_events"]

@@ -140,12 +140,19 @@ def _drain_pass() -> int:
             ))
         if not ids:
             return applied
-        for inbox_id in ids:
-            try:
-                applied += process_inbox_item(inbox_id) != ALREADY_PROCESSED
-            except Exception:  # recorded on the row by process_inbox_item
-                log.exception("WeCom inbox row %s failed", inbox_id)
+        applied += _apply_each(ids)
         after = ids[-1]
+
+
+def _apply_each(ids: list[int]) -> int:
+    """Apply these rows one by one; a failure is recorded on its row and does not stop the others."""
+    applied = 0
+    for inbox_id in ids:
+        try:
+            applied += process_inbox_item(inbox_id) != ALREADY_PROCESSED
+        except Exception:  # recorded on the row by process_inbox_item
+            log.exception("WeCom inbox row %s failed", inbox_id)
+    return applied
 
 
 @huey.task(name="wecom.drain_inbox")
@@ -169,14 +176,7 @@ def sweep(older_than: timedelta = SWEEP_AFTER, limit: int = SWEEP_BATCH) -> int:
                 InboxItem.received_at <= cutoff, InboxItem.attempts < MAX_ATTEMPTS,
             ).order_by(InboxItem.id).limit(limit)
         ))
-    done = 0
-    for inbox_id in ids:
-        try:
-            process_inbox_item(inbox_id)
-            done += 1
-        except Exception:  # recorded on the row by process_inbox_item; keep sweeping the others
-            log.exception("inbox row %s failed again", inbox_id)
-    return done
+    return _apply_each(ids)
 
 
 @huey.periodic_task(crontab(minute="*"), name="wecom.sweep_inbox")
