@@ -39,15 +39,12 @@ from siyu.wecom.massmsg_core import (
     SubmitResult,
     check_content,
     deliver,
-    get_message,
     matching_tasks,
     new_draft,
     open_plan,
     over_cap,
     paged,
-    read_back,
     sent_before,
-    status_counts,
 )
 from siyu.wecom.models_ops import MassChatType, MassGroupSend, MassMessage, SendStatus
 
@@ -168,16 +165,6 @@ def submit_groups(
 ) -> SubmitResult:
     """Reserve (cap-checked, committed), then submit one WeCom task per owner, 2,000 groups at most each."""
     return deliver(factory, org_id, message_id, client, GROUPS, now=now)
-
-
-def refresh_group_results(db: Session, org_id: int, message_id: int, client: MassMessenger) -> dict[str, int]:
-    """Read per-owner tasks and per-group results back from WeCom; returns counts per status."""
-    return read_back(db, get_message(db, org_id, message_id), client, GROUPS)
-
-
-def group_send_counts(db: Session, message_id: int) -> dict[str, int]:
-    """How many group sends of a message are in each status."""
-    return status_counts(db, MassGroupSend, message_id)
 
 
 def group_sends(db: Session, org_id: int, message_id: int, *, limit: int = 500) -> list[dict[str, Any]]:

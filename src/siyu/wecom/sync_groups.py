@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from siyu.customers.models import IdentityKind
@@ -150,9 +150,3 @@ def apply_snapshot(
     group.member_count = len(members)
     db.flush()
     return group
-
-
-def group_count(db: Session, org_id: int) -> int:
-    """Active groups of an organization (for the departure page)."""
-    return int(db.scalar(select(func.count()).select_from(CustomerGroup).where(
-        CustomerGroup.org_id == org_id, CustomerGroup.status == GroupStatus.active)) or 0)
