@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from siyu.wecom.credentials import save_credentials
-from siyu.wecom.processing import callback_client
+from siyu.wecom.credentials import callback_client, save_credentials
 from siyu.wecom.schemas import CredentialsIn
 
 KEY = "test-process-secret"

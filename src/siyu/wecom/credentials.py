@@ -10,9 +10,12 @@ the process secret makes stored credentials unreadable: re-enter them on the con
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from siyu.integrations.wecom import CallbackCrypto, CallbackError, WeComClient, WeComError
@@ -145,3 +148,41 @@ def check_connection(db: Session, org_id: int, secret_key: str) -> ConnectionTes
     row.last_test_at, row.last_test_ok, row.last_test_message = utcnow(), result.ok, result.message[:500]
     db.flush()
     return result
+
+
+_CREDENTIALS = select(WeComCredential).where(WeComCredential.org_id == bindparam("org_id"))
+# The columns the cache key needs, without loading an ORM object per event (the row is only built on a miss).
+_CREDENTIALS_KEY = _CREDENTIALS.with_only_columns(
+    WeComCredential.corp_id, WeComCredential.secret_enc, WeComCredential.token_enc,
+    WeComCredential.aes_key_enc, WeComCredential.base_url, WeComCredential.welcome_text,
+)
+#: Per thread (a requests session is not meant to be shared between threads): key -> client.
+_CLIENTS = threading.local()
+_MAX_CLIENTS = 32
+
+
+def callback_client(
+    db: Session, org_id: int, secret_key: Callable[[], str]
+) -> tuple[WeComClient | None, str]:
+    """The WeCom client and welcome text for applying an organization's callbacks ((None, "") without
+    stored credentials). The row is read every time, so an edit applies to the next event; the client is
+    reused (per thread) while the stored secrets and address are unchanged: decrypting three secrets and
+    opening a new HTTP session for every event cost more than the rest of the event's bookkeeping."""
+    stored = db.execute(_CREDENTIALS_KEY, {"org_id": org_id}).first()
+    if stored is None:
+        return None, ""
+    key = secret_key()
+    # The ciphertexts are in the key: any change to the stored credentials (or the secret key) is a miss.
+    cache_key = (org_id, *stored[:-1], key)  # all but the welcome text, read fresh below
+    clients: dict[tuple[Any, ...], WeComClient] | None = getattr(_CLIENTS, "by_key", None)
+    if clients is None:
+        clients = _CLIENTS.by_key = {}
+    client = clients.get(cache_key)
+    if client is None:
+        row = db.scalar(_CREDENTIALS, {"org_id": org_id})
+        if row is None:  # deleted in between (another transaction): as if never stored
+            return None, ""
+        if len(clients) >= _MAX_CLIENTS:
+            clients.clear()
+        client = clients[cache_key] = client_for(plain_credentials(row, key))
+    return client, str(stored.welcome_text)

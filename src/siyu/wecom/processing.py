@@ -17,8 +17,7 @@ Ties go to the end. When a client is available, contact events re-read the custo
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -58,12 +57,11 @@ from siyu.integrations.wecom import WeComClient, WeComError
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.leads import service as leads
-from siyu.wecom.credentials import client_for, plain_credentials
-from siyu.wecom.models import WeComCredential, WelcomeSend
+from siyu.wecom.models import WelcomeSend
 from siyu.wecom.transfers import apply_transfer_fail
 
 __all__ = [
-    "WELCOME_WINDOW_SECONDS", "apply_contact", "apply_event", "apply_follow", "apply_tags", "callback_client",
+    "WELCOME_WINDOW_SECONDS", "apply_contact", "apply_event", "apply_follow", "apply_tags",
     "delete_corp_tag",
     "end_follow", "ensure_wecom_account", "send_welcome", "source_from_state", "upsert_corp_tags",
     "upsert_group",
@@ -74,44 +72,6 @@ WELCOME_WINDOW_SECONDS = 20
 #: errcodes meaning "this person is not (or no longer) a contact": fall back to what the event says.
 _GONE = frozenset({84061, 40096})
 _GENDER = {1: Gender.male, 2: Gender.female}
-
-
-_CREDENTIALS = select(WeComCredential).where(WeComCredential.org_id == bindparam("org_id"))
-# The columns the cache key needs, without loading an ORM object per event (the row is only built on a miss).
-_CREDENTIALS_KEY = _CREDENTIALS.with_only_columns(
-    WeComCredential.corp_id, WeComCredential.secret_enc, WeComCredential.token_enc,
-    WeComCredential.aes_key_enc, WeComCredential.base_url, WeComCredential.welcome_text,
-)
-#: Per thread (a requests session is not meant to be shared between threads): key -> client.
-_CLIENTS = threading.local()
-_MAX_CLIENTS = 32
-
-
-def callback_client(
-    db: Session, org_id: int, secret_key: Callable[[], str]
-) -> tuple[WeComClient | None, str]:
-    """The WeCom client and welcome text for applying an organization's callbacks ((None, "") without
-    stored credentials). The row is read every time, so an edit applies to the next event; the client is
-    reused (per thread) while the stored secrets and address are unchanged: decrypting three secrets and
-    opening a new HTTP session for every event cost more than the rest of the event's bookkeeping."""
-    stored = db.execute(_CREDENTIALS_KEY, {"org_id": org_id}).first()
-    if stored is None:
-        return None, ""
-    key = secret_key()
-    # The ciphertexts are in the key: any change to the stored credentials (or the secret key) is a miss.
-    cache_key = (org_id, *stored[:-1], key)  # all but the welcome text, read fresh below
-    clients: dict[tuple[Any, ...], WeComClient] | None = getattr(_CLIENTS, "by_key", None)
-    if clients is None:
-        clients = _CLIENTS.by_key = {}
-    client = clients.get(cache_key)
-    if client is None:
-        row = db.scalar(_CREDENTIALS, {"org_id": org_id})
-        if row is None:  # deleted in between (another transaction): as if never stored
-            return None, ""
-        if len(clients) >= _MAX_CLIENTS:
-            clients.clear()
-        client = clients[cache_key] = client_for(plain_credentials(row, key))
-    return client, str(stored.welcome_text)
 
 
 def source_from_state(state: str | None) -> str | None:

@@ -28,8 +28,9 @@ from sqlalchemy import bindparam, select, update
 
 from siyu.kit.clock import utcnow
 from siyu.wecom.callbacks import SOURCE
+from siyu.wecom.credentials import callback_client
 from siyu.wecom.models import InboxItem
-from siyu.wecom.processing import apply_event, callback_client
+from siyu.wecom.processing import apply_event
 from siyu.worker.queue import huey, sessions, settings
 
 log = logging.getLogger(__name__)
