@@ -17,6 +17,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
@@ -109,9 +111,10 @@ def store_event(db: Session | Connection, org_id: int, event: CallbackEvent) -> 
 def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackEvent]]) -> list[int | None]:
     """Insert many (org_id, event) pairs in one statement; per pair the new row id, or None for a duplicate.
 
-    One INSERT ... ON CONFLICT DO NOTHING RETURNING for the whole list (SQLAlchemy renders the
-    executemany as multi-row VALUES on both backends): a burst of callbacks costs one round trip, not
-    one per callback. A key repeated inside the list is stored once; its later copies get None."""
+    One INSERT ... ON CONFLICT DO NOTHING RETURNING for the whole list, so a burst of callbacks costs one
+    round trip, not one per callback, and the statement is atomic on its own (the inbox writer runs it
+    in autocommit on PostgreSQL: no BEGIN and COMMIT round trips). A key repeated inside the list is
+    stored once; its later copies get None."""
     if not events:
         return []
     # Core execution on the connection (a session's own, in its transaction): no ORM execute layer.
@@ -121,12 +124,45 @@ def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackE
         "org_id": org_id, "source": SOURCE, "external_key": dedupe_key(event), "kind": event_kind(event),
         "payload": payload_of(event), "received_at": now, "attempts": 0,
     } for org_id, event in events]
-    inserted = {(org_id, key): row_id for row_id, org_id, key in conn.execute(_inbox_insert(conn), rows)}
+    if conn.dialect.name == "postgresql":
+        returned = conn.exec_driver_sql(_pg_inbox_insert(conn), _pg_arrays(rows))
+    else:
+        returned = conn.execute(_inbox_insert(conn), rows)
+    inserted = {(org_id, key): row_id for row_id, org_id, key in returned}
     ids: list[int | None] = []
     for row in rows:
         # pop: a second copy of the same key in this list is a duplicate of the first.
         ids.append(inserted.pop((row["org_id"], row["external_key"]), None))
     return ids
+
+
+_PG_INSERT: list[str] = []
+
+
+def _pg_inbox_insert(conn: Connection) -> str:
+    """PostgreSQL: INSERT ... SELECT FROM unnest(one array per column) ... RETURNING, as fixed SQL text.
+
+    The text does not depend on the batch size (multi-row VALUES does), so psycopg prepares it once per
+    connection and the server plans it once; the client renders no SQL per batch. Column types come
+    from the model, so the text follows the schema."""
+    if not _PG_INSERT:
+        table = InboxItem.__table__
+        quote = conn.dialect.identifier_preparer.quote
+        arrays = ", ".join(f"CAST(%({name})s AS {table.c[name].type.compile(dialect=conn.dialect)}[])"
+                           for name in _INBOX_COLUMNS)
+        _PG_INSERT.append(
+            f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in _INBOX_COLUMNS)}) "
+            f"SELECT * FROM unnest({arrays}) "
+            f"ON CONFLICT (org_id, source, external_key) DO NOTHING RETURNING id, org_id, external_key"
+        )
+    return _PG_INSERT[0]
+
+
+def _pg_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The rows as one list per column, the payloads as JSON text (cast to json by the statement)."""
+    arrays: dict[str, list[Any]] = {name: [row[name] for row in rows] for name in _INBOX_COLUMNS}
+    arrays["payload"] = [orjson.dumps(p).decode() for p in arrays["payload"]]
+    return arrays
 
 
 __all__ = ["SOURCE", "CallbackError", "PlainCredentials", "credentials_for_slug", "crypto_for", "dedupe_key", "store_event",
