@@ -34,7 +34,7 @@ from starlette.routing import Route
 
 from siyu.integrations.wecom import fake_api_outreach  # noqa: F401  (registers its routes)
 from siyu.integrations.wecom.fake_api import ROUTES
-from siyu.integrations.wecom.fake_control import control_routes, json_body, state_of
+from siyu.integrations.wecom.fake_control import control_routes, freeze_population, json_body, state_of
 from siyu.integrations.wecom.fake_state import (
     ApiError,
     FakeWeComState,
@@ -157,6 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         stats = state.generate(
             members=max(1, args.members), contacts=args.contacts, seed=args.seed, groups=args.groups
         )
+        freeze_population()
         print(f"generated {stats}")
     if args.callback_url:
         if not args.callback_token or len(args.callback_aes_key) != 43:
