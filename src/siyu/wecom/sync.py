@@ -31,6 +31,7 @@ from siyu.integrations.channel import ContactSync, ContactWithFollow, CorpTagRea
 from siyu.kit.bulk import driver_datetime
 from siyu.kit.clock import utcnow
 from siyu.kit.db import transaction
+from siyu.kit.serving import collector_paused
 from siyu.wecom.models_ops import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer
 from siyu.wecom.sync_contacts import SyncState, apply_contacts, insert_rows, preload
@@ -126,6 +127,13 @@ def full_sync(
     """Make siyu agree with WeCom for one organization and report what changed (flushes, never commits)."""
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
+    with collector_paused():
+        return _full_sync(db, org_id, client, pacer, chunk_size, include_groups)
+
+
+def _full_sync(
+    db: Session, org_id: int, client: WeComSource, pacer: ApiPacer | None, chunk_size: int, include_groups: bool,
+) -> SyncReport:
     started = time.perf_counter()
     report = SyncReport(org_id=org_id, started_at=utcnow().isoformat())
     call = Caller(pacer, report)
@@ -142,9 +150,11 @@ def full_sync(
     stop = threading.Event()
     batches = _member_batches(userids, FETCH_THREADS)
     fetching = min(FETCH_THREADS, len(batches))
-    # One bounded queue per fetcher, read batch by batch in member order: the pages are applied in the
-    # order a single fetcher would have met them, whichever thread got its answer first, so the rows
-    # (and their ids, which break ties such as a mass message's choice of sender) do not depend on timing.
+    # One bounded queue per fetcher, read one page from each fetcher in turn: the order pages are applied
+    # in depends only on each fetcher's own page order, never on which thread got its answer first, so
+    # the rows (and their ids, which break ties such as a mass message's choice of sender) do not depend
+    # on timing. Taking turns page by page, not batch by batch, keeps every fetcher busy: reading one
+    # fetcher's whole batch first left the others blocked on full queues and this thread waiting on one.
     queues: list[queue.Queue[list[ContactWithFollow] | BaseException | None]] = [
         queue.Queue(maxsize=max(2, PREFETCH_PAGES // max(1, fetching))) for _ in range(fetching)
     ]
@@ -158,14 +168,15 @@ def full_sync(
     buffer: list[ContactWithFollow] = []
     blocked = 0.0
     try:
-        for number in range(len(batches)):
-            pages = queues[number % FETCH_THREADS]
-            while True:
+        turns = list(queues)
+        while turns:
+            for pages in list(turns):
                 t0 = time.perf_counter()
                 item = pages.get()
                 blocked += time.perf_counter() - t0
-                if item is None:  # this batch's last page was read
-                    break
+                if item is None:  # this fetcher has read its last page
+                    turns.remove(pages)
+                    continue
                 if isinstance(item, BaseException):
                     raise item
                 buffer.extend(item)
@@ -209,7 +220,7 @@ def _fetch_pages(
     call: Caller, client: WeComSource, batches: list[list[str]],
     pages: queue.Queue[list[ContactWithFollow] | BaseException | None], stop: threading.Event,
 ) -> None:
-    """Producer: the contacts of each batch of members, one cursor page at a time, None after each batch.
+    """Producer: the contacts of each batch of members, one cursor page at a time, then None.
 
     An error is handed over in place of the next page; the consumer re-raises it when it reads there.
     """
@@ -226,7 +237,7 @@ def _fetch_pages(
                 if not page.next_cursor:
                     break
                 cursor = page.next_cursor
-            _put(pages, None, stop)
+        _put(pages, None, stop)
     except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it in the sync's thread
         _put(pages, exc, stop)
 
