@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
 from siyu.customers.models import CustomerTag, FollowRelation, FollowStatus, Tag, TagGroup
-from siyu.integrations.channel import ContactSync, ContactWithFollow, CorpTagReader, GroupReader
+from siyu.integrations.channel import ContactSync, ContactWithFollow, CorpTagReader, GroupChat, GroupReader
 from siyu.kit.bulk import driver_datetime
 from siyu.kit.clock import utcnow
 from siyu.kit.db import transaction
@@ -35,7 +35,7 @@ from siyu.kit.serving import collector_paused
 from siyu.wecom.models_ops import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer
 from siyu.wecom.sync_contacts import SyncState, apply_contacts, insert_rows, preload
-from siyu.wecom.sync_groups import sync_groups
+from siyu.wecom.sync_groups import list_chat_ids, sync_groups
 
 T = TypeVar("T")
 FOLLOWS: Table = FollowRelation.__table__  # type: ignore[assignment]
@@ -44,6 +44,7 @@ ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
 MEMBERS_PER_PAGE = 100  # batch/get_by_user takes at most 100 userids
 PREFETCH_PAGES = 50
 FETCH_THREADS = 3
+GROUP_PREFETCH = 200  # group snapshots read ahead of their turn (each holds up to 500 members)
 
 
 class KindCounts(BaseModel):
@@ -72,9 +73,9 @@ class SyncReport(BaseModel):
         default=0.0, description="Time inside WeCom calls (HTTP, back-off included), summed over threads.")
     wait_seconds: float = Field(default=0.0, description="Time waiting for the client-side quota.")
     siyu_seconds: float = Field(default=0.0, description="Time in siyu itself (database, mapping).")
-    contact_api_seconds: float = Field(
-        default=0.0, description="Of api + wait: contact pages, fetched in parallel with siyu's writes "
-                                "(summed over the page-fetch threads).")
+    background_api_seconds: float = Field(
+        default=0.0, description="Of api + wait: calls made by the fetch threads (contact pages, groups) "
+                                "in parallel with siyu's writes (summed over those threads).")
 
     def count(self, kind: str, what: str, n: int = 1) -> None:
         """Add `n` to one counter."""
@@ -94,14 +95,18 @@ class SyncReport(BaseModel):
 
 @dataclass
 class Caller:
-    """Calls the adapter through the pacer, timing API time and quota waits separately."""
+    """Calls the adapter through the pacer, timing API time and quota waits separately.
+
+    Calls from any thread but the one that made the Caller (the sync's) are counted as background:
+    they overlap siyu's own work instead of adding to it."""
 
     pacer: ApiPacer | None
     report: SyncReport
     clock: Callable[[], float] = time.perf_counter
-    lock: threading.Lock = field(default_factory=threading.Lock)  # the page fetchers report concurrently
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the fetch threads report concurrently
+    owner: threading.Thread = field(default_factory=threading.current_thread)
 
-    def __call__(self, api: str, fn: Callable[[], T], *, contact_page: bool = False) -> T:
+    def __call__(self, api: str, fn: Callable[[], T]) -> T:
         waited = self.pacer.acquire(api) if self.pacer is not None else 0.0
         start = self.clock()
         try:
@@ -112,8 +117,8 @@ class Caller:
                 self.report.wait_seconds += waited
                 self.report.api_seconds += spent
                 self.report.api_calls += 1
-                if contact_page:
-                    self.report.contact_api_seconds += waited + spent
+                if threading.current_thread() is not self.owner:
+                    self.report.background_api_seconds += waited + spent
 
 
 class WeComSource(ContactSync, CorpTagReader, GroupReader, Protocol):
@@ -163,43 +168,56 @@ def _full_sync(
                          name=f"wecom-sync-fetch-{k}", daemon=True)
         for k in range(fetching)
     ]
+    # The groups are read meanwhile too (a bounded number ahead), so their calls are not waited for after
+    # the contacts; they are applied after the contacts, whose customers their members mostly are.
+    groups: queue.Queue[list[str] | GroupChat | BaseException | None] = queue.Queue(maxsize=GROUP_PREFETCH)
+    if include_groups:
+        fetchers.append(threading.Thread(target=_fetch_groups, args=(call, client, groups, stop),
+                                         name="wecom-sync-groups", daemon=True))
     for fetcher in fetchers:
         fetcher.start()
     buffer: list[ContactWithFollow] = []
     blocked = 0.0
+
+    def take(items: queue.Queue[Any]) -> Any:
+        nonlocal blocked
+        t0 = time.perf_counter()
+        try:
+            return _take(items)
+        finally:
+            blocked += time.perf_counter() - t0
+
     try:
         turns = list(queues)
         while turns:
             for pages in list(turns):
-                t0 = time.perf_counter()
-                item = pages.get()
-                blocked += time.perf_counter() - t0
+                item = take(pages)
                 if item is None:  # this fetcher has read its last page
                     turns.remove(pages)
                     continue
-                if isinstance(item, BaseException):
-                    raise item
                 buffer.extend(item)
                 if len(buffer) >= chunk_size:
                     apply_contacts(db, org_id, buffer, report, state)
                     buffer = []
+        if buffer:
+            apply_contacts(db, org_id, buffer, report, state)
+        _end_stale_follows(db, org_id, report, state)
+        _reconcile_customer_tags(db, org_id, report, state)
+        _recount_friends(db, org_id)
+        if include_groups:
+            chat_ids: list[str] = take(groups)
+            sync_groups(db, org_id, chat_ids, (take(groups) for _ in chat_ids), report, state.accounts,
+                        state.holders)
     finally:
         stop.set()
         for fetcher in fetchers:
             fetcher.join(timeout=60)
-    if buffer:
-        apply_contacts(db, org_id, buffer, report, state)
-    _end_stale_follows(db, org_id, report, state)
-    _reconcile_customer_tags(db, org_id, report, state)
-    _recount_friends(db, org_id)
-    if include_groups:
-        sync_groups(db, org_id, call, client, report, state.accounts, state.holders)
     db.flush()
     report.finished_at = utcnow().isoformat()
-    # siyu's own time: everything this thread did except waiting for pages and its own API calls.
-    contact_calls = report.contact_api_seconds
+    # siyu's own time: everything this thread did except waiting for fetched items and its own API calls.
+    background_calls = report.background_api_seconds
     report.siyu_seconds = max(0.0, time.perf_counter() - started - blocked
-                              - (report.api_seconds + report.wait_seconds - contact_calls))
+                              - (report.api_seconds + report.wait_seconds - background_calls))
     return report
 
 
@@ -231,7 +249,6 @@ def _fetch_pages(
                 page = call(
                     "externalcontact/batch/get_by_user",
                     lambda m=members, c=cursor: client.list_contacts_by_user(m, cursor=c, limit=100),
-                    contact_page=True,
                 )
                 _put(pages, page.items, stop)
                 if not page.next_cursor:
@@ -240,6 +257,30 @@ def _fetch_pages(
         _put(pages, None, stop)
     except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it in the sync's thread
         _put(pages, exc, stop)
+
+
+def _fetch_groups(
+    call: Caller, client: WeComSource, out: queue.Queue[list[str] | GroupChat | BaseException | None],
+    stop: threading.Event,
+) -> None:
+    """Producer: the list of chat ids, then each group's snapshot in that order (an error in place of one)."""
+    try:
+        chat_ids = list_chat_ids(call, client)
+        _put(out, chat_ids, stop)
+        for chat_id in chat_ids:
+            if stop.is_set():
+                return
+            _put(out, call("externalcontact/groupchat/get", lambda c=chat_id: client.get_group(c)), stop)
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it in the sync's thread
+        _put(out, exc, stop)
+
+
+def _take(items: queue.Queue[Any]) -> Any:
+    """The next item a producer handed over, re-raising the error it handed over instead."""
+    item = items.get()
+    if isinstance(item, BaseException):
+        raise item
+    return item
 
 
 def _put(pages: queue.Queue[Any], item: Any, stop: threading.Event) -> None:

@@ -10,6 +10,7 @@ no longer lists are dismissed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, select, update
@@ -34,16 +35,8 @@ def _live_members(db: Session, group_id: int) -> set[str]:
         GroupMember.group_id == group_id, GroupMember.quit_at.is_(None))))
 
 
-def sync_groups(
-    db: Session, org_id: int, call: Caller, client: Any, report: SyncReport, accounts: dict[str, int],
-    holders: dict[str, int] | None = None,
-) -> None:
-    """Upsert every listed group with its members; dismiss the active groups WeCom no longer lists.
-
-    `holders` maps external_userids the contact sync already resolved to their customer (it is extended
-    with the members resolved here), so most customer members cost no lookup.
-    """
-    holders = {} if holders is None else holders
+def list_chat_ids(call: Caller, client: Any) -> list[str]:
+    """Every customer group WeCom lists (groupchat/list, paged), each chat id once."""
     chat_ids: list[str] = []
     cursor = ""
     while True:
@@ -52,11 +45,24 @@ def sync_groups(
         if not page.next_cursor:
             break
         cursor = page.next_cursor
-    chat_ids = list(dict.fromkeys(chat_ids))
+    return list(dict.fromkeys(chat_ids))
+
+
+def sync_groups(
+    db: Session, org_id: int, chat_ids: list[str], chats: Iterable[GroupChat], report: SyncReport,
+    accounts: dict[str, int], holders: dict[str, int] | None = None,
+) -> None:
+    """Upsert every listed group with its members; dismiss the active groups WeCom no longer lists.
+
+    `chats` yields the groupchat/get snapshot of each of `chat_ids`, in that order (the sync fetches
+    them on a background thread while it writes the contacts). `holders` maps external_userids the
+    contact sync already resolved to their customer (it is extended with the members resolved here), so
+    most customer members cost no lookup.
+    """
+    holders = {} if holders is None else holders
     report.groups_seen = len(chat_ids)
     known = {g.chat_id: g for g in db.scalars(select(CustomerGroup).where(CustomerGroup.org_id == org_id))}
-    for chat_id in chat_ids:
-        chat = call("externalcontact/groupchat/get", lambda c=chat_id: client.get_group(c))
+    for chat_id, chat in zip(chat_ids, chats, strict=True):
         group = known.get(chat_id)
         if group is not None and group.status == GroupStatus.active and chat.member_version \
                 and group.member_version == chat.member_version[:40] and group.name == chat.name[:120] \
