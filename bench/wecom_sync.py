@@ -4,9 +4,9 @@ The fake WeCom server runs in its own process (so its JSON work does not share s
 the real quota switched on: 10,000 calls a minute per API. siyu paces itself with its token bucket
 (10 % burst, 90 % steady), so the sync should never see 45009. Timed: `run_sync` end to end (members,
 tags, every contact page of batch/get_by_user, follows, customer tags, groups), into a fresh SQLite
-database (or --database-url).
+database (or, with --database-url, a fresh database ``<name>_sync`` on that PostgreSQL server).
 
-Printed: wall and CPU time; where the time went (inside WeCom calls, summed over the page-fetch threads
+Printed: wall and CPU time; where the time went (inside WeCom calls, summed over the fetch threads
 and the sync thread, so it can exceed the wall time; waiting on siyu's own quota pacing; siyu's
 processing in the sync thread); the quota-bound rate (contacts a second if the quota were the only limit:
 calls of the busiest API / (quota / 60 s)) as the named baseline, siyu's own processing rate (contacts /
@@ -31,6 +31,8 @@ from pathlib import Path
 
 import httpx
 from wechatpy.session.memorystorage import MemoryStorage
+
+from wecom_callbacks import fresh_postgres  # bench/ is the script's directory, so on sys.path
 
 from siyu.identity import service as identity
 from siyu.integrations.wecom.client import WeComClient
@@ -62,7 +64,8 @@ def main() -> None:
     """Run the benchmark and print figures, the headline last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 contacts instead of 100,000")
-    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file")
+    parser.add_argument("--database-url", default="", help="a PostgreSQL URL: the bench (re)creates "
+                        "<database>_sync on that server (default: a fresh SQLite file)")
     parser.add_argument("--members", type=int, default=0, help="default: contacts / 2,000")
     args = parser.parse_args()
     contacts = 10_000 if args.quick else 100_000
@@ -89,7 +92,7 @@ def main() -> None:
             time.sleep(0.2)
         httpx.post(f"{base}/_control/config", json={"default_rate_limit": WECOM_CALLS_PER_MINUTE}, timeout=10)
         with tempfile.TemporaryDirectory() as tmp:
-            url = args.database_url or f"sqlite:///{Path(tmp) / 'bench.db'}"
+            url = fresh_postgres(args.database_url, "sync") if args.database_url else f"sqlite:///{Path(tmp) / 'bench.db'}"
             upgrade(url)
             engine = make_engine(url)
             factory = make_sessionmaker(engine)
