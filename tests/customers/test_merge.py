@@ -181,3 +181,17 @@ def test_find_or_create_by_identity(db: Session, tenant) -> None:  # type: ignor
     with pytest.raises(Invalid) as err:
         service.find_or_create_by_identity(db, org, IdentityKind.mobile, "12345")
     assert err.value.field == "value"
+
+
+def test_live_customers_follows_merges_and_ignores_other_organizations(db: Session, make_tenant) -> None:  # type: ignore[no-untyped-def]
+    from siyu.customers.resolution import live_customers
+
+    ours, theirs = make_tenant(), make_tenant()
+    a = service.create_customer(db, ours.org_id, {"name": "A"})
+    b = service.create_customer(db, ours.org_id, {"name": "B"})
+    c = service.create_customer(db, ours.org_id, {"name": "C"})
+    other = service.create_customer(db, theirs.org_id, {"name": "X"})
+    service.merge_customers(db, ours.org_id, b.id, a.id, "test")
+    service.merge_customers(db, ours.org_id, c.id, b.id, "test")
+    assert live_customers(db, ours.org_id, [a.id, b.id, c.id, other.id, 10**9]) == {a.id: c.id, b.id: c.id, c.id: c.id}
+    assert live_customers(db, theirs.org_id, [a.id, other.id]) == {other.id: other.id}
