@@ -333,6 +333,10 @@ def _ensure_tags(db: Session, org_id: int, client: WeComClient | None, external_
         upsert_corp_tags(db, org_id, client.list_corp_tags(tag_ids=sorted(wanted - known)))
 
 
+#: The contact changes whose processing reads the customer from WeCom (externalcontact/get).
+CONTACT_READING_CHANGES = frozenset({"add_external_contact", "edit_external_contact", "add_half_external_contact"})
+
+
 def _contact_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None,
                    welcome_text: str) -> str:
     change = event.get("change_type")
@@ -352,7 +356,7 @@ def _contact_event(db: Session, org_id: int, event: Mapping[str, Any], client: W
     if change == "transfer_fail":
         # UserID is the receiving member; settle the matching waiting hand-over now (polling is the fallback).
         return apply_transfer_fail(db, org_id, userid, eid, str(event.get("fail_reason") or ""), at)
-    if change not in ("add_external_contact", "edit_external_contact", "add_half_external_contact"):
+    if change not in CONTACT_READING_CHANGES:
         return f"ignored change type {change!r}"
     state = str(event.get("state") or "")
     outcome = "contact applied"
