@@ -11,6 +11,7 @@ anything lost.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -18,8 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import Connection, Dialect, bindparam, select
 from sqlalchemy.orm import Session
 
 from siyu.identity.models import Organization
@@ -125,7 +125,7 @@ def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackE
         "payload": payload_of(event), "received_at": now, "attempts": 0,
     } for org_id, event in events]
     if conn.dialect.name == "postgresql":
-        returned = conn.exec_driver_sql(_pg_inbox_insert(conn), _pg_arrays(rows))
+        returned = conn.exec_driver_sql(_pg_inbox_insert(conn.dialect), _pg_arrays(rows))
     else:
         returned = conn.execute(_inbox_insert(conn), rows)
     inserted = {(org_id, key): row_id for row_id, org_id, key in returned}
@@ -136,26 +136,20 @@ def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackE
     return ids
 
 
-_PG_INSERT: list[str] = []
-
-
-def _pg_inbox_insert(conn: Connection) -> str:
+@functools.cache
+def _pg_inbox_insert(dialect: Dialect) -> str:
     """PostgreSQL: INSERT ... SELECT FROM unnest(one array per column) ... RETURNING, as fixed SQL text.
 
     The text does not depend on the batch size (multi-row VALUES does), so psycopg prepares it once per
     connection and the server plans it once; the client renders no SQL per batch. Column types come
     from the model, so the text follows the schema."""
-    if not _PG_INSERT:
-        table = InboxItem.__table__
-        quote = conn.dialect.identifier_preparer.quote
-        arrays = ", ".join(f"CAST(%({name})s AS {table.c[name].type.compile(dialect=conn.dialect)}[])"
-                           for name in _INBOX_COLUMNS)
-        _PG_INSERT.append(
-            f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in _INBOX_COLUMNS)}) "
+    table = InboxItem.__table__
+    quote = dialect.identifier_preparer.quote
+    arrays = ", ".join(f"CAST(%({name})s AS {table.c[name].type.compile(dialect=dialect)}[])"
+                       for name in _INBOX_COLUMNS)
+    return (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in _INBOX_COLUMNS)}) "
             f"SELECT * FROM unnest({arrays}) "
-            f"ON CONFLICT (org_id, source, external_key) DO NOTHING RETURNING id, org_id, external_key"
-        )
-    return _PG_INSERT[0]
+            f"ON CONFLICT (org_id, source, external_key) DO NOTHING RETURNING id, org_id, external_key")
 
 
 def _pg_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
