@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,10 +24,12 @@ from siyu.customers.models import (
 )
 from siyu.groups.models import CustomerGroup, GroupMember, GroupStatus
 from siyu.integrations.wecom.client import WeComClient
+from siyu.kit.clock import utcnow
 from siyu.kit.db import make_sessionmaker
+from siyu.kit.errors import Conflict
 from siyu.wecom.models_ops import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer, TokenBucket
-from siyu.wecom.sync import full_sync, run_sync
+from siyu.wecom.sync import RUN_STALE_AFTER, full_sync, run_sync
 
 from .conftest import SECRET, Control, active_follows
 
@@ -189,6 +192,23 @@ def test_run_sync_records_the_last_report_and_failures(engine: Engine, tenant: A
         assert run is not None and run.status == "failed" and "48002" in run.error
         # The failed run wrote nothing else: the customers from the first run are intact.
         assert db.scalar(select(func.count()).select_from(Customer).where(Customer.org_id == tenant.org_id)) == 3
+
+
+def test_a_second_sync_is_refused_while_one_runs(engine: Engine, tenant: Any, fake: Control,
+                                                 wecom: WeComClient) -> None:
+    _world(fake)
+    factory = make_sessionmaker(engine)
+    started = utcnow() - timedelta(minutes=5)
+    with factory.begin() as db:
+        db.add(WeComSyncRun(org_id=tenant.org_id, status="running", started_at=started))
+    with pytest.raises(Conflict, match="already running"):
+        run_sync(factory, tenant.org_id, wecom)
+    with factory() as db:  # the running one's row is left as it was, not marked failed
+        run = db.scalar(select(WeComSyncRun).where(WeComSyncRun.org_id == tenant.org_id))
+        assert run is not None and run.status == "running" and run.started_at == started
+        run.started_at = utcnow() - RUN_STALE_AFTER - timedelta(minutes=1)  # its process died long ago
+        db.commit()
+    assert run_sync(factory, tenant.org_id, wecom).counts["customers"].created == 3
 
 
 def test_group_gone_from_wecom_is_dismissed(db: Session, tenant: Any, fake: Control, wecom: WeComClient) -> None:

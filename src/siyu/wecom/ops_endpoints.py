@@ -18,11 +18,10 @@ from siyu.integrations.wecom.client import WeComClient
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
 from siyu.kit.deps import AdminPrincipal, DbSession
 from siyu.kit.errors import Invalid, NotFound
-from siyu.wecom import massmsg, massmsg_groups, transfers
+from siyu.wecom import massmsg, massmsg_groups, tasks_sync, transfers
 from siyu.wecom.credentials import client_for, load_plain
 from siyu.wecom.models_ops import MassCapPolicy, MassChatType, TransferKind
 from siyu.wecom.sync import last_run
-from siyu.wecom.tasks_sync import sync_org_task
 
 router = APIRouter(prefix="/api/v1/wecom", tags=["wecom-operations"])
 
@@ -64,9 +63,7 @@ def get_last_sync(db: DbSession, principal: AdminPrincipal) -> Any:
 @router.post("/sync", status_code=202)
 def start_sync(request: Request, db: DbSession, principal: AdminPrincipal) -> dict[str, Any]:
     """Enqueue a full reconciliation (runs inline when the worker is in immediate mode)."""
-    load_plain(db, principal.org_id, str(request.app.state.settings.resolved_secret_key()))  # 404 early
-    db.commit()  # enqueue after commit: an inline (immediate) task must not wait on this request's lock
-    sync_org_task(principal.org_id)
+    tasks_sync.start_sync(db, principal.org_id, str(request.app.state.settings.resolved_secret_key()))
     return {"enqueued": True}
 
 

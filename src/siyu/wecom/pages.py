@@ -1,24 +1,30 @@
-"""Console page: WeCom settings — enter credentials, test the connection, copy the callback URL.
+"""Console page: WeCom settings — enter credentials, test the connection, copy the callback URL; once
+credentials are stored, the status of the last reconciliation ("Sync now" starts one) and of the
+callback inbox.
 
-Every visible string lives in the template (``web/templates/wecom/settings.html``) so the catalogs
-cover it; the test-connection message is the adapter's plain-language explanation of WeCom's errcode.
+Every visible string lives in the templates (``web/templates/wecom/settings.html`` and ``_status.html``)
+so the catalogs cover it; the test-connection message is the adapter's plain-language explanation of
+WeCom's errcode. The status section polls ``/wecom/status`` while a reconciliation runs.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import timedelta
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
 from pydantic import ValidationError
 
 from siyu.identity.models import Organization
 from siyu.kit.deps import DbSession
-from siyu.kit.errors import DomainError, Forbidden
+from siyu.kit.errors import DomainError, Forbidden, NotFound
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import PageContext, render
-from siyu.wecom import credentials
+from siyu.wecom import credentials, tasks_sync
 from siyu.wecom.endpoints import callback_path
+from siyu.wecom.inbox_health import inbox_health
 from siyu.wecom.schemas import ConnectionTest, CredentialsIn
+from siyu.wecom.sync import is_running, last_run
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
@@ -30,16 +36,35 @@ def _admin(ctx: PageContext) -> int:
     return ctx.principal.org_id
 
 
+def _duration(seconds: float) -> str:
+    whole = max(int(seconds), 0)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def _status(db: DbSession, org_id: int) -> dict[str, Any]:
+    run = last_run(db, org_id)
+    report: dict[str, Any] = run.report if run is not None else {}
+    duration = None
+    if run is not None and run.finished_at is not None:
+        duration = _duration((run.finished_at - run.started_at) / timedelta(seconds=1))
+    return {"run": run, "running": is_running(run), "report": report, "duration": duration,
+            "inbox": inbox_health(db, org_id)}
+
+
 def _page(db: DbSession, ctx: PageContext, *, error: str | None = None, error_field: str | None = None,
-          test: ConnectionTest | None = None, saved: bool = False, status_code: int = 200) -> Response:
+          test: ConnectionTest | None = None, saved: bool = False, sync_started: bool = False,
+          sync_unconfigured: bool = False, status_code: int = 200) -> Response:
     org_id = _admin(ctx)
     org = db.get(Organization, org_id)
     assert org is not None
     row = credentials.get_credentials(db, org_id)
     base = str(ctx.request.base_url).rstrip("/")
+    status = _status(db, org_id) if row is not None else {}
     return render(ctx, "wecom/settings.html", status_code=status_code, active="wecom", row=row,
                   callback_url=base + callback_path(org.slug), error=error, error_field=error_field,
-                  test=test, saved=saved)
+                  test=test, saved=saved, sync_started=sync_started, sync_unconfigured=sync_unconfigured,
+                  **status)
 
 
 @router.get("/wecom/settings")
@@ -81,3 +106,26 @@ def test_settings(db: DbSession, ctx: Console) -> Response:
     except DomainError as exc:
         return _page(db, ctx, error=exc.message, error_field=exc.field, status_code=exc.status_code)
     return _page(db, ctx, test=result)
+
+
+@router.get("/wecom/status")
+def status_fragment(db: DbSession, ctx: Console) -> Response:
+    """The status section alone (last reconciliation, callback inbox), polled while a sync runs."""
+    org_id = _admin(ctx)
+    if credentials.get_credentials(db, org_id) is None:
+        raise NotFound("WeCom is not configured for this organization", field="wecom")
+    return render(ctx, "wecom/_status.html", **_status(db, org_id))
+
+
+@router.post("/wecom/sync")
+def sync_now(db: DbSession, ctx: Console) -> Response:
+    """Start a reconciliation with WeCom (inline in immediate mode) and show the page with its status."""
+    org_id = _admin(ctx)
+    try:
+        tasks_sync.start_sync(db, org_id, ctx.request.app.state.settings.resolved_secret_key())
+    except NotFound as exc:
+        return _page(db, ctx, error_field=exc.field, sync_unconfigured=True, status_code=exc.status_code)
+    except DomainError as exc:
+        db.rollback()
+        return _page(db, ctx, error=exc.message, error_field=exc.field, status_code=exc.status_code)
+    return _page(db, ctx, sync_started=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from datetime import datetime, timedelta
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -31,6 +32,7 @@ from siyu.integrations.channel import ContactSync, ContactWithFollow, CorpTagRea
 from siyu.kit.bulk import driver_datetime
 from siyu.kit.clock import utcnow
 from siyu.kit.db import transaction
+from siyu.kit.errors import Conflict
 from siyu.kit.serving import collector_paused
 from siyu.wecom.models_ops import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer
@@ -463,9 +465,26 @@ def _recount_friends(db: Session, org_id: int) -> None:
 # --- running and recording -------------------------------------------------------------------------
 
 
+#: A run still marked running this long after it started was interrupted (its process died): a new
+#: sync may start, and the console says so. A sync of a million contacts at the quota takes minutes.
+RUN_STALE_AFTER = timedelta(hours=1)
+
+
 def last_run(db: Session, org_id: int) -> WeComSyncRun | None:
     """The organization's last sync run (running, succeeded or failed), if any."""
     return db.scalar(select(WeComSyncRun).where(WeComSyncRun.org_id == org_id))
+
+
+def is_running(run: WeComSyncRun | None) -> bool:
+    """Whether this run is in progress (marked running, and not so long ago that it must have died)."""
+    return run is not None and run.status == "running" and run.started_at > utcnow() - RUN_STALE_AFTER
+
+
+def ensure_not_running(run: WeComSyncRun | None) -> None:
+    """Refuse (Conflict) to start a sync while this run is in progress."""
+    if run is not None and is_running(run):
+        raise Conflict(f"a sync with WeCom is already running (started {run.started_at:%Y-%m-%d %H:%M} UTC)",
+                       field="sync")
 
 
 def _record(db: Session, org_id: int, **values: Any) -> WeComSyncRun:
@@ -479,12 +498,23 @@ def _record(db: Session, org_id: int, **values: Any) -> WeComSyncRun:
     return run
 
 
+def _claim_run(factory: sessionmaker[Session], org_id: int, started: datetime) -> None:
+    """Mark the organization's sync as running (committed, so the console shows it); Conflict if one runs."""
+    with transaction(factory) as db:
+        ensure_not_running(db.scalar(select(WeComSyncRun).where(WeComSyncRun.org_id == org_id).with_for_update()))
+        _record(db, org_id, status="running", started_at=started, finished_at=None, error="", report={})
+
+
 def run_sync(
     factory: sessionmaker[Session], org_id: int, client: WeComSource, *, pacer: ApiPacer | None = None,
     chunk_size: int = 2000, include_groups: bool = True,
 ) -> SyncReport:
-    """Sync in one transaction and store the report; a failure is recorded (in its own transaction) and re-raised."""
+    """Sync in one transaction and store the report; a failure is recorded (in its own transaction) and re-raised.
+
+    The run is marked running first, in its own transaction, and a second sync of the organization is
+    refused (Conflict) while one runs."""
     started = utcnow()
+    _claim_run(factory, org_id, started)
     try:
         with transaction(factory) as db:
             report = full_sync(db, org_id, client, pacer=pacer, chunk_size=chunk_size, include_groups=include_groups)

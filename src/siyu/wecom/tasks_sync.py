@@ -2,8 +2,9 @@
 
 Each task builds the organization's client from its stored credentials and opens its own transactions.
 The reconciliation runs every night at 03:30 Asia/Shanghai (19:30 UTC) for every organization with
-credentials, and on demand (POST /api/v1/wecom/sync). Transfers waiting on a customer's 24 hours are
-polled every 15 minutes; submitted mass messages of the last 3 days are read back every hour.
+credentials, and on demand (``start_sync``: POST /api/v1/wecom/sync and the console's "Sync now").
+Transfers waiting on a customer's 24 hours are polled every 15 minutes; submitted mass messages of the
+last 3 days are read back every hour.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from datetime import timedelta
 
 from huey import crontab
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from siyu.kit.clock import utcnow
 from siyu.kit.db import transaction
@@ -20,7 +22,7 @@ from siyu.wecom import massmsg, transfers
 from siyu.wecom.credentials import client_for, load_plain
 from siyu.wecom.models import WeComCredential
 from siyu.wecom.models_ops import CustomerTransfer, MassMessage, MassMessageStatus, TransferStatus
-from siyu.wecom.sync import sync_org
+from siyu.wecom.sync import ensure_not_running, last_run, sync_org
 from siyu.worker.queue import huey, sessions, settings
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,19 @@ def sync_org_task(org_id: int) -> dict[str, object]:
     """Reconcile one organization with WeCom; returns the report's counts."""
     report = sync_org(sessions(), org_id, settings().resolved_secret_key())
     return {"org_id": org_id, "changed": report.changed(), "contacts_seen": report.contacts_seen}
+
+
+def start_sync(db: Session, org_id: int, secret_key: str) -> None:
+    """Check the organization's credentials (NotFound when WeCom is not configured) and that no sync runs
+    (Conflict), commit, enqueue its sync.
+
+    A request boundary's helper, so it commits: an inline (immediate) task must not wait on the
+    request's write lock, and a job is enqueued only after the commit.
+    """
+    load_plain(db, org_id, secret_key)
+    ensure_not_running(last_run(db, org_id))
+    db.commit()
+    sync_org_task(org_id)
 
 
 @huey.periodic_task(crontab(hour="19", minute="30"), name="wecom.sync_all")
