@@ -67,7 +67,20 @@ def test_sync_now_runs_and_the_page_shows_what_it_changed(
     assert _counts(synced.text, "customers") == (2, 0, 0)
     assert _counts(synced.text, "follows") == (3, 0, 0)
     assert "zhangsan -&gt; wm_a" in synced.text  # a sample of what changed
-    assert "hx-trigger" not in synced.text  # finished: no polling
+    assert "hx-trigger" not in synced.text and "data-sync-awaiting" not in synced.text  # finished: no polling
+
+    # Requested after the last run started (a queued worker has not taken it yet): poll while waiting,
+    # for a while only.
+    last = db.scalar(select(WeComSyncRun).where(WeComSyncRun.org_id == tenant.org_id))
+    assert last is not None
+    last.started_at -= timedelta(minutes=10)
+    db.commit()
+    now = int(utcnow().timestamp())
+    awaited = client.get("/wecom/status", params={"requested": now})
+    assert "data-sync-awaiting" in awaited.text and f'hx-get="/wecom/status?requested={now}"' in awaited.text
+    gave_up = client.get("/wecom/status", params={"requested": now - 3 * 60})
+    assert "data-sync-awaiting" not in gave_up.text and "hx-trigger" not in gave_up.text
+    assert client.get("/wecom/status", params={"requested": -1}).status_code == 422
 
     # The fragment alone; it polls itself while a sync runs.
     fragment = client.get("/wecom/status")

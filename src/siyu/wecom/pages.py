@@ -9,13 +9,14 @@ WeCom's errcode. The status section polls ``/wecom/status`` while a reconciliati
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Response
+from fastapi import APIRouter, Form, Query, Response
 from pydantic import ValidationError
 
 from siyu.identity.models import Organization
+from siyu.kit.clock import utcnow
 from siyu.kit.deps import DbSession
 from siyu.kit.errors import DomainError, Forbidden, NotFound
 from siyu.web.auth import Console, ConsoleRoute
@@ -42,25 +43,34 @@ def _duration(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def _status(db: DbSession, org_id: int) -> dict[str, Any]:
+#: How long the section waits (polling) for a worker to start a sync requested with "Sync now".
+AWAIT_WORKER = timedelta(minutes=2)
+
+
+def _status(db: DbSession, org_id: int, requested: datetime | None = None) -> dict[str, Any]:
     run = last_run(db, org_id)
     report: dict[str, Any] = run.report if run is not None else {}
     duration = None
     if run is not None and run.finished_at is not None:
         duration = _duration((run.finished_at - run.started_at) / timedelta(seconds=1))
+    # A sync requested here but not started yet (the worker has not taken the task): keep polling for a
+    # while, so the page shows it once it runs, instead of the previous run with nothing moving.
+    awaiting = requested is not None and (run is None or run.started_at < requested) \
+        and utcnow() - requested < AWAIT_WORKER
     return {"run": run, "running": is_running(run), "report": report, "duration": duration,
-            "inbox": inbox_health(db, org_id)}
+            "inbox": inbox_health(db, org_id), "awaiting": awaiting,
+            "requested": int(requested.timestamp()) if awaiting and requested is not None else None}
 
 
 def _page(db: DbSession, ctx: PageContext, *, error: str | None = None, error_field: str | None = None,
           test: ConnectionTest | None = None, saved: bool = False, sync_started: bool = False,
-          sync_unconfigured: bool = False, status_code: int = 200) -> Response:
+          sync_unconfigured: bool = False, requested: datetime | None = None, status_code: int = 200) -> Response:
     org_id = _admin(ctx)
     org = db.get(Organization, org_id)
     assert org is not None
     row = credentials.get_credentials(db, org_id)
     base = str(ctx.request.base_url).rstrip("/")
-    status = _status(db, org_id) if row is not None else {}
+    status = _status(db, org_id, requested) if row is not None else {}
     return render(ctx, "wecom/settings.html", status_code=status_code, active="wecom", row=row,
                   callback_url=base + callback_path(org.slug), error=error, error_field=error_field,
                   test=test, saved=saved, sync_started=sync_started, sync_unconfigured=sync_unconfigured,
@@ -109,18 +119,22 @@ def test_settings(db: DbSession, ctx: Console) -> Response:
 
 
 @router.get("/wecom/status")
-def status_fragment(db: DbSession, ctx: Console) -> Response:
-    """The status section alone (last reconciliation, callback inbox), polled while a sync runs."""
+def status_fragment(db: DbSession, ctx: Console,
+                    requested: Annotated[int | None, Query(ge=0, description="when Sync now was pressed "
+                                                           "(Unix seconds)")] = None) -> Response:
+    """The status section alone (last reconciliation, callback inbox), polled while a sync runs or is awaited."""
     org_id = _admin(ctx)
     if credentials.get_credentials(db, org_id) is None:
         raise NotFound("WeCom is not configured for this organization", field="wecom")
-    return render(ctx, "wecom/_status.html", **_status(db, org_id))
+    when = datetime.fromtimestamp(requested, UTC) if requested is not None else None
+    return render(ctx, "wecom/_status.html", **_status(db, org_id, when))
 
 
 @router.post("/wecom/sync")
 def sync_now(db: DbSession, ctx: Console) -> Response:
     """Start a reconciliation with WeCom (inline in immediate mode) and show the page with its status."""
     org_id = _admin(ctx)
+    requested = utcnow().replace(microsecond=0)  # before the run can start (it starts inline in tests)
     try:
         tasks_sync.start_sync(db, org_id, ctx.request.app.state.settings.resolved_secret_key())
     except NotFound as exc:
@@ -128,4 +142,4 @@ def sync_now(db: DbSession, ctx: Console) -> Response:
     except DomainError as exc:
         db.rollback()
         return _page(db, ctx, error=exc.message, error_field=exc.field, status_code=exc.status_code)
-    return _page(db, ctx, sync_started=True)
+    return _page(db, ctx, sync_started=True, requested=requested)
