@@ -21,7 +21,7 @@ from siyu.kit.clock import utcnow
 from siyu.kit.settings import Settings
 from siyu.wecom.callbacks import store_event, store_events
 from siyu.wecom.models import InboxItem
-from siyu.wecom.tasks import MAX_ATTEMPTS, drain, drain_wecom_inbox, sweep
+from siyu.wecom.tasks import INBOX_KEEP, MAX_ATTEMPTS, drain, drain_wecom_inbox, prune, sweep
 from siyu.worker import queue
 
 REDIS_URL = os.environ.get("SIYU_TEST_REDIS_URL", "")
@@ -142,3 +142,23 @@ def test_sweep_processes_rows_left_behind(engine, db: Session, tenant) -> None: 
     state = {r.id: r.processed_at is not None for r in db.scalars(select(InboxItem))}
     assert state == {old: True, fresh: False, hopeless: False}
     assert sweep(older_than=timedelta(0)) == 1  # the fresh one, once it counts as left behind
+
+
+def test_prune_deletes_only_long_processed_rows(engine, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    queue.bind_engine(engine)
+    long_ago, lately = utcnow() - INBOX_KEEP - timedelta(days=1), utcnow() - timedelta(days=1)
+    old = [store_event(db, tenant.org_id, _event(f"wmOLD{i}")) for i in range(3)]
+    recent = store_event(db, tenant.org_id, _event("wmRECENT"))
+    stuck = store_event(db, tenant.org_id, _event("wmSTUCK"))  # never processed: kept however old
+    db.execute(update(InboxItem).where(InboxItem.id.in_(old)).values(processed_at=long_ago, received_at=long_ago))
+    db.execute(update(InboxItem).where(InboxItem.id == recent).values(processed_at=lately))
+    db.execute(update(InboxItem).where(InboxItem.id == stuck).values(received_at=long_ago, attempts=MAX_ATTEMPTS))
+    db.add(InboxItem(org_id=tenant.org_id, source="douyin", external_key="other-source", kind="comment",
+                     payload={}, received_at=long_ago, processed_at=long_ago))
+    db.commit()
+    assert prune(batch=2) == 3  # two batches: a full one, then the rest
+    db.expire_all()
+    left = {(r.source, r.id) for r in db.scalars(select(InboxItem))}
+    assert {i for s, i in left if s == "wecom"} == {recent, stuck}
+    assert any(s == "douyin" for s, _ in left)
+    assert prune() == 0

@@ -10,7 +10,9 @@ Each row is applied by ``process_inbox_item`` in its own transaction, which clai
 drain, or the sweep, got there first): an event has its effect exactly once. A failure rolls the
 effect back and records the error and attempt count on the row; the drain moves on to the next row.
 The periodic ``sweep_wecom_inbox`` re-processes rows still unprocessed a minute after they arrived
-(failed ones, or a crash between commit and drain request) up to ``MAX_ATTEMPTS``.
+(failed ones, or a crash between commit and drain request) up to ``MAX_ATTEMPTS``. Every night
+``prune_wecom_inbox`` deletes rows processed more than ``INBOX_KEEP`` (30 days) ago, so the table holds
+a month of callbacks rather than every callback ever received.
 
 One drain at a time per process: a drain requested while another runs in the same process only asks
 the running one for one more pass, so the request is never lost and rows are never raced for. Drains
@@ -25,7 +27,7 @@ from datetime import timedelta
 from typing import cast
 
 from huey import crontab
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from siyu.integrations.wecom import WeComClient
 from siyu.kit.clock import utcnow
@@ -39,6 +41,10 @@ from siyu.worker.queue import huey, sessions, settings
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = 5
+#: Processed callbacks are kept this long (audits, the console's figures), then deleted. WeCom re-sends
+#: a callback within seconds, so the dedupe key needs far less; unprocessed rows are always kept.
+INBOX_KEEP = timedelta(days=30)
+PRUNE_BATCH = 10_000
 SWEEP_AFTER = timedelta(seconds=60)
 SWEEP_BATCH = 500
 DRAIN_BATCH = 200
@@ -197,3 +203,24 @@ def sweep(older_than: timedelta = SWEEP_AFTER, limit: int = SWEEP_BATCH) -> int:
 def sweep_wecom_inbox() -> int:
     """Every minute: re-process inbox rows left unprocessed (crash safety)."""
     return sweep()
+
+
+def prune(keep: timedelta = INBOX_KEEP, batch: int = PRUNE_BATCH) -> int:
+    """Delete WeCom inbox rows processed more than ``keep`` ago, ``batch`` rows per transaction (short locks,
+    even after months of callbacks); returns how many were deleted."""
+    cutoff = utcnow() - keep
+    deleted = 0
+    while True:
+        oldest = (select(InboxItem.id).where(InboxItem.source == SOURCE, InboxItem.processed_at < cutoff)
+                  .order_by(InboxItem.id).limit(batch))
+        with sessions().begin() as db:
+            done = db.execute(delete(InboxItem).where(InboxItem.id.in_(oldest))).rowcount
+        deleted += done
+        if done < batch:
+            return deleted
+
+
+@huey.periodic_task(crontab(hour="20", minute="15"), name="wecom.prune_inbox")
+def prune_wecom_inbox() -> int:
+    """Nightly (04:15 Asia/Shanghai): delete processed callbacks older than INBOX_KEEP."""
+    return prune()
