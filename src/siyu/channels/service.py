@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Date, delete, exists, literal, select, update
+from sqlalchemy import Date, bindparam, delete, exists, literal, select, update
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account, AccountStatus
@@ -147,11 +147,16 @@ def list_codes(db: Session, org_id: int, *, status: CodeStatus | None = None) ->
     return list(db.scalars(stmt.order_by(ChannelCode.id.desc())))
 
 
+# Built once: every WeCom add_external_contact with a State looks its code up.
+_CODE_BY_STATE = select(ChannelCode).where(ChannelCode.org_id == bindparam("org_id"),
+                                           ChannelCode.state == bindparam("state"))
+
+
 def code_for_state(db: Session, org_id: int, state: str | None) -> ChannelCode | None:
     """The code whose `state` a WeCom add_external_contact callback carried, or None."""
     if not state:
         return None
-    return db.scalar(select(ChannelCode).where(ChannelCode.org_id == org_id, ChannelCode.state == state))
+    return db.scalar(_CODE_BY_STATE, {"org_id": org_id, "state": state})
 
 
 def create_code(db: Session, org_id: int, data: CodeIn, creator: ChannelCodeCreator) -> ChannelCode:

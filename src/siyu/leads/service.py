@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from siyu.customers import service as customers
@@ -351,17 +351,25 @@ def retrain_from_corrections(db: Session, cache_path: Path | None = None) -> Ret
 # --- conversion -----------------------------------------------------------------------------------
 
 
+# Built once: every WeCom add through a channel code asks for its lead (the callback worker's hot path).
+_REPLIED_WITH_STATE = select(Lead).where(
+    Lead.org_id == bindparam("org_id"), Lead.code_state == bindparam("state"), Lead.status == LeadStatus.replied)
+_OWN_LEAD = _REPLIED_WITH_STATE.where(Lead.customer_id == bindparam("customer_id")).order_by(Lead.id.desc()).limit(1)
+_OPEN_LEAD = _REPLIED_WITH_STATE.where(Lead.converted_at.is_(None)).order_by(
+    Lead.replied_at.desc(), Lead.id.desc()).limit(1)
+
+
 def lead_for_state(db: Session, org_id: int, state: str, customer_id: int | None = None) -> Lead | None:
     """The replied lead an add with ``state`` answers: the commenter's own lead if the adder is known,
     else the latest-replied lead with that state not converted yet (a code may be shared by many leads)."""
     if not state:
         return None
-    base = select(Lead).where(Lead.org_id == org_id, Lead.code_state == state, Lead.status == LeadStatus.replied)
+    params = {"org_id": org_id, "state": state}
     if customer_id is not None:
-        own = db.scalar(base.where(Lead.customer_id == customer_id).order_by(Lead.id.desc()))
+        own = db.scalar(_OWN_LEAD, {**params, "customer_id": customer_id})
         if own is not None:
             return own
-    return db.scalar(base.where(Lead.converted_at.is_(None)).order_by(Lead.replied_at.desc(), Lead.id.desc()))
+    return db.scalar(_OPEN_LEAD, params)
 
 
 def on_contact_added(
