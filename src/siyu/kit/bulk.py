@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import functools
 import io
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine, Insert, Table, func, select
+from sqlalchemy import Dialect, Engine, Insert, Table, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -68,6 +69,29 @@ def insert_ignore(db: Session, table: Table, conflict: Sequence[str]) -> Insert:
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
     raise NotImplementedError(f"no ON CONFLICT support for {dialect}")
+
+
+@functools.cache
+def pg_unnest_insert(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...] = (),
+    returning: tuple[str, ...] = (),
+) -> str:
+    """PostgreSQL: ``INSERT INTO table (columns) SELECT * FROM unnest(one array per column)``, with
+    ``ON CONFLICT (conflict) DO NOTHING`` and ``RETURNING`` when given, as fixed SQL text.
+
+    The parameters are named after the columns, each a list of driver values. The text does not depend
+    on the number of rows (multi-row VALUES does), so psycopg prepares it once per connection and the
+    driver adapts one array per column instead of every row; the casts take the model's column types."""
+    quote = dialect.identifier_preparer.quote
+    arrays = ", ".join(f"CAST(%({name})s AS {table.c[name].type.compile(dialect=dialect)}[])"
+                       for name in columns)
+    names = ", ".join(quote(n) for n in columns)
+    sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({arrays})"
+    if conflict:
+        sql += f" ON CONFLICT ({', '.join(quote(n) for n in conflict)}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {', '.join(quote(n) for n in returning)}"
+    return sql
 
 
 def driver_datetime(db: Session) -> Callable[[datetime], Any]:

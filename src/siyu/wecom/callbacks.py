@@ -11,7 +11,6 @@ anything lost.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import threading
@@ -19,13 +18,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Dialect, bindparam, select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
 from siyu.identity.models import Organization
 from siyu.integrations.wecom import CallbackCrypto, CallbackError
 from siyu.integrations.wecom.crypto import CallbackEvent
-from siyu.kit.bulk import insert_ignore
+from siyu.kit.bulk import insert_ignore, pg_unnest_insert
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import NotFound
 from siyu.wecom.credentials import PlainCredentials, plain_credentials
@@ -125,7 +124,10 @@ def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackE
         "payload": payload_of(event), "received_at": now, "attempts": 0,
     } for org_id, event in events]
     if conn.dialect.name == "postgresql":
-        returned = conn.exec_driver_sql(_pg_inbox_insert(conn.dialect), _pg_arrays(rows))
+        # One fixed statement whatever the batch size: psycopg prepares it once per connection.
+        sql = pg_unnest_insert(conn.dialect, InboxItem.__table__, _INBOX_COLUMNS,  # type: ignore[arg-type]
+                               ("org_id", "source", "external_key"), ("id", "org_id", "external_key"))
+        returned = conn.exec_driver_sql(sql, _pg_arrays(rows))
     else:
         returned = conn.execute(_inbox_insert(conn), rows)
     inserted = {(org_id, key): row_id for row_id, org_id, key in returned}
@@ -134,22 +136,6 @@ def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackE
         # pop: a second copy of the same key in this list is a duplicate of the first.
         ids.append(inserted.pop((row["org_id"], row["external_key"]), None))
     return ids
-
-
-@functools.cache
-def _pg_inbox_insert(dialect: Dialect) -> str:
-    """PostgreSQL: INSERT ... SELECT FROM unnest(one array per column) ... RETURNING, as fixed SQL text.
-
-    The text does not depend on the batch size (multi-row VALUES does), so psycopg prepares it once per
-    connection and the server plans it once; the client renders no SQL per batch. Column types come
-    from the model, so the text follows the schema."""
-    table = InboxItem.__table__
-    quote = dialect.identifier_preparer.quote
-    arrays = ", ".join(f"CAST(%({name})s AS {table.c[name].type.compile(dialect=dialect)}[])"
-                       for name in _INBOX_COLUMNS)
-    return (f"INSERT INTO {quote(table.name)} ({', '.join(quote(n) for n in _INBOX_COLUMNS)}) "
-            f"SELECT * FROM unnest({arrays}) "
-            f"ON CONFLICT (org_id, source, external_key) DO NOTHING RETURNING id, org_id, external_key")
 
 
 def _pg_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:

@@ -35,6 +35,7 @@ from siyu.kit.bulk import (
     executemany_raw,
     insert_ignore,
     insert_returning_ids,
+    pg_unnest_insert,
 )
 from siyu.kit.clock import utcnow
 
@@ -420,39 +421,21 @@ def insert_rows(db: Session, table: Table, rows: list[dict[str, Any]], conflict:
     return total
 
 
-_PG_TYPES: dict[str, dict[str, str]] = {}
-
-
-def _pg_column_types(conn: Connection, table: Table) -> dict[str, str]:
-    """Each column's SQL type as PostgreSQL spells it (for the array casts), read once per process."""
-    found = _PG_TYPES.get(table.name)
-    if found is None:
-        found = dict(conn.exec_driver_sql(
-            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-            "WHERE attrelid = CAST(%(t)s AS regclass) AND attnum > 0 AND NOT attisdropped", {"t": table.name},
-        ).all())
-        _PG_TYPES[table.name] = found
-    return found
-
-
 def _insert_pg(
     conn: Connection, table: Table, keys: list[str], rows: list[dict[str, Any]], conflict: Sequence[str]
 ) -> int:
     """PostgreSQL: COPY when no conflict can arise, else INSERT ... SELECT FROM unnest(an array per column)
     ON CONFLICT DO NOTHING (COPY through a staging table measured slower on the server than unnest)."""
-    quote = conn.dialect.identifier_preparer.quote
-    cols = ", ".join(quote(k) for k in keys)
     if not conflict:
+        quote = conn.dialect.identifier_preparer.quote
+        cols = ", ".join(quote(k) for k in keys)
         pick = itemgetter(*keys) if len(keys) > 1 else (lambda row: (row[keys[0]],))
         with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
             with cur.copy(f"COPY {quote(table.name)} ({cols}) FROM STDIN") as copy:
                 for row in map(pick, rows):
                     copy.write_row(row)
         return len(rows)
-    types = _pg_column_types(conn, table)
-    arrays = ", ".join(f"CAST(%({k})s AS {types[k]}[])" for k in keys)
-    sql = (f"INSERT INTO {quote(table.name)} ({cols}) SELECT * FROM unnest({arrays}) "
-           f"ON CONFLICT ({', '.join(quote(c) for c in conflict)}) DO NOTHING")
+    sql = pg_unnest_insert(conn.dialect, table, tuple(keys), tuple(conflict))
     total = 0
     for start in range(0, len(rows), PG_ROWS_PER_STATEMENT):
         part = rows[start : start + PG_ROWS_PER_STATEMENT]
