@@ -487,8 +487,9 @@ def ensure_not_running(run: WeComSyncRun | None) -> None:
                        field="sync")
 
 
-def _record(db: Session, org_id: int, **values: Any) -> WeComSyncRun:
-    run = last_run(db, org_id)
+def _record(db: Session, org_id: int, run: WeComSyncRun | None = None, **values: Any) -> WeComSyncRun:
+    """Write these values on the organization's run row (``run`` when already read), creating it first."""
+    run = run or last_run(db, org_id)
     if run is None:
         run = WeComSyncRun(org_id=org_id)
         db.add(run)
@@ -501,8 +502,9 @@ def _record(db: Session, org_id: int, **values: Any) -> WeComSyncRun:
 def _claim_run(factory: sessionmaker[Session], org_id: int, started: datetime) -> None:
     """Mark the organization's sync as running (committed, so the console shows it); Conflict if one runs."""
     with transaction(factory) as db:
-        ensure_not_running(db.scalar(select(WeComSyncRun).where(WeComSyncRun.org_id == org_id).with_for_update()))
-        _record(db, org_id, status="running", started_at=started, finished_at=None, error="", report={})
+        run = db.scalar(select(WeComSyncRun).where(WeComSyncRun.org_id == org_id).with_for_update())
+        ensure_not_running(run)
+        _record(db, org_id, run, status="running", started_at=started, finished_at=None, error="", report={})
 
 
 def run_sync(
