@@ -282,3 +282,28 @@ def test_correction_to_high_intent_opens_a_lead_and_back_dismisses_it(
     with pytest.raises(Exception) as info:
         service.correct_intent(db, operator, comment.id, "spam")
     assert getattr(info.value, "field", None) == "intent"
+
+
+def test_nightly_prune_forgets_old_receipts_but_keeps_comments_and_leads(
+    client: TestClient, engine, db: Session, tenant  # type: ignore[no-untyped-def]
+) -> None:
+    from sqlalchemy import update
+
+    from siyu.leads.tasks import RECEIPT_KEEP, prune_receipts
+    from siyu.worker import queue
+
+    configure(db, tenant.org_id)
+    for n in range(3):
+        assert post(client, tenant.slug, comment_body("求资料", comment_id=f"@old{n}", user=f"_000old{n}"),
+                    msg_id=f"old{n}").json()["status"] == "stored"
+    assert post(client, tenant.slug, comment_body("求资料", comment_id="@new"), msg_id="new").json()["status"] \
+        == "stored"
+    db.execute(update(WebhookReceipt).where(WebhookReceipt.msg_id.like("old%"))
+               .values(received_at=datetime.now(UTC) - RECEIPT_KEEP - timedelta(hours=1)))
+    db.commit()
+    queue.bind_engine(engine)
+    assert prune_receipts(batch=2) == 3  # a full batch, then the rest
+    assert counts(db) == (1, 4, 4)
+    assert post(client, tenant.slug, comment_body("求资料", comment_id="@new"), msg_id="new").json() == {
+        "status": "duplicate"}
+    assert prune_receipts() == 0

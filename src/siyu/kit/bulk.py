@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Dialect, Engine, Insert, Table, func, select
+from sqlalchemy import ColumnElement, Dialect, Engine, Insert, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -92,6 +92,21 @@ def pg_unnest_insert(
     if returning:
         sql += f" RETURNING {', '.join(quote(n) for n in returning)}"
     return sql
+
+
+def delete_in_batches(
+    factory: sessionmaker[Session], table: Table, condition: ColumnElement[bool], batch: int = 10_000
+) -> int:
+    """Delete the rows of ``table`` matching ``condition``, lowest id first, ``batch`` rows per transaction;
+    returns how many were deleted. Short transactions keep locks short however much has piled up."""
+    oldest = select(table.c.id).where(condition).order_by(table.c.id).limit(batch)
+    deleted = 0
+    while True:
+        with factory.begin() as db:
+            done = int(db.execute(delete(table).where(table.c.id.in_(oldest))).rowcount)
+        deleted += done
+        if done < batch:
+            return deleted
 
 
 def driver_datetime(db: Session) -> Callable[[datetime], Any]:

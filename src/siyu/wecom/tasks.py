@@ -27,9 +27,10 @@ from datetime import timedelta
 from typing import cast
 
 from huey import crontab
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import and_, bindparam, select, update
 
 from siyu.integrations.wecom import WeComClient
+from siyu.kit.bulk import delete_in_batches
 from siyu.kit.clock import utcnow
 from siyu.wecom.callbacks import SOURCE
 from siyu.wecom.credentials import callback_client
@@ -209,15 +210,8 @@ def prune(keep: timedelta = INBOX_KEEP, batch: int = PRUNE_BATCH) -> int:
     """Delete WeCom inbox rows processed more than ``keep`` ago, ``batch`` rows per transaction (short locks,
     even after months of callbacks); returns how many were deleted."""
     cutoff = utcnow() - keep
-    deleted = 0
-    while True:
-        oldest = (select(InboxItem.id).where(InboxItem.source == SOURCE, InboxItem.processed_at < cutoff)
-                  .order_by(InboxItem.id).limit(batch))
-        with sessions().begin() as db:
-            done = db.execute(delete(InboxItem).where(InboxItem.id.in_(oldest))).rowcount
-        deleted += done
-        if done < batch:
-            return deleted
+    return delete_in_batches(sessions(), InboxItem.__table__,  # type: ignore[arg-type]
+                             and_(InboxItem.source == SOURCE, InboxItem.processed_at < cutoff), batch)
 
 
 @huey.periodic_task(crontab(hour="20", minute="15"), name="wecom.prune_inbox")

@@ -104,6 +104,7 @@ def bind_settings(value: Settings) -> None:
 def load_tasks() -> None:
     """Import every module that declares tasks, so a consumer knows them all."""
     import siyu.channels.tasks  # noqa: F401
+    import siyu.leads.tasks  # noqa: F401
     import siyu.wecom.tasks  # noqa: F401
     import siyu.wecom.tasks_sync  # noqa: F401
 
