@@ -440,7 +440,8 @@ def _insert_pg(
         stage = quote(f"siyu_stage_{table.name}")
         cur.execute(f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA")
         _copy_rows(cur, stage, cols, keys, rows)
-        cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} "
+        # In the order given (ctid: where COPY put each row), so new ids follow the input as they did before.
+        cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} ORDER BY ctid "
                     f"ON CONFLICT ({', '.join(quote(k) for k in conflict)}) DO NOTHING")
         inserted = int(cur.rowcount)
         # On an error the rollback removes the table with the rest; dropped at once, the next call of
