@@ -17,8 +17,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from datetime import datetime, timedelta
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
