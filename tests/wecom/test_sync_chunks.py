@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from wechatpy.session.memorystorage import MemoryStorage
 
@@ -15,6 +16,7 @@ from siyu.integrations.channel import ContactWithFollow, ExternalContact, Follow
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.bulk import driver_datetime
 from siyu.kit.clock import utcnow
+from siyu.kit.db import make_sessionmaker
 from siyu.wecom import sync_contacts
 from siyu.wecom.sync import SyncReport, _member_batches, full_sync
 from siyu.wecom.sync_contacts import SyncState, apply_contacts, insert_rows, preload
@@ -137,6 +139,59 @@ def test_a_profile_created_by_a_callback_after_preload_is_used_not_duplicated(db
     assert racer.name == "李强"
     # The profile the sync made for wm_b before losing the race is gone again.
     assert db.scalar(select(func.count()).select_from(Customer).where(Customer.org_id == org)) == 2
+
+
+class _RacingClient:
+    """The fake WeCom's client, except that handing over its first contact page lets a callback's
+    transaction create (and commit) profiles of two of that page's contacts first."""
+
+    def __init__(self, client: WeComClient, race: Any) -> None:
+        self._client, self._race = client, race
+        self._lock = threading.Lock()
+        self.raced: dict[str, int] = {}
+
+    def list_contacts_by_user(self, *args: Any, **kwargs: Any) -> Any:
+        page = self._client.list_contacts_by_user(*args, **kwargs)
+        with self._lock:
+            if not self.raced:
+                self.raced = self._race([i.contact.external_userid for i in page.items][:2])
+        return page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_profiles_a_callback_commits_during_a_full_sync_are_used_not_duplicated(
+    engine: Engine, db: Session, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
+    if engine.dialect.name == "sqlite":
+        pytest.skip("SQLite has one writer: a callback cannot commit while the sync's transaction writes")
+    fake.post("generate", {"members": 7, "contacts": 300, "seed": 11})
+    truth = list(wecom.iter_contacts_by_user(wecom.list_follow_users()))
+    pairs = {(i.contact.external_userid, i.follow.userid) for i in truth}
+    contacts = {i.contact.external_userid: i.contact for i in truth}
+    org = tenant.org_id
+    callbacks = make_sessionmaker(engine)
+
+    def race(eids: list[str]) -> dict[str, int]:
+        with callbacks.begin() as other:
+            return {eid: customers.find_or_create_by_identity(
+                other, org, IdentityKind.wecom_external_userid, eid, {})[0].id for eid in eids}
+
+    client = _RacingClient(wecom, race)
+    report = full_sync(db, org, client, chunk_size=7)  # type: ignore[arg-type]
+    assert len(client.raced) == 2
+    for eid, racer in client.raced.items():
+        assert _cid(db, org, IdentityKind.wecom_external_userid, eid) == racer
+        assert db.get(Customer, racer).name == contacts[eid].name[:120]  # type: ignore[union-attr]
+        if contacts[eid].unionid:
+            assert _cid(db, org, IdentityKind.unionid, contacts[eid].unionid) == racer
+    assert active_follows(db, org) == pairs
+    # The profiles the sync made for the raced contacts are gone: one profile per contact.
+    assert db.scalar(select(func.count()).select_from(Customer).where(Customer.org_id == org)) == len(contacts)
+    assert report.counts["customers"].created == len(contacts) - 2
+    assert report.counts["follows"].created == len(pairs)
+    assert full_sync(db, org, wecom, chunk_size=7).changed() == 0
 
 
 def test_insert_rows_counts_only_new_rows_and_splits_big_batches(db: Session, tenant: Any,
