@@ -41,8 +41,16 @@ from siyu.analytics.funnels import (
 )
 
 EVENT_TYPES = np.array(
-    ["message_received", "friend_added", "joined_group", "content_read", "coupon_claimed", "order_paid",
-     "message_sent", "tag_added"]
+    [
+        "message_received",
+        "friend_added",
+        "joined_group",
+        "content_read",
+        "coupon_claimed",
+        "order_paid",
+        "message_sent",
+        "tag_added",
+    ]
 )
 # Weights make later funnel steps rarer, as in real traffic.
 EVENT_WEIGHTS = np.array([0.25, 0.10, 0.08, 0.20, 0.07, 0.05, 0.15, 0.10])
@@ -51,14 +59,18 @@ START = np.datetime64("2024-01-01T00:00:00", "us")
 DAYS = 90
 
 
-def generate(n_events: int, n_customers: int, seed: int = 7) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def generate(
+    n_events: int, n_customers: int, seed: int = 7
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Seeded synthetic events and customers as column arrays matching siyu.analytics.schema."""
     rng = np.random.default_rng(seed)
     customer = rng.integers(0, n_customers, n_events, dtype=np.int64)
     types = EVENT_TYPES[rng.choice(len(EVENT_TYPES), n_events, p=EVENT_WEIGHTS / EVENT_WEIGHTS.sum())]
     # Whole seconds, as event sources report them: ties at one instant happen and must be handled.
     seconds = rng.integers(0, DAYS * 86400, n_events, dtype=np.int64)
-    props = np.array(['{}', '{"plan":"pro"}', '{"plan":"basic"}'], dtype=object)[rng.choice(3, n_events, p=[0.6, 0.2, 0.2])]
+    props = np.array(["{}", '{"plan":"pro"}', '{"plan":"basic"}'], dtype=object)[
+        rng.choice(3, n_events, p=[0.6, 0.2, 0.2])
+    ]
     events = {
         "org_id": np.ones(n_events, dtype=np.int64),
         "event_id": np.arange(n_events, dtype=np.int64),
@@ -93,8 +105,10 @@ def load_both(
         # ClickHouse's ORDER BY key, applied before loading so DuckDB stores rows in the same order.
         order = np.lexsort((events["occurred_at"], events["customer_id"]))
         events = {name: col[order] for name, col in events.items()}
-    print(f"generate: {n_events:,} events, {n_customers:,} customers in {time.perf_counter() - t0:.2f}s "
-          f"({'sorted by customer, time' if presorted else 'generated order'})")
+    print(
+        f"generate: {n_events:,} events, {n_customers:,} customers in {time.perf_counter() - t0:.2f}s "
+        f"({'sorted by customer, time' if presorted else 'generated order'})"
+    )
     duck = DuckDBEngine(os.path.join(duckdb_dir, "bench.duckdb") if duckdb_dir else None)
     ch = ChdbEngine()
     for name, engine in (("duckdb", duck), ("chdb", ch)):
@@ -125,11 +139,18 @@ def timed(fn: Callable[[], object], repeat: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def compare(duck: DuckDBEngine, ch: ChdbEngine, modes: frozenset[FunnelMode], label: str, repeat: int) -> tuple[float, float]:
+def compare(
+    duck: DuckDBEngine, ch: ChdbEngine, modes: frozenset[FunnelMode], label: str, repeat: int
+) -> tuple[float, float]:
     """Check one funnel against windowFunnel, time both, print the figures; returns (ours, chdb) wall."""
     q = FunnelQuery(
         org_id=1,
-        steps=[Step("friend_added"), Step("joined_group"), Step("coupon_claimed"), Step("order_paid", {"plan": "pro"})],
+        steps=[
+            Step("friend_added"),
+            Step("joined_group"),
+            Step("coupon_claimed"),
+            Step("order_paid", {"plan": "pro"}),
+        ],
         window=timedelta(days=14),
         modes=modes,
     )
@@ -142,7 +163,9 @@ def compare(duck: DuckDBEngine, ch: ChdbEngine, modes: frozenset[FunnelMode], la
     ref = ch.query_native(baseline_sql)[0]
     ours_counts = [s.count for s in ours.steps]
     print(f"[{label}] steps: {[s.event_type for s in q.steps]} window=14d")
-    print(f"[{label}] ours (duckdb) counts: {ours_counts}; windowFunnel (chdb) counts: {[int(v) for v in ref]}")
+    print(
+        f"[{label}] ours (duckdb) counts: {ours_counts}; windowFunnel (chdb) counts: {[int(v) for v in ref]}"
+    )
     print(f"[{label}] medians (s): {[s.median_seconds_from_previous for s in ours.steps]}")
     if ours_counts != [int(v) for v in ref]:
         print(f"MISMATCH between our funnel and windowFunnel in mode {label}", file=sys.stderr)
@@ -162,26 +185,47 @@ def main() -> None:
     """Run the funnel benchmark."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="1M events / 100k customers")
-    parser.add_argument("--mode", default="default", help="headline mode: default, strict_order, strict_deduplication, strict_increase")
-    parser.add_argument("--presorted", action="store_true", help="load rows sorted by (customer, time) into both engines")
-    parser.add_argument("--duckdb-memory", action="store_true", help="in-memory (uncompressed) DuckDB instead of a file")
+    parser.add_argument(
+        "--mode",
+        default="default",
+        help="headline mode: default, strict_order, strict_deduplication, strict_increase",
+    )
+    parser.add_argument(
+        "--presorted", action="store_true", help="load rows sorted by (customer, time) into both engines"
+    )
+    parser.add_argument(
+        "--duckdb-memory", action="store_true", help="in-memory (uncompressed) DuckDB instead of a file"
+    )
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--ours-on-chdb", action="store_true", help="also time our SQL transpiled to chdb (informative)")
+    parser.add_argument(
+        "--ours-on-chdb", action="store_true", help="also time our SQL transpiled to chdb (informative)"
+    )
     args = parser.parse_args()
     headline = parse_modes(args.mode)
     n_events, n_customers = (1_000_000, 100_000) if args.quick else (10_000_000, 1_000_000)
     duckdb_dir = None if args.duckdb_memory else tempfile.mkdtemp(prefix="siyu-bench-duckdb-")
     duck, ch = load_both(n_events, n_customers, presorted=args.presorted, duckdb_dir=duckdb_dir)
-    print(f"duckdb storage: {'in-memory' if duckdb_dir is None else 'database file in ' + duckdb_dir}; "
-          f"threads={duck.query('SELECT current_setting(' + chr(39) + 'threads' + chr(39) + ')')[0][0]}")
+    print(
+        f"duckdb storage: {'in-memory' if duckdb_dir is None else 'database file in ' + duckdb_dir}; "
+        f"threads={duck.query('SELECT current_setting(' + chr(39) + 'threads' + chr(39) + ')')[0][0]}"
+    )
 
     info = frozenset({FunnelMode.strict_order})
     if headline != info:
         compare(duck, ch, info, "strict_order (information)", max(1, args.repeat - 1))
     t_ours, t_chdb = compare(duck, ch, headline, args.mode + " (headline)", args.repeat)
     if args.ours_on_chdb:
-        q = FunnelQuery(1, [Step("friend_added"), Step("joined_group"), Step("coupon_claimed"), Step("order_paid", {"plan": "pro"})],
-                        window=timedelta(days=14), modes=headline)
+        q = FunnelQuery(
+            1,
+            [
+                Step("friend_added"),
+                Step("joined_group"),
+                Step("coupon_claimed"),
+                Step("order_paid", {"plan": "pro"}),
+            ],
+            window=timedelta(days=14),
+            modes=headline,
+        )
         wall, cpu = timed(lambda: run_funnel(ch, q), 1)
         print(f"ours_on_chdb_s={wall:.3f} cpu_s={cpu:.3f} (same SQL transpiled; informative)")
     duck.close()

@@ -29,7 +29,9 @@ from siyu.kit.bulk import RowInvalid, open_csv
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.migrate import upgrade
 
-SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+SURNAMES = (
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"
+)
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华玉萍红娥玲芬燕彩春菊兰凤洁梅琳素云莲真环雪荣爱妹霞香月莺媛"
 REGIONS = ["上海", "北京", "广东深圳", "浙江杭州", "江苏南京", "四川成都", "湖北武汉", "福建厦门", ""]
 STAGES = ["new", "contacted", "retained", "engaged", "converted", "repeat", ""]
@@ -45,8 +47,20 @@ def generate(path: Path, rows: int, seed: int) -> None:
     seen: set[str] = set()
     with path.open("w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
-        out.writerow(["name", "mobile", "gender", "region", "stage", "source", "intent", "tags",
-                      "wecom_external_userid", "unionid"])
+        out.writerow(
+            [
+                "name",
+                "mobile",
+                "gender",
+                "region",
+                "stage",
+                "source",
+                "intent",
+                "tags",
+                "wecom_external_userid",
+                "unionid",
+            ]
+        )
         for n in range(rows):
             if mobiles and rng.random() < 0.01:
                 mobile = rng.choice(mobiles)  # the same person again, e.g. from a second sheet
@@ -61,8 +75,20 @@ def generate(path: Path, rows: int, seed: int) -> None:
             tags = ";".join(rng.sample(TAGS, rng.choice((0, 1, 1, 2))))
             wecom = f"wmXyz{mobile[-9:]}{n % 7}" if rng.random() < 0.5 else ""
             unionid = f"oU{mobile}{seed}" if rng.random() < 0.3 else ""
-            out.writerow([name, mobile, rng.choice(("男", "女", "")), rng.choice(REGIONS), rng.choice(STAGES),
-                          rng.choice(SOURCES), rng.choice(INTENTS), tags, wecom, unionid])
+            out.writerow(
+                [
+                    name,
+                    mobile,
+                    rng.choice(("男", "女", "")),
+                    rng.choice(REGIONS),
+                    rng.choice(STAGES),
+                    rng.choice(SOURCES),
+                    rng.choice(INTENTS),
+                    tags,
+                    wecom,
+                    unionid,
+                ]
+            )
 
 
 def fresh_db(tmp: Path, name: str):  # type: ignore[no-untyped-def]
@@ -89,8 +115,13 @@ def naive_import(engine, org_id: int, path: Path) -> int:  # type: ignore[no-unt
         with transaction(factory) as db:
             customer = None
             for kind, value in row.identities:
-                ident = db.scalar(select(CustomerIdentity).where(
-                    CustomerIdentity.org_id == org_id, CustomerIdentity.kind == kind, CustomerIdentity.value == value))
+                ident = db.scalar(
+                    select(CustomerIdentity).where(
+                        CustomerIdentity.org_id == org_id,
+                        CustomerIdentity.kind == kind,
+                        CustomerIdentity.value == value,
+                    )
+                )
                 if ident is not None:
                     customer = db.get(Customer, ident.customer_id)
                     break
@@ -102,12 +133,21 @@ def naive_import(engine, org_id: int, path: Path) -> int:  # type: ignore[no-unt
             customer.remark = compose_remark(customer.name, customer.source, customer.intent, customer.mobile)
             db.flush()
             for kind, value in row.identities:
-                if db.scalar(select(CustomerIdentity.id).where(
-                        CustomerIdentity.org_id == org_id, CustomerIdentity.kind == kind,
-                        CustomerIdentity.value == value)) is None:
+                if (
+                    db.scalar(
+                        select(CustomerIdentity.id).where(
+                            CustomerIdentity.org_id == org_id,
+                            CustomerIdentity.kind == kind,
+                            CustomerIdentity.value == value,
+                        )
+                    )
+                    is None
+                ):
                     db.add(CustomerIdentity(org_id=org_id, customer_id=customer.id, kind=kind, value=value))
             for group_name, tag_name in row.tags:
-                group = db.scalar(select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.name == group_name))
+                group = db.scalar(
+                    select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.name == group_name)
+                )
                 if group is None:
                     group = TagGroup(org_id=org_id, name=group_name)
                     db.add(group)
@@ -137,20 +177,26 @@ def main() -> None:
         big, small = tmp / "customers.csv", tmp / "sample.csv"
         generate(big, rows, args.seed)
         generate(small, sample, args.seed + 1)
-        print(f"generated {rows:,} rows ({big.stat().st_size / 1e6:.1f} MB) and a {sample:,}-row baseline sample")
+        print(
+            f"generated {rows:,} rows ({big.stat().st_size / 1e6:.1f} MB) and a {sample:,}-row baseline sample"
+        )
 
         engine, org_id = fresh_db(tmp, "bulk.db")
         started, cpu = time.perf_counter(), time.process_time()
         report = import_customers_csv(engine, org_id, big)
         bulk_s, bulk_cpu = time.perf_counter() - started, time.process_time() - cpu
         # On a shared machine wall time includes waiting for a core; CPU time shows the work itself.
-        print(f"bulk import: {bulk_s:.2f} s wall, {bulk_cpu:.2f} s CPU  created={report.created:,} "
-              f"updated={report.updated:,} "
-              f"unchanged={report.unchanged:,} merged={report.merged} skipped={report.skipped}")
+        print(
+            f"bulk import: {bulk_s:.2f} s wall, {bulk_cpu:.2f} s CPU  created={report.created:,} "
+            f"updated={report.updated:,} "
+            f"unchanged={report.unchanged:,} merged={report.merged} skipped={report.skipped}"
+        )
         started = time.perf_counter()
         again = import_customers_csv(engine, org_id, big)
-        print(f"re-import (idempotent): {time.perf_counter() - started:.2f} s  created={again.created} "
-              f"updated={again.updated} unchanged={again.unchanged:,}")
+        print(
+            f"re-import (idempotent): {time.perf_counter() - started:.2f} s  created={again.created} "
+            f"updated={again.updated} unchanged={again.unchanged:,}"
+        )
         engine.dispose()
 
         engine, org_id = fresh_db(tmp, "naive.db")
@@ -160,12 +206,18 @@ def main() -> None:
         engine.dispose()
         naive_rate = done / naive_s
         bulk_rate = rows / bulk_s
-        print(f"baseline orm_rowwise: {done:,} rows in {naive_s:.2f} s ({naive_cpu:.2f} s CPU) = {naive_rate:,.0f} rows/s "
-              f"(extrapolated to {rows:,} rows: {rows / naive_rate:.1f} s)")
-        print(f"CPU-time rate: {rows / bulk_cpu:,.0f} rows/s (100,000 rows in {100_000 / (rows / bulk_cpu):.1f} s CPU); "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-        print(f"target: 100,000 rows in <= 10 s -> {'met' if bulk_rate * 10 >= 100_000 else 'NOT met'} "
-              f"({100_000 / bulk_rate:.1f} s at this rate)")
+        print(
+            f"baseline orm_rowwise: {done:,} rows in {naive_s:.2f} s ({naive_cpu:.2f} s CPU) = {naive_rate:,.0f} rows/s "
+            f"(extrapolated to {rows:,} rows: {rows / naive_rate:.1f} s)"
+        )
+        print(
+            f"CPU-time rate: {rows / bulk_cpu:,.0f} rows/s (100,000 rows in {100_000 / (rows / bulk_cpu):.1f} s CPU); "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+        )
+        print(
+            f"target: 100,000 rows in <= 10 s -> {'met' if bulk_rate * 10 >= 100_000 else 'NOT met'} "
+            f"({100_000 / bulk_rate:.1f} s at this rate)"
+        )
         print(f"ratio_vs_orm_rowwise={bulk_rate / naive_rate:.1f}")
         print(f"rows_per_s={bulk_rate:.0f}")
 

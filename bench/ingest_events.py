@@ -101,7 +101,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="~3 s of load (<30 s in all)")
     parser.add_argument("--seconds", type=float, default=None)
-    parser.add_argument("--connections", type=int, default=2, help="concurrent client connections (default 2)")
+    parser.add_argument(
+        "--connections", type=int, default=2, help="concurrent client connections (default 2)"
+    )
     args = parser.parse_args()
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     baseline_seconds = 1.0 if args.quick else 3.0
@@ -113,7 +115,9 @@ def main() -> None:
         # Bodies are serialized before the clock starts so the client's cost stays out of the measurement.
         n_batches = int(seconds * 40) + 10
         bodies = [
-            json.dumps({"events": [make_event(rng, f"b{b}-{i}", customer_ids, t0) for i in range(1000)]}).encode()
+            json.dumps(
+                {"events": [make_event(rng, f"b{b}-{i}", customer_ids, t0) for i in range(1000)]}
+            ).encode()
             for b in range(n_batches)
         ]
         singles = [json.dumps(make_event(rng, f"s{i}", customer_ids, t0)).encode() for i in range(5000)]
@@ -135,7 +139,9 @@ def main() -> None:
                 started = time.perf_counter()
 
                 def sender() -> None:
-                    with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as conn:
+                    with httpx.Client(
+                        base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60
+                    ) as conn:
                         while time.perf_counter() - started < seconds:
                             with lock:
                                 body = next(queue, None)
@@ -158,9 +164,11 @@ def main() -> None:
                 if inserted != sent:
                     raise SystemExit(f"expected {sent} inserted, server reported {inserted}")
                 batch_rate = sent / batch_s
-                print(f"batch API: {sent:,} events in {batch_s:.2f} s ({sent // 1000} requests of 1,000); "
-                      f"server used {server_cpu:.2f} s CPU = {sent / server_cpu:,.0f} events per server CPU-second; "
-                      f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+                print(
+                    f"batch API: {sent:,} events in {batch_s:.2f} s ({sent // 1000} requests of 1,000); "
+                    f"server used {server_cpu:.2f} s CPU = {sent / server_cpu:,.0f} events per server CPU-second; "
+                    f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+                )
 
                 done = 0
                 started = time.perf_counter()
@@ -170,7 +178,9 @@ def main() -> None:
                     if time.perf_counter() - started >= baseline_seconds:
                         break
                 single_rate = done / (time.perf_counter() - started)
-                print(f"baseline single_event: {done:,} events in {baseline_seconds:.0f} s = {single_rate:,.0f} events/s")
+                print(
+                    f"baseline single_event: {done:,} events in {baseline_seconds:.0f} s = {single_rate:,.0f} events/s"
+                )
                 print(f"target: >= 20,000 events/s -> {'met' if batch_rate >= 20_000 else 'NOT met'}")
                 print(f"ratio_vs_single_event={batch_rate / single_rate:.1f}")
                 print(f"events_per_s={batch_rate:.0f}")

@@ -116,10 +116,16 @@ def timed_interleaved(
 def print_report(rep: EvalReport) -> None:
     print(
         f"heldout[{rep.name}] n={rep.n_test} macro_f1={rep.macro_f1:.3f} accuracy={rep.accuracy:.3f}"
-        + (f" rule_coverage={rep.rule_coverage:.2f} rule_accuracy={rep.rule_accuracy:.3f}" if rep.rule_coverage else "")
+        + (
+            f" rule_coverage={rep.rule_coverage:.2f} rule_accuracy={rep.rule_accuracy:.3f}"
+            if rep.rule_coverage
+            else ""
+        )
     )
     for name, m in rep.per_intent.items():
-        print(f"  {name:<9} precision={m.precision:.3f} recall={m.recall:.3f} f1={m.f1:.3f} support={m.support}")
+        print(
+            f"  {name:<9} precision={m.precision:.3f} recall={m.recall:.3f} f1={m.f1:.3f} support={m.support}"
+        )
 
 
 def main() -> None:
@@ -142,12 +148,16 @@ def main() -> None:
 
         t0 = time.perf_counter()
         clf = get_classifier()
-        print(f"fit_full_set_s={time.perf_counter() - t0:.2f} rules={len(clf.matcher.rules)} trusted_rules={len(clf.rule_confidence)}")
+        print(
+            f"fit_full_set_s={time.perf_counter() - t0:.2f} rules={len(clf.matcher.rules)} trusted_rules={len(clf.rule_confidence)}"
+        )
 
         rng = random.Random(args.seed)
         pool = [e.text for e in load_examples()]
         texts = [noisy(rng.choice(pool), rng, pool) for _ in range(n)]
-        print(f"comments={n} distinct={len(set(texts))} mean_chars={sum(map(len, texts)) / n:.1f} batch={args.batch}")
+        print(
+            f"comments={n} distinct={len(set(texts))} mean_chars={sum(map(len, texts)) / n:.1f} batch={args.batch}"
+        )
 
         naive = IntentClassifier(
             NaiveMatcher(clf.matcher.rules, clf.matcher.negations),  # type: ignore[arg-type]
@@ -169,8 +179,12 @@ def main() -> None:
     agree = sum(a.intent == b.intent for a, b in zip(res_hybrid, res_model, strict=True))
     print(f"decided_by_rules={ruled / n:.3f} agreement_with_model_only={agree / n:.3f}")
     print(f"naive_in_scan: {t_naive:.2f}s comments_per_s={n / t_naive:.0f} (same answers)")
-    print(f"model_only: {t_model:.2f}s comments_per_s={n / t_model:.0f} heldout_macro_f1={model_rep.macro_f1:.3f}")
-    print(f"rules+model: {t_hybrid:.2f}s comments_per_s={n / t_hybrid:.0f} heldout_macro_f1={hybrid_rep.macro_f1:.3f}")
+    print(
+        f"model_only: {t_model:.2f}s comments_per_s={n / t_model:.0f} heldout_macro_f1={model_rep.macro_f1:.3f}"
+    )
+    print(
+        f"rules+model: {t_hybrid:.2f}s comments_per_s={n / t_hybrid:.0f} heldout_macro_f1={hybrid_rep.macro_f1:.3f}"
+    )
     print(f"ratio_vs_model_only={t_model / t_hybrid:.2f}")
     print(f"ratio_vs_naive_in_scan={t_naive / t_hybrid:.2f}")
     print(f"comments_per_s={n / t_hybrid:.0f}")

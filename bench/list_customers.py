@@ -56,7 +56,9 @@ def _say(msg: str) -> None:
 def build_database(customers: int, seed: int, cache: Path) -> Path:
     """The cached sandbox database for (customers, seed), building it if missing."""
     # The schema's fingerprint is part of the name, so a cache built before a migration change is not reused.
-    schema = hashlib.sha256((MIGRATIONS_DIR / "versions" / "0001_initial_schema.py").read_bytes()).hexdigest()[:10]
+    schema = hashlib.sha256(
+        (MIGRATIONS_DIR / "versions" / "0001_initial_schema.py").read_bytes()
+    ).hexdigest()[:10]
     path = cache / f"sandbox_{customers}_{seed}_{schema}.db"
     if path.exists():
         _say(f"reusing cached database {path}")
@@ -171,7 +173,7 @@ def _serve(app: Any) -> tuple[uvicorn.Server, threading.Thread, str]:
 
 def _pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -212,7 +214,7 @@ def main() -> None:
     mismatches = 0
     try:
         with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
-            for name, params in combos:  # warm caches and connections: one untimed request per shape
+            for _name, params in combos:  # warm caches and connections: one untimed request per shape
                 client.get("/api/v1/customers", params={**params, "limit": LIMIT}).raise_for_status()
                 client.get(
                     "/bench/naive-offset-customers", params={**params, "limit": LIMIT}
@@ -260,9 +262,7 @@ def main() -> None:
     )
     _say(f"keyset endpoint:       p50={p50:.1f} ms p95={p95:.1f} ms p99={p99:.1f} ms")
     _say(f"naive_offset baseline: p50={b50:.1f} ms p95={b95:.1f} ms p99={b99:.1f} ms")
-    _say(
-        f"ratio_vs_naive_offset={b95 / p95:.2f}  (baseline p95 / endpoint p95; >1: endpoint faster)"
-    )
+    _say(f"ratio_vs_naive_offset={b95 / p95:.2f}  (baseline p95 / endpoint p95; >1: endpoint faster)")
     _say(f"p95_ms={p95:.1f}")
 
 

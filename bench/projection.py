@@ -31,11 +31,15 @@ from siyu.kit.bulk import chunked, driver_datetime, executemany_raw
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.migrate import upgrade
 
-TYPES = np.array(["added_contact", "message_received", "message_sent", "content_read", "placed_order"], dtype=object)
+TYPES = np.array(
+    ["added_contact", "message_received", "message_sent", "content_read", "placed_order"], dtype=object
+)
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
 
-def add_events(db: Session, org_id: int, customer_ids: np.ndarray, n: int, seed: int, key_prefix: str) -> None:
+def add_events(
+    db: Session, org_id: int, customer_ids: np.ndarray, n: int, seed: int, key_prefix: str
+) -> None:
     """Insert n synthetic events straight through the driver (seeded)."""
     rng = np.random.default_rng(seed)
     to_db = driver_datetime(db)
@@ -44,9 +48,17 @@ def add_events(db: Session, org_id: int, customer_ids: np.ndarray, n: int, seed:
     secs = rng.integers(0, 90 * 86_400, n)
     props = [json.dumps({"plan": "pro"}), json.dumps({})]
     rows = [
-        {"org_id": org_id, "customer_id": int(c), "account_id": None, "type": k,
-         "occurred_at": to_db(START + timedelta(seconds=int(s))), "properties": props[i % 2], "source": "douyin",
-         "idempotency_key": f"{key_prefix}{i}", "received_at": to_db(START)}
+        {
+            "org_id": org_id,
+            "customer_id": int(c),
+            "account_id": None,
+            "type": k,
+            "occurred_at": to_db(START + timedelta(seconds=int(s))),
+            "properties": props[i % 2],
+            "source": "douyin",
+            "idempotency_key": f"{key_prefix}{i}",
+            "received_at": to_db(START),
+        }
         for i, (c, k, s) in enumerate(zip(cust.tolist(), kinds.tolist(), secs.tolist(), strict=True))
     ]
     table = Event.__table__
@@ -78,18 +90,43 @@ def main() -> int:
         db = make_sessionmaker(engine)()
         org = identity.create_organization(db, "Bench", f"bench-{int(time.time())}")
         now = START
-        db.execute(insert(Customer), [
-            {"org_id": org.id, "source": ["douyin", "taobao", "wechat"][i % 3], "created_at": now, "updated_at": now}
-            for i in range(n_customers)
-        ])
+        db.execute(
+            insert(Customer),
+            [
+                {
+                    "org_id": org.id,
+                    "source": ["douyin", "taobao", "wechat"][i % 3],
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(n_customers)
+            ],
+        )
         db.commit()
-        ids = np.array(sorted(db.scalars(Customer.__table__.select().with_only_columns(Customer.id)
-                                         .where(Customer.org_id == org.id))), dtype=np.int64)
-        db.execute(insert(Order), [
-            {"org_id": org.id, "customer_id": int(c), "platform": "p", "external_id": str(i), "amount_fen": 1_000 + i,
-             "paid_at": now + timedelta(days=i % 90)}
-            for i, c in enumerate(ids[: n_customers // 2].tolist())
-        ])
+        ids = np.array(
+            sorted(
+                db.scalars(
+                    Customer.__table__.select()
+                    .with_only_columns(Customer.id)
+                    .where(Customer.org_id == org.id)
+                )
+            ),
+            dtype=np.int64,
+        )
+        db.execute(
+            insert(Order),
+            [
+                {
+                    "org_id": org.id,
+                    "customer_id": int(c),
+                    "platform": "p",
+                    "external_id": str(i),
+                    "amount_fen": 1_000 + i,
+                    "paid_at": now + timedelta(days=i % 90),
+                }
+                for i, c in enumerate(ids[: n_customers // 2].tolist())
+            ],
+        )
         db.commit()
         add_events(db, org.id, ids, base_events, seed=1, key_prefix="base-")
 
@@ -112,7 +149,9 @@ def main() -> int:
     print(f"backend: {'postgresql' if args.postgres else 'sqlite'}")
     print(f"refresh with nothing new: wall {w_noop * 1000:.1f} ms, cpu {c_noop * 1000:.1f} ms")
     print(f"incremental ({new_events} new events): wall {w_inc:.3f} s, cpu {c_inc:.3f} s")
-    print(f"full rebuild ({base_events + new_events} events, {n_customers} customers): wall {w_full:.3f} s, cpu {c_full:.3f} s")
+    print(
+        f"full rebuild ({base_events + new_events} events, {n_customers} customers): wall {w_full:.3f} s, cpu {c_full:.3f} s"
+    )
     print(f"ratio_vs_full_rebuild={w_full / w_inc:.2f}")
     print(f"events_per_s={new_events / w_inc:.0f}")
     return 0

@@ -23,10 +23,20 @@ from siyu.channels.routing import PoolRouter, Slot, linear_choose
 
 
 def _slots(n: int, rng: random.Random) -> list[Slot]:
-    return [Slot(account_id=i + 1, load=rng.randint(0, 2400), soft_cap=2500, hard_cap=5000,
-                 day_adds=rng.randint(0, 50), daily_cap=200, active=rng.random() > 0.05,
-                 is_backup=i % 50 == 0, regions=frozenset({rng.choice(["gd", "sh", "bj", "zj"])}))
-            for i in range(n)]
+    return [
+        Slot(
+            account_id=i + 1,
+            load=rng.randint(0, 2400),
+            soft_cap=2500,
+            hard_cap=5000,
+            day_adds=rng.randint(0, 50),
+            daily_cap=200,
+            active=rng.random() > 0.05,
+            is_backup=i % 50 == 0,
+            regions=frozenset({rng.choice(["gd", "sh", "bj", "zj"])}),
+        )
+        for i in range(n)
+    ]
 
 
 def _pct(samples: list[float], q: float) -> float:
@@ -34,11 +44,15 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_memory(n: int, decisions: int, linear_decisions: int, rule: RoutingRule) -> tuple[list[float], list[float]]:
+def bench_memory(
+    n: int, decisions: int, linear_decisions: int, rule: RoutingRule
+) -> tuple[list[float], list[float]]:
     """Per-decision milliseconds for the heap router and for the linear scan, same pool and stream."""
     rng = random.Random(7)
     base = _slots(n, rng)
-    router = PoolRouter.build(rule, date(2026, 11, 23), [Slot(**{f: getattr(s, f) for f in s.__slots__}) for s in base])
+    router = PoolRouter.build(
+        rule, date(2026, 11, 23), [Slot(**{f: getattr(s, f) for f in s.__slots__}) for s in base]
+    )
     router.choose(region="gd")  # build the heaps outside the timed loop, as a cached router would be
     heap_ms = []
     for k in range(decisions):
@@ -82,14 +96,33 @@ def bench_db(n: int, adds: int) -> tuple[list[float], list[float]]:
         now = datetime(2026, 11, 23, 4, tzinfo=UTC)
         with factory() as db:
             org = identity.create_organization(db, "Bench", "bench")
-            db.execute(insert(Account), [
-                {"org_id": org.id, "kind": AccountKind.wecom_member, "external_id": f"u{i}", "name": f"u{i}",
-                 "friend_count": rng.randint(0, 2400), "soft_cap": 2500, "hard_cap": 5000,
-                 "created_at": now - timedelta(days=60)} for i in range(n)])
+            db.execute(
+                insert(Account),
+                [
+                    {
+                        "org_id": org.id,
+                        "kind": AccountKind.wecom_member,
+                        "external_id": f"u{i}",
+                        "name": f"u{i}",
+                        "friend_count": rng.randint(0, 2400),
+                        "soft_cap": 2500,
+                        "hard_cap": 5000,
+                        "created_at": now - timedelta(days=60),
+                    }
+                    for i in range(n)
+                ],
+            )
             ids = list(db.scalars(Account.__table__.select().with_only_columns(Account.id)))
-            pool = service.create_pool(db, org.id, PoolIn(
-                name="bench", rule=RoutingRule.least_loaded, warmup=[],
-                members=[MemberIn(account_id=i, is_backup=i % 50 == 0) for i in ids]))
+            pool = service.create_pool(
+                db,
+                org.id,
+                PoolIn(
+                    name="bench",
+                    rule=RoutingRule.least_loaded,
+                    warmup=[],
+                    members=[MemberIn(account_id=i, is_backup=i % 50 == 0) for i in ids],
+                ),
+            )
             db.commit()
             org_id, pool_id = org.id, pool.id
         with factory() as db:  # warm the router cache (the load is paid once per TTL, not per add)
@@ -119,20 +152,28 @@ def main() -> None:
     wall0, cpu0 = time.perf_counter(), time.process_time()
     for rule in (RoutingRule.round_robin, RoutingRule.region):
         heap_ms, lin_ms = bench_memory(args.accounts, decisions, linear_n, rule)
-        print(f"{rule.value:>13}: heap p50={_pct(heap_ms, .5):.4f} ms p99={_pct(heap_ms, .99):.4f} ms | "
-              f"linear scan p50={_pct(lin_ms, .5):.3f} ms p99={_pct(lin_ms, .99):.3f} ms")
+        print(
+            f"{rule.value:>13}: heap p50={_pct(heap_ms, 0.5):.4f} ms p99={_pct(heap_ms, 0.99):.4f} ms | "
+            f"linear scan p50={_pct(lin_ms, 0.5):.3f} ms p99={_pct(lin_ms, 0.99):.3f} ms"
+        )
     heap_ms, lin_ms = bench_memory(args.accounts, decisions, linear_n, RoutingRule.least_loaded)
     db_ms, db_commit_ms = bench_db(args.accounts, db_adds)
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     p99 = _pct(heap_ms, 0.99)
     print(f"accounts={args.accounts} decisions={decisions} (linear {linear_n}) db_adds={db_adds}")
-    print(f" least_loaded: heap p50={_pct(heap_ms, .5):.4f} ms p99={p99:.4f} ms mean={statistics.fmean(heap_ms):.4f} ms")
-    print(f" linear scan (baseline): p50={_pct(lin_ms, .5):.3f} ms p99={_pct(lin_ms, .99):.3f} ms")
-    print(f" decision+reservation (SQLite, in transaction): p50={_pct(db_ms, .5):.3f} ms p99={_pct(db_ms, .99):.3f} ms")
-    print(f" decision+reservation+commit (SQLite): p50={_pct(db_commit_ms, .5):.3f} ms "
-          f"p99={_pct(db_commit_ms, .99):.3f} ms")
-    print(f"decision_plus_reservation_p99_ms={_pct(db_ms, .99):.3f}")
-    print(f"ratio_vs_linear_scan={_pct(lin_ms, .99) / p99:.1f}")
+    print(
+        f" least_loaded: heap p50={_pct(heap_ms, 0.5):.4f} ms p99={p99:.4f} ms mean={statistics.fmean(heap_ms):.4f} ms"
+    )
+    print(f" linear scan (baseline): p50={_pct(lin_ms, 0.5):.3f} ms p99={_pct(lin_ms, 0.99):.3f} ms")
+    print(
+        f" decision+reservation (SQLite, in transaction): p50={_pct(db_ms, 0.5):.3f} ms p99={_pct(db_ms, 0.99):.3f} ms"
+    )
+    print(
+        f" decision+reservation+commit (SQLite): p50={_pct(db_commit_ms, 0.5):.3f} ms "
+        f"p99={_pct(db_commit_ms, 0.99):.3f} ms"
+    )
+    print(f"decision_plus_reservation_p99_ms={_pct(db_ms, 0.99):.3f}")
+    print(f"ratio_vs_linear_scan={_pct(lin_ms, 0.99) / p99:.1f}")
     print(f"wall_s={wall:.1f} cpu_s={cpu:.1f}")
     print(f"p99_ms={p99:.4f}")
 

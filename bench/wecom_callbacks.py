@@ -98,7 +98,9 @@ def serve(data_dir: str, port: int, inline: bool) -> None:
     queue.configure(settings, immediate=inline)
     settle_heap()  # as `siyu serve` does
     # Keep-alive longer than the load, so the server never closes a connection the driver is reusing.
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=120)
+    uvicorn.run(
+        app, host="127.0.0.1", port=port, log_level="warning", access_log=False, timeout_keep_alive=120
+    )
 
 
 @dataclass
@@ -140,9 +142,18 @@ def prepare(root: Path, fake_url: str, contacts: int, database_url: str = "") ->
     engine = make_engine(url)
     with transaction(make_sessionmaker(engine)) as db:
         org = identity.create_organization(db, "Bench Tea", "bench")
-        save_credentials(db, org.id, CredentialsIn(
-            corp_id=CORP_ID, secret=SECRET, token=TOKEN, encoding_aes_key=AES_KEY, base_url=fake_url,  # type: ignore[arg-type]
-        ), SECRET_KEY)
+        save_credentials(
+            db,
+            org.id,
+            CredentialsIn(
+                corp_id=CORP_ID,
+                secret=SECRET,
+                token=TOKEN,
+                encoding_aes_key=AES_KEY,
+                base_url=fake_url,  # type: ignore[arg-type]
+            ),
+            SECRET_KEY,
+        )
         db.flush()
         client = client_for(load_plain(db, org.id, SECRET_KEY))
         upsert_corp_tags(db, org.id, client.list_corp_tags())
@@ -154,7 +165,9 @@ def prepare(root: Path, fake_url: str, contacts: int, database_url: str = "") ->
     return Setup(data_dir, url, "bench", events)
 
 
-def build_requests(events: list[tuple[str, str]], total: int, rng: random.Random) -> tuple[list[tuple[str, dict[str, str]]], int]:
+def build_requests(
+    events: list[tuple[str, str]], total: int, rng: random.Random
+) -> tuple[list[tuple[str, dict[str, str]]], int]:
     """Pre-encrypt ``total`` callbacks: distinct events in order, ~20% of slots repeating an earlier one."""
     from siyu.integrations.wecom.crypto import CallbackCrypto, build_event_xml
 
@@ -169,18 +182,27 @@ def build_requests(events: list[tuple[str, str]], total: int, rng: random.Random
         else:
             eid, userid = events[used]
             used += 1
-            xml = build_event_xml({
-                "ToUserName": CORP_ID, "FromUserName": "sys", "CreateTime": now + i // RATE, "MsgType": "event",
-                "Event": "change_external_contact", "ChangeType": "add_external_contact",
-                "UserID": userid, "ExternalUserID": eid, "State": "douyin_live",
-            })
+            xml = build_event_xml(
+                {
+                    "ToUserName": CORP_ID,
+                    "FromUserName": "sys",
+                    "CreateTime": now + i // RATE,
+                    "MsgType": "event",
+                    "Event": "change_external_contact",
+                    "ChangeType": "add_external_contact",
+                    "UserID": userid,
+                    "ExternalUserID": eid,
+                    "State": "douyin_live",
+                }
+            )
             plaintexts.append(xml)
         out.append(crypto.encrypt_request(xml, nonce=str(rng.randrange(10**10))))
     return out, used
 
 
-async def drive(endpoint: str, requests: list[tuple[str, dict[str, str]]], rate: int,
-                connections: int = 64) -> tuple[list[float], int]:
+async def drive(
+    endpoint: str, requests: list[tuple[str, dict[str, str]]], rate: int, connections: int = 64
+) -> tuple[list[float], int]:
     """Send each request at its scheduled time; return latencies (ms, from schedule) and non-200 count.
 
     A minimal HTTP/1.1 client on asyncio streams over ``connections`` keep-alive connections: the load
@@ -195,8 +217,13 @@ async def drive(endpoint: str, requests: list[tuple[str, dict[str, str]]], rate:
     wire = []
     for body, params in requests:
         payload = body.encode()
-        wire.append((f"POST {url.path}?{urlencode(params)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-                     f"Content-Type: text/xml\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload)
+        wire.append(
+            (
+                f"POST {url.path}?{urlencode(params)} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+                f"Content-Type: text/xml\r\nContent-Length: {len(payload)}\r\n\r\n"
+            ).encode()
+            + payload
+        )
     latencies: list[float] = []
     bad = 0
     loop = asyncio.get_running_loop()
@@ -213,8 +240,9 @@ async def drive(endpoint: str, requests: list[tuple[str, dict[str, str]]], rate:
         try:
             writer.write(data)
             head = await reader.readuntil(b"\r\n\r\n")
-            length = next((int(line[15:]) for line in head.split(b"\r\n")
-                           if line[:15].lower() == b"content-length:"), 0)
+            length = next(
+                (int(line[15:]) for line in head.split(b"\r\n") if line[:15].lower() == b"content-length:"), 0
+            )
             if length:
                 await reader.readexactly(length)
         except (OSError, asyncio.IncompleteReadError, ValueError):
@@ -253,8 +281,11 @@ def pct(values: list[float], q: float) -> float:
 def start_app(setup: Setup, inline: bool) -> tuple[subprocess.Popen[bytes], str]:
     """Start the app process; returns it and its callback endpoint."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(setup.data_dir), str(port)]
-                            + (["--inline"] if inline else []), env={**os.environ, "SIYU_DATABASE_URL": setup.url})
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(setup.data_dir), str(port)]
+        + (["--inline"] if inline else []),
+        env={**os.environ, "SIYU_DATABASE_URL": setup.url},
+    )
     wait_http(f"http://127.0.0.1:{port}/healthz")
     return proc, f"http://127.0.0.1:{port}/hooks/wecom/{setup.org_slug}"
 
@@ -304,7 +335,9 @@ def drain_and_check(setup: Setup, distinct: int, fake_url: str) -> tuple[float, 
     with queue.ThreadedConsumer(workers=2):
         while True:
             with factory() as db:
-                left = db.scalar(select(func.count()).select_from(InboxItem).where(InboxItem.processed_at.is_(None)))
+                left = db.scalar(
+                    select(func.count()).select_from(InboxItem).where(InboxItem.processed_at.is_(None))
+                )
             if not left:
                 break
             if time.perf_counter() - started > 600:
@@ -313,20 +346,35 @@ def drain_and_check(setup: Setup, distinct: int, fake_url: str) -> tuple[float, 
     drain_s = time.perf_counter() - started
     problems: list[str] = []
     with factory() as db:
+
         def count(stmt) -> int:  # type: ignore[no-untyped-def]
             return int(db.scalar(stmt) or 0)
 
         rows = count(select(func.count()).select_from(InboxItem))
-        once = count(select(func.count()).select_from(InboxItem).where(InboxItem.attempts == 1,
-                                                                      InboxItem.processed_at.is_not(None)))
+        once = count(
+            select(func.count())
+            .select_from(InboxItem)
+            .where(InboxItem.attempts == 1, InboxItem.processed_at.is_not(None))
+        )
         customers = count(select(func.count()).select_from(Customer))
-        follows = count(select(func.count()).select_from(FollowRelation).where(FollowRelation.status == FollowStatus.active))
+        follows = count(
+            select(func.count())
+            .select_from(FollowRelation)
+            .where(FollowRelation.status == FollowStatus.active)
+        )
         friends = count(select(func.sum(Account.friend_count)))
-        for name, value in (("inbox rows", rows), ("processed once", once), ("customers", customers),
-                            ("active follows", follows), ("friend_count sum", friends)):
+        for name, value in (
+            ("inbox rows", rows),
+            ("processed once", once),
+            ("customers", customers),
+            ("active follows", follows),
+            ("friend_count sum", friends),
+        ):
             if value != distinct:
                 problems.append(f"{name} = {value}, expected {distinct}")
-    calls = httpx.get(f"{fake_url}/_control/calls", params={"api": "externalcontact/get"}, timeout=30).json()["calls"]
+    calls = httpx.get(f"{fake_url}/_control/calls", params={"api": "externalcontact/get"}, timeout=30).json()[
+        "calls"
+    ]
     if len(calls) != distinct:
         problems.append(f"externalcontact/get called {len(calls)} times, expected {distinct}")
     engine.dispose()
@@ -339,17 +387,37 @@ def run(seconds: float, baseline_seconds: float, database_url: str = "") -> None
     base_total = int(RATE * baseline_seconds)
     contacts = int((total + base_total) * 1.3) + 200
     fake_port = free_port()
-    fake = subprocess.Popen([sys.executable, "-m", "siyu.integrations.wecom.fake_server", "--port", str(fake_port),
-                             "--members", str(MEMBERS), "--contacts", str(contacts), "--seed", str(SEED)],
-                            stdout=subprocess.DEVNULL)
+    fake = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "siyu.integrations.wecom.fake_server",
+            "--port",
+            str(fake_port),
+            "--members",
+            str(MEMBERS),
+            "--contacts",
+            str(contacts),
+            "--seed",
+            str(SEED),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     fake_url = f"http://127.0.0.1:{fake_port}"
     try:
         wait_http(f"{fake_url}/_control/health")
         # generate() in the fake used max_followers=2 by default from the CLI; re-seed with one follower each.
         httpx.post(f"{fake_url}/_control/reset", json={"corp_id": CORP_ID, "secret": SECRET}, timeout=30)
-        httpx.post(f"{fake_url}/_control/generate", timeout=120, json={
-            "members": MEMBERS, "contacts": contacts, "seed": SEED, "max_followers": 1,
-        })
+        httpx.post(
+            f"{fake_url}/_control/generate",
+            timeout=120,
+            json={
+                "members": MEMBERS,
+                "contacts": contacts,
+                "seed": SEED,
+                "max_followers": 1,
+            },
+        )
         rng = random.Random(SEED)
         with tempfile.TemporaryDirectory(prefix="siyu-bench-wecom-") as tmp:
             # --- queued (the real path) ---
@@ -357,14 +425,20 @@ def run(seconds: float, baseline_seconds: float, database_url: str = "") -> None
             print(f"database: {setup.url.split('@')[-1] if database_url else 'SQLite (WAL)'}", flush=True)
             every, distinct = build_requests(setup.events, WARMUP + total, rng)
             warmup, requests = every[:WARMUP], every[WARMUP:]
-            print(f"queued: {total} callbacks at {RATE}/s over {seconds:.0f} s after {WARMUP} at {WARMUP_RATE}/s; "
-                  f"{distinct} distinct events ({WARMUP + total - distinct} duplicates)", flush=True)
+            print(
+                f"queued: {total} callbacks at {RATE}/s over {seconds:.0f} s after {WARMUP} at {WARMUP_RATE}/s; "
+                f"{distinct} distinct events ({WARMUP + total - distinct} duplicates)",
+                flush=True,
+            )
             cpu0 = child_cpu()
             proc, endpoint = start_app(setup, inline=False)
             try:
                 warm_latencies, bad = asyncio.run(drive(endpoint, warmup, WARMUP_RATE))
-                print(f"warm-up: p50_ms={pct(warm_latencies, 0.5):.1f} max_ms={max(warm_latencies):.1f} "
-                      "(first callbacks pay one-off costs: credentials, statement compilation)", flush=True)
+                print(
+                    f"warm-up: p50_ms={pct(warm_latencies, 0.5):.1f} max_ms={max(warm_latencies):.1f} "
+                    "(first callbacks pay one-off costs: credentials, statement compilation)",
+                    flush=True,
+                )
                 # Start-up (imports, app build) costs seconds of CPU; measure the load window on its own too.
                 load_cpu0 = proc_cpu(proc.pid)
                 wall0 = time.perf_counter()
@@ -376,19 +450,30 @@ def run(seconds: float, baseline_seconds: float, database_url: str = "") -> None
                 stop(proc)
             cpu = child_cpu() - cpu0  # start-up, warm-up and load
             p50, p99 = pct(latencies, 0.50), pct(latencies, 0.99)
-            print(f"queued: p50_ms={p50:.1f} p99_ms={p99:.1f} max_ms={max(latencies):.1f} non_200={bad} "
-                  f"wall_s={wall:.1f} app_cpu_s={cpu:.1f} (incl. start-up) "
-                  f"achieved_rps={total / wall:.0f} load_avg={os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
-                  flush=True)
+            print(
+                f"queued: p50_ms={p50:.1f} p99_ms={p99:.1f} max_ms={max(latencies):.1f} non_200={bad} "
+                f"wall_s={wall:.1f} app_cpu_s={cpu:.1f} (incl. start-up) "
+                f"achieved_rps={total / wall:.0f} load_avg={os.getloadavg()[0]:.1f} on {os.cpu_count()} cores",
+                flush=True,
+            )
             httpx.request("DELETE", f"{fake_url}/_control/calls", timeout=30)
             drain_s, problems = drain_and_check(setup, distinct, fake_url)
-            print(f"drain: {distinct} events processed in {drain_s:.1f} s "
-                  f"({distinct / drain_s:.0f} events/s, one drain at a time)", flush=True)
+            print(
+                f"drain: {distinct} events processed in {drain_s:.1f} s "
+                f"({distinct / drain_s:.0f} events/s, one drain at a time)",
+                flush=True,
+            )
             if problems or bad:
-                print("EXACTLY-ONCE CHECK FAILED: " + "; ".join(problems + [f"{bad} non-200 answers"]), flush=True)
+                print(
+                    "EXACTLY-ONCE CHECK FAILED: " + "; ".join([*problems, f"{bad} non-200 answers"]),
+                    flush=True,
+                )
             else:
-                print("exactly once: every distinct event has one inbox row, one processing, one customer, "
-                      "one follow, one externalcontact/get", flush=True)
+                print(
+                    "exactly once: every distinct event has one inbox row, one processing, one customer, "
+                    "one follow, one externalcontact/get",
+                    flush=True,
+                )
 
             # --- baseline: inline processing inside the request ---
             base = prepare(Path(tmp) / "inline", fake_url, contacts, database_url)
@@ -406,18 +491,29 @@ def run(seconds: float, baseline_seconds: float, database_url: str = "") -> None
                 stop(proc)
             base_cpu = child_cpu() - cpu0
             base_p99 = pct(base_lat, 0.99)
-            print(f"inline processing: {base_total} callbacks ({base_distinct} distinct) at {RATE}/s: "
-                  f"p50_ms={pct(base_lat, 0.5):.1f} p99_ms={base_p99:.1f} non_200={base_bad} "
-                  f"wall_s={base_wall:.1f} app_cpu_s={base_cpu:.1f}", flush=True)
+            print(
+                f"inline processing: {base_total} callbacks ({base_distinct} distinct) at {RATE}/s: "
+                f"p50_ms={pct(base_lat, 0.5):.1f} p99_ms={base_p99:.1f} non_200={base_bad} "
+                f"wall_s={base_wall:.1f} app_cpu_s={base_cpu:.1f}",
+                flush=True,
+            )
             # Both modes may saturate a shared machine, and the baseline runs shorter, so p99s under
             # backlog are not comparable; the request path's CPU cost per callback is.
             queued_ms, inline_ms = cpu / (WARMUP + total) * 1000, base_cpu / base_total * 1000
-            print(f"app CPU per callback: queued {queued_ms:.2f} ms, inline {inline_ms:.2f} ms; achieved "
-                  f"{total / wall:.0f} vs {base_total / base_wall:.0f} callbacks/s", flush=True)
-            print(f"app CPU per callback during the load only (start-up excluded): queued "
-                  f"{load_cpu / total * 1000:.2f} ms, inline {base_load_cpu / base_total * 1000:.2f} ms", flush=True)
-            print(f"ratio_vs_inline_processing={inline_ms / queued_ms:.1f} (app CPU per callback, inline / queued)",
-                  flush=True)
+            print(
+                f"app CPU per callback: queued {queued_ms:.2f} ms, inline {inline_ms:.2f} ms; achieved "
+                f"{total / wall:.0f} vs {base_total / base_wall:.0f} callbacks/s",
+                flush=True,
+            )
+            print(
+                f"app CPU per callback during the load only (start-up excluded): queued "
+                f"{load_cpu / total * 1000:.2f} ms, inline {base_load_cpu / base_total * 1000:.2f} ms",
+                flush=True,
+            )
+            print(
+                f"ratio_vs_inline_processing={inline_ms / queued_ms:.1f} (app CPU per callback, inline / queued)",
+                flush=True,
+            )
             print(f"p99_ms={p99:.1f}", flush=True)
     finally:
         stop(fake)
@@ -429,8 +525,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="1 s of load instead of 10 s")
     parser.add_argument("--serve", nargs=2, metavar=("DATA_DIR", "PORT"), help=argparse.SUPPRESS)
     parser.add_argument("--inline", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--database-url", default="", help="a PostgreSQL URL: the bench (re)creates "
-                        "<database>_queued and <database>_inline on that server instead of using SQLite")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="a PostgreSQL URL: the bench (re)creates "
+        "<database>_queued and <database>_inline on that server instead of using SQLite",
+    )
     args = parser.parse_args()
     if args.serve:
         serve(args.serve[0], int(args.serve[1]), args.inline)

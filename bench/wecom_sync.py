@@ -31,7 +31,6 @@ from pathlib import Path
 
 import httpx
 from wechatpy.session.memorystorage import MemoryStorage
-
 from wecom_callbacks import fresh_postgres  # bench/ is the script's directory, so on sys.path
 
 from siyu.identity import service as identity
@@ -64,8 +63,12 @@ def main() -> None:
     """Run the benchmark and print figures, the headline last."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="10,000 contacts instead of 100,000")
-    parser.add_argument("--database-url", default="", help="a PostgreSQL URL: the bench (re)creates "
-                        "<database>_sync on that server (default: a fresh SQLite file)")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="a PostgreSQL URL: the bench (re)creates "
+        "<database>_sync on that server (default: a fresh SQLite file)",
+    )
     parser.add_argument("--members", type=int, default=0, help="default: contacts / 2,000")
     args = parser.parse_args()
     contacts = 10_000 if args.quick else 100_000
@@ -73,10 +76,28 @@ def main() -> None:
     groups = 20 if args.quick else 100
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "siyu.integrations.wecom.fake_server", "--port", str(port), "--corp-id", CORP_ID,
-         "--secret", SECRET, "--members", str(members), "--contacts", str(contacts), "--groups", str(groups),
-         "--seed", "42", "--no-access-log"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "siyu.integrations.wecom.fake_server",
+            "--port",
+            str(port),
+            "--corp-id",
+            CORP_ID,
+            "--secret",
+            SECRET,
+            "--members",
+            str(members),
+            "--contacts",
+            str(contacts),
+            "--groups",
+            str(groups),
+            "--seed",
+            "42",
+            "--no-access-log",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -92,7 +113,11 @@ def main() -> None:
             time.sleep(0.2)
         httpx.post(f"{base}/_control/config", json={"default_rate_limit": WECOM_CALLS_PER_MINUTE}, timeout=10)
         with tempfile.TemporaryDirectory() as tmp:
-            url = fresh_postgres(args.database_url, "sync") if args.database_url else f"sqlite:///{Path(tmp) / 'bench.db'}"
+            url = (
+                fresh_postgres(args.database_url, "sync")
+                if args.database_url
+                else f"sqlite:///{Path(tmp) / 'bench.db'}"
+            )
             upgrade(url)
             engine = make_engine(url)
             factory = make_sessionmaker(engine)
@@ -126,24 +151,40 @@ def main() -> None:
     quota_bound = contacts / quota_seconds
     siyu_rate = contacts / max(report.siyu_seconds, 1e-9)
     achieved = contacts / wall
-    print(f"contacts={contacts} members={members} groups={groups} follows={report.follows_seen} "
-          f"backend={url.split(':', 1)[0]}")
-    print(f"api_calls={report.api_calls} busiest_api_calls={busiest} answered_45009={limited} "
-          f"page_fetchers={FETCH_THREADS}")
+    print(
+        f"contacts={contacts} members={members} groups={groups} follows={report.follows_seen} "
+        f"backend={url.split(':', 1)[0]}"
+    )
+    print(
+        f"api_calls={report.api_calls} busiest_api_calls={busiest} answered_45009={limited} "
+        f"page_fetchers={FETCH_THREADS}"
+    )
     server_cpu = "n/a" if server_cpu0 is None or server_cpu1 is None else f"{server_cpu1 - server_cpu0:.2f}"
-    print(f"wall_s={wall:.2f} cpu_s={cpu:.2f} (siyu's process) fake_server_cpu_s={server_cpu} "
-          f"cpus={os.cpu_count()}")
+    print(
+        f"wall_s={wall:.2f} cpu_s={cpu:.2f} (siyu's process) fake_server_cpu_s={server_cpu} "
+        f"cpus={os.cpu_count()}"
+    )
     # A shared machine: other work on it slows both processes; judge the figures against this.
-    print(f"load_average_1_5_15 before={'/'.join(f'{x:.2f}' for x in load_before)} "
-          f"after={'/'.join(f'{x:.2f}' for x in load_after)}")
-    print(f"time_in_wecom_calls_s={report.api_seconds:.2f} (summed over threads) "
-          f"waiting_on_quota_s={report.wait_seconds:.2f} siyu_processing_s={report.siyu_seconds:.2f}")
-    print(f"baseline quota_bound_contacts_per_s={quota_bound:.0f} ({busiest} calls at {WECOM_CALLS_PER_MINUTE:,}/min = {quota_seconds:.2f} s)")
-    print(f"pacer_min_s={pacer_seconds:.2f} (siyu's token bucket: {burst:,.0f} burst, then "
-          f"{(WECOM_CALLS_PER_MINUTE - burst) / 60:.0f}/s)")
+    print(
+        f"load_average_1_5_15 before={'/'.join(f'{x:.2f}' for x in load_before)} "
+        f"after={'/'.join(f'{x:.2f}' for x in load_after)}"
+    )
+    print(
+        f"time_in_wecom_calls_s={report.api_seconds:.2f} (summed over threads) "
+        f"waiting_on_quota_s={report.wait_seconds:.2f} siyu_processing_s={report.siyu_seconds:.2f}"
+    )
+    print(
+        f"baseline quota_bound_contacts_per_s={quota_bound:.0f} ({busiest} calls at {WECOM_CALLS_PER_MINUTE:,}/min = {quota_seconds:.2f} s)"
+    )
+    print(
+        f"pacer_min_s={pacer_seconds:.2f} (siyu's token bucket: {burst:,.0f} burst, then "
+        f"{(WECOM_CALLS_PER_MINUTE - burst) / 60:.0f}/s)"
+    )
     print(f"siyu_processing_contacts_per_s={siyu_rate:.0f}")
-    print(f"achieved/quota_bound={achieved / quota_bound:.2f} "
-          f"siyu_share_of_wall={report.siyu_seconds / wall:.2f}")
+    print(
+        f"achieved/quota_bound={achieved / quota_bound:.2f} "
+        f"siyu_share_of_wall={report.siyu_seconds / wall:.2f}"
+    )
     print(f"contacts_per_s={achieved:.0f}")
 
 

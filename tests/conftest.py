@@ -98,8 +98,11 @@ def db(engine: Engine) -> Iterator[Session]:
 @pytest.fixture
 def app(engine: Engine, tmp_path: Path):  # type: ignore[no-untyped-def]
     """The application bound to the test database."""
-    settings = Settings(data_dir=tmp_path / "var", database_url=str(engine.url.render_as_string(False)),
-                        secret_key="test-secret-key")
+    settings = Settings(
+        data_dir=tmp_path / "var",
+        database_url=str(engine.url.render_as_string(False)),
+        secret_key="test-secret-key",
+    )
     return create_app(settings, engine=engine)
 
 
@@ -140,13 +143,21 @@ def make_tenant(db: Session):  # type: ignore[no-untyped-def]
         users = {}
         tokens = {}
         for role in (Role.owner, Role.admin, Role.operator):
-            user = identity.create_user(db, org.id, f"{role}@{slug}.test", f"{role} of {slug}", "password123", role)
+            user = identity.create_user(
+                db, org.id, f"{role}@{slug}.test", f"{role} of {slug}", "password123", role
+            )
             users[role] = user.id
             tokens[role] = identity.issue_api_token(db, user, "test").plaintext
         db.commit()
         return Tenant(
-            org.id, slug, users[Role.owner], users[Role.admin], users[Role.operator],
-            tokens[Role.owner], tokens[Role.admin], tokens[Role.operator],
+            org.id,
+            slug,
+            users[Role.owner],
+            users[Role.admin],
+            users[Role.operator],
+            tokens[Role.owner],
+            tokens[Role.admin],
+            tokens[Role.operator],
         )
 
     return factory

@@ -43,8 +43,22 @@ def _setup_org(data_dir: Path) -> None:
 
 def test_org_user_and_token(data_dir: Path) -> None:
     _setup_org(data_dir)
-    result = runner.invoke(app, ["create-user", "--org", "lily-tea", "--email", "ops@lily.test", "--name", "小王",
-                                 "--role", "operator", "--password", "password123"])
+    result = runner.invoke(
+        app,
+        [
+            "create-user",
+            "--org",
+            "lily-tea",
+            "--email",
+            "ops@lily.test",
+            "--name",
+            "小王",
+            "--role",
+            "operator",
+            "--password",
+            "password123",
+        ],
+    )
     assert result.exit_code == 0, result.output
     token = runner.invoke(app, ["create-token", "--email", "ops@lily.test"])
     assert token.exit_code == 0 and token.output.strip().startswith("siyu_")
@@ -54,21 +68,40 @@ def test_clear_errors_for_bad_input(data_dir: Path) -> None:
     _setup_org(data_dir)
     again = runner.invoke(app, ["create-org", "Other", "--slug", "lily-tea"])
     assert again.exit_code == 1 and "already exists" in again.output
-    bad_role = runner.invoke(app, ["create-user", "--org", "lily-tea", "--email", "a@b.test", "--name", "A",
-                                   "--role", "boss", "--password", "password123"])
+    bad_role = runner.invoke(
+        app,
+        [
+            "create-user",
+            "--org",
+            "lily-tea",
+            "--email",
+            "a@b.test",
+            "--name",
+            "A",
+            "--role",
+            "boss",
+            "--password",
+            "password123",
+        ],
+    )
     assert bad_role.exit_code == 1 and "--role must be one of" in bad_role.output
-    no_org = runner.invoke(app, ["create-user", "--org", "nope", "--email", "a@b.test", "--name", "A",
-                                 "--password", "password123"])
+    no_org = runner.invoke(
+        app,
+        ["create-user", "--org", "nope", "--email", "a@b.test", "--name", "A", "--password", "password123"],
+    )
     assert no_org.exit_code == 1 and "no organization 'nope'" in no_org.output
 
 
 def test_customer_import_reports_file_and_row_and_is_idempotent(data_dir: Path, tmp_path: Path) -> None:
     _setup_org(data_dir)
     csv_file = tmp_path / "customers.csv"
-    csv_file.write_text("name,mobile,stage,source,tags\n"
-                        "王小美,13800000001,engaged,douyin_comment,意向:高\n"
-                        "李雷,12345,new,,\n"
-                        "韩梅梅,13800000003,new,offline_flyer,\n", encoding="utf-8")
+    csv_file.write_text(
+        "name,mobile,stage,source,tags\n"
+        "王小美,13800000001,engaged,douyin_comment,意向:高\n"
+        "李雷,12345,new,,\n"
+        "韩梅梅,13800000003,new,offline_flyer,\n",
+        encoding="utf-8",
+    )
     first = runner.invoke(app, ["import", "customers", str(csv_file), "--org", "lily-tea"])
     assert first.exit_code == 2  # a bad row is an error the shell can see
     assert f"{csv_file}: row 3, column mobile" in first.output

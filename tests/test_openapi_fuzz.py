@@ -33,14 +33,19 @@ def _seeded_app():  # type: ignore[no-untyped-def]
     with make_sessionmaker(engine)() as db:
         org = identity.create_organization(db, "Fuzz", "fuzz")
         admin = identity.create_user(db, org.id, "admin@fuzz.test", "Admin", "password123", Role.admin)
-        account = accounts.create_account(db, org.id, AccountIn(kind=AccountKind.wecom_member, external_id="u1",
-                                                                name="Member 1", operator_id=admin.id))
+        account = accounts.create_account(
+            db,
+            org.id,
+            AccountIn(kind=AccountKind.wecom_member, external_id="u1", name="Member 1", operator_id=admin.id),
+        )
         for i in range(3):
             customer = customers.create_customer(db, org.id, {"name": f"客户{i}", "mobile": f"1380000000{i}"})
             customers.follow(db, org.id, customer.id, account.id, source="fuzz")
         token = identity.issue_api_token(db, admin, "fuzz").plaintext
         db.commit()
-    app = create_app(Settings(data_dir=workdir / "var", database_url=url, secret_key="fuzz-secret"), engine=engine)
+    app = create_app(
+        Settings(data_dir=workdir / "var", database_url=url, secret_key="fuzz-secret"), engine=engine
+    )
     return app, {"Authorization": f"Bearer {token}"}
 
 

@@ -40,8 +40,9 @@ def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
 
 def _number_out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
     # SQLite binds 64-bit integers only; a bigger id can name no row, so say so instead of failing.
-    return JSONResponse({"detail": "a number in the request is out of range: ids and counts fit in 64 bits"},
-                        status_code=422)
+    return JSONResponse(
+        {"detail": "a number in the request is out of range: ids and counts fit in 64 bits"}, status_code=422
+    )
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -66,8 +67,20 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         return {"status": "ok"}
 
     # Webhooks first: routes are matched in order, and platforms call these at the highest rates.
-    routers = (wecom_router, lead_hooks_router, events_router, identity_router, accounts_router, customers_router,
-               commerce_router, analytics_router, channels_router, leads_router, wecom_ops_router, pages_router)
+    routers = (
+        wecom_router,
+        lead_hooks_router,
+        events_router,
+        identity_router,
+        accounts_router,
+        customers_router,
+        commerce_router,
+        analytics_router,
+        channels_router,
+        leads_router,
+        wecom_ops_router,
+        pages_router,
+    )
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -42,7 +42,10 @@ def _sessions():  # type: ignore[no-untyped-def]
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
         console=err,
     )
 
@@ -166,15 +169,20 @@ def import_customers(
     from siyu.customers.importer import import_customers_csv
 
     org_id = _org_id(org)
-    _run_import(file, f"customers from {file.name}",
-                lambda progress: import_customers_csv(_sessions(), org_id, file, progress=progress, strict=strict))
+    _run_import(
+        file,
+        f"customers from {file.name}",
+        lambda progress: import_customers_csv(_sessions(), org_id, file, progress=progress, strict=strict),
+    )
 
 
 @import_app.command("orders")
 def import_orders(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     org: Annotated[str, typer.Option(help="Organization slug.")],
-    format: Annotated[str, typer.Option(help="generic, or taobao for Taobao's GBK order export.")] = "generic",
+    format: Annotated[
+        str, typer.Option(help="generic, or taobao for Taobao's GBK order export.")
+    ] = "generic",
     strict: Annotated[bool, typer.Option(help="Store nothing if any row is bad.")] = False,
 ) -> None:
     """Import orders from a CSV file (idempotent per platform and order id)."""
@@ -183,17 +191,26 @@ def import_orders(
     if format not in ("generic", "taobao"):
         raise _fail(f"--format must be generic or taobao, not {format!r}")
     org_id = _org_id(org)
-    _run_import(file, f"orders from {file.name}",
-                lambda progress: import_orders_csv(_sessions(), org_id, file, format, progress=progress,
-                                                   strict=strict))
+    _run_import(
+        file,
+        f"orders from {file.name}",
+        lambda progress: import_orders_csv(
+            _sessions(), org_id, file, format, progress=progress, strict=strict
+        ),
+    )
 
 
 @app.command()
 def serve(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8000,
-    worker: Annotated[bool, typer.Option(help="Also run the background worker in this process "
-                                              "(use --no-worker when `siyu worker` runs separately).")] = True,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            help="Also run the background worker in this process "
+            "(use --no-worker when `siyu worker` runs separately)."
+        ),
+    ] = True,
 ) -> None:
     """Serve the console and the API (and, by default, the background worker beside them)."""
     import contextlib
@@ -281,16 +298,30 @@ def _seed_demo_acquisition(engine, org_id: int) -> None:  # type: ignore[no-unty
     from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
 
     with transaction(make_sessionmaker(engine)) as db:
-        members = db.scalars(select(Account.id).where(
-            Account.org_id == org_id, Account.kind == AccountKind.wecom_member, Account.status == AccountStatus.active,
-        )).all()
-        pool = channels.create_pool(db, org_id, PoolIn(name="抖音评论引流",
-                                                       members=[MemberIn(account_id=a) for a in members]))
-        channels.create_code(db, org_id, CodeIn(
-            name="抖音评论区资料领取", state="dy_comment", channel="douyin", campaign="评论区求资料",
-            pool_id=pool.id, carrier=CodeCarrier.sandbox,
-            welcome_message="你好！资料已经准备好了，稍后发给你 😊",
-        ), SandboxChannelCodes())
+        members = db.scalars(
+            select(Account.id).where(
+                Account.org_id == org_id,
+                Account.kind == AccountKind.wecom_member,
+                Account.status == AccountStatus.active,
+            )
+        ).all()
+        pool = channels.create_pool(
+            db, org_id, PoolIn(name="抖音评论引流", members=[MemberIn(account_id=a) for a in members])
+        )
+        channels.create_code(
+            db,
+            org_id,
+            CodeIn(
+                name="抖音评论区资料领取",
+                state="dy_comment",
+                channel="douyin",
+                campaign="评论区求资料",
+                pool_id=pool.id,
+                carrier=CodeCarrier.sandbox,
+                welcome_message="你好！资料已经准备好了，稍后发给你 😊",
+            ),
+            SandboxChannelCodes(),
+        )
 
 
 def main() -> None:

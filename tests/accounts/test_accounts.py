@@ -24,17 +24,22 @@ def test_personal_wechat_hard_cap_cannot_pass_5000(client: TestClient, tenant) -
 
 
 def test_wecom_hard_cap_is_configurable(client: TestClient, tenant) -> None:  # type: ignore[no-untyped-def]
-    response = _create(client, tenant, kind="wecom_member", external_id="zhangsan", hard_cap=20000, soft_cap=8000)
+    response = _create(
+        client, tenant, kind="wecom_member", external_id="zhangsan", hard_cap=20000, soft_cap=8000
+    )
     assert response.status_code == 201
     assert response.json()["hard_cap"] == 20000
 
 
 def test_soft_cap_above_hard_cap_is_refused(client: TestClient, tenant) -> None:  # type: ignore[no-untyped-def]
     created = _create(client, tenant).json()
-    response = client.patch(f"/api/v1/accounts/{created['id']}", json={"soft_cap": 4000, "hard_cap": 3000},
-                            headers=tenant.auth())
+    response = client.patch(
+        f"/api/v1/accounts/{created['id']}", json={"soft_cap": 4000, "hard_cap": 3000}, headers=tenant.auth()
+    )
     assert response.status_code == 422
-    response = client.patch(f"/api/v1/accounts/{created['id']}", json={"soft_cap": 5001}, headers=tenant.auth())
+    response = client.patch(
+        f"/api/v1/accounts/{created['id']}", json={"soft_cap": 5001}, headers=tenant.auth()
+    )
     assert response.status_code == 422 and response.json()["field"] == "soft_cap"
 
 
@@ -56,8 +61,11 @@ def test_operator_sees_only_assigned_accounts(client: TestClient, tenant) -> Non
     assert [a["id"] for a in listed] == [mine["id"]]
     assert client.get(f"/api/v1/accounts/{other['id']}", headers=tenant.auth("operator")).status_code == 404
     assert _create(client, tenant, external_id="wxid_003").status_code == 201
-    response = client.post("/api/v1/accounts", json={"kind": "personal_wechat", "external_id": "x", "name": "x"},
-                           headers=tenant.auth("operator"))
+    response = client.post(
+        "/api/v1/accounts",
+        json={"kind": "personal_wechat", "external_id": "x", "name": "x"},
+        headers=tenant.auth("operator"),
+    )
     assert response.status_code == 403
 
 
@@ -71,5 +79,8 @@ def test_other_orgs_accounts_answer_404(client: TestClient, make_tenant) -> None
     a, b = make_tenant("alpha"), make_tenant("beta")
     account = _create(client, a).json()
     assert client.get(f"/api/v1/accounts/{account['id']}", headers=b.auth()).status_code == 404
-    assert client.patch(f"/api/v1/accounts/{account['id']}", json={"name": "x"}, headers=b.auth()).status_code == 404
+    assert (
+        client.patch(f"/api/v1/accounts/{account['id']}", json={"name": "x"}, headers=b.auth()).status_code
+        == 404
+    )
     assert client.get("/api/v1/accounts", headers=b.auth()).json() == []

@@ -59,7 +59,9 @@ def load(engines: tuple[DuckDBEngine, ChdbEngine]) -> Callable[..., int]:
     (property tests skip it to stay fast; the hand-made tests keep it).
     """
 
-    def _load(events: Sequence[EventRow], customers: Sequence[CustomerRow] = (), *, decoy: bool = True) -> int:
+    def _load(
+        events: Sequence[EventRow], customers: Sequence[CustomerRow] = (), *, decoy: bool = True
+    ) -> int:
         org_id = next(_org_ids)
         next(_org_ids)  # reserve org_id + 1 for the decoy
         for engine in engines:

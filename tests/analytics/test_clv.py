@@ -398,7 +398,7 @@ def test_fits_reject_bad_input() -> None:
         fit_bgnbd([], [], [])
     with pytest.raises(CLVInputError, match="positive spend"):
         fit_gamma_gamma([1, 2, 3], [100.0, 0.0, 50.0])
-    with pytest.raises(CLVInputError, match="q = 0.9"):
+    with pytest.raises(CLVInputError, match=r"q = 0\.9"):
         conditional_expected_average_value(GammaGammaParams(p=1, q=0.9, gamma=10), 1, 10.0)
 
 

@@ -72,9 +72,7 @@ def python_window_funnel(
         if idx == 0:
             ts[0] = (t, t)
             first_event = True
-        elif dedup and ts[idx] is not None:
-            return level(), times
-        elif order and first_event and ts[idx - 1] is None:
+        elif (dedup and ts[idx] is not None) or (order and first_event and ts[idx - 1] is None):
             return level(), times
         elif ts[idx - 1] is not None:
             first, last = ts[idx - 1]  # type: ignore[misc]
@@ -90,9 +88,11 @@ def python_window_funnel(
 
 # -- property-based cross-check against windowFunnel ------------------------------------------------
 
-PROPS = ['{}', '{"p": "1"}', '{"p": "2"}']
+PROPS = ["{}", '{"p": "1"}', '{"p": "2"}']
 event_rows = st.lists(
-    st.tuples(st.integers(1, 3), st.sampled_from(["a", "b", "c", "x"]), st.integers(0, 12), st.sampled_from(PROPS)),
+    st.tuples(
+        st.integers(1, 3), st.sampled_from(["a", "b", "c", "x"]), st.integers(0, 12), st.sampled_from(PROPS)
+    ),
     max_size=24,
 )
 steps_strategy = st.lists(
@@ -116,7 +116,7 @@ def test_levels_match_window_funnel(
     duck, ch = engines
     org = load(events, decoy=False)
     q = FunnelQuery(org, steps, window=timedelta(seconds=window), modes=frozenset(modes))
-    reference = {cid: lvl for cid, lvl in ch.query_native(window_funnel_reference_sql(q))}
+    reference = dict(ch.query_native(window_funnel_reference_sql(q)))
     on_duck = {row[0]: row[1] for row in duck.query(customer_levels_sql(q))}
     on_ch = {row[0]: row[1] for row in ch.query(customer_levels_sql(q))}
     types = {s.event_type for s in steps}
@@ -149,7 +149,7 @@ def test_chain_method_matches_window_funnel(
     org = load(events, decoy=False)
     modes = frozenset({FunnelMode.strict_increase}) if increase else frozenset()
     q = FunnelQuery(org, steps, window=timedelta(seconds=window), modes=modes)
-    reference = {cid: lvl for cid, lvl in ch.query_native(window_funnel_reference_sql(q))}
+    reference = dict(ch.query_native(window_funnel_reference_sql(q)))
     chain = sorted(duck.query(customer_levels_sql(q, method="chain")), key=repr)
     assert {row[0]: row[1] for row in chain} == reference
     assert sorted(ch.query(customer_levels_sql(q, method="chain")), key=repr) == chain
@@ -159,7 +159,9 @@ def test_chain_method_matches_window_funnel(
 # -- hand-made cases that pin down ties and the strict modes ----------------------------------------
 
 
-def _levels(engines: Engines, load: Callable[..., int], events: list, steps: list[Step], **kw: object) -> dict:
+def _levels(
+    engines: Engines, load: Callable[..., int], events: list, steps: list[Step], **kw: object
+) -> dict:
     duck, ch = engines
     q = FunnelQuery(load(events), steps, **kw)  # type: ignore[arg-type]
     reference = dict(ch.query_native(window_funnel_reference_sql(q)))
@@ -181,21 +183,42 @@ def test_ties_order_by_step_number(engines: Engines, load: Callable[..., int]) -
 
 def test_window_is_inclusive_and_measured_from_step_one(engines: Engines, load: Callable[..., int]) -> None:
     """A step exactly `window` after step 1 counts; one microsecond later does not."""
-    events = [(1, "a", 0, "{}"), (1, "b", 5, "{}"), (1, "c", 10, "{}"), (2, "a", 0, "{}"), (2, "b", 5, "{}"), (2, "c", 10.000001, "{}")]
+    events = [
+        (1, "a", 0, "{}"),
+        (1, "b", 5, "{}"),
+        (1, "c", 10, "{}"),
+        (2, "a", 0, "{}"),
+        (2, "b", 5, "{}"),
+        (2, "c", 10.000001, "{}"),
+    ]
     assert _levels(engines, load, events, ABC, window=timedelta(seconds=10)) == {1: 3, 2: 2}
 
 
-def test_strict_order_stops_at_unmatched_and_skipped_steps(engines: Engines, load: Callable[..., int]) -> None:
+def test_strict_order_stops_at_unmatched_and_skipped_steps(
+    engines: Engines, load: Callable[..., int]
+) -> None:
     """An event of a step's type that fails its filter, or an out-of-order step, ends the search."""
     steps = [Step("a"), Step("b", {"p": "1"}), Step("c")]
     events = [
-        (1, "a", 0, "{}"), (1, "b", 1, '{"p": "2"}'), (1, "b", 2, '{"p": "1"}'), (1, "c", 3, "{}"),
-        (2, "a", 0, "{}"), (2, "c", 1, "{}"), (2, "b", 2, '{"p": "1"}'),
-        (3, "a", 0, "{}"), (3, "x", 1, "{}"), (3, "b", 2, '{"p": "1"}'), (3, "c", 3, "{}"),
+        (1, "a", 0, "{}"),
+        (1, "b", 1, '{"p": "2"}'),
+        (1, "b", 2, '{"p": "1"}'),
+        (1, "c", 3, "{}"),
+        (2, "a", 0, "{}"),
+        (2, "c", 1, "{}"),
+        (2, "b", 2, '{"p": "1"}'),
+        (3, "a", 0, "{}"),
+        (3, "x", 1, "{}"),
+        (3, "b", 2, '{"p": "1"}'),
+        (3, "c", 3, "{}"),
         # An unmatched row at the same instant as step 1 sorts before it, so it does not stop.
-        (4, "b", 0, '{"p": "2"}'), (4, "a", 0, "{}"), (4, "b", 1, '{"p": "1"}'),
+        (4, "b", 0, '{"p": "2"}'),
+        (4, "a", 0, "{}"),
+        (4, "b", 1, '{"p": "1"}'),
         # ... but one at the same instant as step 2 does, before step 2 is taken.
-        (5, "a", 0, "{}"), (5, "b", 1, '{"p": "1"}'), (5, "b", 1, '{"p": "2"}'),
+        (5, "a", 0, "{}"),
+        (5, "b", 1, '{"p": "1"}'),
+        (5, "b", 1, '{"p": "2"}'),
     ]
     strict = frozenset({FunnelMode.strict_order})
     assert _levels(engines, load, events, steps, modes=strict) == {1: 1, 2: 1, 3: 3, 4: 2, 5: 1}
@@ -205,8 +228,16 @@ def test_strict_order_stops_at_unmatched_and_skipped_steps(engines: Engines, loa
 def test_strict_deduplication_stops_at_a_repeated_step(engines: Engines, load: Callable[..., int]) -> None:
     """A-B-B-C stops at the second B with level 2, as does a tie of two Bs at one instant."""
     dedup = frozenset({FunnelMode.strict_deduplication})
-    events = [(1, "a", 0, "{}"), (1, "b", 1, "{}"), (1, "b", 2, "{}"), (1, "c", 3, "{}"),
-              (2, "a", 0, "{}"), (2, "b", 1, "{}"), (2, "b", 1, "{}"), (2, "c", 3, "{}")]
+    events = [
+        (1, "a", 0, "{}"),
+        (1, "b", 1, "{}"),
+        (1, "b", 2, "{}"),
+        (1, "c", 3, "{}"),
+        (2, "a", 0, "{}"),
+        (2, "b", 1, "{}"),
+        (2, "b", 1, "{}"),
+        (2, "c", 3, "{}"),
+    ]
     assert _levels(engines, load, events, ABC, modes=dedup) == {1: 2, 2: 2}
 
 
@@ -214,11 +245,17 @@ def test_funnel_counts_conversions_medians_and_breakdown(engines: Engines, load:
     """Step counts, conversion rates and median step times agree with the Python port, on both engines."""
     duck, ch = engines
     events = [
-        (1, "a", 0, "{}"), (1, "b", 60, "{}"), (1, "c", 600, "{}"),
-        (2, "a", 0, "{}"), (2, "a", 100, "{}"), (2, "b", 130, "{}"),
-        (3, "a", 0, "{}"), (3, "b", 20, "{}"),
+        (1, "a", 0, "{}"),
+        (1, "b", 60, "{}"),
+        (1, "c", 600, "{}"),
+        (2, "a", 0, "{}"),
+        (2, "a", 100, "{}"),
+        (2, "b", 130, "{}"),
+        (3, "a", 0, "{}"),
+        (3, "b", 20, "{}"),
         (4, "a", 0, "{}"),
-        (5, "b", 0, "{}"), (5, "c", 1, "{}"),  # never does step 1: not in the funnel
+        (5, "b", 0, "{}"),
+        (5, "c", 1, "{}"),  # never does step 1: not in the funnel
     ]
     org = load(events, customers=[(1, "douyin"), (2, "douyin"), (3, "taobao"), (4, None)])
     q = FunnelQuery(org, ABC, window=timedelta(hours=1))
@@ -230,7 +267,8 @@ def test_funnel_counts_conversions_medians_and_breakdown(engines: Engines, load:
     assert [s.conversion_from_start for s in result[0].steps] == [1.0, 0.75, 0.25]
     assert result[0].steps[2].conversion_from_previous == pytest.approx(1 / 3)
     per_customer = {
-        cid: python_window_funnel([(float(t), e, p) for c, e, t, p in events if c == cid], q) for cid in range(1, 6)
+        cid: python_window_funnel([(float(t), e, p) for c, e, t, p in events if c == cid], q)
+        for cid in range(1, 6)
     }
     step2_times = [v[1][1] for v in per_customer.values() if v[0] >= 2]
     assert result[0].steps[1].median_seconds_from_previous == statistics.median(step2_times) == 30.0
@@ -249,7 +287,12 @@ def test_date_range_limits_every_step(engines: Engines, load: Callable[..., int]
     """Events outside [date_from, date_to) are ignored for every step."""
     duck, ch = engines
     events = [(1, "a", 0, "{}"), (1, "b", 10, "{}"), (2, "a", 20, "{}"), (2, "b", 30, "{}")]
-    q = FunnelQuery(load(events), [Step("a"), Step("b")], date_from=T0 + timedelta(seconds=5), date_to=T0 + timedelta(seconds=30))
+    q = FunnelQuery(
+        load(events),
+        [Step("a"), Step("b")],
+        date_from=T0 + timedelta(seconds=5),
+        date_to=T0 + timedelta(seconds=30),
+    )
     result = run_funnel(duck, q)
     assert result == run_funnel(ch, q)
     assert [s.count for s in result[0].steps] == [1, 0]
@@ -302,16 +345,24 @@ def test_level_methods_are_validated() -> None:
         customer_levels_sql(q, method="fast")
     assert customer_levels_sql(q) == customer_levels_sql(q, method="passes")
     default = FunnelQuery(1, ABC)
-    assert customer_levels_sql(default) == customer_levels_sql(default, method="chain") != customer_levels_sql(default, method="passes")
+    assert (
+        customer_levels_sql(default)
+        == customer_levels_sql(default, method="chain")
+        != customer_levels_sql(default, method="passes")
+    )
 
 
-def test_medians_agree_between_methods_over_many_customers(engines: Engines, load: Callable[..., int]) -> None:
+def test_medians_agree_between_methods_over_many_customers(
+    engines: Engines, load: Callable[..., int]
+) -> None:
     """Step counts and median step times from both level methods agree with the Python port, on both engines."""
     import random
 
     rng = random.Random(11)
     events = [
-        (cid, rng.choice("abcx"), rng.randrange(0, 400), rng.choice(PROPS)) for cid in range(1, 120) for _ in range(rng.randrange(1, 9))
+        (cid, rng.choice("abcx"), rng.randrange(0, 400), rng.choice(PROPS))
+        for cid in range(1, 120)
+        for _ in range(rng.randrange(1, 9))
     ]
     duck, ch = engines
     org = load(events, decoy=False)
@@ -319,12 +370,16 @@ def test_medians_agree_between_methods_over_many_customers(engines: Engines, loa
     for modes in (frozenset(), frozenset({FunnelMode.strict_increase})):
         q = FunnelQuery(org, steps, window=timedelta(seconds=90), modes=modes)
         port = {
-            cid: python_window_funnel([(float(t), e, p) for c, e, t, p in events if c == cid and e in "abc"], q)
+            cid: python_window_funnel(
+                [(float(t), e, p) for c, e, t, p in events if c == cid and e in "abc"], q
+            )
             for cid in {e[0] for e in events if e[1] in "abc"}
         }
         want_counts = [sum(1 for lvl, _ in port.values() if lvl >= k) for k in (1, 2, 3)]
         want_medians = [
-            statistics.median(ts[k - 1] for lvl, ts in port.values() if lvl >= k) if any(lvl >= k for lvl, _ in port.values()) else None
+            statistics.median(ts[k - 1] for lvl, ts in port.values() if lvl >= k)
+            if any(lvl >= k for lvl, _ in port.values())
+            else None
             for k in (2, 3)
         ]
         result = run_funnel(duck, q)
@@ -339,4 +394,7 @@ def test_medians_agree_between_methods_over_many_customers(engines: Engines, loa
 def test_parse_modes() -> None:
     """'default' is the empty set; names map to FunnelMode."""
     assert parse_modes("default") == frozenset()
-    assert parse_modes(["strict_order", "strict_increase"]) == {FunnelMode.strict_order, FunnelMode.strict_increase}
+    assert parse_modes(["strict_order", "strict_increase"]) == {
+        FunnelMode.strict_order,
+        FunnelMode.strict_increase,
+    }

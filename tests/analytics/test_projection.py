@@ -27,14 +27,37 @@ def _customer(db: Session, org_id: int, source: str | None = "douyin", **kw: obj
 
 
 def _event(db: Session, org_id: int, customer_id: int, kind: str, at: datetime, **props: str) -> None:
-    db.add(Event(org_id=org_id, customer_id=customer_id, type=kind, occurred_at=at, properties=props,
-                 idempotency_key=f"{customer_id}-{kind}-{at.isoformat()}-{len(props)}"))
+    db.add(
+        Event(
+            org_id=org_id,
+            customer_id=customer_id,
+            type=kind,
+            occurred_at=at,
+            properties=props,
+            idempotency_key=f"{customer_id}-{kind}-{at.isoformat()}-{len(props)}",
+        )
+    )
 
 
-def _order(db: Session, org_id: int, customer_id: int, amount: int, at: datetime, *, cost: int | None = None,
-           refunded: int = 0) -> Order:
-    o = Order(org_id=org_id, customer_id=customer_id, platform="taobao", external_id=f"o{customer_id}-{at.timestamp()}",
-              amount_fen=amount, refunded_fen=refunded, paid_at=at)
+def _order(
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    amount: int,
+    at: datetime,
+    *,
+    cost: int | None = None,
+    refunded: int = 0,
+) -> Order:
+    o = Order(
+        org_id=org_id,
+        customer_id=customer_id,
+        platform="taobao",
+        external_id=f"o{customer_id}-{at.timestamp()}",
+        amount_fen=amount,
+        refunded_fen=refunded,
+        paid_at=at,
+    )
     db.add(o)
     db.flush()
     db.add(OrderItem(order_id=o.id, name="tea", quantity=1, unit_price_fen=amount, unit_cost_fen=cost))
@@ -56,12 +79,19 @@ def test_default_path_is_beside_the_database(tmp_path: Path) -> None:
 
 def test_incremental_equals_rebuild(engine: Engine, db: Session, make_tenant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     t = make_tenant()
-    acct = Account(org_id=t.org_id, kind=AccountKind.wecom_member,
-                   external_id="zhangsan", name="Zhang", operator_id=t.operator_id)
+    acct = Account(
+        org_id=t.org_id,
+        kind=AccountKind.wecom_member,
+        external_id="zhangsan",
+        name="Zhang",
+        operator_id=t.operator_id,
+    )
     db.add(acct)
     a = _customer(db, t.org_id, "douyin")
     b = _customer(db, t.org_id, "taobao")
-    db.add(FollowRelation(org_id=t.org_id, customer_id=a.id, account_id=acct.id, since=T0, state="code-spring"))
+    db.add(
+        FollowRelation(org_id=t.org_id, customer_id=a.id, account_id=acct.id, since=T0, state="code-spring")
+    )
     _event(db, t.org_id, a.id, "added_contact", T0)
     _event(db, t.org_id, b.id, "added_contact", T0 + timedelta(hours=1), channel="live")
     o1 = _order(db, t.org_id, a.id, 10_000, T0 + timedelta(days=1), cost=4_000)
@@ -70,8 +100,13 @@ def test_incremental_equals_rebuild(engine: Engine, db: Session, make_tenant, tm
     inc = Projection(engine, tmp_path / "inc.duckdb", min_interval_seconds=0)
     first = inc.refresh()
     assert (first.events, first.orders, first.customers) == (2, 1, 2)
-    dims = {r[0]: r[1:] for r in inc.query(
-        "SELECT customer_id, source, channel, stage, account_id, operator_id FROM customers", refresh=False)}
+    dims = {
+        r[0]: r[1:]
+        for r in inc.query(
+            "SELECT customer_id, source, channel, stage, account_id, operator_id FROM customers",
+            refresh=False,
+        )
+    }
     assert dims[a.id] == ("douyin", "code-spring", "new", acct.id, t.operator_id)
     assert dims[b.id] == ("taobao", None, "new", None, None)
     assert inc.query(f"SELECT cost_fen FROM orders WHERE order_id = {o1.id}", refresh=False) == [(4000,)]
@@ -85,7 +120,15 @@ def test_incremental_equals_rebuild(engine: Engine, db: Session, make_tenant, tm
     _event(db, t.org_id, c.id, "added_contact", T0 + timedelta(days=2))
     _event(db, t.org_id, b.id, "placed_order", T0 + timedelta(days=3))
     _order(db, t.org_id, b.id, 5_000, T0 + timedelta(days=3))
-    db.add(FollowRelation(org_id=t.org_id, customer_id=b.id, account_id=acct.id, since=T0 + timedelta(days=3), state="code-b"))
+    db.add(
+        FollowRelation(
+            org_id=t.org_id,
+            customer_id=b.id,
+            account_id=acct.id,
+            since=T0 + timedelta(days=3),
+            state="code-b",
+        )
+    )
     db.get(Customer, a.id).stage = Stage.converted  # type: ignore[union-attr]
     db.execute(update(Order).where(Order.id == o1.id).values(refunded_fen=2_500))
     db.commit()
@@ -109,8 +152,12 @@ def test_incremental_equals_rebuild(engine: Engine, db: Session, make_tenant, tm
     full.close()
 
 
-def test_watermark_survives_reopen_and_failed_refresh_rolls_back(engine: Engine, db: Session, make_tenant,  # type: ignore[no-untyped-def]
-                                                                 tmp_path: Path) -> None:
+def test_watermark_survives_reopen_and_failed_refresh_rolls_back(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     t = make_tenant()
     a = _customer(db, t.org_id)
     for i in range(5):
@@ -155,18 +202,28 @@ def test_refresh_is_throttled(engine: Engine, db: Session, make_tenant, tmp_path
     p.close()
 
 
-def test_future_stamped_profile_does_not_hide_later_updates(engine: Engine, db: Session, make_tenant,  # type: ignore[no-untyped-def]
-                                                            tmp_path: Path) -> None:
+def test_future_stamped_profile_does_not_hide_later_updates(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
     t = make_tenant()
     skewed = _customer(db, t.org_id, "douyin")
     plain = _customer(db, t.org_id, "taobao")
     db.commit()
-    db.execute(update(Customer).where(Customer.id == skewed.id).values(updated_at=datetime.now(UTC) + timedelta(days=2)))
+    db.execute(
+        update(Customer)
+        .where(Customer.id == skewed.id)
+        .values(updated_at=datetime.now(UTC) + timedelta(days=2))
+    )
     db.commit()
     p = Projection(engine, tmp_path / "f.duckdb", min_interval_seconds=0)
     p.refresh()
     db.get(Customer, plain.id).stage = Stage.engaged  # type: ignore[union-attr]
     db.commit()
     p.refresh()
-    assert p.query(f"SELECT stage FROM customers WHERE customer_id = {plain.id}", refresh=False) == [("engaged",)]
+    assert p.query(f"SELECT stage FROM customers WHERE customer_id = {plain.id}", refresh=False) == [
+        ("engaged",)
+    ]
     p.close()

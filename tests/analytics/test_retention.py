@@ -19,7 +19,9 @@ T0 = datetime(2024, 3, 1)  # a Friday: weeks and months both get cut within a fe
 TZ = {0: "UTC", 480: "Asia/Shanghai"}
 
 
-def python_retention(events: Sequence[tuple[int, str, datetime]], q: RetentionQuery) -> dict[tuple[date, object], tuple]:
+def python_retention(
+    events: Sequence[tuple[int, str, datetime]], q: RetentionQuery
+) -> dict[tuple[date, object], tuple]:
     """Straightforward reference: {(cohort start, None): (size, retained...)} for events of one org."""
     starts: dict[int, set[int]] = defaultdict(set)
     returns: dict[int, set[int]] = defaultdict(set)
@@ -87,16 +89,29 @@ event_rows = st.lists(
     same_event=st.booleans(),
 )
 def test_retention_matches_references(
-    engines: Engines, load: Callable[..., int], events: list, period: Period, periods: int,
-    first_time: bool, on_or_after: bool, offset: int, same_event: bool,
+    engines: Engines,
+    load: Callable[..., int],
+    events: list,
+    period: Period,
+    periods: int,
+    first_time: bool,
+    on_or_after: bool,
+    offset: int,
+    same_event: bool,
 ) -> None:
     """Both engines, ClickHouse's retention() and the Python reference agree on every cohort."""
     duck, ch = engines
     rows = [(cid, etype, T0 + timedelta(hours=h)) for cid, etype, h in events]
     org = load([(cid, etype, when, "{}") for cid, etype, when in rows], decoy=False)
     q = RetentionQuery(
-        org, Step("s"), Step("s" if same_event else "r"), period=period, periods=periods,
-        first_time=first_time, on_or_after=on_or_after, utc_offset_minutes=offset,
+        org,
+        Step("s"),
+        Step("s" if same_event else "r"),
+        period=period,
+        periods=periods,
+        first_time=first_time,
+        on_or_after=on_or_after,
+        utc_offset_minutes=offset,
     )
     ours = as_table(run_retention(duck, q))
     assert ours == as_table(run_retention(ch, q))
@@ -109,13 +124,23 @@ def test_weekly_cohorts_with_breakdown_and_date_range(engines: Engines, load: Ca
     duck, ch = engines
     monday = datetime(2024, 3, 4)
     events = [
-        (1, "friend_added", monday, "{}"), (1, "order_paid", monday + timedelta(days=8), "{}"),
-        (2, "friend_added", monday + timedelta(days=6), "{}"), (2, "order_paid", monday + timedelta(days=21), "{}"),
-        (3, "friend_added", monday + timedelta(days=7), "{}"), (3, "order_paid", monday + timedelta(days=7), "{}"),
-        (4, "friend_added", monday - timedelta(days=1), "{}"), (4, "order_paid", monday + timedelta(days=1), "{}"),
+        (1, "friend_added", monday, "{}"),
+        (1, "order_paid", monday + timedelta(days=8), "{}"),
+        (2, "friend_added", monday + timedelta(days=6), "{}"),
+        (2, "order_paid", monday + timedelta(days=21), "{}"),
+        (3, "friend_added", monday + timedelta(days=7), "{}"),
+        (3, "order_paid", monday + timedelta(days=7), "{}"),
+        (4, "friend_added", monday - timedelta(days=1), "{}"),
+        (4, "order_paid", monday + timedelta(days=1), "{}"),
     ]
     org = load(events, customers=[(1, "douyin"), (2, "douyin"), (3, "taobao")])
-    base = dict(org_id=org, start=Step("friend_added"), returning=Step("order_paid"), period=Period.week, periods=3)
+    base = {
+        "org_id": org,
+        "start": Step("friend_added"),
+        "returning": Step("order_paid"),
+        "period": Period.week,
+        "periods": 3,
+    }
     q = RetentionQuery(**base, date_from=monday, breakdown="source")  # type: ignore[arg-type]
     result = run_retention(duck, q)
     assert result == run_retention(ch, q)
@@ -136,7 +161,10 @@ def test_local_day_boundaries(engines: Engines, load: Callable[..., int]) -> Non
     duck, ch = engines
     events = [(1, "s", datetime(2024, 3, 1, 1), "{}"), (1, "r", datetime(2024, 3, 1, 20), "{}")]
     org = load(events)
-    for offset, expected in [(0, {(date(2024, 3, 1), None): (1, 1, 0)}), (480, {(date(2024, 3, 1), None): (1, 0, 1)})]:
+    for offset, expected in [
+        (0, {(date(2024, 3, 1), None): (1, 1, 0)}),
+        (480, {(date(2024, 3, 1), None): (1, 0, 1)}),
+    ]:
         q = RetentionQuery(org, Step("s"), Step("r"), period=Period.day, periods=1, utc_offset_minutes=offset)
         assert as_table(run_retention(duck, q)) == as_table(run_retention(ch, q)) == expected
 

@@ -22,7 +22,16 @@ def _buyer(db: Session, org_id: int, orders: list[tuple[datetime, int]]) -> int:
     db.add(c)
     db.flush()
     for i, (at, amount) in enumerate(orders):
-        db.add(Order(org_id=org_id, customer_id=c.id, platform="p", external_id=f"{c.id}-{i}", amount_fen=amount, paid_at=at))
+        db.add(
+            Order(
+                org_id=org_id,
+                customer_id=c.id,
+                platform="p",
+                external_id=f"{c.id}-{i}",
+                amount_fen=amount,
+                paid_at=at,
+            )
+        )
     return c.id
 
 
@@ -57,7 +66,12 @@ def test_quintiles_on_known_data(engine: Engine, db: Session, make_tenant, tmp_p
     report = rfm_report(proj.engine, t.org_id, as_of=AS_OF)
     assert report.buyers == 10
     assert {k: v for k, v in report.segments.items() if v} == {
-        "lost": 2, "hibernating": 2, "need_attention": 2, "loyal": 2, "champions": 2}
+        "lost": 2,
+        "hibernating": 2,
+        "need_attention": 2,
+        "loyal": 2,
+        "champions": 2,
+    }
     assert [report.grid[k][k] for k in range(5)] == [2, 2, 2, 2, 2]
     assert sum(map(sum, report.grid)) == 10
     proj.close()

@@ -25,15 +25,26 @@ def _at(month: int, day: int) -> datetime:
 
 
 def _customer(db: Session, org_id: int, source: str, created: datetime, clv: int | None = None) -> int:
-    c = Customer(org_id=org_id, source=source, created_at=created, clv_fen=clv, p_alive=None if clv is None else 0.5)
+    c = Customer(
+        org_id=org_id, source=source, created_at=created, clv_fen=clv, p_alive=None if clv is None else 0.5
+    )
     db.add(c)
     db.flush()
     return c.id
 
 
 def _order(db: Session, org_id: int, cid: int, amount: int, at: datetime, refunded: int = 0) -> None:
-    db.add(Order(org_id=org_id, customer_id=cid, platform="p", external_id=f"{cid}-{at.isoformat()}-{amount}",
-                 amount_fen=amount, refunded_fen=refunded, paid_at=at))
+    db.add(
+        Order(
+            org_id=org_id,
+            customer_id=cid,
+            platform="p",
+            external_id=f"{cid}-{at.isoformat()}-{amount}",
+            amount_fen=amount,
+            refunded_fen=refunded,
+            paid_at=at,
+        )
+    )
 
 
 def test_local_day_start() -> None:
@@ -48,28 +59,72 @@ def test_roi_report(engine: Engine, db: Session, make_tenant, tmp_path: Path) ->
     _order(db, t.org_id, a, 10_000, _at(1, 15))
     _order(db, t.org_id, a, 6_000, _at(3, 3), refunded=1_000)  # after the range: still revenue to date
     _order(db, t.org_id, c, 2_000, _at(2, 6))
-    db.add_all([
-        ChannelCost(org_id=t.org_id, channel="douyin", period_start=date(2026, 1, 1), period_end=date(2026, 1, 31), cost_fen=31_000),
-        ChannelCost(org_id=t.org_id, channel="taobao", period_start=date(2026, 2, 1), period_end=date(2026, 2, 28), cost_fen=2_800),
-        ChannelCost(org_id=t.org_id, channel="wechat_ad", dimension=CostDimension.channel,
-                    period_start=date(2026, 1, 1), period_end=date(2026, 1, 31), cost_fen=999),
-        ChannelCost(org_id=other.org_id, channel="douyin", period_start=date(2026, 1, 1), period_end=date(2026, 1, 31), cost_fen=10**9),
-    ])
+    db.add_all(
+        [
+            ChannelCost(
+                org_id=t.org_id,
+                channel="douyin",
+                period_start=date(2026, 1, 1),
+                period_end=date(2026, 1, 31),
+                cost_fen=31_000,
+            ),
+            ChannelCost(
+                org_id=t.org_id,
+                channel="taobao",
+                period_start=date(2026, 2, 1),
+                period_end=date(2026, 2, 28),
+                cost_fen=2_800,
+            ),
+            ChannelCost(
+                org_id=t.org_id,
+                channel="wechat_ad",
+                dimension=CostDimension.channel,
+                period_start=date(2026, 1, 1),
+                period_end=date(2026, 1, 31),
+                cost_fen=999,
+            ),
+            ChannelCost(
+                org_id=other.org_id,
+                channel="douyin",
+                period_start=date(2026, 1, 1),
+                period_end=date(2026, 1, 31),
+                cost_fen=10**9,
+            ),
+        ]
+    )
     db.commit()
     proj = Projection(engine, tmp_path / "roi.duckdb")
     proj.refresh()
 
-    assert prorated_costs(db, t.org_id, CostDimension.source, date(2026, 1, 10), date(2026, 1, 20)) == {"douyin": 11_000}
-    rows = {r.channel: r for r in roi_report(db, proj.engine, t.org_id, date_from=date(2026, 1, 1), date_to=date(2026, 1, 31))}
+    assert prorated_costs(db, t.org_id, CostDimension.source, date(2026, 1, 10), date(2026, 1, 20)) == {
+        "douyin": 11_000
+    }
+    rows = {
+        r.channel: r
+        for r in roi_report(db, proj.engine, t.org_id, date_from=date(2026, 1, 1), date_to=date(2026, 1, 31))
+    }
     assert set(rows) == {"douyin"}
     d = rows["douyin"]
-    assert (d.cost_fen, d.customers, d.cost_per_customer_fen, d.revenue_fen, d.predicted_clv_fen) == (31_000, 2, 15_500, 15_000, 5_000)
+    assert (d.cost_fen, d.customers, d.cost_per_customer_fen, d.revenue_fen, d.predicted_clv_fen) == (
+        31_000,
+        2,
+        15_500,
+        15_000,
+        5_000,
+    )
     assert d.roi == pytest.approx((15_000 - 31_000) / 31_000)
     assert d.predicted_roi == pytest.approx((15_000 + 5_000 - 31_000) / 31_000)
 
     # Half of February: half of taobao's cost; C was acquired on Feb 5.
-    rows = {r.channel: r for r in roi_report(db, proj.engine, t.org_id, date_from=date(2026, 2, 1), date_to=date(2026, 2, 14))}
-    assert (rows["taobao"].cost_fen, rows["taobao"].customers, rows["taobao"].revenue_fen) == (1_400, 1, 2_000)
+    rows = {
+        r.channel: r
+        for r in roi_report(db, proj.engine, t.org_id, date_from=date(2026, 2, 1), date_to=date(2026, 2, 14))
+    }
+    assert (rows["taobao"].cost_fen, rows["taobao"].customers, rows["taobao"].revenue_fen) == (
+        1_400,
+        1,
+        2_000,
+    )
     assert rows["taobao"].roi == pytest.approx(600 / 1_400)
 
     with pytest.raises(Invalid) as e:
@@ -100,8 +155,14 @@ def test_clv_job_writes_back_and_projects(engine: Engine, db: Session, make_tena
     rep = run_clv(db, proj, t.org_id, as_of=as_of)
     db.commit()
     assert rep.buyers == 60 and rep.written == 60 and rep.repeat_buyers >= 2
-    stored = {cid: (clv, p, e) for cid, clv, p, e in db.execute(
-        select(Customer.id, Customer.clv_fen, Customer.p_alive, Customer.expected_purchases_365d).where(Customer.org_id == t.org_id))}
+    stored = {
+        cid: (clv, p, e)
+        for cid, clv, p, e in db.execute(
+            select(Customer.id, Customer.clv_fen, Customer.p_alive, Customer.expected_purchases_365d).where(
+                Customer.org_id == t.org_id
+            )
+        )
+    }
     assert stored[never] == (None, None, None)
     for cid in buyers:
         clv, p, e = stored[cid]

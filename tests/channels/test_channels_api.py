@@ -11,7 +11,9 @@ from siyu.channels import service
 def _accounts(db: Session, org_id: int, n: int) -> list[int]:
     ids = []
     for i in range(n):
-        a = Account(org_id=org_id, kind=AccountKind.wecom_member, external_id=f"u{i}", name=f"u{i}", soft_cap=2)
+        a = Account(
+            org_id=org_id, kind=AccountKind.wecom_member, external_id=f"u{i}", name=f"u{i}", soft_cap=2
+        )
         db.add(a)
         db.flush()
         ids.append(a.id)
@@ -25,14 +27,22 @@ def test_pool_code_qr_route_and_reports(client, db: Session, make_tenant) -> Non
     other = make_tenant()
     ids = _accounts(db, tenant.org_id, 2)
     admin, operator = tenant.auth("admin"), tenant.auth("operator")
-    body = {"name": "Douyin", "rule": "round_robin", "members": [{"account_id": i} for i in ids],
-            "warmup": [], "daily_cap": 50}
+    body = {
+        "name": "Douyin",
+        "rule": "round_robin",
+        "members": [{"account_id": i} for i in ids],
+        "warmup": [],
+        "daily_cap": 50,
+    }
     assert client.post("/api/v1/channels/pools", json=body, headers=operator).status_code == 403
     r = client.post("/api/v1/channels/pools", json=body, headers=admin)
     assert r.status_code == 201, r.text
     pool_id = r.json()["id"]
-    bad = client.post("/api/v1/channels/pools", json={**body, "name": "x", "members": [{"account_id": 999999}]},
-                      headers=admin)
+    bad = client.post(
+        "/api/v1/channels/pools",
+        json={**body, "name": "x", "members": [{"account_id": 999999}]},
+        headers=admin,
+    )
     assert bad.status_code == 422 and bad.json()["field"] == "members"
     code = {"name": "Douyin profile", "state": "dy-profile", "channel": "douyin", "pool_id": pool_id}
     too_long = client.post("/api/v1/channels/codes", json={**code, "state": "x" * 31}, headers=admin)
@@ -48,10 +58,14 @@ def test_pool_code_qr_route_and_reports(client, db: Session, make_tenant) -> Non
     svg = client.get(f"/api/v1/channels/codes/{code_id}/qr.svg", headers=operator)
     assert svg.status_code == 200 and b"<svg" in svg.content
     assert client.get(f"/api/v1/channels/codes/{code_id}/qr.gif", headers=operator).status_code == 422
-    picks = [client.post(f"/api/v1/channels/pools/{pool_id}/route", json={}, headers=operator) for _ in range(5)]
+    picks = [
+        client.post(f"/api/v1/channels/pools/{pool_id}/route", json={}, headers=operator) for _ in range(5)
+    ]
     assert [p.status_code for p in picks] == [200, 200, 200, 200, 409]
     assert [p.json()["account_id"] for p in picks[:4]] == [ids[0], ids[1], ids[0], ids[1]]
-    report = client.get("/api/v1/channels/reports/codes?date_from=2026-01-01&date_to=2026-12-31", headers=operator)
+    report = client.get(
+        "/api/v1/channels/reports/codes?date_from=2026-01-01&date_to=2026-12-31", headers=operator
+    )
     assert report.status_code == 200 and report.json()[0]["adds"] == 0
     # Operators see the health of their own accounts only (these have no operator); admins see all.
     assert client.get("/api/v1/channels/health", headers=operator).json() == []
@@ -71,16 +85,30 @@ def test_console_page_lists_codes_health_and_chart(client, db: Session, tenant) 
 
     service.forget_routers()
     ids = _accounts(db, tenant.org_id, 1)
-    pool = client.post("/api/v1/channels/pools", json={"name": "P", "members": [{"account_id": ids[0]}]},
-                       headers=tenant.auth("admin")).json()
-    client.post("/api/v1/channels/codes", json={"name": "Store flyer", "state": "store-1", "channel": "store",
-                                                "pool_id": pool["id"]}, headers=tenant.auth("admin"))
+    pool = client.post(
+        "/api/v1/channels/pools",
+        json={"name": "P", "members": [{"account_id": ids[0]}]},
+        headers=tenant.auth("admin"),
+    ).json()
+    client.post(
+        "/api/v1/channels/codes",
+        json={"name": "Store flyer", "state": "store-1", "channel": "store", "pool_id": pool["id"]},
+        headers=tenant.auth("admin"),
+    )
     assert client.get("/channels", follow_redirects=False).status_code in (303, 307)
     form = client.get("/login").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', form)
     assert token
-    client.post("/login", data={"email": f"admin@{tenant.slug}.test", "password": "password123",
-                                "csrf_token": token.group(1), "next": "/"}, follow_redirects=False)
+    client.post(
+        "/login",
+        data={
+            "email": f"admin@{tenant.slug}.test",
+            "password": "password123",
+            "csrf_token": token.group(1),
+            "next": "/",
+        },
+        follow_redirects=False,
+    )
     page = client.get("/channels")
     assert page.status_code == 200
     assert "Store flyer" in page.text and 'id="added-chart-data"' in page.text

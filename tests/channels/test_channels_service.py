@@ -32,18 +32,39 @@ def _fresh_routers() -> None:
     service.forget_routers()
 
 
-def _account(db: Session, org_id: int, name: str, *, friends: int = 0, soft: int = 100, hard: int = 200,
-             status: AccountStatus = AccountStatus.active, age_days: int = 60) -> Account:
-    acct = Account(org_id=org_id, kind=AccountKind.wecom_member, external_id=name, name=name, friend_count=friends,
-                   soft_cap=soft, hard_cap=hard, status=status, created_at=NOW - timedelta(days=age_days))
+def _account(
+    db: Session,
+    org_id: int,
+    name: str,
+    *,
+    friends: int = 0,
+    soft: int = 100,
+    hard: int = 200,
+    status: AccountStatus = AccountStatus.active,
+    age_days: int = 60,
+) -> Account:
+    acct = Account(
+        org_id=org_id,
+        kind=AccountKind.wecom_member,
+        external_id=name,
+        name=name,
+        friend_count=friends,
+        soft_cap=soft,
+        hard_cap=hard,
+        status=status,
+        created_at=NOW - timedelta(days=age_days),
+    )
     db.add(acct)
     db.flush()
     return acct
 
 
 def _pool(db: Session, org_id: int, members: list[tuple[Account, bool]], **kw: object) -> int:
-    data = PoolIn(name=str(kw.pop("name", "pool")), members=[MemberIn(account_id=a.id, is_backup=b) for a, b in members],
-                  **kw)  # type: ignore[arg-type]
+    data = PoolIn(
+        name=str(kw.pop("name", "pool")),
+        members=[MemberIn(account_id=a.id, is_backup=b) for a, b in members],
+        **kw,
+    )  # type: ignore[arg-type]
     return service.create_pool(db, org_id, data).id
 
 
@@ -71,15 +92,22 @@ def test_warmup_caps_new_accounts(db: Session, tenant) -> None:  # type: ignore[
     with pytest.raises(Conflict):
         service.route_new_contact(db, tenant.org_id, pool_id, now=NOW)
     # The next local day the counter starts again.
-    assert service.route_new_contact(db, tenant.org_id, pool_id, now=NOW + timedelta(days=1)).account_id == new.id
+    assert (
+        service.route_new_contact(db, tenant.org_id, pool_id, now=NOW + timedelta(days=1)).account_id
+        == new.id
+    )
 
 
 def test_removed_account_keeps_pool_routing(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     a = _account(db, tenant.org_id, "a")
     b = _account(db, tenant.org_id, "b", friends=50)
     pool_id = _pool(db, tenant.org_id, [(a, False), (b, False)])
-    code = service.create_code(db, tenant.org_id, CodeIn(name="Flyer", state="flyer1", channel="flyer",
-                                                           pool_id=pool_id), SandboxChannelCodes())
+    code = service.create_code(
+        db,
+        tenant.org_id,
+        CodeIn(name="Flyer", state="flyer1", channel="flyer", pool_id=pool_id),
+        SandboxChannelCodes(),
+    )
     assert service.route_for_code(db, tenant.org_id, code, now=NOW).account_id == a.id  # router now cached
     db.delete(a)
     db.flush()
@@ -114,7 +142,9 @@ def test_concurrent_adds_never_pass_a_cap(engine, tenant) -> None:  # type: igno
                 except Conflict:
                     s.rollback()
                     out = "full"
-                except OperationalError:  # SQLite refuses a stale snapshot's write: the add is retried upstream
+                except (
+                    OperationalError
+                ):  # SQLite refuses a stale snapshot's write: the add is retried upstream
                     s.rollback()
                     out = "busy"
             with lock:
@@ -136,8 +166,18 @@ def test_concurrent_adds_never_pass_a_cap(engine, tenant) -> None:  # type: igno
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
-    caps=st.lists(st.tuples(st.integers(0, 4), st.integers(1, 4), st.integers(1, 5), st.booleans(),
-                            st.sampled_from(list(AccountStatus)), st.integers(0, 30)), min_size=1, max_size=5),
+    caps=st.lists(
+        st.tuples(
+            st.integers(0, 4),
+            st.integers(1, 4),
+            st.integers(1, 5),
+            st.booleans(),
+            st.sampled_from(list(AccountStatus)),
+            st.integers(0, 30),
+        ),
+        min_size=1,
+        max_size=5,
+    ),
     daily=st.integers(1, 4),
     arrivals=st.integers(1, 25),
 )
@@ -146,8 +186,14 @@ def test_database_stream_respects_caps(db: Session, make_tenant, caps, daily: in
     t = make_tenant()
     accts = []
     for i, (friends, soft, hard, backup, status, age) in enumerate(caps):
-        accts.append((_account(db, t.org_id, f"x{i}", friends=friends, soft=soft, hard=hard, status=status,
-                               age_days=age), backup))
+        accts.append(
+            (
+                _account(
+                    db, t.org_id, f"x{i}", friends=friends, soft=soft, hard=hard, status=status, age_days=age
+                ),
+                backup,
+            )
+        )
     pool_id = _pool(db, t.org_id, accts, daily_cap=daily, warmup=[1, 2])
     pool = service.get_pool(db, t.org_id, pool_id)
     taken = {a.id: 0 for a, _ in accts}
@@ -186,10 +232,25 @@ def test_record_add_attribution_tags_and_reservation(db: Session, tenant) -> Non
     db.add(t)
     db.flush()
     sandbox = SandboxChannelCodes()
-    first = service.create_code(db, tenant.org_id, CodeIn(name="Douyin profile", state="dy_profile", channel="douyin",
-                                                            campaign="double11", pool_id=pool_id, tag_ids=[t.id]), sandbox)
-    second = service.create_code(db, tenant.org_id, CodeIn(name="Parcel card", state="tb_card", channel="taobao_parcel",
-                                                             pool_id=pool_id), sandbox)
+    first = service.create_code(
+        db,
+        tenant.org_id,
+        CodeIn(
+            name="Douyin profile",
+            state="dy_profile",
+            channel="douyin",
+            campaign="double11",
+            pool_id=pool_id,
+            tag_ids=[t.id],
+        ),
+        sandbox,
+    )
+    second = service.create_code(
+        db,
+        tenant.org_id,
+        CodeIn(name="Parcel card", state="tb_card", channel="taobao_parcel", pool_id=pool_id),
+        sandbox,
+    )
     assert sandbox.members_of(first.config_id) == ("a",)
     assert service.code_for_state(db, tenant.org_id, "dy_profile").id == first.id  # type: ignore[union-attr]
     assert service.code_for_state(db, tenant.org_id, "nope") is None
@@ -213,14 +274,20 @@ def test_record_add_attribution_tags_and_reservation(db: Session, tenant) -> Non
     assert cust.source == "douyin"
     assert list(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == cust.id))) == [t.id]
     with pytest.raises(Conflict, match="state"):
-        service.create_code(db, tenant.org_id, CodeIn(name="Again", state="tb_card", channel="x", pool_id=pool_id), sandbox)
+        service.create_code(
+            db, tenant.org_id, CodeIn(name="Again", state="tb_card", channel="x", pool_id=pool_id), sandbox
+        )
 
 
 def test_reports_adds_cost_and_first_order_conversion(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     a = _account(db, tenant.org_id, "a")
     pool_id = _pool(db, tenant.org_id, [(a, False)])
-    code = service.create_code(db, tenant.org_id, CodeIn(name="Live", state="live1", channel="live", pool_id=pool_id,
-                                                          cost_fen=10_000), SandboxChannelCodes())
+    code = service.create_code(
+        db,
+        tenant.org_id,
+        CodeIn(name="Live", state="live1", channel="live", pool_id=pool_id, cost_fen=10_000),
+        SandboxChannelCodes(),
+    )
     people = []
     for i in range(4):
         c = Customer(org_id=tenant.org_id, name=f"c{i}")
@@ -229,10 +296,26 @@ def test_reports_adds_cost_and_first_order_conversion(db: Session, tenant) -> No
         people.append(c)
         service.record_add(db, tenant.org_id, code, c.id, a.id, NOW + timedelta(days=i % 2))
     # One buyer after the add, one only before it (not a conversion of this add).
-    db.add(Order(org_id=tenant.org_id, customer_id=people[0].id, platform="taobao", external_id="o1",
-                 amount_fen=5000, paid_at=NOW + timedelta(days=3)))
-    db.add(Order(org_id=tenant.org_id, customer_id=people[1].id, platform="taobao", external_id="o2",
-                 amount_fen=5000, paid_at=NOW - timedelta(days=3)))
+    db.add(
+        Order(
+            org_id=tenant.org_id,
+            customer_id=people[0].id,
+            platform="taobao",
+            external_id="o1",
+            amount_fen=5000,
+            paid_at=NOW + timedelta(days=3),
+        )
+    )
+    db.add(
+        Order(
+            org_id=tenant.org_id,
+            customer_id=people[1].id,
+            platform="taobao",
+            external_id="o2",
+            amount_fen=5000,
+            paid_at=NOW - timedelta(days=3),
+        )
+    )
     db.flush()
     daily = attribution.adds_per_day(db, tenant.org_id, date(2026, 11, 20), date(2026, 11, 30))
     assert [(d.day, d.adds) for d in daily] == [(date(2026, 11, 23), 2), (date(2026, 11, 24), 2)]
@@ -247,8 +330,12 @@ def test_merge_keeps_earliest_first_and_latest_last_touch(db: Session, tenant) -
     a = _account(db, tenant.org_id, "a")
     pool_id = _pool(db, tenant.org_id, [(a, False)])
     sandbox = SandboxChannelCodes()
-    early = service.create_code(db, tenant.org_id, CodeIn(name="E", state="e", channel="flyer", pool_id=pool_id), sandbox)
-    late = service.create_code(db, tenant.org_id, CodeIn(name="L", state="l", channel="store", pool_id=pool_id), sandbox)
+    early = service.create_code(
+        db, tenant.org_id, CodeIn(name="E", state="e", channel="flyer", pool_id=pool_id), sandbox
+    )
+    late = service.create_code(
+        db, tenant.org_id, CodeIn(name="L", state="l", channel="store", pool_id=pool_id), sandbox
+    )
     keep = Customer(org_id=tenant.org_id, name="keep")
     gone = Customer(org_id=tenant.org_id, name="gone")
     db.add_all([keep, gone])
@@ -258,21 +345,29 @@ def test_merge_keeps_earliest_first_and_latest_last_touch(db: Session, tenant) -
     service.record_add(db, tenant.org_id, late, gone.id, a.id, NOW + timedelta(days=1))
     audit = customers.merge_customers(db, tenant.org_id, keep.id, gone.id, reason="same person")
     assert audit is not None
-    touches = {x.kind.value: x for x in db.scalars(select(CustomerTouch).where(CustomerTouch.customer_id == keep.id))}
+    touches = {
+        x.kind.value: x for x in db.scalars(select(CustomerTouch).where(CustomerTouch.customer_id == keep.id))
+    }
     assert touches["first"].code_id == early.id
     assert touches["last"].code_id == late.id and touches["last"].at == NOW + timedelta(days=1)
     assert db.scalars(select(CustomerTouch).where(CustomerTouch.customer_id == gone.id)).all() == []
     # Both of the merged profile's adds moved; its add through `late` duplicated keep's and was dropped.
     adds = db.scalars(select(ChannelAdd).where(ChannelAdd.code_id.in_([early.id, late.id]))).all()
-    assert sorted((x.code_id, x.customer_id) for x in adds) == sorted([(late.id, keep.id), (early.id, keep.id)])
+    assert sorted((x.code_id, x.customer_id) for x in adds) == sorted(
+        [(late.id, keep.id), (early.id, keep.id)]
+    )
 
 
 def test_health_and_alerts(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     a = _account(db, tenant.org_id, "a", soft=10, hard=20)
     b = _account(db, tenant.org_id, "b", soft=100)
     pool_id = _pool(db, tenant.org_id, [(a, False)], daily_cap=10, warmup=[])
-    code = service.create_code(db, tenant.org_id, CodeIn(name="S", state="s", channel="store", pool_id=pool_id),
-                               SandboxChannelCodes())
+    code = service.create_code(
+        db,
+        tenant.org_id,
+        CodeIn(name="S", state="s", channel="store", pool_id=pool_id),
+        SandboxChannelCodes(),
+    )
     people = []
     for i in range(9):
         c = Customer(org_id=tenant.org_id, name=f"c{i}")
@@ -295,7 +390,10 @@ def test_health_and_alerts(db: Session, tenant) -> None:  # type: ignore[no-unty
     customers.unfollow(db, tenant.org_id, c.id, b.id, by="staff", at=NOW + timedelta(hours=1))
     health.note_deletion(db, tenant.org_id, b.id, by="staff", at=NOW + timedelta(hours=1))
     alerts = health.list_alerts(db, tenant.org_id)
-    assert {(x.account_id, x.kind) for x in alerts} >= {(a.id, AlertKind.deletion_spike), (b.id, AlertKind.deleted_by_staff)}
+    assert {(x.account_id, x.kind) for x in alerts} >= {
+        (a.id, AlertKind.deletion_spike),
+        (b.id, AlertKind.deleted_by_staff),
+    }
     scores = {h.account_id: h for h in health.account_health(db, tenant.org_id, now=NOW + timedelta(hours=2))}
     assert scores[a.id].deleted_by_customer == 4 and scores[a.id].adds == 9
     assert scores[b.id].deleted_by_staff == 1
@@ -317,8 +415,12 @@ def test_lead_code_provider_and_carrier_refusal(db: Session, tenant) -> None:  #
     with pytest.raises(Invalid, match="douyin"):
         service.lead_code_provider(db, tenant.org_id, SimpleNamespace(), comment)
     sandbox = SandboxChannelCodes()
-    code = service.create_code(db, tenant.org_id, CodeIn(name="Comments", state="dy-comments", channel="douyin",
-                                                          pool_id=pool_id), sandbox)
+    code = service.create_code(
+        db,
+        tenant.org_id,
+        CodeIn(name="Comments", state="dy-comments", channel="douyin", pool_id=pool_id),
+        sandbox,
+    )
     state, url = service.lead_code_provider(db, tenant.org_id, SimpleNamespace(), comment)
     assert (state, url) == (code.state, code.qr_url)
     assert db.scalar(select(AccountDayLoad.pending).where(AccountDayLoad.account_id == a.id)) == 1
@@ -329,8 +431,12 @@ def test_lead_code_provider_and_carrier_refusal(db: Session, tenant) -> None:  #
     db.delete(code)
     db.flush()
     with pytest.raises(Invalid, match="refused") as info:
-        service.create_code(db, tenant.org_id, CodeIn(name="Again", state="dy-comments", channel="douyin",
-                                                      pool_id=other_pool), sandbox)
+        service.create_code(
+            db,
+            tenant.org_id,
+            CodeIn(name="Again", state="dy-comments", channel="douyin", pool_id=other_pool),
+            sandbox,
+        )
     assert info.value.field == "state"
 
 
@@ -359,9 +465,20 @@ def test_remark_template_and_welcome(db: Session, tenant) -> None:  # type: igno
 
     a = _account(db, tenant.org_id, "a")
     pool_id = _pool(db, tenant.org_id, [(a, False)])
-    code = service.create_code(db, tenant.org_id, CodeIn(
-        name="Parcel", state="tb-card", channel="taobao", campaign="618", pool_id=pool_id,
-        remark_template="{name}-{channel}-{mobile_last4}", welcome_message="感谢购买"), SandboxChannelCodes())
+    code = service.create_code(
+        db,
+        tenant.org_id,
+        CodeIn(
+            name="Parcel",
+            state="tb-card",
+            channel="taobao",
+            campaign="618",
+            pool_id=pool_id,
+            remark_template="{name}-{channel}-{mobile_last4}",
+            welcome_message="感谢购买",
+        ),
+        SandboxChannelCodes(),
+    )
     cust = Customer(org_id=tenant.org_id, name="王芳", mobile="13812345678")
     assert service.render_remark(code, cust) == "王芳-taobao-5678"
     assert service.welcome_for(code, "default") == "感谢购买"

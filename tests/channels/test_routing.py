@@ -33,26 +33,37 @@ def pools(draw: st.DrawFn) -> tuple[RoutingRule, list[Slot]]:
         hard = draw(st.integers(1, 30))
         soft = draw(st.integers(1, 30))
         age_days = draw(st.integers(0, 40))
-        slots.append(Slot(
-            account_id=i + 1,
-            load=draw(st.integers(0, hard)),
-            soft_cap=soft, hard_cap=hard,
-            day_adds=draw(st.integers(0, 3)),
-            daily_cap=warmup_daily_cap(now - timedelta(days=age_days), now, warmup, daily),
-            active=draw(st.booleans().map(lambda b: b or draw(st.booleans()))),
-            is_backup=draw(st.integers(0, 3)) == 0,
-            regions=frozenset(draw(st.lists(st.sampled_from(["gd", "sh", "bj"]), max_size=2))),
-            mask=draw(st.sampled_from([0, hours_mask({"0": [9, 18]}), hours_mask({"0": [0, 24], "6": [10, 12]})])),
-        ))
+        slots.append(
+            Slot(
+                account_id=i + 1,
+                load=draw(st.integers(0, hard)),
+                soft_cap=soft,
+                hard_cap=hard,
+                day_adds=draw(st.integers(0, 3)),
+                daily_cap=warmup_daily_cap(now - timedelta(days=age_days), now, warmup, daily),
+                active=draw(st.booleans().map(lambda b: b or draw(st.booleans()))),
+                is_backup=draw(st.integers(0, 3)) == 0,
+                regions=frozenset(draw(st.lists(st.sampled_from(["gd", "sh", "bj"]), max_size=2))),
+                mask=draw(
+                    st.sampled_from(
+                        [0, hours_mask({"0": [9, 18]}), hours_mask({"0": [0, 24], "6": [10, 12]})]
+                    )
+                ),
+            )
+        )
     return rule, slots
 
 
-arrivals = st.lists(st.tuples(st.sampled_from([None, "gd", "sh"]), st.sampled_from([0, 10, 150])), max_size=80)
+arrivals = st.lists(
+    st.tuples(st.sampled_from([None, "gd", "sh"]), st.sampled_from([0, 10, 150])), max_size=80
+)
 
 
 @settings(max_examples=150, deadline=None)
 @given(pools(), arrivals)
-def test_no_account_ever_exceeds_a_cap(pool: tuple[RoutingRule, list[Slot]], stream: list[tuple[str | None, int]]) -> None:
+def test_no_account_ever_exceeds_a_cap(
+    pool: tuple[RoutingRule, list[Slot]], stream: list[tuple[str | None, int]]
+) -> None:
     rule, slots = pool
     start = {s.account_id: (s.load, s.day_adds) for s in slots}
     router = PoolRouter.build(rule, date(2026, 11, 23), copy.deepcopy(slots))
@@ -66,8 +77,11 @@ def test_no_account_ever_exceeds_a_cap(pool: tuple[RoutingRule, list[Slot]], str
             continue
         assert chosen.active, "paused or blocked account chosen"
         if chosen.is_backup:
-            assert not any(s.free and not s.is_backup and s.matches(sel) for s in router.slots.values()
-                           for sel in router.selectors(hour, region)), "backup used while a primary was free"
+            assert not any(
+                s.free and not s.is_backup and s.matches(sel)
+                for s in router.slots.values()
+                for sel in router.selectors(hour, region)
+            ), "backup used while a primary was free"
         router.commit(chosen)
         twin = next(s for s in shadow if s.account_id == chosen.account_id)
         twin.load, twin.day_adds, twin.last_pick = chosen.load, chosen.day_adds, chosen.last_pick
@@ -83,7 +97,9 @@ def test_no_account_ever_exceeds_a_cap(pool: tuple[RoutingRule, list[Slot]], str
 
 
 def test_round_robin_takes_turns() -> None:
-    slots = [Slot(account_id=i, load=0, soft_cap=10, hard_cap=10, day_adds=0, daily_cap=10) for i in (1, 2, 3)]
+    slots = [
+        Slot(account_id=i, load=0, soft_cap=10, hard_cap=10, day_adds=0, daily_cap=10) for i in (1, 2, 3)
+    ]
     router = PoolRouter.build(RoutingRule.round_robin, date(2026, 1, 1), slots)
     picks = []
     for _ in range(6):
@@ -112,8 +128,19 @@ def test_least_loaded_and_backup_overflow() -> None:
 def test_schedule_and_region_selectors() -> None:
     monday_9_18 = hours_mask({"0": [9, 18]})
     slots = [
-        Slot(account_id=1, load=0, soft_cap=5, hard_cap=5, day_adds=0, daily_cap=5, mask=monday_9_18, regions=frozenset({"gd"})),
-        Slot(account_id=2, load=3, soft_cap=5, hard_cap=5, day_adds=0, daily_cap=5, regions=frozenset({"sh"})),
+        Slot(
+            account_id=1,
+            load=0,
+            soft_cap=5,
+            hard_cap=5,
+            day_adds=0,
+            daily_cap=5,
+            mask=monday_9_18,
+            regions=frozenset({"gd"}),
+        ),
+        Slot(
+            account_id=2, load=3, soft_cap=5, hard_cap=5, day_adds=0, daily_cap=5, regions=frozenset({"sh"})
+        ),
     ]
     sched = PoolRouter.build(RoutingRule.schedule, date(2026, 1, 1), copy.deepcopy(slots))
     monday_10 = hour_of_week(datetime(2026, 11, 23, 10))
@@ -126,7 +153,10 @@ def test_schedule_and_region_selectors() -> None:
 
 def test_warmup_schedule() -> None:
     created = datetime(2026, 1, 1, tzinfo=UTC)
-    caps = [warmup_daily_cap(created, created + timedelta(days=d), [20, 40, 80], 200) for d in (0, 6, 7, 14, 21, 400)]
+    caps = [
+        warmup_daily_cap(created, created + timedelta(days=d), [20, 40, 80], 200)
+        for d in (0, 6, 7, 14, 21, 400)
+    ]
     assert caps == [20, 20, 40, 80, 200, 200]
 
 

@@ -26,8 +26,19 @@ def _count(db: Session, model: type) -> int:
     return int(db.scalar(select(func.count()).select_from(model)) or 0)
 
 
-@pytest.mark.parametrize(("text", "fen"), [("19.90", 1990), ("0.01", 1), ("1299", 129900), ("¥1,299.00", 129900),
-                                           ("0.29", 29), ("4.35", 435), ("19.9", 1990), ("1.10", 110)])
+@pytest.mark.parametrize(
+    ("text", "fen"),
+    [
+        ("19.90", 1990),
+        ("0.01", 1),
+        ("1299", 129900),
+        ("¥1,299.00", 129900),
+        ("0.29", 29),
+        ("4.35", 435),
+        ("19.9", 1990),
+        ("1.10", 110),
+    ],
+)
 def test_yuan_to_fen_is_exact(text: str, fen: int) -> None:
     assert yuan_to_fen(text, "amount") == fen
 
@@ -41,7 +52,9 @@ def test_yuan_to_fen_rejects(text: str) -> None:
 def test_taobao_gbk_export_imports_once(engine: Engine, tenant, db: Session) -> None:  # type: ignore[no-untyped-def]
     assert TAOBAO.read_bytes().decode("gbk").startswith("订单编号")  # the fixture really is GBK
     progress: list[tuple[int, int | None]] = []
-    report = import_orders_csv(engine, tenant.org_id, TAOBAO, "taobao", progress=lambda d, t: progress.append((d, t)))
+    report = import_orders_csv(
+        engine, tenant.org_id, TAOBAO, "taobao", progress=lambda d, t: progress.append((d, t))
+    )
     assert (report.rows_read, report.created, report.skipped) == (4, 3, 1), report
     assert report.errors[0].row == 5 and report.errors[0].field == "订单付款时间"
     assert report.customers_created == 2
@@ -57,11 +70,20 @@ def test_taobao_gbk_export_imports_once(engine: Engine, tenant, db: Session) -> 
     assert first.customer_id == second.customer_id != third.customer_id
     buyer = db.get(Customer, first.customer_id)
     assert buyer is not None and buyer.mobile == "13812345678" and buyer.source == "taobao_order"
-    kinds = {(i.kind, i.value) for i in db.scalars(select(CustomerIdentity).where(
-        CustomerIdentity.customer_id == first.customer_id))}
-    assert kinds == {("taobao_buyer_nick", "小美爱护肤"), ("mobile", "13812345678")}  # the masked one is ignored
+    kinds = {
+        (i.kind, i.value)
+        for i in db.scalars(select(CustomerIdentity).where(CustomerIdentity.customer_id == first.customer_id))
+    }
+    assert kinds == {
+        ("taobao_buyer_nick", "小美爱护肤"),
+        ("mobile", "13812345678"),
+    }  # the masked one is ignored
     item = db.scalar(select(OrderItem).where(OrderItem.order_id == second.id))
-    assert item is not None and (item.name, item.quantity, item.unit_price_fen) == ("烟酰胺美白精华 30ml", 2, 6400)
+    assert item is not None and (item.name, item.quantity, item.unit_price_fen) == (
+        "烟酰胺美白精华 30ml",
+        2,
+        6400,
+    )
 
     again = import_orders_csv(engine, tenant.org_id, TAOBAO.read_bytes(), "taobao")
     assert (again.created, again.updated, again.unchanged, again.customers_created) == (0, 0, 3, 0)
@@ -73,22 +95,30 @@ def _gbk(lines: list[str]) -> bytes:
 
 
 def test_taobao_bad_rows_are_reported_and_skipped_whole(engine: Engine, tenant, db: Session) -> None:  # type: ignore[no-untyped-def]
-    data = _gbk([
-        "订单编号 ,买家会员名 ,买家实际支付金额 ,订单付款时间 ,退款金额 ,收货人手机号 ",
-        "9001,甲,19.90,2024-05-01 10:00:00,0.00,13800000001",
-        "9002,乙,19.999,2024-05-01 10:00:00,0.00,",
-        "9003,丙,10.00,yesterday,0.00,",
-        "9004,,10.00,2024-05-01 10:00:00,0.00,",
-        "9005,丁,10.00,2024-05-01 10:00:00,20.00,13800000005",
-        "9006,戊,0.01,2024/5/1 10:00,,",
-    ])
+    data = _gbk(
+        [
+            "订单编号 ,买家会员名 ,买家实际支付金额 ,订单付款时间 ,退款金额 ,收货人手机号 ",
+            "9001,甲,19.90,2024-05-01 10:00:00,0.00,13800000001",
+            "9002,乙,19.999,2024-05-01 10:00:00,0.00,",
+            "9003,丙,10.00,yesterday,0.00,",
+            "9004,,10.00,2024-05-01 10:00:00,0.00,",
+            "9005,丁,10.00,2024-05-01 10:00:00,20.00,13800000005",
+            "9006,戊,0.01,2024/5/1 10:00,,",
+        ]
+    )
     report = import_orders_csv(engine, tenant.org_id, data, "taobao")
     assert report.created == 2 and report.skipped == 4
     assert [(e.row, e.field) for e in report.errors] == [
-        (3, "买家实际支付金额"), (4, "订单付款时间"), (5, "买家会员名"), (6, "退款金额")]
+        (3, "买家实际支付金额"),
+        (4, "订单付款时间"),
+        (5, "买家会员名"),
+        (6, "退款金额"),
+    ]
     assert set(_orders(db)) == {"9001", "9006"}
     # Bad rows stored nothing: no customer for 丁 or 乙 either.
-    nicks = set(db.scalars(select(CustomerIdentity.value).where(CustomerIdentity.kind == "taobao_buyer_nick")))
+    nicks = set(
+        db.scalars(select(CustomerIdentity.value).where(CustomerIdentity.kind == "taobao_buyer_nick"))
+    )
     assert nicks == {"甲", "戊"}
     assert _orders(db)["9006"].amount_fen == 1
 
@@ -100,7 +130,9 @@ def test_taobao_bad_rows_are_reported_and_skipped_whole(engine: Engine, tenant, 
 def test_refund_arriving_later_updates_the_order(engine: Engine, tenant, db: Session) -> None:  # type: ignore[no-untyped-def]
     head = "订单编号,买家会员名,买家实际支付金额,订单付款时间,退款金额"
     import_orders_csv(engine, tenant.org_id, _gbk([head, "77,买家,50.00,2024-05-01 10:00:00,0.00"]), "taobao")
-    report = import_orders_csv(engine, tenant.org_id, _gbk([head, "77,买家,50.00,2024-05-01 10:00:00,50.00"]), "taobao")
+    report = import_orders_csv(
+        engine, tenant.org_id, _gbk([head, "77,买家,50.00,2024-05-01 10:00:00,50.00"]), "taobao"
+    )
     assert (report.created, report.updated) == (0, 1)
     assert _orders(db)["77"].refunded_fen == 5000
 
@@ -123,12 +155,18 @@ def test_generic_csv_over_the_api(client, tenant, db: Session) -> None:  # type:
         "Bad Platform,X-1,13900000000,,10.00,2024-06-01 12:00:00,,\n"
     )
     files = {"file": ("orders.csv", csv_text.encode("utf-8-sig"), "text/csv")}
-    response = client.post("/api/v1/imports/orders", files=files, data={"format": "generic"}, headers=tenant.auth())
+    response = client.post(
+        "/api/v1/imports/orders", files=files, data={"format": "generic"}, headers=tenant.auth()
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["rows_read"], body["created"], body["skipped"]) == (6, 2, 4)
-    assert [(e["row"], e["field"]) for e in body["errors"]] == [(4, "mobile"), (5, "mobile"), (6, "items"),
-                                                                (7, "platform")]
+    assert [(e["row"], e["field"]) for e in body["errors"]] == [
+        (4, "mobile"),
+        (5, "mobile"),
+        (6, "items"),
+        (7, "platform"),
+    ]
     orders = _orders(db)
     assert orders["JD-1"].customer_id == orders["DY-1"].customer_id
     assert orders["JD-1"].paid_at == datetime(2024, 6, 1, 4, 0, tzinfo=UTC)
@@ -141,9 +179,14 @@ def test_generic_csv_over_the_api(client, tenant, db: Session) -> None:  # type:
 
 def test_order_api_idempotent_and_scoped(client, make_tenant, db: Session) -> None:  # type: ignore[no-untyped-def]
     tenant, other = make_tenant("shop-a"), make_tenant("shop-b")
-    body = {"platform": "youzan", "external_id": "YZ-1", "identity": {"kind": "mobile", "value": "13800138000"},
-            "amount_fen": 1990, "paid_at": "2024-06-01T12:00:00Z",
-            "items": [{"name": "面膜", "quantity": 1, "unit_price_fen": 1990}]}
+    body = {
+        "platform": "youzan",
+        "external_id": "YZ-1",
+        "identity": {"kind": "mobile", "value": "13800138000"},
+        "amount_fen": 1990,
+        "paid_at": "2024-06-01T12:00:00Z",
+        "items": [{"name": "面膜", "quantity": 1, "unit_price_fen": 1990}],
+    }
     created = client.post("/api/v1/orders", json=body, headers=tenant.auth())
     assert created.status_code == 201, created.text
     repeat = client.post("/api/v1/orders", json=body, headers=tenant.auth())

@@ -14,19 +14,23 @@ EXT, UNION, MOBILE = IdentityKind.wecom_external_userid, IdentityKind.unionid, I
 
 
 def _identities(db: Session, customer_id: int) -> set[tuple[str, str]]:
-    return {(str(i.kind), i.value) for i in db.scalars(
-        select(CustomerIdentity).where(CustomerIdentity.customer_id == customer_id))}
+    return {
+        (str(i.kind), i.value)
+        for i in db.scalars(select(CustomerIdentity).where(CustomerIdentity.customer_id == customer_id))
+    }
 
 
 def test_a_new_person_gets_one_profile_holding_every_identifier(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
     c, created = service.find_or_create_by_identities(
-        db, org, [(EXT, " wm-1 "), (UNION, "oz-1"), (EXT, "wm-1")], {"name": "甲", "gender": Gender.female})
+        db, org, [(EXT, " wm-1 "), (UNION, "oz-1"), (EXT, "wm-1")], {"name": "甲", "gender": Gender.female}
+    )
     assert created and c.name == "甲" and c.gender == Gender.female
     assert _identities(db, c.id) == {("wecom_external_userid", "wm-1"), ("unionid", "oz-1")}
     # Known now: found again, empty fields filled, gender (a default for new profiles only) untouched.
     again, created = service.find_or_create_by_identities(
-        db, org, [(EXT, "wm-1"), (UNION, "oz-1")], {"name": "乙", "region": "杭州", "gender": Gender.male})
+        db, org, [(EXT, "wm-1"), (UNION, "oz-1")], {"name": "乙", "region": "杭州", "gender": Gender.male}
+    )
     assert not created and again.id == c.id and again.name == "甲" and again.region == "杭州"
     assert again.gender == Gender.female
     assert db.scalar(select(MergeAudit).where(MergeAudit.org_id == org)) is None
@@ -45,7 +49,8 @@ def test_an_identifier_held_by_another_profile_merges_them_with_the_reason(db: S
     org = tenant.org_id
     older, _ = service.find_or_create_by_identities(db, org, [(UNION, "oz-3")], {"name": "丁"})
     c, created = service.find_or_create_by_identities(
-        db, org, [(EXT, "wm-3"), (UNION, "oz-3")], {"name": "丁二"}, reason="shared unionid from the test")
+        db, org, [(EXT, "wm-3"), (UNION, "oz-3")], {"name": "丁二"}, reason="shared unionid from the test"
+    )
     # The new profile merged into the older one: what comes back is the survivor, which is not new.
     assert not created and c.id == older.id
     assert _identities(db, older.id) == {("wecom_external_userid", "wm-3"), ("unionid", "oz-3")}
@@ -59,7 +64,8 @@ def test_a_mobile_in_the_defaults_finds_the_profile_known_by_it(db: Session, ten
     org = tenant.org_id
     m = service.create_customer(db, org, {"name": "戊", "mobile": "13700002222"})
     found, created = service.find_or_create_by_identities(
-        db, org, [(EXT, "wm-4"), (UNION, "oz-4")], {"mobile": "13700002222"})
+        db, org, [(EXT, "wm-4"), (UNION, "oz-4")], {"mobile": "13700002222"}
+    )
     assert not created and found.id == m.id
     assert {("wecom_external_userid", "wm-4"), ("unionid", "oz-4")} <= _identities(db, m.id)
 

@@ -24,15 +24,22 @@ def _count(db: Session, model: type) -> int:
 
 def _by_mobile(db: Session, mobile: str) -> Customer:
     db.expire_all()
-    customer = db.scalar(select(Customer).join(CustomerIdentity, CustomerIdentity.customer_id == Customer.id)
-                         .where(CustomerIdentity.kind == "mobile", CustomerIdentity.value == mobile))
+    customer = db.scalar(
+        select(Customer)
+        .join(CustomerIdentity, CustomerIdentity.customer_id == Customer.id)
+        .where(CustomerIdentity.kind == "mobile", CustomerIdentity.value == mobile)
+    )
     assert customer is not None
     return customer
 
 
 def _tags(db: Session, customer_id: int) -> set[str]:
-    rows = db.execute(select(TagGroup.name, Tag.name).join(Tag, Tag.group_id == TagGroup.id)
-                      .join(CustomerTag, CustomerTag.tag_id == Tag.id).where(CustomerTag.customer_id == customer_id))
+    rows = db.execute(
+        select(TagGroup.name, Tag.name)
+        .join(Tag, Tag.group_id == TagGroup.id)
+        .join(CustomerTag, CustomerTag.tag_id == Tag.id)
+        .where(CustomerTag.customer_id == customer_id)
+    )
     return {f"{g}:{t}" for g, t in rows}
 
 
@@ -48,13 +55,24 @@ def test_import_creates_then_reimport_changes_nothing(engine: Engine, tenant, db
     assert (report.rows_read, report.created, report.updated, report.skipped) == (3, 3, 0, 0), report
     mei = _by_mobile(db, "13800000001")
     assert (mei.name, mei.gender, mei.region, mei.stage, mei.source, mei.intent) == (
-        "王小美", "female", "上海", "engaged", "douyin_comment", "求资料")
+        "王小美",
+        "female",
+        "上海",
+        "engaged",
+        "douyin_comment",
+        "求资料",
+    )
     assert mei.remark == compose_remark("王小美", "douyin_comment", "求资料", "13800000001")
     assert mei.remark.startswith("王小") and mei.remark.endswith("+13800000001") and not mei.remark_is_manual
     assert _tags(db, mei.id) == {"意向:高", "痛点:祛痘"}
     lei = _by_mobile(db, "13900000002")
-    idents = set(db.execute(select(CustomerIdentity.kind, CustomerIdentity.value)
-                            .where(CustomerIdentity.customer_id == lei.id)).all())
+    idents = set(
+        db.execute(
+            select(CustomerIdentity.kind, CustomerIdentity.value).where(
+                CustomerIdentity.customer_id == lei.id
+            )
+        ).all()
+    )
     assert idents == {("mobile", "13900000002"), ("unionid", "oU-002")}
 
     again = import_customers_csv(engine, tenant.org_id, GOOD)
@@ -83,8 +101,13 @@ def test_row_linking_two_customers_merges_them(engine: Engine, tenant, db: Sessi
     db.expire_all()
     merged = db.get(Customer, newer.id)
     assert merged is not None and merged.merged_into_id == older.id
-    owners = set(db.scalars(select(CustomerIdentity.customer_id).where(
-        CustomerIdentity.value.in_(["13800000001", "13900000002", "oU-002", "wm-001"]))))
+    owners = set(
+        db.scalars(
+            select(CustomerIdentity.customer_id).where(
+                CustomerIdentity.value.in_(["13800000001", "13900000002", "oU-002", "wm-001"])
+            )
+        )
+    )
     assert owners == {older.id}
     audit = db.scalar(select(MergeAudit))
     assert audit is not None and (audit.survivor_id, audit.merged_id) == (older.id, newer.id)
@@ -108,7 +131,9 @@ def test_rows_of_one_person_across_chunks_make_one_customer(engine: Engine, tena
     assert values == {"13800000011", "wm-11", "oU-11"}
 
 
-def test_bad_rows_reported_by_row_number_and_nothing_half_written(engine: Engine, tenant, db: Session) -> None:  # type: ignore[no-untyped-def]
+def test_bad_rows_reported_by_row_number_and_nothing_half_written(
+    engine: Engine, tenant, db: Session
+) -> None:  # type: ignore[no-untyped-def]
     data = _csv(
         "好人,13800000021,,,,,,,,",
         "坏手机,1380000,,,,,,意向:高,,",
@@ -121,17 +146,28 @@ def test_bad_rows_reported_by_row_number_and_nothing_half_written(engine: Engine
     report = import_customers_csv(engine, tenant.org_id, data)
     assert (report.rows_read, report.created, report.skipped) == (7, 2, 5)
     assert [(e.row, e.field) for e in report.errors] == [
-        (3, "mobile"), (4, "stage"), (5, "tags"), (6, "mobile"), (7, "gender")]
+        (3, "mobile"),
+        (4, "stage"),
+        (5, "tags"),
+        (6, "mobile"),
+        (7, "gender"),
+    ]
     assert "vip" in report.errors[1].reason
     assert _count(db, Customer) == 2 and _count(db, Tag) == 0  # the bad row's tag was not created
 
-    strict = import_customers_csv(engine, tenant.org_id, data.replace(b"13800000021", b"13800000099"), strict=True)
+    strict = import_customers_csv(
+        engine, tenant.org_id, data.replace(b"13800000021", b"13800000099"), strict=True
+    )
     assert strict.created == 0 and strict.skipped == 5
     assert _count(db, Customer) == 2
 
 
 def test_gbk_file_with_chinese_headers(engine: Engine, tenant, db: Session) -> None:  # type: ignore[no-untyped-def]
-    data = "姓名 , 手机号 ,性别,阶段,标签,备注\r\n张三,13800000031,男,contacted,渠道:门店,老客户介绍\r\n".encode("gbk")
+    data = (
+        "姓名 , 手机号 ,性别,阶段,标签,备注\r\n张三,13800000031,男,contacted,渠道:门店,老客户介绍\r\n".encode(
+            "gbk"
+        )
+    )
     report = import_customers_csv(engine, tenant.org_id, data)
     assert report.created == 1, report
     zhang = _by_mobile(db, "13800000031")
@@ -156,7 +192,13 @@ def test_import_endpoint(client, make_tenant, db: Session) -> None:  # type: ign
     assert client.post("/api/v1/imports/customers", files=files, headers=other.auth()).json()["created"] == 3
     owners = set(db.scalars(select(Customer.org_id)))
     assert owners == {tenant.org_id, other.org_id}
-    assert client.post("/api/v1/imports/customers", files=files, headers=tenant.auth("operator")).status_code == 403
-    bad = client.post("/api/v1/imports/customers", files={"file": ("x.csv", b"name\nA\n", "text/csv")},
-                      headers=tenant.auth())
+    assert (
+        client.post("/api/v1/imports/customers", files=files, headers=tenant.auth("operator")).status_code
+        == 403
+    )
+    bad = client.post(
+        "/api/v1/imports/customers",
+        files={"file": ("x.csv", b"name\nA\n", "text/csv")},
+        headers=tenant.auth(),
+    )
     assert bad.status_code == 422 and bad.json()["field"] == "header"

@@ -25,13 +25,24 @@ def world(db: Session, tenant):  # type: ignore[no-untyped-def]
     admin = Principal(org, tenant.admin_id, Role.admin)
     operator = Principal(org, tenant.operator_id, Role.operator)
     _, (tag_a, tag_b) = service.create_tag_group(db, org, TagGroupIn(name="兴趣", tags=["A", "B"]))
-    acc = create_account(db, org, AccountIn(kind=AccountKind.wecom_member, external_id="op", name="op",
-                                            operator_id=tenant.operator_id))
+    acc = create_account(
+        db,
+        org,
+        AccountIn(kind=AccountKind.wecom_member, external_id="op", name="op", operator_id=tenant.operator_id),
+    )
     other = create_account(db, org, AccountIn(kind=AccountKind.wecom_member, external_id="x", name="x"))
     ids = []
     for i in range(40):
-        c = service.create_customer(db, org, {"name": f"客户{i:02d}", "mobile": f"1380000{i:04d}",
-                                              "stage": STAGES[i % 6], "source": "douyin" if i % 2 else "taobao"})
+        c = service.create_customer(
+            db,
+            org,
+            {
+                "name": f"客户{i:02d}",
+                "mobile": f"1380000{i:04d}",
+                "stage": STAGES[i % 6],
+                "source": "douyin" if i % 2 else "taobao",
+            },
+        )
         ids.append(c.id)
         tags = ([tag_a.id] if i % 3 == 0 else []) + ([tag_b.id] if i % 4 == 0 else [])
         service.set_customer_tags(db, admin, c.id, tags)
@@ -59,7 +70,9 @@ def test_pages_neither_skip_nor_repeat(db: Session, world) -> None:  # type: ign
         assert _all_pages(db, world["admin"], CustomerFilters(), limit) == _expected(world, lambda i: True)
 
 
-def _driven_pages(db: Session, principal: Principal, filters: CustomerFilters, driver, limit: int) -> list[int]:  # type: ignore[no-untyped-def]
+def _driven_pages(
+    db: Session, principal: Principal, filters: CustomerFilters, driver, limit: int
+) -> list[int]:  # type: ignore[no-untyped-def]
     seen: list[int] = []
     cursor = None
     while True:
@@ -87,8 +100,9 @@ def test_driver_choice_follows_selectivity(db: Session, world, monkeypatch) -> N
     filters = CustomerFilters(tag_ids=[world["a"], world["b"]], stage=Stage.new)
     # Tag b (10 customers) is rarer than tag a (14) and stage new (7 customers) is rarer still.
     assert repository.choose_driver(db, world["admin"], filters) == ("stage", None)
-    assert repository.choose_driver(db, world["admin"], CustomerFilters(tag_ids=[world["a"], world["b"]])) == (
-        "tag", world["b"])
+    assert repository.choose_driver(
+        db, world["admin"], CustomerFilters(tag_ids=[world["a"], world["b"]])
+    ) == ("tag", world["b"])
     assert repository.choose_driver(db, world["operator"], CustomerFilters()) == ("operator", None)
     assert repository.choose_driver(db, world["admin"], CustomerFilters()) == ("id", None)
     # When every probe hits its bound, the tag index drives (it already orders by customer id).
@@ -98,20 +112,29 @@ def test_driver_choice_follows_selectivity(db: Session, world, monkeypatch) -> N
 
 def test_name_mobile_source_and_account_filters(db: Session, world) -> None:  # type: ignore[no-untyped-def]
     admin = world["admin"]
-    assert _all_pages(db, admin, CustomerFilters(name="客户1"), 50) == _expected(world, lambda i: 10 <= i < 20)
+    assert _all_pages(db, admin, CustomerFilters(name="客户1"), 50) == _expected(
+        world, lambda i: 10 <= i < 20
+    )
     assert _all_pages(db, admin, CustomerFilters(name="户3"), 50) == _expected(world, lambda i: 30 <= i < 40)
     assert _all_pages(db, admin, CustomerFilters(mobile="0007"), 50) == _expected(world, lambda i: i == 7)
-    assert _all_pages(db, admin, CustomerFilters(mobile="13800000012"), 50) == _expected(world, lambda i: i == 12)
+    assert _all_pages(db, admin, CustomerFilters(mobile="13800000012"), 50) == _expected(
+        world, lambda i: i == 12
+    )
     assert _all_pages(db, admin, CustomerFilters(source="douyin", stage=Stage.contacted), 50) == _expected(
-        world, lambda i: i % 2 == 1 and i % 6 == 1)
-    assert _all_pages(db, admin, CustomerFilters(account_id=world["acc"]), 50) == _expected(world, lambda i: i % 2 == 0)
+        world, lambda i: i % 2 == 1 and i % 6 == 1
+    )
+    assert _all_pages(db, admin, CustomerFilters(account_id=world["acc"]), 50) == _expected(
+        world, lambda i: i % 2 == 0
+    )
     assert _all_pages(db, admin, CustomerFilters(name="%"), 50) == []  # wildcards are literal
 
 
 def test_operator_sees_only_customers_their_accounts_follow(db: Session, world) -> None:  # type: ignore[no-untyped-def]
     op = world["operator"]
     assert _all_pages(db, op, CustomerFilters(), 4) == _expected(world, lambda i: i % 2 == 0)
-    assert _all_pages(db, op, CustomerFilters(tag_ids=[world["b"]]), 4) == _expected(world, lambda i: i % 4 == 0)
+    assert _all_pages(db, op, CustomerFilters(tag_ids=[world["b"]]), 4) == _expected(
+        world, lambda i: i % 4 == 0
+    )
     # Unfollowing hides the customer from the operator; the admin still sees it.
     first = world["ids"][0]
     service.unfollow(db, op.org_id, first, world["acc"], by="customer")

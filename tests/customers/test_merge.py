@@ -34,27 +34,41 @@ T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 
 
 def _account(db: Session, org_id: int, ext: str, operator_id: int | None = None) -> Account:
-    return create_account(db, org_id, AccountIn(kind=AccountKind.wecom_member, external_id=ext, name=ext,
-                                                 operator_id=operator_id))
+    return create_account(
+        db,
+        org_id,
+        AccountIn(kind=AccountKind.wecom_member, external_id=ext, name=ext, operator_id=operator_id),
+    )
 
 
 def _event(db: Session, org_id: int, customer_id: int, key: str, at: datetime) -> None:
-    db.add(Event(org_id=org_id, customer_id=customer_id, type="message_in", occurred_at=at, idempotency_key=key))
+    db.add(
+        Event(org_id=org_id, customer_id=customer_id, type="message_in", occurred_at=at, idempotency_key=key)
+    )
 
 
 def _order(db: Session, org_id: int, customer_id: int, ext: str, at: datetime) -> None:
-    db.add(Order(org_id=org_id, customer_id=customer_id, platform="taobao", external_id=ext, amount_fen=9900,
-                 paid_at=at))
+    db.add(
+        Order(
+            org_id=org_id,
+            customer_id=customer_id,
+            platform="taobao",
+            external_id=ext,
+            amount_fen=9900,
+            paid_at=at,
+        )
+    )
 
 
 def test_shared_identifier_merges_and_keeps_everything(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
     admin = Principal(org, tenant.admin_id, Role.admin)
-    group, tags = service.create_tag_group(db, org, TagGroupIn(name="意向", tags=["高", "中", "低"]))
+    _group, tags = service.create_tag_group(db, org, TagGroupIn(name="意向", tags=["高", "中", "低"]))
     acc = _account(db, org, "zhangsan")
     old = service.create_customer(db, org, {"name": "王芳", "source": "douyin", "stage": "contacted"})
-    new = service.create_customer(db, org, {"mobile": "138 1234 5678", "region": "上海", "stage": "converted",
-                                            "intent": "求资料"})
+    new = service.create_customer(
+        db, org, {"mobile": "138 1234 5678", "region": "上海", "stage": "converted", "intent": "求资料"}
+    )
     service.add_identity(db, org, old.id, IdentityKind.douyin_open_id, "dy-1")
     service.add_identity(db, org, new.id, IdentityKind.taobao_buyer_nick, "tb_wang")
     service.set_customer_tags(db, admin, old.id, [tags[0].id, tags[1].id])
@@ -68,23 +82,43 @@ def test_shared_identifier_merges_and_keeps_everything(db: Session, tenant) -> N
     db.flush()
 
     # The Douyin callback learns that the newer profile's user is dy-1: one person, so they merge.
-    survivor = service.add_identity(db, org, new.id, IdentityKind.douyin_open_id, "dy-1", reason="douyin bind")
+    survivor = service.add_identity(
+        db, org, new.id, IdentityKind.douyin_open_id, "dy-1", reason="douyin bind"
+    )
     db.commit()
 
     assert survivor.id == old.id  # the older profile survives
     assert db.get(Customer, new.id).merged_into_id == old.id  # type: ignore[union-attr]
-    kinds = {(i.kind, i.value) for i in db.scalars(select(CustomerIdentity).where(CustomerIdentity.customer_id == old.id))}
-    assert kinds == {(IdentityKind.mobile, "13812345678"), (IdentityKind.douyin_open_id, "dy-1"),
-                     (IdentityKind.taobao_buyer_nick, "tb_wang")}
-    assert set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == old.id))) == {t.id for t in tags}
-    assert db.scalar(select(func.count()).select_from(CustomerTag).where(CustomerTag.customer_id == new.id)) == 0
-    assert {n.body for n in db.scalars(select(Note).where(Note.customer_id == old.id))} == {"old note", "new note"}
+    kinds = {
+        (i.kind, i.value)
+        for i in db.scalars(select(CustomerIdentity).where(CustomerIdentity.customer_id == old.id))
+    }
+    assert kinds == {
+        (IdentityKind.mobile, "13812345678"),
+        (IdentityKind.douyin_open_id, "dy-1"),
+        (IdentityKind.taobao_buyer_nick, "tb_wang"),
+    }
+    assert set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == old.id))) == {
+        t.id for t in tags
+    }
+    assert (
+        db.scalar(select(func.count()).select_from(CustomerTag).where(CustomerTag.customer_id == new.id)) == 0
+    )
+    assert {n.body for n in db.scalars(select(Note).where(Note.customer_id == old.id))} == {
+        "old note",
+        "new note",
+    }
     assert set(db.scalars(select(Event.idempotency_key).where(Event.customer_id == old.id))) == {"e1", "e2"}
     assert list(db.scalars(select(Order.external_id).where(Order.customer_id == old.id))) == ["o1"]
     assert [f.account_id for f in service.list_follows(db, admin, old.id)] == [acc.id]
     # Empty fields are filled from the merged profile; the stage never goes backwards.
     assert (survivor.name, survivor.mobile, survivor.region, survivor.source, survivor.intent) == (
-        "王芳", "13812345678", "上海", "douyin", "求资料")
+        "王芳",
+        "13812345678",
+        "上海",
+        "douyin",
+        "求资料",
+    )
     assert survivor.stage == Stage.converted
     assert survivor.remark == "王芳+抖音+求资+13812345678"
 
@@ -122,7 +156,11 @@ def test_follow_relations_dedupe_on_merge_keeping_earliest_since(db: Session, te
     rels = {r.account_id: r for r in db.scalars(select(FollowRelation).where(FollowRelation.org_id == org))}
     assert set(rels) == {shared.id, only_new.id}
     assert all(r.customer_id == old.id for r in rels.values())
-    assert rels[shared.id].since == T0 and rels[shared.id].source == "douyin" and rels[shared.id].state == "live-7"
+    assert (
+        rels[shared.id].since == T0
+        and rels[shared.id].source == "douyin"
+        and rels[shared.id].state == "live-7"
+    )
     assert audit.moved["follows"] == 1 and audit.moved["follows_deduped"] == 1
     db.expire_all()
     assert db.get(Account, shared.id).friend_count == 1  # type: ignore[union-attr]
@@ -167,16 +205,19 @@ def test_merge_chains_stay_one_hop(db: Session, tenant) -> None:  # type: ignore
 
 def test_find_or_create_by_identity(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
-    c, created = service.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wm-1",
-                                                    {"name": "客户甲", "source": "wecom"})
+    c, created = service.find_or_create_by_identity(
+        db, org, IdentityKind.wecom_external_userid, "wm-1", {"name": "客户甲", "source": "wecom"}
+    )
     assert created and c.name == "客户甲"
-    again, created = service.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, " wm-1 ",
-                                                        {"name": "other", "region": "杭州"})
+    again, created = service.find_or_create_by_identity(
+        db, org, IdentityKind.wecom_external_userid, " wm-1 ", {"name": "other", "region": "杭州"}
+    )
     assert not created and again.id == c.id and again.name == "客户甲" and again.region == "杭州"
     # Known by mobile already: the new identifier attaches to that profile instead of a new one.
     m = service.create_customer(db, org, {"name": "乙", "mobile": "13700001234"})
-    found, created = service.find_or_create_by_identity(db, org, IdentityKind.taobao_buyer_nick, "tb_yi",
-                                                        {"mobile": "13700001234"})
+    found, created = service.find_or_create_by_identity(
+        db, org, IdentityKind.taobao_buyer_nick, "tb_yi", {"mobile": "13700001234"}
+    )
     assert not created and found.id == m.id
     with pytest.raises(Invalid) as err:
         service.find_or_create_by_identity(db, org, IdentityKind.mobile, "12345")
@@ -193,5 +234,9 @@ def test_live_customers_follows_merges_and_ignores_other_organizations(db: Sessi
     other = service.create_customer(db, theirs.org_id, {"name": "X"})
     service.merge_customers(db, ours.org_id, b.id, a.id, "test")
     service.merge_customers(db, ours.org_id, c.id, b.id, "test")
-    assert live_customers(db, ours.org_id, [a.id, b.id, c.id, other.id, 10**9]) == {a.id: c.id, b.id: c.id, c.id: c.id}
+    assert live_customers(db, ours.org_id, [a.id, b.id, c.id, other.id, 10**9]) == {
+        a.id: c.id,
+        b.id: c.id,
+        c.id: c.id,
+    }
     assert live_customers(db, theirs.org_id, [a.id, other.id]) == {other.id: other.id}

@@ -34,10 +34,14 @@ def test_known_source_codes_read_as_words() -> None:
 
 
 @given(
-    name=st.text(max_size=30), source=st.text(max_size=30), intent=st.text(max_size=30),
+    name=st.text(max_size=30),
+    source=st.text(max_size=30),
+    intent=st.text(max_size=30),
     mobile=st.sampled_from([None, "13812345678", "19900001111"]),
 )
-def test_remark_never_exceeds_limit_and_keeps_mobile(name: str, source: str, intent: str, mobile: str | None) -> None:
+def test_remark_never_exceeds_limit_and_keeps_mobile(
+    name: str, source: str, intent: str, mobile: str | None
+) -> None:
     remark = compose_remark(name, source, intent, mobile)
     assert len(remark) <= WECOM_REMARK_MAX
     if mobile:
@@ -46,4 +50,6 @@ def test_remark_never_exceeds_limit_and_keeps_mobile(name: str, source: str, int
 
 def test_masked_remark_hides_every_mobile() -> None:
     assert masked_remark("王芳+抖音+13812345678") == "王芳+抖音+138****5678"
-    assert masked_remark("订单号 1381234567890") == "订单号 1381234567890"  # longer digit runs are not mobiles
+    assert (
+        masked_remark("订单号 1381234567890") == "订单号 1381234567890"
+    )  # longer digit runs are not mobiles

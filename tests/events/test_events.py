@@ -23,8 +23,12 @@ def _customer(db: Session, org_id: int, name: str = "客户") -> int:
 
 def _event(key: str, customer_id: int, minutes: int = 0, **extra: object) -> dict[str, object]:
     return {
-        "type": "message.received", "customer_id": customer_id, "idempotency_key": key,
-        "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(), "properties": {"text": "求资料"}, **extra,
+        "type": "message.received",
+        "customer_id": customer_id,
+        "idempotency_key": key,
+        "occurred_at": (T0 + timedelta(minutes=minutes)).isoformat(),
+        "properties": {"text": "求资料"},
+        **extra,
     }
 
 
@@ -40,7 +44,7 @@ def test_batch_is_idempotent_and_counts_duplicates(client, tenant, db) -> None: 
     assert first.status_code == 200, first.text
     assert first.json() == {"inserted": 5, "duplicates": 0}
     # Three repeats and one repeat inside the batch itself.
-    again = batch[:3] + [_event("k9", cid), _event("k9", cid, 1)]
+    again = [*batch[:3], _event("k9", cid), _event("k9", cid, 1)]
     second = client.post("/api/v1/events/batch", json={"events": again}, headers=tenant.auth())
     assert second.json() == {"inserted": 1, "duplicates": 4}
     assert _count(db) == 6
@@ -105,11 +109,16 @@ def test_customer_of_another_org_is_refused(client, make_tenant, db) -> None:  #
     response = client.post("/api/v1/events/batch", json={"events": batch}, headers=mine.auth())
     assert response.status_code == 422
     assert response.json()["field"] == "events[1].customer_id"
-    their_account = Account(org_id=theirs.org_id, kind=AccountKind.wecom_member, external_id="zhang", name="张")
+    their_account = Account(
+        org_id=theirs.org_id, kind=AccountKind.wecom_member, external_id="zhang", name="张"
+    )
     db.add(their_account)
     db.commit()
-    response = client.post("/api/v1/events/batch", json={"events": [_event("c", my_customer, account_id=their_account.id)]},
-                           headers=mine.auth())
+    response = client.post(
+        "/api/v1/events/batch",
+        json={"events": [_event("c", my_customer, account_id=their_account.id)]},
+        headers=mine.auth(),
+    )
     assert response.status_code == 422 and response.json()["field"] == "events[0].account_id"
     assert _count(db) == 0
 
@@ -120,8 +129,12 @@ def test_identity_finds_or_creates_the_customer(client, tenant, db) -> None:  # 
     db.commit()
     batch = [
         {**_event("a", 0), "customer_id": None, "identity": {"kind": "unionid", "value": "oU-known"}},
-        {**_event("b", 0), "customer_id": None, "identity": {"kind": "mobile", "value": "+86 138-0013-8000"},
-         "source": "douyin_comment"},
+        {
+            **_event("b", 0),
+            "customer_id": None,
+            "identity": {"kind": "mobile", "value": "+86 138-0013-8000"},
+            "source": "douyin_comment",
+        },
         {**_event("c", 0, 5), "customer_id": None, "identity": {"kind": "mobile", "value": "13800138000"}},
     ]
     response = client.post("/api/v1/events/batch", json={"events": batch}, headers=tenant.auth())
@@ -142,7 +155,9 @@ def test_events_of_a_merged_customer_go_to_the_survivor(client, tenant, db) -> N
     merged = Customer(org_id=tenant.org_id, merged_into_id=survivor)
     db.add(merged)
     db.commit()
-    response = client.post("/api/v1/events/batch", json={"events": [_event("m", merged.id)]}, headers=tenant.auth())
+    response = client.post(
+        "/api/v1/events/batch", json={"events": [_event("m", merged.id)]}, headers=tenant.auth()
+    )
     assert response.status_code == 200
     db.expire_all()
     assert db.scalar(select(Event.customer_id)) == survivor
@@ -155,12 +170,20 @@ def test_list_filters_and_pages(client, tenant, db) -> None:  # type: ignore[no-
     page = client.get("/api/v1/events", params={"customer_id": a, "limit": 2}, headers=tenant.auth()).json()
     keys = [e["idempotency_key"] for e in page["items"]]
     assert keys == ["a4", "a3"] and page["next_cursor"]
-    rest = client.get("/api/v1/events", params={"customer_id": a, "cursor": page["next_cursor"], "limit": 10},
-                      headers=tenant.auth()).json()
+    rest = client.get(
+        "/api/v1/events",
+        params={"customer_id": a, "cursor": page["next_cursor"], "limit": 10},
+        headers=tenant.auth(),
+    ).json()
     assert [e["idempotency_key"] for e in rest["items"]] == ["a2", "a1", "a0"] and rest["next_cursor"] is None
-    window = client.get("/api/v1/events", params={"since": (T0 + timedelta(minutes=30)).isoformat(),
-                                                   "until": (T0 + timedelta(hours=2)).isoformat()},
-                        headers=tenant.auth()).json()
+    window = client.get(
+        "/api/v1/events",
+        params={
+            "since": (T0 + timedelta(minutes=30)).isoformat(),
+            "until": (T0 + timedelta(hours=2)).isoformat(),
+        },
+        headers=tenant.auth(),
+    ).json()
     assert sorted(e["idempotency_key"] for e in window["items"]) == ["a1", "b0"]
     typed = client.get("/api/v1/events", params={"type": "order.paid"}, headers=tenant.auth()).json()
     assert [e["idempotency_key"] for e in typed["items"]] == ["b0"]
@@ -171,20 +194,30 @@ def test_list_filters_and_pages(client, tenant, db) -> None:  # type: ignore[no-
 def test_operator_sees_only_followed_customers_and_orgs_are_isolated(client, make_tenant, db) -> None:  # type: ignore[no-untyped-def]
     tenant, other = make_tenant("one"), make_tenant("two")
     followed, unfollowed = _customer(db, tenant.org_id), _customer(db, tenant.org_id)
-    account = Account(org_id=tenant.org_id, kind=AccountKind.wecom_member, external_id="li", name="李",
-                      operator_id=tenant.operator_id)
+    account = Account(
+        org_id=tenant.org_id,
+        kind=AccountKind.wecom_member,
+        external_id="li",
+        name="李",
+        operator_id=tenant.operator_id,
+    )
     db.add(account)
     db.flush()
     db.add(FollowRelation(org_id=tenant.org_id, customer_id=followed, account_id=account.id))
     db.commit()
-    client.post("/api/v1/events/batch", json={"events": [_event("f", followed), _event("u", unfollowed)]},
-                headers=tenant.auth())
+    client.post(
+        "/api/v1/events/batch",
+        json={"events": [_event("f", followed), _event("u", unfollowed)]},
+        headers=tenant.auth(),
+    )
     seen = client.get("/api/v1/events", headers=tenant.auth("operator")).json()["items"]
     assert [e["idempotency_key"] for e in seen] == ["f"]
     assert len(client.get("/api/v1/events", headers=tenant.auth("admin")).json()["items"]) == 2
     assert client.get("/api/v1/events", headers=other.auth()).json()["items"] == []
     # The same idempotency key in another organization is a different event.
     theirs = _customer(db, other.org_id)
-    response = client.post("/api/v1/events/batch", json={"events": [_event("f", theirs)]}, headers=other.auth())
+    response = client.post(
+        "/api/v1/events/batch", json={"events": [_event("f", theirs)]}, headers=other.auth()
+    )
     assert response.json() == {"inserted": 1, "duplicates": 0}
     assert client.post("/api/v1/events/batch", json={"events": [_event("x", followed)]}).status_code == 401

@@ -19,9 +19,14 @@ T0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
 
 def _chat(*members: tuple[str, int]) -> GroupChat:
     return GroupChat(
-        chat_id="wrchat1", name="减脂训练营 7 天", owner="zhangsan", created_at=T0, notice="",
+        chat_id="wrchat1",
+        name="减脂训练营 7 天",
+        owner="zhangsan",
+        created_at=T0,
+        notice="",
         members=[ChatMember(userid=u, type=k, join_time=T0, join_scene=3) for u, k in members],
-        admins=[], member_version="3",
+        admins=[],
+        member_version="3",
     )
 
 
@@ -50,8 +55,9 @@ def test_quit_arriving_before_join_leaves_the_member_out(db: Session, tenant) ->
     assert _members(db)["wmLATE"].quit_at == quit_at
     # A real rejoin, later than the quit, brings them back; the same news twice changes nothing more.
     for _ in range(2):
-        group = apply_member_change(db, tenant.org_id, "wrchat2", ["wmLATE"], joined=True,
-                                    at=quit_at + timedelta(minutes=1), scene=3)
+        group = apply_member_change(
+            db, tenant.org_id, "wrchat2", ["wmLATE"], joined=True, at=quit_at + timedelta(minutes=1), scene=3
+        )
     assert group.member_count == 1 and _members(db)["wmLATE"].quit_at is None
 
 

@@ -53,8 +53,15 @@ def admin(tenant) -> Principal:  # type: ignore[no-untyped-def]
 
 
 def douyin_comment(n: int, text: str = "求资料", user: str | None = None) -> IncomingComment:
-    return IncomingComment(Platform.douyin, f"@c{n}", text, T0, item_id="@video9", commenter_id=user or f"_000u{n}",
-                           commenter_name=f"fan{n}")
+    return IncomingComment(
+        Platform.douyin,
+        f"@c{n}",
+        text,
+        T0,
+        item_id="@video9",
+        commenter_id=user or f"_000u{n}",
+        commenter_name=f"fan{n}",
+    )
 
 
 @pytest.fixture
@@ -65,14 +72,24 @@ def fake() -> Iterator[FakeDouyinServer]:
 
 def connect(db: Session, org_id: int, fake: FakeDouyinServer) -> None:
     st = fake.state
-    service.configure_douyin(db, org_id, SECRET_KEY, client_key=st.client_key, client_secret=st.client_secret,
-                             account_open_id=st.account_open_id, access_token=st.access_token,
-                             api_base_url=fake.base_url)
+    service.configure_douyin(
+        db,
+        org_id,
+        SECRET_KEY,
+        client_key=st.client_key,
+        client_secret=st.client_secret,
+        account_open_id=st.account_open_id,
+        access_token=st.access_token,
+        api_base_url=fake.base_url,
+    )
     db.commit()
 
 
 def test_reply_through_fake_douyin_gives_the_code_once(
-    client: TestClient, db: Session, tenant, fake: FakeDouyinServer  # type: ignore[no-untyped-def]
+    client: TestClient,
+    db: Session,
+    tenant,
+    fake: FakeDouyinServer,  # type: ignore[no-untyped-def]
 ) -> None:
     connect(db, tenant.org_id, fake)
     lead_id = intake.ingest_comments(db, tenant.org_id, [douyin_comment(1)]).lead_ids[0]
@@ -80,8 +97,11 @@ def test_reply_through_fake_douyin_gives_the_code_once(
     listed = client.get("/api/v1/leads", headers=tenant.auth("operator")).json()
     assert [row["id"] for row in listed] == [lead_id]
     assert "{code}" in listed[0]["suggested_reply"] and 0 < listed[0]["seconds_left"] <= 300
-    response = client.post(f"/api/v1/leads/{lead_id}/reply", json={"code_url": "https://c.test/q/abc"},
-                           headers=tenant.auth("operator"))
+    response = client.post(
+        f"/api/v1/leads/{lead_id}/reply",
+        json={"code_url": "https://c.test/q/abc"},
+        headers=tenant.auth("operator"),
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "replied" and body["code_url"] == "https://c.test/q/abc"
@@ -90,8 +110,11 @@ def test_reply_through_fake_douyin_gives_the_code_once(
     assert (reply["item_id"], reply["comment_id"]) == ("@video9", "@c1")
     assert "https://c.test/q/abc" in reply["content"] and "@fan1" in reply["content"]
     # One action, one send: a second reply is refused and nothing more is posted.
-    again = client.post(f"/api/v1/leads/{lead_id}/reply", json={"code_url": "https://c.test/q/abc"},
-                        headers=tenant.auth("operator"))
+    again = client.post(
+        f"/api/v1/leads/{lead_id}/reply",
+        json={"code_url": "https://c.test/q/abc"},
+        headers=tenant.auth("operator"),
+    )
     assert again.status_code == 409 and len(fake.state.replies) == 1
     db.expire_all()
     event = db.scalar(select(Event).where(Event.type == "lead_replied"))
@@ -99,19 +122,27 @@ def test_reply_through_fake_douyin_gives_the_code_once(
 
 
 def test_platform_failure_keeps_the_lead_open(
-    client: TestClient, db: Session, tenant, fake: FakeDouyinServer  # type: ignore[no-untyped-def]
+    client: TestClient,
+    db: Session,
+    tenant,
+    fake: FakeDouyinServer,  # type: ignore[no-untyped-def]
 ) -> None:
     connect(db, tenant.org_id, fake)
     lead_id = intake.ingest_comments(db, tenant.org_id, [douyin_comment(1)]).lead_ids[0]
     db.commit()
     fake.state.fail_code, fake.state.fail_times = 2190004, 1
-    response = client.post(f"/api/v1/leads/{lead_id}/reply", json={"code_url": "https://c.test/q/1"},
-                           headers=tenant.auth())
+    response = client.post(
+        f"/api/v1/leads/{lead_id}/reply", json={"code_url": "https://c.test/q/1"}, headers=tenant.auth()
+    )
     assert response.status_code == 502 and "2190004" in response.json()["detail"]
     db.expire_all()
     assert db.get(Lead, lead_id).status == LeadStatus.open  # type: ignore[union-attr]
-    assert client.post(f"/api/v1/leads/{lead_id}/reply", json={"code_url": "https://c.test/q/1"},
-                       headers=tenant.auth()).status_code == 200
+    assert (
+        client.post(
+            f"/api/v1/leads/{lead_id}/reply", json={"code_url": "https://c.test/q/1"}, headers=tenant.auth()
+        ).status_code
+        == 200
+    )
 
 
 def test_reply_needs_a_code_and_a_connected_account(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
@@ -127,7 +158,9 @@ def test_reply_needs_a_code_and_a_connected_account(db: Session, tenant) -> None
 def test_code_provider_and_custom_text(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     lead_id = intake.ingest_comments(db, tenant.org_id, [douyin_comment(1)]).lead_ids[0]
     replier = MemoryReplier()
-    service.register_code_provider(lambda _db, _org, lead, _c: (f"st{lead.id}", f"https://route.test/{lead.id}"))
+    service.register_code_provider(
+        lambda _db, _org, lead, _c: (f"st{lead.id}", f"https://route.test/{lead.id}")
+    )
     try:
         row = service.reply_to_lead(db, admin(tenant), lead_id, replier=replier, text="马上私信你")
     finally:
@@ -138,7 +171,9 @@ def test_code_provider_and_custom_text(db: Session, tenant) -> None:  # type: ig
 
 
 def test_imported_comment_is_replied_by_hand(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
-    report = intake.import_comments(db, tenant.org_id, "xiaohongshu", "comment_id,content\nx1,求资料\n".encode(), "csv")
+    report = intake.import_comments(
+        db, tenant.org_id, "xiaohongshu", "comment_id,content\nx1,求资料\n".encode(), "csv"
+    )
     assert report.created == 1
     lead = db.scalar(select(Lead))
     assert lead is not None and lead.customer_id is None
@@ -153,27 +188,55 @@ def test_templates_are_per_org_with_chinese_defaults(client: TestClient, make_te
     defaults = client.get("/api/v1/leads-config/templates", headers=a.auth("operator")).json()
     assert set(defaults) == {"material", "purchase", "question", "complaint", "other"}
     assert "资料" in defaults["material"] and "{code}" in defaults["material"]
-    assert client.put("/api/v1/leads-config/templates", json={"intent": "material", "body": "x {code}"},
-                      headers=a.auth("operator")).status_code == 403
-    changed = client.put("/api/v1/leads-config/templates", json={"intent": "material", "body": "资料在此 {code}"},
-                         headers=a.auth())
+    assert (
+        client.put(
+            "/api/v1/leads-config/templates",
+            json={"intent": "material", "body": "x {code}"},
+            headers=a.auth("operator"),
+        ).status_code
+        == 403
+    )
+    changed = client.put(
+        "/api/v1/leads-config/templates",
+        json={"intent": "material", "body": "资料在此 {code}"},
+        headers=a.auth(),
+    )
     assert changed.status_code == 200 and changed.json()["material"] == "资料在此 {code}"
-    assert client.get("/api/v1/leads-config/templates", headers=b.auth()).json()["material"] == defaults["material"]
-    bad = client.put("/api/v1/leads-config/templates", json={"intent": "material", "body": "hi {phone}"},
-                     headers=a.auth())
+    assert (
+        client.get("/api/v1/leads-config/templates", headers=b.auth()).json()["material"]
+        == defaults["material"]
+    )
+    bad = client.put(
+        "/api/v1/leads-config/templates", json={"intent": "material", "body": "hi {phone}"}, headers=a.auth()
+    )
     assert bad.status_code == 422 and bad.json()["field"] == "body"
-    spam = client.put("/api/v1/leads-config/templates", json={"intent": "spam", "body": "x"}, headers=a.auth())
+    spam = client.put(
+        "/api/v1/leads-config/templates", json={"intent": "spam", "body": "x"}, headers=a.auth()
+    )
     assert spam.status_code == 422 and spam.json()["field"] == "intent"
 
 
 def test_douyin_config_api_never_returns_secrets(client: TestClient, tenant) -> None:  # type: ignore[no-untyped-def]
-    data = {"client_key": "awk", "client_secret": "topsecret", "account_open_id": "_000a", "access_token": "act.x"}
-    assert client.put("/api/v1/leads-config/douyin", json=data, headers=tenant.auth("operator")).status_code == 403
+    data = {
+        "client_key": "awk",
+        "client_secret": "topsecret",
+        "account_open_id": "_000a",
+        "access_token": "act.x",
+    }
+    assert (
+        client.put("/api/v1/leads-config/douyin", json=data, headers=tenant.auth("operator")).status_code
+        == 403
+    )
     response = client.put("/api/v1/leads-config/douyin", json=data, headers=tenant.auth())
     assert response.status_code == 200
-    assert response.json()["webhook_path"] == f"/hooks/douyin/{tenant.slug}" and response.json()["has_access_token"]
-    assert "topsecret" not in response.text and "act.x" not in client.get(
-        "/api/v1/leads-config/douyin", headers=tenant.auth()).text
+    assert (
+        response.json()["webhook_path"] == f"/hooks/douyin/{tenant.slug}"
+        and response.json()["has_access_token"]
+    )
+    assert (
+        "topsecret" not in response.text
+        and "act.x" not in client.get("/api/v1/leads-config/douyin", headers=tenant.auth()).text
+    )
 
 
 # --- SLA and conversion ------------------------------------------------------------------------------
@@ -182,26 +245,54 @@ def test_douyin_config_api_never_returns_secrets(client: TestClient, tenant) -> 
 def test_sla_figures_on_known_timestamps(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
     # Five leads created at T0 with a 300 s deadline.
-    ids = intake.ingest_comments(db, org, [douyin_comment(n) for n in range(5)], reply_seconds=300, now=T0).lead_ids
+    ids = intake.ingest_comments(
+        db, org, [douyin_comment(n) for n in range(5)], reply_seconds=300, now=T0
+    ).lead_ids
     assert len(ids) == 5
     replier = MemoryReplier()
     # Replied after 60 s, 200 s, 400 s (late); one never; one dismissed (left out).
     for lead_id, seconds in zip(ids[:3], (60, 200, 400), strict=True):
-        service.reply_to_lead(db, admin(tenant), lead_id, replier=replier, code_url="https://c.test/1",
-                              now=T0 + timedelta(seconds=seconds))
+        service.reply_to_lead(
+            db,
+            admin(tenant),
+            lead_id,
+            replier=replier,
+            code_url="https://c.test/1",
+            now=T0 + timedelta(seconds=seconds),
+        )
     service.dismiss_lead(db, admin(tenant), ids[4])
-    account = create_account(db, org, AccountIn(kind=AccountKind.wecom_member, external_id="zhang", name="Zhang"))
+    account = create_account(
+        db, org, AccountIn(kind=AccountKind.wecom_member, external_id="zhang", name="Zhang")
+    )
     leads = {lid: db.get(Lead, lid) for lid in ids}
     # Lead 0's commenter adds an account after the reply and orders; lead 1's adds but never orders.
     customers.follow(db, org, leads[ids[0]].customer_id, account.id, since=T0 + timedelta(minutes=5))  # type: ignore[union-attr]
     customers.follow(db, org, leads[ids[1]].customer_id, account.id, since=T0 + timedelta(minutes=9))  # type: ignore[union-attr]
-    db.add(Order(org_id=org, customer_id=leads[ids[0]].customer_id, platform="taobao", external_id="o1",  # type: ignore[union-attr]
-                 amount_fen=9900, paid_at=T0 + timedelta(days=1)))
+    db.add(
+        Order(
+            org_id=org,
+            customer_id=leads[ids[0]].customer_id,
+            platform="taobao",
+            external_id="o1",  # type: ignore[union-attr]
+            amount_fen=9900,
+            paid_at=T0 + timedelta(days=1),
+        )
+    )
     # Lead 2's commenter ordered only BEFORE the lead: no conversion to first order, and no add.
-    db.add(Order(org_id=org, customer_id=leads[ids[2]].customer_id, platform="taobao", external_id="o2",  # type: ignore[union-attr]
-                 amount_fen=100, paid_at=T0 - timedelta(days=1)))
+    db.add(
+        Order(
+            org_id=org,
+            customer_id=leads[ids[2]].customer_id,
+            platform="taobao",
+            external_id="o2",  # type: ignore[union-attr]
+            amount_fen=100,
+            paid_at=T0 - timedelta(days=1),
+        )
+    )
     db.flush()
-    figures = sla_figures(db, org, T0 - timedelta(hours=1), T0 + timedelta(hours=1), now=T0 + timedelta(hours=2))
+    figures = sla_figures(
+        db, org, T0 - timedelta(hours=1), T0 + timedelta(hours=1), now=T0 + timedelta(hours=2)
+    )
     assert figures.leads == 4 and figures.replied == 3
     assert figures.median_seconds_to_reply == 200
     assert (figures.due, figures.replied_within_deadline) == (4, 2)
@@ -209,7 +300,9 @@ def test_sla_figures_on_known_timestamps(db: Session, tenant) -> None:  # type: 
     assert (figures.added, figures.ordered) == (2, 1)
     assert figures.add_rate == 0.5 and figures.order_rate == 0.25
     # Before lead 3's deadline passes it is not yet counted as due.
-    early = sla_figures(db, org, T0 - timedelta(hours=1), T0 + timedelta(hours=1), now=T0 + timedelta(seconds=250))
+    early = sla_figures(
+        db, org, T0 - timedelta(hours=1), T0 + timedelta(hours=1), now=T0 + timedelta(seconds=250)
+    )
     assert (early.due, early.replied_within_deadline) == (3, 2)
     assert sla_figures(db, org, T0 + timedelta(hours=1), T0 + timedelta(hours=2)).leads == 0
     with pytest.raises(Invalid):
@@ -228,15 +321,26 @@ def test_sla_api_is_scoped_to_the_org(client: TestClient, db: Session, make_tena
 def test_adding_through_the_code_links_the_commenter(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
     lead_id = intake.ingest_comments(db, org, [douyin_comment(1)], now=T0).lead_ids[0]
-    row = service.reply_to_lead(db, admin(tenant), lead_id, replier=MemoryReplier(), code_url="https://c.test/1",
-                                now=T0 + timedelta(seconds=30))
+    row = service.reply_to_lead(
+        db,
+        admin(tenant),
+        lead_id,
+        replier=MemoryReplier(),
+        code_url="https://c.test/1",
+        now=T0 + timedelta(seconds=30),
+    )
     commenter = row.lead.customer_id
     # The add arrives from the carrier as a different profile (a WeCom external contact).
-    added, _ = customers.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wmABC",
-                                                    {"name": "fan1", "source": "channel_code"})
+    added, _ = customers.find_or_create_by_identity(
+        db, org, IdentityKind.wecom_external_userid, "wmABC", {"name": "fan1", "source": "channel_code"}
+    )
     account = create_account(db, org, AccountIn(kind=AccountKind.wecom_member, external_id="li", name="Li"))
-    customers.follow(db, org, added.id, account.id, since=T0 + timedelta(minutes=2), state=row.lead.code_state)
-    lead = service.on_contact_added(db, org, added.id, row.lead.code_state or "", at=T0 + timedelta(minutes=2))
+    customers.follow(
+        db, org, added.id, account.id, since=T0 + timedelta(minutes=2), state=row.lead.code_state
+    )
+    lead = service.on_contact_added(
+        db, org, added.id, row.lead.code_state or "", at=T0 + timedelta(minutes=2)
+    )
     assert lead is not None and lead.id == lead_id
     survivor = db.get(Customer, min(commenter or 0, added.id))
     assert survivor is not None and survivor.merged_into_id is None
@@ -256,7 +360,9 @@ def test_retrain_from_stored_corrections(db: Session, tenant, engine) -> None:  
         pytest.skip("fits the model twice; once per run is enough")
     from siyu.leads import intent
 
-    ids = intake.ingest_comments(db, tenant.org_id, [douyin_comment(1, "这个颜色叫什么名字呀朋友")]).new_comment_ids
+    ids = intake.ingest_comments(
+        db, tenant.org_id, [douyin_comment(1, "这个颜色叫什么名字呀朋友")]
+    ).new_comment_ids
     service.correct_intent(db, admin(tenant), ids[0], "complaint")
     before = intent.get_classifier()
     try:
@@ -274,32 +380,45 @@ def test_retrain_from_stored_corrections(db: Session, tenant, engine) -> None:  
 def _login(client: TestClient, email: str) -> str:
     form = client.get("/login")
     token = re.search(r'name="csrf_token" value="([^"]+)"', form.text).group(1)  # type: ignore[union-attr]
-    response = client.post("/login", data={"email": email, "password": "password123", "csrf_token": token,
-                                           "next": "/"}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"email": email, "password": "password123", "csrf_token": token, "next": "/"},
+        follow_redirects=False,
+    )
     assert response.status_code == 303
     return re.search(r'<meta name="csrf-token" content="([^"]+)">', client.get("/").text).group(1)  # type: ignore[union-attr]
 
 
 def test_console_inbox_reply_and_correction(
-    client: TestClient, db: Session, tenant, fake: FakeDouyinServer  # type: ignore[no-untyped-def]
+    client: TestClient,
+    db: Session,
+    tenant,
+    fake: FakeDouyinServer,  # type: ignore[no-untyped-def]
 ) -> None:
     connect(db, tenant.org_id, fake)
     result = intake.ingest_comments(db, tenant.org_id, [douyin_comment(1), douyin_comment(2, "好看")])
     db.commit()
     csrf = _login(client, f"operator@{tenant.slug}.test")
     page = client.get("/leads")
-    assert page.status_code == 200 and 'hx-get="/leads/inbox?status=open"' in page.text and 'href="/leads"' in page.text
+    assert (
+        page.status_code == 200
+        and 'hx-get="/leads/inbox?status=open"' in page.text
+        and 'href="/leads"' in page.text
+    )
     fragment = client.get("/leads/inbox")
     assert "求资料" in fragment.text and "data-seconds-left" in fragment.text and "好看" not in fragment.text
     lead_id = result.lead_ids[0]
     refused = client.post(f"/leads/{lead_id}/reply", data={"code_url": "https://c.test/z"})
     assert refused.status_code == 403 and not fake.state.replies
-    replied = client.post(f"/leads/{lead_id}/reply", data={"code_url": "https://c.test/z", "csrf_token": csrf})
+    replied = client.post(
+        f"/leads/{lead_id}/reply", data={"code_url": "https://c.test/z", "csrf_token": csrf}
+    )
     assert replied.status_code == 200 and "No leads here." in replied.text
     assert "https://c.test/z" in fake.state.replies[0]["content"]
     # Correcting the low-intent comment opens a lead for it.
-    corrected = client.post(f"/leads/comments/{result.new_comment_ids[1]}/intent",
-                            data={"intent": "purchase", "csrf_token": csrf})
+    corrected = client.post(
+        f"/leads/comments/{result.new_comment_ids[1]}/intent", data={"intent": "purchase", "csrf_token": csrf}
+    )
     assert corrected.status_code == 200 and "好看" in corrected.text
     assert client.get("/leads/inbox?status=replied").text.count("data-lead-id") == 1
     assert client.post("/leads/999999/dismiss", data={"csrf_token": csrf}).status_code == 404
@@ -314,29 +433,41 @@ def _douyin_code(db: Session, org_id: int) -> int:
     from siyu.channels.schemas import CodeIn, MemberIn, PoolIn
     from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
 
-    account = create_account(db, org_id, AccountIn(kind=AccountKind.wecom_member, external_id="zhangsan", name="Zhang"))
+    account = create_account(
+        db, org_id, AccountIn(kind=AccountKind.wecom_member, external_id="zhangsan", name="Zhang")
+    )
     pool = channels.create_pool(db, org_id, PoolIn(name="Douyin", members=[MemberIn(account_id=account.id)]))
-    code = channels.create_code(db, org_id, CodeIn(name="Douyin comments", state="dy_comment", channel="douyin",
-                                                   pool_id=pool.id), SandboxChannelCodes())
+    code = channels.create_code(
+        db,
+        org_id,
+        CodeIn(name="Douyin comments", state="dy_comment", channel="douyin", pool_id=pool.id),
+        SandboxChannelCodes(),
+    )
     db.commit()
     return code.id
 
 
 def test_end_to_end_douyin_comment_to_reply_with_code(
-    app, db: Session, tenant, fake: FakeDouyinServer  # type: ignore[no-untyped-def]
+    app,
+    db: Session,
+    tenant,
+    fake: FakeDouyinServer,  # type: ignore[no-untyped-def]
 ) -> None:
     from siyu.channels import service as channels
 
     connect(db, tenant.org_id, fake)
     code_id = _douyin_code(db, tenant.org_id)
-    with LoopbackServer(app, name="siyu") as server, \
-            httpx.Client(base_url=server.base_url, headers=tenant.auth("operator")) as api, \
-            httpx.Client(base_url=fake.base_url) as control:
+    with (
+        LoopbackServer(app, name="siyu") as server,
+        httpx.Client(base_url=server.base_url, headers=tenant.auth("operator")) as api,
+        httpx.Client(base_url=fake.base_url) as control,
+    ):
         fake.state.webhook_url = f"{server.base_url}/hooks/douyin/{tenant.slug}"
         verify = control.post("/_control/verify").json()
         assert verify["status"] == 200 and '"challenge"' in verify["answer"]
-        sent = control.post("/_control/comment", json={"content": "求资料", "item_id": "@v42",
-                                                       "nick_name": "小美"}).json()
+        sent = control.post(
+            "/_control/comment", json={"content": "求资料", "item_id": "@v42", "nick_name": "小美"}
+        ).json()
         assert sent["status"] == 200, sent
         inbox = api.get("/api/v1/leads").json()
         [lead] = inbox
@@ -355,8 +486,11 @@ def test_end_to_end_douyin_comment_to_reply_with_code(
         # The commenter scans the (sandbox) code: routed over the code's pool, added, attributed to the
         # code, and the lead converts, as the WeCom add_external_contact callback does for a real code.
         at = datetime.now(UTC)
-        scanned = httpx.post(f"{server.base_url}/api/v1/channels/codes/{code_id}/scan", json={"name": "小美"},
-                             headers=tenant.auth())
+        scanned = httpx.post(
+            f"{server.base_url}/api/v1/channels/codes/{code_id}/scan",
+            json={"name": "小美"},
+            headers=tenant.auth(),
+        )
         assert scanned.status_code == 200, scanned.text
         assert scanned.json()["lead_id"] == lead["id"]
 

@@ -26,20 +26,37 @@ CLIENT_SECRET = "douyin-test-secret"
 ACCOUNT = "_000brandaccount"
 
 
-def configure(db: Session, org_id: int, *, client_key: str = CLIENT_KEY, client_secret: str = CLIENT_SECRET) -> None:
-    service.configure_douyin(db, org_id, SECRET_KEY, client_key=client_key, client_secret=client_secret,
-                             account_open_id=ACCOUNT)
+def configure(
+    db: Session, org_id: int, *, client_key: str = CLIENT_KEY, client_secret: str = CLIENT_SECRET
+) -> None:
+    service.configure_douyin(
+        db, org_id, SECRET_KEY, client_key=client_key, client_secret=client_secret, account_open_id=ACCOUNT
+    )
     db.commit()
 
 
-def comment_body(text: str, *, comment_id: str = "@c1", user: str = "_000fan1", item: str = "@video7",
-                 client_key: str = CLIENT_KEY, nick: str = "小李") -> bytes:
+def comment_body(
+    text: str,
+    *,
+    comment_id: str = "@c1",
+    user: str = "_000fan1",
+    item: str = "@video7",
+    client_key: str = CLIENT_KEY,
+    nick: str = "小李",
+) -> bytes:
     comment = dy.DouyinComment(comment_id, user, text, item, datetime(2026, 11, 23, 4, 0, tzinfo=UTC), nick)
     return dy.comment_event_body(client_key, ACCOUNT, comment)
 
 
-def post(client: TestClient, slug: str, body: bytes, *, secret: str | None = CLIENT_SECRET,
-         msg_id: str | None = "m1", signature: str | None = None) -> Any:
+def post(
+    client: TestClient,
+    slug: str,
+    body: bytes,
+    *,
+    secret: str | None = CLIENT_SECRET,
+    msg_id: str | None = "m1",
+    signature: str | None = None,
+) -> Any:
     headers = {"Content-Type": "application/json"}
     if msg_id is not None:
         headers["Msg-Id"] = msg_id
@@ -52,9 +69,11 @@ def post(client: TestClient, slug: str, body: bytes, *, secret: str | None = CLI
 
 def counts(db: Session) -> tuple[int, int, int]:
     db.expire_all()
-    return (db.scalar(select(func.count()).select_from(WebhookReceipt)) or 0,
-            db.scalar(select(func.count()).select_from(Comment)) or 0,
-            db.scalar(select(func.count()).select_from(Lead)) or 0)
+    return (
+        db.scalar(select(func.count()).select_from(WebhookReceipt)) or 0,
+        db.scalar(select(func.count()).select_from(Comment)) or 0,
+        db.scalar(select(func.count()).select_from(Lead)) or 0,
+    )
 
 
 def test_client_secret_is_stored_encrypted(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
@@ -66,7 +85,9 @@ def test_client_secret_is_stored_encrypted(db: Session, tenant) -> None:  # type
 
 def test_verify_webhook_challenge(client: TestClient, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     configure(db, tenant.org_id)
-    body = json.dumps({"event": "verify_webhook", "client_key": CLIENT_KEY, "content": {"challenge": 8675309}}).encode()
+    body = json.dumps(
+        {"event": "verify_webhook", "client_key": CLIENT_KEY, "content": {"challenge": 8675309}}
+    ).encode()
     response = post(client, tenant.slug, body)
     assert response.status_code == 200
     assert response.json() == {"challenge": 8675309}
@@ -74,7 +95,9 @@ def test_verify_webhook_challenge(client: TestClient, db: Session, tenant) -> No
 
 
 def test_high_intent_comment_becomes_a_lead_with_deadline(
-    client: TestClient, db: Session, tenant  # type: ignore[no-untyped-def]
+    client: TestClient,
+    db: Session,
+    tenant,  # type: ignore[no-untyped-def]
 ) -> None:
     configure(db, tenant.org_id)
     response = post(client, tenant.slug, comment_body("求资料"))
@@ -96,7 +119,9 @@ def test_high_intent_comment_becomes_a_lead_with_deadline(
 
 
 def test_low_intent_comment_is_stored_without_lead(
-    client: TestClient, db: Session, tenant  # type: ignore[no-untyped-def]
+    client: TestClient,
+    db: Session,
+    tenant,  # type: ignore[no-untyped-def]
 ) -> None:
     configure(db, tenant.org_id)
     assert post(client, tenant.slug, comment_body("哈哈哈哈 太好笑了")).status_code == 200
@@ -105,7 +130,10 @@ def test_low_intent_comment_is_stored_without_lead(
 
 @pytest.mark.parametrize("case", ["missing", "wrong", "other_secret", "tampered"])
 def test_unsigned_or_badly_signed_webhook_is_refused_and_nothing_stored(
-    client: TestClient, db: Session, tenant, case: str  # type: ignore[no-untyped-def]
+    client: TestClient,
+    db: Session,
+    tenant,
+    case: str,  # type: ignore[no-untyped-def]
 ) -> None:
     configure(db, tenant.org_id)
     body = comment_body("求资料")
@@ -116,21 +144,40 @@ def test_unsigned_or_badly_signed_webhook_is_refused_and_nothing_stored(
     elif case == "other_secret":
         response = post(client, tenant.slug, body, secret="not-the-secret")
     else:
-        response = post(client, tenant.slug, body.replace("求资料".encode(), "多少钱".encode()),
-                        signature=dy.sign(CLIENT_SECRET, body))
+        response = post(
+            client,
+            tenant.slug,
+            body.replace("求资料".encode(), "多少钱".encode()),
+            signature=dy.sign(CLIENT_SECRET, body),
+        )
     assert response.status_code == 401
     assert response.json()["field"] == "X-Douyin-Signature"
     assert counts(db) == (0, 0, 0)
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    (b"{not json", "body"),
-    (b'{"event":"item_comment_reply","client_key":"awtestclientkey","content":"{}"}', "content.comment_id"),
-    ((b'{"event":"item_comment_reply","client_key":"awtestclientkey","content":"{\\"comment_id\\":\\"x\\",'
-     b'\\"reply_to_item_id\\":\\"v\\",\\"create_time\\":\\"soon\\"}"}'), "content.create_time"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (
+            b'{"event":"item_comment_reply","client_key":"awtestclientkey","content":"{}"}',
+            "content.comment_id",
+        ),
+        (
+            (
+                b'{"event":"item_comment_reply","client_key":"awtestclientkey","content":"{\\"comment_id\\":\\"x\\",'
+                b'\\"reply_to_item_id\\":\\"v\\",\\"create_time\\":\\"soon\\"}"}'
+            ),
+            "content.create_time",
+        ),
+    ],
+)
 def test_malformed_signed_webhook_is_400_and_nothing_stored(
-    client: TestClient, db: Session, tenant, body: bytes, field: str  # type: ignore[no-untyped-def]
+    client: TestClient,
+    db: Session,
+    tenant,
+    body: bytes,
+    field: str,  # type: ignore[no-untyped-def]
 ) -> None:
     configure(db, tenant.org_id)
     response = post(client, tenant.slug, body)
@@ -161,7 +208,9 @@ def test_msg_id_dedupes_retries(client: TestClient, db: Session, tenant) -> None
 
 
 def test_replayed_comment_with_new_msg_id_makes_one_lead(
-    client: TestClient, db: Session, tenant  # type: ignore[no-untyped-def]
+    client: TestClient,
+    db: Session,
+    tenant,  # type: ignore[no-untyped-def]
 ) -> None:
     configure(db, tenant.org_id)
     body = comment_body("求资料")
@@ -179,7 +228,9 @@ def test_own_replies_are_not_leads(client: TestClient, db: Session, tenant) -> N
 
 
 def test_cross_org_webhooks_and_leads_are_isolated(
-    client: TestClient, db: Session, make_tenant  # type: ignore[no-untyped-def]
+    client: TestClient,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
 ) -> None:
     a, b = make_tenant("brand-a"), make_tenant("brand-b")
     configure(db, a.org_id)
@@ -188,14 +239,25 @@ def test_cross_org_webhooks_and_leads_are_isolated(
     assert post(client, b.slug, comment_body("求资料", client_key="awbkey")).status_code == 401
     assert post(client, a.slug, comment_body("求资料")).status_code == 200
     # The same Douyin comment id arriving for B is B's own comment.
-    assert post(client, b.slug, comment_body("求资料", client_key="awbkey"), secret="b-secret").status_code == 200
+    assert (
+        post(client, b.slug, comment_body("求资料", client_key="awbkey"), secret="b-secret").status_code
+        == 200
+    )
     lead_a = db.scalar(select(Lead).where(Lead.org_id == a.org_id))
     assert lead_a is not None
     assert client.get(f"/api/v1/leads/{lead_a.id}", headers=b.auth()).status_code == 404
-    assert client.post(f"/api/v1/leads/{lead_a.id}/reply", json={"code_url": "https://x.test/c"},
-                       headers=b.auth()).status_code == 404
-    assert client.post(f"/api/v1/comments/{lead_a.comment_id}/intent", json={"intent": "other"},
-                       headers=b.auth()).status_code == 404
+    assert (
+        client.post(
+            f"/api/v1/leads/{lead_a.id}/reply", json={"code_url": "https://x.test/c"}, headers=b.auth()
+        ).status_code
+        == 404
+    )
+    assert (
+        client.post(
+            f"/api/v1/comments/{lead_a.comment_id}/intent", json={"intent": "other"}, headers=b.auth()
+        ).status_code
+        == 404
+    )
     ids_b = [row["id"] for row in client.get("/api/v1/leads", headers=b.auth()).json()]
     assert lead_a.id not in ids_b and len(ids_b) == 1
     customers_a = {c.id for c in db.scalars(select(Customer).where(Customer.org_id == a.org_id))}
@@ -216,8 +278,11 @@ CSV = (
 
 
 def test_csv_import_reports_bad_rows_by_number(client: TestClient, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
-    response = client.post("/api/v1/comments/import?platform=xiaohongshu", content=CSV.encode(),
-                           headers={**tenant.auth("operator"), "Content-Type": "text/csv"})
+    response = client.post(
+        "/api/v1/comments/import?platform=xiaohongshu",
+        content=CSV.encode(),
+        headers={**tenant.auth("operator"), "Content-Type": "text/csv"},
+    )
     assert response.status_code == 200, response.text
     report = response.json()
     assert report["rows_read"] == 5 and report["created"] == 3 and report["skipped"] == 2
@@ -230,8 +295,11 @@ def test_csv_import_reports_bad_rows_by_number(client: TestClient, db: Session, 
     leads = {db.get(Comment, lead.comment_id).external_id for lead in db.scalars(select(Lead))}  # type: ignore[union-attr]
     assert leads == {"x1", "x5"}
     # Re-importing the same export changes nothing.
-    again = client.post("/api/v1/comments/import?platform=xiaohongshu", content=CSV.encode(),
-                        headers={**tenant.auth("operator"), "Content-Type": "text/csv"}).json()
+    again = client.post(
+        "/api/v1/comments/import?platform=xiaohongshu",
+        content=CSV.encode(),
+        headers={**tenant.auth("operator"), "Content-Type": "text/csv"},
+    ).json()
     assert again["created"] == 0 and again["unchanged"] == 3
     assert counts(db)[1:] == (3, 2)
 
@@ -255,10 +323,13 @@ def test_json_import_and_gbk_csv(db: Session, tenant) -> None:  # type: ignore[n
 
 
 def test_import_refuses_unknown_platform_and_bad_files(client: TestClient, tenant) -> None:  # type: ignore[no-untyped-def]
-    bad_platform = client.post("/api/v1/comments/import?platform=weibo", content=CSV.encode(), headers=tenant.auth())
+    bad_platform = client.post(
+        "/api/v1/comments/import?platform=weibo", content=CSV.encode(), headers=tenant.auth()
+    )
     assert bad_platform.status_code == 422 and bad_platform.json()["field"] == "platform"
-    bad_json = client.post("/api/v1/comments/import?platform=kuaishou&format=json", content=b"{",
-                           headers=tenant.auth())
+    bad_json = client.post(
+        "/api/v1/comments/import?platform=kuaishou&format=json", content=b"{", headers=tenant.auth()
+    )
     assert bad_json.status_code == 422 and bad_json.json()["field"] == "file"
     empty = client.post("/api/v1/comments/import?platform=kuaishou", content=b"", headers=tenant.auth())
     assert empty.status_code == 422
@@ -266,9 +337,12 @@ def test_import_refuses_unknown_platform_and_bad_files(client: TestClient, tenan
 
 
 def test_correction_to_high_intent_opens_a_lead_and_back_dismisses_it(
-    db: Session, tenant  # type: ignore[no-untyped-def]
+    db: Session,
+    tenant,  # type: ignore[no-untyped-def]
 ) -> None:
-    intake.import_comments(db, tenant.org_id, "kuaishou", b"comment_id,content\nq1,\xe5\xa5\xbd\xe7\x9c\x8b\n", "csv")
+    intake.import_comments(
+        db, tenant.org_id, "kuaishou", b"comment_id,content\nq1,\xe5\xa5\xbd\xe7\x9c\x8b\n", "csv"
+    )
     comment = db.scalar(select(Comment))
     assert comment is not None and db.scalar(select(Lead)) is None
     operator = Principal(tenant.org_id, tenant.operator_id, Role.operator)
@@ -285,7 +359,10 @@ def test_correction_to_high_intent_opens_a_lead_and_back_dismisses_it(
 
 
 def test_nightly_prune_forgets_old_receipts_but_keeps_comments_and_leads(
-    client: TestClient, engine, db: Session, tenant  # type: ignore[no-untyped-def]
+    client: TestClient,
+    engine,
+    db: Session,
+    tenant,  # type: ignore[no-untyped-def]
 ) -> None:
     from sqlalchemy import update
 
@@ -294,16 +371,29 @@ def test_nightly_prune_forgets_old_receipts_but_keeps_comments_and_leads(
 
     configure(db, tenant.org_id)
     for n in range(3):
-        assert post(client, tenant.slug, comment_body("求资料", comment_id=f"@old{n}", user=f"_000old{n}"),
-                    msg_id=f"old{n}").json()["status"] == "stored"
-    assert post(client, tenant.slug, comment_body("求资料", comment_id="@new"), msg_id="new").json()["status"] \
+        assert (
+            post(
+                client,
+                tenant.slug,
+                comment_body("求资料", comment_id=f"@old{n}", user=f"_000old{n}"),
+                msg_id=f"old{n}",
+            ).json()["status"]
+            == "stored"
+        )
+    assert (
+        post(client, tenant.slug, comment_body("求资料", comment_id="@new"), msg_id="new").json()["status"]
         == "stored"
-    db.execute(update(WebhookReceipt).where(WebhookReceipt.msg_id.like("old%"))
-               .values(received_at=datetime.now(UTC) - RECEIPT_KEEP - timedelta(hours=1)))
+    )
+    db.execute(
+        update(WebhookReceipt)
+        .where(WebhookReceipt.msg_id.like("old%"))
+        .values(received_at=datetime.now(UTC) - RECEIPT_KEEP - timedelta(hours=1))
+    )
     db.commit()
     queue.bind_engine(engine)
     assert prune_receipts(batch=2) == 3  # a full batch, then the rest
     assert counts(db) == (1, 4, 4)
     assert post(client, tenant.slug, comment_body("求资料", comment_id="@new"), msg_id="new").json() == {
-        "status": "duplicate"}
+        "status": "duplicate"
+    }
     assert prune_receipts() == 0

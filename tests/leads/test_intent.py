@@ -42,7 +42,9 @@ def test_split_is_stable_disjoint_and_about_one_fifth() -> None:
     assert is_test("求資料🙏") == is_test("求资料")
 
 
-def test_held_out_macro_f1_and_per_intent_floors(reports: tuple[EvalReport, EvalReport, IntentClassifier]) -> None:
+def test_held_out_macro_f1_and_per_intent_floors(
+    reports: tuple[EvalReport, EvalReport, IntentClassifier],
+) -> None:
     hybrid, _, _ = reports
     assert hybrid.n_test >= 300
     assert hybrid.macro_f1 >= MACRO_F1_FLOOR, hybrid
@@ -147,7 +149,7 @@ def test_retrain_with_a_correction_changes_the_answer() -> None:
 
 
 def test_classify_many_equals_classify_one_by_one() -> None:
-    texts = [e.text for e in load_examples(split="test")][:150] + ["", "   ", "🙂", "ＯＫ", "多少錢？"]
+    texts = [*[e.text for e in load_examples(split="test")][:150], "", "   ", "🙂", "ＯＫ", "多少錢？"]
     assert classify_many(texts) == [classify(t) for t in texts]
     assert classify_many([]) == []
 

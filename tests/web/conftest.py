@@ -12,14 +12,20 @@ from siyu.kit.loopback import LoopbackServer
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling out, which this closed network refuses.
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 # Set SIYU_SCREENSHOTS=/some/dir to keep screenshots of each page while developing (never committed).
 SCREENSHOT_DIR = os.environ.get("SIYU_SCREENSHOTS", "")
 BROWSER_MARKS = [
     pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent: apt-get install chromium"),
+    pytest.mark.skipif(
+        not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is absent: apt-get install chromium"
+    ),
 ]
 
 

@@ -38,7 +38,9 @@ def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
         page.screenshot(path=os.path.join(SCREENSHOT_DIR, f"{name}.png"), full_page=True)
 
 
-def test_demo_brand_analytics_pages_render_and_export(live_server: str, demo: LoadSummary, engine: Engine) -> None:
+def test_demo_brand_analytics_pages_render_and_export(
+    live_server: str, demo: LoadSummary, engine: Engine
+) -> None:
     if engine.dialect.name != "sqlite":
         pytest.skip("the pages read the same projection on either database; one browser run is enough")
     from playwright.sync_api import expect, sync_playwright
@@ -47,7 +49,9 @@ def test_demo_brand_analytics_pages_render_and_export(live_server: str, demo: Lo
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            context = browser.new_context(locale="en-US", viewport={"width": 1280, "height": 900}, accept_downloads=True)
+            context = browser.new_context(
+                locale="en-US", viewport={"width": 1280, "height": 900}, accept_downloads=True
+            )
             page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
@@ -69,11 +73,15 @@ def test_demo_brand_analytics_pages_render_and_export(live_server: str, demo: Lo
 
             for name, first_column, content in PAGES:
                 page.goto(f"{live_server}/analytics/{name}")
-                expect(page.locator(f"nav.subnav a[href='/analytics/{name}'][aria-current=page]")).to_be_visible()
+                expect(
+                    page.locator(f"nav.subnav a[href='/analytics/{name}'][aria-current=page]")
+                ).to_be_visible()
                 expect(page.locator("#analytics-chart[data-rendered=true]")).to_be_attached()
                 expect(page.locator("#analytics-chart canvas").first).to_be_visible()
                 expect(page.locator(content).first).to_be_visible()
-                page.locator("#analytics-chart").hover()  # runs the tooltip formatter; errors are collected below
+                page.locator(
+                    "#analytics-chart"
+                ).hover()  # runs the tooltip formatter; errors are collected below
                 _shot(page, f"analytics-{name}")
                 with page.expect_download() as info:
                     page.click("[data-action=export-csv]")
@@ -93,8 +101,10 @@ def test_demo_brand_analytics_pages_render_and_export(live_server: str, demo: Lo
             selects.nth(3).select_option("")
             page.select_option("#funnel-form select[name=breakdown]", "source")
             page.click("#funnel-form button[type=submit]")
-            expect(page).to_have_url(f"{live_server}/analytics/funnel?step=added_contact&step=message_received"
-                                     "&step=placed_order&step=&step=&window_days=14&breakdown=source")
+            expect(page).to_have_url(
+                f"{live_server}/analytics/funnel?step=added_contact&step=message_received"
+                "&step=placed_order&step=&step=&window_days=14&breakdown=source"
+            )
             expect(page.locator("#analytics-chart[data-rendered=true]")).to_be_attached()
             expect(page.locator("table.funnel-table")).to_have_count(5)  # the sandbox's five sources
             _shot(page, "analytics-funnel-by-source")

@@ -43,8 +43,11 @@ def login(client: TestClient, email: str, password: str) -> str:
     form = client.get("/login").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', form)
     assert token
-    response = client.post("/login", data={"email": email, "password": password, "csrf_token": token.group(1),
-                                            "next": "/"}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"email": email, "password": password, "csrf_token": token.group(1), "next": "/"},
+        follow_redirects=False,
+    )
     assert response.status_code == 303, response.text
     meta = re.search(r'<meta name="csrf-token" content="([^"]+)">', client.get("/").text)
     assert meta
@@ -60,7 +63,9 @@ def admin(client: TestClient, brand: LoadSummary) -> str:
 
 def chart_of(page: str) -> dict:  # type: ignore[type-arg]
     """The chart JSON embedded in an analytics page."""
-    match = re.search(r'<script type="application/json" id="analytics-chart-data">(.*?)</script>', page, re.DOTALL)
+    match = re.search(
+        r'<script type="application/json" id="analytics-chart-data">(.*?)</script>', page, re.DOTALL
+    )
     assert match, "no chart data on the page"
     return json.loads(match.group(1))
 
@@ -88,29 +93,42 @@ def test_logged_out_goes_to_login(client: TestClient, brand: LoadSummary) -> Non
     assert response.headers["location"] == "/login?next=%2Fanalytics%2Frfm"
 
 
-def test_funnel_counts_match_the_operational_events(client: TestClient, admin: str, brand: LoadSummary,
-                                                    db: Session) -> None:
+def test_funnel_counts_match_the_operational_events(
+    client: TestClient, admin: str, brand: LoadSummary, db: Session
+) -> None:
     assert 'href="/analytics"' in client.get("/").text
     page = client.get("/analytics/funnel?step=added_contact&step=placed_order&window_days=366")
     assert page.status_code == 200
     chart = chart_of(page.text)
-    added = db.scalar(select(func.count(func.distinct(Event.customer_id))).where(
-        Event.org_id == brand.org_id, Event.type == "added_contact"))
+    added = db.scalar(
+        select(func.count(func.distinct(Event.customer_id))).where(
+            Event.org_id == brand.org_id, Event.type == "added_contact"
+        )
+    )
     counts = chart["series"][0]["counts"]
     assert counts[0] == added > 0
     assert 0 < counts[1] <= counts[0]
     assert chart["steps"] == ["Added as contact", "Placed order"]
 
     rows = read_csv(client.get("/analytics/funnel.csv?step=added_contact&step=placed_order&window_days=366"))
-    assert rows[0] == ["breakdown_value", "step", "event_type", "count", "conversion_from_start",
-                       "conversion_from_previous", "median_seconds_from_previous"]
+    assert rows[0] == [
+        "breakdown_value",
+        "step",
+        "event_type",
+        "count",
+        "conversion_from_start",
+        "conversion_from_previous",
+        "median_seconds_from_previous",
+    ]
     assert [int(r[3]) for r in rows[1:]] == counts
     assert float(rows[2][6]) > 0  # a median time from adding to ordering
 
 
 def test_funnel_breakdown_splits_the_total_and_bad_forms_say_why(client: TestClient, admin: str) -> None:
     whole = chart_of(client.get("/analytics/funnel?step=added_contact&step=placed_order").text)
-    split = chart_of(client.get("/analytics/funnel?step=added_contact&step=placed_order&breakdown=source").text)
+    split = chart_of(
+        client.get("/analytics/funnel?step=added_contact&step=placed_order&breakdown=source").text
+    )
     assert len(split["series"]) > 1
     assert sum(s["counts"][0] for s in split["series"]) == whole["series"][0]["counts"][0]
     assert "Douyin comment" in [s["name"] for s in split["series"]]
@@ -128,16 +146,20 @@ def test_default_funnel_picks_steps_the_brand_records(client: TestClient, admin:
     assert chart["series"][0]["counts"][0] > 0
 
 
-def test_retention_cohorts_hold_every_starting_customer_once(client: TestClient, admin: str, brand: LoadSummary,
-                                                             db: Session) -> None:
+def test_retention_cohorts_hold_every_starting_customer_once(
+    client: TestClient, admin: str, brand: LoadSummary, db: Session
+) -> None:
     query = "start=added_contact&returning=placed_order&period=month&periods=3"
     page = client.get(f"/analytics/retention?{query}")
     assert page.status_code == 200
     assert page.text.count('<td class="cell') == len(chart_of(page.text)["cohorts"]) * 4
     rows = read_csv(client.get(f"/analytics/retention.csv?{query}"))
     assert rows[0] == ["cohort_start", "size", "period_0", "period_1", "period_2", "period_3"]
-    added = db.scalar(select(func.count(func.distinct(Event.customer_id))).where(
-        Event.org_id == brand.org_id, Event.type == "added_contact"))
+    added = db.scalar(
+        select(func.count(func.distinct(Event.customer_id))).where(
+            Event.org_id == brand.org_id, Event.type == "added_contact"
+        )
+    )
     assert sum(int(r[1]) for r in rows[1:]) == added
     later = read_csv(client.get(f"/analytics/retention.csv?{query}&mode=on_or_after"))
     # "In that period or later" can only count more customers than "in that period".
@@ -151,15 +173,22 @@ def test_repurchase_curve_by_hand() -> None:
     as_of = datetime(2026, 3, 1, tzinfo=UTC)
     t0 = datetime(2026, 1, 1)
     orders = [  # (order_id, customer, paid_at)
-        (1, 1, t0), (2, 1, t0 + timedelta(days=10)), (3, 1, t0 + timedelta(days=20)),  # again after 10 days
+        (1, 1, t0),
+        (2, 1, t0 + timedelta(days=10)),
+        (3, 1, t0 + timedelta(days=20)),  # again after 10 days
         (4, 2, t0),  # never again
-        (5, 3, datetime(2026, 2, 24)), (6, 3, datetime(2026, 2, 25)),  # again after 1 day, first order 5 days ago
+        (5, 3, datetime(2026, 2, 24)),
+        (6, 3, datetime(2026, 2, 25)),  # again after 1 day, first order 5 days ago
         (7, 4, datetime(2026, 3, 2)),  # after as_of: ignored
     ]
     for oid, cid, at in orders:
-        eng.con.execute("INSERT INTO orders VALUES (7, ?, ?, NULL, 'taobao', 100, 0, NULL, ?)", [oid, cid, at])
+        eng.con.execute(
+            "INSERT INTO orders VALUES (7, ?, ?, NULL, 'taobao', 100, 0, NULL, ?)", [oid, cid, at]
+        )
     for cid, source in ((1, "douyin"), (2, "douyin"), (3, "taobao")):
-        eng.con.execute("INSERT INTO customers VALUES (7, ?, ?, NULL, NULL, NULL, NULL, ?)", [cid, source, t0])
+        eng.con.execute(
+            "INSERT INTO customers VALUES (7, ?, ?, NULL, NULL, NULL, NULL, ?)", [cid, source, t0]
+        )
     curve = repurchase_curve(eng, 7, by=None, max_days=12, as_of=as_of)[None]
     assert curve[0] == (0, 3, 0)
     assert curve[1] == (1, 3, 1)
@@ -180,7 +209,9 @@ def test_repurchase_page_and_csv(client: TestClient, admin: str, brand: LoadSumm
     assert max(v for v in chart["series"][0]["data"] if v is not None) > 0
     rows = read_csv(client.get("/analytics/repurchase.csv?by=source&days=60"))
     assert rows[0] == ["group", "day", "buyers_observable", "bought_again", "share"]
-    buyers = db.scalar(select(func.count(func.distinct(Order.customer_id))).where(Order.org_id == brand.org_id))
+    buyers = db.scalar(
+        select(func.count(func.distinct(Order.customer_id))).where(Order.org_id == brand.org_id)
+    )
     assert sum(int(r[2]) for r in rows[1:] if r[1] == "0") == buyers
     overall = read_csv(client.get("/analytics/repurchase.csv?by=&days=30"))
     assert len(overall) == 1 + 31 and overall[1][0] == ""
@@ -189,17 +220,23 @@ def test_repurchase_page_and_csv(client: TestClient, admin: str, brand: LoadSumm
 def test_rfm_grid_covers_every_buyer(client: TestClient, admin: str, brand: LoadSummary, db: Session) -> None:
     page = client.get("/analytics/rfm")
     chart = chart_of(page.text)
-    buyers = db.scalar(select(func.count(func.distinct(Order.customer_id))).where(Order.org_id == brand.org_id))
+    buyers = db.scalar(
+        select(func.count(func.distinct(Order.customer_id))).where(Order.org_id == brand.org_id)
+    )
     assert sum(c[2] for c in chart["cells"]) == buyers > 0
     segments = re.findall(r'<tr data-segment="(\w+)"><td>[^<]+</td><td class="num">([\d,]+)</td>', page.text)
     assert len(segments) == 11 and sum(int(n.replace(",", "")) for _, n in segments) == buyers
     rows = read_csv(client.get("/analytics/rfm.csv"))
     assert rows[0] == ["r_score", "f_score", "buyers", "monetary_total_fen", "monetary_mean_fen"]
-    net = db.scalar(select(func.sum(Order.amount_fen - Order.refunded_fen)).where(Order.org_id == brand.org_id))
+    net = db.scalar(
+        select(func.sum(Order.amount_fen - Order.refunded_fen)).where(Order.org_id == brand.org_id)
+    )
     assert sum(int(r[3]) for r in rows[1:]) == net
 
 
-def test_clv_recompute_fills_the_histogram(client: TestClient, admin: str, brand: LoadSummary, db: Session) -> None:
+def test_clv_recompute_fills_the_histogram(
+    client: TestClient, admin: str, brand: LoadSummary, db: Session
+) -> None:
     before = client.get("/analytics/clv")
     assert "CLV has not been computed yet." in before.text and chart_of(before.text)["bins"] == []
     assert read_csv(client.get("/analytics/clv.csv")) == [["lower_fen", "upper_fen", "customers"]]
@@ -209,21 +246,31 @@ def test_clv_recompute_fills_the_histogram(client: TestClient, admin: str, brand
     assert done.status_code == 303 and done.headers["location"] == "/analytics/clv?recomputed=1"
     page = client.get(done.headers["location"])
     assert "CLV recomputed." in page.text and "CLV last computed at" in page.text
-    with_clv = db.scalar(select(func.count()).where(Customer.org_id == brand.org_id, Customer.clv_fen.is_not(None)))
+    with_clv = db.scalar(
+        select(func.count()).where(Customer.org_id == brand.org_id, Customer.clv_fen.is_not(None))
+    )
     assert with_clv > 0
     assert sum(b[2] for b in chart_of(page.text)["bins"]) == with_clv
     rows = read_csv(client.get("/analytics/clv.csv"))
     assert sum(int(r[2]) for r in rows[1:]) == with_clv
 
 
-def test_roi_cost_form_saves_fen_and_shows_in_the_table(client: TestClient, admin: str, brand: LoadSummary,
-                                                        db: Session) -> None:
+def test_roi_cost_form_saves_fen_and_shows_in_the_table(
+    client: TestClient, admin: str, brand: LoadSummary, db: Session
+) -> None:
     first = db.scalar(select(func.min(Customer.created_at)).where(Customer.org_id == brand.org_id))
     assert first is not None
     start = (first + timedelta(hours=8)).date()
     end = start + timedelta(days=29)
-    form = {"csrf_token": admin, "channel": "douyin_comment", "dimension": "source",
-            "period_start": start.isoformat(), "period_end": end.isoformat(), "cost_yuan": "1,500.50", "note": "投流"}
+    form = {
+        "csrf_token": admin,
+        "channel": "douyin_comment",
+        "dimension": "source",
+        "period_start": start.isoformat(),
+        "period_end": end.isoformat(),
+        "cost_yuan": "1,500.50",
+        "note": "投流",
+    }
     saved = client.post("/analytics/roi/costs", data=form, follow_redirects=False)
     assert saved.status_code == 303
     cost = db.scalars(select(ChannelCost).where(ChannelCost.org_id == brand.org_id)).one()
@@ -234,8 +281,16 @@ def test_roi_cost_form_saves_fen_and_shows_in_the_table(client: TestClient, admi
     row = re.search(r'<tr data-channel="douyin_comment">(.*?)</tr>', page.text, re.DOTALL)
     assert row and "¥1,500.50" in row.group(1)
     rows = read_csv(client.get(f"/analytics/roi.csv?{query}"))
-    assert rows[0] == ["channel", "cost_fen", "customers", "cost_per_customer_fen", "revenue_fen",
-                       "predicted_clv_fen", "roi", "predicted_roi"]
+    assert rows[0] == [
+        "channel",
+        "cost_fen",
+        "customers",
+        "cost_per_customer_fen",
+        "revenue_fen",
+        "predicted_clv_fen",
+        "roi",
+        "predicted_roi",
+    ]
     douyin = next(r for r in rows[1:] if r[0] == "douyin_comment")
     assert int(douyin[1]) == 150_050 and int(douyin[2]) > 0
     assert "Douyin comment" in chart_of(page.text)["channels"]
@@ -268,7 +323,12 @@ def test_yuan_to_fen() -> None:
     assert yuan_to_fen("12") == 1200
     assert yuan_to_fen(" ¥1,234.5 ") == 123_450
     assert yuan_to_fen("0.01") == 1
-    for bad, why in (("1.234", "two decimals"), ("-3", "zero or more"), ("abc", "not a number"), ("NaN", "zero or more")):
+    for bad, why in (
+        ("1.234", "two decimals"),
+        ("-3", "zero or more"),
+        ("abc", "not a number"),
+        ("NaN", "zero or more"),
+    ):
         with pytest.raises(ValueError, match=why):
             yuan_to_fen(bad)
 

@@ -47,24 +47,44 @@ def world(db: Session, make_tenant) -> World:  # type: ignore[no-untyped-def]
     a = make_tenant("brand-a")
     # Organization B needs no users (each costs an argon2 hash): only data that A must never see.
     b = identity.create_organization(db, "Brand B", "brand-b")
-    op_acc = accounts.create_account(db, a.org_id, AccountIn(
-        kind=AccountKind.personal_wechat, external_id="wx-op", name="Op phone", operator_id=a.operator_id,
-        soft_cap=2, hard_cap=5))
-    other_acc = accounts.create_account(db, a.org_id, AccountIn(
-        kind=AccountKind.wecom_member, external_id="wm-1", name="Front desk"))
-    mine = customers.create_customer(db, a.org_id, {"name": "张三", "mobile": "13812345678", "source": "douyin",
-                                                   "stage": "converted", "intent": "面霜"})
+    op_acc = accounts.create_account(
+        db,
+        a.org_id,
+        AccountIn(
+            kind=AccountKind.personal_wechat,
+            external_id="wx-op",
+            name="Op phone",
+            operator_id=a.operator_id,
+            soft_cap=2,
+            hard_cap=5,
+        ),
+    )
+    other_acc = accounts.create_account(
+        db, a.org_id, AccountIn(kind=AccountKind.wecom_member, external_id="wm-1", name="Front desk")
+    )
+    mine = customers.create_customer(
+        db,
+        a.org_id,
+        {"name": "张三", "mobile": "13812345678", "source": "douyin", "stage": "converted", "intent": "面霜"},
+    )
     customers.follow(db, a.org_id, mine.id, op_acc.id, source="douyin")
-    theirs = customers.create_customer(db, a.org_id, {"name": "李四", "mobile": "13900001111", "source": "taobao"})
+    theirs = customers.create_customer(
+        db, a.org_id, {"name": "李四", "mobile": "13900001111", "source": "taobao"}
+    )
     customers.follow(db, a.org_id, theirs.id, other_acc.id)
-    group, tags = customers.create_tag_group(db, a.org_id, TagGroupIn(name="意向", tags=["高意向", "低意向"]))
-    b_acc = accounts.create_account(db, b.id, AccountIn(
-        kind=AccountKind.personal_wechat, external_id="wx-b", name="B phone"))
+    _group, tags = customers.create_tag_group(
+        db, a.org_id, TagGroupIn(name="意向", tags=["高意向", "低意向"])
+    )
+    b_acc = accounts.create_account(
+        db, b.id, AccountIn(kind=AccountKind.personal_wechat, external_id="wx-b", name="B phone")
+    )
     foreign = customers.create_customer(db, b.id, {"name": "王五", "mobile": "13700002222"})
     customers.follow(db, b.id, foreign.id, b_acc.id)
     _g, b_tags = customers.create_tag_group(db, b.id, TagGroupIn(name="B group", tags=["B tag"]))
     db.commit()
-    return World(a, op_acc.id, other_acc.id, mine.id, theirs.id, foreign.id, tags[0].id, tags[1].id, b_tags[0].id)
+    return World(
+        a, op_acc.id, other_acc.id, mine.id, theirs.id, foreign.id, tags[0].id, tags[1].id, b_tags[0].id
+    )
 
 
 def hidden_csrf(page: str) -> str:
@@ -85,9 +105,16 @@ def login(client: TestClient, email: str, password: str = PASSWORD, next_url: st
     """Log in through the form; returns the session's CSRF token."""
     form = client.get("/login")
     assert form.status_code == 200
-    response = client.post("/login", data={
-        "email": email, "password": password, "csrf_token": hidden_csrf(form.text), "next": next_url,
-    }, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={
+            "email": email,
+            "password": password,
+            "csrf_token": hidden_csrf(form.text),
+            "next": next_url,
+        },
+        follow_redirects=False,
+    )
     assert response.status_code == 303, response.text
     return meta_csrf(client.get("/").text)
 
@@ -103,10 +130,16 @@ def test_login_sets_httponly_lax_cookie_and_redirects(client: TestClient, world:
     form = client.get("/login?next=/accounts")
     assert form.status_code == 200
     assert 'name="next" value="/accounts"' in form.text
-    response = client.post("/login", data={
-        "email": email(world, "admin").upper(), "password": PASSWORD, "csrf_token": hidden_csrf(form.text),
-        "next": "/accounts",
-    }, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={
+            "email": email(world, "admin").upper(),
+            "password": PASSWORD,
+            "csrf_token": hidden_csrf(form.text),
+            "next": "/accounts",
+        },
+        follow_redirects=False,
+    )
     assert response.status_code == 303
     assert response.headers["location"] == "/accounts"
     cookie = next(c for c in response.headers.get_list("set-cookie") if c.startswith(SESSION_COOKIE + "="))
@@ -121,8 +154,11 @@ def test_wrong_password_and_unknown_email_get_the_same_message(client: TestClien
     answers = []
     for who, password in ((email(world, "admin"), "wrong-password"), ("nobody@nowhere.test", PASSWORD)):
         form = client.get("/login")
-        response = client.post("/login", data={"email": who, "password": password,
-                                               "csrf_token": hidden_csrf(form.text)}, follow_redirects=False)
+        response = client.post(
+            "/login",
+            data={"email": who, "password": password, "csrf_token": hidden_csrf(form.text)},
+            follow_redirects=False,
+        )
         assert response.status_code == 401
         assert "Wrong email or password." in response.text
         assert not any(c.startswith(SESSION_COOKIE + "=") for c in response.headers.get_list("set-cookie"))
@@ -132,8 +168,11 @@ def test_wrong_password_and_unknown_email_get_the_same_message(client: TestClien
 
 
 def test_login_form_needs_its_csrf_cookie(client: TestClient, world: World) -> None:
-    response = client.post("/login", data={"email": email(world, "admin"), "password": PASSWORD,
-                                           "csrf_token": "forged"}, follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={"email": email(world, "admin"), "password": PASSWORD, "csrf_token": "forged"},
+        follow_redirects=False,
+    )
     assert response.status_code == 403
     assert SESSION_COOKIE not in client.cookies
 
@@ -143,8 +182,11 @@ def test_repeated_failures_pause_logins_for_that_email(client: TestClient, world
 
     def attempt(password: str):  # type: ignore[no-untyped-def]
         form = client.get("/login")
-        return client.post("/login", data={"email": email(world, "admin"), "password": password,
-                                           "csrf_token": hidden_csrf(form.text)}, follow_redirects=False)
+        return client.post(
+            "/login",
+            data={"email": email(world, "admin"), "password": password, "csrf_token": hidden_csrf(form.text)},
+            follow_redirects=False,
+        )
 
     assert [attempt("wrong-password").status_code for _ in range(3)] == [401, 401, 401]
     paused = attempt(PASSWORD)  # even the right password waits out the window
@@ -157,9 +199,16 @@ def test_repeated_failures_pause_logins_for_that_email(client: TestClient, world
 
 def test_open_redirects_are_refused(client: TestClient, world: World) -> None:
     form = client.get("/login")
-    response = client.post("/login", data={"email": email(world, "admin"), "password": PASSWORD,
-                                           "csrf_token": hidden_csrf(form.text), "next": "//evil.example/x"},
-                           follow_redirects=False)
+    response = client.post(
+        "/login",
+        data={
+            "email": email(world, "admin"),
+            "password": PASSWORD,
+            "csrf_token": hidden_csrf(form.text),
+            "next": "//evil.example/x",
+        },
+        follow_redirects=False,
+    )
     assert response.headers["location"] == "/"
     switched = client.get("/lang/en?next=https://evil.example/", follow_redirects=False)
     assert switched.headers["location"] == "/"
@@ -169,7 +218,9 @@ def test_pages_redirect_to_login_when_logged_out(client: TestClient, world: Worl
     response = client.get("/customers?stage=new", follow_redirects=False)
     assert response.status_code == 303
     assert response.headers["location"] == "/login?next=%2Fcustomers%3Fstage%3Dnew"
-    htmx = client.get(f"/customers/{world.mine}/tags/edit", headers={"HX-Request": "true"}, follow_redirects=False)
+    htmx = client.get(
+        f"/customers/{world.mine}/tags/edit", headers={"HX-Request": "true"}, follow_redirects=False
+    )
     assert htmx.status_code == 401
     assert htmx.headers["HX-Redirect"].startswith("/login?next=")
 
@@ -193,12 +244,15 @@ def test_post_without_csrf_is_403_and_changes_nothing(client: TestClient, world:
     assert client.post(url, data={"body": "forged", "csrf_token": "wrong"}).status_code == 403
     assert client.post(url, data={"body": "forged"}, headers={"X-CSRF-Token": "wrong"}).status_code == 403
     assert db.scalar(select(Note.id).where(Note.customer_id == world.mine)) is None
-    ok = client.post(url, data={"body": "wants the night cream"}, headers={"X-CSRF-Token": csrf,
-                                                                           "HX-Request": "true"})
+    ok = client.post(
+        url, data={"body": "wants the night cream"}, headers={"X-CSRF-Token": csrf, "HX-Request": "true"}
+    )
     assert ok.status_code == 200
     assert "wants the night cream" in ok.text
     db.expire_all()
-    assert db.scalars(select(Note.body).where(Note.customer_id == world.mine)).all() == ["wants the night cream"]
+    assert db.scalars(select(Note.body).where(Note.customer_id == world.mine)).all() == [
+        "wants the night cream"
+    ]
 
 
 # --- visibility and masking -----------------------------------------------------------------------
@@ -230,7 +284,9 @@ def test_other_orgs_customer_is_a_404_page(client: TestClient, world: World) -> 
         assert response.headers["content-type"].startswith("text/html")
         assert "王五" not in response.text
     csrf = meta_csrf(client.get("/").text)
-    posted = client.post(f"/customers/{world.foreign}/tags", data={"tag_id": world.foreign_tag, "csrf_token": csrf})
+    posted = client.post(
+        f"/customers/{world.foreign}/tags", data={"tag_id": world.foreign_tag, "csrf_token": csrf}
+    )
     assert posted.status_code == 404
 
 
@@ -295,22 +351,32 @@ def test_tag_picker_saves_in_place(client: TestClient, world: World, db: Session
     picker = client.get(f"/customers/{world.mine}/tags/edit", headers={"HX-Request": "true"})
     assert picker.status_code == 200
     assert "意向" in picker.text and "高意向" in picker.text and 'type="checkbox"' in picker.text
-    saved = client.post(f"/customers/{world.mine}/tags", data={"tag_id": [world.tag_hot, world.tag_cold]},
-                        headers={"X-CSRF-Token": csrf, "HX-Request": "true"})
+    saved = client.post(
+        f"/customers/{world.mine}/tags",
+        data={"tag_id": [world.tag_hot, world.tag_cold]},
+        headers={"X-CSRF-Token": csrf, "HX-Request": "true"},
+    )
     assert saved.status_code == 200
     assert f'data-tag-id="{world.tag_hot}"' in saved.text and "<html" not in saved.text
     stored = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == world.mine)))
     assert stored == {world.tag_hot, world.tag_cold}
     # Unticking everything clears the tags.
-    client.post(f"/customers/{world.mine}/tags", data={}, headers={"X-CSRF-Token": csrf, "HX-Request": "true"})
+    client.post(
+        f"/customers/{world.mine}/tags", data={}, headers={"X-CSRF-Token": csrf, "HX-Request": "true"}
+    )
     db.expire_all()
     assert db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == world.mine)).all() == []
 
 
-def test_tag_of_another_org_is_refused_and_nothing_saved(client: TestClient, world: World, db: Session) -> None:
+def test_tag_of_another_org_is_refused_and_nothing_saved(
+    client: TestClient, world: World, db: Session
+) -> None:
     csrf = login(client, email(world, "admin"))
-    response = client.post(f"/customers/{world.mine}/tags", data={"tag_id": [world.tag_hot, world.foreign_tag]},
-                           headers={"X-CSRF-Token": csrf, "HX-Request": "true"})
+    response = client.post(
+        f"/customers/{world.mine}/tags",
+        data={"tag_id": [world.tag_hot, world.foreign_tag]},
+        headers={"X-CSRF-Token": csrf, "HX-Request": "true"},
+    )
     assert response.status_code == 200
     assert "unknown tag ids" in response.text
     assert db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == world.mine)).all() == []
@@ -334,29 +400,44 @@ def test_remark_edit_and_reset(client: TestClient, world: World, db: Session) ->
     assert row is not None and row.remark == auto and not row.remark_is_manual
 
 
-def test_operator_saving_the_masked_remark_keeps_the_mobile(client: TestClient, world: World, db: Session) -> None:
+def test_operator_saving_the_masked_remark_keeps_the_mobile(
+    client: TestClient, world: World, db: Session
+) -> None:
     csrf = login(client, email(world, "operator"))
     before = db.get(Customer, world.mine).remark  # type: ignore[union-attr]
     assert "13812345678" in before
     masked = before.replace("13812345678", "138****5678")
-    client.post(f"/customers/{world.mine}/remark", data={"remark": masked},
-                headers={"X-CSRF-Token": csrf, "HX-Request": "true"})
+    client.post(
+        f"/customers/{world.mine}/remark",
+        data={"remark": masked},
+        headers={"X-CSRF-Token": csrf, "HX-Request": "true"},
+    )
     db.expire_all()
     assert db.get(Customer, world.mine).remark == before  # type: ignore[union-attr]
 
 
 def test_empty_note_is_refused(client: TestClient, world: World, db: Session) -> None:
     csrf = login(client, email(world, "admin"))
-    response = client.post(f"/customers/{world.mine}/notes", data={"body": "   "},
-                           headers={"X-CSRF-Token": csrf, "HX-Request": "true"})
+    response = client.post(
+        f"/customers/{world.mine}/notes",
+        data={"body": "   "},
+        headers={"X-CSRF-Token": csrf, "HX-Request": "true"},
+    )
     assert "Write something first." in response.text
     assert db.scalar(select(Note.id)) is None
 
 
 def test_detail_shows_follows_orders_and_timeline(client: TestClient, world: World, db: Session) -> None:
-    order = Order(org_id=world.tenant.org_id, customer_id=world.mine, account_id=world.op_account,  # type: ignore[attr-defined]
-                  platform="taobao", external_id="TB-1001", amount_fen=1999900, refunded_fen=0,
-                  paid_at=utcnow() - timedelta(days=2))
+    order = Order(
+        org_id=world.tenant.org_id,
+        customer_id=world.mine,
+        account_id=world.op_account,  # type: ignore[attr-defined]
+        platform="taobao",
+        external_id="TB-1001",
+        amount_fen=1999900,
+        refunded_fen=0,
+        paid_at=utcnow() - timedelta(days=2),
+    )
     db.add(order)
     db.flush()
     db.add(OrderItem(order_id=order.id, name="修护面霜", quantity=2, unit_price_fen=999950))
@@ -389,8 +470,16 @@ def _chart(page: str) -> dict:  # type: ignore[type-arg]
 
 
 def test_dashboard_counts_are_scoped(client: TestClient, world: World, db: Session) -> None:
-    db.add(Order(org_id=world.tenant.org_id, customer_id=world.theirs, platform="jd", external_id="JD-1",  # type: ignore[attr-defined]
-                 amount_fen=12345, paid_at=utcnow() - timedelta(days=1)))
+    db.add(
+        Order(
+            org_id=world.tenant.org_id,
+            customer_id=world.theirs,
+            platform="jd",
+            external_id="JD-1",  # type: ignore[attr-defined]
+            amount_fen=12345,
+            paid_at=utcnow() - timedelta(days=1),
+        )
+    )
     db.commit()
     login(client, email(world, "operator"))
     page = client.get("/").text
@@ -453,7 +542,9 @@ def test_language_from_browser_then_cookie(client: TestClient, world: World) -> 
     assert zh.headers["content-language"] == "zh-CN"
     en = client.get("/login", headers={"Accept-Language": "fr-FR,en;q=0.5"})
     assert "Log in to siyu" in en.text
-    switched = client.get("/lang/en?next=/login", headers={"Accept-Language": "zh-CN"}, follow_redirects=False)
+    switched = client.get(
+        "/lang/en?next=/login", headers={"Accept-Language": "zh-CN"}, follow_redirects=False
+    )
     assert switched.status_code == 303 and switched.headers["location"] == "/login"
     assert "lang=en" in switched.headers["set-cookie"]
     client.cookies.set("lang", "en")

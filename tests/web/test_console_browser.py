@@ -33,14 +33,25 @@ class Seeded:
 def seeded(db: Session, make_tenant) -> Seeded:  # type: ignore[no-untyped-def]
     """An operator with one account following two customers, and a tag group with two tags."""
     tenant = make_tenant("browser-brand")
-    acc = accounts.create_account(db, tenant.org_id, AccountIn(
-        kind=AccountKind.personal_wechat, external_id="wx-1", name="主号 1", operator_id=tenant.operator_id))
-    first = customers.create_customer(db, tenant.org_id, {"name": "陈小姐", "mobile": "13811112222",
-                                                         "source": "douyin", "intent": "祛痘"})
+    acc = accounts.create_account(
+        db,
+        tenant.org_id,
+        AccountIn(
+            kind=AccountKind.personal_wechat,
+            external_id="wx-1",
+            name="主号 1",
+            operator_id=tenant.operator_id,
+        ),
+    )
+    first = customers.create_customer(
+        db, tenant.org_id, {"name": "陈小姐", "mobile": "13811112222", "source": "douyin", "intent": "祛痘"}
+    )
     second = customers.create_customer(db, tenant.org_id, {"name": "刘先生", "source": "taobao"})
     for c in (first, second):
         customers.follow(db, tenant.org_id, c.id, acc.id, source=c.source)
-    _group, tags = customers.create_tag_group(db, tenant.org_id, TagGroupIn(name="意向", tags=["高意向", "低意向"]))
+    _group, tags = customers.create_tag_group(
+        db, tenant.org_id, TagGroupIn(name="意向", tags=["高意向", "低意向"])
+    )
     customers.create_tag_group(db, tenant.org_id, TagGroupIn(name="痛点", tags=["痘痘", "敏感肌"]))
     db.commit()
     return Seeded(email=f"operator@{tenant.slug}.test", customer_id=first.id, tag_id=tags[0].id)
@@ -71,7 +82,9 @@ def test_login_edit_tags_switch_language_and_chart(live_server: str, seeded: See
             page.fill("input[name=password]", "password123")
             page.click("button[type=submit]")
             expect(page).to_have_url(f"{live_server}/customers")
-            expect(page.locator(f"tr[data-customer-id='{seeded.customer_id}'] td.mobile")).to_have_text("138****2222")
+            expect(page.locator(f"tr[data-customer-id='{seeded.customer_id}'] td.mobile")).to_have_text(
+                "138****2222"
+            )
             _shot(page, "customers")
 
             # Open the customer and tick a tag in the picker; the fragment is swapped in place. The picker
@@ -89,7 +102,9 @@ def test_login_edit_tags_switch_language_and_chart(live_server: str, seeded: See
             page.reload()
             expect(page.locator(f"#tags .tag[data-tag-id='{seeded.tag_id}']")).to_contain_text("高意向")
             with make_sessionmaker(engine)() as check:
-                stored = check.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == seeded.customer_id))
+                stored = check.scalars(
+                    select(CustomerTag.tag_id).where(CustomerTag.customer_id == seeded.customer_id)
+                )
                 assert list(stored) == [seeded.tag_id]
 
             # A note through HTMX; the timeline reloads itself and shows it too.

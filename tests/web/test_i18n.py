@@ -41,7 +41,9 @@ def test_every_ui_string_is_in_both_catalogs_and_translated_into_chinese() -> No
     for catalog in (zh, en):
         ids = {m.id for m in catalog if m.id}
         missing = extracted - ids
-        assert not missing, f"{catalog.locale}: not in the catalog (run pybabel update): {sorted(map(str, missing))}"
+        assert not missing, (
+            f"{catalog.locale}: not in the catalog (run pybabel update): {sorted(map(str, missing))}"
+        )
         stale = ids - extracted
         assert not stale, f"{catalog.locale}: obsolete entries: {sorted(map(str, stale))}"
     untranslated, broken = [], []
@@ -64,20 +66,33 @@ def test_every_label_is_extracted() -> None:
     # Labels are only marked with N_; make sure the extraction sees each one.
     extracted = _extracted()
     for table in ("stage", "account_kind", "account_status", "source", "event", "identity"):
-        for code in getattr(labels, {"stage": "STAGES", "account_kind": "ACCOUNT_KINDS",
-                                     "account_status": "ACCOUNT_STATUSES", "source": "SOURCES",
-                                     "event": "EVENT_TYPES", "identity": "IDENTITY_KINDS"}[table]):
+        for code in getattr(
+            labels,
+            {
+                "stage": "STAGES",
+                "account_kind": "ACCOUNT_KINDS",
+                "account_status": "ACCOUNT_STATUSES",
+                "source": "SOURCES",
+                "event": "EVENT_TYPES",
+                "identity": "IDENTITY_KINDS",
+            }[table],
+        ):
             assert labels.label(table, code) in extracted
 
 
 def test_catalogs_compile_in_memory() -> None:
     zh = i18n.translations_for("zh_CN")
     assert zh.gettext("Customers") == "客户"
-    assert zh.ngettext("%(count)s order, %(amount)s net", "%(count)s orders, %(amount)s net", 5) % {
-        "count": 5, "amount": "¥1.00"} == "5 单，净额 ¥1.00"
+    assert (
+        zh.ngettext("%(count)s order, %(amount)s net", "%(count)s orders, %(amount)s net", 5)
+        % {"count": 5, "amount": "¥1.00"}
+        == "5 单，净额 ¥1.00"
+    )
     en = i18n.translations_for("en")
     assert en.gettext("Customers") == "Customers"
-    assert en.ngettext("%(count)s order, %(amount)s net", "%(count)s orders, %(amount)s net", 1).startswith("%(count)s order,")
+    assert en.ngettext("%(count)s order, %(amount)s net", "%(count)s orders, %(amount)s net", 1).startswith(
+        "%(count)s order,"
+    )
     assert i18n.translations_for("fr").gettext("Customers") == "Customers"
 
 

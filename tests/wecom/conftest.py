@@ -33,7 +33,9 @@ WELCOME = "欢迎！回复 1 领取资料"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "own_members: the test seeds its own WeCom members (`fake` starts empty)")
+    config.addinivalue_line(
+        "markers", "own_members: the test seeds its own WeCom members (`fake` starts empty)"
+    )
 
 
 class Control:
@@ -77,22 +79,30 @@ def plain_fake(wecom_server: FakeWeComServer) -> Iterator[Control]:
 def fake(plain_fake: Control, request: pytest.FixtureRequest) -> Control:
     """The fake with two members, zhangsan and lisi (none for tests marked `own_members`)."""
     if request.node.get_closest_marker("own_members") is None:
-        plain_fake.post("members", {"members": [{"userid": "zhangsan", "name": "张三"},
-                                                {"userid": "lisi", "name": "李四"}]})
+        plain_fake.post(
+            "members",
+            {"members": [{"userid": "zhangsan", "name": "张三"}, {"userid": "lisi", "name": "李四"}]},
+        )
     return plain_fake
 
 
 @pytest.fixture
 def wecom(fake: Control) -> WeComClient:
     """siyu's WeCom client of the fake (tokens kept in memory, retries without sleeping)."""
-    return WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None)
+    return WeComClient(
+        fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None
+    )
 
 
 def customer_of(db: Session, org: int, external_userid: str) -> int:
     """The id of the siyu customer who has this WeCom external userid."""
-    return db.scalar(select(CustomerIdentity.customer_id).where(  # type: ignore[return-value]
-        CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid,
-        CustomerIdentity.value == external_userid))
+    return db.scalar(
+        select(CustomerIdentity.customer_id).where(  # type: ignore[return-value]
+            CustomerIdentity.org_id == org,
+            CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+            CustomerIdentity.value == external_userid,
+        )
+    )
 
 
 def active_follows(db: Session, org_id: int) -> set[tuple[str, str]]:
@@ -101,8 +111,11 @@ def active_follows(db: Session, org_id: int) -> set[tuple[str, str]]:
         select(CustomerIdentity.value, Account.external_id)
         .join(FollowRelation, FollowRelation.customer_id == CustomerIdentity.customer_id)
         .join(Account, Account.id == FollowRelation.account_id)
-        .where(FollowRelation.org_id == org_id, FollowRelation.status == FollowStatus.active,
-               CustomerIdentity.kind == IdentityKind.wecom_external_userid)
+        .where(
+            FollowRelation.org_id == org_id,
+            FollowRelation.status == FollowStatus.active,
+            CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+        )
     ).all()
     return {(a, b) for a, b in rows}
 
@@ -112,8 +125,11 @@ def console_login(client: Any, email: str) -> str:
     form = client.get("/login").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', form)
     assert token
-    res = client.post("/login", data={"email": email, "password": "password123", "csrf_token": token.group(1),
-                                      "next": "/"}, follow_redirects=False)
+    res = client.post(
+        "/login",
+        data={"email": email, "password": "password123", "csrf_token": token.group(1), "next": "/"},
+        follow_redirects=False,
+    )
     assert res.status_code == 303, res.text
     meta = re.search(r'<meta name="csrf-token" content="([^"]+)">', client.get("/").text)
     assert meta
@@ -168,9 +184,16 @@ class Wired:
 def wired(app, db: Session, tenant, fake: Control, inline_worker) -> Iterator[Wired]:  # type: ignore[no-untyped-def]
     """Credentials saved for the tenant, the app live on loopback, the fake calling it back."""
     save_credentials(
-        db, tenant.org_id,
-        CredentialsIn(corp_id=fake.corp_id, secret=SECRET, token=TOKEN, encoding_aes_key=AES_KEY,
-                      base_url=fake.base_url, welcome_text=WELCOME),  # type: ignore[arg-type]
+        db,
+        tenant.org_id,
+        CredentialsIn(
+            corp_id=fake.corp_id,
+            secret=SECRET,
+            token=TOKEN,
+            encoding_aes_key=AES_KEY,
+            base_url=fake.base_url,
+            welcome_text=WELCOME,
+        ),  # type: ignore[arg-type]
         app.state.settings.resolved_secret_key(),
     )
     db.commit()

@@ -25,9 +25,12 @@ def _inbox_count(db: Session) -> int:
 
 def _customer(db: Session, external_userid: str) -> Customer:
     db.expire_all()
-    ident = db.scalar(select(CustomerIdentity).where(
-        CustomerIdentity.kind == IdentityKind.wecom_external_userid, CustomerIdentity.value == external_userid
-    ))
+    ident = db.scalar(
+        select(CustomerIdentity).where(
+            CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+            CustomerIdentity.value == external_userid,
+        )
+    )
     assert ident is not None, f"no customer for {external_userid}"
     customer = db.get(Customer, ident.customer_id)
     assert customer is not None
@@ -35,9 +38,11 @@ def _customer(db: Session, external_userid: str) -> Customer:
 
 
 def _follow(db: Session, customer_id: int, userid: str) -> FollowRelation:
-    rel = db.scalar(select(FollowRelation).join(Account, Account.id == FollowRelation.account_id).where(
-        FollowRelation.customer_id == customer_id, Account.external_id == userid
-    ))
+    rel = db.scalar(
+        select(FollowRelation)
+        .join(Account, Account.id == FollowRelation.account_id)
+        .where(FollowRelation.customer_id == customer_id, Account.external_id == userid)
+    )
     assert rel is not None
     return rel
 
@@ -92,14 +97,26 @@ def test_channel_code_scan_sets_source_follow_and_sends_the_welcome(wired: Wired
 
 
 def test_the_same_callback_delivered_three_times_has_one_effect(wired: Wired, db: Session) -> None:
-    created = wired.fake.post("contacts", {"contacts": [
-        {"name": "老王", "follow": [{"userid": "lisi", "state": "taobao_card"}]},
-    ]})
+    created = wired.fake.post(
+        "contacts",
+        {
+            "contacts": [
+                {"name": "老王", "follow": [{"userid": "lisi", "state": "taobao_card"}]},
+            ]
+        },
+    )
     eid = created["external_userids"][0]
     fields = {
-        "ToUserName": wired.fake.corp_id, "FromUserName": "sys", "CreateTime": int(time.time()),
-        "MsgType": "event", "Event": "change_external_contact", "ChangeType": "add_external_contact",
-        "UserID": "lisi", "ExternalUserID": eid, "State": "taobao_card", "WelcomeCode": "WELCOME-ONCE-1",
+        "ToUserName": wired.fake.corp_id,
+        "FromUserName": "sys",
+        "CreateTime": int(time.time()),
+        "MsgType": "event",
+        "Event": "change_external_contact",
+        "ChangeType": "add_external_contact",
+        "UserID": "lisi",
+        "ExternalUserID": eid,
+        "State": "taobao_card",
+        "WelcomeCode": "WELCOME-ONCE-1",
     }
     answers = [_post_event(wired, fields) for _ in range(3)]
     assert [r.status_code for r in answers] == [200, 200, 200]
@@ -114,8 +131,9 @@ def test_the_same_callback_delivered_three_times_has_one_effect(wired: Wired, db
 
 def test_bad_signature_is_403_and_nothing_is_stored(wired: Wired, db: Session) -> None:
     crypto = CallbackCrypto(TOKEN, AES_KEY, wired.fake.corp_id)
-    body, params = crypto.encrypt_request(build_event_xml({"Event": "change_external_contact",
-                                                           "ChangeType": "add_external_contact"}))
+    body, params = crypto.encrypt_request(
+        build_event_xml({"Event": "change_external_contact", "ChangeType": "add_external_contact"})
+    )
     params["msg_signature"] = params["msg_signature"][::-1]
     res = httpx.post(wired.callback_url, params=params, content=body.encode(), timeout=5)
     assert res.status_code == 403
@@ -129,26 +147,41 @@ def test_bad_signature_is_403_and_nothing_is_stored(wired: Wired, db: Session) -
 def test_unknown_organization_is_404(wired: Wired, db: Session) -> None:
     crypto = CallbackCrypto(TOKEN, AES_KEY, wired.fake.corp_id)
     body, params = crypto.encrypt_request(build_event_xml({"Event": "change_external_contact"}))
-    res = httpx.post(f"{wired.app_url}/hooks/wecom/no-such-org", params=params, content=body.encode(), timeout=5)
+    res = httpx.post(
+        f"{wired.app_url}/hooks/wecom/no-such-org", params=params, content=body.encode(), timeout=5
+    )
     assert res.status_code == 404
     assert _inbox_count(db) == 0
 
 
 def test_deletion_before_addition_ends_deleted(wired: Wired, db: Session) -> None:
-    created = wired.fake.post("contacts", {"contacts": [{"name": "迟到", "follow": [{"userid": "zhangsan"}]}]})
+    created = wired.fake.post(
+        "contacts", {"contacts": [{"name": "迟到", "follow": [{"userid": "zhangsan"}]}]}
+    )
     eid = created["external_userids"][0]
     added_at = int(time.time()) - 30
     # The customer deletes the member: WeCom's del_follow_user reaches us first...
-    assert wired.fake.post(f"contacts/{eid}/delete", {"userid": "zhangsan", "by": "customer"})["status"] == 200
+    assert (
+        wired.fake.post(f"contacts/{eid}/delete", {"userid": "zhangsan", "by": "customer"})["status"] == 200
+    )
     customer = _customer(db, eid)
     rel = _follow(db, customer.id, "zhangsan")
     assert rel.status == FollowStatus.deleted_by_customer
     # ...and the (older) add arrives late: it must not bring the relation back.
-    res = _post_event(wired, {
-        "ToUserName": wired.fake.corp_id, "FromUserName": "sys", "CreateTime": added_at, "MsgType": "event",
-        "Event": "change_external_contact", "ChangeType": "add_external_contact",
-        "UserID": "zhangsan", "ExternalUserID": eid, "WelcomeCode": "late-code",
-    })
+    res = _post_event(
+        wired,
+        {
+            "ToUserName": wired.fake.corp_id,
+            "FromUserName": "sys",
+            "CreateTime": added_at,
+            "MsgType": "event",
+            "Event": "change_external_contact",
+            "ChangeType": "add_external_contact",
+            "UserID": "zhangsan",
+            "ExternalUserID": eid,
+            "WelcomeCode": "late-code",
+        },
+    )
     assert res.status_code == 200
     db.expire_all()
     rel = _follow(db, customer.id, "zhangsan")
@@ -161,18 +194,31 @@ def test_deletion_before_addition_ends_deleted(wired: Wired, db: Session) -> Non
 
 
 def test_member_deletes_then_readds_keeps_the_later_state(wired: Wired, db: Session) -> None:
-    created = wired.fake.post("contacts", {"emit": True, "contacts": [
-        {"name": "回头客", "follow": [{"userid": "lisi", "createtime": int(time.time()) - 100}]},
-    ]})
+    created = wired.fake.post(
+        "contacts",
+        {
+            "emit": True,
+            "contacts": [
+                {"name": "回头客", "follow": [{"userid": "lisi", "createtime": int(time.time()) - 100}]},
+            ],
+        },
+    )
     eid = created["external_userids"][0]
     wired.fake.post(f"contacts/{eid}/delete", {"userid": "lisi", "by": "member"})
     customer = _customer(db, eid)
     assert _follow(db, customer.id, "lisi").status == FollowStatus.deleted_by_staff
     # An edit of a relation that no longer exists is applied from the event without error.
-    res = _post_event(wired, {
-        "CreateTime": int(time.time()), "MsgType": "event", "Event": "change_external_contact",
-        "ChangeType": "edit_external_contact", "UserID": "lisi", "ExternalUserID": eid,
-    })
+    res = _post_event(
+        wired,
+        {
+            "CreateTime": int(time.time()),
+            "MsgType": "event",
+            "Event": "change_external_contact",
+            "ChangeType": "edit_external_contact",
+            "UserID": "lisi",
+            "ExternalUserID": eid,
+        },
+    )
     assert res.status_code == 200
     db.expire_all()
     assert db.scalar(select(func.count()).where(InboxItem.error.is_not(None))) == 0
@@ -180,10 +226,17 @@ def test_member_deletes_then_readds_keeps_the_later_state(wired: Wired, db: Sess
 
 def test_credentials_are_encrypted_at_rest_and_never_returned(client, tenant, db: Session, fake) -> None:  # type: ignore[no-untyped-def]
     secret = "s3cr3t-" + uuid.uuid4().hex
-    res = client.put("/api/v1/wecom/credentials", headers=tenant.auth("admin"), json={
-        "corp_id": fake.corp_id, "secret": secret, "token": TOKEN, "encoding_aes_key": AES_KEY,
-        "base_url": fake.base_url,
-    })
+    res = client.put(
+        "/api/v1/wecom/credentials",
+        headers=tenant.auth("admin"),
+        json={
+            "corp_id": fake.corp_id,
+            "secret": secret,
+            "token": TOKEN,
+            "encoding_aes_key": AES_KEY,
+            "base_url": fake.base_url,
+        },
+    )
     assert res.status_code == 200, res.text
     assert secret not in res.text and AES_KEY not in res.text and TOKEN not in res.text
     assert res.json()["has_secret"] is True
@@ -198,8 +251,11 @@ def test_credentials_are_encrypted_at_rest_and_never_returned(client, tenant, db
     assert "secret is wrong" in tested["message"]
     # Updating without the secret keeps the stored one; the right secret then connects.
     fake.post("config", {"secrets": [secret]})
-    res = client.put("/api/v1/wecom/credentials", headers=tenant.auth("admin"),
-                     json={"corp_id": fake.corp_id, "base_url": fake.base_url})
+    res = client.put(
+        "/api/v1/wecom/credentials",
+        headers=tenant.auth("admin"),
+        json={"corp_id": fake.corp_id, "base_url": fake.base_url},
+    )
     assert res.status_code == 200
     tested = client.post("/api/v1/wecom/credentials/test", headers=tenant.auth("admin")).json()
     assert tested == {"ok": True, "errcode": 0, "message": "Connected: WeCom issued an access token."}
@@ -207,13 +263,19 @@ def test_credentials_are_encrypted_at_rest_and_never_returned(client, tenant, db
 
 def test_credentials_api_is_admin_only_and_validates(client, tenant, fake) -> None:  # type: ignore[no-untyped-def]
     body = {"corp_id": fake.corp_id, "secret": "x", "token": TOKEN, "encoding_aes_key": AES_KEY}
-    assert client.put("/api/v1/wecom/credentials", headers=tenant.auth("operator"), json=body).status_code == 403
+    assert (
+        client.put("/api/v1/wecom/credentials", headers=tenant.auth("operator"), json=body).status_code == 403
+    )
     assert client.get("/api/v1/wecom/credentials", headers=tenant.auth("admin")).status_code == 404
-    bad = client.put("/api/v1/wecom/credentials", headers=tenant.auth("admin"),
-                     json={**body, "encoding_aes_key": "!" * 43})
+    bad = client.put(
+        "/api/v1/wecom/credentials", headers=tenant.auth("admin"), json={**body, "encoding_aes_key": "!" * 43}
+    )
     assert bad.status_code == 422 and bad.json()["field"] == "encoding_aes_key"
-    missing = client.put("/api/v1/wecom/credentials", headers=tenant.auth("admin"),
-                         json={"corp_id": fake.corp_id, "token": TOKEN})
+    missing = client.put(
+        "/api/v1/wecom/credentials",
+        headers=tenant.auth("admin"),
+        json={"corp_id": fake.corp_id, "token": TOKEN},
+    )
     assert missing.status_code == 422 and missing.json()["field"] == "secret"
 
 
@@ -221,34 +283,65 @@ def test_tags_and_groups_follow_their_events(wired: Wired, db: Session) -> None:
     from siyu.customers.models import CustomerTag, Tag, TagGroup
     from siyu.groups.models import CustomerGroup, GroupStatus
 
-    tags = wired.fake.post("tags", {"groups": [{"group_name": "意向", "tags": ["高意向", "低意向"]}]})["groups"][0]
+    tags = wired.fake.post("tags", {"groups": [{"group_name": "意向", "tags": ["高意向", "低意向"]}]})[
+        "groups"
+    ][0]
     high = tags["tags"]["高意向"]
-    created = wired.fake.post("contacts", {"emit": True, "contacts": [
-        {"name": "标签客", "follow": [{"userid": "zhangsan", "tag_ids": [high]}]},
-    ]})
+    created = wired.fake.post(
+        "contacts",
+        {
+            "emit": True,
+            "contacts": [
+                {"name": "标签客", "follow": [{"userid": "zhangsan", "tag_ids": [high]}]},
+            ],
+        },
+    )
     customer = _customer(db, created["external_userids"][0])
     tag = db.scalar(select(Tag).where(Tag.external_id == high))
     assert tag is not None and tag.name == "高意向"
     assert db.scalar(select(CustomerTag.tag_id).where(CustomerTag.customer_id == customer.id)) == tag.id
     # WeCom deletes the tag group: the mirrored group goes, and the customer's tag with it.
-    _post_event(wired, {"CreateTime": int(time.time()), "MsgType": "event", "Event": "change_external_tag",
-                        "ChangeType": "delete", "Id": tags["group_id"], "TagType": "tag_group"})
+    _post_event(
+        wired,
+        {
+            "CreateTime": int(time.time()),
+            "MsgType": "event",
+            "Event": "change_external_tag",
+            "ChangeType": "delete",
+            "Id": tags["group_id"],
+            "TagType": "tag_group",
+        },
+    )
     db.expire_all()
     assert db.scalar(select(func.count()).select_from(TagGroup)) == 0
     assert db.scalar(select(func.count()).select_from(CustomerTag)) == 0
 
     eid = created["external_userids"][0]
-    chat = wired.fake.post("groups", {"emit": True, "groups": [
-        {"owner": "zhangsan", "name": "7 天训练营", "members": ["lisi", eid]},
-    ]})["chat_ids"][0]
+    chat = wired.fake.post(
+        "groups",
+        {
+            "emit": True,
+            "groups": [
+                {"owner": "zhangsan", "name": "7 天训练营", "members": ["lisi", eid]},
+            ],
+        },
+    )["chat_ids"][0]
     db.expire_all()
     group = db.scalar(select(CustomerGroup).where(CustomerGroup.chat_id == chat))
     assert group is not None and group.name == "7 天训练营" and group.member_count == 3
     wired.fake.post(f"groups/{chat}/quit", {"userids": [eid], "quit_scene": 0})
     db.expire_all()
     assert db.get(CustomerGroup, group.id).member_count == 2  # type: ignore[union-attr]
-    _post_event(wired, {"CreateTime": int(time.time()), "MsgType": "event", "Event": "change_external_chat",
-                        "ChangeType": "dismiss", "ChatId": chat})
+    _post_event(
+        wired,
+        {
+            "CreateTime": int(time.time()),
+            "MsgType": "event",
+            "Event": "change_external_chat",
+            "ChangeType": "dismiss",
+            "ChatId": chat,
+        },
+    )
     db.expire_all()
     dismissed = db.get(CustomerGroup, group.id)
     assert dismissed is not None and dismissed.status == GroupStatus.dismissed and dismissed.member_count == 0
@@ -263,8 +356,13 @@ def test_the_stored_inbox_row_carries_the_decrypted_event(wired: Wired, db: Sess
     sent = []
     for i, change in enumerate(("edit_external_contact", "del_follow_user")):
         fields = {
-            "ToUserName": wired.fake.corp_id, "FromUserName": "sys", "CreateTime": now + i, "MsgType": "event",
-            "Event": "change_external_contact", "ChangeType": change, "UserID": "nobody",
+            "ToUserName": wired.fake.corp_id,
+            "FromUserName": "sys",
+            "CreateTime": now + i,
+            "MsgType": "event",
+            "Event": "change_external_contact",
+            "ChangeType": change,
+            "UserID": "nobody",
             "ExternalUserID": f"wmROW{i}",
         }
         assert _post_event(wired, fields).status_code == 200
@@ -272,8 +370,10 @@ def test_the_stored_inbox_row_carries_the_decrypted_event(wired: Wired, db: Sess
     db.expire_all()
     rows = list(db.scalars(select(InboxItem).order_by(InboxItem.id)))
     assert [r.external_key for r in rows] == [dedupe_key(e) for e in sent]
-    assert [r.kind for r in rows] == ["change_external_contact/edit_external_contact",
-                                      "change_external_contact/del_follow_user"]
+    assert [r.kind for r in rows] == [
+        "change_external_contact/edit_external_contact",
+        "change_external_contact/del_follow_user",
+    ]
     assert [r.payload["external_user_id"] for r in rows] == ["wmROW0", "wmROW1"]
     assert all(r.org_id == wired.org_id and r.source == SOURCE for r in rows)
     assert all(r.received_at is not None and r.attempts >= 1 for r in rows)  # processed inline by the worker
@@ -283,39 +383,68 @@ def test_missing_signature_parameters_are_422_naming_the_field(wired: Wired, db:
     crypto = CallbackCrypto(TOKEN, AES_KEY, wired.fake.corp_id)
     body, params = crypto.encrypt_request(build_event_xml({"Event": "change_external_contact"}))
     for name in ("msg_signature", "timestamp", "nonce"):
-        res = httpx.post(wired.callback_url, params={k: v for k, v in params.items() if k != name},
-                         content=body.encode(), timeout=5)
+        res = httpx.post(
+            wired.callback_url,
+            params={k: v for k, v in params.items() if k != name},
+            content=body.encode(),
+            timeout=5,
+        )
         assert res.status_code == 422 and res.json()["field"] == name
-    res = httpx.post(wired.callback_url, params={**params, "nonce": "9" * 129}, content=body.encode(), timeout=5)
+    res = httpx.post(
+        wired.callback_url, params={**params, "nonce": "9" * 129}, content=body.encode(), timeout=5
+    )
     assert res.status_code == 422 and res.json()["field"] == "nonce"
     assert _inbox_count(db) == 0
 
 
 def test_a_concurrent_burst_with_repeats_is_stored_and_applied_once_each(wired: Wired, db: Session) -> None:
-    created = wired.fake.post("contacts", {"contacts": [
-        {"name": f"客户{i}", "follow": [{"userid": "zhangsan", "state": "burst"}]} for i in range(20)
-    ]})
+    created = wired.fake.post(
+        "contacts",
+        {
+            "contacts": [
+                {"name": f"客户{i}", "follow": [{"userid": "zhangsan", "state": "burst"}]} for i in range(20)
+            ]
+        },
+    )
     crypto = CallbackCrypto(TOKEN, AES_KEY, wired.fake.corp_id)
     now = int(time.time())
     requests = []
     for eid in created["external_userids"]:
-        xml = build_event_xml({
-            "ToUserName": wired.fake.corp_id, "FromUserName": "sys", "CreateTime": now, "MsgType": "event",
-            "Event": "change_external_contact", "ChangeType": "add_external_contact",
-            "UserID": "zhangsan", "ExternalUserID": eid, "State": "burst",
-        })
+        xml = build_event_xml(
+            {
+                "ToUserName": wired.fake.corp_id,
+                "FromUserName": "sys",
+                "CreateTime": now,
+                "MsgType": "event",
+                "Event": "change_external_contact",
+                "ChangeType": "add_external_contact",
+                "UserID": "zhangsan",
+                "ExternalUserID": eid,
+                "State": "burst",
+            }
+        )
         requests += [crypto.encrypt_request(xml) for _ in range(3)]  # WeCom's retries: fresh nonce each
 
     async def burst() -> list[int]:
         async with httpx.AsyncClient(timeout=30) as client:
-            answers = await asyncio.gather(*(client.post(wired.callback_url, params=params, content=body.encode())
-                                             for body, params in requests))
+            answers = await asyncio.gather(
+                *(
+                    client.post(wired.callback_url, params=params, content=body.encode())
+                    for body, params in requests
+                )
+            )
         return [a.status_code for a in answers]
 
     assert asyncio.run(burst()) == [200] * 60
     assert _inbox_count(db) == 20
-    assert db.scalar(select(func.count()).select_from(InboxItem).where(InboxItem.attempts == 1,
-                                                                     InboxItem.processed_at.is_not(None))) == 20
+    assert (
+        db.scalar(
+            select(func.count())
+            .select_from(InboxItem)
+            .where(InboxItem.attempts == 1, InboxItem.processed_at.is_not(None))
+        )
+        == 20
+    )
     assert db.scalar(select(func.count()).select_from(Customer).where(Customer.source == "burst")) == 20
     assert db.scalar(select(Account.friend_count).where(Account.external_id == "zhangsan")) == 20
 
@@ -325,13 +454,23 @@ def test_a_failed_batch_stores_nothing_and_fails_each_caller(app, db: Session, t
 
     drains: list[int] = []
     writer = InboxWriter(app.state.engine, lambda: drains.append(1))
-    event = parse_event_xml(build_event_xml({"Event": "change_external_contact", "ChangeType": "edit_external_contact",
-                                             "ExternalUserID": "wmOK", "CreateTime": 1_700_000_000}))
+    event = parse_event_xml(
+        build_event_xml(
+            {
+                "Event": "change_external_contact",
+                "ChangeType": "edit_external_contact",
+                "ExternalUserID": "wmOK",
+                "CreateTime": 1_700_000_000,
+            }
+        )
+    )
 
     async def stores() -> list[object]:
         # org 10**15 does not exist: its insert violates the foreign key and fails its whole batch.
-        calls = [writer.store(tenant.org_id, {**event, "external_user_id": f"wm{i}", "raw": {"i": i}})  # type: ignore[typeddict-item]
-                 for i in range(10)]
+        calls = [
+            writer.store(tenant.org_id, {**event, "external_user_id": f"wm{i}", "raw": {"i": i}})  # type: ignore[typeddict-item]
+            for i in range(10)
+        ]
         calls.insert(5, writer.store(10**15, event))
         return await asyncio.gather(*calls, return_exceptions=True)
 
@@ -347,6 +486,8 @@ def test_a_failed_batch_stores_nothing_and_fails_each_caller(app, db: Session, t
 def test_an_oversized_body_is_413_and_nothing_is_stored(wired: Wired, db: Session) -> None:
     crypto = CallbackCrypto(TOKEN, AES_KEY, wired.fake.corp_id)
     _, params = crypto.encrypt_request(build_event_xml({"Event": "change_external_contact"}))
-    res = httpx.post(wired.callback_url, params=params, content=b"<xml>" + b"x" * 1_000_001 + b"</xml>", timeout=10)
+    res = httpx.post(
+        wired.callback_url, params=params, content=b"<xml>" + b"x" * 1_000_001 + b"</xml>", timeout=10
+    )
     assert res.status_code == 413
     assert _inbox_count(db) == 0

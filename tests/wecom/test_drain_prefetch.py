@@ -28,26 +28,53 @@ GET = "externalcontact/get"
 def _connect(app, db: Session, org_id: int, fake: Control) -> None:  # type: ignore[no-untyped-def]
     queue.bind_engine(app.state.engine)
     queue.bind_settings(app.state.settings)
-    save_credentials(db, org_id, CredentialsIn(corp_id=fake.corp_id, secret=SECRET, token=TOKEN,  # type: ignore[arg-type]
-                                               encoding_aes_key=AES_KEY, base_url=fake.base_url),
-                     app.state.settings.resolved_secret_key())
+    save_credentials(
+        db,
+        org_id,
+        CredentialsIn(
+            corp_id=fake.corp_id,
+            secret=SECRET,
+            token=TOKEN,  # type: ignore[arg-type]
+            encoding_aes_key=AES_KEY,
+            base_url=fake.base_url,
+        ),
+        app.state.settings.resolved_secret_key(),
+    )
     db.commit()
 
 
 def _event(eid: str, change: str = "add_external_contact", created: int = 1_700_000_000) -> dict[str, Any]:
-    return parse_event_xml(build_event_xml({  # type: ignore[return-value]
-        "ToUserName": "wwcorp", "FromUserName": "sys", "CreateTime": created, "MsgType": "event",
-        "Event": "change_external_contact", "ChangeType": change,
-        "UserID": "zhangsan", "ExternalUserID": eid, "State": "offline_flyer",
-    }))
+    return parse_event_xml(
+        build_event_xml(
+            {  # type: ignore[return-value]
+                "ToUserName": "wwcorp",
+                "FromUserName": "sys",
+                "CreateTime": created,
+                "MsgType": "event",
+                "Event": "change_external_contact",
+                "ChangeType": change,
+                "UserID": "zhangsan",
+                "ExternalUserID": eid,
+                "State": "offline_flyer",
+            }
+        )
+    )
 
 
 def _contacts(fake: Control, n: int, **follow: Any) -> list[str]:
-    return fake.post("contacts", {"contacts": [
-        {"name": f"客户{i}", "gender": 1 + i % 2, "follow": [{"userid": "zhangsan", "remark": f"备注{i}", **follow},
-                                                            {"userid": "lisi"}]}
-        for i in range(n)
-    ]})["external_userids"]  # type: ignore[no-any-return]
+    return fake.post(
+        "contacts",
+        {
+            "contacts": [
+                {
+                    "name": f"客户{i}",
+                    "gender": 1 + i % 2,
+                    "follow": [{"userid": "zhangsan", "remark": f"备注{i}", **follow}, {"userid": "lisi"}],
+                }
+                for i in range(n)
+            ]
+        },
+    )["external_userids"]  # type: ignore[no-any-return]
 
 
 def _gets(fake: Control) -> int:
@@ -66,21 +93,35 @@ def _state(db: Session, org_id: int) -> dict[str, tuple[Any, ...]]:
     db.expire_all()
     out: dict[str, tuple[Any, ...]] = {}
     for eid, customer in db.execute(
-        select(CustomerIdentity.value, Customer).join(Customer, Customer.id == CustomerIdentity.customer_id)
+        select(CustomerIdentity.value, Customer)
+        .join(Customer, Customer.id == CustomerIdentity.customer_id)
         .where(CustomerIdentity.org_id == org_id, CustomerIdentity.kind == IdentityKind.wecom_external_userid)
     ).all():
         follows = db.execute(
             select(Account.external_id, FollowRelation.status)
             .join(Account, Account.id == FollowRelation.account_id)
-            .where(FollowRelation.customer_id == customer.id).order_by(Account.external_id)
+            .where(FollowRelation.customer_id == customer.id)
+            .order_by(Account.external_id)
         ).all()
-        tags = db.scalars(select(Tag.name).join(CustomerTag, CustomerTag.tag_id == Tag.id)
-                          .where(CustomerTag.customer_id == customer.id).order_by(Tag.name)).all()
-        out[eid] = (customer.name, customer.gender, customer.source, tuple(tuple(f) for f in follows), tuple(tags))
+        tags = db.scalars(
+            select(Tag.name)
+            .join(CustomerTag, CustomerTag.tag_id == Tag.id)
+            .where(CustomerTag.customer_id == customer.id)
+            .order_by(Tag.name)
+        ).all()
+        out[eid] = (
+            customer.name,
+            customer.gender,
+            customer.source,
+            tuple(tuple(f) for f in follows),
+            tuple(tags),
+        )
     return out
 
 
-def test_a_batch_is_fetched_once_per_event_and_applied_from_wecom(app, db: Session, tenant, fake: Control) -> None:  # type: ignore[no-untyped-def]
+def test_a_batch_is_fetched_once_per_event_and_applied_from_wecom(
+    app, db: Session, tenant, fake: Control
+) -> None:  # type: ignore[no-untyped-def]
     _connect(app, db, tenant.org_id, fake)
     eids = _contacts(fake, 3 * AHEAD)
     ids = _store(db, tenant.org_id, [_event(e) for e in eids])
@@ -93,18 +134,25 @@ def test_a_batch_is_fetched_once_per_event_and_applied_from_wecom(app, db: Sessi
     assert [r.attempts for r in db.scalars(select(InboxItem).where(InboxItem.id.in_(ids)))] == [1] * len(ids)
 
 
-def test_prefetched_and_inline_drains_leave_the_same_rows(app, db: Session, make_tenant, fake: Control) -> None:  # type: ignore[no-untyped-def]
+def test_prefetched_and_inline_drains_leave_the_same_rows(
+    app, db: Session, make_tenant, fake: Control
+) -> None:  # type: ignore[no-untyped-def]
     tags = fake.post("tags", {"groups": [{"group_name": "意向", "tags": ["高意向"]}]})["groups"][0]["tags"]
     eids = _contacts(fake, AHEAD + 3, tag_ids=[tags["高意向"]])
     gone = ["wmGONE1", "wmGONE2"]  # never contacts of this company: WeCom answers 40096
-    events = [_event(e) for e in eids[:4]] + [_event(gone[0])] + [_event(e, "edit_external_contact", 1_700_000_100)
-                                                                  for e in eids[:2]]
+    events = (
+        [_event(e) for e in eids[:4]]
+        + [_event(gone[0])]
+        + [_event(e, "edit_external_contact", 1_700_000_100) for e in eids[:2]]
+    )
     events += [_event(e) for e in eids[4:]] + [_event(gone[1], "add_half_external_contact")]
     ahead, inline = make_tenant(), make_tenant()
     for org in (ahead.org_id, inline.org_id):
         _connect(app, db, org, fake)
         _store(db, org, events)
-    inline_ids = list(db.scalars(select(InboxItem.id).where(InboxItem.org_id == inline.org_id).order_by(InboxItem.id)))
+    inline_ids = list(
+        db.scalars(select(InboxItem.id).where(InboxItem.org_id == inline.org_id).order_by(InboxItem.id))
+    )
     fake.http.delete("/_control/calls")
     outcomes = [process_inbox_item(i) for i in inline_ids]  # one by one, each read from WeCom inline
     assert sum("contact gone in WeCom; applied from the event" in o for o in outcomes) == 2
@@ -120,7 +168,9 @@ def test_prefetched_and_inline_drains_leave_the_same_rows(app, db: Session, make
     assert all(state[e][4] == ("高意向",) for e in eids)
 
 
-def test_a_wecom_refusal_of_a_prefetch_is_recorded_on_its_row(app, db: Session, tenant, fake: Control) -> None:  # type: ignore[no-untyped-def]
+def test_a_wecom_refusal_of_a_prefetch_is_recorded_on_its_row(
+    app, db: Session, tenant, fake: Control
+) -> None:  # type: ignore[no-untyped-def]
     _connect(app, db, tenant.org_id, fake)
     (eid,) = _contacts(fake, 1)
     (row,) = _store(db, tenant.org_id, [_event(eid)])

@@ -26,15 +26,26 @@ pytestmark = pytest.mark.own_members  # these tests seed their own members
 
 def _world(engine: Engine, org: int, fake: Control, wecom: WeComClient) -> dict[str, int]:
     fake.post("members", {"members": [{"userid": "alice"}, {"userid": "bob"}]})
-    fake.post("contacts", {"contacts": [
-        {"external_userid": "wm_a", "name": "a", "follow": [{"userid": "alice"}]},
-        {"external_userid": "wm_b", "name": "b", "follow": [{"userid": "bob"}]},
-        {"external_userid": "wm_c", "name": "c", "follow": [{"userid": "bob"}]},
-    ]})
+    fake.post(
+        "contacts",
+        {
+            "contacts": [
+                {"external_userid": "wm_a", "name": "a", "follow": [{"userid": "alice"}]},
+                {"external_userid": "wm_b", "name": "b", "follow": [{"userid": "bob"}]},
+                {"external_userid": "wm_c", "name": "c", "follow": [{"userid": "bob"}]},
+            ]
+        },
+    )
     with transaction(make_sessionmaker(engine)) as db:
         full_sync(db, org, wecom, include_groups=False)
-        ids = dict(db.execute(select(CustomerIdentity.value, CustomerIdentity.customer_id).where(
-            CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid)).all())
+        ids = dict(
+            db.execute(
+                select(CustomerIdentity.value, CustomerIdentity.customer_id).where(
+                    CustomerIdentity.org_id == org,
+                    CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+                )
+            ).all()
+        )
         stranger = customers.create_customer(db, org, {"name": "no wecom"})
         ids["stranger"] = stranger.id
     return ids
@@ -45,7 +56,9 @@ def _new(engine: Engine, org: int, ids: list[int], text: str = "新品上架") -
         return massmsg.create_message(db, org, text=text, customer_ids=ids).id
 
 
-def test_cap_leaves_customers_out_and_says_why(engine: Engine, tenant: Any, fake: Control, wecom: WeComClient) -> None:
+def test_cap_leaves_customers_out_and_says_why(
+    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
     org = tenant.org_id
     c = _world(engine, org, fake, wecom)
     factory = make_sessionmaker(engine)
@@ -53,14 +66,20 @@ def test_cap_leaves_customers_out_and_says_why(engine: Engine, tenant: Any, fake
         massmsg.set_cap_policy(db, org, MassCapPolicy.day_1)
     first = massmsg.submit(factory, org, _new(engine, org, [c["wm_a"], c["wm_b"]]), wecom, now=NOW)
     assert first.submitted == 2 and len(first.msgids) == 2  # one WeCom task per sender member
-    senders = sorted(call["sizes"]["external_userid"] for call in fake.calls("externalcontact/add_msg_template"))
+    senders = sorted(
+        call["sizes"]["external_userid"] for call in fake.calls("externalcontact/add_msg_template")
+    )
     assert senders == [1, 1]
     second_id = _new(engine, org, [c["wm_a"], c["wm_b"], c["wm_c"], c["stranger"], 999_999], "第二条")
     with factory() as db:
         preview = massmsg.plan(db, org, massmsg.get_message(db, org, second_id), now=NOW + timedelta(hours=1))
     reasons = {o.customer_id: o.reason for o in preview.left_out}
-    assert reasons == {c["wm_a"]: "cap_reached", c["wm_b"]: "cap_reached", c["stranger"]: "no_wecom_id",
-                       999_999: "unknown_customer"}
+    assert reasons == {
+        c["wm_a"]: "cap_reached",
+        c["wm_b"]: "cap_reached",
+        c["stranger"]: "no_wecom_id",
+        999_999: "unknown_customer",
+    }
     detail = next(o.detail for o in preview.left_out if o.customer_id == c["wm_a"])
     assert "already received 1 mass messages today" in detail and "1 a day" in detail
     assert preview.by_sender == {"bob": [(c["wm_c"], "wm_c")]}
@@ -68,8 +87,12 @@ def test_cap_leaves_customers_out_and_says_why(engine: Engine, tenant: Any, fake
     assert second.submitted == 1 and {o.reason for o in second.left_out} >= {"cap_reached"}
     # The next day (Asia/Shanghai) the cap frees up again.
     with factory() as db:
-        later = massmsg.plan(db, org, massmsg.get_message(db, org, _new(engine, org, [c["wm_a"]], "三")),
-                             now=NOW + timedelta(days=1))
+        later = massmsg.plan(
+            db,
+            org,
+            massmsg.get_message(db, org, _new(engine, org, [c["wm_a"]], "三")),
+            now=NOW + timedelta(days=1),
+        )
     assert later.recipients == 1 and not later.left_out
     # The default cap is as many a month as the month has days: February 2026 allows 28.
     assert massmsg.cap_window(MassCapPolicy.month_days, NOW)[1] == 28

@@ -32,26 +32,42 @@ def w(engine: Engine, tenant: Any, fake: Control, wecom: WeComClient) -> dict[st
     """alice owns groups wr_a1 and wr_a2, bob owns wr_b1; siyu ids by chat id and member userid."""
     org = tenant.org_id
     fake.post("members", {"members": [{"userid": "alice"}, {"userid": "bob"}]})
-    fake.post("contacts", {"contacts": [
-        {"external_userid": "wm_a", "name": "a", "follow": [{"userid": "alice"}]},
-        {"external_userid": "wm_b", "name": "b", "follow": [{"userid": "bob"}]},
-    ]})
-    fake.post("groups", {"groups": [
-        {"chat_id": "wr_a1", "owner": "alice", "name": "训练营一期", "members": ["wm_a"]},
-        {"chat_id": "wr_a2", "owner": "alice", "name": "训练营二期", "members": ["wm_a"]},
-        {"chat_id": "wr_b1", "owner": "bob", "name": "老客群", "members": ["wm_b"]},
-    ]})
+    fake.post(
+        "contacts",
+        {
+            "contacts": [
+                {"external_userid": "wm_a", "name": "a", "follow": [{"userid": "alice"}]},
+                {"external_userid": "wm_b", "name": "b", "follow": [{"userid": "bob"}]},
+            ]
+        },
+    )
+    fake.post(
+        "groups",
+        {
+            "groups": [
+                {"chat_id": "wr_a1", "owner": "alice", "name": "训练营一期", "members": ["wm_a"]},
+                {"chat_id": "wr_a2", "owner": "alice", "name": "训练营二期", "members": ["wm_a"]},
+                {"chat_id": "wr_b1", "owner": "bob", "name": "老客群", "members": ["wm_b"]},
+            ]
+        },
+    )
     with transaction(make_sessionmaker(engine)) as db:
         full_sync(db, org, wecom)
-        ids = dict(db.execute(select(CustomerGroup.chat_id, CustomerGroup.id).where(CustomerGroup.org_id == org)).all())
+        ids = dict(
+            db.execute(
+                select(CustomerGroup.chat_id, CustomerGroup.id).where(CustomerGroup.org_id == org)
+            ).all()
+        )
         ids.update(db.execute(select(Account.external_id, Account.id).where(Account.org_id == org)).all())
     return ids
 
 
 def _sends(engine: Engine, message_id: int) -> dict[str, tuple[SendStatus, str]]:
     with make_sessionmaker(engine)() as db:
-        return {s.chat_id: (s.status, s.msgid) for s in db.scalars(
-            select(MassGroupSend).where(MassGroupSend.message_id == message_id))}
+        return {
+            s.chat_id: (s.status, s.msgid)
+            for s in db.scalars(select(MassGroupSend).where(MassGroupSend.message_id == message_id))
+        }
 
 
 def test_groups_by_owner_or_list_go_out_one_task_per_owner_and_results_come_back(
@@ -60,8 +76,12 @@ def test_groups_by_owner_or_list_go_out_one_task_per_owner_and_results_come_back
     org = tenant.org_id
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        mine = massmsg_groups.create_group_message(db, org, text="今晚八点直播", owner_account_id=w["alice"]).id
-        mixed = massmsg_groups.create_group_message(db, org, text="周末活动", group_ids=[w["wr_a1"], w["wr_b1"]]).id
+        mine = massmsg_groups.create_group_message(
+            db, org, text="今晚八点直播", owner_account_id=w["alice"]
+        ).id
+        mixed = massmsg_groups.create_group_message(
+            db, org, text="周末活动", group_ids=[w["wr_a1"], w["wr_b1"]]
+        ).id
     with factory() as db:
         assert sorted(massmsg.get_message(db, org, mine).group_ids) == sorted([w["wr_a1"], w["wr_a2"]])
         preview = massmsg_groups.plan_groups(db, org, massmsg.get_message(db, org, mixed), now=NOW)
@@ -93,9 +113,20 @@ def test_more_than_2000_groups_are_split_into_tasks(
     chat_ids = [f"wr_many{i:05d}" for i in range(2001)]
     fake.post("groups", {"groups": [{"chat_id": c, "owner": "alice", "name": c} for c in chat_ids]})
     with transaction(make_sessionmaker(engine)) as db:  # siyu's copy of the groups, as a sync would leave it
-        db.execute(insert(CustomerGroup), [
-            {"org_id": org, "chat_id": c, "name": c, "owner_account_id": w["alice"], "owner_userid": "alice",
-             "status": GroupStatus.active} for c in chat_ids])
+        db.execute(
+            insert(CustomerGroup),
+            [
+                {
+                    "org_id": org,
+                    "chat_id": c,
+                    "name": c,
+                    "owner_account_id": w["alice"],
+                    "owner_userid": "alice",
+                    "status": GroupStatus.active,
+                }
+                for c in chat_ids
+            ],
+        )
         mid = massmsg_groups.create_group_message(db, org, text="全员通知", owner_account_id=w["alice"]).id
     result = massmsg.submit(make_sessionmaker(engine), org, mid, wecom, now=NOW)
     assert result.submitted == 2003 and len(result.msgids) == 2
@@ -112,7 +143,9 @@ def test_cap_per_group_and_groups_wecom_refuses(
         first = massmsg_groups.create_group_message(db, org, text="一", group_ids=[w["wr_a1"]]).id
     assert massmsg.submit(factory, org, first, wecom, now=NOW).submitted == 1
     with transaction(factory) as db:
-        second = massmsg_groups.create_group_message(db, org, text="二", group_ids=[w["wr_a1"], w["wr_b1"], 999_999]).id
+        second = massmsg_groups.create_group_message(
+            db, org, text="二", group_ids=[w["wr_a1"], w["wr_b1"], 999_999]
+        ).id
     result = massmsg.submit(factory, org, second, wecom, now=NOW + timedelta(hours=1))
     assert result.submitted == 1
     reasons = {o.group_id: o.reason for o in result.left_out}
@@ -120,8 +153,9 @@ def test_cap_per_group_and_groups_wecom_refuses(
     detail = next(o.detail for o in result.left_out if o.group_id == w["wr_a1"])
     assert "already received 1 mass messages today" in detail and "1 a day" in detail
     # WeCom only takes the sender's own live groups; the fake answers the others in fail_list.
-    answer = wecom.submit_mass_message(MessageContent(text="x"), chat_ids=["wr_a1", "wr_b1", "wr_nope"],
-                                       sender="alice", chat_type="group")
+    answer = wecom.submit_mass_message(
+        MessageContent(text="x"), chat_ids=["wr_a1", "wr_b1", "wr_nope"], sender="alice", chat_type="group"
+    )
     assert answer.fail_list == ["wr_b1", "wr_nope"]
     # siyu's copy is stale (the group changed owner in WeCom since the last sync): the group is recorded failed.
     assert wecom.transfer_groups(["wr_a2"], "bob") == []
@@ -142,7 +176,9 @@ def test_rerun_after_a_crash_never_sends_a_group_twice(
     org = tenant.org_id
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        mid = massmsg_groups.create_group_message(db, org, text="别重复", group_ids=[w["wr_a1"], w["wr_b1"]]).id
+        mid = massmsg_groups.create_group_message(
+            db, org, text="别重复", group_ids=[w["wr_a1"], w["wr_b1"]]
+        ).id
     with pytest.raises(RuntimeError):
         massmsg.submit(factory, org, mid, CrashAfterCall(wecom), now=NOW)
     assert {s for s, _ in _sends(engine, mid).values()} == {SendStatus.reserved}
@@ -164,15 +200,29 @@ def test_bad_group_messages_are_refused(db: Session, tenant: Any) -> None:
 
 
 def test_group_messages_through_the_api_and_the_console(
-    client: Any, wired: Any, engine: Engine, db: Session, tenant: Any, fake: Control, wecom: WeComClient,
+    client: Any,
+    wired: Any,
+    engine: Engine,
+    db: Session,
+    tenant: Any,
+    fake: Control,
+    wecom: WeComClient,
     w: dict[str, int],
 ) -> None:
     api = "/api/v1/wecom/mass-messages"
-    both = client.post(f"{api}/groups", headers=tenant.auth(), json={"text": "x", "group_ids": [w["wr_a1"]],
-                                                                     "owner_account_id": w["alice"]})
+    both = client.post(
+        f"{api}/groups",
+        headers=tenant.auth(),
+        json={"text": "x", "group_ids": [w["wr_a1"]], "owner_account_id": w["alice"]},
+    )
     assert both.status_code == 422 and "group_ids" in both.text
-    assert client.post(f"{api}/groups", headers=tenant.auth(), json={"text": "x", "group_ids": []}).status_code == 422
-    created = client.post(f"{api}/groups", headers=tenant.auth(), json={"text": "新品试用", "owner_account_id": w["alice"]})
+    assert (
+        client.post(f"{api}/groups", headers=tenant.auth(), json={"text": "x", "group_ids": []}).status_code
+        == 422
+    )
+    created = client.post(
+        f"{api}/groups", headers=tenant.auth(), json={"text": "新品试用", "owner_account_id": w["alice"]}
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["chat_type"] == "group" and sorted(body["group_ids"]) == sorted([w["wr_a1"], w["wr_a2"]])
@@ -183,21 +233,36 @@ def test_group_messages_through_the_api_and_the_console(
     fake.post(f"mass/{submitted.json()['msgids'][0]}/send", {"userid": "alice"})
     results = client.get(f"{api}/{body['id']}/results?refresh=true", headers=tenant.auth()).json()
     assert results["counts"] == {"sent": 2} and {g["status"] for g in results["groups"]} == {"sent"}
-    assert client.post(f"{api}/groups", headers=tenant.auth("operator"),
-                       json={"text": "x", "group_ids": [1]}).status_code == 403
+    assert (
+        client.post(
+            f"{api}/groups", headers=tenant.auth("operator"), json={"text": "x", "group_ids": [1]}
+        ).status_code
+        == 403
+    )
     # The console: the group form next to the customer form, then the message's per-group delivery.
     client.cookies.set("lang", "en")
     form = client.get("/login").text
     token = re.search(r'name="csrf_token" value="([^"]+)"', form)
     assert token
-    client.post("/login", data={"email": f"admin@{tenant.slug}.test", "password": "password123",
-                                "csrf_token": token.group(1), "next": "/"}, follow_redirects=False)
+    client.post(
+        "/login",
+        data={
+            "email": f"admin@{tenant.slug}.test",
+            "password": "password123",
+            "csrf_token": token.group(1),
+            "next": "/",
+        },
+        follow_redirects=False,
+    )
     page = client.get("/wecom/mass-messages")
     assert page.status_code == 200 and "To customer groups" in page.text and "To customers" in page.text
     csrf = re.search(r'<meta name="csrf-token" content="([^"]+)">', page.text)
     assert csrf
-    sent = client.post("/wecom/mass-messages/groups", data={"csrf_token": csrf.group(1), "text": "周五团购",
-                                                            "group_ids": [str(w["wr_b1"])]}, follow_redirects=False)
+    sent = client.post(
+        "/wecom/mass-messages/groups",
+        data={"csrf_token": csrf.group(1), "text": "周五团购", "group_ids": [str(w["wr_b1"])]},
+        follow_redirects=False,
+    )
     assert sent.status_code == 303, sent.text
     shown = client.get(sent.headers["location"]).text
     assert "老客群" in shown and shown.count('data-status="submitted"') == 1

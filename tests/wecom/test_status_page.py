@@ -28,21 +28,30 @@ def _counts(html: str, kind: str) -> tuple[int, int, int]:
 
 
 def _figure(html: str, name: str) -> int:
-    found = re.search(rf'data-figure="{name}">\s*<div class="kpi-label">[^<]*</div>\s*'
-                      rf'<div class="kpi-value[^"]*">([\d,]+)</div>', html)
+    found = re.search(
+        rf'data-figure="{name}">\s*<div class="kpi-label">[^<]*</div>\s*'
+        rf'<div class="kpi-value[^"]*">([\d,]+)</div>',
+        html,
+    )
     assert found, html
     return int(found.group(1).replace(",", ""))
 
 
 def _save(app: Any, db: Session, org_id: int, fake: Control) -> None:
-    save_credentials(db, org_id, CredentialsIn(  # type: ignore[arg-type]
-        corp_id=fake.corp_id, secret=SECRET, token=TOKEN, encoding_aes_key=AES_KEY, base_url=fake.base_url),
-        app.state.settings.resolved_secret_key())
+    save_credentials(
+        db,
+        org_id,
+        CredentialsIn(  # type: ignore[arg-type]
+            corp_id=fake.corp_id, secret=SECRET, token=TOKEN, encoding_aes_key=AES_KEY, base_url=fake.base_url
+        ),
+        app.state.settings.resolved_secret_key(),
+    )
     db.commit()
 
 
 def test_sync_now_runs_and_the_page_shows_what_it_changed(
-        client: TestClient, app: Any, tenant: Any, db: Session, fake: Control, inline_worker: Any) -> None:
+    client: TestClient, app: Any, tenant: Any, db: Session, fake: Control, inline_worker: Any
+) -> None:
     client.cookies.set("lang", "en")
     csrf = console_login(client, f"admin@{tenant.slug}.test")
     # Without credentials: a clear error on the page, no status section, nothing recorded.
@@ -57,10 +66,19 @@ def test_sync_now_runs_and_the_page_shows_what_it_changed(
     _save(app, db, tenant.org_id, fake)
     page = client.get("/wecom/settings")
     assert 'id="wecom-status"' in page.text and 'data-sync-status="none"' in page.text
-    fake.post("contacts", {"contacts": [
-        {"external_userid": "wm_a", "name": "王芳", "follow": [{"userid": "zhangsan"}]},
-        {"external_userid": "wm_b", "name": "李强", "follow": [{"userid": "zhangsan"}, {"userid": "lisi"}]},
-    ]})
+    fake.post(
+        "contacts",
+        {
+            "contacts": [
+                {"external_userid": "wm_a", "name": "王芳", "follow": [{"userid": "zhangsan"}]},
+                {
+                    "external_userid": "wm_b",
+                    "name": "李强",
+                    "follow": [{"userid": "zhangsan"}, {"userid": "lisi"}],
+                },
+            ]
+        },
+    )
     synced = client.post("/wecom/sync", data={"csrf_token": csrf})  # immediate mode: the sync runs inline
     assert synced.status_code == 200, synced.text
     assert "Sync started." in synced.text and 'data-sync-status="succeeded"' in synced.text
@@ -116,7 +134,8 @@ def test_sync_now_runs_and_the_page_shows_what_it_changed(
 
 
 def test_inbox_health_counts_waiting_failing_and_given_up(
-        client: TestClient, app: Any, tenant: Any, make_tenant: Any, db: Session, fake: Control) -> None:
+    client: TestClient, app: Any, tenant: Any, make_tenant: Any, db: Session, fake: Control
+) -> None:
     org, other = tenant.org_id, make_tenant("other-brand").org_id
     now = utcnow()
     health = inbox_health(db, org)
@@ -124,8 +143,17 @@ def test_inbox_health_counts_waiting_failing_and_given_up(
 
     def item(org_id: int, key: str, received: timedelta, **values: Any) -> None:
         kind = values.pop("kind", "add_external_contact")
-        db.add(InboxItem(org_id=org_id, source="wecom", external_key=key, kind=kind, payload={},
-                         received_at=now - received, **values))
+        db.add(
+            InboxItem(
+                org_id=org_id,
+                source="wecom",
+                external_key=key,
+                kind=kind,
+                payload={},
+                received_at=now - received,
+                **values,
+            )
+        )
 
     item(org, "old", timedelta(days=3), processed_at=now - timedelta(days=3), attempts=1)
     db.commit()
@@ -134,10 +162,22 @@ def test_inbox_health_counts_waiting_failing_and_given_up(
 
     item(org, "done", timedelta(minutes=30), processed_at=now - timedelta(minutes=29), attempts=1)
     item(org, "waiting", timedelta(minutes=2))
-    item(org, "failing", timedelta(minutes=10), attempts=2, kind="edit_external_contact",
-         error="KeyError: 'ExternalUserID'")
-    item(org, "dead", timedelta(hours=30), attempts=MAX_ATTEMPTS, kind="del_follow_user",
-         error="WeComError: 84061 not external contact")
+    item(
+        org,
+        "failing",
+        timedelta(minutes=10),
+        attempts=2,
+        kind="edit_external_contact",
+        error="KeyError: 'ExternalUserID'",
+    )
+    item(
+        org,
+        "dead",
+        timedelta(hours=30),
+        attempts=MAX_ATTEMPTS,
+        kind="del_follow_user",
+        error="WeComError: 84061 not external contact",
+    )
     item(other, "elsewhere", timedelta(minutes=1), attempts=3, error="other org's error")
     db.commit()
 
@@ -145,7 +185,9 @@ def test_inbox_health_counts_waiting_failing_and_given_up(
     assert (health.received_24h, health.waiting, health.failing, health.given_up) == (3, 3, 1, 1)
     assert health.last_received_at == now - timedelta(minutes=2)
     assert [(e.kind, e.given_up) for e in health.recent_errors] == [
-        ("del_follow_user", True), ("edit_external_contact", False)]  # newest row first
+        ("del_follow_user", True),
+        ("edit_external_contact", False),
+    ]  # newest row first
 
     _save(app, db, org, fake)
     client.cookies.set("lang", "en")

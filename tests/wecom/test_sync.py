@@ -52,27 +52,55 @@ def wecom(fake: Control) -> WeComClient:
 
 def _world(fake: Control) -> dict[str, Any]:
     fake.post("members", {"members": [{"userid": "alice"}, {"userid": "bob"}]})
-    tags = fake.post("tags", {"groups": [{"group_name": "意向", "tags": ["高意向", "低意向"]}]})["groups"][0]["tags"]
-    fake.post("contacts", {"contacts": [
-        {"external_userid": "wm_a", "name": "王芳", "gender": 2, "unionid": "oz_a",
-         "follow": [{"userid": "alice", "tag_ids": [tags["高意向"]], "state": "douyin_live"}]},
-        {"external_userid": "wm_b", "name": "李强", "follow": [{"userid": "alice"}, {"userid": "bob"}]},
-        {"external_userid": "wm_c", "name": "张伟", "follow": [{"userid": "bob", "tag_ids": [tags["低意向"]]}]},
-    ]})
+    tags = fake.post("tags", {"groups": [{"group_name": "意向", "tags": ["高意向", "低意向"]}]})["groups"][0][
+        "tags"
+    ]
+    fake.post(
+        "contacts",
+        {
+            "contacts": [
+                {
+                    "external_userid": "wm_a",
+                    "name": "王芳",
+                    "gender": 2,
+                    "unionid": "oz_a",
+                    "follow": [{"userid": "alice", "tag_ids": [tags["高意向"]], "state": "douyin_live"}],
+                },
+                {
+                    "external_userid": "wm_b",
+                    "name": "李强",
+                    "follow": [{"userid": "alice"}, {"userid": "bob"}],
+                },
+                {
+                    "external_userid": "wm_c",
+                    "name": "张伟",
+                    "follow": [{"userid": "bob", "tag_ids": [tags["低意向"]]}],
+                },
+            ]
+        },
+    )
     return tags
 
 
 def _cid(db: Session, org_id: int, eid: str) -> int:
-    cid = db.scalar(select(CustomerIdentity.customer_id).where(
-        CustomerIdentity.org_id == org_id, CustomerIdentity.kind == IdentityKind.wecom_external_userid,
-        CustomerIdentity.value == eid))
+    cid = db.scalar(
+        select(CustomerIdentity.customer_id).where(
+            CustomerIdentity.org_id == org_id,
+            CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+            CustomerIdentity.value == eid,
+        )
+    )
     assert cid is not None, eid
     return cid
 
 
-def test_full_sync_repairs_lost_callbacks(db: Session, tenant: Any, fake: Control, wecom: WeComClient) -> None:
+def test_full_sync_repairs_lost_callbacks(
+    db: Session, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
     tags = _world(fake)
-    fake.post("groups", {"groups": [{"owner": "alice", "name": "训练营1群", "members": ["wm_a", "wm_b", "bob"]}]})
+    fake.post(
+        "groups", {"groups": [{"owner": "alice", "name": "训练营1群", "members": ["wm_a", "wm_b", "bob"]}]}
+    )
     org = tenant.org_id
     report = full_sync(db, org, wecom)
     assert active_follows(db, org) == {("wm_a", "alice"), ("wm_b", "alice"), ("wm_b", "bob"), ("wm_c", "bob")}
@@ -84,8 +112,13 @@ def test_full_sync_repairs_lost_callbacks(db: Session, tenant: Any, fake: Contro
     assert a is not None and a.name == "王芳" and a.gender.value == "female"
     high = db.scalar(select(Tag.id).where(Tag.org_id == org, Tag.external_id == tags["高意向"]))
     assert db.scalar(select(CustomerTag.tag_id).where(CustomerTag.customer_id == a.id)) == high
-    counts = dict(db.execute(select(Account.external_id, Account.friend_count).where(
-        Account.org_id == org, Account.kind == AccountKind.wecom_member)).all())
+    counts = dict(
+        db.execute(
+            select(Account.external_id, Account.friend_count).where(
+                Account.org_id == org, Account.kind == AccountKind.wecom_member
+            )
+        ).all()
+    )
     assert counts == {"alice": 2, "bob": 2}
     group = db.scalar(select(CustomerGroup).where(CustomerGroup.org_id == org))
     assert group is not None and group.name == "训练营1群" and group.member_count == 4
@@ -114,7 +147,9 @@ def test_deletion_before_addition_leaves_a_stale_follow_that_sync_ends(
     assert any("wm_c" in s or "bob" in s for s in report.samples["follows"])
 
 
-def test_sync_merges_profiles_sharing_a_unionid(db: Session, tenant: Any, fake: Control, wecom: WeComClient) -> None:
+def test_sync_merges_profiles_sharing_a_unionid(
+    db: Session, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
     org = tenant.org_id
     # The person was known from a mini-program by unionid before becoming a WeCom contact.
     known, _ = customers.find_or_create_by_identity(db, org, IdentityKind.unionid, "oz_a", {"name": "Wang"})
@@ -126,7 +161,9 @@ def test_sync_merges_profiles_sharing_a_unionid(db: Session, tenant: Any, fake: 
     assert db.scalar(select(func.count()).select_from(MergeAudit).where(MergeAudit.org_id == org)) == 1
 
 
-def test_token_expiry_mid_sync_still_completes(db: Session, tenant: Any, fake: Control, wecom: WeComClient) -> None:
+def test_token_expiry_mid_sync_still_completes(
+    db: Session, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
     fake.post("generate", {"members": 3, "contacts": 250, "seed": 7})
     org = tenant.org_id
     seen = {"pages": 0}
@@ -143,8 +180,16 @@ def test_token_expiry_mid_sync_still_completes(db: Session, tenant: Any, fake: C
     assert seen["pages"] >= 3
     assert report.contacts_seen == 250
     assert any(c["errcode"] == 42001 for c in fake.calls("externalcontact/batch/get_by_user"))
-    assert db.scalar(select(func.count()).select_from(CustomerIdentity).where(
-        CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid)) == 250
+    assert (
+        db.scalar(
+            select(func.count())
+            .select_from(CustomerIdentity)
+            .where(
+                CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid
+            )
+        )
+        == 250
+    )
 
 
 def test_rate_limit_45009_backs_off_and_completes(db: Session, tenant: Any, fake: Control) -> None:
@@ -175,8 +220,9 @@ def test_pacer_keeps_a_quota_window_under_the_limit() -> None:
         TokenBucket(0, 1)
 
 
-def test_run_sync_records_the_last_report_and_failures(engine: Engine, tenant: Any, fake: Control,
-                                                        wecom: WeComClient) -> None:
+def test_run_sync_records_the_last_report_and_failures(
+    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
     _world(fake)
     factory = make_sessionmaker(engine)
     report = run_sync(factory, tenant.org_id, wecom)
@@ -191,11 +237,14 @@ def test_run_sync_records_the_last_report_and_failures(engine: Engine, tenant: A
         run = db.scalar(select(WeComSyncRun).where(WeComSyncRun.org_id == tenant.org_id))
         assert run is not None and run.status == "failed" and "48002" in run.error
         # The failed run wrote nothing else: the customers from the first run are intact.
-        assert db.scalar(select(func.count()).select_from(Customer).where(Customer.org_id == tenant.org_id)) == 3
+        assert (
+            db.scalar(select(func.count()).select_from(Customer).where(Customer.org_id == tenant.org_id)) == 3
+        )
 
 
-def test_a_second_sync_is_refused_while_one_runs(engine: Engine, tenant: Any, fake: Control,
-                                                 wecom: WeComClient) -> None:
+def test_a_second_sync_is_refused_while_one_runs(
+    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
     _world(fake)
     factory = make_sessionmaker(engine)
     started = utcnow() - timedelta(minutes=5)
@@ -211,9 +260,13 @@ def test_a_second_sync_is_refused_while_one_runs(engine: Engine, tenant: Any, fa
     assert run_sync(factory, tenant.org_id, wecom).counts["customers"].created == 3
 
 
-def test_group_gone_from_wecom_is_dismissed(db: Session, tenant: Any, fake: Control, wecom: WeComClient) -> None:
+def test_group_gone_from_wecom_is_dismissed(
+    db: Session, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
     _world(fake)
-    chat = fake.post("groups", {"groups": [{"owner": "bob", "name": "g", "members": ["wm_c"]}]})["chat_ids"][0]
+    chat = fake.post("groups", {"groups": [{"owner": "bob", "name": "g", "members": ["wm_c"]}]})["chat_ids"][
+        0
+    ]
     org = tenant.org_id
     full_sync(db, org, wecom)
     fake.post("reset")
@@ -222,12 +275,19 @@ def test_group_gone_from_wecom_is_dismissed(db: Session, tenant: Any, fake: Cont
     group = db.scalar(select(CustomerGroup).where(CustomerGroup.org_id == org, CustomerGroup.chat_id == chat))
     assert group is not None and group.status == GroupStatus.dismissed
     assert report.counts["groups"].ended == 1
-    assert db.scalar(select(func.count()).select_from(GroupMember).where(
-        GroupMember.group_id == group.id, GroupMember.quit_at.is_(None))) == 0
+    assert (
+        db.scalar(
+            select(func.count())
+            .select_from(GroupMember)
+            .where(GroupMember.group_id == group.id, GroupMember.quit_at.is_(None))
+        )
+        == 0
+    )
 
 
-def test_sync_api_runs_and_shows_the_last_report(client: Any, wired: Any, make_tenant: Any, tenant: Any,
-                                                  fake: Control) -> None:
+def test_sync_api_runs_and_shows_the_last_report(
+    client: Any, wired: Any, make_tenant: Any, tenant: Any, fake: Control
+) -> None:
     _world(fake)
     admin, other = tenant.auth("admin"), make_tenant("other-brand").auth("admin")
     assert client.get("/api/v1/wecom/sync/last", headers=admin).status_code == 404
@@ -244,14 +304,18 @@ def test_sync_api_runs_and_shows_the_last_report(client: Any, wired: Any, make_t
     assert client.post("/api/v1/wecom/sync", headers=other).status_code == 404
     # Mass messages through the API: create, preview who is left out, submit, results.
     ids = [c["id"] for c in client.get("/api/v1/customers", headers=admin).json()["items"]]
-    created = client.post("/api/v1/wecom/mass-messages", headers=admin,
-                          json={"text": "周末活动", "customer_ids": [*ids, 987654]})
+    created = client.post(
+        "/api/v1/wecom/mass-messages",
+        headers=admin,
+        json={"text": "周末活动", "customer_ids": [*ids, 987654]},
+    )
     assert created.status_code == 201, created.text
     mid = created.json()["id"]
     preview = client.get(f"/api/v1/wecom/mass-messages/{mid}/preview", headers=admin).json()
     assert preview["recipients"] == 3 and preview["per_sender"] == {"alice": 2, "bob": 1}
-    assert preview["left_out"] == [{"customer_id": 987654, "reason": "unknown_customer",
-                                    "detail": "customer 987654 does not exist"}]
+    assert preview["left_out"] == [
+        {"customer_id": 987654, "reason": "unknown_customer", "detail": "customer 987654 does not exist"}
+    ]
     assert client.get(f"/api/v1/wecom/mass-messages/{mid}/preview", headers=other).status_code == 404
     sent = client.post(f"/api/v1/wecom/mass-messages/{mid}/submit", headers=admin)
     assert sent.status_code == 200, sent.text

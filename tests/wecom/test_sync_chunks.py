@@ -34,12 +34,17 @@ def fake(plain_fake: Control) -> Control:
 
 @pytest.fixture
 def wecom(fake: Control) -> WeComClient:
-    return WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None)
+    return WeComClient(
+        fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=lambda s: None
+    )
 
 
 def _cid(db: Session, org_id: int, kind: IdentityKind, value: str) -> int:
-    cid = db.scalar(select(CustomerIdentity.customer_id).where(
-        CustomerIdentity.org_id == org_id, CustomerIdentity.kind == kind, CustomerIdentity.value == value))
+    cid = db.scalar(
+        select(CustomerIdentity.customer_id).where(
+            CustomerIdentity.org_id == org_id, CustomerIdentity.kind == kind, CustomerIdentity.value == value
+        )
+    )
     assert cid is not None, value
     return cid
 
@@ -68,9 +73,15 @@ def test_tiny_chunks_agree_with_wecom_and_a_second_run_changes_nothing(
     assert report.contacts_seen == len(names) == report.counts["customers"].created
     assert report.follows_seen == len(pairs) == report.counts["follows"].created
     assert report.counts["identities"].created == len(unionids)
-    stored = dict(db.execute(
-        select(CustomerIdentity.value, Customer.name).join(Customer, Customer.id == CustomerIdentity.customer_id)
-        .where(CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid)).all())
+    stored = dict(
+        db.execute(
+            select(CustomerIdentity.value, Customer.name)
+            .join(Customer, Customer.id == CustomerIdentity.customer_id)
+            .where(
+                CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.wecom_external_userid
+            )
+        ).all()
+    )
     assert stored == {eid: name[:120] for eid, name in names.items()}
     assert db.scalar(select(func.count()).select_from(Customer).where(Customer.org_id == org)) == len(names)
     again = full_sync(db, org, wecom, chunk_size=3)
@@ -83,14 +94,20 @@ def test_existing_profiles_are_reused_and_only_nameless_ones_get_the_wecom_name(
 ) -> None:
     org = tenant.org_id
     bare, _ = customers.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wm_b", {})
-    named, _ = customers.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wm_c",
-                                                    {"name": "Mr Zhang"})
+    named, _ = customers.find_or_create_by_identity(
+        db, org, IdentityKind.wecom_external_userid, "wm_c", {"name": "Mr Zhang"}
+    )
     fake.post("members", {"members": [{"userid": "alice"}]})
-    fake.post("contacts", {"contacts": [
-        {"external_userid": "wm_a", "name": "王芳", "gender": 2, "follow": [{"userid": "alice"}]},
-        {"external_userid": "wm_b", "name": "李强", "gender": 1, "follow": [{"userid": "alice"}]},
-        {"external_userid": "wm_c", "name": "张伟", "follow": [{"userid": "alice"}]},
-    ]})
+    fake.post(
+        "contacts",
+        {
+            "contacts": [
+                {"external_userid": "wm_a", "name": "王芳", "gender": 2, "follow": [{"userid": "alice"}]},
+                {"external_userid": "wm_b", "name": "李强", "gender": 1, "follow": [{"userid": "alice"}]},
+                {"external_userid": "wm_c", "name": "张伟", "follow": [{"userid": "alice"}]},
+            ]
+        },
+    )
     report = full_sync(db, org, wecom, chunk_size=1)
     assert report.counts["customers"].created == 1
     db.refresh(bare)
@@ -106,10 +123,25 @@ def test_unionid_shared_by_contacts_in_different_chunks_merges_them_and_keeps_bo
     db: Session, tenant: Any, fake: Control, wecom: WeComClient
 ) -> None:
     fake.post("members", {"members": [{"userid": "alice"}, {"userid": "bob"}]})
-    fake.post("contacts", {"contacts": [
-        {"external_userid": "wm_a", "name": "王芳", "unionid": "oz_same", "follow": [{"userid": "alice"}]},
-        {"external_userid": "wm_d", "name": "王芳2", "unionid": "oz_same", "follow": [{"userid": "bob"}]},
-    ]})
+    fake.post(
+        "contacts",
+        {
+            "contacts": [
+                {
+                    "external_userid": "wm_a",
+                    "name": "王芳",
+                    "unionid": "oz_same",
+                    "follow": [{"userid": "alice"}],
+                },
+                {
+                    "external_userid": "wm_d",
+                    "name": "王芳2",
+                    "unionid": "oz_same",
+                    "follow": [{"userid": "bob"}],
+                },
+            ]
+        },
+    )
     org = tenant.org_id
     report = full_sync(db, org, wecom, chunk_size=1)
     assert report.merged == 1
@@ -121,7 +153,9 @@ def test_unionid_shared_by_contacts_in_different_chunks_merges_them_and_keeps_bo
     assert full_sync(db, org, wecom).changed() == 0
 
 
-def test_a_profile_created_by_a_callback_after_preload_is_used_not_duplicated(db: Session, tenant: Any) -> None:
+def test_a_profile_created_by_a_callback_after_preload_is_used_not_duplicated(
+    db: Session, tenant: Any
+) -> None:
     org = tenant.org_id
     state = SyncState()
     preload(db, org, state)
@@ -175,8 +209,12 @@ def test_profiles_a_callback_commits_during_a_full_sync_are_used_not_duplicated(
 
     def race(eids: list[str]) -> dict[str, int]:
         with callbacks.begin() as other:
-            return {eid: customers.find_or_create_by_identity(
-                other, org, IdentityKind.wecom_external_userid, eid, {})[0].id for eid in eids}
+            return {
+                eid: customers.find_or_create_by_identity(
+                    other, org, IdentityKind.wecom_external_userid, eid, {}
+                )[0].id
+                for eid in eids
+            }
 
     client = _RacingClient(wecom, race)
     report = full_sync(db, org, client, chunk_size=7)  # type: ignore[arg-type]
@@ -188,24 +226,34 @@ def test_profiles_a_callback_commits_during_a_full_sync_are_used_not_duplicated(
             assert _cid(db, org, IdentityKind.unionid, contacts[eid].unionid) == racer
     assert active_follows(db, org) == pairs
     # The profiles the sync made for the raced contacts are gone: one profile per contact.
-    assert db.scalar(select(func.count()).select_from(Customer).where(Customer.org_id == org)) == len(contacts)
+    assert db.scalar(select(func.count()).select_from(Customer).where(Customer.org_id == org)) == len(
+        contacts
+    )
     assert report.counts["customers"].created == len(contacts) - 2
     assert report.counts["follows"].created == len(pairs)
     assert full_sync(db, org, wecom, chunk_size=7).changed() == 0
 
 
-def test_insert_rows_counts_only_new_rows_and_splits_big_batches(db: Session, tenant: Any,
-                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_insert_rows_counts_only_new_rows_and_splits_big_batches(
+    db: Session, tenant: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     org = tenant.org_id
     owner, _ = customers.find_or_create_by_identity(db, org, IdentityKind.mobile, "13800138000", {})
     now = driver_datetime(db)(utcnow())
     monkeypatch.setattr(sync_contacts, "ROWS_PER_STATEMENT", 7)
-    rows = [{"org_id": org, "customer_id": owner.id, "kind": "openid", "value": f"o{i}", "created_at": now}
-            for i in range(30)]
+    rows = [
+        {"org_id": org, "customer_id": owner.id, "kind": "openid", "value": f"o{i}", "created_at": now}
+        for i in range(30)
+    ]
     conflict = ["org_id", "kind", "value"]
     assert insert_rows(db, IDENTITIES, rows[:20], conflict) == 20
     assert insert_rows(db, IDENTITIES, rows, conflict) == 10
     assert insert_rows(db, IDENTITIES, [], conflict) == 0
-    values = set(db.scalars(select(CustomerIdentity.value).where(
-        CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.openid)))
+    values = set(
+        db.scalars(
+            select(CustomerIdentity.value).where(
+                CustomerIdentity.org_id == org, CustomerIdentity.kind == IdentityKind.openid
+            )
+        )
+    )
     assert values == {f"o{i}" for i in range(30)}

@@ -29,11 +29,21 @@ STORAGES = ["sqlite"] + (["redis"] if REDIS_URL else [])
 
 
 def _event(eid: str, created: int = 1_700_000_000) -> dict:  # type: ignore[type-arg]
-    return parse_event_xml(build_event_xml({  # type: ignore[return-value]
-        "ToUserName": "wwcorp", "FromUserName": "sys", "CreateTime": created, "MsgType": "event",
-        "Event": "change_external_contact", "ChangeType": "add_external_contact",
-        "UserID": "zhangsan", "ExternalUserID": eid, "State": "offline_flyer",
-    }))
+    return parse_event_xml(
+        build_event_xml(
+            {  # type: ignore[return-value]
+                "ToUserName": "wwcorp",
+                "FromUserName": "sys",
+                "CreateTime": created,
+                "MsgType": "event",
+                "Event": "change_external_contact",
+                "ChangeType": "add_external_contact",
+                "UserID": "zhangsan",
+                "ExternalUserID": eid,
+                "State": "offline_flyer",
+            }
+        )
+    )
 
 
 @pytest.fixture(params=STORAGES)
@@ -64,7 +74,9 @@ def _wait_processed(db: Session, ids: list[int], timeout: float = 20) -> None:
     raise AssertionError("inbox rows were not processed in time")
 
 
-def test_consumer_drains_each_row_once_even_when_drains_are_requested_twice(bound: None, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+def test_consumer_drains_each_row_once_even_when_drains_are_requested_twice(
+    bound: None, db: Session, tenant
+) -> None:  # type: ignore[no-untyped-def]
     ids = [store_event(db, tenant.org_id, _event(f"wmQ{i}")) for i in range(5)]
     db.commit()
     assert all(isinstance(i, int) for i in ids)
@@ -75,7 +87,9 @@ def test_consumer_drains_each_row_once_even_when_drains_are_requested_twice(boun
         time.sleep(0.2)  # let the repeats run too
     rows = list(db.scalars(select(InboxItem).order_by(InboxItem.id)))
     assert [r.attempts for r in rows] == [1] * 5
-    assert db.scalar(select(func.count()).select_from(Customer).where(Customer.source == "offline_flyer")) == 5
+    assert (
+        db.scalar(select(func.count()).select_from(Customer).where(Customer.source == "offline_flyer")) == 5
+    )
 
 
 def test_concurrent_drains_apply_each_row_once(engine, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
@@ -98,8 +112,16 @@ def test_drain_moves_past_a_failing_row_and_records_it(engine, db: Session, tena
     queue.bind_engine(engine)
     queue.bind_settings(Settings(secret_key="test-secret-key"))
     good = store_event(db, tenant.org_id, _event("wmGOOD1"))
-    bad = store_event(db, tenant.org_id, {**_event("wmBAD"), "event": "change_external_contact",
-                                          "change_type": "add_external_contact", "create_time": "not a number"})
+    bad = store_event(
+        db,
+        tenant.org_id,
+        {
+            **_event("wmBAD"),
+            "event": "change_external_contact",
+            "change_type": "add_external_contact",
+            "create_time": "not a number",
+        },
+    )
     later = store_event(db, tenant.org_id, _event("wmGOOD2"))
     db.commit()
     assert drain() == 2
@@ -118,8 +140,15 @@ def test_duplicate_store_returns_none(db: Session, tenant) -> None:  # type: ign
 
 def test_store_events_inserts_a_list_once_per_key(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     earlier = store_event(db, tenant.org_id, _event("wmSEEN"))
-    ids = store_events(db, [(tenant.org_id, _event("wmA")), (tenant.org_id, _event("wmSEEN")),
-                            (tenant.org_id, _event("wmB")), (tenant.org_id, _event("wmA"))])
+    ids = store_events(
+        db,
+        [
+            (tenant.org_id, _event("wmA")),
+            (tenant.org_id, _event("wmSEEN")),
+            (tenant.org_id, _event("wmB")),
+            (tenant.org_id, _event("wmA")),
+        ],
+    )
     assert isinstance(earlier, int)
     assert isinstance(ids[0], int) and ids[1] is None and isinstance(ids[2], int) and ids[3] is None
     assert len({earlier, ids[0], ids[2]}) == 3
@@ -133,8 +162,11 @@ def test_sweep_processes_rows_left_behind(engine, db: Session, tenant) -> None: 
     old = store_event(db, tenant.org_id, _event("wmOLD"))
     fresh = store_event(db, tenant.org_id, _event("wmFRESH"))
     hopeless = store_event(db, tenant.org_id, _event("wmHOPELESS"))
-    db.execute(update(InboxItem).where(InboxItem.id.in_([old, hopeless]))
-               .values(received_at=utcnow() - timedelta(minutes=5)))
+    db.execute(
+        update(InboxItem)
+        .where(InboxItem.id.in_([old, hopeless]))
+        .values(received_at=utcnow() - timedelta(minutes=5))
+    )
     db.execute(update(InboxItem).where(InboxItem.id == hopeless).values(attempts=MAX_ATTEMPTS))
     db.commit()
     assert sweep() == 1
@@ -150,11 +182,24 @@ def test_prune_deletes_only_long_processed_rows(engine, db: Session, tenant) -> 
     old = [store_event(db, tenant.org_id, _event(f"wmOLD{i}")) for i in range(3)]
     recent = store_event(db, tenant.org_id, _event("wmRECENT"))
     stuck = store_event(db, tenant.org_id, _event("wmSTUCK"))  # never processed: kept however old
-    db.execute(update(InboxItem).where(InboxItem.id.in_(old)).values(processed_at=long_ago, received_at=long_ago))
+    db.execute(
+        update(InboxItem).where(InboxItem.id.in_(old)).values(processed_at=long_ago, received_at=long_ago)
+    )
     db.execute(update(InboxItem).where(InboxItem.id == recent).values(processed_at=lately))
-    db.execute(update(InboxItem).where(InboxItem.id == stuck).values(received_at=long_ago, attempts=MAX_ATTEMPTS))
-    db.add(InboxItem(org_id=tenant.org_id, source="douyin", external_key="other-source", kind="comment",
-                     payload={}, received_at=long_ago, processed_at=long_ago))
+    db.execute(
+        update(InboxItem).where(InboxItem.id == stuck).values(received_at=long_ago, attempts=MAX_ATTEMPTS)
+    )
+    db.add(
+        InboxItem(
+            org_id=tenant.org_id,
+            source="douyin",
+            external_key="other-source",
+            kind="comment",
+            payload={},
+            received_at=long_ago,
+            processed_at=long_ago,
+        )
+    )
     db.commit()
     assert prune(batch=2) == 3  # two batches: a full one, then the rest
     db.expire_all()

@@ -48,7 +48,9 @@ def create_account(db: Session, org_id: int, data: AccountIn) -> Account:
     _check_operator(db, org_id, data.operator_id)
     hard_cap = data.hard_cap or DEFAULT_HARD_CAP[data.kind]
     if data.kind == AccountKind.personal_wechat and hard_cap > PERSONAL_WECHAT_HARD_CAP:
-        raise Invalid(f"a personal WeChat account holds at most {PERSONAL_WECHAT_HARD_CAP} friends", field="hard_cap")
+        raise Invalid(
+            f"a personal WeChat account holds at most {PERSONAL_WECHAT_HARD_CAP} friends", field="hard_cap"
+        )
     soft_cap = data.soft_cap or min(DEFAULT_SOFT_CAP, hard_cap)
     if soft_cap > hard_cap:
         raise Invalid("soft_cap must not exceed hard_cap", field="soft_cap")
@@ -58,8 +60,14 @@ def create_account(db: Session, org_id: int, data: AccountIn) -> Account:
     if db.scalar(exists) is not None:
         raise Conflict(f"{data.kind} account {data.external_id!r} already exists", field="external_id")
     account = Account(
-        org_id=org_id, kind=data.kind, external_id=data.external_id, name=data.name,
-        operator_id=data.operator_id, soft_cap=soft_cap, hard_cap=hard_cap, status=data.status,
+        org_id=org_id,
+        kind=data.kind,
+        external_id=data.external_id,
+        name=data.name,
+        operator_id=data.operator_id,
+        soft_cap=soft_cap,
+        hard_cap=hard_cap,
+        status=data.status,
     )
     db.add(account)
     db.flush()
@@ -76,7 +84,9 @@ def update_account(db: Session, account: Account, patch: AccountPatch) -> Accoun
     if soft > hard:
         raise Invalid("soft_cap must not exceed hard_cap", field="soft_cap")
     if account.kind == AccountKind.personal_wechat and hard > PERSONAL_WECHAT_HARD_CAP:
-        raise Invalid(f"a personal WeChat account holds at most {PERSONAL_WECHAT_HARD_CAP} friends", field="hard_cap")
+        raise Invalid(
+            f"a personal WeChat account holds at most {PERSONAL_WECHAT_HARD_CAP} friends", field="hard_cap"
+        )
     for key, value in changes.items():
         if value is not None or key == "operator_id":
             setattr(account, key, value)

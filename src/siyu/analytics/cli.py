@@ -79,7 +79,9 @@ def clv(
     try:
         with transaction(make_sessionmaker(proj.source)) as db:
             org_id = identity.organization_by_slug(db, org).id
-            rep = run_clv(db, proj, org_id, horizon_months=horizon_months, monthly_discount_rate=monthly_discount_rate)
+            rep = run_clv(
+                db, proj, org_id, horizon_months=horizon_months, monthly_discount_rate=monthly_discount_rate
+            )
         proj.refresh(force=True)
     except DomainError as exc:
         err.print(f"[bold red]error:[/] {exc.message}")

@@ -66,28 +66,51 @@ def run_clv(
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     times = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows)).astype("datetime64[us]")
     amounts = np.fromiter((r[2] for r in rows), dtype=np.float64, count=len(rows))
-    summary = rfm_summary(ids, times, amounts, observation_end=as_of, period_days=1.0, bucket="day",
-                          utc_offset_hours=utc_offset_hours)
+    summary = rfm_summary(
+        ids,
+        times,
+        amounts,
+        observation_end=as_of,
+        period_days=1.0,
+        bucket="day",
+        utc_offset_hours=utc_offset_hours,
+    )
     repeat = int(((summary.frequency > 0) & (summary.monetary_value > 0)).sum())
     if repeat < 2:
         raise CLVInputError(
-            f"CLV needs at least 2 repeat buyers with paid repeat orders to fit spend; found {repeat}", field="orders"
+            f"CLV needs at least 2 repeat buyers with paid repeat orders to fit spend; found {repeat}",
+            field="orders",
         )
     bg, gg = fit_clv(summary)
-    values = customer_value_arrays(summary, bg.params, gg.params, horizon_months=horizon_months,
-                                   monthly_discount_rate=monthly_discount_rate)
+    values = customer_value_arrays(
+        summary,
+        bg.params,
+        gg.params,
+        horizon_months=horizon_months,
+        monthly_discount_rate=monthly_discount_rate,
+    )
     to_db = driver_datetime(db)
     now = to_db(utcnow())
     stmt = (
         update(CUSTOMERS)
         .where(CUSTOMERS.c.id == bindparam("cid"), CUSTOMERS.c.org_id == bindparam("org"))
-        .values(clv_fen=bindparam("clv"), p_alive=bindparam("p"), expected_purchases_365d=bindparam("e"),
-                clv_updated_at=bindparam("now"), updated_at=bindparam("now"))
+        .values(
+            clv_fen=bindparam("clv"),
+            p_alive=bindparam("p"),
+            expected_purchases_365d=bindparam("e"),
+            clv_updated_at=bindparam("now"),
+            updated_at=bindparam("now"),
+        )
     )
     payload = [
         {"cid": int(c), "org": int(org_id), "clv": int(v), "p": float(p), "e": float(e), "now": now}
-        for c, v, p, e in zip(values.customer_ids.tolist(), values.clv_fen.tolist(), values.p_alive.tolist(),
-                              values.expected_purchases.tolist(), strict=True)
+        for c, v, p, e in zip(
+            values.customer_ids.tolist(),
+            values.clv_fen.tolist(),
+            values.p_alive.tolist(),
+            values.expected_purchases.tolist(),
+            strict=True,
+        )
     ]
     written = 0
     for part in chunked(payload, WRITE_CHUNK):

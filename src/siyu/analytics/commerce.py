@@ -63,8 +63,9 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
-def commerce_sql(org_id: int, by: str | None, date_from: datetime | None, date_to: datetime | None,
-                 utc_offset_minutes: int) -> str:
+def commerce_sql(
+    org_id: int, by: str | None, date_from: datetime | None, date_to: datetime | None, utc_offset_minutes: int
+) -> str:
     """DuckDB SQL: one row per group value with the raw sums that CommerceRow is computed from."""
     org = int(org_id)
     if by is None:
@@ -128,24 +129,26 @@ def commerce_metrics(
         customers, buyers, repeat, orders = int(customers), int(buyers), int(repeat), int(orders)
         revenue, refunded, cost_orders, cost = int(revenue), int(refunded), int(cost_orders), int(cost)
         margin = None if cost_net is None else int(cost_net) - cost
-        out.append(CommerceRow(
-            group=_typed_group(by, g),
-            customers=customers,
-            buyers=buyers,
-            repeat_buyers=repeat,
-            first_order_conversion=_ratio(buyers, customers),
-            repurchase_rate=_ratio(repeat, buyers),
-            orders=orders,
-            revenue_fen=revenue,
-            refunded_fen=refunded,
-            net_revenue_fen=revenue - refunded,
-            aov_fen=round(revenue / orders) if orders else None,
-            refund_rate=_ratio(refunded, revenue),
-            cost_known_orders=cost_orders,
-            cost_fen=cost,
-            gross_margin_fen=margin,
-            gross_margin_rate=None if margin is None else _ratio(margin, int(cost_net)),
-        ))
+        out.append(
+            CommerceRow(
+                group=_typed_group(by, g),
+                customers=customers,
+                buyers=buyers,
+                repeat_buyers=repeat,
+                first_order_conversion=_ratio(buyers, customers),
+                repurchase_rate=_ratio(repeat, buyers),
+                orders=orders,
+                revenue_fen=revenue,
+                refunded_fen=refunded,
+                net_revenue_fen=revenue - refunded,
+                aov_fen=round(revenue / orders) if orders else None,
+                refund_rate=_ratio(refunded, revenue),
+                cost_known_orders=cost_orders,
+                cost_fen=cost,
+                gross_margin_fen=margin,
+                gross_margin_rate=None if margin is None else _ratio(margin, int(cost_net)),
+            )
+        )
     if by is None and not out:
         out.append(CommerceRow(None, 0, 0, 0, None, None, 0, 0, 0, 0, None, None, 0, 0, None, None))
     out.sort(key=lambda r: (r.group is not None, str(r.group)))

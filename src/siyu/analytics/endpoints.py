@@ -52,16 +52,25 @@ def csv_response(header: Sequence[str], rows: Iterable[Sequence[Any]], filename:
     w.writerow(header)
     for row in rows:
         w.writerow(["" if v is None else v for v in row])
-    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 @router.post("/refresh", response_model=RefreshOut)
 def refresh(request: Request, principal: AdminPrincipal) -> RefreshOut:
     """Bring the projection up to date now."""
     rep = service.projection_of_app(request.app.state).refresh(force=True)
-    return RefreshOut(events=rep.events, orders=rep.orders, customers=rep.customers, merged=rep.merged,
-                      refunds_resynced=rep.refunds_resynced, seconds=rep.seconds)
+    return RefreshOut(
+        events=rep.events,
+        orders=rep.orders,
+        customers=rep.customers,
+        merged=rep.merged,
+        refunds_resynced=rep.refunds_resynced,
+        seconds=rep.seconds,
+    )
 
 
 @router.post("/funnel", response_model=list[FunnelResultOut])
@@ -70,12 +79,33 @@ def funnel(body: FunnelIn, request: Request, principal: AdminPrincipal, format: 
     with service.projection_of_app(request.app.state).locked() as eng:
         results = service.funnel(eng, principal.org_id, body)
     if format == "csv":
-        header = ["breakdown_value", "step", "event_type", "count", "conversion_from_start",
-                  "conversion_from_previous", "median_seconds_from_previous"]
-        rows = ([r.breakdown_value, s.step, s.event_type, s.count, s.conversion_from_start,
-                 s.conversion_from_previous, s.median_seconds_from_previous] for r in results for s in r.steps)
+        header = [
+            "breakdown_value",
+            "step",
+            "event_type",
+            "count",
+            "conversion_from_start",
+            "conversion_from_previous",
+            "median_seconds_from_previous",
+        ]
+        rows = (
+            [
+                r.breakdown_value,
+                s.step,
+                s.event_type,
+                s.count,
+                s.conversion_from_start,
+                s.conversion_from_previous,
+                s.median_seconds_from_previous,
+            ]
+            for r in results
+            for s in r.steps
+        )
         return csv_response(header, rows, "funnel.csv")
-    return [FunnelResultOut(breakdown_value=r.breakdown_value, steps=[asdict(s) for s in r.steps]) for r in results]
+    return [
+        FunnelResultOut(breakdown_value=r.breakdown_value, steps=[asdict(s) for s in r.steps])
+        for r in results
+    ]
 
 
 @router.post("/retention", response_model=list[RetentionCohortOut])
@@ -84,11 +114,24 @@ def retention(body: RetentionIn, request: Request, principal: AdminPrincipal, fo
     with service.projection_of_app(request.app.state).locked() as eng:
         cohorts = service.retention(eng, principal.org_id, body)
     if format == "csv":
-        header = ["cohort_start", "breakdown_value", "size", *(f"period_{i}" for i in range(body.periods + 1))]
+        header = [
+            "cohort_start",
+            "breakdown_value",
+            "size",
+            *(f"period_{i}" for i in range(body.periods + 1)),
+        ]
         rows = ([c.cohort_start.isoformat(), c.breakdown_value, c.size, *c.retained] for c in cohorts)
         return csv_response(header, rows, "retention.csv")
-    return [RetentionCohortOut(cohort_start=c.cohort_start, breakdown_value=c.breakdown_value, size=c.size,
-                               retained=list(c.retained), rates=list(c.rates)) for c in cohorts]
+    return [
+        RetentionCohortOut(
+            cohort_start=c.cohort_start,
+            breakdown_value=c.breakdown_value,
+            size=c.size,
+            retained=list(c.retained),
+            rates=list(c.rates),
+        )
+        for c in cohorts
+    ]
 
 
 @router.get("/commerce", response_model=list[CommerceRowOut])
@@ -106,8 +149,14 @@ def commerce(
         if value is not None and value.tzinfo is None:
             raise Invalid(f"{name} needs a UTC offset, e.g. 2026-01-01T00:00:00+08:00", field=name)
     with service.projection_of_app(request.app.state).locked() as eng:
-        rows = service.commerce(eng, principal.org_id, by=by, date_from=date_from, date_to=date_to,
-                                utc_offset_minutes=utc_offset_minutes)
+        rows = service.commerce(
+            eng,
+            principal.org_id,
+            by=by,
+            date_from=date_from,
+            date_to=date_to,
+            utc_offset_minutes=utc_offset_minutes,
+        )
     if format == "csv":
         header = list(CommerceRowOut.model_fields)
         return csv_response(header, (list(asdict(r).values()) for r in rows), "commerce.csv")
@@ -115,8 +164,12 @@ def commerce(
 
 
 @router.get("/rfm", response_model=RFMReportOut)
-def rfm(request: Request, principal: AdminPrincipal,
-        as_of: Annotated[datetime | None, AfterValidator(check_range)] = None, format: Format = "json") -> Any:
+def rfm(
+    request: Request,
+    principal: AdminPrincipal,
+    as_of: Annotated[datetime | None, AfterValidator(check_range)] = None,
+    format: Format = "json",
+) -> Any:
     """Buyers per RFM segment and the R x FM grid (CSV: one row per cell with its segment)."""
     if as_of is not None and as_of.tzinfo is None:
         raise Invalid("as_of needs a UTC offset", field="as_of")
@@ -125,20 +178,31 @@ def rfm(request: Request, principal: AdminPrincipal,
     if format == "csv":
         from siyu.analytics.rfm import segment_of
 
-        rows = ([r, fm, segment_of(r, fm), report.grid[r - 1][fm - 1]] for r in range(5, 0, -1) for fm in range(1, 6))
+        rows = (
+            [r, fm, segment_of(r, fm), report.grid[r - 1][fm - 1]]
+            for r in range(5, 0, -1)
+            for fm in range(1, 6)
+        )
         return csv_response(["r", "fm", "segment", "buyers"], rows, "rfm.csv")
     return RFMReportOut(as_of=report.as_of, buyers=report.buyers, segments=report.segments, grid=report.grid)
 
 
 @router.get("/clv", response_model=CLVDistributionOut)
-def clv(request: Request, principal: AdminPrincipal, bins: Annotated[int, Query(ge=1, le=service.MAX_BINS)] = 20,
-        format: Format = "json") -> Any:
+def clv(
+    request: Request,
+    principal: AdminPrincipal,
+    bins: Annotated[int, Query(ge=1, le=service.MAX_BINS)] = 20,
+    format: Format = "json",
+) -> Any:
     """The distribution of predicted CLV (written by `siyu analytics clv`)."""
     with service.projection_of_app(request.app.state).locked() as eng:
         dist = service.clv_distribution(eng, principal.org_id, bins)
     if format == "csv":
-        return csv_response(["lower_fen", "upper_fen", "customers"],
-                            ([b.lower_fen, b.upper_fen, b.customers] for b in dist.bins), "clv.csv")
+        return csv_response(
+            ["lower_fen", "upper_fen", "customers"],
+            ([b.lower_fen, b.upper_fen, b.customers] for b in dist.bins),
+            "clv.csv",
+        )
     return dist
 
 
@@ -155,8 +219,15 @@ def roi(
 ) -> Any:
     """Cost, acquired customers, revenue to date, predicted CLV and ROI per channel over local dates."""
     with service.projection_of_app(request.app.state).locked() as eng:
-        rows = service.channel_roi(db, eng, principal.org_id, date_from=date_from, date_to=date_to,
-                                   dimension=dimension, utc_offset_minutes=utc_offset_minutes)
+        rows = service.channel_roi(
+            db,
+            eng,
+            principal.org_id,
+            date_from=date_from,
+            date_to=date_to,
+            dimension=dimension,
+            utc_offset_minutes=utc_offset_minutes,
+        )
     if format == "csv":
         header = list(ChannelROIOut.model_fields)
         return csv_response(header, (list(asdict(r).values()) for r in rows), "roi.csv")
@@ -164,14 +235,24 @@ def roi(
 
 
 @router.get("/channel-costs", response_model=list[ChannelCostOut])
-def list_costs(db: DbSession, principal: AdminPrincipal, dimension: CostDimension | None = None,
-               channel: str | None = None, format: Format = "json") -> Any:
+def list_costs(
+    db: DbSession,
+    principal: AdminPrincipal,
+    dimension: CostDimension | None = None,
+    channel: str | None = None,
+    format: Format = "json",
+) -> Any:
     """The organization's channel costs, newest period first."""
     costs = service.list_channel_costs(db, principal.org_id, dimension=dimension, channel=channel)
     if format == "csv":
         header = list(ChannelCostOut.model_fields)
-        rows = ([getattr(c, h).isoformat() if isinstance(getattr(c, h), (date, datetime)) else
-                 getattr(c, h) for h in header] for c in costs)
+        rows = (
+            [
+                getattr(c, h).isoformat() if isinstance(getattr(c, h), (date, datetime)) else getattr(c, h)
+                for h in header
+            ]
+            for c in costs
+        )
         return csv_response(header, rows, "channel_costs.csv")
     return costs
 

@@ -110,7 +110,9 @@ def _checked_columns(table: Table, columns: Mapping[str, ColumnData]) -> dict[st
     missing = [c for c in table.column_names if c not in columns]
     extra = [c for c in columns if c not in table.column_names]
     if missing or extra:
-        raise ValueError(f"columns for {table.name!r} do not match the schema: missing={missing} extra={extra}")
+        raise ValueError(
+            f"columns for {table.name!r} do not match the schema: missing={missing} extra={extra}"
+        )
     arrays: dict[str, np.ndarray] = {}
     lengths = set()
     for col in table.columns:
@@ -129,7 +131,7 @@ def _run_over_arrays(con: Any, table: Table, arrays: dict[str, np.ndarray], stat
     """Run `statement` (with a `{select}` slot) over the arrays through DuckDB's numpy scan."""
     # DuckDB resolves the unknown table name `_siyu_arrays` to this local dict of numpy arrays
     # (a replacement scan), so loading needs neither pyarrow nor pandas.
-    _siyu_arrays = arrays  # noqa: F841 - read by DuckDB's replacement scan
+    _siyu_arrays = arrays
     select = ", ".join(f"CAST({c.name} AS {c.duckdb_type}) AS {c.name}" for c in table.columns)
     con.execute(statement.format(select=f"SELECT {select} FROM _siyu_arrays"))
     return len(next(iter(arrays.values())))

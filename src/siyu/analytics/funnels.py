@@ -82,7 +82,9 @@ class Step:
             # Missing keys read as NULL in DuckDB but '' in ClickHouse, and ClickHouse reads
             # non-string JSON values as ''; non-empty strings compare the same on both.
             if not isinstance(value, str) or not value:
-                raise ValueError(f"step property {key!r} must be compared with a non-empty string, got {value!r}")
+                raise ValueError(
+                    f"step property {key!r} must be compared with a non-empty string, got {value!r}"
+                )
 
     def condition_sql(self) -> str:
         """The DuckDB boolean expression selecting this step's events."""
@@ -240,7 +242,11 @@ def chain_levels_sql(q: FunnelQuery, *, include_unreached: bool = True) -> str:
     n = len(q.steps)
     ctes = _chain_ctes(q)
     ctes.append("a1 AS (SELECT cid, min(t) AS f FROM e1 GROUP BY cid)")
-    level = "CASE " + " ".join(f"WHEN a{k}.cid IS NOT NULL THEN {k}" for k in range(n, 1, -1)) + " ELSE 1 END" if n > 1 else "1"
+    level = (
+        "CASE " + " ".join(f"WHEN a{k}.cid IS NOT NULL THEN {k}" for k in range(n, 1, -1)) + " ELSE 1 END"
+        if n > 1
+        else "1"
+    )
     cols = ["a1.cid AS cid", f"{level} AS level", "a1.f AS f1"]
     cols += [f"a{k}.f AS f{k}" for k in range(2, n + 1)] + [f"a{k}.p AS p{k}" for k in range(2, n + 1)]
     joins = "".join(f" LEFT JOIN a{k} ON a{k}.cid = a1.cid" for k in range(2, n + 1))
@@ -355,7 +361,11 @@ def passes_levels_sql(q: FunnelQuery) -> str:
             stops.append(f"min(CASE WHEN c{k} = 1 AND q1 > 0 AND m{k - 1} IS NULL THEN {pos} END)")
     if order:
         stops.append(f"min(CASE WHEN brk = 1 AND q1 - c1 > 0 THEN t * {_POS_SCALE} END)")
-    stop = "least(" + ", ".join(f"coalesce({s}, {_NO_STOP})" for s in stops) + f", {_NO_STOP})" if stops else str(_NO_STOP)
+    stop = (
+        "least(" + ", ".join(f"coalesce({s}, {_NO_STOP})" for s in stops) + f", {_NO_STOP})"
+        if stops
+        else str(_NO_STOP)
+    )
 
     firsts = ["min(CASE WHEN c1 = 1 THEN t END) AS f1"]
     for k in range(2, n + 1):
@@ -363,9 +373,12 @@ def passes_levels_sql(q: FunnelQuery) -> str:
         firsts.append(f"min(CASE WHEN s{k} IS NOT NULL THEN x{k - 1} END) AS p{k}")
     ctes.append(f"pc AS (SELECT cid, {stop} AS stop, {', '.join(firsts)} FROM {last} GROUP BY cid)")
     level = " + ".join(
-        f"CASE WHEN f{k} IS NOT NULL AND f{k} * {_POS_SCALE} + {2 * k} < stop THEN 1 ELSE 0 END" for k in range(1, n + 1)
+        f"CASE WHEN f{k} IS NOT NULL AND f{k} * {_POS_SCALE} + {2 * k} < stop THEN 1 ELSE 0 END"
+        for k in range(1, n + 1)
     )
-    cols = ["cid", f"{level} AS level"] + [f"f{k}" for k in range(1, n + 1)] + [f"p{k}" for k in range(2, n + 1)]
+    cols = (
+        ["cid", f"{level} AS level"] + [f"f{k}" for k in range(1, n + 1)] + [f"p{k}" for k in range(2, n + 1)]
+    )
     return "WITH " + ",\n".join(ctes) + f"\nSELECT {', '.join(cols)} FROM pc"
 
 
@@ -382,10 +395,17 @@ def funnel_sql(q: FunnelQuery) -> str:
             for k in range(2, n + 1)
         ]
         cols = [f"reached{k}" for k in range(1, n + 1)] + [f"median{k}" for k in range(2, n + 1)]
-        return "WITH " + ",\n".join(_chain_ctes(q)) + f"\nSELECT NULL AS breakdown, {', '.join(cols)} FROM {' CROSS JOIN '.join(parts)}"
+        return (
+            "WITH "
+            + ",\n".join(_chain_ctes(q))
+            + f"\nSELECT NULL AS breakdown, {', '.join(cols)} FROM {' CROSS JOIN '.join(parts)}"
+        )
     levels = chain_levels_sql(q, include_unreached=False) if _chain_applies(q) else passes_levels_sql(q)
     outs = [f"sum(CASE WHEN level >= {k} THEN 1 ELSE 0 END) AS reached{k}" for k in range(1, n + 1)]
-    outs += [f"quantile_cont(CASE WHEN level >= {k} THEN f{k} - p{k} END, 0.5) AS median{k}" for k in range(2, n + 1)]
+    outs += [
+        f"quantile_cont(CASE WHEN level >= {k} THEN f{k} - p{k} END, 0.5) AS median{k}"
+        for k in range(2, n + 1)
+    ]
     if q.breakdown is None:
         return f"WITH lv AS ({levels}) SELECT NULL AS breakdown, {', '.join(outs)} FROM lv WHERE level >= 1"
     return (
@@ -430,13 +450,20 @@ def run_funnel(engine: AnalyticsEngine, q: FunnelQuery) -> list[FunnelResult]:
                 event_type=q.steps[k - 1].event_type,
                 count=reached[k - 1],
                 conversion_from_start=_ratio(reached[k - 1], reached[0]),
-                conversion_from_previous=_ratio(reached[k - 1], reached[k - 2]) if k > 1 else _ratio(reached[0], reached[0]),
+                conversion_from_previous=_ratio(reached[k - 1], reached[k - 2])
+                if k > 1
+                else _ratio(reached[0], reached[0]),
                 median_seconds_from_previous=None if medians[k - 1] is None else float(medians[k - 1]) / 1e6,
             )
             for k in range(1, n + 1)
         )
         results.append(FunnelResult(breakdown_value=value, steps=steps))
     if q.breakdown is None and not results:
-        results.append(FunnelResult(None, tuple(FunnelStep(k, s.event_type, 0, None, None, None) for k, s in enumerate(q.steps, 1))))
+        results.append(
+            FunnelResult(
+                None,
+                tuple(FunnelStep(k, s.event_type, 0, None, None, None) for k, s in enumerate(q.steps, 1)),
+            )
+        )
     results.sort(key=lambda r: (r.breakdown_value is not None, str(r.breakdown_value)))
     return results

@@ -174,7 +174,7 @@ class Projection:
         started = time.perf_counter()
         report = ProjectionReport()
         con = self.engine.con
-        wm = {k: 0 for k in _WATERMARKS} if full else self.watermarks()
+        wm = dict.fromkeys(_WATERMARKS, 0) if full else self.watermarks()
         before = dict(wm)
         self._pending_recent: dict[int, Any] | None = None
         con.execute("BEGIN TRANSACTION")
@@ -193,7 +193,8 @@ class Projection:
                     self._resync_refunds(src, wm["orders_id"], report)
             if full or report.changed or wm != before:
                 con.executemany(
-                    "INSERT OR REPLACE INTO projection_state VALUES (?, ?)", [[k, int(v)] for k, v in wm.items()]
+                    "INSERT OR REPLACE INTO projection_state VALUES (?, ?)",
+                    [[k, int(v)] for k, v in wm.items()],
                 )
                 con.execute("COMMIT")
             else:
@@ -217,7 +218,14 @@ class Projection:
         with self.source.connect().execution_options(**opts) as conn, conn.begin():
             yield conn
 
-    def _load(self, table: Table, arrays: dict[str, np.ndarray], *, into: str | None = None, dedupe: str | None = None) -> None:
+    def _load(
+        self,
+        table: Table,
+        arrays: dict[str, np.ndarray],
+        *,
+        into: str | None = None,
+        dedupe: str | None = None,
+    ) -> None:
         """Insert column arrays into a projected table (or a scratch table) through DuckDB's numpy scan."""
         _arrays = arrays
         select = ", ".join(f"CAST({c.name} AS {c.duckdb_type}) AS {c.name}" for c in table.columns)
@@ -226,7 +234,9 @@ class Projection:
             sql += f" AS a WHERE NOT EXISTS (SELECT 1 FROM {table.name} AS p WHERE {dedupe})"
         self.engine.con.execute(sql)
 
-    def _project_appended(self, src: Connection, kind: str, watermark: int, report: ProjectionReport, *, full: bool) -> int:
+    def _project_appended(
+        self, src: Connection, kind: str, watermark: int, report: ProjectionReport, *, full: bool
+    ) -> int:
         """Append events or orders with id > watermark (minus the overlap), chunk by chunk."""
         if kind == "events":
             table, key = EVENTS, "event_id"
@@ -235,7 +245,16 @@ class Projection:
                 f"SELECT id, org_id, customer_id, type, {ts}, account_id, source, CAST(properties AS TEXT) "
                 "FROM events WHERE id > :after ORDER BY id LIMIT :n"
             )
-            names = ("event_id", "org_id", "customer_id", "event_type", "occurred_at", "account_id", "source", "properties")
+            names = (
+                "event_id",
+                "org_id",
+                "customer_id",
+                "event_type",
+                "occurred_at",
+                "account_id",
+                "source",
+                "properties",
+            )
         else:
             table, key = ORDERS, "order_id"
             ts = "o.paid_at AT TIME ZONE 'UTC'" if self._pg else "o.paid_at"
@@ -246,7 +265,17 @@ class Projection:
                 f"THEN sum(i.quantity * i.unit_cost_fen) END FROM order_items AS i WHERE i.order_id = o.id), {ts} "
                 "FROM orders AS o WHERE o.id > :after ORDER BY o.id LIMIT :n"
             )
-            names = ("order_id", "org_id", "customer_id", "account_id", "platform", "amount_fen", "refunded_fen", "cost_fen", "paid_at")
+            names = (
+                "order_id",
+                "org_id",
+                "customer_id",
+                "account_id",
+                "platform",
+                "amount_fen",
+                "refunded_fen",
+                "cost_fen",
+                "paid_at",
+            )
         overlap = 0 if full else min(self.id_overlap, watermark)
         after = watermark - overlap
         highest = watermark
@@ -259,7 +288,9 @@ class Projection:
                 ts_col = "occurred_at" if kind == "events" else "paid_at"
                 arrays[ts_col] = np.array([_to_naive_us(v) for v in arrays[ts_col]], dtype="datetime64[us]")
             if kind == "events":
-                arrays["properties"] = np.array([p if p is not None else "{}" for p in arrays["properties"]], dtype=object)
+                arrays["properties"] = np.array(
+                    [p if p is not None else "{}" for p in arrays["properties"]], dtype=object
+                )
             last = int(rows[-1][0])
             # Rows at or below the old watermark may already be projected (the overlap re-read).
             dedupe = f"p.{key} = a.{key}" if after < watermark and int(rows[0][0]) <= watermark else None
@@ -281,15 +312,18 @@ class Projection:
 
     def _resync_refunds(self, src: Connection, orders_wm: int, report: ProjectionReport) -> None:
         """Re-read refunded amounts when the operational total differs from the projected one."""
-        op_total = int(src.execute(
-            text("SELECT coalesce(sum(refunded_fen), 0) FROM orders WHERE id <= :wm"), {"wm": orders_wm}
-        ).scalar_one())
+        op_total = int(
+            src.execute(
+                text("SELECT coalesce(sum(refunded_fen), 0) FROM orders WHERE id <= :wm"), {"wm": orders_wm}
+            ).scalar_one()
+        )
         con = self.engine.con
         projected = int(con.execute("SELECT coalesce(sum(refunded_fen), 0) FROM orders").fetchone()[0])  # type: ignore[index]
         if op_total == projected:
             return
         rows = src.execute(
-            text("SELECT id, refunded_fen FROM orders WHERE refunded_fen <> 0 AND id <= :wm"), {"wm": orders_wm}
+            text("SELECT id, refunded_fen FROM orders WHERE refunded_fen <> 0 AND id <= :wm"),
+            {"wm": orders_wm},
         ).fetchall()
         _refunds = {
             "order_id": np.array([r[0] for r in rows], dtype=np.int64),
@@ -307,7 +341,9 @@ class Projection:
         changed = (int(set_new[0]) if set_new else 0) + (int(cleared[0]) if cleared else 0)
         report.refunds_resynced = changed
 
-    def _project_customers(self, src: Connection, wm: dict[str, int], report: ProjectionReport, *, full: bool) -> None:
+    def _project_customers(
+        self, src: Connection, wm: dict[str, int], report: ProjectionReport, *, full: bool
+    ) -> None:
         """Re-project changed customers' dimensions and values; re-point rows of merged profiles."""
         cols = (
             "c.id, c.org_id, c.merged_into_id, c.source, c.stage, c.created_at, c.updated_at, "
@@ -323,9 +359,13 @@ class Projection:
             ).fetchall()
             customer_rows = [r for r in customer_rows if self._recent.get(int(r[0])) != r[6]]
             known = {int(r[0]) for r in customer_rows}
-            followed = [int(r[0]) for r in src.execute(
-                text("SELECT DISTINCT customer_id FROM follow_relations WHERE id > :after"), {"after": wm["follows_id"]}
-            ).fetchall()]
+            followed = [
+                int(r[0])
+                for r in src.execute(
+                    text("SELECT DISTINCT customer_id FROM follow_relations WHERE id > :after"),
+                    {"after": wm["follows_id"]},
+                ).fetchall()
+            ]
             extra = [c for c in followed if c not in known]
             for i in range(0, len(extra), _IN_CHUNK):
                 part = extra[i : i + _IN_CHUNK]
@@ -335,7 +375,8 @@ class Projection:
                     {f"c{j}": v for j, v in enumerate(part)},
                 ).fetchall()
         wm["follows_id"] = max(
-            wm["follows_id"], int(src.execute(text("SELECT coalesce(max(id), 0) FROM follow_relations")).scalar_one())
+            wm["follows_id"],
+            int(src.execute(text("SELECT coalesce(max(id), 0) FROM follow_relations")).scalar_one()),
         )
         if full:
             self._pending_recent = {}
@@ -344,7 +385,9 @@ class Projection:
         # Never past our own clock: a profile stamped in the future (clock skew, imported data) would
         # otherwise push the watermark beyond every real update that follows.
         newest = min(max(_to_naive_dt(r[6]) for r in customer_rows), datetime.now(UTC).replace(tzinfo=None))
-        wm["customers_updated_us"] = max(wm["customers_updated_us"], (newest - _EPOCH) // timedelta(microseconds=1))
+        wm["customers_updated_us"] = max(
+            wm["customers_updated_us"], (newest - _EPOCH) // timedelta(microseconds=1)
+        )
         horizon = _EPOCH + timedelta(microseconds=wm["customers_updated_us"]) - _UPDATED_OVERLAP
         recent = {k: v for k, v in self._recent.items() if _to_naive_dt(v) > horizon}
         recent.update((int(r[0]), r[6]) for r in customer_rows if _to_naive_dt(r[6]) > horizon)
@@ -363,13 +406,27 @@ class Projection:
                 part = ids[i : i + _IN_CHUNK]
                 marks = ", ".join(f":c{j}" for j in range(len(part)))
                 follows += src.execute(
-                    text(f"{follow_sql} WHERE f.customer_id IN ({marks})"), {f"c{j}": v for j, v in enumerate(part)}
+                    text(f"{follow_sql} WHERE f.customer_id IN ({marks})"),
+                    {f"c{j}": v for j, v in enumerate(part)},
                 ).fetchall()
 
         con = self.engine.con
         _c = _columns(
-            [(r[0], r[1], r[2], r[3], _enum_text(r[4]), _to_naive_dt(r[5]), r[7], r[8], r[9]) for r in customer_rows],
-            ("id", "org_id", "merged_into_id", "source", "stage", "created_at", "clv_fen", "p_alive", "expected_purchases"),
+            [
+                (r[0], r[1], r[2], r[3], _enum_text(r[4]), _to_naive_dt(r[5]), r[7], r[8], r[9])
+                for r in customer_rows
+            ],
+            (
+                "id",
+                "org_id",
+                "merged_into_id",
+                "source",
+                "stage",
+                "created_at",
+                "clv_fen",
+                "p_alive",
+                "expected_purchases",
+            ),
         )
         _c["created_at"] = _c["created_at"].astype("datetime64[us]")
         _f = _columns(
@@ -413,7 +470,9 @@ class Projection:
             "INSERT INTO customer_values SELECT org_id, id, clv_fen, p_alive, expected_purchases FROM _chg "
             "WHERE merged_into_id IS NULL AND clv_fen IS NOT NULL"
         )
-        report.customers = int(con.execute("SELECT count(*) FROM _chg WHERE merged_into_id IS NULL").fetchone()[0])  # type: ignore[index]
+        report.customers = int(
+            con.execute("SELECT count(*) FROM _chg WHERE merged_into_id IS NULL").fetchone()[0]
+        )  # type: ignore[index]
         con.execute("DROP TABLE _chg")
         con.execute("DROP TABLE _fol")
 

@@ -60,11 +60,15 @@ class RetentionQuery:
         try:
             object.__setattr__(self, "period", Period(self.period))
         except ValueError:
-            raise ValueError(f"period must be one of {[p.value for p in Period]}, got {self.period!r}") from None
+            raise ValueError(
+                f"period must be one of {[p.value for p in Period]}, got {self.period!r}"
+            ) from None
         if not isinstance(self.periods, int) or not 0 <= self.periods <= MAX_PERIODS:
             raise ValueError(f"periods must be an integer in 0..{MAX_PERIODS}, got {self.periods!r}")
         if not isinstance(self.utc_offset_minutes, int) or abs(self.utc_offset_minutes) > 14 * 60:
-            raise ValueError(f"utc_offset_minutes must be an integer within ±840, got {self.utc_offset_minutes!r}")
+            raise ValueError(
+                f"utc_offset_minutes must be an integer within ±840, got {self.utc_offset_minutes!r}"
+            )
         if self.breakdown is not None and self.breakdown not in BREAKDOWN_COLUMNS:
             raise ValueError(f"breakdown {self.breakdown!r} is not one of {sorted(BREAKDOWN_COLUMNS)}")
         if self.date_from and self.date_to and naive_utc(self.date_from) >= naive_utc(self.date_to):

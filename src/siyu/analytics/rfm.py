@@ -27,8 +27,17 @@ from siyu.analytics.funnels import sql_timestamp
 from siyu.kit.clock import utcnow
 
 SEGMENTS: tuple[str, ...] = (
-    "champions", "loyal", "potential_loyalists", "new_customers", "promising", "need_attention",
-    "about_to_sleep", "at_risk", "cant_lose", "hibernating", "lost",
+    "champions",
+    "loyal",
+    "potential_loyalists",
+    "new_customers",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cant_lose",
+    "hibernating",
+    "lost",
 )
 
 _ROWS: dict[int, tuple[str, str, str, str, str]] = {
@@ -38,7 +47,9 @@ _ROWS: dict[int, tuple[str, str, str, str, str]] = {
     2: ("hibernating", "hibernating", "at_risk", "at_risk", "cant_lose"),
     1: ("lost", "hibernating", "at_risk", "at_risk", "cant_lose"),
 }
-SEGMENT_GRID: dict[tuple[int, int], str] = {(r, fm): row[fm - 1] for r, row in _ROWS.items() for fm in range(1, 6)}
+SEGMENT_GRID: dict[tuple[int, int], str] = {
+    (r, fm): row[fm - 1] for r, row in _ROWS.items() for fm in range(1, 6)
+}
 
 
 def segment_of(r: int, fm: int) -> str:
@@ -99,7 +110,11 @@ def customer_rfm(engine: AnalyticsEngine, org_id: int, *, as_of: datetime | None
     out = []
     for cid, rec, f, m, rs, fs, ms in engine.query(rfm_sql(org_id, as_of)):
         fm = fm_score(int(fs), int(ms))
-        out.append(CustomerRFM(int(cid), int(rec), int(f), int(m), int(rs), int(fs), int(ms), fm, segment_of(int(rs), fm)))
+        out.append(
+            CustomerRFM(
+                int(cid), int(rec), int(f), int(m), int(rs), int(fs), int(ms), fm, segment_of(int(rs), fm)
+            )
+        )
     return out
 
 

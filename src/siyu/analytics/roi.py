@@ -47,12 +47,18 @@ def local_day_start(day: date, utc_offset_minutes: int) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC) - timedelta(minutes=utc_offset_minutes)
 
 
-def prorated_costs(db: Session, org_id: int, dimension: CostDimension, date_from: date, date_to: date) -> dict[str, int]:
+def prorated_costs(
+    db: Session, org_id: int, dimension: CostDimension, date_from: date, date_to: date
+) -> dict[str, int]:
     """Each channel's cost over [date_from, date_to], prorated by overlapping days, rounded to fen."""
     rows = db.execute(
-        select(ChannelCost.channel, ChannelCost.period_start, ChannelCost.period_end, ChannelCost.cost_fen).where(
-            ChannelCost.org_id == org_id, ChannelCost.dimension == dimension,
-            ChannelCost.period_start <= date_to, ChannelCost.period_end >= date_from,
+        select(
+            ChannelCost.channel, ChannelCost.period_start, ChannelCost.period_end, ChannelCost.cost_fen
+        ).where(
+            ChannelCost.org_id == org_id,
+            ChannelCost.dimension == dimension,
+            ChannelCost.period_start <= date_to,
+            ChannelCost.period_end >= date_from,
         )
     ).all()
     exact: dict[str, Fraction] = defaultdict(Fraction)
@@ -76,8 +82,10 @@ def roi_report(
     try:
         dim = CostDimension(dimension)
     except ValueError:
-        raise Invalid(f"dimension must be one of {[d.value for d in CostDimension]}, got {dimension!r}",
-                      field="dimension") from None
+        raise Invalid(
+            f"dimension must be one of {[d.value for d in CostDimension]}, got {dimension!r}",
+            field="dimension",
+        ) from None
     if date_to < date_from:
         raise Invalid("date_to must not be before date_from", field="date_to")
     costs = prorated_costs(db, org_id, dim, date_from, date_to)
@@ -98,15 +106,17 @@ def roi_report(
     for channel in set(costs) | set(acquired):
         cost = costs.get(channel, 0) if channel is not None else 0
         customers, revenue, clv = acquired.get(channel, (0, 0, 0))
-        out.append(ChannelROI(
-            channel=channel,
-            cost_fen=cost,
-            customers=customers,
-            cost_per_customer_fen=round(cost / customers) if customers else None,
-            revenue_fen=revenue,
-            predicted_clv_fen=clv,
-            roi=(revenue - cost) / cost if cost else None,
-            predicted_roi=(revenue + clv - cost) / cost if cost else None,
-        ))
+        out.append(
+            ChannelROI(
+                channel=channel,
+                cost_fen=cost,
+                customers=customers,
+                cost_per_customer_fen=round(cost / customers) if customers else None,
+                revenue_fen=revenue,
+                predicted_clv_fen=clv,
+                roi=(revenue - cost) / cost if cost else None,
+                predicted_roi=(revenue + clv - cost) / cost if cost else None,
+            )
+        )
     out.sort(key=lambda r: (r.channel is None, r.channel or ""))
     return out

@@ -87,7 +87,9 @@ ORDERS = Table(
         Column("platform", "VARCHAR", "LowCardinality(String)", False, "e.g. douyin, taobao, wecom"),
         Column("amount_fen", "BIGINT", "Int64", False, "paid amount, fen"),
         Column("refunded_fen", "BIGINT", "Int64", False, "refunded so far, fen"),
-        Column("cost_fen", "BIGINT", "Int64", True, "cost of goods when every line has a unit cost, else NULL"),
+        Column(
+            "cost_fen", "BIGINT", "Int64", True, "cost of goods when every line has a unit cost, else NULL"
+        ),
         Column("paid_at", "TIMESTAMP", "DateTime64(6, 'UTC')", False, "payment time, UTC"),
     ),
 )
@@ -123,7 +125,7 @@ def create_table_sql(table: Table, dialect: Dialect) -> str:
             if c.nullable:
                 # LowCardinality must wrap Nullable, not the other way round.
                 if ch_type.startswith("LowCardinality("):
-                    ch_type = f"LowCardinality(Nullable({ch_type[len('LowCardinality('):-1]}))"
+                    ch_type = f"LowCardinality(Nullable({ch_type[len('LowCardinality(') : -1]}))"
                 else:
                     ch_type = f"Nullable({ch_type})"
             cols.append(f"{c.name} {ch_type}")
@@ -149,4 +151,3 @@ def shift_minutes(column: str, minutes: int) -> str:
     minutes = int(minutes)
     sign = "-" if minutes < 0 else "+"
     return f"{column} {sign} INTERVAL {abs(minutes)} MINUTE"
-

@@ -46,11 +46,15 @@ class FunnelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[StepIn] = Field(min_length=1, max_length=MAX_STEPS)
-    modes: list[str] = Field(default_factory=list, description="strict_order, strict_deduplication, strict_increase")
+    modes: list[str] = Field(
+        default_factory=list, description="strict_order, strict_deduplication, strict_increase"
+    )
     window_seconds: int = Field(default=14 * 86_400, ge=1, le=366 * 86_400)
     date_from: Instant | None = None
     date_to: Instant | None = None
-    breakdown: str | None = Field(default=None, description="source, channel, stage, account_id or operator_id")
+    breakdown: str | None = Field(
+        default=None, description="source, channel, stage, account_id or operator_id"
+    )
 
 
 class FunnelStepOut(BaseModel):

@@ -85,9 +85,15 @@ def funnel(engine: AnalyticsEngine, org_id: int, body: FunnelIn) -> list[FunnelR
     """Run a funnel request on the projection (bad steps, modes or breakdowns are 422 naming the field)."""
     steps = [_step(s, f"steps.{i}") for i, s in enumerate(body.steps)]
     try:
-        q = FunnelQuery(org_id=org_id, steps=steps, window=timedelta(seconds=body.window_seconds),
-                        modes=frozenset(body.modes), date_from=body.date_from, date_to=body.date_to,
-                        breakdown=body.breakdown)
+        q = FunnelQuery(
+            org_id=org_id,
+            steps=steps,
+            window=timedelta(seconds=body.window_seconds),
+            modes=frozenset(body.modes),
+            date_from=body.date_from,
+            date_to=body.date_to,
+            breakdown=body.breakdown,
+        )
     except ValueError as exc:
         raise _invalid(exc) from None
     return run_funnel(engine, q)
@@ -96,10 +102,19 @@ def funnel(engine: AnalyticsEngine, org_id: int, body: FunnelIn) -> list[FunnelR
 def retention(engine: AnalyticsEngine, org_id: int, body: RetentionIn) -> list[RetentionCohort]:
     """Run a retention request on the projection."""
     try:
-        q = RetentionQuery(org_id=org_id, start=_step(body.start, "start"), returning=_step(body.returning, "returning"),
-                           period=body.period, periods=body.periods, first_time=body.first_time,
-                           on_or_after=body.on_or_after, date_from=body.date_from, date_to=body.date_to,
-                           breakdown=body.breakdown, utc_offset_minutes=body.utc_offset_minutes)
+        q = RetentionQuery(
+            org_id=org_id,
+            start=_step(body.start, "start"),
+            returning=_step(body.returning, "returning"),
+            period=body.period,
+            periods=body.periods,
+            first_time=body.first_time,
+            on_or_after=body.on_or_after,
+            date_from=body.date_from,
+            date_to=body.date_to,
+            breakdown=body.breakdown,
+            utc_offset_minutes=body.utc_offset_minutes,
+        )
     except ValueError as exc:
         raise _invalid(exc) from None
     return run_retention(engine, q)
@@ -129,28 +144,53 @@ def clv_distribution(engine: AnalyticsEngine, org_id: int, bins: int = 20) -> CL
         return CLVDistributionOut(customers=0, total_clv_fen=0, mean_clv_fen=None, mean_p_alive=None, bins=[])
     lo, hi = int(lo), int(hi)
     width = max(1, -(-(hi - lo + 1) // bins))  # ceil, so the largest value falls in the last bin
-    counts = dict(engine.query(
-        f"SELECT (clv_fen - {lo}) // {width} AS b, count(*) FROM customer_values WHERE org_id = {org} GROUP BY b"
-    ))
+    counts = dict(
+        engine.query(
+            f"SELECT (clv_fen - {lo}) // {width} AS b, count(*) FROM customer_values WHERE org_id = {org} GROUP BY b"
+        )
+    )
     used = (hi - lo) // width + 1
-    out = [CLVBinOut(lower_fen=lo + i * width, upper_fen=lo + (i + 1) * width, customers=int(counts.get(i, 0)))
-           for i in range(used)]
-    return CLVDistributionOut(customers=n, total_clv_fen=total, mean_clv_fen=round(total / n),
-                              mean_p_alive=None if mean_p is None else float(mean_p), bins=out)
+    out = [
+        CLVBinOut(lower_fen=lo + i * width, upper_fen=lo + (i + 1) * width, customers=int(counts.get(i, 0)))
+        for i in range(used)
+    ]
+    return CLVDistributionOut(
+        customers=n,
+        total_clv_fen=total,
+        mean_clv_fen=round(total / n),
+        mean_p_alive=None if mean_p is None else float(mean_p),
+        bins=out,
+    )
 
 
-def channel_roi(db: Session, engine: AnalyticsEngine, org_id: int, *, date_from: date, date_to: date,
-                dimension: CostDimension | str = CostDimension.source, utc_offset_minutes: int = 480) -> list[ChannelROI]:
+def channel_roi(
+    db: Session,
+    engine: AnalyticsEngine,
+    org_id: int,
+    *,
+    date_from: date,
+    date_to: date,
+    dimension: CostDimension | str = CostDimension.source,
+    utc_offset_minutes: int = 480,
+) -> list[ChannelROI]:
     """ROI per channel (see siyu.analytics.roi.roi_report)."""
-    return roi_report(db, engine, org_id, date_from=date_from, date_to=date_to, dimension=dimension,
-                      utc_offset_minutes=utc_offset_minutes)
+    return roi_report(
+        db,
+        engine,
+        org_id,
+        date_from=date_from,
+        date_to=date_to,
+        dimension=dimension,
+        utc_offset_minutes=utc_offset_minutes,
+    )
 
 
 # -- channel costs ------------------------------------------------------------------------------
 
 
-def list_channel_costs(db: Session, org_id: int, *, dimension: CostDimension | None = None,
-                       channel: str | None = None) -> list[ChannelCost]:
+def list_channel_costs(
+    db: Session, org_id: int, *, dimension: CostDimension | None = None, channel: str | None = None
+) -> list[ChannelCost]:
     """An organization's channel costs, newest period first."""
     q = select(ChannelCost).where(ChannelCost.org_id == org_id)
     if dimension is not None:
@@ -168,11 +208,20 @@ def get_channel_cost(db: Session, org_id: int, cost_id: int) -> ChannelCost:
     return cost
 
 
-def create_channel_cost(db: Session, org_id: int, data: ChannelCostIn, actor_id: int | None = None) -> ChannelCost:
+def create_channel_cost(
+    db: Session, org_id: int, data: ChannelCostIn, actor_id: int | None = None
+) -> ChannelCost:
     """Record a cost for a channel and period."""
-    cost = ChannelCost(org_id=org_id, dimension=data.dimension, channel=data.channel.strip(),
-                       period_start=data.period_start, period_end=data.period_end, cost_fen=data.cost_fen,
-                       note=data.note, created_by=actor_id)
+    cost = ChannelCost(
+        org_id=org_id,
+        dimension=data.dimension,
+        channel=data.channel.strip(),
+        period_start=data.period_start,
+        period_end=data.period_end,
+        cost_fen=data.cost_fen,
+        note=data.note,
+        created_by=actor_id,
+    )
     if not cost.channel:
         raise Invalid("channel must not be blank", field="channel")
     db.add(cost)

@@ -22,11 +22,17 @@ MAX_REPORT_DAYS = 366
 def touch(db: Session, org_id: int, customer_id: int, code: ChannelCode, at: datetime) -> None:
     """Set the customer's first touch (only if none, or if this one is earlier) and last touch (if later);
     fill the customer's empty source from the code."""
-    values = {"code_id": code.id, "channel": code.channel, "campaign": code.campaign,
-              "content_item": code.content_item, "at": at}
+    values = {
+        "code_id": code.id,
+        "channel": code.channel,
+        "campaign": code.campaign,
+        "content_item": code.content_item,
+        "at": at,
+    }
     for kind in (TouchKind.first, TouchKind.last):
-        row = db.scalar(select(CustomerTouch).where(CustomerTouch.customer_id == customer_id,
-                                                    CustomerTouch.kind == kind))
+        row = db.scalar(
+            select(CustomerTouch).where(CustomerTouch.customer_id == customer_id, CustomerTouch.kind == kind)
+        )
         if row is None:
             db.add(CustomerTouch(org_id=org_id, customer_id=customer_id, kind=kind, **values))
         elif (kind is TouchKind.first and at < row.at) or (kind is TouchKind.last and at >= row.at):
@@ -41,17 +47,25 @@ def touch(db: Session, org_id: int, customer_id: int, code: ChannelCode, at: dat
 
 def touches_of(db: Session, org_id: int, customer_id: int) -> list[CustomerTouch]:
     """A customer's first and last touch (first first)."""
-    return list(db.scalars(select(CustomerTouch).where(CustomerTouch.org_id == org_id,
-                                                       CustomerTouch.customer_id == customer_id)
-                           .order_by(CustomerTouch.kind)))
+    return list(
+        db.scalars(
+            select(CustomerTouch)
+            .where(CustomerTouch.org_id == org_id, CustomerTouch.customer_id == customer_id)
+            .order_by(CustomerTouch.kind)
+        )
+    )
 
 
 def _merge_touches(db: Session, org_id: int, survivor_id: int, merged_id: int) -> int:
     """Merge hook: the survivor keeps the earlier first touch and the later last touch; adds move over."""
     moved = 0
     for kind in (TouchKind.first, TouchKind.last):
-        mine = db.scalar(select(CustomerTouch).where(CustomerTouch.customer_id == survivor_id, CustomerTouch.kind == kind))
-        theirs = db.scalar(select(CustomerTouch).where(CustomerTouch.customer_id == merged_id, CustomerTouch.kind == kind))
+        mine = db.scalar(
+            select(CustomerTouch).where(CustomerTouch.customer_id == survivor_id, CustomerTouch.kind == kind)
+        )
+        theirs = db.scalar(
+            select(CustomerTouch).where(CustomerTouch.customer_id == merged_id, CustomerTouch.kind == kind)
+        )
         if theirs is None:
             continue
         better = mine is None or (theirs.at < mine.at if kind is TouchKind.first else theirs.at > mine.at)
@@ -66,12 +80,18 @@ def _merge_touches(db: Session, org_id: int, survivor_id: int, merged_id: int) -
         db.flush()
     # One add per (code, customer, account): drop the merged profile's duplicates before moving the rest.
     keep = select(ChannelAdd.code_id, ChannelAdd.account_id).where(ChannelAdd.customer_id == survivor_id)
-    dupes = [a.id for a in db.scalars(select(ChannelAdd).where(ChannelAdd.customer_id == merged_id))
-             if (a.code_id, a.account_id) in set(db.execute(keep).all())]
+    dupes = [
+        a.id
+        for a in db.scalars(select(ChannelAdd).where(ChannelAdd.customer_id == merged_id))
+        if (a.code_id, a.account_id) in set(db.execute(keep).all())
+    ]
     if dupes:
         db.execute(delete(ChannelAdd).where(ChannelAdd.id.in_(dupes)))
-    moved += db.execute(update(ChannelAdd).where(ChannelAdd.org_id == org_id, ChannelAdd.customer_id == merged_id)
-                        .values(customer_id=survivor_id)).rowcount  # type: ignore[attr-defined]
+    moved += db.execute(
+        update(ChannelAdd)
+        .where(ChannelAdd.org_id == org_id, ChannelAdd.customer_id == merged_id)
+        .values(customer_id=survivor_id)
+    ).rowcount  # type: ignore[attr-defined]
     return moved
 
 
@@ -88,12 +108,14 @@ def _range(date_from: date, date_to: date) -> tuple[datetime, datetime]:
     return start, end
 
 
-def adds_per_day(db: Session, org_id: int, date_from: date, date_to: date,
-                 code_id: int | None = None) -> list[DailyAddsOut]:
+def adds_per_day(
+    db: Session, org_id: int, date_from: date, date_to: date, code_id: int | None = None
+) -> list[DailyAddsOut]:
     """Adds per code per local day over [date_from, date_to]."""
     start, end = _range(date_from, date_to)
     stmt = select(ChannelAdd.code_id, ChannelAdd.added_at).where(
-        ChannelAdd.org_id == org_id, ChannelAdd.added_at >= start, ChannelAdd.added_at < end)
+        ChannelAdd.org_id == org_id, ChannelAdd.added_at >= start, ChannelAdd.added_at < end
+    )
     if code_id is not None:
         stmt = stmt.where(ChannelAdd.code_id == code_id)
     # Local-day bucketing in Python keeps one query for SQLite and PostgreSQL alike.
@@ -115,27 +137,48 @@ def code_report(db: Session, org_id: int, date_from: date, date_to: date) -> lis
     add, and how many added customers placed a first order after the add."""
     start, end = _range(date_from, date_to)
     codes = list(db.scalars(select(ChannelCode).where(ChannelCode.org_id == org_id).order_by(ChannelCode.id)))
-    adds = dict(db.execute(
-        select(ChannelAdd.code_id, func.count(func.distinct(ChannelAdd.customer_id)))
+    adds = dict(
+        db.execute(
+            select(ChannelAdd.code_id, func.count(func.distinct(ChannelAdd.customer_id)))
+            .where(ChannelAdd.org_id == org_id, ChannelAdd.added_at >= start, ChannelAdd.added_at < end)
+            .group_by(ChannelAdd.code_id)
+        ).all()
+    )
+    first_add = (
+        select(ChannelAdd.code_id, ChannelAdd.customer_id, func.min(ChannelAdd.added_at).label("at"))
         .where(ChannelAdd.org_id == org_id, ChannelAdd.added_at >= start, ChannelAdd.added_at < end)
-        .group_by(ChannelAdd.code_id)).all())
-    first_add = (select(ChannelAdd.code_id, ChannelAdd.customer_id, func.min(ChannelAdd.added_at).label("at"))
-                 .where(ChannelAdd.org_id == org_id, ChannelAdd.added_at >= start, ChannelAdd.added_at < end)
-                 .group_by(ChannelAdd.code_id, ChannelAdd.customer_id).subquery())
-    converted = dict(db.execute(
-        select(first_add.c.code_id, func.count(func.distinct(first_add.c.customer_id)))
-        .join(Order, (Order.customer_id == first_add.c.customer_id) & (Order.org_id == org_id)
-              & (Order.paid_at >= first_add.c.at))
-        .group_by(first_add.c.code_id)).all())
+        .group_by(ChannelAdd.code_id, ChannelAdd.customer_id)
+        .subquery()
+    )
+    converted = dict(
+        db.execute(
+            select(first_add.c.code_id, func.count(func.distinct(first_add.c.customer_id)))
+            .join(
+                Order,
+                (Order.customer_id == first_add.c.customer_id)
+                & (Order.org_id == org_id)
+                & (Order.paid_at >= first_add.c.at),
+            )
+            .group_by(first_add.c.code_id)
+        ).all()
+    )
     costs = _costs(db, org_id, date_from, date_to)
     out = []
     for code in codes:
         n = int(adds.get(code.id, 0))
         cost = costs.get(code.state, code.cost_fen)
         orders = int(converted.get(code.id, 0))
-        out.append(CodeReportOut(
-            code_id=code.id, name=code.name, state=code.state, channel=code.channel, adds=n, cost_fen=cost,
-            cost_per_add_fen=round(cost / n) if n else None, first_orders=orders,
-            conversion=orders / n if n else None,
-        ))
+        out.append(
+            CodeReportOut(
+                code_id=code.id,
+                name=code.name,
+                state=code.state,
+                channel=code.channel,
+                adds=n,
+                cost_fen=cost,
+                cost_per_add_fen=round(cost / n) if n else None,
+                first_orders=orders,
+                conversion=orders / n if n else None,
+            )
+        )
     return out

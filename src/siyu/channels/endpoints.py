@@ -50,8 +50,10 @@ def code_creator(request: Request, db: DbSession, org_id: int, carrier: CodeCarr
     try:
         creds = credentials.load_plain(db, org_id, secret)
     except NotFound as exc:  # a code cannot be issued on a carrier that is not connected
-        raise Invalid("WeCom is not configured for this organization; use carrier=sandbox or connect WeCom",
-                      field="carrier") from exc
+        raise Invalid(
+            "WeCom is not configured for this organization; use carrier=sandbox or connect WeCom",
+            field="carrier",
+        ) from exc
     return credentials.client_for(creds)
 
 
@@ -94,7 +96,9 @@ def route(pool_id: int, body: RouteIn, db: DbSession, principal: CurrentPrincipa
 
 
 @router.get("/codes", response_model=list[CodeOut])
-def list_codes(db: DbSession, principal: CurrentPrincipal, status: CodeStatus | None = None) -> list[ChannelCode]:
+def list_codes(
+    db: DbSession, principal: CurrentPrincipal, status: CodeStatus | None = None
+) -> list[ChannelCode]:
     """The organization's channel codes, newest first."""
     return service.list_codes(db, principal.org_id, status=status)
 
@@ -143,33 +147,47 @@ def update_code(code_id: int, body: CodePatch, db: DbSession, principal: AdminPr
     return service.update_code(db, service.get_code(db, principal.org_id, code_id), body)
 
 
-@router.get("/codes/{code_id}/qr.{fmt}", response_class=Response,
-            responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}})
-def code_qr(code_id: int, fmt: str, db: DbSession, principal: CurrentPrincipal,
-            scale: Annotated[int, Query(ge=1, le=40)] = 10) -> Response:
+@router.get(
+    "/codes/{code_id}/qr.{fmt}",
+    response_class=Response,
+    responses={200: {"content": {"image/png": {}, "image/svg+xml": {}}}},
+)
+def code_qr(
+    code_id: int,
+    fmt: str,
+    db: DbSession,
+    principal: CurrentPrincipal,
+    scale: Annotated[int, Query(ge=1, le=40)] = 10,
+) -> Response:
     """The code's QR image for print, as PNG or SVG."""
     code = service.get_code(db, principal.org_id, code_id)
     body, media = qr_image(code.qr_url, fmt, scale=scale)
-    return Response(body, media_type=media, headers={
-        "Content-Disposition": f'attachment; filename="channel-code-{code.state}.{fmt}"'})
+    return Response(
+        body,
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="channel-code-{code.state}.{fmt}"'},
+    )
 
 
 # --- health and alerts ----------------------------------------------------------------------------
 
 
 @router.get("/health", response_model=list[HealthOut])
-def account_health(db: DbSession, principal: CurrentPrincipal,
-                   days: Annotated[int, Query(ge=1, le=90)] = 7) -> list[HealthOut]:
+def account_health(
+    db: DbSession, principal: CurrentPrincipal, days: Annotated[int, Query(ge=1, le=90)] = 7
+) -> list[HealthOut]:
     """Health of the caller's visible accounts (all for admins) over the last `days` days."""
-    return health.account_health(db, principal.org_id, days=days,
-                                 account_ids=health.visible_account_ids(db, principal))
+    return health.account_health(
+        db, principal.org_id, days=days, account_ids=health.visible_account_ids(db, principal)
+    )
 
 
 @router.get("/alerts", response_model=list[AlertOut])
 def list_alerts(db: DbSession, principal: CurrentPrincipal, open_only: bool = True) -> list[AccountAlert]:
     """Alerts of the caller's visible accounts, newest first (open ones unless open_only=false)."""
-    return health.list_alerts(db, principal.org_id, open_only=open_only,
-                              account_ids=health.visible_account_ids(db, principal))
+    return health.list_alerts(
+        db, principal.org_id, open_only=open_only, account_ids=health.visible_account_ids(db, principal)
+    )
 
 
 @router.post("/alerts/scan")
@@ -188,14 +206,17 @@ def resolve_alert(alert_id: int, db: DbSession, principal: AdminPrincipal) -> Ac
 
 
 @router.get("/reports/daily", response_model=list[DailyAddsOut])
-def daily_adds(date_from: date, date_to: date, db: DbSession, principal: CurrentPrincipal,
-               code_id: int | None = None) -> list[DailyAddsOut]:
+def daily_adds(
+    date_from: date, date_to: date, db: DbSession, principal: CurrentPrincipal, code_id: int | None = None
+) -> list[DailyAddsOut]:
     """Adds per code per local day over [date_from, date_to]."""
     return attribution.adds_per_day(db, principal.org_id, date_from, date_to, code_id)
 
 
 @router.get("/reports/codes", response_model=list[CodeReportOut])
-def code_report(date_from: date, date_to: date, db: DbSession, principal: CurrentPrincipal) -> list[CodeReportOut]:
+def code_report(
+    date_from: date, date_to: date, db: DbSession, principal: CurrentPrincipal
+) -> list[CodeReportOut]:
     """Per code: adds, cost, cost per add and conversion of adds to a first order."""
     return attribution.code_report(db, principal.org_id, date_from, date_to)
 

@@ -27,32 +27,60 @@ LOW_HEALTH = 50
 COMPLAINT_EVENT = "complaint"
 
 
-def raise_alert(db: Session, org_id: int, account_id: int, kind: AlertKind, message: str, at: datetime) -> bool:
+def raise_alert(
+    db: Session, org_id: int, account_id: int, kind: AlertKind, message: str, at: datetime
+) -> bool:
     """Open an alert unless one of this kind is already there for the account and local day; True if new."""
-    result = db.execute(insert_ignore(db, AccountAlert.__table__, ["org_id", "account_id", "kind", "day"]).values(
-        org_id=org_id, account_id=account_id, kind=kind.value, day=local(at, SHANGHAI).date(),
-        message=message[:300], created_at=ensure_utc(at)))
+    result = db.execute(
+        insert_ignore(db, AccountAlert.__table__, ["org_id", "account_id", "kind", "day"]).values(
+            org_id=org_id,
+            account_id=account_id,
+            kind=kind.value,
+            day=local(at, SHANGHAI).date(),
+            message=message[:300],
+            created_at=ensure_utc(at),
+        )
+    )
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def check_caps(db: Session, org_id: int, account_id: int, at: datetime, *, daily_cap: int | None = None) -> None:
+def check_caps(
+    db: Session, org_id: int, account_id: int, at: datetime, *, daily_cap: int | None = None
+) -> None:
     """Alert when the account is at 90% of its soft or hard cap, or of today's daily add cap."""
     acct = db.scalar(select(Account).where(Account.id == account_id, Account.org_id == org_id))
     if acct is None:
         return
-    pending = db.scalar(select(AccountDayLoad.pending).where(
-        AccountDayLoad.account_id == account_id, AccountDayLoad.day == local(at, SHANGHAI).date())) or 0
+    pending = (
+        db.scalar(
+            select(AccountDayLoad.pending).where(
+                AccountDayLoad.account_id == account_id, AccountDayLoad.day == local(at, SHANGHAI).date()
+            )
+        )
+        or 0
+    )
     load = acct.friend_count + pending
     cap = min(acct.soft_cap, acct.hard_cap)
     if load >= NEAR_CAP * cap:
-        raise_alert(db, org_id, account_id, AlertKind.near_cap,
-                    f"{acct.name}: {load} of {cap} contacts", at)
+        raise_alert(db, org_id, account_id, AlertKind.near_cap, f"{acct.name}: {load} of {cap} contacts", at)
     if daily_cap:
-        adds = db.scalar(select(AccountDayLoad.adds).where(
-            AccountDayLoad.account_id == account_id, AccountDayLoad.day == local(at, SHANGHAI).date())) or 0
+        adds = (
+            db.scalar(
+                select(AccountDayLoad.adds).where(
+                    AccountDayLoad.account_id == account_id, AccountDayLoad.day == local(at, SHANGHAI).date()
+                )
+            )
+            or 0
+        )
         if adds >= NEAR_CAP * daily_cap:
-            raise_alert(db, org_id, account_id, AlertKind.near_daily_cap,
-                        f"{acct.name}: {adds} of {daily_cap} adds today", at)
+            raise_alert(
+                db,
+                org_id,
+                account_id,
+                AlertKind.near_daily_cap,
+                f"{acct.name}: {adds} of {daily_cap} adds today",
+                at,
+            )
 
 
 def note_deletion(db: Session, org_id: int, account_id: int, *, by: str, at: datetime | None = None) -> None:
@@ -61,38 +89,83 @@ def note_deletion(db: Session, org_id: int, account_id: int, *, by: str, at: dat
     at = ensure_utc(at) if at is not None else utcnow()
     if by == "staff":
         name = db.scalar(select(Account.name).where(Account.id == account_id, Account.org_id == org_id)) or ""
-        raise_alert(db, org_id, account_id, AlertKind.deleted_by_staff,
-                    f"{name}: a staff member deleted a customer", at)
+        raise_alert(
+            db,
+            org_id,
+            account_id,
+            AlertKind.deleted_by_staff,
+            f"{name}: a staff member deleted a customer",
+            at,
+        )
     else:
         check_deletion_spike(db, org_id, account_id, at)
 
 
-def _deletions(db: Session, org_id: int, account_id: int, status: FollowStatus, start: datetime,
-               end: datetime) -> int:
-    return db.scalar(select(func.count()).select_from(FollowRelation).where(
-        FollowRelation.org_id == org_id, FollowRelation.account_id == account_id,
-        FollowRelation.status == status, FollowRelation.ended_at >= start, FollowRelation.ended_at < end)) or 0
+def _deletions(
+    db: Session, org_id: int, account_id: int, status: FollowStatus, start: datetime, end: datetime
+) -> int:
+    return (
+        db.scalar(
+            select(func.count())
+            .select_from(FollowRelation)
+            .where(
+                FollowRelation.org_id == org_id,
+                FollowRelation.account_id == account_id,
+                FollowRelation.status == status,
+                FollowRelation.ended_at >= start,
+                FollowRelation.ended_at < end,
+            )
+        )
+        or 0
+    )
 
 
 def check_deletion_spike(db: Session, org_id: int, account_id: int, at: datetime) -> bool:
     """Alert if the last 24 hours' deletions by customers spike against the week before or the day's adds."""
     day_start = at - timedelta(days=1)
-    recent = _deletions(db, org_id, account_id, FollowStatus.deleted_by_customer, day_start, at + timedelta(seconds=1))
+    recent = _deletions(
+        db, org_id, account_id, FollowStatus.deleted_by_customer, day_start, at + timedelta(seconds=1)
+    )
     if recent < SPIKE_MIN_DELETIONS:
         return False
-    week = _deletions(db, org_id, account_id, FollowStatus.deleted_by_customer, day_start - timedelta(days=7), day_start)
-    adds = db.scalar(select(func.count()).select_from(FollowRelation).where(
-        FollowRelation.org_id == org_id, FollowRelation.account_id == account_id,
-        FollowRelation.since >= day_start)) or 0
+    week = _deletions(
+        db, org_id, account_id, FollowStatus.deleted_by_customer, day_start - timedelta(days=7), day_start
+    )
+    adds = (
+        db.scalar(
+            select(func.count())
+            .select_from(FollowRelation)
+            .where(
+                FollowRelation.org_id == org_id,
+                FollowRelation.account_id == account_id,
+                FollowRelation.since >= day_start,
+            )
+        )
+        or 0
+    )
     if recent > SPIKE_FACTOR * week / 7 or recent > SPIKE_RATE * max(adds, 1):
         name = db.scalar(select(Account.name).where(Account.id == account_id)) or ""
-        return raise_alert(db, org_id, account_id, AlertKind.deletion_spike,
-                           f"{name}: {recent} customers deleted the account in 24 hours", at)
+        return raise_alert(
+            db,
+            org_id,
+            account_id,
+            AlertKind.deletion_spike,
+            f"{name}: {recent} customers deleted the account in 24 hours",
+            at,
+        )
     return False
 
 
-def score(*, adds: int, deleted_by_customer: int, deleted_by_staff: int, complaints: int, status: str,
-          load_ratio: float, daily_ratio: float) -> int:
+def score(
+    *,
+    adds: int,
+    deleted_by_customer: int,
+    deleted_by_staff: int,
+    complaints: int,
+    status: str,
+    load_ratio: float,
+    daily_ratio: float,
+) -> int:
     """0-100: blocked is 0; deletion rate, staff deletions, complaints and running near caps lower it."""
     if status == AccountStatus.blocked:
         return 0
@@ -103,8 +176,15 @@ def score(*, adds: int, deleted_by_customer: int, deleted_by_staff: int, complai
     return max(0, round(100 - penalty))
 
 
-def account_health(db: Session, org_id: int, *, account_ids: list[int] | None = None, days: int = 7,
-                   now: datetime | None = None, daily_caps: dict[int, int] | None = None) -> list[HealthOut]:
+def account_health(
+    db: Session,
+    org_id: int,
+    *,
+    account_ids: list[int] | None = None,
+    days: int = 7,
+    now: datetime | None = None,
+    daily_caps: dict[int, int] | None = None,
+) -> list[HealthOut]:
     """Health of the organization's accounts over the last `days` days."""
     now = ensure_utc(now) if now is not None else utcnow()
     start = now - timedelta(days=days)
@@ -115,20 +195,47 @@ def account_health(db: Session, org_id: int, *, account_ids: list[int] | None = 
     ids = [a.id for a in accounts]
     if not ids:
         return []
-    adds = dict(db.execute(select(FollowRelation.account_id, func.count()).where(
-        FollowRelation.org_id == org_id, FollowRelation.account_id.in_(ids), FollowRelation.since >= start)
-        .group_by(FollowRelation.account_id)).all())
+    adds = dict(
+        db.execute(
+            select(FollowRelation.account_id, func.count())
+            .where(
+                FollowRelation.org_id == org_id,
+                FollowRelation.account_id.in_(ids),
+                FollowRelation.since >= start,
+            )
+            .group_by(FollowRelation.account_id)
+        ).all()
+    )
     ended: dict[tuple[int, str], int] = {}
-    for acct_id, status, n in db.execute(select(FollowRelation.account_id, FollowRelation.status, func.count()).where(
-            FollowRelation.org_id == org_id, FollowRelation.account_id.in_(ids), FollowRelation.ended_at >= start)
-            .group_by(FollowRelation.account_id, FollowRelation.status)):
+    for acct_id, status, n in db.execute(
+        select(FollowRelation.account_id, FollowRelation.status, func.count())
+        .where(
+            FollowRelation.org_id == org_id,
+            FollowRelation.account_id.in_(ids),
+            FollowRelation.ended_at >= start,
+        )
+        .group_by(FollowRelation.account_id, FollowRelation.status)
+    ):
         ended[(acct_id, str(status))] = n
-    complaints = dict(db.execute(select(Event.account_id, func.count()).where(
-        Event.org_id == org_id, Event.account_id.in_(ids), Event.type == COMPLAINT_EVENT,
-        Event.occurred_at >= start).group_by(Event.account_id)).all())
+    complaints = dict(
+        db.execute(
+            select(Event.account_id, func.count())
+            .where(
+                Event.org_id == org_id,
+                Event.account_id.in_(ids),
+                Event.type == COMPLAINT_EVENT,
+                Event.occurred_at >= start,
+            )
+            .group_by(Event.account_id)
+        ).all()
+    )
     today = local(now, SHANGHAI).date()
-    today_rows = {r.account_id: r for r in db.scalars(select(AccountDayLoad).where(
-        AccountDayLoad.account_id.in_(ids), AccountDayLoad.day == today))}
+    today_rows = {
+        r.account_id: r
+        for r in db.scalars(
+            select(AccountDayLoad).where(AccountDayLoad.account_id.in_(ids), AccountDayLoad.day == today)
+        )
+    }
     out = []
     for a in accounts:
         n_adds = int(adds.get(a.id, 0))
@@ -139,38 +246,72 @@ def account_health(db: Session, org_id: int, *, account_ids: list[int] | None = 
         adds_today = day_row.adds if day_row else 0
         cap = (daily_caps or {}).get(a.id)
         load = a.friend_count + (day_row.pending if day_row else 0)
-        out.append(HealthOut(
-            account_id=a.id, name=a.name, status=str(a.status), friend_count=a.friend_count,
-            soft_cap=a.soft_cap, hard_cap=a.hard_cap, adds=n_adds, adds_today=adds_today, daily_cap=cap,
-            deleted_by_customer=by_customer, deleted_by_staff=by_staff, complaints=n_complaints,
-            deletion_rate=round(by_customer / n_adds, 4) if n_adds else 0.0,
-            score=score(adds=n_adds, deleted_by_customer=by_customer, deleted_by_staff=by_staff,
-                        complaints=n_complaints, status=str(a.status),
-                        load_ratio=load / max(min(a.soft_cap, a.hard_cap), 1),
-                        daily_ratio=adds_today / cap if cap else 0.0),
-        ))
+        out.append(
+            HealthOut(
+                account_id=a.id,
+                name=a.name,
+                status=str(a.status),
+                friend_count=a.friend_count,
+                soft_cap=a.soft_cap,
+                hard_cap=a.hard_cap,
+                adds=n_adds,
+                adds_today=adds_today,
+                daily_cap=cap,
+                deleted_by_customer=by_customer,
+                deleted_by_staff=by_staff,
+                complaints=n_complaints,
+                deletion_rate=round(by_customer / n_adds, 4) if n_adds else 0.0,
+                score=score(
+                    adds=n_adds,
+                    deleted_by_customer=by_customer,
+                    deleted_by_staff=by_staff,
+                    complaints=n_complaints,
+                    status=str(a.status),
+                    load_ratio=load / max(min(a.soft_cap, a.hard_cap), 1),
+                    daily_ratio=adds_today / cap if cap else 0.0,
+                ),
+            )
+        )
     return out
 
 
 def scan_alerts(db: Session, org_id: int, *, now: datetime | None = None) -> int:
     """Periodic sweep: cap, deletion-spike, staff-deletion and low-health alerts for every account; returns new alerts."""
     now = ensure_utc(now) if now is not None else utcnow()
-    before = db.scalar(select(func.count()).select_from(AccountAlert).where(AccountAlert.org_id == org_id)) or 0
+    before = (
+        db.scalar(select(func.count()).select_from(AccountAlert).where(AccountAlert.org_id == org_id)) or 0
+    )
     for h in account_health(db, org_id, days=1, now=now):
         check_caps(db, org_id, h.account_id, now)
         check_deletion_spike(db, org_id, h.account_id, now)
         if h.deleted_by_staff:
-            raise_alert(db, org_id, h.account_id, AlertKind.deleted_by_staff,
-                        f"{h.name}: staff deleted {h.deleted_by_staff} customer(s) in 24 hours", now)
+            raise_alert(
+                db,
+                org_id,
+                h.account_id,
+                AlertKind.deleted_by_staff,
+                f"{h.name}: staff deleted {h.deleted_by_staff} customer(s) in 24 hours",
+                now,
+            )
         if h.score < LOW_HEALTH:
-            raise_alert(db, org_id, h.account_id, AlertKind.low_health, f"{h.name}: health score {h.score}", now)
+            raise_alert(
+                db, org_id, h.account_id, AlertKind.low_health, f"{h.name}: health score {h.score}", now
+            )
     db.flush()
-    after = db.scalar(select(func.count()).select_from(AccountAlert).where(AccountAlert.org_id == org_id)) or 0
+    after = (
+        db.scalar(select(func.count()).select_from(AccountAlert).where(AccountAlert.org_id == org_id)) or 0
+    )
     return after - before
 
 
-def list_alerts(db: Session, org_id: int, *, open_only: bool = True, limit: int = 200,
-                account_ids: list[int] | None = None) -> list[AccountAlert]:
+def list_alerts(
+    db: Session,
+    org_id: int,
+    *,
+    open_only: bool = True,
+    limit: int = 200,
+    account_ids: list[int] | None = None,
+) -> list[AccountAlert]:
     """The organization's alerts (optionally of some accounts only), newest first."""
     stmt = select(AccountAlert).where(AccountAlert.org_id == org_id)
     if account_ids is not None:
@@ -193,7 +334,11 @@ def resolve_alert(db: Session, org_id: int, alert_id: int) -> AccountAlert:
     if alert is None:
         raise NotFound("alert not found", field="alert_id")
     if alert.resolved_at is None:
-        db.execute(update(AccountAlert).where(AccountAlert.id == alert.id).values(resolved_at=utcnow())
-                   .execution_options(synchronize_session="fetch"))
+        db.execute(
+            update(AccountAlert)
+            .where(AccountAlert.id == alert.id)
+            .values(resolved_at=utcnow())
+            .execution_options(synchronize_session="fetch")
+        )
         db.refresh(alert)
     return alert

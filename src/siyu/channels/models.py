@@ -112,8 +112,9 @@ class ChannelCode(Base):
     welcome_message: Mapped[str] = mapped_column(Text, default="")
     # Used for cost per add when no channel_costs row names this code's state.
     cost_fen: Mapped[int] = mapped_column(default=0)
-    status: Mapped[CodeStatus] = mapped_column(Enum(CodeStatus, native_enum=False, length=20),
-                                               default=CodeStatus.active)
+    status: Mapped[CodeStatus] = mapped_column(
+        Enum(CodeStatus, native_enum=False, length=20), default=CodeStatus.active
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -29,13 +29,20 @@ def channels_page(db: DbSession, ctx: Console) -> Response:
     per_day = {(r.code_id, r.day): r.adds for r in attribution.adds_per_day(db, org_id, start, today)}
     series = [{"name": c.name, "data": [per_day.get((c.id, d), 0) for d in days]} for c in codes]
     chart = {
-        "days": [d.isoformat() for d in days], "series": series,
+        "days": [d.isoformat() for d in days],
+        "series": series,
         "totals": [sum(per_day.get((c.id, d), 0) for c in codes) for d in days],
     }
     pools = [service.pool_out(db, p) for p in service.list_pools(db, org_id)]
     visible = health.visible_account_ids(db, ctx.principal)
-    return render(ctx, "channels/index.html", active="channels", codes=codes, pools=pools,
-                  report={r.code_id: r for r in attribution.code_report(db, org_id, start, today)},
-                  health=health.account_health(db, org_id, account_ids=visible),
-                  alerts=health.list_alerts(db, org_id, limit=50, account_ids=visible),
-                  chart=chart)
+    return render(
+        ctx,
+        "channels/index.html",
+        active="channels",
+        codes=codes,
+        pools=pools,
+        report={r.code_id: r for r in attribution.code_report(db, org_id, start, today)},
+        health=health.account_health(db, org_id, account_ids=visible),
+        alerts=health.list_alerts(db, org_id, limit=50, account_ids=visible),
+        chart=chart,
+    )

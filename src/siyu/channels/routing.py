@@ -112,8 +112,11 @@ class PoolRouter:
     def _heap(self, tier: int, selector: Selector) -> list[tuple[int, int, int]]:
         heap = self._heaps.get((tier, selector))
         if heap is None:
-            heap = [self._key(s) for s in self.slots.values()
-                    if (s.is_backup == (tier == BACKUP)) and s.free and s.matches(selector)]
+            heap = [
+                self._key(s)
+                for s in self.slots.values()
+                if (s.is_backup == (tier == BACKUP)) and s.free and s.matches(selector)
+            ]
             heapq.heapify(heap)
             self._heaps[(tier, selector)] = heap
         return heap
@@ -174,8 +177,14 @@ class PoolRouter:
         slot.last_pick = self._seq
         self._reposition(slot)
 
-    def update(self, account_id: int, *, load: int | None = None, day_adds: int | None = None,
-               active: bool | None = None) -> None:
+    def update(
+        self,
+        account_id: int,
+        *,
+        load: int | None = None,
+        day_adds: int | None = None,
+        active: bool | None = None,
+    ) -> None:
         """Replace what is known of one account (e.g. after a failed reservation showed it full)."""
         slot = self.slots.get(account_id)
         if slot is None:
@@ -193,8 +202,9 @@ class PoolRouter:
         self.slots.pop(account_id, None)
 
 
-def linear_choose(rule: RoutingRule, slots: Iterable[Slot], *, hour: int | None = None,
-                  region: str | None = None) -> Slot | None:
+def linear_choose(
+    rule: RoutingRule, slots: Iterable[Slot], *, hour: int | None = None, region: str | None = None
+) -> Slot | None:
     """The same decision by scanning every account: the baseline the heaps are measured against."""
     rule = RoutingRule(rule)
     selectors: list[Selector]

@@ -19,7 +19,8 @@ class MemberIn(BaseModel):
     is_backup: bool = False
     regions: list[str] = Field(default_factory=list, max_length=50)
     hours: dict[str, list[int]] = Field(
-        default_factory=dict, description='Local working hours, e.g. {"0": [9, 18]} for Monday 9-18; empty = always.'
+        default_factory=dict,
+        description='Local working hours, e.g. {"0": [9, 18]} for Monday 9-18; empty = always.',
     )
 
     @field_validator("hours")
@@ -35,8 +36,11 @@ class PoolIn(BaseModel):
     name: str = Field(min_length=1, max_length=60)
     rule: RoutingRule = RoutingRule.least_loaded
     daily_cap: int = Field(default=200, ge=1, le=10_000)
-    warmup: list[int] = Field(default_factory=lambda: [20, 40, 80], max_length=52,
-                              description="Daily add cap in week 1, 2, ... of a new account's life.")
+    warmup: list[int] = Field(
+        default_factory=lambda: [20, 40, 80],
+        max_length=52,
+        description="Daily add cap in week 1, 2, ... of a new account's life.",
+    )
     members: list[MemberIn] = Field(default_factory=list, max_length=10_000)
 
     @field_validator("warmup")
@@ -90,8 +94,10 @@ def check_remark_template(template: str) -> str:
         raise ValueError(f"remark_template is malformed: {exc}") from exc
     unknown = [n for n in names if n not in REMARK_FIELDS]
     if unknown:
-        raise ValueError(f"remark_template may use only {', '.join('{' + f + '}' for f in REMARK_FIELDS)}; "
-                         f"got {{{unknown[0]}}}")
+        raise ValueError(
+            f"remark_template may use only {', '.join('{' + f + '}' for f in REMARK_FIELDS)}; "
+            f"got {{{unknown[0]}}}"
+        )
     return template
 
 
@@ -99,9 +105,15 @@ class CodeIn(BaseModel):
     """A channel code to create for one source."""
 
     name: str = Field(min_length=1, max_length=120)
-    state: str = Field(min_length=1, max_length=STATE_MAX, pattern=r"^[A-Za-z0-9_\-.]+$",
-                       description="Comes back on every customer the code brings (WeCom allows 30 characters).")
-    channel: str = Field(min_length=1, max_length=60, description="douyin, taobao_parcel, live, flyer, store...")
+    state: str = Field(
+        min_length=1,
+        max_length=STATE_MAX,
+        pattern=r"^[A-Za-z0-9_\-.]+$",
+        description="Comes back on every customer the code brings (WeCom allows 30 characters).",
+    )
+    channel: str = Field(
+        min_length=1, max_length=60, description="douyin, taobao_parcel, live, flyer, store..."
+    )
     campaign: str = Field(default="", max_length=120)
     content_item: str = Field(default="", max_length=200)
     pool_id: int = Field(ge=1)

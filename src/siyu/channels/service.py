@@ -57,22 +57,34 @@ def get_pool(db: Session, org_id: int, pool_id: int, *, field: str = "pool_id") 
 
 def list_pools(db: Session, org_id: int) -> list[RoutingPool]:
     """The organization's pools by name."""
-    return list(db.scalars(select(RoutingPool).where(RoutingPool.org_id == org_id).order_by(RoutingPool.name)))
+    return list(
+        db.scalars(select(RoutingPool).where(RoutingPool.org_id == org_id).order_by(RoutingPool.name))
+    )
 
 
 def members_of(db: Session, pool_id: int) -> list[PoolMember]:
     """A pool's members, primaries first."""
-    return list(db.scalars(select(PoolMember).where(PoolMember.pool_id == pool_id)
-                           .order_by(PoolMember.is_backup, PoolMember.account_id)))
+    return list(
+        db.scalars(
+            select(PoolMember)
+            .where(PoolMember.pool_id == pool_id)
+            .order_by(PoolMember.is_backup, PoolMember.account_id)
+        )
+    )
 
 
 def pool_out(db: Session, pool: RoutingPool) -> PoolOut:
     """The API shape of a pool with its members."""
-    return PoolOut.model_validate({
-        "id": pool.id, "name": pool.name, "rule": pool.rule, "daily_cap": pool.daily_cap,
-        "warmup": list(pool.warmup),
-        "members": [MemberOut.model_validate(m) for m in members_of(db, pool.id)],
-    })
+    return PoolOut.model_validate(
+        {
+            "id": pool.id,
+            "name": pool.name,
+            "rule": pool.rule,
+            "daily_cap": pool.daily_cap,
+            "warmup": list(pool.warmup),
+            "members": [MemberOut.model_validate(m) for m in members_of(db, pool.id)],
+        }
+    )
 
 
 def _check_name_free(db: Session, org_id: int, name: str, pool_id: int | None = None) -> None:
@@ -87,20 +99,39 @@ def _set_members(db: Session, org_id: int, pool: RoutingPool, members: list[Memb
     ids = [m.account_id for m in members]
     if len(set(ids)) != len(ids):
         raise Invalid("an account appears twice in members", field="members")
-    found = set(db.scalars(select(Account.id).where(Account.org_id == org_id, Account.id.in_(ids)))) if ids else set()
+    found = (
+        set(db.scalars(select(Account.id).where(Account.org_id == org_id, Account.id.in_(ids))))
+        if ids
+        else set()
+    )
     missing = [i for i in ids if i not in found]
     if missing:
         raise Invalid(f"unknown account ids: {', '.join(map(str, missing))}", field="members")
     db.execute(delete(PoolMember).where(PoolMember.pool_id == pool.id))
-    db.add_all(PoolMember(org_id=org_id, pool_id=pool.id, account_id=m.account_id, is_backup=m.is_backup,
-                          regions=list(m.regions), hours=dict(m.hours)) for m in members)
+    db.add_all(
+        PoolMember(
+            org_id=org_id,
+            pool_id=pool.id,
+            account_id=m.account_id,
+            is_backup=m.is_backup,
+            regions=list(m.regions),
+            hours=dict(m.hours),
+        )
+        for m in members
+    )
 
 
 def create_pool(db: Session, org_id: int, data: PoolIn) -> RoutingPool:
     """Create a pool with its members (accounts of the organization)."""
     _check_name_free(db, org_id, data.name)
-    pool = RoutingPool(org_id=org_id, name=data.name, rule=data.rule, daily_cap=data.daily_cap,
-                       warmup=list(data.warmup), revision=1)
+    pool = RoutingPool(
+        org_id=org_id,
+        name=data.name,
+        rule=data.rule,
+        daily_cap=data.daily_cap,
+        warmup=list(data.warmup),
+        revision=1,
+    )
     db.add(pool)
     db.flush()
     _set_members(db, org_id, pool, data.members)
@@ -148,8 +179,9 @@ def list_codes(db: Session, org_id: int, *, status: CodeStatus | None = None) ->
 
 
 # Built once: every WeCom add_external_contact with a State looks its code up.
-_CODE_BY_STATE = select(ChannelCode).where(ChannelCode.org_id == bindparam("org_id"),
-                                           ChannelCode.state == bindparam("state"))
+_CODE_BY_STATE = select(ChannelCode).where(
+    ChannelCode.org_id == bindparam("org_id"), ChannelCode.state == bindparam("state")
+)
 
 
 def code_for_state(db: Session, org_id: int, state: str | None) -> ChannelCode | None:
@@ -165,11 +197,15 @@ def create_code(db: Session, org_id: int, data: CodeIn, creator: ChannelCodeCrea
     if code_for_state(db, org_id, data.state) is not None:
         raise Conflict(f"a code with state {data.state!r} already exists", field="state")
     tag_ids = check_tag_ids(db, org_id, data.tag_ids)
-    userids = list(db.scalars(
-        select(Account.external_id).join(PoolMember, PoolMember.account_id == Account.id)
-        .where(PoolMember.pool_id == pool.id, Account.status == AccountStatus.active)
-        .order_by(PoolMember.is_backup, Account.friend_count, Account.id).limit(WECOM_MAX_CODE_USERS)
-    ))
+    userids = list(
+        db.scalars(
+            select(Account.external_id)
+            .join(PoolMember, PoolMember.account_id == Account.id)
+            .where(PoolMember.pool_id == pool.id, Account.status == AccountStatus.active)
+            .order_by(PoolMember.is_backup, Account.friend_count, Account.id)
+            .limit(WECOM_MAX_CODE_USERS)
+        )
+    )
     if not userids:
         raise Invalid("the pool has no active account to put on the code", field="pool_id")
     try:
@@ -177,10 +213,21 @@ def create_code(db: Session, org_id: int, data: CodeIn, creator: ChannelCodeCrea
     except ValueError as exc:  # the carrier's own input checks name the field
         raise Invalid(f"the carrier refused the code: {exc}", field="state") from exc
     code = ChannelCode(
-        org_id=org_id, name=data.name, state=data.state, channel=data.channel, campaign=data.campaign,
-        content_item=data.content_item, pool_id=pool.id, carrier=data.carrier, config_id=issued.config_id,
-        qr_url=issued.qr_code, tag_ids=tag_ids, remark_template=data.remark_template,
-        welcome_message=data.welcome_message, cost_fen=data.cost_fen, status=CodeStatus.active,
+        org_id=org_id,
+        name=data.name,
+        state=data.state,
+        channel=data.channel,
+        campaign=data.campaign,
+        content_item=data.content_item,
+        pool_id=pool.id,
+        carrier=data.carrier,
+        config_id=issued.config_id,
+        qr_url=issued.qr_code,
+        tag_ids=tag_ids,
+        remark_template=data.remark_template,
+        welcome_message=data.welcome_message,
+        cost_fen=data.cost_fen,
+        status=CodeStatus.active,
     )
     db.add(code)
     db.flush()
@@ -239,11 +286,16 @@ def load_slots(db: Session, pool: RoutingPool, now: datetime) -> list[Slot]:
     ).all()
     return [
         Slot(
-            account_id=acct.id, load=acct.friend_count + (pending or 0), soft_cap=acct.soft_cap,
-            hard_cap=acct.hard_cap, day_adds=adds or 0,
+            account_id=acct.id,
+            load=acct.friend_count + (pending or 0),
+            soft_cap=acct.soft_cap,
+            hard_cap=acct.hard_cap,
+            day_adds=adds or 0,
             daily_cap=warmup_daily_cap(acct.created_at, now, pool.warmup, pool.daily_cap),
-            active=acct.status == AccountStatus.active, is_backup=member.is_backup,
-            regions=frozenset(member.regions or ()), mask=hours_mask(member.hours),
+            active=acct.status == AccountStatus.active,
+            is_backup=member.is_backup,
+            regions=frozenset(member.regions or ()),
+            mask=hours_mask(member.hours),
         )
         for member, acct, adds, pending in rows
     ]
@@ -254,8 +306,12 @@ def _router_for(db: Session, pool: RoutingPool, now: datetime) -> _CachedRouter:
     day = _day_of(now)
     with _ROUTERS_LOCK:
         cached = _ROUTERS.get(key)
-        fresh = (cached is not None and cached.revision == pool.revision and cached.router.day == day
-                 and time.monotonic() - cached.loaded_at < ROUTER_TTL_SECONDS)
+        fresh = (
+            cached is not None
+            and cached.revision == pool.revision
+            and cached.router.day == day
+            and time.monotonic() - cached.loaded_at < ROUTER_TTL_SECONDS
+        )
         if not fresh:
             router = PoolRouter.build(pool.rule, day, load_slots(db, pool, now))
             cached = _CachedRouter(router, pool.revision, time.monotonic(), threading.Lock())
@@ -273,9 +329,13 @@ def forget_routers() -> None:
 def _ensure_day_row(db: Session, org_id: int, account_id: int, day: date) -> None:
     # INSERT ... SELECT: a removed account gets no row (and no foreign-key error), so reserving it just fails.
     source = select(literal(org_id), Account.id, literal(day, Date), literal(0), literal(0)).where(
-        Account.id == account_id, Account.org_id == org_id)
-    db.execute(insert_ignore(db, AccountDayLoad.__table__, ["account_id", "day"]).from_select(
-        ["org_id", "account_id", "day", "adds", "pending"], source))
+        Account.id == account_id, Account.org_id == org_id
+    )
+    db.execute(
+        insert_ignore(db, AccountDayLoad.__table__, ["account_id", "day"]).from_select(
+            ["org_id", "account_id", "day", "adds", "pending"], source
+        )
+    )
 
 
 def reserve(db: Session, org_id: int, account_id: int, day: date, daily_cap: int, *, backup: bool) -> bool:
@@ -284,14 +344,22 @@ def reserve(db: Session, org_id: int, account_id: int, day: date, daily_cap: int
     hard for backups). True if taken."""
     _ensure_day_row(db, org_id, account_id, day)
     load = Account.friend_count + AccountDayLoad.pending
-    account_ok = [Account.id == account_id, Account.org_id == org_id,
-                  Account.status == AccountStatus.active, load < Account.hard_cap]
+    account_ok = [
+        Account.id == account_id,
+        Account.org_id == org_id,
+        Account.status == AccountStatus.active,
+        load < Account.hard_cap,
+    ]
     if not backup:
         account_ok.append(load < Account.soft_cap)
     result = db.execute(
         update(AccountDayLoad)
-        .where(AccountDayLoad.account_id == account_id, AccountDayLoad.day == day,
-               AccountDayLoad.adds < daily_cap, exists().where(*account_ok))
+        .where(
+            AccountDayLoad.account_id == account_id,
+            AccountDayLoad.day == day,
+            AccountDayLoad.adds < daily_cap,
+            exists().where(*account_ok),
+        )
         .values(adds=AccountDayLoad.adds + 1, pending=AccountDayLoad.pending + 1)
         .execution_options(synchronize_session=False)
     )
@@ -309,12 +377,21 @@ def _refresh_slot(db: Session, cached: _CachedRouter, account_id: int, day: date
             cached.router.remove(account_id)
             return
         friends, status, adds, pending = row
-        cached.router.update(account_id, load=friends + (pending or 0), day_adds=adds or 0,
-                             active=status == AccountStatus.active)
+        cached.router.update(
+            account_id,
+            load=friends + (pending or 0),
+            day_adds=adds or 0,
+            active=status == AccountStatus.active,
+        )
 
 
 def route_new_contact(
-    db: Session, org_id: int, pool_id: int, *, region: str | None = None, now: datetime | None = None,
+    db: Session,
+    org_id: int,
+    pool_id: int,
+    *,
+    region: str | None = None,
+    now: datetime | None = None,
 ) -> Assignment:
     """Choose the account for a new contact by the pool's rule and reserve its place (409 when all are full).
 
@@ -342,8 +419,9 @@ def route_new_contact(
     raise Conflict(f"no account in pool {pool.name!r} can take a new contact now", field="pool_id")
 
 
-def route_for_code(db: Session, org_id: int, code: ChannelCode, *, region: str | None = None,
-                   now: datetime | None = None) -> Assignment:
+def route_for_code(
+    db: Session, org_id: int, code: ChannelCode, *, region: str | None = None, now: datetime | None = None
+) -> Assignment:
     """Route a new contact arriving through a code over the code's pool."""
     if code.status is not CodeStatus.active:
         raise Conflict("the channel code is archived", field="code_id")
@@ -359,23 +437,34 @@ def _settle_day(db: Session, org_id: int, account_id: int, day: date) -> None:
     taken = db.execute(
         update(AccountDayLoad)
         .where(AccountDayLoad.account_id == account_id, AccountDayLoad.day == day, AccountDayLoad.pending > 0)
-        .values(pending=AccountDayLoad.pending - 1).execution_options(synchronize_session=False)
+        .values(pending=AccountDayLoad.pending - 1)
+        .execution_options(synchronize_session=False)
     ).rowcount  # type: ignore[attr-defined]
     if not taken:
         _ensure_day_row(db, org_id, account_id, day)
-        db.execute(update(AccountDayLoad)
-                   .where(AccountDayLoad.account_id == account_id, AccountDayLoad.day == day)
-                   .values(adds=AccountDayLoad.adds + 1).execution_options(synchronize_session=False))
+        db.execute(
+            update(AccountDayLoad)
+            .where(AccountDayLoad.account_id == account_id, AccountDayLoad.day == day)
+            .values(adds=AccountDayLoad.adds + 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _apply_tags(db: Session, org_id: int, customer_id: int, tag_ids: Iterable[int]) -> None:
-    rows = [{"customer_id": customer_id, "tag_id": t, "org_id": org_id, "created_at": utcnow()} for t in tag_ids]
+    rows = [
+        {"customer_id": customer_id, "tag_id": t, "org_id": org_id, "created_at": utcnow()} for t in tag_ids
+    ]
     if rows:
         db.execute(insert_ignore(db, CustomerTag.__table__, ["customer_id", "tag_id"]), rows)
 
 
 def record_add(
-    db: Session, org_id: int, code: ChannelCode, customer_id: int, account_id: int | None, at: datetime,
+    db: Session,
+    org_id: int,
+    code: ChannelCode,
+    customer_id: int,
+    account_id: int | None,
+    at: datetime,
 ) -> ChannelAdd:
     """Record that a customer came in through `code` to `account_id` at `at` (idempotent per code,
     customer and account): settles the reservation, sets first/last touch, applies the code's
@@ -383,15 +472,23 @@ def record_add(
     at = ensure_utc(at)
     if code.org_id != org_id:
         raise NotFound("channel code not found", field="code_id")
-    if account_id is not None and db.scalar(
-        select(Account.id).where(Account.id == account_id, Account.org_id == org_id)
-    ) is None:
+    if (
+        account_id is not None
+        and db.scalar(select(Account.id).where(Account.id == account_id, Account.org_id == org_id)) is None
+    ):
         raise Invalid(f"account {account_id} does not exist", field="account_id")
-    existing = db.scalar(select(ChannelAdd).where(
-        ChannelAdd.code_id == code.id, ChannelAdd.customer_id == customer_id, ChannelAdd.account_id == account_id))
+    existing = db.scalar(
+        select(ChannelAdd).where(
+            ChannelAdd.code_id == code.id,
+            ChannelAdd.customer_id == customer_id,
+            ChannelAdd.account_id == account_id,
+        )
+    )
     if existing is not None:
         return existing
-    add = ChannelAdd(org_id=org_id, code_id=code.id, customer_id=customer_id, account_id=account_id, added_at=at)
+    add = ChannelAdd(
+        org_id=org_id, code_id=code.id, customer_id=customer_id, account_id=account_id, added_at=at
+    )
     db.add(add)
     db.flush()
     if account_id is not None:
@@ -419,25 +516,40 @@ def render_remark(code: ChannelCode, customer: Customer) -> str:
     """The remark a member should set for a customer added through `code` ("" if the code has no template)."""
     if not code.remark_template:
         return ""
-    values = {"name": customer.name or "", "channel": code.channel, "campaign": code.campaign, "code": code.name,
-              "intent": customer.intent or "", "mobile_last4": (customer.mobile or "")[-4:]}
+    values = {
+        "name": customer.name or "",
+        "channel": code.channel,
+        "campaign": code.campaign,
+        "code": code.name,
+        "intent": customer.intent or "",
+        "mobile_last4": (customer.mobile or "")[-4:],
+    }
     return code.remark_template.format_map(values)[:WECOM_REMARK_MAX]
 
 
 def welcome_for(code: ChannelCode | None, default: str = "") -> str:
     """The welcome message for a customer added through `code`: the code's own, else the default."""
-    return (code.welcome_message if code is not None and code.welcome_message else default)
+    return code.welcome_message if code is not None and code.welcome_message else default
 
 
 def lead_code_provider(db: Session, org_id: int, lead: Any, comment: Any) -> tuple[str, str]:
     """For `siyu.leads.service.register_code_provider`: the newest active code of the comment's platform,
     with a place reserved on its pool; returns (state, QR URL)."""
     platform = str(getattr(comment, "platform", "") or getattr(lead, "platform", ""))
-    code = db.scalar(select(ChannelCode).where(
-        ChannelCode.org_id == org_id, ChannelCode.channel == platform, ChannelCode.status == CodeStatus.active)
-        .order_by(ChannelCode.id.desc()).limit(1))
+    code = db.scalar(
+        select(ChannelCode)
+        .where(
+            ChannelCode.org_id == org_id,
+            ChannelCode.channel == platform,
+            ChannelCode.status == CodeStatus.active,
+        )
+        .order_by(ChannelCode.id.desc())
+        .limit(1)
+    )
     if code is None:
-        raise Invalid(f"no active channel code for platform {platform!r}; create one first", field="code_state")
+        raise Invalid(
+            f"no active channel code for platform {platform!r}; create one first", field="code_state"
+        )
     route_for_code(db, org_id, code)
     return code.state, code.qr_url
 
@@ -451,8 +563,9 @@ class SandboxScan:
     lead_id: int | None
 
 
-def simulate_scan(db: Session, org_id: int, code: ChannelCode, *, name: str = "",
-                  at: datetime | None = None) -> SandboxScan:
+def simulate_scan(
+    db: Session, org_id: int, code: ChannelCode, *, name: str = "", at: datetime | None = None
+) -> SandboxScan:
     """Sandbox carrier only: a person scans the code and adds the routed account.
 
     Does what the WeCom add_external_contact callback handler does for a real code: route over the
@@ -464,17 +577,23 @@ def simulate_scan(db: Session, org_id: int, code: ChannelCode, *, name: str = ""
     from siyu.leads.service import on_contact_added
 
     if code.carrier is not CodeCarrier.sandbox:
-        raise Invalid("only sandbox codes are scanned from siyu; WeCom reports real scans by callback",
-                      field="code_id")
+        raise Invalid(
+            "only sandbox codes are scanned from siyu; WeCom reports real scans by callback", field="code_id"
+        )
     at = ensure_utc(at) if at is not None else utcnow()
     assignment = route_for_code(db, org_id, code, now=at)
     external_userid = f"sandbox_{code.state}_{time.time_ns():x}"
     customer, _ = customers.find_or_create_by_identity(
-        db, org_id, IdentityKind.wecom_external_userid, external_userid, {"name": name})
-    customers.follow(db, org_id, customer.id, assignment.account_id, since=at, source=code.state, state=code.state)
+        db, org_id, IdentityKind.wecom_external_userid, external_userid, {"name": name}
+    )
+    customers.follow(
+        db, org_id, customer.id, assignment.account_id, since=at, source=code.state, state=code.state
+    )
     record_add(db, org_id, code, customer.id, assignment.account_id, at)
     lead = on_contact_added(db, org_id, customer.id, code.state, at)
     customer_id = lead.customer_id if lead is not None and lead.customer_id is not None else customer.id
-    return SandboxScan(customer_id=customer_id, account_id=assignment.account_id,
-                       lead_id=lead.id if lead is not None else None)
-
+    return SandboxScan(
+        customer_id=customer_id,
+        account_id=assignment.account_id,
+        lead_id=lead.id if lead is not None else None,
+    )

@@ -18,8 +18,12 @@ from siyu.kit.pagination import Page
 router = APIRouter(prefix="/api/v1", tags=["commerce"])
 
 
-@router.post("/orders", response_model=OrderOut, status_code=201,
-             responses={200: {"model": OrderOut, "description": "Already stored for this platform and order id."}})
+@router.post(
+    "/orders",
+    response_model=OrderOut,
+    status_code=201,
+    responses={200: {"model": OrderOut, "description": "Already stored for this platform and order id."}},
+)
 def post_order(body: OrderIn, response: Response, db: DbSession, principal: CurrentPrincipal) -> OrderOut:
     """Store a paid order (201); the same platform + external_id again answers 200 with the stored order."""
     order, created = service.create_order(db, principal.org_id, body)
@@ -40,8 +44,16 @@ def get_orders(
     limit: int = Query(default=100, ge=1, le=1000),
 ) -> Page[OrderOut]:
     """Orders newest first, filtered by customer, platform and paid_at range; page with ``cursor``."""
-    rows, next_cursor = service.list_orders(db, principal, customer_id=customer_id, platform=platform,
-                                            since=since, until=until, cursor=cursor, limit=limit)
+    rows, next_cursor = service.list_orders(
+        db,
+        principal,
+        customer_id=customer_id,
+        platform=platform,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
+    )
     return Page[OrderOut](items=service.with_items(db, rows), next_cursor=next_cursor)
 
 
@@ -75,4 +87,6 @@ def import_orders(
     strict: bool = Form(default=False, description="Store nothing if any row is bad."),
 ) -> ImportReport:
     """Import orders from a generic or Taobao CSV upload (admins); idempotent, bad rows reported."""
-    return import_orders_csv(request.app.state.sessionmaker, principal.org_id, file.file, format, strict=strict)
+    return import_orders_csv(
+        request.app.state.sessionmaker, principal.org_id, file.file, format, strict=strict
+    )

@@ -50,11 +50,18 @@ from siyu.kit.phone import is_mobile, normalize_mobile
 
 OrderFormat = Literal["generic", "taobao"]
 _PLATFORM_RE = re.compile(PLATFORM_PATTERN)
-_TIME_FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y-%m-%d", "%Y/%m/%d")
+_TIME_FORMATS = (
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y-%m-%d",
+    "%Y/%m/%d",
+)
 
 
 def yuan_to_fen(text: str, field: str) -> int:
-    """"19.90" -> 1990 exactly (Decimal, at most 2 decimals, ¥ and thousands separators allowed)."""
+    """ "19.90" -> 1990 exactly (Decimal, at most 2 decimals, ¥ and thousands separators allowed)."""
     cleaned = text.strip().lstrip("¥￥").replace(",", "").strip()
     try:
         value = Decimal(cleaned)
@@ -129,7 +136,9 @@ def _generic_parser(header: list[str]) -> Callable[[int, list[str]], OrderRow]:
         raise Invalid("the header needs an 'amount_yuan' or 'amount_fen' column", field="header")
     id_columns = [(col, kind) for col, kind in _GENERIC_IDS.items() if col in index]
     if not id_columns:
-        raise Invalid("the header needs a buyer column: mobile, taobao_buyer_nick, unionid...", field="header")
+        raise Invalid(
+            "the header needs a buyer column: mobile, taobao_buyer_nick, unionid...", field="header"
+        )
 
     def parse(number: int, cells: list[str]) -> OrderRow:
         def cell(name: str) -> str:
@@ -138,7 +147,9 @@ def _generic_parser(header: list[str]) -> Callable[[int, list[str]], OrderRow]:
 
         platform = cell("platform").lower()
         if not _PLATFORM_RE.match(platform) or len(platform) > 30:
-            raise RowInvalid("platform", f"{platform!r} is not a platform code (lowercase letters, digits, _)")
+            raise RowInvalid(
+                "platform", f"{platform!r} is not a platform code (lowercase letters, digits, _)"
+            )
         order_id = _clean_id(cell("order_id"))
         if not order_id or len(order_id) > 64:
             raise RowInvalid("order_id", "an order id of 1 to 64 characters is required")
@@ -283,8 +294,15 @@ def import_orders_csv(
     return report
 
 
-def _write(factory: sessionmaker[Session], org_id: int, batch: list[OrderRow], report: ImportReport,
-           source: str | None, progress: Progress | None, total: int | None) -> None:
+def _write(
+    factory: sessionmaker[Session],
+    org_id: int,
+    batch: list[OrderRow],
+    report: ImportReport,
+    source: str | None,
+    progress: Progress | None,
+    total: int | None,
+) -> None:
     with factory() as session, session.begin():
         write_orders(session, org_id, batch, report, source=source, reason="order import")
     if progress:

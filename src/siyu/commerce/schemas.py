@@ -28,8 +28,12 @@ class OrderIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    platform: str = Field(min_length=1, max_length=30, pattern=PLATFORM_PATTERN,
-                          description="taobao, jd, douyin, youzan, offline...")
+    platform: str = Field(
+        min_length=1,
+        max_length=30,
+        pattern=PLATFORM_PATTERN,
+        description="taobao, jd, douyin, youzan, offline...",
+    )
     external_id: str = Field(min_length=1, max_length=64, description="The platform's order number.")
     customer_id: int | None = Field(default=None, ge=1)
     identity: IdentityRefIn | None = None

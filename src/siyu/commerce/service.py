@@ -62,8 +62,15 @@ class OrderRow:
     items: list[ItemLine] = field(default_factory=list)
 
 
-def write_orders(db: Session, org_id: int, rows: list[OrderRow], report: ImportReport, *,
-                 source: str | None = None, reason: str = "order import") -> list[int]:
+def write_orders(
+    db: Session,
+    org_id: int,
+    rows: list[OrderRow],
+    report: ImportReport,
+    *,
+    source: str | None = None,
+    reason: str = "order import",
+) -> list[int]:
     """Store a chunk of orders idempotently; returns the order id of each row.
 
     New (platform, external_id) pairs are inserted with their lines; known ones only take a changed
@@ -74,12 +81,25 @@ def write_orders(db: Session, org_id: int, rows: list[OrderRow], report: ImportR
     buyers = [r for r in rows if r.customer_id is None]
     scratch = ImportReport()
     customer_rows = [
-        CustomerRow(r.row, {}, r.identities,
-                    defaults={k: v for k, v in (("name", r.name), ("source", source or r.platform),
-                                                ("mobile", _mobile_of(r.identities))) if v})
+        CustomerRow(
+            r.row,
+            {},
+            r.identities,
+            defaults={
+                k: v
+                for k, v in (
+                    ("name", r.name),
+                    ("source", source or r.platform),
+                    ("mobile", _mobile_of(r.identities)),
+                )
+                if v
+            },
+        )
         for r in buyers
     ]
-    for r, cid in zip(buyers, write_customer_rows(db, org_id, customer_rows, scratch, reason=reason), strict=True):
+    for r, cid in zip(
+        buyers, write_customer_rows(db, org_id, customer_rows, scratch, reason=reason), strict=True
+    ):
         r.customer_id = cid
     report.customers_created += scratch.created
     report.merged += scratch.merged
@@ -92,7 +112,8 @@ def write_orders(db: Session, org_id: int, rows: list[OrderRow], report: ImportR
         for part in chunked(sorted(set(ext_ids)), IN_LIST_SIZE):
             for oid, ext, refunded in db.execute(
                 select(ORDERS.c.id, ORDERS.c.external_id, ORDERS.c.refunded_fen).where(
-                    ORDERS.c.org_id == org_id, ORDERS.c.platform == platform, ORDERS.c.external_id.in_(part))
+                    ORDERS.c.org_id == org_id, ORDERS.c.platform == platform, ORDERS.c.external_id.in_(part)
+                )
             ):
                 existing[(platform, ext)] = (oid, refunded)
 
@@ -114,22 +135,53 @@ def write_orders(db: Session, org_id: int, rows: list[OrderRow], report: ImportR
         else:
             fresh[key] = r
     new_rows = list(fresh.values())
-    ids = insert_returning_ids(db, ORDERS, [
-        {"org_id": org_id, "customer_id": r.customer_id, "account_id": r.account_id, "platform": r.platform,
-         "external_id": r.external_id, "amount_fen": r.amount_fen, "refunded_fen": r.refunded_fen,
-         "paid_at": to_db(r.paid_at), "created_at": now}
-        for r in new_rows
-    ]) if new_rows else []
+    ids = (
+        insert_returning_ids(
+            db,
+            ORDERS,
+            [
+                {
+                    "org_id": org_id,
+                    "customer_id": r.customer_id,
+                    "account_id": r.account_id,
+                    "platform": r.platform,
+                    "external_id": r.external_id,
+                    "amount_fen": r.amount_fen,
+                    "refunded_fen": r.refunded_fen,
+                    "paid_at": to_db(r.paid_at),
+                    "created_at": now,
+                }
+                for r in new_rows
+            ],
+        )
+        if new_rows
+        else []
+    )
     report.created += len(ids)
-    executemany_raw(db, ORDER_ITEMS.insert(), [
-        {"order_id": oid, "sku": item.sku, "name": item.name, "quantity": item.quantity,
-         "unit_price_fen": item.unit_price_fen, "unit_cost_fen": item.unit_cost_fen}
-        for oid, r in zip(ids, new_rows, strict=True) for item in r.items
-    ])
+    executemany_raw(
+        db,
+        ORDER_ITEMS.insert(),
+        [
+            {
+                "order_id": oid,
+                "sku": item.sku,
+                "name": item.name,
+                "quantity": item.quantity,
+                "unit_price_fen": item.unit_price_fen,
+                "unit_cost_fen": item.unit_cost_fen,
+            }
+            for oid, r in zip(ids, new_rows, strict=True)
+            for item in r.items
+        ],
+    )
     if refunds:
-        executemany_raw(db, update(ORDERS).where(ORDERS.c.id == bindparam("b_id")).values(
-            refunded_fen=bindparam("refunded_fen")),
-            [{"b_id": oid, "refunded_fen": fen} for oid, fen in refunds.items()])
+        executemany_raw(
+            db,
+            update(ORDERS)
+            .where(ORDERS.c.id == bindparam("b_id"))
+            .values(refunded_fen=bindparam("refunded_fen")),
+            [{"b_id": oid, "refunded_fen": fen} for oid, fen in refunds.items()],
+        )
     order_ids = {key: oid for key, (oid, _) in existing.items()}
     order_ids.update({(r.platform, r.external_id): oid for oid, r in zip(ids, new_rows, strict=True)})
     return [order_ids[(r.platform, r.external_id)] for r in rows]
@@ -142,20 +194,31 @@ def _mobile_of(refs: list[IdentityRef]) -> str | None:
 def create_order(db: Session, org_id: int, data: OrderIn) -> tuple[Order, bool]:
     """Store an order posted by API; an order already stored for (platform, external_id) is returned as is
     (with its refund updated when the post carries a different one). Returns (order, created)."""
-    row = OrderRow(0, data.platform, data.external_id, data.amount_fen, data.paid_at, data.refunded_fen,
-                   account_id=data.account_id,
-                   items=[ItemLine(i.name, i.quantity, i.unit_price_fen, i.sku, i.unit_cost_fen) for i in data.items])
+    row = OrderRow(
+        0,
+        data.platform,
+        data.external_id,
+        data.amount_fen,
+        data.paid_at,
+        data.refunded_fen,
+        account_id=data.account_id,
+        items=[ItemLine(i.name, i.quantity, i.unit_price_fen, i.sku, i.unit_cost_fen) for i in data.items],
+    )
     if data.customer_id is not None:
         live = live_customers(db, org_id, [data.customer_id])
         if data.customer_id not in live:
-            raise Invalid(f"customer {data.customer_id} does not exist in this organization", field="customer_id")
+            raise Invalid(
+                f"customer {data.customer_id} does not exist in this organization", field="customer_id"
+            )
         row.customer_id = live[data.customer_id]
     else:
         assert data.identity is not None
         row.identities = [normalize_identity(data.identity.kind, data.identity.value, field="identity.value")]
-    if data.account_id is not None and db.scalar(
-        select(Account.id).where(Account.id == data.account_id, Account.org_id == org_id)
-    ) is None:
+    if (
+        data.account_id is not None
+        and db.scalar(select(Account.id).where(Account.id == data.account_id, Account.org_id == org_id))
+        is None
+    ):
         raise Invalid(f"account {data.account_id} does not exist in this organization", field="account_id")
     report = ImportReport()
     (order_id,) = write_orders(db, org_id, [row], report, source=data.platform, reason="order API")

@@ -55,15 +55,22 @@ def _out(customer: Customer, principal: Principal, asked: int | None = None) -> 
 
 
 def _filters(
-    name: str | None, mobile: str | None, tag_ids: list[int] | None, stage: Stage | None, source: str | None,
+    name: str | None,
+    mobile: str | None,
+    tag_ids: list[int] | None,
+    stage: Stage | None,
+    source: str | None,
     account_id: int | None,
 ) -> CustomerFilters:
-    return CustomerFilters(name=name, mobile=mobile, tag_ids=tag_ids or [], stage=stage, source=source,
-                           account_id=account_id)
+    return CustomerFilters(
+        name=name, mobile=mobile, tag_ids=tag_ids or [], stage=stage, source=source, account_id=account_id
+    )
 
 
 NameQ = Annotated[str | None, Query(min_length=1, max_length=120, description="Substring of the name.")]
-MobileQ = Annotated[str | None, Query(pattern=r"^(\d{4}|1[3-9]\d{9})$", description="Full mobile or last 4 digits.")]
+MobileQ = Annotated[
+    str | None, Query(pattern=r"^(\d{4}|1[3-9]\d{9})$", description="Full mobile or last 4 digits.")
+]
 TagIdsQ = Annotated[list[int] | None, Query(max_length=20, description="Customers having ALL these tags.")]
 SourceQ = Annotated[str | None, Query(min_length=1, max_length=60)]
 AccountQ = Annotated[int | None, Query(ge=1, le=MAX_ID, description="Actively followed by this account.")]
@@ -74,8 +81,14 @@ AccountQ = Annotated[int | None, Query(ge=1, le=MAX_ID, description="Actively fo
 
 @router.get("/customers", response_model=Page[CustomerOut])
 def list_customers(
-    db: DbSession, principal: CurrentPrincipal, name: NameQ = None, mobile: MobileQ = None,
-    tag_ids: TagIdsQ = None, stage: Stage | None = None, source: SourceQ = None, account_id: AccountQ = None,
+    db: DbSession,
+    principal: CurrentPrincipal,
+    name: NameQ = None,
+    mobile: MobileQ = None,
+    tag_ids: TagIdsQ = None,
+    stage: Stage | None = None,
+    source: SourceQ = None,
+    account_id: AccountQ = None,
     cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> Page[CustomerOut]:
@@ -89,8 +102,14 @@ def list_customers(
 
 @router.get("/customers/count", response_model=CountOut)
 def count_customers(
-    db: DbSession, principal: CurrentPrincipal, name: NameQ = None, mobile: MobileQ = None,
-    tag_ids: TagIdsQ = None, stage: Stage | None = None, source: SourceQ = None, account_id: AccountQ = None,
+    db: DbSession,
+    principal: CurrentPrincipal,
+    name: NameQ = None,
+    mobile: MobileQ = None,
+    tag_ids: TagIdsQ = None,
+    stage: Stage | None = None,
+    source: SourceQ = None,
+    account_id: AccountQ = None,
 ) -> CountOut:
     """The exact number of visible customers matching the same filters as the list (on demand only)."""
     filters = _filters(name, mobile, tag_ids, stage, source, account_id)
@@ -99,9 +118,13 @@ def count_customers(
 
 @router.post("/customers", response_model=CustomerOut, status_code=201)
 def create_customer(
-    body: CustomerIn, db: DbSession, principal: CurrentPrincipal,
-    account_id: Annotated[int | None, Query(ge=1, le=MAX_ID, description="Account that follows the customer; "
-                                             "required for operators.")] = None,
+    body: CustomerIn,
+    db: DbSession,
+    principal: CurrentPrincipal,
+    account_id: Annotated[
+        int | None,
+        Query(ge=1, le=MAX_ID, description="Account that follows the customer; required for operators."),
+    ] = None,
 ) -> CustomerOut:
     """Create a customer. If its mobile belongs to an existing profile the two merge and the answer is
     the older profile, with resolved_from set to the id just created."""
@@ -112,8 +135,9 @@ def create_customer(
 @router.post("/customers/merge", response_model=MergeAuditOut, status_code=201)
 def merge_customers(body: MergeIn, db: DbSession, principal: AdminPrincipal) -> MergeAudit:
     """Merge one profile into another by hand (admins); the audit says what moved."""
-    return service.merge_customers(db, principal.org_id, body.survivor_id, body.merged_id, body.reason,
-                                   principal.user_id)
+    return service.merge_customers(
+        db, principal.org_id, body.survivor_id, body.merged_id, body.reason, principal.user_id
+    )
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
@@ -123,7 +147,9 @@ def get_customer(customer_id: Id, db: DbSession, principal: CurrentPrincipal) ->
 
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut)
-def update_customer(customer_id: Id, body: CustomerPatch, db: DbSession, principal: CurrentPrincipal) -> CustomerOut:
+def update_customer(
+    customer_id: Id, body: CustomerPatch, db: DbSession, principal: CurrentPrincipal
+) -> CustomerOut:
     """Change profile fields; setting remark makes it manual."""
     return _out(service.update_customer_as(db, principal, customer_id, body), principal, customer_id)
 
@@ -145,9 +171,13 @@ def list_identities(customer_id: Id, db: DbSession, principal: CurrentPrincipal)
 
 
 @router.post("/customers/{customer_id}/identities", response_model=CustomerOut, status_code=201)
-def add_identity(customer_id: Id, body: IdentityIn, db: DbSession, principal: CurrentPrincipal) -> CustomerOut:
+def add_identity(
+    customer_id: Id, body: IdentityIn, db: DbSession, principal: CurrentPrincipal
+) -> CustomerOut:
     """Attach an identifier; if another profile holds it the two merge (the older survives)."""
-    return _out(service.add_identity_as(db, principal, customer_id, body.kind, body.value), principal, customer_id)
+    return _out(
+        service.add_identity_as(db, principal, customer_id, body.kind, body.value), principal, customer_id
+    )
 
 
 @router.get("/customers/{customer_id}/merges", response_model=list[MergeAuditOut])
@@ -175,13 +205,23 @@ def follow(customer_id: Id, body: FollowIn, db: DbSession, principal: CurrentPri
     """Record that one of the caller's visible accounts follows the customer (idempotent)."""
     customer = service.get_customer(db, principal, customer_id)
     _check_account(db, principal, body.account_id)
-    return service.follow(db, principal.org_id, customer.id, body.account_id, since=body.since,
-                          source=body.source, state=body.state)
+    return service.follow(
+        db,
+        principal.org_id,
+        customer.id,
+        body.account_id,
+        since=body.since,
+        source=body.source,
+        state=body.state,
+    )
 
 
 @router.delete("/customers/{customer_id}/follows/{account_id}", response_model=FollowOut)
 def unfollow(
-    customer_id: Id, account_id: Id, db: DbSession, principal: CurrentPrincipal,
+    customer_id: Id,
+    account_id: Id,
+    db: DbSession,
+    principal: CurrentPrincipal,
     by: Literal["customer", "staff"] = "staff",
 ) -> FollowRelation:
     """End a follow relation, recording whether the customer or the staff member deleted the other."""
@@ -200,7 +240,9 @@ def customer_tags(customer_id: Id, db: DbSession, principal: CurrentPrincipal) -
 
 
 @router.put("/customers/{customer_id}/tags", response_model=list[TagOut])
-def set_customer_tags(customer_id: Id, body: TagIdsIn, db: DbSession, principal: CurrentPrincipal) -> list[Tag]:
+def set_customer_tags(
+    customer_id: Id, body: TagIdsIn, db: DbSession, principal: CurrentPrincipal
+) -> list[Tag]:
     """Replace the customer's tags with exactly these."""
     return service.set_customer_tags(db, principal, customer_id, body.tag_ids)
 
@@ -224,7 +266,9 @@ def remove_tag(customer_id: Id, tag_id: Id, db: DbSession, principal: CurrentPri
 
 @router.get("/customers/{customer_id}/notes", response_model=list[NoteOut])
 def list_notes(
-    customer_id: Id, db: DbSession, principal: CurrentPrincipal,
+    customer_id: Id,
+    db: DbSession,
+    principal: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[Note]:
     """The customer's notes, newest first."""
@@ -246,8 +290,12 @@ def delete_note(customer_id: Id, note_id: Id, db: DbSession, principal: CurrentP
 
 @router.get("/customers/{customer_id}/timeline", response_model=TimelinePage)
 def timeline(
-    customer_id: Id, db: DbSession, principal: CurrentPrincipal,
-    before: Annotated[str | None, Query(max_length=80, description="next_before of the previous page.")] = None,
+    customer_id: Id,
+    db: DbSession,
+    principal: CurrentPrincipal,
+    before: Annotated[
+        str | None, Query(max_length=80, description="next_before of the previous page.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
 ) -> TimelinePage:
     """Events, notes and orders of the customer, newest first."""
@@ -258,8 +306,13 @@ def timeline(
 
 
 def _group_out(group: TagGroup, tags: list[Tag]) -> TagGroupOut:
-    return TagGroupOut(id=group.id, name=group.name, sort_order=group.sort_order, external_id=group.external_id,
-                       tags=[TagOut.model_validate(t) for t in tags])
+    return TagGroupOut(
+        id=group.id,
+        name=group.name,
+        sort_order=group.sort_order,
+        external_id=group.external_id,
+        tags=[TagOut.model_validate(t) for t in tags],
+    )
 
 
 @router.get("/tag-groups", response_model=list[TagGroupOut])
@@ -282,7 +335,9 @@ def get_tag_group(group_id: Id, db: DbSession, principal: CurrentPrincipal) -> T
 
 
 @router.patch("/tag-groups/{group_id}", response_model=TagGroupOut)
-def update_tag_group(group_id: Id, body: TagGroupPatch, db: DbSession, principal: AdminPrincipal) -> TagGroupOut:
+def update_tag_group(
+    group_id: Id, body: TagGroupPatch, db: DbSession, principal: AdminPrincipal
+) -> TagGroupOut:
     """Rename or reorder a tag group (admins)."""
     group = service.update_tag_group(db, principal.org_id, group_id, body)
     return _group_out(group, list(service.list_tags(db, principal.org_id, group.id)))

@@ -58,16 +58,38 @@ CUSTOMER_TAGS: Table = CustomerTag.__table__  # type: ignore[assignment]
 # --------------------------------------------------------------------------- customer CSV rows
 
 HEADER_ALIASES: dict[str, str] = {
-    "姓名": "name", "名字": "name", "客户名称": "name", "手机": "mobile", "手机号": "mobile", "手机号码": "mobile",
-    "性别": "gender", "地区": "region", "阶段": "stage", "来源": "source", "来源详情": "source_detail",
-    "意向": "intent", "标签": "tags", "备注": "remark", "phone": "mobile",
+    "姓名": "name",
+    "名字": "name",
+    "客户名称": "name",
+    "手机": "mobile",
+    "手机号": "mobile",
+    "手机号码": "mobile",
+    "性别": "gender",
+    "地区": "region",
+    "阶段": "stage",
+    "来源": "source",
+    "来源详情": "source_detail",
+    "意向": "intent",
+    "标签": "tags",
+    "备注": "remark",
+    "phone": "mobile",
 }
 TEXT_FIELDS: dict[str, int] = {"name": 120, "region": 60, "source": 60, "source_detail": 200, "intent": 60}
-KNOWN_COLUMNS = {*TEXT_FIELDS, "mobile", "gender", "stage", "tags", "remark"} | {k.value for k in IdentityKind}
+KNOWN_COLUMNS = {*TEXT_FIELDS, "mobile", "gender", "stage", "tags", "remark"} | {
+    k.value for k in IdentityKind
+}
 GENDERS: dict[str, Gender] = {
-    "male": Gender.male, "m": Gender.male, "男": Gender.male, "1": Gender.male,
-    "female": Gender.female, "f": Gender.female, "女": Gender.female, "2": Gender.female,
-    "unknown": Gender.unknown, "未知": Gender.unknown, "0": Gender.unknown,
+    "male": Gender.male,
+    "m": Gender.male,
+    "男": Gender.male,
+    "1": Gender.male,
+    "female": Gender.female,
+    "f": Gender.female,
+    "女": Gender.female,
+    "2": Gender.female,
+    "unknown": Gender.unknown,
+    "未知": Gender.unknown,
+    "0": Gender.unknown,
 }
 STAGES: dict[str, Stage] = {s.value: s for s in Stage}
 UPDATABLE = ("name", "mobile", "gender", "region", "stage", "source", "source_detail", "intent")
@@ -96,8 +118,11 @@ class ColumnMap:
 
     def __post_init__(self) -> None:
         self.text_fields = [(k, self.index[k], n) for k, n in TEXT_FIELDS.items() if k in self.index]
-        self.external_ids = [(k.value, self.index[k.value]) for k in IdentityKind
-                             if k is not IdentityKind.mobile and k.value in self.index]
+        self.external_ids = [
+            (k.value, self.index[k.value])
+            for k in IdentityKind
+            if k is not IdentityKind.mobile and k.value in self.index
+        ]
 
     @classmethod
     def from_header(cls, header: list[str]) -> ColumnMap:
@@ -198,8 +223,10 @@ class _TagCache:
             db.execute(select(TagGroup.name, TagGroup.id).where(TagGroup.org_id == org_id)).all()
         )
         self.tags: dict[tuple[str, str], int] = {
-            (g, t): i for g, t, i in db.execute(
-                select(TagGroup.name, Tag.name, Tag.id).join(Tag, Tag.group_id == TagGroup.id)
+            (g, t): i
+            for g, t, i in db.execute(
+                select(TagGroup.name, Tag.name, Tag.id)
+                .join(Tag, Tag.group_id == TagGroup.id)
                 .where(TagGroup.org_id == org_id)
             )
         }
@@ -211,18 +238,28 @@ class _TagCache:
             return
         new_groups = sorted({g for g, _ in missing} - self.groups.keys())
         if new_groups:
-            db.execute(insert_ignore(db, TagGroup.__table__, ["org_id", "name"]),  # type: ignore[arg-type]
-                       [{"org_id": self.org_id, "name": g, "sort_order": 0} for g in new_groups])
-            self.groups.update(db.execute(
-                select(TagGroup.name, TagGroup.id).where(TagGroup.org_id == self.org_id, TagGroup.name.in_(new_groups))
-            ).all())
-        db.execute(insert_ignore(db, Tag.__table__, ["org_id", "group_id", "name"]),  # type: ignore[arg-type]
-                   [{"org_id": self.org_id, "group_id": self.groups[g], "name": t, "sort_order": 0}
-                    for g, t in sorted(missing)])
-        for g, t, i in db.execute(
-            select(TagGroup.name, Tag.name, Tag.id).join(Tag, Tag.group_id == TagGroup.id).where(
-                Tag.org_id == self.org_id, Tag.group_id.in_({self.groups[g] for g, _ in missing})
+            db.execute(
+                insert_ignore(db, TagGroup.__table__, ["org_id", "name"]),  # type: ignore[arg-type]
+                [{"org_id": self.org_id, "name": g, "sort_order": 0} for g in new_groups],
             )
+            self.groups.update(
+                db.execute(
+                    select(TagGroup.name, TagGroup.id).where(
+                        TagGroup.org_id == self.org_id, TagGroup.name.in_(new_groups)
+                    )
+                ).all()
+            )
+        db.execute(
+            insert_ignore(db, Tag.__table__, ["org_id", "group_id", "name"]),  # type: ignore[arg-type]
+            [
+                {"org_id": self.org_id, "group_id": self.groups[g], "name": t, "sort_order": 0}
+                for g, t in sorted(missing)
+            ],
+        )
+        for g, t, i in db.execute(
+            select(TagGroup.name, Tag.name, Tag.id)
+            .join(Tag, Tag.group_id == TagGroup.id)
+            .where(Tag.org_id == self.org_id, Tag.group_id.in_({self.groups[g] for g, _ in missing}))
         ):
             self.tags[(g, t)] = i
 
@@ -231,8 +268,15 @@ _STATE_COLUMNS = (*UPDATABLE, "remark", "remark_is_manual")
 _REMARK_PARTS = ("name", "source", "intent", "mobile", "remark_is_manual")
 
 
-def write_customer_rows(db: Session, org_id: int, rows: list[CustomerRow], report: ImportReport,
-                        tags: _TagCache | None = None, *, reason: str = "CSV import") -> list[int]:
+def write_customer_rows(
+    db: Session,
+    org_id: int,
+    rows: list[CustomerRow],
+    report: ImportReport,
+    tags: _TagCache | None = None,
+    *,
+    reason: str = "CSV import",
+) -> list[int]:
     """Find, create, update and merge the customers of a chunk of rows with a handful of set-based
     statements (plus ORM merges, which are rare); returns the customer id of each row, in order.
 
@@ -273,8 +317,13 @@ def write_customer_rows(db: Session, org_id: int, rows: list[CustomerRow], repor
         if len(cids) > 1:
             survivor = min(cids)  # the oldest profile survives
             for other in sorted(cids - {survivor}):
-                merge_customers(db, org_id, survivor, other,
-                                f"{reason} row {rows[row_ids[0]].row} linked their identifiers")
+                merge_customers(
+                    db,
+                    org_id,
+                    survivor,
+                    other,
+                    f"{reason} row {rows[row_ids[0]].row} linked their identifiers",
+                )
                 report.merged += 1
             cids.intersection_update({survivor})
     db.flush()
@@ -287,9 +336,13 @@ def write_customer_rows(db: Session, org_id: int, rows: list[CustomerRow], repor
             state[rec["id"]] = dict(rec)
     have_tags: set[tuple[int, int]] = set()
     for part in chunked(existing_ids, IN_LIST_SIZE):
-        have_tags.update(db.execute(
-            select(CUSTOMER_TAGS.c.customer_id, CUSTOMER_TAGS.c.tag_id).where(CUSTOMER_TAGS.c.customer_id.in_(part))
-        ).all())
+        have_tags.update(
+            db.execute(
+                select(CUSTOMER_TAGS.c.customer_id, CUSTOMER_TAGS.c.tag_id).where(
+                    CUSTOMER_TAGS.c.customer_id.in_(part)
+                )
+            ).all()
+        )
     wanted_tags = {t for r in rows for t in r.tags}
     if wanted_tags:
         tags = tags or _TagCache(db, org_id)
@@ -312,8 +365,18 @@ def write_customer_rows(db: Session, org_id: int, rows: list[CustomerRow], repor
         else:
             cid = None
             before = {}
-            after = {"name": "", "mobile": None, "gender": Gender.unknown, "region": None, "stage": Stage.new,
-                     "source": None, "source_detail": None, "intent": None, "remark": "", "remark_is_manual": False}
+            after = {
+                "name": "",
+                "mobile": None,
+                "gender": Gender.unknown,
+                "region": None,
+                "stage": Stage.new,
+                "source": None,
+                "source_detail": None,
+                "intent": None,
+                "remark": "",
+                "remark_is_manual": False,
+            }
         for i in row_ids:
             for key, value in rows[i].defaults.items():
                 if not after.get(key):
@@ -321,13 +384,21 @@ def write_customer_rows(db: Session, org_id: int, rows: list[CustomerRow], repor
             after.update(rows[i].fields)
             if rows[i].remark:
                 after["remark"], after["remark_is_manual"] = rows[i].remark, True
-        if not after["remark_is_manual"] and (cid is None or any(after[k] != before[k] for k in _REMARK_PARTS)):
+        if not after["remark_is_manual"] and (
+            cid is None or any(after[k] != before[k] for k in _REMARK_PARTS)
+        ):
             after["remark"] = compose_remark(after["name"], after["source"], after["intent"], after["mobile"])
         if cid is None:
-            new_customers.append({
-                "org_id": org_id, **_plain(after), "consent_marketing": False, "consent_analytics": True,
-                "created_at": now, "updated_at": now,
-            })
+            new_customers.append(
+                {
+                    "org_id": org_id,
+                    **_plain(after),
+                    "consent_marketing": False,
+                    "consent_analytics": True,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
             new_members.append((row_ids, refs, tag_ids))
             report.created += 1
             continue
@@ -340,8 +411,9 @@ def write_customer_rows(db: Session, org_id: int, rows: list[CustomerRow], repor
             report.updated += 1
         else:
             report.unchanged += 1
-        ident_rows += [{"org_id": org_id, "customer_id": cid, "kind": k, "value": v, "created_at": now}
-                       for k, v in refs]
+        ident_rows += [
+            {"org_id": org_id, "customer_id": cid, "kind": k, "value": v, "created_at": now} for k, v in refs
+        ]
         tag_rows += [{"org_id": org_id, "customer_id": cid, "tag_id": t, "created_at": now} for t in new_tags]
 
     if new_customers:
@@ -349,12 +421,18 @@ def write_customer_rows(db: Session, org_id: int, rows: list[CustomerRow], repor
         for cid, (row_ids, refs, tag_ids) in zip(ids, new_members, strict=True):
             for i in row_ids:
                 row_customer[i] = cid
-            ident_rows += [{"org_id": org_id, "customer_id": cid, "kind": k, "value": v, "created_at": now}
-                           for k, v in refs]
-            tag_rows += [{"org_id": org_id, "customer_id": cid, "tag_id": t, "created_at": now} for t in tag_ids]
+            ident_rows += [
+                {"org_id": org_id, "customer_id": cid, "kind": k, "value": v, "created_at": now}
+                for k, v in refs
+            ]
+            tag_rows += [
+                {"org_id": org_id, "customer_id": cid, "tag_id": t, "created_at": now} for t in tag_ids
+            ]
     if updates:
-        stmt = update(CUSTOMERS).where(CUSTOMERS.c.id == bindparam("b_id")).values(
-            {k: bindparam(k) for k in (*_STATE_COLUMNS, "updated_at")}
+        stmt = (
+            update(CUSTOMERS)
+            .where(CUSTOMERS.c.id == bindparam("b_id"))
+            .values({k: bindparam(k) for k in (*_STATE_COLUMNS, "updated_at")})
         )
         executemany_raw(db, stmt, updates)
     executemany_raw(db, IDENTITIES.insert(), ident_rows)
@@ -364,7 +442,11 @@ def write_customer_rows(db: Session, org_id: int, rows: list[CustomerRow], repor
 
 def _plain(state: dict[str, Any]) -> dict[str, Any]:
     """Profile state with enums as plain strings, as the driver wants them."""
-    return {**{k: state[k] for k in _STATE_COLUMNS}, "gender": str(state["gender"]), "stage": str(state["stage"])}
+    return {
+        **{k: state[k] for k in _STATE_COLUMNS},
+        "gender": str(state["gender"]),
+        "stage": str(state["stage"]),
+    }
 
 
 def import_customers_csv(

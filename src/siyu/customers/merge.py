@@ -51,13 +51,17 @@ def _live(db: Session, org_id: int, customer_id: int, field: str) -> Customer:
     if customer is None:
         raise NotFound("customer not found", field=field)
     if customer.merged_into_id is not None:
-        raise Invalid(f"customer {customer_id} was already merged into {customer.merged_into_id}", field=field)
+        raise Invalid(
+            f"customer {customer_id} was already merged into {customer.merged_into_id}", field=field
+        )
     return customer
 
 
 def _repoint(db: Session, model: Any, merged_id: int, survivor_id: int) -> int:
     result = db.execute(
-        update(model).where(model.customer_id == merged_id).values(customer_id=survivor_id)
+        update(model)
+        .where(model.customer_id == merged_id)
+        .values(customer_id=survivor_id)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
@@ -68,7 +72,11 @@ def _move_tags(db: Session, org_id: int, merged_id: int, survivor_id: int) -> in
     moved = 0
     for row in db.scalars(select(CustomerTag).where(CustomerTag.customer_id == merged_id)).all():
         if row.tag_id not in have:
-            db.add(CustomerTag(customer_id=survivor_id, tag_id=row.tag_id, org_id=org_id, created_at=row.created_at))
+            db.add(
+                CustomerTag(
+                    customer_id=survivor_id, tag_id=row.tag_id, org_id=org_id, created_at=row.created_at
+                )
+            )
             moved += 1
         db.delete(row)
     db.flush()
@@ -77,7 +85,10 @@ def _move_tags(db: Session, org_id: int, merged_id: int, survivor_id: int) -> in
 
 def _move_follows(db: Session, merged_id: int, survivor_id: int) -> tuple[int, int]:
     """Re-point follow relations; on the same account keep one row with the earliest ``since``."""
-    mine = {f.account_id: f for f in db.scalars(select(FollowRelation).where(FollowRelation.customer_id == survivor_id))}
+    mine = {
+        f.account_id: f
+        for f in db.scalars(select(FollowRelation).where(FollowRelation.customer_id == survivor_id))
+    }
     moved = deduped = 0
     for rel in db.scalars(select(FollowRelation).where(FollowRelation.customer_id == merged_id)).all():
         keep = mine.get(rel.account_id)
@@ -86,14 +97,20 @@ def _move_follows(db: Session, merged_id: int, survivor_id: int) -> tuple[int, i
             moved += 1
             continue
         if rel.since < keep.since:
-            keep.since, keep.source, keep.state = rel.since, rel.source or keep.source, rel.state or keep.state
+            keep.since, keep.source, keep.state = (
+                rel.since,
+                rel.source or keep.source,
+                rel.state or keep.state,
+            )
         if rel.status == FollowStatus.active and keep.status != FollowStatus.active:
             keep.status, keep.ended_at = FollowStatus.active, None
         elif rel.status == FollowStatus.active:
             # Two active rows counted twice in the account's friend_count become one.
             db.execute(
-                update(Account).where(Account.id == rel.account_id, Account.friend_count > 0)
-                .values(friend_count=Account.friend_count - 1).execution_options(synchronize_session=False)
+                update(Account)
+                .where(Account.id == rel.account_id, Account.friend_count > 0)
+                .values(friend_count=Account.friend_count - 1)
+                .execution_options(synchronize_session=False)
             )
         db.delete(rel)
         deduped += 1
@@ -146,11 +163,17 @@ def merge_customers(
     merged.merged_into_id = survivor_id
     # Keep every pointer one hop long: profiles merged into the merged one now point at the survivor.
     db.execute(
-        update(Customer).where(Customer.merged_into_id == merged_id, Customer.org_id == org_id)
-        .values(merged_into_id=survivor_id).execution_options(synchronize_session=False)
+        update(Customer)
+        .where(Customer.merged_into_id == merged_id, Customer.org_id == org_id)
+        .values(merged_into_id=survivor_id)
+        .execution_options(synchronize_session=False)
     )
     audit = MergeAudit(
-        org_id=org_id, survivor_id=survivor_id, merged_id=merged_id, reason=reason[:200], moved=moved,
+        org_id=org_id,
+        survivor_id=survivor_id,
+        merged_id=merged_id,
+        reason=reason[:200],
+        moved=moved,
         actor_id=actor_id,
     )
     db.add(audit)
@@ -162,4 +185,3 @@ def merge_customers(
         ):
             db.expire(obj)
     return audit
-

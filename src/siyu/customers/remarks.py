@@ -46,7 +46,12 @@ def source_label(source: str | None) -> str:
 
 
 def compose_remark(
-    name: str | None, source: str | None, intent: str | None, mobile: str | None, *, limit: int = WECOM_REMARK_MAX
+    name: str | None,
+    source: str | None,
+    intent: str | None,
+    mobile: str | None,
+    *,
+    limit: int = WECOM_REMARK_MAX,
 ) -> str:
     """Build "Name+Source+Intent+Mobile" (empty parts skipped), shortened to at most ``limit`` characters."""
     mobile = (mobile or "").strip()

@@ -64,7 +64,9 @@ def has_tag(tag_id: int) -> ColumnElement[bool]:
 def followed_by_account(account_id: int) -> ColumnElement[bool]:
     """True for customers with an active follow relation to the account."""
     return exists(
-        select(literal(1)).select_from(FollowRelation).where(
+        select(literal(1))
+        .select_from(FollowRelation)
+        .where(
             FollowRelation.account_id == account_id,
             FollowRelation.customer_id == Customer.id,
             FollowRelation.status == FollowStatus.active,
@@ -108,10 +110,16 @@ def _filter_conditions(filters: CustomerFilters, skip_tag: int | None) -> list[C
 
 def operator_probe(db: Session, principal: Principal) -> int:
     """How many active follow relations the operator's accounts have, counted up to SELECTIVITY_PROBE."""
-    return _probe(db, select(FollowRelation.customer_id).join(Account, Account.id == FollowRelation.account_id).where(
-        Account.org_id == principal.org_id, Account.operator_id == principal.user_id,
-        FollowRelation.status == FollowStatus.active,
-    ))
+    return _probe(
+        db,
+        select(FollowRelation.customer_id)
+        .join(Account, Account.id == FollowRelation.account_id)
+        .where(
+            Account.org_id == principal.org_id,
+            Account.operator_id == principal.user_id,
+            FollowRelation.status == FollowStatus.active,
+        ),
+    )
 
 
 Driver = Literal["tag", "stage", "operator", "id"]
@@ -138,7 +146,11 @@ def choose_driver(db: Session, principal: Principal, filters: CustomerFilters) -
 
 
 def list_query(
-    db: Session, principal: Principal, filters: CustomerFilters, cursor: int | None, limit: int,
+    db: Session,
+    principal: Principal,
+    filters: CustomerFilters,
+    cursor: int | None,
+    limit: int,
     driver: tuple[Driver, int | None] | None = None,
 ) -> Select[tuple[Customer]]:
     """Customers matching ``filters`` newest id first, ``limit`` + 1 rows after ``cursor`` (keyset).
@@ -154,14 +166,20 @@ def list_query(
     stmt = visible_customers(principal)
     key: ColumnElement[int] = Customer.id
     if kind == "tag" and lead_tag is not None:
-        stmt = stmt.join(CustomerTag, and_(CustomerTag.customer_id == Customer.id, CustomerTag.tag_id == lead_tag))
+        stmt = stmt.join(
+            CustomerTag, and_(CustomerTag.customer_id == Customer.id, CustomerTag.tag_id == lead_tag)
+        )
         # Ordering by the join column lets SQLite walk ix_customer_tags_tag_customer backwards.
         key = CustomerTag.customer_id
     elif kind == "operator":
         mine = (
-            select(FollowRelation.customer_id).join(Account, Account.id == FollowRelation.account_id)
-            .where(Account.org_id == principal.org_id, Account.operator_id == principal.user_id,
-                   FollowRelation.status == FollowStatus.active)
+            select(FollowRelation.customer_id)
+            .join(Account, Account.id == FollowRelation.account_id)
+            .where(
+                Account.org_id == principal.org_id,
+                Account.operator_id == principal.user_id,
+                FollowRelation.status == FollowStatus.active,
+            )
         )
         stmt = stmt.where(Customer.id.in_(mine))
     else:
@@ -176,14 +194,17 @@ def list_query(
 
 def count_query(principal: Principal, filters: CustomerFilters) -> Select[tuple[int]]:
     """An explicit COUNT of the matching customers (for the count endpoint only)."""
-    inner = visible_customers(principal).where(*_filter_conditions(filters, None)).with_only_columns(Customer.id)
+    inner = (
+        visible_customers(principal).where(*_filter_conditions(filters, None)).with_only_columns(Customer.id)
+    )
     return select(func.count()).select_from(inner.subquery())
 
 
 # Built once: the callback worker looks identities up several times per event, and building a select
 # costs more than running it on SQLite. Expanding bindparams keep one cached statement for any list size.
 _IDENTITY_HOLDER = select(CustomerIdentity).where(
-    CustomerIdentity.org_id == bindparam("org_id"), CustomerIdentity.kind == bindparam("kind"),
+    CustomerIdentity.org_id == bindparam("org_id"),
+    CustomerIdentity.kind == bindparam("kind"),
     CustomerIdentity.value == bindparam("value"),
 )
 _IDENTITY_HOLDERS = select(CustomerIdentity.kind, CustomerIdentity.value, CustomerIdentity.customer_id).where(
@@ -205,9 +226,14 @@ def identity_holders(
     if not identities:
         return {}
     wanted = set(identities)
-    rows = db.execute(_IDENTITY_HOLDERS, {
-        "org_id": org_id, "kinds": sorted({k for k, _ in wanted}), "values": sorted({v for _, v in wanted}),
-    })
+    rows = db.execute(
+        _IDENTITY_HOLDERS,
+        {
+            "org_id": org_id,
+            "kinds": sorted({k for k, _ in wanted}),
+            "values": sorted({v for _, v in wanted}),
+        },
+    )
     # kind IN (...) AND value IN (...) is a cross product: keep only the pairs asked for.
     return {(IdentityKind(k), v): int(c) for k, v, c in rows if (IdentityKind(k), v) in wanted}
 
@@ -215,14 +241,17 @@ def identity_holders(
 def identities_of(db: Session, customer_id: int) -> Sequence[CustomerIdentity]:
     """A customer's identities, oldest first."""
     return db.scalars(
-        select(CustomerIdentity).where(CustomerIdentity.customer_id == customer_id).order_by(CustomerIdentity.id)
+        select(CustomerIdentity)
+        .where(CustomerIdentity.customer_id == customer_id)
+        .order_by(CustomerIdentity.id)
     ).all()
 
 
 def tags_of(db: Session, customer_id: int) -> Sequence[Tag]:
     """The tags on a customer, in group then tag order."""
     return db.scalars(
-        select(Tag).join(CustomerTag, CustomerTag.tag_id == Tag.id)
+        select(Tag)
+        .join(CustomerTag, CustomerTag.tag_id == Tag.id)
         .where(CustomerTag.customer_id == customer_id)
         .order_by(Tag.group_id, Tag.sort_order, Tag.id)
     ).all()
@@ -231,13 +260,20 @@ def tags_of(db: Session, customer_id: int) -> Sequence[Tag]:
 def follows_of(db: Session, customer_id: int) -> Sequence[FollowRelation]:
     """A customer's follow relations, earliest first."""
     return db.scalars(
-        select(FollowRelation).where(FollowRelation.customer_id == customer_id)
+        select(FollowRelation)
+        .where(FollowRelation.customer_id == customer_id)
         .order_by(FollowRelation.since, FollowRelation.id)
     ).all()
 
 
-def _before(col_at: ColumnElement[datetime], col_id: ColumnElement[int], rank: int,
-            at: datetime, kind_rank: int, row_id: int) -> ColumnElement[bool]:
+def _before(
+    col_at: ColumnElement[datetime],
+    col_id: ColumnElement[int],
+    rank: int,
+    at: datetime,
+    kind_rank: int,
+    row_id: int,
+) -> ColumnElement[bool]:
     # Keyset on (time desc, kind rank desc, id desc): strictly older, or same instant and earlier in that order.
     if rank < kind_rank:
         same_instant: ColumnElement[bool] = literal(True)

@@ -50,7 +50,9 @@ def live_customers(db: Session, org_id: int, ids: Collection[int]) -> dict[int, 
             # By primary key only, the organization checked here: with "org_id = ? AND id IN (...)"
             # SQLite's planner chose the (org_id, created_at) index and read the whole organization.
             rows = db.execute(
-                select(CUSTOMERS.c.id, CUSTOMERS.c.merged_into_id, CUSTOMERS.c.org_id).where(CUSTOMERS.c.id.in_(part))
+                select(CUSTOMERS.c.id, CUSTOMERS.c.merged_into_id, CUSTOMERS.c.org_id).where(
+                    CUSTOMERS.c.id.in_(part)
+                )
             ).all()
             for cid, merged_into, owner in rows:
                 if owner != org_id:
@@ -61,7 +63,12 @@ def live_customers(db: Session, org_id: int, ids: Collection[int]) -> dict[int, 
     for cid in ids:
         seen: set[int] = set()
         current: int | None = int(cid)
-        while current is not None and current in pointers and pointers[current] is not None and current not in seen:
+        while (
+            current is not None
+            and current in pointers
+            and pointers[current] is not None
+            and current not in seen
+        ):
             seen.add(current)
             current = pointers[current]
         if current is not None and current in pointers:
@@ -109,11 +116,22 @@ def resolve_identities(
     rows = []
     for kind, value in missing:
         mobile = value if kind == IdentityKind.mobile else None
-        rows.append({
-            "org_id": org_id, "name": "", "mobile": mobile, "gender": "unknown", "stage": "new",
-            "source": source, "remark": compose_remark(None, source, None, mobile), "remark_is_manual": False,
-            "consent_marketing": False, "consent_analytics": True, "created_at": stamp, "updated_at": stamp,
-        })
+        rows.append(
+            {
+                "org_id": org_id,
+                "name": "",
+                "mobile": mobile,
+                "gender": "unknown",
+                "stage": "new",
+                "source": source,
+                "remark": compose_remark(None, source, None, mobile),
+                "remark_is_manual": False,
+                "consent_marketing": False,
+                "consent_analytics": True,
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        )
     new_ids = insert_returning_ids(db, CUSTOMERS, rows)
     ident_rows = [
         {"org_id": org_id, "customer_id": cid, "kind": kind, "value": value, "created_at": now}

@@ -45,15 +45,20 @@ class CustomerIn(_Profile):
     """A customer profile to create; a mobile also becomes an identity (and may merge profiles)."""
 
     name: str = Field(default="", max_length=120)
-    mobile: str | None = Field(default=None, max_length=20, description="Mainland mobile; +86 and separators accepted.")
+    mobile: str | None = Field(
+        default=None, max_length=20, description="Mainland mobile; +86 and separators accepted."
+    )
     gender: Gender = Gender.unknown
     region: str | None = Field(default=None, max_length=60)
     stage: Stage = Stage.new
-    source: str | None = Field(default=None, max_length=60, description="Acquisition source code, e.g. douyin_comment.")
+    source: str | None = Field(
+        default=None, max_length=60, description="Acquisition source code, e.g. douyin_comment."
+    )
     source_detail: str | None = Field(default=None, max_length=200)
     intent: str | None = Field(default=None, max_length=60)
     remark: str | None = Field(
-        default=None, max_length=WECOM_REMARK_MAX,
+        default=None,
+        max_length=WECOM_REMARK_MAX,
         description="Set to write the remark by hand; omitted means composed as Name+Source+Intent+Mobile.",
     )
     consent_marketing: bool = False
@@ -100,18 +105,28 @@ class CustomerOut(BaseModel):
     )
 
     @classmethod
-    def build(cls, customer: Customer, principal: Principal | None, *, resolved_from: int | None = None) -> CustomerOut:
+    def build(
+        cls, customer: Customer, principal: Principal | None, *, resolved_from: int | None = None
+    ) -> CustomerOut:
         """The view of ``customer`` for ``principal`` (None means full access, e.g. internal callers)."""
         full = principal is None or principal.sees_full_mobile
         return cls(
-            id=customer.id, name=customer.name,
+            id=customer.id,
+            name=customer.name,
             mobile=customer.mobile if full else mask_mobile(customer.mobile),
-            gender=customer.gender, region=customer.region, stage=customer.stage, source=customer.source,
-            source_detail=customer.source_detail, intent=customer.intent,
+            gender=customer.gender,
+            region=customer.region,
+            stage=customer.stage,
+            source=customer.source,
+            source_detail=customer.source_detail,
+            intent=customer.intent,
             remark=customer.remark if full else masked_remark(customer.remark),
-            remark_is_manual=customer.remark_is_manual, consent_marketing=customer.consent_marketing,
-            consent_analytics=customer.consent_analytics, created_at=customer.created_at,
-            updated_at=customer.updated_at, resolved_from=resolved_from,
+            remark_is_manual=customer.remark_is_manual,
+            consent_marketing=customer.consent_marketing,
+            consent_analytics=customer.consent_analytics,
+            created_at=customer.created_at,
+            updated_at=customer.updated_at,
+            resolved_from=resolved_from,
         )
 
 
@@ -122,12 +137,16 @@ class CustomerFilters(BaseModel):
 
     name: str | None = Field(default=None, min_length=1, max_length=120, description="Substring of the name.")
     mobile: str | None = Field(
-        default=None, pattern=r"^(\d{4}|1[3-9]\d{9})$", description="The full 11-digit mobile or its last 4 digits."
+        default=None,
+        pattern=r"^(\d{4}|1[3-9]\d{9})$",
+        description="The full 11-digit mobile or its last 4 digits.",
     )
     tag_ids: list[int] = Field(default_factory=list, max_length=20)
     stage: Stage | None = None
     source: str | None = Field(default=None, min_length=1, max_length=60)
-    account_id: int | None = Field(default=None, ge=1, description="Customers actively followed by this account.")
+    account_id: int | None = Field(
+        default=None, ge=1, description="Customers actively followed by this account."
+    )
 
 
 class IdentityIn(BaseModel):
@@ -189,7 +208,9 @@ class FollowIn(BaseModel):
     account_id: int = Field(ge=1)
     since: AwareDatetime | None = Field(default=None, description="When they became contacts; default now.")
     source: str | None = Field(default=None, max_length=60)
-    state: str | None = Field(default=None, max_length=30, description="WeCom 'state' of the contact-me code.")
+    state: str | None = Field(
+        default=None, max_length=30, description="WeCom 'state' of the contact-me code."
+    )
 
 
 class FollowOut(BaseModel):

@@ -51,14 +51,45 @@ from siyu.kit.phone import mask_mobile
 from siyu.kit.tenancy import Principal
 
 __all__ = [
-    "add_identity", "add_identity_as", "add_note", "add_tags", "count_customers", "create_customer",
-    "create_customer_as", "update_customer_as",
-    "create_tag", "create_tag_group", "customer_tags", "delete_note", "delete_tag", "delete_tag_group",
-    "find_or_create_by_identities", "find_or_create_by_identity", "follow", "follow_relation", "get_customer",
-    "get_tag", "get_tag_group", "list_customers",
-    "list_follows", "list_identities", "list_merges", "list_notes", "list_tag_groups", "list_tags",
-    "merge_customers", "refresh_remark", "register_merge_hook", "remove_tags", "reset_remark",
-    "set_customer_tags", "timeline", "unfollow", "update_customer", "update_tag", "update_tag_group",
+    "add_identity",
+    "add_identity_as",
+    "add_note",
+    "add_tags",
+    "count_customers",
+    "create_customer",
+    "create_customer_as",
+    "create_tag",
+    "create_tag_group",
+    "customer_tags",
+    "delete_note",
+    "delete_tag",
+    "delete_tag_group",
+    "find_or_create_by_identities",
+    "find_or_create_by_identity",
+    "follow",
+    "follow_relation",
+    "get_customer",
+    "get_tag",
+    "get_tag_group",
+    "list_customers",
+    "list_follows",
+    "list_identities",
+    "list_merges",
+    "list_notes",
+    "list_tag_groups",
+    "list_tags",
+    "merge_customers",
+    "refresh_remark",
+    "register_merge_hook",
+    "remove_tags",
+    "reset_remark",
+    "set_customer_tags",
+    "timeline",
+    "unfollow",
+    "update_customer",
+    "update_customer_as",
+    "update_tag",
+    "update_tag_group",
     "visible_customers",
 ]
 
@@ -128,21 +159,29 @@ def _create(
 ) -> tuple[Customer, int]:
     data = _as_customer_in(data)
     fields = data.model_dump(exclude={"remark"})
-    customer = Customer(org_id=org_id, **fields, remark=data.remark or "", remark_is_manual=data.remark is not None)
+    customer = Customer(
+        org_id=org_id, **fields, remark=data.remark or "", remark_is_manual=data.remark is not None
+    )
     refresh_remark(customer)
     db.add(customer)
     db.flush()
     if data.mobile:
         survivor = add_identity(
-            db, org_id, customer.id, IdentityKind.mobile, data.mobile, actor_id=actor_id,
+            db,
+            org_id,
+            customer.id,
+            IdentityKind.mobile,
+            data.mobile,
+            actor_id=actor_id,
             reason=f"created with mobile {mask_mobile(data.mobile)} of an existing profile",
         )
         return survivor, customer.id
     return customer, customer.id
 
 
-def _guard_identity(db: Session, principal: Principal, customer_id: int | None, kind: IdentityKind,
-                    value: str, field: str) -> None:
+def _guard_identity(
+    db: Session, principal: Principal, customer_id: int | None, kind: IdentityKind, value: str, field: str
+) -> None:
     """Operators may not pull in (merge) a profile they cannot see: that would reveal another
     operator's customer. They get 409 and an admin merges instead."""
     if principal.sees_whole_org:
@@ -186,7 +225,11 @@ def update_customer_as(db: Session, principal: Principal, customer_id: int, patc
 
 
 def update_customer(
-    db: Session, org_id: int, customer_id: int, patch: CustomerPatch | Mapping[str, Any], *,
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    patch: CustomerPatch | Mapping[str, Any],
+    *,
     actor_id: int | None = None,
 ) -> Customer:
     """Apply a partial update. Setting ``remark`` makes it manual; otherwise the remark follows
@@ -216,7 +259,12 @@ def update_customer(
     db.flush()
     if mobile_changed and new_mobile:
         return add_identity(
-            db, org_id, customer.id, IdentityKind.mobile, new_mobile, actor_id=actor_id,
+            db,
+            org_id,
+            customer.id,
+            IdentityKind.mobile,
+            new_mobile,
+            actor_id=actor_id,
             reason=f"mobile {mask_mobile(new_mobile)} set on a profile while another held it",
         )
     return customer
@@ -244,8 +292,14 @@ def _display(kind: IdentityKind, value: str) -> str:
 
 
 def add_identity(
-    db: Session, org_id: int, customer_id: int, kind: IdentityKind, value: str, *,
-    actor_id: int | None = None, reason: str | None = None,
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    kind: IdentityKind,
+    value: str,
+    *,
+    actor_id: int | None = None,
+    reason: str | None = None,
 ) -> Customer:
     """Attach an identifier. If another profile holds it the two merge automatically (older id survives,
     audited with ``reason``); returns the profile that now holds the identifier."""
@@ -282,30 +336,47 @@ def _insert_identities(
     if not pairs:
         return
     now = utcnow()
-    db.execute(insert(CustomerIdentity.__table__), [  # type: ignore[arg-type]
-        {"org_id": org_id, "customer_id": customer.id, "kind": kind, "value": value, "created_at": now}
-        for kind, value in pairs
-    ])
+    db.execute(
+        insert(CustomerIdentity.__table__),
+        [  # type: ignore[arg-type]
+            {"org_id": org_id, "customer_id": customer.id, "kind": kind, "value": value, "created_at": now}
+            for kind, value in pairs
+        ],
+    )
     mobile = next((value for kind, value in pairs if kind == IdentityKind.mobile), None)
     if mobile and not customer.mobile:
         customer.mobile = mobile
         refresh_remark(customer)
 
 
-def add_identity_as(db: Session, principal: Principal, customer_id: int, kind: IdentityKind, value: str) -> Customer:
+def add_identity_as(
+    db: Session, principal: Principal, customer_id: int, kind: IdentityKind, value: str
+) -> Customer:
     """``add_identity`` for an API caller on a customer they may see; an operator may not pull in (merge)
     a profile they cannot see (409), since that would reveal someone else's customer."""
     customer = get_customer(db, principal, customer_id)
     kind = IdentityKind(kind)
     value = normalize_identity(kind, value)
     _guard_identity(db, principal, customer.id, kind, value, "value")
-    return add_identity(db, principal.org_id, customer.id, kind, value, actor_id=principal.user_id,
-                        reason=f"shared {kind} {_display(kind, value)} (added by user {principal.user_id})")
+    return add_identity(
+        db,
+        principal.org_id,
+        customer.id,
+        kind,
+        value,
+        actor_id=principal.user_id,
+        reason=f"shared {kind} {_display(kind, value)} (added by user {principal.user_id})",
+    )
 
 
 def find_or_create_by_identity(
-    db: Session, org_id: int, kind: IdentityKind, value: str,
-    defaults: CustomerIn | Mapping[str, Any] | None = None, *, actor_id: int | None = None,
+    db: Session,
+    org_id: int,
+    kind: IdentityKind,
+    value: str,
+    defaults: CustomerIn | Mapping[str, Any] | None = None,
+    *,
+    actor_id: int | None = None,
 ) -> tuple[Customer, bool]:
     """For importers and callbacks: the profile holding (kind, value), with empty fields filled from
     ``defaults``; or a new profile from ``defaults`` carrying the identifier. Returns (customer, created)."""
@@ -335,8 +406,12 @@ def find_or_create_by_identity(
 
 
 def find_or_create_by_identities(
-    db: Session, org_id: int, identities: Sequence[tuple[IdentityKind, str]],
-    defaults: CustomerIn | Mapping[str, Any] | None = None, *, actor_id: int | None = None,
+    db: Session,
+    org_id: int,
+    identities: Sequence[tuple[IdentityKind, str]],
+    defaults: CustomerIn | Mapping[str, Any] | None = None,
+    *,
+    actor_id: int | None = None,
     reason: str | None = None,
 ) -> tuple[Customer, bool]:
     """``find_or_create_by_identity`` on the first (kind, value), then ``add_identity`` of each other one
@@ -344,9 +419,9 @@ def find_or_create_by_identities(
     in the usual cases. Returns (the profile now holding them all, whether that profile is new)."""
     if not identities:
         raise Invalid("at least one identifier is required", field="identities")
-    pairs = list(dict.fromkeys(
-        (IdentityKind(k), normalize_identity(IdentityKind(k), v)) for k, v in identities
-    ))
+    pairs = list(
+        dict.fromkeys((IdentityKind(k), normalize_identity(IdentityKind(k), v)) for k, v in identities)
+    )
     data = _as_customer_in(defaults or {})
     first, extra = pairs[0], pairs[1:]
     if data.mobile:
@@ -396,17 +471,21 @@ def list_identities(db: Session, principal: Principal, customer_id: int) -> list
 def list_merges(db: Session, principal: Principal, customer_id: int) -> list[MergeAudit]:
     """The merge audits of profiles merged into a visible customer, newest first."""
     customer = get_customer(db, principal, customer_id)
-    return list(db.scalars(
-        select(MergeAudit).where(MergeAudit.org_id == principal.org_id, MergeAudit.survivor_id == customer.id)
-        .order_by(MergeAudit.id.desc())
-    ))
+    return list(
+        db.scalars(
+            select(MergeAudit)
+            .where(MergeAudit.org_id == principal.org_id, MergeAudit.survivor_id == customer.id)
+            .order_by(MergeAudit.id.desc())
+        )
+    )
 
 
 # --- follow relations -----------------------------------------------------------------------------
 
 
 _SHIFT_FRIEND_COUNT = (
-    update(Account.__table__).where(Account.id == bindparam("account_id"))  # type: ignore[arg-type]
+    update(Account.__table__)
+    .where(Account.id == bindparam("account_id"))  # type: ignore[arg-type]
     .values(friend_count=Account.friend_count + bindparam("delta"))
 )
 
@@ -432,8 +511,14 @@ def relation_of(db: Session, customer_id: int, account_id: int) -> FollowRelatio
 
 
 def follow(
-    db: Session, org_id: int, customer_id: int, account_id: int, *, since: datetime | None = None,
-    source: str | None = None, state: str | None = None,
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    account_id: int,
+    *,
+    since: datetime | None = None,
+    source: str | None = None,
+    state: str | None = None,
 ) -> FollowRelation:
     """Record that the account has the customer as a contact. Idempotent for an active relation; a
     deleted one is re-activated with the new ``since`` (the friendship started again)."""
@@ -446,15 +531,29 @@ def follow(
 
 
 def follow_relation(
-    db: Session, org_id: int, customer: Customer, account_id: int, rel: FollowRelation | None, *,
-    since: datetime | None = None, source: str | None = None, state: str | None = None,
+    db: Session,
+    org_id: int,
+    customer: Customer,
+    account_id: int,
+    rel: FollowRelation | None,
+    *,
+    since: datetime | None = None,
+    source: str | None = None,
+    state: str | None = None,
 ) -> FollowRelation:
     """``follow`` for a caller that already holds the live customer, an account of the organization and
     the pair's relation row (``rel``, None when there is none): no lookups repeated."""
     since = ensure_utc(since) if since is not None else utcnow()
     if rel is None:
-        rel = FollowRelation(org_id=org_id, customer_id=customer.id, account_id=account_id, since=since,
-                             source=source, state=state, status=FollowStatus.active)
+        rel = FollowRelation(
+            org_id=org_id,
+            customer_id=customer.id,
+            account_id=account_id,
+            since=since,
+            source=source,
+            state=state,
+            status=FollowStatus.active,
+        )
         db.add(rel)
         db.flush()
         _shift_friend_count(db, account_id, +1)
@@ -471,17 +570,25 @@ def follow_relation(
 
 
 def unfollow(
-    db: Session, org_id: int, customer_id: int, account_id: int, *, by: Literal["customer", "staff"],
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    account_id: int,
+    *,
+    by: Literal["customer", "staff"],
     at: datetime | None = None,
 ) -> FollowRelation:
     """End a follow relation, recording who ended it (idempotent); 404 if the two never were contacts."""
     if by not in ("customer", "staff"):
         raise Invalid("by must be 'customer' or 'staff'", field="by")
     customer = _survivor_of(db, org_id, customer_id)
-    rel = db.scalar(select(FollowRelation).where(
-        FollowRelation.org_id == org_id, FollowRelation.customer_id == customer.id,
-        FollowRelation.account_id == account_id,
-    ))
+    rel = db.scalar(
+        select(FollowRelation).where(
+            FollowRelation.org_id == org_id,
+            FollowRelation.customer_id == customer.id,
+            FollowRelation.account_id == account_id,
+        )
+    )
     if rel is None:
         raise NotFound("this account does not follow the customer")
     if rel.status == FollowStatus.active:
@@ -511,9 +618,11 @@ def set_customer_tags(db: Session, principal: Principal, customer_id: int, tag_i
     wanted = set(check_tag_ids(db, principal.org_id, tag_ids))
     have = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == customer.id)))
     if have - wanted:
-        db.execute(delete(CustomerTag).where(
-            CustomerTag.customer_id == customer.id, CustomerTag.tag_id.in_(have - wanted)
-        ))
+        db.execute(
+            delete(CustomerTag).where(
+                CustomerTag.customer_id == customer.id, CustomerTag.tag_id.in_(have - wanted)
+            )
+        )
     db.add_all(CustomerTag(customer_id=customer.id, tag_id=t, org_id=principal.org_id) for t in wanted - have)
     db.flush()
     return list(repo.tags_of(db, customer.id))
@@ -534,7 +643,9 @@ def remove_tags(db: Session, principal: Principal, customer_id: int, tag_ids: li
     customer = get_customer(db, principal, customer_id)
     gone = check_tag_ids(db, principal.org_id, tag_ids)
     if gone:
-        db.execute(delete(CustomerTag).where(CustomerTag.customer_id == customer.id, CustomerTag.tag_id.in_(gone)))
+        db.execute(
+            delete(CustomerTag).where(CustomerTag.customer_id == customer.id, CustomerTag.tag_id.in_(gone))
+        )
     db.flush()
     return list(repo.tags_of(db, customer.id))
 
@@ -557,10 +668,14 @@ def add_note(db: Session, principal: Principal, customer_id: int, body: str) -> 
 def list_notes(db: Session, principal: Principal, customer_id: int, limit: int = 100) -> list[Note]:
     """A visible customer's notes, newest first."""
     customer = get_customer(db, principal, customer_id)
-    return list(db.scalars(
-        select(Note).where(Note.customer_id == customer.id).order_by(Note.created_at.desc(), Note.id.desc())
-        .limit(max(1, min(limit, 500)))
-    ))
+    return list(
+        db.scalars(
+            select(Note)
+            .where(Note.customer_id == customer.id)
+            .order_by(Note.created_at.desc(), Note.id.desc())
+            .limit(max(1, min(limit, 500)))
+        )
+    )
 
 
 def delete_note(db: Session, principal: Principal, customer_id: int, note_id: int) -> None:
@@ -579,7 +694,10 @@ def delete_note(db: Session, principal: Principal, customer_id: int, note_id: in
 
 
 def list_customers(
-    db: Session, principal: Principal, filters: CustomerFilters | None = None, cursor: int | None = None,
+    db: Session,
+    principal: Principal,
+    filters: CustomerFilters | None = None,
+    cursor: int | None = None,
     limit: int = 50,
 ) -> tuple[list[Customer], int | None]:
     """One keyset page of visible customers, highest id first: (rows, next_cursor). Filters: name
@@ -587,9 +705,13 @@ def list_customers(
     filters = filters or CustomerFilters()
     limit = max(1, min(limit, MAX_PAGE))
     check_tag_ids(db, principal.org_id, filters.tag_ids)
-    if filters.account_id is not None and db.scalar(
-        select(Account.id).where(Account.id == filters.account_id, Account.org_id == principal.org_id)
-    ) is None:
+    if (
+        filters.account_id is not None
+        and db.scalar(
+            select(Account.id).where(Account.id == filters.account_id, Account.org_id == principal.org_id)
+        )
+        is None
+    ):
         raise Invalid(f"account {filters.account_id} does not exist", field="account_id")
     rows = list(db.scalars(repo.list_query(db, principal, filters, cursor, limit)))
     if len(rows) <= limit:
@@ -624,14 +746,35 @@ def decode_timeline_cursor(value: str) -> tuple[datetime, str, int]:
 
 def _timeline_item(kind: str, obj: Any) -> TimelineItem:
     if kind == "event":
-        return TimelineItem(kind="event", id=obj.id, at=obj.occurred_at, type=obj.type, account_id=obj.account_id,
-                            data={"properties": obj.properties, "source": obj.source})
+        return TimelineItem(
+            kind="event",
+            id=obj.id,
+            at=obj.occurred_at,
+            type=obj.type,
+            account_id=obj.account_id,
+            data={"properties": obj.properties, "source": obj.source},
+        )
     if kind == "note":
-        return TimelineItem(kind="note", id=obj.id, at=obj.created_at, type="note",
-                            data={"body": obj.body, "author_id": obj.author_id})
-    return TimelineItem(kind="order", id=obj.id, at=obj.paid_at, type="order", account_id=obj.account_id,
-                        data={"platform": obj.platform, "external_id": obj.external_id,
-                              "amount_fen": obj.amount_fen, "refunded_fen": obj.refunded_fen})
+        return TimelineItem(
+            kind="note",
+            id=obj.id,
+            at=obj.created_at,
+            type="note",
+            data={"body": obj.body, "author_id": obj.author_id},
+        )
+    return TimelineItem(
+        kind="order",
+        id=obj.id,
+        at=obj.paid_at,
+        type="order",
+        account_id=obj.account_id,
+        data={
+            "platform": obj.platform,
+            "external_id": obj.external_id,
+            "amount_fen": obj.amount_fen,
+            "refunded_fen": obj.refunded_fen,
+        },
+    )
 
 
 def timeline(

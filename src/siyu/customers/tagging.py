@@ -102,8 +102,13 @@ def create_tag(db: Session, org_id: int, data: TagIn) -> Tag:
     """Create a tag in a group of the organization (a group id of another organization is 422)."""
     get_tag_group(db, org_id, data.group_id, field="group_id")
     _check_tag_name(db, org_id, data.group_id, data.name)
-    tag = Tag(org_id=org_id, group_id=data.group_id, name=data.name, sort_order=data.sort_order,
-              external_id=data.external_id)
+    tag = Tag(
+        org_id=org_id,
+        group_id=data.group_id,
+        name=data.name,
+        sort_order=data.sort_order,
+        external_id=data.external_id,
+    )
     db.add(tag)
     db.flush()
     return tag

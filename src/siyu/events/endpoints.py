@@ -27,21 +27,33 @@ RawBody = Annotated[bytes, Depends(_raw_body)]
 _BATCH_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"application/json": {"schema": {
-            "type": "object",
-            "required": ["events"],
-            "additionalProperties": False,
-            "properties": {"events": {
-                "type": "array", "minItems": 1, "maxItems": MAX_BATCH,
-                "items": {"$ref": "#/components/schemas/EventIn"},
-            }},
-        }}},
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["events"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "events": {
+                            "type": "array",
+                            "minItems": 1,
+                            "maxItems": MAX_BATCH,
+                            "items": {"$ref": "#/components/schemas/EventIn"},
+                        }
+                    },
+                }
+            }
+        },
     }
 }
 
 
-@router.post("/events", response_model=EventOut, status_code=201,
-             responses={200: {"model": EventOut, "description": "The key was used before: the stored event."}})
+@router.post(
+    "/events",
+    response_model=EventOut,
+    status_code=201,
+    responses={200: {"model": EventOut, "description": "The key was used before: the stored event."}},
+)
 def post_event(body: EventIn, response: Response, db: DbSession, principal: CurrentPrincipal) -> Event:
     """Append one event (201); a repeated idempotency key stores nothing and answers 200 with the stored event."""
     event, created = service.ingest_one(db, principal.org_id, body)
@@ -70,7 +82,13 @@ def get_events(
 ) -> Page[EventOut]:
     """Events newest first, filtered by customer, type and occurred_at range; page with ``cursor``."""
     rows, next_cursor = service.list_events(
-        db, principal, customer_id=customer_id, type=type, since=since, until=until, cursor=cursor, limit=limit
+        db,
+        principal,
+        customer_id=customer_id,
+        type=type,
+        since=since,
+        until=until,
+        cursor=cursor,
+        limit=limit,
     )
     return Page[EventOut](items=[EventOut.model_validate(r) for r in rows], next_cursor=next_cursor)
-

@@ -29,18 +29,25 @@ class EventIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    type: str = Field(min_length=1, max_length=60, pattern=EVENT_TYPE_PATTERN,
-                      description="What happened, e.g. message.received, order.paid, live.viewed.")
+    type: str = Field(
+        min_length=1,
+        max_length=60,
+        pattern=EVENT_TYPE_PATTERN,
+        description="What happened, e.g. message.received, order.paid, live.viewed.",
+    )
     customer_id: int | None = Field(default=None, ge=1)
     identity: IdentityRefIn | None = None
     account_id: int | None = Field(default=None, ge=1, description="The carrier account involved, if any.")
     occurred_at: AwareDatetime = Field(
-        description="When it happened, with a UTC offset; naive times and times over an hour ahead are refused.")
+        description="When it happened, with a UTC offset; naive times and times over an hour ahead are refused."
+    )
     properties: dict[str, Any] = Field(default_factory=dict)
     source: str | None = Field(default=None, max_length=60)
-    idempotency_key: str = Field(min_length=1, max_length=128,
-                                 description="Unique per organization; sending the same key again is a no-op.")
-
+    idempotency_key: str = Field(
+        min_length=1,
+        max_length=128,
+        description="Unique per organization; sending the same key again is a no-op.",
+    )
 
 
 class EventBatchIn(BaseModel):

@@ -55,31 +55,42 @@ def _accounts_of_org(db: Session, org_id: int, ids: set[int]) -> set[int]:
 def ingest(db: Session, org_id: int, events: Sequence[EventIn], *, prefix: str = "events") -> IngestResult:
     """Append events idempotently: check every item first (422 naming ``prefix[i].field``), then find or
     create customers named by identity, then one INSERT ... ON CONFLICT DO NOTHING for the whole batch."""
+
     def where(i: int, name: str) -> str:
         return f"{prefix}[{i}].{name}" if prefix else name
 
     refs: list[IdentityRef | None] = []
     for i, ev in enumerate(events):
         if (ev.customer_id is None) == (ev.identity is None):
-            raise Invalid("name the customer by customer_id or by identity (exactly one)", field=where(i, "customer_id"))
+            raise Invalid(
+                "name the customer by customer_id or by identity (exactly one)", field=where(i, "customer_id")
+            )
         refs.append(
             normalize_identity(ev.identity.kind, ev.identity.value, field=where(i, "identity.value"))
-            if ev.identity is not None else None
+            if ev.identity is not None
+            else None
         )
     # Checked here rather than in the schema: one clock read per batch instead of one per event.
     latest = utcnow() + MAX_FUTURE
     for i, ev in enumerate(events):
         if ev.occurred_at > latest:
-            raise Invalid("occurred_at is more than an hour in the future; is the UTC offset right?",
-                          field=where(i, "occurred_at"))
+            raise Invalid(
+                "occurred_at is more than an hour in the future; is the UTC offset right?",
+                field=where(i, "occurred_at"),
+            )
     ids = {ev.customer_id for ev in events if ev.customer_id is not None}
     live = live_customers(db, org_id, ids) if ids else {}
     accounts = _accounts_of_org(db, org_id, {ev.account_id for ev in events if ev.account_id is not None})
     for i, ev in enumerate(events):
         if ev.customer_id is not None and ev.customer_id not in live:
-            raise Invalid(f"customer {ev.customer_id} does not exist in this organization", field=where(i, "customer_id"))
+            raise Invalid(
+                f"customer {ev.customer_id} does not exist in this organization",
+                field=where(i, "customer_id"),
+            )
         if ev.account_id is not None and ev.account_id not in accounts:
-            raise Invalid(f"account {ev.account_id} does not exist in this organization", field=where(i, "account_id"))
+            raise Invalid(
+                f"account {ev.account_id} does not exist in this organization", field=where(i, "account_id")
+            )
 
     wanted = {ref for ref in refs if ref is not None}
     holders: dict[IdentityRef, int] = {}
@@ -133,7 +144,9 @@ def _insert_new(db: Session, org_id: int, rows: list[dict[str, Any]]) -> int:
 def ingest_one(db: Session, org_id: int, event: EventIn) -> tuple[Event, bool]:
     """Append one event; returns the stored event and whether it is new (False: the key was already used)."""
     result = ingest(db, org_id, [event], prefix="")
-    stored = db.scalar(select(Event).where(Event.org_id == org_id, Event.idempotency_key == event.idempotency_key))
+    stored = db.scalar(
+        select(Event).where(Event.org_id == org_id, Event.idempotency_key == event.idempotency_key)
+    )
     assert stored is not None
     return stored, result.inserted == 1
 

@@ -39,7 +39,9 @@ class CustomerGroup(Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), index=True)
     chat_id: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(120), default="")
-    owner_account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"), index=True)
+    owner_account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="SET NULL"), index=True
+    )
     owner_userid: Mapped[str] = mapped_column(String(64), default="")
     notice: Mapped[str] = mapped_column(Text, default="")
     member_count: Mapped[int] = mapped_column(default=0)

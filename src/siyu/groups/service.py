@@ -28,14 +28,21 @@ from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
 
 __all__ = [
-    "MAX_GROUP_MEMBERS", "apply_member_change", "dismiss_group", "ensure_group", "ensure_wecom_account",
-    "recount_members", "upsert_group", "wecom_account_id",
+    "MAX_GROUP_MEMBERS",
+    "apply_member_change",
+    "dismiss_group",
+    "ensure_group",
+    "ensure_wecom_account",
+    "recount_members",
+    "upsert_group",
+    "wecom_account_id",
 ]
 
 
 # Built once: every contact callback looks its member up, and building a select costs more than running it.
 _WECOM_ACCOUNT = select(Account).where(
-    Account.org_id == bindparam("org_id"), Account.kind == AccountKind.wecom_member,
+    Account.org_id == bindparam("org_id"),
+    Account.kind == AccountKind.wecom_member,
     Account.external_id == bindparam("userid"),
 )
 _WECOM_ACCOUNT_ID = _WECOM_ACCOUNT.with_only_columns(Account.id)
@@ -43,17 +50,26 @@ _WECOM_ACCOUNT_ID = _WECOM_ACCOUNT.with_only_columns(Account.id)
 
 def ensure_wecom_account(db: Session, org_id: int, userid: str) -> Account:
     """The organization's account for a WeCom member userid, created (unassigned) on first sight."""
+
     def find() -> Account | None:
         return db.scalar(_WECOM_ACCOUNT, {"org_id": org_id, "userid": userid})
 
     account = find()
     if account is None:
         # Two workers may meet the same new member at once: insert-or-nothing, then read whichever won.
-        db.execute(insert_ignore(db, Account.__table__, ["org_id", "kind", "external_id"]).values(  # type: ignore[arg-type]
-            org_id=org_id, kind=AccountKind.wecom_member.value, external_id=userid, name=userid[:120],
-            friend_count=0, soft_cap=DEFAULT_SOFT_CAP, hard_cap=DEFAULT_HARD_CAP[AccountKind.wecom_member],
-            status=AccountStatus.active.value, created_at=utcnow(),
-        ))
+        db.execute(
+            insert_ignore(db, Account.__table__, ["org_id", "kind", "external_id"]).values(  # type: ignore[arg-type]
+                org_id=org_id,
+                kind=AccountKind.wecom_member.value,
+                external_id=userid,
+                name=userid[:120],
+                friend_count=0,
+                soft_cap=DEFAULT_SOFT_CAP,
+                hard_cap=DEFAULT_HARD_CAP[AccountKind.wecom_member],
+                status=AccountStatus.active.value,
+                created_at=utcnow(),
+            )
+        )
         account = find()
         assert account is not None
     return account
@@ -70,16 +86,25 @@ def _is_staff(db: Session, org_id: int, userid: str, kind_hint: int | None) -> b
     # start with "wm"/"wo" (WeChat / WeCom users); anything else is treated as a member.
     if kind_hint in (1, 2):
         return kind_hint == 1
-    if db.scalar(select(Account.id).where(
-        Account.org_id == org_id, Account.kind == AccountKind.wecom_member, Account.external_id == userid
-    )) is not None:
+    if (
+        db.scalar(
+            select(Account.id).where(
+                Account.org_id == org_id,
+                Account.kind == AccountKind.wecom_member,
+                Account.external_id == userid,
+            )
+        )
+        is not None
+    ):
         return True
     return not userid.startswith(("wm", "wo"))
 
 
 def ensure_group(db: Session, org_id: int, chat_id: str) -> CustomerGroup:
     """The group row for a chat id, created empty when the first event about it arrives."""
-    group = db.scalar(select(CustomerGroup).where(CustomerGroup.org_id == org_id, CustomerGroup.chat_id == chat_id))
+    group = db.scalar(
+        select(CustomerGroup).where(CustomerGroup.org_id == org_id, CustomerGroup.chat_id == chat_id)
+    )
     if group is None:
         group = CustomerGroup(org_id=org_id, chat_id=chat_id)
         db.add(group)
@@ -87,21 +112,34 @@ def ensure_group(db: Session, org_id: int, chat_id: str) -> CustomerGroup:
     return group
 
 
-def _member_row(db: Session, group: CustomerGroup, userid: str, kind_hint: int | None,
-                name: str = "") -> GroupMember:
-    row = db.scalar(select(GroupMember).where(GroupMember.group_id == group.id, GroupMember.member_userid == userid))
+def _member_row(
+    db: Session, group: CustomerGroup, userid: str, kind_hint: int | None, name: str = ""
+) -> GroupMember:
+    row = db.scalar(
+        select(GroupMember).where(GroupMember.group_id == group.id, GroupMember.member_userid == userid)
+    )
     if row is not None:
         return row
     if _is_staff(db, group.org_id, userid, kind_hint):
         account = ensure_wecom_account(db, group.org_id, userid)
-        row = GroupMember(org_id=group.org_id, group_id=group.id, member_userid=userid, kind=MemberKind.staff,
-                          account_id=account.id)
+        row = GroupMember(
+            org_id=group.org_id,
+            group_id=group.id,
+            member_userid=userid,
+            kind=MemberKind.staff,
+            account_id=account.id,
+        )
     else:
         customer, _ = find_or_create_by_identity(
             db, group.org_id, IdentityKind.wecom_external_userid, userid, {"name": name[:120]} if name else {}
         )
-        row = GroupMember(org_id=group.org_id, group_id=group.id, member_userid=userid, kind=MemberKind.customer,
-                          customer_id=customer.id)
+        row = GroupMember(
+            org_id=group.org_id,
+            group_id=group.id,
+            member_userid=userid,
+            kind=MemberKind.customer,
+            customer_id=customer.id,
+        )
     db.add(row)
     return row
 
@@ -109,10 +147,14 @@ def _member_row(db: Session, group: CustomerGroup, userid: str, kind_hint: int |
 def recount_members(db: Session, group: CustomerGroup) -> int:
     """Set member_count to the number of members who have not quit."""
     db.flush()
-    group.member_count = int(db.scalar(
-        select(func.count()).select_from(GroupMember).where(GroupMember.group_id == group.id,
-                                                            GroupMember.quit_at.is_(None))
-    ) or 0)
+    group.member_count = int(
+        db.scalar(
+            select(func.count())
+            .select_from(GroupMember)
+            .where(GroupMember.group_id == group.id, GroupMember.quit_at.is_(None))
+        )
+        or 0
+    )
     return group.member_count
 
 
@@ -143,8 +185,11 @@ def upsert_group(db: Session, org_id: int, chat: GroupChat, *, at: datetime | No
     db.flush()
     db.execute(
         update(GroupMember)
-        .where(GroupMember.group_id == group.id, GroupMember.quit_at.is_(None),
-               GroupMember.member_userid.not_in(present) if present else GroupMember.id.is_not(None))
+        .where(
+            GroupMember.group_id == group.id,
+            GroupMember.quit_at.is_(None),
+            GroupMember.member_userid.not_in(present) if present else GroupMember.id.is_not(None),
+        )
         .values(quit_at=at)
         .execution_options(synchronize_session="fetch")
     )
@@ -153,7 +198,13 @@ def upsert_group(db: Session, org_id: int, chat: GroupChat, *, at: datetime | No
 
 
 def apply_member_change(
-    db: Session, org_id: int, chat_id: str, userids: Sequence[str], *, joined: bool, at: datetime,
+    db: Session,
+    org_id: int,
+    chat_id: str,
+    userids: Sequence[str],
+    *,
+    joined: bool,
+    at: datetime,
     scene: int | None = None,
 ) -> CustomerGroup:
     """Record members joining (``joined``) or quitting at ``at``; older news than the row holds is ignored."""
@@ -186,8 +237,10 @@ def dismiss_group(db: Session, org_id: int, chat_id: str, *, at: datetime) -> Cu
     group = ensure_group(db, org_id, chat_id)
     group.status, group.dismissed_at = GroupStatus.dismissed, at
     db.execute(
-        update(GroupMember).where(GroupMember.group_id == group.id, GroupMember.quit_at.is_(None))
-        .values(quit_at=at).execution_options(synchronize_session="fetch")
+        update(GroupMember)
+        .where(GroupMember.group_id == group.id, GroupMember.quit_at.is_(None))
+        .values(quit_at=at)
+        .execution_options(synchronize_session="fetch")
     )
     recount_members(db, group)
     return group
@@ -196,8 +249,10 @@ def dismiss_group(db: Session, org_id: int, chat_id: str, *, at: datetime) -> Cu
 def _move_members(db: Session, org_id: int, survivor_id: int, merged_id: int) -> int:
     """Merge hook: group memberships of a merged-away customer move to the survivor."""
     result = db.execute(
-        update(GroupMember).where(GroupMember.org_id == org_id, GroupMember.customer_id == merged_id)
-        .values(customer_id=survivor_id).execution_options(synchronize_session="fetch")
+        update(GroupMember)
+        .where(GroupMember.org_id == org_id, GroupMember.customer_id == merged_id)
+        .values(customer_id=survivor_id)
+        .execution_options(synchronize_session="fetch")
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

@@ -19,7 +19,9 @@ def me(db: DbSession, principal: CurrentPrincipal) -> MeOut:
     """The caller's user, organization and role."""
     org = db.get(Organization, principal.org_id)
     assert org is not None
-    return MeOut(user_id=principal.user_id, org_id=org.id, org_name=org.name, name=principal.name, role=principal.role)
+    return MeOut(
+        user_id=principal.user_id, org_id=org.id, org_name=org.name, name=principal.name, role=principal.role
+    )
 
 
 @router.get("/users", response_model=list[UserOut])
@@ -50,7 +52,9 @@ def create_token(body: TokenIn, db: DbSession, principal: CurrentPrincipal) -> I
     if user is None:
         raise NotFound("user not found")
     issued = service.issue_api_token(db, user, body.name)
-    return IssuedTokenOut.model_validate({**TokenOut.model_validate(issued.token).model_dump(), "token": issued.plaintext})
+    return IssuedTokenOut.model_validate(
+        {**TokenOut.model_validate(issued.token).model_dump(), "token": issued.plaintext}
+    )
 
 
 @router.delete("/tokens/{token_id}", status_code=204)

@@ -71,7 +71,13 @@ def create_user(db: Session, org_id: int, email: str, name: str, password: str, 
         raise Invalid("email is not a valid address", field="email")
     if db.scalar(select(User.id).where(User.email == email)) is not None:
         raise Conflict(f"a user with email {email} already exists", field="email")
-    user = User(org_id=org_id, email=email, name=name.strip() or email, password_hash=hash_password(password), role=role)
+    user = User(
+        org_id=org_id,
+        email=email,
+        name=name.strip() or email,
+        password_hash=hash_password(password),
+        role=role,
+    )
     db.add(user)
     db.flush()
     return user
@@ -117,7 +123,9 @@ def principal_from_token(db: Session, plaintext: str) -> Principal | None:
     row = db.execute(
         select(ApiToken, User)
         .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == _sha256(plaintext), ApiToken.revoked_at.is_(None), User.is_active.is_(True))
+        .where(
+            ApiToken.token_hash == _sha256(plaintext), ApiToken.revoked_at.is_(None), User.is_active.is_(True)
+        )
     ).first()
     if row is None:
         return None
@@ -153,7 +161,9 @@ def start_session(db: Session, user: User, ttl_hours: int) -> NewSession:
     db.execute(delete(WebSession).where(WebSession.expires_at < now))
     db.add(
         WebSession(
-            id_hash=_sha256(cookie_value), user_id=user.id, csrf_token=csrf_token,
+            id_hash=_sha256(cookie_value),
+            user_id=user.id,
+            csrf_token=csrf_token,
             expires_at=now + timedelta(hours=ttl_hours),
         )
     )
@@ -166,7 +176,11 @@ def resolve_session(db: Session, cookie_value: str) -> tuple[Principal, str] | N
     row = db.execute(
         select(WebSession, User)
         .join(User, User.id == WebSession.user_id)
-        .where(WebSession.id_hash == _sha256(cookie_value), WebSession.expires_at > utcnow(), User.is_active.is_(True))
+        .where(
+            WebSession.id_hash == _sha256(cookie_value),
+            WebSession.expires_at > utcnow(),
+            User.is_active.is_(True),
+        )
     ).first()
     if row is None:
         return None

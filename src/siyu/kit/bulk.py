@@ -73,7 +73,10 @@ def insert_ignore(db: Session, table: Table, conflict: Sequence[str]) -> Insert:
 
 @functools.cache
 def pg_unnest_insert(
-    dialect: Dialect, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...] = (),
+    dialect: Dialect,
+    table: Table,
+    columns: tuple[str, ...],
+    conflict: tuple[str, ...] = (),
     returning: tuple[str, ...] = (),
 ) -> str:
     """PostgreSQL: ``INSERT INTO table (columns) SELECT * FROM unnest(one array per column)``, with
@@ -83,8 +86,9 @@ def pg_unnest_insert(
     on the number of rows (multi-row VALUES does), so psycopg prepares it once per connection and the
     driver adapts one array per column instead of every row; the casts take the model's column types."""
     quote = dialect.identifier_preparer.quote
-    arrays = ", ".join(f"CAST(%({name})s AS {table.c[name].type.compile(dialect=dialect)}[])"
-                       for name in columns)
+    arrays = ", ".join(
+        f"CAST(%({name})s AS {table.c[name].type.compile(dialect=dialect)}[])" for name in columns
+    )
     names = ", ".join(quote(n) for n in columns)
     sql = f"INSERT INTO {quote(table.name)} ({names}) SELECT * FROM unnest({arrays})"
     if conflict:
@@ -133,8 +137,9 @@ def executemany_raw(db: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> i
     compiled = stmt.compile(dialect=conn.dialect, column_keys=list(rows[0]), for_executemany=True)
     if compiled.positional:
         pick = itemgetter(*compiled.positiontup)
-        params: Any = [pick(row) for row in rows] if len(compiled.positiontup) > 1 else \
-            [(pick(row),) for row in rows]
+        params: Any = (
+            [pick(row) for row in rows] if len(compiled.positiontup) > 1 else [(pick(row),) for row in rows]
+        )
     else:
         params = list(rows)
     return int(conn.exec_driver_sql(str(compiled), params).rowcount)

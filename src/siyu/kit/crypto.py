@@ -22,7 +22,9 @@ DEFAULT_PURPOSE = "siyu.credentials.v1"
 def _fernet(secret_key: str, purpose: str) -> Fernet:
     if not secret_key:
         raise ValueError("secret_key must not be empty")
-    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(secret_key.encode())
+    raw = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode()).derive(
+        secret_key.encode()
+    )
     return Fernet(base64.urlsafe_b64encode(raw))
 
 
@@ -36,4 +38,6 @@ def decrypt_secret(token: str, secret_key: str, purpose: str = DEFAULT_PURPOSE) 
     try:
         return _fernet(secret_key, purpose).decrypt(token.encode("ascii")).decode()
     except (InvalidToken, UnicodeError) as exc:
-        raise Invalid("stored secret cannot be decrypted: was SIYU_SECRET_KEY changed?", field="secret") from exc
+        raise Invalid(
+            "stored secret cannot be decrypted: was SIYU_SECRET_KEY changed?", field="secret"
+        ) from exc

@@ -17,9 +17,16 @@ class LoopbackServer:
         self.host = host
         self.port = port
         self.name = name
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, host=host, port=port, log_level="warning", lifespan="off", access_log=False,
-        ))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                host=host,
+                port=port,
+                log_level="warning",
+                lifespan="off",
+                access_log=False,
+            )
+        )
         self._thread: threading.Thread | None = None
 
     @property

@@ -15,10 +15,12 @@ def normalize_mobile(raw: str, *, field: str = "mobile") -> str:
     value = _SEPARATORS.sub("", raw.strip())
     for prefix in ("+86", "0086", "86"):
         if value.startswith(prefix) and len(value) == len(prefix) + 11:
-            value = value[len(prefix):]
+            value = value[len(prefix) :]
             break
     if not _MOBILE_RE.match(value):
-        raise Invalid(f"{raw!r} is not a mainland China mobile number (11 digits starting 13-19)", field=field)
+        raise Invalid(
+            f"{raw!r} is not a mainland China mobile number (11 digits starting 13-19)", field=field
+        )
     return value
 
 

@@ -16,12 +16,18 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("var"), description="Where the embedded databases live.")
     database_url: str = Field(default="", description="SQLAlchemy URL; empty means SQLite in data_dir.")
-    secret_key: str = Field(default="", description="Signs sessions and encrypts credentials; generated per data_dir if empty.")
+    secret_key: str = Field(
+        default="", description="Signs sessions and encrypts credentials; generated per data_dir if empty."
+    )
     timezone: str = "Asia/Shanghai"
     session_ttl_hours: int = 24 * 7
     secure_cookies: bool = False
-    redis_url: str = Field(default="", description="Redis for shared counters and the task queue; empty: in-process.")
-    login_max_failures: int = Field(default=10, description="Failed logins per email or address before a pause.")
+    redis_url: str = Field(
+        default="", description="Redis for shared counters and the task queue; empty: in-process."
+    )
+    login_max_failures: int = Field(
+        default=10, description="Failed logins per email or address before a pause."
+    )
     login_window_seconds: int = 15 * 60
     lead_reply_seconds: int = Field(default=300, ge=1, description="Reply deadline of a new comment lead.")
 

@@ -12,8 +12,9 @@ from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.errors import DomainError
 from siyu.kit.settings import get_settings
 
-app = typer.Typer(help="Comment leads: Douyin webhook setup, comment import, intent retraining.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Comment leads: Douyin webhook setup, comment import, intent retraining.", no_args_is_help=True
+)
 console = Console()
 err = Console(stderr=True)
 
@@ -38,9 +39,13 @@ def douyin(
     org: Annotated[str, typer.Option(help="Organization slug.")],
     client_key: Annotated[str, typer.Option(help="The Douyin open-platform app's client_key.")],
     client_secret: Annotated[str, typer.Option(prompt=True, hide_input=True, help="Signs the webhooks.")],
-    account_open_id: Annotated[str, typer.Option(help="open_id of the enterprise account replies come from.")] = "",
+    account_open_id: Annotated[
+        str, typer.Option(help="open_id of the enterprise account replies come from.")
+    ] = "",
     access_token: Annotated[str, typer.Option(help="That account's user access token.")] = "",
-    api_base_url: Annotated[str, typer.Option(help="Empty: https://open.douyin.com (or the fake server).")] = "",
+    api_base_url: Annotated[
+        str, typer.Option(help="Empty: https://open.douyin.com (or the fake server).")
+    ] = "",
 ) -> None:
     """Connect an organization's Douyin app (secrets are stored encrypted) and print the webhook path."""
     from siyu.leads import service
@@ -49,9 +54,16 @@ def douyin(
     try:
         with transaction(_sessions()) as db:
             org_id = _org_id(db, org)
-            service.configure_douyin(db, org_id, settings.resolved_secret_key(), client_key=client_key,
-                                     client_secret=client_secret, account_open_id=account_open_id,
-                                     access_token=access_token, api_base_url=api_base_url)
+            service.configure_douyin(
+                db,
+                org_id,
+                settings.resolved_secret_key(),
+                client_key=client_key,
+                client_secret=client_secret,
+                account_open_id=account_open_id,
+                access_token=access_token,
+                api_base_url=api_base_url,
+            )
     except DomainError as exc:
         raise _fail(exc.message) from exc
     console.print(f"Douyin app saved; point its webhook at [bold]/hooks/douyin/{org}[/]")
@@ -73,13 +85,21 @@ def import_file(
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         with transaction(_sessions()) as db:
-            report = import_comments(db, _org_id(db, org), platform, file.read_bytes(), fmt,
-                                     reply_seconds=settings.lead_reply_seconds,
-                                     classifier=get_classifier(settings.data_dir / "intent_classifier.joblib"))
+            report = import_comments(
+                db,
+                _org_id(db, org),
+                platform,
+                file.read_bytes(),
+                fmt,
+                reply_seconds=settings.lead_reply_seconds,
+                classifier=get_classifier(settings.data_dir / "intent_classifier.joblib"),
+            )
     except DomainError as exc:
         raise _fail(exc.message) from exc
-    console.print(f"rows read {report.rows_read}, new comments {report.created}, "
-                  f"already known {report.unchanged}, skipped {report.skipped}")
+    console.print(
+        f"rows read {report.rows_read}, new comments {report.created}, "
+        f"already known {report.unchanged}, skipped {report.skipped}"
+    )
     for error in report.errors[:200]:
         err.print(f"{file}: row {error.row}: {error.field or '-'}: {error.reason}")
     if report.errors:
@@ -97,7 +117,9 @@ def retrain() -> None:
     with err.status("retraining the intent classifier ..."), transaction(_sessions()) as db:
         report = retrain_from_corrections(db, cache_path=cache)
     console.print(f"corrections used: {report.corrections}")
-    console.print(f"held-out accuracy: {report.heldout_accuracy:.3f}  macro F1: {report.heldout_macro_f1:.3f}")
+    console.print(
+        f"held-out accuracy: {report.heldout_accuracy:.3f}  macro F1: {report.heldout_macro_f1:.3f}"
+    )
     if report.corrections:
         console.print(f"corrections now classified as corrected: {report.corrections_accuracy:.1%}")
     console.print(f"saved to {cache}; restart `siyu serve` to use it")
@@ -107,8 +129,9 @@ def retrain() -> None:
 def simulate(
     text: Annotated[str, typer.Argument(help="The comment, e.g. 求资料.")],
     org: Annotated[str, typer.Option(help="Organization slug.")] = "demo",
-    fake: Annotated[str, typer.Option(help="The fake Douyin server (python -m siyu.integrations.douyin.fake_server).")]
-    = "http://127.0.0.1:8971",
+    fake: Annotated[
+        str, typer.Option(help="The fake Douyin server (python -m siyu.integrations.douyin.fake_server).")
+    ] = "http://127.0.0.1:8971",
     siyu_url: Annotated[str, typer.Option("--siyu", help="Where siyu serves.")] = "http://127.0.0.1:8000",
     item_id: Annotated[str, typer.Option(help="The video the comment is under.")] = "@demoVideo0001",
     nick_name: Annotated[str, typer.Option(help="The commenter's nickname.")] = "抖音用户",
@@ -125,20 +148,31 @@ def simulate(
         with transaction(_sessions()) as db:
             org_id = _org_id(db, org)
             if service.douyin_app(db, org_id) is None:
-                service.configure_douyin(db, org_id, settings.resolved_secret_key(), client_key=defaults.client_key,
-                                         client_secret=defaults.client_secret,
-                                         account_open_id=defaults.account_open_id,
-                                         access_token=defaults.access_token, api_base_url=fake)
+                service.configure_douyin(
+                    db,
+                    org_id,
+                    settings.resolved_secret_key(),
+                    client_key=defaults.client_key,
+                    client_secret=defaults.client_secret,
+                    account_open_id=defaults.account_open_id,
+                    access_token=defaults.access_token,
+                    api_base_url=fake,
+                )
     except DomainError as exc:
         raise _fail(exc.message) from exc
     try:
         with httpx.Client(base_url=fake, timeout=30) as control:
-            control.post("/_control/config", json={"webhook_url": f"{siyu_url.rstrip('/')}/hooks/douyin/{org}"})
-            sent = control.post("/_control/comment", json={"content": text, "item_id": item_id,
-                                                           "nick_name": nick_name}).json()
+            control.post(
+                "/_control/config", json={"webhook_url": f"{siyu_url.rstrip('/')}/hooks/douyin/{org}"}
+            )
+            sent = control.post(
+                "/_control/comment", json={"content": text, "item_id": item_id, "nick_name": nick_name}
+            ).json()
     except httpx.HTTPError as exc:
         raise _fail(f"cannot reach the fake Douyin server at {fake}: {exc}") from exc
-    console.print(f"comment {sent.get('comment_id')} delivered: siyu answered {sent.get('status')} {sent.get('answer')}")
+    console.print(
+        f"comment {sent.get('comment_id')} delivered: siyu answered {sent.get('status')} {sent.get('answer')}"
+    )
     if sent.get("status") != 200:
         raise typer.Exit(code=1)
 
@@ -146,8 +180,9 @@ def simulate(
 @app.command("simulate-scan")
 def simulate_scan(
     org: Annotated[str, typer.Option(help="Organization slug.")] = "demo",
-    state: Annotated[str, typer.Option(help="The code's state; default: the newest replied, unconverted lead's.")]
-    = "",
+    state: Annotated[
+        str, typer.Option(help="The code's state; default: the newest replied, unconverted lead's.")
+    ] = "",
     name: Annotated[str, typer.Option(help="The scanning person's name.")] = "抖音用户",
 ) -> None:
     """Demo: the commenter scans the sandbox code they were sent and adds the routed account."""
@@ -160,16 +195,29 @@ def simulate_scan(
         with transaction(_sessions()) as db:
             org_id = _org_id(db, org)
             if not state:
-                state = db.scalar(
-                    select(Lead.code_state).where(Lead.org_id == org_id, Lead.replied_at.is_not(None),
-                                                  Lead.converted_at.is_(None), Lead.code_state.is_not(None))
-                    .order_by(Lead.replied_at.desc()).limit(1)
-                ) or ""
+                state = (
+                    db.scalar(
+                        select(Lead.code_state)
+                        .where(
+                            Lead.org_id == org_id,
+                            Lead.replied_at.is_not(None),
+                            Lead.converted_at.is_(None),
+                            Lead.code_state.is_not(None),
+                        )
+                        .order_by(Lead.replied_at.desc())
+                        .limit(1)
+                    )
+                    or ""
+                )
             code = channels.code_for_state(db, org_id, state) if state else None
             if code is None:
-                raise _fail("no replied lead with a channel code to scan (reply to a lead first, or pass --state)")
+                raise _fail(
+                    "no replied lead with a channel code to scan (reply to a lead first, or pass --state)"
+                )
             done = channels.simulate_scan(db, org_id, code, name=name)
     except DomainError as exc:
         raise _fail(exc.message) from exc
     converted = f"; lead {done.lead_id} converted" if done.lead_id else ""
-    console.print(f"customer {done.customer_id} added account {done.account_id} through code {state!r}{converted}")
+    console.print(
+        f"customer {done.customer_id} added account {done.account_id} through code {state!r}{converted}"
+    )

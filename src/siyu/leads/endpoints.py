@@ -62,8 +62,13 @@ async def douyin_webhook(org: str, request: Request, db: DbSession) -> dict[str,
     settings = _settings(request)
     body = await request.body()
     return intake.handle_douyin_webhook(
-        db, org, body, request.headers.get("X-Douyin-Signature"), request.headers.get("Msg-Id"),
-        settings.resolved_secret_key(), reply_seconds=settings.lead_reply_seconds,
+        db,
+        org,
+        body,
+        request.headers.get("X-Douyin-Signature"),
+        request.headers.get("Msg-Id"),
+        settings.resolved_secret_key(),
+        reply_seconds=settings.lead_reply_seconds,
         classifier=lambda: classifier_for(settings),
     )
 
@@ -75,7 +80,8 @@ def lead_out(db: DbSession, row: InboxRow) -> LeadOut:
 
 @router.get("/leads", response_model=list[LeadOut])
 def list_leads(
-    db: DbSession, principal: CurrentPrincipal,
+    db: DbSession,
+    principal: CurrentPrincipal,
     status: Literal["open", "replied", "dismissed", "all"] = "open",
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
@@ -86,12 +92,17 @@ def list_leads(
 
 @router.get("/leads/sla", response_model=SlaOut)
 def lead_sla(
-    db: DbSession, principal: CurrentPrincipal, start: datetime | None = None, end: datetime | None = None,
+    db: DbSession,
+    principal: CurrentPrincipal,
+    start: datetime | None = None,
+    end: datetime | None = None,
     days: Annotated[int, Query(ge=1, le=366)] = 7,
 ) -> SlaOut:
     """Median time to reply, share replied within the deadline, and lead -> add -> first order conversion."""
     if (start is not None and start.tzinfo is None) or (end is not None and end.tzinfo is None):
-        raise Invalid("start and end need a UTC offset", field="start" if start and not start.tzinfo else "end")
+        raise Invalid(
+            "start and end need a UTC offset", field="start" if start and not start.tzinfo else "end"
+        )
     stop = ensure_utc(end) if end else utcnow()
     begin = ensure_utc(start) if start else stop - timedelta(days=days)
     return SlaOut.of(sla_figures(db, principal.org_id, begin, stop), begin, stop)
@@ -104,12 +115,22 @@ def get_lead(lead_id: LeadId, db: DbSession, principal: CurrentPrincipal) -> Lea
 
 
 @router.post("/leads/{lead_id}/reply", response_model=LeadOut)
-def reply(lead_id: LeadId, data: ReplyIn, request: Request, db: DbSession, principal: CurrentPrincipal) -> LeadOut:
+def reply(
+    lead_id: LeadId, data: ReplyIn, request: Request, db: DbSession, principal: CurrentPrincipal
+) -> LeadOut:
     """Reply on the platform with the channel code (once: a second reply is 409)."""
     replier = service.douyin_replier(db, principal.org_id, _settings(request).resolved_secret_key())
     try:
-        row = service.reply_to_lead(db, principal, lead_id, replier=replier, text=data.text,
-                                    code_url=data.code_url, code_state=data.code_state, code_id=data.code_id)
+        row = service.reply_to_lead(
+            db,
+            principal,
+            lead_id,
+            replier=replier,
+            text=data.text,
+            code_url=data.code_url,
+            code_state=data.code_state,
+            code_id=data.code_id,
+        )
     finally:
         close = getattr(replier, "close", None)
         if close is not None:
@@ -124,22 +145,37 @@ def dismiss(lead_id: LeadId, db: DbSession, principal: CurrentPrincipal) -> Lead
 
 
 @router.post("/comments/{comment_id}/intent", response_model=CommentOut)
-def correct(comment_id: CommentId, data: CorrectionIn, request: Request, db: DbSession,
-            principal: CurrentPrincipal) -> CommentOut:
+def correct(
+    comment_id: CommentId, data: CorrectionIn, request: Request, db: DbSession, principal: CurrentPrincipal
+) -> CommentOut:
     """Store an operator's intent correction (used by `siyu leads retrain`)."""
-    c = service.correct_intent(db, principal, comment_id, data.intent,
-                               reply_seconds=_settings(request).lead_reply_seconds)
+    c = service.correct_intent(
+        db, principal, comment_id, data.intent, reply_seconds=_settings(request).lead_reply_seconds
+    )
     return CommentOut(
-        id=c.id, platform=c.platform.value, external_id=c.external_id, item_id=c.item_id,
-        item_title=c.item_title, commenter_id=c.commenter_id, commenter_name=c.commenter_name, content=c.content,
-        commented_at=c.commented_at, received_at=c.received_at, intent=c.intent, confidence=c.confidence,
-        matched_rule=c.matched_rule, corrected_intent=c.corrected_intent, customer_id=c.customer_id,
+        id=c.id,
+        platform=c.platform.value,
+        external_id=c.external_id,
+        item_id=c.item_id,
+        item_title=c.item_title,
+        commenter_id=c.commenter_id,
+        commenter_name=c.commenter_name,
+        content=c.content,
+        commented_at=c.commented_at,
+        received_at=c.received_at,
+        intent=c.intent,
+        confidence=c.confidence,
+        matched_rule=c.matched_rule,
+        corrected_intent=c.corrected_intent,
+        customer_id=c.customer_id,
     )
 
 
 @router.post("/comments/import", response_model=ImportReport)
 async def import_comments(
-    request: Request, db: DbSession, principal: CurrentPrincipal,
+    request: Request,
+    db: DbSession,
+    principal: CurrentPrincipal,
     platform: Annotated[str, Query(description="xiaohongshu, kuaishou, live or douyin")],
     format: Annotated[Literal["csv", "json"] | None, Query(description="Default: from Content-Type.")] = None,
 ) -> ImportReport:
@@ -151,9 +187,15 @@ async def import_comments(
         raise Invalid("the file is larger than 20 MB; split it", field="file")
     fmt = format or ("json" if "json" in request.headers.get("content-type", "") else "csv")
     settings = _settings(request)
-    return intake.import_comments(db, principal.org_id, platform, body, fmt,
-                                  reply_seconds=settings.lead_reply_seconds,
-                                  classifier=lambda: classifier_for(settings))
+    return intake.import_comments(
+        db,
+        principal.org_id,
+        platform,
+        body,
+        fmt,
+        reply_seconds=settings.lead_reply_seconds,
+        classifier=lambda: classifier_for(settings),
+    )
 
 
 @router.get("/leads-config/douyin", response_model=DouyinAppOut)
@@ -166,18 +208,23 @@ def get_douyin_app(request: Request, db: DbSession, principal: AdminPrincipal) -
 
 
 @router.put("/leads-config/douyin", response_model=DouyinAppOut)
-def put_douyin_app(data: DouyinAppIn, request: Request, db: DbSession, principal: AdminPrincipal) -> DouyinAppOut:
+def put_douyin_app(
+    data: DouyinAppIn, request: Request, db: DbSession, principal: AdminPrincipal
+) -> DouyinAppOut:
     """Configure the Douyin app (client secret and access token are stored encrypted)."""
-    app = service.configure_douyin(db, principal.org_id, _settings(request).resolved_secret_key(),
-                                   **data.model_dump())
+    app = service.configure_douyin(
+        db, principal.org_id, _settings(request).resolved_secret_key(), **data.model_dump()
+    )
     return _app_out(db, app)
 
 
 def _app_out(db: DbSession, app: DouyinApp) -> DouyinAppOut:
     org = db.get(Organization, app.org_id)
     return DouyinAppOut(
-        client_key=app.client_key, account_open_id=app.account_open_id,
-        has_access_token=bool(app.access_token_enc), api_base_url=app.api_base_url,
+        client_key=app.client_key,
+        account_open_id=app.account_open_id,
+        has_access_token=bool(app.access_token_enc),
+        api_base_url=app.api_base_url,
         webhook_path=f"/hooks/douyin/{org.slug if org else ''}",
     )
 

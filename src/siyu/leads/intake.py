@@ -92,40 +92,76 @@ def _customer_for(db: Session, org_id: int, c: IncomingComment) -> int | None:
     if c.platform != Platform.douyin or not c.commenter_id:
         return None
     customer, _ = customers.find_or_create_by_identity(
-        db, org_id, IdentityKind.douyin_open_id, c.commenter_id,
-        {"name": c.commenter_name[:120], "source": "douyin_comment",
-         "source_detail": source_detail_for("douyin", c.item_id, c.item_title)},
+        db,
+        org_id,
+        IdentityKind.douyin_open_id,
+        c.commenter_id,
+        {
+            "name": c.commenter_name[:120],
+            "source": "douyin_comment",
+            "source_detail": source_detail_for("douyin", c.item_id, c.item_title),
+        },
     )
     return customer.id
 
 
 def record_event(
-    db: Session, org_id: int, customer_id: int | None, type_: str, at: datetime, key: str,
-    properties: dict[str, Any], source: str | None = None,
+    db: Session,
+    org_id: int,
+    customer_id: int | None,
+    type_: str,
+    at: datetime,
+    key: str,
+    properties: dict[str, Any],
+    source: str | None = None,
 ) -> None:
     """Append an event to the customer's log once per key (nothing when the customer is unknown)."""
     if customer_id is None:
         return
-    db.execute(insert_ignore(db, Event.__table__, ["org_id", "idempotency_key"]).values(
-        org_id=org_id, customer_id=customer_id, type=type_, occurred_at=ensure_utc(at), properties=properties,
-        source=source, idempotency_key=key, received_at=utcnow(),
-    ))
+    db.execute(
+        insert_ignore(db, Event.__table__, ["org_id", "idempotency_key"]).values(
+            org_id=org_id,
+            customer_id=customer_id,
+            type=type_,
+            occurred_at=ensure_utc(at),
+            properties=properties,
+            source=source,
+            idempotency_key=key,
+            received_at=utcnow(),
+        )
+    )
 
 
 def create_lead(db: Session, comment: Comment, intent: str, reply_seconds: int, now: datetime) -> Lead | None:
     """Open a lead for the comment unless it has one; the deadline counts from ``now``."""
-    new_id = db.scalar(insert_ignore(db, Lead.__table__, ["comment_id"]).values(
-        org_id=comment.org_id, comment_id=comment.id, customer_id=comment.customer_id, intent=intent,
-        status=LeadStatus.open.value, created_at=now, reply_due_at=now + timedelta(seconds=reply_seconds),
-        reply_text="", code_url="", reply_ref="",
-    ).returning(Lead.__table__.c.id))
+    new_id = db.scalar(
+        insert_ignore(db, Lead.__table__, ["comment_id"])
+        .values(
+            org_id=comment.org_id,
+            comment_id=comment.id,
+            customer_id=comment.customer_id,
+            intent=intent,
+            status=LeadStatus.open.value,
+            created_at=now,
+            reply_due_at=now + timedelta(seconds=reply_seconds),
+            reply_text="",
+            code_url="",
+            reply_ref="",
+        )
+        .returning(Lead.__table__.c.id)
+    )
     # RETURNING yields no row on conflict (rowcount is -1 on PostgreSQL with RETURNING, so not usable).
     return None if new_id is None else db.get(Lead, new_id)
 
 
 def ingest_comments(
-    db: Session, org_id: int, comments: Sequence[IncomingComment], *, origin: str = "webhook",
-    reply_seconds: int = DEFAULT_REPLY_SECONDS, classifier: ClassifierSource = None,
+    db: Session,
+    org_id: int,
+    comments: Sequence[IncomingComment],
+    *,
+    origin: str = "webhook",
+    reply_seconds: int = DEFAULT_REPLY_SECONDS,
+    classifier: ClassifierSource = None,
     now: datetime | None = None,
 ) -> IntakeResult:
     """Store, classify and turn into leads the comments not seen before (idempotent per platform comment id)."""
@@ -151,13 +187,26 @@ def ingest_comments(
     verdicts = clf.classify_many([c.content for c in batch])
     table = Comment.__table__
     for c, verdict in zip(batch, verdicts, strict=True):
-        new_id = db.scalar(insert_ignore(db, table, ["org_id", "platform", "external_id"]).values(
-            org_id=org_id, platform=c.platform.value, external_id=c.external_id, item_id=c.item_id,
-            item_title=c.item_title, commenter_id=c.commenter_id, commenter_name=c.commenter_name,
-            content=c.content, commented_at=ensure_utc(c.commented_at), received_at=now,
-            intent=verdict.intent, confidence=verdict.confidence, matched_rule=verdict.matched_rule,
-            origin=origin,
-        ).returning(table.c.id))
+        new_id = db.scalar(
+            insert_ignore(db, table, ["org_id", "platform", "external_id"])
+            .values(
+                org_id=org_id,
+                platform=c.platform.value,
+                external_id=c.external_id,
+                item_id=c.item_id,
+                item_title=c.item_title,
+                commenter_id=c.commenter_id,
+                commenter_name=c.commenter_name,
+                content=c.content,
+                commented_at=ensure_utc(c.commented_at),
+                received_at=now,
+                intent=verdict.intent,
+                confidence=verdict.confidence,
+                matched_rule=verdict.matched_rule,
+                origin=origin,
+            )
+            .returning(table.c.id)
+        )
         if new_id is None:
             result.duplicates += 1
             continue
@@ -167,10 +216,19 @@ def ingest_comments(
         comment.customer_id = _customer_for(db, org_id, c)
         db.flush()
         record_event(
-            db, org_id, comment.customer_id, "comment", c.commented_at,
+            db,
+            org_id,
+            comment.customer_id,
+            "comment",
+            c.commented_at,
             f"comment:{c.platform.value}:{c.external_id}"[:128],
-            {"platform": c.platform.value, "item_id": c.item_id, "content": c.content[:500],
-             "intent": verdict.intent, "confidence": round(verdict.confidence, 4)},
+            {
+                "platform": c.platform.value,
+                "item_id": c.item_id,
+                "content": c.content[:500],
+                "intent": verdict.intent,
+                "confidence": round(verdict.confidence, 4),
+            },
             source=f"{c.platform.value}_comment",
         )
         if is_high_intent(verdict.intent, verdict.confidence):
@@ -193,8 +251,15 @@ def _douyin_app(db: Session, org_slug: str) -> DouyinApp:
 
 
 def handle_douyin_webhook(
-    db: Session, org_slug: str, body: bytes, signature: str | None, msg_id: str | None, secret_key: str, *,
-    reply_seconds: int = DEFAULT_REPLY_SECONDS, classifier: ClassifierSource = None,
+    db: Session,
+    org_slug: str,
+    body: bytes,
+    signature: str | None,
+    msg_id: str | None,
+    secret_key: str,
+    *,
+    reply_seconds: int = DEFAULT_REPLY_SECONDS,
+    classifier: ClassifierSource = None,
 ) -> dict[str, Any]:
     """Verify, dedupe and ingest one webhook delivery; returns the JSON to answer with (200)."""
     app = _douyin_app(db, org_slug)
@@ -215,10 +280,18 @@ def handle_douyin_webhook(
         # Load (or first fit) the model before the first write, so no write lock is held meanwhile.
         classifier = classifier()
     delivery_id = (msg_id or "").strip() or event.log_id or hashlib.sha1(body).hexdigest()
-    receipt_id = db.scalar(insert_ignore(db, WebhookReceipt.__table__, ["org_id", "platform", "msg_id"]).values(
-        org_id=app.org_id, platform=Platform.douyin.value, msg_id=delivery_id[:128], event=event.event[:60],
-        body=json.loads(body), received_at=utcnow(),
-    ).returning(WebhookReceipt.__table__.c.id))
+    receipt_id = db.scalar(
+        insert_ignore(db, WebhookReceipt.__table__, ["org_id", "platform", "msg_id"])
+        .values(
+            org_id=app.org_id,
+            platform=Platform.douyin.value,
+            msg_id=delivery_id[:128],
+            event=event.event[:60],
+            body=json.loads(body),
+            received_at=utcnow(),
+        )
+        .returning(WebhookReceipt.__table__.c.id)
+    )
     if receipt_id is None:
         return {"status": "duplicate"}
     if comment is None:
@@ -226,13 +299,28 @@ def handle_douyin_webhook(
     if app.account_open_id and comment.comment_user_id == app.account_open_id:
         # Our own replies under the video come back as comment events too.
         return {"status": "own_reply"}
-    result = ingest_comments(db, app.org_id, [IncomingComment(
-        platform=Platform.douyin, external_id=comment.comment_id, content=comment.content,
-        commented_at=comment.created_at, item_id=comment.item_id, commenter_id=comment.comment_user_id,
-        commenter_name=comment.nick_name,
-    )], origin="webhook", reply_seconds=reply_seconds, classifier=classifier)
-    return {"status": "stored" if result.new_comment_ids else "duplicate",
-            "lead_id": result.lead_ids[0] if result.lead_ids else None}
+    result = ingest_comments(
+        db,
+        app.org_id,
+        [
+            IncomingComment(
+                platform=Platform.douyin,
+                external_id=comment.comment_id,
+                content=comment.content,
+                commented_at=comment.created_at,
+                item_id=comment.item_id,
+                commenter_id=comment.comment_user_id,
+                commenter_name=comment.nick_name,
+            )
+        ],
+        origin="webhook",
+        reply_seconds=reply_seconds,
+        classifier=classifier,
+    )
+    return {
+        "status": "stored" if result.new_comment_ids else "duplicate",
+        "lead_id": result.lead_ids[0] if result.lead_ids else None,
+    }
 
 
 # --- file import (platforms without an open API) ----------------------------------------------------
@@ -292,9 +380,14 @@ def _row_to_comment(platform: Platform, row: dict[str, Any], now: datetime) -> I
         return "" if value is None else str(value).strip()[:limit]
 
     return IncomingComment(
-        platform=platform, external_id=str(external_id).strip()[:128], content=str(content)[:5000],
-        commented_at=commented_at, item_id=text("item_id", 200), item_title=text("item_title", 200),
-        commenter_id=text("commenter_id", 128), commenter_name=text("commenter_name", 120),
+        platform=platform,
+        external_id=str(external_id).strip()[:128],
+        content=str(content)[:5000],
+        commented_at=commented_at,
+        item_id=text("item_id", 200),
+        item_title=text("item_title", 200),
+        commenter_id=text("commenter_id", 128),
+        commenter_name=text("commenter_name", 120),
     )
 
 
@@ -307,7 +400,7 @@ def _rows(data: bytes, fmt: str) -> tuple[list[tuple[int, dict[str, Any]]], list
         if isinstance(parsed, dict) and isinstance(parsed.get("comments"), list):
             parsed = parsed["comments"]
         if not isinstance(parsed, list):
-            raise Invalid("JSON must be an array of comment objects (or {\"comments\": [...]})", field="file")
+            raise Invalid('JSON must be an array of comment objects (or {"comments": [...]})', field="file")
         rows: list[tuple[int, dict[str, Any]]] = []
         errors: list[RowError] = []
         # JSON rows are numbered from 1 in array order.
@@ -325,15 +418,23 @@ def _rows(data: bytes, fmt: str) -> tuple[list[tuple[int, dict[str, Any]]], list
 
 
 def import_comments(
-    db: Session, org_id: int, platform: str, data: bytes, fmt: str, *,
-    reply_seconds: int = DEFAULT_REPLY_SECONDS, classifier: ClassifierSource = None,
+    db: Session,
+    org_id: int,
+    platform: str,
+    data: bytes,
+    fmt: str,
+    *,
+    reply_seconds: int = DEFAULT_REPLY_SECONDS,
+    classifier: ClassifierSource = None,
     now: datetime | None = None,
 ) -> ImportReport:
     """Import a comment export (CSV or JSON): good rows are ingested, bad rows reported by row number."""
     try:
         plat = Platform(platform)
     except ValueError:
-        raise Invalid(f"platform must be one of {', '.join(p.value for p in Platform)}", field="platform") from None
+        raise Invalid(
+            f"platform must be one of {', '.join(p.value for p in Platform)}", field="platform"
+        ) from None
     now = ensure_utc(now) if now is not None else utcnow()
     rows, errors = _rows(data, fmt)
     if len(rows) > MAX_IMPORT_ROWS:
@@ -346,8 +447,9 @@ def import_comments(
         except Invalid as exc:
             report.errors.append(RowError(row=number, field=exc.field, reason=exc.message))
     report.errors.sort(key=lambda e: e.row)
-    result = ingest_comments(db, org_id, good, origin="import", reply_seconds=reply_seconds,
-                             classifier=classifier, now=now)
+    result = ingest_comments(
+        db, org_id, good, origin="import", reply_seconds=reply_seconds, classifier=classifier, now=now
+    )
     report.created = len(result.new_comment_ids)
     report.unchanged = result.duplicates
     report.skipped = len(report.errors)

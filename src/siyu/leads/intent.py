@@ -177,7 +177,7 @@ class IntentClassifier:
             return None
         try:
             blob = joblib.load(path)
-        except Exception:  # noqa: BLE001 - any unreadable cache is simply rebuilt
+        except Exception:
             return None
         if (
             not isinstance(blob, dict)

@@ -88,7 +88,9 @@ class IntentModel:
         self.classifier = LogisticRegression(C=c, max_iter=2000)
         self.classes: tuple[Intent, ...] = ()
 
-    def fit(self, texts: Sequence[str], intents: Sequence[str], weights: Sequence[float] | None = None) -> IntentModel:
+    def fit(
+        self, texts: Sequence[str], intents: Sequence[str], weights: Sequence[float] | None = None
+    ) -> IntentModel:
         """Fit on raw texts; ``weights`` lets operators' corrections count more than base rows."""
         if len(texts) != len(intents):
             raise ValueError(f"{len(texts)} texts but {len(intents)} intents")

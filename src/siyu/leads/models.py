@@ -90,7 +90,9 @@ class Comment(Base):
     corrected_intent: Mapped[str | None] = mapped_column(String(20))
     corrected_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     corrected_at: Mapped[datetime | None]
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
     origin: Mapped[str] = mapped_column(String(20), default="webhook")  # webhook | import
 
 
@@ -107,10 +109,13 @@ class Lead(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     comment_id: Mapped[int] = mapped_column(ForeignKey("lead_comments.id", ondelete="CASCADE"))
-    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"), index=True)
+    customer_id: Mapped[int | None] = mapped_column(
+        ForeignKey("customers.id", ondelete="SET NULL"), index=True
+    )
     intent: Mapped[str] = mapped_column(String(20))
-    status: Mapped[LeadStatus] = mapped_column(Enum(LeadStatus, native_enum=False, length=20),
-                                               default=LeadStatus.open)
+    status: Mapped[LeadStatus] = mapped_column(
+        Enum(LeadStatus, native_enum=False, length=20), default=LeadStatus.open
+    )
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     reply_due_at: Mapped[datetime]
     replied_at: Mapped[datetime | None]

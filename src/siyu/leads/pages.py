@@ -37,23 +37,46 @@ def _active_codes(db: DbSession, org_id: int) -> list[tuple[int, str]]:
     from siyu.channels import service as channels
     from siyu.channels.models import CodeStatus
 
-    return [(c.id, c.name) for c in channels.list_codes(db, org_id, status=CodeStatus.active) if c.qr_url][:200]
+    return [(c.id, c.name) for c in channels.list_codes(db, org_id, status=CodeStatus.active) if c.qr_url][
+        :200
+    ]
 
 
-def _inbox(db: DbSession, ctx: PageContext, status: str, *, error: str | None = None,
-           failed: str = "", flash: str = "") -> Response:
+def _inbox(
+    db: DbSession,
+    ctx: PageContext,
+    status: str,
+    *,
+    error: str | None = None,
+    failed: str = "",
+    flash: str = "",
+) -> Response:
     # ``flash`` and ``failed`` are codes the template turns into translated sentences.
     principal = _principal(ctx)
     rows = service.list_inbox(db, principal, status, limit=200)
     now = utcnow()
-    items = [{
-        "lead": row.lead, "comment": row.comment,
-        "seconds_left": int((row.lead.reply_due_at - now).total_seconds()),
-        "suggestion": service.suggested_reply(db, principal.org_id, row.lead, row.comment),
-    } for row in rows]
-    return render(ctx, "leads/_inbox.html", items=items, status=status, intents=INTENTS, error=error,
-                  codes=_active_codes(db, principal.org_id),
-                  failed=failed, flash=flash, open_count=open_lead_count(db, principal.org_id), poll=POLL_SECONDS)
+    items = [
+        {
+            "lead": row.lead,
+            "comment": row.comment,
+            "seconds_left": int((row.lead.reply_due_at - now).total_seconds()),
+            "suggestion": service.suggested_reply(db, principal.org_id, row.lead, row.comment),
+        }
+        for row in rows
+    ]
+    return render(
+        ctx,
+        "leads/_inbox.html",
+        items=items,
+        status=status,
+        intents=INTENTS,
+        error=error,
+        codes=_active_codes(db, principal.org_id),
+        failed=failed,
+        flash=flash,
+        open_count=open_lead_count(db, principal.org_id),
+        poll=POLL_SECONDS,
+    )
 
 
 @router.get("/leads")
@@ -62,8 +85,16 @@ def leads_page(db: DbSession, ctx: Console, status: str = "open") -> Response:
     principal = _principal(ctx)
     now = utcnow()
     figures = sla_figures(db, principal.org_id, now - timedelta(days=SLA_DAYS), now, now=now)
-    return render(ctx, "leads/inbox.html", status=_status(status), statuses=STATUSES, sla=figures,
-                  sla_days=SLA_DAYS, poll=POLL_SECONDS, active="leads")
+    return render(
+        ctx,
+        "leads/inbox.html",
+        status=_status(status),
+        statuses=STATUSES,
+        sla=figures,
+        sla_days=SLA_DAYS,
+        poll=POLL_SECONDS,
+        active="leads",
+    )
 
 
 @router.get("/leads/inbox")
@@ -74,17 +105,28 @@ def leads_inbox(db: DbSession, ctx: Console, status: str = "open") -> Response:
 
 @router.post("/leads/{lead_id}/reply")
 def reply_page(
-    lead_id: int, request: Request, db: DbSession, ctx: Console,
-    text: Annotated[str, Form()] = "", code_url: Annotated[str, Form()] = "",
-    code_id: Annotated[str, Form()] = "", status: Annotated[str, Form()] = "open",
+    lead_id: int,
+    request: Request,
+    db: DbSession,
+    ctx: Console,
+    text: Annotated[str, Form()] = "",
+    code_url: Annotated[str, Form()] = "",
+    code_id: Annotated[str, Form()] = "",
+    status: Annotated[str, Form()] = "open",
 ) -> Response:
     """Reply on the platform with the channel code and re-render the inbox."""
     principal = _principal(ctx)
     replier = service.douyin_replier(db, principal.org_id, request.app.state.settings.resolved_secret_key())
     try:
-        service.reply_to_lead(db, principal, lead_id, replier=replier, text=text.strip() or None,
-                              code_url=code_url.strip() or None,
-                              code_id=int(code_id) if code_id.strip().isdigit() and not code_url.strip() else None)
+        service.reply_to_lead(
+            db,
+            principal,
+            lead_id,
+            replier=replier,
+            text=text.strip() or None,
+            code_url=code_url.strip() or None,
+            code_id=int(code_id) if code_id.strip().isdigit() and not code_url.strip() else None,
+        )
     except DomainError as exc:
         if exc.status_code == 404:
             raise
@@ -98,7 +140,9 @@ def reply_page(
 
 
 @router.post("/leads/{lead_id}/dismiss")
-def dismiss_page(lead_id: int, db: DbSession, ctx: Console, status: Annotated[str, Form()] = "open") -> Response:
+def dismiss_page(
+    lead_id: int, db: DbSession, ctx: Console, status: Annotated[str, Form()] = "open"
+) -> Response:
     """Dismiss an open lead and re-render the inbox."""
     try:
         service.dismiss_lead(db, _principal(ctx), lead_id)
@@ -111,13 +155,22 @@ def dismiss_page(lead_id: int, db: DbSession, ctx: Console, status: Annotated[st
 
 @router.post("/leads/comments/{comment_id}/intent")
 def correct_page(
-    comment_id: int, request: Request, db: DbSession, ctx: Console,
-    intent: Annotated[str, Form()] = "", status: Annotated[str, Form()] = "open",
+    comment_id: int,
+    request: Request,
+    db: DbSession,
+    ctx: Console,
+    intent: Annotated[str, Form()] = "",
+    status: Annotated[str, Form()] = "open",
 ) -> Response:
     """Store an intent correction and re-render the inbox."""
     try:
-        service.correct_intent(db, _principal(ctx), comment_id, intent,
-                               reply_seconds=request.app.state.settings.lead_reply_seconds)
+        service.correct_intent(
+            db,
+            _principal(ctx),
+            comment_id,
+            intent,
+            reply_seconds=request.app.state.settings.lead_reply_seconds,
+        )
     except DomainError as exc:
         if exc.status_code == 404:
             raise

@@ -75,17 +75,34 @@ class LeadOut(BaseModel):
         """Build from an inbox row."""
         lead, c = row.lead, row.comment
         return cls(
-            id=lead.id, status=lead.status.value, intent=lead.intent, customer_id=lead.customer_id,
-            created_at=lead.created_at, reply_due_at=lead.reply_due_at,
-            seconds_left=round((lead.reply_due_at - now).total_seconds(), 3), replied_at=lead.replied_at,
-            reply_text=lead.reply_text, code_state=lead.code_state, code_url=lead.code_url,
+            id=lead.id,
+            status=lead.status.value,
+            intent=lead.intent,
+            customer_id=lead.customer_id,
+            created_at=lead.created_at,
+            reply_due_at=lead.reply_due_at,
+            seconds_left=round((lead.reply_due_at - now).total_seconds(), 3),
+            replied_at=lead.replied_at,
+            reply_text=lead.reply_text,
+            code_state=lead.code_state,
+            code_url=lead.code_url,
             converted_at=lead.converted_at,
             suggested_reply=suggestion,
             comment=CommentOut(
-                id=c.id, platform=c.platform.value, external_id=c.external_id, item_id=c.item_id,
-                item_title=c.item_title, commenter_id=c.commenter_id, commenter_name=c.commenter_name,
-                content=c.content, commented_at=c.commented_at, received_at=c.received_at, intent=c.intent,
-                confidence=c.confidence, matched_rule=c.matched_rule, corrected_intent=c.corrected_intent,
+                id=c.id,
+                platform=c.platform.value,
+                external_id=c.external_id,
+                item_id=c.item_id,
+                item_title=c.item_title,
+                commenter_id=c.commenter_id,
+                commenter_name=c.commenter_name,
+                content=c.content,
+                commented_at=c.commented_at,
+                received_at=c.received_at,
+                intent=c.intent,
+                confidence=c.confidence,
+                matched_rule=c.matched_rule,
+                corrected_intent=c.corrected_intent,
                 customer_id=c.customer_id,
             ),
         )
@@ -99,7 +116,9 @@ class ReplyIn(BaseModel):
     text: str | None = Field(default=None, max_length=1000)
     code_url: str | None = Field(default=None, max_length=500)
     code_state: str | None = Field(default=None, max_length=60)
-    code_id: int | None = Field(default=None, ge=1, le=2**63 - 1, description="A channel code of the organization to give.")
+    code_id: int | None = Field(
+        default=None, ge=1, le=2**63 - 1, description="A channel code of the organization to give."
+    )
 
 
 class CorrectionIn(BaseModel):
@@ -139,9 +158,16 @@ class SlaOut(BaseModel):
     def of(cls, figures: SlaFigures, start: datetime, end: datetime) -> SlaOut:
         """Build from computed figures."""
         return cls(
-            start=start, end=end, leads=figures.leads, replied=figures.replied,
-            median_seconds_to_reply=figures.median_seconds_to_reply, due=figures.due,
+            start=start,
+            end=end,
+            leads=figures.leads,
+            replied=figures.replied,
+            median_seconds_to_reply=figures.median_seconds_to_reply,
+            due=figures.due,
             replied_within_deadline=figures.replied_within_deadline,
-            within_deadline_share=figures.within_deadline_share, added=figures.added,
-            add_rate=figures.add_rate, ordered=figures.ordered, order_rate=figures.order_rate,
+            within_deadline_share=figures.within_deadline_share,
+            added=figures.added,
+            add_rate=figures.add_rate,
+            ordered=figures.ordered,
+            order_rate=figures.order_rate,
         )

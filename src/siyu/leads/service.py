@@ -46,8 +46,15 @@ class PlatformError(DomainError):
 
 
 def configure_douyin(
-    db: Session, org_id: int, secret_key: str, *, client_key: str, client_secret: str,
-    account_open_id: str = "", access_token: str = "", api_base_url: str = "",
+    db: Session,
+    org_id: int,
+    secret_key: str,
+    *,
+    client_key: str,
+    client_secret: str,
+    account_open_id: str = "",
+    access_token: str = "",
+    api_base_url: str = "",
 ) -> DouyinApp:
     """Create or replace the organization's Douyin app; secrets are stored encrypted."""
     if not client_key.strip():
@@ -79,8 +86,9 @@ def douyin_replier(db: Session, org_id: int, secret_key: str) -> CommentReplier 
     app = douyin_app(db, org_id)
     if app is None or not app.access_token_enc or not app.account_open_id:
         return None
-    return DouyinClient(decrypt_secret(app.access_token_enc, secret_key), app.account_open_id,
-                        base_url=app.api_base_url)
+    return DouyinClient(
+        decrypt_secret(app.access_token_enc, secret_key), app.account_open_id, base_url=app.api_base_url
+    )
 
 
 # --- templates ------------------------------------------------------------------------------------
@@ -110,7 +118,9 @@ def set_reply_template(db: Session, org_id: int, intent: str, body: str) -> Repl
         body.format(code="", name="")
     except (KeyError, IndexError, ValueError) as exc:
         raise Invalid(f"the template may only use {{code}} and {{name}}: {exc}", field="body") from exc
-    row = db.scalar(select(ReplyTemplate).where(ReplyTemplate.org_id == org_id, ReplyTemplate.intent == intent))
+    row = db.scalar(
+        select(ReplyTemplate).where(ReplyTemplate.org_id == org_id, ReplyTemplate.intent == intent)
+    )
     if row is None:
         row = ReplyTemplate(org_id=org_id, intent=intent, body=body)
         db.add(row)
@@ -122,8 +132,9 @@ def set_reply_template(db: Session, org_id: int, intent: str, body: str) -> Repl
 def suggested_reply(db: Session, org_id: int, lead: Lead, comment: Comment, code_url: str = "") -> str:
     """The template of the lead's intent filled with the commenter's name and the code link."""
     template = reply_templates(db, org_id)[lead.intent]
-    return template.format(code=code_url or "{code}", name=f"@{comment.commenter_name} " if comment.commenter_name
-                           else "")
+    return template.format(
+        code=code_url or "{code}", name=f"@{comment.commenter_name} " if comment.commenter_name else ""
+    )
 
 
 # --- inbox ----------------------------------------------------------------------------------------
@@ -138,13 +149,21 @@ class InboxRow:
 
 
 def list_inbox(
-    db: Session, principal: Principal, status: str = "open", limit: int = 100, before_id: int | None = None,
+    db: Session,
+    principal: Principal,
+    status: str = "open",
+    limit: int = 100,
+    before_id: int | None = None,
 ) -> list[InboxRow]:
     """The organization's leads, open ones by deadline (most urgent first), others newest first.
 
     Leads are a team queue over public comments, so every role of the organization sees them all.
     """
-    stmt = select(Lead, Comment).join(Comment, Comment.id == Lead.comment_id).where(Lead.org_id == principal.org_id)
+    stmt = (
+        select(Lead, Comment)
+        .join(Comment, Comment.id == Lead.comment_id)
+        .where(Lead.org_id == principal.org_id)
+    )
     if status == "open":
         stmt = stmt.where(Lead.status == LeadStatus.open).order_by(Lead.reply_due_at, Lead.id)
     elif status in ("replied", "dismissed"):
@@ -161,7 +180,8 @@ def list_inbox(
 def get_lead(db: Session, principal: Principal, lead_id: int) -> InboxRow:
     """One lead of the caller's organization (404 for another organization's)."""
     row = db.execute(
-        select(Lead, Comment).join(Comment, Comment.id == Lead.comment_id)
+        select(Lead, Comment)
+        .join(Comment, Comment.id == Lead.comment_id)
         .where(Lead.id == lead_id, Lead.org_id == principal.org_id)
     ).first()
     if row is None:
@@ -192,7 +212,9 @@ def _provided_code(db: Session, org_id: int, lead: Lead, comment: Comment) -> tu
     try:
         return lead_code_provider(db, org_id, lead, comment)
     except Invalid as exc:
-        raise Invalid(f"no channel code to give: pass code_url or code_id ({exc.message})", field="code_url") from exc
+        raise Invalid(
+            f"no channel code to give: pass code_url or code_id ({exc.message})", field="code_url"
+        ) from exc
 
 
 def _channel_code(db: Session, org_id: int, code_id: int) -> tuple[str, str]:
@@ -213,9 +235,16 @@ def lead_state(lead: Lead) -> str:
 
 
 def reply_to_lead(
-    db: Session, principal: Principal, lead_id: int, *, replier: CommentReplier | None,
-    text: str | None = None, code_url: str | None = None, code_state: str | None = None,
-    code_id: int | None = None, now: datetime | None = None,
+    db: Session,
+    principal: Principal,
+    lead_id: int,
+    *,
+    replier: CommentReplier | None,
+    text: str | None = None,
+    code_url: str | None = None,
+    code_state: str | None = None,
+    code_id: int | None = None,
+    now: datetime | None = None,
 ) -> InboxRow:
     """Reply to the comment on its platform with the channel code, once; records the lead_replied event.
 
@@ -240,9 +269,16 @@ def reply_to_lead(
         # The code is the point of the reply: never send one without it.
         body = f"{body} {url}"
     taken = db.execute(
-        update(Lead).where(Lead.id == lead.id, Lead.status == LeadStatus.open)
-        .values(status=LeadStatus.replied, replied_at=now, replied_by_id=principal.user_id, reply_text=body,
-                code_state=state, code_url=url[:500])
+        update(Lead)
+        .where(Lead.id == lead.id, Lead.status == LeadStatus.open)
+        .values(
+            status=LeadStatus.replied,
+            replied_at=now,
+            replied_by_id=principal.user_id,
+            reply_text=body,
+            code_state=state,
+            code_url=url[:500],
+        )
         .execution_options(synchronize_session=False)
     )
     if not taken.rowcount:
@@ -254,14 +290,32 @@ def reply_to_lead(
         try:
             reply_ref = replier.reply_to_comment(comment.item_id, comment.external_id, body)
         except DouyinApiError as exc:
-            raise PlatformError(f"Douyin refused the reply: {exc.code} {exc.description}", field="reply") from exc
-    db.execute(update(Lead).where(Lead.id == lead.id).values(reply_ref=reply_ref[:128])
-               .execution_options(synchronize_session=False))
+            raise PlatformError(
+                f"Douyin refused the reply: {exc.code} {exc.description}", field="reply"
+            ) from exc
+    db.execute(
+        update(Lead)
+        .where(Lead.id == lead.id)
+        .values(reply_ref=reply_ref[:128])
+        .execution_options(synchronize_session=False)
+    )
     db.refresh(lead)
-    record_event(db, principal.org_id, lead.customer_id, "lead_replied", now, f"lead_replied:{lead.id}",
-                 {"lead_id": lead.id, "comment_id": comment.external_id, "platform": comment.platform.value,
-                  "code_state": state, "seconds_to_reply": round((now - ensure_utc(lead.created_at)).total_seconds(), 3)},
-                 source=f"{comment.platform.value}_comment")
+    record_event(
+        db,
+        principal.org_id,
+        lead.customer_id,
+        "lead_replied",
+        now,
+        f"lead_replied:{lead.id}",
+        {
+            "lead_id": lead.id,
+            "comment_id": comment.external_id,
+            "platform": comment.platform.value,
+            "code_state": state,
+            "seconds_to_reply": round((now - ensure_utc(lead.created_at)).total_seconds(), 3),
+        },
+        source=f"{comment.platform.value}_comment",
+    )
     db.flush()
     return InboxRow(lead, comment)
 
@@ -280,8 +334,13 @@ def dismiss_lead(db: Session, principal: Principal, lead_id: int) -> InboxRow:
 
 
 def correct_intent(
-    db: Session, principal: Principal, comment_id: int, intent: str, *,
-    reply_seconds: int = DEFAULT_REPLY_SECONDS, now: datetime | None = None,
+    db: Session,
+    principal: Principal,
+    comment_id: int,
+    intent: str,
+    *,
+    reply_seconds: int = DEFAULT_REPLY_SECONDS,
+    now: datetime | None = None,
 ) -> Comment:
     """Store an operator's intent correction; a comment corrected to high intent gets a lead, and an
     open lead corrected away from high intent is dismissed."""
@@ -305,8 +364,11 @@ def correct_intent(
 
 def stored_corrections(db: Session) -> list[tuple[str, str]]:
     """Every operator correction, oldest first (later corrections of the same text win in retraining)."""
-    rows = db.execute(select(Comment.content, Comment.corrected_intent)
-                      .where(Comment.corrected_intent.is_not(None)).order_by(Comment.corrected_at, Comment.id))
+    rows = db.execute(
+        select(Comment.content, Comment.corrected_intent)
+        .where(Comment.corrected_intent.is_not(None))
+        .order_by(Comment.corrected_at, Comment.id)
+    )
     return [(text, intent) for text, intent in rows if intent]
 
 
@@ -342,9 +404,14 @@ def retrain_from_corrections(db: Session, cache_path: Path | None = None) -> Ret
     return RetrainReport(
         corrections=len(pairs),
         heldout_accuracy=float(accuracy_score(truth, predicted)),
-        heldout_macro_f1=float(f1_score(truth, predicted, labels=list(INTENTS), average="macro", zero_division=0)),
-        corrections_accuracy=(sum(p == i for p, (_, i) in zip(on_corrections, pairs, strict=True)) / len(pairs))
-        if pairs else float("nan"),
+        heldout_macro_f1=float(
+            f1_score(truth, predicted, labels=list(INTENTS), average="macro", zero_division=0)
+        ),
+        corrections_accuracy=(
+            sum(p == i for p, (_, i) in zip(on_corrections, pairs, strict=True)) / len(pairs)
+        )
+        if pairs
+        else float("nan"),
     )
 
 
@@ -353,10 +420,18 @@ def retrain_from_corrections(db: Session, cache_path: Path | None = None) -> Ret
 
 # Built once: every WeCom add through a channel code asks for its lead (the callback worker's hot path).
 _REPLIED_WITH_STATE = select(Lead).where(
-    Lead.org_id == bindparam("org_id"), Lead.code_state == bindparam("state"), Lead.status == LeadStatus.replied)
-_OWN_LEAD = _REPLIED_WITH_STATE.where(Lead.customer_id == bindparam("customer_id")).order_by(Lead.id.desc()).limit(1)
-_OPEN_LEAD = _REPLIED_WITH_STATE.where(Lead.converted_at.is_(None)).order_by(
-    Lead.replied_at.desc(), Lead.id.desc()).limit(1)
+    Lead.org_id == bindparam("org_id"),
+    Lead.code_state == bindparam("state"),
+    Lead.status == LeadStatus.replied,
+)
+_OWN_LEAD = (
+    _REPLIED_WITH_STATE.where(Lead.customer_id == bindparam("customer_id")).order_by(Lead.id.desc()).limit(1)
+)
+_OPEN_LEAD = (
+    _REPLIED_WITH_STATE.where(Lead.converted_at.is_(None))
+    .order_by(Lead.replied_at.desc(), Lead.id.desc())
+    .limit(1)
+)
 
 
 def lead_for_state(db: Session, org_id: int, state: str, customer_id: int | None = None) -> Lead | None:
@@ -373,7 +448,11 @@ def lead_for_state(db: Session, org_id: int, state: str, customer_id: int | None
 
 
 def on_contact_added(
-    db: Session, org_id: int, customer_id: int, state: str, at: datetime | None = None,
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    state: str,
+    at: datetime | None = None,
 ) -> Lead | None:
     """Called when a customer adds an account through a code: link (merge) them with the lead's commenter.
 
@@ -396,24 +475,37 @@ def on_contact_added(
         lead.customer_id = comment.customer_id = survivor.id
         if not survivor.source:
             survivor.source = f"{comment.platform.value}_comment"
-            survivor.source_detail = f"{comment.platform.value} video {comment.item_title or comment.item_id}"[:200]
+            survivor.source_detail = (
+                f"{comment.platform.value} video {comment.item_title or comment.item_id}"[:200]
+            )
     elif lead.customer_id != survivor.id:
         keep, drop = sorted((lead.customer_id, survivor.id))
         customers.merge_customers(db, org_id, keep, drop, reason=f"added through the code of lead {lead.id}")
     if lead.converted_at is None:
         lead.converted_at = at
     db.flush()
-    record_event(db, org_id, lead.customer_id or survivor.id, "lead_converted", at,
-                 f"lead_converted:{lead.id}", {"lead_id": lead.id, "state": state},
-                 source=f"{comment.platform.value}_comment")
+    record_event(
+        db,
+        org_id,
+        lead.customer_id or survivor.id,
+        "lead_converted",
+        at,
+        f"lead_converted:{lead.id}",
+        {"lead_id": lead.id, "state": state},
+        source=f"{comment.platform.value}_comment",
+    )
     return lead
 
 
 def _move_customer(db: Session, org_id: int, survivor_id: int, merged_id: int) -> int:
     moved = 0
     for model in (Lead, Comment):
-        result = db.execute(update(model).where(model.org_id == org_id, model.customer_id == merged_id)
-                            .values(customer_id=survivor_id).execution_options(synchronize_session=False))
+        result = db.execute(
+            update(model)
+            .where(model.org_id == org_id, model.customer_id == merged_id)
+            .values(customer_id=survivor_id)
+            .execution_options(synchronize_session=False)
+        )
         moved += int(result.rowcount or 0)  # type: ignore[attr-defined]
     return moved
 

@@ -44,18 +44,32 @@ class SlaFigures:
         return self.ordered / self.leads if self.leads else None
 
 
-def sla_figures(db: Session, org_id: int, start: datetime, end: datetime, *, now: datetime | None = None) -> SlaFigures:
+def sla_figures(
+    db: Session, org_id: int, start: datetime, end: datetime, *, now: datetime | None = None
+) -> SlaFigures:
     """Compute the figures for leads created in [start, end) (dismissed leads are left out)."""
     start, end = ensure_utc(start), ensure_utc(end)
     if end <= start:
         raise Invalid("the period's end must be after its start", field="end")
     now = ensure_utc(now) if now is not None else utcnow()
-    leads = list(db.execute(
-        select(Lead.id, Lead.customer_id, Lead.created_at, Lead.reply_due_at, Lead.replied_at, Lead.code_state,
-               Lead.converted_at)
-        .where(Lead.org_id == org_id, Lead.created_at >= start, Lead.created_at < end,
-               Lead.status != LeadStatus.dismissed)
-    ))
+    leads = list(
+        db.execute(
+            select(
+                Lead.id,
+                Lead.customer_id,
+                Lead.created_at,
+                Lead.reply_due_at,
+                Lead.replied_at,
+                Lead.code_state,
+                Lead.converted_at,
+            ).where(
+                Lead.org_id == org_id,
+                Lead.created_at >= start,
+                Lead.created_at < end,
+                Lead.status != LeadStatus.dismissed,
+            )
+        )
+    )
     customer_ids = {row.customer_id for row in leads if row.customer_id is not None}
     states = {row.code_state for row in leads if row.code_state}
     # Earliest add per customer after ... is decided per lead below; fetch every follow of these customers
@@ -68,8 +82,9 @@ def sla_figures(db: Session, org_id: int, start: datetime, end: datetime, *, now
             state_cond = FollowRelation.state.in_(states)
             cond = state_cond if cond is None else (cond | state_cond)
         for cid, since, state in db.execute(
-            select(FollowRelation.customer_id, FollowRelation.since, FollowRelation.state)
-            .where(FollowRelation.org_id == org_id, cond)
+            select(FollowRelation.customer_id, FollowRelation.since, FollowRelation.state).where(
+                FollowRelation.org_id == org_id, cond
+            )
         ):
             follows.setdefault(cid, []).append(ensure_utc(since))
             if state:
@@ -78,7 +93,9 @@ def sla_figures(db: Session, org_id: int, start: datetime, end: datetime, *, now
     linked = customer_ids | {cid for pairs in by_state.values() for cid, _ in pairs}
     if linked:
         for cid, paid in db.execute(
-            select(Order.customer_id, Order.paid_at).where(Order.org_id == org_id, Order.customer_id.in_(linked))
+            select(Order.customer_id, Order.paid_at).where(
+                Order.org_id == org_id, Order.customer_id.in_(linked)
+            )
         ):
             first_orders.setdefault(cid, []).append(ensure_utc(paid))
 
@@ -96,7 +113,9 @@ def sla_figures(db: Session, org_id: int, start: datetime, end: datetime, *, now
         # conversion recorded when the add through the code was linked to this lead.
         adds = [(cid, since) for cid, since in by_state.get(row.code_state or "", []) if since >= created]
         if row.customer_id is not None:
-            adds += [(row.customer_id, since) for since in follows.get(row.customer_id, []) if since >= created]
+            adds += [
+                (row.customer_id, since) for since in follows.get(row.customer_id, []) if since >= created
+            ]
             if row.converted_at is not None:
                 adds.append((row.customer_id, ensure_utc(row.converted_at)))
         if not adds:
@@ -107,13 +126,23 @@ def sla_figures(db: Session, org_id: int, start: datetime, end: datetime, *, now
         if any(paid >= first_add for cid in buyers for paid in first_orders.get(cid, [])):
             ordered += 1
     return SlaFigures(
-        leads=len(leads), replied=len(durations),
+        leads=len(leads),
+        replied=len(durations),
         median_seconds_to_reply=statistics.median(durations) if durations else None,
-        due=due, replied_within_deadline=within, added=added, ordered=ordered,
+        due=due,
+        replied_within_deadline=within,
+        added=added,
+        ordered=ordered,
     )
 
 
 def open_lead_count(db: Session, org_id: int) -> int:
     """How many leads wait for a reply."""
-    return int(db.scalar(select(func.count()).select_from(Lead)
-                         .where(Lead.org_id == org_id, Lead.status == LeadStatus.open)) or 0)
+    return int(
+        db.scalar(
+            select(func.count())
+            .select_from(Lead)
+            .where(Lead.org_id == org_id, Lead.status == LeadStatus.open)
+        )
+        or 0
+    )

@@ -24,8 +24,12 @@ PRUNE_BATCH = 10_000
 def prune_receipts(keep: timedelta = RECEIPT_KEEP, batch: int = PRUNE_BATCH) -> int:
     """Delete webhook receipts received more than ``keep`` ago, ``batch`` rows per transaction; returns how
     many were deleted."""
-    return delete_in_batches(sessions(), WebhookReceipt.__table__,  # type: ignore[arg-type]
-                             WebhookReceipt.received_at < utcnow() - keep, batch)
+    return delete_in_batches(
+        sessions(),
+        WebhookReceipt.__table__,  # type: ignore[arg-type]
+        WebhookReceipt.received_at < utcnow() - keep,
+        batch,
+    )
 
 
 @huey.periodic_task(crontab(hour="20", minute="25"), name="leads.prune_receipts")

@@ -74,9 +74,11 @@ def csv_download(header: Sequence[str], rows: Iterable[Sequence[Any]], filename:
     writer.writerow(header)
     for row in rows:
         writer.writerow(["" if v is None else v for v in row])
-    return Response(buf.getvalue(), media_type="text/csv; charset=utf-8",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"',
-                             "Cache-Control": "no-store"})
+    return Response(
+        buf.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+    )
 
 
 def _error_text(exc: Exception) -> str:
@@ -93,7 +95,9 @@ def _group_labeler(db: DbSession, ctx: PageContext, org_id: int, by: str | None)
     """A function naming a breakdown value in the page's language (account and operator ids become names)."""
     names: dict[Any, str] = {}
     if by == "account_id":
-        names = dict(db.execute(select(Account.id, Account.name).where(Account.org_id == org_id)).tuples().all())
+        names = dict(
+            db.execute(select(Account.id, Account.name).where(Account.org_id == org_id)).tuples().all()
+        )
     elif by == "operator_id":
         names = dict(db.execute(select(User.id, User.name).where(User.org_id == org_id)).tuples().all())
 
@@ -127,11 +131,20 @@ def _base(ctx: PageContext, section: str) -> dict[str, Any]:
     export = f"/analytics/{section}.csv"
     if ctx.request.url.query:
         export += "?" + ctx.request.url.query
-    names = {"source": ctx.gettext("Source"), "channel": ctx.gettext("Channel code"),
-             "stage": ctx.gettext("Stage"), "account_id": ctx.gettext("Account"),
-             "operator_id": ctx.gettext("Operator")}
-    return {"active": "analytics", "section": section, "export_url": export,
-            "breakdowns": BREAKDOWNS, "dimension_names": names}
+    names = {
+        "source": ctx.gettext("Source"),
+        "channel": ctx.gettext("Channel code"),
+        "stage": ctx.gettext("Stage"),
+        "account_id": ctx.gettext("Account"),
+        "operator_id": ctx.gettext("Operator"),
+    }
+    return {
+        "active": "analytics",
+        "section": section,
+        "export_url": export,
+        "breakdowns": BREAKDOWNS,
+        "dimension_names": names,
+    }
 
 
 def format_duration(ctx: PageContext, seconds: float | None) -> str:
@@ -150,8 +163,9 @@ def format_duration(ctx: PageContext, seconds: float | None) -> str:
 # -- funnel ---------------------------------------------------------------------------------------
 
 
-def _funnel(db: DbSession, ctx: PageContext, step: list[str], window_days: int, mode: list[str],
-            breakdown: str) -> tuple[dict[str, Any], list[Any]]:
+def _funnel(
+    db: DbSession, ctx: PageContext, step: list[str], window_days: int, mode: list[str], breakdown: str
+) -> tuple[dict[str, Any], list[Any]]:
     """Run the funnel the form asks for; returns the template data and the raw results."""
     org = _org(ctx)
     proj = service.projection_of_app(ctx.request.app.state)
@@ -161,10 +175,19 @@ def _funnel(db: DbSession, ctx: PageContext, step: list[str], window_days: int, 
         if not step:  # first visit: a sensible default from what the brand records
             chosen = [t for t in FUNNEL_PREFERRED if t in types] or types[:3]
         by = _breakdown(breakdown)
-        form = {"steps": chosen, "window_days": window_days, "modes": [m for m in mode if m in FunnelMode.__members__],
-                "breakdown": by or ""}
-        data: dict[str, Any] = {"form": form, "event_types": types, "modes_all": list(FunnelMode.__members__),
-                                "results": [], "error": None}
+        form = {
+            "steps": chosen,
+            "window_days": window_days,
+            "modes": [m for m in mode if m in FunnelMode.__members__],
+            "breakdown": by or "",
+        }
+        data: dict[str, Any] = {
+            "form": form,
+            "event_types": types,
+            "modes_all": list(FunnelMode.__members__),
+            "results": [],
+            "error": None,
+        }
         if len(chosen) < 2:
             data["error"] = ctx.gettext("Choose at least two steps.") if types else None
             return data, []
@@ -172,28 +195,45 @@ def _funnel(db: DbSession, ctx: PageContext, step: list[str], window_days: int, 
             data["error"] = ctx.gettext("The window must be 1 to 366 days.")
             return data, []
         try:
-            body = FunnelIn(steps=[StepIn(event_type=s) for s in chosen], modes=form["modes"],
-                            window_seconds=window_days * 86_400, breakdown=by)
+            body = FunnelIn(
+                steps=[StepIn(event_type=s) for s in chosen],
+                modes=form["modes"],
+                window_seconds=window_days * 86_400,
+                breakdown=by,
+            )
             results = service.funnel(eng, org, body)
         except (ValidationError, DomainError) as exc:
             data["error"] = _error_text(exc)
             return data, []
     name = _group_labeler(db, ctx, org, by)
     results = sorted(results, key=lambda r: -(r.steps[0].count if r.steps else 0))
-    data["results"] = [{"name": name(r.breakdown_value), "steps": r.steps,
-                        "durations": [format_duration(ctx, s.median_seconds_from_previous) for s in r.steps]}
-                       for r in results]
+    data["results"] = [
+        {
+            "name": name(r.breakdown_value),
+            "steps": r.steps,
+            "durations": [format_duration(ctx, s.median_seconds_from_previous) for s in r.steps],
+        }
+        for r in results
+    ]
     data["chart"] = {
         "kind": "funnel",
         "steps": [ctx.label("event", s) for s in chosen],
-        "series": [{"name": name(r.breakdown_value), "counts": [s.count for s in r.steps],
-                    "conv": [s.conversion_from_start for s in r.steps],
-                    "prev": [s.conversion_from_previous for s in r.steps],
-                    "median": [format_duration(ctx, s.median_seconds_from_previous) for s in r.steps]}
-                   for r in results[:MAX_CHART_SERIES]],
-        "labels": {"count": ctx.gettext("Customers"), "conversion": ctx.gettext("Conversion from first step"),
-                   "previous": ctx.gettext("From previous step"),
-                   "median": ctx.gettext("Median time from previous")},
+        "series": [
+            {
+                "name": name(r.breakdown_value),
+                "counts": [s.count for s in r.steps],
+                "conv": [s.conversion_from_start for s in r.steps],
+                "prev": [s.conversion_from_previous for s in r.steps],
+                "median": [format_duration(ctx, s.median_seconds_from_previous) for s in r.steps],
+            }
+            for r in results[:MAX_CHART_SERIES]
+        ],
+        "labels": {
+            "count": ctx.gettext("Customers"),
+            "conversion": ctx.gettext("Conversion from first step"),
+            "previous": ctx.gettext("From previous step"),
+            "median": ctx.gettext("Median time from previous"),
+        },
         "empty": ctx.gettext("No customer reached the first step."),
     }
     return data, results
@@ -207,51 +247,104 @@ def analytics_home(ctx: Console) -> Response:
 
 
 @router.get("/funnel")
-def funnel_page(db: DbSession, ctx: Console, step: Annotated[list[str], Query()] = [],  # noqa: B006
-                window_days: int = 14, mode: Annotated[list[str], Query()] = [], breakdown: str = "") -> Response:  # noqa: B006
+def funnel_page(
+    db: DbSession,
+    ctx: Console,
+    step: Annotated[list[str], Query()] = [],  # noqa: B006
+    window_days: int = 14,
+    mode: Annotated[list[str] | None, Query()] = None,
+    breakdown: str = "",
+) -> Response:
     """Funnel bars with step-to-step conversion and median time between steps."""
+    if mode is None:
+        mode = []
     data, _ = _funnel(db, ctx, step, window_days, mode, breakdown)
     return render(ctx, "analytics/funnel.html", **_base(ctx, "funnel"), **data)
 
 
 @router.get("/funnel.csv")
-def funnel_csv(db: DbSession, ctx: Console, step: Annotated[list[str], Query()] = [],  # noqa: B006
-               window_days: int = 14, mode: Annotated[list[str], Query()] = [], breakdown: str = "") -> Response:  # noqa: B006
+def funnel_csv(
+    db: DbSession,
+    ctx: Console,
+    step: Annotated[list[str], Query()] = [],  # noqa: B006
+    window_days: int = 14,
+    mode: Annotated[list[str] | None, Query()] = None,
+    breakdown: str = "",
+) -> Response:
     """The funnel as CSV."""
+    if mode is None:
+        mode = []
     _, results = _funnel(db, ctx, step, window_days, mode, breakdown)
-    header = ["breakdown_value", "step", "event_type", "count", "conversion_from_start",
-              "conversion_from_previous", "median_seconds_from_previous"]
-    rows = ([r.breakdown_value, s.step, s.event_type, s.count, s.conversion_from_start, s.conversion_from_previous,
-             s.median_seconds_from_previous] for r in results for s in r.steps)
+    header = [
+        "breakdown_value",
+        "step",
+        "event_type",
+        "count",
+        "conversion_from_start",
+        "conversion_from_previous",
+        "median_seconds_from_previous",
+    ]
+    rows = (
+        [
+            r.breakdown_value,
+            s.step,
+            s.event_type,
+            s.count,
+            s.conversion_from_start,
+            s.conversion_from_previous,
+            s.median_seconds_from_previous,
+        ]
+        for r in results
+        for s in r.steps
+    )
     return csv_download(header, rows, "funnel.csv")
 
 
 # -- retention ------------------------------------------------------------------------------------
 
 
-def _retention(ctx: PageContext, start: str, returning: str, period: str, periods: int,
-               mode: str) -> tuple[dict[str, Any], list[Any]]:
+def _retention(
+    ctx: PageContext, start: str, returning: str, period: str, periods: int, mode: str
+) -> tuple[dict[str, Any], list[Any]]:
     org = _org(ctx)
     proj = service.projection_of_app(ctx.request.app.state)
     with proj.locked() as eng:
         types = _event_types(eng, org)
-        start = start or next((t for t in ("added_contact", "placed_order") if t in types), types[0] if types else "")
-        returning = returning or next((t for t in ("placed_order", "message_received") if t in types),
-                                      types[0] if types else "")
+        start = start or next(
+            (t for t in ("added_contact", "placed_order") if t in types), types[0] if types else ""
+        )
+        returning = returning or next(
+            (t for t in ("placed_order", "message_received") if t in types), types[0] if types else ""
+        )
         period = period if period in PERIODS else "week"
-        form = {"start": start, "returning": returning, "period": period, "periods": periods,
-                "mode": "on_or_after" if mode == "on_or_after" else "on"}
-        data: dict[str, Any] = {"form": form, "event_types": types, "periods_all": PERIODS, "cohorts": [],
-                                "error": None}
+        form = {
+            "start": start,
+            "returning": returning,
+            "period": period,
+            "periods": periods,
+            "mode": "on_or_after" if mode == "on_or_after" else "on",
+        }
+        data: dict[str, Any] = {
+            "form": form,
+            "event_types": types,
+            "periods_all": PERIODS,
+            "cohorts": [],
+            "error": None,
+        }
         if not start or not returning:
             return data, []
         if not 1 <= periods <= 52:
             data["error"] = ctx.gettext("Show 1 to 52 periods.")
             return data, []
         try:
-            body = RetentionIn(start=StepIn(event_type=start), returning=StepIn(event_type=returning),
-                               period=period, periods=periods, on_or_after=form["mode"] == "on_or_after",
-                               utc_offset_minutes=_offset_minutes(ctx))
+            body = RetentionIn(
+                start=StepIn(event_type=start),
+                returning=StepIn(event_type=returning),
+                period=period,
+                periods=periods,
+                on_or_after=form["mode"] == "on_or_after",
+                utc_offset_minutes=_offset_minutes(ctx),
+            )
             cohorts = service.retention(eng, org, body)
         except (ValidationError, DomainError) as exc:
             data["error"] = _error_text(exc)
@@ -263,19 +356,31 @@ def _retention(ctx: PageContext, start: str, returning: str, period: str, period
             continue
         # Periods that have not started yet have no returns to count: blank, not 0%.
         elapsed = [period_start_after(c.cohort_start, period, n) <= today for n in range(periods + 1)]
-        rows.append({"start": c.cohort_start, "size": c.size,
-                     "retained": [k if ok else None for k, ok in zip(c.retained, elapsed, strict=True)],
-                     "rates": [r if ok else None for r, ok in zip(c.rates, elapsed, strict=True)]})
+        rows.append(
+            {
+                "start": c.cohort_start,
+                "size": c.size,
+                "retained": [k if ok else None for k, ok in zip(c.retained, elapsed, strict=True)],
+                "rates": [r if ok else None for r, ok in zip(c.rates, elapsed, strict=True)],
+            }
+        )
     data["cohorts"] = rows
     data["max_rate"] = max((r for c in rows for r in c["rates"] if r is not None), default=0.0) or 1.0
     data["chart"] = {
         "kind": "retention",
         "cohorts": [f"{c['start'].isoformat()} ({c['size']})" for c in rows],
         "periods": [str(i) for i in range(periods + 1)],
-        "cells": [[p, i, round(rate * 100, 1), c["retained"][p]] for i, c in enumerate(rows)
-                  for p, rate in enumerate(c["rates"]) if rate is not None],
-        "labels": {"period": ctx.gettext("Period"), "rate": ctx.gettext("Retained"),
-                   "customers": ctx.gettext("Customers")},
+        "cells": [
+            [p, i, round(rate * 100, 1), c["retained"][p]]
+            for i, c in enumerate(rows)
+            for p, rate in enumerate(c["rates"])
+            if rate is not None
+        ],
+        "labels": {
+            "period": ctx.gettext("Period"),
+            "rate": ctx.gettext("Retained"),
+            "customers": ctx.gettext("Customers"),
+        },
         "empty": ctx.gettext("No cohort in this range."),
     }
     return data, rows
@@ -292,27 +397,42 @@ def period_start_after(start: date, period: str, n: int) -> date:
 
 
 @router.get("/retention")
-def retention_page(ctx: Console, start: str = "", returning: str = "", period: str = "week", periods: int = 8,
-                   mode: str = "on") -> Response:
+def retention_page(
+    ctx: Console,
+    start: str = "",
+    returning: str = "",
+    period: str = "week",
+    periods: int = 8,
+    mode: str = "on",
+) -> Response:
     """The cohort retention heat table."""
     data, _ = _retention(ctx, start, returning, period, periods, mode)
     return render(ctx, "analytics/retention.html", **_base(ctx, "retention"), **data)
 
 
 @router.get("/retention.csv")
-def retention_csv(ctx: Console, start: str = "", returning: str = "", period: str = "week", periods: int = 8,
-                  mode: str = "on") -> Response:
+def retention_csv(
+    ctx: Console,
+    start: str = "",
+    returning: str = "",
+    period: str = "week",
+    periods: int = 8,
+    mode: str = "on",
+) -> Response:
     """The retention table as CSV (counts; rates are count / size)."""
     _, rows = _retention(ctx, start, returning, period, periods, mode)
     header = ["cohort_start", "size", *(f"period_{i}" for i in range(periods + 1))]
-    return csv_download(header, ([c["start"].isoformat(), c["size"], *c["retained"]] for c in rows), "retention.csv")
+    return csv_download(
+        header, ([c["start"].isoformat(), c["size"], *c["retained"]] for c in rows), "retention.csv"
+    )
 
 
 # -- repurchase curve -----------------------------------------------------------------------------
 
 
-def repurchase_curve(engine: AnalyticsEngine, org_id: int, *, by: str | None, max_days: int,
-                     as_of: datetime) -> dict[Any, list[tuple[int, int, int]]]:
+def repurchase_curve(
+    engine: AnalyticsEngine, org_id: int, *, by: str | None, max_days: int, as_of: datetime
+) -> dict[Any, list[tuple[int, int, int]]]:
     """Per group, for each day N in 0..max_days: (N, first-time buyers observable for N days, of them bought again).
 
     A buyer counts toward day N only when their first order is at least N days before ``as_of``, so
@@ -344,7 +464,9 @@ def repurchase_curve(engine: AnalyticsEngine, org_id: int, *, by: str | None, ma
         ages, gaps = np.array(ages_l), np.array(gaps_l)
         observable = ages[None, :] >= days[:, None]
         again = observable & (gaps[None, :] <= days[:, None])
-        out[g] = list(zip(days.tolist(), observable.sum(axis=1).tolist(), again.sum(axis=1).tolist(), strict=True))
+        out[g] = list(
+            zip(days.tolist(), observable.sum(axis=1).tolist(), again.sum(axis=1).tolist(), strict=True)
+        )
     return out
 
 
@@ -363,18 +485,35 @@ def _repurchase(db: DbSession, ctx: PageContext, by: str, days: int) -> tuple[di
     # With a breakdown the CSV holds one curve per group, else the overall one.
     curves = [(g, pts) for _, g, pts in series[1:]] if group else [(None, overall)]
     csv_rows = [[g, d, n, k, round(k / n, 4) if n else None] for g, pts in curves for d, n, k in pts]
-    summary = [{"name": label, "buyers": pts[0][1] if pts else 0,
-                "at": {h: (pts[h][2] / pts[h][1] if pts and pts[h][1] else None) for h in (7, 30, 60, 90) if h <= days}}
-               for label, _, pts in series]
+    summary = [
+        {
+            "name": label,
+            "buyers": pts[0][1] if pts else 0,
+            "at": {
+                h: (pts[h][2] / pts[h][1] if pts and pts[h][1] else None)
+                for h in (7, 30, 60, 90)
+                if h <= days
+            },
+        }
+        for label, _, pts in series
+    ]
     data = {
-        "form": {"by": group or "", "days": days}, "horizons": REPURCHASE_HORIZONS, "summary": summary,
+        "form": {"by": group or "", "days": days},
+        "horizons": REPURCHASE_HORIZONS,
+        "summary": summary,
         "marks": [h for h in (7, 30, 60, 90) if h <= days],
         "chart": {
             "kind": "repurchase",
             "days": list(range(days + 1)),
-            "series": [{"name": label, "data": [round(k / n * 100, 2) if n else None for _, n, k in pts]}
-                       for label, _, pts in series[: MAX_CHART_SERIES + 1] if pts],
-            "labels": {"day": ctx.gettext("Days after the first order"), "share": ctx.gettext("Bought again")},
+            "series": [
+                {"name": label, "data": [round(k / n * 100, 2) if n else None for _, n, k in pts]}
+                for label, _, pts in series[: MAX_CHART_SERIES + 1]
+                if pts
+            ],
+            "labels": {
+                "day": ctx.gettext("Days after the first order"),
+                "share": ctx.gettext("Bought again"),
+            },
             "empty": ctx.gettext("No buyers yet."),
         },
     }
@@ -392,7 +531,9 @@ def repurchase_page(db: DbSession, ctx: Console, by: str = "source", days: int =
 def repurchase_csv(db: DbSession, ctx: Console, by: str = "source", days: int = 90) -> Response:
     """The repurchase curve as CSV: one row per group and day."""
     _, rows = _repurchase(db, ctx, by, days)
-    return csv_download(["group", "day", "buyers_observable", "bought_again", "share"], rows, "repurchase.csv")
+    return csv_download(
+        ["group", "day", "buyers_observable", "bought_again", "share"], rows, "repurchase.csv"
+    )
 
 
 # -- RFM ------------------------------------------------------------------------------------------
@@ -415,25 +556,39 @@ def _rfm(ctx: PageContext) -> tuple[dict[str, Any], list[tuple[int, int, int, in
         report = service.rfm(eng, org, as_of=as_of)
         cells = rfm_cells(eng, org, as_of)
     segment_names = {
-        "champions": ctx.gettext("Champions"), "loyal": ctx.gettext("Loyal"),
-        "potential_loyalists": ctx.gettext("Potential loyalists"), "new_customers": ctx.gettext("New customers"),
-        "promising": ctx.gettext("Promising"), "need_attention": ctx.gettext("Need attention"),
-        "about_to_sleep": ctx.gettext("About to sleep"), "at_risk": ctx.gettext("At risk"),
-        "cant_lose": ctx.gettext("Can't lose them"), "hibernating": ctx.gettext("Hibernating"),
+        "champions": ctx.gettext("Champions"),
+        "loyal": ctx.gettext("Loyal"),
+        "potential_loyalists": ctx.gettext("Potential loyalists"),
+        "new_customers": ctx.gettext("New customers"),
+        "promising": ctx.gettext("Promising"),
+        "need_attention": ctx.gettext("Need attention"),
+        "about_to_sleep": ctx.gettext("About to sleep"),
+        "at_risk": ctx.gettext("At risk"),
+        "cant_lose": ctx.gettext("Can't lose them"),
+        "hibernating": ctx.gettext("Hibernating"),
         "lost": ctx.gettext("Lost"),
     }
     data = {
         "buyers": report.buyers,
-        "segments": [{"code": s, "name": segment_names[s], "buyers": report.segments.get(s, 0),
-                      "share": report.segments.get(s, 0) / report.buyers if report.buyers else None}
-                     for s in SEGMENTS],
+        "segments": [
+            {
+                "code": s,
+                "name": segment_names[s],
+                "buyers": report.segments.get(s, 0),
+                "share": report.segments.get(s, 0) / report.buyers if report.buyers else None,
+            }
+            for s in SEGMENTS
+        ],
         "chart": {
             "kind": "rfm",
             "cells": [[f - 1, r - 1, n, mean, total] for r, f, n, total, mean in cells],
-            "labels": {"r": ctx.gettext("Recency score (5 = most recent)"),
-                       "f": ctx.gettext("Frequency score (5 = most orders)"),
-                       "buyers": ctx.gettext("Buyers"), "mean": ctx.gettext("Mean net spend"),
-                       "total": ctx.gettext("Total net spend")},
+            "labels": {
+                "r": ctx.gettext("Recency score (5 = most recent)"),
+                "f": ctx.gettext("Frequency score (5 = most orders)"),
+                "buyers": ctx.gettext("Buyers"),
+                "mean": ctx.gettext("Mean net spend"),
+                "total": ctx.gettext("Total net spend"),
+            },
             "empty": ctx.gettext("No buyers yet."),
         },
     }
@@ -451,7 +606,9 @@ def rfm_page(ctx: Console) -> Response:
 def rfm_csv(ctx: Console) -> Response:
     """The R x F grid as CSV, one row per non-empty cell."""
     _, cells = _rfm(ctx)
-    return csv_download(["r_score", "f_score", "buyers", "monetary_total_fen", "monetary_mean_fen"], cells, "rfm.csv")
+    return csv_download(
+        ["r_score", "f_score", "buyers", "monetary_total_fen", "monetary_mean_fen"], cells, "rfm.csv"
+    )
 
 
 # -- CLV ------------------------------------------------------------------------------------------
@@ -465,7 +622,9 @@ def _clv(db: DbSession, ctx: PageContext, bins: int) -> tuple[dict[str, Any], An
         dist = service.clv_distribution(eng, org, bins)
     computed_at = db.scalar(select(func.max(Customer.clv_updated_at)).where(Customer.org_id == org))
     data = {
-        "dist": dist, "computed_at": computed_at, "bins": bins,
+        "dist": dist,
+        "computed_at": computed_at,
+        "bins": bins,
         "chart": {
             "kind": "clv",
             "bins": [[b.lower_fen, b.upper_fen, b.customers] for b in dist.bins],
@@ -487,8 +646,11 @@ def clv_page(db: DbSession, ctx: Console, bins: int = 20, error: str = "") -> Re
 def clv_csv(db: DbSession, ctx: Console, bins: int = 20) -> Response:
     """The CLV histogram as CSV."""
     _, dist = _clv(db, ctx, bins)
-    return csv_download(["lower_fen", "upper_fen", "customers"],
-                        ([b.lower_fen, b.upper_fen, b.customers] for b in dist.bins), "clv.csv")
+    return csv_download(
+        ["lower_fen", "upper_fen", "customers"],
+        ([b.lower_fen, b.upper_fen, b.customers] for b in dist.bins),
+        "clv.csv",
+    )
 
 
 @router.post("/clv/recompute")
@@ -500,8 +662,9 @@ def clv_recompute(db: DbSession, ctx: Console) -> Response:
         run_clv(db, proj, org, utc_offset_hours=_offset_minutes(ctx) / 60)
     except DomainError as exc:
         data, _ = _clv(db, ctx, 20)
-        return render(ctx, "analytics/clv.html", status_code=422, **_base(ctx, "clv"), **data,
-                      error=_error_text(exc))
+        return render(
+            ctx, "analytics/clv.html", status_code=422, **_base(ctx, "clv"), **data, error=_error_text(exc)
+        )
     # The projection reads the operational database on its own connection: it sees the values once committed.
     db.commit()
     proj.refresh(force=True)
@@ -525,8 +688,16 @@ def _dates(ctx: PageContext, db: DbSession, org: int, date_from: str, date_to: s
     return min(start, end), end
 
 
-def _roi(db: DbSession, ctx: PageContext, date_from: str, date_to: str, dimension: str,
-         *, form_error: str | None = None, cost_form: dict[str, str] | None = None) -> tuple[dict[str, Any], list[Any]]:
+def _roi(
+    db: DbSession,
+    ctx: PageContext,
+    date_from: str,
+    date_to: str,
+    dimension: str,
+    *,
+    form_error: str | None = None,
+    cost_form: dict[str, str] | None = None,
+) -> tuple[dict[str, Any], list[Any]]:
     org = _org(ctx)
     dim = dimension if dimension in ("source", "channel") else "source"
     error = form_error
@@ -537,16 +708,24 @@ def _roi(db: DbSession, ctx: PageContext, date_from: str, date_to: str, dimensio
         start, end = _dates(ctx, db, org, "", "")
     proj = service.projection_of_app(ctx.request.app.state)
     with proj.locked() as eng:
-        rows = service.channel_roi(db, eng, org, date_from=start, date_to=end, dimension=dim,
-                                   utc_offset_minutes=_offset_minutes(ctx))
+        rows = service.channel_roi(
+            db, eng, org, date_from=start, date_to=end, dimension=dim, utc_offset_minutes=_offset_minutes(ctx)
+        )
     costs = service.list_channel_costs(db, org)[:20]
     name = _group_labeler(db, ctx, org, dim)
     data = {
         "form": {"date_from": start.isoformat(), "date_to": end.isoformat(), "dimension": dim},
         "rows": [{"name": name(r.channel), "row": r} for r in rows],
         "costs": [{"name": ctx.label("source", c.channel), "cost": c} for c in costs],
-        "cost_form": cost_form or {"channel": "", "dimension": dim, "period_start": start.isoformat(),
-                                   "period_end": end.isoformat(), "cost_yuan": "", "note": ""},
+        "cost_form": cost_form
+        or {
+            "channel": "",
+            "dimension": dim,
+            "period_start": start.isoformat(),
+            "period_end": end.isoformat(),
+            "cost_yuan": "",
+            "note": "",
+        },
         "error": error,
         "chart": {
             "kind": "roi",
@@ -563,20 +742,47 @@ def _roi(db: DbSession, ctx: PageContext, date_from: str, date_to: str, dimensio
 
 
 @router.get("/roi")
-def roi_page(db: DbSession, ctx: Console, date_from: str = "", date_to: str = "", dimension: str = "source") -> Response:
+def roi_page(
+    db: DbSession, ctx: Console, date_from: str = "", date_to: str = "", dimension: str = "source"
+) -> Response:
     """Channel ROI: cost, customers, cost per customer, revenue, predicted CLV and ROI, with a form to add costs."""
     data, _ = _roi(db, ctx, date_from, date_to, dimension)
     return render(ctx, "analytics/roi.html", **_base(ctx, "roi"), **data)
 
 
 @router.get("/roi.csv")
-def roi_csv(db: DbSession, ctx: Console, date_from: str = "", date_to: str = "", dimension: str = "source") -> Response:
+def roi_csv(
+    db: DbSession, ctx: Console, date_from: str = "", date_to: str = "", dimension: str = "source"
+) -> Response:
     """Channel ROI as CSV."""
     _, rows = _roi(db, ctx, date_from, date_to, dimension)
-    header = ["channel", "cost_fen", "customers", "cost_per_customer_fen", "revenue_fen", "predicted_clv_fen",
-              "roi", "predicted_roi"]
-    return csv_download(header, ([r.channel, r.cost_fen, r.customers, r.cost_per_customer_fen, r.revenue_fen,
-                                  r.predicted_clv_fen, r.roi, r.predicted_roi] for r in rows), "roi.csv")
+    header = [
+        "channel",
+        "cost_fen",
+        "customers",
+        "cost_per_customer_fen",
+        "revenue_fen",
+        "predicted_clv_fen",
+        "roi",
+        "predicted_roi",
+    ]
+    return csv_download(
+        header,
+        (
+            [
+                r.channel,
+                r.cost_fen,
+                r.customers,
+                r.cost_per_customer_fen,
+                r.revenue_fen,
+                r.predicted_clv_fen,
+                r.roi,
+                r.predicted_roi,
+            ]
+            for r in rows
+        ),
+        "roi.csv",
+    )
 
 
 def yuan_to_fen(text: str) -> int:
@@ -607,12 +813,23 @@ def roi_add_cost(
 ) -> Response:
     """Record a marketing cost for a channel and period, then show the ROI table again."""
     org = _org(ctx)
-    given = {"channel": channel, "dimension": dimension, "period_start": period_start, "period_end": period_end,
-             "cost_yuan": cost_yuan, "note": note}
+    given = {
+        "channel": channel,
+        "dimension": dimension,
+        "period_start": period_start,
+        "period_end": period_end,
+        "cost_yuan": cost_yuan,
+        "note": note,
+    }
     try:
-        body = ChannelCostIn(dimension=CostDimension(dimension) if dimension in ("source", "channel") else dimension,
-                             channel=channel.strip(), period_start=period_start, period_end=period_end,
-                             cost_fen=yuan_to_fen(cost_yuan), note=note.strip())
+        body = ChannelCostIn(
+            dimension=CostDimension(dimension) if dimension in ("source", "channel") else dimension,
+            channel=channel.strip(),
+            period_start=period_start,
+            period_end=period_end,
+            cost_fen=yuan_to_fen(cost_yuan),
+            note=note.strip(),
+        )
         service.create_channel_cost(db, org, body, ctx.principal.user_id if ctx.principal else None)
     except (ValidationError, ValueError, DomainError) as exc:
         data, _ = _roi(db, ctx, "", "", dimension, form_error=_error_text(exc), cost_form=given)

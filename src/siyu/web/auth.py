@@ -43,8 +43,12 @@ def anonymous_context(request: Request) -> PageContext:
     locale = i18n.negotiate_locale(
         request.cookies.get(i18n.LANG_COOKIE), None, request.headers.get("accept-language")
     )
-    return PageContext(request=request, locale=locale, translations=i18n.translations_for(locale),
-                       timezone=_timezone(request))
+    return PageContext(
+        request=request,
+        locale=locale,
+        translations=i18n.translations_for(locale),
+        timezone=_timezone(request),
+    )
 
 
 async def _given_csrf(request: Request) -> str | None:
@@ -72,8 +76,12 @@ async def console_context(request: Request, db: DbSession) -> PageContext:
         request.cookies.get(i18n.LANG_COOKIE), principal.locale, request.headers.get("accept-language")
     )
     return PageContext(
-        request=request, locale=locale, translations=i18n.translations_for(locale),
-        principal=principal, csrf_token=csrf, timezone=_timezone(request),
+        request=request,
+        locale=locale,
+        translations=i18n.translations_for(locale),
+        principal=principal,
+        csrf_token=csrf,
+        timezone=_timezone(request),
     )
 
 
@@ -104,14 +112,28 @@ class ConsoleRoute(APIRoute):
                 return login_redirect(request)
             except NotFound:
                 ctx = anonymous_context(request)
-                return render(ctx, "error.html", status_code=404, code=404,
-                              title=ctx.gettext("Not found"),
-                              message=ctx.gettext("This page does not exist, or you may not see it."))
+                return render(
+                    ctx,
+                    "error.html",
+                    status_code=404,
+                    code=404,
+                    title=ctx.gettext("Not found"),
+                    message=ctx.gettext("This page does not exist, or you may not see it."),
+                )
             except Forbidden as exc:
                 ctx = anonymous_context(request)
-                message = (ctx.gettext("The form has expired. Reload the page and try again.")
-                           if exc.field == CSRF_FIELD else ctx.gettext("Your role does not allow this."))
-                return render(ctx, "error.html", status_code=403, code=403,
-                              title=ctx.gettext("Not allowed"), message=message)
+                message = (
+                    ctx.gettext("The form has expired. Reload the page and try again.")
+                    if exc.field == CSRF_FIELD
+                    else ctx.gettext("Your role does not allow this.")
+                )
+                return render(
+                    ctx,
+                    "error.html",
+                    status_code=403,
+                    code=403,
+                    title=ctx.gettext("Not allowed"),
+                    message=message,
+                )
 
         return console_handler

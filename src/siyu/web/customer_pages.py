@@ -79,9 +79,11 @@ def customer_list(
     next_cursor: int | None = None
     try:
         filters = CustomerFilters(
-            name=form["q"] or None, mobile=form["mobile"] or None,
+            name=form["q"] or None,
+            mobile=form["mobile"] or None,
             tag_ids=[int(form["tag"])] if form["tag"].isdigit() else [],
-            stage=Stage(stage) if stage else None, source=source or None,
+            stage=Stage(stage) if stage else None,
+            source=source or None,
         )
         rows, next_cursor = customers.list_customers(db, principal, filters, cursor=cursor, limit=PAGE_SIZE)
     except ValidationError as exc:
@@ -93,7 +95,11 @@ def customer_list(
     tags = queries.tags_by_customer(db, principal.org_id, [c.id for c in rows])
     query = {k: v for k, v in form.items() if v}
     data: dict[str, Any] = {
-        "rows": rows, "tags": tags, "form": form, "error": error, "cursor": cursor,
+        "rows": rows,
+        "tags": tags,
+        "form": form,
+        "error": error,
+        "cursor": cursor,
         "next_url": "/customers?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else None,
         "first_url": "/customers" + ("?" + urlencode(query) if query else ""),
         "mobile_of": lambda c: shown_mobile(principal, c.mobile),
@@ -102,9 +108,13 @@ def customer_list(
     if is_htmx(request) and request.headers.get("HX-Target") == "results":
         return render(ctx, "customers/_results.html", **data)
     return render(
-        ctx, "customers/list.html", active="customers", stages=list(Stage),
+        ctx,
+        "customers/list.html",
+        active="customers",
+        stages=list(Stage),
         tag_groups=customers.list_tag_groups(db, principal.org_id),
-        sources=queries.known_sources(db, principal.org_id), **data,
+        sources=queries.known_sources(db, principal.org_id),
+        **data,
     )
 
 
@@ -115,27 +125,51 @@ def _customer(db: Session, ctx: PageContext, customer_id: int) -> Customer:
     return customers.get_customer(db, _principal(ctx), customer_id)
 
 
-def _tags_fragment(db: Session, ctx: PageContext, customer: Customer, *, saved: bool = False,
-                   error: str | None = None) -> Response:
+def _tags_fragment(
+    db: Session, ctx: PageContext, customer: Customer, *, saved: bool = False, error: str | None = None
+) -> Response:
     principal = _principal(ctx)
     groups = {g.id: g for g, _tags in customers.list_tag_groups(db, principal.org_id)}
-    return render(ctx, "customers/_tags.html", customer=customer, groups=groups,
-                  tags=customers.customer_tags(db, principal, customer.id), saved=saved, error=error)
+    return render(
+        ctx,
+        "customers/_tags.html",
+        customer=customer,
+        groups=groups,
+        tags=customers.customer_tags(db, principal, customer.id),
+        saved=saved,
+        error=error,
+    )
 
 
-def _remark_fragment(ctx: PageContext, customer: Customer, *, saved: bool = False,
-                     error: str | None = None) -> Response:
-    return render(ctx, "customers/_remark.html", customer=customer, saved=saved, error=error,
-                  remark=shown_remark(_principal(ctx), customer.remark), remark_max=WECOM_REMARK_MAX)
+def _remark_fragment(
+    ctx: PageContext, customer: Customer, *, saved: bool = False, error: str | None = None
+) -> Response:
+    return render(
+        ctx,
+        "customers/_remark.html",
+        customer=customer,
+        saved=saved,
+        error=error,
+        remark=shown_remark(_principal(ctx), customer.remark),
+        remark_max=WECOM_REMARK_MAX,
+    )
 
 
-def _notes_fragment(db: Session, ctx: PageContext, customer: Customer, *, error: str | None = None,
-                    draft: str = "") -> Response:
+def _notes_fragment(
+    db: Session, ctx: PageContext, customer: Customer, *, error: str | None = None, draft: str = ""
+) -> Response:
     principal = _principal(ctx)
     notes = customers.list_notes(db, principal, customer.id)
     authors = queries.user_names(db, principal.org_id, {n.author_id for n in notes if n.author_id})
-    return render(ctx, "customers/_notes.html", customer=customer, notes=notes, authors=authors,
-                  error=error, draft=draft)
+    return render(
+        ctx,
+        "customers/_notes.html",
+        customer=customer,
+        notes=notes,
+        authors=authors,
+        error=error,
+        draft=draft,
+    )
 
 
 def _timeline_data(db: Session, ctx: PageContext, customer: Customer, before: str | None) -> dict[str, Any]:
@@ -144,7 +178,9 @@ def _timeline_data(db: Session, ctx: PageContext, customer: Customer, before: st
     account_ids = {i.account_id for i in page.items if i.account_id}
     author_ids = {i.data.get("author_id") for i in page.items if i.kind == "note" and i.data.get("author_id")}
     return {
-        "customer": customer, "items": page.items, "next_before": page.next_before,
+        "customer": customer,
+        "items": page.items,
+        "next_before": page.next_before,
         "accounts": queries.account_names(db, principal.org_id, account_ids),
         "authors": queries.user_names(db, principal.org_id, {int(a) for a in author_ids if a}),
     }
@@ -159,21 +195,34 @@ def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
         # A merged-away id: show the surviving profile at its own address.
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
     follows = customers.list_follows(db, principal, customer.id)
-    identities = [IdentityOut.build(i, principal) for i in customers.list_identities(db, principal, customer.id)]
+    identities = [
+        IdentityOut.build(i, principal) for i in customers.list_identities(db, principal, customer.id)
+    ]
     notes = customers.list_notes(db, principal, customer.id)
     groups = {g.id: g for g, _tags in customers.list_tag_groups(db, principal.org_id)}
     order_count, order_net = queries.customer_order_totals(db, principal.org_id, customer.id)
     orders, _more = commerce.list_orders(db, principal, customer_id=customer.id, limit=ORDERS_SHOWN)
     return render(
-        ctx, "customers/detail.html", active="customers", customer=customer,
-        mobile=shown_mobile(principal, customer.mobile), remark=shown_remark(principal, customer.remark),
-        remark_max=WECOM_REMARK_MAX, identities=identities, follows=follows,
+        ctx,
+        "customers/detail.html",
+        active="customers",
+        customer=customer,
+        mobile=shown_mobile(principal, customer.mobile),
+        remark=shown_remark(principal, customer.remark),
+        remark_max=WECOM_REMARK_MAX,
+        identities=identities,
+        follows=follows,
         follow_accounts=queries.account_names(db, principal.org_id, {f.account_id for f in follows}),
-        tags=customers.customer_tags(db, principal, customer.id), groups=groups, saved=False, error=None,
-        notes=notes, draft="",
+        tags=customers.customer_tags(db, principal, customer.id),
+        groups=groups,
+        saved=False,
+        error=None,
+        notes=notes,
+        draft="",
         authors=queries.user_names(db, principal.org_id, {n.author_id for n in notes if n.author_id}),
         orders=commerce.with_items(db, orders),
-        order_count=order_count, order_net=order_net,
+        order_count=order_count,
+        order_net=order_net,
         timeline=_timeline_data(db, ctx, customer, None),
     )
 
@@ -203,13 +252,21 @@ def customer_tags_edit(customer_id: int, db: DbSession, ctx: Console) -> Respons
     principal = _principal(ctx)
     customer = _customer(db, ctx, customer_id)
     chosen = {t.id for t in customers.customer_tags(db, principal, customer.id)}
-    return render(ctx, "customers/_tag_picker.html", customer=customer, chosen=chosen,
-                  tag_groups=customers.list_tag_groups(db, principal.org_id))
+    return render(
+        ctx,
+        "customers/_tag_picker.html",
+        customer=customer,
+        chosen=chosen,
+        tag_groups=customers.list_tag_groups(db, principal.org_id),
+    )
 
 
 @router.post("/customers/{customer_id}/tags")
 def customer_tags_save(
-    customer_id: int, request: Request, db: DbSession, ctx: Console,
+    customer_id: int,
+    request: Request,
+    db: DbSession,
+    ctx: Console,
     tag_id: Annotated[list[int], Form()] = [],  # noqa: B006 - FastAPI copies defaults per request
 ) -> Response:
     """Replace the customer's tags with the ticked ones and show the result in place."""
@@ -228,7 +285,10 @@ def customer_tags_save(
 
 @router.post("/customers/{customer_id}/remark")
 def customer_remark_save(
-    customer_id: int, request: Request, db: DbSession, ctx: Console,
+    customer_id: int,
+    request: Request,
+    db: DbSession,
+    ctx: Console,
     remark: Annotated[str, Form()] = "",
 ) -> Response:
     """Write the remark by hand (it then stays until reset to the automatic one)."""
@@ -268,7 +328,10 @@ def customer_remark_reset(customer_id: int, request: Request, db: DbSession, ctx
 
 @router.post("/customers/{customer_id}/notes")
 def customer_note_add(
-    customer_id: int, request: Request, db: DbSession, ctx: Console,
+    customer_id: int,
+    request: Request,
+    db: DbSession,
+    ctx: Console,
     body: Annotated[str, Form()] = "",
 ) -> Response:
     """Add a note and show the notes list again."""

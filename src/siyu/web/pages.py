@@ -19,9 +19,9 @@ from siyu.web.analytics_pages import router as analytics_router
 from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next
 from siyu.web.customer_pages import router as customer_router
 from siyu.web.templating import PageContext, render
-from siyu.wecom.pages import router as wecom_settings_router
 from siyu.wecom.departure_pages import router as departure_router
 from siyu.wecom.massmsg_pages import router as mass_messages_router
+from siyu.wecom.pages import router as wecom_settings_router
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
@@ -34,13 +34,28 @@ LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
 i18n.load_translations()
 
 
-def _login_page(ctx: PageContext, next_url: str, *, error: str | None = None, email: str = "",
-                status_code: int = 200) -> Response:
+def _login_page(
+    ctx: PageContext, next_url: str, *, error: str | None = None, email: str = "", status_code: int = 200
+) -> Response:
     token = secrets.token_urlsafe(24)
-    response = render(ctx, "login.html", status_code=status_code, error=error, email=email,
-                      next_url=next_url, login_csrf=token)
-    response.set_cookie(LOGIN_CSRF_COOKIE, token, httponly=True, samesite="strict", path="/login",
-                        secure=ctx.request.app.state.settings.secure_cookies, max_age=3600)
+    response = render(
+        ctx,
+        "login.html",
+        status_code=status_code,
+        error=error,
+        email=email,
+        next_url=next_url,
+        login_csrf=token,
+    )
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/login",
+        secure=ctx.request.app.state.settings.secure_cookies,
+        max_age=3600,
+    )
     return response
 
 
@@ -67,24 +82,35 @@ def login(
     target = safe_next(next)
     expected = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     if not expected or not csrf_token or not secrets.compare_digest(expected, csrf_token):
-        return _login_page(ctx, target, email=email, status_code=403,
-                           error=ctx.gettext("The form has expired. Please log in again."))
+        return _login_page(
+            ctx,
+            target,
+            email=email,
+            status_code=403,
+            error=ctx.gettext("The form has expired. Please log in again."),
+        )
     settings = request.app.state.settings
     attempts = request.app.state.login_attempts
     # Count failures per email and per address: one guards an account, the other a spraying client.
     keys = [f"email:{email.strip().lower()}", f"ip:{request.client.host if request.client else '-'}"]
     if any(attempts.count(key) >= settings.login_max_failures for key in keys):
         minutes = max(1, settings.login_window_seconds // 60)
-        return _login_page(ctx, target, email=email, status_code=429,
-                           error=ctx.gettext("Too many failed logins. Try again in %(minutes)s minutes.")
-                           % {"minutes": minutes})
+        return _login_page(
+            ctx,
+            target,
+            email=email,
+            status_code=429,
+            error=ctx.gettext("Too many failed logins. Try again in %(minutes)s minutes.")
+            % {"minutes": minutes},
+        )
     user = identity.authenticate(db, email, password) if email and password else None
     if user is None:
         for key in keys:
             attempts.hit(key)
         # One message for unknown email and wrong password, so the form does not reveal which accounts exist.
-        return _login_page(ctx, target, email=email, status_code=401,
-                           error=ctx.gettext("Wrong email or password."))
+        return _login_page(
+            ctx, target, email=email, status_code=401, error=ctx.gettext("Wrong email or password.")
+        )
     attempts.reset(keys[0])
     old = request.cookies.get(SESSION_COOKIE)
     if old:
@@ -92,8 +118,13 @@ def login(
     session = identity.start_session(db, user, settings.session_ttl_hours)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
-        SESSION_COOKIE, session.cookie_value, httponly=True, samesite="lax", secure=settings.secure_cookies,
-        max_age=settings.session_ttl_hours * 3600, path="/",
+        SESSION_COOKIE,
+        session.cookie_value,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        max_age=settings.session_ttl_hours * 3600,
+        path="/",
     )
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
@@ -119,10 +150,16 @@ def switch_language(request: Request, code: str, next: str | None = None) -> Res
     if not target:
         referer = request.headers.get("referer", "")
         base = str(request.base_url)
-        target = safe_next("/" + referer[len(base):] if referer.startswith(base) else None)
+        target = safe_next("/" + referer[len(base) :] if referer.startswith(base) else None)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(i18n.LANG_COOKIE, code, max_age=LANG_COOKIE_MAX_AGE, samesite="lax", path="/",
-                        secure=request.app.state.settings.secure_cookies)
+    response.set_cookie(
+        i18n.LANG_COOKIE,
+        code,
+        max_age=LANG_COOKIE_MAX_AGE,
+        samesite="lax",
+        path="/",
+        secure=request.app.state.settings.secure_cookies,
+    )
     return response
 
 
@@ -143,8 +180,9 @@ def dashboard(db: DbSession, ctx: Console) -> Response:
         "total_name": ctx.gettext("Total"),
         "empty": ctx.gettext("No customers added in this period."),
     }
-    return render(ctx, "dashboard.html", head=head, chart=chart, chart_days=queries.CHART_DAYS,
-                  active="dashboard")
+    return render(
+        ctx, "dashboard.html", head=head, chart=chart, chart_days=queries.CHART_DAYS, active="dashboard"
+    )
 
 
 @router.get("/accounts")

@@ -85,9 +85,16 @@ def headline(db: Session, principal: Principal, now: datetime | None = None) -> 
         )
     ).one()
     return Headline(
-        customers=int(row[0]), added_7d=int(row[1]), converted=int(row[2]),
-        accounts=int(acc[0]), friends=int(acc[1]), soft_capacity=int(acc[2]), hard_capacity=int(acc[3]),
-        accounts_over_soft_cap=int(acc[4]), orders_30d=int(orders[0]), gmv_30d_fen=int(orders[1]),
+        customers=int(row[0]),
+        added_7d=int(row[1]),
+        converted=int(row[2]),
+        accounts=int(acc[0]),
+        friends=int(acc[1]),
+        soft_capacity=int(acc[2]),
+        hard_capacity=int(acc[3]),
+        accounts_over_soft_cap=int(acc[4]),
+        orders_30d=int(orders[0]),
+        gmv_30d_fen=int(orders[1]),
     )
 
 
@@ -117,7 +124,11 @@ def _local_day(db: Session, column: object, tz: str) -> object:
 
 
 def added_per_day(
-    db: Session, principal: Principal, tz: str = "Asia/Shanghai", days: int = CHART_DAYS, now: datetime | None = None
+    db: Session,
+    principal: Principal,
+    tz: str = "Asia/Shanghai",
+    days: int = CHART_DAYS,
+    now: datetime | None = None,
 ) -> DailySeries:
     """Customers the principal sees, counted per local calendar day and source over the last ``days`` days."""
     now = ensure_utc(now or utcnow())
@@ -206,8 +217,11 @@ def tags_by_customer(db: Session, org_id: int, customer_ids: list[int]) -> dict[
 def known_sources(db: Session, org_id: int, limit: int = 100) -> list[str]:
     """The organization's distinct customer sources, for the filter's select (served by the source index)."""
     stmt = (
-        select(Customer.source).where(Customer.org_id == org_id, Customer.source.is_not(None))
-        .distinct().order_by(Customer.source).limit(limit)
+        select(Customer.source)
+        .where(Customer.org_id == org_id, Customer.source.is_not(None))
+        .distinct()
+        .order_by(Customer.source)
+        .limit(limit)
     )
     return [s for s in db.scalars(stmt) if s]
 
@@ -216,8 +230,10 @@ def account_names(db: Session, org_id: int, account_ids: set[int]) -> dict[int, 
     """Names of the organization's accounts by id."""
     if not account_ids:
         return {}
-    rows = db.execute(select(Account.id, Account.name).where(Account.org_id == org_id, Account.id.in_(account_ids)))
-    return {i: n for i, n in rows.all()}
+    rows = db.execute(
+        select(Account.id, Account.name).where(Account.org_id == org_id, Account.id.in_(account_ids))
+    )
+    return dict(rows.all())
 
 
 def user_names(db: Session, org_id: int, user_ids: set[int]) -> dict[int, str]:
@@ -225,13 +241,14 @@ def user_names(db: Session, org_id: int, user_ids: set[int]) -> dict[int, str]:
     if not user_ids:
         return {}
     rows = db.execute(select(User.id, User.name).where(User.org_id == org_id, User.id.in_(user_ids)))
-    return {i: n for i, n in rows.all()}
+    return dict(rows.all())
 
 
 def customer_order_totals(db: Session, org_id: int, customer_id: int) -> tuple[int, int]:
     """How many orders a customer has and their net amount in fen (paid minus refunded)."""
     count, net = db.execute(
-        select(func.count(), func.coalesce(func.sum(Order.amount_fen - Order.refunded_fen), 0))
-        .where(Order.org_id == org_id, Order.customer_id == customer_id)
+        select(func.count(), func.coalesce(func.sum(Order.amount_fen - Order.refunded_fen), 0)).where(
+            Order.org_id == org_id, Order.customer_id == customer_id
+        )
     ).one()
     return int(count), int(net)

@@ -38,7 +38,9 @@ _CRYPTO_LOCK = threading.Lock()
 
 def dedupe_key(event: CallbackEvent) -> str:
     """The stable inbox key of a decrypted callback (see the module docstring)."""
-    canonical = json.dumps(event["raw"], sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    canonical = json.dumps(
+        event["raw"], sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
@@ -75,7 +77,7 @@ def crypto_for(creds: PlainCredentials) -> CallbackCrypto:
 
 def payload_of(event: CallbackEvent) -> dict[str, Any]:
     """The JSON stored in the inbox: the parsed fields (the raw XML fields included for audits)."""
-    return {k: v for k, v in event.items()}
+    return dict(event.items())
 
 
 _INSERT_CACHE: dict[str, Any] = {}
@@ -92,9 +94,13 @@ def _inbox_insert(conn: Connection) -> Any:
         table = InboxItem.__table__
         # insert_ignore only asks the session for its dialect; a session bound to conn gives the same answer.
         with Session(bind=conn) as probe:
-            stmt = insert_ignore(probe, table, ["org_id", "source", "external_key"]).values(  # type: ignore[arg-type]
-                {name: bindparam(name, type_=table.c[name].type) for name in _INBOX_COLUMNS}
-            ).returning(table.c.id, table.c.org_id, table.c.external_key)
+            stmt = (
+                insert_ignore(probe, table, ["org_id", "source", "external_key"])
+                .values(  # type: ignore[arg-type]
+                    {name: bindparam(name, type_=table.c[name].type) for name in _INBOX_COLUMNS}
+                )
+                .returning(table.c.id, table.c.org_id, table.c.external_key)
+            )
         _INSERT_CACHE[dialect] = stmt
     return stmt
 
@@ -119,14 +125,27 @@ def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackE
     # Core execution on the connection (a session's own, in its transaction): no ORM execute layer.
     conn = db.connection() if isinstance(db, Session) else db
     now = utcnow()
-    rows = [{
-        "org_id": org_id, "source": SOURCE, "external_key": dedupe_key(event), "kind": event_kind(event),
-        "payload": payload_of(event), "received_at": now, "attempts": 0,
-    } for org_id, event in events]
+    rows = [
+        {
+            "org_id": org_id,
+            "source": SOURCE,
+            "external_key": dedupe_key(event),
+            "kind": event_kind(event),
+            "payload": payload_of(event),
+            "received_at": now,
+            "attempts": 0,
+        }
+        for org_id, event in events
+    ]
     if conn.dialect.name == "postgresql":
         # One fixed statement whatever the batch size: psycopg prepares it once per connection.
-        sql = pg_unnest_insert(conn.dialect, InboxItem.__table__, _INBOX_COLUMNS,  # type: ignore[arg-type]
-                               ("org_id", "source", "external_key"), ("id", "org_id", "external_key"))
+        sql = pg_unnest_insert(
+            conn.dialect,
+            InboxItem.__table__,
+            _INBOX_COLUMNS,  # type: ignore[arg-type]
+            ("org_id", "source", "external_key"),
+            ("id", "org_id", "external_key"),
+        )
         returned = conn.exec_driver_sql(sql, _pg_arrays(rows))
     else:
         returned = conn.execute(_inbox_insert(conn), rows)
@@ -145,5 +164,13 @@ def _pg_arrays(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return arrays
 
 
-__all__ = ["SOURCE", "CallbackError", "PlainCredentials", "credentials_for_slug", "crypto_for", "dedupe_key", "store_event",
-           "store_events"]
+__all__ = [
+    "SOURCE",
+    "CallbackError",
+    "PlainCredentials",
+    "credentials_for_slug",
+    "crypto_for",
+    "dedupe_key",
+    "store_event",
+    "store_events",
+]

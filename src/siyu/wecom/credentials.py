@@ -67,8 +67,9 @@ def get_credentials(db: Session, org_id: int) -> WeComCredential | None:
 
 def _check(data: CredentialsIn) -> None:
     if not _CORP_ID.match(data.corp_id):
-        raise Invalid("corp_id must be the CorpID from My Company > Company Info (letters and digits)",
-                      field="corp_id")
+        raise Invalid(
+            "corp_id must be the CorpID from My Company > Company Info (letters and digits)", field="corp_id"
+        )
     if data.encoding_aes_key is not None:
         try:
             CallbackCrypto(data.token or "x", data.encoding_aes_key, data.corp_id)
@@ -84,7 +85,9 @@ def save_credentials(db: Session, org_id: int, data: CredentialsIn, secret_key: 
         for name in ("secret", "token", "encoding_aes_key"):
             if not getattr(data, name):
                 raise Invalid(f"{name} is required the first time credentials are entered", field=name)
-        row = WeComCredential(org_id=org_id, corp_id=data.corp_id, secret_enc="", token_enc="", aes_key_enc="")
+        row = WeComCredential(
+            org_id=org_id, corp_id=data.corp_id, secret_enc="", token_enc="", aes_key_enc=""
+        )
         db.add(row)
     row.corp_id = data.corp_id
     if data.secret:
@@ -153,8 +156,12 @@ def check_connection(db: Session, org_id: int, secret_key: str) -> ConnectionTes
 _CREDENTIALS = select(WeComCredential).where(WeComCredential.org_id == bindparam("org_id"))
 # The columns the cache key needs, without loading an ORM object per event (the row is only built on a miss).
 _CREDENTIALS_KEY = _CREDENTIALS.with_only_columns(
-    WeComCredential.corp_id, WeComCredential.secret_enc, WeComCredential.token_enc,
-    WeComCredential.aes_key_enc, WeComCredential.base_url, WeComCredential.welcome_text,
+    WeComCredential.corp_id,
+    WeComCredential.secret_enc,
+    WeComCredential.token_enc,
+    WeComCredential.aes_key_enc,
+    WeComCredential.base_url,
+    WeComCredential.welcome_text,
 )
 #: Per thread (a requests session is not meant to be shared between threads): key -> client.
 _CLIENTS = threading.local()

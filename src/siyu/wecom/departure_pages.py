@@ -28,16 +28,40 @@ def _admin(ctx: PageContext) -> int:
     return ctx.principal.org_id
 
 
-def _page(db: DbSession, ctx: PageContext, org_id: int, account_id: int | None, *, error: str = "",
-          notice: str = "", status_code: int = 200) -> Response:
-    members = list(db.scalars(select(Account).where(
-        Account.org_id == org_id, Account.kind == AccountKind.wecom_member).order_by(Account.name)))
+def _page(
+    db: DbSession,
+    ctx: PageContext,
+    org_id: int,
+    account_id: int | None,
+    *,
+    error: str = "",
+    notice: str = "",
+    status_code: int = 200,
+) -> Response:
+    members = list(
+        db.scalars(
+            select(Account)
+            .where(Account.org_id == org_id, Account.kind == AccountKind.wecom_member)
+            .order_by(Account.name)
+        )
+    )
     leaving = next((m for m in members if m.id == account_id), None)
     summary = transfers.departure_summary(db, org_id, leaving.id) if leaving else None
     rows = transfers.list_transfers(db, org_id, from_account_id=leaving.id) if leaving else []
     names = {m.id: m.name for m in members}
-    return render(ctx, "wecom/departure.html", status_code=status_code, active="departure", members=members,
-                  leaving=leaving, summary=summary, rows=rows, names=names, error=error, notice=notice)
+    return render(
+        ctx,
+        "wecom/departure.html",
+        status_code=status_code,
+        active="departure",
+        members=members,
+        leaving=leaving,
+        summary=summary,
+        rows=rows,
+        names=names,
+        error=error,
+        notice=notice,
+    )
 
 
 @router.get("/wecom/departure")
@@ -48,8 +72,10 @@ def departure_page(db: DbSession, ctx: Console, account_id: int | None = None) -
 
 @router.post("/wecom/departure")
 def departure_submit(
-    db: DbSession, ctx: Console,
-    from_account_id: Annotated[int, Form()], to_account_id: Annotated[int, Form()],
+    db: DbSession,
+    ctx: Console,
+    from_account_id: Annotated[int, Form()],
+    to_account_id: Annotated[int, Form()],
     kind: Annotated[TransferKind, Form()] = TransferKind.in_service,
     message: Annotated[str, Form(max_length=200)] = "",
     groups: Annotated[bool, Form()] = False,
@@ -59,11 +85,22 @@ def departure_submit(
     try:
         client = client_for(load_plain(db, org_id, str(ctx.request.app.state.settings.resolved_secret_key())))
         result = transfers.request_transfer(
-            db, org_id, client, from_account_id=from_account_id, to_account_id=to_account_id, kind=kind,
-            message=message, actor_id=ctx.principal.user_id if ctx.principal else None,
+            db,
+            org_id,
+            client,
+            from_account_id=from_account_id,
+            to_account_id=to_account_id,
+            kind=kind,
+            message=message,
+            actor_id=ctx.principal.user_id if ctx.principal else None,
         )
-        moved = transfers.transfer_groups(db, org_id, client, from_account_id=from_account_id,
-                                          to_account_id=to_account_id, kind=kind) if groups else None
+        moved = (
+            transfers.transfer_groups(
+                db, org_id, client, from_account_id=from_account_id, to_account_id=to_account_id, kind=kind
+            )
+            if groups
+            else None
+        )
     except DomainError as exc:
         db.rollback()
         return _page(db, ctx, org_id, from_account_id, error=exc.message, status_code=exc.status_code)

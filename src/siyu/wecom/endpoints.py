@@ -22,9 +22,9 @@ from siyu.integrations.wecom import CallbackError, CallbackSignatureError
 from siyu.kit.deps import AdminPrincipal, DbSession
 from siyu.kit.errors import DomainError, NotFound
 from siyu.wecom import callbacks, credentials
+from siyu.wecom.inbox_writer import InboxWriter
 from siyu.wecom.models import WeComCredential
 from siyu.wecom.schemas import ConnectionTest, CredentialsIn, CredentialsOut
-from siyu.wecom.inbox_writer import InboxWriter
 from siyu.wecom.tasks import request_drain
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,14 @@ def _secret_key(request: Request) -> str:
 
 
 @hooks_router.get("/{org}", response_class=PlainTextResponse)
-def verify_url(request: Request, org: str, msg_signature: Sig, timestamp: Sig, nonce: Sig,
-               echostr: Annotated[str, Query(max_length=4096)]) -> Response:
+def verify_url(
+    request: Request,
+    org: str,
+    msg_signature: Sig,
+    timestamp: Sig,
+    nonce: Sig,
+    echostr: Annotated[str, Query(max_length=4096)],
+) -> Response:
     """URL verification: answer the decrypted echostr and nothing else (events are POSTed to the same path)."""
     with request.app.state.sessionmaker() as db:
         try:
@@ -77,7 +83,9 @@ async def receive_event(request: Request) -> Response:
         value = params.get(name)
         if not value or len(value) > 128:
             problem = "is required" if not value else "is longer than 128 characters"
-            return JSONResponse({"detail": f"query parameter {name} {problem}", "field": name}, status_code=422)
+            return JSONResponse(
+                {"detail": f"query parameter {name} {problem}", "field": name}, status_code=422
+            )
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
         return PlainTextResponse("callback body too large", status_code=413)
@@ -88,8 +96,9 @@ async def receive_event(request: Request) -> Response:
         # Decryption is ~0.1 ms of CPU: cheaper here than a hop to the thread pool. Only a cache miss
         # (every CREDENTIALS_TTL seconds) reads the database, off the event loop.
         creds = _cached_credentials(request, org) or await run_in_threadpool(_load_credentials, request, org)
-        event = callbacks.crypto_for(creds).decrypt_event(body, params["msg_signature"], params["timestamp"],
-                                                          params["nonce"])
+        event = callbacks.crypto_for(creds).decrypt_event(
+            body, params["msg_signature"], params["timestamp"], params["nonce"]
+        )
     except DomainError as exc:
         return PlainTextResponse(exc.message, status_code=exc.status_code)
     except CallbackSignatureError as exc:
@@ -104,7 +113,9 @@ async def receive_event(request: Request) -> Response:
 
 
 # Starlette routes skip the router prefix: give the full path.
-hooks_router.add_route(f"{hooks_router.prefix}/{{org}}", receive_event, methods=["POST"], include_in_schema=False)
+hooks_router.add_route(
+    f"{hooks_router.prefix}/{{org}}", receive_event, methods=["POST"], include_in_schema=False
+)
 
 
 #: Seconds a decrypted credential set is reused by the callback endpoint (saves a query and three
@@ -142,10 +153,17 @@ def _inbox_writer(request: Request) -> InboxWriter:
 
 def _out(row: WeComCredential, slug: str) -> CredentialsOut:
     return CredentialsOut(
-        corp_id=row.corp_id, base_url=row.base_url, welcome_text=row.welcome_text,
-        has_secret=bool(row.secret_enc), has_token=bool(row.token_enc), has_encoding_aes_key=bool(row.aes_key_enc),
-        callback_path=callback_path(slug), last_test_at=row.last_test_at, last_test_ok=row.last_test_ok,
-        last_test_message=row.last_test_message, updated_at=row.updated_at,
+        corp_id=row.corp_id,
+        base_url=row.base_url,
+        welcome_text=row.welcome_text,
+        has_secret=bool(row.secret_enc),
+        has_token=bool(row.token_enc),
+        has_encoding_aes_key=bool(row.aes_key_enc),
+        callback_path=callback_path(slug),
+        last_test_at=row.last_test_at,
+        last_test_ok=row.last_test_ok,
+        last_test_message=row.last_test_message,
+        updated_at=row.updated_at,
     )
 
 
@@ -167,7 +185,9 @@ def get_credentials(db: DbSession, principal: AdminPrincipal) -> CredentialsOut:
 
 
 @api_router.put("/credentials", response_model=CredentialsOut)
-def put_credentials(body: CredentialsIn, request: Request, db: DbSession, principal: AdminPrincipal) -> CredentialsOut:
+def put_credentials(
+    body: CredentialsIn, request: Request, db: DbSession, principal: AdminPrincipal
+) -> CredentialsOut:
     """Store the credentials (encrypted); omitted secrets keep their stored values."""
     row = credentials.save_credentials(db, principal.org_id, body, _secret_key(request))
     return _out(row, _slug(db, principal.org_id))

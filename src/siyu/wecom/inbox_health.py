@@ -69,21 +69,39 @@ def inbox_health(db: Session, org_id: int) -> InboxHealth:
             func.count().filter(unprocessed, retried),
             func.count().filter(unprocessed, InboxItem.attempts >= MAX_ATTEMPTS),
             func.max(InboxItem.received_at),
-        ).where(InboxItem.source == SOURCE, or_(unprocessed, InboxItem.processed_at >= cutoff),
-                InboxItem.org_id == org_id)
+        ).where(
+            InboxItem.source == SOURCE,
+            or_(unprocessed, InboxItem.processed_at >= cutoff),
+            InboxItem.org_id == org_id,
+        )
     ).one()
     received, waiting, failing, given_up, last = row
     if not received:
-        last = db.scalar(select(func.max(InboxItem.received_at)).where(
-            InboxItem.org_id == org_id, InboxItem.source == SOURCE))
+        last = db.scalar(
+            select(func.max(InboxItem.received_at)).where(
+                InboxItem.org_id == org_id, InboxItem.source == SOURCE
+            )
+        )
     errors = db.execute(
         select(InboxItem.kind, InboxItem.error, InboxItem.attempts, InboxItem.received_at)
         .where(InboxItem.source == SOURCE, unprocessed, InboxItem.org_id == org_id, InboxItem.attempts >= 1)
-        .order_by(InboxItem.id.desc()).limit(RECENT_ERRORS)
+        .order_by(InboxItem.id.desc())
+        .limit(RECENT_ERRORS)
     ).all()
     return InboxHealth(
-        received_24h=received, waiting=waiting, failing=failing, given_up=given_up, last_received_at=last,
-        recent_errors=[InboxError(kind=kind, error=error or "", attempts=attempts, received_at=received_at,
-                                  given_up=attempts >= MAX_ATTEMPTS)
-                       for kind, error, attempts, received_at in errors],
+        received_24h=received,
+        waiting=waiting,
+        failing=failing,
+        given_up=given_up,
+        last_received_at=last,
+        recent_errors=[
+            InboxError(
+                kind=kind,
+                error=error or "",
+                attempts=attempts,
+                received_at=received_at,
+                given_up=attempts >= MAX_ATTEMPTS,
+            )
+            for kind, error, attempts, received_at in errors
+        ],
     )

@@ -17,6 +17,7 @@ the callbacks are answered.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -116,7 +117,9 @@ class InboxWriter:
             conn = self._connection()
             with conn.begin():  # a real transaction on SQLite; nothing extra in autocommit
                 ids = store_events(conn, [(org_id, event) for org_id, event, _, _ in batch])
-        except Exception as exc:  # nothing of this batch was stored: every caller gets the error (WeCom retries)
+        except (
+            Exception
+        ) as exc:  # nothing of this batch was stored: every caller gets the error (WeCom retries)
             log.exception("could not store %d WeCom callbacks", len(batch))
             self._close()  # the next batch starts from a fresh (pinged) connection
             _answer(batch, [exc] * len(batch))
@@ -144,10 +147,9 @@ def _answer(batch: list[_Pending], results: list[int | None] | list[Exception]) 
     for (_, _, loop, future), result in zip(batch, results, strict=True):
         by_loop.setdefault(loop, []).append((future, result))
     for loop, pairs in by_loop.items():
-        try:
+        # RuntimeError: the loop closed (server shutting down), so nobody is waiting any more.
+        with contextlib.suppress(RuntimeError):
             loop.call_soon_threadsafe(_resolve, pairs)
-        except RuntimeError:  # the loop closed (server shutting down): nobody is waiting any more
-            pass
 
 
 def _resolve(pairs: list[tuple[asyncio.Future[int | None], object]]) -> None:

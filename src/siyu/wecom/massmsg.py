@@ -29,6 +29,9 @@ from siyu.integrations.channel import SendStatus as WeComSendStatus
 from siyu.kit.bulk import IN_LIST_SIZE, chunked
 from siyu.kit.errors import Invalid
 from siyu.wecom import massmsg_groups
+
+# Re-exported: the API, the console and callers reach the settings, caps and messages through this module.
+from siyu.wecom.massmsg_core import COUNTED as COUNTED
 from siyu.wecom.massmsg_core import (
     REFUSED,
     Audience,
@@ -43,9 +46,6 @@ from siyu.wecom.massmsg_core import (
     sent_before,
     status_counts,
 )
-
-# Re-exported: the API, the console and callers reach the settings, caps and messages through this module.
-from siyu.wecom.massmsg_core import COUNTED as COUNTED
 from siyu.wecom.massmsg_core import SubmitResult as SubmitResult
 from siyu.wecom.massmsg_core import cap_window as cap_window
 from siyu.wecom.massmsg_core import get_message as get_message
@@ -70,7 +70,12 @@ class Excluded:
 
 
 def create_message(
-    db: Session, org_id: int, *, text: str, customer_ids: Sequence[int], attachments: Sequence[dict[str, Any]] = (),
+    db: Session,
+    org_id: int,
+    *,
+    text: str,
+    customer_ids: Sequence[int],
+    attachments: Sequence[dict[str, Any]] = (),
     actor_id: int | None = None,
 ) -> MassMessage:
     """Store a mass message draft for the chosen customers."""
@@ -100,28 +105,42 @@ def plan(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = N
         rows = db.execute(
             select(FollowRelation.customer_id, Account.id, Account.external_id)
             .join(Account, Account.id == FollowRelation.account_id)
-            .where(FollowRelation.org_id == org_id, FollowRelation.customer_id.in_(part),
-                   FollowRelation.status == FollowStatus.active, Account.kind == AccountKind.wecom_member,
-                   Account.status == AccountStatus.active)
+            .where(
+                FollowRelation.org_id == org_id,
+                FollowRelation.customer_id.in_(part),
+                FollowRelation.status == FollowStatus.active,
+                Account.kind == AccountKind.wecom_member,
+                Account.status == AccountStatus.active,
+            )
             # Ties (added in the same second) go to the member siyu knew first, not to whichever follow row
             # a parallel sync happened to write first.
             .order_by(FollowRelation.since, Account.id)
         )
         for cid, aid, userid in rows:
             senders.setdefault(cid, (aid, userid))  # the member who has known the customer longest sends
-        for cid, value in db.execute(select(CustomerIdentity.customer_id, CustomerIdentity.value).where(
-            CustomerIdentity.org_id == org_id, CustomerIdentity.customer_id.in_(part),
-            CustomerIdentity.kind == IdentityKind.wecom_external_userid,
-        )):
+        for cid, value in db.execute(
+            select(CustomerIdentity.customer_id, CustomerIdentity.value).where(
+                CustomerIdentity.org_id == org_id,
+                CustomerIdentity.customer_id.in_(part),
+                CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+            )
+        ):
             eids.setdefault(cid, value)
     for cid in targets:
         if cid in already:
-            result.left_out.append(Excluded(cid, "already_sent", f"customer {cid} is already in this message"))
+            result.left_out.append(
+                Excluded(cid, "already_sent", f"customer {cid} is already in this message")
+            )
         elif cid not in eids:
-            result.left_out.append(Excluded(cid, "no_wecom_id", f"customer {cid} has no WeCom external userid"))
+            result.left_out.append(
+                Excluded(cid, "no_wecom_id", f"customer {cid} has no WeCom external userid")
+            )
         elif cid not in senders:
-            result.left_out.append(Excluded(
-                cid, "no_wecom_contact", f"customer {cid} is not a contact of any active WeCom member"))
+            result.left_out.append(
+                Excluded(
+                    cid, "no_wecom_contact", f"customer {cid} is not a contact of any active WeCom member"
+                )
+            )
         elif detail := over_cap("customer", cid, counts[cid], policy, result.cap):
             result.left_out.append(Excluded(cid, "cap_reached", detail))
         else:
@@ -131,7 +150,12 @@ def plan(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = N
 
 
 def _sent_already(
-    client: MassMessenger, sender: str, text: str, since: datetime, now: datetime, addresses: Sequence[str],
+    client: MassMessenger,
+    sender: str,
+    text: str,
+    since: datetime,
+    now: datetime,
+    addresses: Sequence[str],
 ) -> dict[str, str]:
     """All of a sender's customers -> the msgid of the task WeCom already has from them with this text, if any
     (one task a sender: its customers were all in it)."""
@@ -140,15 +164,22 @@ def _sent_already(
 
 
 CUSTOMERS = Audience(
-    chat_type=MassChatType.single, model=MassSend, key="customer_id", address="external_userid",
-    per_task=MAX_PER_TASK, plan=plan, recovered=_sent_already,
+    chat_type=MassChatType.single,
+    model=MassSend,
+    key="customer_id",
+    address="external_userid",
+    per_task=MAX_PER_TASK,
+    plan=plan,
+    recovered=_sent_already,
     refused=lambda userid: f"{REFUSED}: not a contact of the sender",
     results={
         WeComSendStatus.UNSENT.value: (SendStatus.submitted, None),
         WeComSendStatus.SENT.value: (SendStatus.sent, None),
         WeComSendStatus.NOT_FRIEND.value: (SendStatus.not_friend, None),
         WeComSendStatus.CAP_REACHED.value: (
-            SendStatus.unsent, "WeCom: the customer already received their mass messages for the period"),
+            SendStatus.unsent,
+            "WeCom: the customer already received their mass messages for the period",
+        ),
     },
 )
 _AUDIENCES = {MassChatType.single: CUSTOMERS, MassChatType.group: massmsg_groups.GROUPS}
@@ -160,7 +191,11 @@ def preview(db: Session, org_id: int, msg: MassMessage) -> Plan[Any]:
 
 
 def submit(
-    factory: sessionmaker[Session], org_id: int, message_id: int, client: MassMessenger, *,
+    factory: sessionmaker[Session],
+    org_id: int,
+    message_id: int,
+    client: MassMessenger,
+    *,
     now: datetime | None = None,
 ) -> SubmitResult:
     """Reserve (cap-checked, committed) and then submit one WeCom task per sender, for customers or groups."""
@@ -179,7 +214,9 @@ def _move_sends(db: Session, org_id: int, survivor_id: int, merged_id: int) -> i
     """Merge hook: a merged-away customer's sends count against the survivor's cap (duplicates dropped)."""
     have = set(db.scalars(select(MassSend.message_id).where(MassSend.customer_id == survivor_id)))
     moved = 0
-    for row in db.scalars(select(MassSend).where(MassSend.org_id == org_id, MassSend.customer_id == merged_id)).all():
+    for row in db.scalars(
+        select(MassSend).where(MassSend.org_id == org_id, MassSend.customer_id == merged_id)
+    ).all():
         if row.message_id in have:
             db.delete(row)
         else:

@@ -51,9 +51,14 @@ POLICY_WORDS = {
     MassCapPolicy.week_7: "7 a week",
     MassCapPolicy.day_1: "1 a day",
 }
-PERIOD_WORDS = {MassCapPolicy.month_days: "this month", MassCapPolicy.week_7: "this week",
-                MassCapPolicy.day_1: "today"}
-REFUSED = "WeCom refused"  # starts the error of a recipient add_msg_template would not take; read_back keeps those
+PERIOD_WORDS = {
+    MassCapPolicy.month_days: "this month",
+    MassCapPolicy.week_7: "this week",
+    MassCapPolicy.day_1: "today",
+}
+REFUSED = (
+    "WeCom refused"  # starts the error of a recipient add_msg_template would not take; read_back keeps those
+)
 _WHO = {MassChatType.single: "customers", MassChatType.group: "groups"}
 
 E = TypeVar("E")
@@ -68,8 +73,10 @@ def org_settings(db: Session, org_id: int, *, lock: bool = False) -> WeComOrgSet
     stmt = select(WeComOrgSettings).where(WeComOrgSettings.org_id == org_id)
     row = db.scalar(stmt.with_for_update() if lock else stmt)
     if row is None:
-        db.execute(insert_ignore(db, WeComOrgSettings.__table__, ["org_id"]),  # type: ignore[arg-type]
-                   [{"org_id": org_id, "mass_cap_policy": MassCapPolicy.month_days.value, "updated_at": utcnow()}])
+        db.execute(
+            insert_ignore(db, WeComOrgSettings.__table__, ["org_id"]),  # type: ignore[arg-type]
+            [{"org_id": org_id, "mass_cap_policy": MassCapPolicy.month_days.value, "updated_at": utcnow()}],
+        )
         row = db.scalar(stmt.with_for_update() if lock else stmt)
         assert row is not None
     return row
@@ -80,7 +87,9 @@ def set_cap_policy(db: Session, org_id: int, policy: MassCapPolicy | str) -> WeC
     try:
         policy = MassCapPolicy(policy)
     except ValueError:
-        raise Invalid("mass_cap_policy must be month_days, week_7 or day_1", field="mass_cap_policy") from None
+        raise Invalid(
+            "mass_cap_policy must be month_days, week_7 or day_1", field="mass_cap_policy"
+        ) from None
     row = org_settings(db, org_id)
     row.mass_cap_policy = policy
     db.flush()
@@ -102,8 +111,10 @@ def over_cap(noun: str, recipient_id: int, count: int, policy: MassCapPolicy, ca
     """Why a recipient who already got `count` messages this period is left out, or "" while under the cap."""
     if count < cap:
         return ""
-    return (f"{noun} {recipient_id} already received {count} mass messages {PERIOD_WORDS[policy]}; "
-            f"the organization allows {POLICY_WORDS[policy]} ({cap})")
+    return (
+        f"{noun} {recipient_id} already received {count} mass messages {PERIOD_WORDS[policy]}; "
+        f"the organization allows {POLICY_WORDS[policy]} ({cap})"
+    )
 
 
 # --- messages and plans -----------------------------------------------------------------------------
@@ -122,12 +133,23 @@ def check_content(text: str, attachments: Sequence[dict[str, Any]]) -> str:
 
 
 def new_draft(
-    db: Session, org_id: int, *, text: str, attachments: Sequence[dict[str, Any]], actor_id: int | None,
+    db: Session,
+    org_id: int,
+    *,
+    text: str,
+    attachments: Sequence[dict[str, Any]],
+    actor_id: int | None,
     **recipients: Any,
 ) -> MassMessage:
     """Store a draft whose content and recipients (customer_ids, or chat_type and group_ids) are checked."""
-    msg = MassMessage(org_id=org_id, text=text, attachments=[dict(a) for a in attachments], created_by=actor_id,
-                      status=MassMessageStatus.draft, **recipients)
+    msg = MassMessage(
+        org_id=org_id,
+        text=text,
+        attachments=[dict(a) for a in attachments],
+        created_by=actor_id,
+        status=MassMessageStatus.draft,
+        **recipients,
+    )
     db.add(msg)
     db.flush()
     return msg
@@ -173,8 +195,13 @@ def open_plan(db: Session, org_id: int, now: datetime | None) -> tuple[Plan[Any]
 
 
 def sent_before(
-    db: Session, model: type[MassSend] | type[MassGroupSend], key: str, org_id: int, message_id: int,
-    ids: Sequence[int], since: datetime,
+    db: Session,
+    model: type[MassSend] | type[MassGroupSend],
+    key: str,
+    org_id: int,
+    message_id: int,
+    ids: Sequence[int],
+    since: datetime,
 ) -> tuple[set[int], dict[int, int]]:
     """(recipients already in this message, how many other messages each got since `since`) from the send
     table `model` keyed by its column `key`; reserved, submitted and sent rows count."""
@@ -184,10 +211,15 @@ def sent_before(
     for part in chunked(list(ids), IN_LIST_SIZE):
         already.update(db.scalars(select(column).where(model.message_id == message_id, column.in_(part))))
         for rid, n in db.execute(
-            select(column, func.count()).where(
-                model.org_id == org_id, column.in_(part), model.status.in_(COUNTED), model.reserved_at >= since,
+            select(column, func.count())
+            .where(
+                model.org_id == org_id,
+                column.in_(part),
+                model.status.in_(COUNTED),
+                model.reserved_at >= since,
                 model.message_id != message_id,
-            ).group_by(column)
+            )
+            .group_by(column)
         ):
             counts[rid] = int(n)
     return already, counts
@@ -209,7 +241,9 @@ class Audience:
     # (client, sender userid, text, earliest reservation, now, addresses) -> address -> msgid WeCom already has
     recovered: Callable[[MassMessenger, str, str, datetime, datetime, Sequence[str]], dict[str, str]]
     refused: Callable[[str], str]  # the error of a recipient WeCom refused, given the sender's userid
-    results: Mapping[int, tuple[SendStatus, str | None]]  # WeCom's send status -> ours and the error (None: keep)
+    results: Mapping[
+        int, tuple[SendStatus, str | None]
+    ]  # WeCom's send status -> ours and the error (None: keep)
 
 
 @dataclass
@@ -237,18 +271,30 @@ def paged(fetch: Callable[..., Page[T]]) -> Iterator[T]:
 
 
 def matching_tasks(
-    client: MassMessenger, sender: str, text: str, since: datetime, now: datetime, chat_type: MassChatType,
+    client: MassMessenger,
+    sender: str,
+    text: str,
+    since: datetime,
+    now: datetime,
+    chat_type: MassChatType,
 ) -> Iterator[str]:
     """The msgids of tasks WeCom already has from this sender with this text since `since`."""
     start = ensure_utc(since) - timedelta(minutes=10)  # allow for clock skew between siyu and WeCom
     end = max(ensure_utc(now), start) + timedelta(days=1)
-    for record in paged(partial(client.list_mass_messages, start, end, chat_type=chat_type.value, creator=sender)):
+    for record in paged(
+        partial(client.list_mass_messages, start, end, chat_type=chat_type.value, creator=sender)
+    ):
         if record.creator == sender and record.text == text:
             yield record.msgid
 
 
 def deliver(
-    factory: sessionmaker[Session], org_id: int, message_id: int, client: MassMessenger, audience: Audience, *,
+    factory: sessionmaker[Session],
+    org_id: int,
+    message_id: int,
+    client: MassMessenger,
+    audience: Audience,
+    *,
     now: datetime | None = None,
 ) -> SubmitResult:
     """Reserve (cap-checked, committed), then submit one WeCom task per sender, `per_task` recipients at most."""
@@ -259,17 +305,28 @@ def deliver(
         org_settings(db, org_id, lock=True)  # serialises cap checks of this organization
         msg = get_message(db, org_id, message_id)
         if msg.chat_type != audience.chat_type:
-            raise Invalid(f"this mass message goes to {_WHO[msg.chat_type]}, not {_WHO[audience.chat_type]}",
-                          field="message_id")
+            raise Invalid(
+                f"this mass message goes to {_WHO[msg.chat_type]}, not {_WHO[audience.chat_type]}",
+                field="message_id",
+            )
         if msg.status == MassMessageStatus.submitted:
             raise Conflict("this mass message was already submitted", field="message_id")
         p = audience.plan(db, org_id, msg, now=now)
         result.left_out = [o for o in p.left_out if o.reason != "already_sent"]
         rows = [
-            {"org_id": org_id, "message_id": msg.id, audience.key: rid, audience.address: address,
-             "account_id": p.sender_accounts[userid], "status": SendStatus.reserved.value, "msgid": "",
-             "reserved_at": now, "error": ""}
-            for userid, recipients in p.by_sender.items() for rid, address in recipients
+            {
+                "org_id": org_id,
+                "message_id": msg.id,
+                audience.key: rid,
+                audience.address: address,
+                "account_id": p.sender_accounts[userid],
+                "status": SendStatus.reserved.value,
+                "msgid": "",
+                "reserved_at": now,
+                "error": "",
+            }
+            for userid, recipients in p.by_sender.items()
+            for rid, address in recipients
         ]
         for part in chunked(rows, IN_LIST_SIZE):
             db.execute(insert_ignore(db, model.__table__, ["message_id", audience.key]), list(part))  # type: ignore[arg-type]
@@ -305,8 +362,12 @@ def deliver(
         for chunk in chunked(items, audience.per_task):
             addresses = [a for _, a, _ in chunk]
             submission = client.submit_mass_message(
-                content, external_userids=() if to_groups else addresses, chat_ids=addresses if to_groups else (),
-                sender=userid, chat_type=audience.chat_type.value)
+                content,
+                external_userids=() if to_groups else addresses,
+                chat_ids=addresses if to_groups else (),
+                sender=userid,
+                chat_type=audience.chat_type.value,
+            )
             msgid = submission.msgids[0] if submission.msgids else ""
             refused = set(submission.fail_list)
             ok = [i for i, a, _ in chunk if a not in refused]
@@ -323,16 +384,23 @@ def deliver(
 
 
 def _mark(
-    factory: sessionmaker[Session], model: type[MassSend] | type[MassGroupSend], ids: Sequence[int],
-    status: SendStatus, msgid: str, error: str = "",
+    factory: sessionmaker[Session],
+    model: type[MassSend] | type[MassGroupSend],
+    ids: Sequence[int],
+    status: SendStatus,
+    msgid: str,
+    error: str = "",
 ) -> None:
     if not ids:
         return
     with transaction(factory) as db:
         for part in chunked(list(ids), IN_LIST_SIZE):
-            db.execute(update(model).where(model.id.in_(part))
-                       .values(status=status, msgid=msgid, error=error)
-                       .execution_options(synchronize_session=False))
+            db.execute(
+                update(model)
+                .where(model.id.in_(part))
+                .values(status=status, msgid=msgid, error=error)
+                .execution_options(synchronize_session=False)
+            )
 
 
 def read_back(db: Session, msg: MassMessage, client: MassMessenger, audience: Audience) -> dict[str, int]:
@@ -358,7 +426,13 @@ def read_back(db: Session, msg: MassMessage, client: MassMessenger, audience: Au
     return dict(counts)
 
 
-def status_counts(db: Session, model: type[MassSend] | type[MassGroupSend], message_id: int) -> dict[str, int]:
+def status_counts(
+    db: Session, model: type[MassSend] | type[MassGroupSend], message_id: int
+) -> dict[str, int]:
     """How many sends of a message in the send table `model` are in each status."""
-    return {str(status): int(n) for status, n in db.execute(
-        select(model.status, func.count()).where(model.message_id == message_id).group_by(model.status))}
+    return {
+        str(status): int(n)
+        for status, n in db.execute(
+            select(model.status, func.count()).where(model.message_id == message_id).group_by(model.status)
+        )
+    }

@@ -67,23 +67,39 @@ def _owned_groups(db: Session, org_id: int, account_id: int) -> list[int]:
         raise NotFound("account not found", field="owner_account_id")
     if account.kind != AccountKind.wecom_member:
         raise Invalid("only WeCom members own customer groups", field="owner_account_id")
-    ids = list(db.scalars(select(CustomerGroup.id).where(
-        CustomerGroup.org_id == org_id, CustomerGroup.owner_account_id == account.id,
-        CustomerGroup.status == GroupStatus.active).order_by(CustomerGroup.id)))
+    ids = list(
+        db.scalars(
+            select(CustomerGroup.id)
+            .where(
+                CustomerGroup.org_id == org_id,
+                CustomerGroup.owner_account_id == account.id,
+                CustomerGroup.status == GroupStatus.active,
+            )
+            .order_by(CustomerGroup.id)
+        )
+    )
     if not ids:
         raise Invalid(f"{account.name} owns no active customer groups", field="owner_account_id")
     return ids
 
 
 def create_group_message(
-    db: Session, org_id: int, *, text: str, group_ids: Sequence[int] | None = None,
-    owner_account_id: int | None = None, attachments: Sequence[dict[str, Any]] = (), actor_id: int | None = None,
+    db: Session,
+    org_id: int,
+    *,
+    text: str,
+    group_ids: Sequence[int] | None = None,
+    owner_account_id: int | None = None,
+    attachments: Sequence[dict[str, Any]] = (),
+    actor_id: int | None = None,
 ) -> MassMessage:
     """Store a draft to customer groups: the listed `group_ids`, or every active group `owner_account_id` owns."""
     text = check_content(text, attachments)
     if (group_ids is None) == (owner_account_id is None):
-        raise Invalid("choose the groups (group_ids) or the member whose groups get it (owner_account_id), "
-                      "not both", field="group_ids")
+        raise Invalid(
+            "choose the groups (group_ids) or the member whose groups get it (owner_account_id), not both",
+            field="group_ids",
+        )
     if owner_account_id is not None:
         ids = _owned_groups(db, org_id, owner_account_id)
     else:
@@ -92,11 +108,21 @@ def create_group_message(
             raise Invalid("choose at least one customer group", field="group_ids")
     if len(ids) > MAX_GROUPS:
         raise Invalid(f"at most {MAX_GROUPS:,} groups per message", field="group_ids")
-    return new_draft(db, org_id, text=text, attachments=attachments, actor_id=actor_id, customer_ids=[],
-                     group_ids=ids, chat_type=MassChatType.group)
+    return new_draft(
+        db,
+        org_id,
+        text=text,
+        attachments=attachments,
+        actor_id=actor_id,
+        customer_ids=[],
+        group_ids=ids,
+        chat_type=MassChatType.group,
+    )
 
 
-def plan_groups(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = None) -> Plan[ExcludedGroup]:
+def plan_groups(
+    db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = None
+) -> Plan[ExcludedGroup]:
     """Which groups the message reaches through which owner, and which are left out and why (writes nothing)."""
     result, policy, start = open_plan(db, org_id, now)
     ids = [int(g) for g in msg.group_ids]
@@ -104,25 +130,40 @@ def plan_groups(db: Session, org_id: int, msg: MassMessage, *, now: datetime | N
     groups: dict[int, tuple[str, GroupStatus, str | None, int | None]] = {}
     for part in chunked(ids, IN_LIST_SIZE):
         for gid, chat_id, status, userid, aid in db.execute(
-            select(CustomerGroup.id, CustomerGroup.chat_id, CustomerGroup.status, Account.external_id, Account.id)
-            .outerjoin(Account, (Account.id == CustomerGroup.owner_account_id)
-                       & (Account.kind == AccountKind.wecom_member) & (Account.status == AccountStatus.active))
+            select(
+                CustomerGroup.id, CustomerGroup.chat_id, CustomerGroup.status, Account.external_id, Account.id
+            )
+            .outerjoin(
+                Account,
+                (Account.id == CustomerGroup.owner_account_id)
+                & (Account.kind == AccountKind.wecom_member)
+                & (Account.status == AccountStatus.active),
+            )
             .where(CustomerGroup.org_id == org_id, CustomerGroup.id.in_(part))
         ):
             groups[gid] = (chat_id, status, userid, aid)
     for gid in ids:
         found = groups.get(gid)
         if found is None:
-            result.left_out.append(ExcludedGroup(gid, "unknown_group", f"customer group {gid} does not exist"))
+            result.left_out.append(
+                ExcludedGroup(gid, "unknown_group", f"customer group {gid} does not exist")
+            )
             continue
         chat_id, status, userid, aid = found
         if gid in already:
-            result.left_out.append(ExcludedGroup(gid, "already_sent", f"group {gid} is already in this message"))
+            result.left_out.append(
+                ExcludedGroup(gid, "already_sent", f"group {gid} is already in this message")
+            )
         elif status != GroupStatus.active:
             result.left_out.append(ExcludedGroup(gid, "dismissed", f"group {gid} was dismissed"))
         elif userid is None or aid is None:
-            result.left_out.append(ExcludedGroup(
-                gid, "no_owner", f"group {gid} has no owner who is an active WeCom member; hand it over first"))
+            result.left_out.append(
+                ExcludedGroup(
+                    gid,
+                    "no_owner",
+                    f"group {gid} has no owner who is an active WeCom member; hand it over first",
+                )
+            )
         elif detail := over_cap("group", gid, counts[gid], policy, result.cap):
             result.left_out.append(ExcludedGroup(gid, "cap_reached", detail))
         else:
@@ -131,7 +172,12 @@ def plan_groups(db: Session, org_id: int, msg: MassMessage, *, now: datetime | N
 
 
 def _covered(
-    client: MassMessenger, sender: str, text: str, since: datetime, now: datetime, addresses: Sequence[str],
+    client: MassMessenger,
+    sender: str,
+    text: str,
+    since: datetime,
+    now: datetime,
+    addresses: Sequence[str],
 ) -> dict[str, str]:
     """chat id -> msgid of tasks WeCom already has from this sender with this text since `since`, read from
     their per-group results (a sender's groups may be split over several tasks)."""
@@ -144,23 +190,38 @@ def _covered(
 
 
 GROUPS = Audience(
-    chat_type=MassChatType.group, model=MassGroupSend, key="group_id", address="chat_id",
-    per_task=MAX_CHATS_PER_TASK, plan=plan_groups, recovered=_covered,
-    refused=lambda userid: f"{REFUSED}: not a live group owned by {userid} (siyu's copy may be stale; sync groups)",
+    chat_type=MassChatType.group,
+    model=MassGroupSend,
+    key="group_id",
+    address="chat_id",
+    per_task=MAX_CHATS_PER_TASK,
+    plan=plan_groups,
+    recovered=_covered,
+    refused=lambda userid: (
+        f"{REFUSED}: not a live group owned by {userid} (siyu's copy may be stale; sync groups)"
+    ),
     results={
         WeComSendStatus.UNSENT.value: (SendStatus.submitted, ""),
         WeComSendStatus.SENT.value: (SendStatus.sent, ""),
         # For a group WeCom's status 2 ("not a friend") means the sender can no longer post there.
         WeComSendStatus.NOT_FRIEND.value: (
-            SendStatus.failed, "WeCom: the group was dismissed or is no longer owned by the sender"),
+            SendStatus.failed,
+            "WeCom: the group was dismissed or is no longer owned by the sender",
+        ),
         WeComSendStatus.CAP_REACHED.value: (
-            SendStatus.unsent, "WeCom: the group already received its mass messages for the period"),
+            SendStatus.unsent,
+            "WeCom: the group already received its mass messages for the period",
+        ),
     },
 )
 
 
 def submit_groups(
-    factory: sessionmaker[Session], org_id: int, message_id: int, client: MassMessenger, *,
+    factory: sessionmaker[Session],
+    org_id: int,
+    message_id: int,
+    client: MassMessenger,
+    *,
     now: datetime | None = None,
 ) -> SubmitResult:
     """Reserve (cap-checked, committed), then submit one WeCom task per owner, 2,000 groups at most each."""
@@ -173,7 +234,18 @@ def group_sends(db: Session, org_id: int, message_id: int, *, limit: int = 500) 
         select(MassGroupSend, CustomerGroup.name)
         .join(CustomerGroup, CustomerGroup.id == MassGroupSend.group_id)
         .where(MassGroupSend.org_id == org_id, MassGroupSend.message_id == message_id)
-        .order_by(MassGroupSend.id).limit(limit)
+        .order_by(MassGroupSend.id)
+        .limit(limit)
     ).all()
-    return [{"group_id": s.group_id, "chat_id": s.chat_id, "name": name, "status": s.status.value,
-             "msgid": s.msgid, "sent_at": s.sent_at, "error": s.error} for s, name in rows]
+    return [
+        {
+            "group_id": s.group_id,
+            "chat_id": s.chat_id,
+            "name": name,
+            "status": s.status.value,
+            "msgid": s.msgid,
+            "sent_at": s.sent_at,
+            "error": s.error,
+        }
+        for s, name in rows
+    ]

@@ -29,23 +29,58 @@ def _admin(ctx: PageContext) -> int:
     return ctx.principal.org_id
 
 
-def _page(db: DbSession, ctx: PageContext, org_id: int, *, message_id: int | None = None, error: str = "",
-          status_code: int = 200) -> Response:
-    members = list(db.scalars(select(Account).where(
-        Account.org_id == org_id, Account.kind == AccountKind.wecom_member).order_by(Account.name)))
-    groups = list(db.scalars(select(CustomerGroup).where(
-        CustomerGroup.org_id == org_id, CustomerGroup.status == GroupStatus.active)
-        .order_by(CustomerGroup.name, CustomerGroup.id).limit(500)))
-    messages = list(db.scalars(select(MassMessage).where(MassMessage.org_id == org_id)
-                               .order_by(MassMessage.id.desc()).limit(20)))
+def _page(
+    db: DbSession,
+    ctx: PageContext,
+    org_id: int,
+    *,
+    message_id: int | None = None,
+    error: str = "",
+    status_code: int = 200,
+) -> Response:
+    members = list(
+        db.scalars(
+            select(Account)
+            .where(Account.org_id == org_id, Account.kind == AccountKind.wecom_member)
+            .order_by(Account.name)
+        )
+    )
+    groups = list(
+        db.scalars(
+            select(CustomerGroup)
+            .where(CustomerGroup.org_id == org_id, CustomerGroup.status == GroupStatus.active)
+            .order_by(CustomerGroup.name, CustomerGroup.id)
+            .limit(500)
+        )
+    )
+    messages = list(
+        db.scalars(
+            select(MassMessage).where(MassMessage.org_id == org_id).order_by(MassMessage.id.desc()).limit(20)
+        )
+    )
     counts = {m.id: massmsg.send_counts(db, m.id) for m in messages}
     shown = next((m for m in messages if m.id == message_id), None)
     if shown is None and message_id is not None:
         shown = massmsg.get_message(db, org_id, message_id)
         counts[shown.id] = massmsg.send_counts(db, shown.id)
-    sends = massmsg_groups.group_sends(db, org_id, shown.id) if shown and shown.chat_type == MassChatType.group else []
-    return render(ctx, "wecom/mass_messages.html", status_code=status_code, active="mass", members=members,
-                  groups=groups, messages=messages, counts=counts, shown=shown, sends=sends, error=error)
+    sends = (
+        massmsg_groups.group_sends(db, org_id, shown.id)
+        if shown and shown.chat_type == MassChatType.group
+        else []
+    )
+    return render(
+        ctx,
+        "wecom/mass_messages.html",
+        status_code=status_code,
+        active="mass",
+        members=members,
+        groups=groups,
+        messages=messages,
+        counts=counts,
+        shown=shown,
+        sends=sends,
+        error=error,
+    )
 
 
 def _client(db: DbSession, ctx: PageContext, org_id: int):  # type: ignore[no-untyped-def]
@@ -72,16 +107,24 @@ def _submit(db: DbSession, ctx: PageContext, org_id: int, message_id: int) -> Re
 
 @router.post("/wecom/mass-messages/groups")
 def send_to_groups(
-    db: DbSession, ctx: Console, text: Annotated[str, Form(max_length=4000)],
-    owner_account_id: Annotated[str, Form()] = "", group_ids: Annotated[list[int] | None, Form()] = None,
+    db: DbSession,
+    ctx: Console,
+    text: Annotated[str, Form(max_length=4000)],
+    owner_account_id: Annotated[str, Form()] = "",
+    group_ids: Annotated[list[int] | None, Form()] = None,
 ) -> Response:
     """Create and submit a message to the chosen groups, or to every active group of the chosen member."""
     org_id = _admin(ctx)
     try:
         owner = int(owner_account_id) if owner_account_id.strip() else None
         msg = massmsg_groups.create_group_message(
-            db, org_id, text=text, group_ids=None if owner is not None else (group_ids or []),
-            owner_account_id=owner, actor_id=ctx.principal.user_id if ctx.principal else None)
+            db,
+            org_id,
+            text=text,
+            group_ids=None if owner is not None else (group_ids or []),
+            owner_account_id=owner,
+            actor_id=ctx.principal.user_id if ctx.principal else None,
+        )
     except DomainError as exc:
         db.rollback()
         return _page(db, ctx, org_id, error=exc.message, status_code=exc.status_code)
@@ -90,7 +133,9 @@ def send_to_groups(
 
 @router.post("/wecom/mass-messages/customers")
 def send_to_customers(
-    db: DbSession, ctx: Console, text: Annotated[str, Form(max_length=4000)],
+    db: DbSession,
+    ctx: Console,
+    text: Annotated[str, Form(max_length=4000)],
     customer_ids: Annotated[str, Form(max_length=200_000)] = "",
 ) -> Response:
     """Create and submit a message to the listed customer ids (comma, space or line separated)."""
@@ -100,8 +145,9 @@ def send_to_customers(
     except ValueError:
         return _page(db, ctx, org_id, error="customer_ids: customer ids are whole numbers", status_code=422)
     try:
-        msg = massmsg.create_message(db, org_id, text=text, customer_ids=ids,
-                                     actor_id=ctx.principal.user_id if ctx.principal else None)
+        msg = massmsg.create_message(
+            db, org_id, text=text, customer_ids=ids, actor_id=ctx.principal.user_id if ctx.principal else None
+        )
     except DomainError as exc:
         db.rollback()
         return _page(db, ctx, org_id, error=exc.message, status_code=exc.status_code)
@@ -113,7 +159,9 @@ def refresh(db: DbSession, ctx: Console, message_id: int) -> Response:
     """Read the message's delivery back from WeCom."""
     org_id = _admin(ctx)
     try:
-        massmsg.refresh_results(db, org_id, massmsg.get_message(db, org_id, message_id).id, _client(db, ctx, org_id))
+        massmsg.refresh_results(
+            db, org_id, massmsg.get_message(db, org_id, message_id).id, _client(db, ctx, org_id)
+        )
     except DomainError as exc:
         db.rollback()
         return _page(db, ctx, org_id, error=exc.message, status_code=exc.status_code)

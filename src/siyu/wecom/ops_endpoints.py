@@ -92,7 +92,9 @@ class GroupMassMessageIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     text: str = Field(default="", max_length=4000)
     group_ids: list[int] | None = Field(default=None, min_length=1, max_length=massmsg_groups.MAX_GROUPS)
-    owner_account_id: int | None = Field(default=None, description="Send to every active group this member owns.")
+    owner_account_id: int | None = Field(
+        default=None, description="Send to every active group this member owns."
+    )
     attachments: list[dict[str, Any]] = Field(default_factory=list, max_length=9)
 
 
@@ -145,22 +147,38 @@ def get_cap(db: DbSession, principal: AdminPrincipal) -> dict[str, str]:
 @router.put("/mass-messages/settings")
 def put_cap(body: CapPolicyIn, db: DbSession, principal: AdminPrincipal) -> dict[str, str]:
     """Choose month_days (default), week_7 or day_1."""
-    return {"mass_cap_policy": massmsg.set_cap_policy(db, principal.org_id, body.mass_cap_policy).mass_cap_policy.value}
+    return {
+        "mass_cap_policy": massmsg.set_cap_policy(
+            db, principal.org_id, body.mass_cap_policy
+        ).mass_cap_policy.value
+    }
 
 
 @router.post("/mass-messages", response_model=MassMessageOut, status_code=201)
 def create_mass_message(body: MassMessageIn, db: DbSession, principal: AdminPrincipal) -> Any:
     """Store a mass message draft."""
-    return massmsg.create_message(db, principal.org_id, text=body.text, customer_ids=body.customer_ids,
-                                  attachments=body.attachments, actor_id=principal.user_id)
+    return massmsg.create_message(
+        db,
+        principal.org_id,
+        text=body.text,
+        customer_ids=body.customer_ids,
+        attachments=body.attachments,
+        actor_id=principal.user_id,
+    )
 
 
 @router.post("/mass-messages/groups", response_model=MassMessageOut, status_code=201)
 def create_group_mass_message(body: GroupMassMessageIn, db: DbSession, principal: AdminPrincipal) -> Any:
     """Store a draft to customer groups (group_ids, or owner_account_id for all of a member's groups)."""
     return massmsg_groups.create_group_message(
-        db, principal.org_id, text=body.text, group_ids=body.group_ids, owner_account_id=body.owner_account_id,
-        attachments=body.attachments, actor_id=principal.user_id)
+        db,
+        principal.org_id,
+        text=body.text,
+        group_ids=body.group_ids,
+        owner_account_id=body.owner_account_id,
+        attachments=body.attachments,
+        actor_id=principal.user_id,
+    )
 
 
 @router.get("/mass-messages/{message_id}/preview", response_model=PreviewOut)
@@ -169,13 +187,19 @@ def preview_mass_message(message_id: int, db: DbSession, principal: AdminPrincip
     msg = massmsg.get_message(db, principal.org_id, message_id)
     p = massmsg.preview(db, principal.org_id, msg)
     shape = ExcludedGroupOut if msg.chat_type == MassChatType.group else ExcludedOut
-    return PreviewOut(chat_type=msg.chat_type.value, recipients=p.recipients, cap=p.cap,
-                      per_sender={k: len(v) for k, v in p.by_sender.items()},
-                      left_out=[shape(**o.__dict__) for o in p.left_out])
+    return PreviewOut(
+        chat_type=msg.chat_type.value,
+        recipients=p.recipients,
+        cap=p.cap,
+        per_sender={k: len(v) for k, v in p.by_sender.items()},
+        left_out=[shape(**o.__dict__) for o in p.left_out],
+    )
 
 
 @router.post("/mass-messages/{message_id}/submit")
-def submit_mass_message(message_id: int, request: Request, db: DbSession, principal: AdminPrincipal) -> dict[str, Any]:
+def submit_mass_message(
+    message_id: int, request: Request, db: DbSession, principal: AdminPrincipal
+) -> dict[str, Any]:
     """Reserve the sends under the cap and submit one WeCom task per sender member."""
     factory = request.app.state.sessionmaker
     massmsg.get_message(db, principal.org_id, message_id)
@@ -186,31 +210,47 @@ def submit_mass_message(message_id: int, request: Request, db: DbSession, princi
     except (WeComError, WeComInputError) as exc:
         raise _carrier_error(exc) from exc
     return {
-        "message_id": result.message_id, "reserved": result.reserved, "submitted": result.submitted,
-        "recovered": result.recovered, "failed": result.failed, "msgids": result.msgids,
+        "message_id": result.message_id,
+        "reserved": result.reserved,
+        "submitted": result.submitted,
+        "recovered": result.recovered,
+        "failed": result.failed,
+        "msgids": result.msgids,
         "left_out": [o.__dict__ for o in result.left_out],
     }
 
 
 @router.get("/mass-messages/{message_id}/results")
 def mass_message_results(
-    message_id: int, request: Request, db: DbSession, principal: AdminPrincipal,
+    message_id: int,
+    request: Request,
+    db: DbSession,
+    principal: AdminPrincipal,
     refresh: bool = Query(default=False, description="Read delivery back from WeCom first."),
 ) -> dict[str, Any]:
     """Counts per send status (reserved, submitted, sent, not_friend, failed, unsent); per group for groups."""
     msg = massmsg.get_message(db, principal.org_id, message_id)
     if refresh:
         try:
-            counts = massmsg.refresh_results(db, principal.org_id, msg.id, _client(request, db, principal.org_id))
+            counts = massmsg.refresh_results(
+                db, principal.org_id, msg.id, _client(request, db, principal.org_id)
+            )
         except WeComError as exc:
             raise _carrier_error(exc) from exc
     else:
         counts = massmsg.send_counts(db, msg.id)
-    out: dict[str, Any] = {"message_id": msg.id, "chat_type": msg.chat_type.value, "status": msg.status.value,
-                           "counts": counts, "left_out": msg.left_out}
+    out: dict[str, Any] = {
+        "message_id": msg.id,
+        "chat_type": msg.chat_type.value,
+        "status": msg.status.value,
+        "counts": counts,
+        "left_out": msg.left_out,
+    }
     if msg.chat_type == MassChatType.group:
-        out["groups"] = [dict(g, sent_at=g["sent_at"].isoformat() if g["sent_at"] else None)
-                         for g in massmsg_groups.group_sends(db, principal.org_id, msg.id)]
+        out["groups"] = [
+            dict(g, sent_at=g["sent_at"].isoformat() if g["sent_at"] else None)
+            for g in massmsg_groups.group_sends(db, principal.org_id, msg.id)
+        ]
     return out
 
 
@@ -226,7 +266,9 @@ class TransferIn(BaseModel):
     customer_ids: list[int] | None = None
     kind: TransferKind = TransferKind.in_service
     message: str = Field(default="", max_length=200)
-    include_groups: bool = Field(default=False, description="Also give the member's customer groups to the receiver.")
+    include_groups: bool = Field(
+        default=False, description="Also give the member's customer groups to the receiver."
+    )
 
 
 class TransferOut(BaseModel):
@@ -253,18 +295,35 @@ def departure(account_id: int, db: DbSession, principal: AdminPrincipal) -> dict
 
 
 @router.post("/transfers", status_code=201)
-def create_transfer(body: TransferIn, request: Request, db: DbSession, principal: AdminPrincipal) -> dict[str, Any]:
+def create_transfer(
+    body: TransferIn, request: Request, db: DbSession, principal: AdminPrincipal
+) -> dict[str, Any]:
     """Start the hand-over; a third transfer of a customer in 90 days is refused (409 or left_out)."""
     client = _client(request, db, principal.org_id)
     try:
         result = transfers.request_transfer(
-            db, principal.org_id, client, from_account_id=body.from_account_id, to_account_id=body.to_account_id,
-            customer_ids=body.customer_ids, kind=body.kind, message=body.message, actor_id=principal.user_id,
-        )
-        groups = transfers.transfer_groups(
-            db, principal.org_id, client, from_account_id=body.from_account_id, to_account_id=body.to_account_id,
+            db,
+            principal.org_id,
+            client,
+            from_account_id=body.from_account_id,
+            to_account_id=body.to_account_id,
+            customer_ids=body.customer_ids,
             kind=body.kind,
-        ) if body.include_groups else transfers.GroupTransferResult()
+            message=body.message,
+            actor_id=principal.user_id,
+        )
+        groups = (
+            transfers.transfer_groups(
+                db,
+                principal.org_id,
+                client,
+                from_account_id=body.from_account_id,
+                to_account_id=body.to_account_id,
+                kind=body.kind,
+            )
+            if body.include_groups
+            else transfers.GroupTransferResult()
+        )
     except (WeComError, WeComInputError) as exc:
         raise _carrier_error(exc) from exc
     return {

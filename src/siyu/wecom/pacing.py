@@ -54,8 +54,13 @@ class TokenBucket:
 class ApiPacer:
     """Buckets per API for one corporation, sized from the per-minute quota."""
 
-    def __init__(self, per_minute: int = WECOM_CALLS_PER_MINUTE, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        per_minute: int = WECOM_CALLS_PER_MINUTE,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         if per_minute < 1:
             raise ValueError("per_minute must be >= 1")
         self.per_minute = per_minute
@@ -70,7 +75,9 @@ class ApiPacer:
             found = self._buckets.get(api)
             if found is None:
                 burst = max(1.0, self.per_minute * 0.1)
-                found = TokenBucket((self.per_minute - burst) / 60.0, burst, clock=self._clock, sleep=self._sleep)
+                found = TokenBucket(
+                    (self.per_minute - burst) / 60.0, burst, clock=self._clock, sleep=self._sleep
+                )
                 self._buckets[api] = found
             return found
 

@@ -55,26 +55,56 @@ def _status(db: DbSession, org_id: int, requested: datetime | None = None) -> di
         duration = _duration((run.finished_at - run.started_at) / timedelta(seconds=1))
     # A sync requested here but not started yet (the worker has not taken the task): keep polling for a
     # while, so the page shows it once it runs, instead of the previous run with nothing moving.
-    awaiting = requested is not None and (run is None or run.started_at < requested) \
+    awaiting = (
+        requested is not None
+        and (run is None or run.started_at < requested)
         and utcnow() - requested < AWAIT_WORKER
-    return {"run": run, "running": is_running(run), "report": report, "duration": duration,
-            "inbox": inbox_health(db, org_id), "awaiting": awaiting,
-            "requested": int(requested.timestamp()) if awaiting and requested is not None else None}
+    )
+    return {
+        "run": run,
+        "running": is_running(run),
+        "report": report,
+        "duration": duration,
+        "inbox": inbox_health(db, org_id),
+        "awaiting": awaiting,
+        "requested": int(requested.timestamp()) if awaiting and requested is not None else None,
+    }
 
 
-def _page(db: DbSession, ctx: PageContext, *, error: str | None = None, error_field: str | None = None,
-          test: ConnectionTest | None = None, saved: bool = False, sync_started: bool = False,
-          sync_unconfigured: bool = False, requested: datetime | None = None, status_code: int = 200) -> Response:
+def _page(
+    db: DbSession,
+    ctx: PageContext,
+    *,
+    error: str | None = None,
+    error_field: str | None = None,
+    test: ConnectionTest | None = None,
+    saved: bool = False,
+    sync_started: bool = False,
+    sync_unconfigured: bool = False,
+    requested: datetime | None = None,
+    status_code: int = 200,
+) -> Response:
     org_id = _admin(ctx)
     org = db.get(Organization, org_id)
     assert org is not None
     row = credentials.get_credentials(db, org_id)
     base = str(ctx.request.base_url).rstrip("/")
     status = _status(db, org_id, requested) if row is not None else {}
-    return render(ctx, "wecom/settings.html", status_code=status_code, active="wecom", row=row,
-                  callback_url=base + callback_path(org.slug), error=error, error_field=error_field,
-                  test=test, saved=saved, sync_started=sync_started, sync_unconfigured=sync_unconfigured,
-                  **status)
+    return render(
+        ctx,
+        "wecom/settings.html",
+        status_code=status_code,
+        active="wecom",
+        row=row,
+        callback_url=base + callback_path(org.slug),
+        error=error,
+        error_field=error_field,
+        test=test,
+        saved=saved,
+        sync_started=sync_started,
+        sync_unconfigured=sync_unconfigured,
+        **status,
+    )
 
 
 @router.get("/wecom/settings")
@@ -85,17 +115,26 @@ def settings_page(db: DbSession, ctx: Console) -> Response:
 
 @router.post("/wecom/settings")
 def save_settings(
-    db: DbSession, ctx: Console,
-    corp_id: Annotated[str, Form()] = "", secret: Annotated[str, Form()] = "", token: Annotated[str, Form()] = "",
-    encoding_aes_key: Annotated[str, Form()] = "", base_url: Annotated[str, Form()] = "",
+    db: DbSession,
+    ctx: Console,
+    corp_id: Annotated[str, Form()] = "",
+    secret: Annotated[str, Form()] = "",
+    token: Annotated[str, Form()] = "",
+    encoding_aes_key: Annotated[str, Form()] = "",
+    base_url: Annotated[str, Form()] = "",
     welcome_text: Annotated[str, Form()] = "",
 ) -> Response:
     """Store the credentials; empty secret fields keep the stored values."""
     org_id = _admin(ctx)
     try:
-        data = CredentialsIn(corp_id=corp_id, secret=secret or None, token=token or None,
-                             encoding_aes_key=encoding_aes_key or None, base_url=base_url or None,  # type: ignore[arg-type]
-                             welcome_text=welcome_text)
+        data = CredentialsIn(
+            corp_id=corp_id,
+            secret=secret or None,
+            token=token or None,
+            encoding_aes_key=encoding_aes_key or None,
+            base_url=base_url or None,  # type: ignore[arg-type]
+            welcome_text=welcome_text,
+        )
         credentials.save_credentials(db, org_id, data, ctx.request.app.state.settings.resolved_secret_key())
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
@@ -112,16 +151,22 @@ def test_settings(db: DbSession, ctx: Console) -> Response:
     """Call gettoken with the stored credentials and show the outcome in words."""
     org_id = _admin(ctx)
     try:
-        result = credentials.check_connection(db, org_id, ctx.request.app.state.settings.resolved_secret_key())
+        result = credentials.check_connection(
+            db, org_id, ctx.request.app.state.settings.resolved_secret_key()
+        )
     except DomainError as exc:
         return _page(db, ctx, error=exc.message, error_field=exc.field, status_code=exc.status_code)
     return _page(db, ctx, test=result)
 
 
 @router.get("/wecom/status")
-def status_fragment(db: DbSession, ctx: Console,
-                    requested: Annotated[int | None, Query(ge=0, description="when Sync now was pressed "
-                                                           "(Unix seconds)")] = None) -> Response:
+def status_fragment(
+    db: DbSession,
+    ctx: Console,
+    requested: Annotated[
+        int | None, Query(ge=0, description="when Sync now was pressed (Unix seconds)")
+    ] = None,
+) -> Response:
     """The status section alone (last reconciliation, callback inbox), polled while a sync runs or is awaited."""
     org_id = _admin(ctx)
     if credentials.get_credentials(db, org_id) is None:

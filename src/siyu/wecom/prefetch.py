@@ -45,14 +45,20 @@ _POOL = ThreadPoolExecutor(max_workers=THREADS, thread_name_prefix="wecom-prefet
 
 def contact_to_fetch(event: Mapping[str, Any]) -> str | None:
     """The ExternalUserID whose details applying this callback reads from WeCom, if any."""
-    if event.get("event") != "change_external_contact" or event.get("change_type") not in CONTACT_READING_CHANGES:
+    if (
+        event.get("event") != "change_external_contact"
+        or event.get("change_type") not in CONTACT_READING_CHANGES
+    ):
         return None
     return str(event.get("external_user_id") or "") or None
 
 
 def _same_account(a: WeComClient, b: WeComClient) -> bool:
-    return a is b or (a.api.corp_id, a.api.secret, a.api.API_BASE_URL) == (b.api.corp_id, b.api.secret,
-                                                                          b.api.API_BASE_URL)
+    return a is b or (a.api.corp_id, a.api.secret, a.api.API_BASE_URL) == (
+        b.api.corp_id,
+        b.api.secret,
+        b.api.API_BASE_URL,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,8 +68,9 @@ class _Fetched:
     error: WeComError | None  # WeCom's answer was an error (not a failed HTTP exchange)
 
 
-def _fetch(factory: sessionmaker[Session], org_id: int, external_userid: str,
-           secret_key: Callable[[], str]) -> _Fetched | None:
+def _fetch(
+    factory: sessionmaker[Session], org_id: int, external_userid: str, secret_key: Callable[[], str]
+) -> _Fetched | None:
     with factory() as db:
         client, _ = callback_client(db, org_id, secret_key)
     if client is None:
@@ -124,14 +131,22 @@ class PrefetchedClient:
 class Lookahead:
     """Starts the contact fetches of a batch's next rows as the drain walks it (use as a context manager)."""
 
-    def __init__(self, factory: sessionmaker[Session], secret_key: Callable[[], str], ids: Sequence[int],
-                 ahead: int = AHEAD) -> None:
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        secret_key: Callable[[], str],
+        ids: Sequence[int],
+        ahead: int = AHEAD,
+    ) -> None:
         self._factory, self._secret_key, self._ahead = factory, secret_key, ahead
         self._ids = list(ids)
         # Read without claiming: the drain claims each row when it applies it.
         with factory() as db:
-            rows = db.execute(select(InboxItem.id, InboxItem.org_id, InboxItem.payload).where(
-                InboxItem.id.in_(self._ids), InboxItem.processed_at.is_(None))).all()
+            rows = db.execute(
+                select(InboxItem.id, InboxItem.org_id, InboxItem.payload).where(
+                    InboxItem.id.in_(self._ids), InboxItem.processed_at.is_(None)
+                )
+            ).all()
         self._wanted = {row.id: (row.org_id, eid) for row in rows if (eid := contact_to_fetch(row.payload))}
         self._started = 0  # rows before this position have had their fetch started (or skipped)
         self._pending: dict[int, Prefetch] = {}
@@ -163,6 +178,8 @@ class Lookahead:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         for prefetch in self._pending.values():
             prefetch.future.cancel()

@@ -61,9 +61,17 @@ from siyu.wecom.models import WelcomeSend
 from siyu.wecom.transfers import apply_transfer_fail
 
 __all__ = [
-    "WELCOME_WINDOW_SECONDS", "apply_contact", "apply_event", "apply_follow", "apply_tags",
+    "WELCOME_WINDOW_SECONDS",
+    "apply_contact",
+    "apply_event",
+    "apply_follow",
+    "apply_tags",
     "delete_corp_tag",
-    "end_follow", "ensure_wecom_account", "send_welcome", "source_from_state", "upsert_corp_tags",
+    "end_follow",
+    "ensure_wecom_account",
+    "send_welcome",
+    "source_from_state",
+    "upsert_corp_tags",
     "upsert_group",
 ]
 
@@ -104,15 +112,26 @@ def _customer_for(
     return find_or_create_by_identities(db, org_id, identities, defaults, reason=reason)
 
 
-def apply_follow(db: Session, org_id: int, customer: Customer, info: FollowInfo, *,
-                 at: datetime | None = None, new_customer: bool = False) -> FollowRelation | None:
+def apply_follow(
+    db: Session,
+    org_id: int,
+    customer: Customer,
+    info: FollowInfo,
+    *,
+    at: datetime | None = None,
+    new_customer: bool = False,
+) -> FollowRelation | None:
     """Make the member in ``info`` follow the customer unless a later end is already recorded (then None).
     ``new_customer``: the customer was created in this transaction, so it has no relation to look up."""
     account_id = wecom_account_id(db, org_id, info.userid)
     since = ensure_utc(info.created_at or at or utcnow())
     rel = None if new_customer else relation_of(db, customer.id, account_id)
-    if rel is not None and rel.status != FollowStatus.active and rel.ended_at is not None \
-            and since <= ensure_utc(rel.ended_at):
+    if (
+        rel is not None
+        and rel.status != FollowStatus.active
+        and rel.ended_at is not None
+        and since <= ensure_utc(rel.ended_at)
+    ):
         return None  # stale add: the relation ended after this add happened
     state = (info.state or "")[:30] or None
     source = source_from_state(info.state)
@@ -122,18 +141,28 @@ def apply_follow(db: Session, org_id: int, customer: Customer, info: FollowInfo,
     return follow_relation(db, org_id, customer, account_id, rel, since=since, source=source, state=state)
 
 
-def end_follow(db: Session, org_id: int, external_userid: str, userid: str, *,
-               by: Literal["customer", "staff"], at: datetime) -> FollowRelation | None:
+def end_follow(
+    db: Session,
+    org_id: int,
+    external_userid: str,
+    userid: str,
+    *,
+    by: Literal["customer", "staff"],
+    at: datetime,
+) -> FollowRelation | None:
     """Record that a follow ended at ``at``; an end older than the relation's start is ignored (None)."""
     at = ensure_utc(at)
-    customer, _ = find_or_create_by_identity(db, org_id, IdentityKind.wecom_external_userid, external_userid, {})
+    customer, _ = find_or_create_by_identity(
+        db, org_id, IdentityKind.wecom_external_userid, external_userid, {}
+    )
     account = ensure_wecom_account(db, org_id, userid)
     rel = relation_of(db, customer.id, account.id)
     ended = FollowStatus.deleted_by_customer if by == "customer" else FollowStatus.deleted_by_staff
     if rel is None:
         # The end arrived before the add: keep a tombstone so the late add is recognised as stale.
-        rel = FollowRelation(org_id=org_id, customer_id=customer.id, account_id=account.id, since=at,
-                             status=ended, ended_at=at)
+        rel = FollowRelation(
+            org_id=org_id, customer_id=customer.id, account_id=account.id, since=at, status=ended, ended_at=at
+        )
         db.add(rel)
         db.flush()
         return rel
@@ -152,37 +181,55 @@ _TAGS_BY_EXTERNAL_ID = select(Tag.external_id, Tag.id).where(
     Tag.org_id == bindparam("org_id"), Tag.external_id.in_(bindparam("external_ids", expanding=True))
 )
 _CUSTOMER_TAGS = (
-    select(CustomerTag.tag_id, Tag.external_id).outerjoin(Tag, Tag.id == CustomerTag.tag_id)
+    select(CustomerTag.tag_id, Tag.external_id)
+    .outerjoin(Tag, Tag.id == CustomerTag.tag_id)
     .where(CustomerTag.customer_id == bindparam("customer_id"))
 )
 
 
-def apply_tags(db: Session, org_id: int, customer_id: int, external_tag_ids: Iterable[str], *,
-               replace: bool = False, new_customer: bool = False) -> list[str]:
+def apply_tags(
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    external_tag_ids: Iterable[str],
+    *,
+    replace: bool = False,
+    new_customer: bool = False,
+) -> list[str]:
     """Put the WeCom tags (by WeCom tag id) on the customer; with ``replace``, WeCom tags not listed are
     removed (tags created in siyu, without an external id, are never touched). Returns unknown tag ids.
     ``new_customer``: the customer was created in this transaction, so it has no tags to look up."""
     wanted_ext = {t for t in external_tag_ids if t}
-    known: dict[str, int] = {
-        str(ext): int(tag_id) for ext, tag_id in db.execute(
-            _TAGS_BY_EXTERNAL_ID, {"org_id": org_id, "external_ids": sorted(wanted_ext)}
-        )
-    } if wanted_ext else {}
+    known: dict[str, int] = (
+        {
+            str(ext): int(tag_id)
+            for ext, tag_id in db.execute(
+                _TAGS_BY_EXTERNAL_ID, {"org_id": org_id, "external_ids": sorted(wanted_ext)}
+            )
+        }
+        if wanted_ext
+        else {}
+    )
     wanted = set(known.values())
     have = [] if new_customer else db.execute(_CUSTOMER_TAGS, {"customer_id": customer_id}).all()
     have_wecom = {int(tag_id) for tag_id, ext in have if ext is not None}
     have_all = {int(tag_id) for tag_id, _ in have}
     if replace and have_wecom - wanted:
-        db.execute(delete(CustomerTag).where(
-            CustomerTag.customer_id == customer_id, CustomerTag.tag_id.in_(have_wecom - wanted)
-        ))
+        db.execute(
+            delete(CustomerTag).where(
+                CustomerTag.customer_id == customer_id, CustomerTag.tag_id.in_(have_wecom - wanted)
+            )
+        )
     if wanted - have_all:
         # One INSERT rather than an ORM object and flush per tag: nothing reads these rows back as objects.
         now = utcnow()
-        db.execute(insert(CustomerTag.__table__), [  # type: ignore[arg-type]
-            {"customer_id": customer_id, "tag_id": t, "org_id": org_id, "created_at": now}
-            for t in sorted(wanted - have_all)
-        ])
+        db.execute(
+            insert(CustomerTag.__table__),
+            [  # type: ignore[arg-type]
+                {"customer_id": customer_id, "tag_id": t, "org_id": org_id, "created_at": now}
+                for t in sorted(wanted - have_all)
+            ],
+        )
     db.flush()
     return sorted(wanted_ext - set(known))
 
@@ -190,7 +237,9 @@ def apply_tags(db: Session, org_id: int, customer_id: int, external_tag_ids: Ite
 def _unique_name(db: Session, model: Any, name: str, **scope: Any) -> str:
     base, n = name[:60] or "-", 1
     candidate = base
-    while db.scalar(select(model.id).where(model.name == candidate, *(getattr(model, k) == v for k, v in scope.items()))):
+    while db.scalar(
+        select(model.id).where(model.name == candidate, *(getattr(model, k) == v for k, v in scope.items()))
+    ):
         n += 1
         candidate = f"{base[:55]} ({n})"
     return candidate
@@ -201,17 +250,27 @@ def upsert_corp_tags(db: Session, org_id: int, groups: Sequence[CorpTagGroup]) -
     Deleted ones are removed. Returns how many tags were written."""
     written = 0
     for g in groups:
-        group = db.scalar(select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.external_id == g.group_id))
+        group = db.scalar(
+            select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.external_id == g.group_id)
+        )
         if g.deleted:
             if group is not None:
                 db.delete(group)
             continue
         if group is None:
-            group = db.scalar(select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.name == g.group_name[:60],
-                                                     TagGroup.external_id.is_(None)))
+            group = db.scalar(
+                select(TagGroup).where(
+                    TagGroup.org_id == org_id,
+                    TagGroup.name == g.group_name[:60],
+                    TagGroup.external_id.is_(None),
+                )
+            )
         if group is None:
-            group = TagGroup(org_id=org_id, name=_unique_name(db, TagGroup, g.group_name, org_id=org_id),
-                             external_id=g.group_id)
+            group = TagGroup(
+                org_id=org_id,
+                name=_unique_name(db, TagGroup, g.group_name, org_id=org_id),
+                external_id=g.group_id,
+            )
             db.add(group)
             db.flush()
         elif group.name != g.group_name[:60]:
@@ -224,11 +283,21 @@ def upsert_corp_tags(db: Session, org_id: int, groups: Sequence[CorpTagGroup]) -
                     db.delete(tag)
                 continue
             if tag is None:
-                tag = db.scalar(select(Tag).where(Tag.org_id == org_id, Tag.group_id == group.id,
-                                                  Tag.name == t.name[:60], Tag.external_id.is_(None)))
+                tag = db.scalar(
+                    select(Tag).where(
+                        Tag.org_id == org_id,
+                        Tag.group_id == group.id,
+                        Tag.name == t.name[:60],
+                        Tag.external_id.is_(None),
+                    )
+                )
             if tag is None:
-                tag = Tag(org_id=org_id, group_id=group.id, external_id=t.id,
-                          name=_unique_name(db, Tag, t.name, org_id=org_id, group_id=group.id))
+                tag = Tag(
+                    org_id=org_id,
+                    group_id=group.id,
+                    external_id=t.id,
+                    name=_unique_name(db, Tag, t.name, org_id=org_id, group_id=group.id),
+                )
                 db.add(tag)
             elif tag.name != t.name[:60] or tag.group_id != group.id:
                 tag.group_id = group.id
@@ -251,18 +320,32 @@ def delete_corp_tag(db: Session, org_id: int, external_id: str, tag_type: str) -
     return True
 
 
-def apply_contact(db: Session, org_id: int, contact: ExternalContact, follow_infos: Sequence[FollowInfo], *,
-                  source_state: str | None = None, replace_tags: bool = False,
-                  at: datetime | None = None) -> Customer:
+def apply_contact(
+    db: Session,
+    org_id: int,
+    contact: ExternalContact,
+    follow_infos: Sequence[FollowInfo],
+    *,
+    source_state: str | None = None,
+    replace_tags: bool = False,
+    at: datetime | None = None,
+) -> Customer:
     """Create or update the customer for a WeCom contact, with a follow relation per follow info and
     their tags. The source is ``source_state`` or the first follow's State (only if none is set yet)."""
-    return _apply_contact(db, org_id, contact, follow_infos, source_state=source_state,
-                          replace_tags=replace_tags, at=at)[0]
+    return _apply_contact(
+        db, org_id, contact, follow_infos, source_state=source_state, replace_tags=replace_tags, at=at
+    )[0]
 
 
 def _apply_contact(
-    db: Session, org_id: int, contact: ExternalContact, follow_infos: Sequence[FollowInfo], *,
-    source_state: str | None, replace_tags: bool, at: datetime | None,
+    db: Session,
+    org_id: int,
+    contact: ExternalContact,
+    follow_infos: Sequence[FollowInfo],
+    *,
+    source_state: str | None,
+    replace_tags: bool,
+    at: datetime | None,
 ) -> tuple[Customer, list[str]]:
     """``apply_contact``, also returning the WeCom tag ids not mirrored locally (left off the customer)."""
     source = source_from_state(source_state) or next(
@@ -288,8 +371,15 @@ def _apply_contact(
 # --- events -------------------------------------------------------------------------------------------
 
 
-def send_welcome(db: Session, org_id: int, client: WeComClient, event: Mapping[str, Any], text: str, *,
-                 now: datetime | None = None) -> str:
+def send_welcome(
+    db: Session,
+    org_id: int,
+    client: WeComClient,
+    event: Mapping[str, Any],
+    text: str,
+    *,
+    now: datetime | None = None,
+) -> str:
     """Send the welcome message for an add_external_contact's WelcomeCode, at most once per code.
 
     The reservation row is written (and flushed) before the call; a second attempt finds it and sends
@@ -297,10 +387,19 @@ def send_welcome(db: Session, org_id: int, client: WeComClient, event: Mapping[s
     code = str(event.get("welcome_code") or "")
     if not code or not text.strip():
         return "no welcome"
-    stmt = insert_ignore(db, WelcomeSend.__table__, ["org_id", "welcome_code"]).values(  # type: ignore[arg-type]
-        org_id=org_id, welcome_code=code[:128], external_userid=str(event.get("external_user_id") or "")[:128],
-        userid=str(event.get("user_id") or "")[:64], status="reserved", error="", created_at=utcnow(),
-    ).returning(WelcomeSend.__table__.c.id)
+    stmt = (
+        insert_ignore(db, WelcomeSend.__table__, ["org_id", "welcome_code"])
+        .values(  # type: ignore[arg-type]
+            org_id=org_id,
+            welcome_code=code[:128],
+            external_userid=str(event.get("external_user_id") or "")[:128],
+            userid=str(event.get("user_id") or "")[:64],
+            status="reserved",
+            error="",
+            created_at=utcnow(),
+        )
+        .returning(WelcomeSend.__table__.c.id)
+    )
     send_id = db.scalar(stmt)
     if send_id is None:
         return "welcome already handled"
@@ -308,7 +407,10 @@ def send_welcome(db: Session, org_id: int, client: WeComClient, event: Mapping[s
     assert row is not None
     age = ((now or utcnow()) - _event_time(event)).total_seconds()
     if age > WELCOME_WINDOW_SECONDS:
-        row.status, row.error = "expired", f"welcome code was {age:.0f} s old (WeCom accepts {WELCOME_WINDOW_SECONDS} s)"
+        row.status, row.error = (
+            "expired",
+            f"welcome code was {age:.0f} s old (WeCom accepts {WELCOME_WINDOW_SECONDS} s)",
+        )
         db.flush()
         return "welcome expired"
     try:
@@ -322,7 +424,9 @@ def send_welcome(db: Session, org_id: int, client: WeComClient, event: Mapping[s
     return "welcome sent"
 
 
-def _ensure_tags(db: Session, org_id: int, client: WeComClient | None, external_tag_ids: Sequence[str]) -> None:
+def _ensure_tags(
+    db: Session, org_id: int, client: WeComClient | None, external_tag_ids: Sequence[str]
+) -> None:
     """Fetch WeCom tags not mirrored yet (a tag created since the last sync) before they are applied."""
     wanted = {t for t in external_tag_ids if t}
     if client is None or not wanted:
@@ -334,13 +438,20 @@ def _ensure_tags(db: Session, org_id: int, client: WeComClient | None, external_
 
 
 #: The contact changes whose processing reads the customer from WeCom (externalcontact/get).
-CONTACT_READING_CHANGES = frozenset({"add_external_contact", "edit_external_contact", "add_half_external_contact"})
+CONTACT_READING_CHANGES = frozenset(
+    {"add_external_contact", "edit_external_contact", "add_half_external_contact"}
+)
 
 
-def _contact_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None,
-                   welcome_text: str) -> str:
+def _contact_event(
+    db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None, welcome_text: str
+) -> str:
     change = event.get("change_type")
-    eid, userid, at = str(event.get("external_user_id") or ""), str(event.get("user_id") or ""), _event_time(event)
+    eid, userid, at = (
+        str(event.get("external_user_id") or ""),
+        str(event.get("user_id") or ""),
+        _event_time(event),
+    )
     if not eid:
         return "ignored: no ExternalUserID"
     if change in ("del_external_contact", "del_follow_user"):
@@ -374,19 +485,28 @@ def _contact_event(db: Session, org_id: int, event: Mapping[str, Any], client: W
             _ensure_tags(db, org_id, client, [t for f in follows for t in f.tag_ids])
             follows = []  # the member has not accepted yet: a customer, not yet a contact
         replace = change == "edit_external_contact"
-        customer, unknown = _apply_contact(db, org_id, detail.contact, follows, source_state=state or None,
-                                           replace_tags=replace, at=at)
+        customer, unknown = _apply_contact(
+            db, org_id, detail.contact, follows, source_state=state or None, replace_tags=replace, at=at
+        )
         if unknown and client is not None:
             # Tags created in WeCom since the last sync: mirror them, then put them on the customer too
             # (apply_tags is idempotent; the first pass already applied the known ones).
             upsert_corp_tags(db, org_id, client.list_corp_tags(tag_ids=unknown))
             apply_tags(db, org_id, customer.id, [t for f in follows for t in f.tag_ids], replace=replace)
     else:
-        follows = [] if change == "add_half_external_contact" or not userid else [
-            FollowInfo(userid=userid, created_at=at, state=state)
-        ]
-        customer = apply_contact(db, org_id, ExternalContact(external_userid=eid, name=""), follows,
-                                 source_state=state or None, at=at)
+        follows = (
+            []
+            if change == "add_half_external_contact" or not userid
+            else [FollowInfo(userid=userid, created_at=at, state=state)]
+        )
+        customer = apply_contact(
+            db,
+            org_id,
+            ExternalContact(external_userid=eid, name=""),
+            follows,
+            source_state=state or None,
+            at=at,
+        )
     if change == "add_external_contact" and state:
         # The State names the channel code the customer scanned: attribute the add to it (first/last
         # touch, auto-tags, cap bookkeeping), use its welcome text, and convert a lead that was sent it.
@@ -419,8 +539,9 @@ def _chat_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeCo
     if change == "update" and detail in ("add_member", "del_member"):
         joined = detail == "add_member"
         scene = event.get("join_scene") if joined else event.get("quit_scene")
-        group = apply_member_change(db, org_id, chat_id, list(event.get("mem_change_list") or []),
-                                    joined=joined, at=at, scene=scene)
+        group = apply_member_change(
+            db, org_id, chat_id, list(event.get("mem_change_list") or []), joined=joined, at=at, scene=scene
+        )
         return f"{'join' if joined else 'quit'} of {len(event.get('mem_change_list') or [])} applied ({group.member_count} members)"
     if client is None:
         ensure_group(db, org_id, chat_id)
@@ -436,7 +557,11 @@ def _chat_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeCo
 
 
 def _tag_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None) -> str:
-    change, ext_id, tag_type = event.get("change_type"), str(event.get("tag_id") or ""), str(event.get("tag_type") or "tag")
+    change, ext_id, tag_type = (
+        event.get("change_type"),
+        str(event.get("tag_id") or ""),
+        str(event.get("tag_type") or "tag"),
+    )
     if change == "delete":
         return "tag deleted" if delete_corp_tag(db, org_id, ext_id, tag_type) else "tag already absent"
     if client is None:
@@ -450,8 +575,14 @@ def _tag_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeCom
     return f"{upsert_corp_tags(db, org_id, groups)} tags written"
 
 
-def apply_event(db: Session, org_id: int, event: Mapping[str, Any], *, client: WeComClient | None = None,
-                welcome_text: str = "") -> str:
+def apply_event(
+    db: Session,
+    org_id: int,
+    event: Mapping[str, Any],
+    *,
+    client: WeComClient | None = None,
+    welcome_text: str = "",
+) -> str:
     """Apply one decrypted callback (a ``CallbackEvent`` as stored in the inbox); returns what was done."""
     kind = event.get("event")
     if kind == "change_external_contact":
@@ -461,4 +592,3 @@ def apply_event(db: Session, org_id: int, event: Mapping[str, Any], *, client: W
     if kind == "change_external_tag":
         return _tag_event(db, org_id, event, client)
     return f"ignored event {kind!r}"
-

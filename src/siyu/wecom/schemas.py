@@ -15,9 +15,15 @@ class CredentialsIn(BaseModel):
     corp_id: str = Field(min_length=1, max_length=64, description="CorpID (My Company > Company Info).")
     secret: str | None = Field(default=None, max_length=128, description="Customer-contact or app secret.")
     token: str | None = Field(default=None, max_length=64, description="Callback Token.")
-    encoding_aes_key: str | None = Field(default=None, max_length=43, description="Callback EncodingAESKey (43 chars).")
-    base_url: HttpUrl | None = Field(default=None, description="API base URL; default https://qyapi.weixin.qq.com.")
-    welcome_text: str | None = Field(default=None, max_length=4000, description="Welcome message for new customers.")
+    encoding_aes_key: str | None = Field(
+        default=None, max_length=43, description="Callback EncodingAESKey (43 chars)."
+    )
+    base_url: HttpUrl | None = Field(
+        default=None, description="API base URL; default https://qyapi.weixin.qq.com."
+    )
+    welcome_text: str | None = Field(
+        default=None, max_length=4000, description="Welcome message for new customers."
+    )
 
     def model_post_init(self, _context: object) -> None:
         """Normalise empty strings to "not given" and the URL to a plain string."""

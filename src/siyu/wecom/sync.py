@@ -18,8 +18,8 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
@@ -72,12 +72,15 @@ class SyncReport(BaseModel):
     samples: dict[str, list[str]] = Field(default_factory=dict)
     api_calls: int = 0
     api_seconds: float = Field(
-        default=0.0, description="Time inside WeCom calls (HTTP, back-off included), summed over threads.")
+        default=0.0, description="Time inside WeCom calls (HTTP, back-off included), summed over threads."
+    )
     wait_seconds: float = Field(default=0.0, description="Time waiting for the client-side quota.")
     siyu_seconds: float = Field(default=0.0, description="Time in siyu itself (database, mapping).")
     background_api_seconds: float = Field(
-        default=0.0, description="Of api + wait: calls made by the fetch threads (contact pages, groups) "
-                                "in parallel with siyu's writes (summed over those threads).")
+        default=0.0,
+        description="Of api + wait: calls made by the fetch threads (contact pages, groups) "
+        "in parallel with siyu's writes (summed over those threads).",
+    )
 
     def count(self, kind: str, what: str, n: int = 1) -> None:
         """Add `n` to one counter."""
@@ -128,7 +131,12 @@ class WeComSource(ContactSync, CorpTagReader, GroupReader, Protocol):
 
 
 def full_sync(
-    db: Session, org_id: int, client: WeComSource, *, pacer: ApiPacer | None = None, chunk_size: int = 2000,
+    db: Session,
+    org_id: int,
+    client: WeComSource,
+    *,
+    pacer: ApiPacer | None = None,
+    chunk_size: int = 2000,
     include_groups: bool = True,
 ) -> SyncReport:
     """Make siyu agree with WeCom for one organization and report what changed (flushes, never commits)."""
@@ -139,7 +147,12 @@ def full_sync(
 
 
 def _full_sync(
-    db: Session, org_id: int, client: WeComSource, pacer: ApiPacer | None, chunk_size: int, include_groups: bool,
+    db: Session,
+    org_id: int,
+    client: WeComSource,
+    pacer: ApiPacer | None,
+    chunk_size: int,
+    include_groups: bool,
 ) -> SyncReport:
     started = time.perf_counter()
     report = SyncReport(org_id=org_id, started_at=utcnow().isoformat())
@@ -166,16 +179,23 @@ def _full_sync(
         queue.Queue(maxsize=max(2, PREFETCH_PAGES // max(1, fetching))) for _ in range(fetching)
     ]
     fetchers = [
-        threading.Thread(target=_fetch_pages, args=(call, client, batches[k::FETCH_THREADS], queues[k], stop),
-                         name=f"wecom-sync-fetch-{k}", daemon=True)
+        threading.Thread(
+            target=_fetch_pages,
+            args=(call, client, batches[k::FETCH_THREADS], queues[k], stop),
+            name=f"wecom-sync-fetch-{k}",
+            daemon=True,
+        )
         for k in range(fetching)
     ]
     # The groups are read meanwhile too (a bounded number ahead), so their calls are not waited for after
     # the contacts; they are applied after the contacts, whose customers their members mostly are.
     groups: queue.Queue[list[str] | GroupChat | BaseException | None] = queue.Queue(maxsize=GROUP_PREFETCH)
     if include_groups:
-        fetchers.append(threading.Thread(target=_fetch_groups, args=(call, client, groups, stop),
-                                         name="wecom-sync-groups", daemon=True))
+        fetchers.append(
+            threading.Thread(
+                target=_fetch_groups, args=(call, client, groups, stop), name="wecom-sync-groups", daemon=True
+            )
+        )
     for fetcher in fetchers:
         fetcher.start()
     buffer: list[ContactWithFollow] = []
@@ -208,8 +228,9 @@ def _full_sync(
         _recount_friends(db, org_id)
         if include_groups:
             chat_ids: list[str] = take(groups)
-            sync_groups(db, org_id, chat_ids, (take(groups) for _ in chat_ids), report, state.accounts,
-                        state.holders)
+            sync_groups(
+                db, org_id, chat_ids, (take(groups) for _ in chat_ids), report, state.accounts, state.holders
+            )
     finally:
         stop.set()
         for fetcher in fetchers:
@@ -218,8 +239,13 @@ def _full_sync(
     report.finished_at = utcnow().isoformat()
     # siyu's own time: everything this thread did except waiting for fetched items and its own API calls.
     background_calls = report.background_api_seconds
-    report.siyu_seconds = max(0.0, time.perf_counter() - started - blocked
-                              - (report.api_seconds + report.wait_seconds - background_calls))
+    report.siyu_seconds = max(
+        0.0,
+        time.perf_counter()
+        - started
+        - blocked
+        - (report.api_seconds + report.wait_seconds - background_calls),
+    )
     return report
 
 
@@ -237,8 +263,11 @@ def _member_batches(userids: list[str], fetchers: int) -> list[list[str]]:
 
 
 def _fetch_pages(
-    call: Caller, client: WeComSource, batches: list[list[str]],
-    pages: queue.Queue[list[ContactWithFollow] | BaseException | None], stop: threading.Event,
+    call: Caller,
+    client: WeComSource,
+    batches: list[list[str]],
+    pages: queue.Queue[list[ContactWithFollow] | BaseException | None],
+    stop: threading.Event,
 ) -> None:
     """Producer: the contacts of each batch of members, one cursor page at a time, then None.
 
@@ -257,12 +286,14 @@ def _fetch_pages(
                     break
                 cursor = page.next_cursor
         _put(pages, None, stop)
-    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it in the sync's thread
+    except BaseException as exc:
         _put(pages, exc, stop)
 
 
 def _fetch_groups(
-    call: Caller, client: WeComSource, out: queue.Queue[list[str] | GroupChat | BaseException | None],
+    call: Caller,
+    client: WeComSource,
+    out: queue.Queue[list[str] | GroupChat | BaseException | None],
     stop: threading.Event,
 ) -> None:
     """Producer: the list of chat ids, then each group's snapshot in that order (an error in place of one)."""
@@ -273,7 +304,7 @@ def _fetch_groups(
             if stop.is_set():
                 return
             _put(out, call("externalcontact/groupchat/get", lambda c=chat_id: client.get_group(c)), stop)
-    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it in the sync's thread
+    except BaseException as exc:
         _put(out, exc, stop)
 
 
@@ -294,7 +325,9 @@ def _put(pages: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
             continue
 
 
-def _sync_tags(db: Session, org_id: int, call: Caller, client: Any, report: SyncReport, state: SyncState) -> None:
+def _sync_tags(
+    db: Session, org_id: int, call: Caller, client: Any, report: SyncReport, state: SyncState
+) -> None:
     groups = [g for g in call("externalcontact/get_corp_tag_list", client.list_corp_tags) if not g.deleted]
     local_groups = list(db.scalars(select(TagGroup).where(TagGroup.org_id == org_id)))
     by_ext = {g.external_id: g for g in local_groups if g.external_id}
@@ -324,7 +357,10 @@ def _sync_tags(db: Session, org_id: int, call: Caller, client: Any, report: Sync
                 group.name = name
             group.sort_order = wg.order
             report.count("tag_groups", "updated")
-        local_tags = {t.external_id: t for t in db.scalars(select(Tag).where(Tag.org_id == org_id, Tag.external_id.is_not(None)))}
+        local_tags = {
+            t.external_id: t
+            for t in db.scalars(select(Tag).where(Tag.org_id == org_id, Tag.external_id.is_not(None)))
+        }
         names_in_group = {t.name: t for t in db.scalars(select(Tag).where(Tag.group_id == group.id))}
         for wt in wg.tags:
             if wt.deleted:
@@ -339,7 +375,9 @@ def _sync_tags(db: Session, org_id: int, call: Caller, client: Any, report: Sync
                 else:
                     if tag is not None:
                         tname = f"{tname[:50]} {wt.id[-8:]}"
-                    tag = Tag(org_id=org_id, group_id=group.id, name=tname, external_id=wt.id, sort_order=wt.order)
+                    tag = Tag(
+                        org_id=org_id, group_id=group.id, name=tname, external_id=wt.id, sort_order=wt.order
+                    )
                     db.add(tag)
                     report.count("tags", "created")
                     report.sample("tags", f"created {group.name}/{tname}")
@@ -362,8 +400,11 @@ def _sync_tags(db: Session, org_id: int, call: Caller, client: Any, report: Sync
             db.execute(delete(CustomerTag).where(CustomerTag.tag_id == tag.id))
             db.delete(tag)
     for group in local_groups:
-        if group.external_id and group.external_id not in live_group_ids and \
-                db.scalar(select(func.count()).select_from(Tag).where(Tag.group_id == group.id)) == 0:
+        if (
+            group.external_id
+            and group.external_id not in live_group_ids
+            and db.scalar(select(func.count()).select_from(Tag).where(Tag.group_id == group.id)) == 0
+        ):
             db.delete(group)
             report.count("tag_groups", "ended")
     db.flush()
@@ -373,13 +414,22 @@ def _sync_tags(db: Session, org_id: int, call: Caller, client: Any, report: Sync
 
 
 def _sync_members(db: Session, org_id: int, userids: list[str], report: SyncReport, state: SyncState) -> None:
-    existing = dict(db.execute(
-        select(Account.external_id, Account.id).where(Account.org_id == org_id, Account.kind == AccountKind.wecom_member)
-    ).all())
+    existing = dict(
+        db.execute(
+            select(Account.external_id, Account.id).where(
+                Account.org_id == org_id, Account.kind == AccountKind.wecom_member
+            )
+        ).all()
+    )
     for userid in userids:
         if userid not in existing:
-            account = Account(org_id=org_id, kind=AccountKind.wecom_member, external_id=userid, name=userid,
-                              status=AccountStatus.active)
+            account = Account(
+                org_id=org_id,
+                kind=AccountKind.wecom_member,
+                external_id=userid,
+                name=userid,
+                status=AccountStatus.active,
+            )
             db.add(account)
             db.flush()
             existing[userid] = account.id
@@ -401,16 +451,26 @@ def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: Sync
     listed = set(state.accounts.values())
     active = FollowStatus.active.value
     seen = state.seen_follows
-    stale = sorted(key for key, status in state.follows.items()
-                   if status == active and key[1] in listed and key not in seen)
+    stale = sorted(
+        key
+        for key, status in state.follows.items()
+        if status == active and key[1] in listed and key not in seen
+    )
     if not stale:
         return
     now = utcnow()
     # WeCom does not say who deleted whom; a relation that vanished is most often the customer's doing.
     # Only still-active rows: a callback may have ended one meanwhile, with its own reason and time.
     db.execute(
-        update(FOLLOWS).where(and_(FOLLOWS.c.org_id == org_id, FOLLOWS.c.customer_id == bindparam("cid"),
-                                   FOLLOWS.c.account_id == bindparam("aid"), FOLLOWS.c.status == active))
+        update(FOLLOWS)
+        .where(
+            and_(
+                FOLLOWS.c.org_id == org_id,
+                FOLLOWS.c.customer_id == bindparam("cid"),
+                FOLLOWS.c.account_id == bindparam("aid"),
+                FOLLOWS.c.status == active,
+            )
+        )
         .values(status=FollowStatus.deleted_by_customer.value, ended_at=now),
         [{"cid": cid, "aid": aid} for cid, aid in stale],
     )
@@ -433,7 +493,9 @@ def _reconcile_customer_tags(db: Session, org_id: int, report: SyncReport, state
     remove = sorted(p for p in existing - state.wanted_tags if p[0] in state.customers)
     now = driver_datetime(db)(utcnow())
     insert_rows(
-        db, CUSTOMER_TAGS, [{"customer_id": c, "tag_id": t, "org_id": org_id, "created_at": now} for c, t in add],
+        db,
+        CUSTOMER_TAGS,
+        [{"customer_id": c, "tag_id": t, "org_id": org_id, "created_at": now} for c, t in add],
         ["customer_id", "tag_id"],
     )
     if add:
@@ -441,8 +503,9 @@ def _reconcile_customer_tags(db: Session, org_id: int, report: SyncReport, state
         report.sample("customer_tags", f"tagged {len(add)} customers as WeCom shows")
     if remove:
         db.execute(
-            delete(CUSTOMER_TAGS).where(CUSTOMER_TAGS.c.customer_id == bindparam("c"),
-                                        CUSTOMER_TAGS.c.tag_id == bindparam("t")),
+            delete(CUSTOMER_TAGS).where(
+                CUSTOMER_TAGS.c.customer_id == bindparam("c"), CUSTOMER_TAGS.c.tag_id == bindparam("t")
+            ),
             [{"c": c, "t": t} for c, t in remove],
         )
         report.count("customer_tags", "ended", len(remove))
@@ -451,12 +514,14 @@ def _reconcile_customer_tags(db: Session, org_id: int, report: SyncReport, state
 
 def _recount_friends(db: Session, org_id: int) -> None:
     counted = (
-        select(func.count()).select_from(FOLLOWS)
+        select(func.count())
+        .select_from(FOLLOWS)
         .where(FOLLOWS.c.account_id == ACCOUNTS.c.id, FOLLOWS.c.status == FollowStatus.active.value)
         .scalar_subquery()
     )
     db.execute(
-        update(ACCOUNTS).where(ACCOUNTS.c.org_id == org_id, ACCOUNTS.c.kind == AccountKind.wecom_member.value)
+        update(ACCOUNTS)
+        .where(ACCOUNTS.c.org_id == org_id, ACCOUNTS.c.kind == AccountKind.wecom_member.value)
         .values(friend_count=counted)
     )
     db.expire_all()
@@ -483,8 +548,10 @@ def is_running(run: WeComSyncRun | None) -> bool:
 def ensure_not_running(run: WeComSyncRun | None) -> None:
     """Refuse (Conflict) to start a sync while this run is in progress."""
     if run is not None and is_running(run):
-        raise Conflict(f"a sync with WeCom is already running (started {run.started_at:%Y-%m-%d %H:%M} UTC)",
-                       field="sync")
+        raise Conflict(
+            f"a sync with WeCom is already running (started {run.started_at:%Y-%m-%d %H:%M} UTC)",
+            field="sync",
+        )
 
 
 def _record(db: Session, org_id: int, run: WeComSyncRun | None = None, **values: Any) -> WeComSyncRun:
@@ -508,8 +575,13 @@ def _claim_run(factory: sessionmaker[Session], org_id: int, started: datetime) -
 
 
 def run_sync(
-    factory: sessionmaker[Session], org_id: int, client: WeComSource, *, pacer: ApiPacer | None = None,
-    chunk_size: int = 2000, include_groups: bool = True,
+    factory: sessionmaker[Session],
+    org_id: int,
+    client: WeComSource,
+    *,
+    pacer: ApiPacer | None = None,
+    chunk_size: int = 2000,
+    include_groups: bool = True,
 ) -> SyncReport:
     """Sync in one transaction and store the report; a failure is recorded (in its own transaction) and re-raised.
 
@@ -519,14 +591,30 @@ def run_sync(
     _claim_run(factory, org_id, started)
     try:
         with transaction(factory) as db:
-            report = full_sync(db, org_id, client, pacer=pacer, chunk_size=chunk_size, include_groups=include_groups)
-            _record(db, org_id, status="succeeded", started_at=started, finished_at=utcnow(), error="",
-                    report=report.model_dump())
+            report = full_sync(
+                db, org_id, client, pacer=pacer, chunk_size=chunk_size, include_groups=include_groups
+            )
+            _record(
+                db,
+                org_id,
+                status="succeeded",
+                started_at=started,
+                finished_at=utcnow(),
+                error="",
+                report=report.model_dump(),
+            )
         return report
     except Exception as exc:
         with transaction(factory) as db:
-            _record(db, org_id, status="failed", started_at=started, finished_at=utcnow(),
-                    error=f"{type(exc).__name__}: {exc}"[:2000], report={})
+            _record(
+                db,
+                org_id,
+                status="failed",
+                started_at=started,
+                finished_at=utcnow(),
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+                report={},
+            )
         raise
 
 
@@ -538,4 +626,3 @@ def sync_org(factory: sessionmaker[Session], org_id: int, secret_key: str) -> Sy
     with transaction(factory) as db:
         creds = load_plain(db, org_id, secret_key)
     return run_sync(factory, org_id, client_for(creds), pacer=pacer_for(creds.corp_id))
-

@@ -71,6 +71,7 @@ class SyncState:
 
     def remap(self, merges: dict[int, int]) -> None:
         """Point everything learnt about merged-away customers at their survivors."""
+
         def to(cid: int) -> int:
             return merges.get(cid, cid)
 
@@ -93,8 +94,13 @@ def preload(db: Session, org_id: int, state: SyncState) -> None:
     """
     merged: dict[tuple[str, str], int] = {}
     for kind, value, cid, merged_into, name in db.execute(
-        select(IDENTITIES.c.kind, IDENTITIES.c.value, IDENTITIES.c.customer_id, CUSTOMERS.c.merged_into_id,
-               CUSTOMERS.c.name)
+        select(
+            IDENTITIES.c.kind,
+            IDENTITIES.c.value,
+            IDENTITIES.c.customer_id,
+            CUSTOMERS.c.merged_into_id,
+            CUSTOMERS.c.name,
+        )
         .join(CUSTOMERS, CUSTOMERS.c.id == IDENTITIES.c.customer_id)
         .where(IDENTITIES.c.org_id == org_id, IDENTITIES.c.kind.in_([EXTERNAL, UNIONID]))
     ):
@@ -114,8 +120,12 @@ def preload(db: Session, org_id: int, state: SyncState) -> None:
             else:
                 state.unionids[value] = live.get(cid, cid)
     state.follows = {
-        (cid, aid): str(status) for cid, aid, status in db.execute(
-            select(FOLLOWS.c.customer_id, FOLLOWS.c.account_id, FOLLOWS.c.status).where(FOLLOWS.c.org_id == org_id))
+        (cid, aid): str(status)
+        for cid, aid, status in db.execute(
+            select(FOLLOWS.c.customer_id, FOLLOWS.c.account_id, FOLLOWS.c.status).where(
+                FOLLOWS.c.org_id == org_id
+            )
+        )
     }
 
 
@@ -216,7 +226,8 @@ def _resolve_contacts(
                     fills.append(_fill(fresh[eid], cid))
     if fills:
         db.execute(
-            update(CUSTOMERS).where(CUSTOMERS.c.id == bindparam("cid"), CUSTOMERS.c.name == "")
+            update(CUSTOMERS)
+            .where(CUSTOMERS.c.id == bindparam("cid"), CUSTOMERS.c.name == "")
             .values(name=bindparam("nm"), gender=bindparam("g")),
             fills,
         )
@@ -237,12 +248,22 @@ def _create_customers(
     for eid in eids:
         c = contacts[eid]
         named = bool(c.name)
-        rows.append({
-            "org_id": org_id, "name": c.name[:120] if named else "", "mobile": None,
-            "gender": _gender(c.gender) if named else "unknown", "stage": "new", "source": SOURCE,
-            "remark": remark, "remark_is_manual": False, "consent_marketing": False, "consent_analytics": True,
-            "created_at": stamp, "updated_at": stamp,
-        })
+        rows.append(
+            {
+                "org_id": org_id,
+                "name": c.name[:120] if named else "",
+                "mobile": None,
+                "gender": _gender(c.gender) if named else "unknown",
+                "stage": "new",
+                "source": SOURCE,
+                "remark": remark,
+                "remark_is_manual": False,
+                "consent_marketing": False,
+                "consent_analytics": True,
+                "created_at": stamp,
+                "updated_at": stamp,
+            }
+        )
     new_ids = _insert_returning_ids(db, CUSTOMERS, rows)
     pairs = list(zip(eids, new_ids, strict=True))
     ident_rows = [
@@ -255,9 +276,14 @@ def _create_customers(
         return len(new_ids), []
     ours: dict[str, int] = {}
     for part in chunked(eids, IN_LIST_SIZE):
-        ours.update((value, cid) for value, cid in db.execute(
-            select(IDENTITIES.c.value, IDENTITIES.c.customer_id).where(
-                IDENTITIES.c.org_id == org_id, IDENTITIES.c.kind == EXTERNAL, IDENTITIES.c.value.in_(part))))
+        ours.update(
+            (value, cid)
+            for value, cid in db.execute(
+                select(IDENTITIES.c.value, IDENTITIES.c.customer_id).where(
+                    IDENTITIES.c.org_id == org_id, IDENTITIES.c.kind == EXTERNAL, IDENTITIES.c.value.in_(part)
+                )
+            )
+        )
     lost = [(eid, cid) for eid, cid in pairs if ours.get(eid) != cid]
     for part in chunked([cid for _, cid in lost], IN_LIST_SIZE):
         db.execute(delete(CUSTOMERS).where(CUSTOMERS.c.id.in_(part)))
@@ -279,7 +305,8 @@ def _link_unionids(
     now = driver_datetime(db)(utcnow())
     new_rows = [
         {"org_id": org_id, "customer_id": cid, "kind": UNIONID, "value": u, "created_at": now}
-        for u, cid in wanted.items() if u not in held
+        for u, cid in wanted.items()
+        if u not in held
     ]
     if new_rows:
         inserted = insert_rows(db, IDENTITIES, new_rows, ["org_id", "kind", "value"])
@@ -287,8 +314,13 @@ def _link_unionids(
             report.count("identities", "created", inserted)
         if inserted != len(new_rows):
             # Some were claimed by a concurrent writer meanwhile: see who holds them now.
-            held.update({u: cid for u, (cid, _) in _holders(db, org_id, UNIONID, [r["value"] for r in new_rows])
-                         .items() if cid != wanted[u]})
+            held.update(
+                {
+                    u: cid
+                    for u, (cid, _) in _holders(db, org_id, UNIONID, [r["value"] for r in new_rows]).items()
+                    if cid != wanted[u]
+                }
+            )
         state.unionids.update((r["value"], r["customer_id"]) for r in new_rows if r["value"] not in held)
     merges: dict[int, int] = {}
     for u, cid in wanted.items():
@@ -297,13 +329,18 @@ def _link_unionids(
             continue
         cid, holder = merges.get(cid, cid), merges.get(holder, holder)
         if holder != cid:
-            survivor = add_identity(db, org_id, cid, IdentityKind.unionid, u, reason="shared unionid (WeCom sync)")
+            survivor = add_identity(
+                db, org_id, cid, IdentityKind.unionid, u, reason="shared unionid (WeCom sync)"
+            )
             merges = {k: (survivor.id if v in (cid, holder) else v) for k, v in merges.items()}
             for gone in (cid, holder):
                 if gone != survivor.id:
                     merges[gone] = survivor.id
-            report.sample("merges", f"customers {min(cid, holder)} and {max(cid, holder)} share a unionid: "
-                                    f"merged into {survivor.id}")
+            report.sample(
+                "merges",
+                f"customers {min(cid, holder)} and {max(cid, holder)} share a unionid: "
+                f"merged into {survivor.id}",
+            )
     return merges
 
 
@@ -312,8 +349,9 @@ def _reload_follows(db: Session, org_id: int, survivors: set[int], state: SyncSt
     state.follows = {k: v for k, v in state.follows.items() if k[0] not in survivors}
     for part in chunked(sorted(survivors), IN_LIST_SIZE):
         for cid, aid, status in db.execute(
-            select(FOLLOWS.c.customer_id, FOLLOWS.c.account_id, FOLLOWS.c.status)
-            .where(FOLLOWS.c.org_id == org_id, FOLLOWS.c.customer_id.in_(part))
+            select(FOLLOWS.c.customer_id, FOLLOWS.c.account_id, FOLLOWS.c.status).where(
+                FOLLOWS.c.org_id == org_id, FOLLOWS.c.customer_id.in_(part)
+            )
         ):
             state.follows[(cid, aid)] = str(status)
 
@@ -334,7 +372,11 @@ def _stamper(db: Session) -> Callable[[datetime], Any]:
 
 
 def _apply_follows(
-    db: Session, org_id: int, items: list[ContactWithFollow], by_eid: dict[str, int], report: SyncReport,
+    db: Session,
+    org_id: int,
+    items: list[ContactWithFollow],
+    by_eid: dict[str, int],
+    report: SyncReport,
     state: SyncState,
 ) -> None:
     wanted: dict[tuple[int, int], ContactWithFollow] = {}
@@ -360,10 +402,18 @@ def _apply_follows(
         since = item.follow.created_at or now
         status = existing.get((cid, aid))
         if status is None:
-            inserts.append({
-                "org_id": org_id, "customer_id": cid, "account_id": aid, "since": stamp(since),
-                "source": SOURCE, "state": item.follow.state[:30] or None, "status": active, "ended_at": None,
-            })
+            inserts.append(
+                {
+                    "org_id": org_id,
+                    "customer_id": cid,
+                    "account_id": aid,
+                    "since": stamp(since),
+                    "source": SOURCE,
+                    "state": item.follow.state[:30] or None,
+                    "status": active,
+                    "ended_at": None,
+                }
+            )
             if room > 0:
                 room -= 1
                 report.sample("follows", f"added {item.follow.userid} -> {item.contact.external_userid}")
@@ -376,8 +426,14 @@ def _apply_follows(
             report.count("follows", "created", added)
     if revive:
         db.execute(
-            update(FOLLOWS).where(and_(FOLLOWS.c.org_id == org_id, FOLLOWS.c.customer_id == bindparam("cid"),
-                                       FOLLOWS.c.account_id == bindparam("aid")))
+            update(FOLLOWS)
+            .where(
+                and_(
+                    FOLLOWS.c.org_id == org_id,
+                    FOLLOWS.c.customer_id == bindparam("cid"),
+                    FOLLOWS.c.account_id == bindparam("aid"),
+                )
+            )
             .values(status=active, ended_at=None, since=bindparam("sn")),
             revive,
         )
@@ -415,7 +471,9 @@ def insert_rows(db: Session, table: Table, rows: list[dict[str, Any]], conflict:
     for start in range(0, len(rows), per):
         part = rows[start : start + per]
         params = tuple(chain.from_iterable(map(pick, part)))
-        total += int(conn.exec_driver_sql(f"{head}VALUES {', '.join([group] * len(part))}{tail}", params).rowcount)
+        total += int(
+            conn.exec_driver_sql(f"{head}VALUES {', '.join([group] * len(part))}{tail}", params).rowcount
+        )
     return total
 
 
@@ -438,11 +496,15 @@ def _insert_pg(
             _copy_rows(cur, target, cols, keys, rows)
             return len(rows)
         stage = quote(f"siyu_stage_{table.name}")
-        cur.execute(f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA")
+        cur.execute(
+            f"CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target} WITH NO DATA"
+        )
         _copy_rows(cur, stage, cols, keys, rows)
         # In the order given (ctid: where COPY put each row), so new ids follow the input as they did before.
-        cur.execute(f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} ORDER BY ctid "
-                    f"ON CONFLICT ({', '.join(quote(k) for k in conflict)}) DO NOTHING")
+        cur.execute(
+            f"INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage} ORDER BY ctid "
+            f"ON CONFLICT ({', '.join(quote(k) for k in conflict)}) DO NOTHING"
+        )
         inserted = int(cur.rowcount)
         # On an error the rollback removes the table with the rest; dropped at once, the next call of
         # this transaction can create it again.
@@ -469,8 +531,11 @@ def _insert_returning_ids(db: Session, table: Table, rows: list[dict[str, Any]])
         seq = conn.exec_driver_sql("SELECT pg_get_serial_sequence(%(t)s, 'id')", {"t": table.name}).scalar()
         if not seq:
             return insert_returning_ids(db, table, rows)
-        ids = list(conn.exec_driver_sql("SELECT nextval(%(s)s) FROM generate_series(1, %(n)s)",
-                                        {"s": seq, "n": len(rows)}).scalars())
+        ids = list(
+            conn.exec_driver_sql(
+                "SELECT nextval(%(s)s) FROM generate_series(1, %(n)s)", {"s": seq, "n": len(rows)}
+            ).scalars()
+        )
         insert_rows(db, table, [{"id": i, **row} for i, row in zip(ids, rows, strict=True)])
         return [int(i) for i in ids]
     if conn.dialect.name != "sqlite":

@@ -31,8 +31,13 @@ if TYPE_CHECKING:
 
 
 def _live_members(db: Session, group_id: int) -> set[str]:
-    return set(db.scalars(select(GroupMember.member_userid).where(
-        GroupMember.group_id == group_id, GroupMember.quit_at.is_(None))))
+    return set(
+        db.scalars(
+            select(GroupMember.member_userid).where(
+                GroupMember.group_id == group_id, GroupMember.quit_at.is_(None)
+            )
+        )
+    )
 
 
 def list_chat_ids(call: Caller, client: Any) -> list[str]:
@@ -40,7 +45,9 @@ def list_chat_ids(call: Caller, client: Any) -> list[str]:
     chat_ids: list[str] = []
     cursor = ""
     while True:
-        page = call("externalcontact/groupchat/list", lambda c=cursor: client.list_groups(cursor=c, limit=1000))
+        page = call(
+            "externalcontact/groupchat/list", lambda c=cursor: client.list_groups(cursor=c, limit=1000)
+        )
         chat_ids.extend(g.chat_id for g in page.items if g.chat_id)
         if not page.next_cursor:
             break
@@ -49,8 +56,13 @@ def list_chat_ids(call: Caller, client: Any) -> list[str]:
 
 
 def sync_groups(
-    db: Session, org_id: int, chat_ids: list[str], chats: Iterable[GroupChat], report: SyncReport,
-    accounts: dict[str, int], holders: dict[str, int] | None = None,
+    db: Session,
+    org_id: int,
+    chat_ids: list[str],
+    chats: Iterable[GroupChat],
+    report: SyncReport,
+    accounts: dict[str, int],
+    holders: dict[str, int] | None = None,
 ) -> None:
     """Upsert every listed group with its members; dismiss the active groups WeCom no longer lists.
 
@@ -64,9 +76,15 @@ def sync_groups(
     known = {g.chat_id: g for g in db.scalars(select(CustomerGroup).where(CustomerGroup.org_id == org_id))}
     for chat_id, chat in zip(chat_ids, chats, strict=True):
         group = known.get(chat_id)
-        if group is not None and group.status == GroupStatus.active and chat.member_version \
-                and group.member_version == chat.member_version[:40] and group.name == chat.name[:120] \
-                and group.owner_userid == chat.owner[:64] and group.notice == chat.notice:
+        if (
+            group is not None
+            and group.status == GroupStatus.active
+            and chat.member_version
+            and group.member_version == chat.member_version[:40]
+            and group.name == chat.name[:120]
+            and group.owner_userid == chat.owner[:64]
+            and group.notice == chat.notice
+        ):
             continue
         before = _live_members(db, group.id) if group is not None else set()
         group = apply_snapshot(db, org_id, chat, group, accounts, holders)
@@ -92,7 +110,11 @@ def sync_groups(
 
 
 def apply_snapshot(
-    db: Session, org_id: int, chat: GroupChat, group: CustomerGroup | None, accounts: dict[str, int],
+    db: Session,
+    org_id: int,
+    chat: GroupChat,
+    group: CustomerGroup | None,
+    accounts: dict[str, int],
     holders: dict[str, int] | None = None,
 ) -> CustomerGroup:
     """Make one group match WeCom's snapshot with a handful of statements (`holders`: see `sync_groups`)."""
@@ -121,35 +143,50 @@ def apply_snapshot(
     if unknown:
         resolved, _ = resolve_identities(db, org_id, unknown, source="wecom_group")
         holders.update({value: cid for (_, value), cid in resolved.items()})
-    existing = {row.member_userid: row.quit_at for row in db.execute(
-        select(MEMBERS.c.member_userid, MEMBERS.c.quit_at).where(MEMBERS.c.group_id == group.id))}
+    existing = {
+        row.member_userid: row.quit_at
+        for row in db.execute(
+            select(MEMBERS.c.member_userid, MEMBERS.c.quit_at).where(MEMBERS.c.group_id == group.id)
+        )
+    }
     new_rows = []
     rejoined = []
     for userid, m in members.items():
         joined = m.join_time or now
         if userid not in existing:
             is_staff = m.type == 1
-            new_rows.append({
-                "org_id": org_id, "group_id": group.id, "member_userid": userid,
-                "kind": (MemberKind.staff if is_staff else MemberKind.customer).value,
-                "customer_id": None if is_staff else holders[userid],
-                "account_id": accounts[userid] if is_staff else None,
-                "joined_at": joined, "join_scene": m.join_scene, "quit_at": None, "quit_scene": None,
-            })
+            new_rows.append(
+                {
+                    "org_id": org_id,
+                    "group_id": group.id,
+                    "member_userid": userid,
+                    "kind": (MemberKind.staff if is_staff else MemberKind.customer).value,
+                    "customer_id": None if is_staff else holders[userid],
+                    "account_id": accounts[userid] if is_staff else None,
+                    "joined_at": joined,
+                    "join_scene": m.join_scene,
+                    "quit_at": None,
+                    "quit_scene": None,
+                }
+            )
         elif existing[userid] is not None:
             rejoined.append({"uid": userid, "joined": joined, "scene": m.join_scene})
     if new_rows:
         db.execute(insert_ignore(db, MEMBERS, ["group_id", "member_userid"]), new_rows)
     if rejoined:
         db.execute(
-            update(MEMBERS).where(MEMBERS.c.group_id == group.id, MEMBERS.c.member_userid == bindparam("uid"))
-            .values(quit_at=None, quit_scene=None, joined_at=bindparam("joined"), join_scene=bindparam("scene")),
+            update(MEMBERS)
+            .where(MEMBERS.c.group_id == group.id, MEMBERS.c.member_userid == bindparam("uid"))
+            .values(
+                quit_at=None, quit_scene=None, joined_at=bindparam("joined"), join_scene=bindparam("scene")
+            ),
             rejoined,
         )
     gone = [{"uid": u} for u, quit_at in existing.items() if quit_at is None and u not in members]
     if gone:
         db.execute(
-            update(MEMBERS).where(MEMBERS.c.group_id == group.id, MEMBERS.c.member_userid == bindparam("uid"))
+            update(MEMBERS)
+            .where(MEMBERS.c.group_id == group.id, MEMBERS.c.member_userid == bindparam("uid"))
             .values(quit_at=now),
             gone,
         )

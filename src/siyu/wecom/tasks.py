@@ -54,7 +54,8 @@ ALREADY_PROCESSED = "already processed or no such inbox row"
 
 # Built once, claiming and reading the row in one statement: the worker runs it for every callback.
 _CLAIM = (
-    update(InboxItem.__table__).where(InboxItem.id == bindparam("inbox_id"), InboxItem.processed_at.is_(None))
+    update(InboxItem.__table__)
+    .where(InboxItem.id == bindparam("inbox_id"), InboxItem.processed_at.is_(None))
     .values(processed_at=bindparam("now"), attempts=InboxItem.attempts + 1, error=None)
     .returning(InboxItem.org_id, InboxItem.payload)
 )
@@ -90,7 +91,8 @@ def process_inbox_item(inbox_id: int, prefetch: Prefetch | None = None) -> str:
             db.rollback()
             with factory.begin() as failed:
                 failed.execute(
-                    update(InboxItem).where(InboxItem.id == inbox_id)
+                    update(InboxItem)
+                    .where(InboxItem.id == inbox_id)
                     .values(attempts=InboxItem.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000])
                 )
             raise
@@ -151,12 +153,19 @@ def _drain_pass() -> int:
     after = 0  # a row that fails is not retried in this pass: the sweep retries it later
     while True:
         with sessions()() as db:
-            ids = list(db.scalars(
-                select(InboxItem.id).where(
-                    InboxItem.source == SOURCE, InboxItem.processed_at.is_(None),
-                    InboxItem.attempts < MAX_ATTEMPTS, InboxItem.id > after,
-                ).order_by(InboxItem.id).limit(DRAIN_BATCH)
-            ))
+            ids = list(
+                db.scalars(
+                    select(InboxItem.id)
+                    .where(
+                        InboxItem.source == SOURCE,
+                        InboxItem.processed_at.is_(None),
+                        InboxItem.attempts < MAX_ATTEMPTS,
+                        InboxItem.id > after,
+                    )
+                    .order_by(InboxItem.id)
+                    .limit(DRAIN_BATCH)
+                )
+            )
         if not ids:
             return applied
         applied += _apply_each(ids)
@@ -191,12 +200,19 @@ def sweep(older_than: timedelta = SWEEP_AFTER, limit: int = SWEEP_BATCH) -> int:
     """Process unprocessed WeCom inbox rows older than ``older_than`` inline; returns how many succeeded."""
     cutoff = utcnow() - older_than
     with sessions()() as db:
-        ids = list(db.scalars(
-            select(InboxItem.id).where(
-                InboxItem.source == SOURCE, InboxItem.processed_at.is_(None),
-                InboxItem.received_at <= cutoff, InboxItem.attempts < MAX_ATTEMPTS,
-            ).order_by(InboxItem.id).limit(limit)
-        ))
+        ids = list(
+            db.scalars(
+                select(InboxItem.id)
+                .where(
+                    InboxItem.source == SOURCE,
+                    InboxItem.processed_at.is_(None),
+                    InboxItem.received_at <= cutoff,
+                    InboxItem.attempts < MAX_ATTEMPTS,
+                )
+                .order_by(InboxItem.id)
+                .limit(limit)
+            )
+        )
     return _apply_each(ids)
 
 
@@ -210,8 +226,12 @@ def prune(keep: timedelta = INBOX_KEEP, batch: int = PRUNE_BATCH) -> int:
     """Delete WeCom inbox rows processed more than ``keep`` ago, ``batch`` rows per transaction (short locks,
     even after months of callbacks); returns how many were deleted."""
     cutoff = utcnow() - keep
-    return delete_in_batches(sessions(), InboxItem.__table__,  # type: ignore[arg-type]
-                             and_(InboxItem.source == SOURCE, InboxItem.processed_at < cutoff), batch)
+    return delete_in_batches(
+        sessions(),
+        InboxItem.__table__,  # type: ignore[arg-type]
+        and_(InboxItem.source == SOURCE, InboxItem.processed_at < cutoff),
+        batch,
+    )
 
 
 @huey.periodic_task(crontab(hour="20", minute="15"), name="wecom.prune_inbox")

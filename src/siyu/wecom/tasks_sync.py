@@ -74,8 +74,13 @@ def poll_org_transfers(org_id: int) -> dict[str, int]:
 def poll_all_transfers() -> int:
     """Every 15 minutes: poll transfer results for organizations with waiting hand-overs."""
     with sessions()() as db:
-        orgs = list(db.scalars(select(CustomerTransfer.org_id).where(
-            CustomerTransfer.status == TransferStatus.waiting).distinct()))
+        orgs = list(
+            db.scalars(
+                select(CustomerTransfer.org_id)
+                .where(CustomerTransfer.status == TransferStatus.waiting)
+                .distinct()
+            )
+        )
     for org_id in orgs:
         try:
             poll_org_transfers(org_id)
@@ -89,8 +94,11 @@ def refresh_recent_mass_results() -> int:
     """Hourly: read back delivery of mass messages submitted in the last 3 days."""
     since = utcnow() - timedelta(days=3)
     with sessions()() as db:
-        rows = db.execute(select(MassMessage.id, MassMessage.org_id).where(
-            MassMessage.status == MassMessageStatus.submitted, MassMessage.submitted_at >= since)).all()
+        rows = db.execute(
+            select(MassMessage.id, MassMessage.org_id).where(
+                MassMessage.status == MassMessageStatus.submitted, MassMessage.submitted_at >= since
+            )
+        ).all()
     for message_id, org_id in rows:
         try:
             with transaction(sessions()) as db:

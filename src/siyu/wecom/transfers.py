@@ -19,6 +19,7 @@ untracked hand-over. Services flush; the caller commits.
 
 from __future__ import annotations
 
+import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -55,8 +56,13 @@ EXPIRE_AFTER = timedelta(hours=72)
 #: record of them (status 5), so no transfer of the customer ever started. Counting one request too many
 #: costs a clear refusal with the date the customer can move again; counting one too few would make
 #: WeCom refuse the customer with errcode 40128 after siyu asked.
-COUNTING = (TransferStatus.waiting, TransferStatus.succeeded, TransferStatus.refused, TransferStatus.taker_full,
-            TransferStatus.expired)
+COUNTING = (
+    TransferStatus.waiting,
+    TransferStatus.succeeded,
+    TransferStatus.refused,
+    TransferStatus.taker_full,
+    TransferStatus.expired,
+)
 
 
 #: Per-customer transfer errcodes of transfer_customer (全局错误码) the generic explanations do not cover.
@@ -99,24 +105,48 @@ def departure_summary(db: Session, org_id: int, account_id: int) -> dict[str, in
 
     account = _member(db, org_id, account_id, "account_id")
     return {
-        "customers": int(db.scalar(select(func.count()).select_from(FollowRelation).where(
-            FollowRelation.org_id == org_id, FollowRelation.account_id == account.id,
-            FollowRelation.status == FollowStatus.active)) or 0),
-        "groups": int(db.scalar(select(func.count()).select_from(CustomerGroup).where(
-            CustomerGroup.org_id == org_id, CustomerGroup.owner_account_id == account.id,
-            CustomerGroup.status == GroupStatus.active)) or 0),
+        "customers": int(
+            db.scalar(
+                select(func.count())
+                .select_from(FollowRelation)
+                .where(
+                    FollowRelation.org_id == org_id,
+                    FollowRelation.account_id == account.id,
+                    FollowRelation.status == FollowStatus.active,
+                )
+            )
+            or 0
+        ),
+        "groups": int(
+            db.scalar(
+                select(func.count())
+                .select_from(CustomerGroup)
+                .where(
+                    CustomerGroup.org_id == org_id,
+                    CustomerGroup.owner_account_id == account.id,
+                    CustomerGroup.status == GroupStatus.active,
+                )
+            )
+            or 0
+        ),
     }
 
 
-def recent_transfers(db: Session, org_id: int, customer_ids: Sequence[int], now: datetime) -> dict[int, list[datetime]]:
+def recent_transfers(
+    db: Session, org_id: int, customer_ids: Sequence[int], now: datetime
+) -> dict[int, list[datetime]]:
     """Transfers that count against the 90-day rule, per customer, oldest first."""
     out: dict[int, list[datetime]] = defaultdict(list)
     for part in chunked(sorted(set(customer_ids)), IN_LIST_SIZE):
         rows = db.execute(
-            select(CustomerTransfer.customer_id, CustomerTransfer.requested_at).where(
-                CustomerTransfer.org_id == org_id, CustomerTransfer.customer_id.in_(part),
-                CustomerTransfer.requested_at > now - WINDOW, CustomerTransfer.status.in_(COUNTING),
-            ).order_by(CustomerTransfer.requested_at)
+            select(CustomerTransfer.customer_id, CustomerTransfer.requested_at)
+            .where(
+                CustomerTransfer.org_id == org_id,
+                CustomerTransfer.customer_id.in_(part),
+                CustomerTransfer.requested_at > now - WINDOW,
+                CustomerTransfer.status.in_(COUNTING),
+            )
+            .order_by(CustomerTransfer.requested_at)
         )
         for cid, at in rows:
             out[cid].append(ensure_utc(at))
@@ -128,7 +158,8 @@ def rule_refusal(customer_id: int, earlier: list[datetime]) -> LeftOut:
     days = ", ".join(local(t).strftime("%Y-%m-%d") for t in earlier)
     next_day = local(earlier[-MAX_TRANSFERS] + WINDOW).strftime("%Y-%m-%d")
     return LeftOut(
-        customer_id, "transfer_limit",
+        customer_id,
+        "transfer_limit",
         f"customer {customer_id} was already handed over {len(earlier)} times in the last 90 days ({days}); "
         f"WeCom allows at most {MAX_TRANSFERS} transfers of a customer in 90 days, so siyu did not ask. "
         f"The next transfer is possible from {next_day}.",
@@ -136,9 +167,17 @@ def rule_refusal(customer_id: int, earlier: list[datetime]) -> LeftOut:
 
 
 def request_transfer(
-    db: Session, org_id: int, client: CustomerTransferrer, *, from_account_id: int, to_account_id: int,
-    customer_ids: Sequence[int] | None = None, kind: TransferKind | str = TransferKind.in_service,
-    message: str = "", actor_id: int | None = None, now: datetime | None = None,
+    db: Session,
+    org_id: int,
+    client: CustomerTransferrer,
+    *,
+    from_account_id: int,
+    to_account_id: int,
+    customer_ids: Sequence[int] | None = None,
+    kind: TransferKind | str = TransferKind.in_service,
+    message: str = "",
+    actor_id: int | None = None,
+    now: datetime | None = None,
 ) -> TransferResult:
     """Hand the member's customers (all, or `customer_ids`) over; a third transfer in 90 days is refused."""
     kind = TransferKind(kind)
@@ -148,14 +187,22 @@ def request_transfer(
     if source.id == target.id:
         raise Invalid("the receiving member must differ from the leaving member", field="to_account_id")
     if target.status != AccountStatus.active:
-        raise Invalid(f"the receiving member {target.name} is {target.status}, not active", field="to_account_id")
+        raise Invalid(
+            f"the receiving member {target.name} is {target.status}, not active", field="to_account_id"
+        )
     if len(message) > 200:
         raise Invalid("the hand-over message has at most 200 characters", field="message")
     if kind == TransferKind.resigned and message:
         raise Invalid("WeCom sends no message when a resigned member's customers move", field="message")
-    followed = set(db.scalars(select(FollowRelation.customer_id).where(
-        FollowRelation.org_id == org_id, FollowRelation.account_id == source.id,
-        FollowRelation.status == FollowStatus.active)))
+    followed = set(
+        db.scalars(
+            select(FollowRelation.customer_id).where(
+                FollowRelation.org_id == org_id,
+                FollowRelation.account_id == source.id,
+                FollowRelation.status == FollowStatus.active,
+            )
+        )
+    )
     result = TransferResult()
     if customer_ids is None:
         wanted = sorted(followed)
@@ -163,29 +210,43 @@ def request_transfer(
         wanted = list(dict.fromkeys(int(c) for c in customer_ids))
         for cid in wanted:
             if cid not in followed:
-                result.left_out.append(LeftOut(cid, "not_a_contact",
-                                               f"customer {cid} is not a contact of {source.name}"))
+                result.left_out.append(
+                    LeftOut(cid, "not_a_contact", f"customer {cid} is not a contact of {source.name}")
+                )
         wanted = [c for c in wanted if c in followed]
     eids: dict[int, str] = {}
     for part in chunked(wanted, IN_LIST_SIZE):
-        for cid, value in db.execute(select(CustomerIdentity.customer_id, CustomerIdentity.value).where(
-            CustomerIdentity.org_id == org_id, CustomerIdentity.kind == IdentityKind.wecom_external_userid,
-            CustomerIdentity.customer_id.in_(part),
-        )):
+        for cid, value in db.execute(
+            select(CustomerIdentity.customer_id, CustomerIdentity.value).where(
+                CustomerIdentity.org_id == org_id,
+                CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+                CustomerIdentity.customer_id.in_(part),
+            )
+        ):
             eids.setdefault(cid, value)
     earlier = recent_transfers(db, org_id, wanted, now)
     eligible: list[CustomerTransfer] = []
     for cid in wanted:
         if cid not in eids:
-            result.left_out.append(LeftOut(cid, "no_wecom_id", f"customer {cid} has no WeCom external userid"))
+            result.left_out.append(
+                LeftOut(cid, "no_wecom_id", f"customer {cid} has no WeCom external userid")
+            )
         elif len(earlier.get(cid, [])) >= MAX_TRANSFERS:
             result.left_out.append(rule_refusal(cid, earlier[cid]))
         else:
-            eligible.append(CustomerTransfer(
-                org_id=org_id, customer_id=cid, external_userid=eids[cid], from_account_id=source.id,
-                to_account_id=target.id, kind=kind, status=TransferStatus.waiting, requested_at=now,
-                requested_by=actor_id,
-            ))
+            eligible.append(
+                CustomerTransfer(
+                    org_id=org_id,
+                    customer_id=cid,
+                    external_userid=eids[cid],
+                    from_account_id=source.id,
+                    to_account_id=target.id,
+                    kind=kind,
+                    status=TransferStatus.waiting,
+                    requested_at=now,
+                    requested_by=actor_id,
+                )
+            )
     if not eligible:
         if result.left_out:
             raise Conflict("; ".join(o.detail for o in result.left_out[:3]), field="customer_ids")
@@ -195,7 +256,10 @@ def request_transfer(
     for batch in chunked(eligible, MAX_PER_CALL):
         by_eid = {row.external_userid: row for row in batch}
         outcomes = client.transfer_customers(
-            source.external_id, target.external_id, list(by_eid), resigned=kind == TransferKind.resigned,
+            source.external_id,
+            target.external_id,
+            list(by_eid),
+            resigned=kind == TransferKind.resigned,
             message=message,
         )
         for outcome in outcomes:
@@ -225,11 +289,15 @@ _FAIL_REASONS: dict[str, TransferStatus] = {
 def outcome_detail(status: TransferStatus, source: str, target: str) -> str:
     """The reason shown for a hand-over that ended without moving the customer (empty for others)."""
     if status == TransferStatus.refused:
-        return (f"the customer refused to be handed over to {target} (WeCom: 客户拒绝); "
-                f"they stay a customer of {source}")[:300]
+        return (
+            f"the customer refused to be handed over to {target} (WeCom: 客户拒绝); "
+            f"they stay a customer of {source}"
+        )[:300]
     if status == TransferStatus.taker_full:
-        return (f"{target} has reached WeCom's customer limit (WeCom: 接替成员客户达到上限); the customer "
-                f"stays with {source}; free up room or choose another member")[:300]
+        return (
+            f"{target} has reached WeCom's customer limit (WeCom: 接替成员客户达到上限); the customer "
+            f"stays with {source}; free up room or choose another member"
+        )[:300]
     if status == TransferStatus.failed:
         return "WeCom has no record of this hand-over (WeCom: 无接替记录); ask again if it is still wanted"
     return ""
@@ -237,10 +305,8 @@ def outcome_detail(status: TransferStatus, source: str, target: str) -> str:
 
 def _complete(db: Session, org_id: int, row: CustomerTransfer, at: datetime) -> None:
     """A hand-over succeeded: the old relation ends, the new one starts at the hand-over time."""
-    try:
+    with contextlib.suppress(NotFound):  # siyu never had the old relation; the new one is what matters
         customers.unfollow(db, org_id, row.customer_id, row.from_account_id, by="staff", at=at)
-    except NotFound:
-        pass  # siyu never had the old relation; the new one is what matters
     customers.follow(db, org_id, row.customer_id, row.to_account_id, since=at, source="transfer")
 
 
@@ -252,10 +318,16 @@ def _settle(db: Session, org_id: int, row: CustomerTransfer, final: TransferStat
         _complete(db, org_id, row, at)
         return
     row.handover_at = None  # nobody was handed over
-    names = dict(db.execute(select(Account.id, Account.name).where(
-        Account.id.in_((row.from_account_id, row.to_account_id)))).all())
-    row.detail = outcome_detail(final, names.get(row.from_account_id, "the leaving member"),
-                                names.get(row.to_account_id, "the receiving member"))
+    names = dict(
+        db.execute(
+            select(Account.id, Account.name).where(Account.id.in_((row.from_account_id, row.to_account_id)))
+        ).all()
+    )
+    row.detail = outcome_detail(
+        final,
+        names.get(row.from_account_id, "the leaving member"),
+        names.get(row.to_account_id, "the receiving member"),
+    )
 
 
 def poll_transfers(
@@ -263,8 +335,13 @@ def poll_transfers(
 ) -> dict[str, int]:
     """Read transfer_result for every waiting hand-over and settle the rows; returns counts per status."""
     now = ensure_utc(now) if now is not None else utcnow()
-    waiting = list(db.scalars(select(CustomerTransfer).where(
-        CustomerTransfer.org_id == org_id, CustomerTransfer.status == TransferStatus.waiting)))
+    waiting = list(
+        db.scalars(
+            select(CustomerTransfer).where(
+                CustomerTransfer.org_id == org_id, CustomerTransfer.status == TransferStatus.waiting
+            )
+        )
+    )
     counts: dict[str, int] = defaultdict(int)
     pairs: dict[tuple[int, int, TransferKind], list[CustomerTransfer]] = defaultdict(list)
     for row in waiting:
@@ -277,7 +354,8 @@ def poll_transfers(
         cursor = ""
         while True:
             page: Page[TransferState] = client.transfer_results(
-                source.external_id, target.external_id, resigned=kind == TransferKind.resigned, cursor=cursor)
+                source.external_id, target.external_id, resigned=kind == TransferKind.resigned, cursor=cursor
+            )
             for state in page.items:
                 states[state.external_userid] = state  # later entries are the newer request
             if not page.next_cursor:
@@ -296,8 +374,9 @@ def poll_transfers(
     return dict(counts)
 
 
-def apply_transfer_fail(db: Session, org_id: int, takeover_userid: str, external_userid: str, reason: str,
-                        at: datetime) -> str:
+def apply_transfer_fail(
+    db: Session, org_id: int, takeover_userid: str, external_userid: str, reason: str, at: datetime
+) -> str:
     """Settle the waiting hand-over a transfer_fail callback reports; returns what was done.
 
     The callback names only the receiving member and the customer. When one waiting row matches it is
@@ -306,11 +385,18 @@ def apply_transfer_fail(db: Session, org_id: int, takeover_userid: str, external
     final = _FAIL_REASONS.get(reason)
     if final is None:
         return f"transfer failed: {reason or 'unknown reason'} (left to polling)"
-    rows = list(db.scalars(
-        select(CustomerTransfer).join(Account, Account.id == CustomerTransfer.to_account_id).where(
-            CustomerTransfer.org_id == org_id, CustomerTransfer.status == TransferStatus.waiting,
-            CustomerTransfer.external_userid == external_userid, Account.external_id == takeover_userid,
-        )))
+    rows = list(
+        db.scalars(
+            select(CustomerTransfer)
+            .join(Account, Account.id == CustomerTransfer.to_account_id)
+            .where(
+                CustomerTransfer.org_id == org_id,
+                CustomerTransfer.status == TransferStatus.waiting,
+                CustomerTransfer.external_userid == external_userid,
+                Account.external_id == takeover_userid,
+            )
+        )
+    )
     if len(rows) != 1:
         return f"transfer failed: {reason}; {len(rows)} waiting hand-overs match (left to polling)"
     _settle(db, org_id, rows[0], final, ensure_utc(at))
@@ -321,7 +407,9 @@ def apply_transfer_fail(db: Session, org_id: int, takeover_userid: str, external
 class GroupOwnerTransferrer(Protocol):
     """The carrier capability of giving customer groups a new owner."""
 
-    def transfer_groups(self, chat_ids: Sequence[str], new_owner: str, *, resigned: bool = False) -> list[Any]:
+    def transfer_groups(
+        self, chat_ids: Sequence[str], new_owner: str, *, resigned: bool = False
+    ) -> list[Any]:
         """Change the owner; returns the groups that failed (chat_id, errcode, errmsg)."""
         ...
 
@@ -335,7 +423,12 @@ class GroupTransferResult:
 
 
 def transfer_groups(
-    db: Session, org_id: int, client: GroupOwnerTransferrer, *, from_account_id: int, to_account_id: int,
+    db: Session,
+    org_id: int,
+    client: GroupOwnerTransferrer,
+    *,
+    from_account_id: int,
+    to_account_id: int,
     kind: TransferKind | str = TransferKind.in_service,
 ) -> GroupTransferResult:
     """Give every active group the leaving member owns to the receiver (groupchat/onjob_transfer or transfer)."""
@@ -346,28 +439,40 @@ def transfer_groups(
     target = _member(db, org_id, to_account_id, "to_account_id")
     if source.id == target.id:
         raise Invalid("the receiving member must differ from the leaving member", field="to_account_id")
-    groups = list(db.scalars(select(CustomerGroup).where(
-        CustomerGroup.org_id == org_id, CustomerGroup.owner_account_id == source.id,
-        CustomerGroup.status == GroupStatus.active)))
+    groups = list(
+        db.scalars(
+            select(CustomerGroup).where(
+                CustomerGroup.org_id == org_id,
+                CustomerGroup.owner_account_id == source.id,
+                CustomerGroup.status == GroupStatus.active,
+            )
+        )
+    )
     result = GroupTransferResult()
     if not groups:
         return result
-    failures = {f.chat_id: f for f in client.transfer_groups(
-        [g.chat_id for g in groups], target.external_id, resigned=kind == TransferKind.resigned)}
+    failures = {
+        f.chat_id: f
+        for f in client.transfer_groups(
+            [g.chat_id for g in groups], target.external_id, resigned=kind == TransferKind.resigned
+        )
+    }
     for group in groups:
         failure = failures.get(group.chat_id)
         if failure is None:
             group.owner_account_id, group.owner_userid = target.id, target.external_id[:64]
             result.moved.append(group.chat_id)
         else:
-            result.failed.append({"chat_id": group.chat_id, "errcode": failure.errcode,
-                                  "detail": explain(failure.errcode)})
+            result.failed.append(
+                {"chat_id": group.chat_id, "errcode": failure.errcode, "detail": explain(failure.errcode)}
+            )
     db.flush()
     return result
 
 
-def list_transfers(db: Session, org_id: int, *, from_account_id: int | None = None,
-                   limit: int = 500) -> list[CustomerTransfer]:
+def list_transfers(
+    db: Session, org_id: int, *, from_account_id: int | None = None, limit: int = 500
+) -> list[CustomerTransfer]:
     """Recent transfer rows of an organization (optionally of one leaving member), newest first."""
     stmt = select(CustomerTransfer).where(CustomerTransfer.org_id == org_id)
     if from_account_id is not None:
@@ -378,8 +483,10 @@ def list_transfers(db: Session, org_id: int, *, from_account_id: int | None = No
 def _move_transfers(db: Session, org_id: int, survivor_id: int, merged_id: int) -> int:
     """Merge hook: transfers of a merged-away customer count for the survivor (the 90-day rule follows)."""
     result = db.execute(
-        update(CustomerTransfer).where(CustomerTransfer.org_id == org_id, CustomerTransfer.customer_id == merged_id)
-        .values(customer_id=survivor_id).execution_options(synchronize_session="fetch")
+        update(CustomerTransfer)
+        .where(CustomerTransfer.org_id == org_id, CustomerTransfer.customer_id == merged_id)
+        .values(customer_id=survivor_id)
+        .execution_options(synchronize_session="fetch")
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 

@@ -103,9 +103,9 @@ def bind_settings(value: Settings) -> None:
 
 def load_tasks() -> None:
     """Import every module that declares tasks, so a consumer knows them all."""
-    import siyu.channels.tasks  # noqa: F401
-    import siyu.leads.tasks  # noqa: F401
-    import siyu.wecom.tasks  # noqa: F401
+    import siyu.channels.tasks
+    import siyu.leads.tasks
+    import siyu.wecom.tasks
     import siyu.wecom.tasks_sync  # noqa: F401
 
 
@@ -118,9 +118,15 @@ class ThreadedConsumer:
     """
 
     def __init__(self, workers: int = 1, *, periodic: bool = False) -> None:
-        self.consumer = huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic,
-                                             check_worker_health=False, initial_delay=0.01, max_delay=0.05,
-                                             backoff=1.15)
+        self.consumer = huey.create_consumer(
+            workers=workers,
+            worker_type="thread",
+            periodic=periodic,
+            check_worker_health=False,
+            initial_delay=0.01,
+            max_delay=0.05,
+            backoff=1.15,
+        )
 
     def __enter__(self) -> Self:
         if huey.immediate:

@@ -30,30 +30,53 @@ def test_signature_is_sha1_of_secret_then_body() -> None:
 
 
 def test_parse_comment_event_with_string_content() -> None:
-    content = {"comment_id": "@c1", "comment_user_id": "_000u1", "content": "求资料", "create_time": 1700000000,
-               "reply_to_item_id": "@v1", "nick_name": "小李"}
-    body = json.dumps({"event": "item_comment_reply", "client_key": "ck", "from_user_id": "_000u1",
-                       "to_user_id": "_000acct", "content": json.dumps(content)}).encode()
+    content = {
+        "comment_id": "@c1",
+        "comment_user_id": "_000u1",
+        "content": "求资料",
+        "create_time": 1700000000,
+        "reply_to_item_id": "@v1",
+        "nick_name": "小李",
+    }
+    body = json.dumps(
+        {
+            "event": "item_comment_reply",
+            "client_key": "ck",
+            "from_user_id": "_000u1",
+            "to_user_id": "_000acct",
+            "content": json.dumps(content),
+        }
+    ).encode()
     comment = dy.parse_comment(dy.parse_event(body))
-    assert (comment.comment_id, comment.comment_user_id, comment.content, comment.item_id, comment.nick_name) == (
-        "@c1", "_000u1", "求资料", "@v1", "小李")
+    assert (
+        comment.comment_id,
+        comment.comment_user_id,
+        comment.content,
+        comment.item_id,
+        comment.nick_name,
+    ) == ("@c1", "_000u1", "求资料", "@v1", "小李")
     assert comment.created_at == datetime.fromtimestamp(1700000000, UTC)
 
 
 def test_round_trip_through_the_serialiser() -> None:
-    original = dy.DouyinComment("@c2", "_000u2", "多少钱", "@v2", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "阿王")
+    original = dy.DouyinComment(
+        "@c2", "_000u2", "多少钱", "@v2", datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC), "阿王"
+    )
     parsed = dy.parse_comment(dy.parse_event(dy.comment_event_body("ck", "_000acct", original)))
     assert parsed == original
 
 
-@pytest.mark.parametrize(("body", "field"), [
-    (b"not json", "body"),
-    (b"[1,2]", "body"),
-    (b'{"client_key":"ck"}', "event"),
-    (b'{"event":"item_comment_reply"}', "client_key"),
-    (b'{"event":"item_comment_reply","client_key":"ck","content":"{oops"}', "content"),
-    (b'{"event":"item_comment_reply","client_key":"ck","content":"[1]"}', "content"),
-])
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"not json", "body"),
+        (b"[1,2]", "body"),
+        (b'{"client_key":"ck"}', "event"),
+        (b'{"event":"item_comment_reply"}', "client_key"),
+        (b'{"event":"item_comment_reply","client_key":"ck","content":"{oops"}', "content"),
+        (b'{"event":"item_comment_reply","client_key":"ck","content":"[1]"}', "content"),
+    ],
+)
 def test_malformed_bodies_name_the_field(body: bytes, field: str) -> None:
     with pytest.raises(dy.WebhookError) as info:
         dy.parse_event(body)
@@ -61,7 +84,9 @@ def test_malformed_bodies_name_the_field(body: bytes, field: str) -> None:
 
 
 def test_comment_without_id_or_video_is_refused() -> None:
-    event = dy.parse_event(b'{"event":"item_comment_reply","client_key":"ck","content":"{\\"content\\":\\"hi\\"}"}')
+    event = dy.parse_event(
+        b'{"event":"item_comment_reply","client_key":"ck","content":"{\\"content\\":\\"hi\\"}"}'
+    )
     with pytest.raises(dy.WebhookError) as info:
         dy.parse_comment(event)
     assert info.value.field == "content.comment_id"
@@ -87,15 +112,24 @@ def test_client_replies_and_messages_through_the_fake(fake: FakeDouyinServer) ->
         reply_id = client.reply_to_comment("@v1", "@c1", "资料在这里 https://x.test/c/1")
         msg_id = client.send_direct_message("_000u1", "你好")
     assert reply_id.startswith("@")
-    assert state.replies == [{"item_id": "@v1", "comment_id": "@c1", "content": "资料在这里 https://x.test/c/1",
-                              "reply_id": reply_id, "at": state.replies[0]["at"]}]
+    assert state.replies == [
+        {
+            "item_id": "@v1",
+            "comment_id": "@c1",
+            "content": "资料在这里 https://x.test/c/1",
+            "reply_id": reply_id,
+            "at": state.replies[0]["at"],
+        }
+    ]
     assert state.messages[0]["to_user_id"] == "_000u1" and state.messages[0]["msg_id"] == msg_id
 
 
 def test_client_raises_douyin_error_codes(fake: FakeDouyinServer) -> None:
     state = fake.state
-    with DouyinClient("act.wrong", state.account_open_id, base_url=fake.base_url) as client, \
-            pytest.raises(DouyinApiError) as info:
+    with (
+        DouyinClient("act.wrong", state.account_open_id, base_url=fake.base_url) as client,
+        pytest.raises(DouyinApiError) as info,
+    ):
         client.reply_to_comment("@v1", "@c1", "hi")
     assert info.value.code == 2190008
     state.fail_code, state.fail_times = 2190004, 1
@@ -108,6 +142,9 @@ def test_client_raises_douyin_error_codes(fake: FakeDouyinServer) -> None:
 
 
 def test_client_reports_an_unreachable_platform() -> None:
-    with DouyinClient("t", "o", base_url="http://127.0.0.1:9") as client, pytest.raises(DouyinApiError) as info:
+    with (
+        DouyinClient("t", "o", base_url="http://127.0.0.1:9") as client,
+        pytest.raises(DouyinApiError) as info,
+    ):
         client.reply_to_comment("@v1", "@c1", "hi")
     assert info.value.code == -1

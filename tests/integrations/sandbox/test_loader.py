@@ -146,7 +146,9 @@ def test_big_loads_rebuild_sqlite_indexes_identically(
 
     def indexes() -> set[tuple[str, str]]:
         with engine.connect() as conn:
-            rows = conn.exec_driver_sql("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+            rows = conn.exec_driver_sql(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+            )
             return {(r[0], r[1]) for r in rows}
 
     before = indexes()
@@ -167,8 +169,15 @@ def test_big_loads_rebuild_sqlite_indexes_identically(
     assert _count(db, Event, summary.org_id) == len(small.events)
     # The rebuilt indexes serve queries: the unique idempotency key still refuses a duplicate.
     first = db.scalars(select(Event).where(Event.org_id == summary.org_id).limit(1)).one()
-    db.add(Event(org_id=first.org_id, customer_id=first.customer_id, type="x", occurred_at=first.occurred_at,
-                 idempotency_key=first.idempotency_key))
+    db.add(
+        Event(
+            org_id=first.org_id,
+            customer_id=first.customer_id,
+            type="x",
+            occurred_at=first.occurred_at,
+            idempotency_key=first.idempotency_key,
+        )
+    )
     with pytest.raises(Exception, match="UNIQUE"):
         db.flush()
     db.close()

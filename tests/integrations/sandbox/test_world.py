@@ -66,7 +66,7 @@ def test_daily_rhythm_has_weekends_a_campaign_and_a_live_day() -> None:
     per_day = np.bincount(day, minlength=90)
     weekday = np.array([datetime.fromtimestamp(start + d * V.DAY + 43200, UTC).weekday() for d in range(90)])
     ordinary = np.ones(90, dtype=bool)
-    ordinary[list(w.campaign_days) + [w.live_day]] = False
+    ordinary[[*list(w.campaign_days), w.live_day]] = False
     assert per_day[ordinary & (weekday >= 5)].mean() > 1.15 * per_day[ordinary & (weekday < 5)].mean()
     assert per_day[list(w.campaign_days)].mean() > 2 * per_day[ordinary].mean()
     live = (day == w.live_day) & (w.customers.source == V.LIVE)
@@ -79,7 +79,7 @@ def test_mobiles_are_valid_unique_and_identities_unique(world: World) -> None:
     assert all(MOBILE.match(m) for m in mobiles)
     assert len(set(mobiles)) == len(mobiles)
     ids = world.identities
-    pairs = list(zip(ids.kind.tolist(), ids.value))
+    pairs = list(zip(ids.kind.tolist(), ids.value, strict=False))
     assert len(set(pairs)) == len(pairs)
     kinds = {V.IDENTITY_KINDS[k] for k in ids.kind.tolist()}
     assert kinds == set(V.IDENTITY_KINDS)
@@ -105,10 +105,10 @@ def test_names_remarks_and_regions_look_chinese(world: World) -> None:
 
 def test_routing_respects_every_account_cap(world: World) -> None:
     per_account = np.bincount(world.follows.account, minlength=len(world.accounts))
-    for spec, count in zip(world.accounts, per_account.tolist()):
+    for spec, count in zip(world.accounts, per_account.tolist(), strict=False):
         assert count <= spec.soft_cap <= spec.hard_cap
         assert spec.operator >= 1  # operators run accounts, not the admin
-    pairs = set(zip(world.follows.customer.tolist(), world.follows.account.tolist()))
+    pairs = set(zip(world.follows.customer.tolist(), world.follows.account.tolist(), strict=False))
     assert len(pairs) == world.follows.customer.shape[0]
     assert set(world.follows.customer.tolist()) == set(range(len(world.customers)))
 
@@ -130,7 +130,7 @@ def test_orders_are_positive_fen_and_items_add_up(world: World) -> None:
     items = world.order_items
     totals = np.bincount(items.order, weights=items.unit_price_fen * items.quantity, minlength=len(o))
     assert np.array_equal(totals.astype(np.int64), o.amount_fen)
-    assert len(set(zip(o.platform.tolist(), o.external_id))) == len(o)
+    assert len(set(zip(o.platform.tolist(), o.external_id, strict=False))) == len(o)
     assert np.all(np.diff(o.paid_at) >= 0)
     assert np.all(o.paid_at < int(world.end.timestamp()))
 
@@ -180,7 +180,7 @@ def test_repeat_purchase_process_is_heterogeneous(world: World) -> None:
 
 def test_tags_are_plausible(world: World) -> None:
     ct = world.customer_tags
-    assert len(set(zip(ct.customer.tolist(), ct.tag.tolist()))) == ct.customer.shape[0]
+    assert len(set(zip(ct.customer.tolist(), ct.tag.tolist(), strict=False))) == ct.customer.shape[0]
     share = np.bincount(ct.tag, minlength=len(world.tags)) / len(world.customers)
     names = [t[1] for t in world.tags]
     assert all(0.01 < s < 0.6 for s in share)

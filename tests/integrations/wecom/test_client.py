@@ -304,14 +304,14 @@ def test_transfers_are_split_into_calls_of_100_and_complete_after_24_hours(
     ids = _customers(fake, "alice", 250)
     assert isinstance(wecom, CustomerTransferrer)
     outcomes = wecom.transfer_customers(
-        "alice", "bob", ids + ["wmnobody"], message="您好，由同事继续为您服务"
+        "alice", "bob", [*ids, "wmnobody"], message="您好，由同事继续为您服务"
     )
     assert [c["sizes"]["external_userid"] for c in fake.calls("externalcontact/transfer_customer")] == [
         100,
         100,
         51,
     ]
-    assert {o.external_userid: o.errcode for o in outcomes} == {**{i: 0 for i in ids}, "wmnobody": 40096}
+    assert {o.external_userid: o.errcode for o in outcomes} == {**dict.fromkeys(ids, 0), "wmnobody": 40096}
 
     waiting = wecom.transfer_results("alice", "bob")
     assert {s.status for s in waiting.items} == {2} and len(waiting.items) == 250
@@ -456,7 +456,7 @@ def test_mass_messages_split_past_10000_and_report_results(fake: Control, wecom:
     fake.post(f"contacts/{ids[10_000]}/delete", {"userid": "alice", "by": "customer"})
     fake.post(f"mass/{sent.msgids[1]}/send", {"userid": "alice"})
     results = wecom.list_mass_send_results(sent.msgids[1], "alice").items
-    assert {r.external_userid: r.status for r in results} == {**{i: 1 for i in ids[10_001:]}, ids[10_000]: 2}
+    assert {r.external_userid: r.status for r in results} == {**dict.fromkeys(ids[10001:], 1), ids[10_000]: 2}
     assert wecom.list_mass_tasks(sent.msgids[1]).items[0].sent_at is not None
 
 

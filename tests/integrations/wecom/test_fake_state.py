@@ -21,10 +21,14 @@ def test_generator_is_deterministic_per_seed() -> None:
     c.generate(members=5, contacts=2000, seed=8)
     assert _snapshot(a) == _snapshot(b)
     assert _snapshot(a) != _snapshot(c)
+
     # Times are drawn relative to the fake's clock (the last year before "now"), so two generations a
     # second apart differ in them and only in them: compare the groups without join_time.
     def timeless(state: FakeWeComState) -> list[list[dict[str, object]]]:
-        return [[{k: v for k, v in m.items() if k != "join_time"} for m in g.members] for g in state.groups.values()]
+        return [
+            [{k: v for k, v in m.items() if k != "join_time"} for m in g.members]
+            for g in state.groups.values()
+        ]
 
     assert timeless(a) == timeless(b)
 

@@ -21,8 +21,9 @@ def test_unreachable_server_is_a_transport_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # bound, never listening: the connection is refused
-        client = WeComClient("wwclosed", "secret", base_url=f"http://127.0.0.1:{port}", session=MemoryStorage(),
-                             timeout=2.0)
+        client = WeComClient(
+            "wwclosed", "secret", base_url=f"http://127.0.0.1:{port}", session=MemoryStorage(), timeout=2.0
+        )
         with pytest.raises(WeComTransportError):
             client.list_follow_users()
 

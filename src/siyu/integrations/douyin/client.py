@@ -28,7 +28,12 @@ class DouyinClient:
     """Calls made as one authorised enterprise account (``open_id`` with its user ``access_token``)."""
 
     def __init__(
-        self, access_token: str, open_id: str, *, base_url: str = DEFAULT_BASE_URL, timeout: float = 10.0,
+        self,
+        access_token: str,
+        open_id: str,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        timeout: float = 10.0,
         http: httpx.Client | None = None,
     ) -> None:
         if not access_token or not open_id:
@@ -50,7 +55,9 @@ class DouyinClient:
     def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         try:
             response = self._http.post(
-                path, params={"open_id": self.open_id}, json=body,
+                path,
+                params={"open_id": self.open_id},
+                json=body,
                 headers={"access-token": self.access_token},
             )
         except httpx.HTTPError as exc:
@@ -71,12 +78,19 @@ class DouyinClient:
 
     def reply_to_comment(self, item_id: str, comment_id: str, text: str) -> str:
         """Reply publicly under a video comment (``POST /item/comment/reply/``)."""
-        data = self._post("/item/comment/reply/", {"item_id": item_id, "comment_id": comment_id, "content": text})
+        data = self._post(
+            "/item/comment/reply/", {"item_id": item_id, "comment_id": comment_id, "content": text}
+        )
         return str(data.get("comment_id", ""))
 
     def send_direct_message(self, to_user_id: str, text: str) -> str:
         """Send a private text message (``POST /enterprise/im/message/send/``)."""
-        data = self._post("/enterprise/im/message/send/", {
-            "to_user_id": to_user_id, "message_type": "text", "content": {"text": text},
-        })
+        data = self._post(
+            "/enterprise/im/message/send/",
+            {
+                "to_user_id": to_user_id,
+                "message_type": "text",
+                "content": {"text": text},
+            },
+        )
         return str(data.get("msg_id", ""))

@@ -74,8 +74,11 @@ class FakeDouyinState:
         """POST one webhook body to ``webhook_url``, signed like Douyin unless a signature is given."""
         if not self.webhook_url:
             raise ValueError("webhook_url is not configured (POST /_control/config)")
-        delivery = Delivery(msg_id=msg_id or secrets.token_hex(16), body=body,
-                            signature=sign(self.client_secret, body) if signature is None else signature)
+        delivery = Delivery(
+            msg_id=msg_id or secrets.token_hex(16),
+            body=body,
+            signature=sign(self.client_secret, body) if signature is None else signature,
+        )
         headers = {"Content-Type": "application/json", MSG_ID_HEADER: delivery.msg_id}
         if delivery.signature:
             headers[SIGNATURE_HEADER] = delivery.signature
@@ -89,14 +92,23 @@ class FakeDouyinState:
         return delivery
 
     def comment(
-        self, content: str, *, item_id: str = "@fakeVideo0001", comment_user_id: str = "",
-        nick_name: str = "", comment_id: str = "", msg_id: str | None = None,
+        self,
+        content: str,
+        *,
+        item_id: str = "@fakeVideo0001",
+        comment_user_id: str = "",
+        nick_name: str = "",
+        comment_id: str = "",
+        msg_id: str | None = None,
     ) -> tuple[DouyinComment, Delivery]:
         """A viewer comments under the account's video: deliver the signed item_comment_reply webhook."""
         comment = DouyinComment(
             comment_id=comment_id or f"@{secrets.token_hex(12)}",
             comment_user_id=comment_user_id or f"_000{secrets.token_hex(10)}",
-            content=content, item_id=item_id, created_at=datetime.now(UTC), nick_name=nick_name,
+            content=content,
+            item_id=item_id,
+            created_at=datetime.now(UTC),
+            nick_name=nick_name,
         )
         body = comment_event_body(self.client_key, self.account_open_id, comment, log_id=secrets.token_hex(8))
         return comment, self.deliver(body, msg_id=msg_id)
@@ -112,8 +124,15 @@ class FakeDouyinState:
     def verify(self, challenge: int | None = None) -> Delivery:
         """Deliver the verify_webhook challenge."""
         value = challenge if challenge is not None else secrets.randbelow(10**9)
-        body = json.dumps({"event": VERIFY_EVENT, "client_key": self.client_key, "from_user_id": "",
-                           "to_user_id": "", "content": {"challenge": value}}).encode()
+        body = json.dumps(
+            {
+                "event": VERIFY_EVENT,
+                "client_key": self.client_key,
+                "from_user_id": "",
+                "to_user_id": "",
+                "content": {"challenge": value},
+            }
+        ).encode()
         return self.deliver(body)
 
     def take_fault(self) -> int:
@@ -126,7 +145,9 @@ class FakeDouyinState:
 
 
 def _answer(data: dict[str, Any]) -> JSONResponse:
-    return JSONResponse({"data": data, "extra": {"logid": secrets.token_hex(8), "now": int(time.time() * 1000)}})
+    return JSONResponse(
+        {"data": data, "extra": {"logid": secrets.token_hex(8), "now": int(time.time() * 1000)}}
+    )
 
 
 def _error(code: int, description: str) -> JSONResponse:
@@ -176,7 +197,11 @@ async def message_send(request: Request) -> JSONResponse:
         return checked
     state, body = checked
     content = body.get("content")
-    if not isinstance(body.get("to_user_id"), str) or not isinstance(content, dict) or not content.get("text"):
+    if (
+        not isinstance(body.get("to_user_id"), str)
+        or not isinstance(content, dict)
+        or not content.get("text")
+    ):
         return _error(2100004, "参数不合法: to_user_id and content.text are required")
     msg_id = secrets.token_hex(12)
     with state.lock:
@@ -185,8 +210,13 @@ async def message_send(request: Request) -> JSONResponse:
 
 
 def _delivery_json(d: Delivery) -> dict[str, Any]:
-    return {"msg_id": d.msg_id, "status": d.status, "answer": d.answer, "signature": d.signature,
-            "body": d.body.decode()}
+    return {
+        "msg_id": d.msg_id,
+        "status": d.status,
+        "answer": d.answer,
+        "signature": d.signature,
+        "body": d.body.decode(),
+    }
 
 
 async def control_config(request: Request) -> JSONResponse:
@@ -196,7 +226,9 @@ async def control_config(request: Request) -> JSONResponse:
     for key in ("webhook_url", "client_key", "client_secret", "account_open_id", "access_token"):
         if key in body:
             setattr(state, key, str(body[key]))
-    return JSONResponse({key: getattr(state, key) for key in ("webhook_url", "client_key", "account_open_id")})
+    return JSONResponse(
+        {key: getattr(state, key) for key in ("webhook_url", "client_key", "account_open_id")}
+    )
 
 
 async def control_comment(request: Request) -> JSONResponse:
@@ -208,10 +240,18 @@ async def control_comment(request: Request) -> JSONResponse:
         return JSONResponse(_delivery_json(delivery))
     if not isinstance(body.get("content"), str):
         return JSONResponse({"detail": "content (the comment text) is required"}, status_code=422)
-    kwargs = {k: str(body[k]) for k in ("item_id", "comment_user_id", "nick_name", "comment_id") if body.get(k)}
+    kwargs = {
+        k: str(body[k]) for k in ("item_id", "comment_user_id", "nick_name", "comment_id") if body.get(k)
+    }
     comment, delivery = await run_in_threadpool(lambda: state.comment(body["content"], **kwargs))
-    return JSONResponse({**_delivery_json(delivery), "comment_id": comment.comment_id,
-                         "comment_user_id": comment.comment_user_id, "item_id": comment.item_id})
+    return JSONResponse(
+        {
+            **_delivery_json(delivery),
+            "comment_id": comment.comment_id,
+            "comment_user_id": comment.comment_user_id,
+            "item_id": comment.item_id,
+        }
+    )
 
 
 async def control_verify(request: Request) -> JSONResponse:
@@ -245,15 +285,17 @@ async def control_list(request: Request) -> JSONResponse:
 
 def create_app(state: FakeDouyinState | None = None) -> Starlette:
     """Build the Starlette app serving the fake Douyin API and its control API."""
-    app = Starlette(routes=[
-        Route("/item/comment/reply/", comment_reply, methods=["POST"]),
-        Route("/enterprise/im/message/send/", message_send, methods=["POST"]),
-        Route("/_control/config", control_config, methods=["POST"]),
-        Route("/_control/comment", control_comment, methods=["POST"]),
-        Route("/_control/verify", control_verify, methods=["POST"]),
-        Route("/_control/fail", control_fail, methods=["POST"]),
-        Route("/_control/{what}", control_list, methods=["GET"]),
-    ])
+    app = Starlette(
+        routes=[
+            Route("/item/comment/reply/", comment_reply, methods=["POST"]),
+            Route("/enterprise/im/message/send/", message_send, methods=["POST"]),
+            Route("/_control/config", control_config, methods=["POST"]),
+            Route("/_control/comment", control_comment, methods=["POST"]),
+            Route("/_control/verify", control_verify, methods=["POST"]),
+            Route("/_control/fail", control_fail, methods=["POST"]),
+            Route("/_control/{what}", control_list, methods=["GET"]),
+        ]
+    )
     app.state.fake = state or FakeDouyinState()
     return app
 
@@ -261,7 +303,9 @@ def create_app(state: FakeDouyinState | None = None) -> Starlette:
 class FakeDouyinServer(LoopbackServer):
     """The fake served by uvicorn in a background thread on loopback (port 0 = ephemeral)."""
 
-    def __init__(self, state: FakeDouyinState | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, state: FakeDouyinState | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         super().__init__(create_app(state), host=host, port=port, name="fake-douyin")
 
     @property
@@ -272,17 +316,22 @@ class FakeDouyinServer(LoopbackServer):
 
 def main(argv: list[str] | None = None) -> None:
     """Command line: serve the fake in the foreground."""
-    parser = argparse.ArgumentParser(description="Fake Douyin (抖音) open platform: comment webhooks and replies")
+    parser = argparse.ArgumentParser(
+        description="Fake Douyin (抖音) open platform: comment webhooks and replies"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8971)
     parser.add_argument("--webhook-url", default="", help="siyu's /hooks/douyin/<org> URL")
     parser.add_argument("--client-key", default=FakeDouyinState.client_key)
     parser.add_argument("--client-secret", default=FakeDouyinState.client_secret)
     args = parser.parse_args(argv)
-    state = FakeDouyinState(client_key=args.client_key, client_secret=args.client_secret,
-                            webhook_url=args.webhook_url)
-    print(f"fake Douyin on http://{args.host}:{args.port}  client_key={state.client_key}  "
-          f"account open_id={state.account_open_id}  access_token={state.access_token}")
+    state = FakeDouyinState(
+        client_key=args.client_key, client_secret=args.client_secret, webhook_url=args.webhook_url
+    )
+    print(
+        f"fake Douyin on http://{args.host}:{args.port}  client_key={state.client_key}  "
+        f"account open_id={state.account_open_id}  access_token={state.access_token}"
+    )
     uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info", lifespan="off")
 
 

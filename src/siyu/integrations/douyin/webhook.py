@@ -139,7 +139,9 @@ def parse_comment(event: DouyinEvent) -> DouyinComment:
         # The commenter is the event's from_user_id; content repeats it as comment_user_id.
         comment_user_id=_str(c.get("comment_user_id"), "content.comment_user_id") or event.from_user_id,
         content=_str(c.get("content"), "content.content"),
-        item_id=_str(c.get("reply_to_item_id") or c.get("item_id"), "content.reply_to_item_id", required=True),
+        item_id=_str(
+            c.get("reply_to_item_id") or c.get("item_id"), "content.reply_to_item_id", required=True
+        ),
         created_at=created_at,
         nick_name=_str(c.get("nick_name"), "content.nick_name"),
         avatar=_str(c.get("avatar"), "content.avatar"),
@@ -147,7 +149,9 @@ def parse_comment(event: DouyinEvent) -> DouyinComment:
     )
 
 
-def comment_event_body(client_key: str, account_open_id: str, comment: DouyinComment, log_id: str = "") -> bytes:
+def comment_event_body(
+    client_key: str, account_open_id: str, comment: DouyinComment, log_id: str = ""
+) -> bytes:
     """Serialise a comment the way Douyin delivers it (used by the fake server and tests)."""
     content = {
         "comment_id": comment.comment_id,

@@ -164,8 +164,8 @@ class _Writer:
         text_ = np.datetime_as_string(np.maximum(seconds, 0).astype("datetime64[s]"), unit="s").tolist()
         none = (seconds < 0).tolist()
         if self.sqlite:
-            return [None if n else t.replace("T", " ") + ".000000" for t, n in zip(text_, none)]
-        return [None if n else t + "+00:00" for t, n in zip(text_, none)]
+            return [None if n else t.replace("T", " ") + ".000000" for t, n in zip(text_, none, strict=False)]
+        return [None if n else t + "+00:00" for t, n in zip(text_, none, strict=False)]
 
     def flags(self, values: NDArray[np.bool_]) -> list[Any]:
         """Booleans as the driver wants them."""
@@ -207,15 +207,23 @@ class _Writer:
         """
         if total < DEFER_INDEXES_AT:
             return []
-        existing = int(self.conn.scalar(text(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT :n)"),
-                                        {"n": total}) or 0)
+        existing = int(
+            self.conn.scalar(text(f"SELECT count(*) FROM (SELECT 1 FROM {table} LIMIT :n)"), {"n": total})
+            or 0
+        )
         if existing >= total:
             return []
-        present = set(self.conn.scalars(text(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t AND sql IS NOT NULL"
-        ), {"t": table}))
-        indexes = sorted((i for i in Base.metadata.tables[table].indexes if i.name in present),
-                         key=lambda i: str(i.name))
+        present = set(
+            self.conn.scalars(
+                text(
+                    "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = :t AND sql IS NOT NULL"
+                ),
+                {"t": table},
+            )
+        )
+        indexes = sorted(
+            (i for i in Base.metadata.tables[table].indexes if i.name in present), key=lambda i: str(i.name)
+        )
         for index in indexes:
             index.drop(self.conn)
         return indexes
@@ -331,7 +339,7 @@ def _write(
         )
     )
     user_ids: list[int] = []
-    for op, email in zip(world.operators, emails):
+    for op, email in zip(world.operators, emails, strict=False):
         user_ids.append(
             int(
                 conn.scalar(
@@ -377,7 +385,7 @@ def _write(
                 )
             )
         )
-    acct = np.asarray(account_ids + [0], dtype=np.int64)  # index -1 maps to the trailing 0 -> NULL below
+    acct = np.asarray([*account_ids, 0], dtype=np.int64)  # index -1 maps to the trailing 0 -> NULL below
 
     tag_ids: dict[str, int] = {}
     group_ids: list[int] = []
@@ -412,7 +420,7 @@ def _write(
     }
 
     def opt(values: list[Any], mask: list[bool]) -> list[Any]:
-        return [v if m else None for v, m in zip(values, mask)]
+        return [v if m else None for v, m in zip(values, mask, strict=False)]
 
     def customers(s: slice) -> list[tuple[Any, ...]]:
         created = w.times(c.created_at[s])
@@ -436,6 +444,7 @@ def _write(
                 w.flags(np.ones(len(created), dtype=bool)),
                 created,
                 w.times(c.updated_at[s]),
+                strict=False,
             )
         )
 
@@ -475,6 +484,7 @@ def _write(
                 [V.IDENTITY_KINDS[k] for k in ids.kind[s].tolist()],
                 ids.value[s],
                 w.times(c.created_at[cust]),
+                strict=False,
             )
         )
 
@@ -502,6 +512,7 @@ def _write(
                 opt(src, wecom[acc].tolist()),
                 [V.FOLLOW_STATUSES[x] for x in f.status[s].tolist()],
                 w.times(f.ended_at[s]),
+                strict=False,
             )
         )
 
@@ -531,6 +542,7 @@ def _write(
                 tag_arr[ct.tag[s]].tolist(),
                 [org_id] * (s.stop - s.start),
                 w.times(ct.created_at[s]),
+                strict=False,
             )
         )
 
@@ -558,6 +570,7 @@ def _write(
                 o.refunded_fen[s].tolist(),
                 paid,
                 paid,
+                strict=False,
             )
         )
 
@@ -594,6 +607,7 @@ def _write(
                 it.quantity[s].tolist(),
                 it.unit_price_fen[s].tolist(),
                 it.unit_cost_fen[s].tolist(),
+                strict=False,
             )
         )
 
@@ -640,6 +654,7 @@ def _write(
                 [EVENT_SOURCE] * len(at),
                 keys,
                 at,
+                strict=False,
             )
         )
 
@@ -666,7 +681,9 @@ def _order_properties(world: World, oid: NDArray[np.int64]) -> list[tuple[str, s
     """Per order, the JSON properties of its placed_order and refund events."""
     o = world.orders
     out: list[tuple[str, str]] = []
-    for i, p, a, r in zip(oid.tolist(), o.platform.tolist(), o.amount_fen.tolist(), o.refunded_fen.tolist()):
+    for i, p, a, r in zip(
+        oid.tolist(), o.platform.tolist(), o.amount_fen.tolist(), o.refunded_fen.tolist(), strict=False
+    ):
         placed = f'{{"order_id": {i}, "platform": "{V.PLATFORMS[p]}", "amount_fen": {a}'
         out.append((placed + "}", placed + f', "refunded_fen": {r}}}'))
     return out

@@ -37,10 +37,10 @@ class NamePools:
         # Faker's given-name lists are short (about 60 per gender); pairing two of them gives the
         # two-character given names most people born after 1980 have.
         self.male = singles_m[: size // 2] + [
-            a[0] + b[-1] for a, b in zip(singles_m[size // 2 :], singles_m[::-1])
+            a[0] + b[-1] for a, b in zip(singles_m[size // 2 :], singles_m[::-1], strict=False)
         ]
         self.female = singles_f[: size // 2] + [
-            a[0] + b[-1] for a, b in zip(singles_f[size // 2 :], singles_f[::-1])
+            a[0] + b[-1] for a, b in zip(singles_f[size // 2 :], singles_f[::-1], strict=False)
         ]
 
     def names(self, gender: NDArray[np.int8], rng: np.random.Generator) -> list[str]:
@@ -53,7 +53,9 @@ class NamePools:
         style = rng.random(n)
         out: list[str] = []
         sur, males, females = self.surnames, self.male, self.female
-        for s, g, f, st in zip(surname.tolist(), given.tolist(), female.tolist(), style.tolist()):
+        for s, g, f, st in zip(
+            surname.tolist(), given.tolist(), female.tolist(), style.tolist(), strict=False
+        ):
             first = females[g] if f else males[g]
             if st < 0.06 and f:
                 out.append(first[-1] * 2 + "妈妈")  # "朵朵妈妈": mothers often go by their child's pet name
@@ -153,7 +155,7 @@ def _kept_lengths(lengths: tuple[int, ...], budget: int) -> tuple[int, ...]:
 def _remark_words(words: tuple[str, ...], budget: int) -> str:
     # The cut depends only on the words' lengths, so a million remarks share a few hundred computations.
     kept = _kept_lengths(tuple(len(w) for w in words), budget)
-    return "+".join(w[:k] for w, k in zip(words, kept) if k)
+    return "+".join(w[:k] for w, k in zip(words, kept, strict=False) if k)
 
 
 def remark(name: str, label: str, intent: str, mobile: str | None) -> str:

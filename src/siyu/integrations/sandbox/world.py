@@ -375,7 +375,7 @@ def generate_world(
     intents, details, referrer = _intents_and_details(src, created, start, names, live_day, rng)
     remarks = [
         people.remark(nm, SOURCES[s][1], it, str(mb) if mb else None)
-        for nm, s, it, mb in zip(names, src.tolist(), intents, mobiles.tolist())
+        for nm, s, it, mb in zip(names, src.tolist(), intents, mobiles.tolist(), strict=False)
     ]
     consent = activity.consent_marketing | (rng.random(n) < 0.25)
     wecom_account = np.array([a.kind == ACCOUNT_KINDS[0] for a in specs], dtype=bool)
@@ -460,7 +460,7 @@ def _intents_and_details(
         mask = src == s
         w = np.array([o[1] for o in options])
         intent_idx[mask] = rng.choice(len(options), size=int(mask.sum()), p=w / w.sum())
-    intents = [INTENTS[s][i][0] for s, i in zip(src.tolist(), intent_idx.tolist())]
+    intents = [INTENTS[s][i][0] for s, i in zip(src.tolist(), intent_idx.tolist(), strict=False)]
     video = rng.integers(0, len(DOUYIN_VIDEOS), n).tolist()
     venue = rng.integers(0, len(FLYER_VENUES), n).tolist()
     region_city = rng.choice(["杭州", "上海", "苏州", "南京", "成都", "深圳"], size=n).tolist()
@@ -470,7 +470,7 @@ def _intents_and_details(
     referrer[(src == REFERRAL) & (idx == 0)] = -1
     details: list[str] = []
     sessions: dict[int, str] = {}
-    for i, (s, t) in enumerate(zip(src.tolist(), created.tolist())):
+    for i, (s, t) in enumerate(zip(src.tolist(), created.tolist(), strict=False)):
         if s == 0:
             details.append(f"视频《{DOUYIN_VIDEOS[video[i]]}》评论区")
         elif s == 1:

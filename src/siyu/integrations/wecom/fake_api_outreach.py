@@ -358,13 +358,17 @@ def _group_transfer(state: FakeWeComState, body: dict[str, Any], *, resigned: bo
             continue
         group.owner = owner.userid
         if not any(m.get("userid") == owner.userid for m in group.members):
-            group.members.append({"userid": owner.userid, "type": 1, "join_time": int(state.now()), "join_scene": 1})
+            group.members.append(
+                {"userid": owner.userid, "type": 1, "join_time": int(state.now()), "join_scene": 1}
+            )
         group.version += 1
     return {"failed_chat_list": failed}
 
 
 @route("POST", "externalcontact/groupchat/onjob_transfer")
-def groupchat_onjob_transfer(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+def groupchat_onjob_transfer(
+    state: FakeWeComState, query: dict[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
     """Give an in-service member's customer groups to another member."""
     return _group_transfer(state, body, resigned=False)
 

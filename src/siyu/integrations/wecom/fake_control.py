@@ -193,7 +193,7 @@ async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]
             cb = body["callback"] or {}
             if cb and (not cb.get("url") or not cb.get("token") or len(cb.get("encoding_aes_key", "")) != 43):
                 raise ApiError(40058, "callback needs url, token and a 43-character encoding_aes_key")
-            state.callback = {k: v for k, v in cb.items()}
+            state.callback = dict(cb.items())
         return {"ok": True}
 
 
@@ -276,30 +276,47 @@ async def c_customer_limit(request: Request, state: FakeWeComState, body: dict[s
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise ApiError(40058, "customer_limit must be a whole number >= 0, or null")
             state.customer_limits[userid] = limit
-        return {"userid": userid, "customer_limit": state.customer_limit(userid),
-                "customers": state.customer_count(userid)}
+        return {
+            "userid": userid,
+            "customer_limit": state.customer_limit(userid),
+            "customers": state.customer_count(userid),
+        }
 
 
 async def c_refuse_transfer(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
     """The customer refuses a waiting handover (status 3); WeCom pushes transfer_fail customer_refused."""
     transfer = state.refuse_transfer(
-        str(body["external_userid"]), str(body.get("handover_userid") or ""), str(body.get("takeover_userid") or "")
+        str(body["external_userid"]),
+        str(body.get("handover_userid") or ""),
+        str(body.get("takeover_userid") or ""),
     )
-    return {"external_userid": transfer.external_userid, "handover_userid": transfer.handover,
-            "takeover_userid": transfer.takeover, "status": transfer.status,
-            "deliveries": await flush_events(state)}
+    return {
+        "external_userid": transfer.external_userid,
+        "handover_userid": transfer.handover,
+        "takeover_userid": transfer.takeover,
+        "status": transfer.status,
+        "deliveries": await flush_events(state),
+    }
 
 
 async def c_transfers(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
     """Every handover the fake holds, with its status (1 done, 2 waiting, 3 refused, 4 takeover full)."""
     with state.lock:
         state.settle_transfers()
-        return {"transfers": [
-            {"external_userid": t.external_userid, "handover_userid": t.handover, "takeover_userid": t.takeover,
-             "resigned": t.resigned, "status": t.status, "takeover_time": t.takeover_time,
-             "fail_reason": t.fail_reason}
-            for t in state.transfers
-        ]}
+        return {
+            "transfers": [
+                {
+                    "external_userid": t.external_userid,
+                    "handover_userid": t.handover,
+                    "takeover_userid": t.takeover,
+                    "resigned": t.resigned,
+                    "status": t.status,
+                    "takeover_time": t.takeover_time,
+                    "fail_reason": t.fail_reason,
+                }
+                for t in state.transfers
+            ]
+        }
 
 
 async def c_contacts(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:

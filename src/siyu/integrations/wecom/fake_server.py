@@ -125,7 +125,9 @@ def create_app(state: FakeWeComState | None = None) -> Starlette:
 class FakeWeComServer(LoopbackServer):
     """The fake served by uvicorn in a background thread on loopback (port 0 = ephemeral)."""
 
-    def __init__(self, state: FakeWeComState | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, state: FakeWeComState | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         super().__init__(create_app(state), host=host, port=port, name="fake-wecom")
 
     @property
@@ -149,8 +151,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--callback-url", default="")
     parser.add_argument("--callback-token", default="")
     parser.add_argument("--callback-aes-key", default="")
-    parser.add_argument("--no-access-log", action="store_true",
-                        help="don't log each request (benchmarks: the log line costs the server CPU)")
+    parser.add_argument(
+        "--no-access-log",
+        action="store_true",
+        help="don't log each request (benchmarks: the log line costs the server CPU)",
+    )
     args = parser.parse_args(argv)
     state = FakeWeComState(args.corp_id, args.secret, token_ttl=args.token_ttl)
     if args.members or args.contacts:
@@ -168,8 +173,14 @@ def main(argv: list[str] | None = None) -> None:
             "encoding_aes_key": args.callback_aes_key,
         }
     print(f"fake WeCom on http://{args.host}:{args.port}  corp_id={args.corp_id}  secret={args.secret}")
-    uvicorn.run(create_app(state), host=args.host, port=args.port, log_level="info", lifespan="off",
-                access_log=not args.no_access_log)
+    uvicorn.run(
+        create_app(state),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        lifespan="off",
+        access_log=not args.no_access_log,
+    )
 
 
 if __name__ == "__main__":

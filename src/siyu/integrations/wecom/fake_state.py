@@ -481,13 +481,15 @@ class FakeWeComState:
         The callback names the takeover member (UserID) and the customer, as WeCom's does; it does
         not say which handover it was, so receivers must match it or ask transfer_result."""
         t.status, t.fail_reason = status, reason
-        self.pending_events.append({
-            "Event": "change_external_contact",
-            "ChangeType": "transfer_fail",
-            "FailReason": reason,
-            "UserID": t.takeover,
-            "ExternalUserID": t.external_userid,
-        })
+        self.pending_events.append(
+            {
+                "Event": "change_external_contact",
+                "ChangeType": "transfer_fail",
+                "FailReason": reason,
+                "UserID": t.takeover,
+                "ExternalUserID": t.external_userid,
+            }
+        )
 
     def settle_transfers(self) -> None:
         """Complete waiting handovers whose time has come (moves the follow relationship).
@@ -533,14 +535,19 @@ class FakeWeComState:
         with self.lock:
             self.settle_transfers()
             waiting = [
-                t for t in self.transfers
-                if t.status == 2 and t.external_userid == external_userid
-                and (not handover or t.handover == handover) and (not takeover or t.takeover == takeover)
+                t
+                for t in self.transfers
+                if t.status == 2
+                and t.external_userid == external_userid
+                and (not handover or t.handover == handover)
+                and (not takeover or t.takeover == takeover)
             ]
             if not waiting:
                 raise ApiError(40058, f"no waiting transfer of {external_userid}")
             if len(waiting) > 1:
-                raise ApiError(40058, f"{len(waiting)} waiting transfers of {external_userid}; name handover_userid")
+                raise ApiError(
+                    40058, f"{len(waiting)} waiting transfers of {external_userid}; name handover_userid"
+                )
             self._transfer_failed(waiting[0], 3, "customer_refused")
             return waiting[0]
 
@@ -548,7 +555,8 @@ class FakeWeComState:
         """In-service handovers of a customer WeCom accepted in the last 90 days, whatever their outcome."""
         since = self.now() - TRANSFER_WINDOW_SECONDS
         return sum(
-            1 for t in self.transfers
+            1
+            for t in self.transfers
             if t.external_userid == external_userid and not t.resigned and t.requested_time > since
         )
 

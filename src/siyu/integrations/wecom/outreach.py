@@ -299,13 +299,17 @@ class WeComOutreach(WeComTransport):
         ids = dedupe(chat_ids)
         if not ids:
             raise WeComInputError("chat_ids", "at least one group is required")
-        path = "externalcontact/groupchat/transfer" if resigned else "externalcontact/groupchat/onjob_transfer"
+        path = (
+            "externalcontact/groupchat/transfer" if resigned else "externalcontact/groupchat/onjob_transfer"
+        )
         failed: list[GroupTransferFailure] = []
         for chunk in chunks(ids, MAX_GROUP_TRANSFER_CHATS):
             data = self.post(path, {"chat_id_list": chunk, "new_owner": new_owner})
             failed.extend(
                 GroupTransferFailure(
-                    chat_id=str(f.get("chat_id", "")), errcode=int(f.get("errcode", 0)), errmsg=str(f.get("errmsg", ""))
+                    chat_id=str(f.get("chat_id", "")),
+                    errcode=int(f.get("errcode", 0)),
+                    errmsg=str(f.get("errmsg", "")),
                 )
                 for f in data.get("failed_chat_list", [])
             )

@@ -11,6 +11,7 @@ Two changes, hand-written:
 Revision ID: 0002
 Revises: 0001
 """
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -25,7 +26,15 @@ depends_on = None
 
 BIG_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 SEND_STATUS = sa.Enum(
-    "reserved", "submitted", "sent", "failed", "not_friend", "unsent", name="sendstatus", native_enum=False, length=20
+    "reserved",
+    "submitted",
+    "sent",
+    "failed",
+    "not_friend",
+    "unsent",
+    name="sendstatus",
+    native_enum=False,
+    length=20,
 )
 #: The detail poll_transfers wrote for WeCom status 4 before this revision.
 TAKER_FULL_DETAIL = "the receiving member has reached their customer limit"
@@ -33,9 +42,14 @@ TAKER_FULL_DETAIL = "the receiving member has reached their customer limit"
 
 def upgrade() -> None:
     with op.batch_alter_table("wecom_mass_messages", schema=None) as batch_op:
-        batch_op.add_column(sa.Column(
-            "chat_type", sa.Enum("single", "group", name="masschattype", native_enum=False, length=10),
-            server_default="single", nullable=False))
+        batch_op.add_column(
+            sa.Column(
+                "chat_type",
+                sa.Enum("single", "group", name="masschattype", native_enum=False, length=10),
+                server_default="single",
+                nullable=False,
+            )
+        )
         batch_op.add_column(sa.Column("group_ids", sa.JSON(), server_default=sa.text("'[]'"), nullable=False))
 
     op.create_table(
@@ -51,26 +65,50 @@ def upgrade() -> None:
         sa.Column("reserved_at", siyu.kit.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("sent_at", siyu.kit.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("error", sa.String(length=300), nullable=False),
-        sa.ForeignKeyConstraint(["account_id"], ["accounts.id"],
-                                name=op.f("fk_wecom_mass_group_sends_account_id_accounts"), ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["group_id"], ["customer_groups.id"],
-                                name=op.f("fk_wecom_mass_group_sends_group_id_customer_groups"), ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["message_id"], ["wecom_mass_messages.id"],
-                                name=op.f("fk_wecom_mass_group_sends_message_id_wecom_mass_messages"),
-                                ondelete="CASCADE"),
-        sa.ForeignKeyConstraint(["org_id"], ["organizations.id"],
-                                name=op.f("fk_wecom_mass_group_sends_org_id_organizations"), ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["account_id"],
+            ["accounts.id"],
+            name=op.f("fk_wecom_mass_group_sends_account_id_accounts"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["group_id"],
+            ["customer_groups.id"],
+            name=op.f("fk_wecom_mass_group_sends_group_id_customer_groups"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["message_id"],
+            ["wecom_mass_messages.id"],
+            name=op.f("fk_wecom_mass_group_sends_message_id_wecom_mass_messages"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_wecom_mass_group_sends_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_wecom_mass_group_sends")),
-        sa.UniqueConstraint("message_id", "group_id", name=op.f("uq_wecom_mass_group_sends_message_id_group_id")),
+        sa.UniqueConstraint(
+            "message_id", "group_id", name=op.f("uq_wecom_mass_group_sends_message_id_group_id")
+        ),
     )
     with op.batch_alter_table("wecom_mass_group_sends", schema=None) as batch_op:
-        batch_op.create_index("ix_wecom_mass_group_sends_org_group_reserved", ["org_id", "group_id", "reserved_at"],
-                              unique=False)
+        batch_op.create_index(
+            "ix_wecom_mass_group_sends_org_group_reserved",
+            ["org_id", "group_id", "reserved_at"],
+            unique=False,
+        )
 
-    transfers = sa.table("wecom_customer_transfers", sa.column("status", sa.String), sa.column("detail", sa.String))
-    op.execute(transfers.update()
-               .where(transfers.c.status == "failed", transfers.c.detail == TAKER_FULL_DETAIL)
-               .values(status="taker_full"))
+    transfers = sa.table(
+        "wecom_customer_transfers", sa.column("status", sa.String), sa.column("detail", sa.String)
+    )
+    op.execute(
+        transfers.update()
+        .where(transfers.c.status == "failed", transfers.c.detail == TAKER_FULL_DETAIL)
+        .values(status="taker_full")
+    )
 
 
 def downgrade() -> None:

@@ -8,6 +8,7 @@ second check cost ~3 us a row, about a sixth of the server's work in a full WeCo
 Revision ID: 0003
 Revises: 0002
 """
+
 from __future__ import annotations
 
 from alembic import op
@@ -29,5 +30,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in TABLES:
         with op.batch_alter_table(table, schema=None) as batch_op:
-            batch_op.create_foreign_key(f"fk_{table}_org_id_organizations", "organizations", ["org_id"], ["id"],
-                                        ondelete="CASCADE")
+            batch_op.create_foreign_key(
+                f"fk_{table}_org_id_organizations", "organizations", ["org_id"], ["id"], ondelete="CASCADE"
+            )
