@@ -6,6 +6,7 @@ import itertools
 import math
 from dataclasses import astuple
 from datetime import UTC, date, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from siyu.analytics.commerce import COMMERCE_GROUPS, commerce_metrics
 from siyu.analytics.engines import ChdbEngine, DuckDBEngine
 from siyu.analytics.rfm import customer_rfm, rfm_report
-from siyu.analytics.roi import roi_report
+from siyu.analytics.roi import ROIDimension, acquired_groups, allocate_costs, roi_report
 from siyu.analytics.service import clv_distribution
 
 Engines = tuple[DuckDBEngine, ChdbEngine]
@@ -163,7 +164,7 @@ def test_clv_distribution_agrees_when_empty(engines: Engines) -> None:
     assert duck == ch and duck.customers == 0
 
 
-@pytest.mark.parametrize("dimension", ["source", "channel"])
+@pytest.mark.parametrize("dimension", ["source", "channel", "code", "account"])
 def test_roi_engine_query_agrees(engines: Engines, org: int, db: Session, dimension: str) -> None:
     # No channel costs for this organization: roi_report's cost side is Python over the OLTP
     # database; what differs between engines is its acquired/revenue/CLV query.
@@ -174,6 +175,23 @@ def test_roi_engine_query_agrees(engines: Engines, org: int, db: Session, dimens
     _same([astuple(r) for r in duck], [astuple(r) for r in ch], dimension)
     assert sum(r.customers for r in duck) > 0 and sum(r.predicted_clv_fen for r in duck) > 0
     assert any(r.channel is None for r in duck)
+
+
+@pytest.mark.parametrize("dimension", list(ROIDimension))
+def test_roi_cost_allocation_agrees(engines: Engines, org: int, dimension: ROIDimension) -> None:
+    # Costs on both ledgers, shared over the groups each engine returns: the same groups give the same fen.
+    start, end = datetime(2024, 3, 1), datetime(2024, 5, 1)
+    groups = [sorted(acquired_groups(e, org, start, end), key=repr) for e in engines]
+    assert groups[0] == groups[1] and groups[0]
+    ledgers = (
+        {"douyin": Fraction(10_000), "nobody": Fraction(7)},
+        {"qr_a": Fraction(3_000), "qr_b": Fraction(4_001), "qr_unused": Fraction(50)},
+        {"qr_a", "qr_unused"},
+    )
+    duck, ch = (allocate_costs(g, dimension, *ledgers) for g in groups)
+    assert duck == ch
+    if dimension in (ROIDimension.source, ROIDimension.account):
+        assert sum(duck[0].values()) <= 10_000 + 7 + 3_000 + 4_001 + 50
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,8 @@ def python_window_funnel(
 ) -> tuple[int, list[float | None]]:
     """A line-by-line port of ClickHouse's getEventLevelNonStrictOnce (level, time into each step).
 
-    rows: (seconds, event_type, properties) of one customer, already limited to the steps' types.
+    rows: (seconds, event_type, properties) of one customer: every event under strict_order, else
+    only those of the steps' types.
     The times list holds, for step k >= 2, seconds from the step-(k-1) match extended to the first
     step-k match (what our funnel's median is computed over).
     """
@@ -119,10 +120,15 @@ def test_levels_match_window_funnel(
     reference = dict(ch.query_native(window_funnel_reference_sql(q)))
     on_duck = {row[0]: row[1] for row in duck.query(customer_levels_sql(q))}
     on_ch = {row[0]: row[1] for row in ch.query(customer_levels_sql(q))}
-    types = {s.event_type for s in steps}
+
+    # windowFunnel sees every event of the input; strict_order's input is all of a customer's events
+    # (any other event interrupts the chain), the other modes' only the steps' types.
+    def seen(event_type: str) -> bool:
+        return FunnelMode.strict_order in modes or event_type in {s.event_type for s in steps}
+
     port = {}
-    for cid in {e[0] for e in events if e[1] in types}:
-        rows = [(float(t), et, p) for c, et, t, p in events if c == cid and et in types]
+    for cid in {e[0] for e in events if seen(e[1])}:
+        rows = [(float(t), et, p) for c, et, t, p in events if c == cid and seen(et)]
         port[cid] = python_window_funnel(rows, q)[0]
     assert on_duck == reference
     assert on_ch == reference
@@ -197,7 +203,8 @@ def test_window_is_inclusive_and_measured_from_step_one(engines: Engines, load: 
 def test_strict_order_stops_at_unmatched_and_skipped_steps(
     engines: Engines, load: Callable[..., int]
 ) -> None:
-    """An event of a step's type that fails its filter, or an out-of-order step, ends the search."""
+    """Any other event (of a step's type failing its filter, or of another type), or an out-of-order step,
+    ends the search."""
     steps = [Step("a"), Step("b", {"p": "1"}), Step("c")]
     events = [
         (1, "a", 0, "{}"),
@@ -221,8 +228,37 @@ def test_strict_order_stops_at_unmatched_and_skipped_steps(
         (5, "b", 1, '{"p": "2"}'),
     ]
     strict = frozenset({FunnelMode.strict_order})
-    assert _levels(engines, load, events, steps, modes=strict) == {1: 1, 2: 1, 3: 3, 4: 2, 5: 1}
+    assert _levels(engines, load, events, steps, modes=strict) == {1: 1, 2: 1, 3: 1, 4: 2, 5: 1}
     assert _levels(engines, load, events, steps) == {1: 3, 2: 2, 3: 3, 4: 2, 5: 2}
+
+
+def test_strict_order_is_interrupted_by_events_of_other_types(
+    engines: Engines, load: Callable[..., int]
+) -> None:
+    """view, home, cart: windowFunnel('strict_order') over all of the customer's events stops at home (1 step)."""
+    steps = [Step("view"), Step("cart")]
+    events = [
+        (1, "view", 0, "{}"),
+        (1, "home", 1, "{}"),
+        (1, "cart", 2, "{}"),
+        (2, "view", 0, "{}"),
+        (2, "cart", 1, "{}"),
+        (2, "home", 2, "{}"),  # after the chain is complete: no effect
+        (3, "home", 0, "{}"),  # before any step 1: no effect
+        (3, "view", 1, "{}"),
+        (3, "cart", 2, "{}"),
+        (4, "home", 0, "{}"),  # no step at all: level 0
+    ]
+    strict = frozenset({FunnelMode.strict_order})
+    assert _levels(engines, load, events, steps, modes=strict) == {1: 1, 2: 2, 3: 2, 4: 0}
+    q = FunnelQuery(load(events), steps, modes=strict)
+    for engine in engines:
+        [result] = run_funnel(engine, q)
+        assert [s.count for s in result.steps] == [3, 2]
+    # The other modes read only the steps' events: home never interrupts them.
+    assert _levels(engines, load, events, steps) == {1: 2, 2: 2, 3: 2}
+    dedup = frozenset({FunnelMode.strict_deduplication})
+    assert _levels(engines, load, events, steps, modes=dedup) == {1: 2, 2: 2, 3: 2}
 
 
 def test_strict_deduplication_stops_at_a_repeated_step(engines: Engines, load: Callable[..., int]) -> None:

@@ -103,7 +103,8 @@ def test_roi_report(engine: Engine, db: Session, make_tenant, tmp_path: Path) ->
         r.channel: r
         for r in roi_report(db, proj.engine, t.org_id, date_from=date(2026, 1, 1), date_to=date(2026, 1, 31))
     }
-    assert set(rows) == {"douyin"}
+    # The code-ledger row (wechat_ad) brought nobody in January: by source it lands on the None row.
+    assert set(rows) == {"douyin", None} and (rows[None].cost_fen, rows[None].customers) == (999, 0)
     d = rows["douyin"]
     assert (d.cost_fen, d.customers, d.cost_per_customer_fen, d.revenue_fen, d.predicted_clv_fen) == (
         31_000,
@@ -183,4 +184,125 @@ def test_clv_job_needs_orders(engine: Engine, db: Session, make_tenant, tmp_path
     with pytest.raises(Invalid) as e:
         run_clv(db, proj, t.org_id)
     assert e.value.field == "orders"
+    proj.close()
+
+
+def _code(db: Session, org_id: int, pool_id: int, state: str, cost: int, created: datetime) -> None:
+    from siyu.channels import service as channels
+    from siyu.channels.schemas import CodeIn
+    from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
+
+    code = channels.create_code(
+        db,
+        org_id,
+        CodeIn(name=f"码 {state}", state=state, channel="live", pool_id=pool_id, cost_fen=cost),
+        SandboxChannelCodes(),
+    )
+    code.created_at = created
+    db.flush()
+
+
+def test_code_costs_count_once_and_break_down_by_code_and_account(
+    engine: Engine, db: Session, make_tenant, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from siyu.accounts.models import AccountKind
+    from siyu.accounts.schemas import AccountIn
+    from siyu.accounts.service import create_account
+    from siyu.channels import attribution
+    from siyu.channels import service as channels
+    from siyu.channels.schemas import MemberIn, PoolIn
+    from siyu.customers.models import FollowRelation
+
+    t = make_tenant()
+    a1, a2 = (
+        create_account(db, t.org_id, AccountIn(kind=AccountKind.wecom_member, external_id=x, name=x))
+        for x in ("zhang", "li")
+    )
+    pool = channels.create_pool(db, t.org_id, PoolIn(name="P", members=[MemberIn(account_id=a1.id)]))
+    # live: its own cost, a one-off on the day it was created (Jan 5, in the range).
+    _code(db, t.org_id, pool.id, "live", 6_000, _at(1, 5))
+    # flyer: its own cost is replaced by the channel_costs row naming its state (never both).
+    _code(db, t.org_id, pool.id, "flyer", 90_000, _at(1, 2))
+    # old: created before the range: its one-off cost belongs to December.
+    _code(db, t.org_id, pool.id, "old", 50_000, datetime(2025, 12, 1, 4, tzinfo=UTC))
+    db.add(
+        ChannelCost(
+            org_id=t.org_id,
+            channel="flyer",
+            dimension=CostDimension.channel,
+            period_start=date(2026, 1, 1),
+            period_end=date(2026, 1, 31),
+            cost_fen=3_100,
+        )
+    )
+    db.add(
+        ChannelCost(
+            org_id=t.org_id,
+            channel="taobao",
+            period_start=date(2026, 1, 1),
+            period_end=date(2026, 1, 31),
+            cost_fen=1_000,
+        )
+    )
+    # (source, state, account, revenue): live brought three douyin customers (two to a1, one to a2)
+    # and one taobao customer, whose source has its own cost row (covering that code's share).
+    people = [
+        ("douyin", "live", a1.id, 10_000),
+        ("douyin", "live", a1.id, 0),
+        ("douyin", "live", a2.id, 2_000),
+        ("taobao", "live", a2.id, 0),
+        ("douyin", "flyer", a2.id, 500),
+        ("douyin", "lead7", a1.id, 0),  # a state that is no code (a lead's own link)
+    ]
+    for i, (source, state, account, revenue) in enumerate(people):
+        cid = _customer(db, t.org_id, source, _at(1, 10 + i))
+        db.add(
+            FollowRelation(
+                org_id=t.org_id, customer_id=cid, account_id=account, since=_at(1, 10 + i), state=state
+            )
+        )
+        if revenue:
+            _order(db, t.org_id, cid, revenue, _at(1, 20))
+    db.commit()
+    proj = Projection(engine, tmp_path / "codes.duckdb")
+    proj.refresh()
+
+    def report(dimension: str) -> dict[str | None, tuple[int, int, int]]:
+        rows = roi_report(
+            db,
+            proj.engine,
+            t.org_id,
+            date_from=date(2026, 1, 1),
+            date_to=date(2026, 1, 31),
+            dimension=dimension,
+        )
+        return {r.channel: (r.cost_fen, r.customers, r.revenue_fen) for r in rows}
+
+    assert report("channel") == {
+        "live": (6_000, 4, 12_000),
+        "flyer": (3_100, 1, 500),
+        "lead7": (0, 1, 0),
+    }
+    assert report("code") == {"live": (6_000, 4, 12_000), "flyer": (3_100, 1, 500), None: (0, 1, 0)}
+    # By source: taobao's own row covers the live customer it holds; the rest of live's cost (3 of its 4
+    # customers) and all of flyer's go to douyin, which has no cost row of its own.
+    assert report("source") == {"douyin": (4_500 + 3_100, 5, 12_500), "taobao": (1_000, 1, 0)}
+    # By account, the same total (8,600 fen), shared by the customers each account received.
+    assert report("account") == {
+        str(a1.id): (3_000, 3, 10_000),
+        str(a2.id): (1_500 + 3_100 + 1_000, 3, 2_500),
+    }
+    # The channels report reads the same code ledger.
+    by_state = {
+        r.state: r.cost_fen
+        for r in attribution.code_report(db, t.org_id, date(2026, 1, 1), date(2026, 1, 31))
+    }
+    assert by_state == {"live": 6_000, "flyer": 3_100, "old": 0}
+    december = attribution.code_report(db, t.org_id, date(2025, 12, 1), date(2025, 12, 31))
+    assert {r.state: r.cost_fen for r in december}["old"] == 50_000
+    with pytest.raises(Invalid) as e:
+        roi_report(
+            db, proj.engine, t.org_id, date_from=date(2026, 1, 1), date_to=date(2026, 1, 2), dimension="x"
+        )
+    assert e.value.field == "dimension"
     proj.close()

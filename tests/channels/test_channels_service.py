@@ -288,6 +288,7 @@ def test_reports_adds_cost_and_first_order_conversion(db: Session, tenant) -> No
         CodeIn(name="Live", state="live1", channel="live", pool_id=pool_id, cost_fen=10_000),
         SandboxChannelCodes(),
     )
+    code.created_at = NOW  # its own cost is a one-off on the day it was created
     people = []
     for i in range(4):
         c = Customer(org_id=tenant.org_id, name=f"c{i}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -119,6 +120,52 @@ def test_reply_through_fake_douyin_gives_the_code_once(
     db.expire_all()
     event = db.scalar(select(Event).where(Event.type == "lead_replied"))
     assert event is not None and event.properties["code_state"] == f"lead{lead_id}"
+
+
+def test_a_reply_text_with_placeholders_reaches_douyin_filled(
+    client: TestClient,
+    db: Session,
+    tenant,
+    fake: FakeDouyinServer,  # type: ignore[no-untyped-def]
+) -> None:
+    """The suggestion an operator edits and sends back (API or console textarea) carries {code} and
+    {name}: Douyin receives them filled, with the code URL exactly once."""
+    connect(db, tenant.org_id, fake)
+    code_id = _douyin_code(db, tenant.org_id)
+    first, second = intake.ingest_comments(db, tenant.org_id, [douyin_comment(1), douyin_comment(2)]).lead_ids
+    db.commit()
+    [api_row] = [
+        r for r in client.get("/api/v1/leads", headers=tenant.auth("operator")).json() if r["id"] == first
+    ]
+    assert "{code}" in api_row["suggested_reply"]
+    sent = client.post(
+        f"/api/v1/leads/{first}/reply",
+        json={
+            "text": api_row["suggested_reply"] + " 另见 {code}（{name}）",
+            "code_url": "https://c.test/q/abc",
+        },
+        headers=tenant.auth("operator"),
+    )
+    assert sent.status_code == 200, sent.text
+    content = fake.state.replies[0]["content"]
+    assert "{" not in content and content.count("https://c.test/q/abc") == 1 and "@fan1" in content
+    assert sent.json()["reply_text"] == content
+    # The console pre-fills the textarea with the suggestion; sending it as is gives the chosen code's link.
+    csrf = _login(client, f"operator@{tenant.slug}.test")
+    textarea = re.search(
+        rf'hx-post="/leads/{second}/reply".*?<textarea name="text"[^>]*>([^<]*)</textarea>',
+        client.get("/leads/inbox").text,
+        re.S,
+    )
+    assert textarea is not None and "{code}" in textarea.group(1)
+    text = html.unescape(textarea.group(1))
+    posted = client.post(
+        f"/leads/{second}/reply", data={"text": text, "code_id": str(code_id), "csrf_token": csrf}
+    )
+    assert posted.status_code == 200, posted.text
+    content = fake.state.replies[1]["content"]
+    code_url = db.get(Lead, second).code_url  # type: ignore[union-attr]
+    assert code_url and "{" not in content and content.count(code_url) == 1 and "@fan2" in content
 
 
 def test_platform_failure_keeps_the_lead_open(

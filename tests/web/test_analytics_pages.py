@@ -290,10 +290,16 @@ def test_roi_cost_form_saves_fen_and_shows_in_the_table(
         "predicted_clv_fen",
         "roi",
         "predicted_roi",
+        "name",
     ]
     douyin = next(r for r in rows[1:] if r[0] == "douyin_comment")
     assert int(douyin[1]) == 150_050 and int(douyin[2]) > 0
     assert "Douyin comment" in chart_of(page.text)["channels"]
+    assert all(f'<option value="{b}"' in page.text for b in ("source", "channel", "code", "account"))
+    by_account = read_csv(client.get(f"/analytics/roi.csv?{query.replace('=source', '=account')}"))
+    # Account rows are keyed by id and named by the account (the cost shared over its customers).
+    assert sum(int(r[1]) for r in by_account[1:]) == 150_050
+    assert all(r[8] and r[8] != r[0] for r in by_account[1:] if r[0])
 
     bad = client.post("/analytics/roi/costs", data={**form, "cost_yuan": "lots"})
     assert bad.status_code == 422 and "is not a number" in bad.text

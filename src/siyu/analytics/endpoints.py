@@ -20,6 +20,7 @@ from pydantic import AfterValidator
 from siyu.analytics import service
 from siyu.analytics.commerce import COMMERCE_GROUPS
 from siyu.analytics.models import CostDimension
+from siyu.analytics.roi import ROIDimension
 from siyu.analytics.schemas import (
     ChannelCostIn,
     ChannelCostOut,
@@ -213,11 +214,11 @@ def roi(
     principal: AdminPrincipal,
     date_from: Annotated[date, AfterValidator(check_range)],
     date_to: Annotated[date, AfterValidator(check_range)],
-    dimension: CostDimension = CostDimension.source,
+    dimension: ROIDimension = ROIDimension.source,
     utc_offset_minutes: Annotated[int, Query(ge=-840, le=840)] = 480,
     format: Format = "json",
 ) -> Any:
-    """Cost, acquired customers, revenue to date, predicted CLV and ROI per channel over local dates."""
+    """Cost, acquired customers, revenue to date, predicted CLV and ROI per source, channel, code or account."""
     with service.projection_of_app(request.app.state).locked() as eng:
         rows = service.channel_roi(
             db,

@@ -2,10 +2,12 @@
 
 Semantics (matched against ``windowFunnel(window, mode)(t, cond1, ..., condN)`` in tests):
 
-* Input rows: the organization's events whose ``event_type`` is one of the steps' types (within
-  the optional date range). A row may match several steps. Rows of those types that match no step
-  (a property filter failed) are the "other events" that ``strict_order`` stops at; events of other
-  types never interrupt anything.
+* Input rows (within the optional date range): under ``strict_order``, every event of the customer,
+  as ClickHouse's ``windowFunnel(window)(..., 'strict_order')`` over a user's events: any row that
+  matches no step (another type, or a step's type whose property filter failed) is an "other
+  event" that stops the chain (view, home, cart is one step of view -> cart, not two). The other
+  modes never look at unmatched rows, so they read only the events of the steps' types (the same
+  levels, far fewer rows). A row may match several steps.
 * ClickHouse turns every (row, matching step) into an entry ``(timestamp, step)`` and sorts the
   entries by timestamp, then step number, so equal timestamps carry no row order: at one instant
   step 1 comes before step 2, and an unmatched row (step "0") before both.
@@ -197,8 +199,16 @@ def _event_filter(q: FunnelQuery) -> str:
     return " AND ".join(where)
 
 
+def _input_filter(q: FunnelQuery) -> str:
+    """The rows windowFunnel sees: all of a customer's events for strict_order, else the steps' types."""
+    return _scope_filter(q) if FunnelMode.strict_order in q.modes else _event_filter(q)
+
+
 def customer_levels_sql(q: FunnelQuery, method: str = "auto") -> str:
-    """DuckDB SQL: one row per customer with an entry: cid, level, f1..fN (first match time, us), p2..pN.
+    """DuckDB SQL: one row per customer with an input row: cid, level, f1..fN (first match time, us), p2..pN.
+
+    Under strict_order the input is every event of the range (see the module docstring), so customers
+    with no step at all appear with level 0, as they do in windowFunnel; the funnel counts levels >= 1.
 
     ``pk`` is the time of the step-(k-1) match that the first step-k match extended. ``method``:
     "chain" (ASOF joins; default and strict_increase only), "passes" (window passes; every mode)
@@ -297,7 +307,7 @@ def passes_levels_sql(q: FunnelQuery) -> str:
     flags = [f"CASE WHEN {c} THEN 1 ELSE 0 END AS e{i}" for i, c in enumerate(conds, 1)]
     if order:
         flags.append(f"CASE WHEN {' OR '.join(f'({c})' for c in conds)} THEN 0 ELSE 1 END AS e0")
-    base = f"SELECT customer_id AS cid, epoch_us(occurred_at) AS t, {', '.join(flags)} FROM events WHERE {_event_filter(q)}"
+    base = f"SELECT customer_id AS cid, epoch_us(occurred_at) AS t, {', '.join(flags)} FROM events WHERE {_input_filter(q)}"
 
     # Collapse ties: ClickHouse sorts entries by (time, step) and forgets which row they came from.
     # Fresh names on every level: ClickHouse resolves a name to a SELECT alias before a column.
@@ -419,7 +429,7 @@ def window_funnel_reference_sql(q: FunnelQuery) -> str:
     """ClickHouse SQL computing each customer's level with windowFunnel itself (tests and benchmarks)."""
     conds = ", ".join(_clickhouse_expr(s.condition_sql()) for s in q.steps)
     params = ", ".join([str(q.window_us), *(f"'{m.value}'" for m in sorted(q.modes))])
-    where = _clickhouse_expr(_event_filter(q))
+    where = _clickhouse_expr(_input_filter(q))
     return (
         f"SELECT customer_id AS cid, windowFunnel({params})(toUInt64(toUnixTimestamp64Micro(occurred_at)), {conds}) AS level "
         f"FROM events WHERE {where} GROUP BY customer_id"

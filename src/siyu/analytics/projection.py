@@ -108,8 +108,15 @@ class Projection:
         chunk_size: int = 50_000,
         min_interval_seconds: float = 2.0,
         id_overlap: int | None = None,
+        with_events: bool = True,
     ) -> None:
+        """Open (or create) the DuckDB file, or memory when ``path`` is None.
+
+        ``with_events=False`` projects customers and orders only: for a private, in-memory projection
+        made for one job that reads no events (the CLV job when another process holds the file).
+        """
         self.source = source
+        self.with_events = with_events
         self.path = None if path is None else Path(path)
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +194,10 @@ class Projection:
                     con.execute(f"DELETE FROM {t.name}")
             with self._source_snapshot() as src:
                 self._project_customers(src, wm, report, full=full)
-                wm["events_id"] = self._project_appended(src, "events", wm["events_id"], report, full=full)
+                if self.with_events:
+                    wm["events_id"] = self._project_appended(
+                        src, "events", wm["events_id"], report, full=full
+                    )
                 wm["orders_id"] = self._project_appended(src, "orders", wm["orders_id"], report, full=full)
                 if not full:
                     self._resync_refunds(src, wm["orders_id"], report)

@@ -22,7 +22,7 @@ from siyu.analytics.models import ChannelCost, CostDimension
 from siyu.analytics.projection import Projection, default_path
 from siyu.analytics.retention import RetentionCohort, RetentionQuery, run_retention
 from siyu.analytics.rfm import RFMReport, rfm_report
-from siyu.analytics.roi import ChannelROI, roi_report
+from siyu.analytics.roi import ChannelROI, ROIDimension, roi_report
 from siyu.analytics.schemas import (
     ChannelCostIn,
     ChannelCostPatch,
@@ -170,10 +170,10 @@ def channel_roi(
     *,
     date_from: date,
     date_to: date,
-    dimension: CostDimension | str = CostDimension.source,
+    dimension: ROIDimension | str = ROIDimension.source,
     utc_offset_minutes: int = 480,
 ) -> list[ChannelROI]:
-    """ROI per channel (see siyu.analytics.roi.roi_report)."""
+    """ROI per source, channel, code or account (see siyu.analytics.roi.roi_report)."""
     return roi_report(
         db,
         engine,

@@ -123,18 +123,12 @@ def adds_per_day(
     return [DailyAddsOut(code_id=c, day=d, adds=n) for (c, d), n in sorted(counts.items())]
 
 
-def _costs(db: Session, org_id: int, date_from: date, date_to: date) -> dict[str, int]:
-    try:
-        from siyu.analytics.models import CostDimension
-        from siyu.analytics.roi import prorated_costs
-    except ImportError:  # analytics not installed: per-code cost fields only
-        return {}
-    return prorated_costs(db, org_id, CostDimension.channel, date_from, date_to)
-
-
 def code_report(db: Session, org_id: int, date_from: date, date_to: date) -> list[CodeReportOut]:
-    """Per code over the range: adds, cost (channel_costs by state, else the code's own cost), cost per
-    add, and how many added customers placed a first order after the add."""
+    """Per code over the range: adds, cost (the code ledger of siyu.analytics.roi: channel_costs rows
+    naming the code's state, else its own cost on the day it was created), cost per add, and how many
+    added customers placed a first order after the add."""
+    from siyu.analytics.roi import code_costs  # analytics reads channels; a module-level import would cycle
+
     start, end = _range(date_from, date_to)
     codes = list(db.scalars(select(ChannelCode).where(ChannelCode.org_id == org_id).order_by(ChannelCode.id)))
     adds = dict(
@@ -162,11 +156,11 @@ def code_report(db: Session, org_id: int, date_from: date, date_to: date) -> lis
             .group_by(first_add.c.code_id)
         ).all()
     )
-    costs = _costs(db, org_id, date_from, date_to)
+    costs = code_costs(db, org_id, date_from, date_to)
     out = []
     for code in codes:
         n = int(adds.get(code.id, 0))
-        cost = costs.get(code.state, code.cost_fen)
+        cost = costs.get(code.state, 0)
         orders = int(converted.get(code.id, 0))
         out.append(
             CodeReportOut(

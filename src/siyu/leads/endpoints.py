@@ -74,7 +74,7 @@ async def douyin_webhook(org: str, request: Request, db: DbSession) -> dict[str,
 
 
 def lead_out(db: DbSession, row: InboxRow) -> LeadOut:
-    """The API shape of a lead with its suggestion (code placeholder left for the reply)."""
+    """The API shape of a lead with its suggestion ({code} left for the reply to fill)."""
     return LeadOut.of(row, service.suggested_reply(db, row.lead.org_id, row.lead, row.comment), utcnow())
 
 

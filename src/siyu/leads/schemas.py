@@ -113,7 +113,11 @@ class ReplyIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str | None = Field(default=None, max_length=1000)
+    text: str | None = Field(
+        default=None,
+        max_length=1000,
+        description="{code} becomes the code link (once) and {name} the commenter; the link is added if missing.",
+    )
     code_url: str | None = Field(default=None, max_length=500)
     code_state: str | None = Field(default=None, max_length=60)
     code_id: int | None = Field(

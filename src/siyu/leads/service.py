@@ -129,12 +129,41 @@ def set_reply_template(db: Session, org_id: int, intent: str, body: str) -> Repl
     return row
 
 
-def suggested_reply(db: Session, org_id: int, lead: Lead, comment: Comment, code_url: str = "") -> str:
-    """The template of the lead's intent filled with the commenter's name and the code link."""
+CODE_PLACEHOLDER: Final = "{code}"
+NAME_PLACEHOLDER: Final = "{name}"
+
+
+def _mention(comment: Comment) -> str:
+    return f"@{comment.commenter_name} " if comment.commenter_name else ""
+
+
+def suggested_reply(db: Session, org_id: int, lead: Lead, comment: Comment) -> str:
+    """The template of the lead's intent with the commenter's name filled in and ``{code}`` left in place.
+
+    The suggestion is shown to the operator (console textarea, API) before a code is chosen; the reply
+    path fills ``{code}`` with the link of the code it sends (see ``fill_reply``).
+    """
     template = reply_templates(db, org_id)[lead.intent]
-    return template.format(
-        code=code_url or "{code}", name=f"@{comment.commenter_name} " if comment.commenter_name else ""
-    )
+    return template.format(code=CODE_PLACEHOLDER, name=_mention(comment))
+
+
+def fill_reply(text: str, code_url: str, mention: str) -> str:
+    """The text to post: ``{name}`` filled, and the code link in it exactly once.
+
+    Any text may carry the placeholders: an operator sends the suggestion back edited, or types them.
+    The first ``{code}`` becomes the link and later ones are dropped; if the text already holds the
+    link every ``{code}`` is dropped; if it holds neither, the link is appended. Only these two
+    placeholders are replaced (plain replacement, not ``str.format``): other braces a person typed are
+    sent as typed.
+    """
+    body = text.replace(NAME_PLACEHOLDER, mention)
+    if code_url not in body:
+        body = body.replace(CODE_PLACEHOLDER, code_url, 1)
+    body = body.replace(CODE_PLACEHOLDER, "")
+    if code_url not in body:
+        # The code is the point of the reply: never send one without it.
+        body = f"{body} {code_url}"
+    return body.strip()
 
 
 # --- inbox ----------------------------------------------------------------------------------------
@@ -264,10 +293,9 @@ def reply_to_lead(
     if not url:
         raise Invalid("no channel code to give: pass code_url or set up channel codes", field="code_url")
     state = (state or lead_state(lead))[:60]
-    body = (text or "").strip() or suggested_reply(db, principal.org_id, lead, comment, url)
-    if url not in body:
-        # The code is the point of the reply: never send one without it.
-        body = f"{body} {url}"
+    body = fill_reply(
+        (text or "").strip() or suggested_reply(db, principal.org_id, lead, comment), url, _mention(comment)
+    )
     taken = db.execute(
         update(Lead)
         .where(Lead.id == lead.id, Lead.status == LeadStatus.open)

@@ -29,7 +29,9 @@ from siyu.analytics.engines import AnalyticsEngine
 from siyu.analytics.funnels import FunnelMode
 from siyu.analytics.models import CostDimension
 from siyu.analytics.rfm import SEGMENTS, rfm_sql
+from siyu.analytics.roi import ROIDimension
 from siyu.analytics.schemas import ChannelCostIn, FunnelIn, RetentionIn, StepIn
+from siyu.channels import service as channels
 from siyu.customers.models import Customer
 from siyu.identity.models import User
 from siyu.kit.clock import utcnow
@@ -45,6 +47,7 @@ FUNNEL_MAX_STEPS = 5
 FUNNEL_PREFERRED = ("added_contact", "message_received", "clicked_link", "placed_order")
 PERIODS = ("day", "week", "month")
 REPURCHASE_HORIZONS = (30, 60, 90, 180, 365)
+ROI_DIMENSIONS = tuple(d.value for d in ROIDimension)
 MAX_CHART_SERIES = 8  # more breakdown lines or bars than this are unreadable
 
 
@@ -111,6 +114,23 @@ def _group_labeler(db: DbSession, ctx: PageContext, org_id: int, by: str | None)
         if by == "stage":
             return ctx.label("stage", value)
         return names.get(value, str(value))
+
+    return name
+
+
+def _roi_labeler(db: DbSession, ctx: PageContext, org_id: int, dim: str) -> Any:
+    """A function naming an ROI row: code states by their code's name, account ids by the account's name."""
+    if dim == "code":
+        names = {c.state: c.name for c in channels.list_codes(db, org_id)}
+    elif dim == "account":
+        names = {
+            str(k): v for k, v in db.execute(select(Account.id, Account.name).where(Account.org_id == org_id))
+        }
+    else:
+        return _group_labeler(db, ctx, org_id, dim)
+
+    def name(value: str | None) -> str:
+        return ctx.gettext("Unknown") if value is None else names.get(value, value)
 
     return name
 
@@ -699,7 +719,7 @@ def _roi(
     cost_form: dict[str, str] | None = None,
 ) -> tuple[dict[str, Any], list[Any]]:
     org = _org(ctx)
-    dim = dimension if dimension in ("source", "channel") else "source"
+    dim = dimension if dimension in ROI_DIMENSIONS else "source"
     error = form_error
     try:
         start, end = _dates(ctx, db, org, date_from, date_to)
@@ -712,15 +732,23 @@ def _roi(
             db, eng, org, date_from=start, date_to=end, dimension=dim, utc_offset_minutes=_offset_minutes(ctx)
         )
     costs = service.list_channel_costs(db, org)[:20]
-    name = _group_labeler(db, ctx, org, dim)
+    name = _roi_labeler(db, ctx, org, dim)
     data = {
         "form": {"date_from": start.isoformat(), "date_to": end.isoformat(), "dimension": dim},
+        "roi_dimensions": ROI_DIMENSIONS,
+        "roi_dimension_names": {
+            "source": ctx.gettext("Source"),
+            "channel": ctx.gettext("Code state"),
+            "code": ctx.gettext("Channel code"),
+            "account": ctx.gettext("Account"),
+        },
         "rows": [{"name": name(r.channel), "row": r} for r in rows],
         "costs": [{"name": ctx.label("source", c.channel), "cost": c} for c in costs],
         "cost_form": cost_form
         or {
             "channel": "",
-            "dimension": dim,
+            # Costs are recorded by source or by code state; a code breakdown reads the latter.
+            "dimension": "channel" if dim in ("channel", "code") else "source",
             "period_start": start.isoformat(),
             "period_end": end.isoformat(),
             "cost_yuan": "",
@@ -755,7 +783,7 @@ def roi_csv(
     db: DbSession, ctx: Console, date_from: str = "", date_to: str = "", dimension: str = "source"
 ) -> Response:
     """Channel ROI as CSV."""
-    _, rows = _roi(db, ctx, date_from, date_to, dimension)
+    data, rows = _roi(db, ctx, date_from, date_to, dimension)
     header = [
         "channel",
         "cost_fen",
@@ -765,6 +793,7 @@ def roi_csv(
         "predicted_clv_fen",
         "roi",
         "predicted_roi",
+        "name",
     ]
     return csv_download(
         header,
@@ -778,8 +807,9 @@ def roi_csv(
                 r.predicted_clv_fen,
                 r.roi,
                 r.predicted_roi,
+                item["name"],
             ]
-            for r in rows
+            for r, item in zip(rows, data["rows"], strict=True)
         ),
         "roi.csv",
     )
