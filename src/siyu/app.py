@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from siyu.accounts.endpoints import router as accounts_router
 from siyu.analytics.endpoints import router as analytics_router
+from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.channels.endpoints import router as channels_router
 from siyu.commerce.endpoints import router as commerce_router
 from siyu.customers.endpoints import router as customers_router
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         analytics_router,
         channels_router,
         leads_router,
+        campaigns_router,
         wecom_ops_router,
         pages_router,
     )

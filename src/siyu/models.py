@@ -2,6 +2,7 @@
 
 from siyu.accounts.models import Account
 from siyu.analytics.models import ChannelCost
+from siyu.campaigns.models import MassGroupSend, MassMessage, MassSend, WeComOrgSettings
 from siyu.channels.models import (
     AccountAlert,
     AccountDayLoad,
@@ -28,13 +29,7 @@ from siyu.identity.models import ApiToken, Organization, User, WebSession
 from siyu.kit.db import Base
 from siyu.leads.models import Comment, DouyinApp, Lead, ReplyTemplate, WebhookReceipt
 from siyu.wecom.models import InboxItem, WeComCredential, WelcomeSend
-from siyu.wecom.models_ops import (
-    CustomerTransfer,
-    MassMessage,
-    MassSend,
-    WeComOrgSettings,
-    WeComSyncRun,
-)
+from siyu.wecom.models_ops import CustomerTransfer, WeComSyncRun
 
 __all__ = [
     "Account",
@@ -58,6 +53,7 @@ __all__ = [
     "GroupMember",
     "InboxItem",
     "Lead",
+    "MassGroupSend",
     "MassMessage",
     "MassSend",
     "MergeAudit",

@@ -9,7 +9,7 @@ Caps: WeCom caps what a customer group receives exactly as it caps a customer ("
 条数为当月天数", adjustable to 7 a week or 1 a day), so the organization's cap policy applies per group, counted
 over this table's reserved, submitted and sent rows. WeCom documents no other per-group rate.
 
-Reservation, submission and read-back are those of customer messages (`massmsg_core.deliver` and `read_back`,
+Reservation, submission and read-back are those of customer messages (`sending.deliver` and `read_back`,
 given `GROUPS`): send rows are committed before WeCom is called, and a re-run first looks for tasks WeCom already
 has from the same sender with the same text, reading their per-group results to learn which groups they cover,
 so no group gets the message twice.
@@ -27,12 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
-from siyu.groups.models import CustomerGroup, GroupStatus
-from siyu.integrations.channel import MassMessenger
-from siyu.integrations.channel import SendStatus as WeComSendStatus
-from siyu.kit.bulk import IN_LIST_SIZE, chunked
-from siyu.kit.errors import Invalid, NotFound
-from siyu.wecom.massmsg_core import (
+from siyu.campaigns.models import MassChatType, MassGroupSend, MassMessage, SendStatus
+from siyu.campaigns.sending import (
     REFUSED,
     Audience,
     Plan,
@@ -46,7 +42,11 @@ from siyu.wecom.massmsg_core import (
     paged,
     sent_before,
 )
-from siyu.wecom.models_ops import MassChatType, MassGroupSend, MassMessage, SendStatus
+from siyu.groups.models import CustomerGroup, GroupStatus
+from siyu.integrations.channel import MassMessenger
+from siyu.integrations.channel import SendStatus as WeComSendStatus
+from siyu.kit.bulk import IN_LIST_SIZE, chunked
+from siyu.kit.errors import Invalid, NotFound
 
 MAX_CHATS_PER_TASK = 2_000
 MAX_GROUPS = 20_000

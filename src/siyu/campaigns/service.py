@@ -4,9 +4,9 @@ The flow: `create_message` stores the content and the chosen customers; `plan` t
 through which member (the one who has known the customer longest) and who is left out and why; `submit`
 reserves the sends under the cap, commits them and only then calls add_msg_template, one task per sender member
 and at most 10,000 customers a task; `refresh_results` reads delivery back into the rows. The reservation,
-crash recovery, read-back and caps are shared with group messages and live in `massmsg_core`.
+crash recovery, read-back and caps are shared with group messages and live in `sending`.
 
-Messages to customer groups (chat_type "group") live in the same table; `massmsg_groups` creates and plans
+Messages to customer groups (chat_type "group") live in the same table; `group_messages` creates and plans
 them, and `submit`, `refresh_results`, `send_counts` and `preview` here take either kind.
 """
 
@@ -21,18 +21,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
-from siyu.customers import service as customers
-from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
-from siyu.customers.resolution import live_customers
-from siyu.integrations.channel import MassMessenger
-from siyu.integrations.channel import SendStatus as WeComSendStatus
-from siyu.kit.bulk import IN_LIST_SIZE, chunked
-from siyu.kit.errors import Invalid
-from siyu.wecom import massmsg_groups
+from siyu.campaigns import group_messages
+from siyu.campaigns.models import MassChatType, MassMessage, MassSend, SendStatus
 
 # Re-exported: the API, the console and callers reach the settings, caps and messages through this module.
-from siyu.wecom.massmsg_core import COUNTED as COUNTED
-from siyu.wecom.massmsg_core import (
+from siyu.campaigns.sending import COUNTED as COUNTED
+from siyu.campaigns.sending import (
     REFUSED,
     Audience,
     Plan,
@@ -46,12 +40,18 @@ from siyu.wecom.massmsg_core import (
     sent_before,
     status_counts,
 )
-from siyu.wecom.massmsg_core import SubmitResult as SubmitResult
-from siyu.wecom.massmsg_core import cap_window as cap_window
-from siyu.wecom.massmsg_core import get_message as get_message
-from siyu.wecom.massmsg_core import org_settings as org_settings
-from siyu.wecom.massmsg_core import set_cap_policy as set_cap_policy
-from siyu.wecom.models_ops import MassChatType, MassMessage, MassSend, SendStatus
+from siyu.campaigns.sending import SubmitResult as SubmitResult
+from siyu.campaigns.sending import cap_window as cap_window
+from siyu.campaigns.sending import get_message as get_message
+from siyu.campaigns.sending import org_settings as org_settings
+from siyu.campaigns.sending import set_cap_policy as set_cap_policy
+from siyu.customers import service as customers
+from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
+from siyu.customers.resolution import live_customers
+from siyu.integrations.channel import MassMessenger
+from siyu.integrations.channel import SendStatus as WeComSendStatus
+from siyu.kit.bulk import IN_LIST_SIZE, chunked
+from siyu.kit.errors import Invalid
 
 MAX_PER_TASK = 10_000
 MAX_RECIPIENTS = 100_000
@@ -182,11 +182,11 @@ CUSTOMERS = Audience(
         ),
     },
 )
-_AUDIENCES = {MassChatType.single: CUSTOMERS, MassChatType.group: massmsg_groups.GROUPS}
+_AUDIENCES = {MassChatType.single: CUSTOMERS, MassChatType.group: group_messages.GROUPS}
 
 
 def preview(db: Session, org_id: int, msg: MassMessage) -> Plan[Any]:
-    """The plan of a message to customers or to groups (see `plan` and `massmsg_groups.plan_groups`)."""
+    """The plan of a message to customers or to groups (see `plan` and `group_messages.plan_groups`)."""
     return _AUDIENCES[msg.chat_type].plan(db, org_id, msg)
 
 

@@ -1,4 +1,4 @@
-"""What mass messages to customers (`massmsg`) and to customer groups (`massmsg_groups`) have in common.
+"""What mass messages to customers (`service`) and to customer groups (`group_messages`) have in common.
 
 Here: the organization's cap policy and its calendar windows, the checks on a message's content, the shapes of a
 plan and of a submission, and the crash-safe delivery. `deliver` re-plans inside the transaction that reserves
@@ -9,7 +9,7 @@ which of them it already has from the same sender with the same text, so no reci
 `read_back` reads get_groupmsg_task / get_groupmsg_send_result back into the rows.
 
 What differs between customers and groups (the send table, how recipients are planned and recovered, how WeCom's
-per-recipient answers read) is an `Audience`: `massmsg.CUSTOMERS` and `massmsg_groups.GROUPS`.
+per-recipient answers read) is an `Audience`: `service.CUSTOMERS` and `group_messages.GROUPS`.
 
 Caps (calendar periods in Asia/Shanghai): by default as many mass messages a month as the month has days;
 alternatively 7 a calendar week or 1 a day. Reserved, submitted and sent rows count.
@@ -29,12 +29,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.accounts.models import Account
-from siyu.integrations.channel import MassMessenger, MessageContent, Page
-from siyu.kit.bulk import IN_LIST_SIZE, chunked, insert_ignore
-from siyu.kit.clock import SHANGHAI, ensure_utc, utcnow
-from siyu.kit.db import transaction
-from siyu.kit.errors import Conflict, Invalid, NotFound
-from siyu.wecom.models_ops import (
+from siyu.campaigns.models import (
     MassCapPolicy,
     MassChatType,
     MassGroupSend,
@@ -44,6 +39,11 @@ from siyu.wecom.models_ops import (
     SendStatus,
     WeComOrgSettings,
 )
+from siyu.integrations.channel import MassMessenger, MessageContent, Page
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, insert_ignore
+from siyu.kit.clock import SHANGHAI, ensure_utc, utcnow
+from siyu.kit.db import transaction
+from siyu.kit.errors import Conflict, Invalid, NotFound
 
 COUNTED = (SendStatus.reserved, SendStatus.submitted, SendStatus.sent)
 POLICY_WORDS = {
@@ -166,7 +166,7 @@ def get_message(db: Session, org_id: int, message_id: int) -> MassMessage:
 @dataclass
 class Plan(Generic[E]):
     """Who gets the message through which sender (member userid -> [(recipient id, WeCom address)]), and who
-    is left out (E: massmsg.Excluded or massmsg_groups.ExcludedGroup) and why."""
+    is left out (E: service.Excluded or group_messages.ExcludedGroup) and why."""
 
     by_sender: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
     sender_accounts: dict[str, int] = field(default_factory=dict)
@@ -256,7 +256,7 @@ class SubmitResult:
     recovered: int = 0
     failed: int = 0
     msgids: list[str] = field(default_factory=list)
-    left_out: list[Any] = field(default_factory=list)  # massmsg.Excluded or massmsg_groups.ExcludedGroup
+    left_out: list[Any] = field(default_factory=list)  # service.Excluded or group_messages.ExcludedGroup
 
 
 def paged(fetch: Callable[..., Page[T]]) -> Iterator[T]:

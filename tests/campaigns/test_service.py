@@ -8,17 +8,16 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
+from tests.wecom.conftest import Control, CrashAfterCall, CrashBeforeCall
 
+from siyu.campaigns import service as campaigns
+from siyu.campaigns.models import MassCapPolicy, MassSend, SendStatus
 from siyu.customers import service as customers
 from siyu.customers.models import CustomerIdentity, IdentityKind
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.db import make_sessionmaker, transaction
 from siyu.kit.errors import Conflict, Invalid
-from siyu.wecom import massmsg
-from siyu.wecom.models_ops import MassCapPolicy, MassSend, SendStatus
 from siyu.wecom.sync import full_sync
-
-from .conftest import Control, CrashAfterCall, CrashBeforeCall
 
 NOW = datetime(2026, 2, 10, 4, 0, tzinfo=UTC)  # February 2026: 28 days
 pytestmark = pytest.mark.own_members  # these tests seed their own members
@@ -53,7 +52,7 @@ def _world(engine: Engine, org: int, fake: Control, wecom: WeComClient) -> dict[
 
 def _new(engine: Engine, org: int, ids: list[int], text: str = "新品上架") -> int:
     with transaction(make_sessionmaker(engine)) as db:
-        return massmsg.create_message(db, org, text=text, customer_ids=ids).id
+        return campaigns.create_message(db, org, text=text, customer_ids=ids).id
 
 
 def test_cap_leaves_customers_out_and_says_why(
@@ -63,8 +62,8 @@ def test_cap_leaves_customers_out_and_says_why(
     c = _world(engine, org, fake, wecom)
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        massmsg.set_cap_policy(db, org, MassCapPolicy.day_1)
-    first = massmsg.submit(factory, org, _new(engine, org, [c["wm_a"], c["wm_b"]]), wecom, now=NOW)
+        campaigns.set_cap_policy(db, org, MassCapPolicy.day_1)
+    first = campaigns.submit(factory, org, _new(engine, org, [c["wm_a"], c["wm_b"]]), wecom, now=NOW)
     assert first.submitted == 2 and len(first.msgids) == 2  # one WeCom task per sender member
     senders = sorted(
         call["sizes"]["external_userid"] for call in fake.calls("externalcontact/add_msg_template")
@@ -72,7 +71,9 @@ def test_cap_leaves_customers_out_and_says_why(
     assert senders == [1, 1]
     second_id = _new(engine, org, [c["wm_a"], c["wm_b"], c["wm_c"], c["stranger"], 999_999], "第二条")
     with factory() as db:
-        preview = massmsg.plan(db, org, massmsg.get_message(db, org, second_id), now=NOW + timedelta(hours=1))
+        preview = campaigns.plan(
+            db, org, campaigns.get_message(db, org, second_id), now=NOW + timedelta(hours=1)
+        )
     reasons = {o.customer_id: o.reason for o in preview.left_out}
     assert reasons == {
         c["wm_a"]: "cap_reached",
@@ -83,22 +84,22 @@ def test_cap_leaves_customers_out_and_says_why(
     detail = next(o.detail for o in preview.left_out if o.customer_id == c["wm_a"])
     assert "already received 1 mass messages today" in detail and "1 a day" in detail
     assert preview.by_sender == {"bob": [(c["wm_c"], "wm_c")]}
-    second = massmsg.submit(factory, org, second_id, wecom, now=NOW + timedelta(hours=1))
+    second = campaigns.submit(factory, org, second_id, wecom, now=NOW + timedelta(hours=1))
     assert second.submitted == 1 and {o.reason for o in second.left_out} >= {"cap_reached"}
     # The next day (Asia/Shanghai) the cap frees up again.
     with factory() as db:
-        later = massmsg.plan(
+        later = campaigns.plan(
             db,
             org,
-            massmsg.get_message(db, org, _new(engine, org, [c["wm_a"]], "三")),
+            campaigns.get_message(db, org, _new(engine, org, [c["wm_a"]], "三")),
             now=NOW + timedelta(days=1),
         )
     assert later.recipients == 1 and not later.left_out
     # The default cap is as many a month as the month has days: February 2026 allows 28.
-    assert massmsg.cap_window(MassCapPolicy.month_days, NOW)[1] == 28
-    assert massmsg.cap_window(MassCapPolicy.week_7, NOW) == (datetime(2026, 2, 8, 16, 0, tzinfo=UTC), 7)
+    assert campaigns.cap_window(MassCapPolicy.month_days, NOW)[1] == 28
+    assert campaigns.cap_window(MassCapPolicy.week_7, NOW) == (datetime(2026, 2, 8, 16, 0, tzinfo=UTC), 7)
     with pytest.raises(Conflict):
-        massmsg.submit(factory, org, second_id, wecom, now=NOW + timedelta(hours=2))
+        campaigns.submit(factory, org, second_id, wecom, now=NOW + timedelta(hours=2))
 
 
 @pytest.mark.parametrize("crash", [CrashAfterCall, CrashBeforeCall])
@@ -110,11 +111,11 @@ def test_send_records_exist_before_the_call_and_rerun_never_double_sends(
     factory = make_sessionmaker(engine)
     mid = _new(engine, org, [c["wm_a"]])
     with pytest.raises(RuntimeError):
-        massmsg.submit(factory, org, mid, crash(wecom), now=NOW)
+        campaigns.submit(factory, org, mid, crash(wecom), now=NOW)
     with factory() as db:
         rows = list(db.scalars(select(MassSend).where(MassSend.message_id == mid)))
         assert [(r.customer_id, r.status) for r in rows] == [(c["wm_a"], SendStatus.reserved)]
-    result = massmsg.submit(factory, org, mid, wecom, now=datetime.now(UTC) + timedelta(minutes=1))
+    result = campaigns.submit(factory, org, mid, wecom, now=datetime.now(UTC) + timedelta(minutes=1))
     assert len(fake.calls("externalcontact/add_msg_template")) == 1, "WeCom got the message exactly once"
     if crash is CrashAfterCall:
         assert result.recovered == 1 and result.submitted == 0
@@ -130,18 +131,18 @@ def test_results_are_read_back(engine: Engine, tenant: Any, fake: Control, wecom
     c = _world(engine, org, fake, wecom)
     factory = make_sessionmaker(engine)
     mid = _new(engine, org, [c["wm_b"], c["wm_c"]])
-    result = massmsg.submit(factory, org, mid, wecom, now=NOW)
+    result = campaigns.submit(factory, org, mid, wecom, now=NOW)
     fake.post("contacts/wm_c/delete", {"userid": "bob"})
     fake.post(f"mass/{result.msgids[0]}/send", {"userid": "bob"})  # bob confirms on the phone
     with transaction(factory) as db:
-        counts = massmsg.refresh_results(db, org, mid, wecom)
+        counts = campaigns.refresh_results(db, org, mid, wecom)
     assert counts == {"sent": 1, "not_friend": 1}
 
 
 def test_bad_messages_are_refused(db: Session, tenant: Any) -> None:
     with pytest.raises(Invalid, match="text"):
-        massmsg.create_message(db, tenant.org_id, text="  ", customer_ids=[1])
+        campaigns.create_message(db, tenant.org_id, text="  ", customer_ids=[1])
     with pytest.raises(Invalid, match="customer"):
-        massmsg.create_message(db, tenant.org_id, text="hi", customer_ids=[])
+        campaigns.create_message(db, tenant.org_id, text="hi", customer_ids=[])
     with pytest.raises(Invalid, match="mass_cap_policy"):
-        massmsg.set_cap_policy(db, tenant.org_id, "twice_a_year")
+        campaigns.set_cap_policy(db, tenant.org_id, "twice_a_year")

@@ -10,18 +10,18 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
+from tests.wecom.conftest import Control, CrashAfterCall
 
 from siyu.accounts.models import Account
+from siyu.campaigns import group_messages
+from siyu.campaigns import service as campaigns
+from siyu.campaigns.models import MassCapPolicy, MassChatType, MassGroupSend, MassMessage, SendStatus
 from siyu.groups.models import CustomerGroup, GroupStatus
 from siyu.integrations.channel import MessageContent
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.db import make_sessionmaker, transaction
 from siyu.kit.errors import Conflict, Invalid
-from siyu.wecom import massmsg, massmsg_groups
-from siyu.wecom.models_ops import MassCapPolicy, MassChatType, MassGroupSend, MassMessage, SendStatus
 from siyu.wecom.sync import full_sync
-
-from .conftest import Control, CrashAfterCall
 
 NOW = datetime(2026, 2, 10, 4, 0, tzinfo=UTC)
 pytestmark = pytest.mark.own_members  # these tests seed their own members
@@ -76,34 +76,34 @@ def test_groups_by_owner_or_list_go_out_one_task_per_owner_and_results_come_back
     org = tenant.org_id
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        mine = massmsg_groups.create_group_message(
+        mine = group_messages.create_group_message(
             db, org, text="今晚八点直播", owner_account_id=w["alice"]
         ).id
-        mixed = massmsg_groups.create_group_message(
+        mixed = group_messages.create_group_message(
             db, org, text="周末活动", group_ids=[w["wr_a1"], w["wr_b1"]]
         ).id
     with factory() as db:
-        assert sorted(massmsg.get_message(db, org, mine).group_ids) == sorted([w["wr_a1"], w["wr_a2"]])
-        preview = massmsg_groups.plan_groups(db, org, massmsg.get_message(db, org, mixed), now=NOW)
+        assert sorted(campaigns.get_message(db, org, mine).group_ids) == sorted([w["wr_a1"], w["wr_a2"]])
+        preview = group_messages.plan_groups(db, org, campaigns.get_message(db, org, mixed), now=NOW)
         assert preview.by_sender == {"alice": [(w["wr_a1"], "wr_a1")], "bob": [(w["wr_b1"], "wr_b1")]}
-    first = massmsg.submit(factory, org, mine, wecom, now=NOW)
+    first = campaigns.submit(factory, org, mine, wecom, now=NOW)
     assert (first.reserved, first.submitted, len(first.msgids)) == (2, 2, 1)
     calls = fake.calls("externalcontact/add_msg_template")
     assert [c["sizes"] for c in calls] == [{"chat_id_list": 2}]
-    second = massmsg.submit(factory, org, mixed, wecom, now=NOW)
+    second = campaigns.submit(factory, org, mixed, wecom, now=NOW)
     assert second.submitted == 2 and len(second.msgids) == 2  # one task per owner
     # alice confirms on her phone but picks only one of her two groups.
     fake.post(f"mass/{first.msgids[0]}/send", {"userid": "alice", "only": ["wr_a1"]})
     with transaction(factory) as db:
-        assert massmsg.refresh_results(db, org, mine, wecom) == {"sent": 1, "submitted": 1}
+        assert campaigns.refresh_results(db, org, mine, wecom) == {"sent": 1, "submitted": 1}
     status = _sends(engine, mine)
     assert status["wr_a1"][0] == SendStatus.sent and status["wr_a2"][0] == SendStatus.submitted
     with factory() as db:
-        shown = {g["chat_id"]: g for g in massmsg_groups.group_sends(db, org, mine)}
+        shown = {g["chat_id"]: g for g in group_messages.group_sends(db, org, mine)}
         assert shown["wr_a1"]["name"] == "训练营一期" and shown["wr_a1"]["sent_at"] is not None
-        assert massmsg.send_counts(db, mine) == {"sent": 1, "submitted": 1}
+        assert campaigns.send_counts(db, mine) == {"sent": 1, "submitted": 1}
     with pytest.raises(Conflict):
-        massmsg.submit(factory, org, mine, wecom, now=NOW)
+        campaigns.submit(factory, org, mine, wecom, now=NOW)
 
 
 def test_more_than_2000_groups_are_split_into_tasks(
@@ -127,8 +127,8 @@ def test_more_than_2000_groups_are_split_into_tasks(
                 for c in chat_ids
             ],
         )
-        mid = massmsg_groups.create_group_message(db, org, text="全员通知", owner_account_id=w["alice"]).id
-    result = massmsg.submit(make_sessionmaker(engine), org, mid, wecom, now=NOW)
+        mid = group_messages.create_group_message(db, org, text="全员通知", owner_account_id=w["alice"]).id
+    result = campaigns.submit(make_sessionmaker(engine), org, mid, wecom, now=NOW)
     assert result.submitted == 2003 and len(result.msgids) == 2
     assert [c["sizes"]["chat_id_list"] for c in fake.calls("externalcontact/add_msg_template")] == [2000, 3]
 
@@ -139,14 +139,14 @@ def test_cap_per_group_and_groups_wecom_refuses(
     org = tenant.org_id
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        massmsg.set_cap_policy(db, org, MassCapPolicy.day_1)
-        first = massmsg_groups.create_group_message(db, org, text="一", group_ids=[w["wr_a1"]]).id
-    assert massmsg.submit(factory, org, first, wecom, now=NOW).submitted == 1
+        campaigns.set_cap_policy(db, org, MassCapPolicy.day_1)
+        first = group_messages.create_group_message(db, org, text="一", group_ids=[w["wr_a1"]]).id
+    assert campaigns.submit(factory, org, first, wecom, now=NOW).submitted == 1
     with transaction(factory) as db:
-        second = massmsg_groups.create_group_message(
+        second = group_messages.create_group_message(
             db, org, text="二", group_ids=[w["wr_a1"], w["wr_b1"], 999_999]
         ).id
-    result = massmsg.submit(factory, org, second, wecom, now=NOW + timedelta(hours=1))
+    result = campaigns.submit(factory, org, second, wecom, now=NOW + timedelta(hours=1))
     assert result.submitted == 1
     reasons = {o.group_id: o.reason for o in result.left_out}
     assert reasons == {w["wr_a1"]: "cap_reached", 999_999: "unknown_group"}
@@ -160,14 +160,14 @@ def test_cap_per_group_and_groups_wecom_refuses(
     # siyu's copy is stale (the group changed owner in WeCom since the last sync): the group is recorded failed.
     assert wecom.transfer_groups(["wr_a2"], "bob") == []
     with transaction(factory) as db:
-        massmsg.set_cap_policy(db, org, MassCapPolicy.month_days)
-        stale = massmsg_groups.create_group_message(db, org, text="三", owner_account_id=w["alice"]).id
-    outcome = massmsg.submit(factory, org, stale, wecom, now=NOW + timedelta(hours=2))
+        campaigns.set_cap_policy(db, org, MassCapPolicy.month_days)
+        stale = group_messages.create_group_message(db, org, text="三", owner_account_id=w["alice"]).id
+    outcome = campaigns.submit(factory, org, stale, wecom, now=NOW + timedelta(hours=2))
     assert (outcome.submitted, outcome.failed) == (1, 1)
     status, _ = _sends(engine, stale)["wr_a2"]
     assert status == SendStatus.failed
     with factory() as db:
-        assert "not a live group owned by alice" in massmsg_groups.group_sends(db, org, stale)[1]["error"]
+        assert "not a live group owned by alice" in group_messages.group_sends(db, org, stale)[1]["error"]
 
 
 def test_rerun_after_a_crash_never_sends_a_group_twice(
@@ -176,13 +176,13 @@ def test_rerun_after_a_crash_never_sends_a_group_twice(
     org = tenant.org_id
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        mid = massmsg_groups.create_group_message(
+        mid = group_messages.create_group_message(
             db, org, text="别重复", group_ids=[w["wr_a1"], w["wr_b1"]]
         ).id
     with pytest.raises(RuntimeError):
-        massmsg.submit(factory, org, mid, CrashAfterCall(wecom), now=NOW)
+        campaigns.submit(factory, org, mid, CrashAfterCall(wecom), now=NOW)
     assert {s for s, _ in _sends(engine, mid).values()} == {SendStatus.reserved}
-    result = massmsg.submit(factory, org, mid, wecom, now=datetime.now(UTC) + timedelta(minutes=1))
+    result = campaigns.submit(factory, org, mid, wecom, now=datetime.now(UTC) + timedelta(minutes=1))
     # The first owner's task reached WeCom before the crash and is found; the second owner's is sent now.
     assert (result.recovered, result.submitted) == (1, 1)
     assert len(fake.calls("externalcontact/add_msg_template")) == 2
@@ -191,12 +191,12 @@ def test_rerun_after_a_crash_never_sends_a_group_twice(
 
 def test_bad_group_messages_are_refused(db: Session, tenant: Any) -> None:
     with pytest.raises(Invalid, match="not both"):
-        massmsg_groups.create_group_message(db, tenant.org_id, text="hi", group_ids=[1], owner_account_id=1)
+        group_messages.create_group_message(db, tenant.org_id, text="hi", group_ids=[1], owner_account_id=1)
     with pytest.raises(Invalid) as empty:
-        massmsg_groups.create_group_message(db, tenant.org_id, text="hi", group_ids=[])
+        group_messages.create_group_message(db, tenant.org_id, text="hi", group_ids=[])
     assert empty.value.field == "group_ids"
     with pytest.raises(Invalid, match="text"):
-        massmsg_groups.create_group_message(db, tenant.org_id, text=" ", group_ids=[1])
+        group_messages.create_group_message(db, tenant.org_id, text=" ", group_ids=[1])
 
 
 def test_group_messages_through_the_api_and_the_console(

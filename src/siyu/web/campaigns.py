@@ -10,15 +10,16 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from siyu.accounts.models import Account, AccountKind
+from siyu.campaigns import group_messages
+from siyu.campaigns import service as campaigns
+from siyu.campaigns.models import MassChatType, MassMessage
 from siyu.groups.models import CustomerGroup, GroupStatus
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
 from siyu.kit.deps import DbSession
 from siyu.kit.errors import DomainError, Forbidden
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import PageContext, render
-from siyu.wecom import massmsg, massmsg_groups
 from siyu.wecom.credentials import client_for, load_plain
-from siyu.wecom.models_ops import MassChatType, MassMessage
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
@@ -58,19 +59,19 @@ def _page(
             select(MassMessage).where(MassMessage.org_id == org_id).order_by(MassMessage.id.desc()).limit(20)
         )
     )
-    counts = {m.id: massmsg.send_counts(db, m.id) for m in messages}
+    counts = {m.id: campaigns.send_counts(db, m.id) for m in messages}
     shown = next((m for m in messages if m.id == message_id), None)
     if shown is None and message_id is not None:
-        shown = massmsg.get_message(db, org_id, message_id)
-        counts[shown.id] = massmsg.send_counts(db, shown.id)
+        shown = campaigns.get_message(db, org_id, message_id)
+        counts[shown.id] = campaigns.send_counts(db, shown.id)
     sends = (
-        massmsg_groups.group_sends(db, org_id, shown.id)
+        group_messages.group_sends(db, org_id, shown.id)
         if shown and shown.chat_type == MassChatType.group
         else []
     )
     return render(
         ctx,
-        "wecom/mass_messages.html",
+        "campaigns/mass_messages.html",
         status_code=status_code,
         active="mass",
         members=members,
@@ -97,7 +98,7 @@ def _submit(db: DbSession, ctx: PageContext, org_id: int, message_id: int) -> Re
     client = _client(db, ctx, org_id)
     db.commit()  # submit() runs its own transactions; this request's must not hold the write lock
     try:
-        massmsg.submit(ctx.request.app.state.sessionmaker, org_id, message_id, client)
+        campaigns.submit(ctx.request.app.state.sessionmaker, org_id, message_id, client)
     except DomainError as exc:
         return _page(db, ctx, org_id, message_id=message_id, error=exc.message, status_code=exc.status_code)
     except (WeComError, WeComInputError) as exc:  # explained on the page, not as a 500
@@ -117,7 +118,7 @@ def send_to_groups(
     org_id = _admin(ctx)
     try:
         owner = int(owner_account_id) if owner_account_id.strip() else None
-        msg = massmsg_groups.create_group_message(
+        msg = group_messages.create_group_message(
             db,
             org_id,
             text=text,
@@ -145,7 +146,7 @@ def send_to_customers(
     except ValueError:
         return _page(db, ctx, org_id, error="customer_ids: customer ids are whole numbers", status_code=422)
     try:
-        msg = massmsg.create_message(
+        msg = campaigns.create_message(
             db, org_id, text=text, customer_ids=ids, actor_id=ctx.principal.user_id if ctx.principal else None
         )
     except DomainError as exc:
@@ -159,8 +160,8 @@ def refresh(db: DbSession, ctx: Console, message_id: int) -> Response:
     """Read the message's delivery back from WeCom."""
     org_id = _admin(ctx)
     try:
-        massmsg.refresh_results(
-            db, org_id, massmsg.get_message(db, org_id, message_id).id, _client(db, ctx, org_id)
+        campaigns.refresh_results(
+            db, org_id, campaigns.get_message(db, org_id, message_id).id, _client(db, ctx, org_id)
         )
     except DomainError as exc:
         db.rollback()
