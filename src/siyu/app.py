@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from siyu.accounts.endpoints import departures_router
 from siyu.accounts.endpoints import router as accounts_router
 from siyu.analytics.endpoints import router as analytics_router
 from siyu.campaigns.endpoints import router as campaigns_router
@@ -25,7 +26,6 @@ from siyu.leads.endpoints import hooks_router as lead_hooks_router
 from siyu.leads.endpoints import router as leads_router
 from siyu.web.pages import router as pages_router
 from siyu.wecom.endpoints import router as wecom_router
-from siyu.wecom.ops_endpoints import router as wecom_ops_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
@@ -80,7 +80,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         channels_router,
         leads_router,
         campaigns_router,
-        wecom_ops_router,
+        departures_router,
         pages_router,
     )
     for router in routers:

@@ -13,8 +13,7 @@ from sqlalchemy.orm import Session
 from siyu.kit.clock import utcnow
 from siyu.wecom.credentials import save_credentials
 from siyu.wecom.inbox_health import inbox_health
-from siyu.wecom.models import InboxItem
-from siyu.wecom.models_ops import WeComSyncRun
+from siyu.wecom.models import InboxItem, WeComSyncRun
 from siyu.wecom.schemas import CredentialsIn
 from siyu.wecom.tasks import MAX_ATTEMPTS
 

@@ -19,8 +19,8 @@ from siyu.web.analytics_pages import router as analytics_router
 from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next
 from siyu.web.campaigns import router as mass_messages_router
 from siyu.web.customer_pages import router as customer_router
+from siyu.web.departures import router as departure_router
 from siyu.web.templating import PageContext, render
-from siyu.wecom.departure_pages import router as departure_router
 from siyu.wecom.pages import router as wecom_settings_router
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)

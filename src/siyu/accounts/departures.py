@@ -29,7 +29,14 @@ from typing import Any, Protocol
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from siyu.accounts.models import Account, AccountKind, AccountStatus
+from siyu.accounts.models import (
+    Account,
+    AccountKind,
+    AccountStatus,
+    CustomerTransfer,
+    TransferKind,
+    TransferStatus,
+)
 from siyu.customers import service as customers
 from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
 from siyu.integrations.channel import CustomerTransferrer, Page, TransferState
@@ -38,7 +45,6 @@ from siyu.integrations.wecom.errors import explain
 from siyu.kit.bulk import IN_LIST_SIZE, chunked
 from siyu.kit.clock import ensure_utc, local, utcnow
 from siyu.kit.errors import Conflict, Invalid, NotFound
-from siyu.wecom.models_ops import CustomerTransfer, TransferKind, TransferStatus
 
 MAX_PER_CALL = 100
 MAX_TRANSFERS = 2

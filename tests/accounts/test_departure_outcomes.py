@@ -8,17 +8,15 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from tests.wecom.conftest import Control, console_login
+from tests.wecom.conftest import customer_of as _cid
 
-from siyu.accounts.models import Account
+from siyu.accounts.departures import poll_transfers, request_transfer
+from siyu.accounts.models import Account, CustomerTransfer, TransferStatus
 from siyu.customers.models import FollowRelation, FollowStatus
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.errors import Conflict
-from siyu.wecom.models_ops import CustomerTransfer, TransferStatus
 from siyu.wecom.sync import full_sync
-from siyu.wecom.transfers import poll_transfers, request_transfer
-
-from .conftest import Control, console_login
-from .conftest import customer_of as _cid
 
 DAY = 24 * 3600
 pytestmark = pytest.mark.own_members  # these tests seed their own members

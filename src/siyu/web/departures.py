@@ -9,15 +9,14 @@ from fastapi import APIRouter, Form, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
-from siyu.accounts.models import Account, AccountKind
+from siyu.accounts import departures
+from siyu.accounts.models import Account, AccountKind, TransferKind
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
 from siyu.kit.deps import DbSession
 from siyu.kit.errors import DomainError, Forbidden
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import PageContext, render
-from siyu.wecom import transfers
 from siyu.wecom.credentials import client_for, load_plain
-from siyu.wecom.models_ops import TransferKind
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
@@ -46,12 +45,12 @@ def _page(
         )
     )
     leaving = next((m for m in members if m.id == account_id), None)
-    summary = transfers.departure_summary(db, org_id, leaving.id) if leaving else None
-    rows = transfers.list_transfers(db, org_id, from_account_id=leaving.id) if leaving else []
+    summary = departures.departure_summary(db, org_id, leaving.id) if leaving else None
+    rows = departures.list_transfers(db, org_id, from_account_id=leaving.id) if leaving else []
     names = {m.id: m.name for m in members}
     return render(
         ctx,
-        "wecom/departure.html",
+        "departures/departure.html",
         status_code=status_code,
         active="departure",
         members=members,
@@ -84,7 +83,7 @@ def departure_submit(
     org_id = _admin(ctx)
     try:
         client = client_for(load_plain(db, org_id, str(ctx.request.app.state.settings.resolved_secret_key())))
-        result = transfers.request_transfer(
+        result = departures.request_transfer(
             db,
             org_id,
             client,
@@ -95,7 +94,7 @@ def departure_submit(
             actor_id=ctx.principal.user_id if ctx.principal else None,
         )
         moved = (
-            transfers.transfer_groups(
+            departures.transfer_groups(
                 db, org_id, client, from_account_id=from_account_id, to_account_id=to_account_id, kind=kind
             )
             if groups

@@ -8,19 +8,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from tests.wecom.conftest import Control, console_login
+from tests.wecom.conftest import customer_of as _cid
 
-from siyu.accounts.models import Account
+from siyu.accounts.departures import departure_summary, poll_transfers, request_transfer, transfer_groups
+from siyu.accounts.models import Account, CustomerTransfer, TransferKind, TransferStatus
 from siyu.customers.models import FollowRelation, FollowStatus
 from siyu.groups.models import CustomerGroup
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Conflict, Invalid
-from siyu.wecom.models_ops import CustomerTransfer, TransferKind, TransferStatus
 from siyu.wecom.sync import full_sync
-from siyu.wecom.transfers import departure_summary, poll_transfers, request_transfer, transfer_groups
-
-from .conftest import Control, console_login
-from .conftest import customer_of as _cid
 
 pytestmark = pytest.mark.own_members  # these tests seed their own members
 
