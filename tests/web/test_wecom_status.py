@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from tests.wecom.conftest import AES_KEY, SECRET, TOKEN, Control, console_login
 
 from siyu.kit.clock import utcnow
 from siyu.wecom.credentials import save_credentials
@@ -16,8 +17,6 @@ from siyu.wecom.inbox_health import inbox_health
 from siyu.wecom.models import InboxItem, WeComSyncRun
 from siyu.wecom.schemas import CredentialsIn
 from siyu.wecom.tasks import MAX_ATTEMPTS
-
-from .conftest import AES_KEY, SECRET, TOKEN, Control, console_login
 
 
 def _counts(html: str, kind: str) -> tuple[int, int, int]:

@@ -7,8 +7,7 @@ import re
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
-
-from .conftest import AES_KEY, SECRET, TOKEN, Control
+from tests.wecom.conftest import AES_KEY, SECRET, TOKEN, Control
 
 
 def _login(client: TestClient, email: str, password: str = "password123") -> str:
