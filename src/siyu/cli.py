@@ -244,9 +244,9 @@ def demo(
 
     from sqlalchemy import select
 
+    from siyu.demo.loader import load_world
+    from siyu.demo.world import generate_world
     from siyu.identity.models import Organization
-    from siyu.integrations.sandbox.loader import load_world
-    from siyu.integrations.sandbox.world import generate_world
     from siyu.kit.migrate import upgrade
 
     settings = get_settings()
@@ -274,7 +274,7 @@ def demo(
         _seed_demo_acquisition(engine, summary.org_id)
         console.print(f"loaded {', '.join(f'{n:,} {k}' for k, n in summary.counts.items())}")
     else:
-        from siyu.integrations.sandbox.loader import DEFAULT_ADMIN_PASSWORD, DEFAULT_OPERATOR_PASSWORD, Login
+        from siyu.demo.loader import DEFAULT_ADMIN_PASSWORD, DEFAULT_OPERATOR_PASSWORD, Login
 
         admin = Login(f"admin@{DEMO_ORG}.example.com", DEFAULT_ADMIN_PASSWORD, "", "admin")
         operator = Login(f"op01@{DEMO_ORG}.example.com", DEFAULT_OPERATOR_PASSWORD, "", "operator")

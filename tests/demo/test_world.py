@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from siyu.customers.remarks import compose_remark
-from siyu.integrations.sandbox import generate_world
-from siyu.integrations.sandbox import vocab as V
-from siyu.integrations.sandbox.records import World
+from siyu.demo import generate_world
+from siyu.demo import vocab as V
+from siyu.demo.records import World
 
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
 CJK = re.compile(r"[\u4e00-\u9fff]")

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from siyu.integrations.sandbox import vocab as V
-from siyu.integrations.sandbox.records import CustomerTags, Events, Follows, Orders
-from siyu.integrations.sandbox.vocab import DAY
+from siyu.demo import vocab as V
+from siyu.demo.records import CustomerTags, Events, Follows, Orders
+from siyu.demo.vocab import DAY
 
 __all__ = ["Activity", "simulate_activity"]
 

@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from numpy.typing import NDArray
 
-from siyu.integrations.sandbox import people
-from siyu.integrations.sandbox.activity import Activity, simulate_activity
-from siyu.integrations.sandbox.records import (
+from siyu.demo import people
+from siyu.demo.activity import Activity, simulate_activity
+from siyu.demo.records import (
     AccountSpec,
     Customers,
     Identities,
@@ -36,7 +36,7 @@ from siyu.integrations.sandbox.records import (
     Orders,
     World,
 )
-from siyu.integrations.sandbox.vocab import (
+from siyu.demo.vocab import (
     ACCOUNT_KINDS,
     BRAND_NAME,
     DAY,

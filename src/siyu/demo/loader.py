@@ -23,9 +23,9 @@ from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine, Index, Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from siyu.demo import vocab as V
+from siyu.demo.records import World
 from siyu.identity.service import EMAIL_RE, SLUG_RE, hash_password
-from siyu.integrations.sandbox import vocab as V
-from siyu.integrations.sandbox.records import World
 from siyu.kit.errors import Conflict, Invalid
 from siyu.models import (
     Account,

@@ -13,7 +13,7 @@ import numpy as np
 from faker import Faker
 from numpy.typing import NDArray
 
-from siyu.integrations.sandbox.vocab import MOBILE_PREFIXES, REGIONS
+from siyu.demo.vocab import MOBILE_PREFIXES, REGIONS
 
 _ALNUM = np.frombuffer(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
 _WECOM_ALPHABET = np.frombuffer(

@@ -7,12 +7,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from siyu.demo import generate_world
+from siyu.demo import vocab as V
+from siyu.demo.loader import load_world
+from siyu.demo.records import World
 from siyu.identity import service as identity
 from siyu.identity.models import Organization, Role, User
-from siyu.integrations.sandbox import generate_world
-from siyu.integrations.sandbox import vocab as V
-from siyu.integrations.sandbox.loader import load_world
-from siyu.integrations.sandbox.records import World
 from siyu.kit.db import make_sessionmaker
 from siyu.kit.errors import Conflict, Invalid
 from siyu.models import (
@@ -142,7 +142,7 @@ def test_big_loads_rebuild_sqlite_indexes_identically(
 ) -> None:
     if engine.dialect.name != "sqlite":
         pytest.skip("index deferral is a SQLite fast path")
-    from siyu.integrations.sandbox import loader
+    from siyu.demo import loader
 
     def indexes() -> set[tuple[str, str]]:
         with engine.connect() as conn:
