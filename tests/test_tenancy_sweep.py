@@ -20,10 +20,10 @@ from siyu.channels import health
 from siyu.channels.models import AccountAlert
 from siyu.customers import service as customers
 from siyu.customers.schemas import TagGroupIn
-from siyu.identity.models import ApiToken, Role
-from siyu.kit.tenancy import Principal
 from siyu.leads.intake import IncomingComment, ingest_comments
 from siyu.leads.models import Platform
+from siyu.tenancy.models import ApiToken, Role
+from siyu.tenancy.principal import Principal
 
 PARAM = re.compile(r"{(\w+)}")
 

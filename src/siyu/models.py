@@ -25,9 +25,9 @@ from siyu.customers.models import (
 )
 from siyu.events.models import Event
 from siyu.groups.models import CustomerGroup, GroupMember
-from siyu.identity.models import ApiToken, Organization, User, WebSession
 from siyu.kit.db import Base
 from siyu.leads.models import Comment, DouyinApp, Lead, ReplyTemplate, WebhookReceipt
+from siyu.tenancy.models import ApiToken, Organization, User, WebSession
 from siyu.wecom.models import InboxItem, WeComCredential, WeComSyncRun, WelcomeSend
 
 __all__ = [

@@ -11,8 +11,6 @@ from siyu.demo import generate_world
 from siyu.demo import vocab as V
 from siyu.demo.loader import load_world
 from siyu.demo.records import World
-from siyu.identity import service as identity
-from siyu.identity.models import Organization, Role, User
 from siyu.kit.db import make_sessionmaker
 from siyu.kit.errors import Conflict, Invalid
 from siyu.models import (
@@ -26,6 +24,8 @@ from siyu.models import (
     OrderItem,
     Tag,
 )
+from siyu.tenancy import service as identity
+from siyu.tenancy.models import Organization, Role, User
 
 
 @pytest.fixture(scope="module")

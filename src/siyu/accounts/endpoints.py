@@ -19,8 +19,8 @@ from siyu.accounts.models import Account, AccountKind, AccountStatus, TransferKi
 from siyu.accounts.schemas import AccountIn, AccountOut, AccountPatch
 from siyu.integrations.wecom.client import WeComClient
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
-from siyu.kit.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.kit.errors import Invalid
+from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.wecom.credentials import client_for, load_plain
 
 router = APIRouter(prefix="/api/v1/accounts", tags=["accounts"])

@@ -71,9 +71,9 @@ def clv(
 ) -> None:
     """Fit BG/NBD + Gamma-Gamma on the organization's orders and write CLV onto customer profiles."""
     from siyu.analytics.clv_job import run_clv
-    from siyu.identity import service as identity
     from siyu.kit.db import make_sessionmaker, transaction
     from siyu.kit.errors import DomainError
+    from siyu.tenancy import service as identity
 
     proj = _projection(path)
     try:

@@ -19,8 +19,8 @@ from siyu.campaigns import service as campaigns
 from siyu.campaigns.models import MassCapPolicy, MassChatType
 from siyu.integrations.wecom.client import WeComClient
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
-from siyu.kit.deps import AdminPrincipal, DbSession
 from siyu.kit.errors import Invalid
+from siyu.tenancy.deps import AdminPrincipal, DbSession
 from siyu.wecom.credentials import client_for, load_plain
 
 router = APIRouter(prefix="/api/v1/wecom", tags=["wecom-operations"])

@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.demo import vocab as V
 from siyu.demo.records import World
-from siyu.identity.service import EMAIL_RE, SLUG_RE, hash_password
 from siyu.kit.errors import Conflict, Invalid
 from siyu.models import (
     Account,
@@ -37,6 +36,7 @@ from siyu.models import (
     TagGroup,
     User,
 )
+from siyu.tenancy.service import EMAIL_RE, SLUG_RE, hash_password
 
 Progress = Callable[[str, int, int], None]
 CHUNK = 20_000

@@ -15,8 +15,8 @@ from siyu.campaigns import service as campaigns
 from siyu.campaigns.models import MassChatType, MassMessage
 from siyu.groups.models import CustomerGroup, GroupStatus
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
-from siyu.kit.deps import DbSession
 from siyu.kit.errors import DomainError, Forbidden
+from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import PageContext, render
 from siyu.wecom.credentials import client_for, load_plain

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 
 from siyu.channels import attribution, health, service
 from siyu.kit.clock import SHANGHAI, local, utcnow
-from siyu.kit.deps import DbSession
+from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import render
 

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from siyu.accounts import departures
 from siyu.accounts.models import Account, AccountKind, TransferKind
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
-from siyu.kit.deps import DbSession
 from siyu.kit.errors import DomainError, Forbidden
+from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import PageContext, render
 from siyu.wecom.credentials import client_for, load_plain

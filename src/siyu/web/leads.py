@@ -8,12 +8,12 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 
 from siyu.kit.clock import utcnow
-from siyu.kit.deps import DbSession
 from siyu.kit.errors import DomainError
-from siyu.kit.tenancy import Principal
 from siyu.leads import service
 from siyu.leads.intent_rules import INTENTS
 from siyu.leads.sla import open_lead_count, sla_figures
+from siyu.tenancy.deps import DbSession
+from siyu.tenancy.principal import Principal
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import PageContext, render
 

@@ -9,9 +9,9 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
-from siyu.identity import service as identity
-from siyu.kit.deps import SESSION_COOKIE, DbSession, session_principal
 from siyu.kit.errors import NotFound
+from siyu.tenancy import service as identity
+from siyu.tenancy.deps import SESSION_COOKIE, DbSession, session_principal
 from siyu.web import i18n, queries
 from siyu.web.analytics_pages import router as analytics_router
 from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next

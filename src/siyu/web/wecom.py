@@ -15,10 +15,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Response
 from pydantic import ValidationError
 
-from siyu.identity.models import Organization
 from siyu.kit.clock import utcnow
-from siyu.kit.deps import DbSession
 from siyu.kit.errors import DomainError, Forbidden, NotFound
+from siyu.tenancy.deps import DbSession
+from siyu.tenancy.models import Organization
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import PageContext, render
 from siyu.wecom import credentials, tasks_sync

@@ -22,8 +22,8 @@ from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from siyu.integrations.wecom import CallbackError, CallbackSignatureError
-from siyu.kit.deps import AdminPrincipal, DbSession
 from siyu.kit.errors import DomainError, NotFound
+from siyu.tenancy.deps import AdminPrincipal, DbSession
 from siyu.wecom import callbacks, credentials, tasks_sync
 from siyu.wecom.inbox_writer import InboxWriter
 from siyu.wecom.models import WeComCredential
@@ -173,7 +173,7 @@ def _out(row: WeComCredential, slug: str) -> CredentialsOut:
 
 
 def _slug(db: DbSession, org_id: int) -> str:
-    from siyu.identity.models import Organization
+    from siyu.tenancy.models import Organization
 
     org = db.get(Organization, org_id)
     assert org is not None

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from siyu.identity.models import Role
+from siyu.tenancy.models import Role
 
 
 class MeOut(BaseModel):

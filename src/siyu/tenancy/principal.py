@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from siyu.identity.models import Role
+from siyu.tenancy.models import Role
 
 
 @dataclass(frozen=True, slots=True)

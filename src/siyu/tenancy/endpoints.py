@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
-from siyu.identity import service
-from siyu.identity.models import ApiToken, Organization, Role, User
-from siyu.identity.schemas import IssuedTokenOut, MeOut, TokenIn, TokenOut, UserIn, UserOut
-from siyu.kit.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.kit.errors import Forbidden, NotFound
+from siyu.tenancy import service
+from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
+from siyu.tenancy.models import ApiToken, Organization, Role, User
+from siyu.tenancy.schemas import IssuedTokenOut, MeOut, TokenIn, TokenOut, UserIn, UserOut
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 

@@ -13,10 +13,10 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from siyu.identity.models import ApiToken, Organization, Role, User, WebSession
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Conflict, Invalid, NotFound
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.models import ApiToken, Organization, Role, User, WebSession
+from siyu.tenancy.principal import Principal
 
 _hasher = PasswordHasher()
 TOKEN_PREFIX = "siyu_"

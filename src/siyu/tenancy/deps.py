@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from siyu.identity import service as identity
 from siyu.kit.db import transaction
 from siyu.kit.errors import DomainError, Forbidden
-from siyu.kit.tenancy import Principal
+from siyu.tenancy import service as identity
+from siyu.tenancy.principal import Principal
 
 SESSION_COOKIE = "siyu_session"
 CSRF_HEADER = "X-CSRF-Token"

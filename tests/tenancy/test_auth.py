@@ -38,7 +38,7 @@ def test_revoked_token_stops_working(client: TestClient, tenant) -> None:  # typ
 def test_tokens_are_stored_hashed(client: TestClient, tenant, db) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
-    from siyu.identity.models import ApiToken
+    from siyu.tenancy.models import ApiToken
 
     hashes = list(db.scalars(select(ApiToken.token_hash)))
     assert hashes and tenant.admin_token not in hashes
