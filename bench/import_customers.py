@@ -24,10 +24,10 @@ from sqlalchemy import select
 from siyu.customers.importer import ColumnMap, import_customers_csv, parse_customer_row
 from siyu.customers.models import Customer, CustomerIdentity, CustomerTag, Tag, TagGroup
 from siyu.customers.remarks import compose_remark
-from siyu.identity import service as identity
 from siyu.kit.bulk import RowInvalid, open_csv
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.migrate import upgrade
+from siyu.tenancy import service as identity
 
 SURNAMES = (
     "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈"

@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 
 from siyu.customers.models import Customer
-from siyu.identity import service as identity
-from siyu.identity.models import Role
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.migrate import upgrade
+from siyu.tenancy import service as identity
+from siyu.tenancy.models import Role
 
 SERVER = """
 import sys, uvicorn

@@ -36,14 +36,14 @@ from sqlalchemy import create_engine, event, func, select
 from siyu.app import create_app
 from siyu.customers.models import Customer, CustomerTag, Stage, Tag
 from siyu.customers.schemas import CustomerOut
-from siyu.identity import service as identity
-from siyu.integrations.sandbox import generate_world
-from siyu.integrations.sandbox.loader import load_world
+from siyu.demo import generate_world
+from siyu.demo.loader import load_world
 from siyu.kit.db import make_engine, make_sessionmaker
-from siyu.kit.deps import CurrentPrincipal, DbSession
 from siyu.kit.migrate import MIGRATIONS_DIR, upgrade
 from siyu.kit.pagination import Page
 from siyu.kit.settings import Settings
+from siyu.tenancy import service as identity
+from siyu.tenancy.deps import CurrentPrincipal, DbSession
 
 LIMIT = 50
 ORG = "bench"

@@ -26,10 +26,10 @@ from siyu.analytics.projection import Projection
 from siyu.commerce.models import Order
 from siyu.customers.models import Customer
 from siyu.events.models import Event
-from siyu.identity import service as identity
 from siyu.kit.bulk import chunked, driver_datetime, executemany_raw
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.migrate import upgrade
+from siyu.tenancy import service as identity
 
 TYPES = np.array(
     ["added_contact", "message_received", "message_sent", "content_read", "placed_order"], dtype=object

@@ -83,9 +83,9 @@ def bench_db(n: int, adds: int) -> tuple[list[float], list[float]]:
     from siyu.accounts.models import Account, AccountKind
     from siyu.channels import service
     from siyu.channels.schemas import MemberIn, PoolIn
-    from siyu.identity import service as identity
     from siyu.kit.db import make_engine, make_sessionmaker
     from siyu.kit.migrate import upgrade
+    from siyu.tenancy import service as identity
 
     rng = random.Random(11)
     with tempfile.TemporaryDirectory() as tmp:

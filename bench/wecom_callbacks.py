@@ -127,10 +127,10 @@ def fresh_postgres(base_url: str, suffix: str) -> str:
 
 def prepare(root: Path, fake_url: str, contacts: int, database_url: str = "") -> Setup:
     """Migrate a fresh database, create the org with credentials, mirror the tag library."""
-    from siyu.identity import service as identity
     from siyu.integrations.wecom.fake_state import FakeWeComState
     from siyu.kit.db import make_engine, make_sessionmaker, transaction
     from siyu.kit.migrate import upgrade
+    from siyu.tenancy import service as identity
     from siyu.wecom.credentials import client_for, load_plain, save_credentials
     from siyu.wecom.processing import upsert_corp_tags
     from siyu.wecom.schemas import CredentialsIn

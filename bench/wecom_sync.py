@@ -33,10 +33,10 @@ import httpx
 from wechatpy.session.memorystorage import MemoryStorage
 from wecom_callbacks import fresh_postgres  # bench/ is the script's directory, so on sys.path
 
-from siyu.identity import service as identity
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.migrate import upgrade
+from siyu.tenancy import service as identity
 from siyu.wecom.pacing import WECOM_CALLS_PER_MINUTE, ApiPacer
 from siyu.wecom.sync import FETCH_THREADS, run_sync
 

@@ -19,11 +19,11 @@ from sqlalchemy import Engine, make_url, text
 from sqlalchemy.orm import Session
 
 from siyu.app import create_app
-from siyu.identity import service as identity
-from siyu.identity.models import Role
 from siyu.kit.db import Base, make_engine, make_sessionmaker
 from siyu.kit.migrate import upgrade
 from siyu.kit.settings import Settings
+from siyu.tenancy import service as identity
+from siyu.tenancy.models import Role
 
 PG_URL = os.environ.get("SIYU_TEST_DATABASE_URL", "")
 

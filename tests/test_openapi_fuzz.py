@@ -18,11 +18,11 @@ from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
 from siyu.app import create_app
 from siyu.customers import service as customers
-from siyu.identity import service as identity
-from siyu.identity.models import Role
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.migrate import upgrade
 from siyu.kit.settings import Settings
+from siyu.tenancy import service as identity
+from siyu.tenancy.models import Role
 
 
 def _seeded_app():  # type: ignore[no-untyped-def]

@@ -15,15 +15,15 @@ from sqlalchemy import select
 from siyu.accounts import service as accounts
 from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
+from siyu.campaigns import service as campaigns
 from siyu.channels import health
 from siyu.channels.models import AccountAlert
 from siyu.customers import service as customers
 from siyu.customers.schemas import TagGroupIn
-from siyu.identity.models import ApiToken, Role
-from siyu.kit.tenancy import Principal
 from siyu.leads.intake import IncomingComment, ingest_comments
 from siyu.leads.models import Platform
-from siyu.wecom import massmsg
+from siyu.tenancy.models import ApiToken, Role
+from siyu.tenancy.principal import Principal
 
 PARAM = re.compile(r"{(\w+)}")
 
@@ -90,7 +90,7 @@ def _seed_victim(db, tenant, client: TestClient) -> dict[str, int]:  # type: ign
             )
         ],
     )
-    message = massmsg.create_message(db, tenant.org_id, text="上新通知", customer_ids=[customer.id])
+    message = campaigns.create_message(db, tenant.org_id, text="上新通知", customer_ids=[customer.id])
     db.commit()
     return {
         "customer_id": customer.id,

@@ -9,22 +9,23 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
+from siyu.accounts.endpoints import departures_router
 from siyu.accounts.endpoints import router as accounts_router
 from siyu.analytics.endpoints import router as analytics_router
+from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.channels.endpoints import router as channels_router
 from siyu.commerce.endpoints import router as commerce_router
 from siyu.customers.endpoints import router as customers_router
 from siyu.events.endpoints import router as events_router
-from siyu.identity.endpoints import router as identity_router
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.errors import DomainError
 from siyu.kit.ratelimit import attempt_counter
 from siyu.kit.settings import Settings, get_settings
 from siyu.leads.endpoints import hooks_router as lead_hooks_router
 from siyu.leads.endpoints import router as leads_router
+from siyu.tenancy.endpoints import router as tenancy_router
 from siyu.web.pages import router as pages_router
 from siyu.wecom.endpoints import router as wecom_router
-from siyu.wecom.ops_endpoints import router as wecom_ops_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
 
@@ -71,14 +72,15 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         wecom_router,
         lead_hooks_router,
         events_router,
-        identity_router,
+        tenancy_router,
         accounts_router,
         customers_router,
         commerce_router,
         analytics_router,
         channels_router,
         leads_router,
-        wecom_ops_router,
+        campaigns_router,
+        departures_router,
         pages_router,
     )
     for router in routers:

@@ -66,7 +66,7 @@ def create_org(
     slug: Annotated[str, typer.Option(help="Short unique name: lowercase letters, digits, hyphens.")],
 ) -> None:
     """Create an organization (a brand or seller)."""
-    from siyu.identity import service
+    from siyu.tenancy import service
 
     try:
         with transaction(_sessions()) as db:
@@ -85,8 +85,8 @@ def create_user(
     password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True)] = "",
 ) -> None:
     """Create a console user in an organization."""
-    from siyu.identity import service
-    from siyu.identity.models import Role
+    from siyu.tenancy import service
+    from siyu.tenancy.models import Role
 
     try:
         parsed_role = Role(role)
@@ -109,8 +109,8 @@ def create_token(
     """Issue an API token for a user and print it once."""
     from sqlalchemy import select
 
-    from siyu.identity import service
-    from siyu.identity.models import User
+    from siyu.tenancy import service
+    from siyu.tenancy.models import User
 
     with transaction(_sessions()) as db:
         user = db.scalar(select(User).where(User.email == email.strip().lower()))
@@ -121,7 +121,7 @@ def create_token(
 
 
 def _org_id(slug: str) -> int:
-    from siyu.identity import service
+    from siyu.tenancy import service
 
     with transaction(_sessions()) as db:
         try:
@@ -244,10 +244,10 @@ def demo(
 
     from sqlalchemy import select
 
-    from siyu.identity.models import Organization
-    from siyu.integrations.sandbox.loader import load_world
-    from siyu.integrations.sandbox.world import generate_world
+    from siyu.demo.loader import load_world
+    from siyu.demo.world import generate_world
     from siyu.kit.migrate import upgrade
+    from siyu.tenancy.models import Organization
 
     settings = get_settings()
     url = settings.resolved_database_url()
@@ -274,7 +274,7 @@ def demo(
         _seed_demo_acquisition(engine, summary.org_id)
         console.print(f"loaded {', '.join(f'{n:,} {k}' for k, n in summary.counts.items())}")
     else:
-        from siyu.integrations.sandbox.loader import DEFAULT_ADMIN_PASSWORD, DEFAULT_OPERATOR_PASSWORD, Login
+        from siyu.demo.loader import DEFAULT_ADMIN_PASSWORD, DEFAULT_OPERATOR_PASSWORD, Login
 
         admin = Login(f"admin@{DEMO_ORG}.example.com", DEFAULT_ADMIN_PASSWORD, "", "admin")
         operator = Login(f"op01@{DEMO_ORG}.example.com", DEFAULT_OPERATOR_PASSWORD, "", "operator")

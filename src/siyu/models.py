@@ -1,7 +1,8 @@
 """Imports every table so Alembic and create-time tooling see the whole schema."""
 
-from siyu.accounts.models import Account
+from siyu.accounts.models import Account, CustomerTransfer
 from siyu.analytics.models import ChannelCost
+from siyu.campaigns.models import MassGroupSend, MassMessage, MassSend, WeComOrgSettings
 from siyu.channels.models import (
     AccountAlert,
     AccountDayLoad,
@@ -24,17 +25,10 @@ from siyu.customers.models import (
 )
 from siyu.events.models import Event
 from siyu.groups.models import CustomerGroup, GroupMember
-from siyu.identity.models import ApiToken, Organization, User, WebSession
 from siyu.kit.db import Base
 from siyu.leads.models import Comment, DouyinApp, Lead, ReplyTemplate, WebhookReceipt
-from siyu.wecom.models import InboxItem, WeComCredential, WelcomeSend
-from siyu.wecom.models_ops import (
-    CustomerTransfer,
-    MassMessage,
-    MassSend,
-    WeComOrgSettings,
-    WeComSyncRun,
-)
+from siyu.tenancy.models import ApiToken, Organization, User, WebSession
+from siyu.wecom.models import InboxItem, WeComCredential, WeComSyncRun, WelcomeSend
 
 __all__ = [
     "Account",
@@ -58,6 +52,7 @@ __all__ = [
     "GroupMember",
     "InboxItem",
     "Lead",
+    "MassGroupSend",
     "MassMessage",
     "MassSend",
     "MergeAudit",

@@ -11,9 +11,9 @@ from siyu.accounts.service import create_account
 from siyu.customers import repository, service
 from siyu.customers.models import Stage
 from siyu.customers.schemas import CustomerFilters, TagGroupIn
-from siyu.identity.models import Role
 from siyu.kit.errors import Invalid
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.models import Role
+from siyu.tenancy.principal import Principal
 
 STAGES = list(Stage)
 

@@ -26,9 +26,9 @@ from siyu.customers.models import (
 )
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import Event
-from siyu.identity.models import Role
 from siyu.kit.errors import Invalid, NotFound
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.models import Role
+from siyu.tenancy.principal import Principal
 
 T0 = datetime(2024, 5, 1, 8, 0, tzinfo=UTC)
 

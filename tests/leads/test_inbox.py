@@ -21,15 +21,15 @@ from siyu.commerce.models import Order
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, FollowRelation, IdentityKind
 from siyu.events.models import Event
-from siyu.identity.models import Role
 from siyu.integrations.douyin.fake_server import FakeDouyinServer
 from siyu.kit.errors import Conflict, Invalid
 from siyu.kit.loopback import LoopbackServer
-from siyu.kit.tenancy import Principal
 from siyu.leads import intake, service
 from siyu.leads.intake import IncomingComment
 from siyu.leads.models import Lead, LeadStatus, Platform
 from siyu.leads.sla import sla_figures
+from siyu.tenancy.models import Role
+from siyu.tenancy.principal import Principal
 
 SECRET_KEY = "test-secret-key"
 T0 = datetime(2026, 11, 2, 2, 0, tzinfo=UTC)

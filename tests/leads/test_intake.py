@@ -13,12 +13,12 @@ from sqlalchemy.orm import Session
 
 from siyu.customers.models import Customer, CustomerIdentity, IdentityKind
 from siyu.events.models import Event
-from siyu.identity.models import Role
 from siyu.integrations.douyin import webhook as dy
 from siyu.kit.crypto import decrypt_secret
-from siyu.kit.tenancy import Principal
 from siyu.leads import intake, service
 from siyu.leads.models import Comment, Lead, LeadStatus, WebhookReceipt
+from siyu.tenancy.models import Role
+from siyu.tenancy.principal import Principal
 
 SECRET_KEY = "test-secret-key"  # the app fixture's secret key
 CLIENT_KEY = "awtestclientkey"

@@ -1,4 +1,5 @@
-"""What the browser tests share: Debian's Chromium and the app live on a loopback port."""
+"""What the browser tests share: Debian's Chromium and the app live on a loopback port; the WeCom page tests
+share the fake WeCom server fixtures of tests/wecom."""
 
 from __future__ import annotations
 
@@ -6,6 +7,15 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from tests.wecom.conftest import (  # noqa: F401  (fixtures and the own_members marker, re-exported)
+    fake,
+    inline_worker,
+    plain_fake,
+    pytest_configure,
+    wecom,
+    wecom_server,
+    wired,
+)
 
 from siyu.kit.loopback import LoopbackServer
 

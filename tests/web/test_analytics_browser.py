@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from siyu.integrations.sandbox.loader import LoadSummary, load_world
-from siyu.integrations.sandbox.world import generate_world
+from siyu.demo.loader import LoadSummary, load_world
+from siyu.demo.world import generate_world
 
 from .conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR
 

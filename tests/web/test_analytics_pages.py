@@ -17,9 +17,9 @@ from siyu.analytics.engines import DuckDBEngine
 from siyu.analytics.models import ChannelCost
 from siyu.commerce.models import Order
 from siyu.customers.models import Customer
+from siyu.demo.loader import LoadSummary, load_world
+from siyu.demo.world import World, generate_world
 from siyu.events.models import Event
-from siyu.integrations.sandbox.loader import LoadSummary, load_world
-from siyu.integrations.sandbox.world import World, generate_world
 from siyu.web.analytics_pages import period_start_after, repurchase_curve, yuan_to_fen
 from siyu.web.i18n import LANG_COOKIE
 

@@ -20,9 +20,9 @@ from siyu.commerce.models import Order, OrderItem
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, CustomerTag, Note
 from siyu.customers.schemas import TagGroupIn
-from siyu.identity import service as identity
 from siyu.kit.clock import utcnow
-from siyu.kit.deps import SESSION_COOKIE
+from siyu.tenancy import service as identity
+from siyu.tenancy.deps import SESSION_COOKIE
 
 PASSWORD = "password123"
 
@@ -340,8 +340,8 @@ def test_keyset_pages(client: TestClient, world: World, db: Session) -> None:
 
 
 def _admin(world: World):  # type: ignore[no-untyped-def]
-    from siyu.identity.models import Role
-    from siyu.kit.tenancy import Principal
+    from siyu.tenancy.models import Role
+    from siyu.tenancy.principal import Principal
 
     return Principal(org_id=world.tenant.org_id, user_id=world.tenant.admin_id, role=Role.admin)  # type: ignore[attr-defined]
 

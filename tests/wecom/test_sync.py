@@ -27,7 +27,7 @@ from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.clock import utcnow
 from siyu.kit.db import make_sessionmaker
 from siyu.kit.errors import Conflict
-from siyu.wecom.models_ops import WeComSyncRun
+from siyu.wecom.models import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer, TokenBucket
 from siyu.wecom.sync import RUN_STALE_AFTER, full_sync, run_sync
 

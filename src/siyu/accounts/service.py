@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 from siyu.accounts.models import DEFAULT_SOFT_CAP, PERSONAL_WECHAT_HARD_CAP, Account, AccountKind
 from siyu.accounts.schemas import AccountIn, AccountPatch
 from siyu.customers.models import FollowRelation, FollowStatus
-from siyu.identity.models import User
 from siyu.kit.errors import Conflict, Invalid, NotFound
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.models import User
+from siyu.tenancy.principal import Principal
 
 # WeCom's own limit depends on the corporation's certification; 5,000 is its default too, and configurable.
 DEFAULT_HARD_CAP = {

@@ -103,9 +103,9 @@ def clv(
     Works while ``siyu serve`` holds the DuckDB file (see the module docstring).
     """
     from siyu.analytics.clv_job import run_clv
-    from siyu.identity import service as identity
     from siyu.kit.db import make_sessionmaker, transaction
     from siyu.kit.errors import DomainError
+    from siyu.tenancy import service as identity
 
     proj = _projection(path, private_if_held=True)
     try:

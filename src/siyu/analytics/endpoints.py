@@ -36,8 +36,8 @@ from siyu.analytics.schemas import (
     RFMReportOut,
     check_range,
 )
-from siyu.kit.deps import AdminPrincipal, DbSession
 from siyu.kit.errors import Invalid
+from siyu.tenancy.deps import AdminPrincipal, DbSession
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
 

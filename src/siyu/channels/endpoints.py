@@ -31,8 +31,8 @@ from siyu.customers import service as customers
 from siyu.integrations.channel import ChannelCodeCreator
 from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
 from siyu.integrations.wecom.errors import WeComError
-from siyu.kit.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.kit.errors import Conflict, Invalid, NotFound
+from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
 
 router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
 

@@ -17,7 +17,7 @@ from siyu.events.models import Event
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import SHANGHAI, ensure_utc, local, utcnow
 from siyu.kit.errors import NotFound
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.principal import Principal
 
 NEAR_CAP = 0.9  # alert at 90% of a cap
 SPIKE_MIN_DELETIONS = 3  # fewer deletions in a day are noise

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.health import scan_alerts
-from siyu.identity.models import Organization
+from siyu.tenancy.models import Organization
 from siyu.worker.queue import huey, sessions
 
 log = logging.getLogger(__name__)

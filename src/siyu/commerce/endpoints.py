@@ -12,8 +12,8 @@ from siyu.commerce.importers import import_orders_csv
 from siyu.commerce.schemas import OrderIn, OrderOut
 from siyu.customers.importer import import_customers_csv
 from siyu.kit.bulk import ImportReport
-from siyu.kit.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.kit.pagination import Page
+from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
 
 router = APIRouter(prefix="/api/v1", tags=["commerce"])
 

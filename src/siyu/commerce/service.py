@@ -28,7 +28,7 @@ from siyu.kit.bulk import (
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Invalid, NotFound
 from siyu.kit.pagination import page_of
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.principal import Principal
 
 ORDERS: Table = Order.__table__  # type: ignore[assignment]
 ORDER_ITEMS: Table = OrderItem.__table__  # type: ignore[assignment]

@@ -37,10 +37,10 @@ from siyu.customers.schemas import (
     TagPatch,
     TimelinePage,
 )
-from siyu.kit.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.kit.errors import Invalid
 from siyu.kit.pagination import Page
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
+from siyu.tenancy.principal import Principal
 
 router = APIRouter(prefix="/api/v1", tags=["customers"])
 

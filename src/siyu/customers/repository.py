@@ -23,7 +23,7 @@ from siyu.customers.models import (
 )
 from siyu.customers.schemas import CustomerFilters
 from siyu.events.models import Event
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.principal import Principal
 
 # How far the planner probes a filter before deciding which index drives a tag+stage list (see list_query).
 SELECTIVITY_PROBE = 5000

@@ -17,7 +17,7 @@ from siyu.customers.models import (
 )
 from siyu.customers.remarks import WECOM_REMARK_MAX, masked_remark
 from siyu.kit.phone import mask_mobile, normalize_mobile
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.principal import Principal
 
 
 def _mobile_or_none(value: str | None) -> str | None:

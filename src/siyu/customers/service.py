@@ -48,7 +48,7 @@ from siyu.customers.tagging import (
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from siyu.kit.phone import mask_mobile
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.principal import Principal
 
 __all__ = [
     "add_identity",

@@ -10,8 +10,8 @@ from pydantic import AwareDatetime
 from siyu.events import service
 from siyu.events.models import Event
 from siyu.events.schemas import MAX_BATCH, EventIn, EventOut, IngestResult
-from siyu.kit.deps import CurrentPrincipal, DbSession
 from siyu.kit.pagination import Page
+from siyu.tenancy.deps import CurrentPrincipal, DbSession
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 

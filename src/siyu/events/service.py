@@ -21,7 +21,7 @@ from siyu.kit.bulk import driver_datetime, executemany_raw, insert_ignore
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Invalid
 from siyu.kit.pagination import page_of
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.principal import Principal
 
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
 

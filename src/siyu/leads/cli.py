@@ -29,7 +29,7 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _org_id(db, slug: str) -> int:  # type: ignore[no-untyped-def]
-    from siyu.identity.service import organization_by_slug
+    from siyu.tenancy.service import organization_by_slug
 
     return organization_by_slug(db, slug).id
 

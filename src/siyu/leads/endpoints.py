@@ -9,10 +9,8 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
 
-from siyu.identity.models import Organization
 from siyu.kit.bulk import ImportReport
 from siyu.kit.clock import ensure_utc, utcnow
-from siyu.kit.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.kit.errors import Invalid, NotFound
 from siyu.kit.settings import Settings
 from siyu.leads import intake, service
@@ -30,6 +28,8 @@ from siyu.leads.schemas import (
 )
 from siyu.leads.service import InboxRow
 from siyu.leads.sla import sla_figures
+from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
+from siyu.tenancy.models import Organization
 
 hooks_router = APIRouter(tags=["webhooks"])
 router = APIRouter(prefix="/api/v1", tags=["leads"])

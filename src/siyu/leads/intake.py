@@ -20,7 +20,6 @@ from sqlalchemy.orm import Session
 from siyu.customers import service as customers
 from siyu.customers.models import IdentityKind
 from siyu.events.models import Event
-from siyu.identity.service import organization_by_slug
 from siyu.integrations.douyin import webhook as dy
 from siyu.kit.bulk import ImportReport, RowError, insert_ignore, open_csv
 from siyu.kit.clock import ensure_utc, utcnow
@@ -28,6 +27,7 @@ from siyu.kit.crypto import decrypt_secret
 from siyu.kit.errors import DomainError, Forbidden, Invalid, NotFound
 from siyu.leads.intent import IntentClassifier, get_classifier
 from siyu.leads.models import Comment, DouyinApp, Lead, LeadStatus, Platform, WebhookReceipt
+from siyu.tenancy.service import organization_by_slug
 
 # Intents worth an immediate reply; the others stay in the comment log for analysis.
 HIGH_INTENTS: Final = frozenset({"material", "purchase"})

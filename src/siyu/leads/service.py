@@ -20,10 +20,10 @@ from siyu.integrations.douyin.client import DouyinApiError, DouyinClient
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.crypto import decrypt_secret, encrypt_secret
 from siyu.kit.errors import Conflict, DomainError, Invalid, NotFound
-from siyu.kit.tenancy import Principal
 from siyu.leads.intake import DEFAULT_REPLY_SECONDS, create_lead, is_high_intent, record_event
 from siyu.leads.intent_rules import INTENTS
 from siyu.leads.models import Comment, DouyinApp, Lead, LeadStatus, Platform, ReplyTemplate
+from siyu.tenancy.principal import Principal
 
 # Seeded suggestions; {code} becomes the channel-code link, {name} the commenter's nickname.
 DEFAULT_TEMPLATES: Final[dict[str, str]] = {

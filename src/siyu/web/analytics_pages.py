@@ -33,10 +33,10 @@ from siyu.analytics.roi import ROIDimension
 from siyu.analytics.schemas import ChannelCostIn, FunnelIn, RetentionIn, StepIn
 from siyu.channels import service as channels
 from siyu.customers.models import Customer
-from siyu.identity.models import User
 from siyu.kit.clock import utcnow
-from siyu.kit.deps import DbSession
 from siyu.kit.errors import DomainError, Forbidden
+from siyu.tenancy.deps import DbSession
+from siyu.tenancy.models import User
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import PageContext, render
 

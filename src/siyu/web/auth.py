@@ -11,8 +11,8 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
-from siyu.kit.deps import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, DbSession, check_csrf, session_principal
 from siyu.kit.errors import Forbidden, NotFound
+from siyu.tenancy.deps import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, DbSession, check_csrf, session_principal
 from siyu.web import i18n
 from siyu.web.templating import PageContext, render
 

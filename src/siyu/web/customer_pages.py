@@ -17,10 +17,10 @@ from siyu.customers import service as customers
 from siyu.customers.models import Customer, Stage
 from siyu.customers.remarks import WECOM_REMARK_MAX, masked_remark
 from siyu.customers.schemas import CustomerFilters, CustomerPatch, IdentityOut
-from siyu.kit.deps import DbSession
 from siyu.kit.errors import DomainError, NotFound
 from siyu.kit.phone import mask_mobile
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.deps import DbSession
+from siyu.tenancy.principal import Principal
 from siyu.web import queries
 from siyu.web.auth import Console, ConsoleRoute, is_htmx
 from siyu.web.templating import PageContext, render

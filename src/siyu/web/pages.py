@@ -9,19 +9,19 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
-from siyu.channels.pages import router as channel_pages_router
-from siyu.identity import service as identity
-from siyu.kit.deps import SESSION_COOKIE, DbSession, session_principal
 from siyu.kit.errors import NotFound
-from siyu.leads.pages import router as leads_router
+from siyu.tenancy import service as identity
+from siyu.tenancy.deps import SESSION_COOKIE, DbSession, session_principal
 from siyu.web import i18n, queries
 from siyu.web.analytics_pages import router as analytics_router
 from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next
+from siyu.web.campaigns import router as mass_messages_router
+from siyu.web.channels import router as channel_pages_router
 from siyu.web.customer_pages import router as customer_router
+from siyu.web.departures import router as departure_router
+from siyu.web.leads import router as leads_router
 from siyu.web.templating import PageContext, render
-from siyu.wecom.departure_pages import router as departure_router
-from siyu.wecom.massmsg_pages import router as mass_messages_router
-from siyu.wecom.pages import router as wecom_settings_router
+from siyu.web.wecom import router as wecom_settings_router
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 

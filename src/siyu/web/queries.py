@@ -18,9 +18,9 @@ from siyu.accounts.service import visible_accounts
 from siyu.commerce.models import Order
 from siyu.customers.models import Customer, CustomerTag, Stage, Tag
 from siyu.customers.repository import visible_customers
-from siyu.identity.models import User
 from siyu.kit.clock import ensure_utc, utcnow
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.models import User
+from siyu.tenancy.principal import Principal
 
 CONVERTED_STAGES = (Stage.converted, Stage.repeat)
 CHART_DAYS = 90

@@ -12,7 +12,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
-from siyu.kit.tenancy import Principal
+from siyu.tenancy.principal import Principal
 from siyu.web import i18n, labels
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "templates"

@@ -21,12 +21,12 @@ import orjson
 from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.orm import Session
 
-from siyu.identity.models import Organization
 from siyu.integrations.wecom import CallbackCrypto, CallbackError
 from siyu.integrations.wecom.crypto import CallbackEvent
 from siyu.kit.bulk import insert_ignore, pg_unnest_insert
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import NotFound
+from siyu.tenancy.models import Organization
 from siyu.wecom.credentials import PlainCredentials, plain_credentials
 from siyu.wecom.models import InboxItem, WeComCredential
 

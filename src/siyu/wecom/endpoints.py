@@ -1,4 +1,5 @@
-"""WeCom HTTP surface: the callback endpoint ``/hooks/wecom/{org}`` and the credentials API.
+"""WeCom HTTP surface: the callback endpoint ``/hooks/wecom/{org}``, the credentials API and the reconciliation
+API (admins and owners: the last sync's report, start a sync).
 
 Callback flow (answer fast, WeCom waits 5 s and retries 3 times): verify the signature and decrypt
 (403 and nothing stored when that fails), insert into the inbox with the content-derived dedupe key
@@ -12,25 +13,29 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.concurrency import run_in_threadpool
 
 from siyu.integrations.wecom import CallbackError, CallbackSignatureError
-from siyu.kit.deps import AdminPrincipal, DbSession
 from siyu.kit.errors import DomainError, NotFound
-from siyu.wecom import callbacks, credentials
+from siyu.tenancy.deps import AdminPrincipal, DbSession
+from siyu.wecom import callbacks, credentials, tasks_sync
 from siyu.wecom.inbox_writer import InboxWriter
 from siyu.wecom.models import WeComCredential
 from siyu.wecom.schemas import ConnectionTest, CredentialsIn, CredentialsOut
+from siyu.wecom.sync import last_run
 from siyu.wecom.tasks import request_drain
 
 log = logging.getLogger(__name__)
 
 hooks_router = APIRouter(prefix="/hooks/wecom", tags=["wecom"])
 api_router = APIRouter(prefix="/api/v1/wecom", tags=["wecom"])
+sync_router = APIRouter(prefix="/api/v1/wecom", tags=["wecom-operations"])
 
 Sig = Annotated[str, Query(max_length=128)]
 
@@ -168,7 +173,7 @@ def _out(row: WeComCredential, slug: str) -> CredentialsOut:
 
 
 def _slug(db: DbSession, org_id: int) -> str:
-    from siyu.identity.models import Organization
+    from siyu.tenancy.models import Organization
 
     org = db.get(Organization, org_id)
     assert org is not None
@@ -199,6 +204,35 @@ def test_credentials(request: Request, db: DbSession, principal: AdminPrincipal)
     return credentials.check_connection(db, principal.org_id, _secret_key(request))
 
 
+class SyncRunOut(BaseModel):
+    """The last reconciliation: status, times, error and the report."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    status: str
+    started_at: datetime
+    finished_at: datetime | None
+    error: str
+    report: dict[str, Any]
+
+
+@sync_router.get("/sync/last", response_model=SyncRunOut)
+def get_last_sync(db: DbSession, principal: AdminPrincipal) -> Any:
+    """The organization's last reconciliation with WeCom and what it changed."""
+    run = last_run(db, principal.org_id)
+    if run is None:
+        raise NotFound("no WeCom sync has run yet for this organization", field="sync")
+    return run
+
+
+@sync_router.post("/sync", status_code=202)
+def start_sync(request: Request, db: DbSession, principal: AdminPrincipal) -> dict[str, Any]:
+    """Enqueue a full reconciliation (runs inline when the worker is in immediate mode)."""
+    tasks_sync.start_sync(db, principal.org_id, str(request.app.state.settings.resolved_secret_key()))
+    return {"enqueued": True}
+
+
 router = APIRouter()
 router.include_router(hooks_router)
 router.include_router(api_router)
+router.include_router(sync_router)

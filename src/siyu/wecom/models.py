@@ -1,4 +1,5 @@
-"""WeCom tables: encrypted credentials per organization, the callback inbox and welcome-message sends."""
+"""WeCom tables: encrypted credentials per organization, the callback inbox, welcome-message sends and the
+last reconciliation report."""
 
 from __future__ import annotations
 
@@ -70,3 +71,17 @@ class WelcomeSend(Base):
     status: Mapped[str] = mapped_column(String(20), default="reserved")  # reserved, sent, expired, failed
     error: Mapped[str] = mapped_column(String(500), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class WeComSyncRun(Base):
+    """The last reconciliation of one organization with WeCom and what it changed (one row per org)."""
+
+    __tablename__ = "wecom_sync_runs"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"), unique=True)
+    status: Mapped[str] = mapped_column(String(20), default="running")  # running, succeeded, failed
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+    error: Mapped[str] = mapped_column(Text, default="")
+    report: Mapped[dict[str, Any]] = mapped_column(default=dict)

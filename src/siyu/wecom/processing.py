@@ -24,6 +24,7 @@ from typing import Any, Literal
 from sqlalchemy import bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
+from siyu.accounts.departures import apply_transfer_fail
 from siyu.channels import health as channel_health
 from siyu.channels import service as channels
 from siyu.customers.models import (
@@ -58,7 +59,6 @@ from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.leads import service as leads
 from siyu.wecom.models import WelcomeSend
-from siyu.wecom.transfers import apply_transfer_fail
 
 __all__ = [
     "WELCOME_WINDOW_SECONDS",

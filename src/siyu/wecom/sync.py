@@ -34,7 +34,7 @@ from siyu.kit.clock import utcnow
 from siyu.kit.db import transaction
 from siyu.kit.errors import Conflict
 from siyu.kit.serving import collector_paused
-from siyu.wecom.models_ops import WeComSyncRun
+from siyu.wecom.models import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer
 from siyu.wecom.sync_contacts import SyncState, apply_contacts, insert_rows, preload
 from siyu.wecom.sync_groups import list_chat_ids, sync_groups

@@ -16,12 +16,14 @@ from huey import crontab
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from siyu.accounts import departures
+from siyu.accounts.models import CustomerTransfer, TransferStatus
+from siyu.campaigns import service as campaigns
+from siyu.campaigns.models import MassMessage, MassMessageStatus
 from siyu.kit.clock import utcnow
 from siyu.kit.db import transaction
-from siyu.wecom import massmsg, transfers
 from siyu.wecom.credentials import client_for, load_plain
 from siyu.wecom.models import WeComCredential
-from siyu.wecom.models_ops import CustomerTransfer, MassMessage, MassMessageStatus, TransferStatus
 from siyu.wecom.sync import ensure_not_running, last_run, sync_org
 from siyu.worker.queue import huey, sessions, settings
 
@@ -67,7 +69,7 @@ def poll_org_transfers(org_id: int) -> dict[str, int]:
     factory = sessions()
     with transaction(factory) as db:
         client = client_for(load_plain(db, org_id, settings().resolved_secret_key()))
-        return transfers.poll_transfers(db, org_id, client)
+        return departures.poll_transfers(db, org_id, client)
 
 
 @huey.periodic_task(crontab(minute="*/15"), name="wecom.poll_transfers")
@@ -103,7 +105,7 @@ def refresh_recent_mass_results() -> int:
         try:
             with transaction(sessions()) as db:
                 client = client_for(load_plain(db, org_id, settings().resolved_secret_key()))
-                massmsg.refresh_results(db, org_id, message_id, client)
+                campaigns.refresh_results(db, org_id, message_id, client)
         except Exception:
             log.exception("reading results of mass message %s failed", message_id)
     return len(rows)

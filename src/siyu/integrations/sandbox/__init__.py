@@ -1,9 +1,4 @@
-"""The sandbox: a seeded, deterministic generator of a realistic brand, and its database loader.
+"""The sandbox carrier: an in-process stand-in for WeCom's capabilities (channel codes) for the demo and tests.
 
-`generate_world` is pure (numpy and dataclasses); `load_world` writes a world into siyu's database.
+The simulated brand it serves (world, loader, activity) lives in `siyu.demo`.
 """
-
-from siyu.integrations.sandbox.records import World
-from siyu.integrations.sandbox.world import BGNBD, DEFAULT_END, GammaGamma, generate_world
-
-__all__ = ["BGNBD", "DEFAULT_END", "GammaGamma", "World", "generate_world"]

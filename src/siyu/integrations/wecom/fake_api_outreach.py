@@ -27,7 +27,7 @@ customer refuses within the 24 hours (`/_control/transfers/refuse`, status 3) an
 member is at their customer limit when the 24 hours end (50,000 by default, lowered per member
 with `/_control/members/{userid}/customer_limit`; status 4). Both push a `transfer_fail` callback.
 The 90-day rule counts every in-service handover the fake accepted, refused ones included (see
-`siyu.wecom.transfers` for why).
+`siyu.accounts.departures` for why).
 """
 
 from __future__ import annotations

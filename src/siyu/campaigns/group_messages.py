@@ -1,0 +1,251 @@
+"""Mass messages to customer groups (WeCom add_msg_template with chat_type "group").
+
+The groups are chosen as a list of siyu group ids or as "every active group this member owns"; the choice is
+stored on the message (`group_ids`). WeCom sends a group message through the group's owner (`sender` is
+required and every chat id must be a group the sender owns), so `submit_groups` makes one task per owner
+and at most 2,000 chat ids a task, splitting larger sets.
+
+Caps: WeCom caps what a customer group receives exactly as it caps a customer ("每位客户/每个客户群每月最多可接收
+条数为当月天数", adjustable to 7 a week or 1 a day), so the organization's cap policy applies per group, counted
+over this table's reserved, submitted and sent rows. WeCom documents no other per-group rate.
+
+Reservation, submission and read-back are those of customer messages (`sending.deliver` and `read_back`,
+given `GROUPS`): send rows are committed before WeCom is called, and a re-run first looks for tasks WeCom already
+has from the same sender with the same text, reading their per-group results to learn which groups they cover,
+so no group gets the message twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from siyu.accounts.models import Account, AccountKind, AccountStatus
+from siyu.campaigns.models import MassChatType, MassGroupSend, MassMessage, SendStatus
+from siyu.campaigns.sending import (
+    REFUSED,
+    Audience,
+    Plan,
+    SubmitResult,
+    check_content,
+    deliver,
+    matching_tasks,
+    new_draft,
+    open_plan,
+    over_cap,
+    paged,
+    sent_before,
+)
+from siyu.groups.models import CustomerGroup, GroupStatus
+from siyu.integrations.channel import MassMessenger
+from siyu.integrations.channel import SendStatus as WeComSendStatus
+from siyu.kit.bulk import IN_LIST_SIZE, chunked
+from siyu.kit.errors import Invalid, NotFound
+
+MAX_CHATS_PER_TASK = 2_000
+MAX_GROUPS = 20_000
+
+
+@dataclass
+class ExcludedGroup:
+    """A customer group the message will not reach, and why."""
+
+    group_id: int
+    reason: str  # unknown_group, dismissed, no_owner, cap_reached, already_sent
+    detail: str
+
+
+def _owned_groups(db: Session, org_id: int, account_id: int) -> list[int]:
+    account = db.scalar(select(Account).where(Account.id == account_id, Account.org_id == org_id))
+    if account is None:
+        raise NotFound("account not found", field="owner_account_id")
+    if account.kind != AccountKind.wecom_member:
+        raise Invalid("only WeCom members own customer groups", field="owner_account_id")
+    ids = list(
+        db.scalars(
+            select(CustomerGroup.id)
+            .where(
+                CustomerGroup.org_id == org_id,
+                CustomerGroup.owner_account_id == account.id,
+                CustomerGroup.status == GroupStatus.active,
+            )
+            .order_by(CustomerGroup.id)
+        )
+    )
+    if not ids:
+        raise Invalid(f"{account.name} owns no active customer groups", field="owner_account_id")
+    return ids
+
+
+def create_group_message(
+    db: Session,
+    org_id: int,
+    *,
+    text: str,
+    group_ids: Sequence[int] | None = None,
+    owner_account_id: int | None = None,
+    attachments: Sequence[dict[str, Any]] = (),
+    actor_id: int | None = None,
+) -> MassMessage:
+    """Store a draft to customer groups: the listed `group_ids`, or every active group `owner_account_id` owns."""
+    text = check_content(text, attachments)
+    if (group_ids is None) == (owner_account_id is None):
+        raise Invalid(
+            "choose the groups (group_ids) or the member whose groups get it (owner_account_id), not both",
+            field="group_ids",
+        )
+    if owner_account_id is not None:
+        ids = _owned_groups(db, org_id, owner_account_id)
+    else:
+        ids = list(dict.fromkeys(int(g) for g in group_ids or ()))
+        if not ids:
+            raise Invalid("choose at least one customer group", field="group_ids")
+    if len(ids) > MAX_GROUPS:
+        raise Invalid(f"at most {MAX_GROUPS:,} groups per message", field="group_ids")
+    return new_draft(
+        db,
+        org_id,
+        text=text,
+        attachments=attachments,
+        actor_id=actor_id,
+        customer_ids=[],
+        group_ids=ids,
+        chat_type=MassChatType.group,
+    )
+
+
+def plan_groups(
+    db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = None
+) -> Plan[ExcludedGroup]:
+    """Which groups the message reaches through which owner, and which are left out and why (writes nothing)."""
+    result, policy, start = open_plan(db, org_id, now)
+    ids = [int(g) for g in msg.group_ids]
+    already, counts = sent_before(db, MassGroupSend, "group_id", org_id, msg.id, ids, start)
+    groups: dict[int, tuple[str, GroupStatus, str | None, int | None]] = {}
+    for part in chunked(ids, IN_LIST_SIZE):
+        for gid, chat_id, status, userid, aid in db.execute(
+            select(
+                CustomerGroup.id, CustomerGroup.chat_id, CustomerGroup.status, Account.external_id, Account.id
+            )
+            .outerjoin(
+                Account,
+                (Account.id == CustomerGroup.owner_account_id)
+                & (Account.kind == AccountKind.wecom_member)
+                & (Account.status == AccountStatus.active),
+            )
+            .where(CustomerGroup.org_id == org_id, CustomerGroup.id.in_(part))
+        ):
+            groups[gid] = (chat_id, status, userid, aid)
+    for gid in ids:
+        found = groups.get(gid)
+        if found is None:
+            result.left_out.append(
+                ExcludedGroup(gid, "unknown_group", f"customer group {gid} does not exist")
+            )
+            continue
+        chat_id, status, userid, aid = found
+        if gid in already:
+            result.left_out.append(
+                ExcludedGroup(gid, "already_sent", f"group {gid} is already in this message")
+            )
+        elif status != GroupStatus.active:
+            result.left_out.append(ExcludedGroup(gid, "dismissed", f"group {gid} was dismissed"))
+        elif userid is None or aid is None:
+            result.left_out.append(
+                ExcludedGroup(
+                    gid,
+                    "no_owner",
+                    f"group {gid} has no owner who is an active WeCom member; hand it over first",
+                )
+            )
+        elif detail := over_cap("group", gid, counts[gid], policy, result.cap):
+            result.left_out.append(ExcludedGroup(gid, "cap_reached", detail))
+        else:
+            result.reach(gid, chat_id, userid, aid)
+    return result
+
+
+def _covered(
+    client: MassMessenger,
+    sender: str,
+    text: str,
+    since: datetime,
+    now: datetime,
+    addresses: Sequence[str],
+) -> dict[str, str]:
+    """chat id -> msgid of tasks WeCom already has from this sender with this text since `since`, read from
+    their per-group results (a sender's groups may be split over several tasks)."""
+    out: dict[str, str] = {}
+    for msgid in list(matching_tasks(client, sender, text, since, now, MassChatType.group)):
+        for s in paged(partial(client.list_mass_send_results, msgid, sender)):
+            if s.chat_id:
+                out.setdefault(s.chat_id, msgid)
+    return out
+
+
+GROUPS = Audience(
+    chat_type=MassChatType.group,
+    model=MassGroupSend,
+    key="group_id",
+    address="chat_id",
+    per_task=MAX_CHATS_PER_TASK,
+    plan=plan_groups,
+    recovered=_covered,
+    refused=lambda userid: (
+        f"{REFUSED}: not a live group owned by {userid} (siyu's copy may be stale; sync groups)"
+    ),
+    results={
+        WeComSendStatus.UNSENT.value: (SendStatus.submitted, ""),
+        WeComSendStatus.SENT.value: (SendStatus.sent, ""),
+        # For a group WeCom's status 2 ("not a friend") means the sender can no longer post there.
+        WeComSendStatus.NOT_FRIEND.value: (
+            SendStatus.failed,
+            "WeCom: the group was dismissed or is no longer owned by the sender",
+        ),
+        WeComSendStatus.CAP_REACHED.value: (
+            SendStatus.unsent,
+            "WeCom: the group already received its mass messages for the period",
+        ),
+    },
+)
+
+
+def submit_groups(
+    factory: sessionmaker[Session],
+    org_id: int,
+    message_id: int,
+    client: MassMessenger,
+    *,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Reserve (cap-checked, committed), then submit one WeCom task per owner, 2,000 groups at most each."""
+    return deliver(factory, org_id, message_id, client, GROUPS, now=now)
+
+
+def group_sends(db: Session, org_id: int, message_id: int, *, limit: int = 500) -> list[dict[str, Any]]:
+    """The message's per-group sends with the group's name (for the console and the API)."""
+    rows = db.execute(
+        select(MassGroupSend, CustomerGroup.name)
+        .join(CustomerGroup, CustomerGroup.id == MassGroupSend.group_id)
+        .where(MassGroupSend.org_id == org_id, MassGroupSend.message_id == message_id)
+        .order_by(MassGroupSend.id)
+        .limit(limit)
+    ).all()
+    return [
+        {
+            "group_id": s.group_id,
+            "chat_id": s.chat_id,
+            "name": name,
+            "status": s.status.value,
+            "msgid": s.msgid,
+            "sent_at": s.sent_at,
+            "error": s.error,
+        }
+        for s, name in rows
+    ]

@@ -1,0 +1,438 @@
+"""What mass messages to customers (`service`) and to customer groups (`group_messages`) have in common.
+
+Here: the organization's cap policy and its calendar windows, the checks on a message's content, the shapes of a
+plan and of a submission, and the crash-safe delivery. `deliver` re-plans inside the transaction that reserves
+the sends (the organization's settings row is locked, so two submissions cannot both take the last slot of a
+recipient's cap), COMMITS the send rows, and only then calls add_msg_template, one task per sender member and at
+most `per_task` recipients a task. A crash after the commit leaves "reserved" rows: the next run first asks WeCom
+which of them it already has from the same sender with the same text, so no recipient gets the message twice.
+`read_back` reads get_groupmsg_task / get_groupmsg_send_result back into the rows.
+
+What differs between customers and groups (the send table, how recipients are planned and recovered, how WeCom's
+per-recipient answers read) is an `Audience`: `service.CUSTOMERS` and `group_messages.GROUPS`.
+
+Caps (calendar periods in Asia/Shanghai): by default as many mass messages a month as the month has days;
+alternatively 7 a calendar week or 1 a day. Reserved, submitted and sent rows count.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from siyu.accounts.models import Account
+from siyu.campaigns.models import (
+    MassCapPolicy,
+    MassChatType,
+    MassGroupSend,
+    MassMessage,
+    MassMessageStatus,
+    MassSend,
+    SendStatus,
+    WeComOrgSettings,
+)
+from siyu.integrations.channel import MassMessenger, MessageContent, Page
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, insert_ignore
+from siyu.kit.clock import SHANGHAI, ensure_utc, utcnow
+from siyu.kit.db import transaction
+from siyu.kit.errors import Conflict, Invalid, NotFound
+
+COUNTED = (SendStatus.reserved, SendStatus.submitted, SendStatus.sent)
+POLICY_WORDS = {
+    MassCapPolicy.month_days: "as many a month as the month has days",
+    MassCapPolicy.week_7: "7 a week",
+    MassCapPolicy.day_1: "1 a day",
+}
+PERIOD_WORDS = {
+    MassCapPolicy.month_days: "this month",
+    MassCapPolicy.week_7: "this week",
+    MassCapPolicy.day_1: "today",
+}
+REFUSED = (
+    "WeCom refused"  # starts the error of a recipient add_msg_template would not take; read_back keeps those
+)
+_WHO = {MassChatType.single: "customers", MassChatType.group: "groups"}
+
+E = TypeVar("E")
+T = TypeVar("T")
+
+
+# --- settings and caps ------------------------------------------------------------------------------
+
+
+def org_settings(db: Session, org_id: int, *, lock: bool = False) -> WeComOrgSettings:
+    """The organization's WeCom settings row (created with defaults), optionally locked FOR UPDATE."""
+    stmt = select(WeComOrgSettings).where(WeComOrgSettings.org_id == org_id)
+    row = db.scalar(stmt.with_for_update() if lock else stmt)
+    if row is None:
+        db.execute(
+            insert_ignore(db, WeComOrgSettings.__table__, ["org_id"]),  # type: ignore[arg-type]
+            [{"org_id": org_id, "mass_cap_policy": MassCapPolicy.month_days.value, "updated_at": utcnow()}],
+        )
+        row = db.scalar(stmt.with_for_update() if lock else stmt)
+        assert row is not None
+    return row
+
+
+def set_cap_policy(db: Session, org_id: int, policy: MassCapPolicy | str) -> WeComOrgSettings:
+    """Choose the per-recipient mass-message cap: month_days (default), week_7 or day_1."""
+    try:
+        policy = MassCapPolicy(policy)
+    except ValueError:
+        raise Invalid(
+            "mass_cap_policy must be month_days, week_7 or day_1", field="mass_cap_policy"
+        ) from None
+    row = org_settings(db, org_id)
+    row.mass_cap_policy = policy
+    db.flush()
+    return row
+
+
+def cap_window(policy: MassCapPolicy, now: datetime) -> tuple[datetime, int]:
+    """(start of the current period in UTC, how many mass messages a recipient may get in it)."""
+    here = ensure_utc(now).astimezone(SHANGHAI)
+    day = here.replace(hour=0, minute=0, second=0, microsecond=0)
+    if policy == MassCapPolicy.day_1:
+        return ensure_utc(day), 1
+    if policy == MassCapPolicy.week_7:
+        return ensure_utc(day - timedelta(days=day.weekday())), 7
+    return ensure_utc(day.replace(day=1)), calendar.monthrange(here.year, here.month)[1]
+
+
+def over_cap(noun: str, recipient_id: int, count: int, policy: MassCapPolicy, cap: int) -> str:
+    """Why a recipient who already got `count` messages this period is left out, or "" while under the cap."""
+    if count < cap:
+        return ""
+    return (
+        f"{noun} {recipient_id} already received {count} mass messages {PERIOD_WORDS[policy]}; "
+        f"the organization allows {POLICY_WORDS[policy]} ({cap})"
+    )
+
+
+# --- messages and plans -----------------------------------------------------------------------------
+
+
+def check_content(text: str, attachments: Sequence[dict[str, Any]]) -> str:
+    """The message's text, stripped, once text and attachments are known to make a message WeCom takes."""
+    text = text.strip()
+    if not text and not attachments:
+        raise Invalid("a mass message needs text or attachments", field="text")
+    if len(text) > 4000:
+        raise Invalid("the text has at most 4,000 characters", field="text")
+    if len(attachments) > 9:
+        raise Invalid("at most 9 attachments", field="attachments")
+    return text
+
+
+def new_draft(
+    db: Session,
+    org_id: int,
+    *,
+    text: str,
+    attachments: Sequence[dict[str, Any]],
+    actor_id: int | None,
+    **recipients: Any,
+) -> MassMessage:
+    """Store a draft whose content and recipients (customer_ids, or chat_type and group_ids) are checked."""
+    msg = MassMessage(
+        org_id=org_id,
+        text=text,
+        attachments=[dict(a) for a in attachments],
+        created_by=actor_id,
+        status=MassMessageStatus.draft,
+        **recipients,
+    )
+    db.add(msg)
+    db.flush()
+    return msg
+
+
+def get_message(db: Session, org_id: int, message_id: int) -> MassMessage:
+    """A mass message of this organization (404 for another organization's id)."""
+    msg = db.scalar(select(MassMessage).where(MassMessage.id == message_id, MassMessage.org_id == org_id))
+    if msg is None:
+        raise NotFound("mass message not found", field="message_id")
+    return msg
+
+
+@dataclass
+class Plan(Generic[E]):
+    """Who gets the message through which sender (member userid -> [(recipient id, WeCom address)]), and who
+    is left out (E: service.Excluded or group_messages.ExcludedGroup) and why."""
+
+    by_sender: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    sender_accounts: dict[str, int] = field(default_factory=dict)
+    left_out: list[E] = field(default_factory=list)
+    cap: int = 0
+    period_start: datetime | None = None
+
+    @property
+    def recipients(self) -> int:
+        """How many recipients the plan reaches."""
+        return sum(len(v) for v in self.by_sender.values())
+
+    def reach(self, recipient_id: int, address: str, userid: str, account_id: int) -> None:
+        """Send to this recipient through this member."""
+        self.by_sender.setdefault(userid, []).append((recipient_id, address))
+        self.sender_accounts[userid] = account_id
+
+
+def open_plan(db: Session, org_id: int, now: datetime | None) -> tuple[Plan[Any], MassCapPolicy, datetime]:
+    """An empty plan under the organization's cap for the period around `now` (default: now), the policy and
+    the period's start."""
+    now = ensure_utc(now) if now is not None else utcnow()
+    policy = org_settings(db, org_id).mass_cap_policy
+    start, cap = cap_window(policy, now)
+    return Plan(cap=cap, period_start=start), policy, start
+
+
+def sent_before(
+    db: Session,
+    model: type[MassSend] | type[MassGroupSend],
+    key: str,
+    org_id: int,
+    message_id: int,
+    ids: Sequence[int],
+    since: datetime,
+) -> tuple[set[int], dict[int, int]]:
+    """(recipients already in this message, how many other messages each got since `since`) from the send
+    table `model` keyed by its column `key`; reserved, submitted and sent rows count."""
+    column = getattr(model, key)
+    already: set[int] = set()
+    counts: dict[int, int] = defaultdict(int)
+    for part in chunked(list(ids), IN_LIST_SIZE):
+        already.update(db.scalars(select(column).where(model.message_id == message_id, column.in_(part))))
+        for rid, n in db.execute(
+            select(column, func.count())
+            .where(
+                model.org_id == org_id,
+                column.in_(part),
+                model.status.in_(COUNTED),
+                model.reserved_at >= since,
+                model.message_id != message_id,
+            )
+            .group_by(column)
+        ):
+            counts[rid] = int(n)
+    return already, counts
+
+
+# --- delivery -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Audience:
+    """What differs between messages to customers and to customer groups."""
+
+    chat_type: MassChatType
+    model: type[MassSend] | type[MassGroupSend]  # the send table, one row per recipient
+    key: str  # its recipient column: customer_id or group_id
+    address: str  # its WeCom address column: external_userid or chat_id (also MassSendResult's field)
+    per_task: int  # recipients add_msg_template takes in one task
+    plan: Callable[..., Plan[Any]]  # (db, org_id, msg, *, now=None)
+    # (client, sender userid, text, earliest reservation, now, addresses) -> address -> msgid WeCom already has
+    recovered: Callable[[MassMessenger, str, str, datetime, datetime, Sequence[str]], dict[str, str]]
+    refused: Callable[[str], str]  # the error of a recipient WeCom refused, given the sender's userid
+    results: Mapping[
+        int, tuple[SendStatus, str | None]
+    ]  # WeCom's send status -> ours and the error (None: keep)
+
+
+@dataclass
+class SubmitResult:
+    """What a submission did."""
+
+    message_id: int
+    reserved: int = 0
+    submitted: int = 0
+    recovered: int = 0
+    failed: int = 0
+    msgids: list[str] = field(default_factory=list)
+    left_out: list[Any] = field(default_factory=list)  # service.Excluded or group_messages.ExcludedGroup
+
+
+def paged(fetch: Callable[..., Page[T]]) -> Iterator[T]:
+    """Every item of a cursor-paged WeCom list; `fetch(cursor=...)` reads one page."""
+    cursor = ""
+    while True:
+        page = fetch(cursor=cursor)
+        yield from page.items
+        if not page.next_cursor:
+            return
+        cursor = page.next_cursor
+
+
+def matching_tasks(
+    client: MassMessenger,
+    sender: str,
+    text: str,
+    since: datetime,
+    now: datetime,
+    chat_type: MassChatType,
+) -> Iterator[str]:
+    """The msgids of tasks WeCom already has from this sender with this text since `since`."""
+    start = ensure_utc(since) - timedelta(minutes=10)  # allow for clock skew between siyu and WeCom
+    end = max(ensure_utc(now), start) + timedelta(days=1)
+    for record in paged(
+        partial(client.list_mass_messages, start, end, chat_type=chat_type.value, creator=sender)
+    ):
+        if record.creator == sender and record.text == text:
+            yield record.msgid
+
+
+def deliver(
+    factory: sessionmaker[Session],
+    org_id: int,
+    message_id: int,
+    client: MassMessenger,
+    audience: Audience,
+    *,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Reserve (cap-checked, committed), then submit one WeCom task per sender, `per_task` recipients at most."""
+    now = ensure_utc(now) if now is not None else utcnow()
+    result = SubmitResult(message_id=message_id)
+    model = audience.model
+    with transaction(factory) as db:
+        org_settings(db, org_id, lock=True)  # serialises cap checks of this organization
+        msg = get_message(db, org_id, message_id)
+        if msg.chat_type != audience.chat_type:
+            raise Invalid(
+                f"this mass message goes to {_WHO[msg.chat_type]}, not {_WHO[audience.chat_type]}",
+                field="message_id",
+            )
+        if msg.status == MassMessageStatus.submitted:
+            raise Conflict("this mass message was already submitted", field="message_id")
+        p = audience.plan(db, org_id, msg, now=now)
+        result.left_out = [o for o in p.left_out if o.reason != "already_sent"]
+        rows = [
+            {
+                "org_id": org_id,
+                "message_id": msg.id,
+                audience.key: rid,
+                audience.address: address,
+                "account_id": p.sender_accounts[userid],
+                "status": SendStatus.reserved.value,
+                "msgid": "",
+                "reserved_at": now,
+                "error": "",
+            }
+            for userid, recipients in p.by_sender.items()
+            for rid, address in recipients
+        ]
+        for part in chunked(rows, IN_LIST_SIZE):
+            db.execute(insert_ignore(db, model.__table__, ["message_id", audience.key]), list(part))  # type: ignore[arg-type]
+        result.reserved = len(rows)
+        msg.status = MassMessageStatus.submitting
+        msg.left_out = {"items": [o.__dict__ for o in result.left_out[:1000]], "total": len(result.left_out)}
+    # Committed: every recipient now has a row. From here on a crash can only leave "reserved" rows.
+    with transaction(factory) as db:
+        msg = get_message(db, org_id, message_id)
+        pending = db.execute(
+            select(model.id, getattr(model, audience.address), model.reserved_at, Account.external_id)
+            .join(Account, Account.id == model.account_id)
+            .where(model.message_id == msg.id, model.status == SendStatus.reserved)
+            .order_by(model.id)
+        ).all()
+        text, attachments = msg.text, tuple(msg.attachments or ())
+    by_sender: dict[str, list[tuple[int, str, datetime]]] = defaultdict(list)
+    for send_id, address, reserved_at, userid in pending:
+        by_sender[userid].append((send_id, address, ensure_utc(reserved_at)))
+    content = MessageContent(text=text, attachments=attachments)
+    to_groups = audience.chat_type == MassChatType.group
+    for userid, items in by_sender.items():
+        earliest = min(r for _, _, r in items)
+        if earliest < now:
+            # Reserved by an earlier attempt that stopped: WeCom may already have some or all of the tasks.
+            covered = audience.recovered(client, userid, text, earliest, now, [a for _, a, _ in items])
+            for msgid in sorted(set(covered.values())):
+                done = [i for i, a, _ in items if covered.get(a) == msgid]
+                _mark(factory, model, done, SendStatus.submitted, msgid)
+                result.recovered += len(done)
+                result.msgids.append(msgid)
+            items = [it for it in items if it[1] not in covered]
+        for chunk in chunked(items, audience.per_task):
+            addresses = [a for _, a, _ in chunk]
+            submission = client.submit_mass_message(
+                content,
+                external_userids=() if to_groups else addresses,
+                chat_ids=addresses if to_groups else (),
+                sender=userid,
+                chat_type=audience.chat_type.value,
+            )
+            msgid = submission.msgids[0] if submission.msgids else ""
+            refused = set(submission.fail_list)
+            ok = [i for i, a, _ in chunk if a not in refused]
+            bad = [i for i, a, _ in chunk if a in refused]
+            _mark(factory, model, ok, SendStatus.submitted, msgid)
+            _mark(factory, model, bad, SendStatus.failed, msgid, audience.refused(userid)[:300])
+            result.submitted += len(ok)
+            result.failed += len(bad)
+            result.msgids.append(msgid)
+    with transaction(factory) as db:
+        msg = get_message(db, org_id, message_id)
+        msg.status, msg.submitted_at = MassMessageStatus.submitted, utcnow()
+    return result
+
+
+def _mark(
+    factory: sessionmaker[Session],
+    model: type[MassSend] | type[MassGroupSend],
+    ids: Sequence[int],
+    status: SendStatus,
+    msgid: str,
+    error: str = "",
+) -> None:
+    if not ids:
+        return
+    with transaction(factory) as db:
+        for part in chunked(list(ids), IN_LIST_SIZE):
+            db.execute(
+                update(model)
+                .where(model.id.in_(part))
+                .values(status=status, msgid=msgid, error=error)
+                .execution_options(synchronize_session=False)
+            )
+
+
+def read_back(db: Session, msg: MassMessage, client: MassMessenger, audience: Audience) -> dict[str, int]:
+    """Read per-member tasks and per-recipient results back from WeCom into the sends; counts per status."""
+    model = audience.model
+    rows: list[MassSend | MassGroupSend] = list(db.scalars(select(model).where(model.message_id == msg.id)))
+    by_key = {(r.msgid, getattr(r, audience.address)): r for r in rows if r.msgid}
+    for msgid in sorted({r.msgid for r in rows if r.msgid}):
+        members = [t.userid for t in paged(partial(client.list_mass_tasks, msgid))]
+        for userid in members:
+            for s in paged(partial(client.list_mass_send_results, msgid, userid)):
+                row = by_key.get((msgid, getattr(s, audience.address)))
+                if row is None or (row.status == SendStatus.failed and row.error.startswith(REFUSED)):
+                    continue
+                status, error = audience.results.get(s.status, (row.status, None))
+                row.status, row.sent_at = status, s.sent_at
+                if error is not None:
+                    row.error = error
+    db.flush()
+    counts: dict[str, int] = defaultdict(int)
+    for r in rows:
+        counts[r.status.value] += 1
+    return dict(counts)
+
+
+def status_counts(
+    db: Session, model: type[MassSend] | type[MassGroupSend], message_id: int
+) -> dict[str, int]:
+    """How many sends of a message in the send table `model` are in each status."""
+    return {
+        str(status): int(n)
+        for status, n in db.execute(
+            select(model.status, func.count()).where(model.message_id == message_id).group_by(model.status)
+        )
+    }

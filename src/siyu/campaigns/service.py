@@ -1,0 +1,236 @@
+"""Mass messages to customers through WeCom, with per-customer caps, crash-safe reservations and read-back.
+
+The flow: `create_message` stores the content and the chosen customers; `plan` tells who would be reached
+through which member (the one who has known the customer longest) and who is left out and why; `submit`
+reserves the sends under the cap, commits them and only then calls add_msg_template, one task per sender member
+and at most 10,000 customers a task; `refresh_results` reads delivery back into the rows. The reservation,
+crash recovery, read-back and caps are shared with group messages and live in `sending`.
+
+Messages to customer groups (chat_type "group") live in the same table; `group_messages` creates and plans
+them, and `submit`, `refresh_results`, `send_counts` and `preview` here take either kind.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from siyu.accounts.models import Account, AccountKind, AccountStatus
+from siyu.campaigns import group_messages
+from siyu.campaigns.models import MassChatType, MassMessage, MassSend, SendStatus
+
+# Re-exported: the API, the console and callers reach the settings, caps and messages through this module.
+from siyu.campaigns.sending import COUNTED as COUNTED
+from siyu.campaigns.sending import (
+    REFUSED,
+    Audience,
+    Plan,
+    check_content,
+    deliver,
+    matching_tasks,
+    new_draft,
+    open_plan,
+    over_cap,
+    read_back,
+    sent_before,
+    status_counts,
+)
+from siyu.campaigns.sending import SubmitResult as SubmitResult
+from siyu.campaigns.sending import cap_window as cap_window
+from siyu.campaigns.sending import get_message as get_message
+from siyu.campaigns.sending import org_settings as org_settings
+from siyu.campaigns.sending import set_cap_policy as set_cap_policy
+from siyu.customers import service as customers
+from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
+from siyu.customers.resolution import live_customers
+from siyu.integrations.channel import MassMessenger
+from siyu.integrations.channel import SendStatus as WeComSendStatus
+from siyu.kit.bulk import IN_LIST_SIZE, chunked
+from siyu.kit.errors import Invalid
+
+MAX_PER_TASK = 10_000
+MAX_RECIPIENTS = 100_000
+
+
+@dataclass
+class Excluded:
+    """A customer the message will not reach, and why."""
+
+    customer_id: int
+    reason: str  # unknown_customer, no_wecom_contact, no_wecom_id, cap_reached, already_sent
+    detail: str
+
+
+# --- messages ---------------------------------------------------------------------------------------
+
+
+def create_message(
+    db: Session,
+    org_id: int,
+    *,
+    text: str,
+    customer_ids: Sequence[int],
+    attachments: Sequence[dict[str, Any]] = (),
+    actor_id: int | None = None,
+) -> MassMessage:
+    """Store a mass message draft for the chosen customers."""
+    text = check_content(text, attachments)
+    ids = list(dict.fromkeys(int(c) for c in customer_ids))
+    if not ids:
+        raise Invalid("choose at least one customer", field="customer_ids")
+    if len(ids) > MAX_RECIPIENTS:
+        raise Invalid(f"at most {MAX_RECIPIENTS:,} customers per message", field="customer_ids")
+    return new_draft(db, org_id, text=text, attachments=attachments, actor_id=actor_id, customer_ids=ids)
+
+
+def plan(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = None) -> Plan[Excluded]:
+    """Who the message reaches through which member, and who is left out and why (nothing is written)."""
+    result, policy, start = open_plan(db, org_id, now)
+    ids = [int(c) for c in msg.customer_ids]
+    live = live_customers(db, org_id, ids)
+    for cid in ids:
+        if cid not in live:
+            result.left_out.append(Excluded(cid, "unknown_customer", f"customer {cid} does not exist"))
+    # A merged-away id reaches its survivor, once.
+    targets = list(dict.fromkeys(live[c] for c in ids if c in live))
+    already, counts = sent_before(db, MassSend, "customer_id", org_id, msg.id, targets, start)
+    senders: dict[int, tuple[int, str]] = {}
+    eids: dict[int, str] = {}
+    for part in chunked(targets, IN_LIST_SIZE):
+        rows = db.execute(
+            select(FollowRelation.customer_id, Account.id, Account.external_id)
+            .join(Account, Account.id == FollowRelation.account_id)
+            .where(
+                FollowRelation.org_id == org_id,
+                FollowRelation.customer_id.in_(part),
+                FollowRelation.status == FollowStatus.active,
+                Account.kind == AccountKind.wecom_member,
+                Account.status == AccountStatus.active,
+            )
+            # Ties (added in the same second) go to the member siyu knew first, not to whichever follow row
+            # a parallel sync happened to write first.
+            .order_by(FollowRelation.since, Account.id)
+        )
+        for cid, aid, userid in rows:
+            senders.setdefault(cid, (aid, userid))  # the member who has known the customer longest sends
+        for cid, value in db.execute(
+            select(CustomerIdentity.customer_id, CustomerIdentity.value).where(
+                CustomerIdentity.org_id == org_id,
+                CustomerIdentity.customer_id.in_(part),
+                CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+            )
+        ):
+            eids.setdefault(cid, value)
+    for cid in targets:
+        if cid in already:
+            result.left_out.append(
+                Excluded(cid, "already_sent", f"customer {cid} is already in this message")
+            )
+        elif cid not in eids:
+            result.left_out.append(
+                Excluded(cid, "no_wecom_id", f"customer {cid} has no WeCom external userid")
+            )
+        elif cid not in senders:
+            result.left_out.append(
+                Excluded(
+                    cid, "no_wecom_contact", f"customer {cid} is not a contact of any active WeCom member"
+                )
+            )
+        elif detail := over_cap("customer", cid, counts[cid], policy, result.cap):
+            result.left_out.append(Excluded(cid, "cap_reached", detail))
+        else:
+            aid, userid = senders[cid]
+            result.reach(cid, eids[cid], userid, aid)
+    return result
+
+
+def _sent_already(
+    client: MassMessenger,
+    sender: str,
+    text: str,
+    since: datetime,
+    now: datetime,
+    addresses: Sequence[str],
+) -> dict[str, str]:
+    """All of a sender's customers -> the msgid of the task WeCom already has from them with this text, if any
+    (one task a sender: its customers were all in it)."""
+    found = next(matching_tasks(client, sender, text, since, now, MassChatType.single), "")
+    return dict.fromkeys(addresses, found) if found else {}
+
+
+CUSTOMERS = Audience(
+    chat_type=MassChatType.single,
+    model=MassSend,
+    key="customer_id",
+    address="external_userid",
+    per_task=MAX_PER_TASK,
+    plan=plan,
+    recovered=_sent_already,
+    refused=lambda userid: f"{REFUSED}: not a contact of the sender",
+    results={
+        WeComSendStatus.UNSENT.value: (SendStatus.submitted, None),
+        WeComSendStatus.SENT.value: (SendStatus.sent, None),
+        WeComSendStatus.NOT_FRIEND.value: (SendStatus.not_friend, None),
+        WeComSendStatus.CAP_REACHED.value: (
+            SendStatus.unsent,
+            "WeCom: the customer already received their mass messages for the period",
+        ),
+    },
+)
+_AUDIENCES = {MassChatType.single: CUSTOMERS, MassChatType.group: group_messages.GROUPS}
+
+
+def preview(db: Session, org_id: int, msg: MassMessage) -> Plan[Any]:
+    """The plan of a message to customers or to groups (see `plan` and `group_messages.plan_groups`)."""
+    return _AUDIENCES[msg.chat_type].plan(db, org_id, msg)
+
+
+def submit(
+    factory: sessionmaker[Session],
+    org_id: int,
+    message_id: int,
+    client: MassMessenger,
+    *,
+    now: datetime | None = None,
+) -> SubmitResult:
+    """Reserve (cap-checked, committed) and then submit one WeCom task per sender, for customers or groups."""
+    with factory() as db:
+        chat_type = get_message(db, org_id, message_id).chat_type
+    return deliver(factory, org_id, message_id, client, _AUDIENCES[chat_type], now=now)
+
+
+def refresh_results(db: Session, org_id: int, message_id: int, client: MassMessenger) -> dict[str, int]:
+    """Read per-member tasks and per-recipient results back from WeCom; returns counts per status."""
+    msg = get_message(db, org_id, message_id)
+    return read_back(db, msg, client, _AUDIENCES[msg.chat_type])
+
+
+def _move_sends(db: Session, org_id: int, survivor_id: int, merged_id: int) -> int:
+    """Merge hook: a merged-away customer's sends count against the survivor's cap (duplicates dropped)."""
+    have = set(db.scalars(select(MassSend.message_id).where(MassSend.customer_id == survivor_id)))
+    moved = 0
+    for row in db.scalars(
+        select(MassSend).where(MassSend.org_id == org_id, MassSend.customer_id == merged_id)
+    ).all():
+        if row.message_id in have:
+            db.delete(row)
+        else:
+            row.customer_id = survivor_id
+            moved += 1
+    db.flush()
+    return moved
+
+
+def send_counts(db: Session, message_id: int) -> dict[str, int]:
+    """How many sends of a message (to customers or to groups) are in each status."""
+    msg = db.get(MassMessage, message_id)
+    audience = _AUDIENCES[msg.chat_type] if msg is not None else CUSTOMERS
+    return status_counts(db, audience.model, message_id)
+
+
+customers.register_merge_hook("wecom_mass_sends", _move_sends)

@@ -1,0 +1,190 @@
+"""Console page: WeCom settings — enter credentials, test the connection, copy the callback URL; once
+credentials are stored, the status of the last reconciliation ("Sync now" starts one) and of the
+callback inbox.
+
+Every visible string lives in the templates (``web/templates/wecom/settings.html`` and ``_status.html``)
+so the catalogs cover it; the test-connection message is the adapter's plain-language explanation of
+WeCom's errcode. The status section polls ``/wecom/status`` while a reconciliation runs.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Response
+from pydantic import ValidationError
+
+from siyu.kit.clock import utcnow
+from siyu.kit.errors import DomainError, Forbidden, NotFound
+from siyu.tenancy.deps import DbSession
+from siyu.tenancy.models import Organization
+from siyu.web.auth import Console, ConsoleRoute
+from siyu.web.templating import PageContext, render
+from siyu.wecom import credentials, tasks_sync
+from siyu.wecom.endpoints import callback_path
+from siyu.wecom.inbox_health import inbox_health
+from siyu.wecom.schemas import ConnectionTest, CredentialsIn
+from siyu.wecom.sync import is_running, last_run
+
+router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+
+
+def _admin(ctx: PageContext) -> int:
+    assert ctx.principal is not None
+    if not ctx.principal.can_administer:
+        raise Forbidden("only owners and admins manage WeCom settings")
+    return ctx.principal.org_id
+
+
+def _duration(seconds: float) -> str:
+    whole = max(int(seconds), 0)
+    hours, rest = divmod(whole, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+#: How long the section waits (polling) for a worker to start a sync requested with "Sync now".
+AWAIT_WORKER = timedelta(minutes=2)
+
+
+def _status(db: DbSession, org_id: int, requested: datetime | None = None) -> dict[str, Any]:
+    run = last_run(db, org_id)
+    report: dict[str, Any] = run.report if run is not None else {}
+    duration = None
+    if run is not None and run.finished_at is not None:
+        duration = _duration((run.finished_at - run.started_at) / timedelta(seconds=1))
+    # A sync requested here but not started yet (the worker has not taken the task): keep polling for a
+    # while, so the page shows it once it runs, instead of the previous run with nothing moving.
+    awaiting = (
+        requested is not None
+        and (run is None or run.started_at < requested)
+        and utcnow() - requested < AWAIT_WORKER
+    )
+    return {
+        "run": run,
+        "running": is_running(run),
+        "report": report,
+        "duration": duration,
+        "inbox": inbox_health(db, org_id),
+        "awaiting": awaiting,
+        "requested": int(requested.timestamp()) if awaiting and requested is not None else None,
+    }
+
+
+def _page(
+    db: DbSession,
+    ctx: PageContext,
+    *,
+    error: str | None = None,
+    error_field: str | None = None,
+    test: ConnectionTest | None = None,
+    saved: bool = False,
+    sync_started: bool = False,
+    sync_unconfigured: bool = False,
+    requested: datetime | None = None,
+    status_code: int = 200,
+) -> Response:
+    org_id = _admin(ctx)
+    org = db.get(Organization, org_id)
+    assert org is not None
+    row = credentials.get_credentials(db, org_id)
+    base = str(ctx.request.base_url).rstrip("/")
+    status = _status(db, org_id, requested) if row is not None else {}
+    return render(
+        ctx,
+        "wecom/settings.html",
+        status_code=status_code,
+        active="wecom",
+        row=row,
+        callback_url=base + callback_path(org.slug),
+        error=error,
+        error_field=error_field,
+        test=test,
+        saved=saved,
+        sync_started=sync_started,
+        sync_unconfigured=sync_unconfigured,
+        **status,
+    )
+
+
+@router.get("/wecom/settings")
+def settings_page(db: DbSession, ctx: Console) -> Response:
+    """The WeCom settings form."""
+    return _page(db, ctx)
+
+
+@router.post("/wecom/settings")
+def save_settings(
+    db: DbSession,
+    ctx: Console,
+    corp_id: Annotated[str, Form()] = "",
+    secret: Annotated[str, Form()] = "",
+    token: Annotated[str, Form()] = "",
+    encoding_aes_key: Annotated[str, Form()] = "",
+    base_url: Annotated[str, Form()] = "",
+    welcome_text: Annotated[str, Form()] = "",
+) -> Response:
+    """Store the credentials; empty secret fields keep the stored values."""
+    org_id = _admin(ctx)
+    try:
+        data = CredentialsIn(
+            corp_id=corp_id,
+            secret=secret or None,
+            token=token or None,
+            encoding_aes_key=encoding_aes_key or None,
+            base_url=base_url or None,  # type: ignore[arg-type]
+            welcome_text=welcome_text,
+        )
+        credentials.save_credentials(db, org_id, data, ctx.request.app.state.settings.resolved_secret_key())
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = str(first["loc"][0]) if first["loc"] else "corp_id"
+        return _page(db, ctx, error=f"{field}: {first['msg']}", error_field=field, status_code=422)
+    except DomainError as exc:
+        db.rollback()
+        return _page(db, ctx, error=exc.message, error_field=exc.field, status_code=exc.status_code)
+    return _page(db, ctx, saved=True)
+
+
+@router.post("/wecom/settings/test")
+def test_settings(db: DbSession, ctx: Console) -> Response:
+    """Call gettoken with the stored credentials and show the outcome in words."""
+    org_id = _admin(ctx)
+    try:
+        result = credentials.check_connection(
+            db, org_id, ctx.request.app.state.settings.resolved_secret_key()
+        )
+    except DomainError as exc:
+        return _page(db, ctx, error=exc.message, error_field=exc.field, status_code=exc.status_code)
+    return _page(db, ctx, test=result)
+
+
+@router.get("/wecom/status")
+def status_fragment(
+    db: DbSession,
+    ctx: Console,
+    requested: Annotated[
+        int | None, Query(ge=0, description="when Sync now was pressed (Unix seconds)")
+    ] = None,
+) -> Response:
+    """The status section alone (last reconciliation, callback inbox), polled while a sync runs or is awaited."""
+    org_id = _admin(ctx)
+    if credentials.get_credentials(db, org_id) is None:
+        raise NotFound("WeCom is not configured for this organization", field="wecom")
+    when = datetime.fromtimestamp(requested, UTC) if requested is not None else None
+    return render(ctx, "wecom/_status.html", **_status(db, org_id, when))
+
+
+@router.post("/wecom/sync")
+def sync_now(db: DbSession, ctx: Console) -> Response:
+    """Start a reconciliation with WeCom (inline in immediate mode) and show the page with its status."""
+    org_id = _admin(ctx)
+    requested = utcnow().replace(microsecond=0)  # before the run can start (it starts inline in tests)
+    try:
+        tasks_sync.start_sync(db, org_id, ctx.request.app.state.settings.resolved_secret_key())
+    except NotFound as exc:
+        return _page(db, ctx, error_field=exc.field, sync_unconfigured=True, status_code=exc.status_code)
+    except DomainError as exc:
+        db.rollback()
+        return _page(db, ctx, error=exc.message, error_field=exc.field, status_code=exc.status_code)
+    return _page(db, ctx, sync_started=True, requested=requested)
