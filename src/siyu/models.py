@@ -22,7 +22,7 @@ from siyu.customers.models import (
     Tag,
     TagGroup,
 )
-from siyu.events.models import Event
+from siyu.events.models import Event, OutboxItem
 from siyu.groups.models import CustomerGroup, GroupMember
 from siyu.identity.models import ApiToken, Organization, User, WebSession
 from siyu.kit.db import Base
@@ -65,6 +65,7 @@ __all__ = [
     "Order",
     "OrderItem",
     "Organization",
+    "OutboxItem",
     "PoolMember",
     "ReplyTemplate",
     "RoutingPool",

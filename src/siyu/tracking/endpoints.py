@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
-from siyu.events import service
 from siyu.events.models import Event
-from siyu.events.schemas import MAX_BATCH, EventIn, EventOut, IngestResult
 from siyu.kit.deps import CurrentPrincipal, DbSession
 from siyu.kit.pagination import Page
+from siyu.tracking import service
+from siyu.tracking.schemas import MAX_BATCH, EventIn, EventOut, IngestResult
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 
