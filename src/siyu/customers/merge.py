@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
 from siyu.commerce.models import Order
+from siyu.customers import stages
 from siyu.customers.models import (
     Customer,
     CustomerIdentity,
@@ -21,7 +22,6 @@ from siyu.customers.models import (
     Note,
     Stage,
 )
-from siyu.customers import stages
 from siyu.customers.recording import record
 from siyu.customers.remarks import compose_remark
 from siyu.events.models import Event
