@@ -16,7 +16,6 @@ from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.channels.endpoints import router as channels_router
 from siyu.commerce.endpoints import router as commerce_router
 from siyu.customers.endpoints import router as customers_router
-from siyu.events.endpoints import router as events_router
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.errors import DomainError
 from siyu.kit.ratelimit import attempt_counter
@@ -24,6 +23,7 @@ from siyu.kit.settings import Settings, get_settings
 from siyu.leads.endpoints import hooks_router as lead_hooks_router
 from siyu.leads.endpoints import router as leads_router
 from siyu.tenancy.endpoints import router as tenancy_router
+from siyu.tracking.endpoints import router as events_router
 from siyu.web.pages import router as pages_router
 from siyu.wecom.endpoints import router as wecom_router
 

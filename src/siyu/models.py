@@ -23,7 +23,7 @@ from siyu.customers.models import (
     Tag,
     TagGroup,
 )
-from siyu.events.models import Event
+from siyu.events.models import Event, OutboxItem
 from siyu.groups.models import CustomerGroup, GroupMember
 from siyu.kit.db import Base
 from siyu.leads.models import Comment, DouyinApp, Lead, ReplyTemplate, WebhookReceipt
@@ -60,6 +60,7 @@ __all__ = [
     "Order",
     "OrderItem",
     "Organization",
+    "OutboxItem",
     "PoolMember",
     "ReplyTemplate",
     "RoutingPool",

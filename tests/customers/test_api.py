@@ -313,8 +313,10 @@ def test_timeline_merges_sources_newest_first_with_stable_pages(
     full = client.get(f"{url}?limit=200", headers=tenant.auth()).json()
     assert full["next_before"] is None
     times = [item["at"] for item in full["items"]]
-    assert times == sorted(times, reverse=True) and len(times) == 9
-    assert [i["type"] for i in full["items"]][3:6] == ["e3b", "e3", "order"]
+    # 7 events, a note, an order, and the customer_added event of the profile's creation (now, so first).
+    assert times == sorted(times, reverse=True) and len(times) == 10
+    assert full["items"][0]["type"] == "customer_added"
+    assert [i["type"] for i in full["items"]][4:7] == ["e3b", "e3", "order"]
     paged, before = [], None
     while True:
         page = client.get(

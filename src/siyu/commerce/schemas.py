@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
-from siyu.events.schemas import IdentityRefIn
+from siyu.tracking.schemas import IdentityRefIn
 
 PLATFORM_PATTERN = r"^[a-z][a-z0-9_]*$"
 

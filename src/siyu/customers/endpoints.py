@@ -205,7 +205,7 @@ def follow(customer_id: Id, body: FollowIn, db: DbSession, principal: CurrentPri
     """Record that one of the caller's visible accounts follows the customer (idempotent)."""
     customer = service.get_customer(db, principal, customer_id)
     _check_account(db, principal, body.account_id)
-    return service.follow(
+    rel = service.follow(
         db,
         principal.org_id,
         customer.id,
@@ -213,7 +213,10 @@ def follow(customer_id: Id, body: FollowIn, db: DbSession, principal: CurrentPri
         since=body.since,
         source=body.source,
         state=body.state,
+        origin="api",
     )
+    # None: the relation ended after ``since`` (a stale add); answer with it as it stands.
+    return rel or service.relation_of(db, customer.id, body.account_id)  # type: ignore[return-value]
 
 
 @router.delete("/customers/{customer_id}/follows/{account_id}", response_model=FollowOut)
@@ -227,7 +230,7 @@ def unfollow(
     """End a follow relation, recording whether the customer or the staff member deleted the other."""
     customer = service.get_customer(db, principal, customer_id)
     _check_account(db, principal, account_id)
-    return service.unfollow(db, principal.org_id, customer.id, account_id, by=by)
+    return service.unfollow(db, principal.org_id, customer.id, account_id, by=by, origin="api")
 
 
 # --- tags on customers ----------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
 from siyu.commerce.models import Order
+from siyu.customers import stages
 from siyu.customers.models import (
     Customer,
     CustomerIdentity,
@@ -21,8 +22,10 @@ from siyu.customers.models import (
     Note,
     Stage,
 )
+from siyu.customers.recording import record
 from siyu.customers.remarks import compose_remark
 from siyu.events.models import Event
+from siyu.events.vocabulary import EventType
 from siyu.kit.errors import Invalid, NotFound
 
 # Other domains that point at customers (groups, campaigns, leads...) register a function here that
@@ -30,9 +33,14 @@ from siyu.kit.errors import Invalid, NotFound
 MergeHook = Callable[[Session, int, int, int], int]
 MERGE_HOOKS: dict[str, MergeHook] = {}
 
+_STAGE_RANK = {
+    stage: rank
+    for rank, stage in enumerate(
+        (Stage.new, Stage.contacted, Stage.retained, Stage.engaged, Stage.converted, Stage.repeat)
+    )
+}
 # Profile fields the survivor takes from the merged profile when its own are empty.
 FILLABLE = ("name", "mobile", "region", "source", "source_detail", "intent")
-STAGE_ORDER = list(Stage)
 
 
 def register_merge_hook(name: str, hook: MergeHook) -> None:
@@ -127,10 +135,6 @@ def _fill_profile(survivor: Customer, merged: Customer) -> list[str]:
     if survivor.gender == Gender.unknown and merged.gender != Gender.unknown:
         survivor.gender = merged.gender
         filled.append("gender")
-    # A merge never moves a customer back in the lifecycle.
-    if STAGE_ORDER.index(merged.stage) > STAGE_ORDER.index(survivor.stage):
-        survivor.stage = merged.stage
-        filled.append("stage")
     if not survivor.remark_is_manual and merged.remark_is_manual:
         survivor.remark, survivor.remark_is_manual = merged.remark, True
         filled.append("remark")
@@ -159,6 +163,11 @@ def merge_customers(
     for name, hook in MERGE_HOOKS.items():
         moved[name] = hook(db, org_id, survivor_id, merged_id)
     moved["fields"] = _fill_profile(survivor, merged)
+    # A merge never moves a customer back in the lifecycle: the survivor takes a later stage as if set by
+    # hand (so a replay of the log gives it too); the rules then re-derive from the joined history.
+    if _STAGE_RANK.get(merged.stage, -1) > _STAGE_RANK.get(survivor.stage, -1):
+        stages.set_stage(db, survivor, merged.stage, f"merged with profile {merged_id}", actor_id=actor_id)
+        moved["fields"].append("stage")
     refresh_remark(survivor)
     merged.merged_into_id = survivor_id
     # Keep every pointer one hop long: profiles merged into the merged one now point at the survivor.
@@ -168,6 +177,9 @@ def merge_customers(
         .values(merged_into_id=survivor_id)
         .execution_options(synchronize_session=False)
     )
+    db.flush()
+    # The rules re-derive the survivor's stage from the joined history (customer_merged is a stage input).
+    record(db, org_id, survivor_id, EventType.customer_merged, merged_id=merged_id, reason=reason[:200])
     audit = MergeAudit(
         org_id=org_id,
         survivor_id=survivor_id,

@@ -22,6 +22,8 @@ class Stage(enum.StrEnum):
     engaged = "engaged"
     converted = "converted"
     repeat = "repeat"
+    #: No account is a contact of the customer any more (every follow ended).
+    lost = "lost"
 
 
 class Gender(enum.StrEnum):
@@ -72,6 +74,9 @@ class Customer(Base):
     gender: Mapped[Gender] = mapped_column(Enum(Gender, native_enum=False, length=10), default=Gender.unknown)
     region: Mapped[str | None] = mapped_column(String(60))
     stage: Mapped[Stage] = mapped_column(Enum(Stage, native_enum=False, length=20), default=Stage.new)
+    # The stage the lifecycle rules derived last (customers/stages.py); NULL: as ``stage``. A stage set
+    # by hand holds until the rules derive a different one.
+    stage_by_rules: Mapped[Stage | None] = mapped_column(Enum(Stage, native_enum=False, length=20))
     source: Mapped[str | None] = mapped_column(String(60))
     source_detail: Mapped[str | None] = mapped_column(String(200))
     intent: Mapped[str | None] = mapped_column(String(60))

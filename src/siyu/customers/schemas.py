@@ -73,6 +73,8 @@ class CustomerPatch(_Profile):
     gender: Gender | None = None
     region: str | None = Field(default=None, max_length=60)
     stage: Stage | None = None
+    #: Required with a new stage: a stage set by hand says why (it is in the stage_changed event).
+    stage_reason: str | None = Field(default=None, max_length=200)
     source: str | None = Field(default=None, max_length=60)
     source_detail: str | None = Field(default=None, max_length=200)
     intent: str | None = Field(default=None, max_length=60)

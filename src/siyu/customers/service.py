@@ -7,30 +7,32 @@ admins after their own checks). A customer id that was merged away resolves to i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Select, bindparam, delete, insert, select, update
+from sqlalchemy import Select, delete, insert, select
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
+from siyu.customers import follows, resolution, stages
 from siyu.customers import repository as repo
-from siyu.customers import resolution
+from siyu.customers.follows import follow_relation, relation_of
 from siyu.customers.merge import merge_customers, refresh_remark, register_merge_hook
 from siyu.customers.models import (
     Customer,
     CustomerIdentity,
     CustomerTag,
     FollowRelation,
-    FollowStatus,
     IdentityKind,
     MergeAudit,
     Note,
+    Stage,
     Tag,
 )
+from siyu.customers.recording import note_remark, record
 from siyu.customers.schemas import CustomerFilters, CustomerIn, CustomerPatch, TimelineItem, TimelinePage
 from siyu.customers.tagging import (
     check_tag_ids,
@@ -45,6 +47,7 @@ from siyu.customers.tagging import (
     update_tag,
     update_tag_group,
 )
+from siyu.events.vocabulary import EventType
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from siyu.kit.phone import mask_mobile
@@ -55,6 +58,7 @@ __all__ = [
     "add_identity_as",
     "add_note",
     "add_tags",
+    "change_tags",
     "count_customers",
     "create_customer",
     "create_customer_as",
@@ -64,6 +68,7 @@ __all__ = [
     "delete_note",
     "delete_tag",
     "delete_tag_group",
+    "end_follow",
     "find_or_create_by_identities",
     "find_or_create_by_identity",
     "follow",
@@ -81,6 +86,7 @@ __all__ = [
     "merge_customers",
     "refresh_remark",
     "register_merge_hook",
+    "relation_of",
     "remove_tags",
     "reset_remark",
     "set_customer_tags",
@@ -147,24 +153,51 @@ def _as_customer_in(data: CustomerIn | Mapping[str, Any]) -> CustomerIn:
 
 
 def create_customer(
-    db: Session, org_id: int, data: CustomerIn | Mapping[str, Any], *, actor_id: int | None = None
+    db: Session,
+    org_id: int,
+    data: CustomerIn | Mapping[str, Any],
+    *,
+    actor_id: int | None = None,
+    origin: str = "",
+    at: datetime | None = None,
+    code: str | None = None,
 ) -> Customer:
-    """Create a profile; its mobile becomes an identity. If another profile already holds that mobile
-    the two merge at once (audited) and the older profile, the survivor, is returned."""
-    return _create(db, org_id, data, actor_id)[0]
+    """Create a profile (customer_added, with the source and the channel ``code`` that brought them); its
+    mobile becomes an identity. If another profile already holds that mobile the two merge at once
+    (audited) and the older profile, the survivor, is returned. A stage given is set by hand."""
+    return _create(db, org_id, data, actor_id, origin=origin, at=at, code=code)[0]
 
 
 def _create(
-    db: Session, org_id: int, data: CustomerIn | Mapping[str, Any], actor_id: int | None
+    db: Session,
+    org_id: int,
+    data: CustomerIn | Mapping[str, Any],
+    actor_id: int | None,
+    *,
+    origin: str = "",
+    at: datetime | None = None,
+    code: str | None = None,
 ) -> tuple[Customer, int]:
     data = _as_customer_in(data)
-    fields = data.model_dump(exclude={"remark"})
+    fields = data.model_dump(exclude={"remark", "stage"})
     customer = Customer(
         org_id=org_id, **fields, remark=data.remark or "", remark_is_manual=data.remark is not None
     )
     refresh_remark(customer)
     db.add(customer)
     db.flush()
+    record(
+        db,
+        org_id,
+        customer.id,
+        EventType.customer_added,
+        at=at,
+        origin=origin,
+        source=customer.source,
+        code=code,
+    )
+    if data.stage is not None and data.stage != Stage.new:
+        stages.set_stage(db, customer, data.stage, "given when the profile was created", actor_id=actor_id)
     if data.mobile:
         survivor = add_identity(
             db,
@@ -194,7 +227,12 @@ def _guard_identity(
 
 
 def create_customer_as(
-    db: Session, principal: Principal, data: CustomerIn | Mapping[str, Any], *, account_id: int | None = None
+    db: Session,
+    principal: Principal,
+    data: CustomerIn | Mapping[str, Any],
+    *,
+    account_id: int | None = None,
+    origin: str = "api",
 ) -> tuple[Customer, int]:
     """``create_customer`` for an API caller: (profile, id of the row created; it differs from the
     profile's id when the new row merged into an older one). With ``account_id`` that account (one the
@@ -210,18 +248,22 @@ def create_customer_as(
         raise Invalid("operators must name one of their accounts as account_id", field="account_id")
     if data.mobile:
         _guard_identity(db, principal, None, IdentityKind.mobile, data.mobile, "mobile")
-    customer, created_id = _create(db, principal.org_id, data, principal.user_id)
+    customer, created_id = _create(db, principal.org_id, data, principal.user_id, origin=origin)
     if account_id is not None:
-        follow(db, principal.org_id, customer.id, account_id, source=data.source)
+        follow(db, principal.org_id, customer.id, account_id, source=data.source, origin=origin)
     return customer, created_id
 
 
-def update_customer_as(db: Session, principal: Principal, customer_id: int, patch: CustomerPatch) -> Customer:
+def update_customer_as(
+    db: Session, principal: Principal, customer_id: int, patch: CustomerPatch, *, origin: str = "api"
+) -> Customer:
     """``update_customer`` on a customer the caller may see (operators may not merge in hidden profiles)."""
     customer = get_customer(db, principal, customer_id)
     if patch.mobile:
         _guard_identity(db, principal, customer.id, IdentityKind.mobile, patch.mobile, "mobile")
-    return update_customer(db, principal.org_id, customer.id, patch, actor_id=principal.user_id)
+    return update_customer(
+        db, principal.org_id, customer.id, patch, actor_id=principal.user_id, origin=origin
+    )
 
 
 def update_customer(
@@ -231,9 +273,11 @@ def update_customer(
     patch: CustomerPatch | Mapping[str, Any],
     *,
     actor_id: int | None = None,
+    origin: str = "",
 ) -> Customer:
     """Apply a partial update. Setting ``remark`` makes it manual; otherwise the remark follows
-    name/source/intent/mobile. A new mobile becomes an identity too (and may merge profiles)."""
+    name/source/intent/mobile. A new mobile becomes an identity too (and may merge profiles). A new stage
+    is set by hand and needs ``stage_reason``. Records profile_changed, remark_changed, stage_changed."""
     if not isinstance(patch, CustomerPatch):
         try:
             patch = CustomerPatch.model_validate(dict(patch))
@@ -248,15 +292,28 @@ def update_customer(
             raise Invalid(f"{field} cannot be null", field=field)
     new_mobile = changes.pop("mobile", customer.mobile)
     remark = changes.pop("remark", None)
+    stage = changes.pop("stage", None)
+    stage_reason = changes.pop("stage_reason", None)
+    if stage is not None and stage != customer.stage and not (stage_reason or "").strip():
+        raise Invalid("say why the stage changes", field="stage_reason")
+    before = customer.remark
+    changed = [key for key, value in changes.items() if getattr(customer, key) != value]
     for key, value in changes.items():
         setattr(customer, key, value)
     if remark is not None:
         customer.remark, customer.remark_is_manual = remark, True
     mobile_changed = new_mobile != customer.mobile
+    if mobile_changed:
+        changed.append("mobile")
     customer.mobile = new_mobile
     refresh_remark(customer)
     customer.updated_at = utcnow()
     db.flush()
+    if changed:
+        record(db, org_id, customer.id, EventType.profile_changed, origin=origin, fields=sorted(changed))
+    if stage is not None:
+        stages.set_stage(db, customer, stage, stage_reason or "", actor_id=actor_id)
+    note_remark(db, customer, before, origin=origin)
     if mobile_changed and new_mobile:
         return add_identity(
             db,
@@ -270,12 +327,14 @@ def update_customer(
     return customer
 
 
-def reset_remark(db: Session, org_id: int, customer_id: int) -> Customer:
+def reset_remark(db: Session, org_id: int, customer_id: int, *, origin: str = "") -> Customer:
     """Go back to the automatic Name+Source+Intent+Mobile remark."""
     customer = _survivor_of(db, org_id, customer_id)
+    before = customer.remark
     customer.remark_is_manual = False
     refresh_remark(customer)
     db.flush()
+    note_remark(db, customer, before, origin=origin)
     return customer
 
 
@@ -324,8 +383,9 @@ def _attach(db: Session, org_id: int, customer: Customer, kind: IdentityKind, va
     """Give ``customer`` an identifier nobody holds (normalized already); the caller flushes."""
     db.add(CustomerIdentity(org_id=org_id, customer_id=customer.id, kind=kind, value=value))
     if kind == IdentityKind.mobile and not customer.mobile:
-        customer.mobile = value
+        before, customer.mobile = customer.remark, value
         refresh_remark(customer)
+        note_remark(db, customer, before)
 
 
 def _insert_identities(
@@ -345,8 +405,9 @@ def _insert_identities(
     )
     mobile = next((value for kind, value in pairs if kind == IdentityKind.mobile), None)
     if mobile and not customer.mobile:
-        customer.mobile = mobile
+        before, customer.mobile = customer.remark, mobile
         refresh_remark(customer)
+        note_remark(db, customer, before)
 
 
 def add_identity_as(
@@ -377,6 +438,8 @@ def find_or_create_by_identity(
     defaults: CustomerIn | Mapping[str, Any] | None = None,
     *,
     actor_id: int | None = None,
+    origin: str = "",
+    at: datetime | None = None,
 ) -> tuple[Customer, bool]:
     """For importers and callbacks: the profile holding (kind, value), with empty fields filled from
     ``defaults``; or a new profile from ``defaults`` carrying the identifier. Returns (customer, created)."""
@@ -392,10 +455,10 @@ def find_or_create_by_identity(
             db.flush()
     if holder is not None:
         customer = _survivor_of(db, org_id, holder.customer_id)
-        _fill_from(customer, data)
+        _fill_from(db, customer, data, origin)
         db.flush()
         return customer, False
-    customer = create_customer(db, org_id, data, actor_id=actor_id)
+    customer = create_customer(db, org_id, data, actor_id=actor_id, origin=origin, at=at)
     if data.mobile:
         # Creating with a mobile may have merged profiles or attached (kind, value) already: check again.
         return add_identity(db, org_id, customer.id, kind, value, actor_id=actor_id), True
@@ -413,6 +476,8 @@ def find_or_create_by_identities(
     *,
     actor_id: int | None = None,
     reason: str | None = None,
+    origin: str = "",
+    at: datetime | None = None,
 ) -> tuple[Customer, bool]:
     """``find_or_create_by_identity`` on the first (kind, value), then ``add_identity`` of each other one
     (a profile holding one of them merges in, audited with ``reason``), with one lookup for all of them
@@ -426,16 +491,18 @@ def find_or_create_by_identities(
     first, extra = pairs[0], pairs[1:]
     if data.mobile:
         # The defaults' mobile takes part in the matching (and may merge): the general path handles it.
-        customer, created = find_or_create_by_identity(db, org_id, *first, data, actor_id=actor_id)
+        customer, created = find_or_create_by_identity(
+            db, org_id, *first, data, actor_id=actor_id, origin=origin, at=at
+        )
         held = None
     else:
         held = repo.identity_holders(db, org_id, pairs)
         created = first not in held
         if created:
-            customer = create_customer(db, org_id, data, actor_id=actor_id)
+            customer = create_customer(db, org_id, data, actor_id=actor_id, origin=origin, at=at)
         else:
             customer = _survivor_of(db, org_id, held[first])
-            _fill_from(customer, data)
+            _fill_from(db, customer, data, origin)
         if all(held.get(p, customer.id) == customer.id for p in extra):
             # Nothing to merge: every identifier is new or already this profile's. One insert for all.
             _insert_identities(db, org_id, customer, [p for p in pairs if p not in held])
@@ -455,12 +522,22 @@ def find_or_create_by_identities(
     return customer, customer.id == new_id
 
 
-def _fill_from(customer: Customer, data: CustomerIn) -> None:
+def _fill_from(db: Session, customer: Customer, data: CustomerIn, origin: str) -> None:
+    """Fill the profile's empty fields from ``data`` (what a carrier or an import knows of them)."""
     given = data.model_dump(exclude_unset=True, exclude={"remark", "mobile", "stage", "gender"})
+    before = customer.remark
+    filled = []
     for key, value in given.items():
         if value and not getattr(customer, key) and not isinstance(value, bool):
             setattr(customer, key, value)
+            filled.append(key)
     refresh_remark(customer)
+    if filled:
+        db.flush()
+        record(
+            db, customer.org_id, customer.id, EventType.profile_changed, origin=origin, fields=sorted(filled)
+        )
+    note_remark(db, customer, before, origin=origin)
 
 
 def list_identities(db: Session, principal: Principal, customer_id: int) -> list[CustomerIdentity]:
@@ -483,33 +560,6 @@ def list_merges(db: Session, principal: Principal, customer_id: int) -> list[Mer
 # --- follow relations -----------------------------------------------------------------------------
 
 
-_SHIFT_FRIEND_COUNT = (
-    update(Account.__table__)
-    .where(Account.id == bindparam("account_id"))  # type: ignore[arg-type]
-    .values(friend_count=Account.friend_count + bindparam("delta"))
-)
-
-
-def _shift_friend_count(db: Session, account_id: int, delta: int) -> None:
-    db.execute(_SHIFT_FRIEND_COUNT, {"account_id": account_id, "delta": delta})
-    # The bulk update bypassed the session; a loaded Account must not show the old count.
-    account = db.identity_map.get(db.identity_key(Account, account_id))
-    if account is not None:
-        db.expire(account, ["friend_count"])
-
-
-# Built once (see repository._IDENTITY_HOLDER): follows are looked up on every contact callback.
-_RELATION = select(FollowRelation).where(
-    FollowRelation.customer_id == bindparam("customer_id"),
-    FollowRelation.account_id == bindparam("account_id"),
-)
-
-
-def relation_of(db: Session, customer_id: int, account_id: int) -> FollowRelation | None:
-    """The follow relation between a customer and an account (active or ended), if any."""
-    return db.scalar(_RELATION, {"customer_id": customer_id, "account_id": account_id})
-
-
 def follow(
     db: Session,
     org_id: int,
@@ -519,54 +569,26 @@ def follow(
     since: datetime | None = None,
     source: str | None = None,
     state: str | None = None,
-) -> FollowRelation:
-    """Record that the account has the customer as a contact. Idempotent for an active relation; a
-    deleted one is re-activated with the new ``since`` (the friendship started again)."""
+    origin: str = "",
+    backfill: bool = False,
+) -> FollowRelation | None:
+    """Record that the account has the customer as a contact (see ``customers.follows``): idempotent for
+    an active relation, an ended one starts again from ``since``; None for an add older than its end."""
     customer = _survivor_of(db, org_id, customer_id)
-    account = db.get(Account, account_id)
-    if account is None or account.org_id != org_id:
-        raise Invalid(f"account {account_id} does not exist", field="account_id")
-    rel = relation_of(db, customer.id, account_id)
-    return follow_relation(db, org_id, customer, account_id, rel, since=since, source=source, state=state)
-
-
-def follow_relation(
-    db: Session,
-    org_id: int,
-    customer: Customer,
-    account_id: int,
-    rel: FollowRelation | None,
-    *,
-    since: datetime | None = None,
-    source: str | None = None,
-    state: str | None = None,
-) -> FollowRelation:
-    """``follow`` for a caller that already holds the live customer, an account of the organization and
-    the pair's relation row (``rel``, None when there is none): no lookups repeated."""
-    since = ensure_utc(since) if since is not None else utcnow()
-    if rel is None:
-        rel = FollowRelation(
-            org_id=org_id,
-            customer_id=customer.id,
-            account_id=account_id,
-            since=since,
-            source=source,
-            state=state,
-            status=FollowStatus.active,
-        )
-        db.add(rel)
-        db.flush()
-        _shift_friend_count(db, account_id, +1)
-        return rel
-    if rel.status != FollowStatus.active:
-        rel.status, rel.ended_at, rel.since = FollowStatus.active, None, since
-        rel.source, rel.state = source or rel.source, state or rel.state
-        db.flush()
-        _shift_friend_count(db, account_id, +1)
-        return rel
-    rel.source, rel.state = rel.source or source, rel.state or state
-    db.flush()
-    return rel
+    follows.check_account(db, org_id, account_id)
+    rel = follows.relation_of(db, customer.id, account_id)
+    return follows.follow_relation(
+        db,
+        org_id,
+        customer,
+        account_id,
+        rel,
+        since=since,
+        source=source,
+        state=state,
+        origin=origin,
+        backfill=backfill,
+    )
 
 
 def unfollow(
@@ -575,28 +597,30 @@ def unfollow(
     customer_id: int,
     account_id: int,
     *,
-    by: Literal["customer", "staff"],
+    by: follows.EndedBy,
     at: datetime | None = None,
+    origin: str = "",
 ) -> FollowRelation:
     """End a follow relation, recording who ended it (idempotent); 404 if the two never were contacts."""
-    if by not in ("customer", "staff"):
-        raise Invalid("by must be 'customer' or 'staff'", field="by")
     customer = _survivor_of(db, org_id, customer_id)
-    rel = db.scalar(
-        select(FollowRelation).where(
-            FollowRelation.org_id == org_id,
-            FollowRelation.customer_id == customer.id,
-            FollowRelation.account_id == account_id,
-        )
-    )
-    if rel is None:
-        raise NotFound("this account does not follow the customer")
-    if rel.status == FollowStatus.active:
-        rel.status = FollowStatus.deleted_by_customer if by == "customer" else FollowStatus.deleted_by_staff
-        rel.ended_at = ensure_utc(at) if at is not None else utcnow()
-        db.flush()
-        _shift_friend_count(db, account_id, -1)
-    return rel
+    return follows.unfollow_customer(db, org_id, customer, account_id, by=by, at=at, origin=origin)
+
+
+def end_follow(
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    account_id: int,
+    *,
+    by: follows.EndedBy,
+    at: datetime,
+    origin: str = "",
+) -> FollowRelation | None:
+    """Carrier news that a follow ended at ``at`` (maybe before siyu saw it start): see
+    ``customers.follows.end_relation``; None when the end is older than the relation's start."""
+    customer = _survivor_of(db, org_id, customer_id)
+    follows.check_account(db, org_id, account_id)
+    return follows.end_relation(db, org_id, customer, account_id, by=by, at=at, origin=origin)
 
 
 def list_follows(db: Session, principal: Principal, customer_id: int) -> list[FollowRelation]:
@@ -612,41 +636,83 @@ def customer_tags(db: Session, principal: Principal, customer_id: int) -> list[T
     return list(repo.tags_of(db, get_customer(db, principal, customer_id).id))
 
 
-def set_customer_tags(db: Session, principal: Principal, customer_id: int, tag_ids: list[int]) -> list[Tag]:
+def change_tags(
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    *,
+    add: Iterable[int] = (),
+    remove: Iterable[int] = (),
+    origin: str = "",
+    at: datetime | None = None,
+) -> tuple[list[int], list[int]]:
+    """The one writer of tags on customers: put ``add`` on and take ``remove`` off a live customer (tag
+    ids of the organization, checked by the caller), recording tag_added / tag_removed for what really
+    changed. Returns (added, removed)."""
+    customer = _survivor_of(db, org_id, customer_id)
+    have = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == customer.id)))
+    added = sorted(set(add) - have)
+    removed = sorted(set(remove) & have - set(add))
+    if removed:
+        db.execute(
+            delete(CustomerTag).where(CustomerTag.customer_id == customer.id, CustomerTag.tag_id.in_(removed))
+        )
+    if added:
+        now = utcnow()
+        db.execute(
+            insert(CustomerTag.__table__),  # type: ignore[arg-type]
+            [{"customer_id": customer.id, "tag_id": t, "org_id": org_id, "created_at": now} for t in added],
+        )
+    if added or removed:
+        names = {t.id: t for t in db.scalars(select(Tag).where(Tag.id.in_(added + removed)))}
+        for kind, ids in ((EventType.tag_added, added), (EventType.tag_removed, removed)):
+            for tag_id in ids:
+                tag = names.get(tag_id)
+                record(
+                    db,
+                    org_id,
+                    customer.id,
+                    kind,
+                    at=at,
+                    origin=origin,
+                    tag_id=tag_id,
+                    tag=tag.name if tag else "",
+                    external_id=tag.external_id if tag else None,
+                )
+    db.flush()
+    return added, removed
+
+
+def set_customer_tags(
+    db: Session, principal: Principal, customer_id: int, tag_ids: list[int], *, origin: str = "api"
+) -> list[Tag]:
     """Replace the customer's tags with exactly ``tag_ids`` (tags of another organization are 422)."""
     customer = get_customer(db, principal, customer_id)
     wanted = set(check_tag_ids(db, principal.org_id, tag_ids))
     have = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == customer.id)))
-    if have - wanted:
-        db.execute(
-            delete(CustomerTag).where(
-                CustomerTag.customer_id == customer.id, CustomerTag.tag_id.in_(have - wanted)
-            )
-        )
-    db.add_all(CustomerTag(customer_id=customer.id, tag_id=t, org_id=principal.org_id) for t in wanted - have)
-    db.flush()
+    change_tags(db, principal.org_id, customer.id, add=wanted - have, remove=have - wanted, origin=origin)
     return list(repo.tags_of(db, customer.id))
 
 
-def add_tags(db: Session, principal: Principal, customer_id: int, tag_ids: list[int]) -> list[Tag]:
+def add_tags(
+    db: Session, principal: Principal, customer_id: int, tag_ids: list[int], *, origin: str = "api"
+) -> list[Tag]:
     """Put tags on a customer (already present ones are kept as they are)."""
     customer = get_customer(db, principal, customer_id)
-    wanted = set(check_tag_ids(db, principal.org_id, tag_ids))
-    have = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == customer.id)))
-    db.add_all(CustomerTag(customer_id=customer.id, tag_id=t, org_id=principal.org_id) for t in wanted - have)
-    db.flush()
+    change_tags(
+        db, principal.org_id, customer.id, add=check_tag_ids(db, principal.org_id, tag_ids), origin=origin
+    )
     return list(repo.tags_of(db, customer.id))
 
 
-def remove_tags(db: Session, principal: Principal, customer_id: int, tag_ids: list[int]) -> list[Tag]:
+def remove_tags(
+    db: Session, principal: Principal, customer_id: int, tag_ids: list[int], *, origin: str = "api"
+) -> list[Tag]:
     """Take tags off a customer (absent ones are ignored)."""
     customer = get_customer(db, principal, customer_id)
-    gone = check_tag_ids(db, principal.org_id, tag_ids)
-    if gone:
-        db.execute(
-            delete(CustomerTag).where(CustomerTag.customer_id == customer.id, CustomerTag.tag_id.in_(gone))
-        )
-    db.flush()
+    change_tags(
+        db, principal.org_id, customer.id, remove=check_tag_ids(db, principal.org_id, tag_ids), origin=origin
+    )
     return list(repo.tags_of(db, customer.id))
 
 
@@ -662,6 +728,9 @@ def add_note(db: Session, principal: Principal, customer_id: int, body: str) -> 
     note = Note(org_id=principal.org_id, customer_id=customer.id, author_id=principal.user_id, body=body)
     db.add(note)
     db.flush()
+    record(
+        db, principal.org_id, customer.id, EventType.note_added, note_id=note.id, author_id=principal.user_id
+    )
     return note
 
 

@@ -1,11 +1,11 @@
-"""The append-only customer event log that timelines and analytics read."""
+"""The append-only customer event log that timelines and analytics read, and the outbox beside it."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.kit.clock import utcnow
@@ -33,3 +33,35 @@ class Event(Base):
     source: Mapped[str | None] = mapped_column(String(60))
     idempotency_key: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A past fact recorded late (a first sync's history), dated when it happened: not today's news.
+    backfill: Mapped[bool] = mapped_column(default=False)
+
+
+class OutboxItem(Base):
+    """Work an event asked for outside the database (a call to WeCom), drained by the worker.
+
+    Written in the same transaction as the event, so work is never lost nor done for a change that
+    rolled back. (handler, dedupe_key) makes a re-emitted event queue nothing new.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("handler", "dedupe_key"),
+        Index("ix_outbox_status_next_attempt_at", "status", "next_attempt_at"),
+        Index("ix_outbox_org_handler_status", "org_id", "handler", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    handler: Mapped[str] = mapped_column(String(60))
+    dedupe_key: Mapped[str] = mapped_column(String(200))
+    event_type: Mapped[str] = mapped_column(String(60))
+    customer_id: Mapped[int | None] = mapped_column(BigId)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # pending (waiting or leased until next_attempt_at), done, failed (gave up after MAX_ATTEMPTS errors)
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[datetime | None]

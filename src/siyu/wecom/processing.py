@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, delete, insert, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from siyu.accounts.departures import apply_transfer_fail
@@ -31,20 +31,20 @@ from siyu.customers.models import (
     Customer,
     CustomerTag,
     FollowRelation,
-    FollowStatus,
     Gender,
     IdentityKind,
     Tag,
     TagGroup,
 )
 from siyu.customers.service import (
+    change_tags,
     find_or_create_by_identities,
     find_or_create_by_identity,
     follow,
     follow_relation,
     relation_of,
-    unfollow,
 )
+from siyu.customers.service import end_follow as customers_end_follow
 from siyu.groups.service import (
     apply_member_change,
     dismiss_group,
@@ -75,6 +75,8 @@ __all__ = [
     "upsert_group",
 ]
 
+#: The ``origin`` of changes applied from WeCom: write-back to WeCom skips them.
+ORIGIN = "wecom"
 #: WeCom accepts a WelcomeCode for 20 seconds after the add_external_contact event.
 WELCOME_WINDOW_SECONDS = 20
 #: errcodes meaning "this person is not (or no longer) a contact": fall back to what the event says.
@@ -109,7 +111,7 @@ def _customer_for(
         # A shared unionid is the same WeChat user: the profile holding it merges with this one (audited).
         identities.append((IdentityKind.unionid, contact.unionid))
     reason = f"shared unionid from WeCom contact {contact.external_userid}"
-    return find_or_create_by_identities(db, org_id, identities, defaults, reason=reason)
+    return find_or_create_by_identities(db, org_id, identities, defaults, reason=reason, origin=ORIGIN)
 
 
 def apply_follow(
@@ -125,20 +127,18 @@ def apply_follow(
     ``new_customer``: the customer was created in this transaction, so it has no relation to look up."""
     account_id = wecom_account_id(db, org_id, info.userid)
     since = ensure_utc(info.created_at or at or utcnow())
-    rel = None if new_customer else relation_of(db, customer.id, account_id)
-    if (
-        rel is not None
-        and rel.status != FollowStatus.active
-        and rel.ended_at is not None
-        and since <= ensure_utc(rel.ended_at)
-    ):
-        return None  # stale add: the relation ended after this add happened
     state = (info.state or "")[:30] or None
     source = source_from_state(info.state)
     if customer.merged_into_id is not None:  # follow() resolves the survivor and looks its relation up
-        return follow(db, org_id, customer.id, account_id, since=since, source=source, state=state)
+        return follow(
+            db, org_id, customer.id, account_id, since=since, source=source, state=state, origin=ORIGIN
+        )
     # The live customer, an account of the organization and the relation are in hand: no lookup twice.
-    return follow_relation(db, org_id, customer, account_id, rel, since=since, source=source, state=state)
+    # A stale add (the relation ended at or after it) is ignored there.
+    rel = None if new_customer else relation_of(db, customer.id, account_id)
+    return follow_relation(
+        db, org_id, customer, account_id, rel, since=since, source=source, state=state, origin=ORIGIN
+    )
 
 
 def end_follow(
@@ -151,29 +151,11 @@ def end_follow(
     at: datetime,
 ) -> FollowRelation | None:
     """Record that a follow ended at ``at``; an end older than the relation's start is ignored (None)."""
-    at = ensure_utc(at)
     customer, _ = find_or_create_by_identity(
-        db, org_id, IdentityKind.wecom_external_userid, external_userid, {}
+        db, org_id, IdentityKind.wecom_external_userid, external_userid, {}, origin=ORIGIN, at=at
     )
     account = ensure_wecom_account(db, org_id, userid)
-    rel = relation_of(db, customer.id, account.id)
-    ended = FollowStatus.deleted_by_customer if by == "customer" else FollowStatus.deleted_by_staff
-    if rel is None:
-        # The end arrived before the add: keep a tombstone so the late add is recognised as stale.
-        rel = FollowRelation(
-            org_id=org_id, customer_id=customer.id, account_id=account.id, since=at, status=ended, ended_at=at
-        )
-        db.add(rel)
-        db.flush()
-        return rel
-    if ensure_utc(rel.since) > at:
-        return None
-    if rel.status == FollowStatus.active:
-        return unfollow(db, org_id, customer.id, account.id, by=by, at=at)
-    if rel.ended_at is None or ensure_utc(rel.ended_at) < at:
-        rel.ended_at, rel.status = at, ended
-        db.flush()
-    return rel
+    return customers_end_follow(db, org_id, customer.id, account.id, by=by, at=at, origin=ORIGIN)
 
 
 # Built once: each contact callback runs these, and building a select costs more than running it on SQLite.
@@ -214,23 +196,10 @@ def apply_tags(
     have = [] if new_customer else db.execute(_CUSTOMER_TAGS, {"customer_id": customer_id}).all()
     have_wecom = {int(tag_id) for tag_id, ext in have if ext is not None}
     have_all = {int(tag_id) for tag_id, _ in have}
-    if replace and have_wecom - wanted:
-        db.execute(
-            delete(CustomerTag).where(
-                CustomerTag.customer_id == customer_id, CustomerTag.tag_id.in_(have_wecom - wanted)
-            )
-        )
-    if wanted - have_all:
-        # One INSERT rather than an ORM object and flush per tag: nothing reads these rows back as objects.
-        now = utcnow()
-        db.execute(
-            insert(CustomerTag.__table__),
-            [  # type: ignore[arg-type]
-                {"customer_id": customer_id, "tag_id": t, "org_id": org_id, "created_at": now}
-                for t in sorted(wanted - have_all)
-            ],
-        )
-    db.flush()
+    gone = have_wecom - wanted if replace else set()
+    if gone or wanted - have_all:
+        # origin=wecom: these changes came from WeCom, so nothing writes them back there.
+        change_tags(db, org_id, customer_id, add=wanted - have_all, remove=gone, origin=ORIGIN)
     return sorted(wanted_ext - set(known))
 
 

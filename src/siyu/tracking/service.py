@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -15,10 +16,10 @@ from siyu.accounts.models import Account
 from siyu.customers.models import Customer
 from siyu.customers.repository import visible_customers
 from siyu.customers.resolution import IdentityRef, live_customers, normalize_identity, resolve_identities
+from siyu.events import bus
 from siyu.events.models import Event
-from siyu.events.schemas import BATCH_ADAPTER, MAX_FUTURE, EventBatchIn, EventIn, IngestResult
-from siyu.kit.bulk import driver_datetime, executemany_raw, insert_ignore
-from siyu.kit.clock import utcnow
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, driver_datetime, executemany_raw, insert_ignore
+from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Invalid
 from siyu.kit.pagination import page_of
 from siyu.tenancy.principal import Principal
@@ -107,7 +108,8 @@ def ingest(db: Session, org_id: int, events: Sequence[EventIn], *, prefix: str =
             holders.update(resolve_identities(db, org_id, group, source=source)[0])
 
     to_db = driver_datetime(db)
-    received = to_db(utcnow())
+    received_at = utcnow()
+    received = to_db(received_at)
     rows: dict[str, dict[str, Any]] = {}
     # SQLite takes the JSON text straight from us (the raw path skips SQLAlchemy's JSON type).
     sqlite = db.get_bind().dialect.name == "sqlite"
@@ -125,9 +127,48 @@ def ingest(db: Session, org_id: int, events: Sequence[EventIn], *, prefix: str =
             "source": ev.source,
             "idempotency_key": ev.idempotency_key,
             "received_at": received,
+            "backfill": False,
         }
     inserted = _insert_new(db, org_id, list(rows.values()))
+    if inserted and bus.reacts_to({row["type"] for row in rows.values()}):
+        _dispatch_new(db, org_id, list(rows), received_at)
     return IngestResult(inserted=inserted, duplicates=len(events) - inserted)
+
+
+def _dispatch_new(db: Session, org_id: int, keys: list[str], received: datetime) -> None:
+    """Tell the subscribers about the rows this call inserted: their keys, stamped with this call's
+    ``received_at`` (a key stored earlier has an earlier stamp)."""
+    new: list[bus.DomainEvent] = []
+    for part in chunked(keys, IN_LIST_SIZE):
+        for row in db.execute(
+            select(
+                EVENTS.c.customer_id,
+                EVENTS.c.type,
+                EVENTS.c.occurred_at,
+                EVENTS.c.properties,
+                EVENTS.c.account_id,
+                EVENTS.c.source,
+                EVENTS.c.idempotency_key,
+            ).where(
+                EVENTS.c.org_id == org_id,
+                EVENTS.c.idempotency_key.in_(part),
+                EVENTS.c.received_at == received,
+            )
+        ):
+            props = row.properties if isinstance(row.properties, dict) else json.loads(row.properties or "{}")
+            new.append(
+                bus.DomainEvent(
+                    org_id=org_id,
+                    customer_id=row.customer_id,
+                    type=row.type,
+                    occurred_at=ensure_utc(row.occurred_at),
+                    properties=props,
+                    account_id=row.account_id,
+                    source=row.source,
+                    key=row.idempotency_key,
+                )
+            )
+    bus.dispatch(db, new)
 
 
 def _insert_new(db: Session, org_id: int, rows: list[dict[str, Any]]) -> int:

@@ -7,7 +7,6 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
-from siyu.events import service
 from siyu.events.models import Event
 from siyu.events.schemas import MAX_BATCH, EventIn, EventOut, IngestResult
 from siyu.kit.pagination import Page
