@@ -8,9 +8,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime
 
 from siyu.events.models import Event
-from siyu.events.schemas import MAX_BATCH, EventIn, EventOut, IngestResult
 from siyu.kit.pagination import Page
 from siyu.tenancy.deps import CurrentPrincipal, DbSession
+from siyu.tracking import service
+from siyu.tracking.schemas import MAX_BATCH, EventIn, EventOut, IngestResult
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
 

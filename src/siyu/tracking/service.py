@@ -23,6 +23,7 @@ from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Invalid
 from siyu.kit.pagination import page_of
 from siyu.tenancy.principal import Principal
+from siyu.tracking.schemas import BATCH_ADAPTER, MAX_FUTURE, EventBatchIn, EventIn, IngestResult
 
 EVENTS: Table = Event.__table__  # type: ignore[assignment]
 
