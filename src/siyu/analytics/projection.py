@@ -472,7 +472,7 @@ class Projection:
         )
         report.customers = int(
             con.execute("SELECT count(*) FROM _chg WHERE merged_into_id IS NULL").fetchone()[0]
-        )  # type: ignore[index]
+        )
         con.execute("DROP TABLE _chg")
         con.execute("DROP TABLE _fol")
 

@@ -43,7 +43,7 @@ def followed_by_operator(operator_id: int) -> ColumnElement[bool]:
     )
 
 
-def visible_customers(principal: Principal) -> Select[tuple[Customer]]:
+def visible_customers(principal: Principal) -> Select[Customer]:
     """The one scoping helper: the principal's organization, live (not merged-away) profiles, and for
     operators only customers actively followed by one of their accounts."""
     stmt = select(Customer).where(Customer.org_id == principal.org_id, Customer.merged_into_id.is_(None))
@@ -74,7 +74,7 @@ def followed_by_account(account_id: int) -> ColumnElement[bool]:
     )
 
 
-def _probe(db: Session, stmt: Select[tuple[int]]) -> int:
+def _probe(db: Session, stmt: Select[int]) -> int:
     """Rows of ``stmt`` up to SELECTIVITY_PROBE: a bounded, index-only look at a filter's size."""
     return int(db.scalar(select(func.count()).select_from(stmt.limit(SELECTIVITY_PROBE).subquery())) or 0)
 
@@ -152,7 +152,7 @@ def list_query(
     cursor: int | None,
     limit: int,
     driver: tuple[Driver, int | None] | None = None,
-) -> Select[tuple[Customer]]:
+) -> Select[Customer]:
     """Customers matching ``filters`` newest id first, ``limit`` + 1 rows after ``cursor`` (keyset).
 
     The walk is driven by the most selective of: the tag's (tag_id, customer_id) index backwards
@@ -192,7 +192,7 @@ def list_query(
     return stmt.order_by(key.desc()).limit(limit + 1)
 
 
-def count_query(principal: Principal, filters: CustomerFilters) -> Select[tuple[int]]:
+def count_query(principal: Principal, filters: CustomerFilters) -> Select[int]:
     """An explicit COUNT of the matching customers (for the count endpoint only)."""
     inner = (
         visible_customers(principal).where(*_filter_conditions(filters, None)).with_only_columns(Customer.id)

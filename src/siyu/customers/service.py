@@ -99,7 +99,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _REQUIRED_FIELDS = ("name", "gender", "stage", "remark", "consent_marketing", "consent_analytics")
 
 
-def visible_customers(principal: Principal) -> Select[tuple[Customer]]:
+def visible_customers(principal: Principal) -> Select[Customer]:
     """The one scoping helper: org filter, live profiles only, and for operators only customers actively
     followed by an account they run."""
     return repo.visible_customers(principal)
@@ -338,7 +338,7 @@ def _insert_identities(
     now = utcnow()
     db.execute(
         insert(CustomerIdentity.__table__),
-        [  # type: ignore[arg-type]
+        [
             {"org_id": org_id, "customer_id": customer.id, "kind": kind, "value": value, "created_at": now}
             for kind, value in pairs
         ],
@@ -485,7 +485,7 @@ def list_merges(db: Session, principal: Principal, customer_id: int) -> list[Mer
 
 _SHIFT_FRIEND_COUNT = (
     update(Account.__table__)
-    .where(Account.id == bindparam("account_id"))  # type: ignore[arg-type]
+    .where(Account.id == bindparam("account_id"))
     .values(friend_count=Account.friend_count + bindparam("delta"))
 )
 

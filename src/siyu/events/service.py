@@ -23,7 +23,7 @@ from siyu.kit.errors import Invalid
 from siyu.kit.pagination import page_of
 from siyu.kit.tenancy import Principal
 
-EVENTS: Table = Event.__table__  # type: ignore[assignment]
+EVENTS: Table = Event.__table__
 
 
 def error_field(loc: Sequence[str | int]) -> str:
@@ -151,7 +151,7 @@ def ingest_one(db: Session, org_id: int, event: EventIn) -> tuple[Event, bool]:
     return stored, result.inserted == 1
 
 
-def visible_events(principal: Principal) -> Select[tuple[Event]]:
+def visible_events(principal: Principal) -> Select[Event]:
     """Events of the caller's organization; operators only see events of customers they may see."""
     stmt = select(Event).where(Event.org_id == principal.org_id)
     if not principal.sees_whole_org:

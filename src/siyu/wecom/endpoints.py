@@ -125,7 +125,7 @@ CREDENTIALS_TTL = 5.0
 
 def _credentials_cache(request: Request) -> dict[str, tuple[float, callbacks.PlainCredentials]]:
     # The cache lives on the app (one per database), never module-wide: slugs repeat across databases.
-    return request.app.state.__dict__.setdefault("_wecom_credentials", {})  # type: ignore[no-any-return]
+    return request.app.state.__dict__.setdefault("_wecom_credentials", {})
 
 
 def _cached_credentials(request: Request, org: str) -> callbacks.PlainCredentials | None:
@@ -148,7 +148,7 @@ def _inbox_writer(request: Request) -> InboxWriter:
     writer = state.get("_wecom_inbox_writer")
     if writer is None:
         writer = state.setdefault("_wecom_inbox_writer", InboxWriter(request.app.state.engine, request_drain))
-    return writer  # type: ignore[no-any-return]
+    return writer
 
 
 def _out(row: WeComCredential, slug: str) -> CredentialsOut:

@@ -225,7 +225,7 @@ def apply_tags(
         now = utcnow()
         db.execute(
             insert(CustomerTag.__table__),
-            [  # type: ignore[arg-type]
+            [
                 {"customer_id": customer_id, "tag_id": t, "org_id": org_id, "created_at": now}
                 for t in sorted(wanted - have_all)
             ],
@@ -389,7 +389,7 @@ def send_welcome(
         return "no welcome"
     stmt = (
         insert_ignore(db, WelcomeSend.__table__, ["org_id", "welcome_code"])
-        .values(  # type: ignore[arg-type]
+        .values(
             org_id=org_id,
             welcome_code=code[:128],
             external_userid=str(event.get("external_user_id") or "")[:128],

@@ -40,9 +40,9 @@ from siyu.wecom.sync_contacts import SyncState, apply_contacts, insert_rows, pre
 from siyu.wecom.sync_groups import list_chat_ids, sync_groups
 
 T = TypeVar("T")
-FOLLOWS: Table = FollowRelation.__table__  # type: ignore[assignment]
-CUSTOMER_TAGS: Table = CustomerTag.__table__  # type: ignore[assignment]
-ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
+FOLLOWS: Table = FollowRelation.__table__
+CUSTOMER_TAGS: Table = CustomerTag.__table__
+ACCOUNTS: Table = Account.__table__
 MEMBERS_PER_PAGE = 100  # batch/get_by_user takes at most 100 userids
 PREFETCH_PAGES = 50
 FETCH_THREADS = 3

@@ -24,7 +24,7 @@ from siyu.integrations.channel import GroupChat
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import utcnow
 
-MEMBERS: Table = GroupMember.__table__  # type: ignore[assignment]
+MEMBERS: Table = GroupMember.__table__
 
 if TYPE_CHECKING:
     from siyu.wecom.sync import Caller, SyncReport

@@ -91,7 +91,7 @@ def _owned(table: Table, org_id: int) -> Any:
         parent = fk.column.table
         if parent is table:
             continue
-        clause = _owned(parent, org_id)  # type: ignore[arg-type]
+        clause = _owned(parent, org_id)
         if clause is not None:
             return fk.parent.in_(select(fk.column).where(clause))
     return None
@@ -410,7 +410,7 @@ def _write(
         tag_ids[f"{world.tag_groups[g][0]}/{tag_name}"] = tag_id
     tag_arr = np.asarray(tag_list, dtype=np.int64)
 
-    first_customer = w.reserve_ids(Customer.__table__, n)  # type: ignore[arg-type]
+    first_customer = w.reserve_ids(Customer.__table__, n)
     cid = np.arange(first_customer, first_customer + n, dtype=np.int64)
     counts: dict[str, int] = {
         "users": len(user_ids),
@@ -552,7 +552,7 @@ def _write(
 
     o = world.orders
     m = len(o)
-    first_order = w.reserve_ids(Order.__table__, m)  # type: ignore[arg-type]
+    first_order = w.reserve_ids(Order.__table__, m)
     oid = np.arange(first_order, first_order + m, dtype=np.int64)
 
     def orders(s: slice) -> list[tuple[Any, ...]]:
