@@ -378,9 +378,9 @@ def write_customer_rows(
                 "remark_is_manual": False,
             }
         for i in row_ids:
-            for key, value in rows[i].defaults.items():
-                if not after.get(key):
-                    after[key] = value
+            for field_name, value in rows[i].defaults.items():
+                if not after.get(field_name):
+                    after[field_name] = value
             after.update(rows[i].fields)
             if rows[i].remark:
                 after["remark"], after["remark_is_manual"] = rows[i].remark, True

@@ -95,7 +95,9 @@ async def receive_event(request: Request) -> Response:
     try:
         # Decryption is ~0.1 ms of CPU: cheaper here than a hop to the thread pool. Only a cache miss
         # (every CREDENTIALS_TTL seconds) reads the database, off the event loop.
-        creds = _cached_credentials(request, org) or await run_in_threadpool(_load_credentials, request, org)
+        creds = _cached_credentials(request, org)
+        if creds is None:
+            creds = await run_in_threadpool(_load_credentials, request, org)
         event = callbacks.crypto_for(creds).decrypt_event(
             body, params["msg_signature"], params["timestamp"], params["nonce"]
         )

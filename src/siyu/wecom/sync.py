@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
@@ -279,7 +280,7 @@ def _fetch_pages(
             while not stop.is_set():
                 page = call(
                     "externalcontact/batch/get_by_user",
-                    lambda m=members, c=cursor: client.list_contacts_by_user(m, cursor=c, limit=100),
+                    partial(client.list_contacts_by_user, members, cursor=cursor, limit=100),
                 )
                 _put(pages, page.items, stop)
                 if not page.next_cursor:
@@ -303,7 +304,7 @@ def _fetch_groups(
         for chat_id in chat_ids:
             if stop.is_set():
                 return
-            _put(out, call("externalcontact/groupchat/get", lambda c=chat_id: client.get_group(c)), stop)
+            _put(out, call("externalcontact/groupchat/get", partial(client.get_group, chat_id)), stop)
     except BaseException as exc:
         _put(out, exc, stop)
 

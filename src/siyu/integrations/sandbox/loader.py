@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine, Index, Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 
 from siyu.identity.service import EMAIL_RE, SLUG_RE, hash_password
 from siyu.integrations.sandbox import vocab as V
@@ -79,6 +80,11 @@ def _engine_of(target: Engine | sessionmaker[Session]) -> Engine:
     if not isinstance(bind, Engine):
         raise Invalid("the session factory is not bound to an engine", field="engine_or_session_factory")
     return bind
+
+
+def _insert_id(conn: Connection, stmt: ReturningInsert[int]) -> int:
+    """The id an INSERT ... RETURNING id gives back."""
+    return conn.execute(stmt).scalar_one()
 
 
 def _owned(table: Table, org_id: int) -> Any:
@@ -156,7 +162,9 @@ class _Writer:
                 f"the sandbox loader supports SQLite and PostgreSQL, not {conn.dialect.name}",
                 field="engine_or_session_factory",
             )
-        self.raw = conn.connection.driver_connection
+        raw = conn.connection.driver_connection
+        assert raw is not None, "a checked-out connection has its driver connection"
+        self.raw = raw
         self.progress = progress
 
     def times(self, seconds: NDArray[np.int64]) -> list[str | None]:
@@ -331,31 +339,29 @@ def _write(
 ) -> tuple[dict[str, int], int, dict[str, int]]:
     """Write every table; returns (counts, org id, tag ids by "group/name")."""
     founded = world.start - timedelta(days=30)
-    org_id = int(
-        conn.scalar(
-            insert(Organization)
-            .values(name=name, slug=slug, settings={}, created_at=founded)
-            .returning(Organization.id)
-        )
+    org_id = _insert_id(
+        conn,
+        insert(Organization)
+        .values(name=name, slug=slug, settings={}, created_at=founded)
+        .returning(Organization.id),
     )
     user_ids: list[int] = []
     for op, email in zip(world.operators, emails, strict=False):
         user_ids.append(
-            int(
-                conn.scalar(
-                    insert(User)
-                    .values(
-                        org_id=org_id,
-                        email=email,
-                        name=op.name,
-                        role=op.role,
-                        locale="zh_CN",
-                        is_active=True,
-                        password_hash=admin_hash if op.role == "admin" else operator_hash,
-                        created_at=founded,
-                    )
-                    .returning(User.id)
+            _insert_id(
+                conn,
+                insert(User)
+                .values(
+                    org_id=org_id,
+                    email=email,
+                    name=op.name,
+                    role=op.role,
+                    locale="zh_CN",
+                    is_active=True,
+                    password_hash=admin_hash if op.role == "admin" else operator_hash,
+                    created_at=founded,
                 )
+                .returning(User.id),
             )
         )
 
@@ -366,23 +372,22 @@ def _write(
     account_ids: list[int] = []
     for a, spec in enumerate(world.accounts):
         account_ids.append(
-            int(
-                conn.scalar(
-                    insert(Account)
-                    .values(
-                        org_id=org_id,
-                        kind=spec.kind,
-                        external_id=spec.external_id,
-                        name=spec.name,
-                        operator_id=user_ids[spec.operator],
-                        friend_count=int(friends[a]),
-                        soft_cap=spec.soft_cap,
-                        hard_cap=spec.hard_cap,
-                        status="active",
-                        created_at=datetime.fromtimestamp(spec.created_at, UTC),
-                    )
-                    .returning(Account.id)
+            _insert_id(
+                conn,
+                insert(Account)
+                .values(
+                    org_id=org_id,
+                    kind=spec.kind,
+                    external_id=spec.external_id,
+                    name=spec.name,
+                    operator_id=user_ids[spec.operator],
+                    friend_count=int(friends[a]),
+                    soft_cap=spec.soft_cap,
+                    hard_cap=spec.hard_cap,
+                    status="active",
+                    created_at=datetime.fromtimestamp(spec.created_at, UTC),
                 )
+                .returning(Account.id),
             )
         )
     acct = np.asarray([*account_ids, 0], dtype=np.int64)  # index -1 maps to the trailing 0 -> NULL below
@@ -391,20 +396,17 @@ def _write(
     group_ids: list[int] = []
     for g, (group, _) in enumerate(world.tag_groups):
         group_ids.append(
-            int(
-                conn.scalar(
-                    insert(TagGroup).values(org_id=org_id, name=group, sort_order=g).returning(TagGroup.id)
-                )
+            _insert_id(
+                conn, insert(TagGroup).values(org_id=org_id, name=group, sort_order=g).returning(TagGroup.id)
             )
         )
     tag_list: list[int] = []
     for t, (g, tag_name) in enumerate(world.tags):
-        tag_id = int(
-            conn.scalar(
-                insert(Tag)
-                .values(org_id=org_id, group_id=group_ids[g], name=tag_name, sort_order=t)
-                .returning(Tag.id)
-            )
+        tag_id = _insert_id(
+            conn,
+            insert(Tag)
+            .values(org_id=org_id, group_id=group_ids[g], name=tag_name, sort_order=t)
+            .returning(Tag.id),
         )
         tag_list.append(tag_id)
         tag_ids[f"{world.tag_groups[g][0]}/{tag_name}"] = tag_id
