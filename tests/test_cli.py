@@ -64,6 +64,7 @@ def test_org_user_and_token(data_dir: Path) -> None:
     assert token.exit_code == 0 and token.output.strip().startswith("siyu_")
 
 
+@pytest.mark.slow
 def test_clear_errors_for_bad_input(data_dir: Path) -> None:
     _setup_org(data_dir)
     again = runner.invoke(app, ["create-org", "Other", "--slug", "lily-tea"])

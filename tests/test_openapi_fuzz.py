@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -56,6 +57,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP).exclude(
 )
 
 
+@pytest.mark.slow
 @schema.parametrize()
 @settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 def test_no_operation_answers_5xx(case) -> None:  # type: ignore[no-untyped-def]

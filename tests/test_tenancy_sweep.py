@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -111,6 +112,7 @@ def _seed_victim(db, tenant, client: TestClient) -> dict[str, int]:  # type: ign
     }
 
 
+@pytest.mark.slow
 def test_no_route_reveals_or_touches_another_orgs_rows(client: TestClient, make_tenant, db) -> None:  # type: ignore[no-untyped-def]
     victim, intruder = make_tenant("victim"), make_tenant("intruder")
     ids = _seed_victim(db, victim, client)

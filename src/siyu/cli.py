@@ -186,17 +186,16 @@ def import_orders(
     strict: Annotated[bool, typer.Option(help="Store nothing if any row is bad.")] = False,
 ) -> None:
     """Import orders from a CSV file (idempotent per platform and order id)."""
-    from siyu.commerce.importers import import_orders_csv
+    from siyu.commerce.importers import OrderFormat, import_orders_csv
 
     if format not in ("generic", "taobao"):
         raise _fail(f"--format must be generic or taobao, not {format!r}")
+    fmt: OrderFormat = "taobao" if format == "taobao" else "generic"
     org_id = _org_id(org)
     _run_import(
         file,
         f"orders from {file.name}",
-        lambda progress: import_orders_csv(
-            _sessions(), org_id, file, format, progress=progress, strict=strict
-        ),
+        lambda progress: import_orders_csv(_sessions(), org_id, file, fmt, progress=progress, strict=strict),
     )
 
 

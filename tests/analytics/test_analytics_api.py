@@ -6,6 +6,7 @@ import csv
 import io
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy.orm import Session
 
 from siyu.commerce.models import Order
@@ -115,6 +116,7 @@ def test_bad_requests_name_the_field(client, tenant) -> None:  # type: ignore[no
     assert r.status_code == 422
 
 
+@pytest.mark.slow
 def test_operators_are_refused(client, tenant) -> None:  # type: ignore[no-untyped-def]
     for method, url in (
         ("get", "/api/v1/analytics/commerce"),

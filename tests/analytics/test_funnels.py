@@ -108,6 +108,7 @@ steps_strategy = st.lists(
 modes_strategy = st.sets(st.sampled_from(list(FunnelMode)))
 
 
+@pytest.mark.slow
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=event_rows, steps=steps_strategy, window=st.integers(1, 8), modes=modes_strategy)
 def test_levels_match_window_funnel(
@@ -145,6 +146,7 @@ def test_levels_match_window_funnel(
         assert sorted(ch.query(customer_levels_sql(q, method="chain")), key=repr) == passes
 
 
+@pytest.mark.slow
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(events=event_rows, steps=steps_strategy, window=st.integers(1, 8), increase=st.booleans())
 def test_chain_method_matches_window_funnel(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account, AccountKind
@@ -80,6 +81,7 @@ def test_pool_code_qr_route_and_reports(client, db: Session, make_tenant) -> Non
     assert client.get("/api/v1/channels/codes", headers=theirs).json() == []
 
 
+@pytest.mark.slow
 def test_console_page_lists_codes_health_and_chart(client, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     import re
 

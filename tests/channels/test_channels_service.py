@@ -164,6 +164,7 @@ def test_concurrent_adds_never_pass_a_cap(engine, tenant) -> None:  # type: igno
         assert sum(loads.values()) == 9  # 16 attempts for 9 places: every place is taken, none twice
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     caps=st.lists(

@@ -59,6 +59,7 @@ arrivals = st.lists(
 )
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None)
 @given(pools(), arrivals)
 def test_no_account_ever_exceeds_a_cap(

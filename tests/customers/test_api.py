@@ -114,6 +114,7 @@ def test_operator_visibility(client: TestClient, db: Session, tenant) -> None:  
     )
 
 
+@pytest.mark.slow
 def test_remark_auto_manual_and_reset(client: TestClient, tenant) -> None:  # type: ignore[no-untyped-def]
     cid = _create(client, tenant, name="李雷", source="taobao")["id"]
     url = f"/api/v1/customers/{cid}"

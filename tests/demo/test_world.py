@@ -113,6 +113,7 @@ def test_routing_respects_every_account_cap(world: World) -> None:
     assert set(world.follows.customer.tolist()) == set(range(len(world.customers)))
 
 
+@pytest.mark.slow
 def test_scaled_world_opens_more_accounts_and_still_respects_caps() -> None:
     w = generate_world(customers=60_000, days=30, seed=2)
     per_account = np.bincount(w.follows.account, minlength=len(w.accounts))

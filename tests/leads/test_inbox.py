@@ -86,6 +86,7 @@ def connect(db: Session, org_id: int, fake: FakeDouyinServer) -> None:
     db.commit()
 
 
+@pytest.mark.slow
 def test_reply_through_fake_douyin_gives_the_code_once(
     client: TestClient,
     db: Session,

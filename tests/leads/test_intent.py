@@ -42,6 +42,7 @@ def test_split_is_stable_disjoint_and_about_one_fifth() -> None:
     assert is_test("求資料🙏") == is_test("求资料")
 
 
+@pytest.mark.slow
 def test_held_out_macro_f1_and_per_intent_floors(
     reports: tuple[EvalReport, EvalReport, IntentClassifier],
 ) -> None:
@@ -53,6 +54,7 @@ def test_held_out_macro_f1_and_per_intent_floors(
         assert m.recall >= RECALL_FLOOR, (name, m)
 
 
+@pytest.mark.slow
 def test_rules_are_precise_and_do_not_hurt_the_model(
     reports: tuple[EvalReport, EvalReport, IntentClassifier],
 ) -> None:
@@ -129,6 +131,7 @@ def test_rule_and_model_results_carry_confidence() -> None:
     assert type(free.intent) is str and type(free.confidence) is float
 
 
+@pytest.mark.slow
 def test_retrain_with_a_correction_changes_the_answer() -> None:
     text = "这个能寄到我们村里吗"
     before = classify(text)
@@ -186,6 +189,7 @@ def test_retrain_rejects_bad_corrections() -> None:
         retrain([("求资料",)])  # type: ignore[list-item]
 
 
+@pytest.mark.slow
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
     clf = IntentClassifier.fit(load_examples(split="train"), [])
     path = tmp_path / "intent.joblib"

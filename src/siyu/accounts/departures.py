@@ -368,10 +368,10 @@ def poll_transfers(
                 break
             cursor = page.next_cursor
         for row in rows:
-            state = states.get(row.external_userid)
-            final = _FINAL.get(state.status) if state is not None else None
-            if state is not None and final is not None:
-                _settle(db, org_id, row, final, state.takeover_at or now)
+            reported = states.get(row.external_userid)
+            final = _FINAL.get(reported.status) if reported is not None else None
+            if reported is not None and final is not None:
+                _settle(db, org_id, row, final, reported.takeover_at or now)
             elif ensure_utc(row.requested_at) + EXPIRE_AFTER < now:
                 row.status = TransferStatus.expired
                 row.detail = "WeCom reported no outcome within 72 hours"

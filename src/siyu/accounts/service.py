@@ -20,7 +20,7 @@ DEFAULT_HARD_CAP = {
 }
 
 
-def visible_accounts(principal: Principal) -> Select[tuple[Account]]:
+def visible_accounts(principal: Principal) -> Select[Account]:
     """Accounts the principal may see: all of the organization for admins, their own for operators."""
     stmt = select(Account).where(Account.org_id == principal.org_id)
     if not principal.sees_whole_org:

@@ -12,22 +12,29 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.clickhouse import ClickHouse
 
+if TYPE_CHECKING:
+    # The dialect's `Generator` is a class attribute, which a type checker cannot use as a type; newer
+    # sqlglot releases define the class in its own module.
+    from sqlglot.generators.clickhouse import ClickHouseGenerator
+else:
+    ClickHouseGenerator = ClickHouse.Generator
+
 from siyu.analytics.schema import TABLES, Dialect, Table, schema_sql
 
 ColumnData = np.ndarray | Sequence[Any]
 
 
-def _anonymous_sql(self: ClickHouse.Generator, expression: exp.Anonymous) -> str:
+def _anonymous_sql(self: ClickHouseGenerator, expression: exp.Anonymous) -> str:
     renamed = _ANONYMOUS_RENAMES.get(str(expression.this).lower())
     if renamed is None:
-        return ClickHouse.Generator.anonymous_sql(self, expression)
+        return ClickHouseGenerator.anonymous_sql(self, expression)
     return self.func(renamed, *expression.expressions)
 
 
@@ -37,7 +44,7 @@ _ANONYMOUS_RENAMES = {
 }
 
 
-def _percentile_cont_sql(self: ClickHouse.Generator, expression: exp.PercentileCont) -> str:
+def _percentile_cont_sql(self: ClickHouseGenerator, expression: exp.PercentileCont) -> str:
     # DuckDB's quantile_cont interpolates linearly between the two nearest values, which is
     # ClickHouse's quantileExactInclusive; sqlglot's default (PERCENTILE_CONT) does not exist there
     # and `quantile` would be a sampled approximation.
@@ -47,16 +54,16 @@ def _percentile_cont_sql(self: ClickHouse.Generator, expression: exp.PercentileC
 class SiyuClickHouse(ClickHouse):
     """sqlglot's ClickHouse dialect plus exact mappings for the DuckDB functions our queries use."""
 
-    class Generator(ClickHouse.Generator):
+    class Generator(ClickHouseGenerator):
         # Our timestamps are naive UTC microseconds; the default mapping (DateTime) drops the
         # fraction and reads literals in the session's time zone.
         TYPE_MAPPING = {
-            **ClickHouse.Generator.TYPE_MAPPING,
+            **ClickHouseGenerator.TYPE_MAPPING,
             exp.DataType.Type.TIMESTAMP: "DateTime64(6, 'UTC')",
             exp.DataType.Type.TIMESTAMPNTZ: "DateTime64(6, 'UTC')",
         }
         TRANSFORMS = {
-            **ClickHouse.Generator.TRANSFORMS,
+            **ClickHouseGenerator.TRANSFORMS,
             # `a // b` must stay integral and exact; the default goes through Float64.
             exp.IntDiv: lambda self, e: self.func("intDiv", e.this, e.expression),
             exp.PercentileCont: _percentile_cont_sql,

@@ -38,6 +38,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 from sqlalchemy import Connection, Engine, text
 
@@ -255,7 +256,7 @@ class Projection:
                 f"SELECT id, org_id, customer_id, type, {ts}, account_id, source, CAST(properties AS TEXT) "
                 "FROM events WHERE id > :after ORDER BY id LIMIT :n"
             )
-            names = (
+            names: tuple[str, ...] = (
                 "event_id",
                 "org_id",
                 "customer_id",
@@ -318,7 +319,7 @@ class Projection:
         return highest
 
     def _count(self, table: str) -> int:
-        return int(self.engine.con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # type: ignore[index]
+        return _scalar_int(self.engine.con, f"SELECT count(*) FROM {table}")
 
     def _resync_refunds(self, src: Connection, orders_wm: int, report: ProjectionReport) -> None:
         """Re-read refunded amounts when the operational total differs from the projected one."""
@@ -328,7 +329,7 @@ class Projection:
             ).scalar_one()
         )
         con = self.engine.con
-        projected = int(con.execute("SELECT coalesce(sum(refunded_fen), 0) FROM orders").fetchone()[0])  # type: ignore[index]
+        projected = _scalar_int(con, "SELECT coalesce(sum(refunded_fen), 0) FROM orders")
         if op_total == projected:
             return
         rows = src.execute(
@@ -459,7 +460,7 @@ class Projection:
         if not full:
             con.execute("DELETE FROM customers WHERE customer_id IN (SELECT id FROM _chg)")
             con.execute("DELETE FROM customer_values WHERE customer_id IN (SELECT id FROM _chg)")
-            merged = con.execute("SELECT count(*) FROM _chg WHERE merged_into_id IS NOT NULL").fetchone()[0]  # type: ignore[index]
+            merged = _scalar_int(con, "SELECT count(*) FROM _chg WHERE merged_into_id IS NOT NULL")
             if merged:
                 # The operational merge moved these rows already; do the same here (idempotent).
                 for t in ("events", "orders"):
@@ -480,14 +481,19 @@ class Projection:
             "INSERT INTO customer_values SELECT org_id, id, clv_fen, p_alive, expected_purchases FROM _chg "
             "WHERE merged_into_id IS NULL AND clv_fen IS NOT NULL"
         )
-        report.customers = int(
-            con.execute("SELECT count(*) FROM _chg WHERE merged_into_id IS NULL").fetchone()[0]
-        )  # type: ignore[index]
+        report.customers = _scalar_int(con, "SELECT count(*) FROM _chg WHERE merged_into_id IS NULL")
         con.execute("DROP TABLE _chg")
         con.execute("DROP TABLE _fol")
 
 
-def _fetch_raw(conn: Connection, sql: str, params: dict[str, Any]) -> list[Any]:
+def _scalar_int(con: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """The integer an aggregate query without GROUP BY returns (always exactly one row)."""
+    row = con.execute(sql).fetchone()
+    assert row is not None, sql
+    return int(row[0])
+
+
+def _fetch_raw(conn: Connection, sql: str, params: dict[str, Any]) -> Sequence[Any]:
     """Run a SELECT through the DBAPI cursor: SQLAlchemy's Row objects cost more than the read on the hot path."""
     compiled = text(sql).compile(dialect=conn.dialect)
     args: Any = [params[k] for k in compiled.positiontup] if compiled.positional else params  # type: ignore[union-attr]

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from siyu.analytics.commerce import CommerceRow, commerce_metrics
 from siyu.analytics.engines import AnalyticsEngine
-from siyu.analytics.funnels import FunnelQuery, FunnelResult, Step, run_funnel
+from siyu.analytics.funnels import FunnelQuery, FunnelResult, Step, parse_modes, run_funnel
 from siyu.analytics.models import ChannelCost, CostDimension
 from siyu.analytics.projection import Projection, default_path
 from siyu.analytics.retention import RetentionCohort, RetentionQuery, run_retention
@@ -89,7 +89,7 @@ def funnel(engine: AnalyticsEngine, org_id: int, body: FunnelIn) -> list[FunnelR
             org_id=org_id,
             steps=steps,
             window=timedelta(seconds=body.window_seconds),
-            modes=frozenset(body.modes),
+            modes=parse_modes(body.modes),
             date_from=body.date_from,
             date_to=body.date_to,
             breakdown=body.breakdown,

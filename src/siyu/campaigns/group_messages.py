@@ -129,7 +129,7 @@ def plan_groups(
     already, counts = sent_before(db, MassGroupSend, "group_id", org_id, msg.id, ids, start)
     groups: dict[int, tuple[str, GroupStatus, str | None, int | None]] = {}
     for part in chunked(ids, IN_LIST_SIZE):
-        for gid, chat_id, status, userid, aid in db.execute(
+        for gid, chat_id, status, owner_userid, owner_id in db.execute(
             select(
                 CustomerGroup.id, CustomerGroup.chat_id, CustomerGroup.status, Account.external_id, Account.id
             )
@@ -141,7 +141,7 @@ def plan_groups(
             )
             .where(CustomerGroup.org_id == org_id, CustomerGroup.id.in_(part))
         ):
-            groups[gid] = (chat_id, status, userid, aid)
+            groups[gid] = (chat_id, status, owner_userid, owner_id)
     for gid in ids:
         found = groups.get(gid)
         if found is None:

@@ -74,7 +74,7 @@ def org_settings(db: Session, org_id: int, *, lock: bool = False) -> WeComOrgSet
     row = db.scalar(stmt.with_for_update() if lock else stmt)
     if row is None:
         db.execute(
-            insert_ignore(db, WeComOrgSettings.__table__, ["org_id"]),  # type: ignore[arg-type]
+            insert_ignore(db, WeComOrgSettings.__table__, ["org_id"]),
             [{"org_id": org_id, "mass_cap_policy": MassCapPolicy.month_days.value, "updated_at": utcnow()}],
         )
         row = db.scalar(stmt.with_for_update() if lock else stmt)
@@ -329,7 +329,7 @@ def deliver(
             for rid, address in recipients
         ]
         for part in chunked(rows, IN_LIST_SIZE):
-            db.execute(insert_ignore(db, model.__table__, ["message_id", audience.key]), list(part))  # type: ignore[arg-type]
+            db.execute(insert_ignore(db, model.__table__, ["message_id", audience.key]), list(part))
         result.reserved = len(rows)
         msg.status = MassMessageStatus.submitting
         msg.left_out = {"items": [o.__dict__ for o in result.left_out[:1000]], "total": len(result.left_out)}

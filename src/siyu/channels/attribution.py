@@ -144,7 +144,7 @@ def code_report(db: Session, org_id: int, date_from: date, date_to: date) -> lis
         .group_by(ChannelAdd.code_id, ChannelAdd.customer_id)
         .subquery()
     )
-    converted = dict(
+    converted: dict[int, int] = dict(
         db.execute(
             select(first_add.c.code_id, func.count(func.distinct(first_add.c.customer_id)))
             .join(

@@ -10,7 +10,7 @@ chosen account with a conditional UPDATE and, if that fails, refreshes the accou
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -30,7 +30,7 @@ def warmup_daily_cap(created_at: datetime, now: datetime, warmup: Iterable[int],
     return min(daily_cap, int(caps[week])) if week < len(caps) else daily_cap
 
 
-def hours_mask(hours: dict[str, object] | None) -> int:
+def hours_mask(hours: Mapping[str, object] | None) -> int:
     """A 168-bit mask of local hours of the week from {"weekday": [start, end)}; 0 means always."""
     mask = 0
     for day, span in (hours or {}).items():

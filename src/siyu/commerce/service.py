@@ -30,8 +30,8 @@ from siyu.kit.errors import Invalid, NotFound
 from siyu.kit.pagination import page_of
 from siyu.tenancy.principal import Principal
 
-ORDERS: Table = Order.__table__  # type: ignore[assignment]
-ORDER_ITEMS: Table = OrderItem.__table__  # type: ignore[assignment]
+ORDERS: Table = Order.__table__
+ORDER_ITEMS: Table = OrderItem.__table__
 
 
 @dataclass(slots=True)
@@ -227,7 +227,7 @@ def create_order(db: Session, org_id: int, data: OrderIn) -> tuple[Order, bool]:
     return order, report.created == 1
 
 
-def visible_orders(principal: Principal) -> Select[tuple[Order]]:
+def visible_orders(principal: Principal) -> Select[Order]:
     """Orders of the caller's organization; operators see those of customers they may see."""
     stmt = select(Order).where(Order.org_id == principal.org_id)
     if not principal.sees_whole_org:

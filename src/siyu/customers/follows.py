@@ -38,7 +38,7 @@ _ENDED = {
 
 _SHIFT_FRIEND_COUNT = (
     update(Account.__table__)
-    .where(Account.id == bindparam("account_id"))  # type: ignore[arg-type]
+    .where(Account.id == bindparam("account_id"))
     .values(friend_count=Account.friend_count + bindparam("delta"))
 )
 

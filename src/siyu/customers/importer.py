@@ -52,8 +52,8 @@ from siyu.kit.clock import utcnow
 from siyu.kit.errors import Invalid
 from siyu.kit.phone import normalize_mobile
 
-CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
-CUSTOMER_TAGS: Table = CustomerTag.__table__  # type: ignore[assignment]
+CUSTOMERS: Table = Customer.__table__
+CUSTOMER_TAGS: Table = CustomerTag.__table__
 
 # --------------------------------------------------------------------------- customer CSV rows
 
@@ -239,7 +239,7 @@ class _TagCache:
         new_groups = sorted({g for g, _ in missing} - self.groups.keys())
         if new_groups:
             db.execute(
-                insert_ignore(db, TagGroup.__table__, ["org_id", "name"]),  # type: ignore[arg-type]
+                insert_ignore(db, TagGroup.__table__, ["org_id", "name"]),
                 [{"org_id": self.org_id, "name": g, "sort_order": 0} for g in new_groups],
             )
             self.groups.update(
@@ -250,7 +250,7 @@ class _TagCache:
                 ).all()
             )
         db.execute(
-            insert_ignore(db, Tag.__table__, ["org_id", "group_id", "name"]),  # type: ignore[arg-type]
+            insert_ignore(db, Tag.__table__, ["org_id", "group_id", "name"]),
             [
                 {"org_id": self.org_id, "group_id": self.groups[g], "name": t, "sort_order": 0}
                 for g, t in sorted(missing)
@@ -378,9 +378,9 @@ def write_customer_rows(
                 "remark_is_manual": False,
             }
         for i in row_ids:
-            for key, value in rows[i].defaults.items():
-                if not after.get(key):
-                    after[key] = value
+            for field_name, value in rows[i].defaults.items():
+                if not after.get(field_name):
+                    after[field_name] = value
             after.update(rows[i].fields)
             if rows[i].remark:
                 after["remark"], after["remark_is_manual"] = rows[i].remark, True

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Literal
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, func, literal, or_, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from siyu.accounts.models import Account
 from siyu.commerce.models import Order
@@ -43,7 +43,7 @@ def followed_by_operator(operator_id: int) -> ColumnElement[bool]:
     )
 
 
-def visible_customers(principal: Principal) -> Select[tuple[Customer]]:
+def visible_customers(principal: Principal) -> Select[Customer]:
     """The one scoping helper: the principal's organization, live (not merged-away) profiles, and for
     operators only customers actively followed by one of their accounts."""
     stmt = select(Customer).where(Customer.org_id == principal.org_id, Customer.merged_into_id.is_(None))
@@ -74,7 +74,7 @@ def followed_by_account(account_id: int) -> ColumnElement[bool]:
     )
 
 
-def _probe(db: Session, stmt: Select[tuple[int]]) -> int:
+def _probe(db: Session, stmt: Select[int]) -> int:
     """Rows of ``stmt`` up to SELECTIVITY_PROBE: a bounded, index-only look at a filter's size."""
     return int(db.scalar(select(func.count()).select_from(stmt.limit(SELECTIVITY_PROBE).subquery())) or 0)
 
@@ -131,8 +131,8 @@ def choose_driver(db: Session, principal: Principal, filters: CustomerFilters) -
     candidates: list[tuple[int, Driver, int | None]] = []
     if not principal.sees_whole_org:
         candidates.append((operator_probe(db, principal), "operator", None))
-    for tag in dict.fromkeys(filters.tag_ids):
-        candidates.append((tag_probe(db, tag), "tag", tag))
+    for tag_id in dict.fromkeys(filters.tag_ids):
+        candidates.append((tag_probe(db, tag_id), "tag", tag_id))
     if filters.stage is not None and candidates:
         candidates.append((stage_probe(db, principal.org_id, filters.stage), "stage", None))
     if not candidates:
@@ -152,7 +152,7 @@ def list_query(
     cursor: int | None,
     limit: int,
     driver: tuple[Driver, int | None] | None = None,
-) -> Select[tuple[Customer]]:
+) -> Select[Customer]:
     """Customers matching ``filters`` newest id first, ``limit`` + 1 rows after ``cursor`` (keyset).
 
     The walk is driven by the most selective of: the tag's (tag_id, customer_id) index backwards
@@ -164,7 +164,7 @@ def list_query(
     """
     kind, lead_tag = driver or choose_driver(db, principal, filters)
     stmt = visible_customers(principal)
-    key: ColumnElement[int] = Customer.id
+    key: InstrumentedAttribute[int] = Customer.id
     if kind == "tag" and lead_tag is not None:
         stmt = stmt.join(
             CustomerTag, and_(CustomerTag.customer_id == Customer.id, CustomerTag.tag_id == lead_tag)
@@ -192,7 +192,7 @@ def list_query(
     return stmt.order_by(key.desc()).limit(limit + 1)
 
 
-def count_query(principal: Principal, filters: CustomerFilters) -> Select[tuple[int]]:
+def count_query(principal: Principal, filters: CustomerFilters) -> Select[int]:
     """An explicit COUNT of the matching customers (for the count endpoint only)."""
     inner = (
         visible_customers(principal).where(*_filter_conditions(filters, None)).with_only_columns(Customer.id)
@@ -267,8 +267,8 @@ def follows_of(db: Session, customer_id: int) -> Sequence[FollowRelation]:
 
 
 def _before(
-    col_at: ColumnElement[datetime],
-    col_id: ColumnElement[int],
+    col_at: InstrumentedAttribute[datetime],
+    col_id: InstrumentedAttribute[int],
     rank: int,
     at: datetime,
     kind_rank: int,
@@ -291,7 +291,15 @@ def timeline_rows(
     db: Session, customer_id: int, before: tuple[datetime, str, int] | None, limit: int
 ) -> list[tuple[datetime, str, int, object]]:
     """Up to ``limit`` + 1 events, notes and orders of a customer, newest first, after a keyset cursor."""
-    sources: list[tuple[str, type, ColumnElement[datetime], ColumnElement[int], ColumnElement[int]]] = [
+    sources: list[
+        tuple[
+            str,
+            type[Event | Note | Order],
+            InstrumentedAttribute[datetime],
+            InstrumentedAttribute[int],
+            InstrumentedAttribute[int],
+        ]
+    ] = [
         ("event", Event, Event.occurred_at, Event.id, Event.customer_id),
         ("note", Note, Note.created_at, Note.id, Note.customer_id),
         ("order", Order, Order.paid_at, Order.id, Order.customer_id),
@@ -303,7 +311,7 @@ def timeline_rows(
             stmt = stmt.where(_before(col_at, col_id, TIMELINE_RANK[kind], *_cursor_parts(before)))
         stmt = stmt.order_by(col_at.desc(), col_id.desc()).limit(limit + 1)
         for obj in db.scalars(stmt):
-            rows.append((getattr(obj, col_at.key), kind, obj.id, obj))
+            rows.append((getattr(obj, col_at.key), kind, getattr(obj, col_id.key), obj))
     rows.sort(key=lambda r: (r[0], TIMELINE_RANK[r[1]], r[2]), reverse=True)
     return rows[: limit + 1]
 

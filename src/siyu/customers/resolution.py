@@ -20,8 +20,8 @@ from siyu.kit.errors import Invalid
 from siyu.kit.phone import normalize_mobile
 
 IdentityRef = tuple[str, str]
-CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
-IDENTITIES: Table = CustomerIdentity.__table__  # type: ignore[assignment]
+CUSTOMERS: Table = Customer.__table__
+IDENTITIES: Table = CustomerIdentity.__table__
 
 
 def normalize_identity(kind: str, value: str, *, field: str = "value") -> IdentityRef:

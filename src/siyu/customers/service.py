@@ -105,7 +105,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _REQUIRED_FIELDS = ("name", "gender", "stage", "remark", "consent_marketing", "consent_analytics")
 
 
-def visible_customers(principal: Principal) -> Select[tuple[Customer]]:
+def visible_customers(principal: Principal) -> Select[Customer]:
     """The one scoping helper: org filter, live profiles only, and for operators only customers actively
     followed by an account they run."""
     return repo.visible_customers(principal)
@@ -398,7 +398,7 @@ def _insert_identities(
     now = utcnow()
     db.execute(
         insert(CustomerIdentity.__table__),
-        [  # type: ignore[arg-type]
+        [
             {"org_id": org_id, "customer_id": customer.id, "kind": kind, "value": value, "created_at": now}
             for kind, value in pairs
         ],
@@ -660,7 +660,7 @@ def change_tags(
     if added:
         now = utcnow()
         db.execute(
-            insert(CustomerTag.__table__),  # type: ignore[arg-type]
+            insert(CustomerTag.__table__),
             [{"customer_id": customer.id, "tag_id": t, "org_id": org_id, "created_at": now} for t in added],
         )
     if added or removed:

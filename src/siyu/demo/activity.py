@@ -56,12 +56,12 @@ class _Log:
         at: NDArray[np.integer],
         ref: NDArray[np.integer] | None = None,
     ) -> None:
-        customer = np.asarray(customer, dtype=np.int32)
+        customer_arr = np.asarray(customer, dtype=np.int32)
         ref_arr = (
-            np.full(customer.shape[0], -1, dtype=np.int32) if ref is None else np.asarray(ref, dtype=np.int32)
+            np.full(len(customer_arr), -1, dtype=np.int32) if ref is None else np.asarray(ref, dtype=np.int32)
         )
         self.parts.append(
-            (customer, np.asarray(account, dtype=np.int32), kind, np.asarray(at, dtype=np.int64), ref_arr)
+            (customer_arr, np.asarray(account, dtype=np.int32), kind, np.asarray(at, dtype=np.int64), ref_arr)
         )
 
     def columns(
@@ -106,7 +106,7 @@ def simulate_activity(
     rng: np.random.Generator,
 ) -> Activity:
     """Draw every customer's events, follows, stage and tags; see the module docstring."""
-    n = created.shape[0]
+    n = int(created.shape[0])
     idx = np.arange(n, dtype=np.int64)
     age = (end - created) / DAY
     iota = (0.012 + 0.8 * lam) * rng.gamma(1.5, 1 / 1.5, n)
@@ -243,15 +243,15 @@ def simulate_activity(
     )
     pains = idx[survey]
     w = np.asarray(V.PAIN_WEIGHTS)
-    first = rng.choice(len(w), size=pains.shape[0], p=w / w.sum())
+    first = rng.choice(len(w), size=len(pains), p=w / w.sum())
     tag(pains, offsets[1] + first, survey_time[pains] + 60)
     two = rng.random(pains.shape[0]) < 0.4
-    second_pain = (first + rng.integers(1, len(w), pains.shape[0])) % len(w)
+    second_pain = (first + rng.integers(1, len(w), len(pains))) % len(w)
     tag(pains[two], offsets[1] + second_pain[two], survey_time[pains[two]] + 60)
     role_p = {0: [0.4, 0.1, 0.3, 0.1, 0.1], 1: [0.0, 0.55, 0.3, 0.1, 0.05], 2: [0.72, 0.0, 0.18, 0.06, 0.04]}
-    marked = rng.random(n) < 0.65
+    has_role = rng.random(n) < 0.65
     for g, p in role_p.items():
-        who = idx[marked & (gender == g)]
+        who = idx[has_role & (gender == g)]
         roles = rng.choice(5, size=who.shape[0], p=p)
         tag(
             who, offsets[3] + roles, created[who] + (rng.random(who.shape[0]) * cap_age[who]).astype(np.int64)

@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy import Connection, Engine, Index, Table, delete, func, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.dml import ReturningInsert
 
 from siyu.demo import vocab as V
 from siyu.demo.records import World
@@ -81,6 +82,11 @@ def _engine_of(target: Engine | sessionmaker[Session]) -> Engine:
     return bind
 
 
+def _insert_id(conn: Connection, stmt: ReturningInsert[int]) -> int:
+    """The id an INSERT ... RETURNING id gives back."""
+    return conn.execute(stmt).scalar_one()
+
+
 def _owned(table: Table, org_id: int) -> Any:
     """A WHERE clause selecting the rows of `table` that belong to the organization, or None."""
     if table.name == Organization.__tablename__:
@@ -91,7 +97,7 @@ def _owned(table: Table, org_id: int) -> Any:
         parent = fk.column.table
         if parent is table:
             continue
-        clause = _owned(parent, org_id)  # type: ignore[arg-type]
+        clause = _owned(parent, org_id)
         if clause is not None:
             return fk.parent.in_(select(fk.column).where(clause))
     return None
@@ -156,7 +162,9 @@ class _Writer:
                 f"the sandbox loader supports SQLite and PostgreSQL, not {conn.dialect.name}",
                 field="engine_or_session_factory",
             )
-        self.raw = conn.connection.driver_connection
+        raw = conn.connection.driver_connection
+        assert raw is not None, "a checked-out connection has its driver connection"
+        self.raw = raw
         self.progress = progress
 
     def times(self, seconds: NDArray[np.int64]) -> list[str | None]:
@@ -331,31 +339,29 @@ def _write(
 ) -> tuple[dict[str, int], int, dict[str, int]]:
     """Write every table; returns (counts, org id, tag ids by "group/name")."""
     founded = world.start - timedelta(days=30)
-    org_id = int(
-        conn.scalar(
-            insert(Organization)
-            .values(name=name, slug=slug, settings={}, created_at=founded)
-            .returning(Organization.id)
-        )
+    org_id = _insert_id(
+        conn,
+        insert(Organization)
+        .values(name=name, slug=slug, settings={}, created_at=founded)
+        .returning(Organization.id),
     )
     user_ids: list[int] = []
     for op, email in zip(world.operators, emails, strict=False):
         user_ids.append(
-            int(
-                conn.scalar(
-                    insert(User)
-                    .values(
-                        org_id=org_id,
-                        email=email,
-                        name=op.name,
-                        role=op.role,
-                        locale="zh_CN",
-                        is_active=True,
-                        password_hash=admin_hash if op.role == "admin" else operator_hash,
-                        created_at=founded,
-                    )
-                    .returning(User.id)
+            _insert_id(
+                conn,
+                insert(User)
+                .values(
+                    org_id=org_id,
+                    email=email,
+                    name=op.name,
+                    role=op.role,
+                    locale="zh_CN",
+                    is_active=True,
+                    password_hash=admin_hash if op.role == "admin" else operator_hash,
+                    created_at=founded,
                 )
+                .returning(User.id),
             )
         )
 
@@ -366,23 +372,22 @@ def _write(
     account_ids: list[int] = []
     for a, spec in enumerate(world.accounts):
         account_ids.append(
-            int(
-                conn.scalar(
-                    insert(Account)
-                    .values(
-                        org_id=org_id,
-                        kind=spec.kind,
-                        external_id=spec.external_id,
-                        name=spec.name,
-                        operator_id=user_ids[spec.operator],
-                        friend_count=int(friends[a]),
-                        soft_cap=spec.soft_cap,
-                        hard_cap=spec.hard_cap,
-                        status="active",
-                        created_at=datetime.fromtimestamp(spec.created_at, UTC),
-                    )
-                    .returning(Account.id)
+            _insert_id(
+                conn,
+                insert(Account)
+                .values(
+                    org_id=org_id,
+                    kind=spec.kind,
+                    external_id=spec.external_id,
+                    name=spec.name,
+                    operator_id=user_ids[spec.operator],
+                    friend_count=int(friends[a]),
+                    soft_cap=spec.soft_cap,
+                    hard_cap=spec.hard_cap,
+                    status="active",
+                    created_at=datetime.fromtimestamp(spec.created_at, UTC),
                 )
+                .returning(Account.id),
             )
         )
     acct = np.asarray([*account_ids, 0], dtype=np.int64)  # index -1 maps to the trailing 0 -> NULL below
@@ -391,26 +396,23 @@ def _write(
     group_ids: list[int] = []
     for g, (group, _) in enumerate(world.tag_groups):
         group_ids.append(
-            int(
-                conn.scalar(
-                    insert(TagGroup).values(org_id=org_id, name=group, sort_order=g).returning(TagGroup.id)
-                )
+            _insert_id(
+                conn, insert(TagGroup).values(org_id=org_id, name=group, sort_order=g).returning(TagGroup.id)
             )
         )
     tag_list: list[int] = []
     for t, (g, tag_name) in enumerate(world.tags):
-        tag_id = int(
-            conn.scalar(
-                insert(Tag)
-                .values(org_id=org_id, group_id=group_ids[g], name=tag_name, sort_order=t)
-                .returning(Tag.id)
-            )
+        tag_id = _insert_id(
+            conn,
+            insert(Tag)
+            .values(org_id=org_id, group_id=group_ids[g], name=tag_name, sort_order=t)
+            .returning(Tag.id),
         )
         tag_list.append(tag_id)
         tag_ids[f"{world.tag_groups[g][0]}/{tag_name}"] = tag_id
     tag_arr = np.asarray(tag_list, dtype=np.int64)
 
-    first_customer = w.reserve_ids(Customer.__table__, n)  # type: ignore[arg-type]
+    first_customer = w.reserve_ids(Customer.__table__, n)
     cid = np.arange(first_customer, first_customer + n, dtype=np.int64)
     counts: dict[str, int] = {
         "users": len(user_ids),
@@ -552,7 +554,7 @@ def _write(
 
     o = world.orders
     m = len(o)
-    first_order = w.reserve_ids(Order.__table__, m)  # type: ignore[arg-type]
+    first_order = w.reserve_ids(Order.__table__, m)
     oid = np.arange(first_order, first_order + m, dtype=np.int64)
 
     def orders(s: slice) -> list[tuple[Any, ...]]:

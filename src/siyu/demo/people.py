@@ -45,7 +45,7 @@ class NamePools:
 
     def names(self, gender: NDArray[np.int8], rng: np.random.Generator) -> list[str]:
         """One full name per customer; gender 1 male, 2 female, 0 either; ~12% WeChat-style nicknames."""
-        n = gender.shape[0]
+        n = int(gender.shape[0])
         size = len(self.surnames)
         surname = rng.integers(0, size, n)
         given = rng.integers(0, len(self.male), n)

@@ -150,7 +150,7 @@ def _accounts(
     as a channel code's routing does. About 5% of customers are also added by an account of the
     other kind (an operator's personal WeChat as well as the WeCom member), days later.
     """
-    n = source.shape[0]
+    n = int(source.shape[0])
     wecom = rng.random(n) < np.asarray(WECOM_SHARE)[source]
     second = rng.random(n) < 0.05
     caps = {0: (8000, 20000), 1: (2500, 5000)}
@@ -214,7 +214,7 @@ def _orders(
     Returns (customer, paid_at, index within the customer's orders, alive at end) with orders
     grouped by customer in time order.
     """
-    n = src.shape[0]
+    n = int(src.shape[0])
     age = (end - created) / DAY
     taobao = src == TAOBAO
     n_events = rng.poisson(lam * age)
@@ -254,7 +254,7 @@ def _baskets(
     rest = target - prices[main] * qty_main
     addon = np.searchsorted(prices, rest, side="right") - 1
     has_addon = (addon >= 0) & (rng.random(target.shape[0]) < 0.6)
-    n = target.shape[0]
+    n = int(target.shape[0])
     line_order = np.concatenate([np.arange(n), np.flatnonzero(has_addon)]).astype(np.int32)
     product = np.concatenate([main, addon[has_addon]]).astype(np.int8)
     quantity = np.concatenate([qty_main, np.ones(int(has_addon.sum()), dtype=np.int64)]).astype(np.int16)
@@ -299,7 +299,7 @@ def generate_world(
 
     rng = _stream(seed, "orders")
     o_cust, o_paid, o_index, alive = _orders(src, created, end_s, lam, p_drop, rng)
-    m = o_cust.shape[0]
+    m = int(o_cust.shape[0])
     target = rng.gamma(spend.p, 1.0 / nu[o_cust])
     item_order, item_product, item_qty = _baskets(target, rng)
     price = np.array([p[2] for p in PRODUCTS], dtype=np.int64)
@@ -454,7 +454,7 @@ def _intents_and_details(
     rng: np.random.Generator,
 ) -> tuple[list[str], list[str], NDArray[np.int32]]:
     """The request each customer came with, where exactly they came from, and who referred them."""
-    n = src.shape[0]
+    n = int(src.shape[0])
     intent_idx = np.zeros(n, dtype=np.int64)
     for s, options in enumerate(INTENTS):
         mask = src == s
@@ -498,7 +498,7 @@ def _identities(
     rng: np.random.Generator,
 ) -> Identities:
     """Mobile for those who gave one, WeCom userid for WeCom contacts, Douyin/Taobao ids."""
-    n = src.shape[0]
+    n = int(src.shape[0])
     idx = np.arange(n, dtype=np.int32)
     parts: list[tuple[NDArray[np.int32], int, list[str]]] = []
     has_mobile = mobiles > 0

@@ -30,8 +30,8 @@ from siyu.events.models import Event, OutboxItem
 from siyu.kit.bulk import chunked, insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
 
-EVENTS: Table = Event.__table__  # type: ignore[assignment]
-OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
+EVENTS: Table = Event.__table__
+OUTBOX: Table = OutboxItem.__table__
 SUBSCRIPTIONS_MODULE = "siyu.subscriptions"
 #: Subscribers may emit (the stage rules emit stage_changed); deeper chains mean a loop.
 MAX_DEPTH = 4

@@ -46,7 +46,7 @@ LEASE = timedelta(minutes=5)
 DRAIN_BATCH = 200
 #: Done rows are kept this long (the settings pages count the last day's), then deleted.
 KEEP_DONE = timedelta(days=7)
-OUTBOX: Table = OutboxItem.__table__  # type: ignore[assignment]
+OUTBOX: Table = OutboxItem.__table__
 
 OutboxHandler = Callable[[Session, OutboxItem], None]
 _handlers: dict[str, OutboxHandler] = {}

@@ -58,7 +58,7 @@ def ensure_wecom_account(db: Session, org_id: int, userid: str) -> Account:
     if account is None:
         # Two workers may meet the same new member at once: insert-or-nothing, then read whichever won.
         db.execute(
-            insert_ignore(db, Account.__table__, ["org_id", "kind", "external_id"]).values(  # type: ignore[arg-type]
+            insert_ignore(db, Account.__table__, ["org_id", "kind", "external_id"]).values(
                 org_id=org_id,
                 kind=AccountKind.wecom_member.value,
                 external_id=userid,

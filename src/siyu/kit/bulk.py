@@ -107,7 +107,7 @@ def delete_in_batches(
     deleted = 0
     while True:
         with factory.begin() as db:
-            done = int(db.execute(delete(table).where(table.c.id.in_(oldest))).rowcount)
+            done = int(db.execute(delete(table).where(table.c.id.in_(oldest))).rowcount)  # type: ignore[attr-defined]
         deleted += done
         if done < batch:
             return deleted

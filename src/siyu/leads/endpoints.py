@@ -42,7 +42,7 @@ CommentId = Annotated[int, PathParam(ge=1, le=MAX_ID)]
 
 
 def _settings(request: Request) -> Settings:
-    return request.app.state.settings  # type: ignore[no-any-return]
+    return request.app.state.settings
 
 
 def classifier_for(settings: Settings) -> IntentClassifier:

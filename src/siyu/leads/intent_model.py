@@ -51,7 +51,7 @@ def validate_example(text: object, intent: object, where: str) -> Example:
         raise ValueError(f"{where}: text is empty")
     if intent not in INTENTS:
         raise ValueError(f"{where}: intent {intent!r} is not one of {', '.join(INTENTS)}")
-    return Example(text, intent)  # type: ignore[arg-type]
+    return Example(text, intent)
 
 
 def load_examples(path: Path | None = None, split: Split = "all") -> list[Example]:

@@ -523,9 +523,9 @@ DEFAULT_NEGATIONS: Final[tuple[NegationCue, ...]] = (
 
 def build_rules(patterns: dict[str, Iterable[str]] | None = None) -> list[Rule]:
     """Turn ``{group: patterns}`` into rules; a pattern listed twice keeps its highest-priority group."""
-    patterns = DEFAULT_PATTERNS if patterns is None else patterns
+    by_group = DEFAULT_PATTERNS if patterns is None else patterns
     chosen: dict[str, Rule] = {}
-    for group, pats in patterns.items():
+    for group, pats in by_group.items():
         if group not in PRIORITY:
             raise ValueError(f"unknown rule group {group!r}; expected one of {sorted(PRIORITY)}")
         for pat in pats:

@@ -309,7 +309,7 @@ def reply_to_lead(
         )
         .execution_options(synchronize_session=False)
     )
-    if not taken.rowcount:
+    if not taken.rowcount:  # type: ignore[attr-defined]
         raise Conflict(f"lead {lead_id} was just replied to by someone else", field="lead_id")
     reply_ref = "manual"
     if comment.platform == Platform.douyin:

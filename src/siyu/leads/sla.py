@@ -6,7 +6,7 @@ import statistics
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from siyu.commerce.models import Order
@@ -77,10 +77,13 @@ def sla_figures(
     follows: dict[int, list[datetime]] = {}
     by_state: dict[str, list[tuple[int, datetime]]] = {}
     if customer_ids or states:
-        cond = FollowRelation.customer_id.in_(customer_ids) if customer_ids else None
+        cond: ColumnElement[bool] | None = (
+            FollowRelation.customer_id.in_(customer_ids) if customer_ids else None
+        )
         if states:
             state_cond = FollowRelation.state.in_(states)
             cond = state_cond if cond is None else (cond | state_cond)
+        assert cond is not None  # customer ids or states, so at least one condition
         for cid, since, state in db.execute(
             select(FollowRelation.customer_id, FollowRelation.since, FollowRelation.state).where(
                 FollowRelation.org_id == org_id, cond

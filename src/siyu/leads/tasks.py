@@ -26,7 +26,7 @@ def prune_receipts(keep: timedelta = RECEIPT_KEEP, batch: int = PRUNE_BATCH) -> 
     many were deleted."""
     return delete_in_batches(
         sessions(),
-        WebhookReceipt.__table__,  # type: ignore[arg-type]
+        WebhookReceipt.__table__,
         WebhookReceipt.received_at < utcnow() - keep,
         batch,
     )

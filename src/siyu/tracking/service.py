@@ -25,7 +25,7 @@ from siyu.kit.pagination import page_of
 from siyu.tenancy.principal import Principal
 from siyu.tracking.schemas import BATCH_ADAPTER, MAX_FUTURE, EventBatchIn, EventIn, IngestResult
 
-EVENTS: Table = Event.__table__  # type: ignore[assignment]
+EVENTS: Table = Event.__table__
 
 
 def error_field(loc: Sequence[str | int]) -> str:
@@ -193,7 +193,7 @@ def ingest_one(db: Session, org_id: int, event: EventIn) -> tuple[Event, bool]:
     return stored, result.inserted == 1
 
 
-def visible_events(principal: Principal) -> Select[tuple[Event]]:
+def visible_events(principal: Principal) -> Select[Event]:
     """Events of the caller's organization; operators only see events of customers they may see."""
     stmt = select(Event).where(Event.org_id == principal.org_id)
     if not principal.sees_whole_org:

@@ -370,7 +370,7 @@ def _retention(
             data["error"] = _error_text(exc)
             return data, []
     today = _local_today(ctx)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for c in cohorts:
         if c.size <= 0:
             continue
@@ -481,9 +481,9 @@ def repurchase_curve(
     days = np.arange(max_days + 1)
     out: dict[Any, list[tuple[int, int, int]]] = {}
     for g, (ages_l, gaps_l) in grouped.items():
-        ages, gaps = np.array(ages_l), np.array(gaps_l)
-        observable = ages[None, :] >= days[:, None]
-        again = observable & (gaps[None, :] <= days[:, None])
+        age_arr, gap_arr = np.array(ages_l), np.array(gaps_l)
+        observable = age_arr[None, :] >= days[:, None]
+        again = observable & (gap_arr[None, :] <= days[:, None])
         out[g] = list(
             zip(days.tolist(), observable.sum(axis=1).tolist(), again.sum(axis=1).tolist(), strict=True)
         )

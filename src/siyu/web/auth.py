@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, Request, Response
@@ -101,7 +101,7 @@ def login_redirect(request: Request) -> Response:
 class ConsoleRoute(APIRoute):
     """Route class for HTML pages: errors become pages rather than the API's JSON bodies."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """Wrap the handler so console errors render as pages."""
         handler = super().get_route_handler()
 

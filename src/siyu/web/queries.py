@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
@@ -112,7 +113,7 @@ class DailySeries:
         return [sum(self.counts[s][i] for s in self.sources) for i in range(len(self.days))]
 
 
-def _local_day(db: Session, column: object, tz: str) -> object:
+def _local_day(db: Session, column: ColumnElement[datetime], tz: str) -> ColumnElement[Any]:
     """SQL for the calendar day of a UTC timestamp column in zone ``tz``."""
     if db.get_bind().dialect.name == "postgresql":
         # timezone(zone, timestamptz) gives the wall-clock time in that zone.

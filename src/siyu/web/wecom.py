@@ -132,7 +132,7 @@ def save_settings(
             secret=secret or None,
             token=token or None,
             encoding_aes_key=encoding_aes_key or None,
-            base_url=base_url or None,  # type: ignore[arg-type]
+            base_url=base_url or None,
             welcome_text=welcome_text,
         )
         credentials.save_credentials(db, org_id, data, ctx.request.app.state.settings.resolved_secret_key())

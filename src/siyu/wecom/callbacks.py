@@ -96,9 +96,7 @@ def _inbox_insert(conn: Connection) -> Any:
         with Session(bind=conn) as probe:
             stmt = (
                 insert_ignore(probe, table, ["org_id", "source", "external_key"])
-                .values(  # type: ignore[arg-type]
-                    {name: bindparam(name, type_=table.c[name].type) for name in _INBOX_COLUMNS}
-                )
+                .values({name: bindparam(name, type_=table.c[name].type) for name in _INBOX_COLUMNS})
                 .returning(table.c.id, table.c.org_id, table.c.external_key)
             )
         _INSERT_CACHE[dialect] = stmt
@@ -142,7 +140,7 @@ def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackE
         sql = pg_unnest_insert(
             conn.dialect,
             InboxItem.__table__,
-            _INBOX_COLUMNS,  # type: ignore[arg-type]
+            _INBOX_COLUMNS,
             ("org_id", "source", "external_key"),
             ("id", "org_id", "external_key"),
         )

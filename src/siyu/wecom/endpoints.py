@@ -100,7 +100,9 @@ async def receive_event(request: Request) -> Response:
     try:
         # Decryption is ~0.1 ms of CPU: cheaper here than a hop to the thread pool. Only a cache miss
         # (every CREDENTIALS_TTL seconds) reads the database, off the event loop.
-        creds = _cached_credentials(request, org) or await run_in_threadpool(_load_credentials, request, org)
+        creds = _cached_credentials(request, org)
+        if creds is None:
+            creds = await run_in_threadpool(_load_credentials, request, org)
         event = callbacks.crypto_for(creds).decrypt_event(
             body, params["msg_signature"], params["timestamp"], params["nonce"]
         )
@@ -130,7 +132,7 @@ CREDENTIALS_TTL = 5.0
 
 def _credentials_cache(request: Request) -> dict[str, tuple[float, callbacks.PlainCredentials]]:
     # The cache lives on the app (one per database), never module-wide: slugs repeat across databases.
-    return request.app.state.__dict__.setdefault("_wecom_credentials", {})  # type: ignore[no-any-return]
+    return request.app.state.__dict__.setdefault("_wecom_credentials", {})
 
 
 def _cached_credentials(request: Request, org: str) -> callbacks.PlainCredentials | None:
@@ -153,7 +155,7 @@ def _inbox_writer(request: Request) -> InboxWriter:
     writer = state.get("_wecom_inbox_writer")
     if writer is None:
         writer = state.setdefault("_wecom_inbox_writer", InboxWriter(request.app.state.engine, request_drain))
-    return writer  # type: ignore[no-any-return]
+    return writer
 
 
 def _out(row: WeComCredential, slug: str) -> CredentialsOut:

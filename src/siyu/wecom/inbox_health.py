@@ -75,7 +75,8 @@ def inbox_health(db: Session, org_id: int) -> InboxHealth:
             InboxItem.org_id == org_id,
         )
     ).one()
-    received, waiting, failing, given_up, last = row
+    received, waiting, failing, given_up, last_in_window = row
+    last: datetime | None = last_in_window
     if not received:
         last = db.scalar(
             select(func.max(InboxItem.received_at)).where(

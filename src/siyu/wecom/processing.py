@@ -358,7 +358,7 @@ def send_welcome(
         return "no welcome"
     stmt = (
         insert_ignore(db, WelcomeSend.__table__, ["org_id", "welcome_code"])
-        .values(  # type: ignore[arg-type]
+        .values(
             org_id=org_id,
             welcome_code=code[:128],
             external_userid=str(event.get("external_user_id") or "")[:128],

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
@@ -40,9 +41,9 @@ from siyu.wecom.sync_contacts import SyncState, apply_contacts, insert_rows, pre
 from siyu.wecom.sync_groups import list_chat_ids, sync_groups
 
 T = TypeVar("T")
-FOLLOWS: Table = FollowRelation.__table__  # type: ignore[assignment]
-CUSTOMER_TAGS: Table = CustomerTag.__table__  # type: ignore[assignment]
-ACCOUNTS: Table = Account.__table__  # type: ignore[assignment]
+FOLLOWS: Table = FollowRelation.__table__
+CUSTOMER_TAGS: Table = CustomerTag.__table__
+ACCOUNTS: Table = Account.__table__
 MEMBERS_PER_PAGE = 100  # batch/get_by_user takes at most 100 userids
 PREFETCH_PAGES = 50
 FETCH_THREADS = 3
@@ -279,7 +280,7 @@ def _fetch_pages(
             while not stop.is_set():
                 page = call(
                     "externalcontact/batch/get_by_user",
-                    lambda m=members, c=cursor: client.list_contacts_by_user(m, cursor=c, limit=100),
+                    partial(client.list_contacts_by_user, members, cursor=cursor, limit=100),
                 )
                 _put(pages, page.items, stop)
                 if not page.next_cursor:
@@ -303,7 +304,7 @@ def _fetch_groups(
         for chat_id in chat_ids:
             if stop.is_set():
                 return
-            _put(out, call("externalcontact/groupchat/get", lambda c=chat_id: client.get_group(c)), stop)
+            _put(out, call("externalcontact/groupchat/get", partial(client.get_group, chat_id)), stop)
     except BaseException as exc:
         _put(out, exc, stop)
 

@@ -41,9 +41,9 @@ from siyu.kit.clock import utcnow
 if TYPE_CHECKING:
     from siyu.wecom.sync import SyncReport
 
-CUSTOMERS: Table = Customer.__table__  # type: ignore[assignment]
-IDENTITIES: Table = CustomerIdentity.__table__  # type: ignore[assignment]
-FOLLOWS: Table = FollowRelation.__table__  # type: ignore[assignment]
+CUSTOMERS: Table = Customer.__table__
+IDENTITIES: Table = CustomerIdentity.__table__
+FOLLOWS: Table = FollowRelation.__table__
 SOURCE = "wecom"
 EXTERNAL = IdentityKind.wecom_external_userid.value
 UNIONID = IdentityKind.unionid.value

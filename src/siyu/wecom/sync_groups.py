@@ -11,6 +11,7 @@ no longer lists are dismissed.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, bindparam, select, update
@@ -24,7 +25,7 @@ from siyu.integrations.channel import GroupChat
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import utcnow
 
-MEMBERS: Table = GroupMember.__table__  # type: ignore[assignment]
+MEMBERS: Table = GroupMember.__table__
 
 if TYPE_CHECKING:
     from siyu.wecom.sync import Caller, SyncReport
@@ -45,9 +46,7 @@ def list_chat_ids(call: Caller, client: Any) -> list[str]:
     chat_ids: list[str] = []
     cursor = ""
     while True:
-        page = call(
-            "externalcontact/groupchat/list", lambda c=cursor: client.list_groups(cursor=c, limit=1000)
-        )
+        page = call("externalcontact/groupchat/list", partial(client.list_groups, cursor=cursor, limit=1000))
         chat_ids.extend(g.chat_id for g in page.items if g.chat_id)
         if not page.next_cursor:
             break

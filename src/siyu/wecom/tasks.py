@@ -228,7 +228,7 @@ def prune(keep: timedelta = INBOX_KEEP, batch: int = PRUNE_BATCH) -> int:
     cutoff = utcnow() - keep
     return delete_in_batches(
         sessions(),
-        InboxItem.__table__,  # type: ignore[arg-type]
+        InboxItem.__table__,
         and_(InboxItem.source == SOURCE, InboxItem.processed_at < cutoff),
         batch,
     )

@@ -88,7 +88,7 @@ def sessions() -> sessionmaker[Session]:
     with _lock:
         if _state["sessions"] is None:
             _state["sessions"] = make_sessionmaker(make_engine(get_settings().resolved_database_url()))
-        return _state["sessions"]  # type: ignore[no-any-return]
+        return _state["sessions"]
 
 
 def settings() -> Settings:

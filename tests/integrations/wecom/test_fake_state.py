@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from siyu.integrations.wecom.fake_api import ROUTES
 from siyu.integrations.wecom.fake_state import FakeWeComState
@@ -33,6 +34,7 @@ def test_generator_is_deterministic_per_seed() -> None:
     assert timeless(a) == timeless(b)
 
 
+@pytest.mark.slow
 def test_generator_holds_100000_contacts_and_pages_them() -> None:
     state = FakeWeComState()
     stats = state.generate(members=20, contacts=100_000, seed=1, max_followers=3)

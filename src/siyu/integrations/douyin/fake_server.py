@@ -155,7 +155,7 @@ def _error(code: int, description: str) -> JSONResponse:
 
 
 def _state(request: Request) -> FakeDouyinState:
-    return request.app.state.fake  # type: ignore[no-any-return]
+    return request.app.state.fake
 
 
 async def _authorised(request: Request) -> tuple[FakeDouyinState, dict[str, Any]] | JSONResponse:
@@ -311,7 +311,7 @@ class FakeDouyinServer(LoopbackServer):
     @property
     def state(self) -> FakeDouyinState:
         """The live state."""
-        return self.app.state.fake  # type: ignore[no-any-return]
+        return self.app.state.fake
 
 
 def main(argv: list[str] | None = None) -> None:

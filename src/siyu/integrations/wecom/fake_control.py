@@ -39,7 +39,7 @@ from siyu.integrations.wecom.fake_state import (
 
 def state_of(request: Request) -> FakeWeComState:
     """The fake state the app currently serves (replaced by /_control/reset)."""
-    return request.app.state.fake  # type: ignore[no-any-return]
+    return request.app.state.fake
 
 
 async def json_body(request: Request) -> dict[str, Any]:

@@ -133,7 +133,7 @@ class FakeWeComServer(LoopbackServer):
     @property
     def state(self) -> FakeWeComState:
         """The live state."""
-        return self.app.state.fake  # type: ignore[no-any-return]
+        return self.app.state.fake
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from siyu.integrations.channel import (
@@ -98,7 +99,7 @@ class WeComOutreach(WeComTransport):
         for body in bodies:
             data = self._call(
                 "externalcontact/add_msg_template",
-                lambda body=body: self.api.external_contact.add_msg_template(body),
+                partial(self.api.external_contact.add_msg_template, body),
             )
             msgids.append(str(data.get("msgid", "")))
             failed.extend(str(f) for f in data.get("fail_list", []))

@@ -66,6 +66,9 @@ def redis_token_cache(url: str, prefix: str = "siyu") -> SessionStorage:
 class TokenClient(WeChatClient):
     """wechatpy's work client with a configurable base URL and a secret-safe token cache key."""
 
+    # wechatpy's (untyped) property over the session cache: the token's expiry in epoch seconds.
+    expires_at: int | None
+
     def __init__(
         self, corp_id: str, secret: str, *, base_url: str, session: SessionStorage, timeout: float
     ) -> None:
