@@ -92,12 +92,14 @@ def _move_tags(db: Session, org_id: int, merged_id: int, survivor_id: int) -> in
 
 
 def _move_follows(db: Session, merged_id: int, survivor_id: int) -> tuple[int, int]:
-    """Re-point follow relations; on the same account keep one row with the earliest ``since``."""
+    """Re-point follow relations; on the same account keep one row with the earliest ``since``, active if
+    either was."""
     mine = {
         f.account_id: f
         for f in db.scalars(select(FollowRelation).where(FollowRelation.customer_id == survivor_id))
     }
     moved = deduped = 0
+    joined: list[FollowRelation] = []
     for rel in db.scalars(select(FollowRelation).where(FollowRelation.customer_id == merged_id)).all():
         keep = mine.get(rel.account_id)
         if keep is None:
@@ -122,7 +124,31 @@ def _move_follows(db: Session, merged_id: int, survivor_id: int) -> tuple[int, i
             )
         db.delete(rel)
         deduped += 1
+        joined.append(keep)
     db.flush()
+    # Both profiles had this account: the log holds both histories, so say where the one relation stands
+    # now (a replay of the log then ends where the table does).
+    for keep in joined:
+        if keep.status == FollowStatus.active:
+            record(
+                db,
+                keep.org_id,
+                survivor_id,
+                EventType.follow_started,
+                account_id=keep.account_id,
+                origin="merge",
+            )
+        else:
+            by = "customer" if keep.status == FollowStatus.deleted_by_customer else "staff"
+            record(
+                db,
+                keep.org_id,
+                survivor_id,
+                EventType.follow_ended,
+                account_id=keep.account_id,
+                by=by,
+                origin="merge",
+            )
     return moved, deduped
 
 

@@ -223,6 +223,8 @@ def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
         orders=commerce.with_items(db, orders),
         order_count=order_count,
         order_net=order_net,
+        stage_choices=list(Stage),
+        reason="",
         timeline=_timeline_data(db, ctx, customer, None),
     )
 
@@ -324,6 +326,47 @@ def customer_remark_reset(customer_id: int, request: Request, db: DbSession, ctx
     if not is_htmx(request):
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
     return _remark_fragment(ctx, customer, saved=True)
+
+
+def _stage_fragment(
+    ctx: PageContext, customer: Customer, *, saved: bool = False, error: str | None = None, reason: str = ""
+) -> Response:
+    return render(
+        ctx,
+        "customers/_stage.html",
+        customer=customer,
+        saved=saved,
+        error=error,
+        reason=reason,
+        stage_choices=list(Stage),
+    )
+
+
+@router.post("/customers/{customer_id}/stage")
+def customer_stage_save(
+    customer_id: int,
+    request: Request,
+    db: DbSession,
+    ctx: Console,
+    stage: Annotated[str, Form()] = "",
+    reason: Annotated[str, Form()] = "",
+) -> Response:
+    """Set the lifecycle stage by hand, with the reason (admins, and operators who see the customer)."""
+    principal = _principal(ctx)
+    customer = _customer(db, ctx, customer_id)
+    error: str | None = None
+    if not reason.strip():
+        error = ctx.gettext("Say why the stage changes.")
+    elif stage not in {s.value for s in Stage}:
+        error = ctx.gettext("Choose a stage from the list.")
+    else:
+        patch = CustomerPatch(stage=Stage(stage), stage_reason=reason.strip())
+        customer = customers.update_customer_as(db, principal, customer.id, patch, origin="console")
+    if not is_htmx(request) and error is None:
+        return RedirectResponse(f"/customers/{customer.id}", status_code=303)
+    return _stage_fragment(
+        ctx, customer, saved=error is None, error=error, reason="" if error is None else reason
+    )
 
 
 @router.post("/customers/{customer_id}/notes")

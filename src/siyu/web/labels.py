@@ -15,6 +15,7 @@ STAGES = {
     "engaged": N_("Engaged"),
     "converted": N_("Converted"),
     "repeat": N_("Repeat buyer"),
+    "lost": N_("Lost"),
 }
 
 GENDERS = {"unknown": N_("Unknown"), "male": N_("Male"), "female": N_("Female")}
@@ -95,7 +96,23 @@ PLATFORMS = {
 }
 
 EVENT_TYPES = {
-    # The sandbox's and the importers' vocabulary.
+    # The product's vocabulary (siyu/events/vocabulary.py).
+    "customer_added": N_("Customer added"),
+    "customer_merged": N_("Profiles merged"),
+    "profile_changed": N_("Profile changed"),
+    "follow_started": N_("Became a contact"),
+    "follow_ended": N_("Contact ended"),
+    "remark_changed": N_("Remark changed"),
+    "lead_commented": N_("Commented"),
+    "lead_replied": N_("Comment replied"),
+    "lead_converted": N_("Lead converted"),
+    "code_scanned": N_("Scanned a channel code"),
+    "welcome_sent": N_("Welcome sent"),
+    "message_failed": N_("Message failed"),
+    "transfer_requested": N_("Hand-over requested"),
+    "transfer_succeeded": N_("Hand-over succeeded"),
+    "transfer_refused": N_("Hand-over refused"),
+    # Older names, still in imported or posted events.
     "added_contact": N_("Added as contact"),
     "deleted_contact": N_("Contact deleted"),
     "comment": N_("Commented"),
