@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from siyu.accounts.endpoints import departures_router
 from siyu.accounts.endpoints import router as accounts_router
+from siyu.analytics.endpoints import channel_reports_router
 from siyu.analytics.endpoints import router as analytics_router
 from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.channels.endpoints import router as channels_router
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         commerce_router,
         analytics_router,
         channels_router,
+        channel_reports_router,
         leads_router,
         campaigns_router,
         departures_router,

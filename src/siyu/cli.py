@@ -218,7 +218,8 @@ def serve(
 
     from siyu.app import create_app
     from siyu.kit.serving import settle_heap
-    from siyu.worker.queue import ThreadedConsumer, load_tasks
+    from siyu.worker.queue import ThreadedConsumer
+    from siyu.worker.registry import load_tasks
 
     if worker:
         load_tasks()

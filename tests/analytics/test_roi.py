@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from siyu.analytics.clv_job import run_clv
 from siyu.analytics.models import ChannelCost, CostDimension
 from siyu.analytics.projection import Projection
-from siyu.analytics.roi import local_day_start, prorated_costs, roi_report
+from siyu.analytics.roi import code_costs, local_day_start, prorated_costs, roi_report
 from siyu.analytics.service import clv_distribution
 from siyu.commerce.models import Order
 from siyu.customers.models import Customer
@@ -295,10 +295,22 @@ def test_code_costs_count_once_and_break_down_by_code_and_account(
     # The channels report reads the same code ledger.
     by_state = {
         r.state: r.cost_fen
-        for r in attribution.code_report(db, t.org_id, date(2026, 1, 1), date(2026, 1, 31))
+        for r in attribution.code_report(
+            db,
+            t.org_id,
+            date(2026, 1, 1),
+            date(2026, 1, 31),
+            code_costs(db, t.org_id, date(2026, 1, 1), date(2026, 1, 31)),
+        )
     }
     assert by_state == {"live": 6_000, "flyer": 3_100, "old": 0}
-    december = attribution.code_report(db, t.org_id, date(2025, 12, 1), date(2025, 12, 31))
+    december = attribution.code_report(
+        db,
+        t.org_id,
+        date(2025, 12, 1),
+        date(2025, 12, 31),
+        code_costs(db, t.org_id, date(2025, 12, 1), date(2025, 12, 31)),
+    )
     assert {r.state: r.cost_fen for r in december}["old"] == 50_000
     with pytest.raises(Invalid) as e:
         roi_report(

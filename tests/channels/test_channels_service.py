@@ -14,6 +14,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
+from siyu.analytics.roi import code_costs
 from siyu.channels import attribution, health, service
 from siyu.channels.models import AccountDayLoad, AlertKind, ChannelAdd, CustomerTouch
 from siyu.channels.schemas import CodeIn, MemberIn, PoolIn
@@ -321,11 +322,23 @@ def test_reports_adds_cost_and_first_order_conversion(db: Session, tenant) -> No
     db.flush()
     daily = attribution.adds_per_day(db, tenant.org_id, date(2026, 11, 20), date(2026, 11, 30))
     assert [(d.day, d.adds) for d in daily] == [(date(2026, 11, 23), 2), (date(2026, 11, 24), 2)]
-    [row] = attribution.code_report(db, tenant.org_id, date(2026, 11, 20), date(2026, 11, 30))
+    [row] = attribution.code_report(
+        db,
+        tenant.org_id,
+        date(2026, 11, 20),
+        date(2026, 11, 30),
+        code_costs(db, tenant.org_id, date(2026, 11, 20), date(2026, 11, 30)),
+    )
     assert (row.adds, row.cost_fen, row.cost_per_add_fen, row.first_orders) == (4, 10_000, 2500, 1)
     assert row.conversion == 0.25
     with pytest.raises(Invalid, match="date_to"):
-        attribution.code_report(db, tenant.org_id, date(2026, 11, 30), date(2026, 11, 20))
+        attribution.code_report(
+            db,
+            tenant.org_id,
+            date(2026, 11, 30),
+            date(2026, 11, 20),
+            code_costs(db, tenant.org_id, date(2026, 11, 30), date(2026, 11, 20)),
+        )
 
 
 def test_merge_keeps_earliest_first_and_latest_last_touch(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]

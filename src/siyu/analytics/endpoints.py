@@ -20,7 +20,7 @@ from pydantic import AfterValidator
 from siyu.analytics import service
 from siyu.analytics.commerce import COMMERCE_GROUPS
 from siyu.analytics.models import CostDimension
-from siyu.analytics.roi import ROIDimension
+from siyu.analytics.roi import ROIDimension, code_costs
 from siyu.analytics.schemas import (
     ChannelCostIn,
     ChannelCostOut,
@@ -36,10 +36,24 @@ from siyu.analytics.schemas import (
     RFMReportOut,
     check_range,
 )
+from siyu.channels import attribution
+from siyu.channels.schemas import CodeReportOut
 from siyu.kit.errors import Invalid
-from siyu.tenancy.deps import AdminPrincipal, DbSession
+from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
 
 router = APIRouter(prefix="/api/v1/analytics", tags=["analytics"])
+#: Reports under /channels that need the cost ledger analytics keeps (channels itself does not read it).
+channel_reports_router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
+
+
+@channel_reports_router.get("/reports/codes", response_model=list[CodeReportOut])
+def code_report(
+    date_from: date, date_to: date, db: DbSession, principal: CurrentPrincipal
+) -> list[CodeReportOut]:
+    """Per code: adds, cost, cost per add and conversion of adds to a first order."""
+    costs = code_costs(db, principal.org_id, date_from, date_to)
+    return attribution.code_report(db, principal.org_id, date_from, date_to, costs)
+
 
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]

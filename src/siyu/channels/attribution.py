@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import delete, func, select, update
@@ -123,12 +124,12 @@ def adds_per_day(
     return [DailyAddsOut(code_id=c, day=d, adds=n) for (c, d), n in sorted(counts.items())]
 
 
-def code_report(db: Session, org_id: int, date_from: date, date_to: date) -> list[CodeReportOut]:
-    """Per code over the range: adds, cost (the code ledger of siyu.analytics.roi: channel_costs rows
-    naming the code's state, else its own cost on the day it was created), cost per add, and how many
-    added customers placed a first order after the add."""
-    from siyu.analytics.roi import code_costs  # analytics reads channels; a module-level import would cycle
-
+def code_report(
+    db: Session, org_id: int, date_from: date, date_to: date, costs: Mapping[str, int]
+) -> list[CodeReportOut]:
+    """Per code over the range: adds, cost (``costs`` per code state: the code ledger, which analytics
+    keeps, see ``siyu.analytics.roi.code_costs``), cost per add, and how many added customers placed a
+    first order after the add."""
     start, end = _range(date_from, date_to)
     codes = list(db.scalars(select(ChannelCode).where(ChannelCode.org_id == org_id).order_by(ChannelCode.id)))
     adds = dict(
@@ -156,7 +157,6 @@ def code_report(db: Session, org_id: int, date_from: date, date_to: date) -> lis
             .group_by(first_add.c.code_id)
         ).all()
     )
-    costs = code_costs(db, org_id, date_from, date_to)
     out = []
     for code in codes:
         n = int(adds.get(code.id, 0))

@@ -17,7 +17,6 @@ from siyu.channels.schemas import (
     CodeIn,
     CodeOut,
     CodePatch,
-    CodeReportOut,
     DailyAddsOut,
     HealthOut,
     PoolIn,
@@ -211,14 +210,6 @@ def daily_adds(
 ) -> list[DailyAddsOut]:
     """Adds per code per local day over [date_from, date_to]."""
     return attribution.adds_per_day(db, principal.org_id, date_from, date_to, code_id)
-
-
-@router.get("/reports/codes", response_model=list[CodeReportOut])
-def code_report(
-    date_from: date, date_to: date, db: DbSession, principal: CurrentPrincipal
-) -> list[CodeReportOut]:
-    """Per code: adds, cost, cost per add and conversion of adds to a first order."""
-    return attribution.code_report(db, principal.org_id, date_from, date_to)
 
 
 @router.get("/customers/{customer_id}/touches", response_model=list[TouchOut])

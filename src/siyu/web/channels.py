@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Response
 
+from siyu.analytics.roi import code_costs
 from siyu.channels import attribution, health, service
 from siyu.kit.clock import SHANGHAI, local, utcnow
 from siyu.tenancy.deps import DbSession
@@ -34,6 +35,7 @@ def channels_page(db: DbSession, ctx: Console) -> Response:
         "totals": [sum(per_day.get((c.id, d), 0) for c in codes) for d in days],
     }
     pools = [service.pool_out(db, p) for p in service.list_pools(db, org_id)]
+    costs = code_costs(db, org_id, start, today)
     visible = health.visible_account_ids(db, ctx.principal)
     return render(
         ctx,
@@ -41,7 +43,7 @@ def channels_page(db: DbSession, ctx: Console) -> Response:
         active="channels",
         codes=codes,
         pools=pools,
-        report={r.code_id: r for r in attribution.code_report(db, org_id, start, today)},
+        report={r.code_id: r for r in attribution.code_report(db, org_id, start, today, costs)},
         health=health.account_health(db, org_id, account_ids=visible),
         alerts=health.list_alerts(db, org_id, limit=50, account_ids=visible),
         chart=chart,

@@ -39,8 +39,9 @@ def worker(
 ) -> None:
     """Run the background task consumer (Huey; SQLite queue in data_dir, or Redis when SIYU_REDIS_URL is set)."""
     from siyu.worker import queue
+    from siyu.worker.registry import load_tasks
 
     queue.configure()
-    queue.load_tasks()
+    load_tasks()
     consumer = queue.huey.create_consumer(workers=workers, worker_type="thread", periodic=periodic)
     consumer.run()

@@ -101,14 +101,6 @@ def bind_settings(value: Settings) -> None:
     _state["settings"] = value
 
 
-def load_tasks() -> None:
-    """Import every module that declares tasks, so a consumer knows them all."""
-    import siyu.channels.tasks
-    import siyu.leads.tasks
-    import siyu.wecom.tasks
-    import siyu.wecom.tasks_sync  # noqa: F401
-
-
 class ThreadedConsumer:
     """A Huey consumer's scheduler and worker threads inside this process, without signal handlers.
 
