@@ -144,6 +144,14 @@ def test_the_remark_is_written_with_the_mobile(
     assert res.status_code == 200, res.text
     assert {f["remark"] for f in _on_fake(world.wired.fake).values()} == {"老客户小李"}
 
+    # A new mobile under a hand-typed remark changes no remark (profile_changed only): written all the same.
+    res = client.patch(
+        f"/api/v1/customers/{world.customer_id}", json={"mobile": "13900001111"}, headers=tenant.auth()
+    )
+    assert res.status_code == 200, res.text
+    for follow in _on_fake(world.wired.fake).values():
+        assert (follow["remark"], follow["remark_mobiles"]) == ("老客户小李", ["13900001111"])
+
 
 def test_a_change_that_came_from_a_wecom_callback_is_not_written_back(
     world: World, client: TestClient, tenant: Any, db: Session

@@ -36,10 +36,13 @@ _ERRCODE = re.compile(r"WeCom error (-?\d+)")
 
 
 def enabled(db: Session, org_id: int) -> bool:
-    """Whether the organization has WeCom credentials with write-back on. Read once per session (the
-    writer's transaction may emit thousands of events), so a switch flipped elsewhere applies to the next
-    transaction."""
-    cache: dict[int, bool] = db.info.setdefault("siyu_wecom_writeback", {})
+    """Whether the organization has WeCom credentials with write-back on. Read once per transaction (a
+    writer's transaction may emit thousands of events); the next transaction reads it again."""
+    transaction = db.get_transaction()
+    held = db.info.get("siyu_wecom_writeback")
+    if held is None or held[0] is not transaction:
+        held = db.info["siyu_wecom_writeback"] = (transaction, {})
+    cache: dict[int, bool] = held[1]
     if org_id not in cache:
         found = db.scalar(select(WeComCredential.writeback_enabled).where(WeComCredential.org_id == org_id))
         cache[org_id] = bool(found)
