@@ -8,8 +8,16 @@ added here.
 
 from __future__ import annotations
 
+from functools import partial
+
 import siyu.events.tasks  # noqa: F401  (after each commit that queued outbox work, ask the worker to drain)
-from siyu.customers import stages
+from siyu.customers import stages, writeback
 from siyu.events.bus import subscribe
+from siyu.events.outbox import register_handler
+from siyu.wecom.writeback import LINK as WECOM
 
 subscribe("customers.stages", stages.STAGE_INPUTS, stages.apply_rules)
+
+# Tags and remarks changed in siyu, written back to WeCom (not those that came from WeCom).
+subscribe(WECOM.handler, writeback.TYPES, outbox=True, wants=partial(writeback.wants, WECOM))
+register_handler(WECOM.handler, partial(writeback.converge, WECOM))

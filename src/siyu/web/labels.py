@@ -132,6 +132,8 @@ EVENT_TYPES = {
     "order_refunded": N_("Order refunded"),
     "tag_added": N_("Tag added"),
     "tag_removed": N_("Tag removed"),
+    "remark_changed": N_("Remark changed"),
+    "profile_changed": N_("Profile changed"),
     "note_added": N_("Note added"),
     "stage_changed": N_("Stage changed"),
     "group_joined": N_("Joined group"),
@@ -142,6 +144,26 @@ EVENT_TYPES = {
     "coupon_claimed": N_("Claimed coupon"),
     "survey_answered": N_("Answered survey"),
     "merged": N_("Profiles merged"),
+}
+
+# What a WeCom errcode met while writing tags and remarks back means for the operator, and what to do.
+WECOM_WRITEBACK_ERRORS = {
+    "-1": N_("WeCom was busy; the change is tried again in a few seconds."),
+    "40001": N_("The WeCom secret is wrong or was reset: enter it again above."),
+    "40003": N_("The member is not (or no longer) in this WeCom company."),
+    "40058": N_("WeCom refused a value, for example a remark longer than 20 characters."),
+    "40068": N_("The tag no longer exists in WeCom's tag library: sync now to refresh the tags."),
+    "40096": N_("The customer is not a contact of this WeCom company."),
+    "45009": N_("WeCom's rate limit was reached; the change is tried again after a minute."),
+    "45033": N_("Too many calls to WeCom at once; the change is tried again in a few seconds."),
+    "48002": N_(
+        "The WeCom app may not write customer tags or remarks: add it to the apps allowed to call the "
+        "customer-contact API, or use the customer-contact secret."
+    ),
+    "60011": N_("The WeCom app may not see this member: widen the app's visible range."),
+    "60020": N_("WeCom refuses calls from this server's IP address: add it to the app's trusted IPs."),
+    "84061": N_("The customer and the member are no longer contacts of each other in WeCom."),
+    "84074": N_("The member has no customer-contact permission in WeCom."),
 }
 
 _TABLES = {
@@ -155,6 +177,7 @@ _TABLES = {
     "source": SOURCES,
     "platform": PLATFORMS,
     "event": EVENT_TYPES,
+    "wecom_writeback_error": WECOM_WRITEBACK_ERRORS,
 }
 
 

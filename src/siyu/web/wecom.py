@@ -1,6 +1,6 @@
 """Console page: WeCom settings — enter credentials, test the connection, copy the callback URL; once
-credentials are stored, the status of the last reconciliation ("Sync now" starts one) and of the
-callback inbox.
+credentials are stored, the status of the last reconciliation ("Sync now" starts one), of the
+callback inbox, and of write-back (the switch, the outbox's health, a button to retry failed writes).
 
 Every visible string lives in the templates (``web/templates/wecom/settings.html`` and ``_status.html``)
 so the catalogs cover it; the test-connection message is the adapter's plain-language explanation of
@@ -15,13 +15,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Query, Response
 from pydantic import ValidationError
 
+from siyu.events import outbox
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import DomainError, Forbidden, NotFound
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.models import Organization
+from siyu.web import labels
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import PageContext, render
-from siyu.wecom import credentials, tasks_sync
+from siyu.wecom import credentials, tasks_sync, writeback
 from siyu.wecom.endpoints import callback_path
 from siyu.wecom.inbox_health import inbox_health
 from siyu.wecom.schemas import ConnectionTest, CredentialsIn
@@ -71,6 +73,19 @@ def _status(db: DbSession, org_id: int, requested: datetime | None = None) -> di
     }
 
 
+def _writeback(db: DbSession, ctx: PageContext, org_id: int) -> dict[str, Any]:
+    """Write-back's health, its latest errors in the reader's words (the stored text when the errcode is
+    not one the console explains)."""
+    health = outbox.health(db, org_id, writeback.HANDLER)
+    errors = []
+    for queued_at, event_type, text in health.recent_errors:
+        code = writeback.errcode_of(text)
+        known = labels.is_known("wecom_writeback_error", code)
+        words = ctx.label("wecom_writeback_error", code) if known else text
+        errors.append({"at": queued_at, "event": event_type, "errcode": code, "words": words})
+    return {"writeback": health, "writeback_errors": errors}
+
+
 def _page(
     db: DbSession,
     ctx: PageContext,
@@ -82,6 +97,7 @@ def _page(
     sync_started: bool = False,
     sync_unconfigured: bool = False,
     requested: datetime | None = None,
+    retried: int | None = None,
     status_code: int = 200,
 ) -> Response:
     org_id = _admin(ctx)
@@ -89,7 +105,7 @@ def _page(
     assert org is not None
     row = credentials.get_credentials(db, org_id)
     base = str(ctx.request.base_url).rstrip("/")
-    status = _status(db, org_id, requested) if row is not None else {}
+    status = {**_status(db, org_id, requested), **_writeback(db, ctx, org_id)} if row is not None else {}
     return render(
         ctx,
         "wecom/settings.html",
@@ -103,6 +119,7 @@ def _page(
         saved=saved,
         sync_started=sync_started,
         sync_unconfigured=sync_unconfigured,
+        retried=retried,
         **status,
     )
 
@@ -188,3 +205,19 @@ def sync_now(db: DbSession, ctx: Console) -> Response:
         db.rollback()
         return _page(db, ctx, error=exc.message, error_field=exc.field, status_code=exc.status_code)
     return _page(db, ctx, sync_started=True, requested=requested)
+
+
+@router.post("/wecom/writeback")
+def save_writeback(db: DbSession, ctx: Console, enabled: Annotated[str, Form()] = "") -> Response:
+    """Turn write-back of tags and remarks to WeCom on (checkbox ticked) or off."""
+    credentials.set_writeback(db, _admin(ctx), enabled == "on")
+    return _page(db, ctx, saved=True)
+
+
+@router.post("/wecom/writeback/retry")
+def retry_writeback(db: DbSession, ctx: Console) -> Response:
+    """Queue the failed write-backs again (after the cause was fixed); the worker's sweep takes them."""
+    org_id = _admin(ctx)
+    retried = outbox.retry_failed(db, org_id, writeback.HANDLER)
+    db.flush()
+    return _page(db, ctx, retried=retried)

@@ -129,9 +129,22 @@ def load_plain(db: Session, org_id: int, secret_key: str) -> PlainCredentials:
     return plain_credentials(row, secret_key)
 
 
-def client_for(creds: PlainCredentials, *, timeout: float = 10.0) -> WeComClient:
-    """A WeCom adapter for these credentials (tokens cached per process, keyed by corp and secret hash)."""
-    return WeComClient(creds.corp_id, creds.secret, base_url=creds.base_url, timeout=timeout)
+def client_for(creds: PlainCredentials, *, timeout: float = 10.0, max_retries: int = 3) -> WeComClient:
+    """A WeCom adapter for these credentials (tokens cached per process, keyed by corp and secret hash);
+    ``max_retries`` bounds its own back-off on 45009 / -1 (0 for callers that retry later themselves)."""
+    return WeComClient(
+        creds.corp_id, creds.secret, base_url=creds.base_url, timeout=timeout, max_retries=max_retries
+    )
+
+
+def set_writeback(db: Session, org_id: int, enabled: bool) -> WeComCredential:
+    """Turn write-back of tags and remarks to WeCom on or off (404 when WeCom is not configured)."""
+    row = get_credentials(db, org_id)
+    if row is None:
+        raise NotFound("WeCom is not configured for this organization", field="wecom")
+    row.writeback_enabled = enabled
+    db.flush()
+    return row
 
 
 def check_connection(db: Session, org_id: int, secret_key: str) -> ConnectionTest:

@@ -29,6 +29,8 @@ class WeComCredential(Base):
     aes_key_enc: Mapped[str] = mapped_column(Text)
     base_url: Mapped[str] = mapped_column(String(200), default=DEFAULT_BASE_URL)
     welcome_text: Mapped[str] = mapped_column(Text, default="")
+    # Write tags and remarks changed in siyu back to WeCom (customers/writeback.py); on unless turned off.
+    writeback_enabled: Mapped[bool] = mapped_column(default=True)
     last_test_at: Mapped[datetime | None]
     last_test_ok: Mapped[bool | None]
     last_test_message: Mapped[str] = mapped_column(String(500), default="")

@@ -5,7 +5,8 @@ members, contacts, tags and groups; add a customer through a channel code (state
 delete relationships; confirm a member's part of a mass message; make a customer refuse a
 handover or cap a member's customers (transfer outcomes 3 and 4); advance the clock; expire
 tokens; set quotas, trusted IPs and forbidden APIs; inject error codes; read the call log;
-configure the callback receiver, verify its URL and emit events. Bad control requests answer
+configure the callback receiver, verify its URL and emit events; read one contact's tags and
+remarks as each member sees them (what write-back wrote). Bad control requests answer
 HTTP 400 naming the problem and write nothing.
 
 Events are POSTed as WeCom does (see `crypto.py`): `url?msg_signature=&timestamp=&nonce=`
@@ -496,6 +497,29 @@ async def c_delete(request: Request, state: FakeWeComState, body: dict[str, Any]
     )
 
 
+async def c_contact(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """One contact as each member sees them: remark, mobiles and tags (ids and names), as written by the
+    members or through remark / mark_tag (what write-back left on WeCom)."""
+    eid = request.path_params["external_userid"]
+    with state.lock:
+        if eid not in state.contacts:
+            raise ApiError(40096, eid)
+        follows = []
+        for follow in state.follows[eid].values():
+            named = [state.tag_index.get(t) for t in follow.tag_ids]
+            follows.append(
+                {
+                    "userid": follow.userid,
+                    "remark": follow.remark,
+                    "description": follow.description,
+                    "remark_mobiles": list(follow.remark_mobiles),
+                    "tag_ids": list(follow.tag_ids),
+                    "tags": [found[1].name for found in named if found],
+                }
+            )
+        return {"external_userid": eid, "name": state.contacts[eid].name, "follow": follows}
+
+
 async def c_edit(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
     """A member edits remark/description/tags in the app; emits edit_external_contact."""
     eid = request.path_params["external_userid"]
@@ -607,6 +631,7 @@ def control_routes() -> list[Route]:
         Route("/_control/transfers", _control(c_transfers), methods=["GET"]),
         Route("/_control/transfers/refuse", _control(c_refuse_transfer), methods=["POST"]),
         Route("/_control/contacts", _control(c_contacts), methods=["POST"]),
+        Route("/_control/contacts/{external_userid}", _control(c_contact), methods=["GET"]),
         Route("/_control/contacts/{external_userid}/delete", _control(c_delete), methods=["POST"]),
         Route("/_control/contacts/{external_userid}/edit", _control(c_edit), methods=["POST"]),
         Route("/_control/tags", _control(c_tags), methods=["POST"]),
