@@ -196,16 +196,16 @@ def test_a_permanent_error_shows_on_the_settings_page_in_words_and_can_be_retrie
     world: World, client: TestClient, tenant: Any, db: Session
 ) -> None:
     fake = world.wired.fake
-    fake.post("faults", {"api": "externalcontact/mark_tag", "errcodes": [48002] * outbox.MAX_ATTEMPTS})
+    fake.post("faults", {"api": "externalcontact/mark_tag", "errcodes": [48002]})
     res = client.post(
         f"/api/v1/customers/{world.customer_id}/tags/{world.tags['高意向']}", headers=tenant.auth()
     )
     assert res.status_code == 200, res.text
-    for _ in range(outbox.MAX_ATTEMPTS - 1):
-        _make_due(db)
-        outbox.drain(sessions())
+    _make_due(db)
+    outbox.drain(sessions())
+    # WeCom refused the request itself (no API permission): retrying cannot help, so it fails at once.
     (row,) = _rows(db)
-    assert (row.status, row.attempts) == ("failed", outbox.MAX_ATTEMPTS)
+    assert (row.status, row.attempts) == ("failed", 1)
     assert "48002" in row.last_error and "api forbidden" in row.last_error
 
     client.cookies.set("lang", "zh_CN")
@@ -218,7 +218,7 @@ def test_a_permanent_error_shows_on_the_settings_page_in_words_and_can_be_retrie
 
     retried = client.post("/wecom/writeback/retry", data={"csrf_token": csrf})
     assert retried.status_code == 200 and 'data-retried="1"' in retried.text
-    assert outbox.drain(sessions()) == {"done": 1}
+    outbox.drain(sessions())  # the commit asked for a drain; this one finds the row done or does it
     assert all("高意向" in f["tags"] for f in _on_fake(fake).values())
     page = client.get("/wecom/settings").text
     assert _figure(page, "writeback-failed") == 0 and _figure(page, "writeback-done") == 1

@@ -9,8 +9,11 @@ registered under the subscriber's name (``register_handler``), and marked done i
   handlers must be idempotent (they are written to converge on the current state, not to replay a delta).
 * A handler that raises ``RetryLater`` (a platform's rate limit) is retried after the delay it names,
   and that does not count as a failure.
+* A handler that raises ``GiveUp`` (the platform refused the request itself: retrying cannot help) is
+  ``failed`` at once.
 * Any other exception is recorded on the row and retried after ``BACKOFF[attempts]``; after
-  ``MAX_ATTEMPTS`` failures the row is ``failed`` and stays visible (``failures``) until retried by hand.
+  ``MAX_ATTEMPTS`` failures the row is ``failed`` and stays visible (``health``) until retried by hand
+  (``retry_failed``, which asks for a drain when its transaction commits).
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ class RetryLater(Exception):
         self.seconds = seconds
 
 
+class GiveUp(Exception):
+    """Raised by a handler when trying again cannot help (the platform refused the request itself): the
+    row is failed at once, with ``message``, instead of after every back-off."""
+
+
 def register_handler(name: str, handler: OutboxHandler) -> None:
     """Say which function handles the outbox rows of subscriber ``name``."""
     _handlers[name] = handler
@@ -104,13 +112,21 @@ def handle_one(factory: sessionmaker[Session], item_id: int) -> str:
     except RetryLater as exc:
         _record(factory, item_id, error=str(exc), delay=timedelta(seconds=exc.seconds), failure=False)
         return "retry"
+    except GiveUp as exc:
+        return _record(factory, item_id, error=str(exc), delay=None, failure=True, final=True)
     except Exception as exc:
         log.warning("outbox row %s failed: %s", item_id, exc)
         return _record(factory, item_id, error=f"{type(exc).__name__}: {exc}", delay=None, failure=True)
 
 
 def _record(
-    factory: sessionmaker[Session], item_id: int, *, error: str, delay: timedelta | None, failure: bool
+    factory: sessionmaker[Session],
+    item_id: int,
+    *,
+    error: str,
+    delay: timedelta | None,
+    failure: bool,
+    final: bool = False,
 ) -> str:
     with transaction(factory) as db:
         item = db.get(OutboxItem, item_id)
@@ -119,7 +135,7 @@ def _record(
         item.last_error = error[:2000]
         if failure:
             item.attempts += 1
-            if item.attempts >= MAX_ATTEMPTS:
+            if final or item.attempts >= MAX_ATTEMPTS:
                 item.status = "failed"
                 return "failed"
             delay = BACKOFF[item.attempts - 1]
@@ -188,7 +204,10 @@ def retry_failed(db: Session, org_id: int, handler: str) -> int:
         .values(status="pending", attempts=0, next_attempt_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    retried = int(result.rowcount or 0)
+    if retried:
+        db.info["siyu_outbox_written"] = True  # the commit asks the worker for a drain
+    return retried  # type: ignore[attr-defined]
 
 
 def prune(factory: sessionmaker[Session], keep: timedelta = KEEP_DONE) -> int:

@@ -132,8 +132,6 @@ EVENT_TYPES = {
     "order_refunded": N_("Order refunded"),
     "tag_added": N_("Tag added"),
     "tag_removed": N_("Tag removed"),
-    "remark_changed": N_("Remark changed"),
-    "profile_changed": N_("Profile changed"),
     "note_added": N_("Note added"),
     "stage_changed": N_("Stage changed"),
     "group_joined": N_("Joined group"),

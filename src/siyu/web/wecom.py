@@ -216,7 +216,7 @@ def save_writeback(db: DbSession, ctx: Console, enabled: Annotated[str, Form()] 
 
 @router.post("/wecom/writeback/retry")
 def retry_writeback(db: DbSession, ctx: Console) -> Response:
-    """Queue the failed write-backs again (after the cause was fixed); the worker's sweep takes them."""
+    """Queue the failed write-backs again (after the cause was fixed); the worker drains them after commit."""
     org_id = _admin(ctx)
     retried = outbox.retry_failed(db, org_id, writeback.HANDLER)
     db.flush()

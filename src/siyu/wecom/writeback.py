@@ -5,8 +5,9 @@ and a client of its credentials that is paced per API and turns WeCom's rate lim
 frequency-limit page), so sooner would only meet the same limit. -1 (system busy) and 45033 (too many
 concurrent calls) are retried after a few seconds. The client is built without its own back-off
 (``max_retries=0``) so a limited call frees the drain at once instead of sleeping in it; the outbox
-schedules the retry. Every other WeCom error propagates: the outbox records it (errcode and explanation
-in words) as a failure and retries it with back-off.
+schedules the retry. An answer about the request itself (``REFUSED``) gives up at once; every other WeCom
+error propagates: the outbox records it (errcode and explanation in words) as a failure and retries it
+with back-off.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from sqlalchemy.orm import Session
 from siyu.accounts.models import AccountKind
 from siyu.customers.models import IdentityKind
 from siyu.customers.writeback import CarrierLink
-from siyu.events.outbox import RetryLater
-from siyu.integrations.wecom import WeComClient, WeComRateLimited
+from siyu.events.outbox import GiveUp, RetryLater
+from siyu.integrations.wecom import WeComClient, WeComError, WeComRateLimited
 from siyu.wecom.credentials import client_for, plain_credentials
 from siyu.wecom.models import WeComCredential
 from siyu.wecom.pacing import ApiPacer, pacer_for
@@ -30,6 +31,9 @@ from siyu.worker.queue import settings
 
 #: Seconds to wait before retrying a call WeCom refused for its rate (by errcode).
 RETRY_AFTER = {45009: 60.0, 45033: 5.0, -1: 5.0}
+#: Answers about the request itself (bad tag or remark, no API permission, not a contact, unknown member):
+#: the same call would be refused again, so the row fails at once and shows on the settings page.
+REFUSED = frozenset({40003, 40058, 40068, 40096, 48002, 60111, 84061})
 HANDLER = "customers.writeback.wecom"
 ORIGIN = "wecom"
 _ERRCODE = re.compile(r"WeCom error (-?\d+)")
@@ -95,6 +99,10 @@ def _rate_limits() -> Iterator[None]:
     except WeComRateLimited as exc:
         if exc.errcode in RETRY_AFTER:
             raise RetryLater(RETRY_AFTER[exc.errcode], str(exc)) from exc
+        raise
+    except WeComError as exc:
+        if exc.errcode in REFUSED:
+            raise GiveUp(str(exc)) from exc
         raise
 
 
