@@ -204,10 +204,10 @@ def retry_failed(db: Session, org_id: int, handler: str) -> int:
         .values(status="pending", attempts=0, next_attempt_at=utcnow())
         .execution_options(synchronize_session=False)
     )
-    retried = int(result.rowcount or 0)
+    retried = int(result.rowcount or 0)  # type: ignore[attr-defined]
     if retried:
         db.info["siyu_outbox_written"] = True  # the commit asks the worker for a drain
-    return retried  # type: ignore[attr-defined]
+    return retried
 
 
 def prune(factory: sessionmaker[Session], keep: timedelta = KEEP_DONE) -> int:
