@@ -9,13 +9,16 @@ import time
 from itertools import pairwise
 from typing import Any
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from siyu.customers.models import FollowStatus
+from siyu.kit.db import make_engine
 from siyu.wecom.callbacks import partition_key
 from siyu.wecom.models import InboxItem
 from siyu.wecom.tasks import MAX_ATTEMPTS, _run_pass, _waiting_rows, drain
+from siyu.worker import queue
 
 from .conftest import Control
 from .test_drain_prefetch import GET, _connect, _contacts, _event, _gets, _state, _store
@@ -133,3 +136,31 @@ def test_a_row_given_up_stops_holding_back_its_contact(app, db: Session, tenant,
     given_up, edit = (db.get(InboxItem, i) for i in ids)
     assert given_up is not None and given_up.attempts == MAX_ATTEMPTS and given_up.processed_at is None
     assert edit is not None and edit.processed_at is not None and edit.attempts == 1
+
+
+def test_a_locked_sqlite_database_leaves_the_row_waiting_instead_of_failing_it(
+    app, db: Session, tenant, fake: Control, engine
+) -> None:  # type: ignore[no-untyped-def]
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's single writer")
+    _connect(app, db, tenant.org_id, fake)
+    (x,) = _contacts(fake, 1)
+    (row,) = _store(db, tenant.org_id, [_event(x)])
+    # Another process holds the write lock longer than this engine's busy timeout allows.
+    impatient = make_engine(str(engine.url))
+    event.listen(impatient, "connect", lambda conn, _: conn.execute("PRAGMA busy_timeout=20"))
+    queue.bind_engine(impatient)
+    other = engine.raw_connection()
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        assert drain(workers=2) == 0
+        db.expire_all()
+        item = db.get(InboxItem, row)
+        assert item is not None and item.processed_at is None and item.attempts == 0 and item.error is None
+    finally:
+        other.rollback()
+        other.close()
+    assert drain(workers=2) == 1  # the lock released: applied, on its first counted attempt
+    db.expire_all()
+    assert db.get(InboxItem, row).attempts == 1  # type: ignore[union-attr]
+    impatient.dispose()
