@@ -11,9 +11,11 @@ The backlog: four callbacks per contact, queued in the inbox the way the inbox w
 in the order add_external_contact, edit_external_contact, edit_external_contact, del_follow_user. Three of
 the four read the contact from WeCom (externalcontact/get) when applied.
 
-Timed: ``drain()`` until the inbox is empty, first with one drain at a time (``workers=1``: the baseline,
-how callbacks were applied before parallel drains) and then with ``DRAIN_WORKERS`` parallel drains, each
-on a fresh database, in the same run. Checked after each: every row processed exactly once (attempts 1),
+Timed: ``drain()`` until the inbox is empty, first with one drain at a time (``workers=1``, the baseline:
+rows applied one after the other in id order, each read from WeCom just before it is claimed) and then with
+``DRAIN_WORKERS`` parallel drains, each on a fresh database, in the same run. (The drain before parallel
+drains also applied one row at a time, overlapping only the WeCom reads of the next rows through a pool of
+four threads, so it sat between this baseline and the parallel drains.) Checked after each: every row processed exactly once (attempts 1),
 per contact the rows claimed in arrival order (each row's processed_at later than the previous row of the
 same contact: a row can only be claimed once the one before it committed), one externalcontact/get per
 reading event, one customer per contact and every follow ended by the customer (the del_follow_user came
