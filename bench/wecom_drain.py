@@ -248,7 +248,7 @@ def main() -> None:
     """Command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--quick", action="store_true", help="150 contacts (600 events) instead of 5,000 (20,000 events)"
+        "--quick", action="store_true", help="60 contacts (240 events) instead of 5,000 (20,000 events)"
     )
     parser.add_argument(
         "--database-url",
@@ -256,7 +256,7 @@ def main() -> None:
         help="a PostgreSQL URL: the bench also runs there, (re)creating <database>_drain on that server",
     )
     args = parser.parse_args()
-    contacts = 150 if args.quick else 5000
+    contacts = 60 if args.quick else 5000
     port = free_port()
     fake = subprocess.Popen(
         [
