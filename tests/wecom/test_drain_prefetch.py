@@ -1,5 +1,5 @@
-"""The drain fetches the next rows' contact details from WeCom ahead of applying them, with the same effect as
-reading each one inline: one externalcontact/get per event, gone contacts applied from the event, WeCom's
+"""The drain reads each row's contact details from WeCom before claiming the row, with the same effect as
+reading it inline: one externalcontact/get per event, gone contacts applied from the event, WeCom's
 refusals recorded on the row."""
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from siyu.integrations.wecom.crypto import build_event_xml, parse_event_xml
 from siyu.wecom.callbacks import store_event
 from siyu.wecom.credentials import save_credentials
 from siyu.wecom.models import InboxItem
-from siyu.wecom.prefetch import AHEAD
 from siyu.wecom.schemas import CredentialsIn
 from siyu.wecom.tasks import drain, process_inbox_item
 from siyu.worker import queue
@@ -23,6 +22,8 @@ from siyu.worker import queue
 from .conftest import AES_KEY, SECRET, TOKEN, Control
 
 GET = "externalcontact/get"
+#: More contacts than drain workers, so workers apply several rows each.
+MANY = 20
 
 
 def _connect(app, db: Session, org_id: int, fake: Control) -> None:  # type: ignore[no-untyped-def]
@@ -123,7 +124,7 @@ def test_a_batch_is_fetched_once_per_event_and_applied_from_wecom(
     app, db: Session, tenant, fake: Control
 ) -> None:  # type: ignore[no-untyped-def]
     _connect(app, db, tenant.org_id, fake)
-    eids = _contacts(fake, 3 * AHEAD)
+    eids = _contacts(fake, MANY)
     ids = _store(db, tenant.org_id, [_event(e) for e in eids])
     fake.http.delete("/_control/calls")
     assert drain() == len(eids)
@@ -138,7 +139,7 @@ def test_prefetched_and_inline_drains_leave_the_same_rows(
     app, db: Session, make_tenant, fake: Control
 ) -> None:  # type: ignore[no-untyped-def]
     tags = fake.post("tags", {"groups": [{"group_name": "意向", "tags": ["高意向"]}]})["groups"][0]["tags"]
-    eids = _contacts(fake, AHEAD + 3, tag_ids=[tags["高意向"]])
+    eids = _contacts(fake, MANY, tag_ids=[tags["高意向"]])
     gone = ["wmGONE1", "wmGONE2"]  # never contacts of this company: WeCom answers 40096
     events = (
         [_event(e) for e in eids[:4]]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -47,6 +47,22 @@ def dedupe_key(event: CallbackEvent) -> str:
 def event_kind(event: CallbackEvent) -> str:
     """A short label such as ``change_external_contact/add_external_contact``."""
     return f"{event['event']}/{event['change_type']}".strip("/")[:80]
+
+
+def partition_key(event: Mapping[str, Any]) -> str:
+    """What the event is about, as the inbox's ordering key: events of one key are applied in arrival order.
+
+    A contact event is about its ExternalUserID, a group event about its ChatId; tag events share one key
+    (a shuffle or a group change touches many tags at once). An event without its id gets the key of its
+    kind, so such events keep their order among themselves and stay apart from every contact's."""
+    kind = str(event.get("event") or "")
+    if kind == "change_external_contact" and event.get("external_user_id"):
+        return f"contact:{event['external_user_id']}"[:160]
+    if kind == "change_external_chat" and event.get("chat_id"):
+        return f"chat:{event['chat_id']}"[:160]
+    if kind == "change_external_tag":
+        return "tags"
+    return f"other:{kind}"[:160]
 
 
 def credentials_for_slug(db: Session, slug: str, secret_key: str) -> PlainCredentials:
@@ -103,7 +119,16 @@ def _inbox_insert(conn: Connection) -> Any:
     return stmt
 
 
-_INBOX_COLUMNS = ("org_id", "source", "external_key", "kind", "payload", "received_at", "attempts")
+_INBOX_COLUMNS = (
+    "org_id",
+    "source",
+    "external_key",
+    "kind",
+    "partition_key",
+    "payload",
+    "received_at",
+    "attempts",
+)
 
 
 def store_event(db: Session | Connection, org_id: int, event: CallbackEvent) -> int | None:
@@ -129,6 +154,7 @@ def store_events(db: Session | Connection, events: Sequence[tuple[int, CallbackE
             "source": SOURCE,
             "external_key": dedupe_key(event),
             "kind": event_kind(event),
+            "partition_key": partition_key(event),
             "payload": payload_of(event),
             "received_at": now,
             "attempts": 0,
@@ -169,6 +195,7 @@ __all__ = [
     "credentials_for_slug",
     "crypto_for",
     "dedupe_key",
+    "partition_key",
     "store_event",
     "store_events",
 ]

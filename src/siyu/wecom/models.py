@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.kit.clock import utcnow
@@ -38,13 +38,27 @@ class WeComCredential(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
+#: Rows still to apply, the only ones the ordering rule looks at: a small index however long the table grows.
+_WAITING = text("processed_at IS NULL")
+
+
 class InboxItem(Base):
-    """A verified inbound webhook, stored before it is processed; (org, source, external_key) dedupes retries."""
+    """A verified inbound webhook, stored before it is processed; (org, source, external_key) dedupes retries.
+
+    ``partition_key`` names what the event is about (one contact, one group chat, the tag library): rows of
+    one key are applied in id order, rows of different keys in parallel (see ``siyu.wecom.tasks``)."""
 
     __tablename__ = "inbox"
     __table_args__ = (
         UniqueConstraint("org_id", "source", "external_key"),
         Index("ix_inbox_source_processed_at_id", "source", "processed_at", "id"),
+        Index(
+            "ix_inbox_waiting_partition_key_id",
+            "partition_key",
+            "id",
+            postgresql_where=_WAITING,
+            sqlite_where=_WAITING,
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -52,6 +66,7 @@ class InboxItem(Base):
     source: Mapped[str] = mapped_column(String(20))
     external_key: Mapped[str] = mapped_column(String(64))
     kind: Mapped[str] = mapped_column(String(80), default="")
+    partition_key: Mapped[str] = mapped_column(String(160), default="", server_default="")
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     processed_at: Mapped[datetime | None]

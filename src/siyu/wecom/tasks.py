@@ -2,32 +2,62 @@
 
 The inbox table is the queue. The callback endpoint commits rows and asks for a drain
 (``request_drain``, coalesced by the inbox writer: one request per batch of callbacks, not one per
-callback); ``drain_wecom_inbox`` then applies every unprocessed row in arrival order, so an
-edit_external_contact is never applied before the add it follows.
+callback); ``drain_wecom_inbox`` then applies every unprocessed row.
 
-Each row is applied by ``process_inbox_item`` in its own transaction, which claims the row
-(processed_at set, attempts + 1) with its first statement and skips it if already claimed (another
-drain, or the sweep, got there first): an event has its effect exactly once. A failure rolls the
-effect back and records the error and attempt count on the row; the drain moves on to the next row.
-The periodic ``sweep_wecom_inbox`` re-processes rows still unprocessed a minute after they arrived
-(failed ones, or a crash between commit and drain request) up to ``MAX_ATTEMPTS``. Every night
-``prune_wecom_inbox`` deletes rows processed more than ``INBOX_KEEP`` (30 days) ago, so the table holds
-a month of callbacks rather than every callback ever received.
+Order. Each row carries a ``partition_key`` (``siyu.wecom.callbacks.partition_key``): the contact, the
+group chat or the tag library it is about. Rows of one key are applied in arrival (id) order, so an
+edit_external_contact is never applied before the add it follows; rows of different keys are applied in
+parallel by ``DRAIN_WORKERS`` drain workers. A pass reads the waiting rows in id order and hands each to
+the worker ``crc32(key) % workers``, so one key's rows go, in order, to one worker of the process.
 
-One drain at a time per process: a drain requested while another runs in the same process only asks
-the running one for one more pass, so the request is never lost and rows are never raced for. Drains
-in different worker processes (Redis storage) are safe too, through the per-row claim.
+Exactly once, and order across processes. Each row is applied by ``process_inbox_item`` in its own
+transaction, which claims the row (processed_at set, attempts + 1) with its first statement. The claim
+matches only a row not yet claimed and with no earlier row of the same key still waiting (unprocessed and
+below ``MAX_ATTEMPTS``). So another drain (another process, the sweep) that holds an earlier row of the key,
+or got this row first, makes the claim match nothing: on PostgreSQL a concurrent claim of the same row waits
+for the row lock and then matches nothing, and a claim whose earlier row is claimed but not committed still
+sees that row waiting; on SQLite the UPDATE takes the write lock and reads the latest commit. A rollback
+releases the claim (and restores the error it cleared).
+
+Failures. A failure rolls the effect back and records the error and attempt count on the row. The row keeps
+blocking the later rows of its key (they are skipped for the rest of the pass and refused by the claim)
+until a later pass or the sweep applies it, or it has failed ``MAX_ATTEMPTS`` times and is given up: a later
+event of a contact is never applied before an earlier one that may still succeed. Conflicts between
+concurrent transactions (a deadlock, a serialization failure, a unique key inserted meanwhile by another
+row's transaction, SQLite's "database is locked") are not failures of the row: it is retried at once, up to
+``CONFLICT_RETRIES`` times; a row SQLite still finds locked is left waiting, without an attempt counted.
+
+SQLite has one writer at a time: the workers of a process take turns at writing (a lock held from the claim
+to the commit, instead of SQLite's busy wait, which sleeps in growing steps), while the slow part, reading
+the contact from WeCom (``siyu.wecom.prefetch``), happens before the claim and overlaps across workers.
+
+The periodic ``sweep_wecom_inbox`` re-processes rows still unprocessed a minute after they arrived (failed
+ones, or a crash between commit and drain request) up to ``MAX_ATTEMPTS``. Every night ``prune_wecom_inbox``
+deletes rows processed more than ``INBOX_KEEP`` (30 days) ago, so the table holds a month of callbacks rather
+than every callback ever received.
+
+One drain at a time per process: a drain requested while another runs in the same process only asks the
+running one for one more pass, so the request is never lost.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
+import time
+import zlib
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import cast
+from typing import Any, cast
 
 from huey import crontab
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import and_, bindparam, exists, select, update
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.integrations.wecom import WeComClient
 from siyu.kit.bulk import delete_in_batches
@@ -35,7 +65,7 @@ from siyu.kit.clock import utcnow
 from siyu.wecom.callbacks import SOURCE
 from siyu.wecom.credentials import callback_client
 from siyu.wecom.models import InboxItem
-from siyu.wecom.prefetch import Lookahead, Prefetch, PrefetchedClient
+from siyu.wecom.prefetch import Prefetch, PrefetchedClient, fetch_contact
 from siyu.wecom.processing import apply_event
 from siyu.worker.queue import huey, sessions, settings
 
@@ -48,54 +78,119 @@ INBOX_KEEP = timedelta(days=30)
 PRUNE_BATCH = 10_000
 SWEEP_AFTER = timedelta(seconds=60)
 SWEEP_BATCH = 500
-DRAIN_BATCH = 200
+DRAIN_BATCH = 500
+#: Drain workers of a pass: keys applied at once. Past the number of WeCom reads and database round trips
+#: that can usefully overlap, more only contend for the interpreter.
+DRAIN_WORKERS = 8
+MAX_WORKERS = 16
+#: Rows a worker may have queued ahead of it; the pass's reader waits when one is that far behind.
+WORKER_QUEUE = 1_000
+CONFLICT_RETRIES = 5
 ALREADY_PROCESSED = "already processed or no such inbox row"
+WAITING_FOR_EARLIER = "waiting for an earlier event of the same key"
+DATABASE_BUSY = "left waiting: the database stayed locked"
+_NOT_APPLIED = frozenset({ALREADY_PROCESSED, WAITING_FOR_EARLIER, DATABASE_BUSY})
 
-
+_inbox = InboxItem.__table__
+_earlier = _inbox.alias("earlier")
 # Built once, claiming and reading the row in one statement: the worker runs it for every callback.
 _CLAIM = (
-    update(InboxItem.__table__)
-    .where(InboxItem.id == bindparam("inbox_id"), InboxItem.processed_at.is_(None))
-    .values(processed_at=bindparam("now"), attempts=InboxItem.attempts + 1, error=None)
-    .returning(InboxItem.org_id, InboxItem.payload)
+    update(_inbox)
+    .where(
+        _inbox.c.id == bindparam("inbox_id"),
+        _inbox.c.processed_at.is_(None),
+        ~exists().where(  # answered by the partial index over waiting rows (partition_key, id)
+            _earlier.c.partition_key == _inbox.c.partition_key,
+            _earlier.c.id < _inbox.c.id,
+            _earlier.c.processed_at.is_(None),
+            _earlier.c.org_id == _inbox.c.org_id,
+            _earlier.c.source == _inbox.c.source,
+            _earlier.c.attempts < MAX_ATTEMPTS,
+        ),
+    )
+    .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
+    .returning(_inbox.c.org_id, _inbox.c.payload)
 )
+_STILL_WAITING = select(_inbox.c.id).where(
+    _inbox.c.id == bindparam("inbox_id"), _inbox.c.processed_at.is_(None)
+)
+#: PostgreSQL SQLSTATEs of a conflict with a concurrent transaction: deadlock, serialization failure, a
+#: unique key inserted meanwhile, a lock not available.
+_PG_CONFLICTS = frozenset({"40P01", "40001", "23505", "55P03"})
+#: The workers of this process write to SQLite one at a time (see the module docstring).
+_SQLITE_WRITER = threading.Lock()
+_POOL = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="wecom-drain")
 
 
 def _secret_key() -> str:
     return settings().resolved_secret_key()
 
 
+def _sqlite_locked(exc: BaseException) -> bool:
+    # "database is locked" (busy past the timeout) or "database table is locked"
+    return isinstance(exc, DBAPIError) and "is locked" in str(exc.orig)
+
+
+def _conflict(exc: BaseException) -> bool:
+    """A clash with a concurrent transaction, which a retry of the row resolves."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    return getattr(exc.orig, "sqlstate", None) in _PG_CONFLICTS or _sqlite_locked(exc)
+
+
 def process_inbox_item(inbox_id: int, prefetch: Prefetch | None = None) -> str:
-    """Apply one inbox row in its own transaction; returns the outcome ("already processed" for repeats).
-    ``prefetch`` is the row's contact details fetched ahead by the drain, used in place of reading them."""
+    """Apply one inbox row in its own transaction; returns the outcome (``ALREADY_PROCESSED`` for repeats,
+    ``WAITING_FOR_EARLIER`` while an earlier row of its key waits). ``prefetch`` is the row's contact details
+    read by the drain before the claim, used in place of reading them inside the transaction."""
     factory = sessions()
-    with factory() as db:
-        try:
-            # Claim the row with the transaction's first statement: on PostgreSQL a concurrent claim waits
-            # for the row lock and then matches nothing; on SQLite the UPDATE takes the write lock and
-            # reads the latest commit. Either way one transaction applies the event, and a rollback
-            # releases the claim (and restores the error it cleared).
-            claimed = db.execute(_CLAIM, {"inbox_id": inbox_id, "now": utcnow()}).first()
-            if claimed is None:
+    sqlite = factory.kw["bind"].dialect.name == "sqlite"
+    writer = _SQLITE_WRITER if sqlite else contextlib.nullcontext()
+    retry = 0
+    while True:
+        with writer, factory() as db:
+            try:
+                return _apply(db, inbox_id, prefetch)
+            except Exception as exc:
                 db.rollback()
-                return ALREADY_PROCESSED
-            org_id, payload = claimed
-            client, welcome = callback_client(db, org_id, _secret_key)
-            if client is not None and prefetch is not None:
-                # Duck-typed: answers the one read it was prefetched for, passes every other call through.
-                client = cast(WeComClient, PrefetchedClient(client, prefetch))
-            outcome = apply_event(db, org_id, payload, client=client, welcome_text=welcome)
-            db.commit()
-            return outcome
-        except Exception as exc:
-            db.rollback()
-            with factory.begin() as failed:
-                failed.execute(
-                    update(InboxItem)
-                    .where(InboxItem.id == inbox_id)
-                    .values(attempts=InboxItem.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000])
-                )
-            raise
+                if not (_conflict(exc) and retry < CONFLICT_RETRIES):
+                    if _sqlite_locked(exc):
+                        log.warning("WeCom inbox row %s: the database stayed locked; left waiting", inbox_id)
+                        return DATABASE_BUSY
+                    _record_failure(factory, inbox_id, exc)
+                    raise
+                log.info("WeCom inbox row %s clashed with another transaction; retrying", inbox_id)
+        time.sleep(0.005 * 2**retry)  # outside the writer lock: lets the other transaction finish
+        retry += 1
+
+
+def _apply(db: Session, inbox_id: int, prefetch: Prefetch | None) -> str:
+    # Claim the row with the transaction's first statement (see the module docstring).
+    claimed = db.execute(_CLAIM, {"inbox_id": inbox_id, "now": utcnow()}).first()
+    if claimed is None:
+        waiting = db.execute(_STILL_WAITING, {"inbox_id": inbox_id}).first() is not None
+        db.rollback()
+        return WAITING_FOR_EARLIER if waiting else ALREADY_PROCESSED
+    org_id, payload = claimed
+    client, welcome = callback_client(db, org_id, _secret_key)
+    if client is not None and prefetch is not None:
+        # Duck-typed: answers the one read it was prefetched for, passes every other call through.
+        client = cast(WeComClient, PrefetchedClient(client, prefetch))
+    outcome = apply_event(db, org_id, payload, client=client, welcome_text=welcome)
+    db.commit()
+    return outcome
+
+
+def _record_failure(factory: sessionmaker[Session], inbox_id: int, exc: Exception) -> None:
+    """Count the failed attempt and keep its error on the row (the claim was rolled back)."""
+    try:
+        with factory.begin() as failed:
+            failed.execute(
+                update(InboxItem)
+                .where(InboxItem.id == inbox_id)
+                .values(attempts=InboxItem.attempts + 1, error=f"{type(exc).__name__}: {exc}"[:2000])
+            )
+    except Exception:  # the row stays waiting with its previous count; the next pass tries it again
+        log.exception("could not record the failure of WeCom inbox row %s", inbox_id)
 
 
 class _DrainGate:
@@ -133,14 +228,30 @@ class _DrainGate:
 _GATE = _DrainGate()
 
 
-def drain() -> int:
-    """Apply every unprocessed WeCom inbox row in id order; returns how many were applied."""
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    """A row to apply, as the pass read it."""
+
+    id: int
+    org_id: int
+    partition_key: str
+    payload: dict[str, Any]
+
+
+_WAITING_ROWS = select(InboxItem.id, InboxItem.org_id, InboxItem.partition_key, InboxItem.payload).where(
+    InboxItem.source == SOURCE, InboxItem.processed_at.is_(None), InboxItem.attempts < MAX_ATTEMPTS
+)
+
+
+def drain(workers: int = 0) -> int:
+    """Apply every unprocessed WeCom inbox row, each key's rows in id order, ``workers`` keys at a time
+    (default ``DRAIN_WORKERS``); returns how many were applied."""
     if not _GATE.enter():
         return 0
     applied = 0
     try:
         while True:
-            applied += _drain_pass()
+            applied += _run_pass(_waiting_rows(), workers or DRAIN_WORKERS)
             if not _GATE.another_pass():
                 return applied
     except BaseException:
@@ -148,40 +259,58 @@ def drain() -> int:
         raise
 
 
-def _drain_pass() -> int:
-    applied = 0
-    after = 0  # a row that fails is not retried in this pass: the sweep retries it later
+def _waiting_rows() -> Iterator[_Waiting]:
+    """Every waiting row in id order, read ``DRAIN_BATCH`` at a time."""
+    after = 0
     while True:
         with sessions()() as db:
-            ids = list(
-                db.scalars(
-                    select(InboxItem.id)
-                    .where(
-                        InboxItem.source == SOURCE,
-                        InboxItem.processed_at.is_(None),
-                        InboxItem.attempts < MAX_ATTEMPTS,
-                        InboxItem.id > after,
-                    )
-                    .order_by(InboxItem.id)
-                    .limit(DRAIN_BATCH)
-                )
-            )
-        if not ids:
-            return applied
-        applied += _apply_each(ids)
-        after = ids[-1]
+            rows = db.execute(
+                _WAITING_ROWS.where(InboxItem.id > after).order_by(InboxItem.id).limit(DRAIN_BATCH)
+            ).all()
+        if not rows:
+            return
+        for row in rows:
+            yield _Waiting(row.id, row.org_id, row.partition_key, row.payload)
+        after = rows[-1].id
 
 
-def _apply_each(ids: list[int]) -> int:
-    """Apply these rows one by one; a failure is recorded on its row and does not stop the others. The
-    contact details of the next few rows are fetched from WeCom meanwhile (``siyu.wecom.prefetch``)."""
+def _run_pass(rows: Iterable[_Waiting], workers: int) -> int:
+    """Hand each row to the worker of its key and wait for all of them; returns how many were applied."""
+    workers = max(1, min(workers, MAX_WORKERS))
+    queues: list[queue.Queue[_Waiting | None]] = [queue.Queue(WORKER_QUEUE) for _ in range(workers)]
+    futures = [_POOL.submit(_work, q) for q in queues]
+    try:
+        for row in rows:
+            queues[zlib.crc32(row.partition_key.encode()) % workers].put(row)
+    finally:
+        for q in queues:
+            q.put(None)
+    return sum(f.result() for f in futures)
+
+
+def _work(rows: queue.Queue[_Waiting | None]) -> int:
+    """One drain worker: apply its rows in order. A key whose row failed or must wait is skipped for the
+    rest of the pass (its later rows would only be refused by the claim)."""
     applied = 0
-    with Lookahead(sessions(), _secret_key, ids) as ahead:
-        for position, inbox_id in enumerate(ids):
-            try:
-                applied += process_inbox_item(inbox_id, ahead.take(position)) != ALREADY_PROCESSED
-            except Exception:  # recorded on the row by process_inbox_item
-                log.exception("WeCom inbox row %s failed", inbox_id)
+    held: set[tuple[int, str]] = set()
+    factory = sessions()
+    for row in iter(rows.get, None):
+        key = (row.org_id, row.partition_key)
+        if key in held:
+            continue
+        try:
+            # Read from WeCom before the claim: the previous row of this contact is applied by now.
+            prefetch = fetch_contact(factory, row.org_id, row.payload, _secret_key)
+            outcome = process_inbox_item(row.id, prefetch)
+        except Exception:  # recorded on the row by process_inbox_item
+            log.exception("WeCom inbox row %s failed", row.id)
+            held.add(key)
+            continue
+        if outcome in _NOT_APPLIED:
+            if outcome != ALREADY_PROCESSED:
+                held.add(key)
+        else:
+            applied += 1
     return applied
 
 
@@ -197,23 +326,14 @@ def request_drain() -> None:
 
 
 def sweep(older_than: timedelta = SWEEP_AFTER, limit: int = SWEEP_BATCH) -> int:
-    """Process unprocessed WeCom inbox rows older than ``older_than`` inline; returns how many succeeded."""
+    """Process unprocessed WeCom inbox rows older than ``older_than`` now (each key's in order, keys in
+    parallel); returns how many succeeded."""
     cutoff = utcnow() - older_than
     with sessions()() as db:
-        ids = list(
-            db.scalars(
-                select(InboxItem.id)
-                .where(
-                    InboxItem.source == SOURCE,
-                    InboxItem.processed_at.is_(None),
-                    InboxItem.received_at <= cutoff,
-                    InboxItem.attempts < MAX_ATTEMPTS,
-                )
-                .order_by(InboxItem.id)
-                .limit(limit)
-            )
-        )
-    return _apply_each(ids)
+        rows = db.execute(
+            _WAITING_ROWS.where(InboxItem.received_at <= cutoff).order_by(InboxItem.id).limit(limit)
+        ).all()
+    return _run_pass((_Waiting(r.id, r.org_id, r.partition_key, r.payload) for r in rows), DRAIN_WORKERS)
 
 
 @huey.periodic_task(crontab(minute="*"), name="wecom.sweep_inbox")

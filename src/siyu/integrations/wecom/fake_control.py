@@ -172,7 +172,7 @@ async def c_reset(request: Request, state: FakeWeComState, body: dict[str, Any])
 
 
 async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
-    """Set token TTL, quotas, IP allow-list, forbidden APIs, extra secrets, callback receiver."""
+    """Set token TTL, quotas, IP allow-list, forbidden APIs, extra secrets, callback receiver, latency."""
     with state.lock:
         if "token_ttl" in body:
             state.token_ttl = int(body["token_ttl"])
@@ -190,6 +190,8 @@ async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]
             state.secrets.update(body["secrets"])
         if "moment_delay" in body:
             state.moment_delay = float(body["moment_delay"])
+        if "latency" in body:
+            state.latency = {str(k): float(v) for k, v in body["latency"].items()}
         if "callback" in body:
             cb = body["callback"] or {}
             if cb and (not cb.get("url") or not cb.get("token") or len(cb.get("encoding_aes_key", "")) != 43):

@@ -22,6 +22,7 @@ at it. It serves:
 from __future__ import annotations
 
 import argparse
+import asyncio
 import secrets
 from typing import Any
 
@@ -95,6 +96,9 @@ async def cgi(request: Request) -> Response:
         return PlainTextResponse(f"no such API: {request.method} {api}", status_code=404)
     ip = _client_ip(request)
     body: dict[str, Any] = {}
+    delay = state.latency.get(api)
+    if delay:  # the event loop serves other calls meanwhile, as a slow WeCom would
+        await asyncio.sleep(delay)
     try:
         body = await json_body(request) if request.method == "POST" else {}
         with state.lock:

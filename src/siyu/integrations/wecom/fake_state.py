@@ -288,6 +288,8 @@ class FakeWeComState:
         self.mass_messages: dict[str, MassMessage] = {}
         self.moment_jobs: dict[str, MomentJob] = {}
         self.moment_delay = 0.0
+        #: Seconds an API takes to answer (per API name), so tests can see calls overlap.
+        self.latency: dict[str, float] = {}
         self.transfers: list[Transfer] = []
         self.customer_limits: dict[str, int] = {}  # per-member caps below DEFAULT_CUSTOMER_LIMIT
         #: Callback fields produced by a state change made inside a synchronous call (a transfer
