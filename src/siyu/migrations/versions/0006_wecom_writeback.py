@@ -6,7 +6,7 @@ about that WeCom app, and "on by default when credentials exist" then needs no s
 organization without credentials has nothing to write with.
 
 Revision ID: 0006
-Revises: 0004 (the lead rechains it after 0005 when that lands)
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -8,8 +8,8 @@ earlier row of this key still waiting?" in one probe, and stays as small as the 
 Rows already stored get their key from their payload; only the unprocessed ones are ever read by it, so
 only those are filled (processed rows keep '' until the nightly prune deletes them).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
