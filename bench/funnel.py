@@ -43,9 +43,9 @@ from siyu.analytics.funnels import (
 EVENT_TYPES = np.array(
     [
         "message_received",
-        "friend_added",
-        "joined_group",
-        "content_read",
+        "follow_started",
+        "group_joined",
+        "link_clicked",
         "coupon_claimed",
         "order_paid",
         "message_sent",
@@ -146,8 +146,8 @@ def compare(
     q = FunnelQuery(
         org_id=1,
         steps=[
-            Step("friend_added"),
-            Step("joined_group"),
+            Step("follow_started"),
+            Step("group_joined"),
             Step("coupon_claimed"),
             Step("order_paid", {"plan": "pro"}),
         ],
@@ -218,8 +218,8 @@ def main() -> None:
         q = FunnelQuery(
             1,
             [
-                Step("friend_added"),
-                Step("joined_group"),
+                Step("follow_started"),
+                Step("group_joined"),
                 Step("coupon_claimed"),
                 Step("order_paid", {"plan": "pro"}),
             ],

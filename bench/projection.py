@@ -32,7 +32,7 @@ from siyu.kit.migrate import upgrade
 from siyu.tenancy import service as identity
 
 TYPES = np.array(
-    ["added_contact", "message_received", "message_sent", "content_read", "placed_order"], dtype=object
+    ["customer_added", "message_received", "message_sent", "link_clicked", "order_paid"], dtype=object
 )
 START = datetime(2026, 1, 1, tzinfo=UTC)
 

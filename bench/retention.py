@@ -2,7 +2,7 @@
 
 Run: python bench/retention.py [--quick]
 Same data as bench/funnel.py (10M events over 1M customers; 1M/100k with --quick). First-time
-weekly cohorts (friend_added), 8 weekly periods of return (message_received), "on" semantics.
+weekly cohorts (follow_started), 8 weekly periods of return (message_received), "on" semantics.
 Both sides must agree on every cohort before timing. Last line: ratio_vs_chdb=ours/chdb.
 """
 
@@ -29,12 +29,12 @@ def main() -> None:
     tmp = tempfile.TemporaryDirectory(prefix="siyu-retention-")
     duck, ch = load_both(n_events, n_customers, duckdb_dir=tmp.name)
 
-    q = RetentionQuery(1, Step("friend_added"), Step("message_received"), period=Period.week, periods=8)
+    q = RetentionQuery(1, Step("follow_started"), Step("message_received"), period=Period.week, periods=8)
     conds = ", ".join(["st AND p = co.c", *(f"rt AND p - co.c = {n}" for n in range(q.periods + 1))])
     baseline_sql = (
         "WITH ev AS (SELECT customer_id AS cid, intDiv(toInt64(toMonday(toDate(occurred_at))) + 3, 7) AS p, "
-        "event_type = 'friend_added' AS st, event_type = 'message_received' AS rt FROM events "
-        "WHERE org_id = 1 AND event_type IN ('friend_added', 'message_received')), "
+        "event_type = 'follow_started' AS st, event_type = 'message_received' AS rt FROM events "
+        "WHERE org_id = 1 AND event_type IN ('follow_started', 'message_received')), "
         "co AS (SELECT cid, minIf(p, st) AS c FROM ev GROUP BY cid HAVING countIf(st) > 0) "
         f"SELECT c, sumForEach(r) FROM (SELECT ev.cid, co.c AS c, retention({conds}) AS r "
         "FROM ev INNER JOIN co ON ev.cid = co.cid GROUP BY ev.cid, co.c) GROUP BY c"

@@ -14,6 +14,7 @@ from tests.wecom.conftest import customer_of as _cid
 from siyu.accounts.departures import poll_transfers, request_transfer
 from siyu.accounts.models import Account, CustomerTransfer, TransferStatus
 from siyu.customers.models import FollowRelation, FollowStatus
+from siyu.events.models import Event
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.errors import Conflict
 from siyu.wecom.sync import full_sync
@@ -206,3 +207,85 @@ def test_transfer_fail_callbacks_settle_rows_shown_in_api_and_console(
     client.cookies.set("lang", "zh_CN")
     zh = client.get(f"/wecom/departure?account_id={acc['leaver']}").text
     assert "客户已拒绝接替" in zh and "接替成员客户已达上限" in zh
+
+
+def _transfer_events(db: Session, org: int, eid: str) -> list[tuple[str, dict[str, Any]]]:
+    """The customer's transfer events and the follow events from the first transfer on (what the sync
+    wrote before is not this test's business)."""
+    db.expire_all()
+    rows = [
+        (e.type, e.properties)
+        for e in db.scalars(
+            select(Event)
+            .where(
+                Event.customer_id == _cid(db, org, eid),
+                Event.type.in_(
+                    [
+                        "transfer_requested",
+                        "transfer_succeeded",
+                        "transfer_refused",
+                        "follow_started",
+                        "follow_ended",
+                    ]
+                ),
+            )
+            .order_by(Event.id)
+        )
+    ]
+    first = next(i for i, (kind, _) in enumerate(rows) if kind.startswith("transfer"))
+    return rows[first:]
+
+
+def test_transfers_leave_events_and_move_the_follow_through_the_customer_hub(
+    db: Session, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
+    org = tenant.org_id
+    acc = _setup(db, org, fake, wecom, n=2)
+    request_transfer(db, org, wecom, from_account_id=acc["leaver"], to_account_id=acc["heir"])
+    db.commit()
+    fake.post("transfers/refuse", {"external_userid": "wm_0000"})
+    fake.post("clock", {"advance": DAY + 5})
+    assert poll_transfers(db, org, wecom) == {"refused": 1, "succeeded": 1}
+    db.commit()
+    assert poll_transfers(db, org, wecom) == {}  # settled rows are not settled (nor recorded) twice
+    refused_row, moved_row = _row(db, org, "wm_0000"), _row(db, org, "wm_0001")
+    refused = _transfer_events(db, org, "wm_0000")
+    assert [t for t, _ in refused] == ["transfer_requested", "transfer_refused"]
+    assert refused[0][1] == {
+        "transfer_id": refused_row.id,
+        "from_account_id": acc["leaver"],
+        "to_account_id": acc["heir"],
+        "origin": "wecom",
+    }
+    assert refused[1][1]["transfer_id"] == refused_row.id
+    assert "refused to be handed over to heir" in refused[1][1]["reason"]
+    moved = _transfer_events(db, org, "wm_0001")
+    assert [t for t, _ in moved] == [
+        "transfer_requested",
+        "follow_started",
+        "follow_ended",
+        "transfer_succeeded",
+    ]
+    assert moved[1][1]["account_id"] == acc["heir"]
+    assert (moved[2][1]["account_id"], moved[2][1]["by"]) == (acc["leaver"], "transfer")
+    assert moved[3][1]["transfer_id"] == moved_row.id
+    # Handed over, the customer never looked lost to the stage rules.
+    stages = db.scalars(
+        select(Event.properties).where(
+            Event.customer_id == _cid(db, org, "wm_0001"), Event.type == "stage_changed"
+        )
+    ).all()
+    assert all(p["to"] != "lost" for p in stages)
+
+
+def test_a_hand_over_wecom_refuses_on_the_spot_is_recorded_refused(
+    db: Session, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
+    org = tenant.org_id
+    acc = _setup(db, org, fake, wecom, n=1)
+    fake.post("contacts/wm_0000/delete", {"userid": "leaver"})  # the callback was lost: siyu still has it
+    result = request_transfer(db, org, wecom, from_account_id=acc["leaver"], to_account_id=acc["heir"])
+    db.commit()
+    assert len(result.failed) == 1
+    [(kind, props)] = [e for e in _transfer_events(db, org, "wm_0000") if e[0].startswith("transfer")]
+    assert kind == "transfer_refused" and "not an external contact" in props["reason"]

@@ -26,7 +26,7 @@ def _seed(db: Session, org_id: int, n: int, source: str) -> None:
             Event(
                 org_id=org_id,
                 customer_id=c.id,
-                type="added_contact",
+                type="customer_added",
                 occurred_at=T0,
                 idempotency_key=f"a{c.id}",
             )
@@ -36,7 +36,7 @@ def _seed(db: Session, org_id: int, n: int, source: str) -> None:
                 Event(
                     org_id=org_id,
                     customer_id=c.id,
-                    type="placed_order",
+                    type="order_paid",
                     occurred_at=T0 + timedelta(hours=1),
                     idempotency_key=f"o{c.id}",
                 )
@@ -60,7 +60,7 @@ def _csv(text: str) -> list[dict[str, str]]:
 
 
 FUNNEL = {
-    "steps": [{"event_type": "added_contact"}, {"event_type": "placed_order"}],
+    "steps": [{"event_type": "customer_added"}, {"event_type": "order_paid"}],
     "window_seconds": 86_400,
 }
 
@@ -168,8 +168,8 @@ def test_reports_and_csv(client, db: Session, make_tenant) -> None:  # type: ign
         "/api/v1/analytics/retention",
         headers=h,
         json={
-            "start": {"event_type": "added_contact"},
-            "returning": {"event_type": "placed_order"},
+            "start": {"event_type": "customer_added"},
+            "returning": {"event_type": "order_paid"},
             "period": "day",
             "periods": 1,
         },
@@ -181,8 +181,8 @@ def test_reports_and_csv(client, db: Session, make_tenant) -> None:  # type: ign
             "/api/v1/analytics/retention?format=csv",
             headers=h,
             json={
-                "start": {"event_type": "added_contact"},
-                "returning": {"event_type": "placed_order"},
+                "start": {"event_type": "customer_added"},
+                "returning": {"event_type": "order_paid"},
                 "period": "day",
                 "periods": 1,
             },
@@ -193,7 +193,7 @@ def test_reports_and_csv(client, db: Session, make_tenant) -> None:  # type: ign
         "/api/v1/analytics/retention",
         headers=h,
         json={
-            "start": {"event_type": "added_contact"},
+            "start": {"event_type": "customer_added"},
             "returning": {"event_type": "x"},
             "breakdown": "nope",
         },

@@ -92,8 +92,8 @@ def test_incremental_equals_rebuild(engine: Engine, db: Session, make_tenant, tm
     db.add(
         FollowRelation(org_id=t.org_id, customer_id=a.id, account_id=acct.id, since=T0, state="code-spring")
     )
-    _event(db, t.org_id, a.id, "added_contact", T0)
-    _event(db, t.org_id, b.id, "added_contact", T0 + timedelta(hours=1), channel="live")
+    _event(db, t.org_id, a.id, "customer_added", T0)
+    _event(db, t.org_id, b.id, "customer_added", T0 + timedelta(hours=1), channel="live")
     o1 = _order(db, t.org_id, a.id, 10_000, T0 + timedelta(days=1), cost=4_000)
     db.commit()
 
@@ -117,8 +117,8 @@ def test_incremental_equals_rebuild(engine: Engine, db: Session, make_tenant, tm
 
     # Inserts, a dimension update, a refund, a new follow relation and a merge.
     c = _customer(db, t.org_id, "wechat_ad")
-    _event(db, t.org_id, c.id, "added_contact", T0 + timedelta(days=2))
-    _event(db, t.org_id, b.id, "placed_order", T0 + timedelta(days=3))
+    _event(db, t.org_id, c.id, "customer_added", T0 + timedelta(days=2))
+    _event(db, t.org_id, b.id, "order_paid", T0 + timedelta(days=3))
     _order(db, t.org_id, b.id, 5_000, T0 + timedelta(days=3))
     db.add(
         FollowRelation(

@@ -7,10 +7,12 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from siyu.customers import stages
 from siyu.demo import generate_world
 from siyu.demo import vocab as V
 from siyu.demo.loader import load_world
 from siyu.demo.records import World
+from siyu.events.vocabulary import EventType
 from siyu.kit.db import make_sessionmaker
 from siyu.kit.errors import Conflict, Invalid
 from siyu.models import (
@@ -87,14 +89,31 @@ def test_load_writes_every_table_and_logins_work(engine: Engine, small: World) -
             select(Customer.stage, func.count()).where(Customer.org_id == org).group_by(Customer.stage)
         ).all()
     )
-    expected = np.bincount(c.stage, minlength=6)
+    expected = np.bincount(c.stage, minlength=len(V.STAGES))
     assert {s.value: n for s, n in stages.items()} == {
         V.STAGES[i]: int(k) for i, k in enumerate(expected) if k
     }
-    placed = db.scalars(
-        select(Event).where(Event.org_id == org, Event.type == "placed_order").limit(1)
-    ).first()
+    placed = db.scalars(select(Event).where(Event.org_id == org, Event.type == "order_paid").limit(1)).first()
     assert placed is not None and db.get(Order, placed.properties["order_id"]) is not None
+    db.close()
+
+
+def test_loaded_stages_are_what_the_rules_derive_from_the_loaded_log(engine: Engine, small: World) -> None:
+    summary = load_world(engine, small, org_slug="sandbox-r")
+    db = make_sessionmaker(engine)()
+    org = summary.org_id
+    types = set(db.scalars(select(Event.type).where(Event.org_id == org).distinct()))
+    assert types <= set(EventType) and len(types) == len(V.EVENT_TYPES)
+    log = db.execute(
+        select(Event.customer_id, Event.type, Event.properties).where(Event.org_id == org).order_by(Event.id)
+    )
+    replayed = stages.replay(log)
+    loaded = dict(db.execute(select(Customer.id, Customer.stage).where(Customer.org_id == org)).all())
+    assert replayed == loaded
+    assert len(set(loaded.values())) >= 5  # lost, repeat, converted, engaged, contacted at least
+    ended = db.scalars(select(Event).where(Event.org_id == org, Event.type == "follow_ended")).first()
+    assert ended is not None and ended.properties["by"] in ("customer", "staff")
+    assert ended.properties["account_id"] == ended.account_id
     db.close()
 
 

@@ -139,19 +139,26 @@ def test_orders_are_positive_fen_and_items_add_up(world: World) -> None:
 def test_stage_follows_from_the_record(world: World) -> None:
     c, e = world.customers, world.events
     n = len(c)
+    stage = np.asarray(V.STAGES, dtype=object)[c.stage]
     orders = np.bincount(world.orders.customer, minlength=n)
-    assert np.array_equal(c.stage == 5, orders >= 2)
-    assert np.array_equal(c.stage == 4, orders == 1)
+    refunded = world.orders.refunded_fen >= world.orders.amount_fen
+    kept = np.bincount(world.orders.customer[~refunded], minlength=n)
+    ended = np.bincount(e.customer[e.type == V.FOLLOW_ENDED], minlength=n)
+    started = np.bincount(e.customer[e.type == V.FOLLOW_STARTED], minlength=n)
+    lost = ended == started
+    assert np.array_equal(stage == "lost", lost) and lost.any()
+    assert np.array_equal(stage == "repeat", ~lost & (kept >= 2))
+    assert np.array_equal(stage == "converted", ~lost & (kept == 1))
     interacted = np.zeros(n, dtype=bool)
-    mask = np.isin(e.type, V.INTERACTIONS) & (e.occurred_at > c.created_at[e.customer])
-    interacted[e.customer[mask]] = True
-    assert np.array_equal(c.stage == 3, interacted & (orders == 0))
+    interacted[e.customer[np.isin(e.type, V.INTERACTIONS)]] = True
+    assert np.array_equal(stage == "engaged", ~lost & (kept == 0) & interacted)
     messaged = np.zeros(n, dtype=bool)
     messaged[e.customer[e.type == V.MSG_SENT]] = True
-    assert not np.any(messaged & (c.stage == 0))
-    assert np.all(messaged[c.stage == 1]) and np.all(messaged[c.stage == 2])
+    assert np.array_equal(stage == "contacted", ~lost & (kept == 0) & ~interacted & messaged)
+    assert not np.any(stage == "retained")  # the rules never derive it
     placed = np.bincount(e.customer[e.type == V.ORDER], minlength=n)
     assert np.array_equal(placed, orders)
+    assert np.array_equal(np.bincount(e.customer[e.type == V.CUSTOMER_ADDED], minlength=n), np.ones(n))
 
 
 def test_events_stay_in_time_and_stop_when_the_contact_is_deleted(world: World) -> None:
@@ -162,7 +169,7 @@ def test_events_stay_in_time_and_stop_when_the_contact_is_deleted(world: World) 
     assert ended.any()
     last = np.full(len(world.customers), -1, dtype=np.int64)
     np.maximum.at(last, e.customer, e.occurred_at)
-    deleted = e.type == V.DELETED
+    deleted = e.type == V.FOLLOW_ENDED
     assert set(e.customer[deleted].tolist()) == set(f.customer[ended].tolist())
     assert np.array_equal(last[e.customer[deleted]], e.occurred_at[deleted])
 

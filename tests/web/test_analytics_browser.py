@@ -95,15 +95,15 @@ def test_demo_brand_analytics_pages_render_and_export(
             # A funnel chosen in the form, broken down by source: one bar series per source.
             page.goto(f"{live_server}/analytics/funnel")
             selects = page.locator("#funnel-form select[name=step]")
-            selects.nth(0).select_option("added_contact")
+            selects.nth(0).select_option("customer_added")
             selects.nth(1).select_option("message_received")
-            selects.nth(2).select_option("placed_order")
+            selects.nth(2).select_option("order_paid")
             selects.nth(3).select_option("")
             page.select_option("#funnel-form select[name=breakdown]", "source")
             page.click("#funnel-form button[type=submit]")
             expect(page).to_have_url(
-                f"{live_server}/analytics/funnel?step=added_contact&step=message_received"
-                "&step=placed_order&step=&step=&window_days=14&breakdown=source"
+                f"{live_server}/analytics/funnel?step=customer_added&step=message_received"
+                "&step=order_paid&step=&step=&window_days=14&breakdown=source"
             )
             expect(page.locator("#analytics-chart[data-rendered=true]")).to_be_attached()
             expect(page.locator("table.funnel-table")).to_have_count(5)  # the sandbox's five sources

@@ -97,20 +97,20 @@ def test_funnel_counts_match_the_operational_events(
     client: TestClient, admin: str, brand: LoadSummary, db: Session
 ) -> None:
     assert 'href="/analytics"' in client.get("/").text
-    page = client.get("/analytics/funnel?step=added_contact&step=placed_order&window_days=366")
+    page = client.get("/analytics/funnel?step=customer_added&step=order_paid&window_days=366")
     assert page.status_code == 200
     chart = chart_of(page.text)
     added = db.scalar(
         select(func.count(func.distinct(Event.customer_id))).where(
-            Event.org_id == brand.org_id, Event.type == "added_contact"
+            Event.org_id == brand.org_id, Event.type == "customer_added"
         )
     )
     counts = chart["series"][0]["counts"]
     assert counts[0] == added > 0
     assert 0 < counts[1] <= counts[0]
-    assert chart["steps"] == ["Added as contact", "Placed order"]
+    assert chart["steps"] == ["Customer added", "Order paid"]
 
-    rows = read_csv(client.get("/analytics/funnel.csv?step=added_contact&step=placed_order&window_days=366"))
+    rows = read_csv(client.get("/analytics/funnel.csv?step=customer_added&step=order_paid&window_days=366"))
     assert rows[0] == [
         "breakdown_value",
         "step",
@@ -125,31 +125,31 @@ def test_funnel_counts_match_the_operational_events(
 
 
 def test_funnel_breakdown_splits_the_total_and_bad_forms_say_why(client: TestClient, admin: str) -> None:
-    whole = chart_of(client.get("/analytics/funnel?step=added_contact&step=placed_order").text)
+    whole = chart_of(client.get("/analytics/funnel?step=customer_added&step=order_paid").text)
     split = chart_of(
-        client.get("/analytics/funnel?step=added_contact&step=placed_order&breakdown=source").text
+        client.get("/analytics/funnel?step=customer_added&step=order_paid&breakdown=source").text
     )
     assert len(split["series"]) > 1
     assert sum(s["counts"][0] for s in split["series"]) == whole["series"][0]["counts"][0]
     assert "Douyin comment" in [s["name"] for s in split["series"]]
 
-    one = client.get("/analytics/funnel?step=added_contact")
+    one = client.get("/analytics/funnel?step=customer_added")
     assert "Choose at least two steps." in one.text
     assert 'id="analytics-chart-data"' not in one.text
-    wide = client.get("/analytics/funnel?step=added_contact&step=placed_order&window_days=400")
+    wide = client.get("/analytics/funnel?step=customer_added&step=order_paid&window_days=400")
     assert "The window must be 1 to 366 days." in wide.text
 
 
 def test_default_funnel_picks_steps_the_brand_records(client: TestClient, admin: str) -> None:
     chart = chart_of(client.get("/analytics/funnel").text)
-    assert chart["steps"][0] == "Added as contact" and len(chart["steps"]) >= 2
+    assert chart["steps"][0] == "Customer added" and len(chart["steps"]) >= 2
     assert chart["series"][0]["counts"][0] > 0
 
 
 def test_retention_cohorts_hold_every_starting_customer_once(
     client: TestClient, admin: str, brand: LoadSummary, db: Session
 ) -> None:
-    query = "start=added_contact&returning=placed_order&period=month&periods=3"
+    query = "start=customer_added&returning=order_paid&period=month&periods=3"
     page = client.get(f"/analytics/retention?{query}")
     assert page.status_code == 200
     assert page.text.count('<td class="cell') == len(chart_of(page.text)["cohorts"]) * 4
@@ -157,7 +157,7 @@ def test_retention_cohorts_hold_every_starting_customer_once(
     assert rows[0] == ["cohort_start", "size", "period_0", "period_1", "period_2", "period_3"]
     added = db.scalar(
         select(func.count(func.distinct(Event.customer_id))).where(
-            Event.org_id == brand.org_id, Event.type == "added_contact"
+            Event.org_id == brand.org_id, Event.type == "customer_added"
         )
     )
     assert sum(int(r[1]) for r in rows[1:]) == added
@@ -314,7 +314,7 @@ def test_pages_render_in_both_languages(client: TestClient, admin: str) -> None:
     client.cookies.set(LANG_COOKIE, "zh_CN")
     page = client.get("/analytics/funnel")
     assert "导出 CSV" in page.text and "转化漏斗" in page.text
-    assert chart_of(page.text)["steps"][0] == "添加为联系人"
+    assert chart_of(page.text)["steps"][0] == "新增客户"
     assert "数据分析" in page.text
 
 

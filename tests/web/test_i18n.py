@@ -140,3 +140,9 @@ def test_times_are_shown_in_shanghai() -> None:
     naive_from_sqlite = datetime(2026, 3, 8, 16, 30)
     assert i18n.format_datetime(naive_from_sqlite) == "2026-03-09 00:30"
     assert i18n.format_datetime(late_utc, "UTC") == "2026-03-08 16:30"
+
+
+def test_every_event_type_of_the_vocabulary_has_a_label() -> None:
+    from siyu.events.vocabulary import EventType
+
+    assert set(EventType) <= set(labels.EVENT_TYPES)

@@ -39,6 +39,8 @@ from siyu.accounts.models import (
 )
 from siyu.customers import service as customers
 from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
+from siyu.customers.recording import record
+from siyu.events.vocabulary import EventType
 from siyu.integrations.channel import CustomerTransferrer, Page, TransferState
 from siyu.integrations.channel import TransferStatus as WeComTransferStatus
 from siyu.integrations.wecom.errors import explain
@@ -276,7 +278,31 @@ def request_transfer(
     db.flush()
     result.requested = [r for r in eligible if r.status == TransferStatus.waiting]
     result.failed = [r for r in eligible if r.status == TransferStatus.failed]
+    for row in result.requested:
+        _record(db, row, EventType.transfer_requested, now)
+    for row in result.failed:  # WeCom refused on the spot: the hand-over ended before it started
+        _record(db, row, EventType.transfer_refused, now)
     return result
+
+
+def _record(db: Session, row: CustomerTransfer, type_: EventType, at: datetime) -> None:
+    """The transfer event of one customer's hand-over (keyed by the transfer row: recorded once)."""
+    properties: dict[str, Any] = {"transfer_id": row.id}
+    if type_ == EventType.transfer_refused:
+        properties["reason"] = row.detail or str(row.status)
+    else:
+        properties["from_account_id"] = row.from_account_id
+        properties["to_account_id"] = row.to_account_id
+    record(
+        db,
+        row.org_id,
+        row.customer_id,
+        type_,
+        at=at,
+        origin="wecom",
+        key=f"{type_}:{row.id}",
+        **properties,
+    )
 
 
 _FINAL: dict[int, TransferStatus] = {
@@ -310,10 +336,18 @@ def outcome_detail(status: TransferStatus, source: str, target: str) -> str:
 
 
 def _complete(db: Session, org_id: int, row: CustomerTransfer, at: datetime) -> None:
-    """A hand-over succeeded: the old relation ends, the new one starts at the hand-over time."""
+    """A hand-over succeeded: the old relation ends (by transfer), the new one starts at the hand-over
+    time, and transfer_succeeded is recorded."""
+    # The new follow first: ended first, the customer would have no contact for a moment and the stage
+    # rules would mark them lost and back.
+    customers.follow(
+        db, org_id, row.customer_id, row.to_account_id, since=at, source="transfer", origin="wecom"
+    )
     with contextlib.suppress(NotFound):  # siyu never had the old relation; the new one is what matters
-        customers.unfollow(db, org_id, row.customer_id, row.from_account_id, by="staff", at=at)
-    customers.follow(db, org_id, row.customer_id, row.to_account_id, since=at, source="transfer")
+        customers.unfollow(
+            db, org_id, row.customer_id, row.from_account_id, by="transfer", at=at, origin="wecom"
+        )
+    _record(db, row, EventType.transfer_succeeded, at)
 
 
 def _settle(db: Session, org_id: int, row: CustomerTransfer, final: TransferStatus, at: datetime) -> None:
@@ -334,6 +368,7 @@ def _settle(db: Session, org_id: int, row: CustomerTransfer, final: TransferStat
         names.get(row.from_account_id, "the leaving member"),
         names.get(row.to_account_id, "the receiving member"),
     )
+    _record(db, row, EventType.transfer_refused, at)
 
 
 def poll_transfers(

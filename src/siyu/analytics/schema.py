@@ -51,7 +51,7 @@ EVENTS = Table(
         Column("org_id", "BIGINT", "Int64", False, "tenant; every query filters on it"),
         Column("event_id", "BIGINT", "Int64", False, "operational events.id (projection watermark)"),
         Column("customer_id", "BIGINT", "Int64", False, "surviving customer after merges"),
-        Column("event_type", "VARCHAR", "LowCardinality(String)", False, "e.g. friend_added, order_paid"),
+        Column("event_type", "VARCHAR", "LowCardinality(String)", False, "e.g. follow_started, order_paid"),
         Column("occurred_at", "TIMESTAMP", "DateTime64(6, 'UTC')", False, "when it happened, UTC"),
         Column("account_id", "BIGINT", "Int64", True, "operator carrier account involved, if any"),
         Column("source", "VARCHAR", "LowCardinality(String)", True, "acquisition source tag, if any"),

@@ -244,6 +244,24 @@ class Audience:
     results: Mapping[
         int, tuple[SendStatus, str | None]
     ]  # WeCom's send status -> ours and the error (None: keep)
+    # Records how recipients' sends settled (the customers' message_sent / message_failed); None: nothing.
+    settled: Callable[[Session, int, int, Sequence[Outcome]], None] | None = None  # (db, org, message, ...)
+
+
+#: Statuses in which a send is settled: the recipient got the message or never will.
+SETTLED = (SendStatus.sent, SendStatus.failed, SendStatus.not_friend, SendStatus.unsent)
+NOT_FRIEND = "WeCom: the recipient is no longer a contact of the sender"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one recipient's part of a message settled: sent, or not and why (in words)."""
+
+    recipient_id: int
+    account_id: int | None
+    sent: bool
+    reason: str
+    at: datetime
 
 
 @dataclass
@@ -333,6 +351,14 @@ def deliver(
         result.reserved = len(rows)
         msg.status = MassMessageStatus.submitting
         msg.left_out = {"items": [o.__dict__ for o in result.left_out[:1000]], "total": len(result.left_out)}
+        if audience.settled is not None:
+            capped = [o for o in result.left_out if o.reason == "cap_reached"]
+            audience.settled(
+                db,
+                org_id,
+                msg.id,
+                [Outcome(getattr(o, audience.key), None, False, o.detail, now) for o in capped],
+            )
     # Committed: every recipient now has a row. From here on a crash can only leave "reserved" rows.
     with transaction(factory) as db:
         msg = get_message(db, org_id, message_id)
@@ -355,7 +381,7 @@ def deliver(
             covered = audience.recovered(client, userid, text, earliest, now, [a for _, a, _ in items])
             for msgid in sorted(set(covered.values())):
                 done = [i for i, a, _ in items if covered.get(a) == msgid]
-                _mark(factory, model, done, SendStatus.submitted, msgid)
+                _mark(factory, audience, done, SendStatus.submitted, msgid)
                 result.recovered += len(done)
                 result.msgids.append(msgid)
             items = [it for it in items if it[1] not in covered]
@@ -372,8 +398,8 @@ def deliver(
             refused = set(submission.fail_list)
             ok = [i for i, a, _ in chunk if a not in refused]
             bad = [i for i, a, _ in chunk if a in refused]
-            _mark(factory, model, ok, SendStatus.submitted, msgid)
-            _mark(factory, model, bad, SendStatus.failed, msgid, audience.refused(userid)[:300])
+            _mark(factory, audience, ok, SendStatus.submitted, msgid)
+            _mark(factory, audience, bad, SendStatus.failed, msgid, audience.refused(userid)[:300])
             result.submitted += len(ok)
             result.failed += len(bad)
             result.msgids.append(msgid)
@@ -385,7 +411,7 @@ def deliver(
 
 def _mark(
     factory: sessionmaker[Session],
-    model: type[MassSend] | type[MassGroupSend],
+    audience: Audience,
     ids: Sequence[int],
     status: SendStatus,
     msgid: str,
@@ -393,6 +419,7 @@ def _mark(
 ) -> None:
     if not ids:
         return
+    model = audience.model
     with transaction(factory) as db:
         for part in chunked(list(ids), IN_LIST_SIZE):
             db.execute(
@@ -401,6 +428,23 @@ def _mark(
                 .values(status=status, msgid=msgid, error=error)
                 .execution_options(synchronize_session=False)
             )
+        if status in SETTLED and audience.settled is not None:
+            rows = [row for part in chunked(list(ids), IN_LIST_SIZE) for row in _sends(db, model, part)]
+            now = utcnow()
+            audience.settled(
+                db, rows[0].org_id, rows[0].message_id, [_outcome(audience, r, now) for r in rows]
+            )
+
+
+def _sends(db: Session, model: type[MassSend] | type[MassGroupSend], ids: Sequence[int]) -> list[Any]:
+    return list(db.scalars(select(model).where(model.id.in_(ids)).order_by(model.id)))
+
+
+def _outcome(audience: Audience, row: MassSend | MassGroupSend, at: datetime) -> Outcome:
+    """How a settled send row ended, in words."""
+    sent = row.status == SendStatus.sent
+    reason = "" if sent else (NOT_FRIEND if row.status == SendStatus.not_friend else row.error)
+    return Outcome(getattr(row, audience.key), row.account_id, sent, reason, ensure_utc(row.sent_at or at))
 
 
 def read_back(db: Session, msg: MassMessage, client: MassMessenger, audience: Audience) -> dict[str, int]:
@@ -408,6 +452,7 @@ def read_back(db: Session, msg: MassMessage, client: MassMessenger, audience: Au
     model = audience.model
     rows: list[MassSend | MassGroupSend] = list(db.scalars(select(model).where(model.message_id == msg.id)))
     by_key = {(r.msgid, getattr(r, audience.address)): r for r in rows if r.msgid}
+    settled: list[MassSend | MassGroupSend] = []
     for msgid in sorted({r.msgid for r in rows if r.msgid}):
         members = [t.userid for t in paged(partial(client.list_mass_tasks, msgid))]
         for userid in members:
@@ -416,10 +461,15 @@ def read_back(db: Session, msg: MassMessage, client: MassMessenger, audience: Au
                 if row is None or (row.status == SendStatus.failed and row.error.startswith(REFUSED)):
                     continue
                 status, error = audience.results.get(s.status, (row.status, None))
+                if status != row.status and status in SETTLED:
+                    settled.append(row)
                 row.status, row.sent_at = status, s.sent_at
                 if error is not None:
                     row.error = error
     db.flush()
+    if settled and audience.settled is not None:
+        now = utcnow()
+        audience.settled(db, msg.org_id, msg.id, [_outcome(audience, r, now) for r in settled])
     counts: dict[str, int] = defaultdict(int)
     for r in rows:
         counts[r.status.value] += 1

@@ -17,6 +17,8 @@ from siyu.customers.importer import CustomerRow, write_customer_rows
 from siyu.customers.models import Customer
 from siyu.customers.repository import visible_customers
 from siyu.customers.resolution import IdentityRef, live_customers, normalize_identity
+from siyu.events.bus import DomainEvent, emit_many
+from siyu.events.vocabulary import EventType
 from siyu.kit.bulk import (
     IN_LIST_SIZE,
     ImportReport,
@@ -104,28 +106,37 @@ def write_orders(
     report.customers_created += scratch.created
     report.merged += scratch.merged
 
-    existing: dict[tuple[str, str], tuple[int, int]] = {}
+    existing: dict[tuple[str, str], tuple[int, int, int, int]] = {}
     by_platform: dict[str, list[str]] = defaultdict(list)
     for r in rows:
         by_platform[r.platform].append(r.external_id)
     for platform, ext_ids in by_platform.items():
         for part in chunked(sorted(set(ext_ids)), IN_LIST_SIZE):
-            for oid, ext, refunded in db.execute(
-                select(ORDERS.c.id, ORDERS.c.external_id, ORDERS.c.refunded_fen).where(
+            for oid, ext, refunded, amount, customer_id in db.execute(
+                select(
+                    ORDERS.c.id,
+                    ORDERS.c.external_id,
+                    ORDERS.c.refunded_fen,
+                    ORDERS.c.amount_fen,
+                    ORDERS.c.customer_id,
+                ).where(
                     ORDERS.c.org_id == org_id, ORDERS.c.platform == platform, ORDERS.c.external_id.in_(part)
                 )
             ):
-                existing[(platform, ext)] = (oid, refunded)
+                existing[(platform, ext)] = (oid, refunded, amount, customer_id)
 
     to_db = driver_datetime(db)
     now = to_db(utcnow())
     fresh: dict[tuple[str, str], OrderRow] = {}
     refunds: dict[int, int] = {}
+    events: list[DomainEvent] = []
     for r in rows:
         key = (r.platform, r.external_id)
         if key in existing:
-            oid, refunded = existing[key]
+            oid, refunded, amount, customer_id = existing[key]
             if r.refunded_fen != refunded and refunds.get(oid, refunded) != r.refunded_fen:
+                if r.refunded_fen > refunds.get(oid, refunded):
+                    events.append(_refunded(org_id, customer_id, oid, r.refunded_fen, amount, utcnow()))
                 refunds[oid] = r.refunded_fen
                 report.updated += 1
             else:
@@ -182,9 +193,40 @@ def write_orders(
             .values(refunded_fen=bindparam("refunded_fen")),
             [{"b_id": oid, "refunded_fen": fen} for oid, fen in refunds.items()],
         )
-    order_ids = {key: oid for key, (oid, _) in existing.items()}
+    for oid, r in zip(ids, new_rows, strict=True):
+        assert r.customer_id is not None
+        events.append(
+            DomainEvent(
+                org_id=org_id,
+                customer_id=r.customer_id,
+                type=EventType.order_paid,
+                occurred_at=r.paid_at,
+                properties={"order_id": oid, "platform": r.platform, "amount_fen": r.amount_fen},
+                account_id=r.account_id,
+                key=f"order_paid:{oid}",
+            )
+        )
+        if r.refunded_fen > 0:  # exported after the refund: the order arrives already (partly) refunded
+            events.append(_refunded(org_id, r.customer_id, oid, r.refunded_fen, r.amount_fen, r.paid_at))
+    # One batch per chunk: the stage rules read the orders of every buyer of the chunk at once.
+    emit_many(db, events)
+    order_ids = {key: row[0] for key, row in existing.items()}
     order_ids.update({(r.platform, r.external_id): oid for oid, r in zip(ids, new_rows, strict=True)})
     return [order_ids[(r.platform, r.external_id)] for r in rows]
+
+
+def _refunded(
+    org_id: int, customer_id: int, order_id: int, refunded_fen: int, amount_fen: int, at: datetime
+) -> DomainEvent:
+    """order_refunded for an order whose refund grew to ``refunded_fen`` (keyed by the new total)."""
+    return DomainEvent(
+        org_id=org_id,
+        customer_id=customer_id,
+        type=EventType.order_refunded,
+        occurred_at=at,
+        properties={"order_id": order_id, "refunded_fen": refunded_fen, "amount_fen": amount_fen},
+        key=f"order_refunded:{order_id}:{refunded_fen}",
+    )
 
 
 def _mobile_of(refs: list[IdentityRef]) -> str | None:

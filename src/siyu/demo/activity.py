@@ -3,13 +3,10 @@
 Interest is heterogeneous and tied to the purchase rate: each customer draws an interaction
 intensity iota = (0.012 + 0.8 lambda) * Gamma(1.5, 1/1.5) per day, and replies, link clicks,
 group joins, live views and survey answers are Poisson or Bernoulli draws from it over the
-customer's age. The stage then follows from the record, never from a separate coin:
-
-    repeat     >= 2 orders              converted  exactly 1 order
-    engaged    an interaction after joining (reply, click, group, live view, survey), no order
-    retained   welcomed, still a contact, joined 7+ days ago, no interaction
-    contacted  welcomed (a message was sent) but not retained or engaged
-    new        never messaged yet
+customer's age. Events use the product's vocabulary (siyu.events.vocabulary), and the stage is what
+the product's stage rules (siyu.customers.stages.derive) give for the record, never a separate coin:
+lost when every follow ended, repeat / converted for two / one paid orders not fully refunded,
+engaged after an interaction, contacted once messaged, else new.
 """
 
 from __future__ import annotations
@@ -19,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from siyu.customers.stages import Facts, derive
 from siyu.demo import vocab as V
 from siyu.demo.records import CustomerTags, Events, Follows, Orders
 from siyu.demo.vocab import DAY
@@ -89,6 +87,33 @@ def _spread(
     return owner, lo[owner] + (u * span[owner]).astype(np.int64)
 
 
+def _stages(events: Events, orders: Orders, n: int) -> NDArray[np.int8]:
+    """Each customer's stage as the stage rules derive it from their events (the facts the rules read,
+    counted per customer; ``derive`` runs once per distinct combination of facts)."""
+    kind, who = events.type, events.customer.astype(np.int64)
+    follows = np.bincount(who[kind == V.FOLLOW_STARTED], minlength=n)
+    active = follows - np.bincount(who[kind == V.FOLLOW_ENDED], minlength=n)
+    fully_refunded = np.zeros(len(orders), dtype=bool)
+    refunds = events.ref[kind == V.REFUND]
+    fully_refunded[refunds] = orders.refunded_fen[refunds] >= orders.amount_fen[refunds]
+    paid_events = kind == V.ORDER
+    kept = ~fully_refunded[events.ref[paid_events]]
+    paid = np.minimum(np.bincount(who[paid_events][kept], minlength=n), 2)
+    outbound = np.bincount(who[kind == V.MSG_SENT], minlength=n) > 0
+    engaged = np.bincount(who[np.isin(kind, V.INTERACTIONS)], minlength=n) > 0
+    facts = np.stack([follows > 0, active > 0, paid, outbound, engaged], axis=1).astype(np.int64)
+    combos, inverse = np.unique(facts, axis=0, return_inverse=True)
+    index = {s: i for i, s in enumerate(V.STAGES)}
+    stage_of = np.array(
+        [
+            index[derive(Facts(int(f), int(a), int(p), bool(o), bool(e))).value]
+            for f, a, p, o, e in combos.tolist()
+        ],
+        dtype=np.int8,
+    )
+    return stage_of[inverse.reshape(-1)]
+
+
 def simulate_activity(
     *,
     created: NDArray[np.int64],
@@ -113,9 +138,10 @@ def simulate_activity(
     log = _Log()
     ends = np.full(n, end, dtype=np.int64)
 
-    log.add(idx, primary, V.ADDED, created)
+    log.add(idx, primary, V.CUSTOMER_ADDED, created)
+    log.add(idx, primary, V.FOLLOW_STARTED, created)
     has_second = (secondary >= 0) & (second_since < end)
-    log.add(idx[has_second], secondary[has_second], V.ADDED, second_since[has_second])
+    log.add(idx[has_second], secondary[has_second], V.FOLLOW_STARTED, second_since[has_second])
     dy = source == V.DOUYIN
     # Comment mining: the contact is added within minutes to hours of the comment.
     log.add(idx[dy], primary[dy], V.COMMENT, created[dy] - rng.integers(120, 3 * 3600, int(dy.sum())))
@@ -184,16 +210,16 @@ def simulate_activity(
     ended_at = np.where(ended, last + (rng.random(n) * (end - last)).astype(np.int64), -1)
     ended_at = np.where(ended, np.maximum(ended_at, last + 1), -1)
     d_c = idx[ended]
+    status = np.where(by_customer, 1, np.where(by_staff, 2, 0)).astype(np.int8)
     ev_c = np.concatenate([ev_c, d_c.astype(np.int32)])
     ev_a = np.concatenate([ev_a, primary[d_c]])
-    ev_k = np.concatenate([ev_k, np.full(d_c.shape[0], V.DELETED, dtype=np.int8)])
+    ev_k = np.concatenate([ev_k, np.full(d_c.shape[0], V.FOLLOW_ENDED, dtype=np.int8)])
     ev_t = np.concatenate([ev_t, ended_at[d_c]])
-    ev_r = np.concatenate([ev_r, np.full(d_c.shape[0], -1, dtype=np.int32)])
+    ev_r = np.concatenate([ev_r, status[d_c].astype(np.int32)])  # who ended it: vocab.ENDED_BY
     o = np.lexsort((ev_k, ev_c, ev_t))
     events = Events(customer=ev_c[o], account=ev_a[o], type=ev_k[o], occurred_at=ev_t[o], ref=ev_r[o])
     last_event = np.maximum(last, ended_at)
 
-    status = np.where(by_customer, 1, np.where(by_staff, 2, 0)).astype(np.int8)
     f_c = np.concatenate([idx, idx[has_second]]).astype(np.int32)
     f_o = np.lexsort((np.r_[np.zeros(n), np.ones(int(has_second.sum()))], f_c))
     follows = Follows(
@@ -207,13 +233,7 @@ def simulate_activity(
     interacted = np.zeros(n, dtype=bool)
     inter = np.isin(events.type, V.INTERACTIONS) & (events.occurred_at > created[events.customer])
     interacted[events.customer[inter]] = True
-    still_contact = ~ended | has_second
-    stage = np.zeros(n, dtype=np.int8)
-    stage[welcomed] = 1
-    stage[welcomed & still_contact & (age >= 7)] = 2
-    stage[interacted] = 3
-    stage[n_orders == 1] = 4
-    stage[n_orders >= 2] = 5
+    stage = _stages(events, orders, n)
 
     groups = list(V.TAG_GROUPS)
     offsets = np.cumsum([0] + [len(g[1]) for g in groups])

@@ -8,6 +8,9 @@ are the generator's knobs.
 
 from __future__ import annotations
 
+from siyu.customers.models import Stage
+from siyu.events.vocabulary import EventType
+
 BRAND_NAME = "知了童学"
 DAY = 86_400
 
@@ -175,21 +178,28 @@ FIRST_ORDER_PLATFORM = (
 REPEAT_ORDER_PLATFORM = (0.1, 0.12, 0.78)
 REFUND_RATE = (0.06, 0.15, 0.04)
 
-EVENT_TYPES = (
-    "added_contact",
-    "comment",
-    "viewed_live",
-    "message_sent",
-    "message_received",
-    "clicked_link",
-    "joined_group",
-    "submitted_survey",
-    "placed_order",
-    "refund",
-    "deleted_contact",
+# The product's event vocabulary (siyu.events.vocabulary), in the order the generator's kinds index it;
+# at equal times a customer's events sort by kind, so customer_added comes before its follow_started.
+EVENT_TYPES = tuple(
+    t.value
+    for t in (
+        EventType.customer_added,
+        EventType.follow_started,
+        EventType.lead_commented,
+        EventType.live_viewed,
+        EventType.message_sent,
+        EventType.message_received,
+        EventType.link_clicked,
+        EventType.group_joined,
+        EventType.survey_answered,
+        EventType.order_paid,
+        EventType.order_refunded,
+        EventType.follow_ended,
+    )
 )
 (
-    ADDED,
+    CUSTOMER_ADDED,
+    FOLLOW_STARTED,
     COMMENT,
     VIEWED_LIVE,
     MSG_SENT,
@@ -199,12 +209,15 @@ EVENT_TYPES = (
     SURVEY,
     ORDER,
     REFUND,
-    DELETED,
+    FOLLOW_ENDED,
 ) = range(len(EVENT_TYPES))
-# Events by which a customer shows interest after joining; one of them makes a contact "engaged".
+# Events by which a customer shows interest after joining (vocabulary.ENGAGING).
 INTERACTIONS = (VIEWED_LIVE, MSG_RECEIVED, CLICKED, JOINED_GROUP, SURVEY)
+#: follow_ended's `by`, indexed by the `ref` of a FOLLOW_ENDED event (1: the customer, 2: staff).
+ENDED_BY = ("", "customer", "staff")
 
-STAGES = ("new", "contacted", "retained", "engaged", "converted", "repeat")
+#: The product's stages (customers.models.Stage), in the order World.customers.stage indexes them.
+STAGES = tuple(s.value for s in Stage)
 GENDERS = ("unknown", "male", "female")
 IDENTITY_KINDS = ("mobile", "wecom_external_userid", "douyin_open_id", "taobao_buyer_nick")
 ACCOUNT_KINDS = ("wecom_member", "personal_wechat")

@@ -64,6 +64,7 @@ VOCABULARY: dict[EventType, EventSpec] = {
         {
             "source": "source code (e.g. douyin_comment, taobao_parcel_card)",
             "code": "channel-code state, if any",
+            "referrer_customer_id": "the customer who referred them, for referrals",
             "origin": _ORIGIN,
         },
     ),
@@ -166,7 +167,11 @@ VOCABULARY: dict[EventType, EventSpec] = {
     ),
     EventType.message_failed: EventSpec(
         "A message to the customer failed (one event per recipient).",
-        {"campaign_id": "mass message, if any", "reason": "why, in words"},
+        {
+            "campaign_id": "mass message, if any",
+            "account_id": "the account that was to send it, if one was chosen",
+            "reason": "why, in words",
+        },
     ),
     EventType.message_received: EventSpec(
         "The customer wrote to the brand (an interaction).", {"account_id": "the account written to"}

@@ -22,6 +22,8 @@ from siyu.accounts.models import (
 from siyu.accounts.service import DEFAULT_HARD_CAP
 from siyu.customers.models import IdentityKind
 from siyu.customers.service import find_or_create_by_identity, register_merge_hook
+from siyu.events.bus import DomainEvent, emit_many
+from siyu.events.vocabulary import EventType
 from siyu.groups.models import MAX_GROUP_MEMBERS, CustomerGroup, GroupMember, GroupStatus, MemberKind
 from siyu.integrations.channel import GroupChat
 from siyu.kit.bulk import insert_ignore
@@ -33,6 +35,7 @@ __all__ = [
     "dismiss_group",
     "ensure_group",
     "ensure_wecom_account",
+    "record_memberships",
     "recount_members",
     "upsert_group",
     "wecom_account_id",
@@ -144,6 +147,58 @@ def _member_row(
     return row
 
 
+#: WeCom's JoinScene / QuitScene in words, for the group_joined / group_left events.
+JOIN_SCENES = {1: "invited", 2: "invite_link", 3: "qr_code"}
+QUIT_SCENES = {0: "left", 1: "removed"}
+#: The scene of a leave found by comparing a snapshot with what siyu held (WeCom does not say how).
+SNAPSHOT_SCENE = "not_in_snapshot"
+DISMISSED_SCENE = "dismissed"
+
+#: A membership change of one member row: (the row, when, scene in words).
+Change = tuple[GroupMember, datetime, str]
+
+
+def _scene(words: dict[int, str], scene: int | None) -> str:
+    return words.get(scene, str(scene)) if scene is not None else "unknown"
+
+
+def record_memberships(
+    db: Session, group: CustomerGroup, *, joined: Sequence[Change] = (), left: Sequence[Change] = ()
+) -> None:
+    """Record group_joined / group_left for the customers among these member rows (staff are not
+    customers), one event per fact: keyed by member row and time, so the same news twice adds nothing."""
+    db.flush()  # new member rows get their ids
+    events = [
+        DomainEvent(
+            org_id=group.org_id,
+            customer_id=row.customer_id,
+            type=type_,
+            occurred_at=at,
+            properties={"group_id": group.id, "chat_id": group.chat_id, "scene": scene},
+            account_id=group.owner_account_id,
+            key=f"{type_}:{row.id}:{int(ensure_utc(at).timestamp())}",
+        )
+        for type_, changes in ((EventType.group_joined, joined), (EventType.group_left, left))
+        for row, at, scene in changes
+        if row.kind == MemberKind.customer and row.customer_id is not None
+    ]
+    emit_many(db, events)
+
+
+def _leaving(db: Session, group: CustomerGroup, *, staying: set[str]) -> list[GroupMember]:
+    """Customer members who have not quit and are not in ``staying``."""
+    return list(
+        db.scalars(
+            select(GroupMember).where(
+                GroupMember.group_id == group.id,
+                GroupMember.quit_at.is_(None),
+                GroupMember.kind == MemberKind.customer,
+                GroupMember.member_userid.not_in(staying) if staying else GroupMember.id.is_not(None),
+            )
+        )
+    )
+
+
 def recount_members(db: Session, group: CustomerGroup) -> int:
     """Set member_count to the number of members who have not quit."""
     db.flush()
@@ -171,18 +226,24 @@ def upsert_group(db: Session, org_id: int, chat: GroupChat, *, at: datetime | No
         group.owner_userid = chat.owner[:64]
         group.owner_account_id = ensure_wecom_account(db, org_id, chat.owner).id
     present: set[str] = set()
+    joins: list[Change] = []
     for member in chat.members:
         if not member.userid:
             continue
         present.add(member.userid)
         row = _member_row(db, group, member.userid, member.type, member.name)
         joined = member.join_time or at
+        scene = _scene(JOIN_SCENES, member.join_scene)
         if row.quit_at is not None and ensure_utc(row.quit_at) <= joined:
             row.quit_at, row.quit_scene = None, None  # rejoined after leaving
+            joins.append((row, joined, scene))
+        elif row.id is None:
+            joins.append((row, joined, scene))
         if row.id is None or row.quit_at is None:
             row.joined_at = joined
             row.join_scene = member.join_scene
     db.flush()
+    leaves: list[Change] = [(row, at, SNAPSHOT_SCENE) for row in _leaving(db, group, staying=present)]
     db.execute(
         update(GroupMember)
         .where(
@@ -193,6 +254,7 @@ def upsert_group(db: Session, org_id: int, chat: GroupChat, *, at: datetime | No
         .values(quit_at=at)
         .execution_options(synchronize_session="fetch")
     )
+    record_memberships(db, group, joined=joins, left=leaves)
     recount_members(db, group)
     return group
 
@@ -210,8 +272,11 @@ def apply_member_change(
     """Record members joining (``joined``) or quitting at ``at``; older news than the row holds is ignored."""
     at = ensure_utc(at)
     group = ensure_group(db, org_id, chat_id)
+    change: Change
+    changes: list[Change] = []
     for userid in dict.fromkeys(u for u in userids if u):
         row = _member_row(db, group, userid, None)
+        change = (row, at, _scene(JOIN_SCENES if joined else QUIT_SCENES, scene))
         if row.id is None:
             db.flush()
             if joined:
@@ -219,14 +284,21 @@ def apply_member_change(
             else:
                 # The quit arrived before the join: remember both at the quit time so a late join is stale.
                 row.joined_at, row.quit_at, row.quit_scene = at, at, scene
+            changes.append(change)
             continue
         if joined:
             if row.quit_at is not None and ensure_utc(row.quit_at) < at:
                 row.quit_at, row.quit_scene, row.joined_at, row.join_scene = None, None, at, scene
+                changes.append(change)
             elif row.quit_at is None and ensure_utc(row.joined_at) > at:
                 row.joined_at, row.join_scene = at, scene  # an earlier join than recorded
         elif row.quit_at is None and ensure_utc(row.joined_at) <= at:
             row.quit_at, row.quit_scene = at, scene
+            changes.append(change)
+    if joined:
+        record_memberships(db, group, joined=changes)
+    else:
+        record_memberships(db, group, left=changes)
     recount_members(db, group)
     return group
 
@@ -236,12 +308,14 @@ def dismiss_group(db: Session, org_id: int, chat_id: str, *, at: datetime) -> Cu
     at = ensure_utc(at)
     group = ensure_group(db, org_id, chat_id)
     group.status, group.dismissed_at = GroupStatus.dismissed, at
+    leaves: list[Change] = [(row, at, DISMISSED_SCENE) for row in _leaving(db, group, staying=set())]
     db.execute(
         update(GroupMember)
         .where(GroupMember.group_id == group.id, GroupMember.quit_at.is_(None))
         .values(quit_at=at)
         .execution_options(synchronize_session="fetch")
     )
+    record_memberships(db, group, left=leaves)
     recount_members(db, group)
     return group
 

@@ -44,7 +44,7 @@ router = APIRouter(prefix="/analytics", include_in_schema=False, route_class=Con
 
 BREAKDOWNS = ("source", "channel", "stage", "account_id", "operator_id")
 FUNNEL_MAX_STEPS = 5
-FUNNEL_PREFERRED = ("added_contact", "message_received", "clicked_link", "placed_order")
+FUNNEL_PREFERRED = ("customer_added", "message_received", "link_clicked", "order_paid")
 PERIODS = ("day", "week", "month")
 REPURCHASE_HORIZONS = (30, 60, 90, 180, 365)
 ROI_DIMENSIONS = tuple(d.value for d in ROIDimension)
@@ -331,10 +331,10 @@ def _retention(
     with proj.locked() as eng:
         types = _event_types(eng, org)
         start = start or next(
-            (t for t in ("added_contact", "placed_order") if t in types), types[0] if types else ""
+            (t for t in ("customer_added", "order_paid") if t in types), types[0] if types else ""
         )
         returning = returning or next(
-            (t for t in ("placed_order", "message_received") if t in types), types[0] if types else ""
+            (t for t in ("order_paid", "message_received") if t in types), types[0] if types else ""
         )
         period = period if period in PERIODS else "week"
         form = {
