@@ -125,6 +125,11 @@ EVENT_TYPES = {
     "coupon_claimed": N_("Claimed coupon"),
     "survey_answered": N_("Answered survey"),
     "merged": N_("Profiles merged"),
+    # What the lead path writes (siyu.events.vocabulary).
+    "lead_commented": N_("Commented"),
+    "lead_replied": N_("Comment replied"),
+    "lead_converted": N_("Lead converted"),
+    "code_scanned": N_("Scanned channel code"),
 }
 
 _TABLES = {
