@@ -69,8 +69,10 @@ def contact_added_through_code(
     if code is not None:
         record_add(db, org_id, code, customer_id, account_id, at)
         customer = customers.live_customer(db, org_id, customer_id)
-        if not customer.source:
-            fill = {"source": code.channel, "source_detail": customer.source_detail or code.name[:200]}
+        fill = {} if customer.source else {"source": code.channel}
+        if not customer.source_detail and (customer.source or code.channel) == code.channel:
+            fill["source_detail"] = code.name[:200]  # the code's own name says which card, which video
+        if fill:
             customers.update_customer(db, org_id, customer.id, fill, origin=origin)
     new = record(
         db,

@@ -506,7 +506,7 @@ def welcome_for(code: ChannelCode | None, default: str = "") -> str:
 
 
 def lead_code_provider(db: Session, org_id: int, lead: Any, comment: Any) -> tuple[str, str]:
-    """For `siyu.leads.service.register_code_provider`: the newest active code of the comment's platform,
+    """Wired into lead replies by `siyu/subscriptions.py`: the newest active code of the comment's platform,
     with a place reserved on its pool; returns (state, QR URL)."""
     platform = str(getattr(comment, "platform", "") or getattr(lead, "platform", ""))
     code = db.scalar(
@@ -528,7 +528,7 @@ def lead_code_provider(db: Session, org_id: int, lead: Any, comment: Any) -> tup
 
 
 def lead_code_by_id(db: Session, org_id: int, code_id: int) -> tuple[str, str]:
-    """For `siyu.leads.service.register_code_lookup`: (state, QR URL) of the active code an operator chose
+    """Wired into lead replies by `siyu/subscriptions.py`: (state, QR URL) of the active code an operator chose
     to reply to a lead with."""
     code = get_code(db, org_id, code_id)
     if code.status is not CodeStatus.active:
