@@ -330,3 +330,58 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# Here rather than in ``siyu/leads/cli.py``: it drives both channels and leads, which never import each other.
+@leads_app.command("simulate-scan")
+def simulate_scan(
+    org: Annotated[str, typer.Option(help="Organization slug.")] = DEMO_ORG,
+    state: Annotated[
+        str, typer.Option(help="The code's state; default: the newest replied, unconverted lead's.")
+    ] = "",
+    name: Annotated[str, typer.Option(help="The scanning person's name.")] = "抖音用户",
+) -> None:
+    """Demo: the commenter scans the sandbox code they were sent and adds the routed account."""
+    from sqlalchemy import select
+
+    from siyu.channels import service as channels
+    from siyu.leads.models import Lead
+
+    org_id = _org_id(org)
+    try:
+        with transaction(_sessions()) as db:
+            if not state:
+                state = (
+                    db.scalar(
+                        select(Lead.code_state)
+                        .where(
+                            Lead.org_id == org_id,
+                            Lead.replied_at.is_not(None),
+                            Lead.converted_at.is_(None),
+                            Lead.code_state.is_not(None),
+                        )
+                        .order_by(Lead.replied_at.desc())
+                        .limit(1)
+                    )
+                    or ""
+                )
+            code = channels.code_for_state(db, org_id, state) if state else None
+            if code is None:
+                raise _fail(
+                    "no replied lead with a channel code to scan (reply to a lead first, or pass --state)"
+                )
+            done = channels.simulate_scan(db, org_id, code, name=name)
+            lead_id = db.scalar(
+                select(Lead.id).where(
+                    Lead.org_id == org_id,
+                    Lead.customer_id == done.customer_id,
+                    Lead.code_state == state,
+                    Lead.converted_at.is_not(None),
+                )
+            )
+    except DomainError as exc:
+        raise _fail(exc.message) from exc
+    converted = f"; lead {lead_id} converted" if lead_id else ""
+    console.print(
+        f"customer {done.customer_id} added account {done.account_id} through code {state!r}{converted}"
+    )

@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
 from siyu.analytics.roi import code_costs
-from siyu.channels import attribution, health, service
+from siyu.channels import adds, attribution, health, service
 from siyu.channels.models import AccountDayLoad, AlertKind, ChannelAdd, CustomerTouch
 from siyu.channels.schemas import CodeIn, MemberIn, PoolIn
 from siyu.commerce.models import Order
 from siyu.customers import service as customers
 from siyu.customers.models import Customer
+from siyu.events.models import Event
 from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
 from siyu.kit.db import make_sessionmaker
 from siyu.kit.errors import Conflict, Invalid
@@ -222,7 +223,7 @@ def test_database_stream_respects_caps(db: Session, make_tenant, caps, daily: in
         taken[acct.id] += 1
 
 
-def test_record_add_attribution_tags_and_reservation(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+def test_an_add_through_a_code_attributes_tags_and_settles_the_reservation(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     a = _account(db, tenant.org_id, "a")
     pool_id = _pool(db, tenant.org_id, [(a, False)])
     from siyu.customers.models import CustomerTag, Tag, TagGroup
@@ -262,19 +263,28 @@ def test_record_add_attribution_tags_and_reservation(db: Session, tenant) -> Non
     db.flush()
     service.route_for_code(db, tenant.org_id, first, now=NOW)
     customers.follow(db, tenant.org_id, cust.id, a.id, since=NOW, state="dy_profile")
-    service.record_add(db, tenant.org_id, first, cust.id, a.id, NOW)
-    service.record_add(db, tenant.org_id, first, cust.id, a.id, NOW)  # duplicate callback: no effect
+    adds.contact_added_through_code(db, tenant.org_id, "dy_profile", cust.id, a.id, NOW, origin="sandbox")
+    again = adds.contact_added_through_code(  # the same callback delivered again: no effect
+        db, tenant.org_id, "dy_profile", cust.id, a.id, NOW, origin="sandbox"
+    )
+    assert not again.new
     day = db.scalar(select(AccountDayLoad).where(AccountDayLoad.account_id == a.id))
     assert (day.adds, day.pending) == (1, 0)  # type: ignore[union-attr]
     db.refresh(a)
     assert a.friend_count == 1
-    service.record_add(db, tenant.org_id, second, cust.id, a.id, NOW + timedelta(days=2))
+    adds.contact_added_through_code(
+        db, tenant.org_id, "tb_card", cust.id, a.id, NOW + timedelta(days=2), origin="sandbox"
+    )
     touches = {x.kind.value: x for x in attribution.touches_of(db, tenant.org_id, cust.id)}
     assert touches["first"].code_id == first.id and touches["first"].campaign == "double11"
     assert touches["last"].code_id == second.id and touches["last"].channel == "taobao_parcel"
     db.refresh(cust)
-    assert cust.source == "douyin"
+    assert (cust.source, cust.source_detail) == ("douyin", "Douyin profile")  # the first code's channel
+    assert cust.remark == "Li+抖音"
     assert list(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == cust.id))) == [t.id]
+    kinds = db.scalars(select(Event.type).where(Event.customer_id == cust.id).order_by(Event.id)).all()
+    assert kinds.count("code_scanned") == 2 and kinds.count("tag_added") == 1
+    assert {"profile_changed", "remark_changed"} <= set(kinds)
     with pytest.raises(Conflict, match="state"):
         service.create_code(
             db, tenant.org_id, CodeIn(name="Again", state="tb_card", channel="x", pool_id=pool_id), sandbox
@@ -495,7 +505,7 @@ def test_remark_template_and_welcome(db: Session, tenant) -> None:  # type: igno
         SandboxChannelCodes(),
     )
     cust = Customer(org_id=tenant.org_id, name="王芳", mobile="13812345678")
-    assert service.render_remark(code, cust) == "王芳-taobao-5678"
+    assert adds.render_remark(code, cust) == "王芳-淘宝-5678"  # the channel in words
     assert service.welcome_for(code, "default") == "感谢购买"
     assert service.welcome_for(None, "default") == "default"
     for bad in ("{name.__class__}", "{mobile}", "{name"):

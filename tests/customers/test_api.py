@@ -400,3 +400,38 @@ def test_every_customers_endpoint_hides_other_orgs(client: TestClient, foreign) 
         client.post("/api/v1/tags", json={"group_id": gid, "name": "x"}, headers=h).json()["field"]
         == "group_id"
     )
+
+
+def test_a_masked_mobile_sent_back_never_replaces_the_digits(client: TestClient, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    acc = _account(db, tenant.org_id, "op", tenant.operator_id)
+    created = client.post(
+        f"/api/v1/customers?account_id={acc}",
+        json={"name": "王芳", "mobile": "18100008706", "source": "taobao_parcel_card"},
+        headers=tenant.auth("operator"),
+    )
+    assert created.status_code == 201, created.text
+    shown = created.json()
+    assert (shown["mobile"], shown["remark"]) == ("181****8706", "王芳+淘宝包裹卡+181****8706")
+    url = f"/api/v1/customers/{shown['id']}"
+    # The operator sends the whole profile back as shown: the masked values stand for the stored digits.
+    same = client.patch(
+        url, json={"mobile": shown["mobile"], "remark": shown["remark"]}, headers=tenant.auth("operator")
+    )
+    assert same.status_code == 200, same.text
+    full = client.get(url, headers=tenant.auth("admin")).json()
+    assert full["mobile"] == "18100008706" and full["remark"] == "王芳+淘宝包裹卡+18100008706"
+    assert not full["remark_is_manual"]  # the remark came back unchanged: still the composed one
+    edited = client.patch(url, json={"remark": "VIP王姐+181****8706"}, headers=tenant.auth("operator"))
+    assert edited.status_code == 200, edited.text
+    full = client.get(url, headers=tenant.auth("admin")).json()
+    assert full["remark"] == "VIP王姐+18100008706" and full["remark_is_manual"]
+    # A masked number that is not the customer's is refused, naming the field; nothing changes.
+    for field, value in (("mobile", "139****0000"), ("remark", "VIP+139****0000")):
+        refused = client.patch(url, json={field: value}, headers=tenant.auth("operator"))
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["field"] == field and "masked" in refused.json()["detail"]
+    assert client.get(url, headers=tenant.auth("admin")).json()["remark"] == "VIP王姐+18100008706"
+    # A new profile never takes a masked mobile.
+    new = client.post("/api/v1/customers", json={"mobile": "181****8706"}, headers=tenant.auth())
+    assert new.status_code == 422 and new.json()["detail"][0]["loc"] == ["body", "mobile"]
+    assert "masked" in new.json()["detail"][0]["msg"]

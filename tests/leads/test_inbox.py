@@ -19,7 +19,8 @@ from siyu.accounts.schemas import AccountIn
 from siyu.accounts.service import create_account
 from siyu.commerce.models import Order
 from siyu.customers import service as customers
-from siyu.customers.models import Customer, FollowRelation, IdentityKind
+from siyu.customers.models import Customer, CustomerTag, FollowRelation, IdentityKind, Stage, Tag
+from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import Event
 from siyu.integrations.douyin.fake_server import FakeDouyinServer
 from siyu.kit.errors import Conflict, Invalid
@@ -485,10 +486,13 @@ def _douyin_code(db: Session, org_id: int) -> int:
         db, org_id, AccountIn(kind=AccountKind.wecom_member, external_id="zhangsan", name="Zhang")
     )
     pool = channels.create_pool(db, org_id, PoolIn(name="Douyin", members=[MemberIn(account_id=account.id)]))
+    _group, [tag] = customers.create_tag_group(db, org_id, TagGroupIn(name="渠道", tags=["抖音引流"]))
     code = channels.create_code(
         db,
         org_id,
-        CodeIn(name="Douyin comments", state="dy_comment", channel="douyin", pool_id=pool.id),
+        CodeIn(
+            name="Douyin comments", state="dy_comment", channel="douyin", pool_id=pool.id, tag_ids=[tag.id]
+        ),
         SandboxChannelCodes(),
     )
     db.commit()
@@ -540,7 +544,12 @@ def test_end_to_end_douyin_comment_to_reply_with_code(
             headers=tenant.auth(),
         )
         assert scanned.status_code == 200, scanned.text
-        assert scanned.json()["lead_id"] == lead["id"]
+        customer_id = scanned.json()["customer_id"]
+        admin = tenant.auth()  # the operator follows no one: an admin reads the profile
+        timeline = api.get(f"/api/v1/customers/{customer_id}/timeline?limit=200", headers=admin)
+        assert timeline.status_code == 200, timeline.text
+        seen = {item["type"] for item in timeline.json()["items"]}
+        shown = api.get(f"/api/v1/customers/{customer_id}", headers=admin).json()
 
     db.expire_all()
     converted = db.get(Lead, lead["id"])
@@ -549,6 +558,33 @@ def test_end_to_end_douyin_comment_to_reply_with_code(
     assert survivor is not None and survivor.merged_into_id is None
     assert survivor.id == scanned.json()["customer_id"]
     assert survivor.source == "douyin_comment" and "@v42" in (survivor.source_detail or "")
+    # The comment's intent in words fills the profile, tags it, and the remark says it all in words.
+    assert survivor.intent == "求资料"
+    tags = set(
+        db.scalars(
+            select(Tag.name)
+            .join(CustomerTag, CustomerTag.tag_id == Tag.id)
+            .where(CustomerTag.customer_id == survivor.id)
+        )
+    )
+    assert tags == {"求资料", "抖音引流"}  # the intent tag (group 意向) and the code's auto-tag
+    assert survivor.remark == "小美+抖音评论+求资料"
+    assert survivor.stage == Stage.contacted  # lead_replied is an outbound touch
+    assert shown["intent"] == "求资料" and shown["stage"] == "contacted"
+    assert {
+        "customer_added",
+        "lead_commented",
+        "lead_replied",
+        "code_scanned",
+        "lead_converted",
+        "customer_merged",
+        "follow_started",
+        "tag_added",
+        "profile_changed",
+        "remark_changed",
+        "stage_changed",
+    } <= seen, seen
+    assert "comment" not in seen
     code = channels.code_for_state(db, tenant.org_id, state)
     assert code is not None
     follows = db.scalars(select(FollowRelation).where(FollowRelation.customer_id == survivor.id)).all()

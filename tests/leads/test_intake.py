@@ -114,8 +114,15 @@ def test_high_intent_comment_becomes_a_lead_with_deadline(
     assert customer.source == "douyin_comment" and "@video7" in (customer.source_detail or "")
     ident = db.scalar(select(CustomerIdentity).where(CustomerIdentity.customer_id == customer.id))
     assert ident is not None and (ident.kind, ident.value) == (IdentityKind.douyin_open_id, "_000fan1")
-    event = db.scalar(select(Event).where(Event.customer_id == customer.id))
-    assert event is not None and event.type == "comment" and event.properties["item_id"] == "@video7"
+    event = db.scalar(select(Event).where(Event.customer_id == customer.id, Event.type == "lead_commented"))
+    assert event is not None
+    assert {k: event.properties[k] for k in ("lead_id", "platform", "intent")} == {
+        "lead_id": lead.id,
+        "platform": "douyin",
+        "intent": "material",
+    }
+    assert event.properties["comment_id"] == comment.external_id and event.properties["confidence"] > 0.5
+    assert db.scalar(select(Event).where(Event.type == "comment")) is None
 
 
 def test_low_intent_comment_is_stored_without_lead(

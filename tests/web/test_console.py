@@ -413,7 +413,25 @@ def test_operator_saving_the_masked_remark_keeps_the_mobile(
         headers={"X-CSRF-Token": csrf, "HX-Request": "true"},
     )
     db.expire_all()
-    assert db.get(Customer, world.mine).remark == before  # type: ignore[union-attr]
+    row = db.get(Customer, world.mine)
+    assert row is not None and row.remark == before and not row.remark_is_manual  # unchanged: no edit
+    # Edited around the masked number: the stored digits stand in for it.
+    client.post(
+        f"/customers/{world.mine}/remark",
+        data={"remark": "VIP+138****5678"},
+        headers={"X-CSRF-Token": csrf, "HX-Request": "true", "Accept-Language": "zh-CN"},
+    )
+    db.expire_all()
+    assert db.get(Customer, world.mine).remark == "VIP+13812345678"  # type: ignore[union-attr]
+    # A masked number that is not the customer's is refused in words, and nothing changes.
+    refused = client.post(
+        f"/customers/{world.mine}/remark",
+        data={"remark": "VIP+139****0000"},
+        headers={"X-CSRF-Token": csrf, "HX-Request": "true", "Accept-Language": "zh-CN"},
+    )
+    assert "打码的手机号" in refused.text
+    db.expire_all()
+    assert db.get(Customer, world.mine).remark == "VIP+13812345678"  # type: ignore[union-attr]
 
 
 def test_empty_note_is_refused(client: TestClient, world: World, db: Session) -> None:

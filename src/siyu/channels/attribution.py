@@ -13,7 +13,6 @@ from siyu.channels.models import ChannelAdd, ChannelCode, CustomerTouch, TouchKi
 from siyu.channels.schemas import CodeReportOut, DailyAddsOut
 from siyu.commerce.models import Order
 from siyu.customers.merge import register_merge_hook
-from siyu.customers.models import Customer
 from siyu.kit.clock import SHANGHAI, local
 from siyu.kit.errors import Invalid
 
@@ -21,8 +20,7 @@ MAX_REPORT_DAYS = 366
 
 
 def touch(db: Session, org_id: int, customer_id: int, code: ChannelCode, at: datetime) -> None:
-    """Set the customer's first touch (only if none, or if this one is earlier) and last touch (if later);
-    fill the customer's empty source from the code."""
+    """Set the customer's first touch (only if none, or if this one is earlier) and last touch (if later)."""
     values = {
         "code_id": code.id,
         "channel": code.channel,
@@ -39,10 +37,6 @@ def touch(db: Session, org_id: int, customer_id: int, code: ChannelCode, at: dat
         elif (kind is TouchKind.first and at < row.at) or (kind is TouchKind.last and at >= row.at):
             for key, value in values.items():
                 setattr(row, key, value)
-    customer = db.get(Customer, customer_id)
-    if customer is not None and customer.org_id == org_id and not customer.source:
-        customer.source = code.channel
-        customer.source_detail = customer.source_detail or code.name
     db.flush()
 
 

@@ -129,7 +129,6 @@ class ScanOut(BaseModel):
 
     customer_id: int
     account_id: int
-    lead_id: int | None
 
 
 @router.post("/codes/{code_id}/scan", response_model=ScanOut)
@@ -137,7 +136,7 @@ def scan_code(code_id: int, body: ScanIn, db: DbSession, principal: AdminPrincip
     """Demo and tests: a person scans a sandbox code and adds the routed account (admins)."""
     code = service.get_code(db, principal.org_id, code_id)
     done = service.simulate_scan(db, principal.org_id, code, name=body.name)
-    return ScanOut(customer_id=done.customer_id, account_id=done.account_id, lead_id=done.lead_id)
+    return ScanOut(customer_id=done.customer_id, account_id=done.account_id)
 
 
 @router.patch("/codes/{code_id}", response_model=CodeOut)

@@ -1,15 +1,14 @@
 """Rules for routing pools, channel codes and routed adds.
 
-Other domains call: `route_new_contact` (which account takes a new contact; reserves its place),
-`code_for_state` (the code behind a WeCom callback's State) and `record_add` (a customer came in
-through a code: attribution, reservation settled, auto-tags, cap alerts). Services flush, never commit.
+Other domains call: `route_new_contact` (which account takes a new contact; reserves its place) and
+`code_for_state` (the code behind a WeCom callback's State); an add through a code is the use case in
+`channels.adds`, built on `record_add` here. Services flush, never commit.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -31,7 +30,6 @@ from siyu.channels.models import (
 )
 from siyu.channels.routing import PoolRouter, Slot, hour_of_week, hours_mask, warmup_daily_cap
 from siyu.channels.schemas import CodeIn, CodePatch, MemberIn, MemberOut, PoolIn, PoolOut, PoolPatch
-from siyu.customers.models import Customer, CustomerTag
 from siyu.customers.tagging import check_tag_ids
 from siyu.integrations.channel import ChannelCodeCreator
 from siyu.kit.bulk import insert_ignore
@@ -42,6 +40,8 @@ from siyu.kit.errors import Conflict, Invalid, NotFound
 ROUTER_TTL_SECONDS = 30.0
 RESERVE_ATTEMPTS = 8
 WECOM_MAX_CODE_USERS = 100
+#: The origin of changes a simulated (sandbox carrier) scan makes.
+SANDBOX_ORIGIN = "sandbox"
 
 
 # --- pools ----------------------------------------------------------------------------------------
@@ -450,14 +450,6 @@ def _settle_day(db: Session, org_id: int, account_id: int, day: date) -> None:
         )
 
 
-def _apply_tags(db: Session, org_id: int, customer_id: int, tag_ids: Iterable[int]) -> None:
-    rows = [
-        {"customer_id": customer_id, "tag_id": t, "org_id": org_id, "created_at": utcnow()} for t in tag_ids
-    ]
-    if rows:
-        db.execute(insert_ignore(db, CustomerTag.__table__, ["customer_id", "tag_id"]), rows)
-
-
 def record_add(
     db: Session,
     org_id: int,
@@ -466,9 +458,9 @@ def record_add(
     account_id: int | None,
     at: datetime,
 ) -> ChannelAdd:
-    """Record that a customer came in through `code` to `account_id` at `at` (idempotent per code,
-    customer and account): settles the reservation, sets first/last touch, applies the code's
-    auto-tags and raises cap alerts. The caller records the follow relation itself (customers.follow)."""
+    """Book that a customer came in through `code` to `account_id` at `at` (idempotent per code,
+    customer and account): settles the reservation, sets first/last touch and raises cap alerts.
+    Part of `channels.adds.contact_added_through_code`, which callers use (it also tags and records)."""
     at = ensure_utc(at)
     if code.org_id != org_id:
         raise NotFound("channel code not found", field="code_id")
@@ -494,7 +486,6 @@ def record_add(
     if account_id is not None:
         _settle_day(db, org_id, account_id, _day_of(at))
     attribution.touch(db, org_id, customer_id, code, at)
-    _apply_tags(db, org_id, customer_id, code.tag_ids or [])
     if account_id is not None:
         health.check_caps(db, org_id, account_id, at, daily_cap=_daily_cap_of(db, code, account_id, at))
     db.flush()
@@ -509,31 +500,13 @@ def _daily_cap_of(db: Session, code: ChannelCode, account_id: int, at: datetime)
     return warmup_daily_cap(created, at, pool.warmup, pool.daily_cap)
 
 
-WECOM_REMARK_MAX = 20  # WeCom truncates nothing: it refuses a remark over 20 characters
-
-
-def render_remark(code: ChannelCode, customer: Customer) -> str:
-    """The remark a member should set for a customer added through `code` ("" if the code has no template)."""
-    if not code.remark_template:
-        return ""
-    values = {
-        "name": customer.name or "",
-        "channel": code.channel,
-        "campaign": code.campaign,
-        "code": code.name,
-        "intent": customer.intent or "",
-        "mobile_last4": (customer.mobile or "")[-4:],
-    }
-    return code.remark_template.format_map(values)[:WECOM_REMARK_MAX]
-
-
 def welcome_for(code: ChannelCode | None, default: str = "") -> str:
     """The welcome message for a customer added through `code`: the code's own, else the default."""
     return code.welcome_message if code is not None and code.welcome_message else default
 
 
 def lead_code_provider(db: Session, org_id: int, lead: Any, comment: Any) -> tuple[str, str]:
-    """For `siyu.leads.service.register_code_provider`: the newest active code of the comment's platform,
+    """Wired into lead replies by `siyu/subscriptions.py`: the newest active code of the comment's platform,
     with a place reserved on its pool; returns (state, QR URL)."""
     platform = str(getattr(comment, "platform", "") or getattr(lead, "platform", ""))
     code = db.scalar(
@@ -554,13 +527,23 @@ def lead_code_provider(db: Session, org_id: int, lead: Any, comment: Any) -> tup
     return code.state, code.qr_url
 
 
+def lead_code_by_id(db: Session, org_id: int, code_id: int) -> tuple[str, str]:
+    """Wired into lead replies by `siyu/subscriptions.py`: (state, QR URL) of the active code an operator chose
+    to reply to a lead with."""
+    code = get_code(db, org_id, code_id)
+    if code.status is not CodeStatus.active:
+        raise Conflict("the channel code is archived", field="code_id")
+    if not code.qr_url:
+        raise Invalid("the channel code has no link to send", field="code_id")
+    return code.state, code.qr_url
+
+
 @dataclass(frozen=True)
 class SandboxScan:
-    """What a simulated scan did: the customer (after any lead merge), the account and the converted lead."""
+    """What a simulated scan did: the customer (after any lead merge) and the account routed to."""
 
     customer_id: int
     account_id: int
-    lead_id: int | None
 
 
 def simulate_scan(
@@ -568,13 +551,14 @@ def simulate_scan(
 ) -> SandboxScan:
     """Sandbox carrier only: a person scans the code and adds the routed account.
 
-    Does what the WeCom add_external_contact callback handler does for a real code: route over the
-    code's pool, create the contact (known to the carrier by its own id), follow, attribute the add to
-    the code, and convert the lead that was sent this code.
+    The sandbox carrier's part of what WeCom does for a real code: route over the code's pool, create
+    the contact (known to the carrier by its own id) and its follow; then the same use case as a WeCom
+    callback (`channels.adds.contact_added_through_code`: attribution, code_scanned, lead conversion by
+    its subscriber, auto-tags, remark).
     """
+    from siyu.channels.adds import contact_added_through_code
     from siyu.customers import service as customers
     from siyu.customers.models import IdentityKind
-    from siyu.leads.service import on_contact_added
 
     if code.carrier is not CodeCarrier.sandbox:
         raise Invalid(
@@ -584,16 +568,25 @@ def simulate_scan(
     assignment = route_for_code(db, org_id, code, now=at)
     external_userid = f"sandbox_{code.state}_{time.time_ns():x}"
     customer, _ = customers.find_or_create_by_identity(
-        db, org_id, IdentityKind.wecom_external_userid, external_userid, {"name": name}
+        db,
+        org_id,
+        IdentityKind.wecom_external_userid,
+        external_userid,
+        {"name": name, "source": code.channel, "source_detail": code.name[:200]},
+        origin=SANDBOX_ORIGIN,
+        at=at,
     )
     customers.follow(
-        db, org_id, customer.id, assignment.account_id, since=at, source=code.state, state=code.state
+        db,
+        org_id,
+        customer.id,
+        assignment.account_id,
+        since=at,
+        source=code.channel,
+        state=code.state,
+        origin=SANDBOX_ORIGIN,
     )
-    record_add(db, org_id, code, customer.id, assignment.account_id, at)
-    lead = on_contact_added(db, org_id, customer.id, code.state, at)
-    customer_id = lead.customer_id if lead is not None and lead.customer_id is not None else customer.id
-    return SandboxScan(
-        customer_id=customer_id,
-        account_id=assignment.account_id,
-        lead_id=lead.id if lead is not None else None,
+    added = contact_added_through_code(
+        db, org_id, code.state, customer.id, assignment.account_id, at, origin=SANDBOX_ORIGIN, code=code
     )
+    return SandboxScan(customer_id=added.customer_id, account_id=assignment.account_id)

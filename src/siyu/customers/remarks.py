@@ -9,16 +9,21 @@ and the longest of name/source/intent loses a character at a time until the rema
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
+from siyu.kit.errors import Invalid
 from siyu.kit.phone import mask_mobile
 
 # A mobile inside free text: 11 digits starting 13-19, not part of a longer digit run.
 _MOBILE_IN_TEXT = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)")
+# A mobile as an operator sees it (138****1234), not part of a longer run.
+_MASKED_IN_TEXT = re.compile(r"(?<![\d*])1[3-9]\d\*{4}\d{4}(?![\d*])")
 
 WECOM_REMARK_MAX = 20
 SEPARATOR = "+"
 
-# Well-known source codes shown with the words operators use in remarks; unknown codes pass through.
+# Every source code the product writes (channel codes' channels, importers, the Douyin lead path, the
+# demo brand) with the words operators use in remarks; an unknown code passes through as it is.
 SOURCE_LABELS: dict[str, str] = {
     "douyin": "抖音",
     "douyin_comment": "抖音评论",
@@ -27,14 +32,29 @@ SOURCE_LABELS: dict[str, str] = {
     "xiaohongshu": "小红书",
     "taobao": "淘宝",
     "taobao_order": "淘宝订单",
+    "taobao_parcel": "淘宝包裹卡",
+    "taobao_parcel_card": "淘宝包裹卡",
+    "parcel_card": "包裹卡",
     "jd": "京东",
     "jd_order": "京东订单",
     "live": "直播",
+    "live_room": "直播间",
     "offline": "线下",
+    "offline_flyer": "线下传单",
+    "flyer": "传单",
+    "store": "门店",
+    "campaign": "活动",
     "referral": "转介绍",
+    "fission": "裂变",
     "zhihu": "知乎",
     "wecom": "企微",
+    "channel_code": "渠道活码",
     "official_account": "公众号",
+    "outbound_call": "外呼",
+    "comment": "评论",
+    "manual": "手动录入",
+    "import": "导入",
+    "sandbox": "沙箱",
 }
 
 
@@ -76,3 +96,36 @@ def compose_remark(
 def masked_remark(remark: str) -> str:
     """The remark as an operator may see it: every mainland mobile number inside it masked (138****1234)."""
     return _MOBILE_IN_TEXT.sub(lambda m: mask_mobile(m.group(0)) or "", remark)
+
+
+class MaskedMobile(Invalid):
+    """A client sent a masked mobile number that stands for no number the customer has."""
+
+
+def restore_masked(text: str, known_mobiles: Iterable[str | None], *, field: str) -> str:
+    """``text`` a client sent back with every masked mobile in it (138****1234) put back to the stored
+    digits it stands for; a masked mobile that matches none of ``known_mobiles`` is refused (422 naming
+    ``field``), so a masked value never replaces the real number."""
+    by_mask = {mask_mobile(m): m for m in known_mobiles if m}
+
+    def restore(match: re.Match[str]) -> str:
+        digits = by_mask.get(match.group(0))
+        if digits is None:
+            raise MaskedMobile(
+                f"{match.group(0)} is a masked mobile number: type the full 11 digits, "
+                "or keep the masked number the customer already has",
+                field=field,
+            )
+        return digits
+
+    return _MASKED_IN_TEXT.sub(restore, text)
+
+
+def is_masked_mobile(value: str | None) -> bool:
+    """True when the whole value is a masked mobile (138****1234), as operators are shown them."""
+    return bool(value) and _MASKED_IN_TEXT.fullmatch(value.strip()) is not None  # type: ignore[union-attr]
+
+
+def mobiles_in(text: str | None) -> list[str]:
+    """The mainland mobile numbers written inside a text (a remark)."""
+    return _MOBILE_IN_TEXT.findall(text or "")

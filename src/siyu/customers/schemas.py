@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -15,7 +15,7 @@ from siyu.customers.models import (
     IdentityKind,
     Stage,
 )
-from siyu.customers.remarks import WECOM_REMARK_MAX, masked_remark
+from siyu.customers.remarks import WECOM_REMARK_MAX, is_masked_mobile, masked_remark
 from siyu.kit.phone import mask_mobile, normalize_mobile
 from siyu.tenancy.principal import Principal
 
@@ -28,6 +28,9 @@ def _mobile_or_none(value: str | None) -> str | None:
 
 class _Profile(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    #: A patch may send back the masked mobile a client was shown: the service keeps the stored digits
+    #: when it is theirs, masked, and refuses it otherwise. A new profile never takes a masked one.
+    _masked_ok: ClassVar[bool] = False
 
     @field_validator("mobile", check_fields=False)
     @classmethod
@@ -35,6 +38,10 @@ class _Profile(BaseModel):
         # normalize_mobile raises Invalid; re-raise as ValueError so pydantic names the field.
         from siyu.kit.errors import Invalid
 
+        if value is not None and is_masked_mobile(value):
+            if cls._masked_ok:
+                return value.strip()
+            raise ValueError(f"{value.strip()} is a masked mobile number: send the full 11 digits")
         try:
             return _mobile_or_none(value)
         except Invalid as exc:
@@ -66,7 +73,10 @@ class CustomerIn(_Profile):
 
 
 class CustomerPatch(_Profile):
-    """Fields to change; omitted fields stay. Setting remark makes it manual until reset."""
+    """Fields to change; omitted fields stay. Setting remark makes it manual until reset. A masked mobile
+    (in ``mobile`` or inside ``remark``) stands for the stored number it masks; any other is refused."""
+
+    _masked_ok: ClassVar[bool] = True
 
     name: str | None = Field(default=None, max_length=120)
     mobile: str | None = Field(default=None, max_length=20)

@@ -33,6 +33,7 @@ from siyu.customers.models import (
     Tag,
 )
 from siyu.customers.recording import note_remark, record
+from siyu.customers.remarks import mobiles_in, restore_masked
 from siyu.customers.schemas import CustomerFilters, CustomerIn, CustomerPatch, TimelineItem, TimelinePage
 from siyu.customers.tagging import (
     check_tag_ids,
@@ -40,6 +41,7 @@ from siyu.customers.tagging import (
     create_tag_group,
     delete_tag,
     delete_tag_group,
+    ensure_tag,
     get_tag,
     get_tag_group,
     list_tag_groups,
@@ -69,6 +71,7 @@ __all__ = [
     "delete_tag",
     "delete_tag_group",
     "end_follow",
+    "ensure_tag",
     "find_or_create_by_identities",
     "find_or_create_by_identity",
     "follow",
@@ -83,6 +86,7 @@ __all__ = [
     "list_notes",
     "list_tag_groups",
     "list_tags",
+    "live_customer",
     "merge_customers",
     "refresh_remark",
     "register_merge_hook",
@@ -129,6 +133,11 @@ def _survivor_of(db: Session, org_id: int, customer_id: int, *, field: str | Non
             raise Invalid(f"customer {customer_id} does not exist", field=field)
         raise NotFound("customer not found")
     return customer
+
+
+def live_customer(db: Session, org_id: int, customer_id: int) -> Customer:
+    """For trusted callers: the live profile ``customer_id`` is now (following merges), or 404."""
+    return _survivor_of(db, org_id, customer_id)
 
 
 def get_customer(db: Session, principal: Principal, customer_id: int) -> Customer:
@@ -290,6 +299,7 @@ def update_customer(
     for field in _REQUIRED_FIELDS:
         if field in changes and changes[field] is None:
             raise Invalid(f"{field} cannot be null", field=field)
+    _restore_masked(customer, changes)
     new_mobile = changes.pop("mobile", customer.mobile)
     remark = changes.pop("remark", None)
     stage = changes.pop("stage", None)
@@ -325,6 +335,18 @@ def update_customer(
             reason=f"mobile {mask_mobile(new_mobile)} set on a profile while another held it",
         )
     return customer
+
+
+def _restore_masked(customer: Customer, changes: dict[str, Any]) -> None:
+    """A client shown masked mobiles may send them back: each stands for the stored digits it masks (so
+    they are never lost), any other masked number is 422; a remark sent back unchanged changes nothing."""
+    if changes.get("mobile"):
+        changes["mobile"] = restore_masked(changes["mobile"], [customer.mobile], field="mobile")
+    if changes.get("remark"):
+        known = [customer.mobile, *mobiles_in(customer.remark)]
+        changes["remark"] = restore_masked(changes["remark"], known, field="remark")
+        if changes["remark"] == customer.remark:
+            del changes["remark"]
 
 
 def reset_remark(db: Session, org_id: int, customer_id: int, *, origin: str = "") -> Customer:

@@ -152,3 +152,15 @@ def check_tag_ids(db: Session, org_id: int, tag_ids: Iterable[int], *, field: st
     if missing:
         raise Invalid(f"unknown tag ids: {', '.join(map(str, missing))}", field=field)
     return wanted
+
+
+def ensure_tag(db: Session, org_id: int, group_name: str, tag_name: str) -> Tag:
+    """The tag ``tag_name`` of the group ``group_name``, each created when missing (a tag siyu puts on by
+    a rule, e.g. the intent tag 意向/求资料)."""
+    group = db.scalar(select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.name == group_name))
+    if group is None:
+        group = create_tag_group(db, org_id, TagGroupIn(name=group_name))[0]
+    tag = db.scalar(select(Tag).where(Tag.org_id == org_id, Tag.group_id == group.id, Tag.name == tag_name))
+    if tag is None:
+        tag = create_tag(db, org_id, TagIn(group_id=group.id, name=tag_name))
+    return tag

@@ -140,19 +140,32 @@ VOCABULARY: dict[EventType, EventSpec] = {
             "platform": "douyin, ...",
             "intent": "classified intent",
             "confidence": "classifier confidence 0..1",
+            "origin": _ORIGIN,
         },
     ),
     EventType.lead_replied: EventSpec(
         "siyu replied to the customer's comment with a channel code (an outbound touch).",
-        {"lead_id": "the lead", "code_state": "state of the code sent", "seconds_to_reply": "speed of reply"},
+        {
+            "lead_id": "the lead",
+            "comment_id": "the platform's comment id",
+            "platform": "douyin, ...",
+            "code_state": "state of the code sent",
+            "seconds_to_reply": "speed of reply",
+            "origin": _ORIGIN,
+        },
     ),
     EventType.lead_converted: EventSpec(
         "The commenter added an account through the code they were sent.",
-        {"lead_id": "the lead", "state": "the code's state"},
+        {"lead_id": "the lead", "state": "the code's state", "origin": _ORIGIN},
     ),
     EventType.code_scanned: EventSpec(
         "The customer added an account through a channel code.",
-        {"code_id": "the channel code", "state": "its state", "account_id": "the account routed to"},
+        {
+            "code_id": "the channel code (none for a state that is not one of siyu's codes)",
+            "state": "its state",
+            "account_id": "the account routed to",
+            "origin": _ORIGIN,
+        },
     ),
     EventType.welcome_sent: EventSpec(
         "The welcome message was sent on add (an outbound touch).", {"account_id": "the sending account"}

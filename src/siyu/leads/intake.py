@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session
 
 from siyu.customers import service as customers
 from siyu.customers.models import IdentityKind
-from siyu.events.models import Event
+from siyu.customers.recording import record
+from siyu.events.vocabulary import EventType
 from siyu.integrations.douyin import webhook as dy
 from siyu.kit.bulk import ImportReport, RowError, insert_ignore, open_csv
 from siyu.kit.clock import ensure_utc, utcnow
@@ -105,33 +106,6 @@ def _customer_for(db: Session, org_id: int, c: IncomingComment) -> int | None:
     return customer.id
 
 
-def record_event(
-    db: Session,
-    org_id: int,
-    customer_id: int | None,
-    type_: str,
-    at: datetime,
-    key: str,
-    properties: dict[str, Any],
-    source: str | None = None,
-) -> None:
-    """Append an event to the customer's log once per key (nothing when the customer is unknown)."""
-    if customer_id is None:
-        return
-    db.execute(
-        insert_ignore(db, Event.__table__, ["org_id", "idempotency_key"]).values(
-            org_id=org_id,
-            customer_id=customer_id,
-            type=type_,
-            occurred_at=ensure_utc(at),
-            properties=properties,
-            source=source,
-            idempotency_key=key,
-            received_at=utcnow(),
-        )
-    )
-
-
 def create_lead(db: Session, comment: Comment, intent: str, reply_seconds: int, now: datetime) -> Lead | None:
     """Open a lead for the comment unless it has one; the deadline counts from ``now``."""
     new_id = db.scalar(
@@ -215,26 +189,29 @@ def ingest_comments(
         result.new_comment_ids.append(comment.id)
         comment.customer_id = _customer_for(db, org_id, c)
         db.flush()
-        record_event(
-            db,
-            org_id,
-            comment.customer_id,
-            "comment",
-            c.commented_at,
-            f"comment:{c.platform.value}:{c.external_id}"[:128],
-            {
-                "platform": c.platform.value,
-                "item_id": c.item_id,
-                "content": c.content[:500],
-                "intent": verdict.intent,
-                "confidence": round(verdict.confidence, 4),
-            },
-            source=f"{c.platform.value}_comment",
+        lead = (
+            create_lead(db, comment, verdict.intent, reply_seconds, now)
+            if is_high_intent(verdict.intent, verdict.confidence)
+            else None
         )
-        if is_high_intent(verdict.intent, verdict.confidence):
-            lead = create_lead(db, comment, verdict.intent, reply_seconds, now)
-            if lead is not None:
-                result.lead_ids.append(lead.id)
+        if lead is not None:
+            result.lead_ids.append(lead.id)
+        if comment.customer_id is not None:  # a commenter known by id (Douyin); others are linked later
+            record(
+                db,
+                org_id,
+                comment.customer_id,
+                EventType.lead_commented,
+                at=c.commented_at,
+                origin="import" if origin == "import" else c.platform.value,
+                key=f"lead_commented:{c.platform.value}:{c.external_id}"[:128],
+                source=f"{c.platform.value}_comment",
+                lead_id=lead.id if lead is not None else None,
+                comment_id=c.external_id,
+                platform=c.platform.value,
+                intent=verdict.intent,
+                confidence=round(verdict.confidence, 4),
+            )
     db.flush()
     return result
 

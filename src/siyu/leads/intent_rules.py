@@ -16,6 +16,14 @@ import ahocorasick
 
 Intent = Literal["material", "purchase", "question", "complaint", "other"]
 INTENTS: Final[tuple[Intent, ...]] = ("material", "purchase", "question", "complaint", "other")
+#: Each intent in the words operators use: a customer's profile intent, their intent tag and remark.
+INTENT_WORDS: Final[dict[str, str]] = {
+    "material": "求资料",
+    "purchase": "想购买",
+    "question": "咨询",
+    "complaint": "投诉",
+    "other": "其他",
+}
 
 # Traditional -> simplified for the characters that actually occur in comment intents
 # (资料/价格/退款/质量...). A full OpenCC table is not a dependency; a wrong or

@@ -3,7 +3,7 @@ intent corrections and retraining, and converting a lead when the commenter adds
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -15,13 +15,16 @@ from sqlalchemy.orm import Session
 from siyu.customers import service as customers
 from siyu.customers.merge import register_merge_hook
 from siyu.customers.models import Customer
+from siyu.customers.recording import record
+from siyu.events.bus import DomainEvent, subscriptions
+from siyu.events.vocabulary import EventType
 from siyu.integrations.channel import CommentReplier
 from siyu.integrations.douyin.client import DouyinApiError, DouyinClient
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.crypto import decrypt_secret, encrypt_secret
 from siyu.kit.errors import Conflict, DomainError, Invalid, NotFound
-from siyu.leads.intake import DEFAULT_REPLY_SECONDS, create_lead, is_high_intent, record_event
-from siyu.leads.intent_rules import INTENTS
+from siyu.leads.intake import DEFAULT_REPLY_SECONDS, create_lead, is_high_intent
+from siyu.leads.intent_rules import INTENT_WORDS, INTENTS
 from siyu.leads.models import Comment, DouyinApp, Lead, LeadStatus, Platform, ReplyTemplate
 from siyu.tenancy.principal import Principal
 
@@ -220,42 +223,59 @@ def get_lead(db: Session, principal: Principal, lead_id: int) -> InboxRow:
 
 # --- replying -------------------------------------------------------------------------------------
 
-# (db, org_id, lead, comment) -> (state, url) of the channel code to give. By default the channels
-# domain's newest active code for the platform; a deployment may register its own (e.g. a code per lead).
+# (db, org_id, lead, comment) -> (state, url) of the channel code to give; (db, org_id, code_id) -> the
+# same for a code the operator chose. The channels domain's are wired in by ``siyu/subscriptions.py``
+# (leads and channels never import each other); a deployment may override the provider (a code per lead).
 CodeProvider = Callable[[Session, int, Lead, Comment], tuple[str, str]]
-_code_provider: CodeProvider | None = None
+CodeLookup = Callable[[Session, int, int], tuple[str, str]]
+
+
+@dataclass
+class _CodeSource:
+    provider: CodeProvider | None = None
+    lookup: CodeLookup | None = None
+    override: CodeProvider | None = None
+
+
+_codes = _CodeSource()
+
+
+def wire_channel_codes(provider: CodeProvider, lookup: CodeLookup) -> None:
+    """How replies get channel codes by default (called once by ``siyu/subscriptions.py``)."""
+    _codes.provider, _codes.lookup = provider, lookup
 
 
 def register_code_provider(provider: CodeProvider | None) -> None:
     """Override how a replied lead gets its channel code (None restores the channels default)."""
-    global _code_provider
-    _code_provider = provider
+    _codes.override = provider
+
+
+def _wired() -> _CodeSource:
+    subscriptions()  # loads siyu/subscriptions.py, which wires the channels domain in
+    return _codes
 
 
 def _provided_code(db: Session, org_id: int, lead: Lead, comment: Comment) -> tuple[str, str]:
     """The registered provider's code, else the channels domain's newest active code for the platform."""
-    if _code_provider is not None:
-        return _code_provider(db, org_id, lead, comment)
-    from siyu.channels.service import lead_code_provider
-
+    codes = _wired()
+    provider = codes.override or codes.provider
+    if provider is None:
+        raise Invalid("no channel codes are set up: pass code_url", field="code_url")
     try:
-        return lead_code_provider(db, org_id, lead, comment)
+        return provider(db, org_id, lead, comment)
     except Invalid as exc:
+        if codes.override is not None:
+            raise
         raise Invalid(
             f"no channel code to give: pass code_url or code_id ({exc.message})", field="code_url"
         ) from exc
 
 
 def _channel_code(db: Session, org_id: int, code_id: int) -> tuple[str, str]:
-    from siyu.channels import service as channels
-    from siyu.channels.models import CodeStatus
-
-    code = channels.get_code(db, org_id, code_id)
-    if code.status is not CodeStatus.active:
-        raise Conflict("the channel code is archived", field="code_id")
-    if not code.qr_url:
-        raise Invalid("the channel code has no link to send", field="code_id")
-    return code.state, code.qr_url
+    lookup = _wired().lookup
+    if lookup is None:
+        raise Invalid("no channel codes are set up: pass code_url", field="code_id")
+    return lookup(db, org_id, code_id)
 
 
 def lead_state(lead: Lead) -> str:
@@ -274,8 +294,10 @@ def reply_to_lead(
     code_state: str | None = None,
     code_id: int | None = None,
     now: datetime | None = None,
+    origin: str = "api",
 ) -> InboxRow:
-    """Reply to the comment on its platform with the channel code, once; records the lead_replied event.
+    """Reply to the comment on its platform with the channel code, once; records the lead_replied event
+    (an outbound touch: the commenter's stage moves to contacted).
 
     The lead is reserved (open -> replied) before the platform call, in the same transaction: a
     concurrent second reply finds it taken, and a failed call rolls the reservation back.
@@ -328,22 +350,22 @@ def reply_to_lead(
         .execution_options(synchronize_session=False)
     )
     db.refresh(lead)
-    record_event(
-        db,
-        principal.org_id,
-        lead.customer_id,
-        "lead_replied",
-        now,
-        f"lead_replied:{lead.id}",
-        {
-            "lead_id": lead.id,
-            "comment_id": comment.external_id,
-            "platform": comment.platform.value,
-            "code_state": state,
-            "seconds_to_reply": round((now - ensure_utc(lead.created_at)).total_seconds(), 3),
-        },
-        source=f"{comment.platform.value}_comment",
-    )
+    if lead.customer_id is not None:  # a commenter known by id (Douyin); others are linked on conversion
+        record(
+            db,
+            principal.org_id,
+            lead.customer_id,
+            EventType.lead_replied,
+            at=now,
+            origin=origin,
+            key=f"lead_replied:{lead.id}",
+            source=f"{comment.platform.value}_comment",
+            lead_id=lead.id,
+            comment_id=comment.external_id,
+            platform=comment.platform.value,
+            code_state=state,
+            seconds_to_reply=round((now - ensure_utc(lead.created_at)).total_seconds(), 3),
+        )
     db.flush()
     return InboxRow(lead, comment)
 
@@ -475,6 +497,12 @@ def lead_for_state(db: Session, org_id: int, state: str, customer_id: int | None
     return db.scalar(_OPEN_LEAD, params)
 
 
+#: Tags siyu puts on a converted commenter: one per intent, in words, in this group.
+INTENT_TAG_GROUP: Final = "意向"
+#: The origin of what conversion derives (intent, intent tag): siyu's rules, written back to the carrier.
+RULE_ORIGIN: Final = "rule"
+
+
 def on_contact_added(
     db: Session,
     org_id: int,
@@ -482,47 +510,61 @@ def on_contact_added(
     state: str,
     at: datetime | None = None,
 ) -> Lead | None:
-    """Called when a customer adds an account through a code: link (merge) them with the lead's commenter.
+    """A customer added an account through a code with ``state``: convert the lead that was sent it.
 
     The carrier knows the adder by a different id (e.g. a WeCom external userid) than Douyin does, so
     the profile created by the add and the commenter's profile are the same person: merge them (the
-    lower id survives) so the source naming the video and the add land on one customer.
+    lower id survives) so the source naming the video and the add land on one customer. The comment's
+    intent, in words (求资料), fills an empty profile intent and puts the intent tag on (意向/求资料).
     """
     lead = lead_for_state(db, org_id, state, customer_id)
     if lead is None:
         return None
     at = ensure_utc(at) if at is not None else utcnow()
-    survivor = db.scalar(select(Customer).where(Customer.id == customer_id, Customer.org_id == org_id))
-    if survivor is not None and survivor.merged_into_id is not None:
-        survivor = db.scalar(select(Customer).where(Customer.id == survivor.merged_into_id))
-    if survivor is None:
-        raise NotFound("customer not found", field="customer_id")
+    survivor = customers.live_customer(db, org_id, customer_id)
     comment = db.get(Comment, lead.comment_id)
     assert comment is not None
+    source = f"{comment.platform.value}_comment"
     if lead.customer_id is None:
         lead.customer_id = comment.customer_id = survivor.id
-        if not survivor.source:
-            survivor.source = f"{comment.platform.value}_comment"
-            survivor.source_detail = (
-                f"{comment.platform.value} video {comment.item_title or comment.item_id}"[:200]
-            )
     elif lead.customer_id != survivor.id:
         keep, drop = sorted((lead.customer_id, survivor.id))
         customers.merge_customers(db, org_id, keep, drop, reason=f"added through the code of lead {lead.id}")
+        survivor = customers.live_customer(db, org_id, keep)
     if lead.converted_at is None:
         lead.converted_at = at
     db.flush()
-    record_event(
+    record(
         db,
         org_id,
-        lead.customer_id or survivor.id,
-        "lead_converted",
-        at,
-        f"lead_converted:{lead.id}",
-        {"lead_id": lead.id, "state": state},
-        source=f"{comment.platform.value}_comment",
+        survivor.id,
+        EventType.lead_converted,
+        at=at,
+        origin=RULE_ORIGIN,
+        key=f"lead_converted:{lead.id}",
+        source=source,
+        lead_id=lead.id,
+        state=state,
     )
+    _apply_intent(db, org_id, survivor, comment.corrected_intent or lead.intent)
     return lead
+
+
+def _apply_intent(db: Session, org_id: int, customer: Customer, intent: str) -> None:
+    words = INTENT_WORDS.get(intent, intent)
+    if not customer.intent:
+        customers.update_customer(db, org_id, customer.id, {"intent": words}, origin=RULE_ORIGIN)
+    tag = customers.ensure_tag(db, org_id, INTENT_TAG_GROUP, words)
+    customers.change_tags(db, org_id, customer.id, add=[tag.id], origin=RULE_ORIGIN)
+
+
+def convert_on_scan(db: Session, events: Sequence[DomainEvent]) -> None:
+    """In-transaction subscriber of ``code_scanned`` (registered in ``siyu/subscriptions.py``): the add
+    through a code converts the lead that was sent that code's state."""
+    for ev in events:
+        state = str(ev.properties.get("state") or "")
+        if state:
+            on_contact_added(db, ev.org_id, ev.customer_id, state, ev.occurred_at)
 
 
 def _move_customer(db: Session, org_id: int, survivor_id: int, merged_id: int) -> int:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from siyu.commerce import service as commerce
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, Stage
-from siyu.customers.remarks import WECOM_REMARK_MAX, masked_remark
+from siyu.customers.remarks import WECOM_REMARK_MAX, MaskedMobile, masked_remark
 from siyu.customers.schemas import CustomerFilters, CustomerPatch, IdentityOut
 from siyu.kit.errors import DomainError, NotFound
 from siyu.kit.phone import mask_mobile
@@ -296,10 +296,9 @@ def customer_remark_save(
     """Write the remark by hand (it then stays until reset to the automatic one)."""
     principal = _principal(ctx)
     customer = _customer(db, ctx, customer_id)
+    # An operator sees mobiles in the remark masked: the service puts the stored digits back for a masked
+    # number that is the customer's own, and refuses any other (so no save ever erases the number).
     text = remark.strip()
-    # An operator sees mobiles in the remark masked; saving that masked text back must not erase the number.
-    if not principal.sees_full_mobile and text == masked_remark(customer.remark):
-        return _remark_fragment(ctx, customer)
     error: str | None = None
     if not text:
         error = ctx.gettext("The remark cannot be empty; use “Reset to automatic” instead.")
@@ -312,7 +311,15 @@ def customer_remark_save(
             if isinstance(exc, NotFound):
                 raise
             db.rollback()
-            error = exc.message if isinstance(exc, DomainError) else ctx.gettext("The remark is not valid.")
+            if isinstance(exc, MaskedMobile):
+                error = ctx.gettext(
+                    "A masked mobile number (138****1234) can only stand for this customer's own number: "
+                    "type the full 11 digits."
+                )
+            elif isinstance(exc, DomainError):
+                error = exc.message
+            else:
+                error = ctx.gettext("The remark is not valid.")
     if not is_htmx(request) and error is None:
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
     return _remark_fragment(ctx, customer, saved=error is None, error=error)

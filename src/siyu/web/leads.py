@@ -126,6 +126,7 @@ def reply_page(
             text=text.strip() or None,
             code_url=code_url.strip() or None,
             code_id=int(code_id) if code_id.strip().isdigit() and not code_url.strip() else None,
+            origin="console",
         )
     except DomainError as exc:
         if exc.status_code == 404:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts.departures import apply_transfer_fail
 from siyu.channels import health as channel_health
 from siyu.channels import service as channels
+from siyu.channels.adds import contact_added_through_code
 from siyu.customers.models import (
     Customer,
     CustomerTag,
@@ -57,7 +58,6 @@ from siyu.integrations.channel import CorpTagGroup, ExternalContact, FollowInfo
 from siyu.integrations.wecom import WeComClient, WeComError
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
-from siyu.leads import service as leads
 from siyu.wecom.models import WelcomeSend
 
 __all__ = [
@@ -439,6 +439,10 @@ def _contact_event(
     if change not in CONTACT_READING_CHANGES:
         return f"ignored change type {change!r}"
     state = str(event.get("state") or "")
+    # A State of one of siyu's codes gives the source as the code's channel (taobao_parcel_card), not the
+    # raw state; another State (a contact way made elsewhere) is the source itself.
+    code = channels.code_for_state(db, org_id, state) if change == "add_external_contact" else None
+    source_state = (code.channel if code is not None else state) or None
     outcome = "contact applied"
     detail = None
     if client is not None:
@@ -455,7 +459,7 @@ def _contact_event(
             follows = []  # the member has not accepted yet: a customer, not yet a contact
         replace = change == "edit_external_contact"
         customer, unknown = _apply_contact(
-            db, org_id, detail.contact, follows, source_state=state or None, replace_tags=replace, at=at
+            db, org_id, detail.contact, follows, source_state=source_state, replace_tags=replace, at=at
         )
         if unknown and client is not None:
             # Tags created in WeCom since the last sync: mirror them, then put them on the customer too
@@ -473,25 +477,27 @@ def _contact_event(
             org_id,
             ExternalContact(external_userid=eid, name=""),
             follows,
-            source_state=state or None,
+            source_state=source_state,
             at=at,
         )
+    customer_id = customer.id
     if change == "add_external_contact" and state:
-        # The State names the channel code the customer scanned: attribute the add to it (first/last
-        # touch, auto-tags, cap bookkeeping), use its welcome text, and convert a lead that was sent it.
-        code = channels.code_for_state(db, org_id, state)
-        if code is not None:
-            account_id = wecom_account_id(db, org_id, userid) if userid else None
-            channels.record_add(db, org_id, code, customer.id, account_id, at)
-            welcome_text = channels.welcome_for(code, welcome_text)
-        lead = leads.on_contact_added(db, org_id, customer.id, state, at)
-        if lead is not None and lead.customer_id is not None:
-            customer_id = lead.customer_id
-            outcome += f"; lead {lead.id} converted"
-        else:
-            customer_id = customer.id
-    else:
-        customer_id = customer.id
+        # The State names the channel code the customer scanned: the one add-through-a-code use case
+        # (attribution, code_scanned and the lead it converts, auto-tags, remark) and its welcome text.
+        added = contact_added_through_code(
+            db,
+            org_id,
+            state,
+            customer.id,
+            wecom_account_id(db, org_id, userid) if userid else None,
+            at,
+            origin=ORIGIN,
+            code=code,
+            welcome_default=welcome_text,
+        )
+        customer_id, welcome_text = added.customer_id, added.welcome_text
+        if customer_id != customer.id:
+            outcome += f"; merged into customer {customer_id} (a lead's commenter)"
     if change == "add_external_contact" and client is not None and event.get("welcome_code"):
         outcome += "; " + send_welcome(db, org_id, client, event, welcome_text)
     return f"{outcome} (customer {customer_id})"

@@ -1,0 +1,133 @@
+"""One use case: a contact was added through a channel code.
+
+The WeCom add_external_contact callback with a State, the sandbox scan and the Douyin lead path (a
+commenter scans the code their reply carried) all end here, after the carrier driver has handed the
+contact and its follow relation to ``customers``. In order:
+
+1. the add is booked on the code (``service.record_add``: the ChannelAdd, the pool reservation settled,
+   first/last touch, cap alerts) and a customer without a source takes the code's channel as source
+   (e.g. taobao_parcel_card, shown in words in the remark: 淘宝包裹卡);
+2. ``code_scanned`` is recorded: in-transaction subscribers react to it (``leads`` converts the lead
+   that was sent this state, merging the commenter in and filling the intent and its tag);
+3. on a new scan, the code's auto-tags go on (``customers.change_tags``) and its remark template, if it
+   has one, becomes the remark, in words.
+
+A State that names no siyu code (a contact way made elsewhere, or a lead's own state) still records
+``code_scanned`` (without a code id), so the lead it answers converts the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from siyu.channels.models import ChannelCode
+from siyu.channels.service import code_for_state, record_add, welcome_for
+from siyu.customers import service as customers
+from siyu.customers.models import Customer, Tag
+from siyu.customers.recording import record
+from siyu.customers.remarks import WECOM_REMARK_MAX, source_label
+from siyu.events.vocabulary import EventType
+from siyu.kit.clock import ensure_utc
+
+#: The origin of what siyu applies by the code's own settings (auto-tags, remark template): not the
+#: carrier's news, so write-back sends it to WeCom even when the add itself came from WeCom.
+RULE_ORIGIN = "rule"
+
+
+@dataclass(frozen=True, slots=True)
+class CodeAdd:
+    """What an add through a code did: the live customer (after any merge it caused), the code, the
+    welcome text to send, and whether this add was new (False for a callback delivered again)."""
+
+    customer_id: int
+    code_id: int | None
+    welcome_text: str
+    new: bool
+
+
+def contact_added_through_code(
+    db: Session,
+    org_id: int,
+    state: str,
+    customer_id: int,
+    account_id: int | None,
+    at: datetime,
+    *,
+    origin: str,
+    code: ChannelCode | None = None,
+    welcome_default: str = "",
+) -> CodeAdd:
+    """A customer added ``account_id`` through the code with ``state`` at ``at`` (see the module doc).
+    The caller has recorded the follow itself; ``code`` saves the lookup when the caller has it."""
+    at = ensure_utc(at)
+    if code is None:
+        code = code_for_state(db, org_id, state)
+    if code is not None:
+        record_add(db, org_id, code, customer_id, account_id, at)
+        customer = customers.live_customer(db, org_id, customer_id)
+        fill = {} if customer.source else {"source": code.channel}
+        if not customer.source_detail and (customer.source or code.channel) == code.channel:
+            fill["source_detail"] = code.name[:200]  # the code's own name says which card, which video
+        if fill:
+            customers.update_customer(db, org_id, customer.id, fill, origin=origin)
+    new = record(
+        db,
+        org_id,
+        customer_id,
+        EventType.code_scanned,
+        at=at,
+        origin=origin,
+        account_id=account_id,
+        key=f"code_scanned:{state}:{customer_id}:{account_id}:{at.isoformat()}"[:128],
+        code_id=code.id if code is not None else None,
+        state=state,
+    )
+    # A subscriber (lead conversion) may have merged this profile into the commenter's.
+    customer = customers.live_customer(db, org_id, customer_id)
+    if new and code is not None:
+        _apply_auto_tags(db, org_id, code, customer.id)
+        _apply_remark_template(db, org_id, code, customer)
+    return CodeAdd(
+        customer_id=customer.id,
+        code_id=code.id if code is not None else None,
+        welcome_text=welcome_for(code, welcome_default),
+        new=new,
+    )
+
+
+def _apply_auto_tags(db: Session, org_id: int, code: ChannelCode, customer_id: int) -> None:
+    # Tags deleted since the code was made are skipped, not an error: the add has happened anyway.
+    wanted = list(code.tag_ids or [])
+    if not wanted:
+        return
+    existing = set(db.scalars(select(Tag.id).where(Tag.org_id == org_id, Tag.id.in_(wanted))))
+    customers.change_tags(
+        db, org_id, customer_id, add=[t for t in wanted if t in existing], origin=RULE_ORIGIN
+    )
+
+
+def _apply_remark_template(db: Session, org_id: int, code: ChannelCode, customer: Customer) -> None:
+    # An operator's own remark wins over the code's template; the composed one gives way to it.
+    remark = render_remark(code, customer)
+    if remark and not customer.remark_is_manual and remark != customer.remark:
+        customers.update_customer(db, org_id, customer.id, {"remark": remark}, origin=RULE_ORIGIN)
+
+
+def render_remark(code: ChannelCode, customer: Customer) -> str:
+    """The code's remark template filled for ``customer``, in words (the channel as 淘宝包裹卡, not its
+    code), within WeCom's 20 characters; "" if the code has no template."""
+    if not code.remark_template:
+        return ""
+    values = {
+        "name": customer.name or "",
+        "channel": source_label(code.channel),
+        "campaign": code.campaign or "",
+        "code": code.name,
+        "intent": customer.intent or "",
+        "mobile_last4": (customer.mobile or "")[-4:],
+    }
+    return code.remark_template.format_map(values).strip()[:WECOM_REMARK_MAX]
