@@ -139,10 +139,19 @@ def apply_rules(db: Session, events: Sequence[DomainEvent]) -> None:
         return
     facts = _facts(db, sorted(last))
     changes: list[DomainEvent] = []
+    moving: list[int] = []
+    # Columns first, objects only for the customers whose stage moves: a sync's batch touches 100,000
+    # customers and moves almost none.
     for part in chunked(sorted(last), IN_LIST_SIZE):
+        for cid, stage, by_rules in db.execute(
+            select(Customer.id, Customer.stage, Customer.stage_by_rules).where(
+                Customer.id.in_(part), Customer.merged_into_id.is_(None)
+            )
+        ):
+            if derive(facts[cid]) != (by_rules or stage):
+                moving.append(cid)
+    for part in chunked(moving, IN_LIST_SIZE):
         for customer in db.scalars(select(Customer).where(Customer.id.in_(part))):
-            if customer.merged_into_id is not None:
-                continue
             derived = derive(facts[customer.id])
             before = customer.stage_by_rules or customer.stage
             if derived == before:

@@ -20,7 +20,7 @@ import importlib
 import json
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -143,13 +143,14 @@ def emit_many(db: Session, events: Sequence[DomainEvent]) -> list[DomainEvent]:
     db.flush()  # subscribers read the state the events describe
     fresh: list[DomainEvent] = []
     keyed: dict[tuple[int, str], DomainEvent] = {}
-    for ev in events:
+    batch = uuid.uuid4().hex  # unkeyed events get "<type>:<batch>:<n>": unique, and cheap by the 100,000
+    for n, ev in enumerate(events):
         if ev.key:
             keyed.setdefault((ev.org_id, ev.key), ev)
         else:
-            fresh.append(replace(ev, key=new_key(ev.type)))
-    received = utcnow()
+            fresh.append(_with_key(ev, f"{ev.type}:{batch}:{n}"))
     stamp = driver_datetime(db)
+    received = stamp(utcnow())
     new = list(fresh)
     insert_rows(db, EVENTS, [_row(ev, stamp, received) for ev in fresh])
     if keyed:
@@ -168,7 +169,22 @@ def emit_many(db: Session, events: Sequence[DomainEvent]) -> list[DomainEvent]:
     return new
 
 
-def _row(ev: DomainEvent, stamp: Callable[[datetime], Any], received: datetime) -> dict[str, Any]:
+def _with_key(ev: DomainEvent, key: str) -> DomainEvent:
+    # Spelled out: dataclasses.replace inspects the fields on every call, 20 µs an event.
+    return DomainEvent(
+        ev.org_id,
+        ev.customer_id,
+        ev.type,
+        ev.occurred_at,
+        ev.properties,
+        ev.account_id,
+        ev.source,
+        key,
+        ev.backfill,
+    )
+
+
+def _row(ev: DomainEvent, stamp: Callable[[datetime], Any], received: Any) -> dict[str, Any]:
     """One event as a row of driver values (properties as JSON text, times as the driver stores them)."""
     return {
         "org_id": ev.org_id,
@@ -180,7 +196,7 @@ def _row(ev: DomainEvent, stamp: Callable[[datetime], Any], received: datetime) 
         "source": ev.source,
         "idempotency_key": ev.key,
         "backfill": ev.backfill,
-        "received_at": stamp(received),
+        "received_at": received,
     }
 
 
