@@ -104,8 +104,16 @@ def test_a_commenter_becomes_a_contacted_then_converted_customer_written_back_to
             assert shown["remark"] == "小美+抖音评论+求资料"
             assert shown["stage"] == "contacted"
             steps = [item["type"] for item in reversed(timeline)]
-            for step in ("lead_commented", "lead_replied", "code_scanned", "lead_converted", "follow_started",
-                         "tag_added", "remark_changed", "stage_changed"):
+            for step in (
+                "lead_commented",
+                "lead_replied",
+                "code_scanned",
+                "lead_converted",
+                "follow_started",
+                "tag_added",
+                "remark_changed",
+                "stage_changed",
+            ):
                 assert step in steps, (step, steps)
             # (WeCom dates the add in whole seconds, so within a second it may sort before the reply.)
             assert steps.index("lead_commented") < steps.index("code_scanned")
@@ -133,8 +141,11 @@ def test_a_commenter_becomes_a_contacted_then_converted_customer_written_back_to
             funnel = api.post(
                 "/api/v1/analytics/funnel",
                 json={
-                    "steps": [{"event_type": "lead_commented"}, {"event_type": "code_scanned"},
-                              {"event_type": "order_paid"}],
+                    "steps": [
+                        {"event_type": "lead_commented"},
+                        {"event_type": "code_scanned"},
+                        {"event_type": "order_paid"},
+                    ],
                     "window_seconds": 86_400,
                 },
             )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import DEFAULT_SOFT_CAP, PERSONAL_WECHAT_HARD_CAP, Account, AccountKind
 from siyu.accounts.schemas import AccountIn, AccountPatch
-from siyu.customers.models import FollowRelation, FollowStatus
 from siyu.kit.errors import Conflict, Invalid, NotFound
 from siyu.tenancy.models import User
 from siyu.tenancy.principal import Principal
@@ -92,17 +91,3 @@ def update_account(db: Session, account: Account, patch: AccountPatch) -> Accoun
             setattr(account, key, value)
     db.flush()
     return account
-
-
-def recount_friends(db: Session, org_id: int) -> None:
-    """Set every account's friend_count from its active follow relations (after imports and merges)."""
-    counts = dict(
-        db.execute(
-            select(FollowRelation.account_id, func.count())
-            .where(FollowRelation.org_id == org_id, FollowRelation.status == FollowStatus.active)
-            .group_by(FollowRelation.account_id)
-        ).all()
-    )
-    for account in db.scalars(select(Account).where(Account.org_id == org_id)):
-        account.friend_count = int(counts.get(account.id, 0))
-    db.flush()

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
@@ -193,3 +193,20 @@ def unfollow_customer(
         raise NotFound("this account does not follow the customer")
     rel = end_relation(db, org_id, customer, account_id, by=by, at=at, origin=origin)
     return rel if rel is not None else relation_of(db, customer.id, account_id)  # type: ignore[return-value]
+
+
+def recount_friends(db: Session, org_id: int) -> None:
+    """THE recount: set every account's friend_count of the organization from its active follow
+    relations, in one statement (after a reconciliation, an import or a repair)."""
+    counted = (
+        select(func.count())
+        .select_from(FollowRelation)
+        .where(FollowRelation.account_id == Account.id, FollowRelation.status == FollowStatus.active)
+        .correlate(Account)
+        .scalar_subquery()
+    )
+    db.execute(
+        update(Account.__table__).where(Account.org_id == org_id).values(friend_count=counted),
+        execution_options={"synchronize_session": False},
+    )
+    db.expire_all()

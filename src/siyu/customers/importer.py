@@ -1,4 +1,4 @@
-"""Bulk customer import from CSV, and the set-based identity resolution that events and orders share.
+"""Bulk customer import from CSV: rows parsed here, written by the customers bulk writer (``customers.bulk``).
 
 CSV format (UTF-8 with or without BOM, or GBK/GB18030 as Excel saves it in China; header row = row 1).
 Headers are matched case-insensitively after trimming spaces; Chinese headers in brackets also work:
@@ -27,33 +27,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from sqlalchemy import Engine, Table, bindparam, select, update
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from siyu.customers.merge import merge_customers
-from siyu.customers.models import Customer, CustomerTag, Gender, IdentityKind, Stage, Tag, TagGroup
-from siyu.customers.remarks import compose_remark
-from siyu.customers.resolution import IDENTITIES, IdentityRef, lookup_identities
+from siyu.customers.bulk import ProfileRecord, apply_profiles
+from siyu.customers.models import Gender, IdentityKind, Stage
+from siyu.customers.resolution import IdentityRef
+from siyu.customers.tagging import TagsByName
 from siyu.kit.bulk import (
-    IN_LIST_SIZE,
     ImportReport,
     Progress,
     RowError,
     RowInvalid,
     as_sessionmaker,
     chunked,
-    driver_datetime,
-    executemany_raw,
-    insert_ignore,
-    insert_returning_ids,
     open_csv,
 )
-from siyu.kit.clock import utcnow
 from siyu.kit.errors import Invalid
 from siyu.kit.phone import normalize_mobile
-
-CUSTOMERS: Table = Customer.__table__
-CUSTOMER_TAGS: Table = CustomerTag.__table__
 
 # --------------------------------------------------------------------------- customer CSV rows
 
@@ -92,7 +83,6 @@ GENDERS: dict[str, Gender] = {
     "0": Gender.unknown,
 }
 STAGES: dict[str, Stage] = {s.value: s for s in Stage}
-UPDATABLE = ("name", "mobile", "gender", "region", "stage", "source", "source_detail", "intent")
 
 
 @dataclass(slots=True)
@@ -214,239 +204,44 @@ def parse_customer_row(number: int, cells: list[str], cols: ColumnMap) -> Custom
 # --------------------------------------------------------------------------- customer CSV writing
 
 
-class _TagCache:
-    """The organization's tag ids by (group, tag), loaded once per import; missing ones are created."""
-
-    def __init__(self, db: Session, org_id: int) -> None:
-        self.org_id = org_id
-        self.groups: dict[str, int] = dict(
-            db.execute(select(TagGroup.name, TagGroup.id).where(TagGroup.org_id == org_id)).all()
-        )
-        self.tags: dict[tuple[str, str], int] = {
-            (g, t): i
-            for g, t, i in db.execute(
-                select(TagGroup.name, Tag.name, Tag.id)
-                .join(Tag, Tag.group_id == TagGroup.id)
-                .where(TagGroup.org_id == org_id)
-            )
-        }
-
-    def ensure(self, db: Session, pairs: set[tuple[str, str]]) -> None:
-        """Create the tag groups and tags not seen yet (ON CONFLICT so a concurrent import is harmless)."""
-        missing = pairs - self.tags.keys()
-        if not missing:
-            return
-        new_groups = sorted({g for g, _ in missing} - self.groups.keys())
-        if new_groups:
-            db.execute(
-                insert_ignore(db, TagGroup.__table__, ["org_id", "name"]),
-                [{"org_id": self.org_id, "name": g, "sort_order": 0} for g in new_groups],
-            )
-            self.groups.update(
-                db.execute(
-                    select(TagGroup.name, TagGroup.id).where(
-                        TagGroup.org_id == self.org_id, TagGroup.name.in_(new_groups)
-                    )
-                ).all()
-            )
-        db.execute(
-            insert_ignore(db, Tag.__table__, ["org_id", "group_id", "name"]),
-            [
-                {"org_id": self.org_id, "group_id": self.groups[g], "name": t, "sort_order": 0}
-                for g, t in sorted(missing)
-            ],
-        )
-        for g, t, i in db.execute(
-            select(TagGroup.name, Tag.name, Tag.id)
-            .join(Tag, Tag.group_id == TagGroup.id)
-            .where(Tag.org_id == self.org_id, Tag.group_id.in_({self.groups[g] for g, _ in missing}))
-        ):
-            self.tags[(g, t)] = i
-
-
-_STATE_COLUMNS = (*UPDATABLE, "remark", "remark_is_manual")
-_REMARK_PARTS = ("name", "source", "intent", "mobile", "remark_is_manual")
-
-
 def write_customer_rows(
     db: Session,
     org_id: int,
     rows: list[CustomerRow],
     report: ImportReport,
-    tags: _TagCache | None = None,
+    tags: TagsByName | None = None,
     *,
     reason: str = "CSV import",
+    origin: str = "import",
 ) -> list[int]:
-    """Find, create, update and merge the customers of a chunk of rows with a handful of set-based
-    statements (plus ORM merges, which are rare); returns the customer id of each row, in order.
+    """Find, create, update and merge the customers of a chunk of rows through the customers bulk
+    writer (``customers.bulk.apply_profiles``, which records the events); returns the customer id of
+    each row, in order.
 
     Rows sharing an identifier describe one person; identifiers of two stored customers merge them
     (the oldest survives). ``fields`` overwrite stored values, ``defaults`` only fill empty ones.
     Counts go to ``report`` (created/updated/unchanged/merged customers)."""
-    holders = lookup_identities(db, org_id, {ref for r in rows for ref in r.identities})
-    # Rows, existing customers and new identity values that belong together form one component.
-    parent = list(range(len(rows)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    # Rows naming the same stored customer or the same new identifier belong to one person.
-    first_row: dict[Any, int] = {}
-    for i, r in enumerate(rows):
-        for ref in r.identities:
-            key = holders.get(ref, ref)
-            j = first_row.setdefault(key, i)
-            if j != i:
-                a, b = find(i), find(j)
-                if a != b:
-                    parent[max(a, b)] = min(a, b)
-    components: dict[int, tuple[list[int], set[int]]] = {}
-    for i, r in enumerate(rows):
-        root = find(i)
-        entry = components.get(root)
-        if entry is None:
-            entry = components[root] = ([], set())
-        entry[0].append(i)
-        for ref in r.identities:
-            if ref in holders:
-                entry[1].add(holders[ref])
-    for row_ids, cids in components.values():
-        if len(cids) > 1:
-            survivor = min(cids)  # the oldest profile survives
-            for other in sorted(cids - {survivor}):
-                merge_customers(
-                    db,
-                    org_id,
-                    survivor,
-                    other,
-                    f"{reason} row {rows[row_ids[0]].row} linked their identifiers",
-                )
-                report.merged += 1
-            cids.intersection_update({survivor})
-    db.flush()
-
-    existing_ids = sorted({next(iter(c)) for _, c in components.values() if c})
-    state: dict[int, dict[str, Any]] = {}
-    for part in chunked(existing_ids, IN_LIST_SIZE):
-        cols = [CUSTOMERS.c.id, *(CUSTOMERS.c[name] for name in _STATE_COLUMNS)]
-        for rec in db.execute(select(*cols).where(CUSTOMERS.c.id.in_(part))).mappings():
-            state[rec["id"]] = dict(rec)
-    have_tags: set[tuple[int, int]] = set()
-    for part in chunked(existing_ids, IN_LIST_SIZE):
-        have_tags.update(
-            db.execute(
-                select(CUSTOMER_TAGS.c.customer_id, CUSTOMER_TAGS.c.tag_id).where(
-                    CUSTOMER_TAGS.c.customer_id.in_(part)
-                )
-            ).all()
-        )
     wanted_tags = {t for r in rows for t in r.tags}
     if wanted_tags:
-        tags = tags or _TagCache(db, org_id)
+        tags = tags or TagsByName(db, org_id)
         tags.ensure(db, wanted_tags)
-
-    now = driver_datetime(db)(utcnow())
-    new_customers: list[dict[str, Any]] = []
-    new_members: list[tuple[list[int], list[IdentityRef], set[int]]] = []
-    row_customer: list[int] = [0] * len(rows)
-    updates: list[dict[str, Any]] = []
-    ident_rows: list[dict[str, Any]] = []
-    tag_rows: list[dict[str, Any]] = []
-    for row_ids, cids in components.values():
-        refs = list(dict.fromkeys(ref for i in row_ids for ref in rows[i].identities if ref not in holders))
-        tag_ids = {tags.tags[t] for i in row_ids for t in rows[i].tags} if tags else set()
-        if cids:
-            cid = next(iter(cids))
-            before = state[cid]
-            after = dict(before)
-        else:
-            cid = None
-            before = {}
-            after = {
-                "name": "",
-                "mobile": None,
-                "gender": Gender.unknown,
-                "region": None,
-                "stage": Stage.new,
-                "source": None,
-                "source_detail": None,
-                "intent": None,
-                "remark": "",
-                "remark_is_manual": False,
-            }
-        for i in row_ids:
-            for field_name, value in rows[i].defaults.items():
-                if not after.get(field_name):
-                    after[field_name] = value
-            after.update(rows[i].fields)
-            if rows[i].remark:
-                after["remark"], after["remark_is_manual"] = rows[i].remark, True
-        if not after["remark_is_manual"] and (
-            cid is None or any(after[k] != before[k] for k in _REMARK_PARTS)
-        ):
-            after["remark"] = compose_remark(after["name"], after["source"], after["intent"], after["mobile"])
-        if cid is None:
-            new_customers.append(
-                {
-                    "org_id": org_id,
-                    **_plain(after),
-                    "consent_marketing": False,
-                    "consent_analytics": True,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            new_members.append((row_ids, refs, tag_ids))
-            report.created += 1
-            continue
-        for i in row_ids:
-            row_customer[i] = cid
-        new_tags = {t for t in tag_ids if (cid, t) not in have_tags}
-        if after != before:
-            updates.append({"b_id": cid, **_plain(after), "updated_at": now})
-        if after != before or refs or new_tags:
-            report.updated += 1
-        else:
-            report.unchanged += 1
-        ident_rows += [
-            {"org_id": org_id, "customer_id": cid, "kind": k, "value": v, "created_at": now} for k, v in refs
-        ]
-        tag_rows += [{"org_id": org_id, "customer_id": cid, "tag_id": t, "created_at": now} for t in new_tags]
-
-    if new_customers:
-        ids = insert_returning_ids(db, CUSTOMERS, new_customers)
-        for cid, (row_ids, refs, tag_ids) in zip(ids, new_members, strict=True):
-            for i in row_ids:
-                row_customer[i] = cid
-            ident_rows += [
-                {"org_id": org_id, "customer_id": cid, "kind": k, "value": v, "created_at": now}
-                for k, v in refs
-            ]
-            tag_rows += [
-                {"org_id": org_id, "customer_id": cid, "tag_id": t, "created_at": now} for t in tag_ids
-            ]
-    if updates:
-        stmt = (
-            update(CUSTOMERS)
-            .where(CUSTOMERS.c.id == bindparam("b_id"))
-            .values({k: bindparam(k) for k in (*_STATE_COLUMNS, "updated_at")})
+    records = [
+        ProfileRecord(
+            identities=r.identities,
+            fields=r.fields,
+            defaults=r.defaults,
+            remark=r.remark,
+            tags=[tags.tags[t] for t in r.tags] if tags else [],
+            row=r.row,
         )
-        executemany_raw(db, stmt, updates)
-    executemany_raw(db, IDENTITIES.insert(), ident_rows)
-    executemany_raw(db, insert_ignore(db, CUSTOMER_TAGS, ["customer_id", "tag_id"]), tag_rows)
-    return row_customer
-
-
-def _plain(state: dict[str, Any]) -> dict[str, Any]:
-    """Profile state with enums as plain strings, as the driver wants them."""
-    return {
-        **{k: state[k] for k in _STATE_COLUMNS},
-        "gender": str(state["gender"]),
-        "stage": str(state["stage"]),
-    }
+        for r in rows
+    ]
+    outcome = apply_profiles(db, org_id, records, origin=origin, reason=reason)
+    report.created += len(outcome.created)
+    report.updated += outcome.updated
+    report.unchanged += outcome.unchanged
+    report.merged += len(outcome.merges)
+    return outcome.customer_ids
 
 
 def import_customers_csv(
@@ -486,7 +281,7 @@ def import_customers_csv(
     else:
         batches = _batches(parsed(), chunk_size)
     with factory() as session:
-        tags = _TagCache(session, org_id)
+        tags = TagsByName(session, org_id)
     for batch in batches:
         with factory() as session, session.begin():
             write_customer_rows(session, org_id, batch, report, tags)

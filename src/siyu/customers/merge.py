@@ -21,6 +21,7 @@ from siyu.customers.models import (
     MergeAudit,
     Note,
     Stage,
+    Tag,
 )
 from siyu.customers.recording import record
 from siyu.customers.remarks import compose_remark
@@ -76,6 +77,9 @@ def _repoint(db: Session, model: Any, merged_id: int, survivor_id: int) -> int:
 
 
 def _move_tags(db: Session, org_id: int, merged_id: int, survivor_id: int) -> int:
+    """The survivor gets the union of both profiles' tags. Both histories now sit in the survivor's log,
+    interleaved, so one profile's tag_removed may come after the other's tag_added: the merge records a
+    tag_added for every tag of the union, the log's last word on each."""
     have = set(db.scalars(select(CustomerTag.tag_id).where(CustomerTag.customer_id == survivor_id)))
     moved = 0
     for row in db.scalars(select(CustomerTag).where(CustomerTag.customer_id == merged_id)).all():
@@ -86,8 +90,20 @@ def _move_tags(db: Session, org_id: int, merged_id: int, survivor_id: int) -> in
                 )
             )
             moved += 1
+            have.add(row.tag_id)
         db.delete(row)
     db.flush()
+    for tag in db.scalars(select(Tag).where(Tag.id.in_(sorted(have)))):
+        record(
+            db,
+            org_id,
+            survivor_id,
+            EventType.tag_added,
+            origin="merge",
+            tag_id=tag.id,
+            tag=tag.name,
+            external_id=tag.external_id,
+        )
     return moved
 
 
@@ -189,11 +205,10 @@ def merge_customers(
     for name, hook in MERGE_HOOKS.items():
         moved[name] = hook(db, org_id, survivor_id, merged_id)
     moved["fields"] = _fill_profile(survivor, merged)
-    # A merge never moves a customer back in the lifecycle: the survivor takes a later stage as if set by
-    # hand (so a replay of the log gives it too); the rules then re-derive from the joined history.
-    if _STAGE_RANK.get(merged.stage, -1) > _STAGE_RANK.get(survivor.stage, -1):
-        stages.set_stage(db, survivor, merged.stage, f"merged with profile {merged_id}", actor_id=actor_id)
-        moved["fields"].append("stage")
+    # Stages set by hand on either profile (not what the rules gave them), to keep after the rules re-derive.
+    hand_set = [
+        p.stage for p in (survivor, merged) if p.stage_by_rules is not None and p.stage != p.stage_by_rules
+    ]
     refresh_remark(survivor)
     merged.merged_into_id = survivor_id
     # Keep every pointer one hop long: profiles merged into the merged one now point at the survivor.
@@ -204,8 +219,16 @@ def merge_customers(
         .execution_options(synchronize_session=False)
     )
     db.flush()
-    # The rules re-derive the survivor's stage from the joined history (customer_merged is a stage input).
+    # The rules derive the survivor's stage afresh from the joined history (customer_merged resets it)...
     record(db, org_id, survivor_id, EventType.customer_merged, merged_id=merged_id, reason=reason[:200])
+    # ...and a later stage one of them had by hand is kept, as a hand-set stage (so a replay gives it too):
+    # a merge never moves a customer back in the lifecycle.
+    kept = max(hand_set, key=lambda s: _STAGE_RANK.get(s, -1), default=None)
+    if kept is not None and _STAGE_RANK.get(kept, -1) > _STAGE_RANK.get(survivor.stage, -1):
+        stages.set_stage(
+            db, survivor, kept, f"kept from the merge with profile {merged_id}", actor_id=actor_id
+        )
+        moved["fields"].append("stage")
     audit = MergeAudit(
         org_id=org_id,
         survivor_id=survivor_id,

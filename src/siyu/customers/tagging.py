@@ -1,14 +1,24 @@
-"""Tag groups and tags, like WeCom corporate tags: organization-wide, names unique per group."""
+"""Tag groups and tags, like WeCom corporate tags: organization-wide, names unique per group.
+
+Also THE mirror of a carrier's tag library (``mirror_tag_library``, used by the WeCom callbacks and the
+reconciliation sync alike) with its one clash rule (``unique_name``), and the import's tags by name.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from siyu.customers.models import CustomerTag, Tag, TagGroup
 from siyu.customers.schemas import TagGroupIn, TagGroupPatch, TagIn, TagPatch
+from siyu.events.bus import DomainEvent, emit_many
+from siyu.events.vocabulary import EventType
+from siyu.kit.bulk import insert_ignore
+from siyu.kit.clock import utcnow
 from siyu.kit.errors import Conflict, Invalid, NotFound
 
 
@@ -164,3 +174,243 @@ def ensure_tag(db: Session, org_id: int, group_name: str, tag_name: str) -> Tag:
     if tag is None:
         tag = create_tag(db, org_id, TagIn(group_id=group.id, name=tag_name))
     return tag
+
+
+# --- a carrier's tag library, mirrored ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MirroredTag:
+    """A tag of a carrier's library (e.g. a WeCom corp tag), as siyu mirrors it."""
+
+    external_id: str
+    name: str
+    order: int = 0
+    deleted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class MirroredGroup:
+    """A tag group of a carrier's library with its tags."""
+
+    external_id: str
+    name: str
+    order: int = 0
+    tags: tuple[MirroredTag, ...] = ()
+    deleted: bool = False
+
+
+@dataclass
+class MirrorReport:
+    """What mirroring a library did: the siyu tag of each carrier tag id, and counts per kind
+    ("tag_groups", "tags") and what ("created", "updated", "ended")."""
+
+    tags: dict[str, int] = field(default_factory=dict)
+    counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    samples: list[str] = field(default_factory=list)
+
+
+def unique_name(name: str, taken: Collection[str]) -> str:
+    """THE clash rule for mirrored names: the carrier's name (at most 60 characters), or, when another
+    group (for groups) or another tag of the group (for tags) already has it, "name (2)", "name (3)"...
+    Readable in the console and stable, unlike a suffix of the carrier's id."""
+    base = name[:60] or "-"
+    candidate, n = base, 1
+    while candidate in taken:
+        n += 1
+        candidate = f"{base[:55]} ({n})"
+    return candidate
+
+
+def mirror_tag_library(
+    db: Session, org_id: int, groups: Sequence[MirroredGroup], *, complete: bool, origin: str
+) -> MirrorReport:
+    """Make siyu's tag groups and tags mirror a carrier's library (matched by external id, then a
+    hand-made one of the same name is adopted; names clash by ``unique_name``). Groups and tags flagged
+    deleted are removed; with ``complete`` (the whole library was read) so are mirrored ones it no longer
+    lists, and mirrored groups left empty. Removing a tag takes it off its customers (tag_removed)."""
+    report = MirrorReport()
+    all_groups = list(db.scalars(select(TagGroup).where(TagGroup.org_id == org_id).order_by(TagGroup.id)))
+    all_tags = list(db.scalars(select(Tag).where(Tag.org_id == org_id).order_by(Tag.id)))
+    group_by_ext = {g.external_id: g for g in all_groups if g.external_id}
+    tag_by_ext = {t.external_id: t for t in all_tags if t.external_id}
+    tags_in: dict[int, list[Tag]] = {}
+    for t in all_tags:
+        tags_in.setdefault(t.group_id, []).append(t)
+    doomed: list[Tag] = []
+    doomed_groups: list[TagGroup] = []
+    live_groups: set[str] = set()
+    for wg in groups:
+        group = group_by_ext.get(wg.external_id)
+        if wg.deleted:
+            if group is not None:
+                doomed += tags_in.get(group.id, [])
+                doomed_groups.append(group)
+            continue
+        live_groups.add(wg.external_id)
+        name = wg.name[:60] or wg.external_id[:60]
+        if group is None:
+            group = next((g for g in all_groups if g.name == name and not g.external_id), None)
+            if group is not None:
+                report.counts["tag_groups", "updated"] += 1
+        if group is None:
+            group = TagGroup(
+                org_id=org_id,
+                name=unique_name(name, {g.name for g in all_groups}),
+                external_id=wg.external_id,
+                sort_order=max(0, wg.order),
+            )
+            db.add(group)
+            db.flush()
+            all_groups.append(group)
+            report.counts["tag_groups", "created"] += 1
+            report.samples.append(f"created tag group {group.name}")
+        elif group.external_id and (group.name != name or group.sort_order != max(0, wg.order)):
+            if group.name != name:
+                group.name = unique_name(name, {g.name for g in all_groups if g is not group})
+            report.counts["tag_groups", "updated"] += 1
+        group.external_id, group.sort_order = wg.external_id, max(0, wg.order)
+        group_by_ext[wg.external_id] = group
+        siblings = tags_in.setdefault(group.id, [])
+        for wt in wg.tags:
+            tag = tag_by_ext.get(wt.external_id)
+            if wt.deleted:
+                if tag is not None:
+                    doomed.append(tag)
+                continue
+            tname = wt.name[:60] or wt.external_id[:60]
+            if tag is None:
+                tag = next((t for t in siblings if t.name == tname and not t.external_id), None)
+                if tag is not None:
+                    report.counts["tags", "updated"] += 1
+            if tag is None:
+                tag = Tag(
+                    org_id=org_id,
+                    group_id=group.id,
+                    name=unique_name(tname, {t.name for t in siblings}),
+                    external_id=wt.external_id,
+                    sort_order=max(0, wt.order),
+                )
+                db.add(tag)
+                siblings.append(tag)
+                report.counts["tags", "created"] += 1
+                report.samples.append(f"created tag {group.name}/{tag.name}")
+            elif tag.external_id and (
+                tag.name != tname or tag.group_id != group.id or tag.sort_order != max(0, wt.order)
+            ):
+                if tag.group_id != group.id:
+                    tags_in.get(tag.group_id, []).remove(tag)
+                    siblings.append(tag)
+                    tag.group_id = group.id
+                if tag.name != tname:
+                    tag.name = unique_name(tname, {t.name for t in siblings if t is not tag})
+                report.counts["tags", "updated"] += 1
+            tag.external_id, tag.sort_order = wt.external_id, max(0, wt.order)
+            tag_by_ext[wt.external_id] = tag
+            db.flush()
+            report.tags[wt.external_id] = tag.id
+    if complete:
+        doomed += [t for ext, t in tag_by_ext.items() if ext not in report.tags and t not in doomed]
+    _remove_tags(db, org_id, doomed, origin=origin, report=report)
+    for group in doomed_groups:
+        db.delete(group)
+        report.counts["tag_groups", "ended"] += 1
+    if complete:
+        for group in all_groups:
+            if (
+                group not in doomed_groups
+                and group.external_id
+                and group.external_id not in live_groups
+                and db.scalar(select(func.count()).select_from(Tag).where(Tag.group_id == group.id)) == 0
+            ):
+                db.delete(group)
+                report.counts["tag_groups", "ended"] += 1
+    db.flush()
+    return report
+
+
+def _remove_tags(db: Session, org_id: int, tags: Sequence[Tag], *, origin: str, report: MirrorReport) -> None:
+    """Delete mirrored tags gone from the carrier, taking them off their customers (tag_removed)."""
+    if not tags:
+        return
+    ids = sorted({t.id for t in tags})
+    by_id = {t.id: t for t in tags}
+    pairs = db.execute(
+        select(CustomerTag.customer_id, CustomerTag.tag_id).where(CustomerTag.tag_id.in_(ids))
+    ).all()
+    now = utcnow()
+    emit_many(
+        db,
+        [
+            DomainEvent(
+                org_id=org_id,
+                customer_id=int(cid),
+                type=EventType.tag_removed,
+                occurred_at=now,
+                properties={
+                    "tag_id": int(tid),
+                    "tag": by_id[tid].name,
+                    "external_id": by_id[tid].external_id,
+                    "origin": origin,
+                },
+            )
+            for cid, tid in pairs
+        ],
+    )
+    db.execute(delete(CustomerTag).where(CustomerTag.tag_id.in_(ids)))
+    for tag in by_id.values():
+        report.counts["tags", "ended"] += 1
+        report.samples.append(f"deleted tag {tag.name} (gone from the carrier)")
+        db.delete(tag)
+    db.flush()
+
+
+class TagsByName:
+    """The organization's tag ids by (group name, tag name), loaded once per import; ``ensure`` creates
+    the missing ones (ON CONFLICT, so a concurrent import is harmless)."""
+
+    def __init__(self, db: Session, org_id: int) -> None:
+        self.org_id = org_id
+        self.groups: dict[str, int] = dict(
+            db.execute(select(TagGroup.name, TagGroup.id).where(TagGroup.org_id == org_id)).all()
+        )
+        self.tags: dict[tuple[str, str], int] = {
+            (g, t): i
+            for g, t, i in db.execute(
+                select(TagGroup.name, Tag.name, Tag.id)
+                .join(Tag, Tag.group_id == TagGroup.id)
+                .where(TagGroup.org_id == org_id)
+            )
+        }
+
+    def ensure(self, db: Session, pairs: set[tuple[str, str]]) -> None:
+        """Create the tag groups and tags not seen yet."""
+        missing = pairs - self.tags.keys()
+        if not missing:
+            return
+        new_groups = sorted({g for g, _ in missing} - self.groups.keys())
+        if new_groups:
+            db.execute(
+                insert_ignore(db, TagGroup.__table__, ["org_id", "name"]),
+                [{"org_id": self.org_id, "name": g, "sort_order": 0} for g in new_groups],
+            )
+            self.groups.update(
+                db.execute(
+                    select(TagGroup.name, TagGroup.id).where(
+                        TagGroup.org_id == self.org_id, TagGroup.name.in_(new_groups)
+                    )
+                ).all()
+            )
+        db.execute(
+            insert_ignore(db, Tag.__table__, ["org_id", "group_id", "name"]),
+            [
+                {"org_id": self.org_id, "group_id": self.groups[g], "name": t, "sort_order": 0}
+                for g, t in sorted(missing)
+            ],
+        )
+        for g, t, i in db.execute(
+            select(TagGroup.name, Tag.name, Tag.id)
+            .join(Tag, Tag.group_id == TagGroup.id)
+            .where(Tag.org_id == self.org_id, Tag.group_id.in_({self.groups[g] for g, _ in missing}))
+        ):
+            self.tags[(g, t)] = i

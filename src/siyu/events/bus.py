@@ -17,9 +17,10 @@ nothing and tells nobody. A key left empty is made unique.
 from __future__ import annotations
 
 import importlib
+import json
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,7 @@ from sqlalchemy import Table, event, insert
 from sqlalchemy.orm import Session
 
 from siyu.events.models import Event, OutboxItem
-from siyu.kit.bulk import chunked, insert_ignore
+from siyu.kit.bulk import driver_datetime, insert_ignore, insert_rows, insert_rows_returning
 from siyu.kit.clock import ensure_utc, utcnow
 
 EVENTS: Table = Event.__table__
@@ -131,40 +132,72 @@ def emit(db: Session, ev: DomainEvent) -> bool:
 
 
 def emit_many(db: Session, events: Sequence[DomainEvent]) -> list[DomainEvent]:
-    """Append events (one INSERT per 1,000, stored keys skipped) and dispatch the new ones; returns them."""
+    """Append events set-wise (stored keys skipped) and dispatch the new ones; returns them.
+
+    Events without a key cannot clash, so they are written without a conflict check, in the bulk
+    writers' fastest form (``kit.bulk.insert_rows``); keyed ones ask back which keys went in. A first
+    WeCom sync writes a few hundred thousand events this way."""
     if not events:
         return []
     _ensure_loaded()
     db.flush()  # subscribers read the state the events describe
+    fresh: list[DomainEvent] = []
     keyed: dict[tuple[int, str], DomainEvent] = {}
-    for ev in events:
-        ev = ev if ev.key else replace(ev, key=new_key(ev.type))
-        keyed.setdefault((ev.org_id, ev.key), ev)
-    received = utcnow()
-    new: list[DomainEvent] = []
-    stmt = insert_ignore(db, EVENTS, ["org_id", "idempotency_key"]).returning(
-        EVENTS.c.org_id, EVENTS.c.idempotency_key
-    )
-    for part in chunked(list(keyed.values()), 1000):
-        rows = [
-            {
-                "org_id": ev.org_id,
-                "customer_id": ev.customer_id,
-                "account_id": ev.account_id,
-                "type": ev.type,
-                "occurred_at": ensure_utc(ev.occurred_at),
-                "properties": dict(ev.properties),
-                "source": ev.source,
-                "idempotency_key": ev.key,
-                "backfill": ev.backfill,
-                "received_at": received,
-            }
-            for ev in part
-        ]
-        stored = {(org, key) for org, key in db.execute(stmt, rows)}
-        new.extend(ev for ev in part if (ev.org_id, ev.key) in stored)
+    batch = uuid.uuid4().hex  # unkeyed events get "<type>:<batch>:<n>": unique, and cheap by the 100,000
+    for n, ev in enumerate(events):
+        if ev.key:
+            keyed.setdefault((ev.org_id, ev.key), ev)
+        else:
+            fresh.append(_with_key(ev, f"{ev.type}:{batch}:{n}"))
+    stamp = driver_datetime(db)
+    received = stamp(utcnow())
+    new = list(fresh)
+    insert_rows(db, EVENTS, [_row(ev, stamp, received) for ev in fresh])
+    if keyed:
+        stored = {
+            (org, key)
+            for org, key in insert_rows_returning(
+                db,
+                EVENTS,
+                [_row(ev, stamp, received) for ev in keyed.values()],
+                ["org_id", "idempotency_key"],
+                ["org_id", "idempotency_key"],
+            )
+        }
+        new.extend(ev for k, ev in keyed.items() if k in stored)
     dispatch(db, new)
     return new
+
+
+def _with_key(ev: DomainEvent, key: str) -> DomainEvent:
+    # Spelled out: dataclasses.replace inspects the fields on every call, 20 µs an event.
+    return DomainEvent(
+        ev.org_id,
+        ev.customer_id,
+        ev.type,
+        ev.occurred_at,
+        ev.properties,
+        ev.account_id,
+        ev.source,
+        key,
+        ev.backfill,
+    )
+
+
+def _row(ev: DomainEvent, stamp: Callable[[datetime], Any], received: Any) -> dict[str, Any]:
+    """One event as a row of driver values (properties as JSON text, times as the driver stores them)."""
+    return {
+        "org_id": ev.org_id,
+        "customer_id": ev.customer_id,
+        "account_id": ev.account_id,
+        "type": str(ev.type),
+        "occurred_at": stamp(ensure_utc(ev.occurred_at)),
+        "properties": json.dumps(dict(ev.properties)),
+        "source": ev.source,
+        "idempotency_key": ev.key,
+        "backfill": ev.backfill,
+        "received_at": received,
+    }
 
 
 def dispatch(db: Session, events: Sequence[DomainEvent]) -> None:

@@ -15,6 +15,8 @@ def utcnow() -> datetime:
 
 def ensure_utc(value: datetime) -> datetime:
     """Treat naive datetimes as UTC (SQLite returns them naive) and convert aware ones to UTC."""
+    if value.tzinfo is UTC:
+        return value
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)

@@ -167,7 +167,7 @@ def switch_language(request: Request, code: str, next: str | None = None) -> Res
 def dashboard(db: DbSession, ctx: Console) -> Response:
     """Headline counts and the customers-added-per-day chart, scoped to what the user may see."""
     assert ctx.principal is not None
-    head = queries.headline(db, ctx.principal)
+    head = queries.headline(db, ctx.principal, tz=ctx.timezone)
     series = queries.added_per_day(db, ctx.principal, tz=ctx.timezone)
 
     def source_name(code: str) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
 from siyu.commerce.models import Order
-from siyu.customers.models import Customer, CustomerTag, Stage, Tag
+from siyu.customers.models import Customer, CustomerTag, FollowRelation, Stage, Tag
 from siyu.customers.repository import visible_customers
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.tenancy.models import User
@@ -36,6 +36,7 @@ class Headline:
 
     customers: int
     added_7d: int
+    new_today: int
     converted: int
     accounts: int
     friends: int
@@ -56,7 +57,27 @@ class Headline:
         return self.friends / self.soft_capacity if self.soft_capacity else None
 
 
-def headline(db: Session, principal: Principal, now: datetime | None = None) -> Headline:
+def new_today(
+    db: Session, principal: Principal, tz: str = "Asia/Shanghai", now: datetime | None = None
+) -> int:
+    """Customers the principal sees whose first follow started today (local day): a first sync that
+    brings in contacts of months ago, dated by WeCom's createtime, adds none."""
+    now = ensure_utc(now or utcnow())
+    today = now.astimezone(ZoneInfo(tz)).date()
+    start = datetime(today.year, today.month, today.day, tzinfo=ZoneInfo(tz))
+    visible_ids = visible_customers(principal).with_only_columns(Customer.id)
+    first = (
+        select(FollowRelation.customer_id, func.min(FollowRelation.since).label("first"))
+        .where(FollowRelation.org_id == principal.org_id, FollowRelation.customer_id.in_(visible_ids))
+        .group_by(FollowRelation.customer_id)
+        .subquery()
+    )
+    return int(db.scalar(select(func.count()).select_from(first).where(first.c.first >= start)) or 0)
+
+
+def headline(
+    db: Session, principal: Principal, now: datetime | None = None, tz: str = "Asia/Shanghai"
+) -> Headline:
     """Headline counts for the principal's customers, accounts and orders."""
     now = now or utcnow()
     customers = visible_customers(principal).subquery()
@@ -88,6 +109,7 @@ def headline(db: Session, principal: Principal, now: datetime | None = None) -> 
     return Headline(
         customers=int(row[0]),
         added_7d=int(row[1]),
+        new_today=new_today(db, principal, tz, now),
         converted=int(row[2]),
         accounts=int(acc[0]),
         friends=int(acc[1]),

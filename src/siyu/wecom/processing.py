@@ -46,6 +46,7 @@ from siyu.customers.service import (
     relation_of,
 )
 from siyu.customers.service import end_follow as customers_end_follow
+from siyu.customers.tagging import mirror_tag_library
 from siyu.groups.service import (
     apply_member_change,
     dismiss_group,
@@ -59,6 +60,7 @@ from siyu.integrations.wecom import WeComClient, WeComError
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.wecom.models import WelcomeSend
+from siyu.wecom.sync_contacts import mirrored_groups
 
 __all__ = [
     "WELCOME_WINDOW_SECONDS",
@@ -203,79 +205,10 @@ def apply_tags(
     return sorted(wanted_ext - set(known))
 
 
-def _unique_name(db: Session, model: Any, name: str, **scope: Any) -> str:
-    base, n = name[:60] or "-", 1
-    candidate = base
-    while db.scalar(
-        select(model.id).where(model.name == candidate, *(getattr(model, k) == v for k, v in scope.items()))
-    ):
-        n += 1
-        candidate = f"{base[:55]} ({n})"
-    return candidate
-
-
 def upsert_corp_tags(db: Session, org_id: int, groups: Sequence[CorpTagGroup]) -> int:
-    """Create or update tag groups and tags from WeCom's tag library (matched by external id, then name).
-    Deleted ones are removed. Returns how many tags were written."""
-    written = 0
-    for g in groups:
-        group = db.scalar(
-            select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.external_id == g.group_id)
-        )
-        if g.deleted:
-            if group is not None:
-                db.delete(group)
-            continue
-        if group is None:
-            group = db.scalar(
-                select(TagGroup).where(
-                    TagGroup.org_id == org_id,
-                    TagGroup.name == g.group_name[:60],
-                    TagGroup.external_id.is_(None),
-                )
-            )
-        if group is None:
-            group = TagGroup(
-                org_id=org_id,
-                name=_unique_name(db, TagGroup, g.group_name, org_id=org_id),
-                external_id=g.group_id,
-            )
-            db.add(group)
-            db.flush()
-        elif group.name != g.group_name[:60]:
-            group.name = _unique_name(db, TagGroup, g.group_name, org_id=org_id)
-        group.external_id, group.sort_order = g.group_id, max(0, g.order)
-        for t in g.tags:
-            tag = db.scalar(select(Tag).where(Tag.org_id == org_id, Tag.external_id == t.id))
-            if t.deleted:
-                if tag is not None:
-                    db.delete(tag)
-                continue
-            if tag is None:
-                tag = db.scalar(
-                    select(Tag).where(
-                        Tag.org_id == org_id,
-                        Tag.group_id == group.id,
-                        Tag.name == t.name[:60],
-                        Tag.external_id.is_(None),
-                    )
-                )
-            if tag is None:
-                tag = Tag(
-                    org_id=org_id,
-                    group_id=group.id,
-                    external_id=t.id,
-                    name=_unique_name(db, Tag, t.name, org_id=org_id, group_id=group.id),
-                )
-                db.add(tag)
-            elif tag.name != t.name[:60] or tag.group_id != group.id:
-                tag.group_id = group.id
-                tag.name = _unique_name(db, Tag, t.name, org_id=org_id, group_id=group.id)
-            tag.external_id, tag.sort_order = t.id, max(0, t.order)
-            db.flush()
-            written += 1
-    db.flush()
-    return written
+    """Mirror WeCom's tag library (or the part a callback read) through ``customers.tagging``: created
+    or updated by external id, then name; deleted ones removed. Returns how many tags were written."""
+    return len(mirror_tag_library(db, org_id, mirrored_groups(groups), complete=False, origin=ORIGIN).tags)
 
 
 def delete_corp_tag(db: Session, org_id: int, external_id: str, tag_type: str) -> bool:

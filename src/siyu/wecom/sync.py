@@ -5,9 +5,10 @@ WeCom is the source of truth. The sync reads members (get_follow_user_list), eve
 groups, and makes siyu agree: missing accounts, customers, identities, follow relations, tags, customer
 tags, groups and group members are created; stale follow relations (WeCom no longer has them) end.
 
-Contacts are written set-based in chunks by `sync_contacts.py` (what siyu holds is read once up front,
-then multi-row inserts that ignore conflicts, updates only where something changed) so 100,000 contacts
-cost a few statements per 2,000 contacts, not an ORM object each. Every API call passes the per-(corp,
+The sync is a thin driver: it maps what WeCom returns to customers' own records and hands them to
+``customers.bulk`` (contacts, in chunks, by `sync_contacts.py`) and ``customers.tagging`` (the tag
+library), which write set-wise and record the events, so 100,000 contacts cost a few statements per
+2,000 contacts, not an ORM object each. Every API call passes the per-(corp,
 api) token bucket of `pacing.py` first. The function only flushes; the caller commits (`run_sync` does,
 and records the report).
 """
@@ -24,26 +25,25 @@ from functools import partial
 from typing import Any, Protocol, TypeVar
 
 from pydantic import BaseModel, Field
-from sqlalchemy import Table, and_, bindparam, delete, func, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
-from siyu.customers.models import CustomerTag, FollowRelation, FollowStatus, Tag, TagGroup
+from siyu.customers import bulk
+from siyu.customers.follows import recount_friends
+from siyu.customers.models import FollowStatus
+from siyu.customers.tagging import mirror_tag_library
 from siyu.integrations.channel import ContactSync, ContactWithFollow, CorpTagReader, GroupChat, GroupReader
-from siyu.kit.bulk import driver_datetime
 from siyu.kit.clock import utcnow
 from siyu.kit.db import transaction
 from siyu.kit.errors import Conflict
 from siyu.kit.serving import collector_paused
 from siyu.wecom.models import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer
-from siyu.wecom.sync_contacts import SyncState, apply_contacts, insert_rows, preload
+from siyu.wecom.sync_contacts import ORIGIN, SyncState, apply_contacts, mirrored_groups, preload
 from siyu.wecom.sync_groups import list_chat_ids, sync_groups
 
 T = TypeVar("T")
-FOLLOWS: Table = FollowRelation.__table__
-CUSTOMER_TAGS: Table = CustomerTag.__table__
-ACCOUNTS: Table = Account.__table__
 MEMBERS_PER_PAGE = 100  # batch/get_by_user takes at most 100 userids
 PREFETCH_PAGES = 50
 FETCH_THREADS = 3
@@ -226,7 +226,9 @@ def _full_sync(
             apply_contacts(db, org_id, buffer, report, state)
         _end_stale_follows(db, org_id, report, state)
         _reconcile_customer_tags(db, org_id, report, state)
-        _recount_friends(db, org_id)
+        # Each new profile dated by its earliest follow, now that every member's pages were read.
+        bulk.record_added(db, org_id, state.created, origin=ORIGIN, backfill=state.first)
+        recount_friends(db, org_id)
         if include_groups:
             chat_ids: list[str] = take(groups)
             sync_groups(
@@ -329,86 +331,14 @@ def _put(pages: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
 def _sync_tags(
     db: Session, org_id: int, call: Caller, client: Any, report: SyncReport, state: SyncState
 ) -> None:
+    """Mirror the whole corp tag library through ``customers.tagging`` (one clash rule for every path)."""
     groups = [g for g in call("externalcontact/get_corp_tag_list", client.list_corp_tags) if not g.deleted]
-    local_groups = list(db.scalars(select(TagGroup).where(TagGroup.org_id == org_id)))
-    by_ext = {g.external_id: g for g in local_groups if g.external_id}
-    by_name = {g.name: g for g in local_groups}
-    live_group_ids: set[str] = set()
-    for wg in groups:
-        live_group_ids.add(wg.group_id)
-        name = wg.group_name[:60] or wg.group_id[:60]
-        group = by_ext.get(wg.group_id)
-        if group is None:
-            same_name = by_name.get(name)
-            if same_name is not None and not same_name.external_id:
-                group = same_name  # a hand-made group of that name becomes the WeCom group
-                group.external_id = wg.group_id
-                report.count("tag_groups", "updated")
-            else:
-                if same_name is not None:
-                    name = f"{name[:50]} {wg.group_id[-8:]}"
-                group = TagGroup(org_id=org_id, name=name, external_id=wg.group_id, sort_order=wg.order)
-                db.add(group)
-                report.count("tag_groups", "created")
-                report.sample("tag_groups", f"created {name}")
-            db.flush()
-            by_name[group.name] = group
-        elif group.name != name or group.sort_order != wg.order:
-            if name not in by_name or by_name[name] is group:
-                group.name = name
-            group.sort_order = wg.order
-            report.count("tag_groups", "updated")
-        local_tags = {
-            t.external_id: t
-            for t in db.scalars(select(Tag).where(Tag.org_id == org_id, Tag.external_id.is_not(None)))
-        }
-        names_in_group = {t.name: t for t in db.scalars(select(Tag).where(Tag.group_id == group.id))}
-        for wt in wg.tags:
-            if wt.deleted:
-                continue
-            tname = wt.name[:60] or wt.id[:60]
-            tag = local_tags.get(wt.id)
-            if tag is None:
-                tag = names_in_group.get(tname)
-                if tag is not None and not tag.external_id:
-                    tag.external_id = wt.id
-                    report.count("tags", "updated")
-                else:
-                    if tag is not None:
-                        tname = f"{tname[:50]} {wt.id[-8:]}"
-                    tag = Tag(
-                        org_id=org_id, group_id=group.id, name=tname, external_id=wt.id, sort_order=wt.order
-                    )
-                    db.add(tag)
-                    report.count("tags", "created")
-                    report.sample("tags", f"created {group.name}/{tname}")
-                db.flush()
-                names_in_group[tag.name] = tag
-            elif tag.name != tname or tag.group_id != group.id or tag.sort_order != wt.order:
-                clash = names_in_group.get(tname)
-                if clash is None or clash is tag:
-                    tag.name = tname
-                tag.group_id, tag.sort_order = group.id, wt.order
-                report.count("tags", "updated")
-                db.flush()
-            state.tags[wt.id] = tag.id
-    # WeCom tags that are gone: their customer tags go with them (the cascade removes them).
-    stale = list(db.scalars(select(Tag).where(Tag.org_id == org_id, Tag.external_id.is_not(None))))
-    for tag in stale:
-        if tag.external_id not in state.tags:
-            report.count("tags", "ended")
-            report.sample("tags", f"deleted {tag.name} (gone from WeCom)")
-            db.execute(delete(CustomerTag).where(CustomerTag.tag_id == tag.id))
-            db.delete(tag)
-    for group in local_groups:
-        if (
-            group.external_id
-            and group.external_id not in live_group_ids
-            and db.scalar(select(func.count()).select_from(Tag).where(Tag.group_id == group.id)) == 0
-        ):
-            db.delete(group)
-            report.count("tag_groups", "ended")
-    db.flush()
+    mirror = mirror_tag_library(db, org_id, mirrored_groups(groups), complete=True, origin=ORIGIN)
+    for (kind, what), n in sorted(mirror.counts.items()):
+        report.count(kind, what, n)
+    for text in mirror.samples:
+        report.sample("tags", text)
+    state.tags = dict(mirror.tags)
 
 
 # --- members ---------------------------------------------------------------------------------------
@@ -437,6 +367,7 @@ def _sync_members(db: Session, org_id: int, userids: list[str], report: SyncRepo
             report.count("accounts", "created")
             report.sample("accounts", f"created WeCom member {userid}")
         state.accounts[userid] = existing[userid]
+    state.wecom_accounts = set(existing.values())
 
 
 # --- after the contacts ----------------------------------------------------------------------------
@@ -459,23 +390,10 @@ def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: Sync
     )
     if not stale:
         return
-    now = utcnow()
     # WeCom does not say who deleted whom; a relation that vanished is most often the customer's doing.
-    # Only still-active rows: a callback may have ended one meanwhile, with its own reason and time.
-    db.execute(
-        update(FOLLOWS)
-        .where(
-            and_(
-                FOLLOWS.c.org_id == org_id,
-                FOLLOWS.c.customer_id == bindparam("cid"),
-                FOLLOWS.c.account_id == bindparam("aid"),
-                FOLLOWS.c.status == active,
-            )
-        )
-        .values(status=FollowStatus.deleted_by_customer.value, ended_at=now),
-        [{"cid": cid, "aid": aid} for cid, aid in stale],
-    )
-    report.count("follows", "ended", len(stale))
+    # Only still-active rows end: a callback may have ended one meanwhile, with its own reason and time.
+    ended = bulk.end_follows(db, org_id, stale, by="customer", origin=ORIGIN)
+    report.count("follows", "ended", ended)
     userid_of = {v: k for k, v in state.accounts.items()}
     for cid, aid in stale[:10]:
         report.sample("follows", f"ended customer {cid} / {userid_of.get(aid, aid)} (gone from WeCom)")
@@ -483,49 +401,21 @@ def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: Sync
 
 def _reconcile_customer_tags(db: Session, org_id: int, report: SyncReport, state: SyncState) -> None:
     """Customer tags of WeCom tags follow WeCom, for the customers the sync saw; hand-made tags stay."""
-    existing: set[tuple[int, int]] = set()
-    for cid, tid in db.execute(
-        select(CUSTOMER_TAGS.c.customer_id, CUSTOMER_TAGS.c.tag_id)
-        .join(Tag, Tag.id == CUSTOMER_TAGS.c.tag_id)
-        .where(CUSTOMER_TAGS.c.org_id == org_id, Tag.external_id.is_not(None))
-    ):
-        existing.add((cid, tid))
-    add = sorted(state.wanted_tags - existing)
-    remove = sorted(p for p in existing - state.wanted_tags if p[0] in state.customers)
-    now = driver_datetime(db)(utcnow())
-    insert_rows(
+    added, removed = bulk.replace_tags(
         db,
-        CUSTOMER_TAGS,
-        [{"customer_id": c, "tag_id": t, "org_id": org_id, "created_at": now} for c, t in add],
-        ["customer_id", "tag_id"],
+        org_id,
+        state.wanted_tags,
+        state.customers,
+        state.tags.values(),
+        origin=ORIGIN,
+        backfill=state.first,
     )
-    if add:
-        report.count("customer_tags", "created", len(add))
-        report.sample("customer_tags", f"tagged {len(add)} customers as WeCom shows")
-    if remove:
-        db.execute(
-            delete(CUSTOMER_TAGS).where(
-                CUSTOMER_TAGS.c.customer_id == bindparam("c"), CUSTOMER_TAGS.c.tag_id == bindparam("t")
-            ),
-            [{"c": c, "t": t} for c, t in remove],
-        )
-        report.count("customer_tags", "ended", len(remove))
-        report.sample("customer_tags", f"removed {len(remove)} tags WeCom no longer shows")
-
-
-def _recount_friends(db: Session, org_id: int) -> None:
-    counted = (
-        select(func.count())
-        .select_from(FOLLOWS)
-        .where(FOLLOWS.c.account_id == ACCOUNTS.c.id, FOLLOWS.c.status == FollowStatus.active.value)
-        .scalar_subquery()
-    )
-    db.execute(
-        update(ACCOUNTS)
-        .where(ACCOUNTS.c.org_id == org_id, ACCOUNTS.c.kind == AccountKind.wecom_member.value)
-        .values(friend_count=counted)
-    )
-    db.expire_all()
+    if added:
+        report.count("customer_tags", "created", added)
+        report.sample("customer_tags", f"tagged {added} customers as WeCom shows")
+    if removed:
+        report.count("customer_tags", "ended", removed)
+        report.sample("customer_tags", f"removed {removed} tags WeCom no longer shows")
 
 
 # --- running and recording -------------------------------------------------------------------------
