@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from tests.wecom.conftest import Control, Wired, console_login, customer_of
 
 from siyu.customers import writeback
-from siyu.customers.models import Tag
+from siyu.customers.models import Tag, TagGroup
 from siyu.events import outbox
 from siyu.events.models import OutboxItem
 from siyu.integrations.wecom.client import WeComClient
@@ -247,24 +247,133 @@ def test_the_switch_turns_write_back_off(world: World, client: TestClient, tenan
     assert [r.status for r in _rows(db)] == ["done"]
 
 
-def test_tags_made_only_in_siyu_and_customers_without_wecom_are_not_queued(
+def test_customers_without_wecom_are_not_queued(
     world: World, client: TestClient, tenant: Any, db: Session
 ) -> None:
-    group = client.post(
-        "/api/v1/tag-groups", json={"name": "私域", "tags": ["只在私域"]}, headers=tenant.auth()
-    ).json()
-    siyu_only = group["tags"][0]["id"]
-    assert (
-        client.post(
-            f"/api/v1/customers/{world.customer_id}/tags/{siyu_only}", headers=tenant.auth()
-        ).status_code
-        == 200
-    )
     other = client.post("/api/v1/customers", json={"name": "王五"}, headers=tenant.auth()).json()["id"]
     res = client.post(f"/api/v1/customers/{other}/tags/{world.tags['高意向']}", headers=tenant.auth())
     assert res.status_code == 200, res.text
     assert _rows(db) == []
     assert world.wired.fake.calls("externalcontact/mark_tag") == []
+
+
+def _library(wecom: WeComClient) -> dict[str, dict[str, str]]:
+    """WeCom's tag library: tag ids by name, by group name."""
+    return {g.group_name: {t.name: t.id for t in g.tags} for g in wecom.list_corp_tags()}
+
+
+def _siyu_tag(client: TestClient, tenant: Any, group_id: int, name: str) -> int:
+    res = client.post("/api/v1/tags", json={"group_id": group_id, "name": name}, headers=tenant.auth())
+    assert res.status_code == 201, res.text
+    return int(res.json()["id"])
+
+
+def _group_of(db: Session, tag_id: int) -> TagGroup:
+    db.expire_all()
+    tag = db.get(Tag, tag_id)
+    assert tag is not None
+    group = db.get(TagGroup, tag.group_id)
+    assert group is not None
+    return group
+
+
+def test_a_tag_made_only_in_siyu_is_put_in_wecoms_library_then_on_the_contact(
+    world: World, client: TestClient, tenant: Any, db: Session, wecom: WeComClient
+) -> None:
+    fake, cid = world.wired.fake, world.customer_id
+    # A new group made in the console, and a tag made in siyu inside the group mirrored from WeCom (as
+    # customers.ensure_tag makes 意向/求资料 on a lead conversion).
+    group = client.post(
+        "/api/v1/tag-groups", json={"name": "私域", "tags": ["只在私域"]}, headers=tenant.auth()
+    ).json()
+    siyu_only = group["tags"][0]["id"]
+    intent = _siyu_tag(client, tenant, _group_of(db, world.tags["高意向"]).id, "求资料")
+    res = client.put(
+        f"/api/v1/customers/{cid}/tags",
+        json={"tag_ids": [siyu_only, intent, world.tags["已购"]]},
+        headers=tenant.auth(),
+    )
+    assert res.status_code == 200, res.text
+
+    library = _library(wecom)
+    assert library["私域"] == {"只在私域": library["私域"]["只在私域"]}  # a new group, named as in siyu
+    assert set(library["意向"]) == {"高意向", "低意向", "已购", "求资料"}  # added to the mirrored group
+    seen = _on_fake(fake)
+    assert set(seen["zhangsan"]["tags"]) == set(seen["lisi"]["tags"]) == {"只在私域", "求资料", "已购"}
+    db.expire_all()
+    assert db.get(Tag, siyu_only).external_id == library["私域"]["只在私域"]  # type: ignore[union-attr]
+    assert db.get(Tag, intent).external_id == library["意向"]["求资料"]  # type: ignore[union-attr]
+    assert _group_of(db, siyu_only).external_id == wecom.list_corp_tags()[-1].group_id
+    assert {r.status for r in _rows(db)} == {"done"}
+    created = len(fake.calls("externalcontact/add_corp_tag"))
+    assert created == 2  # one call per group, not per event or per member
+
+    # Idempotent: every row again (a redelivery), and a removal and re-add through the API, create nothing.
+    for row in _rows(db):
+        writeback.converge(LINK, db, row)
+    db.commit()
+    cid_path = f"/api/v1/customers/{cid}/tags/{siyu_only}"
+    assert client.delete(cid_path, headers=tenant.auth()).status_code == 200
+    assert "只在私域" not in _on_fake(fake)["zhangsan"]["tags"]
+    assert client.post(cid_path, headers=tenant.auth()).status_code == 200
+    assert "只在私域" in _on_fake(fake)["lisi"]["tags"]
+    assert len(fake.calls("externalcontact/add_corp_tag")) == created
+    assert _library(wecom) == library
+    assert {r.status for r in _rows(db)} == {"done"}
+
+
+def test_a_name_already_in_wecoms_library_is_linked_not_created_twice(
+    world: World, client: TestClient, tenant: Any, db: Session, wecom: WeComClient
+) -> None:
+    fake, cid = world.wired.fake, world.customer_id
+    # Made in WeCom after the last sync, so siyu does not know them: a group of its own, and a tag in the
+    # group siyu mirrors.
+    made = fake.post("tags", {"groups": [{"group_name": "活动", "tags": ["双11"]}]})["groups"][0]
+    intent_group = _group_of(db, world.tags["高意向"])
+    assert intent_group.external_id
+    repeat_id = wecom.add_corp_tag(["复购"], group_id=intent_group.external_id).tags[0].id
+    fake.http.delete("/_control/calls")
+    # The same names made in siyu.
+    group = client.post(
+        "/api/v1/tag-groups", json={"name": "活动", "tags": ["双11"]}, headers=tenant.auth()
+    ).json()
+    double11 = group["tags"][0]["id"]
+    repeat = _siyu_tag(client, tenant, intent_group.id, "复购")
+    res = client.put(
+        f"/api/v1/customers/{cid}/tags",
+        json={"tag_ids": [double11, repeat, world.tags["已购"]]},
+        headers=tenant.auth(),
+    )
+    assert res.status_code == 200, res.text
+
+    # WeCom answered 40071 for both groups; write-back read the library and took the existing ids.
+    assert {r.status for r in _rows(db)} == {"done"}
+    db.expire_all()
+    assert db.get(Tag, double11).external_id == made["tags"]["双11"]  # type: ignore[union-attr]
+    assert _group_of(db, double11).external_id == made["group_id"]
+    assert db.get(Tag, repeat).external_id == repeat_id  # type: ignore[union-attr]
+    assert fake.calls("externalcontact/get_corp_tag_list")
+    library = _library(wecom)
+    assert library["活动"] == {"双11": made["tags"]["双11"]}
+    assert list(library["意向"]).count("复购") == 1
+    for follow in _on_fake(fake).values():
+        assert {"双11", "复购"} <= set(follow["tags"])
+
+
+def test_a_tag_deleted_in_wecom_is_not_created_again(
+    world: World, client: TestClient, tenant: Any, db: Session, wecom: WeComClient
+) -> None:
+    fake = world.wired.fake
+    # An admin deletes 低意向 in WeCom and the callback is lost: siyu still holds it with its old id.
+    fake.post(f"tags/{world.wecom_tags['低意向']}/delete")
+    res = client.post(
+        f"/api/v1/customers/{world.customer_id}/tags/{world.tags['低意向']}", headers=tenant.auth()
+    )
+    assert res.status_code == 200, res.text
+    (row,) = _rows(db)
+    assert row.status == "failed" and "40068" in row.last_error  # settings page: sync to refresh the tags
+    assert fake.calls("externalcontact/add_corp_tag") == []
+    assert "低意向" not in _library(wecom)["意向"]
 
 
 def _figure(html: str, name: str) -> int:

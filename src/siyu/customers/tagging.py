@@ -17,6 +17,7 @@ from siyu.customers.models import CustomerTag, Tag, TagGroup
 from siyu.customers.schemas import TagGroupIn, TagGroupPatch, TagIn, TagPatch
 from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
+from siyu.integrations.channel import CorpTagGroup
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Conflict, Invalid, NotFound
@@ -414,3 +415,27 @@ class TagsByName:
             .where(Tag.org_id == self.org_id, Tag.group_id.in_({self.groups[g] for g, _ in missing}))
         ):
             self.tags[(g, t)] = i
+
+
+def link_carrier_tags(db: Session, org_id: int, group_id: int, library: CorpTagGroup) -> None:
+    """Store the carrier's ids of the group ``group_id`` and of its tags, after the carrier's tag library
+    answered them for tags siyu made (write-back put them there). Tags match by name within the group; a
+    group or tag that already has an id keeps it, and an id another row already holds is not given twice."""
+    group = get_tag_group(db, org_id, group_id)
+    held_groups = select(TagGroup.id).where(
+        TagGroup.org_id == org_id, TagGroup.external_id == library.group_id
+    )
+    if not group.external_id and library.group_id and db.scalar(held_groups) is None:
+        group.external_id = library.group_id
+    ids = {t.name: t.id for t in library.tags if t.id and not t.deleted}
+    held = set(
+        db.scalars(select(Tag.external_id).where(Tag.org_id == org_id, Tag.external_id.in_(ids.values())))
+    )
+    for tag in db.scalars(
+        select(Tag).where(Tag.org_id == org_id, Tag.group_id == group.id, Tag.external_id.is_(None))
+    ):
+        found = ids.get(tag.name)
+        if found and found not in held:
+            tag.external_id = found
+            held.add(found)
+    db.flush()

@@ -3,17 +3,24 @@
 An outbox subscriber (registered in ``siyu/subscriptions.py``) on tag_added, tag_removed, remark_changed and
 profile_changed (when the mobile changed: it is written with the remark). ``wants`` keeps an event only
 when the change did not come from the carrier itself (origin == the carrier's name: writing it back would
-echo it), the organization's write-back switch is on (the carrier's driver says so), the customer has an
-identity on the carrier, and, for a tag, the tag has the carrier's id: a tag created only in siyu has no
-carrier id and cannot be written, so it is skipped (docs/events.md says so too).
+echo it), the organization's write-back switch is on (the carrier's driver says so) and the customer has
+an identity on the carrier.
 
 ``converge`` is the handler. It is idempotent and order-independent because it writes siyu's state at
-drain time, not the event's delta: for a tag event, every carrier-known tag now on the customer is added
-(``mark_tag`` ignores tags already there) and the event's tag is removed if it is no longer on the
-customer; for a remark event, the current remark and mobile are set. It writes once per active follow by a
-member of the carrier, since the carrier keeps tags and remarks per member. The driver supplies the writer
-(its client, paced, with rate limits turned into ``RetryLater``); any other error of the writer is a
-failure the outbox records in words and retries.
+drain time, not the event's delta. For a tag event, the tags now on the customer that were made in siyu
+and have no carrier id yet (an intent tag put on by a lead conversion, a code's auto-tag made in the
+console) are first put in the carrier's tag library, group by group (the group's carrier id when it has
+one, else its name), and the ids the library answers are stored on the tags and the group through
+``customers.tagging``; the next run finds the ids and creates nothing. Then every tag now on the customer
+is added (``mark_tag`` ignores tags already there) and the event's tag is removed if it is no longer on the
+customer. Only tags WITHOUT a carrier id are put in the library: a tag mirrored from the carrier and since
+deleted there keeps its old id until the next sync removes it, so it is never created again; marking it
+is refused by the carrier (an unknown tag), which fails the row at once and shows on the settings page.
+For a remark event, the current remark and mobile are set. It writes once per active follow by a member
+of the carrier, since the carrier keeps tags and remarks per member. The driver supplies the writer (its
+client, paced, with rate limits turned into ``RetryLater``); any other error of the writer is a failure
+the outbox records in words and retries. A failure after the library answered rolls the stored ids back
+with the rest of the transaction; the next attempt finds the names in the library and links them then.
 
 Business rules live here; the carrier's driver only supplies ``CarrierLink``, so a second carrier reuses
 them.
@@ -37,19 +44,22 @@ from siyu.customers.models import (
     FollowStatus,
     IdentityKind,
     Tag,
+    TagGroup,
 )
+from siyu.customers.tagging import link_carrier_tags
 from siyu.events.bus import DomainEvent
 from siyu.events.models import OutboxItem
 from siyu.events.vocabulary import EventType
-from siyu.integrations.channel import RemarkSetter, TagMarker
+from siyu.integrations.channel import CorpTagWriter, RemarkSetter, TagMarker
 
 #: The events write-back reacts to (profile_changed only when the mobile changed).
 TYPES = (EventType.tag_added, EventType.tag_removed, EventType.remark_changed, EventType.profile_changed)
 _TAG_TYPES = frozenset({EventType.tag_added, EventType.tag_removed})
 
 
-class ContactWriter(TagMarker, RemarkSetter, Protocol):
-    """What write-back needs of a carrier adapter: mark tags and set the remark of a member's customer."""
+class ContactWriter(CorpTagWriter, TagMarker, RemarkSetter, Protocol):
+    """What write-back needs of a carrier adapter: put siyu's tags in its tag library, mark tags and set the
+    remark of a member's customer."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +97,6 @@ def wants(link: CarrierLink, db: Session, ev: DomainEvent) -> bool:
         return False
     if ev.type == EventType.profile_changed and "mobile" not in (ev.properties.get("fields") or ()):
         return False
-    if ev.type in _TAG_TYPES and not ev.properties.get("external_id"):
-        return False  # a tag made in siyu only: the carrier has no id for it
     if not link.enabled(db, ev.org_id):
         return False
     params = {"customer_id": ev.customer_id, "kind": link.identity}
@@ -135,6 +143,26 @@ def _targets(db: Session, link: CarrierLink, customer_id: int) -> list[tuple[str
     return [(member, carrier_id) for member in members]
 
 
+def _publish(db: Session, writer: CorpTagWriter, org_id: int, customer_id: int) -> None:
+    """Put the customer's tags that have no carrier id in the carrier's tag library, and keep the ids."""
+    rows = db.execute(
+        select(TagGroup.id, TagGroup.name, TagGroup.external_id, Tag.name)
+        .join(Tag, Tag.group_id == TagGroup.id)
+        .join(CustomerTag, CustomerTag.tag_id == Tag.id)
+        .where(CustomerTag.customer_id == customer_id, Tag.external_id.is_(None))
+        .order_by(TagGroup.id, Tag.sort_order, Tag.id)
+    ).all()
+    by_group: dict[int, tuple[str, str, list[str]]] = {}
+    for group_id, group_name, group_external_id, tag_name in rows:
+        by_group.setdefault(group_id, (group_name, group_external_id or "", []))[2].append(tag_name)
+    for group_id, (group_name, group_external_id, names) in by_group.items():
+        if group_external_id:
+            library = writer.add_corp_tag(names, group_id=group_external_id)
+        else:
+            library = writer.add_corp_tag(names, group_name=group_name)
+        link_carrier_tags(db, org_id, group_id, library)
+
+
 def _carrier_tags(db: Session, customer_id: int) -> list[str]:
     """The carrier ids of the tags on the customer now (tags made only in siyu have none)."""
     return list(
@@ -161,8 +189,15 @@ def converge(link: CarrierLink, db: Session, item: OutboxItem) -> None:
     if writer is None:
         return
     if item.event_type in _TAG_TYPES:
+        _publish(db, writer, item.org_id, customer.id)
         current = _carrier_tags(db, customer.id)
-        event_tag = str((item.payload.get("properties") or {}).get("external_id") or "")
+        properties = item.payload.get("properties") or {}
+        event_tag = str(properties.get("external_id") or "")
+        if not event_tag and properties.get("tag_id"):
+            # Made in siyu: it may have reached the carrier's library since the event was recorded.
+            tag = db.get(Tag, int(properties["tag_id"]))
+            if tag is not None and tag.org_id == item.org_id and tag.external_id:
+                event_tag = tag.external_id
         remove = [event_tag] if event_tag and event_tag not in current else []
         if not current and not remove:
             return

@@ -163,6 +163,17 @@ class CorpTagReader(Protocol):
 
 
 @runtime_checkable
+class CorpTagWriter(Protocol):
+    """Put tags in the enterprise tag library."""
+
+    def add_corp_tag(self, names: Sequence[str], *, group_id: str = "", group_name: str = "") -> CorpTagGroup:
+        """Create the named tags in the group ``group_id``, or else in the group named ``group_name`` (made
+        when missing). Names the group already holds are not created again: the answer is the group with
+        the id of every named tag, new or existing."""
+        ...
+
+
+@runtime_checkable
 class TagMarker(Protocol):
     """Add or remove enterprise tags on one member's customer."""
 

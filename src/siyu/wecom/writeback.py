@@ -5,9 +5,11 @@ and a client of its credentials that is paced per API and turns WeCom's rate lim
 frequency-limit page), so sooner would only meet the same limit. -1 (system busy) and 45033 (too many
 concurrent calls) are retried after a few seconds. The client is built without its own back-off
 (``max_retries=0``) so a limited call frees the drain at once instead of sleeping in it; the outbox
-schedules the retry. An answer about the request itself (``REFUSED``) gives up at once; every other WeCom
-error propagates: the outbox records it (errcode and explanation in words) as a failure and retries it
-with back-off.
+schedules the retry. An answer about the request itself (``REFUSED``), or a value the client refuses
+before calling (a tag name longer than WeCom takes), gives up at once; every other WeCom error
+propagates: the outbox records it (errcode and explanation in words) as a failure and retries it with
+back-off. A tag whose WeCom id WeCom no longer knows (deleted there) answers 40068: write-back never creates
+a tag that has an id again (see ``siyu.customers.writeback``).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from siyu.accounts.models import AccountKind
 from siyu.customers.models import IdentityKind
 from siyu.customers.writeback import CarrierLink
 from siyu.events.outbox import GiveUp, RetryLater
-from siyu.integrations.wecom import WeComClient, WeComError, WeComRateLimited
+from siyu.integrations.channel import CorpTagGroup
+from siyu.integrations.wecom import WeComClient, WeComError, WeComInputError, WeComRateLimited
 from siyu.wecom.credentials import client_for, plain_credentials
 from siyu.wecom.models import WeComCredential
 from siyu.wecom.pacing import ApiPacer, pacer_for
@@ -54,11 +57,19 @@ def enabled(db: Session, org_id: int) -> bool:
 
 
 class PacedWriter:
-    """Marks tags and sets remarks through the WeCom client, each call paced by the corporation's pacer."""
+    """Adds corporate tags, marks tags and sets remarks through the WeCom client, each call paced by the
+    corporation's pacer."""
 
     def __init__(self, client: WeComClient, pacer: ApiPacer) -> None:
         self.client = client
         self.pacer = pacer
+
+    def add_corp_tag(self, names: Sequence[str], *, group_id: str = "", group_name: str = "") -> CorpTagGroup:
+        """Put the named tags in the tag library (existing names answer their ids); every request paced."""
+        with _rate_limits():
+            return self.client.add_corp_tag(
+                names, group_id=group_id, group_name=group_name, pace=self.pacer.acquire
+            )
 
     def mark_tag(
         self, userid: str, external_userid: str, add: Sequence[str] = (), remove: Sequence[str] = ()
@@ -104,6 +115,9 @@ def _rate_limits() -> Iterator[None]:
         if exc.errcode in REFUSED:
             raise GiveUp(str(exc)) from exc
         raise
+    except WeComInputError as exc:
+        # Refused before calling (a tag name over WeCom's 30 characters): the same call would be again.
+        raise GiveUp(str(exc)) from exc
 
 
 def writer_for(db: Session, org_id: int) -> PacedWriter | None:

@@ -428,6 +428,47 @@ def test_tags_and_remarks_round_trip(fake: Control, wecom: WeComClient) -> None:
     assert bad_tag.value.errcode == 40068
 
 
+def test_add_corp_tag_makes_groups_and_answers_names_already_there(fake: Control, wecom: WeComClient) -> None:
+    assert isinstance(wecom, channel.CorpTagWriter)
+    new = wecom.add_corp_tag(["求资料", "求价格", "求资料"], group_name="意向")
+    assert new.group_name == "意向" and new.group_id.startswith("et")
+    assert [t.name for t in new.tags] == ["求资料", "求价格"]  # a name given twice is created once
+    assert all(t.id.startswith("et") for t in new.tags)
+    # A group name WeCom already has: the tags go into that group.
+    more = wecom.add_corp_tag(["求售后"], group_name="意向")
+    assert more.group_id == new.group_id
+    (group,) = wecom.list_corp_tags()
+    assert [t.name for t in group.tags] == ["求资料", "求价格", "求售后"]
+
+    # WeCom refuses the whole call when one name is already in the group...
+    with pytest.raises(WeComError) as clash:
+        wecom.post("externalcontact/add_corp_tag", {"group_id": new.group_id, "tag": [{"name": "求价格"}]})
+    assert clash.value.errcode == 40071
+    assert len(wecom.list_corp_tags()[0].tags) == 3
+    # ...so the adapter reads the group and creates only the names it lacks.
+    paced: list[str] = []
+    both = wecom.add_corp_tag(["求价格", "求试用"], group_id=new.group_id, pace=paced.append)
+    ids = {t.name: t.id for t in wecom.list_corp_tags()[0].tags}
+    assert {t.name: t.id for t in both.tags} == {"求价格": ids["求价格"], "求试用": ids["求试用"]}
+    assert len(ids) == 4
+    assert paced == [
+        "externalcontact/add_corp_tag",
+        "externalcontact/get_corp_tag_list",
+        "externalcontact/add_corp_tag",
+    ]
+    fake.post("members", {"members": [{"userid": "alice"}]})
+    (eid,) = _customers(fake, "alice", 1)
+    wecom.mark_tag("alice", eid, add=[ids["求试用"]])  # the new ids are the library's own
+    assert wecom.get_contact(eid).follow_users[0].tag_ids == (ids["求试用"],)
+
+    with pytest.raises(WeComError) as unknown:
+        wecom.add_corp_tag(["x"], group_id="etnotagroup")
+    assert unknown.value.errcode == 40068
+    with pytest.raises(WeComInputError) as long_name:
+        wecom.add_corp_tag(["长" * 31], group_name="意向")
+    assert long_name.value.field == "names"
+
+
 def test_mass_messages_split_past_10000_and_report_results(fake: Control, wecom: WeComClient) -> None:
     from datetime import UTC, datetime, timedelta
 

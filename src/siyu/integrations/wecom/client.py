@@ -17,6 +17,9 @@ talk to the fake server on loopback):
                                                remark_company <= 20
   externalcontact/mark_tag               POST  add_tag / remove_tag (not both empty)
   externalcontact/get_corp_tag_list      POST  tag_id / group_id filters
+  externalcontact/add_corp_tag           POST  group_id, or group_name (a new group, or the existing
+                                               one of that name); tag names <= 30 chars; a name
+                                               already in the group refuses the call (40071)
   externalcontact/add_contact_way        POST  type 1 single / 2 multi, scene 2 = QR code,
                                                state <= 30 chars, <= 100 users
   externalcontact/add_msg_template       POST  chat_type single: external_userid <= 10,000;
@@ -39,13 +42,14 @@ Client-side limits (WeCom would refuse the call; the adapter acts first):
   * transfers: more than 100 customers are SPLIT into calls of 100 and the per-customer
     outcomes joined (each customer's handover is independent);
   * batch/get_by_user: a single page refuses more than 100 userids; the iterator splits them;
-  * state, remark, description, remark_company and transfer message lengths are REFUSED with
+  * state, remark, description, remark_company, tag and tag group names (30) and transfer message
+    lengths are REFUSED with
     `WeComInputError` naming the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from siyu.integrations.channel import (
@@ -59,7 +63,7 @@ from siyu.integrations.channel import (
     GroupMember,
     Page,
 )
-from siyu.integrations.wecom.errors import WeComInputError
+from siyu.integrations.wecom.errors import WeComError, WeComInputError
 from siyu.integrations.wecom.outreach import WeComOutreach
 from siyu.integrations.wecom.tokens import redis_token_cache
 from siyu.integrations.wecom.transport import (
@@ -82,6 +86,13 @@ MAX_DESCRIPTION_LENGTH = 150
 MAX_REMARK_COMPANY_LENGTH = 20
 MAX_CONTACT_WAY_USERS = 100
 MAX_GROUPCHAT_LIMIT = 1_000
+MAX_TAG_NAME_LENGTH = 30
+#: add_corp_tag: a tag of that name is already in the group (WeCom refuses the whole call).
+TAG_NAME_EXISTS = 40071
+
+
+def _no_pacing(api: str) -> None:
+    """The default ``pace`` of calls that make several requests: none."""
 
 
 class WeComClient(WeComOutreach):
@@ -172,26 +183,69 @@ class WeComClient(WeComOutreach):
         if group_ids:
             body["group_id"] = list(group_ids)
         data = self.post("externalcontact/get_corp_tag_list", body)
-        return [
-            CorpTagGroup(
-                group_id=str(g.get("group_id", "")),
-                group_name=str(g.get("group_name", "")),
-                created_at=timestamp(g.get("create_time")),
-                order=int(g.get("order", 0) or 0),
-                deleted=bool(g.get("deleted", False)),
-                tags=[
-                    CorpTag(
-                        id=str(t.get("id", "")),
-                        name=str(t.get("name", "")),
-                        created_at=timestamp(t.get("create_time")),
-                        order=int(t.get("order", 0) or 0),
-                        deleted=bool(t.get("deleted", False)),
-                    )
-                    for t in g.get("tag", [])
-                ],
-            )
-            for g in data.get("tag_group", [])
-        ]
+        return [_corp_tag_group(g) for g in data.get("tag_group", [])]
+
+    def add_corp_tag(
+        self,
+        names: Sequence[str],
+        *,
+        group_id: str = "",
+        group_name: str = "",
+        pace: Callable[[str], object] = _no_pacing,
+    ) -> CorpTagGroup:
+        """Create the named tags in the group ``group_id``, or else in the group named ``group_name`` (WeCom
+        makes it when missing); names already in the group answer their existing ids. ``pace(api)`` runs
+        before each request (a pacer's acquire)."""
+        wanted = dedupe(names)
+        if not wanted:
+            raise WeComInputError("names", "at least one tag name is required")
+        if not group_id and not group_name:
+            raise WeComInputError("group_name", "give group_id or group_name")
+        if not group_id:
+            check_length("group_name", group_name, MAX_TAG_NAME_LENGTH)
+        for name in wanted:
+            check_length("names", name, MAX_TAG_NAME_LENGTH)
+        try:
+            pace("externalcontact/add_corp_tag")
+            return self._add_corp_tag(wanted, group_id, group_name)
+        except WeComError as exc:
+            if exc.errcode != TAG_NAME_EXISTS:
+                raise
+            refused = exc
+        # WeCom refuses the whole call when one name is already in the group: read the group from the
+        # library, take the ids of the names it holds and create only the others.
+        pace("externalcontact/get_corp_tag_list")
+        groups = self.list_corp_tags(group_ids=[group_id] if group_id else ())
+        group = next(
+            (
+                g
+                for g in groups
+                if not g.deleted and (g.group_id == group_id if group_id else g.group_name == group_name)
+            ),
+            None,
+        )
+        if group is None:
+            raise refused
+        have = {t.name: t for t in group.tags if not t.deleted}
+        missing = [n for n in wanted if n not in have]
+        if missing:
+            pace("externalcontact/add_corp_tag")
+            have.update((t.name, t) for t in self._add_corp_tag(missing, group.group_id, "").tags)
+        return CorpTagGroup(
+            group_id=group.group_id,
+            group_name=group.group_name,
+            tags=[have[n] for n in wanted if n in have],
+            created_at=group.created_at,
+            order=group.order,
+        )
+
+    def _add_corp_tag(self, names: list[str], group_id: str, group_name: str) -> CorpTagGroup:
+        body: dict[str, Any] = {"tag": [{"name": n} for n in names]}
+        if group_id:
+            body["group_id"] = group_id
+        else:
+            body["group_name"] = group_name
+        return _corp_tag_group(self.post("externalcontact/add_corp_tag", body).get("tag_group") or {})
 
     def mark_tag(
         self, userid: str, external_userid: str, add: Sequence[str] = (), remove: Sequence[str] = ()
@@ -318,3 +372,24 @@ class WeComClient(WeComOutreach):
             admins=[str(a.get("userid", "")) for a in g.get("admin_list", [])],
             member_version=str(g.get("member_version", "")),
         )
+
+
+def _corp_tag_group(g: dict[str, Any]) -> CorpTagGroup:
+    """Build a CorpTagGroup from WeCom's tag_group object (get_corp_tag_list, add_corp_tag)."""
+    return CorpTagGroup(
+        group_id=str(g.get("group_id", "")),
+        group_name=str(g.get("group_name", "")),
+        created_at=timestamp(g.get("create_time")),
+        order=int(g.get("order", 0) or 0),
+        deleted=bool(g.get("deleted", False)),
+        tags=[
+            CorpTag(
+                id=str(t.get("id", "")),
+                name=str(t.get("name", "")),
+                created_at=timestamp(t.get("create_time")),
+                order=int(t.get("order", 0) or 0),
+                deleted=bool(t.get("deleted", False)),
+            )
+            for t in g.get("tag", [])
+        ],
+    )

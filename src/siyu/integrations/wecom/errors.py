@@ -32,6 +32,7 @@ EXPLANATIONS: dict[int, str] = {
     40050: "The customer group (chat_id) does not exist or is not visible to this app.",
     40058: "A request parameter is invalid (wrong type, missing, too long or too many items).",
     40068: "A tag id does not exist in the company's customer tag library (invalid tagid).",
+    40071: "A tag of that name already exists in the tag group (UserTag Name Already Exist).",
     40096: "The external userid is not valid for this company (invalid external userid).",
     41001: "The access token is missing from the request.",
     41002: "The corpid parameter is missing.",

@@ -13,6 +13,9 @@ follow the official API pages (developer.work.weixin.qq.com, 客户联系):
   POST externalcontact/remark                          remark <= 20, description <= 150, remark_company <= 20
   POST externalcontact/mark_tag                        unknown tag -> 40068
   POST externalcontact/get_corp_tag_list               group_id wins over tag_id when both are given
+  POST externalcontact/add_corp_tag                    group_id (unknown -> 40068) or group_name (the group
+       of that name, made when missing); tag [{name <= 30, order}] not empty; a name already in the
+       group -> 40071 (nothing created); {tag_group: {group_id, group_name, tag: [the new tags]}}
   POST externalcontact/add_contact_way                 state <= 30, remark <= 30, <= 100 users,
                                                        type 1 takes exactly one user; qr_code for scene 2
   POST externalcontact/groupchat/list                  limit 1..1,000 required
@@ -278,6 +281,40 @@ def get_corp_tag_list(state: FakeWeComState, query: dict[str, str], body: dict[s
             }
         )
     return {"tag_group": out}
+
+
+@route("POST", "externalcontact/add_corp_tag")
+def add_corp_tag(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """Add tags to a group of the tag library (a new group when named and missing)."""
+    group_id, group_name = body.get("group_id") or "", body.get("group_name") or ""
+    if not isinstance(group_id, str) or not isinstance(group_name, str):
+        raise ApiError(40058, "group_id and group_name must be strings")
+    if not group_id and not group_name:
+        raise ApiError(40058, "group_id or group_name is required")
+    too_long("group_name", group_name, 30)
+    items = body.get("tag")
+    if not isinstance(items, list) or not items:
+        raise ApiError(40058, "tag must be a non-empty list (empty groups are not supported)")
+    tags: list[tuple[str, int]] = []
+    for item in items:
+        name = item.get("name") if isinstance(item, dict) else None
+        if not name:
+            raise ApiError(40058, "tag.name is required")
+        too_long("tag.name", name, 30)
+        tags.append((name, int(item.get("order") or 0)))
+    group = state.add_corp_tag(group_id, group_name, tags)
+    return {
+        "tag_group": {
+            "group_id": group.group_id,
+            "group_name": group.group_name,
+            "create_time": group.create_time,
+            "order": group.order,
+            "tag": [
+                {"id": t.id, "name": t.name, "create_time": t.create_time, "order": t.order}
+                for t in group.tags
+            ],
+        }
+    }
 
 
 # --- channel codes -----------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Control API and callback emission of the fake WeCom server (`/_control/...`).
 
 Tests and demos arrange the fake's world only through this JSON API: seed or generate
-members, contacts, tags and groups; add a customer through a channel code (state); edit or
+members, contacts, tags and groups; delete a tag as an admin would; add a customer through a channel code (state); edit or
 delete relationships; confirm a member's part of a mass message; make a customer refuse a
 handover or cap a member's customers (transfer outcomes 3 and 4); advance the clock; expire
 tokens; set quotas, trusted IPs and forbidden APIs; inject error codes; read the call log;
@@ -367,6 +367,12 @@ async def c_tags(request: Request, state: FakeWeComState, body: dict[str, Any]) 
     return {"groups": out}
 
 
+async def c_delete_tag(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """An admin deletes a tag in WeCom's console (no callback: send one with callback/emit if wanted)."""
+    state.delete_corp_tag(request.path_params["tag_id"])
+    return {}
+
+
 async def c_groups(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
     """Create customer groups (owner + members: member userids or external userids)."""
     created: list[str] = []
@@ -637,6 +643,7 @@ def control_routes() -> list[Route]:
         Route("/_control/contacts/{external_userid}/delete", _control(c_delete), methods=["POST"]),
         Route("/_control/contacts/{external_userid}/edit", _control(c_edit), methods=["POST"]),
         Route("/_control/tags", _control(c_tags), methods=["POST"]),
+        Route("/_control/tags/{tag_id}/delete", _control(c_delete_tag), methods=["POST"]),
         Route("/_control/groups", _control(c_groups), methods=["POST"]),
         Route("/_control/groups/{chat_id}/{action}", _control(c_group_change), methods=["POST"]),
         Route("/_control/scan", _control(c_scan), methods=["POST"]),

@@ -35,6 +35,7 @@ ERRMSG: dict[int, str] = {
     40050: "chatid not found",
     40058: "invalid Request Parameter",
     40068: "invalid tagid",
+    40071: "UserTag Name Already Exist",
     40096: "invalid external userid",
     41001: "access_token missing",
     41002: "corpid missing",
@@ -466,6 +467,48 @@ class FakeWeComState:
                 self.tag_index[tag.id] = (group, tag)
             self.tag_groups[group.group_id] = group
             return group
+
+    def add_corp_tag(self, group_id: str, group_name: str, tags: list[tuple[str, int]]) -> TagGroup:
+        """WeCom's add_corp_tag: tags (name, order) appended to the group ``group_id`` (40068 when unknown),
+        else to the group named ``group_name``, made when missing. A name already in the group refuses the
+        whole call (40071); a name given twice is created once. Answers the group with the new tags."""
+        with self.lock:
+            if group_id:
+                group = self.tag_groups.get(group_id)
+                if group is None:
+                    raise ApiError(40068, group_id)
+            else:
+                group = next((g for g in self.tag_groups.values() if g.group_name == group_name), None)
+            have = {t.name for t in group.tags} if group is not None else set()
+            clash = [name for name, _ in tags if name in have]
+            if clash:
+                raise ApiError(40071, clash[0])
+            now = int(self.now())
+            if group is None:
+                group = TagGroup(group_id=self.next_id("et", 32), group_name=group_name, create_time=now)
+                self.tag_groups[group.group_id] = group
+            created: list[Tag] = []
+            for name, order in tags:
+                if any(t.name == name for t in created):
+                    continue
+                tag = Tag(id=self.next_id("et", 32), name=name, create_time=now, order=order)
+                group.tags.append(tag)
+                self.tag_index[tag.id] = (group, tag)
+                created.append(tag)
+            return TagGroup(group.group_id, group.group_name, group.create_time, group.order, created)
+
+    def delete_corp_tag(self, tag_id: str) -> None:
+        """Delete a tag from the library and from every customer (40068 when unknown)."""
+        with self.lock:
+            found = self.tag_index.pop(tag_id, None)
+            if found is None:
+                raise ApiError(40068, tag_id)
+            group, tag = found
+            group.tags.remove(tag)
+            for follows in self.follows.values():
+                for follow in follows.values():
+                    if tag_id in follow.tag_ids:
+                        follow.tag_ids = [t for t in follow.tag_ids if t != tag_id]
 
     # --- transfers -------------------------------------------------------------------------
 
