@@ -345,6 +345,7 @@ def simulate_scan(
     from sqlalchemy import select
 
     from siyu.channels import service as channels
+    from siyu.channels.adds import simulate_scan as scan_code
     from siyu.leads.models import Lead
 
     org_id = _org_id(org)
@@ -370,7 +371,7 @@ def simulate_scan(
                 raise _fail(
                     "no replied lead with a channel code to scan (reply to a lead first, or pass --state)"
                 )
-            done = channels.simulate_scan(db, org_id, code, name=name)
+            done = scan_code(db, org_id, code, name=name)
             lead_id = db.scalar(
                 select(Lead.id).where(
                     Lead.org_id == org_id,

@@ -18,20 +18,22 @@ A State that names no siyu code (a contact way made elsewhere, or a lead's own s
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from siyu.channels.models import ChannelCode
-from siyu.channels.service import code_for_state, record_add, welcome_for
+from siyu.channels.models import ChannelCode, CodeCarrier
+from siyu.channels.service import SANDBOX_ORIGIN, code_for_state, record_add, route_for_code, welcome_for
 from siyu.customers import service as customers
-from siyu.customers.models import Customer, Tag
+from siyu.customers.models import Customer, IdentityKind, Tag
 from siyu.customers.recording import record
 from siyu.customers.remarks import WECOM_REMARK_MAX, source_label
 from siyu.events.vocabulary import EventType
-from siyu.kit.clock import ensure_utc
+from siyu.kit.clock import ensure_utc, utcnow
+from siyu.kit.errors import Invalid
 
 #: The origin of what siyu applies by the code's own settings (auto-tags, remark template): not the
 #: carrier's news, so write-back sends it to WeCom even when the add itself came from WeCom.
@@ -131,3 +133,53 @@ def render_remark(code: ChannelCode, customer: Customer) -> str:
         "mobile_last4": (customer.mobile or "")[-4:],
     }
     return code.remark_template.format_map(values).strip()[:WECOM_REMARK_MAX]
+
+
+@dataclass(frozen=True)
+class SandboxScan:
+    """What a simulated scan did: the customer (after any lead merge) and the account routed to."""
+
+    customer_id: int
+    account_id: int
+
+
+def simulate_scan(
+    db: Session, org_id: int, code: ChannelCode, *, name: str = "", at: datetime | None = None
+) -> SandboxScan:
+    """Sandbox carrier only: a person scans the code and adds the routed account.
+
+    The sandbox carrier's part of what WeCom does for a real code: route over the code's pool, create
+    the contact (known to the carrier by its own id) and its follow; then the same use case as a WeCom
+    callback (`channels.adds.contact_added_through_code`: attribution, code_scanned, lead conversion by
+    its subscriber, auto-tags, remark).
+    """
+    if code.carrier is not CodeCarrier.sandbox:
+        raise Invalid(
+            "only sandbox codes are scanned from siyu; WeCom reports real scans by callback", field="code_id"
+        )
+    at = ensure_utc(at) if at is not None else utcnow()
+    assignment = route_for_code(db, org_id, code, now=at)
+    external_userid = f"sandbox_{code.state}_{time.time_ns():x}"
+    customer, _ = customers.find_or_create_by_identity(
+        db,
+        org_id,
+        IdentityKind.wecom_external_userid,
+        external_userid,
+        {"name": name, "source": code.channel, "source_detail": code.name[:200]},
+        origin=SANDBOX_ORIGIN,
+        at=at,
+    )
+    customers.follow(
+        db,
+        org_id,
+        customer.id,
+        assignment.account_id,
+        since=at,
+        source=code.channel,
+        state=code.state,
+        origin=SANDBOX_ORIGIN,
+    )
+    added = contact_added_through_code(
+        db, org_id, code.state, customer.id, assignment.account_id, at, origin=SANDBOX_ORIGIN, code=code
+    )
+    return SandboxScan(customer_id=added.customer_id, account_id=assignment.account_id)

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
-from siyu.channels import attribution, health, service
+from siyu.channels import adds, attribution, health, service
 from siyu.channels.models import AccountAlert, ChannelCode, CodeCarrier, CodeStatus, CustomerTouch
 from siyu.channels.qr import qr_image
 from siyu.channels.schemas import (
@@ -135,7 +135,7 @@ class ScanOut(BaseModel):
 def scan_code(code_id: int, body: ScanIn, db: DbSession, principal: AdminPrincipal) -> ScanOut:
     """Demo and tests: a person scans a sandbox code and adds the routed account (admins)."""
     code = service.get_code(db, principal.org_id, code_id)
-    done = service.simulate_scan(db, principal.org_id, code, name=body.name)
+    done = adds.simulate_scan(db, principal.org_id, code, name=body.name)
     return ScanOut(customer_id=done.customer_id, account_id=done.account_id)
 
 

@@ -22,7 +22,6 @@ from siyu.channels.models import (
     AccountDayLoad,
     ChannelAdd,
     ChannelCode,
-    CodeCarrier,
     CodeStatus,
     PoolMember,
     RoutingPool,
@@ -536,57 +535,3 @@ def lead_code_by_id(db: Session, org_id: int, code_id: int) -> tuple[str, str]:
     if not code.qr_url:
         raise Invalid("the channel code has no link to send", field="code_id")
     return code.state, code.qr_url
-
-
-@dataclass(frozen=True)
-class SandboxScan:
-    """What a simulated scan did: the customer (after any lead merge) and the account routed to."""
-
-    customer_id: int
-    account_id: int
-
-
-def simulate_scan(
-    db: Session, org_id: int, code: ChannelCode, *, name: str = "", at: datetime | None = None
-) -> SandboxScan:
-    """Sandbox carrier only: a person scans the code and adds the routed account.
-
-    The sandbox carrier's part of what WeCom does for a real code: route over the code's pool, create
-    the contact (known to the carrier by its own id) and its follow; then the same use case as a WeCom
-    callback (`channels.adds.contact_added_through_code`: attribution, code_scanned, lead conversion by
-    its subscriber, auto-tags, remark).
-    """
-    from siyu.channels.adds import contact_added_through_code
-    from siyu.customers import service as customers
-    from siyu.customers.models import IdentityKind
-
-    if code.carrier is not CodeCarrier.sandbox:
-        raise Invalid(
-            "only sandbox codes are scanned from siyu; WeCom reports real scans by callback", field="code_id"
-        )
-    at = ensure_utc(at) if at is not None else utcnow()
-    assignment = route_for_code(db, org_id, code, now=at)
-    external_userid = f"sandbox_{code.state}_{time.time_ns():x}"
-    customer, _ = customers.find_or_create_by_identity(
-        db,
-        org_id,
-        IdentityKind.wecom_external_userid,
-        external_userid,
-        {"name": name, "source": code.channel, "source_detail": code.name[:200]},
-        origin=SANDBOX_ORIGIN,
-        at=at,
-    )
-    customers.follow(
-        db,
-        org_id,
-        customer.id,
-        assignment.account_id,
-        since=at,
-        source=code.channel,
-        state=code.state,
-        origin=SANDBOX_ORIGIN,
-    )
-    added = contact_added_through_code(
-        db, org_id, code.state, customer.id, assignment.account_id, at, origin=SANDBOX_ORIGIN, code=code
-    )
-    return SandboxScan(customer_id=added.customer_id, account_id=assignment.account_id)
