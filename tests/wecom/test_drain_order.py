@@ -17,7 +17,7 @@ from siyu.customers.models import FollowStatus
 from siyu.kit.db import make_engine
 from siyu.wecom.callbacks import partition_key
 from siyu.wecom.models import InboxItem
-from siyu.wecom.tasks import MAX_ATTEMPTS, _run_pass, _waiting_rows, drain
+from siyu.wecom.tasks import MAX_ATTEMPTS, _batched_pass, _run_pass, _waiting_rows, drain
 from siyu.worker import queue
 
 from .conftest import Control
@@ -41,8 +41,17 @@ def _applied_in_order(db: Session, ids: list[int]) -> bool:
     return True
 
 
+#: A drain pass as two worker processes would run it at once: batches of three keys, or a row per
+#: transaction with four workers.
+PASSES = {
+    "batches": lambda: _batched_pass(4, 3),
+    "rows": lambda: _run_pass(_waiting_rows(), 4)[0],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PASSES))
 def test_interleaved_adds_edits_and_deletes_keep_each_contacts_order_across_drains(
-    app, db: Session, tenant, fake: Control
+    app, db: Session, tenant, fake: Control, kind: str
 ) -> None:  # type: ignore[no-untyped-def]
     _connect(app, db, tenant.org_id, fake)
     eids = _contacts(fake, 6)
@@ -54,11 +63,9 @@ def test_interleaved_adds_edits_and_deletes_keep_each_contacts_order_across_drai
     ]
     ids = _store(db, tenant.org_id, events)
     assert {partition_key(e) for e in events} == {f"contact:{e}" for e in eids}
-    # Two passes at once, as two worker processes would run them, four workers each.
+    # Two passes at once, as two worker processes would run them.
     applied: list[int] = []
-    passes = [
-        threading.Thread(target=lambda: applied.append(_run_pass(_waiting_rows(), 4))) for _ in range(2)
-    ]
+    passes = [threading.Thread(target=lambda: applied.append(PASSES[kind]())) for _ in range(2)]
     for p in passes:
         p.start()
     for p in passes:

@@ -3,6 +3,7 @@ account nears a cap, its deletion rate spikes, or staff delete a customer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
@@ -99,6 +100,20 @@ def note_deletion(db: Session, org_id: int, account_id: int, *, by: str, at: dat
         )
     else:
         check_deletion_spike(db, org_id, account_id, at)
+
+
+def note_deletions(db: Session, org_id: int, deletions: Iterable[tuple[int, str, datetime]]) -> None:
+    """``note_deletion`` for a batch of (account, by, at) ends: once per account, who ended and local day,
+    at that group's latest time (the alert is one per account, kind and day; the spike check counts the
+    24 hours up to then, which include the group's earlier ends)."""
+    latest: dict[tuple[int, str, object], datetime] = {}
+    for account_id, by, at in deletions:
+        at = ensure_utc(at)
+        key = (account_id, by, local(at, SHANGHAI).date())
+        if key not in latest or latest[key] < at:
+            latest[key] = at
+    for (account_id, by, _), at in sorted(latest.items(), key=lambda item: item[1]):
+        note_deletion(db, org_id, account_id, by=by, at=at)
 
 
 def _deletions(

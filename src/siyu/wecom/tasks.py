@@ -51,7 +51,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from huey import crontab
@@ -65,8 +65,8 @@ from siyu.kit.clock import utcnow
 from siyu.wecom.callbacks import SOURCE
 from siyu.wecom.credentials import callback_client
 from siyu.wecom.models import InboxItem
-from siyu.wecom.prefetch import Prefetch, PrefetchedClient, fetch_contact
-from siyu.wecom.processing import apply_event
+from siyu.wecom.prefetch import Prefetch, PrefetchedClient, fetch_contact, fetch_contacts
+from siyu.wecom.processing import apply_contact_batch, apply_event, batchable
 from siyu.worker.queue import huey, sessions, settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +86,10 @@ MAX_WORKERS = 16
 #: Rows a worker may have queued ahead of it; the pass's reader waits when one is that far behind.
 WORKER_QUEUE = 1_000
 CONFLICT_RETRIES = 5
+#: Keys a batch takes (the first waiting row of each), claimed and applied in one transaction. Larger
+#: batches spread the per-statement costs thinner but hold their locks longer and redo more when one row
+#: fails (the batch then falls back to one row at a time).
+BATCH_SIZE = 200
 ALREADY_PROCESSED = "already processed or no such inbox row"
 WAITING_FOR_EARLIER = "waiting for an earlier event of the same key"
 DATABASE_BUSY = "left waiting: the database stayed locked"
@@ -93,23 +97,40 @@ _NOT_APPLIED = frozenset({ALREADY_PROCESSED, WAITING_FOR_EARLIER, DATABASE_BUSY}
 
 _inbox = InboxItem.__table__
 _earlier = _inbox.alias("earlier")
+# No earlier row of the same key still waiting: answered by the partial index over waiting rows
+# (partition_key, id).
+_FIRST_OF_KEY = ~exists().where(
+    _earlier.c.partition_key == _inbox.c.partition_key,
+    _earlier.c.id < _inbox.c.id,
+    _earlier.c.processed_at.is_(None),
+    _earlier.c.org_id == _inbox.c.org_id,
+    _earlier.c.source == _inbox.c.source,
+    _earlier.c.attempts < MAX_ATTEMPTS,
+)
 # Built once, claiming and reading the row in one statement: the worker runs it for every callback.
 _CLAIM = (
     update(_inbox)
-    .where(
-        _inbox.c.id == bindparam("inbox_id"),
-        _inbox.c.processed_at.is_(None),
-        ~exists().where(  # answered by the partial index over waiting rows (partition_key, id)
-            _earlier.c.partition_key == _inbox.c.partition_key,
-            _earlier.c.id < _inbox.c.id,
-            _earlier.c.processed_at.is_(None),
-            _earlier.c.org_id == _inbox.c.org_id,
-            _earlier.c.source == _inbox.c.source,
-            _earlier.c.attempts < MAX_ATTEMPTS,
-        ),
-    )
+    .where(_inbox.c.id == bindparam("inbox_id"), _inbox.c.processed_at.is_(None), _FIRST_OF_KEY)
     .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
     .returning(_inbox.c.org_id, _inbox.c.payload)
+)
+#: ``_CLAIM`` of a batch's rows in one statement.
+_CLAIM_MANY = (
+    update(_inbox)
+    .where(_inbox.c.id.in_(bindparam("ids", expanding=True)), _inbox.c.processed_at.is_(None), _FIRST_OF_KEY)
+    .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
+    .returning(_inbox.c.id)
+)
+#: The waiting rows a batch may claim (no earlier row of their key waits), in id order.
+_HEADS = (
+    select(_inbox.c.id, _inbox.c.org_id, _inbox.c.partition_key, _inbox.c.payload)
+    .where(
+        _inbox.c.source == SOURCE,
+        _inbox.c.processed_at.is_(None),
+        _inbox.c.attempts < MAX_ATTEMPTS,
+        _FIRST_OF_KEY,
+    )
+    .order_by(_inbox.c.id)
 )
 _STILL_WAITING = select(_inbox.c.id).where(
     _inbox.c.id == bindparam("inbox_id"), _inbox.c.processed_at.is_(None)
@@ -243,15 +264,20 @@ _WAITING_ROWS = select(InboxItem.id, InboxItem.org_id, InboxItem.partition_key, 
 )
 
 
-def drain(workers: int = 0) -> int:
-    """Apply every unprocessed WeCom inbox row, each key's rows in id order, ``workers`` keys at a time
-    (default ``DRAIN_WORKERS``); returns how many were applied."""
+def drain(workers: int = 0, batch: int = BATCH_SIZE) -> int:
+    """Apply every unprocessed WeCom inbox row, each key's rows in id order, up to ``batch`` keys per
+    transaction with their WeCom reads made ``workers`` at a time (default ``DRAIN_WORKERS``); returns how
+    many were applied. ``batch=0`` applies every row in its own transaction (``workers`` keys at once)."""
     if not _GATE.enter():
         return 0
     applied = 0
+    workers = max(1, min(workers or DRAIN_WORKERS, MAX_WORKERS))
     try:
         while True:
-            applied += _run_pass(_waiting_rows(), workers or DRAIN_WORKERS)
+            if batch > 0:
+                applied += _batched_pass(workers, batch)
+            else:
+                applied += _run_pass(_waiting_rows(), workers)[0]
             if not _GATE.another_pass():
                 return applied
     except BaseException:
@@ -274,8 +300,97 @@ def _waiting_rows() -> Iterator[_Waiting]:
         after = rows[-1].id
 
 
-def _run_pass(rows: Iterable[_Waiting], workers: int) -> int:
-    """Hand each row to the worker of its key and wait for all of them; returns how many were applied."""
+def _heads(held: set[tuple[int, str]], size: int, received_before: datetime | None) -> list[_Waiting]:
+    """The first waiting row of up to ``size`` keys, not of the keys ``held`` back this pass."""
+    stmt = _HEADS
+    if received_before is not None:
+        stmt = stmt.where(_inbox.c.received_at <= received_before)
+    with sessions()() as db:
+        rows = db.execute(stmt.limit(size + len(held))).all()
+    heads = [_Waiting(r.id, r.org_id, r.partition_key, r.payload) for r in rows]
+    return [h for h in heads if (h.org_id, h.partition_key) not in held][:size]
+
+
+def _batched_pass(workers: int, size: int, received_before: datetime | None = None, limit: int = 0) -> int:
+    """Apply waiting rows a batch at a time until none is left (or ``limit`` rows were taken); returns how
+    many were applied. A batch holds the first waiting row of each of its keys, so a key's next row is in a
+    later batch, claimed after this one committed. Rows ``batchable`` by ``processing`` are applied in one
+    transaction; the others each in their own, ``workers`` keys at a time. A key whose row failed or must
+    wait is held back for the rest of the pass."""
+    held: set[tuple[int, str]] = set()
+    applied = taken = 0
+    while not limit or taken < limit:
+        heads = _heads(held, min(size, limit - taken) if limit else size, received_before)
+        if not heads:
+            break
+        taken += len(heads)
+        together = [h for h in heads if batchable(h.payload)]
+        if together:
+            done, waiting = _apply_batch(together, workers)
+            applied += done
+            held |= waiting
+        alone = [h for h in heads if not batchable(h.payload)]
+        if alone:
+            done, waiting = _run_pass(alone, workers)
+            applied += done
+            held |= waiting
+    return applied
+
+
+def _apply_batch(rows: list[_Waiting], workers: int) -> tuple[int, set[tuple[int, str]]]:
+    """Claim and apply ``rows`` (distinct keys) in one transaction, their WeCom reads made beforehand;
+    if that fails, each row on its own. Returns how many were applied and the keys to hold back."""
+    factory = sessions()
+    prefetched = fetch_contacts(factory, [(r.org_id, r.payload) for r in rows], _secret_key, _POOL, workers)
+    sqlite = factory.kw["bind"].dialect.name == "sqlite"
+    try:
+        with _SQLITE_WRITER if sqlite else contextlib.nullcontext(), factory() as db:
+            claimed = set(db.scalars(_CLAIM_MANY, {"ids": [r.id for r in rows], "now": utcnow()}))
+            mine = [(r, p) for r, p in zip(rows, prefetched, strict=True) if r.id in claimed]
+            for org_id in sorted({r.org_id for r, _ in mine}):
+                of_org = [(r, p) for r, p in mine if r.org_id == org_id]
+                client, welcome = callback_client(db, org_id, _secret_key)
+                clients = [_client_for(client, p) for _, p in of_org]
+                apply_contact_batch(db, org_id, [r.payload for r, _ in of_org], clients, welcome_text=welcome)
+            db.commit()
+    except Exception:
+        log.warning(
+            "a batch of %s WeCom inbox rows failed; applying them one by one", len(rows), exc_info=True
+        )
+        return _one_by_one(rows, prefetched)
+    # Rows another drain claimed first, or held back by an earlier row it holds: that drain applies them.
+    return len(claimed), {(r.org_id, r.partition_key) for r in rows if r.id not in claimed}
+
+
+def _client_for(client: WeComClient | None, prefetch: Prefetch | None) -> WeComClient | None:
+    if client is None or prefetch is None:
+        return client
+    # Duck-typed: answers the one read it was prefetched for, passes every other call through.
+    return cast(WeComClient, PrefetchedClient(client, prefetch))
+
+
+def _one_by_one(rows: list[_Waiting], prefetched: list[Prefetch | None]) -> tuple[int, set[tuple[int, str]]]:
+    """A failed batch's rows, each in its own transaction: one bad row does not hold back the others."""
+    applied = 0
+    held: set[tuple[int, str]] = set()
+    for row, prefetch in zip(rows, prefetched, strict=True):
+        try:
+            outcome = process_inbox_item(row.id, prefetch)
+        except Exception:  # recorded on the row by process_inbox_item
+            log.exception("WeCom inbox row %s failed", row.id)
+            held.add((row.org_id, row.partition_key))
+            continue
+        if outcome in _NOT_APPLIED:
+            if outcome != ALREADY_PROCESSED:
+                held.add((row.org_id, row.partition_key))
+        else:
+            applied += 1
+    return applied, held
+
+
+def _run_pass(rows: Iterable[_Waiting], workers: int) -> tuple[int, set[tuple[int, str]]]:
+    """Hand each row to the worker of its key and wait for all of them; returns how many were applied and
+    the keys held back (a row failed or must wait)."""
     workers = max(1, min(workers, MAX_WORKERS))
     queues: list[queue.Queue[_Waiting | None]] = [queue.Queue(WORKER_QUEUE) for _ in range(workers)]
     futures = [_POOL.submit(_work, q) for q in queues]
@@ -285,10 +400,16 @@ def _run_pass(rows: Iterable[_Waiting], workers: int) -> int:
     finally:
         for q in queues:
             q.put(None)
-    return sum(f.result() for f in futures)
+    applied = 0
+    held: set[tuple[int, str]] = set()
+    for f in futures:
+        done, waiting = f.result()
+        applied += done
+        held |= waiting
+    return applied, held
 
 
-def _work(rows: queue.Queue[_Waiting | None]) -> int:
+def _work(rows: queue.Queue[_Waiting | None]) -> tuple[int, set[tuple[int, str]]]:
     """One drain worker: apply its rows in order. A key whose row failed or must wait is skipped for the
     rest of the pass (its later rows would only be refused by the claim)."""
     applied = 0
@@ -311,7 +432,7 @@ def _work(rows: queue.Queue[_Waiting | None]) -> int:
                 held.add(key)
         else:
             applied += 1
-    return applied
+    return applied, held
 
 
 @huey.task(name="wecom.drain_inbox")
@@ -326,14 +447,9 @@ def request_drain() -> None:
 
 
 def sweep(older_than: timedelta = SWEEP_AFTER, limit: int = SWEEP_BATCH) -> int:
-    """Process unprocessed WeCom inbox rows older than ``older_than`` now (each key's in order, keys in
-    parallel); returns how many succeeded."""
-    cutoff = utcnow() - older_than
-    with sessions()() as db:
-        rows = db.execute(
-            _WAITING_ROWS.where(InboxItem.received_at <= cutoff).order_by(InboxItem.id).limit(limit)
-        ).all()
-    return _run_pass((_Waiting(r.id, r.org_id, r.partition_key, r.payload) for r in rows), DRAIN_WORKERS)
+    """Process up to ``limit`` unprocessed WeCom inbox rows older than ``older_than`` now (each key's in
+    order, in batches as the drain does); returns how many succeeded."""
+    return _batched_pass(DRAIN_WORKERS, BATCH_SIZE, utcnow() - older_than, limit)
 
 
 @huey.periodic_task(crontab(minute="*"), name="wecom.sweep_inbox")
