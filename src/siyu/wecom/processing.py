@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts.departures import apply_transfer_fail
 from siyu.channels import health as channel_health
 from siyu.channels import service as channels
-from siyu.channels.adds import contact_added_through_code
+from siyu.channels.adds import CodeScan, contact_added_through_code, contacts_added_through_codes
 from siyu.customers.batch import FollowEnd, end_follows_at, start_follows
 from siyu.customers.bulk import FollowRecord, ProfileRecord, apply_profiles
 from siyu.customers.models import (
@@ -617,11 +617,36 @@ def apply_contact_batch(
     for (r, _, _, _), went in zip(ends, ended, strict=True):
         outcomes[holders[r]] = "follow ended" if went else "stale end ignored"
     ending = {r for r, _, _, _ in ends}
-    for r, i in enumerate(holders):
-        if r not in ending:
-            outcomes[i] = _code_add(
-                db, org_id, events[i], done.customer_ids[r], codes, welcome_text, outcomes[i]
+    contact_rows = [r for r in range(len(holders)) if r not in ending]
+    # Adds with a State: the add-through-a-code use case, all of the batch's at once.
+    scans = [
+        (r, str(events[holders[r]].get("state") or ""), str(events[holders[r]].get("user_id") or ""))
+        for r in contact_rows
+        if events[holders[r]].get("change_type") == "add_external_contact" and events[holders[r]].get("state")
+    ]
+    added = contacts_added_through_codes(
+        db,
+        org_id,
+        [
+            CodeScan(
+                state,
+                done.customer_ids[r],
+                account(userid) if userid else None,
+                _event_time(events[holders[r]]),
+                codes.get(state),
             )
+            for r, state, userid in scans
+        ],
+        origin=ORIGIN,
+        welcome_default=welcome_text,
+    )
+    final = {r: done.customer_ids[r] for r in contact_rows}
+    for (r, _, _), add in zip(scans, added, strict=True):
+        if add.customer_id != final[r]:
+            outcomes[holders[r]] += f"; merged into customer {add.customer_id} (a lead's commenter)"
+            final[r] = add.customer_id
+    for r in contact_rows:
+        outcomes[holders[r]] += f" (customer {final[r]})"
     return outcomes
 
 
@@ -674,32 +699,3 @@ def _replace_mirrored_tags(db: Session, org_id: int, wanted: Mapping[int, set[in
             gone.setdefault(int(cid), set()).add(int(tag_id))
     for cid, tag_ids in sorted(gone.items()):
         change_tags(db, org_id, cid, remove=tag_ids, origin=ORIGIN)
-
-
-def _code_add(
-    db: Session,
-    org_id: int,
-    event: Mapping[str, Any],
-    customer_id: int,
-    codes: Mapping[str, Any],
-    welcome_text: str,
-    outcome: str,
-) -> str:
-    """The add-through-a-code use case of an add with a State (as ``_contact_event`` runs it)."""
-    state, userid = str(event.get("state") or ""), str(event.get("user_id") or "")
-    if event.get("change_type") == "add_external_contact" and state:
-        added = contact_added_through_code(
-            db,
-            org_id,
-            state,
-            customer_id,
-            wecom_account_id(db, org_id, userid) if userid else None,
-            _event_time(event),
-            origin=ORIGIN,
-            code=codes.get(state),
-            welcome_default=welcome_text,
-        )
-        if added.customer_id != customer_id:
-            outcome += f"; merged into customer {added.customer_id} (a lead's commenter)"
-        customer_id = added.customer_id
-    return f"{outcome} (customer {customer_id})"
