@@ -31,6 +31,7 @@ from siyu.channels.service import code_for_state, record_add, welcome_for
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, Tag
 from siyu.customers.remarks import WECOM_REMARK_MAX, source_label
+from siyu.customers.resolution import live_customers
 from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
 from siyu.kit.clock import ensure_utc
@@ -113,17 +114,17 @@ def contacts_added_through_codes(
             )
         )
     new = {ev.key for ev in emit_many(db, events)}
+    # A subscriber (lead conversion) may have merged a profile into the commenter's.
+    live = live_customers(db, org_id, [s.customer_id for s in scans])
     added = []
     for scan, ev in zip(scans, events, strict=True):
-        code = codes[scan.state]
-        # A subscriber (lead conversion) may have merged this profile into the commenter's.
-        customer = customers.live_customer(db, org_id, scan.customer_id)
+        code, customer_id = codes[scan.state], live.get(scan.customer_id, scan.customer_id)
         if ev.key in new and code is not None:
-            _apply_auto_tags(db, org_id, code, customer.id)
-            _apply_remark_template(db, org_id, code, customer)
+            _apply_auto_tags(db, org_id, code, customer_id)
+            _apply_remark_template(db, org_id, code, customers.live_customer(db, org_id, customer_id))
         added.append(
             CodeAdd(
-                customer_id=customer.id,
+                customer_id=customer_id,
                 code_id=code.id if code is not None else None,
                 welcome_text=welcome_for(code, welcome_default),
                 new=ev.key in new,
