@@ -49,13 +49,13 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
 from huey import crontab
-from sqlalchemy import and_, bindparam, exists, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -114,23 +114,29 @@ _CLAIM = (
     .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
     .returning(_inbox.c.org_id, _inbox.c.payload)
 )
+#: The first waiting row of each of some keys (``keys``); ``_CLAIM_MANY`` claims only those. A grouped scan
+#: of the keys' waiting rows: a per-row NOT EXISTS probe turns into a scan of every earlier waiting row per
+#: candidate when PostgreSQL has no statistics on the inbox yet (a fresh table, a burst of callbacks).
+_FIRST_WAITING = (
+    select(func.min(_earlier.c.id))
+    .where(
+        _earlier.c.source == SOURCE,
+        _earlier.c.processed_at.is_(None),
+        _earlier.c.attempts < MAX_ATTEMPTS,
+        _earlier.c.partition_key.in_(bindparam("keys", expanding=True)),
+    )
+    .group_by(_earlier.c.org_id, _earlier.c.partition_key)
+)
 #: ``_CLAIM`` of a batch's rows in one statement.
 _CLAIM_MANY = (
     update(_inbox)
-    .where(_inbox.c.id.in_(bindparam("ids", expanding=True)), _inbox.c.processed_at.is_(None), _FIRST_OF_KEY)
+    .where(
+        _inbox.c.id.in_(bindparam("ids", expanding=True)),
+        _inbox.c.processed_at.is_(None),
+        _inbox.c.id.in_(_FIRST_WAITING),
+    )
     .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
     .returning(_inbox.c.id)
-)
-#: The waiting rows a batch may claim (no earlier row of their key waits), in id order.
-_HEADS = (
-    select(_inbox.c.id, _inbox.c.org_id, _inbox.c.partition_key, _inbox.c.payload)
-    .where(
-        _inbox.c.source == SOURCE,
-        _inbox.c.processed_at.is_(None),
-        _inbox.c.attempts < MAX_ATTEMPTS,
-        _FIRST_OF_KEY,
-    )
-    .order_by(_inbox.c.id)
 )
 _STILL_WAITING = select(_inbox.c.id).where(
     _inbox.c.id == bindparam("inbox_id"), _inbox.c.processed_at.is_(None)
@@ -141,6 +147,8 @@ _PG_CONFLICTS = frozenset({"40P01", "40001", "23505", "55P03"})
 #: The workers of this process write to SQLite one at a time (see the module docstring).
 _SQLITE_WRITER = threading.Lock()
 _POOL = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="wecom-drain")
+#: Runs the next batch's WeCom reads (on ``_POOL``) while a batch is applied.
+_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wecom-read-ahead")
 
 
 def _secret_key() -> str:
@@ -301,14 +309,36 @@ def _waiting_rows() -> Iterator[_Waiting]:
 
 
 def _heads(held: set[tuple[int, str]], size: int, received_before: datetime | None) -> list[_Waiting]:
-    """The first waiting row of up to ``size`` keys, not of the keys ``held`` back this pass."""
-    stmt = _HEADS
+    """The first waiting row of up to ``size`` keys, not of the keys ``held`` back this pass: the waiting
+    rows read in id order (``DRAIN_BATCH`` at a time), each key's first one taken."""
+    stmt = select(InboxItem.id, InboxItem.org_id, InboxItem.partition_key).where(
+        InboxItem.source == SOURCE, InboxItem.processed_at.is_(None), InboxItem.attempts < MAX_ATTEMPTS
+    )
     if received_before is not None:
-        stmt = stmt.where(_inbox.c.received_at <= received_before)
+        stmt = stmt.where(InboxItem.received_at <= received_before)
+    seen = set(held)
+    heads: dict[int, tuple[int, str]] = {}
+    after = 0
     with sessions()() as db:
-        rows = db.execute(stmt.limit(size + len(held))).all()
-    heads = [_Waiting(r.id, r.org_id, r.partition_key, r.payload) for r in rows]
-    return [h for h in heads if (h.org_id, h.partition_key) not in held][:size]
+        while len(heads) < size:
+            rows = db.execute(
+                stmt.where(InboxItem.id > after).order_by(InboxItem.id).limit(DRAIN_BATCH)
+            ).all()
+            for row in rows:
+                key = (row.org_id, row.partition_key)
+                if key not in seen:
+                    seen.add(key)
+                    heads[row.id] = key
+                    if len(heads) == size:
+                        break
+            if len(rows) < DRAIN_BATCH:
+                break
+            after = rows[-1].id
+        if not heads:
+            return []
+        found = db.execute(select(InboxItem.id, InboxItem.payload).where(InboxItem.id.in_(heads)))
+        payloads: dict[int, dict[str, Any]] = {int(i): p for i, p in found}
+    return [_Waiting(i, org_id, key, payloads[i]) for i, (org_id, key) in heads.items()]
 
 
 def _batched_pass(workers: int, size: int, received_before: datetime | None = None, limit: int = 0) -> int:
@@ -316,36 +346,75 @@ def _batched_pass(workers: int, size: int, received_before: datetime | None = No
     many were applied. A batch holds the first waiting row of each of its keys, so a key's next row is in a
     later batch, claimed after this one committed. Rows ``batchable`` by ``processing`` are applied in one
     transaction; the others each in their own, ``workers`` keys at a time. A key whose row failed or must
-    wait is held back for the rest of the pass."""
+    wait is held back for the rest of the pass.
+
+    The next batch is chosen among the other keys while a batch is applied, and its WeCom reads are made
+    meanwhile: its rows are already the first waiting rows of their keys, so each read still starts after
+    the row before it was applied (see ``siyu.wecom.prefetch``)."""
     held: set[tuple[int, str]] = set()
     applied = taken = 0
-    while not limit or taken < limit:
-        heads = _heads(held, min(size, limit - taken) if limit else size, received_before)
-        if not heads:
-            break
-        taken += len(heads)
-        together = [h for h in heads if batchable(h.payload)]
+
+    def heads(exclude: set[tuple[int, str]]) -> list[_Waiting]:
+        room = min(size, limit - taken) if limit else size
+        return _heads(exclude, room, received_before) if room > 0 else []
+
+    batch = heads(held)
+    reads = _read_ahead(batch, workers)
+    while batch:
+        taken += len(batch)
+        upcoming = heads(held | {_key(r) for r in batch})
+        upcoming_reads = _read_ahead(upcoming, workers)
+        together = [h for h in batch if batchable(h.payload)]
         if together:
-            done, waiting = _apply_batch(together, workers)
+            done, waiting = _apply_batch(together, reads.result())
             applied += done
             held |= waiting
-        alone = [h for h in heads if not batchable(h.payload)]
+        alone = [h for h in batch if not batchable(h.payload)]
         if alone:
             done, waiting = _run_pass(alone, workers)
             applied += done
             held |= waiting
+        batch, reads = [r for r in upcoming if _key(r) not in held], upcoming_reads
+        if not batch:  # the keys of the batch just applied may have rows left
+            reads.result()
+            batch = heads(held)
+            reads = _read_ahead(batch, workers)
     return applied
 
 
-def _apply_batch(rows: list[_Waiting], workers: int) -> tuple[int, set[tuple[int, str]]]:
-    """Claim and apply ``rows`` (distinct keys) in one transaction, their WeCom reads made beforehand;
-    if that fails, each row on its own. Returns how many were applied and the keys to hold back."""
+def _key(row: _Waiting) -> tuple[int, str]:
+    return (row.org_id, row.partition_key)
+
+
+def _read_ahead(rows: list[_Waiting], workers: int) -> Future[dict[int, Prefetch | None]]:
+    """Start the WeCom reads of the batchable ``rows`` (``workers`` at a time); the future answers them by
+    inbox id."""
+    together = [r for r in rows if batchable(r.payload)]
+
+    def read() -> dict[int, Prefetch | None]:
+        found = fetch_contacts(
+            sessions(), [(r.org_id, r.payload) for r in together], _secret_key, _POOL, workers
+        )
+        return {r.id: p for r, p in zip(together, found, strict=True)}
+
+    return _READER.submit(read)
+
+
+def _apply_batch(rows: list[_Waiting], reads: dict[int, Prefetch | None]) -> tuple[int, set[tuple[int, str]]]:
+    """Claim and apply ``rows`` (distinct keys) in one transaction, with the WeCom reads made for them
+    beforehand; if that fails, each row on its own. Returns how many were applied and the keys to hold
+    back."""
     factory = sessions()
-    prefetched = fetch_contacts(factory, [(r.org_id, r.payload) for r in rows], _secret_key, _POOL, workers)
+    prefetched = [reads.get(r.id) for r in rows]
     sqlite = factory.kw["bind"].dialect.name == "sqlite"
     try:
         with _SQLITE_WRITER if sqlite else contextlib.nullcontext(), factory() as db:
-            claimed = set(db.scalars(_CLAIM_MANY, {"ids": [r.id for r in rows], "now": utcnow()}))
+            claim = {
+                "ids": [r.id for r in rows],
+                "keys": sorted({r.partition_key for r in rows}),
+                "now": utcnow(),
+            }
+            claimed = set(db.scalars(_CLAIM_MANY, claim))
             mine = [(r, p) for r, p in zip(rows, prefetched, strict=True) if r.id in claimed]
             for org_id in sorted({r.org_id for r, _ in mine}):
                 of_org = [(r, p) for r, p in mine if r.org_id == org_id]
