@@ -89,7 +89,7 @@ CONFLICT_RETRIES = 5
 #: Keys a batch takes (the first waiting row of each), claimed and applied in one transaction. Larger
 #: batches spread the per-statement costs thinner but hold their locks longer and redo more when one row
 #: fails (the batch then falls back to one row at a time).
-BATCH_SIZE = 200
+BATCH_SIZE = 500
 ALREADY_PROCESSED = "already processed or no such inbox row"
 WAITING_FOR_EARLIER = "waiting for an earlier event of the same key"
 DATABASE_BUSY = "left waiting: the database stayed locked"
