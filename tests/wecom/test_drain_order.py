@@ -171,3 +171,53 @@ def test_a_locked_sqlite_database_leaves_the_row_waiting_instead_of_failing_it(
     db.expire_all()
     assert db.get(InboxItem, row).attempts == 1  # type: ignore[union-attr]
     impatient.dispose()
+
+
+def test_a_batch_applies_its_rows_in_one_transaction(app, db: Session, tenant, fake: Control) -> None:  # type: ignore[no-untyped-def]
+    _connect(app, db, tenant.org_id, fake)
+    eids = _contacts(fake, 3)
+    ids = _store(db, tenant.org_id, [_event(e) for e in eids])
+    assert drain(workers=2) == 3
+    db.expire_all()
+    claimed = {db.get(InboxItem, i).processed_at for i in ids}  # type: ignore[union-attr]
+    assert len(claimed) == 1 and None not in claimed  # one claim, one commit
+    assert set(_state(db, tenant.org_id)) == set(eids)
+
+
+def test_a_failing_row_in_a_batch_lets_the_others_apply_and_holds_its_contact_back(
+    app, db: Session, tenant, fake: Control
+) -> None:  # type: ignore[no-untyped-def]
+    _connect(app, db, tenant.org_id, fake)
+    x, y, z = _contacts(fake, 3)
+    t0 = int(time.time()) + 10
+    broken = {**_event(y, "edit_external_contact", t0 + 1), "create_time": "not a number"}  # fails every time
+    ids = _store(
+        db,
+        tenant.org_id,
+        [
+            _event(x, "add_external_contact", t0),
+            broken,
+            _event(z, "add_external_contact", t0 + 2),
+            _event(y, "del_follow_user", t0 + 3),
+        ],
+    )
+    # The three first rows make one batch; y's edit fails it, so each row is applied on its own.
+    assert drain(workers=2) == 2
+    db.expire_all()
+    add_x, edit_y, add_z, del_y = (db.get(InboxItem, i) for i in ids)
+    assert add_x is not None and add_x.processed_at is not None and add_x.attempts == 1
+    assert add_z is not None and add_z.processed_at is not None and add_z.attempts == 1
+    assert edit_y is not None and edit_y.processed_at is None and edit_y.attempts == 1
+    assert "ValueError" in (edit_y.error or "")
+    assert del_y is not None and del_y.processed_at is None and del_y.attempts == 0  # held back
+    state = _state(db, tenant.org_id)
+    assert {x, z} <= set(state) and y not in state
+    assert dict(state[x][3])["zhangsan"] == FollowStatus.active
+    # Given up after its last attempt, the broken row stops holding y's later row back.
+    db.execute(update(InboxItem).where(InboxItem.id == ids[1]).values(attempts=MAX_ATTEMPTS - 1))
+    db.commit()
+    assert drain(workers=2) == 0
+    assert drain(workers=2) == 1
+    db.expire_all()
+    assert db.get(InboxItem, ids[3]).processed_at is not None  # type: ignore[union-attr]
+    assert dict(_state(db, tenant.org_id)[y][3])["zhangsan"] == FollowStatus.deleted_by_customer
