@@ -2,15 +2,18 @@
 
 Applying a contact event (add, edit, add_half) waits on externalcontact/get for a good part of its time.
 Made inside the row's transaction, that wait holds the transaction open, and on SQLite it holds the
-database's one write lock, so no other drain could write meanwhile. The drain worker applying the row
-therefore reads the details first (``fetch_contact``) and hands them to the row's transaction, where
-``PrefetchedClient`` answers the one read they were fetched for. A fetch never writes; a row another drain
-claims first only wastes its fetch.
+database's one write lock, so no other drain could write meanwhile. The drain therefore reads the details
+first (``fetch_contact`` for a row applied on its own, ``fetch_contacts`` for a batch, several reads at a
+time and the credentials read once per part) and hands them to the transaction, where ``PrefetchedClient``
+answers the one read they were fetched for. A fetch never writes; a row another drain claims first only
+wastes its fetch.
 
 Freshness: externalcontact/get answers WeCom's current state. The fetch starts after the row's event was
 stored, so it sees at least what the event announced, and after the previous row of the same contact was
 applied (a contact's rows are applied one after the other by one drain worker, see ``siyu.wecom.tasks``),
-so a row never applies an older answer than the row before it did. A change made in WeCom after the fetch
+so a row never applies an older answer than the row before it did. A batch holds only the first waiting row
+of each key, and the next batch's reads start while a batch is applied only for rows that are already the
+first waiting rows of keys outside it. A change made in WeCom after the fetch
 sends a callback of its own, applied later.
 
 The client is built through ``callback_client``, whose cache is per thread (a ``requests.Session`` is not

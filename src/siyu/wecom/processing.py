@@ -1,6 +1,7 @@
 """Applying WeCom data to customers, follow relations, groups and tags.
 
-Two kinds of callers share these functions: the callback worker (one event at a time, ``apply_event``)
+Two kinds of callers share these functions: the callback drain (one event at a time, ``apply_event``, or
+contact events of different contacts set-wise, ``apply_contact_batch``, through the customers bulk writer)
 and the reconciliation sync (whole snapshots: ``apply_contact``, ``apply_tags``, ``upsert_corp_tags``,
 ``upsert_group``). All of them flush and never commit, and all are idempotent: applying the same data
 twice leaves the same rows.

@@ -6,18 +6,27 @@ callback); ``drain_wecom_inbox`` then applies every unprocessed row.
 
 Order. Each row carries a ``partition_key`` (``siyu.wecom.callbacks.partition_key``): the contact, the
 group chat or the tag library it is about. Rows of one key are applied in arrival (id) order, so an
-edit_external_contact is never applied before the add it follows; rows of different keys are applied in
-parallel by ``DRAIN_WORKERS`` drain workers. A pass reads the waiting rows in id order and hands each to
-the worker ``crc32(key) % workers``, so one key's rows go, in order, to one worker of the process.
+edit_external_contact is never applied before the add it follows.
 
-Exactly once, and order across processes. Each row is applied by ``process_inbox_item`` in its own
-transaction, which claims the row (processed_at set, attempts + 1) with its first statement. The claim
-matches only a row not yet claimed and with no earlier row of the same key still waiting (unprocessed and
-below ``MAX_ATTEMPTS``). So another drain (another process, the sweep) that holds an earlier row of the key,
-or got this row first, makes the claim match nothing: on PostgreSQL a concurrent claim of the same row waits
-for the row lock and then matches nothing, and a claim whose earlier row is claimed but not committed still
-sees that row waiting; on SQLite the UPDATE takes the write lock and reads the latest commit. A rollback
-releases the claim (and restores the error it cleared).
+Batches. A pass repeatedly takes the first waiting row of up to ``BATCH_SIZE`` keys. Their contact details
+are read from WeCom first, ``DRAIN_WORKERS`` reads at a time (``siyu.wecom.prefetch``); then the rows
+``processing.batchable`` names (adds without a welcome code, edits, deletions) are claimed and applied
+set-wise in ONE transaction (``processing.apply_contact_batch``: the customers bulk writer, events and
+stage rules included), with the organization's credentials read once. The other rows (welcome sends,
+add_half, hand-overs, groups, the tag library) are applied one per transaction by ``DRAIN_WORKERS``
+workers, each key's rows to the worker ``crc32(key) % workers``. A key's next row is only taken by a later
+batch, after the batch holding its previous row committed. If a batch fails, its rows are applied one by
+one (each as below), so one bad row cannot hold back the others.
+
+Exactly once, and order across processes. A row applied on its own is applied by ``process_inbox_item`` in
+its own transaction, which claims the row (processed_at set, attempts + 1) with its first statement; a
+batch claims all its rows with one statement of the same conditions. The claim matches only a row not yet
+claimed and with no earlier row of the same key still waiting (unprocessed and below ``MAX_ATTEMPTS``). So
+another drain (another process, the sweep) that holds an earlier row of the key, or got this row first,
+makes the claim match nothing: on PostgreSQL a concurrent claim of the same row waits for the row lock and
+then matches nothing, and a claim whose earlier row is claimed but not committed still sees that row
+waiting; on SQLite the UPDATE takes the write lock and reads the latest commit. A rollback releases the
+claim (and restores the error it cleared).
 
 Failures. A failure rolls the effect back and records the error and attempt count on the row. The row keeps
 blocking the later rows of its key (they are skipped for the rest of the pass and refused by the claim)
@@ -27,9 +36,9 @@ concurrent transactions (a deadlock, a serialization failure, a unique key inser
 row's transaction, SQLite's "database is locked") are not failures of the row: it is retried at once, up to
 ``CONFLICT_RETRIES`` times; a row SQLite still finds locked is left waiting, without an attempt counted.
 
-SQLite has one writer at a time: the workers of a process take turns at writing (a lock held from the claim
-to the commit, instead of SQLite's busy wait, which sleeps in growing steps), while the slow part, reading
-the contact from WeCom (``siyu.wecom.prefetch``), happens before the claim and overlaps across workers.
+SQLite has one writer at a time: the batches and workers of a process take turns at writing (a lock held
+from the claim to the commit, instead of SQLite's busy wait, which sleeps in growing steps), while the slow
+part, reading the contacts from WeCom (``siyu.wecom.prefetch``), happens before the claim.
 
 The periodic ``sweep_wecom_inbox`` re-processes rows still unprocessed a minute after they arrived (failed
 ones, or a crash between commit and drain request) up to ``MAX_ATTEMPTS``. Every night ``prune_wecom_inbox``
