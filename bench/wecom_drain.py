@@ -11,11 +11,11 @@ The backlog: four callbacks per contact, queued in the inbox the way the inbox w
 in the order add_external_contact, edit_external_contact, edit_external_contact, del_follow_user. Three of
 the four read the contact from WeCom (externalcontact/get) when applied.
 
-Timed: ``drain()`` until the inbox is empty, first with one drain at a time (``workers=1``, the baseline:
-rows applied one after the other in id order, each read from WeCom just before it is claimed) and then with
-``DRAIN_WORKERS`` parallel drains, each on a fresh database, in the same run. (The drain before parallel
-drains also applied one row at a time, overlapping only the WeCom reads of the next rows through a pool of
-four threads, so it sat between this baseline and the parallel drains.) Checked after each: every row processed exactly once (attempts 1),
+Timed: ``drain()`` until the inbox is empty, first the baseline, the previous design: every row in its own
+transaction, ``DRAIN_WORKERS`` keys at a time (``drain(batch=0)``, each row read from WeCom just before it is
+claimed), and then the batched drain (the first waiting row of up to ``BATCH_SIZE`` keys claimed and applied
+set-wise in one transaction, their WeCom reads made ``DRAIN_WORKERS`` at a time beforehand), each on a fresh
+database, in the same run. Checked after each: every row processed exactly once (attempts 1),
 per contact the rows claimed in arrival order (each row's processed_at later than the previous row of the
 same contact: a row can only be claimed once the one before it committed), one externalcontact/get per
 reading event, one customer per contact and every follow ended by the customer (the del_follow_user came
@@ -23,7 +23,7 @@ last). CPU of siyu's process and of the fake, and the load average, are printed 
 be shared.
 
     python bench/wecom_drain.py [--quick] [--database-url postgresql+psycopg://postgres@127.0.0.1/siyu_x]
-Last line: events_per_s=N (the parallel drains; on PostgreSQL when a URL is given).
+Last line: events_per_s=N (the batched drain; on PostgreSQL when a URL is given).
 """
 
 from __future__ import annotations
@@ -45,12 +45,12 @@ from sqlalchemy import func, select
 from wecom_callbacks import fresh_postgres  # bench/ is the script's directory, so on sys.path
 
 from siyu.customers.models import Customer, FollowRelation, FollowStatus
-from siyu.identity import service as identity
 from siyu.integrations.wecom.crypto import parse_event_xml
 from siyu.integrations.wecom.fake_state import FakeWeComState
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.migrate import upgrade
 from siyu.kit.settings import Settings
+from siyu.tenancy import service as tenancy
 from siyu.wecom import tasks
 from siyu.wecom.callbacks import store_events
 from siyu.wecom.credentials import client_for, load_plain, save_credentials
@@ -128,7 +128,7 @@ def prepare(url: str, fake_url: str, events: list[dict[str, Any]]) -> tuple[Any,
     engine = make_engine(url)
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        org = identity.create_organization(db, "Bench Drain", "bench-drain")
+        org = tenancy.create_organization(db, "Bench Drain", "bench-drain")
         save_credentials(
             db,
             org.id,
@@ -198,15 +198,16 @@ def one_run(
     fake_pid: int,
     events: list[dict[str, Any]],
     contacts: int,
-    workers: int,
+    batch: int,
 ) -> Result:
-    """Queue the backlog into a fresh database and drain it with ``workers`` parallel drains."""
+    """Queue the backlog into a fresh database and drain it (``batch`` keys per transaction; 0: a row per
+    transaction)."""
     engine, _ = prepare(url, fake_url, events)
     queue.bind_engine(engine)
     queue.bind_settings(Settings(secret_key=SECRET_KEY))
     httpx.request("DELETE", f"{fake_url}/_control/calls", timeout=30)
     fake0, cpu0, wall0 = cpu_of(fake_pid), time.process_time(), time.perf_counter()
-    applied = tasks.drain(workers=workers)
+    applied = tasks.drain(batch=batch)
     seconds = time.perf_counter() - wall0
     cpu, fake_cpu = time.process_time() - cpu0, cpu_of(fake_pid) - fake0
     problems = check(make_sessionmaker(engine), contacts, len(events), fake_url)
@@ -228,19 +229,33 @@ def one_run(
 
 
 def run_backend(name: str, make_url: Any, fake_url: str, fake_pid: int, contacts: int) -> float:
-    """The baseline and the parallel drains on one backend; returns the parallel events/s."""
+    """The baseline and the batched drain on one backend; returns the batched events/s."""
     events = backlog(contacts)
     print(
         f"{name}: {len(events)} queued callbacks over {contacts} contacts "
         f"({len(events) // contacts} each, {READING} reading WeCom)",
         flush=True,
     )
-    base = one_run(f"{name} one drain at a time", make_url(), fake_url, fake_pid, events, contacts, 1)
+    base = one_run(
+        f"{name} {tasks.DRAIN_WORKERS} parallel drains, a row per transaction",
+        make_url(),
+        fake_url,
+        fake_pid,
+        events,
+        contacts,
+        0,
+    )
     par = one_run(
-        f"{name} {tasks.DRAIN_WORKERS} parallel drains", make_url(), fake_url, fake_pid, events, contacts, 0
+        f"{name} batches of {tasks.BATCH_SIZE} keys",
+        make_url(),
+        fake_url,
+        fake_pid,
+        events,
+        contacts,
+        tasks.BATCH_SIZE,
     )
     rate = len(events) / par.seconds
-    print(f"{name}: ratio_vs_one_drain={base.seconds / par.seconds:.2f}", flush=True)
+    print(f"{name}: ratio_vs_row_per_transaction={base.seconds / par.seconds:.2f}", flush=True)
     return rate
 
 

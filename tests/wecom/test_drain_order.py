@@ -17,7 +17,7 @@ from siyu.customers.models import FollowStatus
 from siyu.kit.db import make_engine
 from siyu.wecom.callbacks import partition_key
 from siyu.wecom.models import InboxItem
-from siyu.wecom.tasks import MAX_ATTEMPTS, _run_pass, _waiting_rows, drain
+from siyu.wecom.tasks import MAX_ATTEMPTS, _batched_pass, _run_pass, _waiting_rows, drain
 from siyu.worker import queue
 
 from .conftest import Control
@@ -41,8 +41,17 @@ def _applied_in_order(db: Session, ids: list[int]) -> bool:
     return True
 
 
+#: A drain pass as two worker processes would run it at once: batches of three keys, or a row per
+#: transaction with four workers.
+PASSES = {
+    "batches": lambda: _batched_pass(4, 3),
+    "rows": lambda: _run_pass(_waiting_rows(), 4)[0],
+}
+
+
+@pytest.mark.parametrize("kind", sorted(PASSES))
 def test_interleaved_adds_edits_and_deletes_keep_each_contacts_order_across_drains(
-    app, db: Session, tenant, fake: Control
+    app, db: Session, tenant, fake: Control, kind: str
 ) -> None:  # type: ignore[no-untyped-def]
     _connect(app, db, tenant.org_id, fake)
     eids = _contacts(fake, 6)
@@ -54,11 +63,9 @@ def test_interleaved_adds_edits_and_deletes_keep_each_contacts_order_across_drai
     ]
     ids = _store(db, tenant.org_id, events)
     assert {partition_key(e) for e in events} == {f"contact:{e}" for e in eids}
-    # Two passes at once, as two worker processes would run them, four workers each.
+    # Two passes at once, as two worker processes would run them.
     applied: list[int] = []
-    passes = [
-        threading.Thread(target=lambda: applied.append(_run_pass(_waiting_rows(), 4))) for _ in range(2)
-    ]
+    passes = [threading.Thread(target=lambda: applied.append(PASSES[kind]())) for _ in range(2)]
     for p in passes:
         p.start()
     for p in passes:
@@ -164,3 +171,53 @@ def test_a_locked_sqlite_database_leaves_the_row_waiting_instead_of_failing_it(
     db.expire_all()
     assert db.get(InboxItem, row).attempts == 1  # type: ignore[union-attr]
     impatient.dispose()
+
+
+def test_a_batch_applies_its_rows_in_one_transaction(app, db: Session, tenant, fake: Control) -> None:  # type: ignore[no-untyped-def]
+    _connect(app, db, tenant.org_id, fake)
+    eids = _contacts(fake, 3)
+    ids = _store(db, tenant.org_id, [_event(e) for e in eids])
+    assert drain(workers=2) == 3
+    db.expire_all()
+    claimed = {db.get(InboxItem, i).processed_at for i in ids}  # type: ignore[union-attr]
+    assert len(claimed) == 1 and None not in claimed  # one claim, one commit
+    assert set(_state(db, tenant.org_id)) == set(eids)
+
+
+def test_a_failing_row_in_a_batch_lets_the_others_apply_and_holds_its_contact_back(
+    app, db: Session, tenant, fake: Control
+) -> None:  # type: ignore[no-untyped-def]
+    _connect(app, db, tenant.org_id, fake)
+    x, y, z = _contacts(fake, 3)
+    t0 = int(time.time()) + 10
+    broken = {**_event(y, "edit_external_contact", t0 + 1), "create_time": "not a number"}  # fails every time
+    ids = _store(
+        db,
+        tenant.org_id,
+        [
+            _event(x, "add_external_contact", t0),
+            broken,
+            _event(z, "add_external_contact", t0 + 2),
+            _event(y, "del_follow_user", t0 + 3),
+        ],
+    )
+    # The three first rows make one batch; y's edit fails it, so each row is applied on its own.
+    assert drain(workers=2) == 2
+    db.expire_all()
+    add_x, edit_y, add_z, del_y = (db.get(InboxItem, i) for i in ids)
+    assert add_x is not None and add_x.processed_at is not None and add_x.attempts == 1
+    assert add_z is not None and add_z.processed_at is not None and add_z.attempts == 1
+    assert edit_y is not None and edit_y.processed_at is None and edit_y.attempts == 1
+    assert "ValueError" in (edit_y.error or "")
+    assert del_y is not None and del_y.processed_at is None and del_y.attempts == 0  # held back
+    state = _state(db, tenant.org_id)
+    assert {x, z} <= set(state) and y not in state
+    assert dict(state[x][3])["zhangsan"] == FollowStatus.active
+    # Given up after its last attempt, the broken row stops holding y's later row back.
+    db.execute(update(InboxItem).where(InboxItem.id == ids[1]).values(attempts=MAX_ATTEMPTS - 1))
+    db.commit()
+    assert drain(workers=2) == 0
+    assert drain(workers=2) == 1
+    db.expire_all()
+    assert db.get(InboxItem, ids[3]).processed_at is not None  # type: ignore[union-attr]
+    assert dict(_state(db, tenant.org_id)[y][3])["zhangsan"] == FollowStatus.deleted_by_customer

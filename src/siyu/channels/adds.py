@@ -19,8 +19,10 @@ A State that names no siyu code (a contact way made elsewhere, or a lead's own s
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,8 +31,9 @@ from siyu.channels.models import ChannelCode, CodeCarrier
 from siyu.channels.service import SANDBOX_ORIGIN, code_for_state, record_add, route_for_code, welcome_for
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, IdentityKind, Tag
-from siyu.customers.recording import record
 from siyu.customers.remarks import WECOM_REMARK_MAX, source_label
+from siyu.customers.resolution import live_customers
+from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Invalid
@@ -51,6 +54,18 @@ class CodeAdd:
     new: bool
 
 
+@dataclass(frozen=True, slots=True)
+class CodeScan:
+    """A customer added ``account_id`` through the code with ``state`` at ``at``; ``code`` is the code the
+    caller looked up for the state, if it did."""
+
+    state: str
+    customer_id: int
+    account_id: int | None
+    at: datetime
+    code: ChannelCode | None = None
+
+
 def contact_added_through_code(
     db: Session,
     org_id: int,
@@ -65,40 +80,59 @@ def contact_added_through_code(
 ) -> CodeAdd:
     """A customer added ``account_id`` through the code with ``state`` at ``at`` (see the module doc).
     The caller has recorded the follow itself; ``code`` saves the lookup when the caller has it."""
-    at = ensure_utc(at)
-    if code is None:
-        code = code_for_state(db, org_id, state)
-    if code is not None:
-        record_add(db, org_id, code, customer_id, account_id, at)
-        customer = customers.live_customer(db, org_id, customer_id)
-        fill = {} if customer.source else {"source": code.channel}
-        if not customer.source_detail and (customer.source or code.channel) == code.channel:
-            fill["source_detail"] = code.name[:200]  # the code's own name says which card, which video
-        if fill:
-            customers.update_customer(db, org_id, customer.id, fill, origin=origin)
-    new = record(
-        db,
-        org_id,
-        customer_id,
-        EventType.code_scanned,
-        at=at,
-        origin=origin,
-        account_id=account_id,
-        key=f"code_scanned:{state}:{customer_id}:{account_id}:{at.isoformat()}"[:128],
-        code_id=code.id if code is not None else None,
-        state=state,
-    )
-    # A subscriber (lead conversion) may have merged this profile into the commenter's.
-    customer = customers.live_customer(db, org_id, customer_id)
-    if new and code is not None:
-        _apply_auto_tags(db, org_id, code, customer.id)
-        _apply_remark_template(db, org_id, code, customer)
-    return CodeAdd(
-        customer_id=customer.id,
-        code_id=code.id if code is not None else None,
-        welcome_text=welcome_for(code, welcome_default),
-        new=new,
-    )
+    scan = CodeScan(state, customer_id, account_id, at, code)
+    return contacts_added_through_codes(db, org_id, [scan], origin=origin, welcome_default=welcome_default)[0]
+
+
+def contacts_added_through_codes(
+    db: Session, org_id: int, scans: Sequence[CodeScan], *, origin: str, welcome_default: str = ""
+) -> list[CodeAdd]:
+    """``contact_added_through_code`` for many adds (of different customers) at once: each state's code
+    looked up once, and every ``code_scanned`` recorded in one write, so its subscribers run set-wise."""
+    codes: dict[str, ChannelCode | None] = {s.state: s.code for s in scans if s.code is not None}
+    for scan in scans:
+        if scan.state not in codes:
+            codes[scan.state] = code_for_state(db, org_id, scan.state)
+    events: list[DomainEvent] = []
+    for scan in scans:
+        at, code = ensure_utc(scan.at), codes[scan.state]
+        if code is not None:
+            record_add(db, org_id, code, scan.customer_id, scan.account_id, at)
+            customer = customers.live_customer(db, org_id, scan.customer_id)
+            fill = {} if customer.source else {"source": code.channel}
+            if not customer.source_detail and (customer.source or code.channel) == code.channel:
+                fill["source_detail"] = code.name[:200]  # the code's own name says which card, which video
+            if fill:
+                customers.update_customer(db, org_id, customer.id, fill, origin=origin)
+        properties: dict[str, Any] = {"code_id": code.id if code is not None else None, "state": scan.state}
+        if origin:
+            properties["origin"] = origin
+        if scan.account_id is not None:
+            properties["account_id"] = scan.account_id
+        key = f"code_scanned:{scan.state}:{scan.customer_id}:{scan.account_id}:{at.isoformat()}"[:128]
+        events.append(
+            DomainEvent(
+                org_id, scan.customer_id, EventType.code_scanned, at, properties, scan.account_id, key=key
+            )
+        )
+    new = {ev.key for ev in emit_many(db, events)}
+    # A subscriber (lead conversion) may have merged a profile into the commenter's.
+    live = live_customers(db, org_id, [s.customer_id for s in scans])
+    added = []
+    for scan, ev in zip(scans, events, strict=True):
+        code, customer_id = codes[scan.state], live.get(scan.customer_id, scan.customer_id)
+        if ev.key in new and code is not None:
+            _apply_auto_tags(db, org_id, code, customer_id)
+            _apply_remark_template(db, org_id, code, customers.live_customer(db, org_id, customer_id))
+        added.append(
+            CodeAdd(
+                customer_id=customer_id,
+                code_id=code.id if code is not None else None,
+                welcome_text=welcome_for(code, welcome_default),
+                new=ev.key in new,
+            )
+        )
+    return added
 
 
 def _apply_auto_tags(db: Session, org_id: int, code: ChannelCode, customer_id: int) -> None:

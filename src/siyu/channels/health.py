@@ -3,7 +3,9 @@ account nears a cap, its deletion rate spikes, or staff delete a customer."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -86,74 +88,94 @@ def check_caps(
 def note_deletion(db: Session, org_id: int, account_id: int, *, by: str, at: datetime | None = None) -> None:
     """Call after customers.unfollow: staff deleting a customer alerts at once; a customer deleting
     the account checks for a deletion spike."""
-    at = ensure_utc(at) if at is not None else utcnow()
-    if by == "staff":
-        name = db.scalar(select(Account.name).where(Account.id == account_id, Account.org_id == org_id)) or ""
-        raise_alert(
+    note_deletions(db, org_id, [(account_id, by, at or utcnow())])
+
+
+def note_deletions(db: Session, org_id: int, deletions: Iterable[tuple[int, str, datetime]]) -> None:
+    """``note_deletion`` for many (account, by, at) ends at once, a few statements whatever their number.
+    They are grouped by local day: a staff deletion alerts at the account's first of the day (one alert per
+    account, kind and day), and the spike check runs once, at the group's latest time (the 24 hours up to
+    then hold the group's earlier ends)."""
+    days: dict[tuple[str, object], dict[int, list[datetime]]] = {}
+    for account_id, by, at in deletions:
+        at = ensure_utc(at)
+        days.setdefault((by, local(at, SHANGHAI).date()), {}).setdefault(account_id, []).append(at)
+    for (by, _), ats in sorted(days.items(), key=lambda item: min(min(a) for a in item[1].values())):
+        if by == "staff":
+            names = _names(db, org_id, ats)
+            for account_id, times in sorted(ats.items()):
+                message = f"{names.get(account_id, '')}: a staff member deleted a customer"
+                raise_alert(db, org_id, account_id, AlertKind.deleted_by_staff, message, min(times))
+        else:
+            _check_spikes(db, org_id, sorted(ats), max(max(a) for a in ats.values()))
+
+
+def _names(db: Session, org_id: int, account_ids: Iterable[int]) -> dict[int, str]:
+    rows = db.execute(
+        select(Account.id, Account.name).where(Account.org_id == org_id, Account.id.in_(account_ids))
+    )
+    return {int(aid): str(name or "") for aid, name in rows}
+
+
+def _counts(db: Session, org_id: int, account_ids: list[int], *conditions: Any) -> dict[int, int]:
+    """Follow relations per account matching ``conditions`` (one grouped query)."""
+    rows = db.execute(
+        select(FollowRelation.account_id, func.count())
+        .where(FollowRelation.org_id == org_id, FollowRelation.account_id.in_(account_ids), *conditions)
+        .group_by(FollowRelation.account_id)
+    )
+    return {int(aid): int(n) for aid, n in rows}
+
+
+def _check_spikes(db: Session, org_id: int, account_ids: list[int], at: datetime) -> list[int]:
+    """Alert for each account whose last 24 hours' deletions by customers (up to ``at``) spike against the
+    week before or the day's adds; returns the accounts alerted."""
+    day_start = at - timedelta(days=1)
+    by_customer = FollowRelation.status == FollowStatus.deleted_by_customer
+    recent = _counts(
+        db,
+        org_id,
+        account_ids,
+        by_customer,
+        FollowRelation.ended_at >= day_start,
+        FollowRelation.ended_at < at + timedelta(seconds=1),
+    )
+    spiking = sorted(aid for aid, n in recent.items() if n >= SPIKE_MIN_DELETIONS)
+    if not spiking:
+        return []
+    week = _counts(
+        db,
+        org_id,
+        spiking,
+        by_customer,
+        FollowRelation.ended_at >= day_start - timedelta(days=7),
+        FollowRelation.ended_at < day_start,
+    )
+    adds = _counts(db, org_id, spiking, FollowRelation.since >= day_start)
+    alerted = [
+        aid
+        for aid in spiking
+        if recent[aid] > SPIKE_FACTOR * week.get(aid, 0) / 7
+        or recent[aid] > SPIKE_RATE * max(adds.get(aid, 0), 1)
+    ]
+    names = _names(db, org_id, alerted) if alerted else {}
+    return [
+        aid
+        for aid in alerted
+        if raise_alert(
             db,
             org_id,
-            account_id,
-            AlertKind.deleted_by_staff,
-            f"{name}: a staff member deleted a customer",
+            aid,
+            AlertKind.deletion_spike,
+            f"{names.get(aid, '')}: {recent[aid]} customers deleted the account in 24 hours",
             at,
         )
-    else:
-        check_deletion_spike(db, org_id, account_id, at)
-
-
-def _deletions(
-    db: Session, org_id: int, account_id: int, status: FollowStatus, start: datetime, end: datetime
-) -> int:
-    return (
-        db.scalar(
-            select(func.count())
-            .select_from(FollowRelation)
-            .where(
-                FollowRelation.org_id == org_id,
-                FollowRelation.account_id == account_id,
-                FollowRelation.status == status,
-                FollowRelation.ended_at >= start,
-                FollowRelation.ended_at < end,
-            )
-        )
-        or 0
-    )
+    ]
 
 
 def check_deletion_spike(db: Session, org_id: int, account_id: int, at: datetime) -> bool:
     """Alert if the last 24 hours' deletions by customers spike against the week before or the day's adds."""
-    day_start = at - timedelta(days=1)
-    recent = _deletions(
-        db, org_id, account_id, FollowStatus.deleted_by_customer, day_start, at + timedelta(seconds=1)
-    )
-    if recent < SPIKE_MIN_DELETIONS:
-        return False
-    week = _deletions(
-        db, org_id, account_id, FollowStatus.deleted_by_customer, day_start - timedelta(days=7), day_start
-    )
-    adds = (
-        db.scalar(
-            select(func.count())
-            .select_from(FollowRelation)
-            .where(
-                FollowRelation.org_id == org_id,
-                FollowRelation.account_id == account_id,
-                FollowRelation.since >= day_start,
-            )
-        )
-        or 0
-    )
-    if recent > SPIKE_FACTOR * week / 7 or recent > SPIKE_RATE * max(adds, 1):
-        name = db.scalar(select(Account.name).where(Account.id == account_id)) or ""
-        return raise_alert(
-            db,
-            org_id,
-            account_id,
-            AlertKind.deletion_spike,
-            f"{name}: {recent} customers deleted the account in 24 hours",
-            at,
-        )
-    return False
+    return bool(_check_spikes(db, org_id, [account_id], at))
 
 
 def score(

@@ -2,15 +2,18 @@
 
 Applying a contact event (add, edit, add_half) waits on externalcontact/get for a good part of its time.
 Made inside the row's transaction, that wait holds the transaction open, and on SQLite it holds the
-database's one write lock, so no other drain could write meanwhile. The drain worker applying the row
-therefore reads the details first (``fetch_contact``) and hands them to the row's transaction, where
-``PrefetchedClient`` answers the one read they were fetched for. A fetch never writes; a row another drain
-claims first only wastes its fetch.
+database's one write lock, so no other drain could write meanwhile. The drain therefore reads the details
+first (``fetch_contact`` for a row applied on its own, ``fetch_contacts`` for a batch, several reads at a
+time and the credentials read once per part) and hands them to the transaction, where ``PrefetchedClient``
+answers the one read they were fetched for. A fetch never writes; a row another drain claims first only
+wastes its fetch.
 
 Freshness: externalcontact/get answers WeCom's current state. The fetch starts after the row's event was
 stored, so it sees at least what the event announced, and after the previous row of the same contact was
 applied (a contact's rows are applied one after the other by one drain worker, see ``siyu.wecom.tasks``),
-so a row never applies an older answer than the row before it did. A change made in WeCom after the fetch
+so a row never applies an older answer than the row before it did. A batch holds only the first waiting row
+of each key, and the next batch's reads start while a batch is applied only for rows that are already the
+first waiting rows of keys outside it. A change made in WeCom after the fetch
 sends a callback of its own, applied later.
 
 The client is built through ``callback_client``, whose cache is per thread (a ``requests.Session`` is not
@@ -21,7 +24,8 @@ with is not used.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +64,15 @@ class _Fetched:
     error: WeComError | None  # WeCom's answer was an error (not a failed HTTP exchange)
 
 
+def _fetch(client: WeComClient, external_userid: str) -> _Fetched:
+    try:
+        return _Fetched(client, client.get_contact_all_followers(external_userid), None)
+    except WeComTransportError:
+        raise  # no answer from WeCom: the caller's fallback
+    except WeComError as exc:
+        return _Fetched(client, None, exc)
+
+
 def fetch_contact(
     factory: sessionmaker[Session], org_id: int, event: Mapping[str, Any], secret_key: Callable[[], str]
 ) -> Prefetch | None:
@@ -73,16 +86,49 @@ def fetch_contact(
             client, _ = callback_client(db, org_id, secret_key)
         if client is None:
             return None
-        try:
-            fetched = _Fetched(client, client.get_contact_all_followers(external_userid), None)
-        except WeComTransportError:
-            raise  # no answer from WeCom: handled below
-        except WeComError as exc:
-            fetched = _Fetched(client, None, exc)
+        fetched: _Fetched | None = _fetch(client, external_userid)
     except Exception:
         log.debug("reading contact %s ahead failed; the row reads it inline", external_userid, exc_info=True)
         fetched = None
     return Prefetch(org_id, external_userid, fetched)
+
+
+def fetch_contacts(
+    factory: sessionmaker[Session],
+    rows: Sequence[tuple[int, Mapping[str, Any]]],
+    secret_key: Callable[[], str],
+    pool: Executor,
+    parts: int,
+) -> list[Prefetch | None]:
+    """``fetch_contact`` for many (org_id, event) rows, ``parts`` reads at a time on ``pool``; each part
+    reads the credentials once (in its own thread: clients are per thread) rather than once per row."""
+    found: list[Prefetch | None] = [None] * len(rows)
+
+    def part(indexes: range) -> None:
+        clients: dict[int, WeComClient | None] = {}
+        try:
+            with factory() as db:
+                for org_id in {rows[i][0] for i in indexes}:
+                    clients[org_id] = callback_client(db, org_id, secret_key)[0]
+        except Exception:
+            log.debug("reading credentials ahead failed; the rows read inline", exc_info=True)
+        for i in indexes:
+            org_id, event = rows[i]
+            external_userid = contact_to_fetch(event)
+            client = clients.get(org_id)
+            if external_userid is None or client is None:
+                continue
+            try:
+                fetched: _Fetched | None = _fetch(client, external_userid)
+            except Exception:
+                log.debug("reading contact %s ahead failed; read inline", external_userid, exc_info=True)
+                fetched = None
+            found[i] = Prefetch(org_id, external_userid, fetched)
+
+    parts = max(1, min(parts, len(rows)))
+    for future in [pool.submit(part, range(k, len(rows), parts)) for k in range(parts)]:
+        future.result()
+    return found
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,7 @@
 """Applying WeCom data to customers, follow relations, groups and tags.
 
-Two kinds of callers share these functions: the callback worker (one event at a time, ``apply_event``)
+Two kinds of callers share these functions: the callback drain (one event at a time, ``apply_event``, or
+contact events of different contacts set-wise, ``apply_contact_batch``, through the customers bulk writer)
 and the reconciliation sync (whole snapshots: ``apply_contact``, ``apply_tags``, ``upsert_corp_tags``,
 ``upsert_group``). All of them flush and never commit, and all are idempotent: applying the same data
 twice leaves the same rows.
@@ -27,7 +28,9 @@ from sqlalchemy.orm import Session
 from siyu.accounts.departures import apply_transfer_fail
 from siyu.channels import health as channel_health
 from siyu.channels import service as channels
-from siyu.channels.adds import contact_added_through_code
+from siyu.channels.adds import CodeScan, contact_added_through_code, contacts_added_through_codes
+from siyu.customers.batch import FollowEnd, end_follows_at, start_follows
+from siyu.customers.bulk import FollowRecord, ProfileRecord, apply_profiles
 from siyu.customers.models import (
     Customer,
     CustomerTag,
@@ -55,7 +58,7 @@ from siyu.groups.service import (
     upsert_group,
     wecom_account_id,
 )
-from siyu.integrations.channel import CorpTagGroup, ExternalContact, FollowInfo
+from siyu.integrations.channel import ContactDetail, CorpTagGroup, ExternalContact, FollowInfo
 from siyu.integrations.wecom import WeComClient, WeComError
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
@@ -345,6 +348,19 @@ CONTACT_READING_CHANGES = frozenset(
 )
 
 
+def _read_contact(client: WeComClient | None, eid: str) -> tuple[ContactDetail | None, str]:
+    """The contact as WeCom has it now (None without a client, or when WeCom says it is no contact) and
+    the outcome to report; WeCom's other errors propagate."""
+    if client is None:
+        return None, "contact applied"
+    try:
+        return client.get_contact_all_followers(eid), "contact applied"
+    except WeComError as exc:
+        if exc.errcode not in _GONE:
+            raise
+        return None, "contact gone in WeCom; applied from the event"
+
+
 def _contact_event(
     db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None, welcome_text: str
 ) -> str:
@@ -376,15 +392,7 @@ def _contact_event(
     # raw state; another State (a contact way made elsewhere) is the source itself.
     code = channels.code_for_state(db, org_id, state) if change == "add_external_contact" else None
     source_state = (code.channel if code is not None else state) or None
-    outcome = "contact applied"
-    detail = None
-    if client is not None:
-        try:
-            detail = client.get_contact_all_followers(eid)
-        except WeComError as exc:
-            if exc.errcode not in _GONE:
-                raise
-            outcome = "contact gone in WeCom; applied from the event"
+    detail, outcome = _read_contact(client, eid)
     if detail is not None:
         follows = list(detail.follow_users)
         if change == "add_half_external_contact":
@@ -500,3 +508,195 @@ def apply_event(
     if kind == "change_external_tag":
         return _tag_event(db, org_id, event, client)
     return f"ignored event {kind!r}"
+
+
+# --- batches of contact events ------------------------------------------------------------------------
+
+#: Contact changes a drain applies a batch at a time (``apply_contact_batch``). An add carrying a
+#: WelcomeCode sends a message (an effect a failed batch could not take back) and stays per row, as do
+#: add_half (it may mirror tags first), hand-over failures, group and tag library changes.
+BATCH_CHANGES = frozenset(
+    {"add_external_contact", "edit_external_contact", "del_external_contact", "del_follow_user"}
+)
+
+
+def batchable(event: Mapping[str, Any]) -> bool:
+    """Whether ``apply_contact_batch`` can apply this callback with others."""
+    return (
+        event.get("event") == "change_external_contact"
+        and event.get("change_type") in BATCH_CHANGES
+        and bool(event.get("external_user_id"))
+        and not event.get("welcome_code")
+    )
+
+
+def apply_contact_batch(
+    db: Session,
+    org_id: int,
+    events: Sequence[Mapping[str, Any]],
+    clients: Sequence[WeComClient | None],
+    *,
+    welcome_text: str = "",
+) -> list[str]:
+    """Apply ``batchable`` callbacks of different contacts set-wise, as ``apply_event`` would one by one;
+    ``clients[i]`` reads event i's contact (a prefetching client). Returns the outcome of each."""
+    outcomes = [""] * len(events)
+    profiles: list[ProfileRecord] = []
+    holders: list[int] = []  # the event of each profile record
+    follows: list[list[FollowInfo]] = []  # per profile record; empty for ends
+    edits: set[int] = set()  # profile records whose WeCom tags replace the mirrored ones
+    ends: list[tuple[int, str, Literal["customer", "staff"], datetime]] = []  # (record, userid, by, at)
+    codes: dict[str, Any] = {}
+    for i, event in enumerate(events):
+        change, eid = event.get("change_type"), str(event.get("external_user_id") or "")
+        userid, at = str(event.get("user_id") or ""), _event_time(event)
+        if change in ("del_external_contact", "del_follow_user"):
+            if not userid:
+                outcomes[i] = "ignored: no UserID"
+                continue
+            ends.append(
+                (len(profiles), userid, "staff" if change == "del_external_contact" else "customer", at)
+            )
+            profiles.append(
+                ProfileRecord([(IdentityKind.wecom_external_userid.value, eid)], added_at=at, row=i)
+            )
+            holders.append(i)
+            follows.append([])
+            continue
+        state = str(event.get("state") or "")
+        if change == "add_external_contact" and state not in codes:
+            codes[state] = channels.code_for_state(db, org_id, state)
+        code = codes.get(state) if change == "add_external_contact" else None
+        source_state = (code.channel if code is not None else state) or None
+        detail, outcomes[i] = _read_contact(clients[i], eid)
+        if detail is not None:
+            contact, infos = detail.contact, [f for f in detail.follow_users if f.userid]
+            if change == "edit_external_contact":
+                edits.add(len(profiles))
+        else:
+            contact = ExternalContact(external_userid=eid, name="")
+            infos = [FollowInfo(userid=userid, created_at=at, state=state)] if userid else []
+        source = source_from_state(source_state) or next(
+            (source_from_state(f.state) for f in infos if f.state), None
+        )
+        profiles.append(_profile_record(contact, source, i))
+        holders.append(i)
+        follows.append(infos)
+    tags = _mirrored_tags(db, org_id, clients, [t for infos in follows for f in infos for t in f.tag_ids])
+    for rec, infos in zip(profiles, follows, strict=True):
+        rec.tags = sorted({tags[t] for f in infos for t in f.tag_ids if t in tags})
+    done = apply_profiles(db, org_id, profiles, origin=ORIGIN, reason="WeCom callbacks")
+    accounts: dict[str, int] = {}
+
+    def account(userid: str) -> int:
+        if userid not in accounts:
+            accounts[userid] = wecom_account_id(db, org_id, userid)
+        return accounts[userid]
+
+    starts = [
+        FollowRecord(
+            done.customer_ids[r],
+            account(f.userid),
+            ensure_utc(f.created_at or _event_time(events[holders[r]])),
+            source_from_state(f.state),
+            (f.state or "")[:30] or None,
+        )
+        for r, infos in enumerate(follows)
+        for f in infos
+    ]
+    start_follows(db, org_id, starts, origin=ORIGIN)
+    _replace_mirrored_tags(db, org_id, {done.customer_ids[r]: set(profiles[r].tags) for r in sorted(edits)})
+    ended = end_follows_at(
+        db,
+        org_id,
+        [FollowEnd(done.customer_ids[r], account(u), by, at) for r, u, by, at in ends],
+        origin=ORIGIN,
+    )
+    channel_health.note_deletions(
+        db, org_id, [(account(u), by, at) for (_, u, by, at), went in zip(ends, ended, strict=True) if went]
+    )
+    for (r, _, _, _), went in zip(ends, ended, strict=True):
+        outcomes[holders[r]] = "follow ended" if went else "stale end ignored"
+    ending = {r for r, _, _, _ in ends}
+    contact_rows = [r for r in range(len(holders)) if r not in ending]
+    # Adds with a State: the add-through-a-code use case, all of the batch's at once.
+    scans = [
+        (r, str(events[holders[r]].get("state") or ""), str(events[holders[r]].get("user_id") or ""))
+        for r in contact_rows
+        if events[holders[r]].get("change_type") == "add_external_contact" and events[holders[r]].get("state")
+    ]
+    added = contacts_added_through_codes(
+        db,
+        org_id,
+        [
+            CodeScan(
+                state,
+                done.customer_ids[r],
+                account(userid) if userid else None,
+                _event_time(events[holders[r]]),
+                codes.get(state),
+            )
+            for r, state, userid in scans
+        ],
+        origin=ORIGIN,
+        welcome_default=welcome_text,
+    )
+    final = {r: done.customer_ids[r] for r in contact_rows}
+    for (r, _, _), add in zip(scans, added, strict=True):
+        if add.customer_id != final[r]:
+            outcomes[holders[r]] += f"; merged into customer {add.customer_id} (a lead's commenter)"
+            final[r] = add.customer_id
+    for r in contact_rows:
+        outcomes[holders[r]] += f" (customer {final[r]})"
+    return outcomes
+
+
+def _profile_record(contact: ExternalContact, source: str | None, row: int) -> ProfileRecord:
+    """``_customer_for``'s lookup and fill as a bulk record: name and source fill blanks, the gender only a
+    new profile; a shared unionid merges."""
+    identities = [(IdentityKind.wecom_external_userid.value, contact.external_userid)]
+    if contact.unionid:
+        identities.append((IdentityKind.unionid.value, contact.unionid))
+    defaults: dict[str, Any] = {"name": contact.name[:120]}
+    if source:
+        defaults["source"] = source
+    created = {"gender": _GENDER[contact.gender]} if contact.gender in _GENDER else {}
+    return ProfileRecord(identities, defaults=defaults, created_with=created, row=row)
+
+
+def _mirrored_tags(
+    db: Session, org_id: int, clients: Sequence[WeComClient | None], external_ids: Iterable[str]
+) -> dict[str, int]:
+    """Local tag id of each WeCom tag id; tags created in WeCom since the last sync are mirrored first."""
+    wanted = sorted({t for t in external_ids if t})
+    if not wanted:
+        return {}
+
+    def known() -> dict[str, int]:
+        rows = db.execute(_TAGS_BY_EXTERNAL_ID, {"org_id": org_id, "external_ids": wanted})
+        return {str(ext): int(tag_id) for ext, tag_id in rows}
+
+    found = known()
+    client = next((c for c in clients if c is not None), None)
+    if client is not None and len(found) < len(wanted):
+        upsert_corp_tags(db, org_id, client.list_corp_tags(tag_ids=[t for t in wanted if t not in found]))
+        found = known()
+    return found
+
+
+def _replace_mirrored_tags(db: Session, org_id: int, wanted: Mapping[int, set[int]]) -> None:
+    """Take the WeCom tags off each customer that WeCom no longer lists (``apply_tags(replace=True)``;
+    putting the listed ones on was done with the profiles)."""
+    if not wanted:
+        return
+    have = db.execute(
+        select(CustomerTag.customer_id, CustomerTag.tag_id)
+        .join(Tag, Tag.id == CustomerTag.tag_id)
+        .where(CustomerTag.customer_id.in_(sorted(wanted)), Tag.external_id.is_not(None))
+    ).all()
+    gone: dict[int, set[int]] = {}
+    for cid, tag_id in have:
+        if int(tag_id) not in wanted[int(cid)]:
+            gone.setdefault(int(cid), set()).add(int(tag_id))
+    for cid, tag_ids in sorted(gone.items()):
+        change_tags(db, org_id, cid, remove=tag_ids, origin=ORIGIN)

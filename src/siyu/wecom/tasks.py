@@ -6,18 +6,27 @@ callback); ``drain_wecom_inbox`` then applies every unprocessed row.
 
 Order. Each row carries a ``partition_key`` (``siyu.wecom.callbacks.partition_key``): the contact, the
 group chat or the tag library it is about. Rows of one key are applied in arrival (id) order, so an
-edit_external_contact is never applied before the add it follows; rows of different keys are applied in
-parallel by ``DRAIN_WORKERS`` drain workers. A pass reads the waiting rows in id order and hands each to
-the worker ``crc32(key) % workers``, so one key's rows go, in order, to one worker of the process.
+edit_external_contact is never applied before the add it follows.
 
-Exactly once, and order across processes. Each row is applied by ``process_inbox_item`` in its own
-transaction, which claims the row (processed_at set, attempts + 1) with its first statement. The claim
-matches only a row not yet claimed and with no earlier row of the same key still waiting (unprocessed and
-below ``MAX_ATTEMPTS``). So another drain (another process, the sweep) that holds an earlier row of the key,
-or got this row first, makes the claim match nothing: on PostgreSQL a concurrent claim of the same row waits
-for the row lock and then matches nothing, and a claim whose earlier row is claimed but not committed still
-sees that row waiting; on SQLite the UPDATE takes the write lock and reads the latest commit. A rollback
-releases the claim (and restores the error it cleared).
+Batches. A pass repeatedly takes the first waiting row of up to ``BATCH_SIZE`` keys. Their contact details
+are read from WeCom first, ``DRAIN_WORKERS`` reads at a time (``siyu.wecom.prefetch``); then the rows
+``processing.batchable`` names (adds without a welcome code, edits, deletions) are claimed and applied
+set-wise in ONE transaction (``processing.apply_contact_batch``: the customers bulk writer, events and
+stage rules included), with the organization's credentials read once. The other rows (welcome sends,
+add_half, hand-overs, groups, the tag library) are applied one per transaction by ``DRAIN_WORKERS``
+workers, each key's rows to the worker ``crc32(key) % workers``. A key's next row is only taken by a later
+batch, after the batch holding its previous row committed. If a batch fails, its rows are applied one by
+one (each as below), so one bad row cannot hold back the others.
+
+Exactly once, and order across processes. A row applied on its own is applied by ``process_inbox_item`` in
+its own transaction, which claims the row (processed_at set, attempts + 1) with its first statement; a
+batch claims all its rows with one statement of the same conditions. The claim matches only a row not yet
+claimed and with no earlier row of the same key still waiting (unprocessed and below ``MAX_ATTEMPTS``). So
+another drain (another process, the sweep) that holds an earlier row of the key, or got this row first,
+makes the claim match nothing: on PostgreSQL a concurrent claim of the same row waits for the row lock and
+then matches nothing, and a claim whose earlier row is claimed but not committed still sees that row
+waiting; on SQLite the UPDATE takes the write lock and reads the latest commit. A rollback releases the
+claim (and restores the error it cleared).
 
 Failures. A failure rolls the effect back and records the error and attempt count on the row. The row keeps
 blocking the later rows of its key (they are skipped for the rest of the pass and refused by the claim)
@@ -27,9 +36,9 @@ concurrent transactions (a deadlock, a serialization failure, a unique key inser
 row's transaction, SQLite's "database is locked") are not failures of the row: it is retried at once, up to
 ``CONFLICT_RETRIES`` times; a row SQLite still finds locked is left waiting, without an attempt counted.
 
-SQLite has one writer at a time: the workers of a process take turns at writing (a lock held from the claim
-to the commit, instead of SQLite's busy wait, which sleeps in growing steps), while the slow part, reading
-the contact from WeCom (``siyu.wecom.prefetch``), happens before the claim and overlaps across workers.
+SQLite has one writer at a time: the batches and workers of a process take turns at writing (a lock held
+from the claim to the commit, instead of SQLite's busy wait, which sleeps in growing steps), while the slow
+part, reading the contacts from WeCom (``siyu.wecom.prefetch``), happens before the claim.
 
 The periodic ``sweep_wecom_inbox`` re-processes rows still unprocessed a minute after they arrived (failed
 ones, or a crash between commit and drain request) up to ``MAX_ATTEMPTS``. Every night ``prune_wecom_inbox``
@@ -49,13 +58,13 @@ import threading
 import time
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from huey import crontab
-from sqlalchemy import and_, bindparam, exists, select, update
+from sqlalchemy import and_, bindparam, exists, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,8 +74,8 @@ from siyu.kit.clock import utcnow
 from siyu.wecom.callbacks import SOURCE
 from siyu.wecom.credentials import callback_client
 from siyu.wecom.models import InboxItem
-from siyu.wecom.prefetch import Prefetch, PrefetchedClient, fetch_contact
-from siyu.wecom.processing import apply_event
+from siyu.wecom.prefetch import Prefetch, PrefetchedClient, fetch_contact, fetch_contacts
+from siyu.wecom.processing import apply_contact_batch, apply_event, batchable
 from siyu.worker.queue import huey, sessions, settings
 
 log = logging.getLogger(__name__)
@@ -86,6 +95,10 @@ MAX_WORKERS = 16
 #: Rows a worker may have queued ahead of it; the pass's reader waits when one is that far behind.
 WORKER_QUEUE = 1_000
 CONFLICT_RETRIES = 5
+#: Keys a batch takes (the first waiting row of each), claimed and applied in one transaction. Larger
+#: batches spread the per-statement costs thinner but hold their locks longer and redo more when one row
+#: fails (the batch then falls back to one row at a time).
+BATCH_SIZE = 500
 ALREADY_PROCESSED = "already processed or no such inbox row"
 WAITING_FOR_EARLIER = "waiting for an earlier event of the same key"
 DATABASE_BUSY = "left waiting: the database stayed locked"
@@ -93,23 +106,46 @@ _NOT_APPLIED = frozenset({ALREADY_PROCESSED, WAITING_FOR_EARLIER, DATABASE_BUSY}
 
 _inbox = InboxItem.__table__
 _earlier = _inbox.alias("earlier")
+# No earlier row of the same key still waiting: answered by the partial index over waiting rows
+# (partition_key, id).
+_FIRST_OF_KEY = ~exists().where(
+    _earlier.c.partition_key == _inbox.c.partition_key,
+    _earlier.c.id < _inbox.c.id,
+    _earlier.c.processed_at.is_(None),
+    _earlier.c.org_id == _inbox.c.org_id,
+    _earlier.c.source == _inbox.c.source,
+    _earlier.c.attempts < MAX_ATTEMPTS,
+)
 # Built once, claiming and reading the row in one statement: the worker runs it for every callback.
 _CLAIM = (
     update(_inbox)
-    .where(
-        _inbox.c.id == bindparam("inbox_id"),
-        _inbox.c.processed_at.is_(None),
-        ~exists().where(  # answered by the partial index over waiting rows (partition_key, id)
-            _earlier.c.partition_key == _inbox.c.partition_key,
-            _earlier.c.id < _inbox.c.id,
-            _earlier.c.processed_at.is_(None),
-            _earlier.c.org_id == _inbox.c.org_id,
-            _earlier.c.source == _inbox.c.source,
-            _earlier.c.attempts < MAX_ATTEMPTS,
-        ),
-    )
+    .where(_inbox.c.id == bindparam("inbox_id"), _inbox.c.processed_at.is_(None), _FIRST_OF_KEY)
     .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
     .returning(_inbox.c.org_id, _inbox.c.payload)
+)
+#: The first waiting row of each of some keys (``keys``); ``_CLAIM_MANY`` claims only those. A grouped scan
+#: of the keys' waiting rows: a per-row NOT EXISTS probe turns into a scan of every earlier waiting row per
+#: candidate when PostgreSQL has no statistics on the inbox yet (a fresh table, a burst of callbacks).
+_FIRST_WAITING = (
+    select(func.min(_earlier.c.id))
+    .where(
+        _earlier.c.source == SOURCE,
+        _earlier.c.processed_at.is_(None),
+        _earlier.c.attempts < MAX_ATTEMPTS,
+        _earlier.c.partition_key.in_(bindparam("keys", expanding=True)),
+    )
+    .group_by(_earlier.c.org_id, _earlier.c.partition_key)
+)
+#: ``_CLAIM`` of a batch's rows in one statement.
+_CLAIM_MANY = (
+    update(_inbox)
+    .where(
+        _inbox.c.id.in_(bindparam("ids", expanding=True)),
+        _inbox.c.processed_at.is_(None),
+        _inbox.c.id.in_(_FIRST_WAITING),
+    )
+    .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
+    .returning(_inbox.c.id)
 )
 _STILL_WAITING = select(_inbox.c.id).where(
     _inbox.c.id == bindparam("inbox_id"), _inbox.c.processed_at.is_(None)
@@ -120,6 +156,8 @@ _PG_CONFLICTS = frozenset({"40P01", "40001", "23505", "55P03"})
 #: The workers of this process write to SQLite one at a time (see the module docstring).
 _SQLITE_WRITER = threading.Lock()
 _POOL = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="wecom-drain")
+#: Runs the next batch's WeCom reads (on ``_POOL``) while a batch is applied.
+_READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wecom-read-ahead")
 
 
 def _secret_key() -> str:
@@ -243,15 +281,20 @@ _WAITING_ROWS = select(InboxItem.id, InboxItem.org_id, InboxItem.partition_key, 
 )
 
 
-def drain(workers: int = 0) -> int:
-    """Apply every unprocessed WeCom inbox row, each key's rows in id order, ``workers`` keys at a time
-    (default ``DRAIN_WORKERS``); returns how many were applied."""
+def drain(workers: int = 0, batch: int = BATCH_SIZE) -> int:
+    """Apply every unprocessed WeCom inbox row, each key's rows in id order, up to ``batch`` keys per
+    transaction with their WeCom reads made ``workers`` at a time (default ``DRAIN_WORKERS``); returns how
+    many were applied. ``batch=0`` applies every row in its own transaction (``workers`` keys at once)."""
     if not _GATE.enter():
         return 0
     applied = 0
+    workers = max(1, min(workers or DRAIN_WORKERS, MAX_WORKERS))
     try:
         while True:
-            applied += _run_pass(_waiting_rows(), workers or DRAIN_WORKERS)
+            if batch > 0:
+                applied += _batched_pass(workers, batch)
+            else:
+                applied += _run_pass(_waiting_rows(), workers)[0]
             if not _GATE.another_pass():
                 return applied
     except BaseException:
@@ -274,8 +317,158 @@ def _waiting_rows() -> Iterator[_Waiting]:
         after = rows[-1].id
 
 
-def _run_pass(rows: Iterable[_Waiting], workers: int) -> int:
-    """Hand each row to the worker of its key and wait for all of them; returns how many were applied."""
+def _heads(held: set[tuple[int, str]], size: int, received_before: datetime | None) -> list[_Waiting]:
+    """The first waiting row of up to ``size`` keys, not of the keys ``held`` back this pass: the waiting
+    rows read in id order (``DRAIN_BATCH`` at a time), each key's first one taken."""
+    stmt = select(InboxItem.id, InboxItem.org_id, InboxItem.partition_key).where(
+        InboxItem.source == SOURCE, InboxItem.processed_at.is_(None), InboxItem.attempts < MAX_ATTEMPTS
+    )
+    if received_before is not None:
+        stmt = stmt.where(InboxItem.received_at <= received_before)
+    seen = set(held)
+    heads: dict[int, tuple[int, str]] = {}
+    after = 0
+    with sessions()() as db:
+        while len(heads) < size:
+            rows = db.execute(
+                stmt.where(InboxItem.id > after).order_by(InboxItem.id).limit(DRAIN_BATCH)
+            ).all()
+            for row in rows:
+                key = (row.org_id, row.partition_key)
+                if key not in seen:
+                    seen.add(key)
+                    heads[row.id] = key
+                    if len(heads) == size:
+                        break
+            if len(rows) < DRAIN_BATCH:
+                break
+            after = rows[-1].id
+        if not heads:
+            return []
+        found = db.execute(select(InboxItem.id, InboxItem.payload).where(InboxItem.id.in_(heads)))
+        payloads: dict[int, dict[str, Any]] = {int(i): p for i, p in found}
+    return [_Waiting(i, org_id, key, payloads[i]) for i, (org_id, key) in heads.items()]
+
+
+def _batched_pass(workers: int, size: int, received_before: datetime | None = None, limit: int = 0) -> int:
+    """Apply waiting rows a batch at a time until none is left (or ``limit`` rows were taken); returns how
+    many were applied. A batch holds the first waiting row of each of its keys, so a key's next row is in a
+    later batch, claimed after this one committed. Rows ``batchable`` by ``processing`` are applied in one
+    transaction; the others each in their own, ``workers`` keys at a time. A key whose row failed or must
+    wait is held back for the rest of the pass.
+
+    The next batch is chosen among the other keys while a batch is applied, and its WeCom reads are made
+    meanwhile: its rows are already the first waiting rows of their keys, so each read still starts after
+    the row before it was applied (see ``siyu.wecom.prefetch``)."""
+    held: set[tuple[int, str]] = set()
+    applied = taken = 0
+
+    def heads(exclude: set[tuple[int, str]]) -> list[_Waiting]:
+        room = min(size, limit - taken) if limit else size
+        return _heads(exclude, room, received_before) if room > 0 else []
+
+    batch = heads(held)
+    reads = _read_ahead(batch, workers)
+    while batch:
+        taken += len(batch)
+        upcoming = heads(held | {_key(r) for r in batch})
+        upcoming_reads = _read_ahead(upcoming, workers)
+        together = [h for h in batch if batchable(h.payload)]
+        if together:
+            done, waiting = _apply_batch(together, reads.result())
+            applied += done
+            held |= waiting
+        alone = [h for h in batch if not batchable(h.payload)]
+        if alone:
+            done, waiting = _run_pass(alone, workers)
+            applied += done
+            held |= waiting
+        batch, reads = [r for r in upcoming if _key(r) not in held], upcoming_reads
+        if not batch:  # the keys of the batch just applied may have rows left
+            reads.result()
+            batch = heads(held)
+            reads = _read_ahead(batch, workers)
+    return applied
+
+
+def _key(row: _Waiting) -> tuple[int, str]:
+    return (row.org_id, row.partition_key)
+
+
+def _read_ahead(rows: list[_Waiting], workers: int) -> Future[dict[int, Prefetch | None]]:
+    """Start the WeCom reads of the batchable ``rows`` (``workers`` at a time); the future answers them by
+    inbox id."""
+    together = [r for r in rows if batchable(r.payload)]
+
+    def read() -> dict[int, Prefetch | None]:
+        found = fetch_contacts(
+            sessions(), [(r.org_id, r.payload) for r in together], _secret_key, _POOL, workers
+        )
+        return {r.id: p for r, p in zip(together, found, strict=True)}
+
+    return _READER.submit(read)
+
+
+def _apply_batch(rows: list[_Waiting], reads: dict[int, Prefetch | None]) -> tuple[int, set[tuple[int, str]]]:
+    """Claim and apply ``rows`` (distinct keys) in one transaction, with the WeCom reads made for them
+    beforehand; if that fails, each row on its own. Returns how many were applied and the keys to hold
+    back."""
+    factory = sessions()
+    prefetched = [reads.get(r.id) for r in rows]
+    sqlite = factory.kw["bind"].dialect.name == "sqlite"
+    try:
+        with _SQLITE_WRITER if sqlite else contextlib.nullcontext(), factory() as db:
+            claim = {
+                "ids": [r.id for r in rows],
+                "keys": sorted({r.partition_key for r in rows}),
+                "now": utcnow(),
+            }
+            claimed = set(db.scalars(_CLAIM_MANY, claim))
+            mine = [(r, p) for r, p in zip(rows, prefetched, strict=True) if r.id in claimed]
+            for org_id in sorted({r.org_id for r, _ in mine}):
+                of_org = [(r, p) for r, p in mine if r.org_id == org_id]
+                client, welcome = callback_client(db, org_id, _secret_key)
+                clients = [_client_for(client, p) for _, p in of_org]
+                apply_contact_batch(db, org_id, [r.payload for r, _ in of_org], clients, welcome_text=welcome)
+            db.commit()
+    except Exception:
+        log.warning(
+            "a batch of %s WeCom inbox rows failed; applying them one by one", len(rows), exc_info=True
+        )
+        return _one_by_one(rows, prefetched)
+    # Rows another drain claimed first, or held back by an earlier row it holds: that drain applies them.
+    return len(claimed), {(r.org_id, r.partition_key) for r in rows if r.id not in claimed}
+
+
+def _client_for(client: WeComClient | None, prefetch: Prefetch | None) -> WeComClient | None:
+    if client is None or prefetch is None:
+        return client
+    # Duck-typed: answers the one read it was prefetched for, passes every other call through.
+    return cast(WeComClient, PrefetchedClient(client, prefetch))
+
+
+def _one_by_one(rows: list[_Waiting], prefetched: list[Prefetch | None]) -> tuple[int, set[tuple[int, str]]]:
+    """A failed batch's rows, each in its own transaction: one bad row does not hold back the others."""
+    applied = 0
+    held: set[tuple[int, str]] = set()
+    for row, prefetch in zip(rows, prefetched, strict=True):
+        try:
+            outcome = process_inbox_item(row.id, prefetch)
+        except Exception:  # recorded on the row by process_inbox_item
+            log.exception("WeCom inbox row %s failed", row.id)
+            held.add((row.org_id, row.partition_key))
+            continue
+        if outcome in _NOT_APPLIED:
+            if outcome != ALREADY_PROCESSED:
+                held.add((row.org_id, row.partition_key))
+        else:
+            applied += 1
+    return applied, held
+
+
+def _run_pass(rows: Iterable[_Waiting], workers: int) -> tuple[int, set[tuple[int, str]]]:
+    """Hand each row to the worker of its key and wait for all of them; returns how many were applied and
+    the keys held back (a row failed or must wait)."""
     workers = max(1, min(workers, MAX_WORKERS))
     queues: list[queue.Queue[_Waiting | None]] = [queue.Queue(WORKER_QUEUE) for _ in range(workers)]
     futures = [_POOL.submit(_work, q) for q in queues]
@@ -285,10 +478,16 @@ def _run_pass(rows: Iterable[_Waiting], workers: int) -> int:
     finally:
         for q in queues:
             q.put(None)
-    return sum(f.result() for f in futures)
+    applied = 0
+    held: set[tuple[int, str]] = set()
+    for f in futures:
+        done, waiting = f.result()
+        applied += done
+        held |= waiting
+    return applied, held
 
 
-def _work(rows: queue.Queue[_Waiting | None]) -> int:
+def _work(rows: queue.Queue[_Waiting | None]) -> tuple[int, set[tuple[int, str]]]:
     """One drain worker: apply its rows in order. A key whose row failed or must wait is skipped for the
     rest of the pass (its later rows would only be refused by the claim)."""
     applied = 0
@@ -311,7 +510,7 @@ def _work(rows: queue.Queue[_Waiting | None]) -> int:
                 held.add(key)
         else:
             applied += 1
-    return applied
+    return applied, held
 
 
 @huey.task(name="wecom.drain_inbox")
@@ -326,14 +525,9 @@ def request_drain() -> None:
 
 
 def sweep(older_than: timedelta = SWEEP_AFTER, limit: int = SWEEP_BATCH) -> int:
-    """Process unprocessed WeCom inbox rows older than ``older_than`` now (each key's in order, keys in
-    parallel); returns how many succeeded."""
-    cutoff = utcnow() - older_than
-    with sessions()() as db:
-        rows = db.execute(
-            _WAITING_ROWS.where(InboxItem.received_at <= cutoff).order_by(InboxItem.id).limit(limit)
-        ).all()
-    return _run_pass((_Waiting(r.id, r.org_id, r.partition_key, r.payload) for r in rows), DRAIN_WORKERS)
+    """Process up to ``limit`` unprocessed WeCom inbox rows older than ``older_than`` now (each key's in
+    order, in batches as the drain does); returns how many succeeded."""
+    return _batched_pass(DRAIN_WORKERS, BATCH_SIZE, utcnow() - older_than, limit)
 
 
 @huey.periodic_task(crontab(minute="*"), name="wecom.sweep_inbox")
