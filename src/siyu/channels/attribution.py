@@ -98,6 +98,11 @@ def _range(date_from: date, date_to: date) -> tuple[datetime, datetime]:
         raise Invalid("date_to must not be before date_from", field="date_to")
     if (date_to - date_from).days >= MAX_REPORT_DAYS:
         raise Invalid(f"a report covers at most {MAX_REPORT_DAYS} days", field="date_from")
+    # Shifted to UTC a day at either end can leave the calendar (year 1, year 9999): refuse those dates.
+    if date_from.year < 1970 or date_to.year > 9000:
+        raise Invalid(
+            "dates must lie between 1970 and 9000", field="date_from" if date_from.year < 1970 else "date_to"
+        )
     start = datetime.combine(date_from, datetime.min.time(), SHANGHAI)
     end = datetime.combine(date_to + timedelta(days=1), datetime.min.time(), SHANGHAI)
     return start, end
