@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, event, insert
+from sqlalchemy import Table, event
 from sqlalchemy.orm import Session
 
 from siyu.events.models import Event, OutboxItem
@@ -249,12 +249,6 @@ def _outbox_row(handler: str, ev: DomainEvent) -> dict[str, Any]:
         "last_error": "",
         "created_at": now,
     }
-
-
-def insert_outbox_item(db: Session, handler: str, ev: DomainEvent) -> None:
-    """Queue one outbox row directly (for work not caused by a customer event, e.g. a retry by hand)."""
-    db.execute(insert(OUTBOX), [_outbox_row(handler, ev)])
-    db.info["siyu_outbox_written"] = True
 
 
 @event.listens_for(Session, "after_commit")
