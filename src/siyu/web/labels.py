@@ -155,6 +155,30 @@ WECOM_WRITEBACK_ERRORS = {
     "84074": N_("The member has no customer-contact permission in WeCom."),
 }
 
+# The event properties a timeline shows, in words; the rest (ids, origin) stay out of a person's sight.
+EVENT_PROPERTIES = {
+    "tag": N_("Tag"),
+    "remark": N_("Remark"),
+    "reason": N_("Reason"),
+    "from": N_("Stage before"),
+    "to": N_("Stage after"),
+    "by": N_("Ended by"),
+    "intent": N_("Intent"),
+    "content": N_("Comment"),
+    "platform": N_("Platform"),
+    "amount_fen": N_("Amount"),
+    "refunded_fen": N_("Refunded"),
+}
+
+
+def shown_properties(properties: dict[str, object]) -> list[tuple[str, object]]:
+    """The properties of an event a timeline shows (those with a label and a value), in the table's order."""
+    return [(key, properties[key]) for key in EVENT_PROPERTIES if properties.get(key) not in (None, "")]
+
+
+# Who ended a follow (follow_ended.by).
+ENDED_BY = {"customer": N_("the customer"), "staff": N_("the member"), "transfer": N_("a hand-over")}
+
 _TABLES = {
     "stage": STAGES,
     "gender": GENDERS,
@@ -167,6 +191,8 @@ _TABLES = {
     "platform": PLATFORMS,
     "event": EVENT_TYPES,
     "wecom_writeback_error": WECOM_WRITEBACK_ERRORS,
+    "event_property": EVENT_PROPERTIES,
+    "ended_by": ENDED_BY,
 }
 
 

@@ -33,6 +33,7 @@ env.filters["datetime"] = i18n.format_datetime
 env.filters["date"] = i18n.format_date
 env.filters["number"] = i18n.format_number
 env.filters["percent"] = i18n.format_percent
+env.filters["shown_properties"] = labels.shown_properties
 
 
 @dataclass
