@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-import joblib
-from sklearn.metrics import accuracy_score, precision_recall_fscore_support
-
 from siyu.leads.intent_model import Example, IntentModel, data_path, load_examples, validate_example
 from siyu.leads.intent_rules import INTENTS, Intent, RuleMatcher, normalize, rule_text
 
@@ -167,6 +164,8 @@ class IntentClassifier:
 
     def save(self, path: str | Path) -> None:
         """Persist with joblib (pickle): only ever load files this process or you wrote."""
+        import joblib  # here, not at the top: see IntentModel.__init__
+
         joblib.dump({"format": _CACHE_FORMAT, "data": _data_digest(), "classifier": self}, Path(path))
 
     @staticmethod
@@ -176,6 +175,8 @@ class IntentClassifier:
         if not path.is_file():
             return None
         try:
+            import joblib
+
             blob = joblib.load(path)
         except Exception:
             return None
@@ -279,6 +280,8 @@ class EvalReport:
 
 
 def _report(name: str, truth: list[str], results: list[IntentResult]) -> EvalReport:
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support  # see IntentModel.__init__
+
     pred = [r.intent for r in results]
     p, r, f, s = precision_recall_fscore_support(truth, pred, labels=list(INTENTS), zero_division=0)
     per = {

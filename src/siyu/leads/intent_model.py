@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 
 from siyu.leads.intent_rules import INTENTS, Intent, normalize, rule_key
 
@@ -82,6 +80,11 @@ class IntentModel:
     """
 
     def __init__(self, c: float = 8.0) -> None:
+        # Imported here: scikit-learn costs seconds to import, and every process that emits an event
+        # imports this module (through the lead-conversion subscriber) without ever fitting a model.
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+
         self.vectorizer = TfidfVectorizer(
             analyzer="char", ngram_range=(1, 3), sublinear_tf=True, dtype=np.float32
         )
