@@ -3,6 +3,7 @@ intent corrections and retraining, and converting a lead when the commenter adds
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +21,7 @@ from siyu.events.bus import DomainEvent, subscriptions
 from siyu.events.vocabulary import EventType
 from siyu.integrations.channel import CommentReplier
 from siyu.integrations.douyin.client import DouyinApiError, DouyinClient
+from siyu.kit.bulk import IN_LIST_SIZE, chunked
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.crypto import decrypt_secret, encrypt_secret
 from siyu.kit.errors import Conflict, DomainError, Invalid, NotFound
@@ -561,9 +563,25 @@ def _apply_intent(db: Session, org_id: int, customer: Customer, intent: str) -> 
 def convert_on_scan(db: Session, events: Sequence[DomainEvent]) -> None:
     """In-transaction subscriber of ``code_scanned`` (registered in ``siyu/subscriptions.py``): the add
     through a code converts the lead that was sent that code's state."""
-    for ev in events:
-        state = str(ev.properties.get("state") or "")
+    scans = [(ev, str(ev.properties.get("state") or "")) for ev in events]
+    # Most adds come through codes no lead was ever sent (a live room's, a parcel card's): one query per
+    # organization finds the states a replied lead carries, so a batch of adds costs one query, not two each.
+    wanted: dict[int, set[str]] = defaultdict(set)
+    for ev, state in scans:
         if state:
+            wanted[ev.org_id].add(state)
+    answered = {
+        (org_id, str(state))
+        for org_id, states in wanted.items()
+        for part in chunked(sorted(states), IN_LIST_SIZE)
+        for state in db.scalars(
+            select(Lead.code_state)
+            .where(Lead.org_id == org_id, Lead.status == LeadStatus.replied, Lead.code_state.in_(part))
+            .distinct()
+        )
+    }
+    for ev, state in scans:
+        if (ev.org_id, state) in answered:
             on_contact_added(db, ev.org_id, ev.customer_id, state, ev.occurred_at)
 
 
