@@ -29,7 +29,7 @@ from siyu.customers.bulk import FollowRecord
 from siyu.customers.models import FollowRelation, FollowStatus
 from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
-from siyu.kit.bulk import IN_LIST_SIZE, chunked, driver_datetime, insert_rows
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, driver_datetime, insert_rows, one_of
 from siyu.kit.clock import ensure_utc
 
 _FOLLOWS = FollowRelation.__table__
@@ -66,7 +66,7 @@ def _relations(db: Session, pairs: Collection[tuple[int, int]]) -> dict[tuple[in
     cols = [_FOLLOWS.c[n] for n in ("id", "customer_id", "account_id", "status", "since", "ended_at")]
     for part in chunked(sorted({c for c, _ in wanted}), IN_LIST_SIZE):
         for rid, cid, aid, status, since, ended in db.execute(
-            select(*cols).where(_FOLLOWS.c.customer_id.in_(part))
+            select(*cols).where(one_of(db, _FOLLOWS.c.customer_id, part))
         ):
             if (int(cid), int(aid)) in wanted:
                 found[(int(cid), int(aid))] = _Relation(

@@ -42,6 +42,7 @@ from siyu.kit.bulk import (
     executemany_raw,
     insert_rows,
     insert_rows_returning,
+    one_of,
 )
 from siyu.kit.clock import ensure_utc, utcnow
 
@@ -126,7 +127,7 @@ def _read_state(db: Session, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     state: dict[int, dict[str, Any]] = {}
     cols = [CUSTOMERS.c.id, *(CUSTOMERS.c[name] for name in _STATE_COLUMNS)]
     for part in chunked(sorted(set(ids)), IN_LIST_SIZE):
-        for rec in db.execute(select(*cols).where(CUSTOMERS.c.id.in_(part))).mappings():
+        for rec in db.execute(select(*cols).where(one_of(db, CUSTOMERS.c.id, part))).mappings():
             state[rec["id"]] = dict(rec)
     return state
 
@@ -292,7 +293,7 @@ def _tags_of(db: Session, ids: Sequence[int]) -> set[tuple[int, int]]:
             (int(c), int(t))
             for c, t in db.execute(
                 select(CUSTOMER_TAGS.c.customer_id, CUSTOMER_TAGS.c.tag_id).where(
-                    CUSTOMER_TAGS.c.customer_id.in_(part)
+                    one_of(db, CUSTOMER_TAGS.c.customer_id, part)
                 )
             )
         )
@@ -302,7 +303,9 @@ def _tags_of(db: Session, ids: Sequence[int]) -> set[tuple[int, int]]:
 def _tag_names(db: Session, tag_ids: Iterable[int]) -> dict[int, tuple[str, str | None]]:
     names: dict[int, tuple[str, str | None]] = {}
     for part in chunked(sorted(set(tag_ids)), IN_LIST_SIZE):
-        for tid, name, ext in db.execute(select(Tag.id, Tag.name, Tag.external_id).where(Tag.id.in_(part))):
+        for tid, name, ext in db.execute(
+            select(Tag.id, Tag.name, Tag.external_id).where(one_of(db, Tag.id, part))
+        ):
             names[int(tid)] = (name, ext)
     return names
 
@@ -357,7 +360,9 @@ def _added_events(
     events = []
     for part in chunked(sorted(ids), IN_LIST_SIZE):
         for cid, at, source in db.execute(
-            select(CUSTOMERS.c.id, CUSTOMERS.c.created_at, CUSTOMERS.c.source).where(CUSTOMERS.c.id.in_(part))
+            select(CUSTOMERS.c.id, CUSTOMERS.c.created_at, CUSTOMERS.c.source).where(
+                one_of(db, CUSTOMERS.c.id, part)
+            )
         ):
             at = ensure_utc(at)
             events.append(
@@ -383,13 +388,15 @@ def record_added(db: Session, org_id: int, ids: Collection[int], *, origin: str,
             int(cid): ensure_utc(since)
             for cid, since in db.execute(
                 select(FOLLOWS.c.customer_id, func.min(FOLLOWS.c.since))
-                .where(FOLLOWS.c.org_id == org_id, FOLLOWS.c.customer_id.in_(part))
+                .where(FOLLOWS.c.org_id == org_id, one_of(db, FOLLOWS.c.customer_id, part))
                 .group_by(FOLLOWS.c.customer_id)
             )
             if since is not None
         }
         for cid, at, source in db.execute(
-            select(CUSTOMERS.c.id, CUSTOMERS.c.created_at, CUSTOMERS.c.source).where(CUSTOMERS.c.id.in_(part))
+            select(CUSTOMERS.c.id, CUSTOMERS.c.created_at, CUSTOMERS.c.source).where(
+                one_of(db, CUSTOMERS.c.id, part)
+            )
         ):
             at = ensure_utc(at)
             earliest = first.get(int(cid))
@@ -427,7 +434,7 @@ def follow_statuses_of(db: Session, customer_ids: Collection[int]) -> dict[tuple
     for part in chunked(sorted(customer_ids), IN_LIST_SIZE):
         for cid, aid, status in db.execute(
             select(FOLLOWS.c.customer_id, FOLLOWS.c.account_id, FOLLOWS.c.status).where(
-                FOLLOWS.c.customer_id.in_(part)
+                one_of(db, FOLLOWS.c.customer_id, part)
             )
         ):
             found[(int(cid), int(aid))] = str(status)
@@ -543,7 +550,7 @@ def end_follows(
             (int(c), int(a))
             for c, a in db.execute(
                 select(FOLLOWS.c.customer_id, FOLLOWS.c.account_id).where(
-                    FOLLOWS.c.customer_id.in_(cids), FOLLOWS.c.status == active
+                    one_of(db, FOLLOWS.c.customer_id, cids), FOLLOWS.c.status == active
                 )
             )
             if (int(c), int(a)) in wanted
@@ -603,7 +610,7 @@ def replace_tags(
             (int(c), int(t))
             for c, t in db.execute(
                 select(CUSTOMER_TAGS.c.customer_id, CUSTOMER_TAGS.c.tag_id).where(
-                    CUSTOMER_TAGS.c.org_id == org_id, CUSTOMER_TAGS.c.tag_id.in_(part)
+                    CUSTOMER_TAGS.c.org_id == org_id, one_of(db, CUSTOMER_TAGS.c.tag_id, part)
                 )
             )
         )

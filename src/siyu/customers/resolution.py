@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from siyu.customers.merge import merge_customers
 from siyu.customers.models import Customer, CustomerIdentity, IdentityKind
 from siyu.customers.remarks import compose_remark
-from siyu.kit.bulk import IN_LIST_SIZE, chunked, driver_datetime, insert_returning_ids, insert_rows
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, driver_datetime, insert_returning_ids, insert_rows, one_of
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Invalid
 from siyu.kit.phone import normalize_mobile
@@ -55,7 +55,7 @@ def live_customers(db: Session, org_id: int, ids: Collection[int]) -> dict[int, 
             # SQLite's planner chose the (org_id, created_at) index and read the whole organization.
             rows = db.execute(
                 select(CUSTOMERS.c.id, CUSTOMERS.c.merged_into_id, CUSTOMERS.c.org_id).where(
-                    CUSTOMERS.c.id.in_(part)
+                    one_of(db, CUSTOMERS.c.id, part)
                 )
             ).all()
             for cid, merged_into, owner in rows:
@@ -90,7 +90,9 @@ def lookup_identities(db: Session, org_id: int, refs: Iterable[IdentityRef]) -> 
         for part in chunked(values, IN_LIST_SIZE):
             rows = db.execute(
                 select(IDENTITIES.c.value, IDENTITIES.c.customer_id).where(
-                    IDENTITIES.c.org_id == org_id, IDENTITIES.c.kind == kind, IDENTITIES.c.value.in_(part)
+                    IDENTITIES.c.org_id == org_id,
+                    IDENTITIES.c.kind == kind,
+                    one_of(db, IDENTITIES.c.value, part),
                 )
             )
             for value, customer_id in rows:
@@ -190,8 +192,8 @@ def claim_profiles(
     lost = [i for i, p in enumerate(people) if any(held.get(r) != p.customer_id for r in p.new_refs)]
     fresh_ids = [people[i].customer_id for i in lost]
     for part in chunked(fresh_ids, IN_LIST_SIZE):
-        db.execute(delete(IDENTITIES).where(IDENTITIES.c.customer_id.in_(part)))
-        db.execute(delete(CUSTOMERS).where(CUSTOMERS.c.id.in_(part)))
+        db.execute(delete(IDENTITIES).where(one_of(db, IDENTITIES.c.customer_id, part)))
+        db.execute(delete(CUSTOMERS).where(one_of(db, CUSTOMERS.c.id, part)))
     attach = []
     for i in lost:
         person = people[i]

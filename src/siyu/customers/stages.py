@@ -33,7 +33,7 @@ from siyu.customers.models import Customer, FollowRelation, FollowStatus, Stage
 from siyu.events.bus import DomainEvent, emit, emit_many
 from siyu.events.models import Event
 from siyu.events.vocabulary import ENGAGING, OUTBOUND, EventType
-from siyu.kit.bulk import IN_LIST_SIZE, chunked
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, one_of
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Invalid
 
@@ -83,7 +83,7 @@ def _facts(db: Session, ids: Sequence[int]) -> dict[int, Facts]:
         active = func.sum(case((FollowRelation.status == FollowStatus.active, 1), else_=0))
         for cid, total, live in db.execute(
             select(FollowRelation.customer_id, func.count(), active)
-            .where(FollowRelation.customer_id.in_(part))
+            .where(one_of(db, FollowRelation.customer_id, part))
             .group_by(FollowRelation.customer_id)
         ):
             facts[cid].follows, facts[cid].active_follows = int(total), int(live or 0)
@@ -91,7 +91,7 @@ def _facts(db: Session, ids: Sequence[int]) -> dict[int, Facts]:
         orders: dict[int, dict[Any, tuple[int, int]]] = defaultdict(dict)
         for cid, kind, props in db.execute(
             select(Event.customer_id, Event.type, Event.properties)
-            .where(Event.customer_id.in_(part), Event.type.in_(_ORDER_TYPES))
+            .where(one_of(db, Event.customer_id, part), Event.type.in_(_ORDER_TYPES))
             .order_by(Event.id)
         ):
             _fold_order(orders[cid], kind, props)
@@ -99,7 +99,7 @@ def _facts(db: Session, ids: Sequence[int]) -> dict[int, Facts]:
             facts[cid].paid_orders = _paid(books)
         for cid, kind in db.execute(
             select(Event.customer_id, Event.type)
-            .where(Event.customer_id.in_(part), Event.type.in_(sorted(OUTBOUND | ENGAGING)))
+            .where(one_of(db, Event.customer_id, part), Event.type.in_(sorted(OUTBOUND | ENGAGING)))
             .distinct()
         ):
             if kind in OUTBOUND:
@@ -147,14 +147,14 @@ def apply_rules(db: Session, events: Sequence[DomainEvent]) -> None:
     for part in chunked(sorted(last), IN_LIST_SIZE):
         for cid, stage, by_rules in db.execute(
             select(Customer.id, Customer.stage, Customer.stage_by_rules).where(
-                Customer.id.in_(part), Customer.merged_into_id.is_(None)
+                one_of(db, Customer.id, part), Customer.merged_into_id.is_(None)
             )
         ):
             derived = derive(facts[cid])
             if derived != (by_rules or stage) or (cid in reset and (derived != stage or by_rules != stage)):
                 moving.append(cid)
     for part in chunked(moving, IN_LIST_SIZE):
-        for customer in db.scalars(select(Customer).where(Customer.id.in_(part))):
+        for customer in db.scalars(select(Customer).where(one_of(db, Customer.id, part))):
             derived = derive(facts[customer.id])
             before = customer.stage_by_rules or customer.stage
             if derived == before and customer.id not in reset:

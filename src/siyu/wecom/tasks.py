@@ -64,12 +64,12 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from huey import crontab
-from sqlalchemy import and_, bindparam, exists, func, select, update
+from sqlalchemy import Update, and_, bindparam, exists, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.integrations.wecom import WeComClient
-from siyu.kit.bulk import delete_in_batches
+from siyu.kit.bulk import delete_in_batches, one_of, one_of_param
 from siyu.kit.clock import utcnow
 from siyu.wecom.callbacks import SOURCE
 from siyu.wecom.credentials import callback_client
@@ -123,30 +123,38 @@ _CLAIM = (
     .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
     .returning(_inbox.c.org_id, _inbox.c.payload)
 )
-#: The first waiting row of each of some keys (``keys``); ``_CLAIM_MANY`` claims only those. A grouped scan
-#: of the keys' waiting rows: a per-row NOT EXISTS probe turns into a scan of every earlier waiting row per
-#: candidate when PostgreSQL has no statistics on the inbox yet (a fresh table, a burst of callbacks).
-_FIRST_WAITING = (
-    select(func.min(_earlier.c.id))
-    .where(
-        _earlier.c.source == SOURCE,
-        _earlier.c.processed_at.is_(None),
-        _earlier.c.attempts < MAX_ATTEMPTS,
-        _earlier.c.partition_key.in_(bindparam("keys", expanding=True)),
+
+
+def _claim_many(dialect: str) -> Update:
+    """``_CLAIM`` of a batch's rows (``ids``) in one statement, for one dialect (see ``one_of_param``).
+
+    Only the first waiting row of each of the batch's keys (``keys``) is claimed: a grouped scan of the
+    keys' waiting rows, since a per-row NOT EXISTS probe turns into a scan of every earlier waiting row per
+    candidate when PostgreSQL has no statistics on the inbox yet (a fresh table, a burst of callbacks)."""
+    first_waiting = (
+        select(func.min(_earlier.c.id))
+        .where(
+            _earlier.c.source == SOURCE,
+            _earlier.c.processed_at.is_(None),
+            _earlier.c.attempts < MAX_ATTEMPTS,
+            one_of_param(dialect, _earlier.c.partition_key, "keys"),
+        )
+        .group_by(_earlier.c.org_id, _earlier.c.partition_key)
     )
-    .group_by(_earlier.c.org_id, _earlier.c.partition_key)
-)
-#: ``_CLAIM`` of a batch's rows in one statement.
-_CLAIM_MANY = (
-    update(_inbox)
-    .where(
-        _inbox.c.id.in_(bindparam("ids", expanding=True)),
-        _inbox.c.processed_at.is_(None),
-        _inbox.c.id.in_(_FIRST_WAITING),
+    return (
+        update(_inbox)
+        .where(
+            one_of_param(dialect, _inbox.c.id, "ids"),
+            _inbox.c.processed_at.is_(None),
+            _inbox.c.id.in_(first_waiting),
+        )
+        .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
+        .returning(_inbox.c.id)
     )
-    .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
-    .returning(_inbox.c.id)
-)
+
+
+# Built once per dialect: the drain runs it for every batch.
+_CLAIM_MANY = {dialect: _claim_many(dialect) for dialect in ("postgresql", "sqlite")}
 _STILL_WAITING = select(_inbox.c.id).where(
     _inbox.c.id == bindparam("inbox_id"), _inbox.c.processed_at.is_(None)
 )
@@ -345,7 +353,7 @@ def _heads(held: set[tuple[int, str]], size: int, received_before: datetime | No
             after = rows[-1].id
         if not heads:
             return []
-        found = db.execute(select(InboxItem.id, InboxItem.payload).where(InboxItem.id.in_(heads)))
+        found = db.execute(select(InboxItem.id, InboxItem.payload).where(one_of(db, InboxItem.id, heads)))
         payloads: dict[int, dict[str, Any]] = {int(i): p for i, p in found}
     return [_Waiting(i, org_id, key, payloads[i]) for i, (org_id, key) in heads.items()]
 
@@ -423,7 +431,7 @@ def _apply_batch(rows: list[_Waiting], reads: dict[int, Prefetch | None]) -> tup
                 "keys": sorted({r.partition_key for r in rows}),
                 "now": utcnow(),
             }
-            claimed = set(db.scalars(_CLAIM_MANY, claim))
+            claimed = set(db.scalars(_CLAIM_MANY[factory.kw["bind"].dialect.name], claim))
             mine = [(r, p) for r, p in zip(rows, prefetched, strict=True) if r.id in claimed]
             for org_id in sorted({r.org_id for r, _ in mine}):
                 of_org = [(r, p) for r, p in mine if r.org_id == org_id]
