@@ -7,7 +7,7 @@ out of order or twice; each is applied only when it is newer than what the membe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, select, update
@@ -26,7 +26,7 @@ from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
 from siyu.groups.models import MAX_GROUP_MEMBERS, CustomerGroup, GroupMember, GroupStatus, MemberKind
 from siyu.integrations.channel import GroupChat
-from siyu.kit.bulk import insert_ignore
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, insert_ignore, one_of
 from siyu.kit.clock import ensure_utc, utcnow
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "recount_members",
     "upsert_group",
     "wecom_account_id",
+    "wecom_account_ids",
 ]
 
 
@@ -82,6 +83,27 @@ def wecom_account_id(db: Session, org_id: int, userid: str) -> int:
     """``ensure_wecom_account(...).id`` reading only the id when the account exists (the usual case)."""
     account_id = db.scalar(_WECOM_ACCOUNT_ID, {"org_id": org_id, "userid": userid})
     return int(account_id) if account_id is not None else ensure_wecom_account(db, org_id, userid).id
+
+
+def wecom_account_ids(db: Session, org_id: int, userids: Iterable[str]) -> dict[str, int]:
+    """``wecom_account_id`` of many members: one query for those that exist, then each new one created."""
+    wanted = sorted(set(userids))
+    found: dict[str, int] = {}
+    for part in chunked(wanted, IN_LIST_SIZE):
+        found.update(
+            (str(userid), int(account_id))
+            for userid, account_id in db.execute(
+                select(Account.external_id, Account.id).where(
+                    Account.org_id == org_id,
+                    Account.kind == AccountKind.wecom_member,
+                    one_of(db, Account.external_id, part),
+                )
+            )
+        )
+    for userid in wanted:
+        if userid not in found:
+            found[userid] = ensure_wecom_account(db, org_id, userid).id
+    return found
 
 
 def _is_staff(db: Session, org_id: int, userid: str, kind_hint: int | None) -> bool:

@@ -57,10 +57,11 @@ from siyu.groups.service import (
     ensure_wecom_account,
     upsert_group,
     wecom_account_id,
+    wecom_account_ids,
 )
 from siyu.integrations.channel import ContactDetail, CorpTagGroup, ExternalContact, FollowInfo
 from siyu.integrations.wecom import WeComClient, WeComError
-from siyu.kit.bulk import insert_ignore
+from siyu.kit.bulk import insert_ignore, one_of
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.wecom.models import WelcomeSend
 from siyu.wecom.sync_contacts import mirrored_groups
@@ -586,12 +587,18 @@ def apply_contact_batch(
     for rec, infos in zip(profiles, follows, strict=True):
         rec.tags = sorted({tags[t] for f in infos for t in f.tag_ids if t in tags})
     done = apply_profiles(db, org_id, profiles, origin=ORIGIN, reason="WeCom callbacks")
-    accounts: dict[str, int] = {}
-
-    def account(userid: str) -> int:
-        if userid not in accounts:
-            accounts[userid] = wecom_account_id(db, org_id, userid)
-        return accounts[userid]
+    accounts = wecom_account_ids(
+        db,
+        org_id,
+        [u for _, u, _, _ in ends]
+        + [f.userid for infos in follows for f in infos]
+        + [
+            str(e.get("user_id"))
+            for e in events
+            if e.get("user_id") and e.get("change_type") == "add_external_contact"
+        ],
+    )
+    account = accounts.__getitem__
 
     starts = [
         FollowRecord(
@@ -692,7 +699,7 @@ def _replace_mirrored_tags(db: Session, org_id: int, wanted: Mapping[int, set[in
     have = db.execute(
         select(CustomerTag.customer_id, CustomerTag.tag_id)
         .join(Tag, Tag.id == CustomerTag.tag_id)
-        .where(CustomerTag.customer_id.in_(sorted(wanted)), Tag.external_id.is_not(None))
+        .where(one_of(db, CustomerTag.customer_id, sorted(wanted)), Tag.external_id.is_not(None))
     ).all()
     gone: dict[int, set[int]] = {}
     for cid, tag_id in have:
