@@ -24,7 +24,9 @@ class Event(Base):
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # No foreign key to organizations (migration 0007): customer_id ties the row to a live organization,
+    # and the check locked the organization's row for every event inserted.
+    org_id: Mapped[int] = mapped_column(BigId)
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     type: Mapped[str] = mapped_column(String(60))
