@@ -14,6 +14,7 @@ from tests.wecom.conftest import customer_of as _cid
 from siyu.accounts.departures import departure_summary, poll_transfers, request_transfer, transfer_groups
 from siyu.accounts.models import Account, CustomerTransfer, TransferKind, TransferStatus
 from siyu.customers.models import FollowRelation, FollowStatus
+from siyu.events.models import Event
 from siyu.groups.models import CustomerGroup
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.clock import utcnow
@@ -173,6 +174,19 @@ def test_customer_wecom_rejects_is_recorded_as_failed(
     assert result.failed[0].errcode == 84061 and "not an external contact" in result.failed[0].detail
     # A failed request does not count against the 90-day rule.
     assert poll_transfers(db, org, wecom, now=utcnow() + timedelta(days=4)) == {"expired": 1}
+    # The other customer's hand-over, left without an outcome, says so on their timeline.
+    expired = db.scalars(
+        select(CustomerTransfer).where(CustomerTransfer.status == TransferStatus.expired)
+    ).one()
+    event = db.scalars(
+        select(Event).where(Event.customer_id == expired.customer_id, Event.type == "transfer_expired")
+    ).one()
+    assert event.properties == {
+        "transfer_id": expired.id,
+        "reason": "WeCom reported no outcome within 72 hours",
+        "origin": "wecom",
+    }
+    assert poll_transfers(db, org, wecom, now=utcnow() + timedelta(days=5)) == {}
 
 
 def test_departure_page_hands_over_and_shows_status(

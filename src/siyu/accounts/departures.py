@@ -288,7 +288,7 @@ def request_transfer(
 def _record(db: Session, row: CustomerTransfer, type_: EventType, at: datetime) -> None:
     """The transfer event of one customer's hand-over (keyed by the transfer row: recorded once)."""
     properties: dict[str, Any] = {"transfer_id": row.id}
-    if type_ == EventType.transfer_refused:
+    if type_ in (EventType.transfer_refused, EventType.transfer_expired):
         properties["reason"] = row.detail or str(row.status)
     else:
         properties["from_account_id"] = row.from_account_id
@@ -410,6 +410,7 @@ def poll_transfers(
             elif ensure_utc(row.requested_at) + EXPIRE_AFTER < now:
                 row.status = TransferStatus.expired
                 row.detail = "WeCom reported no outcome within 72 hours"
+                _record(db, row, EventType.transfer_expired, now)
             counts[row.status.value] += 1
     db.flush()
     return dict(counts)

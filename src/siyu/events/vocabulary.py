@@ -46,6 +46,7 @@ class EventType(enum.StrEnum):
     transfer_requested = "transfer_requested"
     transfer_succeeded = "transfer_succeeded"
     transfer_refused = "transfer_refused"
+    transfer_expired = "transfer_expired"
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,11 @@ VOCABULARY: dict[EventType, EventSpec] = {
     ),
     EventType.transfer_refused: EventSpec(
         "The hand-over failed (the customer refused, or the receiver was full).",
+        {"transfer_id": "the hand-over", "reason": "why, in words"},
+    ),
+    EventType.transfer_expired: EventSpec(
+        "WeCom reported no outcome of the hand-over within 72 hours: siyu stopped waiting (the next sync "
+        "shows which member the customer is with).",
         {"transfer_id": "the hand-over", "reason": "why, in words"},
     ),
 }

@@ -125,6 +125,7 @@ EVENT_TYPES = {
     "transfer_requested": N_("Hand-over requested"),
     "transfer_succeeded": N_("Hand-over completed"),
     "transfer_refused": N_("Hand-over refused"),
+    "transfer_expired": N_("Hand-over outcome unknown"),
     # Types brands post through the event API under other names.
     "friend_added": N_("Added as friend"),
     "friend_deleted": N_("Friend deleted"),
