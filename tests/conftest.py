@@ -22,6 +22,7 @@ from siyu.app import create_app
 from siyu.kit.db import Base, make_engine, make_sessionmaker
 from siyu.kit.migrate import upgrade
 from siyu.kit.settings import Settings
+from siyu.leads.intent import get_classifier
 from siyu.tenancy import service as identity
 from siyu.tenancy.models import Role
 
@@ -30,6 +31,13 @@ PG_URL = os.environ.get("SIYU_TEST_DATABASE_URL", "")
 # Real argon2id, at its cheapest parameters: tests create many users and need no brute-force resistance.
 identity._hasher = PasswordHasher.from_parameters(profiles.CHEAPEST)
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _intent_classifier_ready() -> None:
+    """Fit the intent classifier once, as a served app warms it at start-up (the test servers run
+    without their lifespan): a fake Douyin webhook waits 10 s, as Douyin does, for the first comment."""
+    get_classifier()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -23,6 +26,7 @@ from siyu.kit.ratelimit import attempt_counter
 from siyu.kit.settings import Settings, get_settings
 from siyu.leads.endpoints import hooks_router as lead_hooks_router
 from siyu.leads.endpoints import router as leads_router
+from siyu.leads.endpoints import warm_classifier
 from siyu.tenancy.endpoints import router as tenancy_router
 from siyu.tracking.endpoints import router as events_router
 from siyu.web.pages import router as pages_router
@@ -51,10 +55,21 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     """Build the app around one engine (given, or from settings)."""
     settings = settings or get_settings()
     engine = engine or make_engine(settings.resolved_database_url())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The intent classifier (scikit-learn, a model fitted or loaded) takes seconds to get ready: do it
+        # beside the start-up, so Douyin's first comment webhook is answered within the platform's timeout.
+        threading.Thread(
+            target=warm_classifier, args=(settings,), name="warm-classifier", daemon=True
+        ).start()
+        yield
+
     app = FastAPI(
         title="siyu",
         version="0.1.0",
         description="Private-domain traffic operations: customers, accounts, events, orders.",
+        lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.engine = engine
