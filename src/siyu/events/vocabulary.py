@@ -46,6 +46,8 @@ class EventType(enum.StrEnum):
     transfer_requested = "transfer_requested"
     transfer_succeeded = "transfer_succeeded"
     transfer_refused = "transfer_refused"
+    consent_recorded = "consent_recorded"
+    customer_erased = "customer_erased"
 
 
 @dataclass(frozen=True)
@@ -238,6 +240,24 @@ VOCABULARY: dict[EventType, EventSpec] = {
     EventType.transfer_refused: EventSpec(
         "The hand-over failed (the customer refused, or the receiver was full).",
         {"transfer_id": "the hand-over", "reason": "why, in words"},
+    ),
+    EventType.consent_recorded: EventSpec(
+        "The customer gave or withdrew consent (the latest record of a scope sets the profile's flag).",
+        {
+            "scope": "marketing or analytics",
+            "granted": "given (true) or withdrawn (false)",
+            "consent_source": "how it was given: form, chat, phone, in_person, import, unspecified",
+            "origin": _ORIGIN,
+        },
+    ),
+    EventType.customer_erased: EventSpec(
+        "The customer's personal data was erased on request; the profile stays, de-identified, for the "
+        "books, and earlier events keep only their type, time, account and amounts.",
+        {
+            "actor_id": "the admin who erased it",
+            "merged_ids": "profiles merged into it, erased with it",
+            "origin": _ORIGIN,
+        },
     ),
 }
 
