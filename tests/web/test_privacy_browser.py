@@ -4,6 +4,7 @@ the audit log, in the console (Debian's Chromium)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -53,7 +54,7 @@ def test_an_admin_exports_and_erases_a_customer_and_sees_the_audit_entry(
             # The JSON download holds the profile with the full number.
             with page.expect_download() as info:
                 page.click("text=Download (JSON)")
-            data = json.loads(open(info.value.path(), encoding="utf-8").read())
+            data = json.loads(Path(info.value.path()).read_text(encoding="utf-8"))
             assert data["profile"]["mobile"] == "13711112222"
             # The readable page shows the same.
             page.click("text=Export personal data")
