@@ -3,18 +3,40 @@ records driving the flag, and retention."""
 
 from __future__ import annotations
 
+import os
+import uuid
+from collections.abc import Iterator
+
 import pytest
+import redis
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from tests.privacy.conftest import MOBILE, NOTE_TEXT, Person
 
+from siyu.kit.ratelimit import RedisAttemptCounter
 from siyu.kit.settings import Settings
+
+REDIS_URL = os.environ.get("SIYU_TEST_REDIS_URL", "")
+
+
+@pytest.fixture(params=["memory"] + (["redis"] if REDIS_URL else []))
+def lookups(request: pytest.FixtureRequest, app) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """The app's full-number search counter: in memory, and the shared Redis one when configured."""
+    if request.param == "redis":
+        client = redis.Redis.from_url(REDIS_URL)
+        prefix = f"siyu-test:{uuid.uuid4().hex}:"
+        app.state.mobile_lookups = RedisAttemptCounter(client, window_seconds=3600, prefix=prefix)
+        yield request.param
+        for key in client.scan_iter(prefix + "*"):
+            client.delete(key)
+        return
+    yield request.param
 
 
 def test_full_number_search_is_rate_limited_per_user_and_audited(  # type: ignore[no-untyped-def]
-    client: TestClient, tenant, person: Person
+    client: TestClient, tenant, person: Person, lookups: str
 ) -> None:
     limit = Settings().mobile_lookups_per_hour
     guesses = [f"139123{n:05d}" for n in range(limit + 5)]

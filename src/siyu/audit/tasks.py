@@ -12,8 +12,7 @@ from siyu.worker.queue import huey, sessions, settings
 def prune_audit(batch: int = 10_000) -> int:
     """Delete audit entries older than each organization's retention (3 years unless set); returns how
     many were deleted."""
-    conf = settings()
-    defaults = tenancy.Retention(conf.webhook_retention_days, conf.audit_retention_days)
+    defaults = tenancy.default_retention(settings())
     with sessions()() as db:
         keep = {org_id: r.audit_days for org_id, r in tenancy.retention_by_org(db, defaults).items()}
     return service.prune(sessions(), keep, batch)

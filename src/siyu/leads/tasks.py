@@ -27,11 +27,8 @@ def prune_receipts(keep: timedelta | None = None, batch: int = PRUNE_BATCH) -> i
     one), ``batch`` rows per transaction; returns how many were deleted."""
     now = utcnow()
     deleted = 0
-    conf = settings()
     with sessions()() as db:
-        days_by_org = tenancy.webhook_days_by_org(
-            db, tenancy.Retention(conf.webhook_retention_days, conf.audit_retention_days), keep
-        )
+        days_by_org = tenancy.webhook_days_by_org(db, tenancy.default_retention(settings()), keep)
     for org_id, days in days_by_org.items():
         deleted += delete_in_batches(
             sessions(),

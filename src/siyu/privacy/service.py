@@ -199,17 +199,12 @@ def check_mobile_lookup(
     )
 
 
-def default_retention(settings: Settings) -> tenancy.Retention:
-    """The installation-wide retention (settings), used where an organization set none."""
-    return tenancy.Retention(settings.webhook_retention_days, settings.audit_retention_days)
-
-
 def get_retention(db: Session, principal: Principal, settings: Settings) -> tenancy.Retention:
     """The organization's retention (admins)."""
     _require_admin(principal)
     org = db.get(Organization, principal.org_id)
     assert org is not None
-    return tenancy.retention_of(org, default_retention(settings))
+    return tenancy.retention_of(org, tenancy.default_retention(settings))
 
 
 def set_retention(

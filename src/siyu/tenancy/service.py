@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
+from siyu.kit.settings import Settings
 from siyu.tenancy.models import ApiToken, Organization, Role, User, WebSession
 from siyu.tenancy.principal import Principal
 
@@ -231,6 +232,12 @@ class Retention:
 
     webhook_days: int
     audit_days: int
+
+
+def default_retention(settings: Settings) -> Retention:
+    """The installation-wide retention (``SIYU_WEBHOOK_RETENTION_DAYS``, ``SIYU_AUDIT_RETENTION_DAYS``),
+    used where an organization set none."""
+    return Retention(settings.webhook_retention_days, settings.audit_retention_days)
 
 
 def retention_of(org: Organization, defaults: Retention) -> Retention:

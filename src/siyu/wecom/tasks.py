@@ -538,8 +538,7 @@ def sweep_wecom_inbox() -> int:
 
 
 def _webhook_days(keep: timedelta | None) -> dict[int, float]:
-    conf = settings()
-    defaults = tenancy.Retention(conf.webhook_retention_days, conf.audit_retention_days)
+    defaults = tenancy.default_retention(settings())
     with sessions()() as db:
         return tenancy.webhook_days_by_org(db, defaults, keep)
 
