@@ -15,6 +15,7 @@ from siyu.accounts.service import create_account
 from siyu.customers import service as customers
 from siyu.customers.models import IdentityKind
 from siyu.customers.schemas import TagGroupIn
+from siyu.events.models import OutboxItem
 from siyu.groups.models import CustomerGroup, GroupMember, MemberKind
 from siyu.leads.models import Comment, Lead, Platform, WebhookReceipt
 from siyu.wecom.models import InboxItem, WelcomeSend
@@ -138,6 +139,18 @@ def person(client: TestClient, db: Session, tenant) -> Person:  # type: ignore[n
             external_key="k2",
             kind="change_external_contact",
             payload={"ExternalUserID": "someone-else"},
+        )
+    )
+    # A write-back already done still holds the remark it wrote.
+    db.add(
+        OutboxItem(
+            org_id=tenant.org_id,
+            handler="customers.writeback.wecom",
+            dedupe_key="done-remark",
+            event_type="remark_changed",
+            customer_id=cid,
+            payload={"remark": f"{NAME}{MOBILE}"},
+            status="done",
         )
     )
     db.add(WelcomeSend(org_id=tenant.org_id, welcome_code="wc1", external_userid=EXTERNAL, userid="op1"))

@@ -114,10 +114,8 @@ def erase_customer(
             delete(MergeAudit).where(or_(MergeAudit.survivor_id.in_(ids), MergeAudit.merged_id.in_(ids)))
         )
     )
-    # Queued work about them (a remark to write back) carries their data in its payload.
-    counts["outbox"] = _count(
-        db.execute(delete(OutboxItem).where(OutboxItem.customer_id.in_(ids), OutboxItem.status == "pending"))
-    )
+    # Work about them, queued, done or failed (a remark to write back), carries their data in its payload.
+    counts["outbox"] = _count(db.execute(delete(OutboxItem).where(OutboxItem.customer_id.in_(ids))))
     counts["events"] = _scrub_events(db, ids)
     now = utcnow()
     for profile in db.scalars(select(Customer).where(Customer.id.in_(ids))):
