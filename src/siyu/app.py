@@ -16,6 +16,7 @@ from siyu.accounts.endpoints import departures_router
 from siyu.accounts.endpoints import router as accounts_router
 from siyu.analytics.endpoints import channel_reports_router
 from siyu.analytics.endpoints import router as analytics_router
+from siyu.audit.endpoints import router as audit_router
 from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.channels.endpoints import router as channels_router
 from siyu.commerce.endpoints import router as commerce_router
@@ -27,6 +28,7 @@ from siyu.kit.settings import Settings, get_settings
 from siyu.leads.endpoints import hooks_router as lead_hooks_router
 from siyu.leads.endpoints import router as leads_router
 from siyu.leads.endpoints import warm_classifier
+from siyu.privacy.endpoints import router as privacy_router
 from siyu.tenancy.endpoints import router as tenancy_router
 from siyu.tracking.endpoints import router as events_router
 from siyu.web.pages import router as pages_router
@@ -75,6 +77,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.engine = engine
     app.state.sessionmaker = make_sessionmaker(engine)
     app.state.login_attempts = attempt_counter(settings.redis_url, settings.login_window_seconds)
+    app.state.mobile_lookups = attempt_counter(settings.redis_url, 3600)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(OverflowError, _number_out_of_range)
 
@@ -91,6 +94,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         tenancy_router,
         accounts_router,
         customers_router,
+        privacy_router,
+        audit_router,
         commerce_router,
         analytics_router,
         channels_router,

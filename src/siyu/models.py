@@ -2,6 +2,7 @@
 
 from siyu.accounts.models import Account, CustomerTransfer
 from siyu.analytics.models import ChannelCost
+from siyu.audit.models import AuditEntry
 from siyu.campaigns.models import MassGroupSend, MassMessage, MassSend, WeComOrgSettings
 from siyu.channels.models import (
     AccountAlert,
@@ -14,6 +15,7 @@ from siyu.channels.models import (
 )
 from siyu.commerce.models import Order, OrderItem
 from siyu.customers.models import (
+    ConsentRecord,
     Customer,
     CustomerIdentity,
     CustomerTag,
@@ -35,11 +37,13 @@ __all__ = [
     "AccountAlert",
     "AccountDayLoad",
     "ApiToken",
+    "AuditEntry",
     "Base",
     "ChannelAdd",
     "ChannelCode",
     "ChannelCost",
     "Comment",
+    "ConsentRecord",
     "Customer",
     "CustomerGroup",
     "CustomerIdentity",

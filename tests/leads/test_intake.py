@@ -374,7 +374,8 @@ def test_nightly_prune_forgets_old_receipts_but_keeps_comments_and_leads(
 ) -> None:
     from sqlalchemy import update
 
-    from siyu.leads.tasks import RECEIPT_KEEP, prune_receipts
+    from siyu.kit.settings import Settings
+    from siyu.leads.tasks import prune_receipts
     from siyu.worker import queue
 
     configure(db, tenant.org_id)
@@ -395,7 +396,7 @@ def test_nightly_prune_forgets_old_receipts_but_keeps_comments_and_leads(
     db.execute(
         update(WebhookReceipt)
         .where(WebhookReceipt.msg_id.like("old%"))
-        .values(received_at=datetime.now(UTC) - RECEIPT_KEEP - timedelta(hours=1))
+        .values(received_at=datetime.now(UTC) - timedelta(days=Settings().webhook_retention_days, hours=1))
     )
     db.commit()
     queue.bind_engine(engine)

@@ -21,7 +21,7 @@ from siyu.kit.clock import utcnow
 from siyu.kit.settings import Settings
 from siyu.wecom.callbacks import store_event, store_events
 from siyu.wecom.models import InboxItem
-from siyu.wecom.tasks import INBOX_KEEP, MAX_ATTEMPTS, drain, drain_wecom_inbox, prune, sweep
+from siyu.wecom.tasks import MAX_ATTEMPTS, drain, drain_wecom_inbox, prune, sweep
 from siyu.worker import queue
 
 REDIS_URL = os.environ.get("SIYU_TEST_REDIS_URL", "")
@@ -178,7 +178,10 @@ def test_sweep_processes_rows_left_behind(engine, db: Session, tenant) -> None: 
 
 def test_prune_deletes_only_long_processed_rows(engine, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     queue.bind_engine(engine)
-    long_ago, lately = utcnow() - INBOX_KEEP - timedelta(days=1), utcnow() - timedelta(days=1)
+    long_ago, lately = (
+        utcnow() - timedelta(days=Settings().webhook_retention_days + 1),
+        utcnow() - timedelta(days=1),
+    )
     old = [store_event(db, tenant.org_id, _event(f"wmOLD{i}")) for i in range(3)]
     recent = store_event(db, tenant.org_id, _event("wmRECENT"))
     stuck = store_event(db, tenant.org_id, _event("wmSTUCK"))  # never processed: kept however old

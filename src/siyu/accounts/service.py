@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Select, select
+from collections.abc import Sequence
+
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import Session
 
-from siyu.accounts.models import DEFAULT_SOFT_CAP, PERSONAL_WECHAT_HARD_CAP, Account, AccountKind
+from siyu.accounts.models import (
+    DEFAULT_SOFT_CAP,
+    PERSONAL_WECHAT_HARD_CAP,
+    Account,
+    AccountKind,
+    CustomerTransfer,
+)
 from siyu.accounts.schemas import AccountIn, AccountPatch
 from siyu.kit.errors import Conflict, Invalid, NotFound
 from siyu.tenancy.models import User
@@ -91,3 +99,14 @@ def update_account(db: Session, account: Account, patch: AccountPatch) -> Accoun
             setattr(account, key, value)
     db.flush()
     return account
+
+
+def forget_person(db: Session, org_id: int, customer_ids: Sequence[int], identifiers: Sequence[str]) -> int:
+    """Erasure: a person's hand-over records keep their outcome (the 90-day rule counts them) but lose the
+    WeCom external user id; returns rows changed."""
+    result = db.execute(
+        update(CustomerTransfer)
+        .where(CustomerTransfer.org_id == org_id, CustomerTransfer.customer_id.in_(customer_ids))
+        .values(external_userid="")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -5,6 +5,9 @@ What is projected (tables of :mod:`siyu.analytics.schema`):
 * ``events`` and ``orders``: append-only in the operational store, projected by an id watermark.
   Refunds are the one in-place change to orders; each refresh compares the total refunded amount
   with the projection's and, when they differ, re-reads every refunded order's amount.
+* Erasures (PIPL): a customer erased on request is re-projected like any changed profile, and their
+  projected events take the operational rows' scrubbed properties, so no personal property outlives the
+  next refresh (which every read runs first).
 * ``customers`` (dimensions: source, stage, first carrier account, its operator, channel code) and
   ``customer_values`` (the CLV write-back): re-projected for every customer whose ``updated_at``
   moved past the watermark, or who gained a follow relation (follow_relations.id watermark).
@@ -358,7 +361,7 @@ class Projection:
         """Re-project changed customers' dimensions and values; re-point rows of merged profiles."""
         cols = (
             "c.id, c.org_id, c.merged_into_id, c.source, c.stage, c.created_at, c.updated_at, "
-            "c.clv_fen, c.p_alive, c.expected_purchases_365d"
+            "c.clv_fen, c.p_alive, c.expected_purchases_365d, c.erased_at"
         )
         if full:
             customer_rows = src.execute(text(f"SELECT {cols} FROM customers AS c")).fetchall()
@@ -422,6 +425,9 @@ class Projection:
                 ).fetchall()
 
         con = self.engine.con
+        erased = [int(r[0]) for r in customer_rows if r[10] is not None]
+        if erased and not full and self.with_events:
+            self._reproject_erased_events(src, erased)
         _c = _columns(
             [
                 (r[0], r[1], r[2], r[3], _enum_text(r[4]), _to_naive_dt(r[5]), r[7], r[8], r[9])
@@ -484,6 +490,23 @@ class Projection:
         report.customers = _scalar_int(con, "SELECT count(*) FROM _chg WHERE merged_into_id IS NULL")
         con.execute("DROP TABLE _chg")
         con.execute("DROP TABLE _fol")
+
+    def _reproject_erased_events(self, src: Connection, customer_ids: list[int]) -> None:
+        """Erased people: their projected events take the operational rows' scrubbed properties (the only
+        in-place change to projected events; see customers/erasure.py)."""
+        rows: list[tuple[Any, ...]] = []
+        for i in range(0, len(customer_ids), _IN_CHUNK):
+            part = customer_ids[i : i + _IN_CHUNK]
+            marks = ", ".join(f":c{j}" for j in range(len(part)))
+            rows += src.execute(
+                text(f"SELECT CAST(properties AS TEXT), id FROM events WHERE customer_id IN ({marks})"),
+                {f"c{j}": v for j, v in enumerate(part)},
+            ).fetchall()
+        if rows:
+            self.engine.con.executemany(
+                "UPDATE events SET properties = ? WHERE event_id = ?",
+                [(p if p is not None else "{}", int(i)) for p, i in rows],
+            )
 
 
 def _scalar_int(con: duckdb.DuckDBPyConnection, sql: str) -> int:

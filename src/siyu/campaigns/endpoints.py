@@ -14,6 +14,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from siyu.audit import service as audit
+from siyu.audit.service import AuditAction
 from siyu.campaigns import group_messages
 from siyu.campaigns import service as campaigns
 from siyu.campaigns.models import MassCapPolicy, MassChatType
@@ -168,8 +170,18 @@ def submit_mass_message(
 ) -> dict[str, Any]:
     """Reserve the sends under the cap and submit one WeCom task per sender member."""
     factory = request.app.state.sessionmaker
-    campaigns.get_message(db, principal.org_id, message_id)
+    msg = campaigns.get_message(db, principal.org_id, message_id)
     client = _client(request, db, principal.org_id)
+    audit.record(
+        db,
+        principal.org_id,
+        AuditAction.mass_message_submitted,
+        actor=principal,
+        target_type="mass_message",
+        target_id=msg.id,
+        chat_type=msg.chat_type.value,
+        recipients=len(msg.group_ids or msg.customer_ids or []),
+    )
     db.commit()  # submit() runs its own transactions; this request's must not hold the write lock
     try:
         result = campaigns.submit(factory, principal.org_id, message_id, client)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
@@ -263,3 +263,25 @@ def send_counts(db: Session, message_id: int) -> dict[str, int]:
 
 
 customers.register_merge_hook("wecom_mass_sends", _move_sends)
+
+
+def forget_person(db: Session, org_id: int, customer_ids: Sequence[int], identifiers: Sequence[str]) -> int:
+    """Erasure: a person's send records keep their status (the cap and the message's results count them)
+    but lose the WeCom external user id; returns rows changed."""
+    result = db.execute(
+        update(MassSend)
+        .where(MassSend.org_id == org_id, MassSend.customer_id.in_(customer_ids))
+        .values(external_userid="")
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def messages_to(db: Session, org_id: int, customer_id: int) -> list[tuple[MassSend, MassMessage]]:
+    """The mass messages addressed to a customer with their send records, oldest first (for a data export)."""
+    rows = db.execute(
+        select(MassSend, MassMessage)
+        .join(MassMessage, MassMessage.id == MassSend.message_id)
+        .where(MassSend.org_id == org_id, MassSend.customer_id == customer_id)
+        .order_by(MassSend.reserved_at, MassSend.id)
+    ).all()
+    return [(s, m) for s, m in rows]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 
 from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
 from siyu.customers import service
-from siyu.customers.models import Customer, FollowRelation, MergeAudit, Note, Stage, Tag, TagGroup
+from siyu.customers.models import Customer, FollowRelation, MergeAudit, Stage, Tag, TagGroup
 from siyu.customers.schemas import (
     CountOut,
     CustomerFilters,
@@ -39,6 +39,7 @@ from siyu.customers.schemas import (
 )
 from siyu.kit.errors import Invalid
 from siyu.kit.pagination import Page
+from siyu.privacy import service as privacy
 from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.tenancy.principal import Principal
 
@@ -76,11 +77,19 @@ SourceQ = Annotated[str | None, Query(min_length=1, max_length=60)]
 AccountQ = Annotated[int | None, Query(ge=1, le=MAX_ID, description="Actively followed by this account.")]
 
 
+def _guard_lookup(request: Request, db: DbSession, principal: Principal, mobile: str | None) -> None:
+    settings = request.app.state.settings
+    privacy.check_mobile_lookup(
+        db, principal, request.app.state.mobile_lookups, settings.mobile_lookups_per_hour, mobile
+    )
+
+
 # --- customers ------------------------------------------------------------------------------------
 
 
 @router.get("/customers", response_model=Page[CustomerOut])
 def list_customers(
+    request: Request,
     db: DbSession,
     principal: CurrentPrincipal,
     name: NameQ = None,
@@ -96,12 +105,14 @@ def list_customers(
     if tag_ids is not None and any(t < 1 for t in tag_ids):
         raise Invalid("tag ids are positive integers", field="tag_ids")
     filters = _filters(name, mobile, tag_ids, stage, source, account_id)
+    _guard_lookup(request, db, principal, mobile)
     rows, next_cursor = service.list_customers(db, principal, filters, cursor, limit)
     return Page[CustomerOut](items=[_out(c, principal) for c in rows], next_cursor=next_cursor)
 
 
 @router.get("/customers/count", response_model=CountOut)
 def count_customers(
+    request: Request,
     db: DbSession,
     principal: CurrentPrincipal,
     name: NameQ = None,
@@ -113,6 +124,7 @@ def count_customers(
 ) -> CountOut:
     """The exact number of visible customers matching the same filters as the list (on demand only)."""
     filters = _filters(name, mobile, tag_ids, stage, source, account_id)
+    _guard_lookup(request, db, principal, mobile)
     return CountOut(count=service.count_customers(db, principal, filters))
 
 
@@ -273,15 +285,15 @@ def list_notes(
     db: DbSession,
     principal: CurrentPrincipal,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> list[Note]:
-    """The customer's notes, newest first."""
-    return service.list_notes(db, principal, customer_id, limit)
+) -> list[NoteOut]:
+    """The customer's notes, newest first (mobiles inside masked for operators)."""
+    return [NoteOut.build(n, principal) for n in service.list_notes(db, principal, customer_id, limit)]
 
 
 @router.post("/customers/{customer_id}/notes", response_model=NoteOut, status_code=201)
-def add_note(customer_id: Id, body: NoteIn, db: DbSession, principal: CurrentPrincipal) -> Note:
+def add_note(customer_id: Id, body: NoteIn, db: DbSession, principal: CurrentPrincipal) -> NoteOut:
     """Keep a note for later private chats."""
-    return service.add_note(db, principal, customer_id, body.body)
+    return NoteOut.build(service.add_note(db, principal, customer_id, body.body), principal)
 
 
 @router.delete("/customers/{customer_id}/notes/{note_id}", status_code=204)

@@ -92,6 +92,9 @@ class Customer(Base):
     p_alive: Mapped[float | None]
     expected_purchases_365d: Mapped[float | None]
     clv_updated_at: Mapped[datetime | None]
+    # Set when the person's data was erased on request (PIPL): the row stays, de-identified, so that
+    # orders and events keep their customer for the books; it is hidden from every list and page.
+    erased_at: Mapped[datetime | None]
 
 
 class CustomerIdentity(Base):
@@ -197,3 +200,39 @@ class MergeAudit(Base):
     moved: Mapped[dict[str, Any]] = mapped_column(default=dict)
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsentScope(enum.StrEnum):
+    """What a consent covers; each scope drives one flag on the profile."""
+
+    marketing = "marketing"
+    analytics = "analytics"
+
+
+class ConsentSource(enum.StrEnum):
+    """How the person gave or withdrew consent."""
+
+    form = "form"
+    chat = "chat"
+    phone = "phone"
+    in_person = "in_person"
+    import_ = "import"
+    unspecified = "unspecified"
+
+
+class ConsentRecord(Base):
+    """One consent given or withdrawn, with when and how: the latest per scope sets the profile's flag."""
+
+    __tablename__ = "consent_records"
+    __table_args__ = (Index("ix_consent_records_customer_scope_at", "customer_id", "scope", "at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(BigId)  # no foreign key: see CustomerIdentity.org_id
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    scope: Mapped[ConsentScope] = mapped_column(Enum(ConsentScope, native_enum=False, length=20))
+    granted: Mapped[bool]
+    source: Mapped[ConsentSource] = mapped_column(Enum(ConsentSource, native_enum=False, length=20))
+    at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(String(200), default="")
+    recorded_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -44,9 +44,11 @@ def followed_by_operator(operator_id: int) -> ColumnElement[bool]:
 
 
 def visible_customers(principal: Principal) -> Select[Customer]:
-    """The one scoping helper: the principal's organization, live (not merged-away) profiles, and for
+    """The one scoping helper: the principal's organization, live (not merged-away, not erased) profiles, and for
     operators only customers actively followed by one of their accounts."""
-    stmt = select(Customer).where(Customer.org_id == principal.org_id, Customer.merged_into_id.is_(None))
+    stmt = select(Customer).where(
+        Customer.org_id == principal.org_id, Customer.merged_into_id.is_(None), Customer.erased_at.is_(None)
+    )
     if not principal.sees_whole_org:
         stmt = stmt.where(followed_by_operator(principal.user_id))
     return stmt

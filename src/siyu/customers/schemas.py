@@ -339,6 +339,19 @@ class NoteOut(BaseModel):
     body: str
     created_at: datetime
 
+    @classmethod
+    def build(cls, note: Any, principal: Principal | None) -> NoteOut:
+        """The view of ``note`` for ``principal``: mobiles inside the text masked for roles that see
+        masked numbers (the remark's rule), so a note cannot reveal what the profile hides."""
+        full = principal is None or principal.sees_full_mobile
+        return cls(
+            id=note.id,
+            customer_id=note.customer_id,
+            author_id=note.author_id,
+            body=note.body if full else masked_remark(note.body),
+            created_at=note.created_at,
+        )
+
 
 class TimelineItem(BaseModel):
     """One entry of a customer's timeline: an event, a note or an order."""

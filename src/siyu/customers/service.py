@@ -17,11 +17,16 @@ from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
-from siyu.customers import follows, resolution, stages
+from siyu.customers import consent, follows, resolution, stages
 from siyu.customers import repository as repo
+from siyu.customers.consent import add_consent, consents_of
+from siyu.customers.erasure import Erasure, erase_customer
 from siyu.customers.follows import follow_relation, relation_of
 from siyu.customers.merge import merge_customers, refresh_remark, register_merge_hook
 from siyu.customers.models import (
+    ConsentRecord,
+    ConsentScope,
+    ConsentSource,
     Customer,
     CustomerIdentity,
     CustomerTag,
@@ -32,8 +37,9 @@ from siyu.customers.models import (
     Stage,
     Tag,
 )
+from siyu.customers.personal_data import PersonRecord, person_record
 from siyu.customers.recording import note_remark, record
-from siyu.customers.remarks import mobiles_in, restore_masked
+from siyu.customers.remarks import masked_remark, mobiles_in, restore_masked
 from siyu.customers.schemas import CustomerFilters, CustomerIn, CustomerPatch, TimelineItem, TimelinePage
 from siyu.customers.tagging import (
     check_tag_ids,
@@ -56,11 +62,15 @@ from siyu.kit.phone import mask_mobile
 from siyu.tenancy.principal import Principal
 
 __all__ = [
+    "Erasure",
+    "PersonRecord",
+    "add_consent_as",
     "add_identity",
     "add_identity_as",
     "add_note",
     "add_tags",
     "change_tags",
+    "consents_of",
     "count_customers",
     "create_customer",
     "create_customer_as",
@@ -72,6 +82,7 @@ __all__ = [
     "delete_tag_group",
     "end_follow",
     "ensure_tag",
+    "erase_customer",
     "find_or_create_by_identities",
     "find_or_create_by_identity",
     "follow",
@@ -79,6 +90,7 @@ __all__ = [
     "get_customer",
     "get_tag",
     "get_tag_group",
+    "list_consents",
     "list_customers",
     "list_follows",
     "list_identities",
@@ -88,6 +100,7 @@ __all__ = [
     "list_tags",
     "live_customer",
     "merge_customers",
+    "person_record",
     "refresh_remark",
     "register_merge_hook",
     "relation_of",
@@ -205,6 +218,7 @@ def _create(
         source=customer.source,
         code=code,
     )
+    _consent_from_profile(db, customer, data.consent_marketing, data.consent_analytics, origin, actor_id)
     if data.stage is not None and data.stage != Stage.new:
         stages.set_stage(db, customer, data.stage, "given when the profile was created", actor_id=actor_id)
     if data.mobile:
@@ -219,6 +233,29 @@ def _create(
         )
         return survivor, customer.id
     return customer, customer.id
+
+
+def _consent_from_profile(
+    db: Session,
+    customer: Customer,
+    marketing: bool | None,
+    analytics: bool | None,
+    origin: str,
+    actor_id: int | None,
+) -> None:
+    """A flag given with a profile (create or patch) is stored as a consent record that sets it, so the
+    flag is always the latest record's; a new profile's defaults (no marketing, analytics) need none."""
+    source = ConsentSource.import_ if origin == "import" else ConsentSource.unspecified
+    for scope, wanted, default in (
+        (ConsentScope.marketing, marketing, False),
+        (ConsentScope.analytics, analytics, True),
+    ):
+        current = getattr(customer, consent.FLAG_OF_SCOPE[scope])
+        if wanted is None or (wanted == current and consent.latest(db, customer.id, scope) is not None):
+            continue
+        if wanted == current == default:
+            continue
+        consent.add_consent(db, customer, scope, wanted, source, actor_id=actor_id, origin=origin)
 
 
 def _guard_identity(
@@ -300,6 +337,7 @@ def update_customer(
         if field in changes and changes[field] is None:
             raise Invalid(f"{field} cannot be null", field=field)
     _restore_masked(customer, changes)
+    wanted_consent = (changes.pop("consent_marketing", None), changes.pop("consent_analytics", None))
     new_mobile = changes.pop("mobile", customer.mobile)
     remark = changes.pop("remark", None)
     stage = changes.pop("stage", None)
@@ -324,6 +362,7 @@ def update_customer(
     if stage is not None:
         stages.set_stage(db, customer, stage, stage_reason or "", actor_id=actor_id)
     note_remark(db, customer, before, origin=origin)
+    _consent_from_profile(db, customer, *wanted_consent, origin, actor_id)
     if mobile_changed and new_mobile:
         return add_identity(
             db,
@@ -835,15 +874,18 @@ def decode_timeline_cursor(value: str) -> tuple[datetime, str, int]:
         raise Invalid("before is not a timeline cursor from a previous page", field="before") from None
 
 
-def _timeline_item(kind: str, obj: Any) -> TimelineItem:
+def _timeline_item(kind: str, obj: Any, principal: Principal) -> TimelineItem:
+    # Notes and remark events carry free text: for roles that see masked numbers, mobiles inside are masked.
+    shown = (lambda text: text) if principal.sees_full_mobile else masked_remark
     if kind == "event":
+        properties = {k: shown(v) if isinstance(v, str) else v for k, v in (obj.properties or {}).items()}
         return TimelineItem(
             kind="event",
             id=obj.id,
             at=obj.occurred_at,
             type=obj.type,
             account_id=obj.account_id,
-            data={"properties": obj.properties, "source": obj.source},
+            data={"properties": properties, "source": obj.source},
         )
     if kind == "note":
         return TimelineItem(
@@ -851,7 +893,7 @@ def _timeline_item(kind: str, obj: Any) -> TimelineItem:
             id=obj.id,
             at=obj.created_at,
             type="note",
-            data={"body": obj.body, "author_id": obj.author_id},
+            data={"body": shown(obj.body), "author_id": obj.author_id},
         )
     return TimelineItem(
         kind="order",
@@ -877,9 +919,36 @@ def timeline(
     limit = max(1, min(limit, MAX_PAGE))
     cursor = decode_timeline_cursor(before) if before else None
     rows = repo.timeline_rows(db, customer.id, cursor, limit)
-    items = [_timeline_item(kind, obj) for _at, kind, _id, obj in rows[:limit]]
+    items = [_timeline_item(kind, obj, principal) for _at, kind, _id, obj in rows[:limit]]
     next_before = None
     if len(rows) > limit:
         at, kind, row_id, _obj = rows[limit - 1]
         next_before = encode_timeline_cursor(at, kind, row_id)
     return TimelinePage(items=items, next_before=next_before)
+
+
+# --- consent ------------------------------------------------------------------------------------
+
+
+def add_consent_as(
+    db: Session,
+    principal: Principal,
+    customer_id: int,
+    scope: ConsentScope,
+    granted: bool,
+    source: ConsentSource,
+    *,
+    at: datetime | None = None,
+    note: str = "",
+    origin: str = "api",
+) -> ConsentRecord:
+    """Record a consent given or withdrawn by a visible customer; the profile's flag follows the latest."""
+    customer = get_customer(db, principal, customer_id)
+    return add_consent(
+        db, customer, scope, granted, source, at=at, note=note, actor_id=principal.user_id, origin=origin
+    )
+
+
+def list_consents(db: Session, principal: Principal, customer_id: int) -> list[ConsentRecord]:
+    """A visible customer's consent records, newest first."""
+    return list(consents_of(db, get_customer(db, principal, customer_id).id))

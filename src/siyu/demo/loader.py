@@ -498,6 +498,35 @@ def _write(
         m,
     )
 
+    # The flag is the latest consent record's (customers/consent.py): each consenting customer gave it on a
+    # form when they were added.
+    consenting = np.flatnonzero(c.consent_marketing)
+    m = len(consenting)
+
+    def consents(s: slice) -> list[tuple[Any, ...]]:
+        cust = consenting[s]
+        created = w.times(c.created_at[cust])
+        return list(
+            zip(
+                [org_id] * len(created),
+                cid[cust].tolist(),
+                ["marketing"] * len(created),
+                w.flags(np.ones(len(created), dtype=bool)),
+                ["form"] * len(created),
+                created,
+                [""] * len(created),
+                created,
+                strict=False,
+            )
+        )
+
+    counts["consent_records"] = w.write(
+        "consent_records",
+        ("org_id", "customer_id", "scope", "granted", "source", "at", "note", "recorded_at"),
+        _chunked(m, consents),
+        m,
+    )
+
     f = world.follows
     m = f.customer.shape[0]
     wecom = np.array([a.kind == V.ACCOUNT_KINDS[0] for a in world.accounts] + [False])

@@ -47,6 +47,8 @@ class EventType(enum.StrEnum):
     transfer_succeeded = "transfer_succeeded"
     transfer_refused = "transfer_refused"
     transfer_expired = "transfer_expired"
+    consent_recorded = "consent_recorded"
+    customer_erased = "customer_erased"
 
 
 @dataclass(frozen=True)
@@ -244,6 +246,24 @@ VOCABULARY: dict[EventType, EventSpec] = {
         "WeCom reported no outcome of the hand-over within 72 hours: siyu stopped waiting (the next sync "
         "shows which member the customer is with).",
         {"transfer_id": "the hand-over", "reason": "why, in words"},
+    ),
+    EventType.consent_recorded: EventSpec(
+        "The customer gave or withdrew consent (the latest record of a scope sets the profile's flag).",
+        {
+            "scope": "marketing or analytics",
+            "granted": "given (true) or withdrawn (false)",
+            "consent_source": "how it was given: form, chat, phone, in_person, import, unspecified",
+            "origin": _ORIGIN,
+        },
+    ),
+    EventType.customer_erased: EventSpec(
+        "The customer's personal data was erased on request; the profile stays, de-identified, for the "
+        "books, and earlier events keep only their type, time, account and amounts.",
+        {
+            "actor_id": "the admin who erased it",
+            "merged_ids": "profiles merged into it, erased with it",
+            "origin": _ORIGIN,
+        },
     ),
 }
 

@@ -354,3 +354,32 @@ def _move_members(db: Session, org_id: int, survivor_id: int, merged_id: int) ->
 
 
 register_merge_hook("group_members", _move_members)
+
+
+def forget_person(db: Session, org_id: int, customer_ids: Sequence[int], identifiers: Sequence[str]) -> int:
+    """Erasure: a person's group memberships keep their dates for the group's counts but lose the WeCom
+    user id; returns rows changed."""
+    rows = list(
+        db.scalars(
+            select(GroupMember).where(
+                GroupMember.org_id == org_id,
+                (GroupMember.customer_id.in_(customer_ids)) | (GroupMember.member_userid.in_(identifiers)),
+            )
+        )
+    )
+    for member in rows:
+        # Unique per group: each erased member keeps a distinct placeholder.
+        member.member_userid = f"erased:{member.id}"
+    db.flush()
+    return len(rows)
+
+
+def memberships_of(db: Session, org_id: int, customer_id: int) -> list[tuple[GroupMember, CustomerGroup]]:
+    """A customer's group memberships with their groups, earliest first (for a data export)."""
+    rows = db.execute(
+        select(GroupMember, CustomerGroup)
+        .join(CustomerGroup, CustomerGroup.id == GroupMember.group_id)
+        .where(GroupMember.org_id == org_id, GroupMember.customer_id == customer_id)
+        .order_by(GroupMember.joined_at, GroupMember.id)
+    ).all()
+    return [(m, g) for m, g in rows]

@@ -94,3 +94,17 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def json_mentions(column: Any, values: Any) -> Any:
+    """A condition true where the JSON ``column``'s text contains any of ``values`` (as written, or as
+    JSON escapes non-ASCII text), for finding raw payloads that name a person; false for no values."""
+    import json
+
+    from sqlalchemy import Text, cast, false, or_
+
+    forms = {form for v in values if v for form in (v, json.dumps(v)[1:-1])}
+    if not forms:
+        return false()
+    text = cast(column, Text)
+    return or_(*(text.contains(form, autoescape=True) for form in sorted(forms)))

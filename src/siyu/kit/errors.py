@@ -36,3 +36,9 @@ class Forbidden(DomainError):
     """The caller is known but their role does not allow this."""
 
     status_code = 403
+
+
+class TooManyRequests(DomainError):
+    """The caller did this too often in the current window; try again later."""
+
+    status_code = 429

@@ -29,6 +29,18 @@ class Settings(BaseSettings):
         default=10, description="Failed logins per email or address before a pause."
     )
     login_window_seconds: int = 15 * 60
+    mobile_lookups_per_hour: int = Field(
+        default=30, ge=1, description="Full-number customer searches per operator per hour (masked roles)."
+    )
+    webhook_retention_days: int = Field(
+        default=30, ge=1, le=365, description="Raw webhook payloads are kept this long (per-org override)."
+    )
+    audit_retention_days: int = Field(
+        default=3 * 365,
+        ge=180,
+        le=3650,
+        description="Audit log entries are kept this long (per-org override).",
+    )
     lead_reply_seconds: int = Field(default=300, ge=1, description="Reply deadline of a new comment lead.")
 
     def resolved_database_url(self) -> str:

@@ -213,7 +213,7 @@ def put_douyin_app(
 ) -> DouyinAppOut:
     """Configure the Douyin app (client secret and access token are stored encrypted)."""
     app = service.configure_douyin(
-        db, principal.org_id, _settings(request).resolved_secret_key(), **data.model_dump()
+        db, principal.org_id, _settings(request).resolved_secret_key(), actor=principal, **data.model_dump()
     )
     return _app_out(db, app)
 

@@ -10,9 +10,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Final
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
+from siyu.audit import service as audit
+from siyu.audit.service import AuditAction
 from siyu.customers import service as customers
 from siyu.customers.merge import register_merge_hook
 from siyu.customers.models import Customer
@@ -24,10 +26,11 @@ from siyu.integrations.douyin.client import DouyinApiError, DouyinClient
 from siyu.kit.bulk import IN_LIST_SIZE, chunked
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.crypto import decrypt_secret, encrypt_secret
+from siyu.kit.db import json_mentions
 from siyu.kit.errors import Conflict, DomainError, Invalid, NotFound
 from siyu.leads.intake import DEFAULT_REPLY_SECONDS, create_lead, is_high_intent
 from siyu.leads.intent_rules import INTENT_WORDS, INTENTS
-from siyu.leads.models import Comment, DouyinApp, Lead, LeadStatus, Platform, ReplyTemplate
+from siyu.leads.models import Comment, DouyinApp, Lead, LeadStatus, Platform, ReplyTemplate, WebhookReceipt
 from siyu.tenancy.principal import Principal
 
 # Seeded suggestions; {code} becomes the channel-code link, {name} the commenter's nickname.
@@ -60,8 +63,10 @@ def configure_douyin(
     account_open_id: str = "",
     access_token: str = "",
     api_base_url: str = "",
+    actor: Principal | None = None,
 ) -> DouyinApp:
-    """Create or replace the organization's Douyin app; secrets are stored encrypted."""
+    """Create or replace the organization's Douyin app; secrets are stored encrypted. Audited (without the
+    secrets)."""
     if not client_key.strip():
         raise Invalid("client_key is required", field="client_key")
     if not client_secret.strip():
@@ -78,6 +83,16 @@ def configure_douyin(
     app.access_token_enc = encrypt_secret(access_token.strip(), secret_key) if access_token.strip() else ""
     app.api_base_url = (api_base_url or "https://open.douyin.com").rstrip("/")
     db.flush()
+    audit.record(
+        db,
+        org_id,
+        AuditAction.douyin_app_saved,
+        actor=actor,
+        target_type="douyin_app",
+        target_id=app.id,
+        client_key=app.client_key,
+        access_token_changed=bool(access_token.strip()),
+    )
     return app
 
 
@@ -599,3 +614,52 @@ def _move_customer(db: Session, org_id: int, survivor_id: int, merged_id: int) -
 
 
 register_merge_hook("leads", _move_customer)
+
+
+def forget_person(db: Session, org_id: int, customer_ids: Sequence[int], identifiers: Sequence[str]) -> int:
+    """Erasure: blank the comments a person wrote (text, commenter id and name, the platform's comment id),
+    our replies to them, and delete the raw webhook receipts naming them; returns rows changed."""
+    comments = list(
+        db.scalars(
+            select(Comment).where(
+                Comment.org_id == org_id,
+                or_(Comment.customer_id.in_(customer_ids), Comment.commenter_id.in_(identifiers)),
+            )
+        )
+    )
+    needles = [*identifiers, *(c.external_id for c in comments)]
+    for comment in comments:
+        comment.commenter_id = ""
+        comment.commenter_name = ""
+        comment.content = ""
+        comment.external_id = f"erased:{comment.id}"
+    changed = len(comments)
+    comment_ids = [c.id for c in comments]
+    if comment_ids:
+        changed += int(
+            db.execute(  # type: ignore[attr-defined]
+                update(Lead).where(Lead.comment_id.in_(comment_ids)).values(reply_text="")
+            ).rowcount
+            or 0
+        )
+    changed += int(
+        db.execute(  # type: ignore[attr-defined]
+            delete(WebhookReceipt).where(
+                WebhookReceipt.org_id == org_id, json_mentions(WebhookReceipt.body, needles)
+            )
+        ).rowcount
+        or 0
+    )
+    db.flush()
+    return changed
+
+
+def comments_of(db: Session, org_id: int, customer_id: int) -> list[tuple[Comment, Lead | None]]:
+    """A customer's comments with the lead each opened (if any), oldest first (for a data export)."""
+    rows = db.execute(
+        select(Comment, Lead)
+        .outerjoin(Lead, Lead.comment_id == Comment.id)
+        .where(Comment.org_id == org_id, Comment.customer_id == customer_id)
+        .order_by(Comment.commented_at, Comment.id)
+    ).all()
+    return [(c, lead) for c, lead in rows]

@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 from sqlalchemy import select
 
+from siyu.audit import service as audit
+from siyu.audit.service import AuditAction
 from siyu.kit.errors import Forbidden, NotFound
 from siyu.tenancy import service
 from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
 from siyu.tenancy.models import ApiToken, Organization, Role, User
-from siyu.tenancy.schemas import IssuedTokenOut, MeOut, TokenIn, TokenOut, UserIn, UserOut
+from siyu.tenancy.schemas import IssuedTokenOut, MeOut, RoleIn, TokenIn, TokenOut, UserIn, UserOut
 
 router = APIRouter(prefix="/api/v1", tags=["identity"])
 
@@ -35,7 +37,35 @@ def create_user(body: UserIn, db: DbSession, principal: AdminPrincipal) -> User:
     """Add a user to the caller's organization; only an owner may create another owner."""
     if body.role == Role.owner and principal.role != Role.owner:
         raise Forbidden("only an owner can create an owner", field="role")
-    return service.create_user(db, principal.org_id, body.email, body.name, body.password, body.role)
+    user = service.create_user(db, principal.org_id, body.email, body.name, body.password, body.role)
+    audit.record(
+        db,
+        principal.org_id,
+        AuditAction.user_created,
+        actor=principal,
+        target_type="user",
+        target_id=user.id,
+        role=user.role.value,
+    )
+    return user
+
+
+@router.patch("/users/{user_id}", response_model=UserOut)
+def change_role(user_id: int, body: RoleIn, db: DbSession, principal: AdminPrincipal) -> User:
+    """Give a user of the organization another role (admins; owners for anything touching an owner)."""
+    user, previous = service.change_role(db, principal, user_id, body.role)
+    if previous != user.role:
+        audit.record(
+            db,
+            principal.org_id,
+            AuditAction.user_role_changed,
+            actor=principal,
+            target_type="user",
+            target_id=user.id,
+            previous=previous.value,
+            role=user.role.value,
+        )
+    return user
 
 
 @router.get("/tokens", response_model=list[TokenOut])
@@ -52,6 +82,15 @@ def create_token(body: TokenIn, db: DbSession, principal: CurrentPrincipal) -> I
     if user is None:
         raise NotFound("user not found")
     issued = service.issue_api_token(db, user, body.name)
+    audit.record(
+        db,
+        principal.org_id,
+        AuditAction.api_token_created,
+        actor=principal,
+        target_type="api_token",
+        target_id=issued.token.id,
+        prefix=issued.token.prefix,
+    )
     return IssuedTokenOut.model_validate(
         {**TokenOut.model_validate(issued.token).model_dump(), "token": issued.plaintext}
     )
@@ -66,3 +105,12 @@ def revoke_token(token_id: int, db: DbSession, principal: CurrentPrincipal) -> N
     if token.user_id != principal.user_id and not principal.can_administer:
         raise NotFound("api token not found")
     service.revoke_api_token(db, principal, token_id)
+    audit.record(
+        db,
+        principal.org_id,
+        AuditAction.api_token_revoked,
+        actor=principal,
+        target_type="api_token",
+        target_id=token_id,
+        owner_id=token.user_id,
+    )

@@ -64,3 +64,11 @@ class IssuedTokenOut(TokenOut):
     """A token just created: the only time its plaintext is shown."""
 
     token: str
+
+
+class RoleIn(BaseModel):
+    """A user's new role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role

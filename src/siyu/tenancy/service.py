@@ -14,7 +14,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from siyu.kit.clock import utcnow
-from siyu.kit.errors import Conflict, Invalid, NotFound
+from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
+from siyu.kit.settings import Settings
 from siyu.tenancy.models import ApiToken, Organization, Role, User, WebSession
 from siyu.tenancy.principal import Principal
 
@@ -191,3 +192,92 @@ def resolve_session(db: Session, cookie_value: str) -> tuple[Principal, str] | N
 def end_session(db: Session, cookie_value: str) -> None:
     """Log out: delete the session row so the cookie is dead everywhere."""
     db.execute(delete(WebSession).where(WebSession.id_hash == _sha256(cookie_value)))
+
+
+# --- users' roles ---------------------------------------------------------------------------------
+
+
+def change_role(db: Session, principal: Principal, user_id: int, role: Role) -> tuple[User, Role]:
+    """Give a user of the caller's organization another role: (user, previous role). Only an owner may make
+    or unmake an owner, nobody changes their own role, and the last owner keeps theirs."""
+    user = db.scalar(select(User).where(User.id == user_id, User.org_id == principal.org_id))
+    if user is None:
+        raise NotFound("user not found")
+    if user.id == principal.user_id:
+        raise Forbidden("you cannot change your own role", field="role")
+    if Role.owner in (role, user.role) and principal.role != Role.owner:
+        raise Forbidden("only an owner can make or unmake an owner", field="role")
+    previous = user.role
+    if previous == Role.owner and role != Role.owner:
+        owners = db.scalars(
+            select(User.id).where(User.org_id == principal.org_id, User.role == Role.owner, User.is_active)
+        ).all()
+        if len(owners) <= 1:
+            raise Conflict("an organization keeps at least one owner", field="role")
+    user.role = role
+    db.flush()
+    return user, previous
+
+
+# --- retention of raw payloads and the audit log --------------------------------------------------
+
+RETENTION_KEY = "retention"
+WEBHOOK_DAYS = (1, 365)
+AUDIT_DAYS = (180, 3650)
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How many days raw webhook payloads and audit entries are kept."""
+
+    webhook_days: int
+    audit_days: int
+
+
+def default_retention(settings: Settings) -> Retention:
+    """The installation-wide retention (``SIYU_WEBHOOK_RETENTION_DAYS``, ``SIYU_AUDIT_RETENTION_DAYS``),
+    used where an organization set none."""
+    return Retention(settings.webhook_retention_days, settings.audit_retention_days)
+
+
+def retention_of(org: Organization, defaults: Retention) -> Retention:
+    """The organization's retention: its own setting where it has one, else ``defaults`` (global settings)."""
+    own = (org.settings or {}).get(RETENTION_KEY) or {}
+    return Retention(
+        webhook_days=int(own.get("webhook_days") or defaults.webhook_days),
+        audit_days=int(own.get("audit_days") or defaults.audit_days),
+    )
+
+
+def retention_by_org(db: Session, defaults: Retention) -> dict[int, Retention]:
+    """Every organization's retention (the nightly pruning jobs read this)."""
+    return {org.id: retention_of(org, defaults) for org in db.scalars(select(Organization))}
+
+
+def set_retention(db: Session, org_id: int, webhook_days: int, audit_days: int) -> Retention:
+    """Store an organization's retention days (422 naming the field when out of bounds)."""
+    for field, value, (low, high) in (
+        ("webhook_days", webhook_days, WEBHOOK_DAYS),
+        ("audit_days", audit_days, AUDIT_DAYS),
+    ):
+        if not low <= value <= high:
+            raise Invalid(f"{field} must be between {low} and {high} days", field=field)
+    org = db.get(Organization, org_id)
+    if org is None:
+        raise NotFound("organization not found")
+    # A new dict: the JSON column only notices assignment, not in-place changes.
+    org.settings = {
+        **(org.settings or {}),
+        RETENTION_KEY: {"webhook_days": webhook_days, "audit_days": audit_days},
+    }
+    db.flush()
+    return Retention(webhook_days, audit_days)
+
+
+def webhook_days_by_org(db: Session, defaults: Retention, keep: timedelta | None = None) -> dict[int, float]:
+    """Days to keep raw webhook payloads, per organization: ``keep`` for all when given (tests, one-off
+    runs), else each organization's retention."""
+    by_org = retention_by_org(db, defaults)
+    if keep is not None:
+        return {org_id: keep / timedelta(days=1) for org_id in by_org}
+    return {org_id: float(r.webhook_days) for org_id, r in by_org.items()}

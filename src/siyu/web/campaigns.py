@@ -10,6 +10,8 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import select
 
 from siyu.accounts.models import Account, AccountKind
+from siyu.audit import service as audit
+from siyu.audit.service import AuditAction
 from siyu.campaigns import group_messages
 from siyu.campaigns import service as campaigns
 from siyu.campaigns.models import MassChatType, MassMessage
@@ -96,6 +98,17 @@ def mass_messages_page(db: DbSession, ctx: Console, message_id: int | None = Non
 
 def _submit(db: DbSession, ctx: PageContext, org_id: int, message_id: int) -> Response:
     client = _client(db, ctx, org_id)
+    msg = campaigns.get_message(db, org_id, message_id)
+    audit.record(
+        db,
+        org_id,
+        AuditAction.mass_message_submitted,
+        actor=ctx.principal,
+        target_type="mass_message",
+        target_id=msg.id,
+        chat_type=msg.chat_type.value,
+        recipients=len(msg.group_ids or msg.customer_ids or []),
+    )
     db.commit()  # submit() runs its own transactions; this request's must not hold the write lock
     try:
         campaigns.submit(ctx.request.app.state.sessionmaker, org_id, message_id, client)

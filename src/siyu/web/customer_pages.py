@@ -16,13 +16,15 @@ from siyu.commerce import service as commerce
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, Stage
 from siyu.customers.remarks import WECOM_REMARK_MAX, MaskedMobile, masked_remark
-from siyu.customers.schemas import CustomerFilters, CustomerPatch, IdentityOut
-from siyu.kit.errors import DomainError, NotFound
+from siyu.customers.schemas import CustomerFilters, CustomerPatch, IdentityOut, NoteOut
+from siyu.kit.errors import DomainError, NotFound, TooManyRequests
 from siyu.kit.phone import mask_mobile
+from siyu.privacy import service as privacy
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.principal import Principal
 from siyu.web import queries
 from siyu.web.auth import Console, ConsoleRoute, is_htmx
+from siyu.web.privacy_pages import consent_view
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -85,11 +87,17 @@ def customer_list(
             stage=Stage(stage) if stage else None,
             source=source or None,
         )
+        settings = request.app.state.settings
+        privacy.check_mobile_lookup(
+            db, principal, request.app.state.mobile_lookups, settings.mobile_lookups_per_hour, filters.mobile
+        )
         rows, next_cursor = customers.list_customers(db, principal, filters, cursor=cursor, limit=PAGE_SIZE)
     except ValidationError as exc:
         error = _filter_error(ctx, exc)
     except ValueError:
         error = ctx.gettext("Unknown stage.")
+    except TooManyRequests:
+        error = ctx.gettext("Too many full-number searches this hour: search by the last 4 digits instead.")
     except DomainError as exc:
         error = ctx.gettext("Unknown tag.") if exc.field == "tag_ids" else exc.message
     tags = queries.tags_by_customer(db, principal.org_id, [c.id for c in rows])
@@ -159,7 +167,7 @@ def _notes_fragment(
     db: Session, ctx: PageContext, customer: Customer, *, error: str | None = None, draft: str = ""
 ) -> Response:
     principal = _principal(ctx)
-    notes = customers.list_notes(db, principal, customer.id)
+    notes = [NoteOut.build(n, principal) for n in customers.list_notes(db, principal, customer.id)]
     authors = queries.user_names(db, principal.org_id, {n.author_id for n in notes if n.author_id})
     return render(
         ctx,
@@ -198,7 +206,7 @@ def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
     identities = [
         IdentityOut.build(i, principal) for i in customers.list_identities(db, principal, customer.id)
     ]
-    notes = customers.list_notes(db, principal, customer.id)
+    notes = [NoteOut.build(n, principal) for n in customers.list_notes(db, principal, customer.id)]
     groups = {g.id: g for g, _tags in customers.list_tag_groups(db, principal.org_id)}
     order_count, order_net = queries.customer_order_totals(db, principal.org_id, customer.id)
     orders, _more = commerce.list_orders(db, principal, customer_id=customer.id, limit=ORDERS_SHOWN)
@@ -226,6 +234,8 @@ def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
         stage_choices=list(Stage),
         reason="",
         timeline=_timeline_data(db, ctx, customer, None),
+        consent_error=None,
+        **consent_view(db, ctx, customer.id),
     )
 
 

@@ -126,6 +126,8 @@ EVENT_TYPES = {
     "transfer_succeeded": N_("Hand-over completed"),
     "transfer_refused": N_("Hand-over refused"),
     "transfer_expired": N_("Hand-over outcome unknown"),
+    "consent_recorded": N_("Consent recorded"),
+    "customer_erased": N_("Personal data erased"),
     # Types brands post through the event API under other names.
     "friend_added": N_("Added as friend"),
     "friend_deleted": N_("Friend deleted"),
@@ -180,7 +182,33 @@ def shown_properties(properties: dict[str, object]) -> list[tuple[str, object]]:
 # Who ended a follow (follow_ended.by).
 ENDED_BY = {"customer": N_("the customer"), "staff": N_("the member"), "transfer": N_("a hand-over")}
 
+CONSENT_SCOPES = {"marketing": N_("Marketing messages"), "analytics": N_("Analytics")}
+CONSENT_SOURCES = {
+    "form": N_("Form"),
+    "chat": N_("Chat"),
+    "phone": N_("Phone call"),
+    "in_person": N_("In person"),
+    "import": N_("Import"),
+    "unspecified": N_("Not recorded"),
+}
+AUDIT_ACTIONS = {
+    "customer_exported": N_("Customer data exported"),
+    "customer_erased": N_("Customer data erased"),
+    "mobile_lookup": N_("Full mobile number searched"),
+    "user_created": N_("User created"),
+    "user_role_changed": N_("Role changed"),
+    "api_token_created": N_("API token created"),
+    "api_token_revoked": N_("API token revoked"),
+    "wecom_credentials_saved": N_("WeCom credentials saved"),
+    "douyin_app_saved": N_("Douyin app saved"),
+    "mass_message_submitted": N_("Mass message sent"),
+    "retention_changed": N_("Retention changed"),
+}
+
 _TABLES = {
+    "consent_scope": CONSENT_SCOPES,
+    "consent_source": CONSENT_SOURCES,
+    "audit_action": AUDIT_ACTIONS,
     "stage": STAGES,
     "gender": GENDERS,
     "identity": IDENTITY_KINDS,

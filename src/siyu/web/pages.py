@@ -20,6 +20,7 @@ from siyu.web.channels import router as channel_pages_router
 from siyu.web.customer_pages import router as customer_router
 from siyu.web.departures import router as departure_router
 from siyu.web.leads import router as leads_router
+from siyu.web.privacy_pages import router as privacy_router
 from siyu.web.templating import PageContext, render
 from siyu.web.wecom import router as wecom_settings_router
 
@@ -192,6 +193,7 @@ def accounts(db: DbSession, ctx: Console) -> Response:
     return render(ctx, "accounts.html", rows=queries.account_rows(db, ctx.principal), active="accounts")
 
 
+router.include_router(privacy_router)
 router.include_router(customer_router)
 router.include_router(leads_router)
 router.include_router(analytics_router)

@@ -259,12 +259,14 @@ def account_names(db: Session, org_id: int, account_ids: set[int]) -> dict[int, 
     return dict(rows.all())
 
 
-def user_names(db: Session, org_id: int, user_ids: set[int]) -> dict[int, str]:
-    """Names of the organization's users by id (note authors)."""
-    if not user_ids:
+def user_names(db: Session, org_id: int, user_ids: set[int] | None) -> dict[int, str]:
+    """Names of the organization's users by id (note authors); ``None``: every user of the organization."""
+    if user_ids is not None and not user_ids:
         return {}
-    rows = db.execute(select(User.id, User.name).where(User.org_id == org_id, User.id.in_(user_ids)))
-    return dict(rows.all())
+    stmt = select(User.id, User.name).where(User.org_id == org_id)
+    if user_ids is not None:
+        stmt = stmt.where(User.id.in_(user_ids))
+    return dict(db.execute(stmt.order_by(User.id)).all())
 
 
 def customer_order_totals(db: Session, org_id: int, customer_id: int) -> tuple[int, int]:

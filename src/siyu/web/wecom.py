@@ -152,7 +152,9 @@ def save_settings(
             base_url=base_url or None,
             welcome_text=welcome_text,
         )
-        credentials.save_credentials(db, org_id, data, ctx.request.app.state.settings.resolved_secret_key())
+        credentials.save_credentials(
+            db, org_id, data, ctx.request.app.state.settings.resolved_secret_key(), actor=ctx.principal
+        )
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = str(first["loc"][0]) if first["loc"] else "corp_id"

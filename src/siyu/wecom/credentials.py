@@ -18,10 +18,13 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from siyu.audit import service as audit
+from siyu.audit.service import AuditAction
 from siyu.integrations.wecom import CallbackCrypto, CallbackError, WeComClient, WeComError
 from siyu.kit.clock import utcnow
 from siyu.kit.crypto import decrypt_secret, encrypt_secret
 from siyu.kit.errors import Invalid, NotFound
+from siyu.tenancy.principal import Principal
 from siyu.wecom.models import DEFAULT_BASE_URL, WeComCredential
 from siyu.wecom.schemas import ConnectionTest, CredentialsIn
 
@@ -77,8 +80,11 @@ def _check(data: CredentialsIn) -> None:
             raise Invalid(f"encoding_aes_key: {exc}", field="encoding_aes_key") from exc
 
 
-def save_credentials(db: Session, org_id: int, data: CredentialsIn, secret_key: str) -> WeComCredential:
-    """Create or update the organization's credentials; omitted secrets keep their stored values."""
+def save_credentials(
+    db: Session, org_id: int, data: CredentialsIn, secret_key: str, *, actor: Principal | None = None
+) -> WeComCredential:
+    """Create or update the organization's credentials; omitted secrets keep their stored values. Audited
+    with the names (never the values) of the secrets that changed."""
     _check(data)
     row = get_credentials(db, org_id)
     if row is None:
@@ -104,6 +110,18 @@ def save_credentials(db: Session, org_id: int, data: CredentialsIn, secret_key: 
         row.welcome_text = data.welcome_text
     row.updated_at = utcnow()
     db.flush()
+    changed = [name for name in ("secret", "token", "encoding_aes_key") if getattr(data, name)]
+    audit.record(
+        db,
+        org_id,
+        AuditAction.wecom_credentials_saved,
+        actor=actor,
+        target_type="wecom_credentials",
+        target_id=row.id,
+        corp_id=row.corp_id,
+        secrets_changed=changed,
+        base_url=row.base_url,
+    )
     return row
 
 

@@ -42,8 +42,9 @@ part, reading the contacts from WeCom (``siyu.wecom.prefetch``), happens before 
 
 The periodic ``sweep_wecom_inbox`` re-processes rows still unprocessed a minute after they arrived (failed
 ones, or a crash between commit and drain request) up to ``MAX_ATTEMPTS``. Every night ``prune_wecom_inbox``
-deletes rows processed more than ``INBOX_KEEP`` (30 days) ago, so the table holds a month of callbacks rather
-than every callback ever received.
+deletes rows processed longer ago than the organization's webhook retention (30 days unless set on the audit
+page or by ``SIYU_WEBHOOK_RETENTION_DAYS``), so the table holds a month of callbacks rather than every
+callback ever received.
 
 One drain at a time per process: a drain requested while another runs in the same process only asks the
 running one for one more pass, so the request is never lost.
@@ -71,6 +72,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from siyu.integrations.wecom import WeComClient
 from siyu.kit.bulk import delete_in_batches, one_of, one_of_param
 from siyu.kit.clock import utcnow
+from siyu.tenancy import service as tenancy
 from siyu.wecom.callbacks import SOURCE
 from siyu.wecom.credentials import callback_client
 from siyu.wecom.models import InboxItem
@@ -83,7 +85,6 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 #: Processed callbacks are kept this long (audits, the console's figures), then deleted. WeCom re-sends
 #: a callback within seconds, so the dedupe key needs far less; unprocessed rows are always kept.
-INBOX_KEEP = timedelta(days=30)
 PRUNE_BATCH = 10_000
 SWEEP_AFTER = timedelta(seconds=60)
 SWEEP_BATCH = 500
@@ -544,19 +545,33 @@ def sweep_wecom_inbox() -> int:
     return sweep()
 
 
-def prune(keep: timedelta = INBOX_KEEP, batch: int = PRUNE_BATCH) -> int:
-    """Delete WeCom inbox rows processed more than ``keep`` ago, ``batch`` rows per transaction (short locks,
-    even after months of callbacks); returns how many were deleted."""
-    cutoff = utcnow() - keep
-    return delete_in_batches(
-        sessions(),
-        InboxItem.__table__,
-        and_(InboxItem.source == SOURCE, InboxItem.processed_at < cutoff),
-        batch,
-    )
+def _webhook_days(keep: timedelta | None) -> dict[int, float]:
+    defaults = tenancy.default_retention(settings())
+    with sessions()() as db:
+        return tenancy.webhook_days_by_org(db, defaults, keep)
+
+
+def prune(keep: timedelta | None = None, batch: int = PRUNE_BATCH) -> int:
+    """Delete WeCom inbox rows processed more than ``keep`` ago (default: each organization's webhook
+    retention, see ``tenancy.service.retention_of``), ``batch`` rows per transaction (short locks, even after
+    months of callbacks); returns how many were deleted."""
+    now = utcnow()
+    deleted = 0
+    for org_id, days in _webhook_days(keep).items():
+        deleted += delete_in_batches(
+            sessions(),
+            InboxItem.__table__,
+            and_(
+                InboxItem.org_id == org_id,
+                InboxItem.source == SOURCE,
+                InboxItem.processed_at < now - timedelta(days=days),
+            ),
+            batch,
+        )
+    return deleted
 
 
 @huey.periodic_task(crontab(hour="20", minute="15"), name="wecom.prune_inbox")
 def prune_wecom_inbox() -> int:
-    """Nightly (04:15 Asia/Shanghai): delete processed callbacks older than INBOX_KEEP."""
+    """Nightly (04:15 Asia/Shanghai): delete processed callbacks older than each organization's retention."""
     return prune()
