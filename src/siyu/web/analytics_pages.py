@@ -130,7 +130,8 @@ def _roi_labeler(db: DbSession, ctx: PageContext, org_id: int, dim: str) -> Any:
         return _group_labeler(db, ctx, org_id, dim)
 
     def name(value: str | None) -> str:
-        return ctx.gettext("Unknown") if value is None else names.get(value, value)
+        # A state that is no code of siyu's (the demo's, another tool's) is usually a source code.
+        return ctx.gettext("Unknown") if value is None else names.get(value) or ctx.label("source", value)
 
     return name
 

@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from siyu.channels import service as channels
 from siyu.commerce import service as commerce
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, Stage
@@ -186,6 +187,12 @@ def _timeline_data(db: Session, ctx: PageContext, customer: Customer, before: st
     }
 
 
+def _code_names(db: Session, org_id: int, states: set[str]) -> dict[str, str]:
+    """The names of the channel codes behind these follow states (a state of no siyu code is left out)."""
+    codes = (channels.code_for_state(db, org_id, state) for state in states)
+    return {code.state: code.name for code in codes if code is not None}
+
+
 @router.get("/customers/{customer_id}")
 def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
     """Profile, identities, follow relations, tags, remark, notes, timeline and orders of one customer."""
@@ -213,6 +220,7 @@ def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
         identities=identities,
         follows=follows,
         follow_accounts=queries.account_names(db, principal.org_id, {f.account_id for f in follows}),
+        code_names=_code_names(db, principal.org_id, {f.state for f in follows if f.state}),
         tags=customers.customer_tags(db, principal, customer.id),
         groups=groups,
         saved=False,

@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse
 from siyu.kit.errors import NotFound
 from siyu.tenancy import service as identity
 from siyu.tenancy.deps import SESSION_COOKIE, DbSession, session_principal
-from siyu.web import i18n, queries
+from siyu.web import i18n, queries, today
 from siyu.web.analytics_pages import router as analytics_router
 from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next
 from siyu.web.campaigns import router as mass_messages_router
@@ -181,7 +181,13 @@ def dashboard(db: DbSession, ctx: Console) -> Response:
         "empty": ctx.gettext("No customers added in this period."),
     }
     return render(
-        ctx, "dashboard.html", head=head, chart=chart, chart_days=queries.CHART_DAYS, active="dashboard"
+        ctx,
+        "dashboard.html",
+        head=head,
+        chart=chart,
+        chart_days=queries.CHART_DAYS,
+        today=today.today(db, ctx.principal, tz=ctx.timezone),
+        active="dashboard",
     )
 
 
