@@ -24,6 +24,7 @@ from siyu.tenancy.deps import DbSession
 from siyu.tenancy.principal import Principal
 from siyu.web import queries
 from siyu.web.auth import Console, ConsoleRoute, is_htmx
+from siyu.web.errors import error_text
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -92,7 +93,7 @@ def customer_list(
     except ValueError:
         error = ctx.gettext("Unknown stage.")
     except DomainError as exc:
-        error = ctx.gettext("Unknown tag.") if exc.field == "tag_ids" else exc.message
+        error = ctx.gettext("Unknown tag.") if exc.field == "tag_ids" else error_text(ctx, exc)
     tags = queries.tags_by_customer(db, principal.org_id, [c.id for c in rows])
     query = {k: v for k, v in form.items() if v}
     data: dict[str, Any] = {
@@ -246,7 +247,7 @@ def customer_timeline(customer_id: int, db: DbSession, ctx: Console, before: str
     except DomainError as exc:
         if isinstance(exc, NotFound):
             raise
-        return Response(exc.message, status_code=422, media_type="text/plain")
+        return Response(error_text(ctx, exc), status_code=422, media_type="text/plain")
     return render(ctx, "customers/_timeline_items.html", **data)
 
 
@@ -287,7 +288,7 @@ def customer_tags_save(
         if isinstance(exc, NotFound):
             raise
         db.rollback()
-        return _tags_fragment(db, ctx, customer, error=exc.message)
+        return _tags_fragment(db, ctx, customer, error=error_text(ctx, exc))
     if not is_htmx(request):
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
     return _tags_fragment(db, ctx, customer, saved=True)
@@ -325,7 +326,7 @@ def customer_remark_save(
                     "type the full 11 digits."
                 )
             elif isinstance(exc, DomainError):
-                error = exc.message
+                error = error_text(ctx, exc)
             else:
                 error = ctx.gettext("The remark is not valid.")
     if not is_htmx(request) and error is None:
@@ -400,7 +401,7 @@ def customer_note_add(
         if isinstance(exc, NotFound):
             raise
         db.rollback()
-        message = ctx.gettext("Write something first.") if exc.field == "body" else exc.message
+        message = ctx.gettext("Write something first.") if exc.field == "body" else error_text(ctx, exc)
         return _notes_fragment(db, ctx, customer, error=message, draft=body)
     if not is_htmx(request):
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
