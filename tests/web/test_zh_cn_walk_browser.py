@@ -35,7 +35,8 @@ IDENTIFIERS_IN_TEXT = re.compile(r"https?://\S+|\{(?:code|name)\}")
 VISIBLE_TEXT = """
 () => {
   const body = document.body.cloneNode(true);
-  body.querySelectorAll('script, style, template, .ident').forEach((el) => el.remove());
+  // A datalist's options are input suggestions whose value is the stored code (the ROI cost form's channel).
+  body.querySelectorAll('script, style, template, datalist, .ident').forEach((el) => el.remove());
   const texts = [body.innerText];
   document.querySelectorAll('input[placeholder], textarea[placeholder]').forEach((el) => texts.push(el.placeholder));
   document.querySelectorAll('select option').forEach((el) => texts.push(el.textContent));

@@ -23,7 +23,7 @@ from siyu.kit.phone import mask_mobile
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.principal import Principal
 from siyu.web import queries
-from siyu.web.auth import Console, ConsoleRoute, is_htmx
+from siyu.web.auth import Console, ConsoleRoute, is_htmx, safe_next
 from siyu.web.errors import error_text
 from siyu.web.templating import PageContext, render
 
@@ -79,6 +79,7 @@ def customer_list(
     error: str | None = None
     rows: list[Customer] = []
     next_cursor: int | None = None
+    total: int | None = None
     try:
         filters = CustomerFilters(
             name=form["q"] or None,
@@ -88,20 +89,29 @@ def customer_list(
             source=source or None,
         )
         rows, next_cursor = customers.list_customers(db, principal, filters, cursor=cursor, limit=PAGE_SIZE)
+        total = customers.count_customers(db, principal, filters)
     except ValidationError as exc:
         error = _filter_error(ctx, exc)
     except ValueError:
         error = ctx.gettext("Unknown stage.")
     except DomainError as exc:
         error = ctx.gettext("Unknown tag.") if exc.field == "tag_ids" else error_text(ctx, exc)
-    tags = queries.tags_by_customer(db, principal.org_id, [c.id for c in rows])
+    ids = [c.id for c in rows]
     query = {k: v for k, v in form.items() if v}
+    here = "/customers" + (
+        "?" + urlencode({**query, "cursor": cursor} if cursor else query) if query or cursor else ""
+    )
     data: dict[str, Any] = {
         "rows": rows,
-        "tags": tags,
+        "total": total,
+        "tags": queries.tags_by_customer(db, principal.org_id, ids),
+        "owners": queries.owners_by_customer(db, principal.org_id, ids),
+        "tag_groups": customers.list_tag_groups(db, principal.org_id),
         "form": form,
         "error": error,
         "cursor": cursor,
+        "here": here,
+        "bulk": request.query_params.get("bulk", ""),
         "next_url": "/customers?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else None,
         "first_url": "/customers" + ("?" + urlencode(query) if query else ""),
         "mobile_of": lambda c: shown_mobile(principal, c.mobile),
@@ -114,9 +124,42 @@ def customer_list(
         "customers/list.html",
         active="customers",
         stages=list(Stage),
-        tag_groups=customers.list_tag_groups(db, principal.org_id),
         sources=queries.known_sources(db, principal.org_id),
         **data,
+    )
+
+
+@router.post("/customers/bulk-tags")
+def customer_bulk_tags(
+    db: DbSession,
+    ctx: Console,
+    customer_id: Annotated[list[int], Form()] = [],  # noqa: B006 - FastAPI copies defaults per request
+    tag_id: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "add",
+    back: Annotated[str, Form()] = "/customers",
+) -> Response:
+    """Put a tag on, or take it off, every ticked customer (each through the customers service, which
+    records the tag events); all or nothing."""
+    principal = _principal(ctx)
+    target = safe_next(back, default="/customers")
+    if not target.startswith("/customers"):
+        target = "/customers"
+    if not customer_id or not tag_id.isdigit() or action not in ("add", "remove"):
+        outcome = "none"
+    else:
+        change = customers.add_tags if action == "add" else customers.remove_tags
+        try:
+            for one in customer_id:
+                change(db, principal, one, [int(tag_id)], origin="console")
+        except DomainError as exc:
+            db.rollback()  # all or nothing: the customers changed before the failing one are not kept
+            if isinstance(exc, NotFound):
+                raise
+            outcome = "failed"
+        else:
+            outcome = f"{action}:{len(customer_id)}"
+    return RedirectResponse(
+        target + ("&" if "?" in target else "?") + urlencode({"bulk": outcome}), status_code=303
     )
 
 
