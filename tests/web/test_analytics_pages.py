@@ -349,3 +349,20 @@ def test_an_organization_without_data_gets_empty_pages(client: TestClient, tenan
     assert chart_of(client.get("/analytics/rfm").text)["cells"] == []
     refused = client.post("/analytics/clv/recompute", data={"csrf_token": csrf})
     assert refused.status_code == 422 and "no orders" in refused.text
+
+
+def test_rfm_cells_open_as_customer_lists(client: TestClient, admin: str, brand: LoadSummary) -> None:
+    page = client.get("/analytics/rfm").text
+    cells = {
+        tuple(int(x) for x in rf.split("-")): int(n.replace(",", ""))
+        for rf, n in re.findall(r'data-cell="(\d-\d)">([\d,]+)</a>', page)
+    }
+    assert cells and sum(cells.values()) == sum(c[2] for c in chart_of(page)["cells"])
+    (r, f), n = max(cells.items(), key=lambda kv: kv[1])
+    listing = client.get(f"/analytics/rfm/customers?r={r}&f={f}")
+    assert listing.status_code == 200
+    assert f'data-total="{n}"' in listing.text
+    assert len(re.findall(r'<tr data-customer-id="\d+"><td><a href="/customers/\d+">', listing.text)) == min(
+        n, 200
+    )
+    assert client.get("/analytics/rfm/customers?r=6&f=1").status_code == 422

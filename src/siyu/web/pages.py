@@ -14,6 +14,7 @@ from siyu.tenancy import service as identity
 from siyu.tenancy.deps import SESSION_COOKIE, DbSession, session_principal
 from siyu.web import i18n, queries, today
 from siyu.web.analytics_pages import router as analytics_router
+from siyu.web.analytics_rfm_cells import router as rfm_cells_router
 from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next
 from siyu.web.campaigns import router as mass_messages_router
 from siyu.web.channels import router as channel_pages_router
@@ -200,6 +201,7 @@ def accounts(db: DbSession, ctx: Console) -> Response:
 
 router.include_router(customer_router)
 router.include_router(leads_router)
+router.include_router(rfm_cells_router)
 router.include_router(analytics_router)
 router.include_router(channel_pages_router)
 router.include_router(departure_router)

@@ -261,6 +261,16 @@ def owners_by_customer(db: Session, org_id: int, customer_ids: list[int]) -> dic
     return out
 
 
+def customer_names(db: Session, org_id: int, customer_ids: list[int]) -> dict[int, str]:
+    """Names of the organization's customers by id (one query for a list)."""
+    if not customer_ids:
+        return {}
+    rows = db.execute(
+        select(Customer.id, Customer.name).where(Customer.org_id == org_id, Customer.id.in_(customer_ids))
+    )
+    return {cid: name or "" for cid, name in rows}
+
+
 def known_sources(db: Session, org_id: int, limit: int = 100) -> list[str]:
     """The organization's distinct customer sources, for the filter's select (served by the source index)."""
     stmt = (

@@ -152,6 +152,14 @@
     var option = build(data);
     option.color = COLORS;
     chart.setOption(option);
+    if (data.kind === "rfm") {
+      // A cell opens the list of its buyers (value: [F - 1, R - 1, buyers, ...]).
+      chart.on("click", function (p) {
+        if (p.value && p.value[2] > 0) {
+          window.location.href = "/analytics/rfm/customers?r=" + (p.value[1] + 1) + "&f=" + (p.value[0] + 1);
+        }
+      });
+    }
     el.setAttribute("data-rendered", "true");
     window.addEventListener("resize", function () { chart.resize(); });
   }
