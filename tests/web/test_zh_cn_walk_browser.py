@@ -144,6 +144,17 @@ def test_every_console_page_in_chinese_shows_no_english(
             found = english_words(page.evaluate(VISIBLE_TEXT))
             if found:
                 leaks["/wecom/departure?account_id=…"] = found
+            # The "also hand over their groups" checkbox sits on the line of its words, not above them.
+            label = page.locator("label:has(input[name=groups])").bounding_box()
+            box = page.locator("input[name=groups]").bounding_box()
+            assert label is not None and box is not None
+            assert label["height"] < 2 * box["height"] + 8, label
+            # The remark field shows a whole 20-character remark.
+            page.goto(f"{live_server}/customers/{demo.converted_customer_id}")
+            remark = page.locator("input[name=remark]")
+            width = remark.bounding_box()
+            font = float(remark.evaluate("el => parseFloat(getComputedStyle(el).fontSize)"))
+            assert width is not None and width["width"] >= 20 * font, (width, font)
         finally:
             browser.close()
     assert not errors, errors
