@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from siyu.accounts import departures
 from siyu.accounts.models import Account
-from siyu.customers.models import FollowRelation
+from siyu.customers.models import FollowRelation, FollowStatus
 from siyu.events import outbox
 from siyu.events.models import Event
 from siyu.events.vocabulary import EventType
@@ -143,7 +143,12 @@ def today(db: Session, principal: Principal, tz: str = "Asia/Shanghai", now: dat
         select(Account.operator_id, func.count(func.distinct(Event.id)))
         .join(FollowRelation, FollowRelation.customer_id == Event.customer_id)
         .join(Account, Account.id == FollowRelation.account_id)
-        .where(*todays, Event.type == EventType.order_paid.value, Account.operator_id.in_(list(people)))
+        .where(
+            *todays,
+            Event.type == EventType.order_paid.value,
+            FollowRelation.status == FollowStatus.active,
+            Account.operator_id.in_(list(people)),
+        )
         .group_by(Account.operator_id)
     ).all()
     for user_id, n in deals:
