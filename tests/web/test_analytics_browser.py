@@ -15,14 +15,14 @@ from .conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR
 
 pytestmark = BROWSER_MARKS
 
-# Page, heading of its export's first CSV column, and a selector that shows the page's data.
+# Page, heading of its export's first CSV column (in the page's language), and a selector showing its data.
 PAGES = (
-    ("funnel", "breakdown_value", "table.funnel-table tbody tr"),
-    ("retention", "cohort_start", "table.retention-table tbody tr"),
-    ("repurchase", "group", "table.repurchase-table tbody tr"),
-    ("rfm", "r_score", "table.rfm-segments tbody tr"),
-    ("clv", "lower_fen", "[data-kpi=clv_customers]"),
-    ("roi", "channel", "table.roi-table tbody tr[data-channel]"),
+    ("funnel", "Breakdown", "table.funnel-table tbody tr"),
+    ("retention", "Cohort", "table.retention-table tbody tr"),
+    ("repurchase", "Group", "table.repurchase-table tbody tr"),
+    ("rfm", "Recency score", "table.rfm-segments tbody tr"),
+    ("clv", "CLV from (yuan)", "[data-kpi=clv_customers]"),
+    ("roi", "Channel", "table.roi-table tbody tr[data-channel]"),
 )
 
 

@@ -111,15 +111,17 @@ def test_funnel_counts_match_the_operational_events(
     assert chart["steps"] == ["Customer added", "Order paid"]
 
     rows = read_csv(client.get("/analytics/funnel.csv?step=customer_added&step=order_paid&window_days=366"))
+    # Console CSVs speak the reader's language (the API's keep machine names).
     assert rows[0] == [
-        "breakdown_value",
-        "step",
-        "event_type",
-        "count",
-        "conversion_from_start",
-        "conversion_from_previous",
-        "median_seconds_from_previous",
+        "Breakdown",
+        "Step",
+        "Event",
+        "Count",
+        "From first step",
+        "From previous step",
+        "Median seconds from the previous step",
     ]
+    assert rows[1][2] == "Customer added"
     assert [int(r[3]) for r in rows[1:]] == counts
     assert float(rows[2][6]) > 0  # a median time from adding to ordering
 
@@ -154,7 +156,7 @@ def test_retention_cohorts_hold_every_starting_customer_once(
     assert page.status_code == 200
     assert page.text.count('<td class="cell') == len(chart_of(page.text)["cohorts"]) * 4
     rows = read_csv(client.get(f"/analytics/retention.csv?{query}"))
-    assert rows[0] == ["cohort_start", "size", "period_0", "period_1", "period_2", "period_3"]
+    assert rows[0] == ["Cohort", "Cohort size", "Period 0", "Period 1", "Period 2", "Period 3"]
     added = db.scalar(
         select(func.count(func.distinct(Event.customer_id))).where(
             Event.org_id == brand.org_id, Event.type == "customer_added"
@@ -208,7 +210,7 @@ def test_repurchase_page_and_csv(client: TestClient, admin: str, brand: LoadSumm
     assert len(chart["days"]) == 61
     assert max(v for v in chart["series"][0]["data"] if v is not None) > 0
     rows = read_csv(client.get("/analytics/repurchase.csv?by=source&days=60"))
-    assert rows[0] == ["group", "day", "buyers_observable", "bought_again", "share"]
+    assert rows[0] == ["Group", "Day", "Buyers observable", "Bought again", "Share"]
     buyers = db.scalar(
         select(func.count(func.distinct(Order.customer_id))).where(Order.org_id == brand.org_id)
     )
@@ -227,11 +229,17 @@ def test_rfm_grid_covers_every_buyer(client: TestClient, admin: str, brand: Load
     segments = re.findall(r'<tr data-segment="(\w+)"><td>[^<]+</td><td class="num">([\d,]+)</td>', page.text)
     assert len(segments) == 11 and sum(int(n.replace(",", "")) for _, n in segments) == buyers
     rows = read_csv(client.get("/analytics/rfm.csv"))
-    assert rows[0] == ["r_score", "f_score", "buyers", "monetary_total_fen", "monetary_mean_fen"]
+    assert rows[0] == [
+        "Recency score",
+        "Frequency score",
+        "Buyers",
+        "Total net spend (yuan)",
+        "Mean net spend (yuan)",
+    ]
     net = db.scalar(
         select(func.sum(Order.amount_fen - Order.refunded_fen)).where(Order.org_id == brand.org_id)
     )
-    assert sum(int(r[3]) for r in rows[1:]) == net
+    assert sum(round(float(r[3]) * 100) for r in rows[1:]) == net  # yuan with two decimals
 
 
 def test_clv_recompute_fills_the_histogram(
@@ -239,7 +247,7 @@ def test_clv_recompute_fills_the_histogram(
 ) -> None:
     before = client.get("/analytics/clv")
     assert "CLV has not been computed yet." in before.text and chart_of(before.text)["bins"] == []
-    assert read_csv(client.get("/analytics/clv.csv")) == [["lower_fen", "upper_fen", "customers"]]
+    assert read_csv(client.get("/analytics/clv.csv")) == [["CLV from (yuan)", "CLV to (yuan)", "Customers"]]
 
     assert client.post("/analytics/clv/recompute", data={}).status_code == 403  # no CSRF token
     done = client.post("/analytics/clv/recompute", data={"csrf_token": admin}, follow_redirects=False)
@@ -282,23 +290,23 @@ def test_roi_cost_form_saves_fen_and_shows_in_the_table(
     assert row and "¥1,500.50" in row.group(1)
     rows = read_csv(client.get(f"/analytics/roi.csv?{query}"))
     assert rows[0] == [
-        "channel",
-        "cost_fen",
-        "customers",
-        "cost_per_customer_fen",
-        "revenue_fen",
-        "predicted_clv_fen",
-        "roi",
-        "predicted_roi",
-        "name",
+        "Channel",
+        "Cost (yuan)",
+        "Customers",
+        "Cost per customer (yuan)",
+        "Revenue to date (yuan)",
+        "Predicted CLV (yuan)",
+        "ROI",
+        "ROI with CLV",
+        "Name",
     ]
     douyin = next(r for r in rows[1:] if r[0] == "douyin_comment")
-    assert int(douyin[1]) == 150_050 and int(douyin[2]) > 0
+    assert douyin[1] == "1500.50" and int(douyin[2]) > 0
     assert "Douyin comment" in chart_of(page.text)["channels"]
     assert all(f'<option value="{b}"' in page.text for b in ("source", "channel", "code", "account"))
     by_account = read_csv(client.get(f"/analytics/roi.csv?{query.replace('=source', '=account')}"))
     # Account rows are keyed by id and named by the account (the cost shared over its customers).
-    assert sum(int(r[1]) for r in by_account[1:]) == 150_050
+    assert sum(round(float(r[1]) * 100) for r in by_account[1:]) == 150_050
     assert all(r[8] and r[8] != r[0] for r in by_account[1:] if r[0])
 
     bad = client.post("/analytics/roi/costs", data={**form, "cost_yuan": "lots"})
@@ -349,3 +357,32 @@ def test_an_organization_without_data_gets_empty_pages(client: TestClient, tenan
     assert chart_of(client.get("/analytics/rfm").text)["cells"] == []
     refused = client.post("/analytics/clv/recompute", data={"csrf_token": csrf})
     assert refused.status_code == 422 and "no orders" in refused.text
+
+
+def test_rfm_cells_open_as_customer_lists(client: TestClient, admin: str, brand: LoadSummary) -> None:
+    page = client.get("/analytics/rfm").text
+    cells = {
+        tuple(int(x) for x in rf.split("-")): int(n.replace(",", ""))
+        for rf, n in re.findall(r'data-cell="(\d-\d)">([\d,]+)</a>', page)
+    }
+    assert cells and sum(cells.values()) == sum(c[2] for c in chart_of(page)["cells"])
+    (r, f), n = max(cells.items(), key=lambda kv: kv[1])
+    listing = client.get(f"/analytics/rfm/customers?r={r}&f={f}")
+    assert listing.status_code == 200
+    assert f'data-total="{n}"' in listing.text
+    assert len(re.findall(r'<tr data-customer-id="\d+"><td><a href="/customers/\d+">', listing.text)) == min(
+        n, 200
+    )
+    assert client.get("/analytics/rfm/customers?r=6&f=1").status_code == 422
+
+
+def test_csv_exports_in_chinese_with_yuan(client: TestClient, admin: str) -> None:
+    client.cookies.set("lang", "zh_CN")
+    rows = read_csv(client.get("/analytics/rfm.csv"))
+    assert rows[0] == ["最近购买得分", "购买频次得分", "购买客户", "净消费总额（元）", "平均净消费（元）"]
+    assert all(re.fullmatch(r"-?\d+\.\d\d", r[3]) for r in rows[1:]) and len(rows) > 1
+    assert read_csv(client.get("/analytics/clv.csv"))[0] == [
+        "预测价值下限（元）",
+        "预测价值上限（元）",
+        "客户",
+    ]

@@ -522,6 +522,14 @@ def list_transfers(
     return list(db.scalars(stmt.order_by(CustomerTransfer.id.desc()).limit(limit)))
 
 
+def waiting_count(db: Session, org_id: int) -> int:
+    """How many hand-overs still wait for WeCom's outcome (served by the org/status index)."""
+    stmt = select(func.count()).where(
+        CustomerTransfer.org_id == org_id, CustomerTransfer.status == TransferStatus.waiting
+    )
+    return int(db.scalar(stmt) or 0)
+
+
 def _move_transfers(db: Session, org_id: int, survivor_id: int, merged_id: int) -> int:
     """Merge hook: transfers of a merged-away customer count for the survivor (the 90-day rule follows)."""
     result = db.execute(

@@ -21,7 +21,7 @@ from siyu.analytics.funnels import FunnelQuery, FunnelResult, Step, parse_modes,
 from siyu.analytics.models import ChannelCost, CostDimension
 from siyu.analytics.projection import Projection, default_path
 from siyu.analytics.retention import RetentionCohort, RetentionQuery, run_retention
-from siyu.analytics.rfm import RFMReport, rfm_report
+from siyu.analytics.rfm import CustomerRFM, RFMReport, customer_rfm, rfm_report
 from siyu.analytics.roi import ChannelROI, ROIDimension, roi_report
 from siyu.analytics.schemas import (
     ChannelCostIn,
@@ -123,6 +123,12 @@ def retention(engine: AnalyticsEngine, org_id: int, body: RetentionIn) -> list[R
 def commerce(engine: AnalyticsEngine, org_id: int, **kw: Any) -> list[CommerceRow]:
     """Commerce metrics (see siyu.analytics.commerce.commerce_metrics)."""
     return commerce_metrics(engine, org_id, **kw)
+
+
+def rfm_cell(engine: AnalyticsEngine, org_id: int, r: int, f: int, **kw: Any) -> list[CustomerRFM]:
+    """The buyers of one cell of the recency x frequency grid, biggest spenders first."""
+    rows = [x for x in customer_rfm(engine, org_id, **kw) if x.r == r and x.f == f]
+    return sorted(rows, key=lambda x: (-x.monetary_fen, x.customer_id))
 
 
 def rfm(engine: AnalyticsEngine, org_id: int, **kw: Any) -> RFMReport:

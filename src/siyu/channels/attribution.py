@@ -13,6 +13,8 @@ from siyu.channels.models import ChannelAdd, ChannelCode, CustomerTouch, TouchKi
 from siyu.channels.schemas import CodeReportOut, DailyAddsOut
 from siyu.commerce.models import Order
 from siyu.customers.merge import register_merge_hook
+from siyu.events.models import Event
+from siyu.events.vocabulary import EventType
 from siyu.kit.clock import SHANGHAI, local
 from siyu.kit.errors import Invalid
 
@@ -121,6 +123,27 @@ def adds_per_day(
     # Local-day bucketing in Python keeps one query for SQLite and PostgreSQL alike.
     counts = Counter((cid, local(at, SHANGHAI).date()) for cid, at in db.execute(stmt))
     return [DailyAddsOut(code_id=c, day=d, adds=n) for (c, d), n in sorted(counts.items())]
+
+
+def new_friends_per_day(
+    db: Session, org_id: int, date_from: date, date_to: date, account_ids: set[int] | None = None
+) -> Counter[tuple[str, date]]:
+    """New friends (follows started, whether or not through one of siyu's codes) per code state and local
+    day over [date_from, date_to]; "" is the state of adds without one. Read from the event log, the same
+    truth as the dashboard's counts, on its (org, time) index; ``account_ids`` limits it to those accounts."""
+    start, end = _range(date_from, date_to)
+    stmt = select(Event.occurred_at, Event.properties).where(
+        Event.org_id == org_id,
+        Event.occurred_at >= start,
+        Event.occurred_at < end,
+        Event.type == EventType.follow_started.value,
+    )
+    if account_ids is not None:
+        stmt = stmt.where(Event.account_id.in_(account_ids))
+    return Counter(
+        (str((properties or {}).get("state") or ""), local(at, SHANGHAI).date())
+        for at, properties in db.execute(stmt)
+    )
 
 
 def code_report(

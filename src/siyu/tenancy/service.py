@@ -7,6 +7,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -63,6 +64,33 @@ def organization_by_slug(db: Session, slug: str) -> Organization:
     if org is None:
         raise NotFound(f"no organization {slug!r}", field="org")
     return org
+
+
+def org_timezone(db: Session, org_id: int, default: str) -> str:
+    """The organization's time zone (its ``timezone`` setting), else ``default``: the zone the console
+    shows times and calendar days in."""
+    settings = db.scalar(select(Organization.settings).where(Organization.id == org_id)) or {}
+    zone = settings.get("timezone")
+    return zone if isinstance(zone, str) and _is_zone(zone) else default
+
+
+def set_org_timezone(db: Session, org_id: int, zone: str) -> None:
+    """Set the organization's time zone (an IANA name such as Asia/Shanghai); 422 naming the field else."""
+    if not _is_zone(zone):
+        raise Invalid(f"unknown time zone {zone!r}; use an IANA name such as Asia/Shanghai", field="timezone")
+    org = db.get(Organization, org_id)
+    if org is None:
+        raise NotFound("organization not found", field="org_id")
+    org.settings = {**(org.settings or {}), "timezone": zone}
+    db.flush()
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except (ValueError, ZoneInfoNotFoundError):
+        return False
+    return True
 
 
 def create_user(db: Session, org_id: int, email: str, name: str, password: str, role: Role) -> User:

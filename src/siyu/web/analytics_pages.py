@@ -38,6 +38,7 @@ from siyu.kit.errors import DomainError, Forbidden
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.models import User
 from siyu.web.auth import Console, ConsoleRoute
+from siyu.web.i18n import N_
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(prefix="/analytics", include_in_schema=False, route_class=ConsoleRoute)
@@ -69,14 +70,65 @@ def _local_today(ctx: PageContext) -> date:
     return utcnow().astimezone(ZoneInfo(ctx.timezone)).date()
 
 
-def csv_download(header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str) -> Response:
-    """A CSV attachment in UTF-8 with a BOM, so that Excel on Chinese Windows reads it as UTF-8."""
+# Console CSV columns in the reader's language (the API's CSV keeps these machine names); columns in fen
+# are written in yuan with two decimals, their heading says so.
+CSV_COLUMNS = {
+    "breakdown_value": N_("Breakdown"),
+    "step": N_("Step"),
+    "event_type": N_("Event"),
+    "count": N_("Count"),
+    "conversion_from_start": N_("From first step"),
+    "conversion_from_previous": N_("From previous step"),
+    "median_seconds_from_previous": N_("Median seconds from the previous step"),
+    "cohort_start": N_("Cohort"),
+    "size": N_("Cohort size"),
+    "group": N_("Group"),
+    "day": N_("Day"),
+    "buyers_observable": N_("Buyers observable"),
+    "bought_again": N_("Bought again"),
+    "share": N_("Share"),
+    "r_score": N_("Recency score"),
+    "f_score": N_("Frequency score"),
+    "buyers": N_("Buyers"),
+    "monetary_total_fen": N_("Total net spend (yuan)"),
+    "monetary_mean_fen": N_("Mean net spend (yuan)"),
+    "lower_fen": N_("CLV from (yuan)"),
+    "upper_fen": N_("CLV to (yuan)"),
+    "customers": N_("Customers"),
+    "channel": N_("Channel"),
+    "cost_fen": N_("Cost (yuan)"),
+    "cost_per_customer_fen": N_("Cost per customer (yuan)"),
+    "revenue_fen": N_("Revenue to date (yuan)"),
+    "predicted_clv_fen": N_("Predicted CLV (yuan)"),
+    "roi": N_("ROI"),
+    "predicted_roi": N_("ROI with CLV"),
+    "name": N_("Name"),
+}
+
+
+def _csv_heading(ctx: PageContext, column: str) -> str:
+    if column.startswith("period_") and column[7:].isdigit():
+        return ctx.gettext("Period %(n)s") % {"n": column[7:]}
+    return ctx.gettext(CSV_COLUMNS[column]) if column in CSV_COLUMNS else column
+
+
+def csv_download(
+    ctx: PageContext, header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str
+) -> Response:
+    """A CSV attachment in UTF-8 with a BOM, so that Excel on Chinese Windows reads it as UTF-8; headings in
+    the reader's language and amounts in yuan."""
+    in_fen = [column.endswith("_fen") for column in header]
     buf = io.StringIO()
     buf.write("\ufeff")
     writer = csv.writer(buf)
-    writer.writerow(header)
+    writer.writerow([_csv_heading(ctx, column) for column in header])
     for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
+        writer.writerow(
+            [
+                "" if v is None else f"{v / 100:.2f}" if fen and isinstance(v, int | float) else v
+                for v, fen in zip(row, in_fen, strict=False)
+            ]
+        )
     return Response(
         buf.getvalue(),
         media_type="text/csv; charset=utf-8",
@@ -130,7 +182,8 @@ def _roi_labeler(db: DbSession, ctx: PageContext, org_id: int, dim: str) -> Any:
         return _group_labeler(db, ctx, org_id, dim)
 
     def name(value: str | None) -> str:
-        return ctx.gettext("Unknown") if value is None else names.get(value, value)
+        # A state that is no code of siyu's (the demo's, another tool's) is usually a source code.
+        return ctx.gettext("Unknown") if value is None else names.get(value) or ctx.label("source", value)
 
     return name
 
@@ -308,7 +361,7 @@ def funnel_csv(
         [
             r.breakdown_value,
             s.step,
-            s.event_type,
+            ctx.label("event", s.event_type),
             s.count,
             s.conversion_from_start,
             s.conversion_from_previous,
@@ -317,7 +370,7 @@ def funnel_csv(
         for r in results
         for s in r.steps
     )
-    return csv_download(header, rows, "funnel.csv")
+    return csv_download(ctx, header, rows, "funnel.csv")
 
 
 # -- retention ------------------------------------------------------------------------------------
@@ -443,7 +496,7 @@ def retention_csv(
     _, rows = _retention(ctx, start, returning, period, periods, mode)
     header = ["cohort_start", "size", *(f"period_{i}" for i in range(periods + 1))]
     return csv_download(
-        header, ([c["start"].isoformat(), c["size"], *c["retained"]] for c in rows), "retention.csv"
+        ctx, header, ([c["start"].isoformat(), c["size"], *c["retained"]] for c in rows), "retention.csv"
     )
 
 
@@ -552,7 +605,7 @@ def repurchase_csv(db: DbSession, ctx: Console, by: str = "source", days: int = 
     """The repurchase curve as CSV: one row per group and day."""
     _, rows = _repurchase(db, ctx, by, days)
     return csv_download(
-        ["group", "day", "buyers_observable", "bought_again", "share"], rows, "repurchase.csv"
+        ctx, ["group", "day", "buyers_observable", "bought_again", "share"], rows, "repurchase.csv"
     )
 
 
@@ -627,7 +680,7 @@ def rfm_csv(ctx: Console) -> Response:
     """The R x F grid as CSV, one row per non-empty cell."""
     _, cells = _rfm(ctx)
     return csv_download(
-        ["r_score", "f_score", "buyers", "monetary_total_fen", "monetary_mean_fen"], cells, "rfm.csv"
+        ctx, ["r_score", "f_score", "buyers", "monetary_total_fen", "monetary_mean_fen"], cells, "rfm.csv"
     )
 
 
@@ -667,6 +720,7 @@ def clv_csv(db: DbSession, ctx: Console, bins: int = 20) -> Response:
     """The CLV histogram as CSV."""
     _, dist = _clv(db, ctx, bins)
     return csv_download(
+        ctx,
         ["lower_fen", "upper_fen", "customers"],
         ([b.lower_fen, b.upper_fen, b.customers] for b in dist.bins),
         "clv.csv",
@@ -796,6 +850,7 @@ def roi_csv(
         "name",
     ]
     return csv_download(
+        ctx,
         header,
         (
             [

@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from siyu.kit.errors import Forbidden, NotFound
+from siyu.tenancy import service as identity
 from siyu.tenancy.deps import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, DbSession, check_csrf, session_principal
 from siyu.web import i18n
 from siyu.web.templating import PageContext, render
@@ -81,7 +82,7 @@ async def console_context(request: Request, db: DbSession) -> PageContext:
         translations=i18n.translations_for(locale),
         principal=principal,
         csrf_token=csrf,
-        timezone=_timezone(request),
+        timezone=identity.org_timezone(db, principal.org_id, _timezone(request)),
     )
 
 

@@ -20,6 +20,7 @@ from siyu.integrations.wecom.errors import WeComError, WeComInputError
 from siyu.kit.errors import DomainError, Forbidden
 from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute
+from siyu.web.errors import error_text, wecom_error_text
 from siyu.web.templating import PageContext, render
 from siyu.wecom.credentials import client_for, load_plain
 
@@ -113,9 +114,13 @@ def _submit(db: DbSession, ctx: PageContext, org_id: int, message_id: int) -> Re
     try:
         campaigns.submit(ctx.request.app.state.sessionmaker, org_id, message_id, client)
     except DomainError as exc:
-        return _page(db, ctx, org_id, message_id=message_id, error=exc.message, status_code=exc.status_code)
+        return _page(
+            db, ctx, org_id, message_id=message_id, error=error_text(ctx, exc), status_code=exc.status_code
+        )
     except (WeComError, WeComInputError) as exc:  # explained on the page, not as a 500
-        return _page(db, ctx, org_id, message_id=message_id, error=str(exc), status_code=422)
+        return _page(
+            db, ctx, org_id, message_id=message_id, error=wecom_error_text(ctx, exc), status_code=422
+        )
     return RedirectResponse(f"/wecom/mass-messages?message_id={message_id}", status_code=303)
 
 
@@ -141,7 +146,7 @@ def send_to_groups(
         )
     except DomainError as exc:
         db.rollback()
-        return _page(db, ctx, org_id, error=exc.message, status_code=exc.status_code)
+        return _page(db, ctx, org_id, error=error_text(ctx, exc), status_code=exc.status_code)
     return _submit(db, ctx, org_id, msg.id)
 
 
@@ -157,14 +162,15 @@ def send_to_customers(
     try:
         ids = [int(t) for t in customer_ids.replace(",", " ").split()]
     except ValueError:
-        return _page(db, ctx, org_id, error="customer_ids: customer ids are whole numbers", status_code=422)
+        error = ctx.gettext("Customer ids are whole numbers, separated by commas or spaces.")
+        return _page(db, ctx, org_id, error=error, status_code=422)
     try:
         msg = campaigns.create_message(
             db, org_id, text=text, customer_ids=ids, actor_id=ctx.principal.user_id if ctx.principal else None
         )
     except DomainError as exc:
         db.rollback()
-        return _page(db, ctx, org_id, error=exc.message, status_code=exc.status_code)
+        return _page(db, ctx, org_id, error=error_text(ctx, exc), status_code=exc.status_code)
     return _submit(db, ctx, org_id, msg.id)
 
 
@@ -178,8 +184,10 @@ def refresh(db: DbSession, ctx: Console, message_id: int) -> Response:
         )
     except DomainError as exc:
         db.rollback()
-        return _page(db, ctx, org_id, error=exc.message, status_code=exc.status_code)
+        return _page(db, ctx, org_id, error=error_text(ctx, exc), status_code=exc.status_code)
     except WeComError as exc:
         db.rollback()
-        return _page(db, ctx, org_id, message_id=message_id, error=str(exc), status_code=422)
+        return _page(
+            db, ctx, org_id, message_id=message_id, error=wecom_error_text(ctx, exc), status_code=422
+        )
     return RedirectResponse(f"/wecom/mass-messages?message_id={message_id}", status_code=303)

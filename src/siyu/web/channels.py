@@ -1,5 +1,5 @@
 """Console page for acquisition: channel codes with their QR images, routing pools, account health,
-open alerts, and a chart of adds per code per day (drawn by the dashboard's ECharts script)."""
+open alerts, and a chart of new friends per code per day (drawn by the dashboard's ECharts script)."""
 
 from __future__ import annotations
 
@@ -20,31 +20,43 @@ REPORT_DAYS = 30
 
 @router.get("/channels")
 def channels_page(db: DbSession, ctx: Console) -> Response:
-    """Codes, pools, account health, alerts and the last 30 days' adds per code."""
+    """Codes, pools, account health, alerts and the last 30 days' new friends per code."""
     assert ctx.principal is not None
     org_id = ctx.principal.org_id
     today = local(utcnow(), SHANGHAI).date()
     start = today - timedelta(days=REPORT_DAYS - 1)
     codes = service.list_codes(db, org_id)
     days = [start + timedelta(days=i) for i in range(REPORT_DAYS)]
-    per_day = {(r.code_id, r.day): r.adds for r in attribution.adds_per_day(db, org_id, start, today)}
-    series = [{"name": c.name, "data": [per_day.get((c.id, d), 0) for d in days]} for c in codes]
+    visible = health.visible_account_ids(db, ctx.principal)
+    # Every new friend counts, as on the dashboard: those through one of the codes under its name, the rest
+    # (added by search, a card, a group, a code made outside siyu) in one series of their own.
+    per_day = attribution.new_friends_per_day(
+        db, org_id, start, today, account_ids=None if visible is None else set(visible)
+    )
+    names = {c.state: c.name for c in codes}
+    grouped: dict[str, list[int]] = {}
+    for (state, day), n in per_day.items():
+        grouped.setdefault(names.get(state, ""), [0] * REPORT_DAYS)[(day - start).days] += n
+    without_code = ctx.gettext("Not through a channel code")
+    order = sorted(grouped, key=lambda n: (n == "", n))
     chart = {
         "days": [d.isoformat() for d in days],
-        "series": series,
-        "totals": [sum(per_day.get((c.id, d), 0) for c in codes) for d in days],
+        "series": [{"name": name or without_code, "data": grouped[name]} for name in order],
+        "totals": [sum(grouped[name][i] for name in order) for i in range(REPORT_DAYS)],
     }
     pools = [service.pool_out(db, p) for p in service.list_pools(db, org_id)]
+    account_health = health.account_health(db, org_id, account_ids=visible)
     costs = code_costs(db, org_id, start, today)
-    visible = health.visible_account_ids(db, ctx.principal)
     return render(
         ctx,
         "channels/index.html",
         active="channels",
         codes=codes,
         pools=pools,
+        pool_names={p.id: p.name for p in pools},
         report={r.code_id: r for r in attribution.code_report(db, org_id, start, today, costs)},
-        health=health.account_health(db, org_id, account_ids=visible),
+        health=account_health,
+        account_names={h.account_id: h.name for h in account_health},
         alerts=health.list_alerts(db, org_id, limit=50, account_ids=visible),
         chart=chart,
     )

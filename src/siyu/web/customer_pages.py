@@ -12,6 +12,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from siyu.channels import service as channels
 from siyu.commerce import service as commerce
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, Stage
@@ -23,7 +24,8 @@ from siyu.privacy import service as privacy
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.principal import Principal
 from siyu.web import queries
-from siyu.web.auth import Console, ConsoleRoute, is_htmx
+from siyu.web.auth import Console, ConsoleRoute, is_htmx, safe_next
+from siyu.web.errors import error_text
 from siyu.web.privacy_pages import consent_view
 from siyu.web.templating import PageContext, render
 
@@ -79,6 +81,7 @@ def customer_list(
     error: str | None = None
     rows: list[Customer] = []
     next_cursor: int | None = None
+    total: int | None = None
     try:
         filters = CustomerFilters(
             name=form["q"] or None,
@@ -92,6 +95,7 @@ def customer_list(
             db, principal, request.app.state.mobile_lookups, settings.mobile_lookups_per_hour, filters.mobile
         )
         rows, next_cursor = customers.list_customers(db, principal, filters, cursor=cursor, limit=PAGE_SIZE)
+        total = customers.count_customers(db, principal, filters)
     except ValidationError as exc:
         error = _filter_error(ctx, exc)
     except ValueError:
@@ -99,15 +103,23 @@ def customer_list(
     except TooManyRequests:
         error = ctx.gettext("Too many full-number searches this hour: search by the last 4 digits instead.")
     except DomainError as exc:
-        error = ctx.gettext("Unknown tag.") if exc.field == "tag_ids" else exc.message
-    tags = queries.tags_by_customer(db, principal.org_id, [c.id for c in rows])
+        error = ctx.gettext("Unknown tag.") if exc.field == "tag_ids" else error_text(ctx, exc)
+    ids = [c.id for c in rows]
     query = {k: v for k, v in form.items() if v}
+    here = "/customers" + (
+        "?" + urlencode({**query, "cursor": cursor} if cursor else query) if query or cursor else ""
+    )
     data: dict[str, Any] = {
         "rows": rows,
-        "tags": tags,
+        "total": total,
+        "tags": queries.tags_by_customer(db, principal.org_id, ids),
+        "owners": queries.owners_by_customer(db, principal.org_id, ids),
+        "tag_groups": customers.list_tag_groups(db, principal.org_id),
         "form": form,
         "error": error,
         "cursor": cursor,
+        "here": here,
+        "bulk": request.query_params.get("bulk", ""),
         "next_url": "/customers?" + urlencode({**query, "cursor": next_cursor}) if next_cursor else None,
         "first_url": "/customers" + ("?" + urlencode(query) if query else ""),
         "mobile_of": lambda c: shown_mobile(principal, c.mobile),
@@ -120,9 +132,42 @@ def customer_list(
         "customers/list.html",
         active="customers",
         stages=list(Stage),
-        tag_groups=customers.list_tag_groups(db, principal.org_id),
         sources=queries.known_sources(db, principal.org_id),
         **data,
+    )
+
+
+@router.post("/customers/bulk-tags")
+def customer_bulk_tags(
+    db: DbSession,
+    ctx: Console,
+    customer_id: Annotated[list[int], Form()] = [],  # noqa: B006 - FastAPI copies defaults per request
+    tag_id: Annotated[str, Form()] = "",
+    action: Annotated[str, Form()] = "add",
+    back: Annotated[str, Form()] = "/customers",
+) -> Response:
+    """Put a tag on, or take it off, every ticked customer (each through the customers service, which
+    records the tag events); all or nothing."""
+    principal = _principal(ctx)
+    target = safe_next(back, default="/customers")
+    if not target.startswith("/customers"):
+        target = "/customers"
+    if not customer_id or not tag_id.isdigit() or action not in ("add", "remove"):
+        outcome = "none"
+    else:
+        change = customers.add_tags if action == "add" else customers.remove_tags
+        try:
+            for one in customer_id:
+                change(db, principal, one, [int(tag_id)], origin="console")
+        except DomainError as exc:
+            db.rollback()  # all or nothing: the customers changed before the failing one are not kept
+            if isinstance(exc, NotFound):
+                raise
+            outcome = "failed"
+        else:
+            outcome = f"{action}:{len(customer_id)}"
+    return RedirectResponse(
+        target + ("&" if "?" in target else "?") + urlencode({"bulk": outcome}), status_code=303
     )
 
 
@@ -194,6 +239,12 @@ def _timeline_data(db: Session, ctx: PageContext, customer: Customer, before: st
     }
 
 
+def _code_names(db: Session, org_id: int, states: set[str]) -> dict[str, str]:
+    """The names of the channel codes behind these follow states (a state of no siyu code is left out)."""
+    codes = (channels.code_for_state(db, org_id, state) for state in states)
+    return {code.state: code.name for code in codes if code is not None}
+
+
 @router.get("/customers/{customer_id}")
 def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
     """Profile, identities, follow relations, tags, remark, notes, timeline and orders of one customer."""
@@ -221,6 +272,7 @@ def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
         identities=identities,
         follows=follows,
         follow_accounts=queries.account_names(db, principal.org_id, {f.account_id for f in follows}),
+        code_names=_code_names(db, principal.org_id, {f.state for f in follows if f.state}),
         tags=customers.customer_tags(db, principal, customer.id),
         groups=groups,
         saved=False,
@@ -248,7 +300,7 @@ def customer_timeline(customer_id: int, db: DbSession, ctx: Console, before: str
     except DomainError as exc:
         if isinstance(exc, NotFound):
             raise
-        return Response(exc.message, status_code=422, media_type="text/plain")
+        return Response(error_text(ctx, exc), status_code=422, media_type="text/plain")
     return render(ctx, "customers/_timeline_items.html", **data)
 
 
@@ -289,7 +341,7 @@ def customer_tags_save(
         if isinstance(exc, NotFound):
             raise
         db.rollback()
-        return _tags_fragment(db, ctx, customer, error=exc.message)
+        return _tags_fragment(db, ctx, customer, error=error_text(ctx, exc))
     if not is_htmx(request):
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
     return _tags_fragment(db, ctx, customer, saved=True)
@@ -327,7 +379,7 @@ def customer_remark_save(
                     "type the full 11 digits."
                 )
             elif isinstance(exc, DomainError):
-                error = exc.message
+                error = error_text(ctx, exc)
             else:
                 error = ctx.gettext("The remark is not valid.")
     if not is_htmx(request) and error is None:
@@ -402,7 +454,7 @@ def customer_note_add(
         if isinstance(exc, NotFound):
             raise
         db.rollback()
-        message = ctx.gettext("Write something first.") if exc.field == "body" else exc.message
+        message = ctx.gettext("Write something first.") if exc.field == "body" else error_text(ctx, exc)
         return _notes_fragment(db, ctx, customer, error=message, draft=body)
     if not is_htmx(request):
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)

@@ -15,6 +15,7 @@ from siyu.integrations.wecom.errors import WeComError, WeComInputError
 from siyu.kit.errors import DomainError, Forbidden
 from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute
+from siyu.web.errors import error_text, wecom_error_text
 from siyu.web.templating import PageContext, render
 from siyu.wecom.credentials import client_for, load_plain
 
@@ -102,10 +103,12 @@ def departure_submit(
         )
     except DomainError as exc:
         db.rollback()
-        return _page(db, ctx, org_id, from_account_id, error=exc.message, status_code=exc.status_code)
+        return _page(
+            db, ctx, org_id, from_account_id, error=error_text(ctx, exc), status_code=exc.status_code
+        )
     except (WeComError, WeComInputError) as exc:  # a WeCom refusal is explained on the page, not as a 500
         db.rollback()
-        return _page(db, ctx, org_id, from_account_id, error=str(exc), status_code=422)
+        return _page(db, ctx, org_id, from_account_id, error=wecom_error_text(ctx, exc), status_code=422)
     problems = [o.detail for o in result.left_out[:5]]
     if moved is not None:
         problems += [f"{f['chat_id']}: {f['detail']}" for f in moved.failed[:5]]

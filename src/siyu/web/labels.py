@@ -6,6 +6,9 @@ Unknown codes (a new source, an event type added later) are shown as they are.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from siyu.web.i18n import N_
 
 STAGES = {
@@ -179,6 +182,32 @@ def shown_properties(properties: dict[str, object]) -> list[tuple[str, object]]:
     return [(key, properties[key]) for key in EVENT_PROPERTIES if properties.get(key) not in (None, "")]
 
 
+# A comment's classified intent (siyu.leads.intent_rules.INTENTS); a customer's typed intent is shown as is.
+INTENTS = {
+    "material": N_("Material request"),
+    "purchase": N_("Purchase intent"),
+    "question": N_("Question"),
+    "complaint": N_("Complaint"),
+    "other": N_("Other"),
+}
+
+# How a routing pool picks among its free accounts (siyu.channels.models.RoutingRule).
+ROUTING_RULES = {
+    "round_robin": N_("Round robin"),
+    "least_loaded": N_("Least loaded first"),
+    "schedule": N_("Members on duty"),
+    "region": N_("By region"),
+}
+
+# Why an account needs attention (siyu.channels.models.AlertKind).
+ALERT_KINDS = {
+    "near_cap": N_("Close to its friend limit"),
+    "near_daily_cap": N_("Close to today's add limit"),
+    "deletion_spike": N_("Many customers deleted it"),
+    "deleted_by_staff": N_("The member deleted a customer"),
+    "low_health": N_("Low health score"),
+}
+
 # Who ended a follow (follow_ended.by).
 ENDED_BY = {"customer": N_("the customer"), "staff": N_("the member"), "transfer": N_("a hand-over")}
 
@@ -222,7 +251,56 @@ _TABLES = {
     "wecom_writeback_error": WECOM_WRITEBACK_ERRORS,
     "event_property": EVENT_PROPERTIES,
     "ended_by": ENDED_BY,
+    "intent": INTENTS,
+    "routing_rule": ROUTING_RULES,
+    "alert_kind": ALERT_KINDS,
 }
+
+
+# Sentences the code stores in the log (a stage rule's or a merge's reason, a comment's source detail), as
+# patterns: each becomes a translated sentence whose %(name)s parts are the matched groups, those of a name
+# in WORDED_GROUPS first put through that label table.
+STORED_SENTENCES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"rule: (?P<event>\w+)"), N_("rule: %(event)s")),
+    (
+        re.compile(r"added through the code of lead (?P<lead>\d+)"),
+        N_("added through the channel code of lead %(lead)s"),
+    ),
+    (
+        re.compile(r"created with mobile (?P<mobile>\S+) of an existing profile"),
+        N_("created with the mobile %(mobile)s of an existing profile"),
+    ),
+    (
+        re.compile(r"mobile (?P<mobile>\S+) set on a profile while another held it"),
+        N_("mobile %(mobile)s was set on this profile while another profile held it"),
+    ),
+    (
+        re.compile(r"shared (?P<identity>\w+) (?P<value>.+) \(added by user (?P<user>\d+)\)"),
+        N_("same %(identity)s %(value)s (added by user %(user)s)"),
+    ),
+    (
+        re.compile(r"(?P<what>.+) row (?P<row>\d+) linked their identifiers"),
+        N_("%(what)s row %(row)s linked their identifiers"),
+    ),
+    (re.compile(r"(?P<source>\w+) video (?P<title>.+)"), N_("%(source)s video %(title)s")),
+    (re.compile(r"WeCom callbacks"), N_("WeCom callbacks")),
+    (re.compile(r"WeCom sync"), N_("WeCom sync")),
+    (re.compile(r"order API"), N_("order API")),
+)
+WORDED_GROUPS = {"event": "event", "identity": "identity", "source": "source", "what": "source"}
+
+
+def stored_sentence(text: str, translate: Callable[[str], str], word: Callable[[str, object], str]) -> str:
+    """A sentence siyu stored in English, in the reader's language; anything else (typed by a person) as is."""
+    for pattern, message in STORED_SENTENCES:
+        match = pattern.fullmatch(text)
+        if match:
+            parts = {
+                k: word(WORDED_GROUPS[k], v) if k in WORDED_GROUPS else v
+                for k, v in match.groupdict().items()
+            }
+            return translate(message) % parts
+    return text
 
 
 def label(table: str, code: object) -> str:

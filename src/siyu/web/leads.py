@@ -15,6 +15,7 @@ from siyu.leads.sla import open_lead_count, sla_figures
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.principal import Principal
 from siyu.web.auth import Console, ConsoleRoute
+from siyu.web.errors import error_text
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -132,7 +133,7 @@ def reply_page(
         if exc.status_code == 404:
             raise
         db.rollback()
-        return _inbox(db, ctx, _status(status), error=exc.message, failed="reply")
+        return _inbox(db, ctx, _status(status), error=error_text(ctx, exc), failed="reply")
     finally:
         close = getattr(replier, "close", None)
         if close is not None:
@@ -150,7 +151,7 @@ def dismiss_page(
     except DomainError as exc:
         if exc.status_code == 404:
             raise
-        return _inbox(db, ctx, _status(status), error=exc.message)
+        return _inbox(db, ctx, _status(status), error=error_text(ctx, exc))
     return _inbox(db, ctx, _status(status))
 
 
@@ -175,5 +176,5 @@ def correct_page(
     except DomainError as exc:
         if exc.status_code == 404:
             raise
-        return _inbox(db, ctx, _status(status), error=exc.message)
+        return _inbox(db, ctx, _status(status), error=error_text(ctx, exc))
     return _inbox(db, ctx, _status(status), flash="corrected")

@@ -12,8 +12,9 @@ from fastapi.responses import RedirectResponse
 from siyu.kit.errors import NotFound
 from siyu.tenancy import service as identity
 from siyu.tenancy.deps import SESSION_COOKIE, DbSession, session_principal
-from siyu.web import i18n, queries
+from siyu.web import i18n, queries, today
 from siyu.web.analytics_pages import router as analytics_router
+from siyu.web.analytics_rfm_cells import router as rfm_cells_router
 from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next
 from siyu.web.campaigns import router as mass_messages_router
 from siyu.web.channels import router as channel_pages_router
@@ -182,7 +183,13 @@ def dashboard(db: DbSession, ctx: Console) -> Response:
         "empty": ctx.gettext("No customers added in this period."),
     }
     return render(
-        ctx, "dashboard.html", head=head, chart=chart, chart_days=queries.CHART_DAYS, active="dashboard"
+        ctx,
+        "dashboard.html",
+        head=head,
+        chart=chart,
+        chart_days=queries.CHART_DAYS,
+        today=today.today(db, ctx.principal, tz=ctx.timezone),
+        active="dashboard",
     )
 
 
@@ -196,6 +203,7 @@ def accounts(db: DbSession, ctx: Console) -> Response:
 router.include_router(privacy_router)
 router.include_router(customer_router)
 router.include_router(leads_router)
+router.include_router(rfm_cells_router)
 router.include_router(analytics_router)
 router.include_router(channel_pages_router)
 router.include_router(departure_router)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
 from siyu.commerce.models import Order
-from siyu.customers.models import Customer, CustomerTag, FollowRelation, Stage, Tag
+from siyu.customers.models import Customer, CustomerTag, FollowRelation, FollowStatus, Stage, Tag
 from siyu.customers.repository import visible_customers
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.tenancy.models import User
@@ -235,6 +235,40 @@ def tags_by_customer(db: Session, org_id: int, customer_ids: list[int]) -> dict[
     for customer_id, tag in rows:
         out.setdefault(customer_id, []).append(tag)
     return out
+
+
+def owners_by_customer(db: Session, org_id: int, customer_ids: list[int]) -> dict[int, list[str]]:
+    """Who looks after each listed customer: the operator of each account actively following them (the
+    account's name when it has no operator), one query for a whole page."""
+    if not customer_ids:
+        return {}
+    rows = db.execute(
+        select(FollowRelation.customer_id, User.name, Account.name)
+        .join(Account, Account.id == FollowRelation.account_id)
+        .outerjoin(User, User.id == Account.operator_id)
+        .where(
+            FollowRelation.org_id == org_id,
+            FollowRelation.customer_id.in_(customer_ids),
+            FollowRelation.status == FollowStatus.active,
+        )
+        .order_by(FollowRelation.customer_id, FollowRelation.since)
+    ).all()
+    out: dict[int, list[str]] = {}
+    for customer_id, operator, account in rows:
+        name = operator or account
+        if name not in out.setdefault(customer_id, []):
+            out[customer_id].append(name)
+    return out
+
+
+def customer_names(db: Session, org_id: int, customer_ids: list[int]) -> dict[int, str]:
+    """Names of the organization's customers by id (one query for a list)."""
+    if not customer_ids:
+        return {}
+    rows = db.execute(
+        select(Customer.id, Customer.name).where(Customer.org_id == org_id, Customer.id.in_(customer_ids))
+    )
+    return {cid: name or "" for cid, name in rows}
 
 
 def known_sources(db: Session, org_id: int, limit: int = 100) -> list[str]:

@@ -61,6 +61,10 @@ class PageContext:
         text = labels.label(table, code)
         return self.gettext(text) if labels.is_known(table, code) else text
 
+    def sentence(self, text: str | None) -> str:
+        """A sentence siyu stored in English (a rule's reason, a source detail) in the request's language."""
+        return labels.stored_sentence(text, self.gettext, self.label) if text else ""
+
     def variables(self) -> dict[str, Any]:
         """The template globals for this request."""
         path = self.request.url.path
@@ -72,6 +76,7 @@ class PageContext:
             "ngettext": self.ngettext,
             "_": self.gettext,
             "lbl": self.label,
+            "sentence": self.sentence,
             "locale": self.locale,
             "html_lang": self.locale.replace("_", "-"),
             "languages": i18n.LANGUAGE_NAMES,

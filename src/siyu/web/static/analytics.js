@@ -115,10 +115,12 @@
           return edge(b[0]) + " – " + edge(b[1]) + "<br>" + d.labels.customers + ": " + b[2];
         }
       },
-      grid: { left: 16, right: 16, top: 24, bottom: 24, containLabel: true },
+      // containLabel leaves the axis names out: room above for the y name and below for the x name.
+      grid: { left: 16, right: 16, top: 44, bottom: 40, containLabel: true },
       xAxis: { type: "category", name: d.labels.clv, nameLocation: "middle", nameGap: 28,
                data: d.bins.map(function (b) { return edge(b[0]); }), axisLabel: { hideOverlap: true } },
-      yAxis: { type: "value", minInterval: 1, name: d.labels.customers },
+      yAxis: { type: "value", minInterval: 1, name: d.labels.customers, nameGap: 14,
+               nameTextStyle: { align: "left" } },
       title: d.bins.length ? undefined : emptyTitle(d.empty),
       series: [{ name: d.labels.customers, type: "bar", barCategoryGap: "4%", data: d.bins.map(function (b) { return b[2]; }) }]
     };
@@ -150,6 +152,14 @@
     var option = build(data);
     option.color = COLORS;
     chart.setOption(option);
+    if (data.kind === "rfm") {
+      // A cell opens the list of its buyers (value: [F - 1, R - 1, buyers, ...]).
+      chart.on("click", function (p) {
+        if (p.value && p.value[2] > 0) {
+          window.location.href = "/analytics/rfm/customers?r=" + (p.value[1] + 1) + "&f=" + (p.value[0] + 1);
+        }
+      });
+    }
     el.setAttribute("data-rendered", "true");
     window.addEventListener("resize", function () { chart.resize(); });
   }

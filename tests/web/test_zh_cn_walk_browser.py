@@ -1,0 +1,161 @@
+"""The Chinese console shows no English words and no raw identifiers: Chromium walks every console page
+(and a customer, the lead inbox in each tab) of a small demo brand in zh_CN and reads what a person sees,
+the charts' legends, axes and titles included.
+
+Allowed: brand and product names, model and metric acronyms, the language switcher's "English", and what
+the page marks as an identifier shown as such (``class="ident"``: WeCom user ids, open ids, URLs)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from sqlalchemy import Engine
+
+from .conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
+from .demo_console import DemoConsole, build_demo_console
+
+pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
+
+ALLOWED = {
+    "siyu",  # the product
+    "English",  # the language switcher names each language in itself
+    # Terms Chinese operations teams use as they are.
+    *("CSV", "PNG", "SVG", "ROI", "GMV", "GPM", "RFM", "CLV", "ID", "API", "SLA", "SOP", "H5", "QR"),
+    *("Token", "EncodingAESKey", "Secret", "Open", "UnionID", "OpenID", "CorpID"),  # WeCom's own field names
+    *("BG", "NBD", "Gamma"),  # the CLV models' names
+}
+# One ASCII word: letters, with underscores or digits inside (so dy_comment and lead_converted are caught).
+WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+# Identifiers inside running text: links (a reply carries its code's URL) and a reply template's placeholders.
+IDENTIFIERS_IN_TEXT = re.compile(r"https?://\S+|\{(?:code|name)\}")
+
+# What a person reads: the page without scripts, styles and the identifiers it shows as identifiers, plus
+# the strings ECharts draws on its canvas (series, legend, axes, title).
+VISIBLE_TEXT = """
+() => {
+  const body = document.body.cloneNode(true);
+  // A datalist's options are input suggestions whose value is the stored code (the ROI cost form's channel).
+  body.querySelectorAll('script, style, template, datalist, .ident').forEach((el) => el.remove());
+  const texts = [body.innerText];
+  document.querySelectorAll('input[placeholder], textarea[placeholder]').forEach((el) => texts.push(el.placeholder));
+  document.querySelectorAll('select option').forEach((el) => texts.push(el.textContent));
+  document.querySelectorAll('[aria-label]').forEach((el) => texts.push(el.getAttribute('aria-label')));
+  if (typeof echarts !== 'undefined') {
+    document.querySelectorAll('[_echarts_instance_]').forEach((el) => {
+      const option = echarts.getInstanceByDom(el).getOption();
+      (option.series || []).forEach((s) => texts.push(s.name || ''));
+      (option.legend || []).forEach((l) => (l.data || []).forEach((d) => texts.push(typeof d === 'string' ? d : d.name || '')));
+      [...(option.xAxis || []), ...(option.yAxis || [])].forEach((a) => {
+        texts.push(a.name || '');
+        if (a.type === 'category') (a.data || []).forEach((d) => texts.push(String(typeof d === 'object' ? d.value : d)));
+      });
+      (option.title || []).forEach((t) => texts.push(t.text || ''));
+    });
+  }
+  return texts.join('\\n');
+}
+"""
+
+
+def english_words(text: str) -> dict[str, str]:
+    """The ASCII words of a page's text outside the allow-list, each with the line it was found on."""
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        for word in WORD.findall(IDENTIFIERS_IN_TEXT.sub(" ", line)):
+            if word in ALLOWED or len(word) == 1:  # single letters: "N 天", a customer grade "A"
+                continue
+            found.setdefault(word, line.strip()[:120])
+    return found
+
+
+def test_english_words_are_found_and_allowed_terms_are_not() -> None:
+    assert english_words("原因：rule: lead_replied\n导出 CSV · 渠道 ROI · N 天") == {
+        "rule": "原因：rule: lead_replied",
+        "lead_replied": "原因：rule: lead_replied",
+    }
+    assert set(english_words("金额 amount_fen：¥89.80")) == {"amount_fen"}
+    assert english_words("添加顾问领取：https://c.example/add/x1 {code} {name}") == {}
+
+
+@pytest.fixture
+def demo(engine: Engine) -> DemoConsole:
+    """The demo brand with Douyin leads: replied and converted, and waiting."""
+    return build_demo_console(engine)
+
+
+def test_every_console_page_in_chinese_shows_no_english(
+    live_server: str, demo: DemoConsole, engine: Engine
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the pages render the same text on either database; one browser run is enough")
+    from playwright.sync_api import expect, sync_playwright
+
+    some_customer = demo.converted_customer_id - 7  # a customer of the simulated brand, with its history
+    pages = [
+        "/",
+        "/customers",
+        f"/customers/{demo.converted_customer_id}",
+        f"/customers/{some_customer}",
+        "/accounts",
+        "/channels",
+        "/leads",
+        "/leads?status=replied",
+        "/leads?status=all",
+        "/analytics/funnel",
+        "/analytics/funnel?breakdown=source",
+        "/analytics/retention",
+        "/analytics/repurchase",
+        "/analytics/rfm",
+        "/analytics/clv",
+        "/analytics/roi",
+        "/wecom/settings",
+        "/wecom/departure",
+        "/wecom/mass-messages",
+    ]
+    leaks: dict[str, dict[str, str]] = {}
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(locale="zh-CN", viewport={"width": 1440, "height": 900})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.set_default_timeout(20_000)
+            page.goto(f"{live_server}/login")
+            page.fill("input[name=email]", demo.summary.admin.email)
+            page.fill("input[name=password]", demo.summary.admin.password)
+            page.click("button[type=submit]")
+            expect(page.locator("h1")).to_have_text("概览")
+            for path in pages:
+                page.goto(f"{live_server}{path}")
+                page.wait_for_load_state("networkidle")
+                if path.startswith("/leads"):
+                    expect(page.locator("#lead-inbox [data-open-count]")).to_be_attached()
+                if page.locator(".chart").count():
+                    expect(page.locator(".chart[data-rendered=true]").first).to_be_attached()
+                found = english_words(page.evaluate(VISIBLE_TEXT))
+                if found:
+                    leaks[path] = found
+            # The departure page of a member, with what they hold.
+            page.goto(f"{live_server}/wecom/departure")
+            member = page.locator("select[name=account_id] option").nth(1).get_attribute("value")
+            page.goto(f"{live_server}/wecom/departure?account_id={member}")
+            expect(page.locator("select[name=to_account_id]")).to_be_attached()
+            found = english_words(page.evaluate(VISIBLE_TEXT))
+            if found:
+                leaks["/wecom/departure?account_id=…"] = found
+            # The "also hand over their groups" checkbox sits on the line of its words, not above them.
+            label = page.locator("label:has(input[name=groups])").bounding_box()
+            box = page.locator("input[name=groups]").bounding_box()
+            assert label is not None and box is not None
+            assert label["height"] < 2 * box["height"] + 8, label
+            # The remark field shows a whole 20-character remark.
+            page.goto(f"{live_server}/customers/{demo.converted_customer_id}")
+            remark = page.locator("input[name=remark]")
+            width = remark.bounding_box()
+            font = float(remark.evaluate("el => parseFloat(getComputedStyle(el).fontSize)"))
+            assert width is not None and width["width"] >= 20 * font, (width, font)
+        finally:
+            browser.close()
+    assert not errors, errors
+    assert not leaks, "\n".join(f"{path}: {words}" for path, words in leaks.items())
