@@ -1,0 +1,24 @@
+"""Console settings: everything a team sets itself up with, each page in its own module; this router
+gathers them and ``/settings`` opens the first page the reader may use."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import RedirectResponse
+
+from siyu.web.auth import Console, ConsoleRoute
+from siyu.web.settings_codes import router as codes_router
+
+router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+
+
+@router.get("/settings")
+def settings_home(ctx: Console) -> Response:
+    """Admins land on the channel codes; others on what they may change (their API tokens)."""
+    assert ctx.principal is not None
+    target = "/settings/channel-codes" if ctx.principal.can_administer else "/settings/tokens"
+    return RedirectResponse(target, status_code=303)
+
+
+for _module_router in (codes_router,):
+    router.include_router(_module_router)

@@ -1,0 +1,77 @@
+"""Setting a team up in the Chinese console only, in Debian's Chromium: each task through the UI, a refused
+form showing its error in red beside the field with what was typed kept."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from siyu.channels.models import ChannelCode
+from siyu.kit.db import make_sessionmaker
+
+from .conftest import BROWSER_MARKS
+from .settings_fixtures import Setup, chinese_console, setup_org
+
+pytestmark = BROWSER_MARKS
+
+
+@pytest.fixture
+def org(db: Session, tenant) -> Setup:  # type: ignore[no-untyped-def]
+    return setup_org(db, tenant)
+
+
+def _admin(org: Setup) -> str:
+    return f"admin@{org.tenant.slug}.test"  # type: ignore[attr-defined]
+
+
+def test_create_a_channel_code_with_welcome_text_and_tags_then_print_its_qr(
+    live_server: str, org: Setup, engine: Engine
+) -> None:
+    from playwright.sync_api import expect
+
+    with chinese_console(live_server, _admin(org)) as page:
+        page.click("nav.mainnav >> text=设置")
+        page.click(".settings-nav >> text=渠道活码")
+        page.click("#new-code")
+        form = page.locator("#code-form")
+        form.locator("input[name=name]").fill("抖音 12 号视频")
+        form.locator("input[name=state]").fill("抖音12")  # not letters and digits: refused
+        form.locator("select[name=channel]").select_option("douyin")
+        form.locator("select[name=pool_id]").select_option(label="抖音池")
+        form.locator("input[name=cost]").fill("300")
+        page.check("#tag-picker >> text=抖音粉")
+        form.locator("textarea[name=welcome_message]").fill("你好！回复 1 领取资料")
+        form.locator("button[type=submit]").click()
+
+        error = page.locator("[data-error-for=state]")
+        expect(error).to_have_text("只能使用字母、数字、_ - 和 .（最多 30 个字符）。")
+        assert error.evaluate("e => getComputedStyle(e).color") == "rgb(209, 59, 59)"
+        expect(form.locator("input[name=name]")).to_have_value("抖音 12 号视频")
+        expect(form.locator("textarea[name=welcome_message]")).to_have_value("你好！回复 1 领取资料")
+        expect(page.locator("#tag-picker input[type=checkbox]:checked")).to_have_count(1)
+
+        form.locator("input[name=state]").fill("dy-video-12")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("[role=status]")).to_contain_text("渠道活码已创建")
+        image = page.locator("#qr-image")
+        expect(image).to_be_visible()
+        page.wait_for_function("document.getElementById('qr-image').naturalWidth > 0")
+        with page.expect_download() as download:
+            page.click("#download-png")
+        assert download.value.suggested_filename == "channel-code-dy-video-12.png"
+        with open(download.value.path(), "rb") as fh:
+            assert fh.read(8) == b"\x89PNG\r\n\x1a\n"
+
+        page.click("text=全部渠道活码")
+        row = page.locator("#codes tr", has_text="抖音 12 号视频")
+        expect(row).to_contain_text("抖音粉")
+        expect(row).to_contain_text("¥300.00")
+        row.locator("text=编辑").click()
+        page.fill("textarea[name=welcome_message]", "欢迎！资料稍后发你")
+        page.click("#code-form button[type=submit]")
+        expect(page.locator("[role=status]")).to_have_text("已保存。")
+    with make_sessionmaker(engine)() as check:
+        code = check.scalars(select(ChannelCode)).one()
+        assert (code.state, code.channel, code.cost_fen) == ("dy-video-12", "douyin", 30000)
+        assert code.welcome_message == "欢迎！资料稍后发你" and code.tag_ids == [org.tag_ids[0]]
