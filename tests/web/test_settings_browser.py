@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from siyu.channels.models import ChannelCode
 from siyu.kit.db import make_sessionmaker
+from siyu.tenancy.models import Role, User
 
 from .conftest import BROWSER_MARKS
 from .settings_fixtures import Setup, chinese_console, setup_org
@@ -75,3 +76,43 @@ def test_create_a_channel_code_with_welcome_text_and_tags_then_print_its_qr(
         code = check.scalars(select(ChannelCode)).one()
         assert (code.state, code.channel, code.cost_fen) == ("dy-video-12", "douyin", 30000)
         assert code.welcome_message == "欢迎！资料稍后发你" and code.tag_ids == [org.tag_ids[0]]
+
+
+def test_add_an_operator_change_a_role_deactivate_and_manage_a_token(
+    live_server: str, org: Setup, engine: Engine
+) -> None:
+    from playwright.sync_api import expect
+
+    with chinese_console(live_server, _admin(org)) as page:
+        page.click(".settings-nav >> text=成员与角色")
+        form = page.locator("#user-form")
+        form.locator("input[name=name]").fill("小李")
+        form.locator("input[name=email]").fill("xiaoli@brand.test")
+        form.locator("input[name=password]").fill("1234")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("[data-error-for=password]")).to_have_text("至少 8 个字符。")
+        expect(form.locator("input[name=email]")).to_have_value("xiaoli@brand.test")
+        form.locator("input[name=password]").fill("xiaoli-2026")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("[role=status]")).to_have_text("已添加 小李，现在可以登录了。")
+
+        row = page.locator("#users tr[data-email='xiaoli@brand.test']")
+        expect(row).to_contain_text("运营")
+        row.locator("select[name=role]").select_option("admin")
+        row.locator("text=修改角色").click()
+        expect(page.locator("[role=status]")).to_have_text("已保存。")
+        row = page.locator("#users tr[data-email='xiaoli@brand.test']")
+        expect(row.locator("select[name=role]")).to_have_value("admin")
+        row.locator("button", has_text="停用").click()
+        expect(page.locator("#users tr[data-email='xiaoli@brand.test'] .badge")).to_have_text("已停用")
+
+        page.click(".settings-nav >> text=API 令牌")
+        page.fill("#token-form input[name=name]", "ERP 同步")
+        page.click("#token-form button[type=submit]")
+        expect(page.locator("#issued-token")).to_contain_text("只显示这一次")
+        assert page.locator("#token-value").inner_text().startswith("siyu_")
+        page.locator("#tokens tr", has_text="ERP 同步").locator("text=吊销").click()
+        expect(page.locator("#tokens tr", has_text="ERP 同步")).to_contain_text("已吊销")
+    with make_sessionmaker(engine)() as check:
+        user = check.scalars(select(User).where(User.email == "xiaoli@brand.test")).one()
+        assert user.role == Role.admin and user.is_active is False

@@ -14,7 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from siyu.kit.clock import utcnow
-from siyu.kit.errors import Conflict, Invalid, NotFound
+from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from siyu.tenancy.models import ApiToken, Organization, Role, User, WebSession
 from siyu.tenancy.principal import Principal
 
@@ -83,6 +83,68 @@ def create_user(db: Session, org_id: int, email: str, name: str, password: str, 
     return user
 
 
+def add_user(db: Session, actor: Principal, email: str, name: str, password: str, role: Role) -> User:
+    """``create_user`` in the actor's organization; only an owner may create another owner."""
+    if role == Role.owner and actor.role != Role.owner:
+        raise Forbidden("only an owner can create an owner", field="role")
+    return create_user(db, actor.org_id, email, name, password, role)
+
+
+def list_users(db: Session, org_id: int) -> list[User]:
+    """The organization's users, oldest first."""
+    return list(db.scalars(select(User).where(User.org_id == org_id).order_by(User.id)))
+
+
+def get_user(db: Session, org_id: int, user_id: int) -> User:
+    """A user of the organization, or 404."""
+    user = db.scalar(select(User).where(User.id == user_id, User.org_id == org_id))
+    if user is None:
+        raise NotFound("user not found", field="user_id")
+    return user
+
+
+def _keep_an_owner(db: Session, user: User) -> None:
+    """Refuse a change that would leave the organization without an active owner."""
+    others = db.scalar(
+        select(User.id).where(
+            User.org_id == user.org_id, User.id != user.id, User.role == Role.owner, User.is_active.is_(True)
+        )
+    )
+    if user.role == Role.owner and user.is_active and others is None:
+        raise Conflict("the organization needs at least one active owner", field="role")
+
+
+def change_role(db: Session, actor: Principal, user_id: int, role: Role) -> User:
+    """Give a user of the actor's organization another role; only an owner grants or takes away ownership,
+    and the last active owner stays one."""
+    user = get_user(db, actor.org_id, user_id)
+    if role == user.role:
+        return user
+    if Role.owner in (role, user.role) and actor.role != Role.owner:
+        raise Forbidden("only an owner can make or unmake an owner", field="role")
+    _keep_an_owner(db, user)
+    user.role = role
+    db.flush()
+    return user
+
+
+def set_active(db: Session, actor: Principal, user_id: int, active: bool) -> User:
+    """Deactivate a user (their sessions end and their API tokens stop working at once) or reactivate one."""
+    user = get_user(db, actor.org_id, user_id)
+    if active == user.is_active:
+        return user
+    if not active:
+        if user.id == actor.user_id:
+            raise Invalid("you cannot deactivate yourself", field="is_active")
+        if user.role == Role.owner and actor.role != Role.owner:
+            raise Forbidden("only an owner can deactivate an owner", field="is_active")
+        _keep_an_owner(db, user)
+        db.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    user.is_active = active
+    db.flush()
+    return user
+
+
 def authenticate(db: Session, email: str, password: str) -> User | None:
     """The active user with this email and password, or None (same answer for unknown email and bad password)."""
     user = db.scalar(select(User).where(User.email == email.strip().lower()))
@@ -137,10 +199,16 @@ def principal_from_token(db: Session, plaintext: str) -> Principal | None:
     return principal_for(user)
 
 
+def list_api_tokens(db: Session, principal: Principal) -> list[ApiToken]:
+    """The caller's own API tokens, oldest first."""
+    stmt = select(ApiToken).where(ApiToken.org_id == principal.org_id, ApiToken.user_id == principal.user_id)
+    return list(db.scalars(stmt.order_by(ApiToken.id)))
+
+
 def revoke_api_token(db: Session, principal: Principal, token_id: int) -> None:
-    """Revoke a token of the caller's organization."""
+    """Revoke a token of the caller's organization: admins any, others only their own (another's is 404)."""
     token = db.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.org_id == principal.org_id))
-    if token is None:
+    if token is None or (token.user_id != principal.user_id and not principal.can_administer):
         raise NotFound("api token not found")
     token.revoked_at = utcnow()
 
