@@ -8,7 +8,9 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from siyu.channels.models import ChannelCode
+from siyu.customers.models import Tag, TagGroup
 from siyu.kit.db import make_sessionmaker
+from siyu.leads import service as leads
 from siyu.tenancy.models import Role, User
 
 from .conftest import BROWSER_MARKS
@@ -116,3 +118,55 @@ def test_add_an_operator_change_a_role_deactivate_and_manage_a_token(
     with make_sessionmaker(engine)() as check:
         user = check.scalars(select(User).where(User.email == "xiaoli@brand.test")).one()
         assert user.role == Role.admin and user.is_active is False
+
+
+def test_set_up_tags_and_a_reply_template(live_server: str, org: Setup, engine: Engine) -> None:
+    from playwright.sync_api import expect
+
+    with chinese_console(live_server, _admin(org)) as page:
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.click(".settings-nav >> text=标签")
+        page.fill("#group-form input[name=name]", "痛点")
+        page.fill("#group-form textarea[name=tags]", "痘痘\n敏感肌\n敏感肌")
+        page.click("#group-form button[type=submit]")
+        expect(page.locator("#group-form [data-error-for=tags]")).to_have_text(
+            "标签名称须为 1 到 60 个字符，且不能重复。"
+        )
+        expect(page.locator("#group-form textarea[name=tags]")).to_have_value("痘痘\n敏感肌\n敏感肌")
+        page.fill("#group-form textarea[name=tags]", "痘痘\n敏感肌\n干皮")
+        page.click("#group-form button[type=submit]")
+        group = page.locator("section[data-group-name='痛点']")
+        expect(group.locator(".tag")).to_have_text(["痘痘", "敏感肌", "干皮"])
+
+        group.locator(".add-tag input[name=name]").fill("黑头")
+        group.locator(".add-tag button").click()
+        group = page.locator("section[data-group-name='痛点']")
+        expect(group.locator(".tag")).to_have_text(["痘痘", "敏感肌", "干皮", "黑头"])
+        group.locator("summary").click()
+        row = group.locator(".tag-row", has=page.locator("input[value='干皮']"))
+        row.locator("input[name=name]").fill("干性皮肤")
+        row.locator("button", has_text="改名").click()
+        group = page.locator("section[data-group-name='痛点']")
+        expect(group.locator(".tag")).to_have_text(["痘痘", "敏感肌", "干性皮肤", "黑头"])
+        group.locator("summary").click()
+        group.locator(".tag-row", has=page.locator("input[value='黑头']")).locator(
+            "button", has_text="删除"
+        ).click()
+        expect(page.locator("section[data-group-name='痛点'] .tag")).to_have_count(3)
+
+        page.click(".settings-nav >> text=线索回复模板")
+        purchase = page.locator("section[data-intent=purchase]")
+        purchase.locator("textarea").fill("{name}你好，点 {link} 下单")
+        purchase.locator("button").click()
+        purchase = page.locator("section[data-intent=purchase]")
+        expect(purchase.locator(".field-error")).to_contain_text("{code}")
+        expect(purchase.locator("textarea")).to_have_value("{name}你好，点 {link} 下单")
+        purchase.locator("textarea").fill("{name}你好，点 {code} 下单")
+        purchase.locator("button").click()
+        expect(page.locator("[role=status]")).to_have_text("已保存：购买意向。")
+    with make_sessionmaker(engine)() as check:
+        names = check.scalars(
+            select(Tag.name).join(TagGroup).where(TagGroup.name == "痛点").order_by(Tag.id)
+        ).all()
+        assert names == ["痘痘", "敏感肌", "干性皮肤"]
+        assert leads.reply_templates(check, org.tenant.org_id)["purchase"] == "{name}你好，点 {code} 下单"  # type: ignore[attr-defined]
