@@ -7,7 +7,8 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from siyu.channels.models import ChannelCode
+from siyu.accounts.models import Account
+from siyu.channels.models import ChannelCode, RoutingPool
 from siyu.customers.models import Tag, TagGroup
 from siyu.kit.db import make_sessionmaker
 from siyu.leads import service as leads
@@ -170,3 +171,60 @@ def test_set_up_tags_and_a_reply_template(live_server: str, org: Setup, engine: 
         ).all()
         assert names == ["痘痘", "敏感肌", "干性皮肤"]
         assert leads.reply_templates(check, org.tenant.org_id)["purchase"] == "{name}你好，点 {code} 下单"  # type: ignore[attr-defined]
+
+
+def test_assign_an_operator_set_caps_and_build_a_pool(live_server: str, org: Setup, engine: Engine) -> None:
+    from playwright.sync_api import expect
+
+    with chinese_console(live_server, _admin(org)) as page:
+        page.click(".settings-nav >> text=账号与上限")
+        page.locator("#accounts tr[data-account-name='张三的企微']").locator("text=编辑").click()
+        form = page.locator("#account-form")
+        form.locator("select[name=operator_id]").select_option(label="operator of brand-1 · 运营")
+        form.locator("input[name=soft_cap]").fill("3000")
+        form.locator("input[name=hard_cap]").fill("2500")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("[data-error-for=soft_cap]")).to_have_text("软上限不能高于硬上限。")
+        expect(form.locator("input[name=soft_cap]")).to_have_value("3000")
+        expect(form.locator("select[name=operator_id]")).to_have_value(str(org.tenant.operator_id))  # type: ignore[attr-defined]
+        form.locator("input[name=soft_cap]").fill("2000")
+        form.locator("button[type=submit]").click()
+        row = page.locator("#accounts tr[data-account-name='张三的企微']")
+        expect(row).to_contain_text("operator of brand-1")
+        expect(row).to_contain_text("2,000")
+
+        page.click("#new-account")
+        form = page.locator("#account-form")
+        form.locator("select[name=kind]").select_option("personal_wechat")
+        form.locator("input[name=external_id]").fill("wx-live-2")
+        form.locator("input[name=name]").fill("直播备用号")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("#accounts tr[data-account-name='直播备用号']")).to_contain_text("个人微信")
+
+        page.click(".settings-nav >> text=分流池")
+        page.click("#new-pool")
+        form = page.locator("#pool-form")
+        form.locator("input[name=name]").fill("直播池")
+        form.locator("select[name=rule]").select_option(label="轮流分配")
+        form.locator("input[name=warmup]").fill("10, 二十")
+        form.locator("tr[data-account-name='张三的企微'] input[name=members]").check()
+        form.locator("tr[data-account-name='直播备用号'] input[name=members]").check()
+        form.locator("tr[data-account-name='直播备用号'] input[name=backups]").check()
+        form.locator("button[type=submit]").click()
+        expect(page.locator("[data-error-for=warmup]")).to_contain_text("20, 40, 80")
+        expect(form.locator("tr[data-account-name='直播备用号'] input[name=backups]")).to_be_checked()
+        form.locator("input[name=warmup]").fill("10, 20")
+        form.locator("button[type=submit]").click()
+        row = page.locator("#pools tr", has_text="直播池")
+        expect(row).to_contain_text("轮流分配")
+        expect(row.locator("td").nth(4)).to_have_text("张三的企微")
+        expect(row.locator("td").nth(5)).to_have_text("直播备用号")
+    with make_sessionmaker(engine)() as check:
+        account = check.get(Account, org.account_id)
+        assert account is not None and (account.operator_id, account.soft_cap, account.hard_cap) == (
+            org.tenant.operator_id,  # type: ignore[attr-defined]
+            2000,
+            2500,
+        )
+        pool = check.scalars(select(RoutingPool).where(RoutingPool.name == "直播池")).one()
+        assert pool.warmup == [10, 20]

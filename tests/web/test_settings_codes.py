@@ -52,7 +52,7 @@ def test_bad_fields_are_refused_in_chinese_beside_each_field_with_the_values_kep
     assert "{phone}" in text and "bad state!" in text  # what was typed stays in the form
     assert field_error(text, "remark_template").startswith("备注模板只能使用")  # type: ignore[union-attr]
     assert field_error(text, "cost") == "请填写以元为单位的金额，例如 500 或 12.50。"
-    assert field_error(text, "pool_id") == "请选择一个至少有一个在用账号的分配池。"
+    assert field_error(text, "pool_id") == "请选择一个至少有一个在用账号的分流池。"
     assert 'value="你好，送你一张优惠券"' not in text and "你好，送你一张优惠券</textarea>" in text
     assert db.scalar(select(ChannelCode.id)) is None
 

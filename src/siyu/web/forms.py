@@ -51,6 +51,8 @@ _BY_CLASS = {
     NotFound: N_("This no longer exists; reload the page."),
 }
 _FALLBACK = N_("This value is not accepted.")
+# Errors of a field's own rule, which only the page knows how to put in words.
+_CUSTOM_RULES = frozenset({"value_error", "assertion_error", "string_pattern_mismatch"})
 
 
 class FormErrors(dict[str, str]):
@@ -85,18 +87,19 @@ def _pydantic_message(ctx: PageContext, error: ErrorDetails) -> str:
 def from_validation(
     ctx: PageContext, exc: ValidationError, messages: Mapping[str, str] | None = None
 ) -> FormErrors:
-    """The first error of each field in words. ``messages`` (field -> already translated text) replaces the
-    generic words for a field whose rule the generic words cannot explain (a custom validator's)."""
+    """The first error of each field in words. ``messages`` says what generic words cannot: ``field`` -> text
+    for the field's own rule (a custom validator, a pattern), ``field:error_type`` -> text for one kind of
+    error (an empty choice, say); the texts are already translated."""
     errors = FormErrors()
     for error in exc.errors(include_url=False):
         field = str(error["loc"][0]) if error["loc"] else FORM
         if field in errors:
             continue
-        custom = (messages or {}).get(field)
-        if custom is not None and error["type"] not in ("missing", "string_too_long", "string_too_short"):
-            errors[field] = custom
-        else:
-            errors[field] = _pydantic_message(ctx, error)
+        given = messages or {}
+        custom = given.get(f"{field}:{error['type']}")
+        if custom is None and error["type"] in _CUSTOM_RULES:
+            custom = given.get(field)
+        errors[field] = custom if custom is not None else _pydantic_message(ctx, error)
     return errors
 
 
