@@ -3,13 +3,15 @@ form showing its error in red beside the field with what was typed kept."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
 from siyu.channels.models import ChannelCode, RoutingPool
-from siyu.customers.models import Tag, TagGroup
+from siyu.customers.models import Customer, Tag, TagGroup
 from siyu.kit.db import make_sessionmaker
 from siyu.leads import service as leads
 from siyu.tenancy.models import Role, User
@@ -228,3 +230,60 @@ def test_assign_an_operator_set_caps_and_build_a_pool(live_server: str, org: Set
         )
         pool = check.scalars(select(RoutingPool).where(RoutingPool.name == "直播池")).one()
         assert pool.warmup == [10, 20]
+
+
+def test_create_edit_import_and_merge_customers(
+    live_server: str, org: Setup, engine: Engine, tmp_path: Path
+) -> None:
+    from playwright.sync_api import expect
+
+    csv_file = tmp_path / "客户.csv"
+    csv_file.write_bytes("姓名,手机号,标签\n李娜,13800001111,意向:高\n错号,123,\n".encode("gbk"))
+    with chinese_console(live_server, _admin(org)) as page:
+        page.on("dialog", lambda dialog: dialog.accept())
+        page.click(".settings-nav >> text=新建客户")
+        form = page.locator("#customer-form")
+        form.locator("input[name=name]").fill("李娜")
+        form.locator("input[name=mobile]").fill("1380000")
+        form.locator("select[name=source]").select_option("douyin_comment")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("[data-error-for=mobile]")).to_have_text(
+            "请填写 11 位大陆手机号，例如 138 1234 5678。"
+        )
+        expect(form.locator("select[name=source]")).to_have_value("douyin_comment")
+        form.locator("input[name=mobile]").fill("")
+        form.locator("input[name=region]").fill("成都")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("h1")).to_contain_text("李娜")
+
+        page.click("#edit-profile")
+        page.fill("#profile-form input[name=intent]", "敏感肌修护")
+        page.click("#profile-form button[type=submit]")
+        expect(page.locator("dl.props")).to_contain_text("敏感肌修护")
+
+        page.goto(f"{live_server}/settings/customers/import")
+        page.set_input_files("#import-form input[name=file]", str(csv_file))
+        page.click("#import-form button[type=submit]")
+        expect(page.locator("#row-errors tr[data-row='3']")).to_contain_text("不是 11 位大陆手机号。")
+        expect(page.locator("[data-figure=created] .kpi-value")).to_have_text("1")
+
+        page.click(".settings-nav >> text=合并重复客户")
+        page.fill("#merge-search input[name=q]", "李娜")
+        page.click("#merge-search button")
+        rows = page.locator("#merge-found tbody tr")
+        expect(rows).to_have_count(2)
+        rows.filter(has_text="13800001111").locator("text=保留这个").click()
+        page.locator("#merge-found tbody tr").filter(has_not_text="13800001111").locator(
+            "text=合并掉这个"
+        ).click()
+        expect(page.locator("#kept-name")).to_contain_text("13800001111")
+        page.fill("#merge-form input[name=reason]", "同一个人，导入前手动建过")
+        page.click("#merge-form button[type=submit]")
+        expect(page.locator("#merge-done")).to_contain_text("已合并到客户")
+    with make_sessionmaker(engine)() as check:
+        kept = check.scalars(select(Customer).where(Customer.mobile == "13800001111")).one()
+        assert kept.region == "成都" and kept.intent == "敏感肌修护" and kept.merged_into_id is None
+        assert (
+            check.scalar(select(func.count()).select_from(Customer).where(Customer.merged_into_id == kept.id))
+            == 1
+        )
