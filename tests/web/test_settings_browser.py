@@ -287,3 +287,29 @@ def test_create_edit_import_and_merge_customers(
             check.scalar(select(func.count()).select_from(Customer).where(Customer.merged_into_id == kept.id))
             == 1
         )
+
+
+def test_connect_douyin(live_server: str, org: Setup, engine: Engine) -> None:
+    from playwright.sync_api import expect
+
+    with chinese_console(live_server, _admin(org)) as page:
+        page.click(".settings-nav >> text=抖音对接")
+        expect(page.locator("#webhook-url")).to_have_text(f"{live_server}/hooks/douyin/{org.tenant.slug}")  # type: ignore[attr-defined]
+        form = page.locator("#douyin-form")
+        form.locator("input[name=client_key]").fill("awbrandkey")
+        form.locator("input[name=account_open_id]").fill("_000brand")
+        form.locator("input[name=access_token]").fill("act.brand")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("[data-error-for=client_secret]")).to_have_text(
+            "请填写：抖音用它给每个 Webhook 请求签名。"
+        )
+        expect(form.locator("input[name=client_key]")).to_have_value("awbrandkey")
+        form.locator("input[name=client_secret]").fill("brand-secret")
+        form.locator("input[name=access_token]").fill("act.brand")
+        form.locator("button[type=submit]").click()
+        expect(page.locator("[role=status]")).to_have_text("已保存。")
+        expect(page.locator("#douyin-status")).to_contain_text("已对接")
+        expect(form.locator("input[name=client_secret]")).to_have_attribute("placeholder", "已保存")
+    with make_sessionmaker(engine)() as check:
+        app = leads.douyin_app(check, org.tenant.org_id)  # type: ignore[attr-defined]
+        assert app is not None and app.client_key == "awbrandkey" and app.account_open_id == "_000brand"

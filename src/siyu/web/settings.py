@@ -9,6 +9,7 @@ from fastapi.responses import RedirectResponse
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.settings_codes import router as codes_router
 from siyu.web.settings_customers import router as customers_router
+from siyu.web.settings_douyin import router as douyin_router
 from siyu.web.settings_pools import router as pools_router
 from siyu.web.settings_tags import router as tags_router
 from siyu.web.settings_team import router as team_router
@@ -24,5 +25,5 @@ def settings_home(ctx: Console) -> Response:
     return RedirectResponse(target, status_code=303)
 
 
-for _module_router in (codes_router, pools_router, team_router, tags_router, customers_router):
+for _module_router in (codes_router, pools_router, team_router, tags_router, customers_router, douyin_router):
     router.include_router(_module_router)
