@@ -109,6 +109,7 @@ def _seed_victim(db, tenant, client: TestClient) -> dict[str, int]:  # type: ign
         "lead_id": intake.lead_ids[0],
         "comment_id": intake.new_comment_ids[0],
         "message_id": message.id,
+        "user_id": tenant.operator_id,
     }
 
 
