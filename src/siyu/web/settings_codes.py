@@ -50,6 +50,7 @@ def _messages(ctx: PageContext) -> dict[str, str]:
         ),
         "remark_template": ctx.gettext("The remark template may only use %(fields)s.") % {"fields": fields},
         "pool_id": ctx.gettext("Choose a routing pool that has at least one active account."),
+        "channel:string_too_short": ctx.gettext("Choose a channel"),
         "pool_id:int_parsing": ctx.gettext("Choose a routing pool that has at least one active account."),
         "tag_ids": ctx.gettext("A chosen tag no longer exists: reload the page and choose again."),
         "carrier": ctx.gettext(
