@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
-from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -57,11 +56,6 @@ _CUSTOM_RULES = frozenset({"value_error", "assertion_error", "string_pattern_mis
 
 class FormErrors(dict[str, str]):
     """Field name -> the message to show beside that field (``FORM`` for the form as a whole)."""
-
-    @property
-    def form(self) -> str | None:
-        """The message about the whole form, if any."""
-        return self.get(FORM)
 
 
 def _pydantic_message(ctx: PageContext, error: ErrorDetails) -> str:
@@ -138,8 +132,3 @@ def fen_to_yuan(fen: int | None) -> str:
     sign = "-" if fen < 0 else ""
     yuan, cents = divmod(abs(fen), 100)
     return f"{sign}{yuan}.{cents:02d}"
-
-
-def form_values(data: Mapping[str, Any]) -> dict[str, Any]:
-    """What a form shows back after a refusal: the values as typed (strings kept as they were)."""
-    return dict(data)
