@@ -10,7 +10,8 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from siyu.channels import adds, attribution, health, service
-from siyu.channels.models import AccountAlert, ChannelCode, CodeCarrier, CodeStatus, CustomerTouch
+from siyu.channels.carriers import code_creator
+from siyu.channels.models import AccountAlert, ChannelCode, CodeStatus, CustomerTouch
 from siyu.channels.qr import qr_image
 from siyu.channels.schemas import (
     AlertOut,
@@ -27,33 +28,11 @@ from siyu.channels.schemas import (
     TouchOut,
 )
 from siyu.customers import service as customers
-from siyu.integrations.channel import ChannelCodeCreator
-from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
 from siyu.integrations.wecom.errors import WeComError
-from siyu.kit.errors import Conflict, Invalid, NotFound
+from siyu.kit.errors import Conflict
 from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
 
 router = APIRouter(prefix="/api/v1/channels", tags=["channels"])
-
-
-def code_creator(request: Request, db: DbSession, org_id: int, carrier: CodeCarrier) -> ChannelCodeCreator:
-    """The carrier adapter that issues codes: the app's sandbox, or the organization's WeCom client."""
-    if carrier is CodeCarrier.sandbox:
-        sandbox = getattr(request.app.state, "channel_sandbox", None)
-        if sandbox is None:
-            sandbox = request.app.state.channel_sandbox = SandboxChannelCodes()
-        return sandbox
-    from siyu.wecom import credentials  # the WeCom domain is optional for sandbox-only deployments
-
-    secret = request.app.state.settings.resolved_secret_key()
-    try:
-        creds = credentials.load_plain(db, org_id, secret)
-    except NotFound as exc:  # a code cannot be issued on a carrier that is not connected
-        raise Invalid(
-            "WeCom is not configured for this organization; use carrier=sandbox or connect WeCom",
-            field="carrier",
-        ) from exc
-    return credentials.client_for(creds)
 
 
 # --- pools ----------------------------------------------------------------------------------------

@@ -59,28 +59,33 @@ def configure_douyin(
     secret_key: str,
     *,
     client_key: str,
-    client_secret: str,
+    client_secret: str | None,
     account_open_id: str = "",
-    access_token: str = "",
+    access_token: str | None = "",
     api_base_url: str = "",
     actor: Principal | None = None,
 ) -> DouyinApp:
-    """Create or replace the organization's Douyin app; secrets are stored encrypted. Audited (without the
-    secrets)."""
+    """Create or replace the organization's Douyin app; secrets are stored encrypted. A secret given as
+    None keeps the stored one (the console leaves secret fields empty); an empty access token removes it.
+    Audited (without the secrets)."""
+    app = db.scalar(select(DouyinApp).where(DouyinApp.org_id == org_id))
     if not client_key.strip():
         raise Invalid("client_key is required", field="client_key")
-    if not client_secret.strip():
+    if (client_secret is None and app is None) or (client_secret is not None and not client_secret.strip()):
         raise Invalid("client_secret is required", field="client_secret")
     if api_base_url and not api_base_url.startswith(("http://", "https://")):
         raise Invalid("api_base_url must be an http(s) URL", field="api_base_url")
-    app = db.scalar(select(DouyinApp).where(DouyinApp.org_id == org_id))
     if app is None:
         app = DouyinApp(org_id=org_id)
         db.add(app)
     app.client_key = client_key.strip()
-    app.client_secret_enc = encrypt_secret(client_secret.strip(), secret_key)
+    if client_secret is not None:
+        app.client_secret_enc = encrypt_secret(client_secret.strip(), secret_key)
     app.account_open_id = account_open_id.strip()
-    app.access_token_enc = encrypt_secret(access_token.strip(), secret_key) if access_token.strip() else ""
+    if access_token is not None:
+        app.access_token_enc = (
+            encrypt_secret(access_token.strip(), secret_key) if access_token.strip() else ""
+        )
     app.api_base_url = (api_base_url or "https://open.douyin.com").rstrip("/")
     db.flush()
     audit.record(
@@ -91,7 +96,7 @@ def configure_douyin(
         target_type="douyin_app",
         target_id=app.id,
         client_key=app.client_key,
-        access_token_changed=bool(access_token.strip()),
+        access_token_changed=access_token is not None,
     )
     return app
 

@@ -28,6 +28,15 @@ class UserIn(BaseModel):
     role: Role = Role.operator
 
 
+class UserPatch(BaseModel):
+    """A user's new role, or their deactivation (is_active=false) or reactivation; omitted fields stay."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Role | None = None
+    is_active: bool | None = None
+
+
 class UserOut(BaseModel):
     """A console user as listed to admins."""
 

@@ -14,6 +14,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
+from siyu.audit import service as audit
+from siyu.audit.service import AuditAction
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from siyu.kit.settings import Settings
@@ -112,6 +114,90 @@ def create_user(db: Session, org_id: int, email: str, name: str, password: str, 
     return user
 
 
+def add_user(db: Session, actor: Principal, email: str, name: str, password: str, role: Role) -> User:
+    """``create_user`` in the actor's organization; only an owner may create another owner. Audited."""
+    if role == Role.owner and actor.role != Role.owner:
+        raise Forbidden("only an owner can create an owner", field="role")
+    user = create_user(db, actor.org_id, email, name, password, role)
+    audit.record(
+        db,
+        actor.org_id,
+        AuditAction.user_created,
+        actor=actor,
+        target_type="user",
+        target_id=user.id,
+        role=user.role.value,
+    )
+    return user
+
+
+def list_users(db: Session, org_id: int) -> list[User]:
+    """The organization's users, oldest first."""
+    return list(db.scalars(select(User).where(User.org_id == org_id).order_by(User.id)))
+
+
+def get_user(db: Session, org_id: int, user_id: int) -> User:
+    """A user of the organization, or 404."""
+    user = db.scalar(select(User).where(User.id == user_id, User.org_id == org_id))
+    if user is None:
+        raise NotFound("user not found", field="user_id")
+    return user
+
+
+def _keep_an_owner(db: Session, user: User) -> None:
+    """Refuse a change that would leave the organization without an active owner."""
+    others = db.scalar(
+        select(User.id).where(
+            User.org_id == user.org_id, User.id != user.id, User.role == Role.owner, User.is_active.is_(True)
+        )
+    )
+    if user.role == Role.owner and user.is_active and others is None:
+        raise Conflict("the organization needs at least one active owner", field="role")
+
+
+def change_role(db: Session, actor: Principal, user_id: int, role: Role) -> User:
+    """Give a user of the actor's organization another role; only an owner grants or takes away ownership,
+    nobody changes their own role, and the last active owner stays one. Audited."""
+    user = get_user(db, actor.org_id, user_id)
+    if role == user.role:
+        return user
+    if Role.owner in (role, user.role) and actor.role != Role.owner:
+        raise Forbidden("only an owner can make or unmake an owner", field="role")
+    _keep_an_owner(db, user)
+    if user.id == actor.user_id:
+        raise Forbidden("you cannot change your own role", field="role")
+    previous, user.role = user.role, role
+    db.flush()
+    audit.record(
+        db,
+        actor.org_id,
+        AuditAction.user_role_changed,
+        actor=actor,
+        target_type="user",
+        target_id=user.id,
+        previous=previous.value,
+        role=user.role.value,
+    )
+    return user
+
+
+def set_active(db: Session, actor: Principal, user_id: int, active: bool) -> User:
+    """Deactivate a user (their sessions end and their API tokens stop working at once) or reactivate one."""
+    user = get_user(db, actor.org_id, user_id)
+    if active == user.is_active:
+        return user
+    if not active:
+        if user.id == actor.user_id:
+            raise Invalid("you cannot deactivate yourself", field="is_active")
+        if user.role == Role.owner and actor.role != Role.owner:
+            raise Forbidden("only an owner can deactivate an owner", field="is_active")
+        _keep_an_owner(db, user)
+        db.execute(delete(WebSession).where(WebSession.user_id == user.id))
+    user.is_active = active
+    db.flush()
+    return user
+
+
 def authenticate(db: Session, email: str, password: str) -> User | None:
     """The active user with this email and password, or None (same answer for unknown email and bad password)."""
     user = db.scalar(select(User).where(User.email == email.strip().lower()))
@@ -136,14 +222,24 @@ class IssuedToken:
     plaintext: str
 
 
-def issue_api_token(db: Session, user: User, name: str) -> IssuedToken:
-    """Create an API token for a user; only its SHA-256 is kept."""
+def issue_api_token(db: Session, user: User, name: str, *, actor: Principal | None = None) -> IssuedToken:
+    """Create an API token for a user; only its SHA-256 is kept. Audited when a signed-in ``actor`` asks."""
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     token = ApiToken(
         org_id=user.org_id, user_id=user.id, name=name, prefix=plaintext[:12], token_hash=_sha256(plaintext)
     )
     db.add(token)
     db.flush()
+    if actor is not None:
+        audit.record(
+            db,
+            actor.org_id,
+            AuditAction.api_token_created,
+            actor=actor,
+            target_type="api_token",
+            target_id=token.id,
+            prefix=token.prefix,
+        )
     return IssuedToken(token=token, plaintext=plaintext)
 
 
@@ -166,12 +262,27 @@ def principal_from_token(db: Session, plaintext: str) -> Principal | None:
     return principal_for(user)
 
 
+def list_api_tokens(db: Session, principal: Principal) -> list[ApiToken]:
+    """The caller's own API tokens, oldest first."""
+    stmt = select(ApiToken).where(ApiToken.org_id == principal.org_id, ApiToken.user_id == principal.user_id)
+    return list(db.scalars(stmt.order_by(ApiToken.id)))
+
+
 def revoke_api_token(db: Session, principal: Principal, token_id: int) -> None:
-    """Revoke a token of the caller's organization."""
+    """Revoke a token of the caller's organization: admins any, others only their own (another's is 404)."""
     token = db.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.org_id == principal.org_id))
-    if token is None:
+    if token is None or (token.user_id != principal.user_id and not principal.can_administer):
         raise NotFound("api token not found")
     token.revoked_at = utcnow()
+    audit.record(
+        db,
+        principal.org_id,
+        AuditAction.api_token_revoked,
+        actor=principal,
+        target_type="api_token",
+        target_id=token_id,
+        owner_id=token.user_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -220,31 +331,6 @@ def resolve_session(db: Session, cookie_value: str) -> tuple[Principal, str] | N
 def end_session(db: Session, cookie_value: str) -> None:
     """Log out: delete the session row so the cookie is dead everywhere."""
     db.execute(delete(WebSession).where(WebSession.id_hash == _sha256(cookie_value)))
-
-
-# --- users' roles ---------------------------------------------------------------------------------
-
-
-def change_role(db: Session, principal: Principal, user_id: int, role: Role) -> tuple[User, Role]:
-    """Give a user of the caller's organization another role: (user, previous role). Only an owner may make
-    or unmake an owner, nobody changes their own role, and the last owner keeps theirs."""
-    user = db.scalar(select(User).where(User.id == user_id, User.org_id == principal.org_id))
-    if user is None:
-        raise NotFound("user not found")
-    if user.id == principal.user_id:
-        raise Forbidden("you cannot change your own role", field="role")
-    if Role.owner in (role, user.role) and principal.role != Role.owner:
-        raise Forbidden("only an owner can make or unmake an owner", field="role")
-    previous = user.role
-    if previous == Role.owner and role != Role.owner:
-        owners = db.scalars(
-            select(User.id).where(User.org_id == principal.org_id, User.role == Role.owner, User.is_active)
-        ).all()
-        if len(owners) <= 1:
-            raise Conflict("an organization keeps at least one owner", field="role")
-    user.role = role
-    db.flush()
-    return user, previous
 
 
 # --- retention of raw payloads and the audit log --------------------------------------------------

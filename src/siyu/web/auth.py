@@ -138,3 +138,11 @@ class ConsoleRoute(APIRoute):
                 )
 
         return console_handler
+
+
+def admin_org_id(ctx: PageContext) -> int:
+    """The organization of a logged-in owner or admin; anyone else gets the 403 page."""
+    assert ctx.principal is not None
+    if not ctx.principal.can_administer:
+        raise Forbidden("only owners and admins may do this")
+    return ctx.principal.org_id

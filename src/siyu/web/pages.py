@@ -22,6 +22,7 @@ from siyu.web.customer_pages import router as customer_router
 from siyu.web.departures import router as departure_router
 from siyu.web.leads import router as leads_router
 from siyu.web.privacy_pages import router as privacy_router
+from siyu.web.settings import router as settings_router
 from siyu.web.templating import PageContext, render
 from siyu.web.wecom import router as wecom_settings_router
 
@@ -209,3 +210,4 @@ router.include_router(channel_pages_router)
 router.include_router(departure_router)
 router.include_router(mass_messages_router)
 router.include_router(wecom_settings_router)
+router.include_router(settings_router)
