@@ -26,6 +26,7 @@ from siyu.leads.endpoints import router as leads_router
 from siyu.tenancy.endpoints import router as tenancy_router
 from siyu.tracking.endpoints import router as events_router
 from siyu.web.pages import router as pages_router
+from siyu.web.security import SecurityHeaders
 from siyu.wecom.endpoints import router as wecom_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
@@ -88,4 +89,5 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(SecurityHeaders)
     return app
