@@ -8,9 +8,6 @@ analytics API, the pages are for owners and admins only: the projection holds th
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
@@ -34,6 +31,7 @@ from siyu.analytics.schemas import ChannelCostIn, FunnelIn, RetentionIn, StepIn
 from siyu.channels import service as channels
 from siyu.customers.models import Customer
 from siyu.kit.clock import utcnow
+from siyu.kit.csvexport import csv_attachment
 from siyu.kit.errors import DomainError, Forbidden
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.models import User
@@ -67,21 +65,6 @@ def _offset_minutes(ctx: PageContext) -> int:
 
 def _local_today(ctx: PageContext) -> date:
     return utcnow().astimezone(ZoneInfo(ctx.timezone)).date()
-
-
-def csv_download(header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str) -> Response:
-    """A CSV attachment in UTF-8 with a BOM, so that Excel on Chinese Windows reads it as UTF-8."""
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    writer = csv.writer(buf)
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow(["" if v is None else v for v in row])
-    return Response(
-        buf.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
-    )
 
 
 def _error_text(exc: Exception) -> str:
@@ -317,7 +300,7 @@ def funnel_csv(
         for r in results
         for s in r.steps
     )
-    return csv_download(header, rows, "funnel.csv")
+    return csv_attachment(header, rows, "funnel.csv")
 
 
 # -- retention ------------------------------------------------------------------------------------
@@ -442,7 +425,7 @@ def retention_csv(
     """The retention table as CSV (counts; rates are count / size)."""
     _, rows = _retention(ctx, start, returning, period, periods, mode)
     header = ["cohort_start", "size", *(f"period_{i}" for i in range(periods + 1))]
-    return csv_download(
+    return csv_attachment(
         header, ([c["start"].isoformat(), c["size"], *c["retained"]] for c in rows), "retention.csv"
     )
 
@@ -551,7 +534,7 @@ def repurchase_page(db: DbSession, ctx: Console, by: str = "source", days: int =
 def repurchase_csv(db: DbSession, ctx: Console, by: str = "source", days: int = 90) -> Response:
     """The repurchase curve as CSV: one row per group and day."""
     _, rows = _repurchase(db, ctx, by, days)
-    return csv_download(
+    return csv_attachment(
         ["group", "day", "buyers_observable", "bought_again", "share"], rows, "repurchase.csv"
     )
 
@@ -626,7 +609,7 @@ def rfm_page(ctx: Console) -> Response:
 def rfm_csv(ctx: Console) -> Response:
     """The R x F grid as CSV, one row per non-empty cell."""
     _, cells = _rfm(ctx)
-    return csv_download(
+    return csv_attachment(
         ["r_score", "f_score", "buyers", "monetary_total_fen", "monetary_mean_fen"], cells, "rfm.csv"
     )
 
@@ -666,7 +649,7 @@ def clv_page(db: DbSession, ctx: Console, bins: int = 20, error: str = "") -> Re
 def clv_csv(db: DbSession, ctx: Console, bins: int = 20) -> Response:
     """The CLV histogram as CSV."""
     _, dist = _clv(db, ctx, bins)
-    return csv_download(
+    return csv_attachment(
         ["lower_fen", "upper_fen", "customers"],
         ([b.lower_fen, b.upper_fen, b.customers] for b in dist.bins),
         "clv.csv",
@@ -795,7 +778,7 @@ def roi_csv(
         "predicted_roi",
         "name",
     ]
-    return csv_download(
+    return csv_attachment(
         header,
         (
             [
