@@ -26,7 +26,11 @@ class Settings(BaseSettings):
         default="", description="Redis for shared counters and the task queue; empty: in-process."
     )
     login_max_failures: int = Field(
-        default=10, description="Failed logins per email or address before a pause."
+        default=10, description="Failed logins per email from one address within the window before a pause."
+    )
+    login_max_failures_per_address: int = Field(
+        default=30,
+        description="Failed logins from one address (over all emails) within the window before a pause.",
     )
     login_window_seconds: int = 15 * 60
     lead_reply_seconds: int = Field(default=300, ge=1, description="Reply deadline of a new comment lead.")
