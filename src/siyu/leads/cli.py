@@ -82,7 +82,7 @@ def import_file(
 
     settings = get_settings()
     fmt = format or ("json" if file.suffix.lower() == ".json" else "csv")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.ensure_data_dir()
     try:
         with transaction(_sessions()) as db:
             report = import_comments(
@@ -112,7 +112,7 @@ def retrain() -> None:
     from siyu.leads.service import retrain_from_corrections
 
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.ensure_data_dir()
     cache = settings.data_dir / "intent_classifier.joblib"
     with err.status("retraining the intent classifier ..."), transaction(_sessions()) as db:
         report = retrain_from_corrections(db, cache_path=cache)

@@ -47,7 +47,7 @@ def _settings(request: Request) -> Settings:
 
 def classifier_for(settings: Settings) -> IntentClassifier:
     """The process-wide classifier, loaded from (or saved to) the data dir so `siyu leads retrain` applies."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.ensure_data_dir()
     return get_classifier(Path(settings.data_dir) / "intent_classifier.joblib")
 
 

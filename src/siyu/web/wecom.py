@@ -152,7 +152,10 @@ def save_settings(
             base_url=base_url or None,
             welcome_text=welcome_text,
         )
-        credentials.save_credentials(db, org_id, data, ctx.request.app.state.settings.resolved_secret_key())
+        settings = ctx.request.app.state.settings
+        credentials.save_credentials(
+            db, org_id, data, settings.resolved_secret_key(), allowed_hosts=settings.allowed_wecom_hosts()
+        )
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = str(first["loc"][0]) if first["loc"] else "corp_id"

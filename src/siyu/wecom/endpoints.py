@@ -196,7 +196,13 @@ def put_credentials(
     body: CredentialsIn, request: Request, db: DbSession, principal: AdminPrincipal
 ) -> CredentialsOut:
     """Store the credentials (encrypted); omitted secrets keep their stored values."""
-    row = credentials.save_credentials(db, principal.org_id, body, _secret_key(request))
+    row = credentials.save_credentials(
+        db,
+        principal.org_id,
+        body,
+        _secret_key(request),
+        allowed_hosts=request.app.state.settings.allowed_wecom_hosts(),
+    )
     return _out(row, _slug(db, principal.org_id))
 
 
