@@ -14,6 +14,8 @@ from siyu.tracking import service
 from siyu.tracking.schemas import MAX_BATCH, EventIn, EventOut, IngestResult
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
+#: A full batch of 1,000 events with generous properties is well under this (app.BODY_LIMITS enforces it).
+MAX_EVENTS_BODY = 8 * 1024 * 1024
 
 
 async def _raw_body(request: Request) -> bytes:
