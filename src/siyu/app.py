@@ -20,6 +20,7 @@ from siyu.customers.endpoints import router as customers_router
 from siyu.kit.bodylimit import BodyLimit, BodyTooLarge, too_large
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.errors import DomainError
+from siyu.kit.inputguard import InputGuard
 from siyu.kit.ratelimit import attempt_counter
 from siyu.kit.settings import Settings, get_settings
 from siyu.leads.endpoints import MAX_IMPORT_BYTES, MAX_WEBHOOK_BYTES
@@ -109,5 +110,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_middleware(SecurityHeaders)
+    # Inside the body cap (the last added runs first): the guard buffers what the cap let through.
+    app.add_middleware(InputGuard, exempt=("/hooks/",))
     app.add_middleware(BodyLimit, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT)
     return app

@@ -264,7 +264,7 @@ def handle_douyin_webhook(
             platform=Platform.douyin.value,
             msg_id=delivery_id[:128],
             event=event.event[:60],
-            body=json.loads(body),
+            body=dy.without_nul(json.loads(body)),
             received_at=utcnow(),
         )
         .returning(WebhookReceipt.__table__.c.id)
@@ -333,6 +333,11 @@ def _parse_time(value: Any, now: datetime) -> datetime:
 
 
 def _row_to_comment(platform: Platform, row: dict[str, Any], now: datetime) -> IncomingComment:
+    # No database text column can hold NUL (PostgreSQL refused the whole file with a 500): a bad row.
+    for name, aliases in FIELD_ALIASES.items():
+        if any(isinstance(row.get(alias), str) and "\x00" in row[alias] for alias in aliases):
+            raise Invalid(f"{name} contains the NUL character (\\u0000)", field=name)
+
     def pick(name: str) -> Any:
         for alias in FIELD_ALIASES[name]:
             if alias in row and row[alias] not in (None, ""):
