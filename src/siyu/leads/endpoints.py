@@ -15,7 +15,13 @@ from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Invalid, NotFound
 from siyu.kit.settings import Settings
 from siyu.leads import intake, service
-from siyu.leads.intent import IntentClassifier, get_classifier
+from siyu.leads.intent import (
+    BASE_CLASSIFIER_FILE,
+    LAYER_DIR,
+    IntentClassifier,
+    get_classifier,
+    org_classifier,
+)
 from siyu.leads.models import DouyinApp
 from siyu.leads.schemas import (
     CommentOut,
@@ -48,10 +54,14 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def classifier_for(settings: Settings) -> IntentClassifier:
-    """The process-wide classifier, loaded from (or saved to) the data dir so `siyu leads retrain` applies."""
-    settings.ensure_data_dir()
-    return get_classifier(Path(settings.data_dir) / "intent_classifier.joblib")
+def classifier_for(settings: Settings, org_id: int | None = None) -> IntentClassifier:
+    """The organization's classifier (its layer from `siyu leads retrain`, else the shared base), loaded
+    from (or the base saved to) the data dir; without an organization, the shared base."""
+    data = settings.ensure_data_dir()
+    base = Path(data) / BASE_CLASSIFIER_FILE
+    if org_id is None:
+        return get_classifier(base)
+    return org_classifier(org_id, base_cache=base, layer_dir=Path(data) / LAYER_DIR)
 
 
 def warm_classifier(settings: Settings) -> None:
@@ -74,7 +84,7 @@ async def douyin_webhook(org: str, request: Request, db: DbSession) -> dict[str,
         request.headers.get("Msg-Id"),
         settings.resolved_secret_key(),
         reply_seconds=settings.lead_reply_seconds,
-        classifier=lambda: classifier_for(settings),
+        classifier=lambda org_id: classifier_for(settings, org_id),
     )
 
 
@@ -200,7 +210,7 @@ async def import_comments(
         body,
         fmt,
         reply_seconds=settings.lead_reply_seconds,
-        classifier=lambda: classifier_for(settings),
+        classifier=lambda org_id: classifier_for(settings, org_id),
     )
 
 
