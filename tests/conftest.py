@@ -110,6 +110,7 @@ def app(engine: Engine, tmp_path: Path):  # type: ignore[no-untyped-def]
         data_dir=tmp_path / "var",
         database_url=str(engine.url.render_as_string(False)),
         secret_key="test-secret-key",
+        wecom_api_hosts="qyapi.weixin.qq.com,127.0.0.1",  # the fake WeCom server listens on loopback
     )
     return create_app(settings, engine=engine)
 

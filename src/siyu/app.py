@@ -21,20 +21,34 @@ from siyu.campaigns.endpoints import router as campaigns_router
 from siyu.channels.endpoints import router as channels_router
 from siyu.commerce.endpoints import router as commerce_router
 from siyu.customers.endpoints import router as customers_router
+from siyu.kit.bodylimit import BodyLimit, BodyTooLarge, too_large
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.errors import DomainError
+from siyu.kit.inputguard import InputGuard
 from siyu.kit.ratelimit import attempt_counter
 from siyu.kit.settings import Settings, get_settings
+from siyu.leads.endpoints import MAX_IMPORT_BYTES, MAX_WEBHOOK_BYTES, warm_classifier
 from siyu.leads.endpoints import hooks_router as lead_hooks_router
 from siyu.leads.endpoints import router as leads_router
-from siyu.leads.endpoints import warm_classifier
 from siyu.privacy.endpoints import router as privacy_router
 from siyu.tenancy.endpoints import router as tenancy_router
+from siyu.tracking.endpoints import MAX_EVENTS_BODY
 from siyu.tracking.endpoints import router as events_router
 from siyu.web.pages import router as pages_router
+from siyu.web.security import SecurityHeaders
+from siyu.wecom.endpoints import MAX_BODY as MAX_WECOM_CALLBACK
 from siyu.wecom.endpoints import router as wecom_router
 
 STATIC_DIR = Path(__file__).resolve().parent / "web" / "static"
+# Body caps by path prefix, enforced while the body streams in (before a signature or token check reads
+# it); everything else (CSV uploads, which spool to disk) gets DEFAULT_BODY_LIMIT.
+BODY_LIMITS = (
+    ("/hooks/wecom/", MAX_WECOM_CALLBACK),
+    ("/hooks/douyin/", MAX_WEBHOOK_BYTES),
+    ("/api/v1/events", MAX_EVENTS_BODY),
+    ("/api/v1/comments/import", MAX_IMPORT_BYTES),
+)
+DEFAULT_BODY_LIMIT = 64 * 1024 * 1024
 
 
 def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -51,6 +65,11 @@ def _number_out_of_range(_request: Request, _exc: Exception) -> JSONResponse:
     return JSONResponse(
         {"detail": "a number in the request is out of range: ids and counts fit in 64 bits"}, status_code=422
     )
+
+
+def _body_too_large(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyTooLarge)
+    return too_large(exc.limit)
 
 
 def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
@@ -80,6 +99,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     app.state.mobile_lookups = attempt_counter(settings.redis_url, 3600)
     app.add_exception_handler(DomainError, _domain_error)
     app.add_exception_handler(OverflowError, _number_out_of_range)
+    app.add_exception_handler(BodyTooLarge, _body_too_large)
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict[str, str]:
@@ -108,4 +128,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_middleware(SecurityHeaders)
+    # Inside the body cap (the last added runs first): the guard buffers what the cap let through.
+    app.add_middleware(InputGuard, exempt=("/hooks/",))
+    app.add_middleware(BodyLimit, limits=BODY_LIMITS, default=DEFAULT_BODY_LIMIT)
     return app

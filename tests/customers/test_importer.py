@@ -202,3 +202,18 @@ def test_import_endpoint(client, make_tenant, db: Session) -> None:  # type: ign
         headers=tenant.auth(),
     )
     assert bad.status_code == 422 and bad.json()["field"] == "header"
+
+
+@pytest.mark.slow
+def test_a_bad_byte_deep_in_the_file_names_its_row_and_stores_nothing(client, tenant, db: Session) -> None:  # type: ignore[no-untyped-def]
+    lines = [f"客户{i},139{i:08d},,,,,,,," for i in range(2, 12_006)]  # rows 2..12005
+    data = bytearray(_csv(*lines))
+    bad_row = 12_002
+    at = data.index(f"客户{bad_row},".encode())
+    data[at : at + len(f"客户{bad_row}".encode())] = b"\xff\xfe" + str(bad_row).encode()  # not UTF-8
+    files = {"file": ("customers.csv", bytes(data), "text/csv")}
+    response = client.post("/api/v1/imports/customers", files=files, headers=tenant.auth())
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"].startswith(f"row {bad_row}:")
+    db.expire_all()
+    assert db.scalar(select(func.count()).select_from(Customer)) == 0

@@ -26,6 +26,8 @@ from siyu.customers.models import Customer, CustomerTag, FollowRelation, FollowS
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import Event
 from siyu.tenancy import service as tenancy
+from siyu.tenancy.models import Role
+from siyu.tenancy.principal import Principal
 
 T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 _orgs = itertools.count(1)
@@ -68,6 +70,8 @@ class LoopMachine(RuleBasedStateMachine):
     def organization(self) -> None:
         slug = f"replay-{next(_orgs)}"
         self.org_id = tenancy.create_organization(self.db, slug, slug).id
+        # Orders come in through the API as the organization's admin would post them.
+        self.admin = Principal(org_id=self.org_id, user_id=0, role=Role.admin)
         self.accounts = [
             create_account(
                 self.db,
@@ -123,7 +127,7 @@ class LoopMachine(RuleBasedStateMachine):
         cid = self._live(who)
         create_order(
             self.db,
-            self.org_id,
+            self.admin,
             OrderIn(
                 platform="taobao",
                 external_id=external_id,
@@ -147,7 +151,7 @@ class LoopMachine(RuleBasedStateMachine):
             refunded_fen=int(amount * share),
             paid_at=T0,
         )
-        create_order(self.db, self.org_id, body)
+        create_order(self.db, self.admin, body)
         self.db.commit()
 
     @precondition(lambda self: len(self.customers) >= 2)

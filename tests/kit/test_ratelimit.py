@@ -37,6 +37,17 @@ def test_counts_per_key_and_resets(counter: AttemptCounter) -> None:
     assert counter.count("b") == 1
 
 
+def test_release_takes_back_one_attempt_and_never_goes_below_zero(counter: AttemptCounter) -> None:
+    assert [counter.hit("a") for _ in range(2)] == [1, 2]
+    counter.release("a")
+    assert counter.count("a") == 1
+    counter.release("a")
+    counter.release("a")
+    counter.release("never-hit")
+    assert counter.count("a") == 0 and counter.count("never-hit") == 0
+    assert counter.hit("a") == 1
+
+
 def test_window_expires() -> None:
     counter = MemoryAttemptCounter(window_seconds=0)
     counter.hit("a")

@@ -27,7 +27,7 @@ from siyu.kit.errors import Conflict, Invalid
 from siyu.kit.loopback import LoopbackServer
 from siyu.leads import intake, service
 from siyu.leads.intake import IncomingComment
-from siyu.leads.models import Lead, LeadStatus, Platform
+from siyu.leads.models import Comment, Lead, LeadStatus, Platform
 from siyu.leads.sla import sla_figures
 from siyu.tenancy.models import Role
 from siyu.tenancy.principal import Principal
@@ -413,14 +413,58 @@ def test_retrain_from_stored_corrections(db: Session, tenant, engine) -> None:  
         db, tenant.org_id, [douyin_comment(1, "这个颜色叫什么名字呀朋友")]
     ).new_comment_ids
     service.correct_intent(db, admin(tenant), ids[0], "complaint")
-    before = intent.get_classifier()
     try:
         report = service.retrain_from_corrections(db)
-        assert report.corrections == 1 and report.corrections_accuracy == 1.0
+        assert report.corrections == 1 and report.organizations == 1 and report.corrections_accuracy == 1.0
         assert 0.5 < report.heldout_accuracy <= 1.0 and 0.0 < report.heldout_macro_f1 <= 1.0
-        assert intent.classify("这个颜色叫什么名字呀朋友").intent == "complaint"
+        assert intent.org_classifier(tenant.org_id).classify("这个颜色叫什么名字呀朋友").intent == "complaint"
     finally:
-        intent._default = before  # other tests expect the shipped classifier
+        intent._layers.clear()  # other tests expect the shipped classifier
+
+
+@pytest.mark.slow
+def test_one_organizations_corrections_never_change_anothers_results(  # type: ignore[no-untyped-def]
+    db: Session, make_tenant, engine, tmp_path
+) -> None:
+    if engine.dialect.name != "sqlite":
+        pytest.skip("fits the model; once per run is enough")
+    from siyu.leads import intent
+
+    a, b = make_tenant("brand-a"), make_tenant("brand-b")
+    purchase = "这个怎么买呀 链接发我一下"
+
+    def org_a_reads(n: int) -> tuple[str | None, float | None]:
+        """How org A's intake classifies the purchase comment (a new comment each time)."""
+        (cid,) = intake.ingest_comments(db, a.org_id, [douyin_comment(1000 + n, purchase)]).new_comment_ids
+        comment = db.get(Comment, cid)
+        assert comment is not None
+        return comment.intent, comment.confidence
+
+    before = org_a_reads(0)
+    assert before[0] == "purchase"
+    # Org B marks 40 purchase-like comments, A's text among them, as complaints, then retrains.
+    texts = [purchase] + [f"怎么买 链接发我 第{i}个" for i in range(39)]
+    ids = intake.ingest_comments(
+        db, b.org_id, [douyin_comment(i, t) for i, t in enumerate(texts)]
+    ).new_comment_ids
+    for cid in ids:
+        service.correct_intent(db, admin(b), cid, "complaint")
+    db.commit()
+    layers = tmp_path / "layers"
+    try:
+        report = service.retrain_from_corrections(db)
+        assert report.corrections == 40
+        assert org_a_reads(1) == before  # org A: nothing moved
+        b_reads = intake.ingest_comments(db, b.org_id, [douyin_comment(2000, purchase)]).new_comment_ids
+        assert db.get(Comment, b_reads[0]).intent == "complaint"  # type: ignore[union-attr]  # B's own layer
+        # Saved layers: a fresh process reads them from disk the same way, one file per organization.
+        service.retrain_from_corrections(db, layer_dir=layers)
+        intent._layers.clear()
+        assert intent.org_classifier(a.org_id, layer_dir=layers).classify(purchase).intent == "purchase"
+        assert intent.org_classifier(b.org_id, layer_dir=layers).classify(purchase).intent == "complaint"
+        assert sorted(p.name for p in layers.iterdir()) == [f"org-{b.org_id}.joblib"]
+    finally:
+        intent._layers.clear()
 
 
 # --- console ----------------------------------------------------------------------------------------

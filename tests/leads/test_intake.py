@@ -360,7 +360,7 @@ def test_correction_to_high_intent_opens_a_lead_and_back_dismisses_it(
     service.correct_intent(db, operator, comment.id, "other")
     db.refresh(lead)
     assert lead.status == LeadStatus.dismissed
-    assert service.stored_corrections(db) == [("好看", "other")]
+    assert service.stored_corrections(db, tenant.org_id) == [("好看", "other")]
     with pytest.raises(Exception) as info:
         service.correct_intent(db, operator, comment.id, "spam")
     assert getattr(info.value, "field", None) == "intent"

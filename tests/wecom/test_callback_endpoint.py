@@ -491,3 +491,27 @@ def test_an_oversized_body_is_413_and_nothing_is_stored(wired: Wired, db: Sessio
     )
     assert res.status_code == 413
     assert _inbox_count(db) == 0
+
+
+def test_base_url_may_only_name_wecom_or_an_allowed_host(client, tenant) -> None:  # type: ignore[no-untyped-def]
+    body = {"corp_id": "wwssrf0001", "secret": "s", "token": "t", "encoding_aes_key": "a" * 43}
+    admin = tenant.auth("admin")
+    for url in (
+        "http://169.254.169.254/latest/meta-data",
+        "http://10.0.0.5:6379",
+        "https://qyapi.weixin.qq.com@evil.example",
+        "https://qyapi.weixin.qq.com.evil.example",
+        "http://qyapi.weixin.qq.com",
+    ):
+        refused = client.put("/api/v1/wecom/credentials", headers=admin, json={**body, "base_url": url})
+        assert refused.status_code == 422 and refused.json()["field"] == "base_url", (url, refused.text)
+    assert client.get("/api/v1/wecom/credentials", headers=admin).status_code == 404  # nothing stored
+    ok = client.put(
+        "/api/v1/wecom/credentials", headers=admin, json={**body, "base_url": "https://qyapi.weixin.qq.com"}
+    )
+    assert ok.status_code == 200, ok.text
+    # The test app allows the loopback fake explicitly (SIYU_WECOM_API_HOSTS).
+    fake = client.put(
+        "/api/v1/wecom/credentials", headers=admin, json={**body, "base_url": "http://127.0.0.1:8970"}
+    )
+    assert fake.status_code == 200 and fake.json()["base_url"] == "http://127.0.0.1:8970"

@@ -7,9 +7,6 @@ Analytics are admin-only: operators get 403 (see siyu.analytics.service).
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
@@ -38,6 +35,7 @@ from siyu.analytics.schemas import (
 )
 from siyu.channels import attribution
 from siyu.channels.schemas import CodeReportOut
+from siyu.kit.csvexport import csv_attachment
 from siyu.kit.errors import Invalid
 from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
 
@@ -57,21 +55,6 @@ def code_report(
 
 Format = Annotated[Literal["json", "csv"], Query(description="json (default) or csv")]
 Id = Annotated[int, Path(ge=1, le=2**63 - 1)]
-
-
-def csv_response(header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str) -> Response:
-    """A CSV download (UTF-8 with BOM)."""
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    w = csv.writer(buf)
-    w.writerow(header)
-    for row in rows:
-        w.writerow(["" if v is None else v for v in row])
-    return Response(
-        buf.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
 
 
 @router.post("/refresh", response_model=RefreshOut)
@@ -116,7 +99,7 @@ def funnel(body: FunnelIn, request: Request, principal: AdminPrincipal, format: 
             for r in results
             for s in r.steps
         )
-        return csv_response(header, rows, "funnel.csv")
+        return csv_attachment(header, rows, "funnel.csv")
     return [
         FunnelResultOut(breakdown_value=r.breakdown_value, steps=[asdict(s) for s in r.steps])
         for r in results
@@ -136,7 +119,7 @@ def retention(body: RetentionIn, request: Request, principal: AdminPrincipal, fo
             *(f"period_{i}" for i in range(body.periods + 1)),
         ]
         rows = ([c.cohort_start.isoformat(), c.breakdown_value, c.size, *c.retained] for c in cohorts)
-        return csv_response(header, rows, "retention.csv")
+        return csv_attachment(header, rows, "retention.csv")
     return [
         RetentionCohortOut(
             cohort_start=c.cohort_start,
@@ -174,7 +157,7 @@ def commerce(
         )
     if format == "csv":
         header = list(CommerceRowOut.model_fields)
-        return csv_response(header, (list(asdict(r).values()) for r in rows), "commerce.csv")
+        return csv_attachment(header, (list(asdict(r).values()) for r in rows), "commerce.csv")
     return [CommerceRowOut(**asdict(r)) for r in rows]
 
 
@@ -198,7 +181,7 @@ def rfm(
             for r in range(5, 0, -1)
             for fm in range(1, 6)
         )
-        return csv_response(["r", "fm", "segment", "buyers"], rows, "rfm.csv")
+        return csv_attachment(["r", "fm", "segment", "buyers"], rows, "rfm.csv")
     return RFMReportOut(as_of=report.as_of, buyers=report.buyers, segments=report.segments, grid=report.grid)
 
 
@@ -213,7 +196,7 @@ def clv(
     with service.projection_of_app(request.app.state).locked() as eng:
         dist = service.clv_distribution(eng, principal.org_id, bins)
     if format == "csv":
-        return csv_response(
+        return csv_attachment(
             ["lower_fen", "upper_fen", "customers"],
             ([b.lower_fen, b.upper_fen, b.customers] for b in dist.bins),
             "clv.csv",
@@ -245,7 +228,7 @@ def roi(
         )
     if format == "csv":
         header = list(ChannelROIOut.model_fields)
-        return csv_response(header, (list(asdict(r).values()) for r in rows), "roi.csv")
+        return csv_attachment(header, (list(asdict(r).values()) for r in rows), "roi.csv")
     return [ChannelROIOut(**asdict(r)) for r in rows]
 
 
@@ -268,7 +251,7 @@ def list_costs(
             ]
             for c in costs
         )
-        return csv_response(header, rows, "channel_costs.csv")
+        return csv_attachment(header, rows, "channel_costs.csv")
     return costs
 
 

@@ -163,6 +163,10 @@ class ChannelROIOut(BaseModel):
     predicted_roi: float | None
 
 
+#: The largest cost one ledger row holds (¥21,474,836.47): its column is a 32-bit INTEGER.
+MAX_COST_FEN = 2**31 - 1
+
+
 class ChannelCostIn(BaseModel):
     """A cost for one channel over a period of local dates (both inclusive)."""
 
@@ -172,7 +176,8 @@ class ChannelCostIn(BaseModel):
     channel: str = Field(min_length=1, max_length=60)
     period_start: Day
     period_end: Day
-    cost_fen: int = Field(ge=0, le=10**15)
+    # The column is a 32-bit INTEGER: PostgreSQL refused more with a 500 (found by the fuzz on PostgreSQL).
+    cost_fen: int = Field(ge=0, le=MAX_COST_FEN)
     note: str = Field(default="", max_length=200)
 
     @model_validator(mode="after")
@@ -190,7 +195,7 @@ class ChannelCostPatch(BaseModel):
     channel: str | None = Field(default=None, min_length=1, max_length=60)
     period_start: Day | None = None
     period_end: Day | None = None
-    cost_fen: int | None = Field(default=None, ge=0, le=10**15)
+    cost_fen: int | None = Field(default=None, ge=0, le=MAX_COST_FEN)
     note: str | None = Field(default=None, max_length=200)
 
 

@@ -64,8 +64,9 @@ def update_pool(pool_id: int, body: PoolPatch, db: DbSession, principal: AdminPr
 
 
 @router.post("/pools/{pool_id}/route", response_model=RouteOut)
-def route(pool_id: int, body: RouteIn, db: DbSession, principal: CurrentPrincipal) -> RouteOut:
-    """Choose and reserve the account for a new contact (409 when every account is full)."""
+def route(pool_id: int, body: RouteIn, db: DbSession, principal: AdminPrincipal) -> RouteOut:
+    """Choose and reserve the account for a new contact (409 when every account is full). Admins only:
+    each call takes one of the day's slots with no contact behind it, so an operator could use them all up."""
     got = service.route_new_contact(db, principal.org_id, pool_id, region=body.region)
     return RouteOut(account_id=got.account_id, pool_id=got.pool_id, backup=got.backup)
 

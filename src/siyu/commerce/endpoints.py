@@ -26,7 +26,7 @@ router = APIRouter(prefix="/api/v1", tags=["commerce"])
 )
 def post_order(body: OrderIn, response: Response, db: DbSession, principal: CurrentPrincipal) -> OrderOut:
     """Store a paid order (201); the same platform + external_id again answers 200 with the stored order."""
-    order, created = service.create_order(db, principal.org_id, body)
+    order, created = service.create_order(db, principal, body)
     if not created:
         response.status_code = 200
     return service.with_items(db, [order])[0]

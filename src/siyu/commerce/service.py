@@ -11,12 +11,13 @@ from sqlalchemy import Select, Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
+from siyu.accounts.service import visible_accounts
 from siyu.commerce.models import Order, OrderItem
 from siyu.commerce.schemas import OrderIn, OrderItemOut, OrderOut
 from siyu.customers.importer import CustomerRow, write_customer_rows
 from siyu.customers.models import Customer
-from siyu.customers.repository import visible_customers
 from siyu.customers.resolution import IdentityRef, live_customers, normalize_identity
+from siyu.customers.service import visible_customers, visible_holders, visible_live_customers
 from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
 from siyu.kit.bulk import (
@@ -233,9 +234,14 @@ def _mobile_of(refs: list[IdentityRef]) -> str | None:
     return next((v for k, v in refs if k == "mobile"), None)
 
 
-def create_order(db: Session, org_id: int, data: OrderIn) -> tuple[Order, bool]:
+def create_order(db: Session, principal: Principal, data: OrderIn) -> tuple[Order, bool]:
     """Store an order posted by API; an order already stored for (platform, external_id) is returned as is
-    (with its refund updated when the post carries a different one). Returns (order, created)."""
+    (with its refund updated when the post carries a different one). Returns (order, created).
+
+    The caller writes only where it may read: a buyer or account it cannot see is refused like one that
+    does not exist, an operator names buyers by identity only when one of theirs holds it, and a stored
+    order of a customer it cannot see answers 404 instead of being returned or changed."""
+    org_id = principal.org_id
     row = OrderRow(
         0,
         data.platform,
@@ -247,7 +253,7 @@ def create_order(db: Session, org_id: int, data: OrderIn) -> tuple[Order, bool]:
         items=[ItemLine(i.name, i.quantity, i.unit_price_fen, i.sku, i.unit_cost_fen) for i in data.items],
     )
     if data.customer_id is not None:
-        live = live_customers(db, org_id, [data.customer_id])
+        live = visible_live_customers(db, principal, [data.customer_id])
         if data.customer_id not in live:
             raise Invalid(
                 f"customer {data.customer_id} does not exist in this organization", field="customer_id"
@@ -255,13 +261,35 @@ def create_order(db: Session, org_id: int, data: OrderIn) -> tuple[Order, bool]:
         row.customer_id = live[data.customer_id]
     else:
         assert data.identity is not None
-        row.identities = [normalize_identity(data.identity.kind, data.identity.value, field="identity.value")]
+        ref = normalize_identity(data.identity.kind, data.identity.value, field="identity.value")
+        if principal.sees_whole_org:
+            row.identities = [ref]
+        else:
+            holder = visible_holders(db, principal, [ref]).get(ref)
+            if holder is None:
+                raise NotFound("no customer you can see holds this identity", field="identity.value")
+            row.customer_id = holder
     if (
         data.account_id is not None
-        and db.scalar(select(Account.id).where(Account.id == data.account_id, Account.org_id == org_id))
+        and db.scalar(
+            visible_accounts(principal).where(Account.id == data.account_id).with_only_columns(Account.id)
+        )
         is None
     ):
         raise Invalid(f"account {data.account_id} does not exist in this organization", field="account_id")
+    stored = select(Order.id).where(
+        Order.org_id == org_id, Order.platform == data.platform, Order.external_id == data.external_id
+    )
+    if (
+        db.scalar(stored) is not None
+        and db.scalar(
+            visible_orders(principal).where(
+                Order.platform == data.platform, Order.external_id == data.external_id
+            )
+        )
+        is None
+    ):
+        raise NotFound("order not found", field="external_id")
     report = ImportReport()
     (order_id,) = write_orders(db, org_id, [row], report, source=data.platform, reason="order API")
     order = db.get(Order, order_id, populate_existing=True)

@@ -56,6 +56,7 @@ from siyu.customers.tagging import (
     update_tag_group,
 )
 from siyu.events.vocabulary import EventType
+from siyu.kit.bulk import IN_LIST_SIZE, chunked
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
 from siyu.kit.phone import mask_mobile
@@ -114,6 +115,8 @@ __all__ = [
     "update_tag",
     "update_tag_group",
     "visible_customers",
+    "visible_holders",
+    "visible_live_customers",
 ]
 
 MAX_PAGE = 200
@@ -126,6 +129,32 @@ def visible_customers(principal: Principal) -> Select[Customer]:
     """The one scoping helper: org filter, live profiles only, and for operators only customers actively
     followed by an account they run."""
     return repo.visible_customers(principal)
+
+
+def visible_live_customers(db: Session, principal: Principal, ids: Iterable[int]) -> dict[int, int]:
+    """Map customer ids to their live profile (following merges), keeping only profiles the principal may
+    see: a write naming a hidden customer then fails exactly like one naming a customer that does not exist."""
+    live = resolution.live_customers(db, principal.org_id, set(ids))
+    if principal.sees_whole_org or not live:
+        return live
+    seen: set[int] = set()
+    for part in chunked(sorted(set(live.values())), IN_LIST_SIZE):
+        seen.update(
+            db.scalars(
+                visible_customers(principal).where(Customer.id.in_(part)).with_only_columns(Customer.id)
+            )
+        )
+    return {cid: survivor for cid, survivor in live.items() if survivor in seen}
+
+
+def visible_holders(
+    db: Session, principal: Principal, refs: Iterable[resolution.IdentityRef]
+) -> dict[resolution.IdentityRef, int]:
+    """The live customer holding each identity, for identities held by a customer the principal may see;
+    identities nobody holds and those of hidden customers are both absent, so the two cannot be told apart."""
+    holders = resolution.lookup_identities(db, principal.org_id, refs)
+    seen = visible_live_customers(db, principal, holders.values())
+    return {ref: cid for ref, cid in holders.items() if cid in seen}
 
 
 # --- profiles -------------------------------------------------------------------------------------

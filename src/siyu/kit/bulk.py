@@ -369,6 +369,31 @@ def _sniff_encoding(head: bytes) -> str:
     return "utf-8-sig"
 
 
+def _check_decodes(stream: BinaryIO, encoding: str) -> int:
+    """Decode the whole stream once before any row is parsed (and so before any is stored); returns its
+    newline count. A bad byte is reported by its line: decoding during parsing ran ahead of the CSV reader
+    (8 KB blocks), so the error named the wrong row, after the chunks before it had been committed."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    newlines = 0
+    while block := stream.read(1 << 20):
+        try:
+            decoder.decode(block, final=False)
+        except UnicodeDecodeError as exc:
+            pending = len(exc.object) - len(block)  # a character cut at the previous block's edge
+            line = newlines + block[: max(exc.start - pending, 0)].count(b"\n") + 1
+            raise Invalid(
+                f"row {line}: bytes that are neither UTF-8 nor GBK; nothing was imported", field="file"
+            ) from None
+        newlines += block.count(b"\n")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise Invalid(
+            f"row {newlines + 1}: the file ends inside a character; nothing was imported", field="file"
+        ) from None
+    return newlines
+
+
 @dataclass
 class CsvSource:
     """An opened CSV: trimmed header, row iterator (row number, cells) and an estimate of data rows."""
@@ -389,11 +414,15 @@ def open_csv(source: str | Path | BinaryIO | bytes, encoding: str | None = None)
         stream = source if source.seekable() else io.BytesIO(source.read())
     start = stream.tell()
     head = stream.read(1 << 16)
-    newlines = head.count(b"\n")
-    while block := stream.read(1 << 20):
-        newlines += block.count(b"\n")
-    stream.seek(start)
     enc = encoding or _sniff_encoding(head)
+    stream.seek(start)
+    try:
+        newlines = _check_decodes(stream, enc)
+    except Invalid:
+        if isinstance(source, (str, Path)):
+            stream.close()
+        raise
+    stream.seek(start)
     text = io.TextIOWrapper(stream, encoding=enc, newline="")
     reader = csv.reader(text)
     try:

@@ -28,6 +28,10 @@ class AttemptCounter(Protocol):
         """Forget the key's attempts (after a successful login)."""
         ...
 
+    def release(self, key: str) -> None:
+        """Take back one recorded attempt (it turned out to be a successful login), never below zero."""
+        ...
+
 
 class MemoryAttemptCounter:
     """Process-local counter; windows start at a key's first attempt."""
@@ -61,6 +65,20 @@ class MemoryAttemptCounter:
         with self._lock:
             self._entries.pop(key, None)
 
+    def release(self, key: str) -> None:
+        """One attempt fewer in the key's current window."""
+        with self._lock:
+            started, n = self._live(key, time.monotonic())
+            if n > 0:
+                self._entries[key] = (started, n - 1)
+
+
+_RELEASE = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
 
 class RedisAttemptCounter:
     """Shared counter: INCR plus an expiry set on the first attempt, atomically in one pipeline."""
@@ -69,6 +87,7 @@ class RedisAttemptCounter:
         self.client = client
         self.window = window_seconds
         self.prefix = prefix
+        self._release = client.register_script(_RELEASE)
 
     def hit(self, key: str) -> int:
         """Record an attempt and return the window's count."""
@@ -87,6 +106,11 @@ class RedisAttemptCounter:
     def reset(self, key: str) -> None:
         """Forget the key."""
         self.client.delete(self.prefix + key)
+
+    def release(self, key: str) -> None:
+        """One attempt fewer, in one atomic step; an expired key stays absent (a bare DECR would make it
+        -1 with no expiry, a free attempt for ever)."""
+        self._release(keys=[self.prefix + key])
 
 
 def attempt_counter(redis_url: str, window_seconds: int) -> AttemptCounter:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+WECOM_API_HOST = "qyapi.weixin.qq.com"
 
 
 class Settings(BaseSettings):
@@ -26,7 +29,11 @@ class Settings(BaseSettings):
         default="", description="Redis for shared counters and the task queue; empty: in-process."
     )
     login_max_failures: int = Field(
-        default=10, description="Failed logins per email or address before a pause."
+        default=10, description="Failed logins per email from one address within the window before a pause."
+    )
+    login_max_failures_per_address: int = Field(
+        default=30,
+        description="Failed logins from one address (over all emails) within the window before a pause.",
     )
     login_window_seconds: int = 15 * 60
     mobile_lookups_per_hour: int = Field(
@@ -42,13 +49,32 @@ class Settings(BaseSettings):
         description="Audit log entries are kept this long (per-org override).",
     )
     lead_reply_seconds: int = Field(default=300, ge=1, description="Reply deadline of a new comment lead.")
+    wecom_api_hosts: str = Field(
+        default=WECOM_API_HOST,
+        description="Hosts a WeCom API base URL may name, comma-separated. Only WeCom's own by default: "
+        "the server calls that URL, so any other host is a request forgery. Add 127.0.0.1 for the fake.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``sqlite:///<data_dir>/siyu.db``."""
         if self.database_url:
             return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{(self.data_dir / 'siyu.db').resolve()}"
+        path = self.ensure_data_dir() / "siyu.db"
+        # Created here, owner-only, before SQLite makes it with the umask's 0644; SQLite gives its -wal and
+        # -shm files the database file's mode.
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        return f"sqlite:///{path.resolve()}"
+
+    def ensure_data_dir(self) -> Path:
+        """The data directory, created owner-only (0700): it holds customer data and the secret key."""
+        if not self.data_dir.exists():
+            self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.data_dir.chmod(0o700)  # mkdir's mode passes through the umask
+        return self.data_dir
+
+    def allowed_wecom_hosts(self) -> frozenset[str]:
+        """The hosts ``wecom_api_hosts`` names, lower-case."""
+        return frozenset(h.strip().lower() for h in self.wecom_api_hosts.split(",") if h.strip())
 
     def resolved_secret_key(self) -> str:
         """The signing key; a random one is created once per data_dir so restarts keep sessions."""
@@ -56,11 +82,11 @@ class Settings(BaseSettings):
             return self.secret_key
         import secrets
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        key_file = self.data_dir / "secret.key"
+        key_file = self.ensure_data_dir() / "secret.key"
         if not key_file.exists():
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
+            # Owner-only from the start, not chmod-ed after a moment of being readable.
+            with os.fdopen(os.open(key_file, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600), "w") as out:
+                out.write(secrets.token_urlsafe(48))
         return key_file.read_text().strip()
 
 

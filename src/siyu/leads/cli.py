@@ -78,11 +78,11 @@ def import_file(
 ) -> None:
     """Import a comment export; high-intent comments become leads, bad rows are listed by row number."""
     from siyu.leads.intake import import_comments
-    from siyu.leads.intent import get_classifier
+    from siyu.leads.intent import BASE_CLASSIFIER_FILE, LAYER_DIR, org_classifier
 
     settings = get_settings()
     fmt = format or ("json" if file.suffix.lower() == ".json" else "csv")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    data = settings.ensure_data_dir()
     try:
         with transaction(_sessions()) as db:
             report = import_comments(
@@ -92,7 +92,9 @@ def import_file(
                 file.read_bytes(),
                 fmt,
                 reply_seconds=settings.lead_reply_seconds,
-                classifier=get_classifier(settings.data_dir / "intent_classifier.joblib"),
+                classifier=lambda org_id: org_classifier(
+                    org_id, base_cache=data / BASE_CLASSIFIER_FILE, layer_dir=data / LAYER_DIR
+                ),
             )
     except DomainError as exc:
         raise _fail(exc.message) from exc
@@ -108,21 +110,21 @@ def import_file(
 
 @app.command("retrain")
 def retrain() -> None:
-    """Retrain the intent classifier from every stored operator correction and report its new metrics."""
+    """Retrain each organization's intent layer from its own operator corrections and report the metrics."""
+    from siyu.leads.intent import LAYER_DIR
     from siyu.leads.service import retrain_from_corrections
 
     settings = get_settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    cache = settings.data_dir / "intent_classifier.joblib"
-    with err.status("retraining the intent classifier ..."), transaction(_sessions()) as db:
-        report = retrain_from_corrections(db, cache_path=cache)
-    console.print(f"corrections used: {report.corrections}")
+    layers = settings.ensure_data_dir() / LAYER_DIR
+    with err.status("retraining the intent classifiers ..."), transaction(_sessions()) as db:
+        report = retrain_from_corrections(db, layer_dir=layers)
+    console.print(f"corrections used: {report.corrections} (in {report.organizations} organizations)")
     console.print(
         f"held-out accuracy: {report.heldout_accuracy:.3f}  macro F1: {report.heldout_macro_f1:.3f}"
     )
     if report.corrections:
         console.print(f"corrections now classified as corrected: {report.corrections_accuracy:.1%}")
-    console.print(f"saved to {cache}; restart `siyu serve` to use it")
+    console.print(f"saved to {layers}; restart `siyu serve` to use them")
 
 
 @app.command("simulate")

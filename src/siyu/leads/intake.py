@@ -26,7 +26,7 @@ from siyu.kit.bulk import ImportReport, RowError, insert_ignore, open_csv
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.crypto import decrypt_secret
 from siyu.kit.errors import DomainError, Forbidden, Invalid, NotFound
-from siyu.leads.intent import IntentClassifier, get_classifier
+from siyu.leads.intent import IntentClassifier, org_classifier
 from siyu.leads.models import Comment, DouyinApp, Lead, LeadStatus, Platform, WebhookReceipt
 from siyu.tenancy.service import organization_by_slug
 
@@ -36,9 +36,10 @@ MIN_LEAD_CONFIDENCE: Final = 0.5
 DEFAULT_REPLY_SECONDS: Final = 300
 MAX_IMPORT_ROWS: Final = 50_000
 
-# A classifier, or a function giving one: the first fit takes seconds, so callers defer it until a
-# comment actually needs classifying (a rejected or duplicate webhook never pays for it).
-ClassifierSource = IntentClassifier | Callable[[], IntentClassifier] | None
+# A classifier, or a function giving an organization's (its id in, its layer or the shared base out): the
+# first fit takes seconds, so callers defer it until a comment actually needs classifying (a rejected or
+# duplicate webhook never pays for it). None: the organization's classifier in this process.
+ClassifierSource = IntentClassifier | Callable[[int], IntentClassifier] | None
 
 
 class BadRequest(DomainError):
@@ -153,11 +154,11 @@ def ingest_comments(
     if not batch:
         return result
     if classifier is None:
-        clf = get_classifier()
+        clf = org_classifier(org_id)
     elif isinstance(classifier, IntentClassifier):
         clf = classifier
     else:
-        clf = classifier()
+        clf = classifier(org_id)
     verdicts = clf.classify_many([c.content for c in batch])
     table = Comment.__table__
     for c, verdict in zip(batch, verdicts, strict=True):
@@ -255,7 +256,7 @@ def handle_douyin_webhook(
         raise BadRequest(str(exc), field=exc.field) from exc
     if comment is not None and classifier is not None and not isinstance(classifier, IntentClassifier):
         # Load (or first fit) the model before the first write, so no write lock is held meanwhile.
-        classifier = classifier()
+        classifier = classifier(app.org_id)
     delivery_id = (msg_id or "").strip() or event.log_id or hashlib.sha1(body).hexdigest()
     receipt_id = db.scalar(
         insert_ignore(db, WebhookReceipt.__table__, ["org_id", "platform", "msg_id"])
@@ -264,7 +265,7 @@ def handle_douyin_webhook(
             platform=Platform.douyin.value,
             msg_id=delivery_id[:128],
             event=event.event[:60],
-            body=json.loads(body),
+            body=dy.without_nul(json.loads(body)),
             received_at=utcnow(),
         )
         .returning(WebhookReceipt.__table__.c.id)
@@ -333,6 +334,11 @@ def _parse_time(value: Any, now: datetime) -> datetime:
 
 
 def _row_to_comment(platform: Platform, row: dict[str, Any], now: datetime) -> IncomingComment:
+    # No database text column can hold NUL (PostgreSQL refused the whole file with a 500): a bad row.
+    for name, aliases in FIELD_ALIASES.items():
+        if any(isinstance(row.get(alias), str) and "\x00" in row[alias] for alias in aliases):
+            raise Invalid(f"{name} contains the NUL character (\\u0000)", field=name)
+
     def pick(name: str) -> Any:
         for alias in FIELD_ALIASES[name]:
             if alias in row and row[alias] not in (None, ""):

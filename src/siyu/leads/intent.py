@@ -22,7 +22,9 @@ from siyu.leads.intent_model import Example, IntentModel, data_path, load_exampl
 from siyu.leads.intent_rules import INTENTS, Intent, RuleMatcher, normalize, rule_text
 
 __all__ = [
+    "BASE_CLASSIFIER_FILE",
     "INTENTS",
+    "LAYER_DIR",
     "EvalReport",
     "Intent",
     "IntentClassifier",
@@ -32,7 +34,9 @@ __all__ = [
     "classify_many",
     "evaluate",
     "get_classifier",
+    "org_classifier",
     "retrain",
+    "retrain_org",
 ]
 
 # A rule's confidence is its precision on the training rows, shrunk towards 0.9
@@ -44,6 +48,9 @@ DEFAULT_MIN_RULE_PRECISION: Final[float] = 0.75
 # An operator's correction counts as this many base rows when refitting the model.
 DEFAULT_CORRECTION_WEIGHT: Final[float] = 3.0
 _CACHE_FORMAT: Final[int] = 1
+#: In the data directory: the shared base classifier, and the organizations' layers (org-<id>.joblib).
+BASE_CLASSIFIER_FILE: Final[str] = "intent_classifier.joblib"
+LAYER_DIR: Final[str] = "intent_layers"
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,17 +237,7 @@ def classify_many(texts: Iterable[str]) -> list[IntentResult]:
     return get_classifier().classify_many(texts)
 
 
-def retrain(
-    extra_examples: Iterable[tuple[str, str]],
-    *,
-    cache_path: str | Path | None = None,
-) -> IntentClassifier:
-    """Refit from the shipped set plus operators' corrections and make it the process-wide classifier.
-
-    A corrected comment gets its corrected intent from then on (exact match after
-    normalisation); the model also learns from it, weighted, for similar comments.
-    """
-    global _default
+def _corrections(extra_examples: Iterable[tuple[str, str]]) -> list[Example]:
     if isinstance(extra_examples, (str, bytes)):
         raise TypeError("extra_examples must be an iterable of (text, intent) pairs")
     corrections: list[Example] = []
@@ -248,11 +245,66 @@ def retrain(
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise TypeError(f"extra_examples[{i}] must be a (text, intent) pair, got {pair!r}")
         corrections.append(validate_example(pair[0], pair[1], f"extra_examples[{i}]"))
-    clf = IntentClassifier.fit(load_examples(), corrections)
+    return corrections
+
+
+def retrain(
+    extra_examples: Iterable[tuple[str, str]],
+    *,
+    cache_path: str | Path | None = None,
+) -> IntentClassifier:
+    """Refit from the shipped set plus ``extra_examples`` (for evaluation and benchmarks; it is not put in
+    service: operators' corrections train their own organization's layer, ``retrain_org``)."""
+    clf = IntentClassifier.fit(load_examples(), _corrections(extra_examples))
     if cache_path is not None:
         clf.save(cache_path)
+    return clf
+
+
+# One organization's corrections never reach another's results: each organization with corrections gets
+# its own layer, the shipped set plus its corrections (exact-text overrides, and the same rows weighted
+# into its model), while the shared base, fitted on the shipped set alone, serves everyone else.
+_layers: dict[int, IntentClassifier] = {}
+
+
+def _layer_file(layer_dir: str | Path, org_id: int) -> Path:
+    return Path(layer_dir) / f"org-{org_id}.joblib"
+
+
+def org_classifier(
+    org_id: int, *, base_cache: str | Path | None = None, layer_dir: str | Path | None = None
+) -> IntentClassifier:
+    """The organization's classifier: its layer when it has one (saved in ``layer_dir`` by
+    ``retrain_org``), else the shared base."""
     with _lock:
-        _default = clf
+        layer = _layers.get(org_id)
+    if layer is None and layer_dir is not None:
+        layer = IntentClassifier.load(_layer_file(layer_dir, org_id))
+        if layer is not None:
+            with _lock:
+                layer = _layers.setdefault(org_id, layer)
+    return layer if layer is not None else get_classifier(base_cache)
+
+
+def retrain_org(
+    org_id: int, corrections: Iterable[tuple[str, str]], *, layer_dir: str | Path | None = None
+) -> IntentClassifier | None:
+    """Refit one organization's layer from its own corrections and put it in service (None and the layer
+    removed when it has none: it then gets the shared base again)."""
+    examples = _corrections(corrections)
+    path = _layer_file(layer_dir, org_id) if layer_dir is not None else None
+    if not examples:
+        with _lock:
+            _layers.pop(org_id, None)
+        if path is not None:
+            path.unlink(missing_ok=True)
+        return None
+    clf = IntentClassifier.fit(load_examples(), examples)
+    if path is not None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        clf.save(path)
+    with _lock:
+        _layers[org_id] = clf
     return clf
 
 

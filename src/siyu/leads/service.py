@@ -434,11 +434,11 @@ def correct_intent(
     return comment
 
 
-def stored_corrections(db: Session) -> list[tuple[str, str]]:
-    """Every operator correction, oldest first (later corrections of the same text win in retraining)."""
+def stored_corrections(db: Session, org_id: int) -> list[tuple[str, str]]:
+    """The organization's operator corrections, oldest first (later corrections of the same text win)."""
     rows = db.execute(
         select(Comment.content, Comment.corrected_intent)
-        .where(Comment.corrected_intent.is_not(None))
+        .where(Comment.org_id == org_id, Comment.corrected_intent.is_not(None))
         .order_by(Comment.corrected_at, Comment.id)
     )
     return [(text, intent) for text, intent in rows if intent]
@@ -446,44 +446,69 @@ def stored_corrections(db: Session) -> list[tuple[str, str]]:
 
 @dataclass(frozen=True, slots=True)
 class RetrainReport:
-    """What retraining used and how the new classifier scores."""
+    """What retraining used and how the new classifiers score (held-out figures averaged over the
+    organizations' layers, or the shared base's when none has corrections)."""
 
     corrections: int
+    organizations: int
     heldout_accuracy: float
     heldout_macro_f1: float
     corrections_accuracy: float
 
 
-def retrain_from_corrections(db: Session, cache_path: Path | None = None) -> RetrainReport:
-    """Refit the process-wide classifier from the shipped set plus all stored corrections.
+def retrain_from_corrections(db: Session, layer_dir: Path | None = None) -> RetrainReport:
+    """Refit each organization's layer from its own stored corrections (one organization's corrections
+    never change another's results); organizations without corrections keep the shared base.
 
-    The held-out figures come from a second fit on the training split plus corrections, so the
-    held-out rows stay unseen; the classifier put in service is fitted on everything.
+    The held-out figures come from second fits on the training split plus the same corrections, so the
+    held-out rows stay unseen; the classifiers put in service are fitted on everything.
     """
     from sklearn.metrics import accuracy_score, f1_score
 
     from siyu.leads import intent as intent_mod
     from siyu.leads.intent_model import load_examples, validate_example
 
-    pairs = stored_corrections(db)
-    extra = [validate_example(t, i, f"correction {n}") for n, (t, i) in enumerate(pairs, start=1)]
-    probe = intent_mod.IntentClassifier.fit(load_examples(split="train"), extra)
     test = load_examples(split="test")
-    predicted = [r.intent for r in probe.classify_many([e.text for e in test])]
     truth = [e.intent for e in test]
-    served = intent_mod.retrain(pairs, cache_path=cache_path)
-    on_corrections = [r.intent for r in served.classify_many([t for t, _ in pairs])] if pairs else []
-    return RetrainReport(
-        corrections=len(pairs),
-        heldout_accuracy=float(accuracy_score(truth, predicted)),
-        heldout_macro_f1=float(
-            f1_score(truth, predicted, labels=list(INTENTS), average="macro", zero_division=0)
-        ),
-        corrections_accuracy=(
-            sum(p == i for p, (_, i) in zip(on_corrections, pairs, strict=True)) / len(pairs)
+    org_ids: list[int | None] = list(
+        db.scalars(
+            select(Comment.org_id)
+            .where(Comment.corrected_intent.is_not(None))
+            .distinct()
+            .order_by(Comment.org_id)
         )
-        if pairs
-        else float("nan"),
+    )
+    if layer_dir is not None and layer_dir.is_dir():
+        for stale in layer_dir.glob("org-*.joblib"):  # organizations whose corrections are all gone
+            if stale.stem.removeprefix("org-") not in {str(o) for o in org_ids}:
+                stale.unlink()
+    accuracy: list[float] = []
+    macro_f1: list[float] = []
+    total = right = 0
+    for org_id in org_ids or [None]:  # None: no corrections anywhere, the base's own figures
+        pairs = stored_corrections(db, org_id) if org_id is not None else []
+        extra = [validate_example(t, i, f"correction {n}") for n, (t, i) in enumerate(pairs, start=1)]
+        probe = intent_mod.IntentClassifier.fit(load_examples(split="train"), extra)
+        predicted = [r.intent for r in probe.classify_many([e.text for e in test])]
+        accuracy.append(float(accuracy_score(truth, predicted)))
+        macro_f1.append(
+            float(f1_score(truth, predicted, labels=list(INTENTS), average="macro", zero_division=0))
+        )
+        if org_id is None:
+            continue
+        served = intent_mod.retrain_org(org_id, pairs, layer_dir=layer_dir)
+        assert served is not None
+        total += len(pairs)
+        right += sum(
+            r.intent == i
+            for r, (_, i) in zip(served.classify_many([t for t, _ in pairs]), pairs, strict=True)
+        )
+    return RetrainReport(
+        corrections=total,
+        organizations=len(org_ids),
+        heldout_accuracy=sum(accuracy) / len(accuracy),
+        heldout_macro_f1=sum(macro_f1) / len(macro_f1),
+        corrections_accuracy=right / total if total else float("nan"),
     )
 
 

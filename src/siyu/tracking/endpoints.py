@@ -14,6 +14,8 @@ from siyu.tracking import service
 from siyu.tracking.schemas import MAX_BATCH, EventIn, EventOut, IngestResult
 
 router = APIRouter(prefix="/api/v1", tags=["events"])
+#: A full batch of 1,000 events with generous properties is well under this (app.BODY_LIMITS enforces it).
+MAX_EVENTS_BODY = 8 * 1024 * 1024
 
 
 async def _raw_body(request: Request) -> bytes:
@@ -56,7 +58,7 @@ _BATCH_BODY = {
 )
 def post_event(body: EventIn, response: Response, db: DbSession, principal: CurrentPrincipal) -> Event:
     """Append one event (201); a repeated idempotency key stores nothing and answers 200 with the stored event."""
-    event, created = service.ingest_one(db, principal.org_id, body)
+    event, created = service.ingest_one(db, principal, body)
     if not created:
         response.status_code = 200
     return event
@@ -66,7 +68,7 @@ def post_event(body: EventIn, response: Response, db: DbSession, principal: Curr
 def post_events_batch(body: RawBody, db: DbSession, principal: CurrentPrincipal) -> IngestResult:
     """Append 1..1,000 events in one transaction; any bad item fails the whole batch with 422 naming it."""
     batch = service.parse_batch(body)
-    return service.ingest(db, principal.org_id, batch.events)
+    return service.ingest(db, principal, batch.events)
 
 
 @router.get("/events", response_model=Page[EventOut])

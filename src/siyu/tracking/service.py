@@ -13,14 +13,15 @@ from sqlalchemy import Select, Table, select
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
+from siyu.accounts.service import visible_accounts
 from siyu.customers.models import Customer
-from siyu.customers.repository import visible_customers
 from siyu.customers.resolution import IdentityRef, live_customers, normalize_identity, resolve_identities
+from siyu.customers.service import visible_customers, visible_holders, visible_live_customers
 from siyu.events import bus
 from siyu.events.models import Event
 from siyu.kit.bulk import IN_LIST_SIZE, chunked, driver_datetime, executemany_raw, insert_ignore
 from siyu.kit.clock import ensure_utc, utcnow
-from siyu.kit.errors import Invalid
+from siyu.kit.errors import Invalid, NotFound
 from siyu.kit.pagination import page_of
 from siyu.tenancy.principal import Principal
 from siyu.tracking.schemas import BATCH_ADAPTER, MAX_FUTURE, EventBatchIn, EventIn, IngestResult
@@ -48,15 +49,24 @@ def parse_batch(body: bytes) -> EventBatchIn:
         raise Invalid(f"{field}: {first['msg']}{more}", field=field) from None
 
 
-def _accounts_of_org(db: Session, org_id: int, ids: set[int]) -> set[int]:
+def _visible_account_ids(db: Session, principal: Principal, ids: set[int]) -> set[int]:
     if not ids:
         return set()
-    return set(db.scalars(select(Account.id).where(Account.org_id == org_id, Account.id.in_(ids))))
+    return set(
+        db.scalars(visible_accounts(principal).where(Account.id.in_(ids)).with_only_columns(Account.id))
+    )
 
 
-def ingest(db: Session, org_id: int, events: Sequence[EventIn], *, prefix: str = "events") -> IngestResult:
+def ingest(
+    db: Session, principal: Principal, events: Sequence[EventIn], *, prefix: str = "events"
+) -> IngestResult:
     """Append events idempotently: check every item first (422 naming ``prefix[i].field``), then find or
-    create customers named by identity, then one INSERT ... ON CONFLICT DO NOTHING for the whole batch."""
+    create customers named by identity, then one INSERT ... ON CONFLICT DO NOTHING for the whole batch.
+
+    The caller writes only where it may read: a customer or account it cannot see is refused like one that
+    does not exist, and an operator names customers by identity only when one of theirs holds it (they
+    create no profiles here, which they could not see afterwards)."""
+    org_id = principal.org_id
 
     def where(i: int, name: str) -> str:
         return f"{prefix}[{i}].{name}" if prefix else name
@@ -81,8 +91,10 @@ def ingest(db: Session, org_id: int, events: Sequence[EventIn], *, prefix: str =
                 field=where(i, "occurred_at"),
             )
     ids = {ev.customer_id for ev in events if ev.customer_id is not None}
-    live = live_customers(db, org_id, ids) if ids else {}
-    accounts = _accounts_of_org(db, org_id, {ev.account_id for ev in events if ev.account_id is not None})
+    live = visible_live_customers(db, principal, ids) if ids else {}
+    accounts = _visible_account_ids(
+        db, principal, {ev.account_id for ev in events if ev.account_id is not None}
+    )
     for i, ev in enumerate(events):
         if ev.customer_id is not None and ev.customer_id not in live:
             raise Invalid(
@@ -96,7 +108,15 @@ def ingest(db: Session, org_id: int, events: Sequence[EventIn], *, prefix: str =
 
     wanted = {ref for ref in refs if ref is not None}
     holders: dict[IdentityRef, int] = {}
-    if wanted:
+    if wanted and not principal.sees_whole_org:
+        holders = visible_holders(db, principal, wanted)
+        for i, ref in enumerate(refs):
+            if ref is not None and ref not in holders:
+                # One answer for "nobody" and "someone you cannot see": the mobile reveals no profile.
+                raise NotFound(
+                    "no customer you can see holds this identity", field=where(i, "identity.value")
+                )
+    elif wanted:
         # New customers take the source of the first event that names them.
         first_source: dict[IdentityRef, str | None] = {}
         for ev, ref in zip(events, refs, strict=True):
@@ -183,13 +203,13 @@ def _insert_new(db: Session, org_id: int, rows: list[dict[str, Any]]) -> int:
     return len(db.execute(stmt.returning(EVENTS.c.id), rows).all())
 
 
-def ingest_one(db: Session, org_id: int, event: EventIn) -> tuple[Event, bool]:
-    """Append one event; returns the stored event and whether it is new (False: the key was already used)."""
-    result = ingest(db, org_id, [event], prefix="")
-    stored = db.scalar(
-        select(Event).where(Event.org_id == org_id, Event.idempotency_key == event.idempotency_key)
-    )
-    assert stored is not None
+def ingest_one(db: Session, principal: Principal, event: EventIn) -> tuple[Event, bool]:
+    """Append one event; returns the stored event and whether it is new (False: the key was already used).
+    A key already used for an event the caller cannot see answers 404 rather than that event."""
+    result = ingest(db, principal, [event], prefix="")
+    stored = db.scalar(visible_events(principal).where(Event.idempotency_key == event.idempotency_key))
+    if stored is None:
+        raise NotFound("event not found", field="idempotency_key")
     return stored, result.inserted == 1
 
 

@@ -8,8 +8,6 @@ analytics API, the pages are for owners and admins only: the projection holds th
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -34,6 +32,7 @@ from siyu.analytics.schemas import ChannelCostIn, FunnelIn, RetentionIn, StepIn
 from siyu.channels import service as channels
 from siyu.customers.models import Customer
 from siyu.kit.clock import utcnow
+from siyu.kit.csvexport import csv_attachment
 from siyu.kit.errors import DomainError, Forbidden
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.models import User
@@ -115,24 +114,19 @@ def _csv_heading(ctx: PageContext, column: str) -> str:
 def csv_download(
     ctx: PageContext, header: Sequence[str], rows: Iterable[Sequence[Any]], filename: str
 ) -> Response:
-    """A CSV attachment in UTF-8 with a BOM, so that Excel on Chinese Windows reads it as UTF-8; headings in
-    the reader's language and amounts in yuan."""
+    """``csv_attachment`` (formula cells neutralised) with headings in the reader's language and amounts
+    in yuan."""
     in_fen = [column.endswith("_fen") for column in header]
-    buf = io.StringIO()
-    buf.write("\ufeff")
-    writer = csv.writer(buf)
-    writer.writerow([_csv_heading(ctx, column) for column in header])
-    for row in rows:
-        writer.writerow(
+    return csv_attachment(
+        [_csv_heading(ctx, column) for column in header],
+        (
             [
                 "" if v is None else f"{v / 100:.2f}" if fen and isinstance(v, int | float) else v
                 for v, fen in zip(row, in_fen, strict=False)
             ]
-        )
-    return Response(
-        buf.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
+            for row in rows
+        ),
+        filename,
     )
 
 

@@ -71,6 +71,14 @@ def login_form(request: Request, db: DbSession, next: str | None = None) -> Resp
     return _login_page(anonymous_context(request), target)
 
 
+def login_throttle_keys(email: str, address: str) -> tuple[str, str]:
+    """The counters a login attempt counts against: its (email, address) pair, and the address alone.
+
+    Per pair, so that someone guessing from elsewhere cannot lock the owner out of their own account; per
+    address with a higher ceiling, so that one client cannot spray guesses over many accounts."""
+    return f"login:{email.strip().lower()}|{address}", f"ip:{address}"
+
+
 @router.post("/login")
 def login(
     request: Request,
@@ -94,9 +102,13 @@ def login(
         )
     settings = request.app.state.settings
     attempts = request.app.state.login_attempts
-    # Count failures per email and per address: one guards an account, the other a spraying client.
-    keys = [f"email:{email.strip().lower()}", f"ip:{request.client.host if request.client else '-'}"]
-    if any(attempts.count(key) >= settings.login_max_failures for key in keys):
+    pair, address = login_throttle_keys(email, request.client.host if request.client else "-")
+    # Record the attempt before checking the password, in one atomic increment per key: checking first
+    # and counting after let 40 concurrent guesses all pass a limit of 10 before any was counted.
+    if (
+        attempts.hit(pair) > settings.login_max_failures
+        or attempts.hit(address) > settings.login_max_failures_per_address
+    ):
         minutes = max(1, settings.login_window_seconds // 60)
         return _login_page(
             ctx,
@@ -108,13 +120,13 @@ def login(
         )
     user = identity.authenticate(db, email, password) if email and password else None
     if user is None:
-        for key in keys:
-            attempts.hit(key)
         # One message for unknown email and wrong password, so the form does not reveal which accounts exist.
         return _login_page(
             ctx, target, email=email, status_code=401, error=ctx.gettext("Wrong email or password.")
         )
-    attempts.reset(keys[0])
+    # A success is no failure: colleagues behind one office address must not use up its ceiling.
+    attempts.reset(pair)
+    attempts.release(address)
     old = request.cookies.get(SESSION_COOKIE)
     if old:
         identity.end_session(db, old)

@@ -152,8 +152,14 @@ def save_settings(
             base_url=base_url or None,
             welcome_text=welcome_text,
         )
+        settings = ctx.request.app.state.settings
         credentials.save_credentials(
-            db, org_id, data, ctx.request.app.state.settings.resolved_secret_key(), actor=ctx.principal
+            db,
+            org_id,
+            data,
+            settings.resolved_secret_key(),
+            actor=ctx.principal,
+            allowed_hosts=settings.allowed_wecom_hosts(),
         )
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
@@ -24,6 +25,7 @@ from siyu.integrations.wecom import CallbackCrypto, CallbackError, WeComClient, 
 from siyu.kit.clock import utcnow
 from siyu.kit.crypto import decrypt_secret, encrypt_secret
 from siyu.kit.errors import Invalid, NotFound
+from siyu.kit.settings import WECOM_API_HOST
 from siyu.tenancy.principal import Principal
 from siyu.wecom.models import DEFAULT_BASE_URL, WeComCredential
 from siyu.wecom.schemas import ConnectionTest, CredentialsIn
@@ -80,12 +82,37 @@ def _check(data: CredentialsIn) -> None:
             raise Invalid(f"encoding_aes_key: {exc}", field="encoding_aes_key") from exc
 
 
+def check_base_url(url: str, allowed_hosts: Collection[str]) -> None:
+    """Refuse an API base URL whose host is not allowed: the server calls it with the organization's secret,
+    so a tenant admin could otherwise make it request any host (an internal address, a metadata service)."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if host not in allowed_hosts:
+        raise Invalid(
+            f"base_url must be WeCom's API ({', '.join(sorted(allowed_hosts))}), not {host or url!r}",
+            field="base_url",
+        )
+    if host == WECOM_API_HOST and parts.scheme != "https":
+        raise Invalid(f"base_url: WeCom's API is reached over https://{WECOM_API_HOST}", field="base_url")
+
+
 def save_credentials(
-    db: Session, org_id: int, data: CredentialsIn, secret_key: str, *, actor: Principal | None = None
+    db: Session,
+    org_id: int,
+    data: CredentialsIn,
+    secret_key: str,
+    *,
+    allowed_hosts: Collection[str] | None = None,
+    actor: Principal | None = None,
 ) -> WeComCredential:
     """Create or update the organization's credentials; omitted secrets keep their stored values. Audited
-    with the names (never the values) of the secrets that changed."""
+    with the names (never the values) of the secrets that changed.
+
+    Endpoints pass ``allowed_hosts`` (``Settings.allowed_wecom_hosts()``) for the base URL a tenant admin
+    typed; None is for the process's own callers (tests and benchmarks pointing at the fake server)."""
     _check(data)
+    if data.base_url is not None and allowed_hosts is not None:
+        check_base_url(str(data.base_url), allowed_hosts)
     row = get_credentials(db, org_id)
     if row is None:
         for name in ("secret", "token", "encoding_aes_key"):

@@ -36,7 +36,7 @@ def storage_for(settings: Settings, name: str = QUEUE_NAME) -> Any:
     """The Huey storage the settings ask for: Redis when redis_url is set, else SQLite in data_dir."""
     if settings.redis_url:
         return RedisStorage(name, url=settings.redis_url)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    settings.ensure_data_dir()
     # No fsync per enqueue: a task lost to a power cut is rebuilt from its inbox row by the periodic
     # sweep, and an fsync costs milliseconds on every callback.
     return SqliteStorage(name, filename=str(Path(settings.data_dir) / "huey.db"), fsync=False)

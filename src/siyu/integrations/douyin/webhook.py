@@ -80,10 +80,23 @@ def _str(value: Any, name: str, *, required: bool = False) -> str:
     return text
 
 
+def without_nul(value: Any) -> Any:
+    """The decoded JSON with every NUL character removed from its strings and keys. Douyin may send one in
+    a comment; no database text column can store it, and refusing the delivery only makes Douyin retry it
+    for ever, so it is dropped (it carries no meaning in a comment)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "")
+    if isinstance(value, dict):
+        return {str(k).replace("\x00", ""): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
 def parse_event(body: bytes) -> DouyinEvent:
-    """Decode a webhook body; WebhookError names what is malformed."""
+    """Decode a webhook body (NUL characters dropped); WebhookError names what is malformed."""
     try:
-        data = json.loads(body)
+        data = without_nul(json.loads(body))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WebhookError(f"body is not JSON: {exc}", "body") from exc
     if not isinstance(data, dict):
@@ -92,7 +105,7 @@ def parse_event(body: bytes) -> DouyinEvent:
     raw = data.get("content")
     if isinstance(raw, str):
         try:
-            content = json.loads(raw) if raw.strip() else {}
+            content = without_nul(json.loads(raw)) if raw.strip() else {}
         except json.JSONDecodeError as exc:
             raise WebhookError(f"content is not a JSON string: {exc}", "content") from exc
     elif raw is None:

@@ -4,6 +4,10 @@
   var COLORS = ["#07a35a", "#0b6bcb", "#f0a020", "#d13b3b", "#7c4dff", "#00a3bf", "#8d6e63", "#e91e63", "#9aa4b1"];
   var MUTED = { color: "#6b7280", fontSize: 14, fontWeight: "normal" };
 
+  // ECharts renders a formatter's return value as HTML: every name in it (steps, series, cohorts, labels)
+  // can be text a user typed, so it is escaped here, once, at the point it becomes markup.
+  var HTML_ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+  function esc(v) { return String(v === null || v === undefined ? "" : v).replace(/[&<>"']/g, function (c) { return HTML_ESCAPES[c]; }); }
   function pct(v) { return v === null || v === undefined ? "—" : (v * 100).toFixed(1) + "%"; }
   function yuan(fen) { return "¥" + (fen / 100).toLocaleString(undefined, { maximumFractionDigits: 0 }); }
   function maxOf(rows, i) { return rows.reduce(function (m, r) { return r[i] === null ? m : Math.max(m, r[i]); }, 0); }
@@ -22,11 +26,11 @@
       tooltip: {
         trigger: "axis", axisPointer: { type: "shadow" },
         formatter: function (items) {
-          var lines = [items[0].axisValueLabel];
+          var lines = [esc(items[0].axisValueLabel)];
           items.forEach(function (it) {
             var s = d.series[it.seriesIndex], i = it.dataIndex;
-            var line = it.marker + it.seriesName + ": " + it.value + " (" + pct(s.conv[i]) + ")";
-            if (i > 0) { line += " · " + d.labels.previous + " " + pct(s.prev[i]) + " · " + d.labels.median + " " + s.median[i]; }
+            var line = it.marker + esc(it.seriesName) + ": " + esc(it.value) + " (" + pct(s.conv[i]) + ")";
+            if (i > 0) { line += " · " + esc(d.labels.previous) + " " + pct(s.prev[i]) + " · " + esc(d.labels.median) + " " + esc(s.median[i]); }
             lines.push(line);
           });
           return lines.join("<br>");
@@ -47,8 +51,8 @@
       tooltip: {
         position: "top",
         formatter: function (p) {
-          return d.cohorts[p.value[1]] + "<br>" + d.labels.period + " " + d.periods[p.value[0]] + ": " +
-            p.value[2] + "% (" + p.value[3] + ")";
+          return esc(d.cohorts[p.value[1]]) + "<br>" + esc(d.labels.period) + " " + esc(d.periods[p.value[0]]) + ": " +
+            esc(p.value[2]) + "% (" + esc(p.value[3]) + ")";
         }
       },
       grid: { left: 16, right: 72, top: 16, bottom: 40, containLabel: true },
@@ -86,8 +90,8 @@
       tooltip: {
         formatter: function (p) {
           var v = p.value;
-          return "R " + (v[1] + 1) + " · F " + (v[0] + 1) + "<br>" + d.labels.buyers + ": " + v[2] +
-            "<br>" + d.labels.mean + ": " + yuan(v[3]) + "<br>" + d.labels.total + ": " + yuan(v[4]);
+          return "R " + (v[1] + 1) + " · F " + (v[0] + 1) + "<br>" + esc(d.labels.buyers) + ": " + esc(v[2]) +
+            "<br>" + esc(d.labels.mean) + ": " + yuan(v[3]) + "<br>" + esc(d.labels.total) + ": " + yuan(v[4]);
         }
       },
       grid: { left: 48, right: 72, top: 16, bottom: 40, containLabel: true },
@@ -112,7 +116,7 @@
         trigger: "axis", axisPointer: { type: "shadow" },
         formatter: function (items) {
           var b = d.bins[items[0].dataIndex];
-          return edge(b[0]) + " – " + edge(b[1]) + "<br>" + d.labels.customers + ": " + b[2];
+          return edge(b[0]) + " – " + edge(b[1]) + "<br>" + esc(d.labels.customers) + ": " + esc(b[2]);
         }
       },
       // containLabel leaves the axis names out: room above for the y name and below for the x name.
