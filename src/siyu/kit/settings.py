@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     )
     login_window_seconds: int = 15 * 60
     lead_reply_seconds: int = Field(default=300, ge=1, description="Reply deadline of a new comment lead.")
+    wecom_fake_url: str = Field(
+        default="",
+        description="Demo and development only: the address of a fake WeCom server; the WeCom settings "
+        "page then tells what to enter to connect to it.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``sqlite:///<data_dir>/siyu.db``."""
