@@ -14,7 +14,7 @@ from siyu.analytics.cli import app as analytics_app
 from siyu.kit.bulk import ImportReport
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
 from siyu.kit.errors import DomainError
-from siyu.kit.settings import get_settings
+from siyu.kit.settings import Settings, get_settings
 from siyu.leads.cli import app as leads_app
 from siyu.wecom.cli import wecom_app, worker
 
@@ -212,6 +212,10 @@ def serve(
     ] = True,
 ) -> None:
     """Serve the console and the API (and, by default, the background worker beside them)."""
+    _serve(get_settings(), host, port, worker)
+
+
+def _serve(settings: Settings, host: str, port: int, worker: bool) -> None:
     import contextlib
 
     import uvicorn
@@ -223,7 +227,7 @@ def serve(
 
     if worker:
         load_tasks()
-    web_app = create_app()
+    web_app = create_app(settings)
     settle_heap()
     # One process is the whole embedded install: callbacks and schedules run without a second command.
     with ThreadedConsumer(workers=2, periodic=True) if worker else contextlib.nullcontext():
@@ -238,8 +242,17 @@ def demo(
     port: Annotated[int, typer.Option()] = 8000,
     reset: Annotated[bool, typer.Option(help="Drop the demo brand and load it afresh.")] = False,
     no_serve: Annotated[bool, typer.Option("--no-serve", help="Load only; don't start the server.")] = False,
+    fakes: Annotated[
+        bool,
+        typer.Option(
+            help="Start the fake WeCom (port 8970) and Douyin (8971) servers beside the console, "
+            "connected to the demo brand."
+        ),
+    ] = True,
 ) -> None:
-    """Migrate the embedded database, load the simulated demo brand once, and serve the console."""
+    """Migrate the embedded database, load the simulated demo brand once, and serve the console beside a
+    fake WeCom company (the demo's members and customers) and a fake Douyin; Ctrl-C stops them all."""
+    import contextlib
     from datetime import UTC, datetime
 
     from sqlalchemy import select
@@ -278,12 +291,36 @@ def demo(
 
         admin = Login(f"admin@{DEMO_ORG}.example.com", DEFAULT_ADMIN_PASSWORD, "", "admin")
         operator = Login(f"op01@{DEMO_ORG}.example.com", DEFAULT_OPERATOR_PASSWORD, "", "operator")
-    engine.dispose()
-    console.print(f"\n[bold green]siyu is ready:[/] http://{host}:{port}/")
-    console.print(f"log in as [bold]{admin.email}[/] with password [bold]{admin.password}[/] (admin)")
-    console.print(f"or as [bold]{operator.email}[/] with password [bold]{operator.password}[/] (operator)\n")
-    if not no_serve:
-        serve(host=host, port=port, worker=True)
+    if no_serve:
+        engine.dispose()
+        return
+    with contextlib.ExitStack() as stack:
+        if fakes:
+            from siyu.demo.fakes import running_fakes
+            from siyu.integrations.wecom.fake_server import connection_banner, connection_values
+
+            with make_sessionmaker(engine)() as db:
+                org_id = db.scalar(select(Organization.id).where(Organization.slug == DEMO_ORG))
+            assert org_id is not None
+            siyu_url = f"http://{host}:{port}"
+            running = stack.enter_context(
+                running_fakes(engine, org_id, DEMO_ORG, settings.resolved_secret_key(), siyu_url)
+            )
+            settings = settings.model_copy(update={"wecom_fake_url": running.wecom.base_url})
+            values = connection_values(running.wecom.base_url)
+            assert values is not None
+            console.print(
+                f"{connection_banner(values, siyu_url=siyu_url)}\n(already connected: {running.members} members, "
+                f"{running.contacts:,} contacts, {running.groups} customer groups)"
+            )
+            console.print(f"fake Douyin on {running.douyin.base_url} (already connected)")
+        engine.dispose()
+        console.print(f"\n[bold green]siyu is ready:[/] http://{host}:{port}/")
+        console.print(f"log in as [bold]{admin.email}[/] with password [bold]{admin.password}[/] (admin)")
+        console.print(
+            f"or as [bold]{operator.email}[/] with password [bold]{operator.password}[/] (operator)\n"
+        )
+        _serve(settings, host, port, worker=True)
 
 
 def _seed_demo_acquisition(engine, org_id: int) -> None:  # type: ignore[no-untyped-def]
