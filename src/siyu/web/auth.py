@@ -12,7 +12,16 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from siyu.kit.errors import Forbidden, NotFound
-from siyu.tenancy.deps import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, DbSession, check_csrf, session_principal
+from siyu.kit.settings import Settings
+from siyu.tenancy.deps import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    DbSession,
+    check_csrf,
+    session_principal,
+)
 from siyu.web import i18n
 from siyu.web.templating import PageContext, render
 
@@ -137,3 +146,16 @@ class ConsoleRoute(APIRoute):
                 )
 
         return console_handler
+
+
+def set_session_cookie(response: Response, settings: Settings, cookie_value: str) -> None:
+    """Give the browser a new console session (HttpOnly; Secure behind HTTPS)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie_value,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        max_age=settings.session_ttl_hours * 3600,
+        path="/",
+    )

@@ -61,6 +61,7 @@ FIELD_PROBLEMS = {
     ),
     "base_url": N_("The API base URL must be a web address, such as https://qyapi.weixin.qq.com."),
     "welcome_text": N_("The welcome message is at most 4,000 characters."),
+    "agent_id": N_("The AgentId is the digits shown on the app's page in the WeCom admin console."),
 }
 #: A field the form was saved without, though it is needed (field -> message).
 FIELD_MISSING = {
@@ -163,6 +164,7 @@ def _page(
         active="wecom",
         row=row,
         callback_url=base + callback_path(org.slug),
+        sidebar_url=f"{base}/sidebar/{org.slug}/",
         error=error,
         error_field=error_field,
         form=form,
@@ -194,6 +196,7 @@ def save_settings(
     encoding_aes_key: Annotated[str, Form()] = "",
     base_url: Annotated[str, Form()] = "",
     welcome_text: Annotated[str, Form()] = "",
+    agent_id: Annotated[str, Form()] = "",
 ) -> Response:
     """Store the credentials; empty secret fields keep the stored values. A refused form comes back with
     what was typed, and the reason in words."""
@@ -205,6 +208,7 @@ def save_settings(
         "encoding_aes_key": encoding_aes_key,
         "base_url": base_url,
         "welcome_text": welcome_text,
+        "agent_id": agent_id,
     }
     try:
         data = CredentialsIn(
@@ -214,6 +218,7 @@ def save_settings(
             encoding_aes_key=encoding_aes_key or None,
             base_url=base_url or None,
             welcome_text=welcome_text,
+            agent_id=agent_id,
         )
         credentials.save_credentials(db, org_id, data, ctx.request.app.state.settings.resolved_secret_key())
     except ValidationError as exc:

@@ -102,6 +102,8 @@ def save_credentials(db: Session, org_id: int, data: CredentialsIn, secret_key: 
         row.base_url = DEFAULT_BASE_URL
     if data.welcome_text is not None:
         row.welcome_text = data.welcome_text
+    if data.agent_id is not None:
+        row.agent_id = data.agent_id
     row.updated_at = utcnow()
     db.flush()
     return row

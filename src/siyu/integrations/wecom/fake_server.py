@@ -38,6 +38,7 @@ from starlette.routing import Route
 from siyu.integrations.wecom import fake_api_outreach  # noqa: F401  (registers its routes)
 from siyu.integrations.wecom.fake_api import ROUTES
 from siyu.integrations.wecom.fake_control import control_routes, freeze_population, json_body, state_of
+from siyu.integrations.wecom.fake_jssdk import jssdk_routes
 from siyu.integrations.wecom.fake_state import (
     DEFAULT_CALLBACK_AES_KEY,
     DEFAULT_CALLBACK_TOKEN,
@@ -126,6 +127,7 @@ def create_app(state: FakeWeComState | None = None) -> Starlette:
         Route("/cgi-bin/gettoken", gettoken, methods=["GET"]),
         Route("/cgi-bin/{path:path}", cgi, methods=["GET", "POST"]),
         *control_routes(),
+        *jssdk_routes(),
     ]
     app = Starlette(routes=routes)
     app.state.fake = state or FakeWeComState()

@@ -51,6 +51,8 @@ ERRMSG: dict[int, str] = {
     84061: "not external contact",
     84074: "no external contact permission",
     40128: "customer transfer too frequent",
+    40029: "invalid code",
+    41008: "missing code",
 }
 
 #: What a newcomer enters on siyu's WeCom settings page to connect to a fake started with the defaults.
@@ -311,6 +313,11 @@ class FakeWeComState:
         self.callback: dict[str, str] = {}
         self.outbox: list[dict[str, Any]] = []
         self.welcome_messages: list[dict[str, Any]] = []  # externalcontact/send_welcome_msg calls accepted
+        # Pages inside the WeCom client (fake_jssdk.py): OAuth2 codes -> (userid, expiry), the member signed
+        # in to the client and the chat they have open, and what sendChatMessage put into chats.
+        self.oauth_codes: dict[str, tuple[str, float]] = {}
+        self.client_view: dict[str, str] = {}
+        self.chat_messages: list[dict[str, Any]] = []
         self._seq = 0
 
     # --- clock, ids ---------------------------------------------------------------------
