@@ -314,6 +314,12 @@ def demo(
                 f"{running.contacts:,} contacts, {running.groups} customer groups)"
             )
             console.print(f"fake Douyin on {running.douyin.base_url} (already connected)")
+            view = running.wecom.state.client_view
+            if view:
+                console.print(
+                    f"chat sidebar: {siyu_url}/sidebar/{DEMO_ORG}/ (member {view['userid']} has a chat open in the "
+                    f"fake WeCom client; POST {running.wecom.base_url}/_control/client opens another)"
+                )
         engine.dispose()
         console.print(f"\n[bold green]siyu is ready:[/] http://{host}:{port}/")
         console.print(f"log in as [bold]{admin.email}[/] with password [bold]{admin.password}[/] (admin)")

@@ -200,4 +200,8 @@ def running_fakes(
         FakeDouyinServer(douyin_state, port=douyin_port) as dy,
     ):
         groups = connect(engine, org_id, secret_key, wecom, dy)
+        # The fake WeCom client starts with a chat open, so the sidebar shows someone at once.
+        owner = next((m for m in state.members if state.by_user.get(m)), "")
+        if owner:
+            state.client_view = {"userid": owner, "external_userid": sorted(state.by_user[owner])[0]}
         yield DemoFakes(wecom, dy, len(state.members), len(state.contacts), groups)

@@ -112,6 +112,9 @@ def test_the_open_chat_and_what_was_put_into_it(server: FakeWeComServer) -> None
         == 400
     )
     httpx.post(f"{server.base_url}/_control/client", json={"userid": "zhangsan", "external_userid": "wm1"})
+    listed = httpx.get(f"{server.base_url}/_control/client").json()
+    assert listed["open"] == {"userid": "zhangsan", "external_userid": "wm1"}
+    assert set(listed["members"]) == {"zhangsan"}
     ctx = httpx.get(f"{server.base_url}/_jssdk/context").json()
     assert ctx == {"userid": "zhangsan", "external_userid": "wm1", "entry": "single_chat_tools"}
     sent = httpx.post(

@@ -12,6 +12,7 @@ Browser side, standing in for Tencent's pages and scripts (never served by siyu 
       (GET /_jssdk/context, POST /_jssdk/send), refusing any API left out of ``jsApiList``
 Control:
   POST /_control/client {userid, external_userid | chat_id}   who is signed in and which chat is open
+  GET  /_control/client                                        that, and a few chats per member to open
   GET  /_control/chat_messages                                 what sendChatMessage put into chats
 """
 
@@ -145,8 +146,19 @@ async def send(request: Request) -> JSONResponse:
 
 
 async def c_client(request: Request) -> JSONResponse:
-    """Sign a member in to the fake WeCom client and open a chat (a customer's or a group's)."""
+    """Sign a member in to the fake WeCom client and open a chat (a customer's or a group's); GET shows the
+    open chat and, per member, a few chats that could be opened."""
     state = state_of(request)
+    if request.method == "GET":
+        with state.lock:
+            chats = {
+                userid: {
+                    "external_userids": sorted(state.by_user.get(userid, []))[:5],
+                    "chat_ids": sorted(g.chat_id for g in state.groups.values() if g.owner == userid)[:5],
+                }
+                for userid in state.members
+            }
+            return JSONResponse({"open": dict(state.client_view), "members": chats})
     body = await _body(request)
     userid = str(body.get("userid", ""))
     with state.lock:
@@ -176,6 +188,6 @@ def jssdk_routes() -> list[Route]:
         Route("/_jssdk/agent_config", check_agent_config, methods=["POST"]),
         Route("/_jssdk/context", context, methods=["GET"]),
         Route("/_jssdk/send", send, methods=["POST"]),
-        Route("/_control/client", c_client, methods=["POST"]),
+        Route("/_control/client", c_client, methods=["GET", "POST"]),
         Route("/_control/chat_messages", c_chat_messages, methods=["GET"]),
     ]
