@@ -163,3 +163,25 @@ def test_demo_mode_tells_a_newcomer_what_to_enter(engine, tmp_path, tenant, fake
         _login(client, f"admin@{tenant.slug}.test")
         page = client.get("/wecom/settings").text
         assert "没有响应" in page and "siyu wecom fake-server" in page
+
+
+def test_the_sidebar_app_agent_id_is_saved_and_checked(
+    client: TestClient, tenant, fake: Control, db: Session
+) -> None:  # type: ignore[no-untyped-def]
+    client.cookies.set("lang", "zh_CN")
+    csrf = _login(client, f"admin@{tenant.slug}.test")
+    form = {
+        "csrf_token": csrf,
+        "corp_id": fake.corp_id,
+        "secret": SECRET,
+        "token": TOKEN,
+        "encoding_aes_key": AES_KEY,
+        "base_url": fake.base_url,
+    }
+    bad = client.post("/wecom/settings", data={**form, "agent_id": "app-1"})
+    assert bad.status_code == 422 and 'data-field="agent_id">AgentId 是' in bad.text
+    assert _field_value(bad.text, "agent_id") == "app-1"
+    saved = client.post("/wecom/settings", data={**form, "agent_id": "1000002"})
+    assert saved.status_code == 200 and _field_value(saved.text, "agent_id") == "1000002"
+    assert f"/sidebar/{tenant.slug}/" in saved.text
+    assert db.execute(text("SELECT agent_id FROM wecom_credentials")).scalar_one() == "1000002"

@@ -174,7 +174,7 @@ def _contact_data(db: DbSession, ctx: PageContext, external_userid: str) -> dict
         db, principal, IdentityKind.wecom_external_userid, external_userid
     )
     brought = first_lead(db, principal.org_id, customer.id)
-    orders, _more = commerce.list_orders(db, principal, customer_id=customer.id, limit=ORDERS_SHOWN)
+    orders = commerce.latest_orders(db, principal.org_id, customer.id, limit=ORDERS_SHOWN)
     order_count, order_net = queries.customer_order_totals(db, principal.org_id, customer.id)
     notes = customers.list_notes(db, principal, customer.id)
     return {

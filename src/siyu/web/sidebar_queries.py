@@ -49,7 +49,9 @@ def last_contact(db: Session, org_id: int, customer_id: int) -> tuple[datetime, 
         select(Event.occurred_at, Event.type)
         .where(
             Event.customer_id == customer_id,
-            Event.org_id == org_id,
+            # "+ 0" keeps SQLite on the (customer_id, occurred_at) index: with org_id as an indexed term it
+            # walks the organization's whole log by time (80 ms a card on the demo instead of about 1).
+            Event.org_id + 0 == org_id,
             Event.type.in_([t.value for t in CONTACT_EVENTS]),
         )
         .order_by(Event.occurred_at.desc())
