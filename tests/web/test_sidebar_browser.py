@@ -18,6 +18,7 @@ from siyu.demo.loader import load_world
 from siyu.events.models import Event
 from siyu.groups.models import CustomerGroup
 from siyu.kit.db import make_sessionmaker
+from siyu.tenancy.models import User
 
 from .conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR
 
@@ -53,12 +54,7 @@ def demo_chat(engine: Engine, live_server: str) -> Iterator[Chat]:
             assert group is not None and group.owner_account_id is not None
             account = db.get(Account, group.owner_account_id)
             assert account is not None and account.kind == AccountKind.wecom_member and account.operator_id
-            operator_email = db.execute(
-                select(Account.operator_id).where(Account.id == account.id)
-            ).scalar_one()
-            from siyu.tenancy.models import User
-
-            user = db.get(User, operator_email)
+            user = db.get(User, account.operator_id)
             assert user is not None
             customer_id, name, external = db.execute(
                 select(Customer.id, Customer.name, CustomerIdentity.value)

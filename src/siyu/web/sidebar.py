@@ -71,7 +71,9 @@ def sidebar_page(org: str, request: Request, db: DbSession) -> Response:
     if found is None or found[0].org_id != org_id:
         state = secrets.token_urlsafe(16)
         back = str(request.url_for("sidebar_oauth", org=org))
-        response = RedirectResponse(authorize_url(row.base_url, row.corp_id, back, state), status_code=302)
+        response = RedirectResponse(
+            authorize_url(row.base_url, row.corp_id, back, state, row.agent_id), status_code=302
+        )
         response.set_cookie(
             OAUTH_STATE_COOKIE, state, httponly=True, samesite="lax", max_age=600, path="/sidebar/"
         )
