@@ -398,6 +398,8 @@ def run(seconds: float, baseline_seconds: float, database_url: str = "") -> floa
             str(MEMBERS),
             "--contacts",
             str(contacts),
+            "--groups",
+            "0",
             "--seed",
             str(SEED),
         ],

@@ -288,6 +288,8 @@ def main() -> None:
             str(MEMBERS),
             "--contacts",
             str(contacts),
+            "--groups",
+            "0",
             "--seed",
             str(SEED),
             "--no-access-log",

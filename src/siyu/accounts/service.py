@@ -43,6 +43,15 @@ def get_account(db: Session, principal: Principal, account_id: int) -> Account:
     return account
 
 
+def wecom_member_account(db: Session, org_id: int, userid: str) -> Account | None:
+    """The organization's account of a WeCom member (by its userid), if siyu knows it."""
+    return db.scalar(
+        select(Account).where(
+            Account.org_id == org_id, Account.kind == AccountKind.wecom_member, Account.external_id == userid
+        )
+    )
+
+
 def _check_operator(db: Session, org_id: int, operator_id: int | None) -> None:
     if operator_id is None:
         return

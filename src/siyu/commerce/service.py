@@ -341,6 +341,18 @@ def list_orders(
     return page_of(rows, limit, lambda o: o.id)
 
 
+def latest_orders(db: Session, org_id: int, customer_id: int, limit: int = 5) -> list[Order]:
+    """The newest orders of one customer the caller already checked the principal may see (by paid_at, on
+    the customer's own index: `list_orders` walks every visible order newest first until it finds theirs)."""
+    stmt = (
+        select(Order)
+        .where(Order.customer_id == customer_id, Order.org_id == org_id)
+        .order_by(Order.paid_at.desc(), Order.id.desc())
+        .limit(limit)
+    )
+    return list(db.scalars(stmt))
+
+
 def with_items(db: Session, orders: list[Order]) -> list[OrderOut]:
     """Orders as API objects with their lines, loaded in one query."""
     lines: dict[int, list[OrderItemOut]] = defaultdict(list)

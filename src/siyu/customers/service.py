@@ -192,6 +192,14 @@ def get_customer(db: Session, principal: Principal, customer_id: int) -> Custome
     return visible
 
 
+def customer_by_identity(db: Session, principal: Principal, kind: IdentityKind, value: str) -> Customer:
+    """The customer holding this identity (a WeCom external userid...), if the principal may see them, or 404."""
+    holder = repo.identity_holder(db, principal.org_id, kind, normalize_identity(kind, value))
+    if holder is None:
+        raise NotFound("customer not found")
+    return get_customer(db, principal, holder.customer_id)
+
+
 def _as_customer_in(data: CustomerIn | Mapping[str, Any]) -> CustomerIn:
     if isinstance(data, CustomerIn):
         return data

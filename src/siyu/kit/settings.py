@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -54,6 +55,11 @@ class Settings(BaseSettings):
         description="Hosts a WeCom API base URL may name, comma-separated. Only WeCom's own by default: "
         "the server calls that URL, so any other host is a request forgery. Add 127.0.0.1 for the fake.",
     )
+    wecom_fake_url: str = Field(
+        default="",
+        description="Demo and development only: the address of a fake WeCom server; the WeCom settings "
+        "page then tells what to enter to connect to it.",
+    )
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to ``sqlite:///<data_dir>/siyu.db``."""
@@ -73,8 +79,11 @@ class Settings(BaseSettings):
         return self.data_dir
 
     def allowed_wecom_hosts(self) -> frozenset[str]:
-        """The hosts ``wecom_api_hosts`` names, lower-case."""
-        return frozenset(h.strip().lower() for h in self.wecom_api_hosts.split(",") if h.strip())
+        """The hosts ``wecom_api_hosts`` names, lower-case, and the demo's fake server's (``wecom_fake_url``)."""
+        hosts = {h.strip().lower() for h in self.wecom_api_hosts.split(",") if h.strip()}
+        if self.wecom_fake_url:
+            hosts.add((urlsplit(self.wecom_fake_url).hostname or "").lower())
+        return frozenset(hosts - {""})
 
     def resolved_secret_key(self) -> str:
         """The signing key; a random one is created once per data_dir so restarts keep sessions."""

@@ -29,6 +29,7 @@ from siyu.kit.crypto import decrypt_secret, encrypt_secret
 from siyu.kit.db import json_mentions
 from siyu.kit.errors import Conflict, DomainError, Invalid, NotFound
 from siyu.leads.intake import DEFAULT_REPLY_SECONDS, create_lead, is_high_intent
+from siyu.leads.intent import classify
 from siyu.leads.intent_rules import INTENT_WORDS, INTENTS
 from siyu.leads.models import Comment, DouyinApp, Lead, LeadStatus, Platform, ReplyTemplate, WebhookReceipt
 from siyu.tenancy.principal import Principal
@@ -152,6 +153,21 @@ def set_reply_template(db: Session, org_id: int, intent: str, body: str) -> Repl
     row.body = body
     db.flush()
     return row
+
+
+def chat_scripts(
+    db: Session, org_id: int, name: str, *, lead_intent: str | None = None, intent_text: str | None = None
+) -> list[tuple[str, str]]:
+    """Every intent's template as a script for a chat with someone who is already a contact: ``{name}`` is
+    their name and the code link (they need no code now) is left out. The intent of the lead that brought
+    them comes first, else the intent the comment classifier reads in their profile's intent words."""
+    first_intent = lead_intent or (classify(intent_text).intent if intent_text else None)
+    scripts = []
+    for intent, template in reply_templates(db, org_id).items():
+        text = template.replace(NAME_PLACEHOLDER, name).replace(CODE_PLACEHOLDER, "")
+        scripts.append((intent, text.rstrip(" ：:，,")))
+    scripts.sort(key=lambda item: item[0] != first_intent)
+    return scripts
 
 
 CODE_PLACEHOLDER: Final = "{code}"

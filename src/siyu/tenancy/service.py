@@ -293,6 +293,12 @@ class NewSession:
     csrf_token: str
 
 
+def active_user(db: Session, org_id: int, user_id: int) -> User | None:
+    """An active user of the organization, or None."""
+    user = db.get(User, user_id)
+    return user if user is not None and user.org_id == org_id and user.is_active else None
+
+
 def start_session(db: Session, user: User, ttl_hours: int) -> NewSession:
     """Create a console session for a user who just logged in."""
     cookie_value = secrets.token_urlsafe(32)

@@ -12,8 +12,17 @@ from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
 
 from siyu.kit.errors import Forbidden, NotFound
+from siyu.kit.settings import Settings
 from siyu.tenancy import service as identity
-from siyu.tenancy.deps import CSRF_FIELD, CSRF_HEADER, SAFE_METHODS, DbSession, check_csrf, session_principal
+from siyu.tenancy.deps import (
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SAFE_METHODS,
+    SESSION_COOKIE,
+    DbSession,
+    check_csrf,
+    session_principal,
+)
 from siyu.web import i18n
 from siyu.web.templating import PageContext, render
 
@@ -146,3 +155,16 @@ def admin_org_id(ctx: PageContext) -> int:
     if not ctx.principal.can_administer:
         raise Forbidden("only owners and admins may do this")
     return ctx.principal.org_id
+
+
+def set_session_cookie(response: Response, settings: Settings, cookie_value: str) -> None:
+    """Give the browser a new console session (HttpOnly; Secure behind HTTPS)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        cookie_value,
+        httponly=True,
+        samesite="lax",
+        secure=settings.secure_cookies,
+        max_age=settings.session_ttl_hours * 3600,
+        path="/",
+    )

@@ -161,6 +161,22 @@ WECOM_WRITEBACK_ERRORS = {
     "84074": N_("The member has no customer-contact permission in WeCom."),
 }
 
+# What a WeCom errcode met while testing the connection (gettoken) means, and what to do; "" is no answer at all.
+WECOM_CONNECTION_ERRORS = {
+    "": N_("The WeCom server could not be reached: check the API base URL and this server's network."),
+    "-1": N_("WeCom was busy: test again in a minute."),
+    "40001": N_("The Secret is wrong or was reset: copy it again from the WeCom admin console."),
+    "40013": N_("The CorpID is wrong: copy it from My Company > Company Info in the WeCom admin console."),
+    "41002": N_("The CorpID is missing: enter it above."),
+    "41004": N_("The Secret is missing: enter it above."),
+    "45009": N_("WeCom's rate limit was reached: test again in a minute."),
+    "48002": N_(
+        "This Secret may not call the customer-contact API: use the customer-contact secret, or add the app "
+        "to the apps allowed to call the API."
+    ),
+    "60020": N_("WeCom refuses calls from this server's IP address: add it to the app's trusted IPs."),
+}
+
 # The event properties a timeline shows, in words; the rest (ids, origin) stay out of a person's sight.
 EVENT_PROPERTIES = {
     "tag": N_("Tag"),
@@ -249,6 +265,7 @@ _TABLES = {
     "platform": PLATFORMS,
     "event": EVENT_TYPES,
     "wecom_writeback_error": WECOM_WRITEBACK_ERRORS,
+    "wecom_connection_error": WECOM_CONNECTION_ERRORS,
     "event_property": EVENT_PROPERTIES,
     "ended_by": ENDED_BY,
     "intent": INTENTS,

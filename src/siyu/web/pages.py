@@ -15,7 +15,7 @@ from siyu.tenancy.deps import SESSION_COOKIE, DbSession, session_principal
 from siyu.web import i18n, queries, today
 from siyu.web.analytics_pages import router as analytics_router
 from siyu.web.analytics_rfm_cells import router as rfm_cells_router
-from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next
+from siyu.web.auth import Console, ConsoleRoute, anonymous_context, safe_next, set_session_cookie
 from siyu.web.campaigns import router as mass_messages_router
 from siyu.web.channels import router as channel_pages_router
 from siyu.web.customer_pages import router as customer_router
@@ -23,6 +23,7 @@ from siyu.web.departures import router as departure_router
 from siyu.web.leads import router as leads_router
 from siyu.web.privacy_pages import router as privacy_router
 from siyu.web.settings import router as settings_router
+from siyu.web.sidebar import router as sidebar_router
 from siyu.web.templating import PageContext, render
 from siyu.web.wecom import router as wecom_settings_router
 
@@ -132,15 +133,7 @@ def login(
         identity.end_session(db, old)
     session = identity.start_session(db, user, settings.session_ttl_hours)
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        session.cookie_value,
-        httponly=True,
-        samesite="lax",
-        secure=settings.secure_cookies,
-        max_age=settings.session_ttl_hours * 3600,
-        path="/",
-    )
+    set_session_cookie(response, settings, session.cookie_value)
     response.delete_cookie(LOGIN_CSRF_COOKIE, path="/login")
     return response
 
@@ -223,3 +216,4 @@ router.include_router(departure_router)
 router.include_router(mass_messages_router)
 router.include_router(wecom_settings_router)
 router.include_router(settings_router)
+router.include_router(sidebar_router)

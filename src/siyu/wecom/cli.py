@@ -11,13 +11,16 @@ wecom_app = typer.Typer(help="WeCom channel: fake server, inbox.", no_args_is_he
 
 @wecom_app.command(
     "fake-server",
+    # Every argument, --help included, goes to the fake's own parser, so its options show here.
+    add_help_option=False,
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
 )
 def fake_server(ctx: typer.Context) -> None:
-    """Serve the fake WeCom API (options as `python -m siyu.integrations.wecom.fake_server --help`)."""
+    """Serve a fake WeCom company (5 members, 200 contacts, 5 groups by default; --help for the options) and
+    print the corp id, secret, Token and EncodingAESKey to enter on the WeCom settings page."""
     from siyu.integrations.wecom.fake_server import main
 
-    main(list(ctx.args))
+    main(list(ctx.args), prog="siyu wecom fake-server")
 
 
 @wecom_app.command("sweep")

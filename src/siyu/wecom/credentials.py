@@ -135,6 +135,8 @@ def save_credentials(
         row.base_url = DEFAULT_BASE_URL
     if data.welcome_text is not None:
         row.welcome_text = data.welcome_text
+    if data.agent_id is not None:
+        row.agent_id = data.agent_id
     row.updated_at = utcnow()
     db.flush()
     changed = [name for name in ("secret", "token", "encoding_aes_key") if getattr(data, name)]

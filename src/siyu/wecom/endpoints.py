@@ -159,6 +159,7 @@ def _out(row: WeComCredential, slug: str) -> CredentialsOut:
         corp_id=row.corp_id,
         base_url=row.base_url,
         welcome_text=row.welcome_text,
+        agent_id=row.agent_id,
         has_secret=bool(row.secret_enc),
         has_token=bool(row.token_enc),
         has_encoding_aes_key=bool(row.aes_key_enc),

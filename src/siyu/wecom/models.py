@@ -29,6 +29,8 @@ class WeComCredential(Base):
     aes_key_enc: Mapped[str] = mapped_column(Text)
     base_url: Mapped[str] = mapped_column(String(200), default=DEFAULT_BASE_URL)
     welcome_text: Mapped[str] = mapped_column(Text, default="")
+    #: The AgentId of the self-built app whose page is the chat sidebar ("" until entered).
+    agent_id: Mapped[str] = mapped_column(String(20), default="", server_default="")
     # Write tags and remarks changed in siyu back to WeCom (customers/writeback.py); on unless turned off.
     writeback_enabled: Mapped[bool] = mapped_column(default=True)
     last_test_at: Mapped[datetime | None]

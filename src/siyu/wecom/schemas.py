@@ -24,6 +24,12 @@ class CredentialsIn(BaseModel):
     welcome_text: str | None = Field(
         default=None, max_length=4000, description="Welcome message for new customers."
     )
+    agent_id: str | None = Field(
+        default=None,
+        max_length=20,
+        pattern=r"^[0-9]*$",
+        description="AgentId of the self-built app that shows the chat sidebar (digits).",
+    )
 
     def model_post_init(self, _context: object) -> None:
         """Normalise empty strings to "not given" and the URL to a plain string."""
@@ -40,6 +46,7 @@ class CredentialsOut(BaseModel):
     corp_id: str
     base_url: str
     welcome_text: str
+    agent_id: str
     has_secret: bool
     has_token: bool
     has_encoding_aes_key: bool

@@ -64,6 +64,7 @@ from siyu.integrations.channel import (
     Page,
 )
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
+from siyu.integrations.wecom.jssdk import WeComJsSdk
 from siyu.integrations.wecom.outreach import WeComOutreach
 from siyu.integrations.wecom.tokens import redis_token_cache
 from siyu.integrations.wecom.transport import (
@@ -95,7 +96,7 @@ def _no_pacing(api: str) -> None:
     """The default ``pace`` of calls that make several requests: none."""
 
 
-class WeComClient(WeComOutreach):
+class WeComClient(WeComOutreach, WeComJsSdk):
     """WeCom adapter implementing the carrier Protocols of `siyu.integrations.channel`."""
 
     # --- ContactSync ----------------------------------------------------------------------

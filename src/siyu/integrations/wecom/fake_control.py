@@ -160,12 +160,25 @@ async def c_health(request: Request, state: FakeWeComState, body: dict[str, Any]
     return {"ok": True, "corp_id": state.corp_id}
 
 
+async def c_connect(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """What to enter on siyu's WeCom settings page to connect to this fake (its admin console's values)."""
+    return {
+        "corp_id": state.corp_id,
+        "secret": state.secret,
+        "token": state.callback_token,
+        "encoding_aes_key": state.callback_aes_key,
+        "base_url": str(request.base_url).rstrip("/"),
+    }
+
+
 async def c_reset(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
     """Replace the whole state (optionally with another corp id, secret or token TTL)."""
     fresh = FakeWeComState(
         corp_id=body.get("corp_id", state.corp_id),
-        secret=body.get("secret", next(iter(state.secrets))),
+        secret=body.get("secret", state.secret),
         token_ttl=int(body.get("token_ttl", 7200)),
+        callback_token=state.callback_token,
+        callback_aes_key=state.callback_aes_key,
     )
     request.app.state.fake = fresh
     return {"ok": True, "corp_id": fresh.corp_id}
@@ -194,6 +207,8 @@ async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]
             state.latency = {str(k): float(v) for k, v in body["latency"].items()}
         if "callback" in body:
             cb = body["callback"] or {}
+            if cb and cb.get("url"):  # a URL alone: the Token and EncodingAESKey this company shows
+                cb = {"token": state.callback_token, "encoding_aes_key": state.callback_aes_key, **cb}
             if cb and (not cb.get("url") or not cb.get("token") or len(cb.get("encoding_aes_key", "")) != 43):
                 raise ApiError(40058, "callback needs url, token and a 43-character encoding_aes_key")
             state.callback = dict(cb.items())
@@ -626,6 +641,7 @@ def control_routes() -> list[Route]:
     """The /_control routes, for `fake_server.create_app`."""
     return [
         Route("/_control/health", _control(c_health), methods=["GET"]),
+        Route("/_control/connect", _control(c_connect), methods=["GET"]),
         Route("/_control/reset", _control(c_reset), methods=["POST"]),
         Route("/_control/config", _control(c_config), methods=["POST"]),
         Route("/_control/clock", _control(c_clock), methods=["POST"]),

@@ -1,6 +1,7 @@
 """A fake WeCom server over real HTTP, for tests, demos and local development.
 
-Run it with `python -m siyu.integrations.wecom.fake_server --port 8970` (or start
+Run it with `siyu wecom fake-server` (or `python -m siyu.integrations.wecom.fake_server --port 8970`;
+it prints what to enter on siyu's WeCom settings page), or start
 `FakeWeComServer()` in a background thread from a test) and point `WeComClient(base_url=...)`
 at it. It serves:
 
@@ -26,6 +27,7 @@ import asyncio
 import secrets
 from typing import Any
 
+import httpx
 import orjson
 import uvicorn
 from starlette.applications import Starlette
@@ -36,7 +38,12 @@ from starlette.routing import Route
 from siyu.integrations.wecom import fake_api_outreach  # noqa: F401  (registers its routes)
 from siyu.integrations.wecom.fake_api import ROUTES
 from siyu.integrations.wecom.fake_control import control_routes, freeze_population, json_body, state_of
+from siyu.integrations.wecom.fake_jssdk import jssdk_routes
 from siyu.integrations.wecom.fake_state import (
+    DEFAULT_CALLBACK_AES_KEY,
+    DEFAULT_CALLBACK_TOKEN,
+    DEFAULT_CORP_ID,
+    DEFAULT_SECRET,
     ApiError,
     FakeWeComState,
 )
@@ -120,6 +127,7 @@ def create_app(state: FakeWeComState | None = None) -> Starlette:
         Route("/cgi-bin/gettoken", gettoken, methods=["GET"]),
         Route("/cgi-bin/{path:path}", cgi, methods=["GET", "POST"]),
         *control_routes(),
+        *jssdk_routes(),
     ]
     app = Starlette(routes=routes)
     app.state.fake = state or FakeWeComState()
@@ -140,28 +148,67 @@ class FakeWeComServer(LoopbackServer):
         return self.app.state.fake
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command line: serve the fake in the foreground."""
-    parser = argparse.ArgumentParser(description="Fake WeCom (企业微信) customer-contact API server")
+def connection_values(base_url: str, *, timeout: float = 1.0) -> dict[str, str] | None:
+    """What to enter on siyu's WeCom settings page to connect to the fake at ``base_url`` (its
+    ``/_control/connect``), or None when it does not answer."""
+    try:
+        res = httpx.get(base_url.rstrip("/") + "/_control/connect", timeout=timeout)
+        res.raise_for_status()
+        values = res.json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    return {str(k): str(v) for k, v in values.items()}
+
+
+def connection_banner(values: dict[str, str], *, siyu_url: str = "http://127.0.0.1:8000") -> str:
+    """The lines that tell a newcomer what to enter on siyu's WeCom settings page."""
+    return "\n".join(
+        [
+            f"fake WeCom on {values['base_url']}",
+            f"enter on siyu's WeCom settings page ({siyu_url}/wecom/settings):",
+            f"  Corp ID          {values['corp_id']}",
+            f"  Secret           {values['secret']}",
+            f"  Callback token   {values['token']}",
+            f"  EncodingAESKey   {values['encoding_aes_key']}",
+            f"  API base URL     {values['base_url']}",
+        ]
+    )
+
+
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> None:
+    """Command line: serve the fake in the foreground, with a small generated company by default."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Fake WeCom (企业微信) customer-contact API server"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8970)
-    parser.add_argument("--corp-id", default="wwfake0000000001")
-    parser.add_argument("--secret", default="fake-customer-contact-secret")
+    parser.add_argument("--corp-id", default=DEFAULT_CORP_ID)
+    parser.add_argument("--secret", default=DEFAULT_SECRET)
     parser.add_argument("--token-ttl", type=int, default=7200, help="seconds an access_token lives")
-    parser.add_argument("--members", type=int, default=0, help="generate this many members")
-    parser.add_argument("--contacts", type=int, default=0, help="generate this many contacts")
-    parser.add_argument("--groups", type=int, default=0, help="generate this many customer groups")
+    parser.add_argument("--members", type=int, default=5, help="generate this many members (0: none)")
+    parser.add_argument("--contacts", type=int, default=200, help="generate this many contacts (0: none)")
+    parser.add_argument("--groups", type=int, default=5, help="generate this many customer groups")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--callback-url", default="")
-    parser.add_argument("--callback-token", default="")
-    parser.add_argument("--callback-aes-key", default="")
+    parser.add_argument(
+        "--callback-url", default="", help="where to send events, e.g. http://127.0.0.1:8000/hooks/wecom/ORG"
+    )
+    parser.add_argument("--callback-token", default=DEFAULT_CALLBACK_TOKEN)
+    parser.add_argument("--callback-aes-key", default=DEFAULT_CALLBACK_AES_KEY)
     parser.add_argument(
         "--no-access-log",
         action="store_true",
         help="don't log each request (benchmarks: the log line costs the server CPU)",
     )
     args = parser.parse_args(argv)
-    state = FakeWeComState(args.corp_id, args.secret, token_ttl=args.token_ttl)
+    if len(args.callback_aes_key) != 43:
+        parser.error("--callback-aes-key must be 43 characters, as WeCom's EncodingAESKey")
+    state = FakeWeComState(
+        args.corp_id,
+        args.secret,
+        token_ttl=args.token_ttl,
+        callback_token=args.callback_token,
+        callback_aes_key=args.callback_aes_key,
+    )
     if args.members or args.contacts:
         stats = state.generate(
             members=max(1, args.members), contacts=args.contacts, seed=args.seed, groups=args.groups
@@ -169,14 +216,21 @@ def main(argv: list[str] | None = None) -> None:
         freeze_population()
         print(f"generated {stats}")
     if args.callback_url:
-        if not args.callback_token or len(args.callback_aes_key) != 43:
-            parser.error("--callback-url needs --callback-token and a 43-character --callback-aes-key")
         state.callback = {
             "url": args.callback_url,
             "token": args.callback_token,
             "encoding_aes_key": args.callback_aes_key,
         }
-    print(f"fake WeCom on http://{args.host}:{args.port}  corp_id={args.corp_id}  secret={args.secret}")
+    values = {
+        "corp_id": state.corp_id,
+        "secret": state.secret,
+        "token": state.callback_token,
+        "encoding_aes_key": state.callback_aes_key,
+        "base_url": f"http://{args.host}:{args.port}",
+    }
+    print(connection_banner(values), flush=True)
+    if not args.callback_url:
+        print("no --callback-url: events (adds, deletions, group changes) are kept, not sent", flush=True)
     uvicorn.run(
         create_app(state),
         host=args.host,

@@ -51,8 +51,15 @@ ERRMSG: dict[int, str] = {
     84061: "not external contact",
     84074: "no external contact permission",
     40128: "customer transfer too frequent",
+    40029: "invalid code",
+    41008: "missing code",
 }
 
+#: What a newcomer enters on siyu's WeCom settings page to connect to a fake started with the defaults.
+DEFAULT_CORP_ID = "wwfake0000000001"
+DEFAULT_SECRET = "fake-customer-contact-secret"
+DEFAULT_CALLBACK_TOKEN = "siyufaketoken"
+DEFAULT_CALLBACK_AES_KEY = "SiyuFakeCallbackKey0123456789abcdefghijklmn"  # 43 characters, as WeCom's
 TRANSFER_DELAY_SECONDS = 24 * 3600  # WeCom hands customers over 24 h after the request
 #: WeCom's default cap on how many customers (friends) one member may have.
 DEFAULT_CUSTOMER_LIMIT = 50_000
@@ -259,14 +266,21 @@ class FakeWeComState:
 
     def __init__(
         self,
-        corp_id: str = "wwfake0000000001",
-        secret: str = "fake-customer-contact-secret",
+        corp_id: str = DEFAULT_CORP_ID,
+        secret: str = DEFAULT_SECRET,
         *,
         token_ttl: int = 7200,
+        callback_token: str = DEFAULT_CALLBACK_TOKEN,
+        callback_aes_key: str = DEFAULT_CALLBACK_AES_KEY,
     ) -> None:
         self.lock = threading.RLock()
         self.corp_id = corp_id
+        self.secret = secret  # the one a newcomer is told to enter; `secrets` may hold more
         self.secrets = {secret}
+        #: The callback Token and EncodingAESKey this company's admin console shows (used when a callback
+        #: receiver is configured with a URL alone).
+        self.callback_token = callback_token
+        self.callback_aes_key = callback_aes_key
         self.token_ttl = token_ttl
         self.clock_offset = 0.0
         self.tokens: dict[str, tuple[str, float]] = {}
@@ -299,6 +313,11 @@ class FakeWeComState:
         self.callback: dict[str, str] = {}
         self.outbox: list[dict[str, Any]] = []
         self.welcome_messages: list[dict[str, Any]] = []  # externalcontact/send_welcome_msg calls accepted
+        # Pages inside the WeCom client (fake_jssdk.py): OAuth2 codes -> (userid, expiry), the member signed
+        # in to the client and the chat they have open, and what sendChatMessage put into chats.
+        self.oauth_codes: dict[str, tuple[str, float]] = {}
+        self.client_view: dict[str, str] = {}
+        self.chat_messages: list[dict[str, Any]] = []
         self._seq = 0
 
     # --- clock, ids ---------------------------------------------------------------------
