@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -26,9 +25,7 @@ from siyu.customers.bulk import FollowRecord, ProfileRecord
 from siyu.customers.models import IdentityKind
 from siyu.customers.tagging import MirroredGroup, MirroredTag
 from siyu.integrations.channel import ContactWithFollow, CorpTagGroup, ExternalContact
-
-if TYPE_CHECKING:
-    from siyu.wecom.sync import SyncReport
+from siyu.wecom.sync_report import SyncReport
 
 SOURCE = "wecom"
 ORIGIN = "wecom"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -24,11 +24,9 @@ from siyu.groups.service import dismiss_group, ensure_wecom_account
 from siyu.integrations.channel import GroupChat
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import utcnow
+from siyu.wecom.sync_report import Caller, SyncReport
 
 MEMBERS: Table = GroupMember.__table__
-
-if TYPE_CHECKING:
-    from siyu.wecom.sync import Caller, SyncReport
 
 
 def _live_members(db: Session, group_id: int) -> set[str]:
