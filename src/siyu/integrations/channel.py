@@ -94,6 +94,16 @@ class ContactDetail:
     next_cursor: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ContactPage(Page[ContactWithFollow]):
+    """A page of customers with follow info, and the members the carrier would not read.
+
+    `unlicensed`: members of the request whose customers were not returned because they lack the
+    carrier's licence to reach customers (WeCom's 互通许可); their relations are unknown, not gone."""
+
+    unlicensed: tuple[str, ...] = ()
+
+
 @runtime_checkable
 class ContactSync(Protocol):
     """Read the customers of the organization, per operator, with paging."""
@@ -108,7 +118,7 @@ class ContactSync(Protocol):
 
     def list_contacts_by_user(
         self, userids: Sequence[str], cursor: str = "", limit: int = 100
-    ) -> Page[ContactWithFollow]:
+    ) -> ContactPage:
         """Return one page of customers (with follow info) of the given members."""
         ...
 

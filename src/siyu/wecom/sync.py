@@ -99,10 +99,11 @@ def _full_sync(
     queues: list[queue.Queue[list[ContactWithFollow] | BaseException | None]] = [
         queue.Queue(maxsize=max(2, PREFETCH_PAGES // max(1, fetching))) for _ in range(fetching)
     ]
+    unlicensed: set[str] = set()
     fetchers = [
         threading.Thread(
             target=_fetch_pages,
-            args=(call, client, batches[k::FETCH_THREADS], queues[k], stop),
+            args=(call, client, batches[k::FETCH_THREADS], queues[k], unlicensed, stop),
             name=f"wecom-sync-fetch-{k}",
             daemon=True,
         )
@@ -144,6 +145,8 @@ def _full_sync(
                     buffer = []
         if buffer:
             apply_contacts(db, org_id, buffer, report, state)
+        # Every fetcher has handed over its last page, so the set is complete.
+        _note_unlicensed(unlicensed, report, state)
         _end_stale_follows(db, org_id, report, state)
         _reconcile_customer_tags(db, org_id, report, state)
         # Each new profile dated by its earliest follow, now that every member's pages were read.
@@ -190,11 +193,13 @@ def _fetch_pages(
     client: WeComSource,
     batches: list[list[str]],
     pages: queue.Queue[list[ContactWithFollow] | BaseException | None],
+    unlicensed: set[str],
     stop: threading.Event,
 ) -> None:
     """Producer: the contacts of each batch of members, one cursor page at a time, then None.
 
-    An error is handed over in place of the next page; the consumer re-raises it when it reads there.
+    Members WeCom would not read (no interoperability licence) are added to ``unlicensed``. An error is
+    handed over in place of the next page; the consumer re-raises it when it reads there.
     """
     try:
         for members in batches:
@@ -204,6 +209,9 @@ def _fetch_pages(
                     "externalcontact/batch/get_by_user",
                     partial(client.list_contacts_by_user, members, cursor=cursor, limit=100),
                 )
+                if page.unlicensed:
+                    with call.lock:
+                        unlicensed.update(page.unlicensed)
                 _put(pages, page.items, stop)
                 if not page.next_cursor:
                     break
@@ -293,6 +301,18 @@ def _sync_members(db: Session, org_id: int, userids: list[str], report: SyncRepo
 # --- after the contacts ----------------------------------------------------------------------------
 
 
+def _note_unlicensed(unlicensed: set[str], report: SyncReport, state: SyncState) -> None:
+    """Remember the members WeCom would not read: the sync leaves their relations and tags alone."""
+    if not unlicensed:
+        return
+    report.unlicensed_members = sorted(unlicensed)
+    state.unlicensed = {state.accounts[u] for u in unlicensed if u in state.accounts}
+    report.sample(
+        "accounts",
+        f"{len(unlicensed)} members without an interoperability licence: their customers left as they were",
+    )
+
+
 def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: SyncState) -> None:
     """End active follows of listed members that WeCom no longer has (a deletion whose callback was lost).
 
@@ -300,7 +320,8 @@ def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: Sync
     not a second read of the whole table: that re-read 150,000 rows in a 100,000-contact sync, and it would
     also have ended relations a callback added during the sync after their member's pages were read.
     """
-    listed = set(state.accounts.values())
+    # An unlicensed member's customers were not listed, not deleted: WeCom did not say either way.
+    listed = set(state.accounts.values()) - state.unlicensed
     active = FollowStatus.active.value
     seen = state.seen_follows
     stale = sorted(
@@ -320,12 +341,24 @@ def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: Sync
 
 
 def _reconcile_customer_tags(db: Session, org_id: int, report: SyncReport, state: SyncState) -> None:
-    """Customer tags of WeCom tags follow WeCom, for the customers the sync saw; hand-made tags stay."""
+    """Customer tags of WeCom tags follow WeCom, for the customers the sync saw; hand-made tags stay.
+
+    A customer an unlicensed member also follows keeps the WeCom tags the sync did not see: that member's
+    tags on them were not listed."""
+    seen = state.customers
+    if state.unlicensed:
+        active = FollowStatus.active.value
+        unread = {
+            cid
+            for (cid, aid), status in state.follows.items()
+            if aid in state.unlicensed and status == active
+        }
+        seen = seen - unread
     added, removed = bulk.replace_tags(
         db,
         org_id,
         state.wanted_tags,
-        state.customers,
+        seen,
         state.tags.values(),
         origin=ORIGIN,
         backfill=state.first,

@@ -49,6 +49,8 @@ class SyncState:
     # (customer, account) -> status of the relations siyu held when the sync started (after merges: as the
     # merge left them); what the sync ends as stale is read from here, not from the table again.
     follows: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: Accounts of members WeCom would not read (no interoperability licence): their relations are unknown.
+    unlicensed: set[int] = field(default_factory=set)
     #: The organization had no WeCom follows before: what this sync finds is history (backfill).
     first: bool = False
 

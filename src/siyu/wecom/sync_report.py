@@ -38,6 +38,11 @@ class SyncReport(BaseModel):
     follows_seen: int = 0
     groups_seen: int = 0
     merged: int = Field(default=0, description="Profiles merged because WeCom showed a shared unionid.")
+    unlicensed_members: list[str] = Field(
+        default_factory=list,
+        description="Members WeCom would not list customers of (no interoperability licence, 互通许可): "
+        "their follow relations and customer tags were left as they were.",
+    )
     counts: dict[str, KindCounts] = Field(default_factory=dict)
     samples: dict[str, list[str]] = Field(default_factory=dict)
     api_calls: int = 0

@@ -11,7 +11,11 @@ talk to the fake server on loopback):
   externalcontact/get_follow_user_list   GET   members with customer contact enabled
   externalcontact/list                   GET   ?userid= -> external_userid list
   externalcontact/batch/get_by_user      POST  userid_list <= 100, limit <= 100 (default 50),
-                                               cursor paging via next_cursor
+                                               cursor paging via next_cursor; members without an
+                                               interoperability licence (互通许可) are listed in
+                                               fail_info.unlicensed_userid_list, and when every
+                                               member of the call lacks one WeCom answers 701008:
+                                               both become ContactPage.unlicensed, never an error
   externalcontact/get                    GET   ?external_userid=&cursor=; follow_user pages of 500
   externalcontact/remark                 POST  remark <= 20 chars, description <= 150,
                                                remark_company <= 20
@@ -55,6 +59,7 @@ from typing import Any
 from siyu.integrations.channel import (
     ChannelCode,
     ContactDetail,
+    ContactPage,
     ContactWithFollow,
     CorpTag,
     CorpTagGroup,
@@ -89,6 +94,8 @@ MAX_GROUPCHAT_LIMIT = 1_000
 MAX_TAG_NAME_LENGTH = 30
 #: add_corp_tag: a tag of that name is already in the group (WeCom refuses the whole call).
 TAG_NAME_EXISTS = 40071
+#: batch/get_by_user: no member of the call has an interoperability licence (互通许可).
+NO_LICENCE = 701008
 
 
 def _no_pacing(api: str) -> None:
@@ -113,8 +120,8 @@ class WeComClient(WeComOutreach):
 
     def list_contacts_by_user(
         self, userids: Sequence[str], cursor: str = "", limit: int = MAX_BATCH_LIMIT
-    ) -> Page[ContactWithFollow]:
-        """Return one page of batch/get_by_user for at most 100 members."""
+    ) -> ContactPage:
+        """Return one page of batch/get_by_user for at most 100 members, with those WeCom would not read."""
         ids = dedupe(userids)
         if not ids:
             raise WeComInputError("userids", "at least one member userid is required")
@@ -123,7 +130,15 @@ class WeComClient(WeComOutreach):
         body: dict[str, Any] = {"userid_list": ids, "limit": max(1, min(limit, MAX_BATCH_LIMIT))}
         if cursor:
             body["cursor"] = cursor
-        data = self.post("externalcontact/batch/get_by_user", body)
+        try:
+            data = self.post("externalcontact/batch/get_by_user", body)
+        except WeComError as exc:
+            if exc.errcode != NO_LICENCE:
+                raise
+            # No member of the call is licensed: WeCom refuses it rather than list them all as unlicensed.
+            return ContactPage(items=[], unlicensed=tuple(ids))
+        fail_info = data.get("fail_info") or {}
+        unlicensed = tuple(str(u) for u in fail_info.get("unlicensed_userid_list") or ())
         items = [
             ContactWithFollow(
                 contact=contact_from(e.get("external_contact", {})),
@@ -131,7 +146,9 @@ class WeComClient(WeComOutreach):
             )
             for e in data.get("external_contact_list", [])
         ]
-        return Page(items=items, next_cursor=str(data.get("next_cursor", "") or ""))
+        return ContactPage(
+            items=items, next_cursor=str(data.get("next_cursor", "") or ""), unlicensed=unlicensed
+        )
 
     def iter_contacts_by_user(
         self, userids: Sequence[str], limit: int = MAX_BATCH_LIMIT

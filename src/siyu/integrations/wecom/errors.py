@@ -60,6 +60,11 @@ EXPLANATIONS: dict[int, str] = {
         "This person is not an external contact (customer) of that member (not external contact): "
         "they may have deleted each other, or never added each other."
     ),
+    701008: (
+        "None of these members has an interoperability licence (互通许可), so WeCom will not list their "
+        "customers. Buy or assign licences in the admin console (Management Tools > Interoperability "
+        "licences); until then siyu leaves their customers as they were."
+    ),
     84074: (
         "The member has no customer-contact permission; enable customer contact for them "
         "in the admin console."

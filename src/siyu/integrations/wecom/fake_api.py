@@ -24,6 +24,15 @@ follow the official API pages (developer.work.weixin.qq.com, 客户联系):
 
 Where WeCom's exact errcode for a bad parameter is undocumented the fake answers 40058.
 Mass messages, Moments and transfers are in `fake_api_outreach.py`; groups are below.
+
+Behaviours checked against the real platform, and the independent source each follows:
+  * batch/get_by_user and members without an interoperability licence (互通许可, set with
+    /_control/config {"unlicensed_members": [...]}): they are left out of the answer and listed in
+    `fail_info: {unlicensed_userid_list: [...]}` (on every page of the call); when no member of the call
+    has a licence the answer is errcode 701008. Follows WeCom's 批量获取客户详情 page
+    (developer.work.weixin.qq.com/document/path/92994) as the .NET client Mud.Wechat transcribes it
+    (both cases, in its doc comment); independent Java and TypeScript clients declare the same
+    `fail_info.unlicensed_userid_list` object. The errmsg text of 701008 is not documented.
 """
 
 from __future__ import annotations
@@ -143,6 +152,10 @@ def batch_get_by_user(state: FakeWeComState, query: dict[str, str], body: dict[s
         raise ApiError(40058, "userid_list holds at most 100 userids")
     for userid in userids:
         state.member(userid)
+    unlicensed = [u for u in dict.fromkeys(userids) if u in state.unlicensed]
+    userids = [u for u in userids if u not in state.unlicensed]
+    if not userids:
+        raise ApiError(701008, ",".join(unlicensed))
     limit = limit_of(body.get("limit"), 50, 100)
     user_index, position = decode_cursor(str(body.get("cursor") or ""), 2)
     out: list[dict[str, Any]] = []
@@ -172,7 +185,13 @@ def batch_get_by_user(state: FakeWeComState, query: dict[str, str], body: dict[s
             )
             for i, u in enumerate(userids[user_index:], start=user_index)
         )
-    return {"external_contact_list": out, "next_cursor": encode_cursor(user_index, position) if more else ""}
+    answer: dict[str, Any] = {
+        "external_contact_list": out,
+        "next_cursor": encode_cursor(user_index, position) if more else "",
+    }
+    if unlicensed:
+        answer["fail_info"] = {"unlicensed_userid_list": unlicensed}
+    return answer
 
 
 @route("GET", "externalcontact/get")

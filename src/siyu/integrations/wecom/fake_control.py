@@ -172,7 +172,8 @@ async def c_reset(request: Request, state: FakeWeComState, body: dict[str, Any])
 
 
 async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
-    """Set token TTL, quotas, IP allow-list, forbidden APIs, extra secrets, callback receiver, latency."""
+    """Set token TTL, quotas, IP allow-list, forbidden APIs, unlicensed members, extra secrets, callback
+    receiver, latency."""
     with state.lock:
         if "token_ttl" in body:
             state.token_ttl = int(body["token_ttl"])
@@ -186,6 +187,8 @@ async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]
             state.allowed_ips = None if v is None else set(v)
         if "forbidden_apis" in body:
             state.forbidden_apis = set(body["forbidden_apis"])
+        if "unlicensed_members" in body:
+            state.unlicensed = {str(u) for u in body["unlicensed_members"]}
         if "secrets" in body:
             state.secrets.update(body["secrets"])
         if "moment_delay" in body:

@@ -51,6 +51,7 @@ ERRMSG: dict[int, str] = {
     84061: "not external contact",
     84074: "no external contact permission",
     40128: "customer transfer too frequent",
+    701008: "no valid interoperability license",
 }
 
 TRANSFER_DELAY_SECONDS = 24 * 3600  # WeCom hands customers over 24 h after the request
@@ -276,6 +277,8 @@ class FakeWeComState:
         self.faults: dict[str, deque[int]] = {}
         self.allowed_ips: set[str] | None = None
         self.forbidden_apis: set[str] = set()
+        #: Members without an interoperability licence (互通许可): batch/get_by_user leaves them out.
+        self.unlicensed: set[str] = set()
         self.calls: deque[dict[str, Any]] = deque(maxlen=20_000)
         self.members: dict[str, Member] = {}
         self.contacts: dict[str, Contact] = {}
