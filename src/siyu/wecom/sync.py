@@ -115,7 +115,10 @@ def _full_sync(
     if include_groups:
         fetchers.append(
             threading.Thread(
-                target=_fetch_groups, args=(call, client, groups, stop), name="wecom-sync-groups", daemon=True
+                target=_fetch_groups,
+                args=(call, client, userids, groups, stop),
+                name="wecom-sync-groups",
+                daemon=True,
             )
         )
     for fetcher in fetchers:
@@ -155,7 +158,14 @@ def _full_sync(
         if include_groups:
             chat_ids: list[str] = take(groups)
             sync_groups(
-                db, org_id, chat_ids, (take(groups) for _ in chat_ids), report, state.accounts, state.holders
+                db,
+                org_id,
+                chat_ids,
+                (take(groups) for _ in chat_ids),
+                report,
+                state.accounts,
+                state.holders,
+                owners=set(userids),
             )
     finally:
         stop.set()
@@ -224,12 +234,14 @@ def _fetch_pages(
 def _fetch_groups(
     call: Caller,
     client: WeComSource,
+    owners: list[str],
     out: queue.Queue[list[str] | GroupChat | BaseException | None],
     stop: threading.Event,
 ) -> None:
-    """Producer: the list of chat ids, then each group's snapshot in that order (an error in place of one)."""
+    """Producer: the chat ids of the owners' groups, then each group's snapshot in that order (an error in
+    place of one)."""
     try:
-        chat_ids = list_chat_ids(call, client)
+        chat_ids = list_chat_ids(call, client, owners)
         _put(out, chat_ids, stop)
         for chat_id in chat_ids:
             if stop.is_set():

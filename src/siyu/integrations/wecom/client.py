@@ -38,6 +38,9 @@ talk to the fake server on loopback):
   externalcontact/transfer_result        POST  cursor pages of <= 1,000
   externalcontact/resigned/transfer_customer / resigned/transfer_result: same, for resigned members
   externalcontact/groupchat/list         POST  limit 1..1,000, cursor, owner_filter.userid_list
+                                               <= 100 (without it WeCom answers 81017 once the app
+                                               sees over 1,000 members, and never lists the groups
+                                               of resigned members: callers page owners)
   externalcontact/groupchat/get          POST  chat_id, need_name
 
 Client-side limits (WeCom would refuse the call; the adapter acts first):
@@ -91,6 +94,7 @@ MAX_DESCRIPTION_LENGTH = 150
 MAX_REMARK_COMPANY_LENGTH = 20
 MAX_CONTACT_WAY_USERS = 100
 MAX_GROUPCHAT_LIMIT = 1_000
+MAX_GROUPCHAT_OWNERS = 100
 MAX_TAG_NAME_LENGTH = 30
 #: add_corp_tag: a tag of that name is already in the group (WeCom refuses the whole call).
 TAG_NAME_EXISTS = 40071
@@ -347,13 +351,18 @@ class WeComClient(WeComOutreach):
         cursor: str = "",
         limit: int = MAX_GROUPCHAT_LIMIT,
     ) -> Page[GroupChatSummary]:
-        """Return one page of customer groups."""
+        """Return one page of customer groups, of at most 100 owners when `owner_userids` is given."""
+        owners = dedupe(owner_userids)
+        if len(owners) > MAX_GROUPCHAT_OWNERS:
+            raise WeComInputError(
+                "owner_userids", f"at most {MAX_GROUPCHAT_OWNERS} owners per call, got {len(owners)}"
+            )
         body: dict[str, Any] = {
             "status_filter": status_filter,
             "limit": max(1, min(limit, MAX_GROUPCHAT_LIMIT)),
         }
-        if owner_userids:
-            body["owner_filter"] = {"userid_list": list(owner_userids)}
+        if owners:
+            body["owner_filter"] = {"userid_list": owners}
         if cursor:
             body["cursor"] = cursor
         data = self.post("externalcontact/groupchat/list", body)

@@ -18,7 +18,8 @@ follow the official API pages (developer.work.weixin.qq.com, 客户联系):
        group -> 40071 (nothing created); {tag_group: {group_id, group_name, tag: [the new tags]}}
   POST externalcontact/add_contact_way                 state <= 30, remark <= 30, <= 100 users,
                                                        type 1 takes exactly one user; qr_code for scene 2
-  POST externalcontact/groupchat/list                  limit 1..1,000 required
+  POST externalcontact/groupchat/list                  limit 1..1,000 required; owner_filter.userid_list
+                                                       <= 100
   POST externalcontact/groupchat/get                   unknown chat -> 40050
   POST externalcontact/send_welcome_msg                welcome_code once, text.content <= 4000
 
@@ -33,6 +34,12 @@ Behaviours checked against the real platform, and the independent source each fo
     (developer.work.weixin.qq.com/document/path/92994) as the .NET client Mud.Wechat transcribes it
     (both cases, in its doc comment); independent Java and TypeScript clients declare the same
     `fail_info.unlicensed_userid_list` object. The errmsg text of 701008 is not documented.
+  * groupchat/list without owner_filter answers 81017 when the app sees over 1,000 members, and lists
+    a resigned member's groups only when owner_filter names them: WeCom's 获取客户群列表 page
+    (document/path/92120) as wechatpy 2.0 quotes it (`work/client/api/external_contact.py`,
+    `get_group_chat_list`, and `external_contact_group_chat.py`), with independent Java, PHP and Go clients
+    quoting the same sentence; the resigned-owner rule as a CLI generated from the same page states it.
+    The errmsg text of 81017 is not documented.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ Handler = Callable[[FakeWeComState, dict[str, str], dict[str, Any]], dict[str, A
 ROUTES: dict[tuple[str, str], Handler] = {}
 
 FOLLOW_USER_PAGE = 500
+#: groupchat/list without owner_filter is refused (81017) when the app sees more members than this.
+MAX_VISIBLE_WITHOUT_OWNER_FILTER = 1000
 
 
 def route(method: str, path: str) -> Callable[[Handler], Handler]:
@@ -390,11 +399,26 @@ def groupchat_list(state: FakeWeComState, query: dict[str, str], body: dict[str,
     if not 1 <= limit <= 1000:
         raise ApiError(40058, "limit must be between 1 and 1000")
     status_filter = int(body.get("status_filter", 0) or 0)
-    owners = str_list(body.get("owner_filter") or {}, "userid_list")
+    owner_filter = body.get("owner_filter") or {}
+    if not isinstance(owner_filter, dict):
+        raise ApiError(40058, "owner_filter must be an object")
+    owners = str_list(owner_filter, "userid_list")
+    if len(owners) > 100:
+        raise ApiError(40058, "owner_filter.userid_list holds at most 100 userids")
+    if not owners and len(state.members) > MAX_VISIBLE_WITHOUT_OWNER_FILTER:
+        raise ApiError(81017, f"{len(state.members)} visible members")
+
+    def listed(owner: str) -> bool:
+        if owners:
+            return owner in owners
+        # A resigned member's groups are listed only when the filter names them.
+        member = state.members.get(owner)
+        return member is None or member.active
+
     rows = [
         g
         for g in state.groups.values()
-        if (status_filter == 0 or g.status == status_filter) and (not owners or g.owner in owners)
+        if (status_filter == 0 or g.status == status_filter) and listed(g.owner)
     ]
     (offset,) = decode_cursor(str(body.get("cursor") or ""), 1)
     page = rows[offset : offset + limit]

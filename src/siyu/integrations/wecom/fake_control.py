@@ -415,12 +415,17 @@ async def c_groups(request: Request, state: FakeWeComState, body: dict[str, Any]
 
 
 async def c_group_change(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
-    """Members join (action=join) or quit (action=quit) a group; emits change_external_chat update."""
+    """Members join (action=join) or quit (action=quit) a group, or its owner dismisses it (action=dismiss);
+    emits change_external_chat update / dismiss."""
     action = request.path_params["action"]
     with state.lock:
         group = state.groups.get(request.path_params["chat_id"])
         if group is None:
             raise ApiError(40050, request.path_params["chat_id"])
+        if action == "dismiss":
+            del state.groups[group.chat_id]
+            dismissed = {"Event": "change_external_chat", "ChatId": group.chat_id, "ChangeType": "dismiss"}
+            return await emit_event(state, dismissed)
         userids = [str(u) for u in body["userids"]]
         last = group.version
         now = int(state.now())

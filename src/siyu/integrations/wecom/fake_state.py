@@ -52,6 +52,7 @@ ERRMSG: dict[int, str] = {
     84074: "no external contact permission",
     40128: "customer transfer too frequent",
     701008: "no valid interoperability license",
+    81017: "too many visible users, owner_filter is required",
 }
 
 TRANSFER_DELAY_SECONDS = 24 * 3600  # WeCom hands customers over 24 h after the request
