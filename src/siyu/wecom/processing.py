@@ -146,13 +146,29 @@ def apply_follow(
     )
 
 
+EndedBy = Literal["customer", "staff", "transfer"]
+#: del_external_contact's Source when an in-service hand-over (在职继承) moved the customer to another member.
+DELETE_BY_TRANSFER = "DELETE_BY_TRANSFER"
+
+
+def ended_by(event: Mapping[str, Any]) -> EndedBy:
+    """Who ended a follow, from a del_external_contact / del_follow_user callback.
+
+    del_follow_user: the customer deleted the member. del_external_contact: the member deleted the customer,
+    unless its Source is DELETE_BY_TRANSFER: then WeCom ended the handing-over member's relation because a
+    hand-over completed, which is no deletion by anyone (no staff-deletion alert)."""
+    if event.get("change_type") == "del_follow_user":
+        return "customer"
+    return "transfer" if event.get("source") == DELETE_BY_TRANSFER else "staff"
+
+
 def end_follow(
     db: Session,
     org_id: int,
     external_userid: str,
     userid: str,
     *,
-    by: Literal["customer", "staff"],
+    by: EndedBy,
     at: datetime,
 ) -> FollowRelation | None:
     """Record that a follow ended at ``at``; an end older than the relation's start is ignored (None)."""
@@ -375,11 +391,12 @@ def _contact_event(
     if change in ("del_external_contact", "del_follow_user"):
         if not userid:
             return "ignored: no UserID"
-        # del_external_contact: the member deleted the customer; del_follow_user: the customer deleted the member.
-        by: Literal["customer", "staff"] = "staff" if change == "del_external_contact" else "customer"
+        by = ended_by(event)
         rel = end_follow(db, org_id, eid, userid, by=by, at=at)
         if rel is None:
             return "stale end ignored"
+        if by == "transfer":
+            return "follow ended by a hand-over"
         channel_health.note_deletion(db, org_id, rel.account_id, by=by, at=at)
         return "follow ended"
     if change == "transfer_fail":
@@ -545,7 +562,7 @@ def apply_contact_batch(
     holders: list[int] = []  # the event of each profile record
     follows: list[list[FollowInfo]] = []  # per profile record; empty for ends
     edits: set[int] = set()  # profile records whose WeCom tags replace the mirrored ones
-    ends: list[tuple[int, str, Literal["customer", "staff"], datetime]] = []  # (record, userid, by, at)
+    ends: list[tuple[int, str, EndedBy, datetime]] = []  # (record, userid, by, at)
     codes: dict[str, Any] = {}
     for i, event in enumerate(events):
         change, eid = event.get("change_type"), str(event.get("external_user_id") or "")
@@ -554,9 +571,7 @@ def apply_contact_batch(
             if not userid:
                 outcomes[i] = "ignored: no UserID"
                 continue
-            ends.append(
-                (len(profiles), userid, "staff" if change == "del_external_contact" else "customer", at)
-            )
+            ends.append((len(profiles), userid, ended_by(event), at))
             profiles.append(
                 ProfileRecord([(IdentityKind.wecom_external_userid.value, eid)], added_at=at, row=i)
             )
@@ -613,10 +628,17 @@ def apply_contact_batch(
         origin=ORIGIN,
     )
     channel_health.note_deletions(
-        db, org_id, [(account(u), by, at) for (_, u, by, at), went in zip(ends, ended, strict=True) if went]
+        db,
+        org_id,
+        [
+            (account(u), by, at)
+            for (_, u, by, at), went in zip(ends, ended, strict=True)
+            if went and by != "transfer"  # a hand-over is no deletion
+        ],
     )
-    for (r, _, _, _), went in zip(ends, ended, strict=True):
-        outcomes[holders[r]] = "follow ended" if went else "stale end ignored"
+    for (r, _, by, _), went in zip(ends, ended, strict=True):
+        done_text = "follow ended by a hand-over" if by == "transfer" else "follow ended"
+        outcomes[holders[r]] = done_text if went else "stale end ignored"
     ending = {r for r, _, _, _ in ends}
     contact_rows = [r for r in range(len(holders)) if r not in ending]
     # Adds with a State: the add-through-a-code use case, all of the batch's at once.

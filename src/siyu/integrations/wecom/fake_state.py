@@ -7,6 +7,12 @@ behaviour tests need to control: a clock that can be advanced (token expiry, tra
 complete 24 h later), access tokens with a configurable TTL, per-API per-minute quotas,
 one-shot injected error codes, an IP allow-list and forbidden APIs.
 
+A completed in-service hand-over queues del_external_contact with Source=DELETE_BY_TRANSFER for the
+handing-over member (UserID), as WeCom's 客户变更事件 page describes the field ("DELETE_BY_TRANSFER表示此
+客户是因在职继承自动被转接成员删除"; WxJava's `WxCpXmlMessage.source` and an independent Go client's
+`EventDelExternalContact.Source` carry the same sentence). A failed one queues
+transfer_fail with FailReason customer_refused / customer_limit_exceed.
+
 Everything here is plain Python guarded by one re-entrant lock; `fake_api.py` turns HTTP
 requests into calls on it and `fake_server.py` serves them. `generate()` builds 100,000
 contacts in a couple of seconds from a seed, always the same for the same seed.
@@ -577,6 +583,18 @@ class FakeWeComState:
                     self.by_user.setdefault(t.takeover, []).append(t.external_userid)
                 if not already:
                     counts[t.takeover] += 1
+                if not t.resigned:
+                    # WeCom tells the handing-over member's app that the customer left them, marked as a
+                    # hand-over (在职继承) rather than a deletion.
+                    self.pending_events.append(
+                        {
+                            "Event": "change_external_contact",
+                            "ChangeType": "del_external_contact",
+                            "UserID": t.handover,
+                            "ExternalUserID": t.external_userid,
+                            "Source": "DELETE_BY_TRANSFER",
+                        }
+                    )
             t.status = 1
 
     def refuse_transfer(self, external_userid: str, handover: str = "", takeover: str = "") -> Transfer:
