@@ -9,8 +9,17 @@ or start ``FakeDouyinServer()`` in a background thread from a test. It serves:
 * ``/_control/...``: ``POST config`` (webhook_url, client_key, client_secret, ...), ``POST comment``
   (a viewer comments: the server POSTs a signed ``item_comment_reply`` webhook to webhook_url;
   ``{"replay_of": msg_id}`` re-delivers an earlier one with the same Msg-Id), ``POST verify`` (the
-  ``verify_webhook`` challenge), ``POST fail`` (make the next N API calls answer an error code),
-  ``GET replies``, ``GET messages``, ``GET deliveries``.
+  ``verify_webhook`` challenge; ``{"signed": false}`` sends it without a signature), ``POST fail``
+  (make the next N API calls answer an error code), ``GET replies``, ``GET messages``, ``GET deliveries``.
+
+Behaviours checked against the real platform, and the independent source each follows:
+
+* URL verification: ``{"event": "verify_webhook", "client_key": "", "content": {"challenge": <number>}}``,
+  answered with ``{"challenge": <number>}``: Douyin's webhook page (developer.open-douyin.com, 开发者
+  webhook 事件订阅), as quoted in an independent project's transcription of it (the empty client key, the
+  numeric challenge; the page's signing example signs a verification body, so the fake signs it by
+  default). Independent receivers (Python, TypeScript, Java) accept it unsigned, so the fake can send it
+  unsigned too.
 """
 
 from __future__ import annotations
@@ -121,19 +130,11 @@ class FakeDouyinState:
             raise KeyError(msg_id)
         return self.deliver(earlier.body, msg_id=msg_id)
 
-    def verify(self, challenge: int | None = None) -> Delivery:
-        """Deliver the verify_webhook challenge."""
+    def verify(self, challenge: int | None = None, *, signed: bool = True) -> Delivery:
+        """Deliver the verify_webhook challenge as documented: an empty client_key; unsigned when asked."""
         value = challenge if challenge is not None else secrets.randbelow(10**9)
-        body = json.dumps(
-            {
-                "event": VERIFY_EVENT,
-                "client_key": self.client_key,
-                "from_user_id": "",
-                "to_user_id": "",
-                "content": {"challenge": value},
-            }
-        ).encode()
-        return self.deliver(body)
+        body = json.dumps({"event": VERIFY_EVENT, "client_key": "", "content": {"challenge": value}}).encode()
+        return self.deliver(body, signature=None if signed else "")
 
     def take_fault(self) -> int:
         """The error code to answer this call with (0: none), consuming one injected fault."""
@@ -255,8 +256,10 @@ async def control_comment(request: Request) -> JSONResponse:
 
 
 async def control_verify(request: Request) -> JSONResponse:
-    """Deliver the verify_webhook challenge."""
-    delivery = await run_in_threadpool(_state(request).verify)
+    """Deliver the verify_webhook challenge (``{"signed": false}``: without X-Douyin-Signature)."""
+    raw = await request.body()
+    signed = bool(json.loads(raw).get("signed", True)) if raw.strip() else True
+    delivery = await run_in_threadpool(lambda: _state(request).verify(signed=signed))
     return JSONResponse(_delivery_json(delivery))
 
 

@@ -4,6 +4,12 @@ Douyin signs each POST with ``X-Douyin-Signature = sha1(client_secret + raw body
 delivery with a ``Msg-Id`` header that a retry repeats. The body is JSON: ``event``, ``from_user_id``,
 ``to_user_id``, ``client_key``, ``log_id`` and ``content`` — a JSON *string* for business events (an
 object on the ``verify_webhook`` challenge, which is answered with ``{"challenge": <value>}``).
+
+The URL verification Douyin sends when a webhook URL is saved in its console is documented as
+``{"event": "verify_webhook", "client_key": "", "content": {"challenge": 12345}}``: an empty client key
+(the signing example on the same page signs a verification body, yet several independent receivers
+take it unsigned). So a ``verify_webhook`` may carry an empty ``client_key`` and, at the receiver's
+choice, no signature; every other event must name its client key.
 """
 
 from __future__ import annotations
@@ -103,7 +109,7 @@ def parse_event(body: bytes) -> DouyinEvent:
         raise WebhookError("content must be a JSON object", "content")
     return DouyinEvent(
         event=event,
-        client_key=_str(data.get("client_key"), "client_key", required=True),
+        client_key=_str(data.get("client_key"), "client_key", required=event != VERIFY_EVENT),
         from_user_id=_str(data.get("from_user_id"), "from_user_id"),
         to_user_id=_str(data.get("to_user_id"), "to_user_id"),
         log_id=_str(data.get("log_id"), "log_id"),
