@@ -9,7 +9,12 @@ customer-contact API pages; the explanations say what to do, for an operator, no
 Codes the client acts on by itself (see `client.py`):
   40014 invalid access_token, 42001 access_token expired, 40001 invalid credential
       -> drop the cached token, fetch a new one, retry the call once;
-  45009 API frequency limit, -1 system busy
+  45009 API frequency limit
+      -> WeCom blocks the API for 60 s after its per-minute limit and for 60 min after its per-hour
+         limit (频率限制, developer.work.weixin.qq.com/document/path/90312), and the errcode does not
+         say which: the first 45009 waits the minute out and retries; a 45009 again right after that
+         minute is the hourly block, raised as `WeComRateLimited` with `retry_after` = 3600;
+  -1 system busy
       -> exponential back-off with jitter, at most 3 retries.
 """
 
@@ -39,8 +44,10 @@ EXPLANATIONS: dict[int, str] = {
     41004: "The secret parameter is missing.",
     42001: "The access token has expired; a new token is fetched automatically.",
     45009: (
-        "WeCom's API rate limit was reached (api freq out of limit). The call was retried with back-off; "
-        "spread the work over time or lower the sync frequency."
+        "WeCom's API rate limit was reached (api freq out of limit). WeCom blocks the API for a minute "
+        "after 10,000 calls in a minute and for an hour after 150,000 calls in an hour; siyu waits out a "
+        "minute's block by itself. After an hour's block, try again in an hour, and spread the work over "
+        "time or lower the sync frequency."
     ),
     45033: "Too many concurrent calls to this API; lower the concurrency.",
     48002: (
@@ -73,8 +80,12 @@ EXPLANATIONS: dict[int, str] = {
 
 #: errcodes that mean the access token must be refreshed.
 TOKEN_ERRCODES = frozenset({40014, 42001, 40001})
-#: errcodes that mean "slow down and try again".
-RETRYABLE_ERRCODES = frozenset({45009, -1})
+#: errcodes that mean "slow down and try again" soon (45009 has its own windows, see `transport.py`).
+RETRYABLE_ERRCODES = frozenset({-1})
+#: The API frequency limit: WeCom then blocks the API for MINUTE_BLOCK or HOUR_BLOCK seconds.
+FREQUENCY_LIMIT = 45009
+MINUTE_BLOCK = 60.0
+HOUR_BLOCK = 3600.0
 
 
 def explain(errcode: int | None) -> str:
@@ -111,7 +122,12 @@ class WeComPermissionError(WeComError):
 
 
 class WeComRateLimited(WeComError):
-    """Still rate-limited or busy after the bounded back-off (45009, 45033, -1)."""
+    """Still rate-limited or busy after the bounded back-off (45009, 45033, -1); ``retry_after``: seconds
+    until WeCom lifts its block of the API (0 when unknown)."""
+
+    def __init__(self, errcode: int | None, errmsg: str, *, api: str = "", retry_after: float = 0.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(errcode, errmsg, api=api)
 
 
 class WeComTransportError(WeComError):

@@ -179,6 +179,8 @@ async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]
             state.token_ttl = int(body["token_ttl"])
         if "rate_limits" in body:
             state.rate_limits = {str(k): int(v) for k, v in body["rate_limits"].items()}
+        if "hourly_rate_limits" in body:
+            state.hourly_rate_limits = {str(k): int(v) for k, v in body["hourly_rate_limits"].items()}
         if "default_rate_limit" in body:
             v = body["default_rate_limit"]
             state.default_rate_limit = None if v is None else int(v)

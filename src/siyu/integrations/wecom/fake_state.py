@@ -7,6 +7,11 @@ behaviour tests need to control: a clock that can be advanced (token expiry, tra
 complete 24 h later), access tokens with a configurable TTL, per-API per-minute quotas,
 one-shot injected error codes, an IP allow-list and forbidden APIs.
 
+Quotas follow WeCom's 频率限制 page (developer.work.weixin.qq.com/document/path/90312; the limits
+10,000 calls a minute and 150,000 an hour per API are the page's, the blocks "1 分钟 / 1 小时" too):
+exceeding the per-minute quota blocks the API for 60 s, exceeding the per-hour quota for 3,600 s,
+each answered 45009 "api freq out of limit" until the block ends.
+
 A completed in-service hand-over queues del_external_contact with Source=DELETE_BY_TRANSFER for the
 handing-over member (UserID), as WeCom's 客户变更事件 page describes the field ("DELETE_BY_TRANSFER表示此
 客户是因在职继承自动被转接成员删除"; WxJava's `WxCpXmlMessage.source` and an independent Go client's
@@ -280,7 +285,12 @@ class FakeWeComState:
         self.tokens: dict[str, tuple[str, float]] = {}
         self.rate_limits: dict[str, int] = {}
         self.default_rate_limit: int | None = None
+        #: Calls an hour per API (WeCom: 150,000); None = unlimited, as tests usually want.
+        self.hourly_rate_limits: dict[str, int] = {}
         self._rate_counts: dict[tuple[str, int], int] = {}
+        self._hour_counts: dict[tuple[str, int], int] = {}
+        #: api -> fake time until which WeCom refuses it (45009) after a limit was exceeded.
+        self.blocked: dict[str, float] = {}
         self.faults: dict[str, deque[int]] = {}
         self.allowed_ips: set[str] | None = None
         self.forbidden_apis: set[str] = set()
@@ -378,15 +388,27 @@ class FakeWeComState:
             queue = self.faults.get(key)
             if queue:
                 raise ApiError(queue.popleft())
-        quota = self.rate_limits.get(api, self.default_rate_limit)
-        if quota is not None:
-            window = int(self.now() // 60)
-            count = self._rate_counts.get((api, window), 0)
+        now = self.now()
+        if self.blocked.get(api, 0.0) > now:
+            raise ApiError(45009, "blocked")
+        # WeCom blocks an API for a minute once it exceeds its per-minute quota, for an hour once it
+        # exceeds its per-hour quota; both answer 45009.
+        for quotas, counts, span, block in (
+            (self.hourly_rate_limits, self._hour_counts, 3600, 3600.0),
+            (self.rate_limits, self._rate_counts, 60, 60.0),
+        ):
+            quota = quotas.get(api, self.default_rate_limit if span == 60 else None)
+            if quota is None:
+                continue
+            window = int(now // span)
+            count = counts.get((api, window), 0)
             if count >= quota:
+                self.blocked[api] = now + block
                 raise ApiError(45009)
-            if len(self._rate_counts) > 10_000:
-                self._rate_counts = {k: v for k, v in self._rate_counts.items() if k[1] >= window}
-            self._rate_counts[(api, window)] = count + 1
+            if len(counts) > 10_000:
+                for stale in [k for k in counts if k[1] < window]:
+                    del counts[stale]
+            counts[(api, window)] = count + 1
 
     def inject_faults(self, api: str, errcodes: list[int]) -> None:
         """Make the next calls to `api` ("*" for any) answer these errcodes, in order."""
