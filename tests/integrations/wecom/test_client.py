@@ -152,6 +152,21 @@ def test_invalid_token_is_refetched_once_but_never_in_a_loop(fake: Control, weco
     ]
 
 
+def test_40001_on_a_call_means_a_wrong_secret_and_is_not_retried(
+    fake: Control, make_wecom: Callable[..., WeComClient]
+) -> None:
+    fake.post("members", {"members": [{"userid": "alice"}]})
+    client = make_wecom()
+    client.list_follow_users()
+    fake.post("faults", {"api": "externalcontact/get_follow_user_list", "errcodes": [40001]})
+    with pytest.raises(WeComAuthError) as info:
+        client.list_follow_users()
+    # In WeCom 40001 is a wrong secret (a fresh token would not help): said in words, no refresh, no retry.
+    assert info.value.errcode == 40001 and "The secret is wrong" in str(info.value)
+    assert [c["errcode"] for c in fake.calls("externalcontact/get_follow_user_list")] == [0, 40001]
+    assert len(fake.calls("gettoken")) == 1
+
+
 def test_wrong_credentials_raise_auth_errors_that_say_what_to_fix(
     fake: Control, make_wecom: Callable[..., WeComClient]
 ) -> None:
@@ -622,3 +637,28 @@ def test_the_hour_block_is_honoured_without_calling_wecom(
     assert fake.calls("externalcontact/list")[-1]["errcode"] == 45009
     time_.advance(1801)
     assert client.list_external_userids("alice") == []
+
+
+def test_a_welcome_code_is_taken_once_and_for_20_seconds(fake: Control, wecom: WeComClient) -> None:
+    fake.post("members", {"members": [{"userid": "alice"}]})
+    added = fake.post(
+        "contacts",
+        {
+            "emit": True,
+            "contacts": [
+                {"external_userid": f"wm_{i}", "name": "王芳", "follow": [{"userid": "alice"}]}
+                for i in range(2)
+            ],
+        },
+    )
+    first, second = (d["fields"]["WelcomeCode"] for d in added["deliveries"])
+    welcome = {"welcome_code": first, "text": {"content": "欢迎"}}
+    wecom.post("externalcontact/send_welcome_msg", welcome)
+    # WeCom's own codes: 41051 for a code already used, 41050 for one past its 20 seconds.
+    with pytest.raises(WeComError) as reused:
+        wecom.post("externalcontact/send_welcome_msg", welcome)
+    assert reused.value.errcode == 41051
+    fake.post("clock", {"advance": 21})
+    with pytest.raises(WeComError) as expired:
+        wecom.post("externalcontact/send_welcome_msg", welcome | {"welcome_code": second})
+    assert expired.value.errcode == 41050

@@ -2,7 +2,7 @@
 
 It implements the Protocols of `siyu.integrations.channel` and returns their plain DTOs.
 
-Token caching and refresh live in `tokens.py` (errcodes 40014/42001/40001: refresh the token
+Token caching and refresh live in `tokens.py` (errcodes 40014/42001: refresh the token
 and retry once), back-off and typed errors in `transport.py` (-1: at most 3 jittered exponential
 retries; 45009: WeCom's block of a minute is waited out, an hour's is raised with `retry_after`),
 mass messages, Moments and transfers in `outreach.py`.

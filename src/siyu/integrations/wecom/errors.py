@@ -7,8 +7,11 @@ global error-code page (全局错误码, developer.work.weixin.qq.com/document/p
 customer-contact API pages; the explanations say what to do, for an operator, not a developer.
 
 Codes the client acts on by itself (see `client.py`):
-  40014 invalid access_token, 42001 access_token expired, 40001 invalid credential
+  40014 invalid access_token, 42001 access_token expired
       -> drop the cached token, fetch a new one, retry the call once;
+  40001 invalid credential: in WeCom (unlike the Official Accounts platform) the secret is wrong
+      (不合法的secret参数, global error-code page); a new token would be refused the same way, so it is
+      raised at once as `WeComAuthError`, whose explanation tells the user to check the secret;
   45009 API frequency limit
       -> WeCom blocks the API for 60 s after its per-minute limit and for 60 min after its per-hour
          limit (频率限制, developer.work.weixin.qq.com/document/path/90312), and the errcode does not
@@ -72,6 +75,14 @@ EXPLANATIONS: dict[int, str] = {
         "customers. Buy or assign licences in the admin console (Management Tools > Interoperability "
         "licences); until then siyu leaves their customers as they were."
     ),
+    41050: "The welcome code has expired: WeCom accepts a welcome message within 20 seconds of the add.",
+    41051: (
+        "The welcome code was already used (externaluser has started chatting): another app or a welcome "
+        "message set in the admin console welcomed this customer first."
+    ),
+    90500: "The group's owner has not resigned: use the in-service group transfer instead.",
+    90502: "The group's owner has resigned: use the resigned members' group transfer instead.",
+    90504: "The receiving member already owns this group.",
     84074: (
         "The member has no customer-contact permission; enable customer contact for them "
         "in the admin console."
@@ -79,7 +90,7 @@ EXPLANATIONS: dict[int, str] = {
 }
 
 #: errcodes that mean the access token must be refreshed.
-TOKEN_ERRCODES = frozenset({40014, 42001, 40001})
+TOKEN_ERRCODES = frozenset({40014, 42001})
 #: errcodes that mean "slow down and try again" soon (45009 has its own windows, see `transport.py`).
 RETRYABLE_ERRCODES = frozenset({-1})
 #: The API frequency limit: WeCom then blocks the API for MINUTE_BLOCK or HOUR_BLOCK seconds.

@@ -21,7 +21,8 @@ follow the official API pages (developer.work.weixin.qq.com, 客户联系):
   POST externalcontact/groupchat/list                  limit 1..1,000 required; owner_filter.userid_list
                                                        <= 100
   POST externalcontact/groupchat/get                   unknown chat -> 40050
-  POST externalcontact/send_welcome_msg                welcome_code once, text.content <= 4000
+  POST externalcontact/send_welcome_msg                welcome_code once (again: 41051), within 20 s of
+                                                       its event (later: 41050), text.content <= 4000
 
 Where WeCom's exact errcode for a bad parameter is undocumented the fake answers 40058.
 Mass messages, Moments and transfers are in `fake_api_outreach.py`; groups are below.
@@ -40,6 +41,15 @@ Behaviours checked against the real platform, and the independent source each fo
     `get_group_chat_list`, and `external_contact_group_chat.py`), with independent Java, PHP and Go clients
     quoting the same sentence; the resigned-owner rule as a CLI generated from the same page states it.
     The errmsg text of 81017 is not documented.
+  * send_welcome_msg: a WelcomeCode already used answers 41051 "externaluser has started chatting"
+    (wechatpy 2.0's `send_welcome_msg` docstring quotes WeCom's 发送新客户欢迎语 page, with the 20 s
+    window); one older than 20 s answers 41050 (the code issue 13's comparison with WeCom's pages found
+    for an expired code; no independent client at hand confirms its errmsg).
+  * groupchat/transfer of a group whose owner has not resigned lists it in failed_chat_list with
+    errcode 90500 "the owner of this chat is not resigned" (the example answer of WeCom's 分配离职成员的
+    客户群 page, as PowerWeChat's `ResponseFailedChat` quotes it); groupchat/onjob_transfer of a resigned
+    owner's group answers 90502 and a transfer to the current owner 90504 (the 9050x codes of the same
+    pages; not confirmed by an independent client at hand).
 """
 
 from __future__ import annotations
@@ -48,6 +58,7 @@ from collections.abc import Callable
 from typing import Any
 
 from siyu.integrations.wecom.fake_state import (
+    WELCOME_CODE_SECONDS,
     ApiError,
     ContactWay,
     FakeWeComState,
@@ -257,7 +268,10 @@ def send_welcome_msg(state: FakeWeComState, query: dict[str, str], body: dict[st
         raise ApiError(40058, "text or attachments is required")
     too_long("text.content", text, 4000)
     if any(w["welcome_code"] == code for w in state.welcome_messages):
-        raise ApiError(40058, "welcome_code already used")
+        raise ApiError(41051, "welcome_code already used")
+    issued = state.welcome_codes.get(code)
+    if issued is not None and state.now() - issued > WELCOME_CODE_SECONDS:
+        raise ApiError(41050, "welcome_code expired")
     state.welcome_messages.append({"welcome_code": code, "text": text, "at": state.now()})
     return {}
 

@@ -353,7 +353,7 @@ async def c_contacts(request: Request, state: FakeWeComState, body: dict[str, An
                         "UserID": follow.userid,
                         "ExternalUserID": contact.external_userid,
                         "State": follow.state or None,
-                        "WelcomeCode": secrets.token_urlsafe(16),
+                        "WelcomeCode": state.issue_welcome_code(),
                     }
                 )
         created = [contact.external_userid for contact, _ in rows]
@@ -494,7 +494,7 @@ async def c_scan(request: Request, state: FakeWeComState, body: dict[str, Any]) 
             "UserID": userid,
             "ExternalUserID": contact.external_userid,
             "State": way.state or None,
-            "WelcomeCode": secrets.token_urlsafe(16),
+            "WelcomeCode": state.issue_welcome_code(),
         }
     delivery = await emit_event(state, fields)
     return {"external_userid": contact.external_userid, "userid": userid, "delivery": delivery}

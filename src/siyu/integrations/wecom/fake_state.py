@@ -62,10 +62,17 @@ ERRMSG: dict[int, str] = {
     84061: "not external contact",
     84074: "no external contact permission",
     40128: "customer transfer too frequent",
+    41050: "welcome code expired",
+    41051: "externaluser has started chatting",
+    90500: "the owner of this chat is not resigned",
+    90502: "the owner of this chat has resigned",
+    90504: "the new owner is already the owner",
     701008: "no valid interoperability license",
     81017: "too many visible users, owner_filter is required",
 }
 
+#: send_welcome_msg accepts a WelcomeCode this long after its add event (then 41050).
+WELCOME_CODE_SECONDS = 20
 TRANSFER_DELAY_SECONDS = 24 * 3600  # WeCom hands customers over 24 h after the request
 #: WeCom's default cap on how many customers (friends) one member may have.
 DEFAULT_CUSTOMER_LIMIT = 50_000
@@ -319,6 +326,7 @@ class FakeWeComState:
         self.callback: dict[str, str] = {}
         self.outbox: list[dict[str, Any]] = []
         self.welcome_messages: list[dict[str, Any]] = []  # externalcontact/send_welcome_msg calls accepted
+        self.welcome_codes: dict[str, float] = {}  # WelcomeCode -> when its add event was made
         self._seq = 0
 
     # --- clock, ids ---------------------------------------------------------------------
@@ -338,6 +346,12 @@ class FakeWeComState:
         self._seq += 1
         digest = hashlib.sha1(f"{self.corp_id}:{prefix}:{self._seq}".encode()).hexdigest()
         return (prefix + digest)[:length]
+
+    def issue_welcome_code(self) -> str:
+        """A WelcomeCode for an add event, valid WELCOME_CODE_SECONDS from now."""
+        code = secrets.token_urlsafe(16)
+        self.welcome_codes[code] = self.now()
+        return code
 
     # --- tokens, quotas, faults ----------------------------------------------------------
 
