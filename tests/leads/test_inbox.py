@@ -46,9 +46,6 @@ class MemoryReplier:
         self.replies.append((item_id, comment_id, text))
         return f"r{len(self.replies)}"
 
-    def send_direct_message(self, to_user_id: str, text: str) -> str:
-        return "m1"
-
 
 def admin(tenant) -> Principal:  # type: ignore[no-untyped-def]
     return Principal(tenant.org_id, tenant.admin_id, Role.admin)

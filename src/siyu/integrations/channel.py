@@ -495,12 +495,8 @@ class CustomerTransferrer(Protocol):
 
 @runtime_checkable
 class CommentReplier(Protocol):
-    """Answer a public comment under a piece of content, or message its author directly."""
+    """Answer a public comment under a piece of content."""
 
     def reply_to_comment(self, item_id: str, comment_id: str, text: str) -> str:
         """Post ``text`` as a reply to the comment; returns the platform's id of the reply."""
-        ...
-
-    def send_direct_message(self, to_user_id: str, text: str) -> str:
-        """Send ``text`` as a private message to the user; returns the platform's message id."""
         ...

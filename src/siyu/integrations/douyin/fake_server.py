@@ -3,14 +3,14 @@
 Run it with ``python -m siyu.integrations.douyin.fake_server --webhook-url http://127.0.0.1:8000/hooks/douyin/demo``
 or start ``FakeDouyinServer()`` in a background thread from a test. It serves:
 
-* ``POST /item/comment/reply/`` and ``POST /enterprise/im/message/send/`` with Douyin's answer shape
+* ``POST /item/comment/reply/`` with Douyin's answer shape
   (``{"data": {"error_code", "description", ...}, "extra": {"logid", "now"}}``), checking the
   ``access-token`` header (2190008 when wrong) and the ``open_id`` query (2190015 when not the account).
 * ``/_control/...``: ``POST config`` (webhook_url, client_key, client_secret, ...), ``POST comment``
   (a viewer comments: the server POSTs a signed ``item_comment_reply`` webhook to webhook_url;
   ``{"replay_of": msg_id}`` re-delivers an earlier one with the same Msg-Id), ``POST verify`` (the
   ``verify_webhook`` challenge; ``{"signed": false}`` sends it without a signature), ``POST fail``
-  (make the next N API calls answer an error code), ``GET replies``, ``GET messages``, ``GET deliveries``.
+  (make the next N API calls answer an error code), ``GET replies``, ``GET deliveries``.
 
 Behaviours checked against the real platform, and the independent source each follows:
 
@@ -20,6 +20,9 @@ Behaviours checked against the real platform, and the independent source each fo
   numeric challenge; the page's signing example signs a verification body, so the fake signs it by
   default). Independent receivers (Python, TypeScript, Java) accept it unsigned, so the fake can send it
   unsigned too.
+* No ``/enterprise/im/message/send/``: that enterprise-account private-message API went offline on
+  2023-05-31 (the date issue 13 records from Douyin's notice; its replacement is ``/im/send/msg/``),
+  so the fake answers it 404 like any path it does not serve.
 """
 
 from __future__ import annotations
@@ -73,7 +76,6 @@ class FakeDouyinState:
     access_token: str = "act.fake-douyin-access-token"
     webhook_url: str = ""
     replies: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     fail_code: int = 0
     fail_times: int = 0
@@ -191,25 +193,6 @@ async def comment_reply(request: Request) -> JSONResponse:
     return _answer({"error_code": 0, "description": "", "comment_id": reply_id})
 
 
-async def message_send(request: Request) -> JSONResponse:
-    """Send a private message from the account."""
-    checked = await _authorised(request)
-    if isinstance(checked, JSONResponse):
-        return checked
-    state, body = checked
-    content = body.get("content")
-    if (
-        not isinstance(body.get("to_user_id"), str)
-        or not isinstance(content, dict)
-        or not content.get("text")
-    ):
-        return _error(2100004, "参数不合法: to_user_id and content.text are required")
-    msg_id = secrets.token_hex(12)
-    with state.lock:
-        state.messages.append({**body, "msg_id": msg_id, "at": time.time()})
-    return _answer({"error_code": 0, "description": "", "msg_id": msg_id})
-
-
 def _delivery_json(d: Delivery) -> dict[str, Any]:
     return {
         "msg_id": d.msg_id,
@@ -273,14 +256,12 @@ async def control_fail(request: Request) -> JSONResponse:
 
 
 async def control_list(request: Request) -> JSONResponse:
-    """List replies, messages or deliveries."""
+    """List replies or deliveries."""
     state = _state(request)
     what = request.path_params["what"]
     with state.lock:
         if what == "replies":
             return JSONResponse(list(state.replies))
-        if what == "messages":
-            return JSONResponse(list(state.messages))
         if what == "deliveries":
             return JSONResponse([_delivery_json(d) for d in state.deliveries])
     return JSONResponse({"detail": f"unknown list {what!r}"}, status_code=404)
@@ -291,7 +272,6 @@ def create_app(state: FakeDouyinState | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/item/comment/reply/", comment_reply, methods=["POST"]),
-            Route("/enterprise/im/message/send/", message_send, methods=["POST"]),
             Route("/_control/config", control_config, methods=["POST"]),
             Route("/_control/comment", control_comment, methods=["POST"]),
             Route("/_control/verify", control_verify, methods=["POST"]),
