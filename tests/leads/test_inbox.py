@@ -514,9 +514,7 @@ def test_end_to_end_douyin_comment_to_reply_with_code(
         fake.state.webhook_url = f"{server.base_url}/hooks/douyin/{tenant.slug}"
         verify = control.post("/_control/verify").json()
         assert verify["status"] == 200 and '"challenge"' in verify["answer"]
-        sent = control.post(
-            "/_control/comment", json={"content": "求资料", "item_id": "@v42", "nick_name": "小美"}
-        ).json()
+        sent = control.post("/_control/comment", json={"content": "求资料", "item_id": "@v42"}).json()
         assert sent["status"] == 200, sent
         inbox = api.get("/api/v1/leads").json()
         [lead] = inbox

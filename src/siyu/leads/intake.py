@@ -295,8 +295,7 @@ def handle_douyin_webhook(
                 content=comment.content,
                 commented_at=comment.created_at,
                 item_id=comment.item_id,
-                commenter_id=comment.comment_user_id,
-                commenter_name=comment.nick_name,
+                commenter_id=comment.comment_user_id,  # Douyin sends no name: the inbox says so
             )
         ],
         origin="webhook",

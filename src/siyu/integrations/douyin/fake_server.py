@@ -20,6 +20,11 @@ Behaviours checked against the real platform, and the independent source each fo
   numeric challenge; the page's signing example signs a verification body, so the fake signs it by
   default). Independent receivers (Python, TypeScript, Java) accept it unsigned, so the fake can send it
   unsigned too.
+* ``item_comment_reply`` events carry the commenter only as ``from_user_id`` / ``comment_user_id``
+  (open_id): no ``nick_name`` and no ``avatar``, as the event's documented content lists them
+  (comment_id, comment_user_id, content, create_time, digg_count, reply_comment_total,
+  reply_to_comment_id, reply_to_item_id, at_user_id); issue 13's comparison with the .NET client
+  SKIT.FlurlHttpClient.ByteDance's event model found only the fake sending names.
 * No ``/enterprise/im/message/send/``: that enterprise-account private-message API went offline on
   2023-05-31 (the date issue 13 records from Douyin's notice; its replacement is ``/im/send/msg/``),
   so the fake answers it 404 like any path it does not serve.
@@ -108,7 +113,6 @@ class FakeDouyinState:
         *,
         item_id: str = "@fakeVideo0001",
         comment_user_id: str = "",
-        nick_name: str = "",
         comment_id: str = "",
         msg_id: str | None = None,
     ) -> tuple[DouyinComment, Delivery]:
@@ -119,7 +123,6 @@ class FakeDouyinState:
             content=content,
             item_id=item_id,
             created_at=datetime.now(UTC),
-            nick_name=nick_name,
         )
         body = comment_event_body(self.client_key, self.account_open_id, comment, log_id=secrets.token_hex(8))
         return comment, self.deliver(body, msg_id=msg_id)
@@ -224,9 +227,7 @@ async def control_comment(request: Request) -> JSONResponse:
         return JSONResponse(_delivery_json(delivery))
     if not isinstance(body.get("content"), str):
         return JSONResponse({"detail": "content (the comment text) is required"}, status_code=422)
-    kwargs = {
-        k: str(body[k]) for k in ("item_id", "comment_user_id", "nick_name", "comment_id") if body.get(k)
-    }
+    kwargs = {k: str(body[k]) for k in ("item_id", "comment_user_id", "comment_id") if body.get(k)}
     comment, delivery = await run_in_threadpool(lambda: state.comment(body["content"], **kwargs))
     return JSONResponse(
         {

@@ -61,15 +61,17 @@ class DouyinEvent:
 
 @dataclass(frozen=True, slots=True)
 class DouyinComment:
-    """A comment under one of the account's videos (``item_comment_reply``)."""
+    """A comment under one of the account's videos (``item_comment_reply``).
+
+    Douyin sends no name or avatar of the commenter with the event (only their open_id, as
+    ``comment_user_id``), and siyu knows no documented API that gives an enterprise account a
+    commenter's nickname, so a comment from the webhook has none (the inbox says so)."""
 
     comment_id: str
     comment_user_id: str
     content: str
     item_id: str
     created_at: datetime
-    nick_name: str = ""
-    avatar: str = ""
     reply_to_comment_id: str = ""
 
 
@@ -149,8 +151,6 @@ def parse_comment(event: DouyinEvent) -> DouyinComment:
             c.get("reply_to_item_id") or c.get("item_id"), "content.reply_to_item_id", required=True
         ),
         created_at=created_at,
-        nick_name=_str(c.get("nick_name"), "content.nick_name"),
-        avatar=_str(c.get("avatar"), "content.avatar"),
         reply_to_comment_id=_str(c.get("reply_to_comment_id"), "content.reply_to_comment_id"),
     )
 
@@ -169,8 +169,6 @@ def comment_event_body(
         "reply_to_comment_id": comment.reply_to_comment_id,
         "reply_to_item_id": comment.item_id,
         "at_user_id": "",
-        "avatar": comment.avatar,
-        "nick_name": comment.nick_name,
     }
     body = {
         "event": COMMENT_EVENT,

@@ -1,8 +1,8 @@
-"""Douyin's URL verification as the platform sends it, through the fake Douyin server and the live app.
+"""Douyin as the platform behaves, through the fake Douyin server and the live app.
 
-The documented request is ``{"event": "verify_webhook", "client_key": "", "content": {"challenge": N}}``:
+URL verification: the documented request is ``{"event": "verify_webhook", "client_key": "", "content": {"challenge": N}}``:
 an empty client key, and possibly no X-Douyin-Signature. Without an answer the webhook URL cannot be
-saved in Douyin's console.
+saved in Douyin's console. Comment events name the commenter by open_id only: no nickname, no avatar.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from tests.wecom.conftest import console_login
 
 from siyu.integrations.douyin import webhook as dy
 from siyu.integrations.douyin.fake_server import FakeDouyinServer
@@ -90,3 +91,40 @@ def test_the_documented_verification_is_answered_signed_or_not(
         )
         == 0
     )
+
+
+@pytest.mark.slow
+def test_a_douyin_commenter_has_no_name_and_the_inbox_says_why(
+    app: Any, client: Any, db: Session, tenant: Any, douyin: FakeDouyinServer
+) -> None:
+    st = douyin.state
+    service.configure_douyin(
+        db,
+        tenant.org_id,
+        SECRET_KEY,
+        client_key=st.client_key,
+        client_secret=st.client_secret,
+        account_open_id=st.account_open_id,
+        access_token=st.access_token,
+        api_base_url=douyin.base_url,
+    )
+    db.commit()
+    warm_classifier(app.state.settings)
+    with (
+        LoopbackServer(app, name="siyu") as server,
+        httpx.Client(base_url=douyin.base_url, timeout=120) as control,
+    ):
+        st.webhook_url = f"{server.base_url}/hooks/douyin/{tenant.slug}"
+        sent = control.post(
+            "/_control/comment", json={"content": "求资料", "comment_user_id": "_000fan7"}
+        ).json()
+        assert sent["status"] == 200, sent
+    content = json.loads(json.loads(sent["body"])["content"])
+    assert "nick_name" not in content and "avatar" not in content  # as Douyin sends it
+    client.cookies.set("lang", "en")
+    console_login(client, f"operator@{tenant.slug}.test")
+    inbox = client.get("/leads/inbox").text
+    assert "求资料" in inbox and "data-commenter-unnamed" in inbox
+    assert "No name (Douyin does not send it)" in inbox and "_000fan7" in inbox
+    client.cookies.set("lang", "zh_CN")
+    assert "无昵称（抖音不提供）" in client.get("/leads/inbox").text
