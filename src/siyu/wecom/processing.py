@@ -461,6 +461,12 @@ def _contact_event(
     return f"{outcome} (customer {customer_id})"
 
 
+#: The group-change callback's JoinScene (0 invited by a member, directly or by link; 3 scanned the group's
+#: QR code) in groupchat/get's terms (1 invited directly, 2 invited by link, 3 QR code), the one meaning the
+#: join_scene column holds: the callback cannot tell a direct invitation from a link, so 0 becomes 1.
+CALLBACK_JOIN_SCENES = {0: 1, 3: 3}
+
+
 def _chat_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None) -> str:
     chat_id, change, at = str(event.get("chat_id") or ""), event.get("change_type"), _event_time(event)
     if not chat_id:
@@ -469,9 +475,15 @@ def _chat_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeCo
         dismiss_group(db, org_id, chat_id, at=at)
         return "group dismissed"
     detail = event.get("update_detail")
-    if change == "update" and detail in ("add_member", "del_member"):
+    # Without MemChangeList WeCom did not say who joined or left: read the group (below) instead of
+    # recording a change of nobody.
+    if change == "update" and detail in ("add_member", "del_member") and event.get("mem_change_list"):
         joined = detail == "add_member"
-        scene = event.get("join_scene") if joined else event.get("quit_scene")
+        if joined:
+            raw = event.get("join_scene")
+            scene = CALLBACK_JOIN_SCENES.get(raw, raw) if raw is not None else None
+        else:
+            scene = event.get("quit_scene")
         group = apply_member_change(
             db, org_id, chat_id, list(event.get("mem_change_list") or []), joined=joined, at=at, scene=scene
         )

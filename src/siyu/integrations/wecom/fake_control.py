@@ -14,6 +14,12 @@ with `<xml><ToUserName/><AgentID/><Encrypt/></xml>`; a non-200 answer is retried
 `callback.retries` times. Every event is also kept in `/_control/events`. Events produced
 inside the state's synchronous code (a handover failing when the clock moves) wait in
 `state.pending_events` and are sent by the control call that caused them (or the next one).
+
+Group-change callbacks (客户群变更事件) carry JoinScene in the callback's own terms, 0 invited by a member
+and 3 scanned the group's QR code (the page's field list, which `crypto.py` documents too), while groupchat/get's member_list.join_scene is 1 direct invitation, 2 invitation
+link, 3 QR code (获取客户群详情). A member change may come without MemChangeList
+(`omit_mem_change_list`): the page marks the list as present only for some changes, so receivers must
+read the group.
 """
 
 from __future__ import annotations
@@ -418,7 +424,8 @@ async def c_groups(request: Request, state: FakeWeComState, body: dict[str, Any]
 
 async def c_group_change(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
     """Members join (action=join) or quit (action=quit) a group, or its owner dismisses it (action=dismiss);
-    emits change_external_chat update / dismiss."""
+    emits change_external_chat update / dismiss (``omit_mem_change_list``: without MemChangeList, as WeCom
+    may send it)."""
     action = request.path_params["action"]
     with state.lock:
         group = state.groups.get(request.path_params["chat_id"])
@@ -437,7 +444,7 @@ async def c_group_change(request: Request, state: FakeWeComState, body: dict[str
             "ChangeType": "update",
         }
         if action == "join":
-            scene = int(body.get("join_scene", 3))
+            scene = int(body.get("join_scene", 3))  # groupchat/get's terms: 1 direct, 2 link, 3 QR code
             for uid in userids:
                 group.members.append(
                     {
@@ -448,19 +455,17 @@ async def c_group_change(request: Request, state: FakeWeComState, body: dict[str
                         "invitor": {"userid": group.owner},
                     }
                 )
-            fields.update(UpdateDetail="add_member", JoinScene=scene)
+            # The callback's own terms: 0 invited by a member (directly or by link), 3 scanned the QR code.
+            fields.update(UpdateDetail="add_member", JoinScene=3 if scene == 3 else 0)
         elif action == "quit":
             group.members = [m for m in group.members if m["userid"] not in userids]
             fields.update(UpdateDetail="del_member", QuitScene=int(body.get("quit_scene", 0)))
         else:
             raise ApiError(40058, f"unknown group action {action!r}")
         group.version += 1
-        fields.update(
-            MemChangeCnt=len(userids),
-            MemChangeList=userids,
-            LastMemVer=str(last),
-            CurMemVer=str(group.version),
-        )
+        fields.update(MemChangeCnt=len(userids), LastMemVer=str(last), CurMemVer=str(group.version))
+        if not body.get("omit_mem_change_list"):
+            fields["MemChangeList"] = userids
     return await emit_event(state, fields)
 
 
