@@ -185,9 +185,14 @@ def test_transfer_fail_callbacks_settle_rows_shown_in_api_and_console(
     assert _row(db, org, "wm_0000").status == TransferStatus.refused
     # The 24 hours end with room for one: the other customer's hand-over fails, pushed the same way.
     moved = fake.post("clock", {"advance": DAY + 5})
-    assert [d["delivered"] for d in moved["deliveries"]] == [True]
+    # The success is pushed to the leaver's side as del_external_contact Source=DELETE_BY_TRANSFER.
+    assert [(d["fields"]["ChangeType"], d["delivered"]) for d in moved["deliveries"]] == [
+        ("del_external_contact", True),
+        ("transfer_fail", True),
+    ]
     assert _row(db, org, "wm_0002").status == TransferStatus.taker_full
-    assert _row(db, org, "wm_0001").status == TransferStatus.waiting  # a success has no callback: polling
+    # That callback ends the leaver's relation; the hand-over itself is settled by polling.
+    assert _row(db, org, "wm_0001").status == TransferStatus.waiting
     listed = {
         r["external_userid"]: r for r in client.get("/api/v1/wecom/transfers", headers=tenant.auth()).json()
     }

@@ -135,7 +135,7 @@ def test_resigned_transfer_and_bad_requests(
     early = transfer_groups(
         db, org, wecom, from_account_id=acc["leaver"], to_account_id=acc["heir"], kind="resigned"
     )
-    assert early.moved == [] and early.failed[0]["errcode"] == 40058  # the owner has not resigned yet
+    assert early.moved == [] and early.failed[0]["errcode"] == 90500  # the owner has not resigned yet
     with pytest.raises(Invalid, match="must differ"):
         request_transfer(db, org, wecom, from_account_id=acc["leaver"], to_account_id=acc["leaver"])
     with pytest.raises(Invalid, match="no message"):

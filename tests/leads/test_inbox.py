@@ -46,9 +46,6 @@ class MemoryReplier:
         self.replies.append((item_id, comment_id, text))
         return f"r{len(self.replies)}"
 
-    def send_direct_message(self, to_user_id: str, text: str) -> str:
-        return "m1"
-
 
 def admin(tenant) -> Principal:  # type: ignore[no-untyped-def]
     return Principal(tenant.org_id, tenant.admin_id, Role.admin)
@@ -561,9 +558,7 @@ def test_end_to_end_douyin_comment_to_reply_with_code(
         fake.state.webhook_url = f"{server.base_url}/hooks/douyin/{tenant.slug}"
         verify = control.post("/_control/verify").json()
         assert verify["status"] == 200 and '"challenge"' in verify["answer"]
-        sent = control.post(
-            "/_control/comment", json={"content": "求资料", "item_id": "@v42", "nick_name": "小美"}
-        ).json()
+        sent = control.post("/_control/comment", json={"content": "求资料", "item_id": "@v42"}).json()
         assert sent["status"] == 200, sent
         inbox = api.get("/api/v1/leads").json()
         [lead] = inbox

@@ -42,9 +42,8 @@ def comment_body(
     user: str = "_000fan1",
     item: str = "@video7",
     client_key: str = CLIENT_KEY,
-    nick: str = "小李",
 ) -> bytes:
-    comment = dy.DouyinComment(comment_id, user, text, item, datetime(2026, 11, 23, 4, 0, tzinfo=UTC), nick)
+    comment = dy.DouyinComment(comment_id, user, text, item, datetime(2026, 11, 23, 4, 0, tzinfo=UTC))
     return dy.comment_event_body(client_key, ACCOUNT, comment)
 
 
@@ -110,7 +109,7 @@ def test_high_intent_comment_becomes_a_lead_with_deadline(
     comment = db.get(Comment, lead.comment_id)
     assert comment is not None and comment.intent == "material" and comment.confidence > 0.5
     customer = db.get(Customer, lead.customer_id)
-    assert customer is not None and customer.name == "小李"
+    assert customer is not None and customer.name == ""  # Douyin sends no commenter name
     assert customer.source == "douyin_comment" and "@video7" in (customer.source_detail or "")
     ident = db.scalar(select(CustomerIdentity).where(CustomerIdentity.customer_id == customer.id))
     assert ident is not None and (ident.kind, ident.value) == (IdentityKind.douyin_open_id, "_000fan1")

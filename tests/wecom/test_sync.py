@@ -24,6 +24,7 @@ from siyu.customers.models import (
 )
 from siyu.groups.models import CustomerGroup, GroupMember, GroupStatus
 from siyu.integrations.wecom.client import WeComClient
+from siyu.integrations.wecom.errors import WeComRateLimited
 from siyu.kit.clock import utcnow
 from siyu.kit.db import make_sessionmaker
 from siyu.kit.errors import Conflict
@@ -192,15 +193,30 @@ def test_token_expiry_mid_sync_still_completes(
     )
 
 
-def test_rate_limit_45009_backs_off_and_completes(db: Session, tenant: Any, fake: Control) -> None:
+def test_rate_limit_45009_waits_the_minute_out_and_completes(db: Session, tenant: Any, fake: Control) -> None:
     _world(fake)
     sleeps = Sleeps()
     client = WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=sleeps)
-    fake.post("faults", {"api": "externalcontact/batch/get_by_user", "errcodes": [45009, 45009]})
+    fake.post("faults", {"api": "externalcontact/batch/get_by_user", "errcodes": [45009]})
     report = full_sync(db, tenant.org_id, client)
     assert report.contacts_seen == 3
-    assert len(sleeps) == 2 and all(s > 0 for s in sleeps)
-    assert [c["errcode"] for c in fake.calls("externalcontact/batch/get_by_user")][:3] == [45009, 45009, 0]
+    assert sleeps == [60.0]  # WeCom blocks the API for a minute after its per-minute limit
+    errcodes = [c["errcode"] for c in fake.calls("externalcontact/batch/get_by_user")]
+    assert errcodes.count(45009) == 1 and errcodes.count(0) >= 1
+
+
+def test_the_hourly_block_fails_the_sync_in_words(engine: Engine, tenant: Any, fake: Control) -> None:
+    _world(fake)
+    fake.post("config", {"hourly_rate_limits": {"externalcontact/get_follow_user_list": 0}})
+    sleeps = Sleeps()
+    client = WeComClient(fake.corp_id, SECRET, base_url=fake.base_url, session=MemoryStorage(), sleep=sleeps)
+    with pytest.raises(WeComRateLimited) as info:
+        run_sync(make_sessionmaker(engine), tenant.org_id, client)
+    assert info.value.retry_after == 3600.0 and sleeps == [60.0]
+    with make_sessionmaker(engine)() as db:
+        run = db.scalar(select(WeComSyncRun).where(WeComSyncRun.org_id == tenant.org_id))
+        assert run is not None and run.status == "failed"
+        assert "for an hour after 150,000 calls in an hour" in run.error
 
 
 def test_pacer_keeps_a_quota_window_under_the_limit() -> None:
@@ -218,6 +234,24 @@ def test_pacer_keeps_a_quota_window_under_the_limit() -> None:
     assert pacer.waited > 0
     with pytest.raises(ValueError):
         TokenBucket(0, 1)
+
+
+def test_pacer_keeps_an_hour_window_under_the_hourly_limit_too() -> None:
+    now = [0.0]
+    # WeCom's ratio: 10,000 a minute but only 150,000 an hour (15 minutes at the minute's pace).
+    pacer = ApiPacer(100, per_hour=1500, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    stamps = []
+    for _ in range(4000):
+        pacer.acquire("externalcontact/get")
+        stamps.append(now[0])
+    minutes: dict[int, int] = {}
+    hours: dict[int, int] = {}
+    for t in stamps:
+        minutes[int(t // 60)] = minutes.get(int(t // 60), 0) + 1
+        hours[int(t // 3600)] = hours.get(int(t // 3600), 0) + 1
+    assert max(minutes.values()) <= 100 and max(hours.values()) <= 1500
+    # Paced by the hour, not only by the minute: 4,000 calls take well over two hours.
+    assert now[0] > 2 * 3600
 
 
 def test_run_sync_records_the_last_report_and_failures(

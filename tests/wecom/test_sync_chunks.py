@@ -18,8 +18,9 @@ from siyu.kit import bulk
 from siyu.kit.bulk import driver_datetime, insert_rows
 from siyu.kit.clock import utcnow
 from siyu.kit.db import make_sessionmaker
-from siyu.wecom.sync import SyncReport, _member_batches, full_sync
+from siyu.wecom.sync import _member_batches, full_sync
 from siyu.wecom.sync_contacts import SyncState, apply_contacts, preload
+from siyu.wecom.sync_report import SyncReport
 
 from .conftest import SECRET, Control, active_follows
 

@@ -71,6 +71,7 @@ class GroupMember(Base):
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id", ondelete="SET NULL"))
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # 1 invited directly, 2 invited by link, 3 QR code (a carrier's other codes are mapped to these)
     join_scene: Mapped[int | None]
     quit_at: Mapped[datetime | None]
     quit_scene: Mapped[int | None]

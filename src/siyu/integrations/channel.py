@@ -94,6 +94,16 @@ class ContactDetail:
     next_cursor: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class ContactPage(Page[ContactWithFollow]):
+    """A page of customers with follow info, and the members the carrier would not read.
+
+    `unlicensed`: members of the request whose customers were not returned because they lack the
+    carrier's licence to reach customers (WeCom's 互通许可); their relations are unknown, not gone."""
+
+    unlicensed: tuple[str, ...] = ()
+
+
 @runtime_checkable
 class ContactSync(Protocol):
     """Read the customers of the organization, per operator, with paging."""
@@ -108,7 +118,7 @@ class ContactSync(Protocol):
 
     def list_contacts_by_user(
         self, userids: Sequence[str], cursor: str = "", limit: int = 100
-    ) -> Page[ContactWithFollow]:
+    ) -> ContactPage:
         """Return one page of customers (with follow info) of the given members."""
         ...
 
@@ -485,12 +495,8 @@ class CustomerTransferrer(Protocol):
 
 @runtime_checkable
 class CommentReplier(Protocol):
-    """Answer a public comment under a piece of content, or message its author directly."""
+    """Answer a public comment under a piece of content."""
 
     def reply_to_comment(self, item_id: str, comment_id: str, text: str) -> str:
         """Post ``text`` as a reply to the comment; returns the platform's id of the reply."""
-        ...
-
-    def send_direct_message(self, to_user_id: str, text: str) -> str:
-        """Send ``text`` as a private message to the user; returns the platform's message id."""
         ...

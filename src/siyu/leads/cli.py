@@ -136,7 +136,6 @@ def simulate(
     ] = "http://127.0.0.1:8971",
     siyu_url: Annotated[str, typer.Option("--siyu", help="Where siyu serves.")] = "http://127.0.0.1:8000",
     item_id: Annotated[str, typer.Option(help="The video the comment is under.")] = "@demoVideo0001",
-    nick_name: Annotated[str, typer.Option(help="The commenter's nickname.")] = "抖音用户",
 ) -> None:
     """Demo: connect the org to the fake Douyin server (once) and have a viewer post a signed comment."""
     import httpx
@@ -167,9 +166,7 @@ def simulate(
             control.post(
                 "/_control/config", json={"webhook_url": f"{siyu_url.rstrip('/')}/hooks/douyin/{org}"}
             )
-            sent = control.post(
-                "/_control/comment", json={"content": text, "item_id": item_id, "nick_name": nick_name}
-            ).json()
+            sent = control.post("/_control/comment", json={"content": text, "item_id": item_id}).json()
     except httpx.HTTPError as exc:
         raise _fail(f"cannot reach the fake Douyin server at {fake}: {exc}") from exc
     console.print(

@@ -149,7 +149,9 @@ WECOM_WRITEBACK_ERRORS = {
     "40058": N_("WeCom refused a value, for example a remark longer than 20 characters."),
     "40068": N_("The tag no longer exists in WeCom's tag library: sync now to refresh the tags."),
     "40096": N_("The customer is not a contact of this WeCom company."),
-    "45009": N_("WeCom's rate limit was reached; the change is tried again after a minute."),
+    "45009": N_(
+        "WeCom's rate limit was reached; the change is tried again once WeCom lifts its block (after a minute, or after an hour once its hourly limit was reached)."
+    ),
     "45033": N_("Too many calls to WeCom at once; the change is tried again in a few seconds."),
     "48002": N_(
         "The WeCom app may not write customer tags or remarks: add it to the apps allowed to call the "

@@ -147,13 +147,29 @@ def apply_follow(
     )
 
 
+EndedBy = Literal["customer", "staff", "transfer"]
+#: del_external_contact's Source when an in-service hand-over (在职继承) moved the customer to another member.
+DELETE_BY_TRANSFER = "DELETE_BY_TRANSFER"
+
+
+def ended_by(event: Mapping[str, Any]) -> EndedBy:
+    """Who ended a follow, from a del_external_contact / del_follow_user callback.
+
+    del_follow_user: the customer deleted the member. del_external_contact: the member deleted the customer,
+    unless its Source is DELETE_BY_TRANSFER: then WeCom ended the handing-over member's relation because a
+    hand-over completed, which is no deletion by anyone (no staff-deletion alert)."""
+    if event.get("change_type") == "del_follow_user":
+        return "customer"
+    return "transfer" if event.get("source") == DELETE_BY_TRANSFER else "staff"
+
+
 def end_follow(
     db: Session,
     org_id: int,
     external_userid: str,
     userid: str,
     *,
-    by: Literal["customer", "staff"],
+    by: EndedBy,
     at: datetime,
 ) -> FollowRelation | None:
     """Record that a follow ended at ``at``; an end older than the relation's start is ignored (None)."""
@@ -376,11 +392,12 @@ def _contact_event(
     if change in ("del_external_contact", "del_follow_user"):
         if not userid:
             return "ignored: no UserID"
-        # del_external_contact: the member deleted the customer; del_follow_user: the customer deleted the member.
-        by: Literal["customer", "staff"] = "staff" if change == "del_external_contact" else "customer"
+        by = ended_by(event)
         rel = end_follow(db, org_id, eid, userid, by=by, at=at)
         if rel is None:
             return "stale end ignored"
+        if by == "transfer":
+            return "follow ended by a hand-over"
         channel_health.note_deletion(db, org_id, rel.account_id, by=by, at=at)
         return "follow ended"
     if change == "transfer_fail":
@@ -445,6 +462,12 @@ def _contact_event(
     return f"{outcome} (customer {customer_id})"
 
 
+#: The group-change callback's JoinScene (0 invited by a member, directly or by link; 3 scanned the group's
+#: QR code) in groupchat/get's terms (1 invited directly, 2 invited by link, 3 QR code), the one meaning the
+#: join_scene column holds: the callback cannot tell a direct invitation from a link, so 0 becomes 1.
+CALLBACK_JOIN_SCENES = {0: 1, 3: 3}
+
+
 def _chat_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None) -> str:
     chat_id, change, at = str(event.get("chat_id") or ""), event.get("change_type"), _event_time(event)
     if not chat_id:
@@ -453,9 +476,15 @@ def _chat_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeCo
         dismiss_group(db, org_id, chat_id, at=at)
         return "group dismissed"
     detail = event.get("update_detail")
-    if change == "update" and detail in ("add_member", "del_member"):
+    # Without MemChangeList WeCom did not say who joined or left: read the group (below) instead of
+    # recording a change of nobody.
+    if change == "update" and detail in ("add_member", "del_member") and event.get("mem_change_list"):
         joined = detail == "add_member"
-        scene = event.get("join_scene") if joined else event.get("quit_scene")
+        if joined:
+            raw = event.get("join_scene")
+            scene = CALLBACK_JOIN_SCENES.get(raw, raw) if raw is not None else None
+        else:
+            scene = event.get("quit_scene")
         group = apply_member_change(
             db, org_id, chat_id, list(event.get("mem_change_list") or []), joined=joined, at=at, scene=scene
         )
@@ -546,7 +575,7 @@ def apply_contact_batch(
     holders: list[int] = []  # the event of each profile record
     follows: list[list[FollowInfo]] = []  # per profile record; empty for ends
     edits: set[int] = set()  # profile records whose WeCom tags replace the mirrored ones
-    ends: list[tuple[int, str, Literal["customer", "staff"], datetime]] = []  # (record, userid, by, at)
+    ends: list[tuple[int, str, EndedBy, datetime]] = []  # (record, userid, by, at)
     codes: dict[str, Any] = {}
     for i, event in enumerate(events):
         change, eid = event.get("change_type"), str(event.get("external_user_id") or "")
@@ -555,9 +584,7 @@ def apply_contact_batch(
             if not userid:
                 outcomes[i] = "ignored: no UserID"
                 continue
-            ends.append(
-                (len(profiles), userid, "staff" if change == "del_external_contact" else "customer", at)
-            )
+            ends.append((len(profiles), userid, ended_by(event), at))
             profiles.append(
                 ProfileRecord([(IdentityKind.wecom_external_userid.value, eid)], added_at=at, row=i)
             )
@@ -620,10 +647,17 @@ def apply_contact_batch(
         origin=ORIGIN,
     )
     channel_health.note_deletions(
-        db, org_id, [(account(u), by, at) for (_, u, by, at), went in zip(ends, ended, strict=True) if went]
+        db,
+        org_id,
+        [
+            (account(u), by, at)
+            for (_, u, by, at), went in zip(ends, ended, strict=True)
+            if went and by != "transfer"  # a hand-over is no deletion
+        ],
     )
-    for (r, _, _, _), went in zip(ends, ended, strict=True):
-        outcomes[holders[r]] = "follow ended" if went else "stale end ignored"
+    for (r, _, by, _), went in zip(ends, ended, strict=True):
+        done_text = "follow ended by a hand-over" if by == "transfer" else "follow ended"
+        outcomes[holders[r]] = done_text if went else "stale end ignored"
     ending = {r for r, _, _, _ in ends}
     contact_rows = [r for r in range(len(holders)) if r not in ending]
     # Adds with a State: the add-through-a-code use case, all of the batch's at once.

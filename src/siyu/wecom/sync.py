@@ -18,13 +18,10 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,89 +39,12 @@ from siyu.wecom.models import WeComSyncRun
 from siyu.wecom.pacing import ApiPacer
 from siyu.wecom.sync_contacts import ORIGIN, SyncState, apply_contacts, mirrored_groups, preload
 from siyu.wecom.sync_groups import list_chat_ids, sync_groups
+from siyu.wecom.sync_report import Caller, SyncReport
 
-T = TypeVar("T")
 MEMBERS_PER_PAGE = 100  # batch/get_by_user takes at most 100 userids
 PREFETCH_PAGES = 50
 FETCH_THREADS = 3
 GROUP_PREFETCH = 200  # group snapshots read ahead of their turn (each holds up to 500 members)
-
-
-class KindCounts(BaseModel):
-    """What the sync did to one kind of record."""
-
-    created: int = 0
-    updated: int = 0
-    ended: int = 0
-
-
-class SyncReport(BaseModel):
-    """Counts of created/updated/ended per kind, samples of what changed, and where the time went."""
-
-    org_id: int
-    started_at: str = ""
-    finished_at: str = ""
-    members: int = 0
-    contacts_seen: int = 0
-    follows_seen: int = 0
-    groups_seen: int = 0
-    merged: int = Field(default=0, description="Profiles merged because WeCom showed a shared unionid.")
-    counts: dict[str, KindCounts] = Field(default_factory=dict)
-    samples: dict[str, list[str]] = Field(default_factory=dict)
-    api_calls: int = 0
-    api_seconds: float = Field(
-        default=0.0, description="Time inside WeCom calls (HTTP, back-off included), summed over threads."
-    )
-    wait_seconds: float = Field(default=0.0, description="Time waiting for the client-side quota.")
-    siyu_seconds: float = Field(default=0.0, description="Time in siyu itself (database, mapping).")
-    background_api_seconds: float = Field(
-        default=0.0,
-        description="Of api + wait: calls made by the fetch threads (contact pages, groups) "
-        "in parallel with siyu's writes (summed over those threads).",
-    )
-
-    def count(self, kind: str, what: str, n: int = 1) -> None:
-        """Add `n` to one counter."""
-        counts = self.counts.setdefault(kind, KindCounts())
-        setattr(counts, what, getattr(counts, what) + n)
-
-    def sample(self, kind: str, text: str, limit: int = 10) -> None:
-        """Keep a few examples of each kind of change for the operator."""
-        bucket = self.samples.setdefault(kind, [])
-        if len(bucket) < limit:
-            bucket.append(text)
-
-    def changed(self) -> int:
-        """Total of every counter."""
-        return sum(c.created + c.updated + c.ended for c in self.counts.values())
-
-
-@dataclass
-class Caller:
-    """Calls the adapter through the pacer, timing API time and quota waits separately.
-
-    Calls from any thread but the one that made the Caller (the sync's) are counted as background:
-    they overlap siyu's own work instead of adding to it."""
-
-    pacer: ApiPacer | None
-    report: SyncReport
-    clock: Callable[[], float] = time.perf_counter
-    lock: threading.Lock = field(default_factory=threading.Lock)  # the fetch threads report concurrently
-    owner: threading.Thread = field(default_factory=threading.current_thread)
-
-    def __call__(self, api: str, fn: Callable[[], T]) -> T:
-        waited = self.pacer.acquire(api) if self.pacer is not None else 0.0
-        start = self.clock()
-        try:
-            return fn()
-        finally:
-            spent = self.clock() - start
-            with self.lock:
-                self.report.wait_seconds += waited
-                self.report.api_seconds += spent
-                self.report.api_calls += 1
-                if threading.current_thread() is not self.owner:
-                    self.report.background_api_seconds += waited + spent
 
 
 class WeComSource(ContactSync, CorpTagReader, GroupReader, Protocol):
@@ -179,10 +99,11 @@ def _full_sync(
     queues: list[queue.Queue[list[ContactWithFollow] | BaseException | None]] = [
         queue.Queue(maxsize=max(2, PREFETCH_PAGES // max(1, fetching))) for _ in range(fetching)
     ]
+    unlicensed: set[str] = set()
     fetchers = [
         threading.Thread(
             target=_fetch_pages,
-            args=(call, client, batches[k::FETCH_THREADS], queues[k], stop),
+            args=(call, client, batches[k::FETCH_THREADS], queues[k], unlicensed, stop),
             name=f"wecom-sync-fetch-{k}",
             daemon=True,
         )
@@ -194,7 +115,10 @@ def _full_sync(
     if include_groups:
         fetchers.append(
             threading.Thread(
-                target=_fetch_groups, args=(call, client, groups, stop), name="wecom-sync-groups", daemon=True
+                target=_fetch_groups,
+                args=(call, client, userids, groups, stop),
+                name="wecom-sync-groups",
+                daemon=True,
             )
         )
     for fetcher in fetchers:
@@ -224,6 +148,8 @@ def _full_sync(
                     buffer = []
         if buffer:
             apply_contacts(db, org_id, buffer, report, state)
+        # Every fetcher has handed over its last page, so the set is complete.
+        _note_unlicensed(unlicensed, report, state)
         _end_stale_follows(db, org_id, report, state)
         _reconcile_customer_tags(db, org_id, report, state)
         # Each new profile dated by its earliest follow, now that every member's pages were read.
@@ -232,7 +158,14 @@ def _full_sync(
         if include_groups:
             chat_ids: list[str] = take(groups)
             sync_groups(
-                db, org_id, chat_ids, (take(groups) for _ in chat_ids), report, state.accounts, state.holders
+                db,
+                org_id,
+                chat_ids,
+                (take(groups) for _ in chat_ids),
+                report,
+                state.accounts,
+                state.holders,
+                owners=set(userids),
             )
     finally:
         stop.set()
@@ -270,11 +203,13 @@ def _fetch_pages(
     client: WeComSource,
     batches: list[list[str]],
     pages: queue.Queue[list[ContactWithFollow] | BaseException | None],
+    unlicensed: set[str],
     stop: threading.Event,
 ) -> None:
     """Producer: the contacts of each batch of members, one cursor page at a time, then None.
 
-    An error is handed over in place of the next page; the consumer re-raises it when it reads there.
+    Members WeCom would not read (no interoperability licence) are added to ``unlicensed``. An error is
+    handed over in place of the next page; the consumer re-raises it when it reads there.
     """
     try:
         for members in batches:
@@ -284,6 +219,9 @@ def _fetch_pages(
                     "externalcontact/batch/get_by_user",
                     partial(client.list_contacts_by_user, members, cursor=cursor, limit=100),
                 )
+                if page.unlicensed:
+                    with call.lock:
+                        unlicensed.update(page.unlicensed)
                 _put(pages, page.items, stop)
                 if not page.next_cursor:
                     break
@@ -296,12 +234,14 @@ def _fetch_pages(
 def _fetch_groups(
     call: Caller,
     client: WeComSource,
+    owners: list[str],
     out: queue.Queue[list[str] | GroupChat | BaseException | None],
     stop: threading.Event,
 ) -> None:
-    """Producer: the list of chat ids, then each group's snapshot in that order (an error in place of one)."""
+    """Producer: the chat ids of the owners' groups, then each group's snapshot in that order (an error in
+    place of one)."""
     try:
-        chat_ids = list_chat_ids(call, client)
+        chat_ids = list_chat_ids(call, client, owners)
         _put(out, chat_ids, stop)
         for chat_id in chat_ids:
             if stop.is_set():
@@ -373,6 +313,18 @@ def _sync_members(db: Session, org_id: int, userids: list[str], report: SyncRepo
 # --- after the contacts ----------------------------------------------------------------------------
 
 
+def _note_unlicensed(unlicensed: set[str], report: SyncReport, state: SyncState) -> None:
+    """Remember the members WeCom would not read: the sync leaves their relations and tags alone."""
+    if not unlicensed:
+        return
+    report.unlicensed_members = sorted(unlicensed)
+    state.unlicensed = {state.accounts[u] for u in unlicensed if u in state.accounts}
+    report.sample(
+        "accounts",
+        f"{len(unlicensed)} members without an interoperability licence: their customers left as they were",
+    )
+
+
 def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: SyncState) -> None:
     """End active follows of listed members that WeCom no longer has (a deletion whose callback was lost).
 
@@ -380,7 +332,8 @@ def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: Sync
     not a second read of the whole table: that re-read 150,000 rows in a 100,000-contact sync, and it would
     also have ended relations a callback added during the sync after their member's pages were read.
     """
-    listed = set(state.accounts.values())
+    # An unlicensed member's customers were not listed, not deleted: WeCom did not say either way.
+    listed = set(state.accounts.values()) - state.unlicensed
     active = FollowStatus.active.value
     seen = state.seen_follows
     stale = sorted(
@@ -400,12 +353,24 @@ def _end_stale_follows(db: Session, org_id: int, report: SyncReport, state: Sync
 
 
 def _reconcile_customer_tags(db: Session, org_id: int, report: SyncReport, state: SyncState) -> None:
-    """Customer tags of WeCom tags follow WeCom, for the customers the sync saw; hand-made tags stay."""
+    """Customer tags of WeCom tags follow WeCom, for the customers the sync saw; hand-made tags stay.
+
+    A customer an unlicensed member also follows keeps the WeCom tags the sync did not see: that member's
+    tags on them were not listed."""
+    seen = state.customers
+    if state.unlicensed:
+        active = FollowStatus.active.value
+        unread = {
+            cid
+            for (cid, aid), status in state.follows.items()
+            if aid in state.unlicensed and status == active
+        }
+        seen = seen - unread
     added, removed = bulk.replace_tags(
         db,
         org_id,
         state.wanted_tags,
-        state.customers,
+        seen,
         state.tags.values(),
         origin=ORIGIN,
         backfill=state.first,

@@ -17,7 +17,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -26,9 +25,7 @@ from siyu.customers.bulk import FollowRecord, ProfileRecord
 from siyu.customers.models import IdentityKind
 from siyu.customers.tagging import MirroredGroup, MirroredTag
 from siyu.integrations.channel import ContactWithFollow, CorpTagGroup, ExternalContact
-
-if TYPE_CHECKING:
-    from siyu.wecom.sync import SyncReport
+from siyu.wecom.sync_report import SyncReport
 
 SOURCE = "wecom"
 ORIGIN = "wecom"
@@ -52,6 +49,8 @@ class SyncState:
     # (customer, account) -> status of the relations siyu held when the sync started (after merges: as the
     # merge left them); what the sync ends as stale is read from here, not from the table again.
     follows: dict[tuple[int, int], str] = field(default_factory=dict)
+    #: Accounts of members WeCom would not read (no interoperability licence): their relations are unknown.
+    unlicensed: set[int] = field(default_factory=set)
     #: The organization had no WeCom follows before: what this sync finds is history (backfill).
     first: bool = False
 

@@ -4,15 +4,15 @@ A group snapshot is applied set-based (the groups service's `upsert_group` resol
 one, which is right for a callback but costs ~10 queries a member in a 100-group sync): customer
 members are resolved with one identity query, staff members map to accounts, new member rows are
 inserted together, members absent from the snapshot quit and returning ones re-join. A group whose
-member_version, name, owner and notice did not change is skipped. Groups siyu has as active that WeCom
-no longer lists are dismissed.
+member_version, name, owner and notice did not change is skipped. Groups are listed owner by owner (100
+members a call); groups siyu has as active that WeCom no longer lists for their owner are dismissed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -24,11 +24,10 @@ from siyu.groups.service import dismiss_group, ensure_wecom_account
 from siyu.integrations.channel import GroupChat
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import utcnow
+from siyu.wecom.sync_report import Caller, SyncReport
 
 MEMBERS: Table = GroupMember.__table__
-
-if TYPE_CHECKING:
-    from siyu.wecom.sync import Caller, SyncReport
+OWNERS_PER_CALL = 100  # groupchat/list's owner_filter.userid_list takes at most 100 userids
 
 
 def _live_members(db: Session, group_id: int) -> set[str]:
@@ -41,16 +40,23 @@ def _live_members(db: Session, group_id: int) -> set[str]:
     )
 
 
-def list_chat_ids(call: Caller, client: Any) -> list[str]:
-    """Every customer group WeCom lists (groupchat/list, paged), each chat id once."""
+def list_chat_ids(call: Caller, client: Any, owners: list[str]) -> list[str]:
+    """Every customer group of these owners (groupchat/list, 100 owners a call, cursor-paged), each once.
+
+    WeCom refuses a listing without an owner filter (81017) once the app sees over 1,000 members."""
     chat_ids: list[str] = []
-    cursor = ""
-    while True:
-        page = call("externalcontact/groupchat/list", partial(client.list_groups, cursor=cursor, limit=1000))
-        chat_ids.extend(g.chat_id for g in page.items if g.chat_id)
-        if not page.next_cursor:
-            break
-        cursor = page.next_cursor
+    for start in range(0, len(owners), OWNERS_PER_CALL):
+        batch = owners[start : start + OWNERS_PER_CALL]
+        cursor = ""
+        while True:
+            page = call(
+                "externalcontact/groupchat/list",
+                partial(client.list_groups, owner_userids=batch, cursor=cursor, limit=1000),
+            )
+            chat_ids.extend(g.chat_id for g in page.items if g.chat_id)
+            if not page.next_cursor:
+                break
+            cursor = page.next_cursor
     return list(dict.fromkeys(chat_ids))
 
 
@@ -62,8 +68,12 @@ def sync_groups(
     report: SyncReport,
     accounts: dict[str, int],
     holders: dict[str, int] | None = None,
+    owners: set[str] | None = None,
 ) -> None:
     """Upsert every listed group with its members; dismiss the active groups WeCom no longer lists.
+
+    `owners`: the members whose groups were listed; an active group of another owner (a resigned member,
+    whose groups WeCom lists only when asked by name) was not looked for, so it is not dismissed.
 
     `chats` yields the groupchat/get snapshot of each of `chat_ids`, in that order (the sync fetches
     them on a background thread while it writes the contacts). `holders` maps external_userids the
@@ -101,7 +111,8 @@ def sync_groups(
     listed = set(chat_ids)
     now = utcnow()
     for chat_id, group in known.items():
-        if chat_id not in listed and group.status == GroupStatus.active:
+        asked = owners is None or not group.owner_userid or group.owner_userid in owners
+        if chat_id not in listed and group.status == GroupStatus.active and asked:
             dismiss_group(db, org_id, chat_id, at=now)
             report.count("groups", "ended")
             report.sample("groups", f"dismissed {group.name or chat_id} (gone from WeCom)")

@@ -1,8 +1,8 @@
 """WeCom's part in write-back (the rules are in ``siyu.customers.writeback``): the organization's switch,
 and a client of its credentials that is paced per API and turns WeCom's rate limits into ``RetryLater``.
 
-45009 (API frequency limit) is retried after a minute: WeCom counts calls in minute windows (its
-frequency-limit page), so sooner would only meet the same limit. -1 (system busy) and 45033 (too many
+45009 (API frequency limit) is retried when WeCom lifts its block: after a minute, or after an hour when
+the adapter saw the hourly limit (its frequency-limit page); sooner would only meet the same block. -1 (system busy) and 45033 (too many
 concurrent calls) are retried after a few seconds. The client is built without its own back-off
 (``max_retries=0``) so a limited call frees the drain at once instead of sleeping in it; the outbox
 schedules the retry. An answer about the request itself (``REFUSED``), or a value the client refuses
@@ -109,7 +109,8 @@ def _rate_limits() -> Iterator[None]:
         yield
     except WeComRateLimited as exc:
         if exc.errcode in RETRY_AFTER:
-            raise RetryLater(RETRY_AFTER[exc.errcode], str(exc)) from exc
+            # WeCom's own block (a minute, or an hour after the hourly limit) when the adapter knows it.
+            raise RetryLater(max(exc.retry_after, RETRY_AFTER[exc.errcode]), str(exc)) from exc
         raise
     except WeComError as exc:
         if exc.errcode in REFUSED:

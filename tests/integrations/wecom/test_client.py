@@ -152,6 +152,21 @@ def test_invalid_token_is_refetched_once_but_never_in_a_loop(fake: Control, weco
     ]
 
 
+def test_40001_on_a_call_means_a_wrong_secret_and_is_not_retried(
+    fake: Control, make_wecom: Callable[..., WeComClient]
+) -> None:
+    fake.post("members", {"members": [{"userid": "alice"}]})
+    client = make_wecom()
+    client.list_follow_users()
+    fake.post("faults", {"api": "externalcontact/get_follow_user_list", "errcodes": [40001]})
+    with pytest.raises(WeComAuthError) as info:
+        client.list_follow_users()
+    # In WeCom 40001 is a wrong secret (a fresh token would not help): said in words, no refresh, no retry.
+    assert info.value.errcode == 40001 and "The secret is wrong" in str(info.value)
+    assert [c["errcode"] for c in fake.calls("externalcontact/get_follow_user_list")] == [0, 40001]
+    assert len(fake.calls("gettoken")) == 1
+
+
 def test_wrong_credentials_raise_auth_errors_that_say_what_to_fix(
     fake: Control, make_wecom: Callable[..., WeComClient]
 ) -> None:
@@ -176,20 +191,20 @@ def test_rate_limit_backs_off_then_succeeds(fake: Control, make_wecom: Callable[
     sleeps = Sleeps()
     assert make_wecom(sleep=sleeps).list_follow_users() == ["alice"]
     assert [c["errcode"] for c in fake.calls("externalcontact/get_follow_user_list")] == [45009, -1, 0]
+    # 45009: WeCom's minute-long block is waited out; -1: jittered back-off.
     assert len(sleeps) == 2
-    assert 0.25 <= sleeps[0] <= 0.5 and 0.5 <= sleeps[1] <= 1.0
+    assert sleeps[0] == 60.0 and 0.5 <= sleeps[1] <= 1.0
 
 
-def test_rate_limit_gives_up_after_three_retries(
+def test_system_busy_gives_up_after_three_retries(
     fake: Control, make_wecom: Callable[..., WeComClient]
 ) -> None:
     fake.post("members", {"members": [{"userid": "alice"}]})
-    fake.post("faults", {"api": "externalcontact/list", "errcodes": [45009] * 5})
+    fake.post("faults", {"api": "externalcontact/list", "errcodes": [-1] * 5})
     sleeps = Sleeps()
     with pytest.raises(WeComRateLimited) as info:
         make_wecom(sleep=sleeps).list_external_userids("alice")
-    assert info.value.errcode == 45009
-    assert "rate limit" in str(info.value)
+    assert info.value.errcode == -1
     assert len(fake.calls("externalcontact/list")) == 4  # 1 call + 3 retries
     assert len(sleeps) == 3
 
@@ -209,12 +224,14 @@ def test_per_minute_quota_answers_45009_until_the_minute_turns(
 ) -> None:
     fake.post("members", {"members": [{"userid": "alice"}]})
     fake.post("config", {"rate_limits": {"externalcontact/list": 2}})
-    client = make_wecom(max_retries=0)
+    time_ = FakeTime(fake)
+    client = make_wecom(max_retries=0, clock=time_.clock)
     client.list_external_userids("alice")
     client.list_external_userids("alice")
-    with pytest.raises(WeComRateLimited):
+    with pytest.raises(WeComRateLimited) as info:
         client.list_external_userids("alice")
-    fake.post("clock", {"advance": 60})
+    assert info.value.retry_after == 60.0
+    time_.advance(60)
     assert client.list_external_userids("alice") == []
 
 
@@ -556,3 +573,92 @@ def test_moments_task_reports_invalid_senders(fake: Control, wecom: WeComClient)
     fake.post("clock", {"advance": 31})
     result = wecom.get_moment_task_result(jobid)
     assert result.done and result.moment_id and result.invalid_senders == ["ghost"]
+
+
+# --- WeCom's blocks after a frequency limit -------------------------------------------------------
+
+
+class FakeTime:
+    """One clock for the adapter and the fake: the adapter's sleeps move both."""
+
+    def __init__(self, fake: Control) -> None:
+        self.fake, self.now, self.sleeps = fake, 1000.0, Sleeps()
+
+    def clock(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps(seconds)
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.fake.post("clock", {"advance": seconds})
+
+
+def test_a_minute_block_is_waited_out(fake: Control, make_wecom: Callable[..., WeComClient]) -> None:
+    fake.post("members", {"members": [{"userid": "alice"}]})
+    fake.post("config", {"rate_limits": {"externalcontact/list": 2}})
+    time_ = FakeTime(fake)
+    client = make_wecom(sleep=time_.sleep, clock=time_.clock)
+    for _ in range(3):
+        assert client.list_external_userids("alice") == []
+    # The third call met the per-minute limit: WeCom blocked the API for 60 s, and the adapter waited.
+    assert time_.sleeps == [60.0]
+    assert [c["errcode"] for c in fake.calls("externalcontact/list")] == [0, 0, 45009, 0]
+
+
+def test_the_hour_block_is_honoured_without_calling_wecom(
+    fake: Control, make_wecom: Callable[..., WeComClient]
+) -> None:
+    fake.post("members", {"members": [{"userid": "alice"}]})
+    fake.post("config", {"hourly_rate_limits": {"externalcontact/list": 3}})
+    time_ = FakeTime(fake)
+    client = make_wecom(sleep=time_.sleep, clock=time_.clock)
+    for _ in range(3):
+        client.list_external_userids("alice")
+    # The hourly limit: WeCom blocks the API for an hour. The adapter waits a minute (it cannot tell the
+    # two apart), meets the block again, and then knows it is the hour's.
+    with pytest.raises(WeComRateLimited) as info:
+        client.list_external_userids("alice")
+    assert info.value.errcode == 45009 and info.value.retry_after == 3600.0
+    assert "an hour" in str(info.value)
+    assert time_.sleeps == [60.0]
+    calls = len(fake.calls("externalcontact/list"))
+    # While the hour runs, siyu does not call WeCom at all (each call would only be refused).
+    time_.advance(1800)
+    with pytest.raises(WeComRateLimited) as again:
+        client.list_external_userids("alice")
+    assert 1700 < again.value.retry_after <= 1800
+    assert len(fake.calls("externalcontact/list")) == calls
+    # WeCom (the fake) blocks for the whole hour: another process asking half an hour in is refused.
+    with pytest.raises(WeComRateLimited):
+        make_wecom(max_retries=0, clock=time_.clock).list_external_userids("alice")
+    assert fake.calls("externalcontact/list")[-1]["errcode"] == 45009
+    time_.advance(1801)
+    assert client.list_external_userids("alice") == []
+
+
+def test_a_welcome_code_is_taken_once_and_for_20_seconds(fake: Control, wecom: WeComClient) -> None:
+    fake.post("members", {"members": [{"userid": "alice"}]})
+    added = fake.post(
+        "contacts",
+        {
+            "emit": True,
+            "contacts": [
+                {"external_userid": f"wm_{i}", "name": "王芳", "follow": [{"userid": "alice"}]}
+                for i in range(2)
+            ],
+        },
+    )
+    first, second = (d["fields"]["WelcomeCode"] for d in added["deliveries"])
+    welcome = {"welcome_code": first, "text": {"content": "欢迎"}}
+    wecom.post("externalcontact/send_welcome_msg", welcome)
+    # WeCom's own codes: 41051 for a code already used, 41050 for one past its 20 seconds.
+    with pytest.raises(WeComError) as reused:
+        wecom.post("externalcontact/send_welcome_msg", welcome)
+    assert reused.value.errcode == 41051
+    fake.post("clock", {"advance": 21})
+    with pytest.raises(WeComError) as expired:
+        wecom.post("externalcontact/send_welcome_msg", welcome | {"welcome_code": second})
+    assert expired.value.errcode == 41050

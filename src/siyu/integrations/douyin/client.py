@@ -1,4 +1,9 @@
-"""A Douyin open-platform client for the enterprise account's comment replies and private messages.
+"""A Douyin open-platform client for the enterprise account's comment replies.
+
+Private messages are not sent: the enterprise-account API siyu once had for them
+(``/enterprise/im/message/send/``) went offline on 2023-05-31, and nothing in siyu sends a private
+message; its replacement (``/im/send/msg/``, answering a user's message by msg_id / conversation_id
+within its scene) needs a conversation the user started, which siyu does not receive yet.
 
 It implements :class:`siyu.integrations.channel.CommentReplier` over httpx. Douyin answers HTTP 200 with
 ``{"data": {"error_code": N, "description": "...", ...}, "extra": {"logid": ...}}``; a non-zero
@@ -82,15 +87,3 @@ class DouyinClient:
             "/item/comment/reply/", {"item_id": item_id, "comment_id": comment_id, "content": text}
         )
         return str(data.get("comment_id", ""))
-
-    def send_direct_message(self, to_user_id: str, text: str) -> str:
-        """Send a private text message (``POST /enterprise/im/message/send/``)."""
-        data = self._post(
-            "/enterprise/im/message/send/",
-            {
-                "to_user_id": to_user_id,
-                "message_type": "text",
-                "content": {"text": text},
-            },
-        )
-        return str(data.get("msg_id", ""))

@@ -3,14 +3,31 @@
 Run it with ``python -m siyu.integrations.douyin.fake_server --webhook-url http://127.0.0.1:8000/hooks/douyin/demo``
 or start ``FakeDouyinServer()`` in a background thread from a test. It serves:
 
-* ``POST /item/comment/reply/`` and ``POST /enterprise/im/message/send/`` with Douyin's answer shape
+* ``POST /item/comment/reply/`` with Douyin's answer shape
   (``{"data": {"error_code", "description", ...}, "extra": {"logid", "now"}}``), checking the
   ``access-token`` header (2190008 when wrong) and the ``open_id`` query (2190015 when not the account).
 * ``/_control/...``: ``POST config`` (webhook_url, client_key, client_secret, ...), ``POST comment``
   (a viewer comments: the server POSTs a signed ``item_comment_reply`` webhook to webhook_url;
   ``{"replay_of": msg_id}`` re-delivers an earlier one with the same Msg-Id), ``POST verify`` (the
-  ``verify_webhook`` challenge), ``POST fail`` (make the next N API calls answer an error code),
-  ``GET replies``, ``GET messages``, ``GET deliveries``.
+  ``verify_webhook`` challenge; ``{"signed": false}`` sends it without a signature), ``POST fail``
+  (make the next N API calls answer an error code), ``GET replies``, ``GET deliveries``.
+
+Behaviours checked against the real platform, and the independent source each follows:
+
+* URL verification: ``{"event": "verify_webhook", "client_key": "", "content": {"challenge": <number>}}``,
+  answered with ``{"challenge": <number>}``: Douyin's webhook page (developer.open-douyin.com, 开发者
+  webhook 事件订阅), as quoted in an independent project's transcription of it (the empty client key, the
+  numeric challenge; the page's signing example signs a verification body, so the fake signs it by
+  default). Independent receivers (Python, TypeScript, Java) accept it unsigned, so the fake can send it
+  unsigned too.
+* ``item_comment_reply`` events carry the commenter only as ``from_user_id`` / ``comment_user_id``
+  (open_id): no ``nick_name`` and no ``avatar``, as the event's documented content lists them
+  (comment_id, comment_user_id, content, create_time, digg_count, reply_comment_total,
+  reply_to_comment_id, reply_to_item_id, at_user_id); issue 13's comparison with the .NET client
+  SKIT.FlurlHttpClient.ByteDance's event model found only the fake sending names.
+* No ``/enterprise/im/message/send/``: that enterprise-account private-message API went offline on
+  2023-05-31 (the date issue 13 records from Douyin's notice; its replacement is ``/im/send/msg/``),
+  so the fake answers it 404 like any path it does not serve.
 """
 
 from __future__ import annotations
@@ -64,7 +81,6 @@ class FakeDouyinState:
     access_token: str = "act.fake-douyin-access-token"
     webhook_url: str = ""
     replies: list[dict[str, Any]] = field(default_factory=list)
-    messages: list[dict[str, Any]] = field(default_factory=list)
     deliveries: list[Delivery] = field(default_factory=list)
     fail_code: int = 0
     fail_times: int = 0
@@ -97,7 +113,6 @@ class FakeDouyinState:
         *,
         item_id: str = "@fakeVideo0001",
         comment_user_id: str = "",
-        nick_name: str = "",
         comment_id: str = "",
         msg_id: str | None = None,
     ) -> tuple[DouyinComment, Delivery]:
@@ -108,7 +123,6 @@ class FakeDouyinState:
             content=content,
             item_id=item_id,
             created_at=datetime.now(UTC),
-            nick_name=nick_name,
         )
         body = comment_event_body(self.client_key, self.account_open_id, comment, log_id=secrets.token_hex(8))
         return comment, self.deliver(body, msg_id=msg_id)
@@ -121,19 +135,11 @@ class FakeDouyinState:
             raise KeyError(msg_id)
         return self.deliver(earlier.body, msg_id=msg_id)
 
-    def verify(self, challenge: int | None = None) -> Delivery:
-        """Deliver the verify_webhook challenge."""
+    def verify(self, challenge: int | None = None, *, signed: bool = True) -> Delivery:
+        """Deliver the verify_webhook challenge as documented: an empty client_key; unsigned when asked."""
         value = challenge if challenge is not None else secrets.randbelow(10**9)
-        body = json.dumps(
-            {
-                "event": VERIFY_EVENT,
-                "client_key": self.client_key,
-                "from_user_id": "",
-                "to_user_id": "",
-                "content": {"challenge": value},
-            }
-        ).encode()
-        return self.deliver(body)
+        body = json.dumps({"event": VERIFY_EVENT, "client_key": "", "content": {"challenge": value}}).encode()
+        return self.deliver(body, signature=None if signed else "")
 
     def take_fault(self) -> int:
         """The error code to answer this call with (0: none), consuming one injected fault."""
@@ -190,25 +196,6 @@ async def comment_reply(request: Request) -> JSONResponse:
     return _answer({"error_code": 0, "description": "", "comment_id": reply_id})
 
 
-async def message_send(request: Request) -> JSONResponse:
-    """Send a private message from the account."""
-    checked = await _authorised(request)
-    if isinstance(checked, JSONResponse):
-        return checked
-    state, body = checked
-    content = body.get("content")
-    if (
-        not isinstance(body.get("to_user_id"), str)
-        or not isinstance(content, dict)
-        or not content.get("text")
-    ):
-        return _error(2100004, "参数不合法: to_user_id and content.text are required")
-    msg_id = secrets.token_hex(12)
-    with state.lock:
-        state.messages.append({**body, "msg_id": msg_id, "at": time.time()})
-    return _answer({"error_code": 0, "description": "", "msg_id": msg_id})
-
-
 def _delivery_json(d: Delivery) -> dict[str, Any]:
     return {
         "msg_id": d.msg_id,
@@ -240,9 +227,7 @@ async def control_comment(request: Request) -> JSONResponse:
         return JSONResponse(_delivery_json(delivery))
     if not isinstance(body.get("content"), str):
         return JSONResponse({"detail": "content (the comment text) is required"}, status_code=422)
-    kwargs = {
-        k: str(body[k]) for k in ("item_id", "comment_user_id", "nick_name", "comment_id") if body.get(k)
-    }
+    kwargs = {k: str(body[k]) for k in ("item_id", "comment_user_id", "comment_id") if body.get(k)}
     comment, delivery = await run_in_threadpool(lambda: state.comment(body["content"], **kwargs))
     return JSONResponse(
         {
@@ -255,8 +240,10 @@ async def control_comment(request: Request) -> JSONResponse:
 
 
 async def control_verify(request: Request) -> JSONResponse:
-    """Deliver the verify_webhook challenge."""
-    delivery = await run_in_threadpool(_state(request).verify)
+    """Deliver the verify_webhook challenge (``{"signed": false}``: without X-Douyin-Signature)."""
+    raw = await request.body()
+    signed = bool(json.loads(raw).get("signed", True)) if raw.strip() else True
+    delivery = await run_in_threadpool(lambda: _state(request).verify(signed=signed))
     return JSONResponse(_delivery_json(delivery))
 
 
@@ -270,14 +257,12 @@ async def control_fail(request: Request) -> JSONResponse:
 
 
 async def control_list(request: Request) -> JSONResponse:
-    """List replies, messages or deliveries."""
+    """List replies or deliveries."""
     state = _state(request)
     what = request.path_params["what"]
     with state.lock:
         if what == "replies":
             return JSONResponse(list(state.replies))
-        if what == "messages":
-            return JSONResponse(list(state.messages))
         if what == "deliveries":
             return JSONResponse([_delivery_json(d) for d in state.deliveries])
     return JSONResponse({"detail": f"unknown list {what!r}"}, status_code=404)
@@ -288,7 +273,6 @@ def create_app(state: FakeDouyinState | None = None) -> Starlette:
     app = Starlette(
         routes=[
             Route("/item/comment/reply/", comment_reply, methods=["POST"]),
-            Route("/enterprise/im/message/send/", message_send, methods=["POST"]),
             Route("/_control/config", control_config, methods=["POST"]),
             Route("/_control/comment", control_comment, methods=["POST"]),
             Route("/_control/verify", control_verify, methods=["POST"]),

@@ -4,6 +4,12 @@ Douyin signs each POST with ``X-Douyin-Signature = sha1(client_secret + raw body
 delivery with a ``Msg-Id`` header that a retry repeats. The body is JSON: ``event``, ``from_user_id``,
 ``to_user_id``, ``client_key``, ``log_id`` and ``content`` — a JSON *string* for business events (an
 object on the ``verify_webhook`` challenge, which is answered with ``{"challenge": <value>}``).
+
+The URL verification Douyin sends when a webhook URL is saved in its console is documented as
+``{"event": "verify_webhook", "client_key": "", "content": {"challenge": 12345}}``: an empty client key
+(the signing example on the same page signs a verification body, yet several independent receivers
+take it unsigned). So a ``verify_webhook`` may carry an empty ``client_key`` and, at the receiver's
+choice, no signature; every other event must name its client key.
 """
 
 from __future__ import annotations
@@ -55,15 +61,17 @@ class DouyinEvent:
 
 @dataclass(frozen=True, slots=True)
 class DouyinComment:
-    """A comment under one of the account's videos (``item_comment_reply``)."""
+    """A comment under one of the account's videos (``item_comment_reply``).
+
+    Douyin sends no name or avatar of the commenter with the event (only their open_id, as
+    ``comment_user_id``), and siyu knows no documented API that gives an enterprise account a
+    commenter's nickname, so a comment from the webhook has none (the inbox says so)."""
 
     comment_id: str
     comment_user_id: str
     content: str
     item_id: str
     created_at: datetime
-    nick_name: str = ""
-    avatar: str = ""
     reply_to_comment_id: str = ""
 
 
@@ -116,7 +124,7 @@ def parse_event(body: bytes) -> DouyinEvent:
         raise WebhookError("content must be a JSON object", "content")
     return DouyinEvent(
         event=event,
-        client_key=_str(data.get("client_key"), "client_key", required=True),
+        client_key=_str(data.get("client_key"), "client_key", required=event != VERIFY_EVENT),
         from_user_id=_str(data.get("from_user_id"), "from_user_id"),
         to_user_id=_str(data.get("to_user_id"), "to_user_id"),
         log_id=_str(data.get("log_id"), "log_id"),
@@ -156,8 +164,6 @@ def parse_comment(event: DouyinEvent) -> DouyinComment:
             c.get("reply_to_item_id") or c.get("item_id"), "content.reply_to_item_id", required=True
         ),
         created_at=created_at,
-        nick_name=_str(c.get("nick_name"), "content.nick_name"),
-        avatar=_str(c.get("avatar"), "content.avatar"),
         reply_to_comment_id=_str(c.get("reply_to_comment_id"), "content.reply_to_comment_id"),
     )
 
@@ -176,8 +182,6 @@ def comment_event_body(
         "reply_to_comment_id": comment.reply_to_comment_id,
         "reply_to_item_id": comment.item_id,
         "at_user_id": "",
-        "avatar": comment.avatar,
-        "nick_name": comment.nick_name,
     }
     body = {
         "event": COMMENT_EVENT,

@@ -2,16 +2,21 @@
 
 It implements the Protocols of `siyu.integrations.channel` and returns their plain DTOs.
 
-Token caching and refresh live in `tokens.py` (errcodes 40014/42001/40001: refresh the token
-and retry once), back-off and typed errors in `transport.py` (45009/-1: at most 3 jittered
-exponential retries), mass messages, Moments and transfers in `outreach.py`.
+Token caching and refresh live in `tokens.py` (errcodes 40014/42001: refresh the token
+and retry once), back-off and typed errors in `transport.py` (-1: at most 3 jittered exponential
+retries; 45009: WeCom's block of a minute is waited out, an hour's is raised with `retry_after`),
+mass messages, Moments and transfers in `outreach.py`.
 
 Endpoints (paths relative to `{base_url}/cgi-bin/`; base_url is configurable so the adapter can
 talk to the fake server on loopback):
   externalcontact/get_follow_user_list   GET   members with customer contact enabled
   externalcontact/list                   GET   ?userid= -> external_userid list
   externalcontact/batch/get_by_user      POST  userid_list <= 100, limit <= 100 (default 50),
-                                               cursor paging via next_cursor
+                                               cursor paging via next_cursor; members without an
+                                               interoperability licence (互通许可) are listed in
+                                               fail_info.unlicensed_userid_list, and when every
+                                               member of the call lacks one WeCom answers 701008:
+                                               both become ContactPage.unlicensed, never an error
   externalcontact/get                    GET   ?external_userid=&cursor=; follow_user pages of 500
   externalcontact/remark                 POST  remark <= 20 chars, description <= 150,
                                                remark_company <= 20
@@ -34,6 +39,9 @@ talk to the fake server on loopback):
   externalcontact/transfer_result        POST  cursor pages of <= 1,000
   externalcontact/resigned/transfer_customer / resigned/transfer_result: same, for resigned members
   externalcontact/groupchat/list         POST  limit 1..1,000, cursor, owner_filter.userid_list
+                                               <= 100 (without it WeCom answers 81017 once the app
+                                               sees over 1,000 members, and never lists the groups
+                                               of resigned members: callers page owners)
   externalcontact/groupchat/get          POST  chat_id, need_name
 
 Client-side limits (WeCom would refuse the call; the adapter acts first):
@@ -55,6 +63,7 @@ from typing import Any
 from siyu.integrations.channel import (
     ChannelCode,
     ContactDetail,
+    ContactPage,
     ContactWithFollow,
     CorpTag,
     CorpTagGroup,
@@ -87,9 +96,12 @@ MAX_DESCRIPTION_LENGTH = 150
 MAX_REMARK_COMPANY_LENGTH = 20
 MAX_CONTACT_WAY_USERS = 100
 MAX_GROUPCHAT_LIMIT = 1_000
+MAX_GROUPCHAT_OWNERS = 100
 MAX_TAG_NAME_LENGTH = 30
 #: add_corp_tag: a tag of that name is already in the group (WeCom refuses the whole call).
 TAG_NAME_EXISTS = 40071
+#: batch/get_by_user: no member of the call has an interoperability licence (互通许可).
+NO_LICENCE = 701008
 
 
 def _no_pacing(api: str) -> None:
@@ -114,8 +126,8 @@ class WeComClient(WeComOutreach, WeComJsSdk):
 
     def list_contacts_by_user(
         self, userids: Sequence[str], cursor: str = "", limit: int = MAX_BATCH_LIMIT
-    ) -> Page[ContactWithFollow]:
-        """Return one page of batch/get_by_user for at most 100 members."""
+    ) -> ContactPage:
+        """Return one page of batch/get_by_user for at most 100 members, with those WeCom would not read."""
         ids = dedupe(userids)
         if not ids:
             raise WeComInputError("userids", "at least one member userid is required")
@@ -124,7 +136,15 @@ class WeComClient(WeComOutreach, WeComJsSdk):
         body: dict[str, Any] = {"userid_list": ids, "limit": max(1, min(limit, MAX_BATCH_LIMIT))}
         if cursor:
             body["cursor"] = cursor
-        data = self.post("externalcontact/batch/get_by_user", body)
+        try:
+            data = self.post("externalcontact/batch/get_by_user", body)
+        except WeComError as exc:
+            if exc.errcode != NO_LICENCE:
+                raise
+            # No member of the call is licensed: WeCom refuses it rather than list them all as unlicensed.
+            return ContactPage(items=[], unlicensed=tuple(ids))
+        fail_info = data.get("fail_info") or {}
+        unlicensed = tuple(str(u) for u in fail_info.get("unlicensed_userid_list") or ())
         items = [
             ContactWithFollow(
                 contact=contact_from(e.get("external_contact", {})),
@@ -132,7 +152,9 @@ class WeComClient(WeComOutreach, WeComJsSdk):
             )
             for e in data.get("external_contact_list", [])
         ]
-        return Page(items=items, next_cursor=str(data.get("next_cursor", "") or ""))
+        return ContactPage(
+            items=items, next_cursor=str(data.get("next_cursor", "") or ""), unlicensed=unlicensed
+        )
 
     def iter_contacts_by_user(
         self, userids: Sequence[str], limit: int = MAX_BATCH_LIMIT
@@ -331,13 +353,18 @@ class WeComClient(WeComOutreach, WeComJsSdk):
         cursor: str = "",
         limit: int = MAX_GROUPCHAT_LIMIT,
     ) -> Page[GroupChatSummary]:
-        """Return one page of customer groups."""
+        """Return one page of customer groups, of at most 100 owners when `owner_userids` is given."""
+        owners = dedupe(owner_userids)
+        if len(owners) > MAX_GROUPCHAT_OWNERS:
+            raise WeComInputError(
+                "owner_userids", f"at most {MAX_GROUPCHAT_OWNERS} owners per call, got {len(owners)}"
+            )
         body: dict[str, Any] = {
             "status_filter": status_filter,
             "limit": max(1, min(limit, MAX_GROUPCHAT_LIMIT)),
         }
-        if owner_userids:
-            body["owner_filter"] = {"userid_list": list(owner_userids)}
+        if owners:
+            body["owner_filter"] = {"userid_list": owners}
         if cursor:
             body["cursor"] = cursor
         data = self.post("externalcontact/groupchat/list", body)

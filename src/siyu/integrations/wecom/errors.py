@@ -7,9 +7,17 @@ global error-code page (全局错误码, developer.work.weixin.qq.com/document/p
 customer-contact API pages; the explanations say what to do, for an operator, not a developer.
 
 Codes the client acts on by itself (see `client.py`):
-  40014 invalid access_token, 42001 access_token expired, 40001 invalid credential
+  40014 invalid access_token, 42001 access_token expired
       -> drop the cached token, fetch a new one, retry the call once;
-  45009 API frequency limit, -1 system busy
+  40001 invalid credential: in WeCom (unlike the Official Accounts platform) the secret is wrong
+      (不合法的secret参数, global error-code page); a new token would be refused the same way, so it is
+      raised at once as `WeComAuthError`, whose explanation tells the user to check the secret;
+  45009 API frequency limit
+      -> WeCom blocks the API for 60 s after its per-minute limit and for 60 min after its per-hour
+         limit (频率限制, developer.work.weixin.qq.com/document/path/90312), and the errcode does not
+         say which: the first 45009 waits the minute out and retries; a 45009 again right after that
+         minute is the hourly block, raised as `WeComRateLimited` with `retry_after` = 3600;
+  -1 system busy
       -> exponential back-off with jitter, at most 3 retries.
 """
 
@@ -39,8 +47,10 @@ EXPLANATIONS: dict[int, str] = {
     41004: "The secret parameter is missing.",
     42001: "The access token has expired; a new token is fetched automatically.",
     45009: (
-        "WeCom's API rate limit was reached (api freq out of limit). The call was retried with back-off; "
-        "spread the work over time or lower the sync frequency."
+        "WeCom's API rate limit was reached (api freq out of limit). WeCom blocks the API for a minute "
+        "after 10,000 calls in a minute and for an hour after 150,000 calls in an hour; siyu waits out a "
+        "minute's block by itself. After an hour's block, try again in an hour, and spread the work over "
+        "time or lower the sync frequency."
     ),
     45033: "Too many concurrent calls to this API; lower the concurrency.",
     48002: (
@@ -60,6 +70,19 @@ EXPLANATIONS: dict[int, str] = {
         "This person is not an external contact (customer) of that member (not external contact): "
         "they may have deleted each other, or never added each other."
     ),
+    701008: (
+        "None of these members has an interoperability licence (互通许可), so WeCom will not list their "
+        "customers. Buy or assign licences in the admin console (Management Tools > Interoperability "
+        "licences); until then siyu leaves their customers as they were."
+    ),
+    41050: "The welcome code has expired: WeCom accepts a welcome message within 20 seconds of the add.",
+    41051: (
+        "The welcome code was already used (externaluser has started chatting): another app or a welcome "
+        "message set in the admin console welcomed this customer first."
+    ),
+    90500: "The group's owner has not resigned: use the in-service group transfer instead.",
+    90502: "The group's owner has resigned: use the resigned members' group transfer instead.",
+    90504: "The receiving member already owns this group.",
     84074: (
         "The member has no customer-contact permission; enable customer contact for them "
         "in the admin console."
@@ -67,9 +90,13 @@ EXPLANATIONS: dict[int, str] = {
 }
 
 #: errcodes that mean the access token must be refreshed.
-TOKEN_ERRCODES = frozenset({40014, 42001, 40001})
-#: errcodes that mean "slow down and try again".
-RETRYABLE_ERRCODES = frozenset({45009, -1})
+TOKEN_ERRCODES = frozenset({40014, 42001})
+#: errcodes that mean "slow down and try again" soon (45009 has its own windows, see `transport.py`).
+RETRYABLE_ERRCODES = frozenset({-1})
+#: The API frequency limit: WeCom then blocks the API for MINUTE_BLOCK or HOUR_BLOCK seconds.
+FREQUENCY_LIMIT = 45009
+MINUTE_BLOCK = 60.0
+HOUR_BLOCK = 3600.0
 
 
 def explain(errcode: int | None) -> str:
@@ -106,7 +133,12 @@ class WeComPermissionError(WeComError):
 
 
 class WeComRateLimited(WeComError):
-    """Still rate-limited or busy after the bounded back-off (45009, 45033, -1)."""
+    """Still rate-limited or busy after the bounded back-off (45009, 45033, -1); ``retry_after``: seconds
+    until WeCom lifts its block of the API (0 when unknown)."""
+
+    def __init__(self, errcode: int | None, errmsg: str, *, api: str = "", retry_after: float = 0.0) -> None:
+        self.retry_after = retry_after
+        super().__init__(errcode, errmsg, api=api)
 
 
 class WeComTransportError(WeComError):

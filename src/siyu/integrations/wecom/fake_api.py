@@ -18,12 +18,38 @@ follow the official API pages (developer.work.weixin.qq.com, 客户联系):
        group -> 40071 (nothing created); {tag_group: {group_id, group_name, tag: [the new tags]}}
   POST externalcontact/add_contact_way                 state <= 30, remark <= 30, <= 100 users,
                                                        type 1 takes exactly one user; qr_code for scene 2
-  POST externalcontact/groupchat/list                  limit 1..1,000 required
+  POST externalcontact/groupchat/list                  limit 1..1,000 required; owner_filter.userid_list
+                                                       <= 100
   POST externalcontact/groupchat/get                   unknown chat -> 40050
-  POST externalcontact/send_welcome_msg                welcome_code once, text.content <= 4000
+  POST externalcontact/send_welcome_msg                welcome_code once (again: 41051), within 20 s of
+                                                       its event (later: 41050), text.content <= 4000
 
 Where WeCom's exact errcode for a bad parameter is undocumented the fake answers 40058.
 Mass messages, Moments and transfers are in `fake_api_outreach.py`; groups are below.
+
+Behaviours checked against the real platform, and the independent source each follows:
+  * batch/get_by_user and members without an interoperability licence (互通许可, set with
+    /_control/config {"unlicensed_members": [...]}): they are left out of the answer and listed in
+    `fail_info: {unlicensed_userid_list: [...]}` (on every page of the call); when no member of the call
+    has a licence the answer is errcode 701008. Follows WeCom's 批量获取客户详情 page
+    (developer.work.weixin.qq.com/document/path/92994) as the .NET client Mud.Wechat transcribes it
+    (both cases, in its doc comment); independent Java and TypeScript clients declare the same
+    `fail_info.unlicensed_userid_list` object. The errmsg text of 701008 is not documented.
+  * groupchat/list without owner_filter answers 81017 when the app sees over 1,000 members, and lists
+    a resigned member's groups only when owner_filter names them: WeCom's 获取客户群列表 page
+    (document/path/92120) as wechatpy 2.0 quotes it (`work/client/api/external_contact.py`,
+    `get_group_chat_list`, and `external_contact_group_chat.py`), with independent Java, PHP and Go clients
+    quoting the same sentence; the resigned-owner rule as a CLI generated from the same page states it.
+    The errmsg text of 81017 is not documented.
+  * send_welcome_msg: a WelcomeCode already used answers 41051 "externaluser has started chatting"
+    (wechatpy 2.0's `send_welcome_msg` docstring quotes WeCom's 发送新客户欢迎语 page, with the 20 s
+    window); one older than 20 s answers 41050 (the code issue 13's comparison with WeCom's pages found
+    for an expired code; no independent client at hand confirms its errmsg).
+  * groupchat/transfer of a group whose owner has not resigned lists it in failed_chat_list with
+    errcode 90500 "the owner of this chat is not resigned" (the example answer of WeCom's 分配离职成员的
+    客户群 page, as PowerWeChat's `ResponseFailedChat` quotes it); groupchat/onjob_transfer of a resigned
+    owner's group answers 90502 and a transfer to the current owner 90504 (the 9050x codes of the same
+    pages; not confirmed by an independent client at hand).
 """
 
 from __future__ import annotations
@@ -32,6 +58,7 @@ from collections.abc import Callable
 from typing import Any
 
 from siyu.integrations.wecom.fake_state import (
+    WELCOME_CODE_SECONDS,
     ApiError,
     ContactWay,
     FakeWeComState,
@@ -43,6 +70,8 @@ Handler = Callable[[FakeWeComState, dict[str, str], dict[str, Any]], dict[str, A
 ROUTES: dict[tuple[str, str], Handler] = {}
 
 FOLLOW_USER_PAGE = 500
+#: groupchat/list without owner_filter is refused (81017) when the app sees more members than this.
+MAX_VISIBLE_WITHOUT_OWNER_FILTER = 1000
 
 
 def route(method: str, path: str) -> Callable[[Handler], Handler]:
@@ -143,6 +172,10 @@ def batch_get_by_user(state: FakeWeComState, query: dict[str, str], body: dict[s
         raise ApiError(40058, "userid_list holds at most 100 userids")
     for userid in userids:
         state.member(userid)
+    unlicensed = [u for u in dict.fromkeys(userids) if u in state.unlicensed]
+    userids = [u for u in userids if u not in state.unlicensed]
+    if not userids:
+        raise ApiError(701008, ",".join(unlicensed))
     limit = limit_of(body.get("limit"), 50, 100)
     user_index, position = decode_cursor(str(body.get("cursor") or ""), 2)
     out: list[dict[str, Any]] = []
@@ -172,7 +205,13 @@ def batch_get_by_user(state: FakeWeComState, query: dict[str, str], body: dict[s
             )
             for i, u in enumerate(userids[user_index:], start=user_index)
         )
-    return {"external_contact_list": out, "next_cursor": encode_cursor(user_index, position) if more else ""}
+    answer: dict[str, Any] = {
+        "external_contact_list": out,
+        "next_cursor": encode_cursor(user_index, position) if more else "",
+    }
+    if unlicensed:
+        answer["fail_info"] = {"unlicensed_userid_list": unlicensed}
+    return answer
 
 
 @route("GET", "externalcontact/get")
@@ -229,7 +268,10 @@ def send_welcome_msg(state: FakeWeComState, query: dict[str, str], body: dict[st
         raise ApiError(40058, "text or attachments is required")
     too_long("text.content", text, 4000)
     if any(w["welcome_code"] == code for w in state.welcome_messages):
-        raise ApiError(40058, "welcome_code already used")
+        raise ApiError(41051, "welcome_code already used")
+    issued = state.welcome_codes.get(code)
+    if issued is not None and state.now() - issued > WELCOME_CODE_SECONDS:
+        raise ApiError(41050, "welcome_code expired")
     state.welcome_messages.append({"welcome_code": code, "text": text, "at": state.now()})
     return {}
 
@@ -371,11 +413,26 @@ def groupchat_list(state: FakeWeComState, query: dict[str, str], body: dict[str,
     if not 1 <= limit <= 1000:
         raise ApiError(40058, "limit must be between 1 and 1000")
     status_filter = int(body.get("status_filter", 0) or 0)
-    owners = str_list(body.get("owner_filter") or {}, "userid_list")
+    owner_filter = body.get("owner_filter") or {}
+    if not isinstance(owner_filter, dict):
+        raise ApiError(40058, "owner_filter must be an object")
+    owners = str_list(owner_filter, "userid_list")
+    if len(owners) > 100:
+        raise ApiError(40058, "owner_filter.userid_list holds at most 100 userids")
+    if not owners and len(state.members) > MAX_VISIBLE_WITHOUT_OWNER_FILTER:
+        raise ApiError(81017, f"{len(state.members)} visible members")
+
+    def listed(owner: str) -> bool:
+        if owners:
+            return owner in owners
+        # A resigned member's groups are listed only when the filter names them.
+        member = state.members.get(owner)
+        return member is None or member.active
+
     rows = [
         g
         for g in state.groups.values()
-        if (status_filter == 0 or g.status == status_filter) and (not owners or g.owner in owners)
+        if (status_filter == 0 or g.status == status_filter) and listed(g.owner)
     ]
     (offset,) = decode_cursor(str(body.get("cursor") or ""), 1)
     page = rows[offset : offset + limit]

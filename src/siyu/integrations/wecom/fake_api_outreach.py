@@ -36,6 +36,7 @@ from typing import Any
 
 from siyu.integrations.wecom.fake_api import limit_of, route, str_list, too_long
 from siyu.integrations.wecom.fake_state import (
+    ERRMSG,
     MAX_TRANSFERS_IN_WINDOW,
     TRANSFER_DELAY_SECONDS,
     ApiError,
@@ -354,7 +355,13 @@ def _group_transfer(state: FakeWeComState, body: dict[str, Any], *, resigned: bo
             continue
         previous = state.members.get(group.owner)
         if resigned and previous is not None and previous.active:
-            failed.append({"chat_id": chat_id, "errcode": 40058, "errmsg": "owner has not resigned"})
+            failed.append({"chat_id": chat_id, "errcode": 90500, "errmsg": ERRMSG[90500]})
+            continue
+        if not resigned and previous is not None and not previous.active:
+            failed.append({"chat_id": chat_id, "errcode": 90502, "errmsg": ERRMSG[90502]})
+            continue
+        if group.owner == owner.userid:
+            failed.append({"chat_id": chat_id, "errcode": 90504, "errmsg": ERRMSG[90504]})
             continue
         group.owner = owner.userid
         if not any(m.get("userid") == owner.userid for m in group.members):

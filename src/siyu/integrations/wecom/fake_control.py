@@ -14,6 +14,12 @@ with `<xml><ToUserName/><AgentID/><Encrypt/></xml>`; a non-200 answer is retried
 `callback.retries` times. Every event is also kept in `/_control/events`. Events produced
 inside the state's synchronous code (a handover failing when the clock moves) wait in
 `state.pending_events` and are sent by the control call that caused them (or the next one).
+
+Group-change callbacks (客户群变更事件) carry JoinScene in the callback's own terms, 0 invited by a member
+and 3 scanned the group's QR code (the page's field list, which `crypto.py` documents too), while groupchat/get's member_list.join_scene is 1 direct invitation, 2 invitation
+link, 3 QR code (获取客户群详情). A member change may come without MemChangeList
+(`omit_mem_change_list`): the page marks the list as present only for some changes, so receivers must
+read the group.
 """
 
 from __future__ import annotations
@@ -185,12 +191,15 @@ async def c_reset(request: Request, state: FakeWeComState, body: dict[str, Any])
 
 
 async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
-    """Set token TTL, quotas, IP allow-list, forbidden APIs, extra secrets, callback receiver, latency."""
+    """Set token TTL, quotas, IP allow-list, forbidden APIs, unlicensed members, extra secrets, callback
+    receiver, latency."""
     with state.lock:
         if "token_ttl" in body:
             state.token_ttl = int(body["token_ttl"])
         if "rate_limits" in body:
             state.rate_limits = {str(k): int(v) for k, v in body["rate_limits"].items()}
+        if "hourly_rate_limits" in body:
+            state.hourly_rate_limits = {str(k): int(v) for k, v in body["hourly_rate_limits"].items()}
         if "default_rate_limit" in body:
             v = body["default_rate_limit"]
             state.default_rate_limit = None if v is None else int(v)
@@ -199,6 +208,8 @@ async def c_config(request: Request, state: FakeWeComState, body: dict[str, Any]
             state.allowed_ips = None if v is None else set(v)
         if "forbidden_apis" in body:
             state.forbidden_apis = set(body["forbidden_apis"])
+        if "unlicensed_members" in body:
+            state.unlicensed = {str(u) for u in body["unlicensed_members"]}
         if "secrets" in body:
             state.secrets.update(body["secrets"])
         if "moment_delay" in body:
@@ -363,7 +374,7 @@ async def c_contacts(request: Request, state: FakeWeComState, body: dict[str, An
                         "UserID": follow.userid,
                         "ExternalUserID": contact.external_userid,
                         "State": follow.state or None,
-                        "WelcomeCode": secrets.token_urlsafe(16),
+                        "WelcomeCode": state.issue_welcome_code(),
                     }
                 )
         created = [contact.external_userid for contact, _ in rows]
@@ -427,12 +438,18 @@ async def c_groups(request: Request, state: FakeWeComState, body: dict[str, Any]
 
 
 async def c_group_change(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
-    """Members join (action=join) or quit (action=quit) a group; emits change_external_chat update."""
+    """Members join (action=join) or quit (action=quit) a group, or its owner dismisses it (action=dismiss);
+    emits change_external_chat update / dismiss (``omit_mem_change_list``: without MemChangeList, as WeCom
+    may send it)."""
     action = request.path_params["action"]
     with state.lock:
         group = state.groups.get(request.path_params["chat_id"])
         if group is None:
             raise ApiError(40050, request.path_params["chat_id"])
+        if action == "dismiss":
+            del state.groups[group.chat_id]
+            dismissed = {"Event": "change_external_chat", "ChatId": group.chat_id, "ChangeType": "dismiss"}
+            return await emit_event(state, dismissed)
         userids = [str(u) for u in body["userids"]]
         last = group.version
         now = int(state.now())
@@ -442,7 +459,7 @@ async def c_group_change(request: Request, state: FakeWeComState, body: dict[str
             "ChangeType": "update",
         }
         if action == "join":
-            scene = int(body.get("join_scene", 3))
+            scene = int(body.get("join_scene", 3))  # groupchat/get's terms: 1 direct, 2 link, 3 QR code
             for uid in userids:
                 group.members.append(
                     {
@@ -453,19 +470,17 @@ async def c_group_change(request: Request, state: FakeWeComState, body: dict[str
                         "invitor": {"userid": group.owner},
                     }
                 )
-            fields.update(UpdateDetail="add_member", JoinScene=scene)
+            # The callback's own terms: 0 invited by a member (directly or by link), 3 scanned the QR code.
+            fields.update(UpdateDetail="add_member", JoinScene=3 if scene == 3 else 0)
         elif action == "quit":
             group.members = [m for m in group.members if m["userid"] not in userids]
             fields.update(UpdateDetail="del_member", QuitScene=int(body.get("quit_scene", 0)))
         else:
             raise ApiError(40058, f"unknown group action {action!r}")
         group.version += 1
-        fields.update(
-            MemChangeCnt=len(userids),
-            MemChangeList=userids,
-            LastMemVer=str(last),
-            CurMemVer=str(group.version),
-        )
+        fields.update(MemChangeCnt=len(userids), LastMemVer=str(last), CurMemVer=str(group.version))
+        if not body.get("omit_mem_change_list"):
+            fields["MemChangeList"] = userids
     return await emit_event(state, fields)
 
 
@@ -499,7 +514,7 @@ async def c_scan(request: Request, state: FakeWeComState, body: dict[str, Any]) 
             "UserID": userid,
             "ExternalUserID": contact.external_userid,
             "State": way.state or None,
-            "WelcomeCode": secrets.token_urlsafe(16),
+            "WelcomeCode": state.issue_welcome_code(),
         }
     delivery = await emit_event(state, fields)
     return {"external_userid": contact.external_userid, "userid": userid, "delivery": delivery}

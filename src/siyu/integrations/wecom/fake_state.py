@@ -7,6 +7,17 @@ behaviour tests need to control: a clock that can be advanced (token expiry, tra
 complete 24 h later), access tokens with a configurable TTL, per-API per-minute quotas,
 one-shot injected error codes, an IP allow-list and forbidden APIs.
 
+Quotas follow WeCom's 频率限制 page (developer.work.weixin.qq.com/document/path/90312; the limits
+10,000 calls a minute and 150,000 an hour per API are the page's, the blocks "1 分钟 / 1 小时" too):
+exceeding the per-minute quota blocks the API for 60 s, exceeding the per-hour quota for 3,600 s,
+each answered 45009 "api freq out of limit" until the block ends.
+
+A completed in-service hand-over queues del_external_contact with Source=DELETE_BY_TRANSFER for the
+handing-over member (UserID), as WeCom's 客户变更事件 page describes the field ("DELETE_BY_TRANSFER表示此
+客户是因在职继承自动被转接成员删除"; WxJava's `WxCpXmlMessage.source` and an independent Go client's
+`EventDelExternalContact.Source` carry the same sentence). A failed one queues
+transfer_fail with FailReason customer_refused / customer_limit_exceed.
+
 Everything here is plain Python guarded by one re-entrant lock; `fake_api.py` turns HTTP
 requests into calls on it and `fake_server.py` serves them. `generate()` builds 100,000
 contacts in a couple of seconds from a seed, always the same for the same seed.
@@ -53,6 +64,13 @@ ERRMSG: dict[int, str] = {
     40128: "customer transfer too frequent",
     40029: "invalid code",
     41008: "missing code",
+    41050: "welcome code expired",
+    41051: "externaluser has started chatting",
+    90500: "the owner of this chat is not resigned",
+    90502: "the owner of this chat has resigned",
+    90504: "the new owner is already the owner",
+    701008: "no valid interoperability license",
+    81017: "too many visible users, owner_filter is required",
 }
 
 #: What a newcomer enters on siyu's WeCom settings page to connect to a fake started with the defaults.
@@ -60,6 +78,9 @@ DEFAULT_CORP_ID = "wwfake0000000001"
 DEFAULT_SECRET = "fake-customer-contact-secret"
 DEFAULT_CALLBACK_TOKEN = "siyufaketoken"
 DEFAULT_CALLBACK_AES_KEY = "SiyuFakeCallbackKey0123456789abcdefghijklmn"  # 43 characters, as WeCom's
+
+#: send_welcome_msg accepts a WelcomeCode this long after its add event (then 41050).
+WELCOME_CODE_SECONDS = 20
 TRANSFER_DELAY_SECONDS = 24 * 3600  # WeCom hands customers over 24 h after the request
 #: WeCom's default cap on how many customers (friends) one member may have.
 DEFAULT_CUSTOMER_LIMIT = 50_000
@@ -286,10 +307,17 @@ class FakeWeComState:
         self.tokens: dict[str, tuple[str, float]] = {}
         self.rate_limits: dict[str, int] = {}
         self.default_rate_limit: int | None = None
+        #: Calls an hour per API (WeCom: 150,000); None = unlimited, as tests usually want.
+        self.hourly_rate_limits: dict[str, int] = {}
         self._rate_counts: dict[tuple[str, int], int] = {}
+        self._hour_counts: dict[tuple[str, int], int] = {}
+        #: api -> fake time until which WeCom refuses it (45009) after a limit was exceeded.
+        self.blocked: dict[str, float] = {}
         self.faults: dict[str, deque[int]] = {}
         self.allowed_ips: set[str] | None = None
         self.forbidden_apis: set[str] = set()
+        #: Members without an interoperability licence (互通许可): batch/get_by_user leaves them out.
+        self.unlicensed: set[str] = set()
         self.calls: deque[dict[str, Any]] = deque(maxlen=20_000)
         self.members: dict[str, Member] = {}
         self.contacts: dict[str, Contact] = {}
@@ -318,6 +346,7 @@ class FakeWeComState:
         self.oauth_codes: dict[str, tuple[str, float]] = {}
         self.client_view: dict[str, str] = {}
         self.chat_messages: list[dict[str, Any]] = []
+        self.welcome_codes: dict[str, float] = {}  # WelcomeCode -> when its add event was made
         self._seq = 0
 
     # --- clock, ids ---------------------------------------------------------------------
@@ -337,6 +366,12 @@ class FakeWeComState:
         self._seq += 1
         digest = hashlib.sha1(f"{self.corp_id}:{prefix}:{self._seq}".encode()).hexdigest()
         return (prefix + digest)[:length]
+
+    def issue_welcome_code(self) -> str:
+        """A WelcomeCode for an add event, valid WELCOME_CODE_SECONDS from now."""
+        code = secrets.token_urlsafe(16)
+        self.welcome_codes[code] = self.now()
+        return code
 
     # --- tokens, quotas, faults ----------------------------------------------------------
 
@@ -387,15 +422,27 @@ class FakeWeComState:
             queue = self.faults.get(key)
             if queue:
                 raise ApiError(queue.popleft())
-        quota = self.rate_limits.get(api, self.default_rate_limit)
-        if quota is not None:
-            window = int(self.now() // 60)
-            count = self._rate_counts.get((api, window), 0)
+        now = self.now()
+        if self.blocked.get(api, 0.0) > now:
+            raise ApiError(45009, "blocked")
+        # WeCom blocks an API for a minute once it exceeds its per-minute quota, for an hour once it
+        # exceeds its per-hour quota; both answer 45009.
+        for quotas, counts, span, block in (
+            (self.hourly_rate_limits, self._hour_counts, 3600, 3600.0),
+            (self.rate_limits, self._rate_counts, 60, 60.0),
+        ):
+            quota = quotas.get(api, self.default_rate_limit if span == 60 else None)
+            if quota is None:
+                continue
+            window = int(now // span)
+            count = counts.get((api, window), 0)
             if count >= quota:
+                self.blocked[api] = now + block
                 raise ApiError(45009)
-            if len(self._rate_counts) > 10_000:
-                self._rate_counts = {k: v for k, v in self._rate_counts.items() if k[1] >= window}
-            self._rate_counts[(api, window)] = count + 1
+            if len(counts) > 10_000:
+                for stale in [k for k in counts if k[1] < window]:
+                    del counts[stale]
+            counts[(api, window)] = count + 1
 
     def inject_faults(self, api: str, errcodes: list[int]) -> None:
         """Make the next calls to `api` ("*" for any) answer these errcodes, in order."""
@@ -592,6 +639,18 @@ class FakeWeComState:
                     self.by_user.setdefault(t.takeover, []).append(t.external_userid)
                 if not already:
                     counts[t.takeover] += 1
+                if not t.resigned:
+                    # WeCom tells the handing-over member's app that the customer left them, marked as a
+                    # hand-over (在职继承) rather than a deletion.
+                    self.pending_events.append(
+                        {
+                            "Event": "change_external_contact",
+                            "ChangeType": "del_external_contact",
+                            "UserID": t.handover,
+                            "ExternalUserID": t.external_userid,
+                            "Source": "DELETE_BY_TRANSFER",
+                        }
+                    )
             t.status = 1
 
     def refuse_transfer(self, external_userid: str, handover: str = "", takeover: str = "") -> Transfer:

@@ -7,9 +7,9 @@ Token handling
   (several workers then share one token, which WeCom recommends: fetching too often is itself
   rate-limited). wechatpy refreshes 60 s before expiry. The cache key holds a SHA-256 prefix of
   the secret, never the secret itself. WeCom may invalidate a token early; on errcode 40014
-  (invalid), 42001 (expired) or 40001 (invalid credential) the adapter drops the cached token
+  (invalid) or 42001 (expired) the adapter drops the cached token
   (only if it is still the one that failed, so a token another worker just fetched survives),
-  fetches a new one and retries the call once.
+  fetches a new one and retries the call once. 40001 means a wrong secret in WeCom: no retry.
 
 HTTP
   wechatpy sends every call through a `requests.Session`; answers are decoded with orjson (a page of

@@ -1,10 +1,14 @@
 """Transport of the WeCom adapter: retries, back-off, typed errors, DTO parsing helpers.
 
 Rate limits
-  errcode 45009 (API frequency limit) and -1 (system busy) are retried at most 3 times with
-  exponential back-off and jitter: the n-th wait is uniform in [d/2, d] with
-  d = min(cap, base * 2**n) (defaults base 0.5 s, cap 8 s). Anything else raises a typed
-  `WeComError` carrying errcode, errmsg and a plain-language explanation (see `errors.py`).
+  errcode -1 (system busy) is retried at most 3 times with exponential back-off and jitter: the
+  n-th wait is uniform in [d/2, d] with d = min(cap, base * 2**n) (defaults base 0.5 s, cap 8 s).
+  errcode 45009 (API frequency limit) means WeCom now blocks that API for 60 s (per-minute limit)
+  or 60 min (per-hour limit), without saying which: the first 45009 waits the minute out and
+  retries (when retries are allowed); a 45009 within a minute of the end of that wait is the
+  hourly block. A blocked API is not called again until its block ends: `WeComRateLimited`
+  (with `retry_after`) is raised at once. Anything else raises a typed `WeComError` carrying
+  errcode, errmsg and a plain-language explanation (see `errors.py`).
 """
 
 from __future__ import annotations
@@ -21,10 +25,14 @@ from wechatpy.session import SessionStorage
 
 from siyu.integrations.channel import ExternalContact, FollowInfo
 from siyu.integrations.wecom.errors import (
+    FREQUENCY_LIMIT,
+    HOUR_BLOCK,
+    MINUTE_BLOCK,
     RETRYABLE_ERRCODES,
     TOKEN_ERRCODES,
     WeComError,
     WeComInputError,
+    WeComRateLimited,
     WeComTransportError,
     error_for,
 )
@@ -119,6 +127,7 @@ class WeComTransport:
         backoff_cap: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not corp_id:
             raise WeComInputError("corp_id", "is required")
@@ -139,6 +148,9 @@ class WeComTransport:
         self.backoff_cap = backoff_cap
         self._sleep = sleep
         self._rng = rng or random.Random()
+        self._clock = clock
+        # api -> (when WeCom lifts its block, the window it was taken for): WeCom's own blocks, waited out.
+        self._blocked: dict[str, tuple[float, float]] = {}
 
     # --- transport ----------------------------------------------------------------------
 
@@ -147,10 +159,31 @@ class WeComTransport:
         ceiling = min(self.backoff_cap, self.backoff_base * (2**attempt))
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
 
+    def _limited(self, api: str) -> float:
+        """Record a 45009 of ``api`` and return the window WeCom now blocks it for (see the module doc)."""
+        now = self._clock()
+        previous = self._blocked.get(api)
+        # Refused again within a minute of a minute's block ending: the hourly limit was reached.
+        hourly = previous is not None and previous[1] == MINUTE_BLOCK and now - previous[0] < MINUTE_BLOCK
+        window = HOUR_BLOCK if hourly else MINUTE_BLOCK
+        self._blocked[api] = (now + window, window)
+        return window
+
+    def _check_block(self, api: str) -> None:
+        """Raise at once while WeCom blocks ``api``: a call would only be refused (and the block mistaken
+        for the hourly one)."""
+        found = self._blocked.get(api)
+        left = found[0] - self._clock() if found is not None else 0.0
+        if found is not None and left > 0:
+            raise WeComRateLimited(
+                FREQUENCY_LIMIT, f"WeCom blocks this API for {left:.0f} s more", api=api, retry_after=left
+            )
+
     def _call(self, api: str, fn: Callable[[], Any]) -> dict[str, Any]:
         token_retried = False
         backoffs = 0
         while True:
+            self._check_block(api)
             try:
                 result = fn()
             except WeComError:
@@ -164,6 +197,14 @@ class WeComTransport:
                     token_retried = True
                     self.api.invalidate(token_of(exc))
                     continue
+                if code == FREQUENCY_LIMIT:
+                    window = self._limited(api)
+                    if window == MINUTE_BLOCK and backoffs < self.max_retries:
+                        self._sleep(window)
+                        self._blocked[api] = (self._clock(), MINUTE_BLOCK)  # waited out
+                        backoffs += 1
+                        continue
+                    raise WeComRateLimited(code, str(exc.errmsg), api=api, retry_after=window) from exc
                 if code in RETRYABLE_ERRCODES and backoffs < self.max_retries:
                     self._sleep(self.backoff_delay(backoffs))
                     backoffs += 1
