@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from siyu.analytics.commerce import CommerceRow, commerce_metrics
+from siyu.analytics.dashboard import OrgCounts, added_per_day, org_counts
 from siyu.analytics.engines import AnalyticsEngine
 from siyu.analytics.funnels import FunnelQuery, FunnelResult, Step, parse_modes, run_funnel
 from siyu.analytics.models import ChannelCost, CostDimension
-from siyu.analytics.projection import Projection, default_path
+from siyu.analytics.projection import Projection, default_path, projection_for
 from siyu.analytics.retention import RetentionCohort, RetentionQuery, run_retention
 from siyu.analytics.rfm import RFMReport, rfm_report
 from siyu.analytics.roi import ChannelROI, ROIDimension, roi_report
@@ -33,6 +34,8 @@ from siyu.analytics.schemas import (
     StepIn,
 )
 from siyu.kit.errors import Invalid, NotFound
+
+__all__ = ["OrgCounts", "added_per_day", "org_counts"]  # the dashboard's counts, for web/
 
 MAX_BINS = 100
 _app_lock = threading.Lock()
@@ -59,7 +62,8 @@ def projection_of_app(state: Any) -> Projection:
         with _app_lock:
             proj = getattr(state, "analytics_projection", None)
             if proj is None:
-                proj = Projection(state.engine, default_path(state.settings.data_dir))
+                # The process-wide one: the worker's jobs in this process refresh the same DuckDB file.
+                proj = projection_for(state.engine, default_path(state.settings.data_dir))
                 state.analytics_projection = proj
                 # Close DuckDB before interpreter teardown (its bindings complain about live objects).
                 atexit.register(proj.close)
