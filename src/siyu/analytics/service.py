@@ -70,6 +70,11 @@ def projection_of_app(state: Any) -> Projection:
     return proj
 
 
+def has_orders(engine: AnalyticsEngine, org_id: int) -> bool:
+    """Whether the organization has any projected order (what a CLV fit needs first)."""
+    return bool(engine.query(f"SELECT 1 FROM orders WHERE org_id = {int(org_id)} LIMIT 1"))
+
+
 def _invalid(exc: ValueError) -> Invalid:
     message = str(exc)
     for prefix, field in _FIELD_OF_MESSAGE:

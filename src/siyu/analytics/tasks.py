@@ -84,6 +84,12 @@ def after_bulk_load_task(org_id: int) -> str:
     return str(after_bulk_load(engine, settings(), org_id))
 
 
+@huey.task(name="analytics.refit_clv")
+def refit_clv_task(org_id: int) -> int:
+    """Refit one organization's CLV in the worker (asked for from the CLV page)."""
+    return refit_clv(sessions().kw["bind"], settings(), org_id)
+
+
 @huey.periodic_task(crontab(hour="19", minute="10"), name="analytics.nightly_clv")
 def nightly_clv() -> dict[int, int]:
     """Nightly (03:10 Asia/Shanghai): refit CLV for every organization with orders."""

@@ -127,6 +127,9 @@ class FollowRelation(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "customer_id", "account_id"),
         Index("ix_follow_relations_account_customer", "account_id", "customer_id"),
+        # Account health counts the week's adds and ends per account: index-only ranges, not a scan.
+        Index("ix_follow_relations_org_since", "org_id", "since", "account_id"),
+        Index("ix_follow_relations_org_ended_at", "org_id", "ended_at", "account_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

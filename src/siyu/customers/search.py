@@ -12,9 +12,11 @@ SQLAlchemy dialect describes them), so the schema comparison and autogenerate sk
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import ColumnElement, literal_column, or_, select, text
+from sqlalchemy import ColumnElement, Connection, literal_column, or_, select, text
 
 from siyu.customers.models import Customer
 
@@ -36,6 +38,7 @@ SQLITE_DDL = (
     f"INSERT INTO {SEARCH_TABLE}(rowid, name, remark) VALUES (new.id, new.name, new.remark); END",
     f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('rebuild')",
 )
+_SQLITE_INSERT_TRIGGER = SQLITE_DDL[1]
 SQLITE_DROP = (
     f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_ai",
     f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_ad",
@@ -54,6 +57,31 @@ def is_search_object(name: str | None) -> bool:
     """Whether a schema object belongs to the search index (the FTS5 table and its shadow tables, the
     trigram indexes): kept out of the model comparison."""
     return bool(name) and (str(name).startswith(SEARCH_TABLE) or name in TRGM_INDEXES)
+
+
+@contextmanager
+def indexed_after_insert(conn: Connection, first_id: int) -> Iterator[None]:
+    """Customers inserted inside (ids from ``first_id`` on) enter the SQLite search index in one statement
+    at the end, instead of through the per-row trigger (ten times slower: 20,000 rows took 11 s, not 1 s).
+
+    Must run inside the caller's transaction: the trigger is dropped and recreated in it, so a failure
+    rolls both back and no other writer ever sees the table without it. A no-op on PostgreSQL.
+    """
+    sqlite = conn.dialect.name == "sqlite" and bool(
+        conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?", (f"{SEARCH_TABLE}_ai",)
+        ).scalar()
+    )
+    if not sqlite:
+        yield
+        return
+    conn.exec_driver_sql(f"DROP TRIGGER {SEARCH_TABLE}_ai")
+    yield
+    conn.exec_driver_sql(
+        f"INSERT INTO {SEARCH_TABLE}(rowid, name, remark) SELECT id, name, remark FROM customers WHERE id >= ?",
+        (first_id,),
+    )
+    conn.exec_driver_sql(_SQLITE_INSERT_TRIGGER)
 
 
 def _fts_phrase(value: str) -> str:

@@ -5,7 +5,8 @@ database sorts the whole organization per page (14 s for the event list at 6 M e
 indexes on events, customers and orders, ``(org_id, type, id)`` for the event list by type,
 ``customers.mobile_last4`` (generated from ``mobile``) with its index for the last-4 search,
 ``(org_id, clv_updated_at)`` for "CLV computed at" and the projection's CLV watermark, a partial
-index of refunded orders (the projection's refund check), and the substring search over names and remarks:
+index of refunded orders (the projection's refund check), covering ranges of follow relations by
+start and end (account health), and the substring search over names and remarks:
 FTS5 trigram on SQLite, pg_trgm GIN indexes on PostgreSQL (see ``siyu.customers.search``).
 Statistics are gathered at the end, as after every bulk load: an index without them can mislead
 the planner.
@@ -32,6 +33,8 @@ _INDEXES = (
     ("ix_orders_org_id", "orders", ["org_id", "id"]),
     ("ix_customers_org_id", "customers", ["org_id", "id"]),
     ("ix_customers_org_clv_updated_at", "customers", ["org_id", "clv_updated_at"]),
+    ("ix_follow_relations_org_since", "follow_relations", ["org_id", "since", "account_id"]),
+    ("ix_follow_relations_org_ended_at", "follow_relations", ["org_id", "ended_at", "account_id", "status"]),
 )
 
 
