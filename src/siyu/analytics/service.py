@@ -33,9 +33,11 @@ from siyu.analytics.schemas import (
     RetentionIn,
     StepIn,
 )
+from siyu.analytics.tasks import after_bulk_write
 from siyu.kit.errors import Invalid, NotFound
 
-__all__ = ["OrgCounts", "added_per_day", "org_counts"]  # the dashboard's counts, for web/
+# The dashboard's counts (for web/) and the hook of bulk writers in other domains.
+__all__ = ["OrgCounts", "added_per_day", "after_bulk_write", "org_counts"]
 
 MAX_BINS = 100
 _app_lock = threading.Lock()

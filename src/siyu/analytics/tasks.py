@@ -25,6 +25,8 @@ from siyu.kit.settings import Settings
 from siyu.worker.queue import huey, sessions, settings
 
 log = logging.getLogger(__name__)
+# Rows an import or sync must write to count as bulk: fewer leave the statistics' picture as it was.
+BULK_ROWS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,16 @@ def after_bulk_load_task(org_id: int) -> str:
     """Run after_bulk_load in the worker (enqueued after the commit of a demo load, import or sync)."""
     engine = sessions().kw["bind"]
     return str(after_bulk_load(engine, settings(), org_id))
+
+
+def after_bulk_write(engine: Engine, org_id: int, rows: int) -> bool:
+    """After an import or a sync wrote ``rows`` rows (committed): for a bulk write, statistics now (a
+    second at most) and the projection and CLV in the worker; True when it was bulk."""
+    if rows < BULK_ROWS:
+        return False
+    gather_statistics(engine)
+    after_bulk_load_task(org_id)
+    return True
 
 
 @huey.task(name="analytics.refit_clv")
