@@ -8,6 +8,10 @@ What is projected (tables of :mod:`siyu.analytics.schema`):
 * ``customers`` (dimensions: source, stage, first carrier account, its operator, channel code) and
   ``customer_values`` (the CLV write-back): re-projected for every customer whose ``updated_at``
   moved past the watermark, or who gained a follow relation (follow_relations.id watermark).
+  Each refresh re-reads the ``updated_at`` window from its predecessor's start minus the 30 s
+  commit-lag overlap (``customers_checked_us``), so a change is re-read for at most that long, not
+  until the next change. CLV values follow ``clv_updated_at`` per organization (``clv_us:<org>``),
+  which the CLV job stamps instead of ``updated_at``: a fit over 400,000 buyers is read once.
   ``channel`` is the ``state`` of the customer's first follow relation (the WeCom channel-code
   state); ``account_id``/``operator_id`` are those of the first follow relation too (first touch).
 
