@@ -108,3 +108,47 @@ def test_last_four_digits_are_derived_and_indexed(
                 )
             )
         assert "ix_customers_org_mobile_last4" in plan
+
+
+def test_a_loaded_brand_is_searchable_and_a_reload_leaves_no_stale_entries(
+    engine: Engine, db: Session
+) -> None:
+    from siyu.demo import generate_world
+    from siyu.demo.loader import load_world
+
+    world = generate_world(customers=200, seed=5)
+    first = load_world(engine, world)
+    remark = db.scalar(
+        text("SELECT remark FROM customers WHERE org_id = :o AND length(remark) >= 4 ORDER BY id LIMIT 1"),
+        {"o": first.org_id},
+    )
+    assert remark
+    needle = remark[:4]
+
+    def found(org_id: int) -> set[int]:
+        admin_id = db.scalar(text("SELECT id FROM users WHERE org_id = :o AND role = 'admin'"), {"o": org_id})
+        admin = Principal(org_id, int(admin_id), Role.admin)
+        rows, _ = service.list_customers(db, admin, CustomerFilters(text=needle), None, 200)
+        return {c.id for c in rows}
+
+    def expected(org_id: int) -> set[int]:
+        rows = db.execute(
+            text("SELECT id FROM customers WHERE org_id = :o AND (name LIKE :p OR remark LIKE :p)"),
+            {"o": org_id, "p": f"%{needle}%"},
+        )
+        return {int(r[0]) for r in rows}
+
+    assert found(first.org_id) == expected(first.org_id) != set()
+    second = load_world(engine, world, replace=True)
+    db.expire_all()
+    assert found(second.org_id) == expected(second.org_id) != set()
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            stale = conn.scalar(
+                text(
+                    "SELECT count(*) FROM customers_search WHERE customers_search MATCH :q "
+                    "AND rowid NOT IN (SELECT id FROM customers)"
+                ),
+                {"q": f'"{needle}"'},
+            )
+        assert stale == 0

@@ -38,7 +38,7 @@ SQLITE_DDL = (
     f"INSERT INTO {SEARCH_TABLE}(rowid, name, remark) VALUES (new.id, new.name, new.remark); END",
     f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('rebuild')",
 )
-_SQLITE_INSERT_TRIGGER = SQLITE_DDL[1]
+_SQLITE_INSERT_TRIGGER, _SQLITE_DELETE_TRIGGER = SQLITE_DDL[1], SQLITE_DDL[2]
 SQLITE_DROP = (
     f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_ai",
     f"DROP TRIGGER IF EXISTS {SEARCH_TABLE}_ad",
@@ -82,6 +82,24 @@ def indexed_after_insert(conn: Connection, first_id: int) -> Iterator[None]:
         (first_id,),
     )
     conn.exec_driver_sql(_SQLITE_INSERT_TRIGGER)
+
+
+@contextmanager
+def rebuilt_after_delete(conn: Connection) -> Iterator[None]:
+    """Customers deleted inside leave the SQLite search index by one rebuild at the end instead of one
+    'delete' per row (deleting a whole demo brand). Inside the caller's transaction; a no-op on PostgreSQL."""
+    sqlite = conn.dialect.name == "sqlite" and bool(
+        conn.exec_driver_sql(
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?", (f"{SEARCH_TABLE}_ad",)
+        ).scalar()
+    )
+    if not sqlite:
+        yield
+        return
+    conn.exec_driver_sql(f"DROP TRIGGER {SEARCH_TABLE}_ad")
+    yield
+    conn.exec_driver_sql(f"INSERT INTO {SEARCH_TABLE}({SEARCH_TABLE}) VALUES ('rebuild')")
+    conn.exec_driver_sql(_SQLITE_DELETE_TRIGGER)
 
 
 def _fts_phrase(value: str) -> str:
