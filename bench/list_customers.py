@@ -56,9 +56,10 @@ def _say(msg: str) -> None:
 def build_database(customers: int, seed: int, cache: Path) -> Path:
     """The cached sandbox database for (customers, seed), building it if missing."""
     # The schema's fingerprint is part of the name, so a cache built before a migration change is not reused.
-    schema = hashlib.sha256(
-        (MIGRATIONS_DIR / "versions" / "0001_initial_schema.py").read_bytes()
-    ).hexdigest()[:10]
+    digest = hashlib.sha256()
+    for migration in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        digest.update(migration.read_bytes())
+    schema = digest.hexdigest()[:10]
     path = cache / f"sandbox_{customers}_{seed}_{schema}.db"
     if path.exists():
         _say(f"reusing cached database {path}")

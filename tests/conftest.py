@@ -25,6 +25,7 @@ from siyu.kit.settings import Settings
 from siyu.leads.intent import get_classifier
 from siyu.tenancy import service as identity
 from siyu.tenancy.models import Role
+from siyu.worker import queue
 
 PG_URL = os.environ.get("SIYU_TEST_DATABASE_URL", "")
 
@@ -176,3 +177,13 @@ def make_tenant(db: Session):  # type: ignore[no-untyped-def]
 def tenant(make_tenant) -> Tenant:  # type: ignore[no-untyped-def]
     """One organization with owner, admin and operator."""
     return make_tenant()
+
+
+@pytest.fixture
+def inline_worker(app):  # type: ignore[no-untyped-def]
+    """Tasks run inline at enqueue (Huey immediate mode) against the test's database and settings."""
+    queue.bind_engine(app.state.engine)
+    queue.bind_settings(app.state.settings)
+    queue.configure(immediate=True)
+    yield queue.huey
+    queue.huey.immediate = False

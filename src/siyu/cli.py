@@ -146,8 +146,11 @@ def _print_report(path: Path, report: ImportReport) -> None:
         err.print(f"{path}: --strict: nothing was stored because of the rows above")
 
 
-def _run_import(path: Path, description: str, run) -> None:  # type: ignore[no-untyped-def]
-    """Run an import under a progress bar; file-level problems and bad rows exit non-zero."""
+def _run_import(path: Path, org_id: int, description: str, run) -> None:  # type: ignore[no-untyped-def]
+    """Run an import under a progress bar; file-level problems and bad rows exit non-zero. A bulk import
+    is followed by statistics and, in the worker, the projection and CLV."""
+    from siyu.analytics.service import after_bulk_write
+
     try:
         with _progress() as progress:
             task = progress.add_task(description, total=None)
@@ -155,6 +158,9 @@ def _run_import(path: Path, description: str, run) -> None:  # type: ignore[no-u
     except DomainError as exc:
         raise _fail(f"{path}: {exc.message}") from exc
     _print_report(path, report)
+    engine = make_engine(get_settings().resolved_database_url())
+    after_bulk_write(engine, org_id, report.created + report.updated)
+    engine.dispose()
     if report.errors:
         raise typer.Exit(code=2)
 
@@ -171,6 +177,7 @@ def import_customers(
     org_id = _org_id(org)
     _run_import(
         file,
+        org_id,
         f"customers from {file.name}",
         lambda progress: import_customers_csv(_sessions(), org_id, file, progress=progress, strict=strict),
     )
@@ -194,6 +201,7 @@ def import_orders(
     org_id = _org_id(org)
     _run_import(
         file,
+        org_id,
         f"orders from {file.name}",
         lambda progress: import_orders_csv(_sessions(), org_id, file, fmt, progress=progress, strict=strict),
     )
@@ -272,6 +280,13 @@ def demo(
             summary = load_world(engine, world, org_slug=DEMO_ORG, replace=reset, progress=report)
         admin, operator = summary.admin, summary.operator
         _seed_demo_acquisition(engine, summary.org_id)
+        # Statistics now (seconds at most: the planner must not take a million rows for none); the
+        # projection and CLV in the worker, which `siyu serve` below starts.
+        from siyu.analytics.tasks import after_bulk_load_task
+        from siyu.kit.db import gather_statistics
+
+        gather_statistics(engine)
+        after_bulk_load_task(summary.org_id)
         console.print(f"loaded {', '.join(f'{n:,} {k}' for k, n in summary.counts.items())}")
     else:
         from siyu.demo.loader import DEFAULT_ADMIN_PASSWORD, DEFAULT_OPERATOR_PASSWORD, Login

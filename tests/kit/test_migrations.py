@@ -7,12 +7,15 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 
 import siyu.models  # noqa: F401  (registers every table on Base.metadata)
+from siyu.customers.search import is_search_object
 from siyu.kit.db import Base
 
 
 def _differences(engine: Engine) -> list[object]:
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_name": lambda name, *_: not is_search_object(name)}
+        )
         return list(compare_metadata(context, Base.metadata))
 
 

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 import pytest
 from tests.wecom.conftest import (  # noqa: F401  (fixtures and the own_members marker, re-exported)
     fake,
-    inline_worker,
     plain_fake,
     pytest_configure,
     wecom,

@@ -39,7 +39,7 @@ def _shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_demo_brand_analytics_pages_render_and_export(
-    live_server: str, demo: LoadSummary, engine: Engine
+    live_server: str, demo: LoadSummary, engine: Engine, inline_worker: object
 ) -> None:
     if engine.dialect.name != "sqlite":
         pytest.skip("the pages read the same projection on either database; one browser run is enough")
@@ -68,7 +68,7 @@ def test_demo_brand_analytics_pages_render_and_export(
             page.click("nav.subnav >> text=Lifetime value")
             expect(page.locator("[data-clv-computed]")).to_contain_text("CLV has not been computed yet.")
             page.click("[data-action=recompute-clv]")
-            expect(page.locator("[role=status]")).to_contain_text("CLV recomputed.")
+            expect(page.locator("[role=status]")).to_contain_text("being recomputed in the background")
             expect(page.locator("[data-clv-computed]")).to_contain_text("CLV last computed at")
 
             for name, first_column, content in PAGES:

@@ -24,7 +24,6 @@ from siyu.integrations.wecom.fake_server import FakeWeComServer
 from siyu.kit.loopback import LoopbackServer
 from siyu.wecom.credentials import save_credentials
 from siyu.wecom.schemas import CredentialsIn
-from siyu.worker import queue
 
 SECRET = "fake-customer-contact-secret"
 TOKEN = "siyu-callback-token"
@@ -157,16 +156,6 @@ class CrashBeforeCall(CrashAfterCall):
     def submit_mass_message(self, *args: Any, **kwargs: Any) -> Any:
         """Die without reaching WeCom."""
         raise RuntimeError("worker killed")
-
-
-@pytest.fixture
-def inline_worker(app):  # type: ignore[no-untyped-def]
-    """Tasks run inline at enqueue (Huey immediate mode) against the test's database and settings."""
-    queue.bind_engine(app.state.engine)
-    queue.bind_settings(app.state.settings)
-    queue.configure(immediate=True)
-    yield queue.huey
-    queue.huey.immediate = False
 
 
 @dataclass

@@ -5,8 +5,9 @@ per customer by calendar day in local time (:func:`siyu.analytics.clv.rfm_summar
 time unit). Output per buyer, written to ``customers`` in the operational database with a
 set-based UPDATE per chunk: ``expected_purchases_365d`` (expected purchases over the horizon,
 12 months = 365.25 days by default), ``p_alive``, ``clv_fen`` (discounted CLV over the horizon) and
-``clv_updated_at``. ``updated_at`` moves too, so the next projection refresh carries the values into
-the ``customer_values`` table that ROI and the CLV histogram read. Customers without orders keep
+``clv_updated_at``, which the next projection refresh follows to carry the values into the
+``customer_values`` table that ROI and the CLV histogram read. ``updated_at`` stays: the profile did
+not change, and moving it on every buyer made each refresh re-read them all. Customers without orders keep
 NULL: the models say nothing about people who never bought.
 """
 
@@ -99,7 +100,7 @@ def run_clv(
             p_alive=bindparam("p"),
             expected_purchases_365d=bindparam("e"),
             clv_updated_at=bindparam("now"),
-            updated_at=bindparam("now"),
+            updated_at=CUSTOMERS.c.updated_at,  # as it was: overrides the column's onupdate stamp
         )
     )
     payload = [

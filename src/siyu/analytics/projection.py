@@ -11,6 +11,10 @@ What is projected (tables of :mod:`siyu.analytics.schema`):
 * ``customers`` (dimensions: source, stage, first carrier account, its operator, channel code) and
   ``customer_values`` (the CLV write-back): re-projected for every customer whose ``updated_at``
   moved past the watermark, or who gained a follow relation (follow_relations.id watermark).
+  Each refresh re-reads the ``updated_at`` window from its predecessor's start minus the 30 s
+  commit-lag overlap (``customers_checked_us``), so a change is re-read for at most that long, not
+  until the next change. CLV values follow ``clv_updated_at`` per organization (``clv_us:<org>``),
+  which the CLV job stamps instead of ``updated_at``: a fit over 400,000 buyers is read once.
   ``channel`` is the ``state`` of the customer's first follow relation (the WeCom channel-code
   state); ``account_id``/``operator_id`` are those of the first follow relation too (first touch).
 
@@ -49,7 +53,8 @@ from siyu.analytics.engines import DuckDBEngine
 from siyu.analytics.schema import CUSTOMER_VALUES, CUSTOMERS, EVENTS, ORDERS, Table
 
 _STATE_DDL = "CREATE TABLE IF NOT EXISTS projection_state (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL)"
-_WATERMARKS = ("events_id", "orders_id", "follows_id", "customers_updated_us")
+_WATERMARKS = ("events_id", "orders_id", "follows_id", "customers_updated_us", "customers_checked_us")
+_CLV_MARK = "clv_us:"  # + org id: the newest clv_updated_at projected for that organization
 _EPOCH = datetime(1970, 1, 1)
 # Re-read customers updated this long before the watermark: a transaction may commit after a later one
 # whose updated_at we already saw (timestamps are taken at flush, not at commit).
@@ -66,6 +71,7 @@ class ProjectionReport:
     customers: int = 0
     merged: int = 0
     refunds_resynced: int = 0
+    values: int = 0
     seconds: float = 0.0
     skipped: bool = False
     watermarks: dict[str, int] = field(default_factory=dict)
@@ -73,7 +79,14 @@ class ProjectionReport:
     @property
     def changed(self) -> bool:
         """Whether any projected row was written."""
-        return bool(self.events or self.orders or self.customers or self.merged or self.refunds_resynced)
+        return bool(
+            self.events
+            or self.orders
+            or self.customers
+            or self.merged
+            or self.refunds_resynced
+            or self.values
+        )
 
 
 def default_path(data_dir: Path) -> Path:
@@ -186,7 +199,11 @@ class Projection:
         report = ProjectionReport()
         con = self.engine.con
         wm = dict.fromkeys(_WATERMARKS, 0) if full else self.watermarks()
+        wm.update({} if full else self._clv_marks())
         before = dict(wm)
+        # Taken before the snapshot opens: every row committed after it was flushed after this minus the
+        # overlap, so the next refresh re-reads from there on, and never rows older than that again.
+        checked = datetime.now(UTC).replace(tzinfo=None)
         self._pending_recent: dict[int, Any] | None = None
         con.execute("BEGIN TRANSACTION")
         # Hundreds of thousands of row tuples live briefly; the cyclic GC would rescan them for nothing.
@@ -205,7 +222,20 @@ class Projection:
                 wm["orders_id"] = self._project_appended(src, "orders", wm["orders_id"], report, full=full)
                 if not full:
                     self._resync_refunds(src, wm["orders_id"], report)
-            if full or report.changed or wm != before:
+                self._project_values(src, wm, report, full=full)
+            wm["customers_checked_us"] = (checked - _EPOCH) // timedelta(microseconds=1)
+            # Advancing the start alone is worth a commit once it leaves the overlap behind: from then
+            # on the rows of the last window are not read again.
+            moved = wm["customers_checked_us"] - before[
+                "customers_checked_us"
+            ] > _UPDATED_OVERLAP // timedelta(microseconds=1)
+            if (
+                full
+                or report.changed
+                or moved
+                or {k: v for k, v in wm.items() if k != "customers_checked_us"}
+                != {k: v for k, v in before.items() if k != "customers_checked_us"}
+            ):
                 con.executemany(
                     "INSERT OR REPLACE INTO projection_state VALUES (?, ?)",
                     [[k, int(v)] for k, v in wm.items()],
@@ -328,7 +358,11 @@ class Projection:
         """Re-read refunded amounts when the operational total differs from the projected one."""
         op_total = int(
             src.execute(
-                text("SELECT coalesce(sum(refunded_fen), 0) FROM orders WHERE id <= :wm"), {"wm": orders_wm}
+                # The predicate lets the partial index of refunded orders answer (not a scan of every order).
+                text(
+                    "SELECT coalesce(sum(refunded_fen), 0) FROM orders WHERE refunded_fen <> 0 AND id <= :wm"
+                ),
+                {"wm": orders_wm},
             ).scalar_one()
         )
         con = self.engine.con
@@ -355,6 +389,61 @@ class Projection:
         changed = (int(set_new[0]) if set_new else 0) + (int(cleared[0]) if cleared else 0)
         report.refunds_resynced = changed
 
+    def _bound(self, moment: datetime) -> Any:
+        """A naive-UTC moment as the operational database compares it with its timestamp columns."""
+        return moment.replace(tzinfo=UTC) if self._pg else moment.isoformat(" ", "microseconds")
+
+    def _clv_marks(self) -> dict[str, int]:
+        rows = self.engine.con.execute(
+            "SELECT name, value FROM projection_state WHERE name LIKE ?", [_CLV_MARK + "%"]
+        ).fetchall()
+        return {str(k): int(v) for k, v in rows}
+
+    def _project_values(
+        self, src: Connection, wm: dict[str, int], report: ProjectionReport, *, full: bool
+    ) -> None:
+        """Carry CLV values written since the last refresh into ``customer_values``, per organization.
+
+        The CLV job stamps ``clv_updated_at`` (not ``updated_at``) on every buyer in one run, so a run over
+        400,000 buyers is read here once, by its organization's watermark, and never again; a run for one
+        organization is one job at a time, so no overlap is needed.
+        """
+        orgs = [int(o) for o in src.execute(text("SELECT id FROM organizations")).scalars()]
+        for org in orgs:
+            key = f"{_CLV_MARK}{org}"
+            newest = src.execute(
+                text("SELECT max(clv_updated_at) FROM customers WHERE org_id = :o"), {"o": org}
+            ).scalar()
+            if newest is None:
+                continue
+            newest_us = (_to_naive_dt(newest) - _EPOCH) // timedelta(microseconds=1)
+            if full or newest_us <= wm.get(key, 0):
+                wm[key] = max(newest_us, 0 if full else wm.get(key, 0))
+                continue  # a rebuild read the values with the profiles
+            since = self._bound(_EPOCH + timedelta(microseconds=wm.get(key, 0)))
+            rows = src.execute(
+                text(
+                    "SELECT id, clv_fen, p_alive, expected_purchases_365d FROM customers "
+                    "WHERE org_id = :o AND clv_updated_at > :since AND merged_into_id IS NULL"
+                ),
+                {"o": org, "since": since},
+            ).fetchall()
+            _v = _columns(rows, ("customer_id", "clv_fen", "p_alive", "expected_purchases"))
+            con = self.engine.con
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _val AS SELECT CAST(customer_id AS BIGINT) AS customer_id, "
+                "CAST(clv_fen AS BIGINT) AS clv_fen, CAST(p_alive AS DOUBLE) AS p_alive, "
+                "CAST(expected_purchases AS DOUBLE) AS expected_purchases FROM _v"
+            )
+            con.execute("DELETE FROM customer_values WHERE customer_id IN (SELECT customer_id FROM _val)")
+            con.execute(
+                f"INSERT INTO customer_values SELECT {org}, customer_id, clv_fen, p_alive, expected_purchases "
+                "FROM _val WHERE clv_fen IS NOT NULL"
+            )
+            con.execute("DROP TABLE _val")
+            report.values += len(rows)
+            wm[key] = newest_us
+
     def _project_customers(
         self, src: Connection, wm: dict[str, int], report: ProjectionReport, *, full: bool
     ) -> None:
@@ -366,8 +455,11 @@ class Projection:
         if full:
             customer_rows = src.execute(text(f"SELECT {cols} FROM customers AS c")).fetchall()
         else:
-            since = _EPOCH + timedelta(microseconds=wm["customers_updated_us"]) - _UPDATED_OVERLAP
-            bound = since.replace(tzinfo=UTC) if self._pg else since.isoformat(" ", "microseconds")
+            # Rows committed since the last refresh were flushed after its start minus the overlap; an
+            # older projection (no start recorded) goes by the newest row it saw.
+            last = wm["customers_checked_us"] or wm["customers_updated_us"]
+            since = _EPOCH + timedelta(microseconds=last) - _UPDATED_OVERLAP
+            bound = self._bound(since)
             customer_rows = src.execute(
                 text(f"SELECT {cols} FROM customers AS c WHERE c.updated_at > :since"), {"since": bound}
             ).fetchall()
@@ -402,7 +494,7 @@ class Projection:
         wm["customers_updated_us"] = max(
             wm["customers_updated_us"], (newest - _EPOCH) // timedelta(microseconds=1)
         )
-        horizon = _EPOCH + timedelta(microseconds=wm["customers_updated_us"]) - _UPDATED_OVERLAP
+        horizon = datetime.now(UTC).replace(tzinfo=None) - _UPDATED_OVERLAP
         recent = {k: v for k, v in self._recent.items() if _to_naive_dt(v) > horizon}
         recent.update((int(r[0]), r[6]) for r in customer_rows if _to_naive_dt(r[6]) > horizon)
         self._pending_recent = recent  # adopted only once the DuckDB transaction commits

@@ -16,10 +16,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from siyu.analytics.commerce import CommerceRow, commerce_metrics
+from siyu.analytics.dashboard import OrgCounts, added_per_day, org_counts
 from siyu.analytics.engines import AnalyticsEngine
 from siyu.analytics.funnels import FunnelQuery, FunnelResult, Step, parse_modes, run_funnel
 from siyu.analytics.models import ChannelCost, CostDimension
-from siyu.analytics.projection import Projection, default_path
+from siyu.analytics.projection import Projection, default_path, projection_for
 from siyu.analytics.retention import RetentionCohort, RetentionQuery, run_retention
 from siyu.analytics.rfm import CustomerRFM, RFMReport, customer_rfm, rfm_report
 from siyu.analytics.roi import ChannelROI, ROIDimension, roi_report
@@ -32,7 +33,11 @@ from siyu.analytics.schemas import (
     RetentionIn,
     StepIn,
 )
+from siyu.analytics.tasks import after_bulk_write
 from siyu.kit.errors import Invalid, NotFound
+
+# The dashboard's counts (for web/) and the hook of bulk writers in other domains.
+__all__ = ["OrgCounts", "added_per_day", "after_bulk_write", "org_counts"]
 
 MAX_BINS = 100
 _app_lock = threading.Lock()
@@ -59,11 +64,17 @@ def projection_of_app(state: Any) -> Projection:
         with _app_lock:
             proj = getattr(state, "analytics_projection", None)
             if proj is None:
-                proj = Projection(state.engine, default_path(state.settings.data_dir))
+                # The process-wide one: the worker's jobs in this process refresh the same DuckDB file.
+                proj = projection_for(state.engine, default_path(state.settings.data_dir))
                 state.analytics_projection = proj
                 # Close DuckDB before interpreter teardown (its bindings complain about live objects).
                 atexit.register(proj.close)
     return proj
+
+
+def has_orders(engine: AnalyticsEngine, org_id: int) -> bool:
+    """Whether the organization has any projected order (what a CLV fit needs first)."""
+    return bool(engine.query(f"SELECT 1 FROM orders WHERE org_id = {int(org_id)} LIMIT 1"))
 
 
 def _invalid(exc: ValueError) -> Invalid:

@@ -7,6 +7,7 @@ from typing import Literal
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from pydantic import AwareDatetime
 
+from siyu.analytics import service as analytics
 from siyu.commerce import service
 from siyu.commerce.importers import import_orders_csv
 from siyu.commerce.schemas import OrderIn, OrderOut
@@ -75,7 +76,9 @@ def import_customers(
     strict: bool = Form(default=False, description="Store nothing if any row is bad."),
 ) -> ImportReport:
     """Import customers from a CSV upload (admins); answers the report with each bad row and why."""
-    return import_customers_csv(request.app.state.sessionmaker, principal.org_id, file.file, strict=strict)
+    report = import_customers_csv(request.app.state.sessionmaker, principal.org_id, file.file, strict=strict)
+    analytics.after_bulk_write(request.app.state.engine, principal.org_id, report.created + report.updated)
+    return report
 
 
 @router.post("/imports/orders", response_model=ImportReport)
@@ -87,6 +90,8 @@ def import_orders(
     strict: bool = Form(default=False, description="Store nothing if any row is bad."),
 ) -> ImportReport:
     """Import orders from a generic or Taobao CSV upload (admins); idempotent, bad rows reported."""
-    return import_orders_csv(
+    report = import_orders_csv(
         request.app.state.sessionmaker, principal.org_id, file.file, format, strict=strict
     )
+    analytics.after_bulk_write(request.app.state.engine, principal.org_id, report.created + report.updated)
+    return report

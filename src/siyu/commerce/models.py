@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.kit.clock import utcnow
@@ -19,6 +19,16 @@ class Order(Base):
         UniqueConstraint("org_id", "platform", "external_id"),
         Index("ix_orders_customer_paid_at", "customer_id", "paid_at"),
         Index("ix_orders_org_paid_at", "org_id", "paid_at"),
+        # The order list (newest first, keyset on id) walks this backwards instead of sorting.
+        Index("ix_orders_org_id", "org_id", "id"),
+        # Refunded orders only: the projection compares their total on every refresh without a scan.
+        Index(
+            "ix_orders_refunded",
+            "id",
+            "refunded_fen",
+            sqlite_where=text("refunded_fen <> 0"),
+            postgresql_where=text("refunded_fen <> 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

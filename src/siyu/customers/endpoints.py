@@ -57,6 +57,7 @@ def _out(customer: Customer, principal: Principal, asked: int | None = None) -> 
 
 def _filters(
     name: str | None,
+    text: str | None,
     mobile: str | None,
     tag_ids: list[int] | None,
     stage: Stage | None,
@@ -64,11 +65,20 @@ def _filters(
     account_id: int | None,
 ) -> CustomerFilters:
     return CustomerFilters(
-        name=name, mobile=mobile, tag_ids=tag_ids or [], stage=stage, source=source, account_id=account_id
+        name=name,
+        text=text,
+        mobile=mobile,
+        tag_ids=tag_ids or [],
+        stage=stage,
+        source=source,
+        account_id=account_id,
     )
 
 
 NameQ = Annotated[str | None, Query(min_length=1, max_length=120, description="Substring of the name.")]
+TextQ = Annotated[
+    str | None, Query(min_length=1, max_length=120, description="Substring of the name or the remark.")
+]
 MobileQ = Annotated[
     str | None, Query(pattern=r"^(\d{4}|1[3-9]\d{9})$", description="Full mobile or last 4 digits.")
 ]
@@ -93,6 +103,7 @@ def list_customers(
     db: DbSession,
     principal: CurrentPrincipal,
     name: NameQ = None,
+    q: TextQ = None,
     mobile: MobileQ = None,
     tag_ids: TagIdsQ = None,
     stage: Stage | None = None,
@@ -104,7 +115,7 @@ def list_customers(
     """Visible customers, newest first, keyset paginated (?cursor= from next_cursor)."""
     if tag_ids is not None and any(t < 1 for t in tag_ids):
         raise Invalid("tag ids are positive integers", field="tag_ids")
-    filters = _filters(name, mobile, tag_ids, stage, source, account_id)
+    filters = _filters(name, q, mobile, tag_ids, stage, source, account_id)
     _guard_lookup(request, db, principal, mobile)
     rows, next_cursor = service.list_customers(db, principal, filters, cursor, limit)
     return Page[CustomerOut](items=[_out(c, principal) for c in rows], next_cursor=next_cursor)
@@ -116,6 +127,7 @@ def count_customers(
     db: DbSession,
     principal: CurrentPrincipal,
     name: NameQ = None,
+    q: TextQ = None,
     mobile: MobileQ = None,
     tag_ids: TagIdsQ = None,
     stage: Stage | None = None,
@@ -123,7 +135,7 @@ def count_customers(
     account_id: AccountQ = None,
 ) -> CountOut:
     """The exact number of visible customers matching the same filters as the list (on demand only)."""
-    filters = _filters(name, mobile, tag_ids, stage, source, account_id)
+    filters = _filters(name, q, mobile, tag_ids, stage, source, account_id)
     _guard_lookup(request, db, principal, mobile)
     return CountOut(count=service.count_customers(db, principal, filters))
 

@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import Computed, Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.kit.clock import utcnow
@@ -65,12 +65,22 @@ class Customer(Base):
         Index("ix_customers_org_created_at", "org_id", "created_at"),
         # The analytics projection finds changed profiles (edits, merges) by updated_at.
         Index("ix_customers_updated_at", "updated_at"),
+        # The unfiltered list walks this backwards (newest first) instead of sorting the organization.
+        Index("ix_customers_org_id", "org_id", "id"),
+        # "Last 4 digits" search, an equality on an indexed column instead of a suffix scan.
+        Index("ix_customers_org_mobile_last4", "org_id", "mobile_last4", "id"),
+        # When CLV was computed last (the CLV page), read from the index's end.
+        Index("ix_customers_org_clv_updated_at", "org_id", "clv_updated_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(120), default="")
     mobile: Mapped[str | None] = mapped_column(String(11))
+    # Derived by the database from ``mobile`` (no writer can forget it); same SQL on SQLite and PostgreSQL.
+    mobile_last4: Mapped[str | None] = mapped_column(
+        String(4), Computed("substr(mobile, length(mobile) - 3)")
+    )
     gender: Mapped[Gender] = mapped_column(Enum(Gender, native_enum=False, length=10), default=Gender.unknown)
     region: Mapped[str | None] = mapped_column(String(60))
     stage: Mapped[Stage] = mapped_column(Enum(Stage, native_enum=False, length=20), default=Stage.new)
@@ -120,6 +130,9 @@ class FollowRelation(Base):
     __table_args__ = (
         UniqueConstraint("org_id", "customer_id", "account_id"),
         Index("ix_follow_relations_account_customer", "account_id", "customer_id"),
+        # Account health counts the week's adds and ends per account: index-only ranges, not a scan.
+        Index("ix_follow_relations_org_since", "org_id", "since", "account_id"),
+        Index("ix_follow_relations_org_ended_at", "org_id", "ended_at", "account_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from siyu.accounts.models import Account
 from siyu.commerce.models import Order
+from siyu.customers import search
 from siyu.customers.models import (
     Customer,
     CustomerIdentity,
@@ -91,19 +92,23 @@ def stage_probe(db: Session, org_id: int, stage: str) -> int:
     return _probe(db, select(Customer.id).where(Customer.org_id == org_id, Customer.stage == stage))
 
 
-def _filter_conditions(filters: CustomerFilters, skip_tag: int | None) -> list[ColumnElement[bool]]:
+def _filter_conditions(
+    filters: CustomerFilters, skip_tag: int | None, dialect: str
+) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if filters.stage is not None:
         conds.append(Customer.stage == filters.stage)
     if filters.source is not None:
         conds.append(Customer.source == filters.source)
     if filters.name:
-        conds.append(Customer.name.contains(filters.name, autoescape=True))
+        conds.append(search.contains_text(dialect, filters.name, remark=False))
+    if filters.text:
+        conds.append(search.contains_text(dialect, filters.text))
     if filters.mobile:
         if len(filters.mobile) == 11:
             conds.append(Customer.mobile == filters.mobile)
         else:
-            conds.append(Customer.mobile.endswith(filters.mobile, autoescape=True))
+            conds.append(Customer.mobile_last4 == filters.mobile)
     if filters.account_id is not None:
         conds.append(followed_by_account(filters.account_id))
     conds.extend(has_tag(t) for t in dict.fromkeys(filters.tag_ids) if t != skip_tag)
@@ -188,16 +193,18 @@ def list_query(
         lead_tag = None
     if cursor is not None:
         stmt = stmt.where(key < cursor)
-    conds = _filter_conditions(filters, lead_tag)
+    conds = _filter_conditions(filters, lead_tag, db.get_bind().dialect.name)
     if conds:
         stmt = stmt.where(*conds)
     return stmt.order_by(key.desc()).limit(limit + 1)
 
 
-def count_query(principal: Principal, filters: CustomerFilters) -> Select[int]:
+def count_query(principal: Principal, filters: CustomerFilters, dialect: str) -> Select[int]:
     """An explicit COUNT of the matching customers (for the count endpoint only)."""
     inner = (
-        visible_customers(principal).where(*_filter_conditions(filters, None)).with_only_columns(Customer.id)
+        visible_customers(principal)
+        .where(*_filter_conditions(filters, None, dialect))
+        .with_only_columns(Customer.id)
     )
     return select(func.count()).select_from(inner.subquery())
 

@@ -148,6 +148,9 @@ class CustomerFilters(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str | None = Field(default=None, min_length=1, max_length=120, description="Substring of the name.")
+    text: str | None = Field(
+        default=None, min_length=1, max_length=120, description="Substring of the name or the remark."
+    )
     mobile: str | None = Field(
         default=None,
         pattern=r"^(\d{4}|1[3-9]\d{9})$",

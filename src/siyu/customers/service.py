@@ -891,7 +891,7 @@ def count_customers(db: Session, principal: Principal, filters: CustomerFilters 
     """The exact number of visible customers matching ``filters`` (a full count: call it on demand only)."""
     filters = filters or CustomerFilters()
     check_tag_ids(db, principal.org_id, filters.tag_ids)
-    return int(db.scalar(repo.count_query(principal, filters)) or 0)
+    return int(db.scalar(repo.count_query(principal, filters, db.get_bind().dialect.name)) or 0)
 
 
 def encode_timeline_cursor(at: datetime, kind: str, row_id: int) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Engine, Index, Table, delete, func, insert, s
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.dml import ReturningInsert
 
+from siyu.customers.search import indexed_after_insert, rebuilt_after_delete
 from siyu.demo import vocab as V
 from siyu.demo.records import World
 from siyu.kit.errors import Conflict, Invalid
@@ -118,7 +119,7 @@ def delete_organization(engine: Engine, slug: str) -> bool:
             conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
             conn.commit()
         try:
-            with conn.begin():
+            with conn.begin(), rebuilt_after_delete(conn):
                 for table in reversed(Base.metadata.sorted_tables):
                     clause = _owned(table, org_id)
                     if clause is not None:
@@ -451,29 +452,31 @@ def _write(
             )
         )
 
-    counts["customers"] = w.write(
-        "customers",
-        (
-            "id",
-            "org_id",
-            "name",
-            "mobile",
-            "gender",
-            "region",
-            "stage",
-            "source",
-            "source_detail",
-            "intent",
-            "remark",
-            "remark_is_manual",
-            "consent_marketing",
-            "consent_analytics",
-            "created_at",
-            "updated_at",
-        ),
-        _chunked(n, customers),
-        n,
-    )
+    # The search index takes the brand's customers in one statement after them (SQLite).
+    with indexed_after_insert(conn, first_customer):
+        counts["customers"] = w.write(
+            "customers",
+            (
+                "id",
+                "org_id",
+                "name",
+                "mobile",
+                "gender",
+                "region",
+                "stage",
+                "source",
+                "source_detail",
+                "intent",
+                "remark",
+                "remark_is_manual",
+                "consent_marketing",
+                "consent_analytics",
+                "created_at",
+                "updated_at",
+            ),
+            _chunked(n, customers),
+            n,
+        )
 
     ids = world.identities
     m = len(ids.value)

@@ -21,6 +21,9 @@ class Event(Base):
         # Analytics projects by id watermark; timelines and time-range scans use these two.
         Index("ix_events_org_occurred_at", "org_id", "occurred_at"),
         Index("ix_events_customer_occurred_at", "customer_id", "occurred_at"),
+        # The event list (newest first, keyset on id) walks these backwards instead of sorting the log.
+        Index("ix_events_org_id", "org_id", "id"),
+        Index("ix_events_org_type_id", "org_id", "type", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -75,7 +75,7 @@ def customer_list(
     source: str = "",
     cursor: int | None = None,
 ) -> Response:
-    """Search visible customers by name, mobile (or its last 4 digits), tag, stage and source; keyset pages."""
+    """Search visible customers by name or remark, mobile (or its last 4 digits), tag, stage and source; keyset pages."""
     principal = _principal(ctx)
     form = {"q": q.strip(), "mobile": mobile.strip(), "tag": tag.strip(), "stage": stage, "source": source}
     error: str | None = None
@@ -84,7 +84,7 @@ def customer_list(
     total: int | None = None
     try:
         filters = CustomerFilters(
-            name=form["q"] or None,
+            text=form["q"] or None,
             mobile=form["mobile"] or None,
             tag_ids=[int(form["tag"])] if form["tag"].isdigit() else [],
             stage=Stage(stage) if stage else None,

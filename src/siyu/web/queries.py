@@ -6,6 +6,7 @@ helper), accounts through ``siyu.accounts.service.visible_accounts``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
+from siyu.analytics import service as analytics
+from siyu.analytics.engines import AnalyticsEngine
 from siyu.commerce.models import Order
 from siyu.customers.models import Customer, CustomerTag, FollowRelation, FollowStatus, Stage, Tag
 from siyu.customers.repository import visible_customers
@@ -75,19 +78,24 @@ def new_today(
     return int(db.scalar(select(func.count()).select_from(first).where(first.c.first >= start)) or 0)
 
 
+def _today_start(now: datetime, tz: str) -> datetime:
+    today = ensure_utc(now).astimezone(ZoneInfo(tz)).date()
+    return datetime(today.year, today.month, today.day, tzinfo=ZoneInfo(tz))
+
+
 def headline(
-    db: Session, principal: Principal, now: datetime | None = None, tz: str = "Asia/Shanghai"
+    db: Session,
+    principal: Principal,
+    now: datetime | None = None,
+    tz: str = "Asia/Shanghai",
+    projection: AnalyticsEngine | None = None,
 ) -> Headline:
-    """Headline counts for the principal's customers, accounts and orders."""
+    """Headline counts for the principal's customers, accounts and orders.
+
+    With ``projection`` (only for principals who see the whole organization) customers and orders are
+    counted there, in milliseconds at any size; otherwise in the operational database.
+    """
     now = now or utcnow()
-    customers = visible_customers(principal).subquery()
-    row = db.execute(
-        select(
-            func.count(),
-            func.count().filter(customers.c.created_at >= now - timedelta(days=7)),
-            func.count().filter(customers.c.stage.in_(CONVERTED_STAGES)),
-        ).select_from(customers)
-    ).one()
     accounts = visible_accounts(principal).subquery()
     acc = db.execute(
         select(
@@ -98,13 +106,35 @@ def headline(
             func.count().filter(accounts.c.friend_count > accounts.c.soft_cap),
         ).select_from(accounts)
     ).one()
-    visible_ids = visible_customers(principal).with_only_columns(Customer.id)
-    orders = db.execute(
-        select(func.count(), func.coalesce(func.sum(Order.amount_fen), 0)).where(
-            Order.org_id == principal.org_id,
-            Order.paid_at >= now - timedelta(days=30),
-            Order.customer_id.in_(visible_ids),
+    if projection is not None:
+        assert principal.sees_whole_org, "the projection has no per-operator visibility"
+        counts = analytics.org_counts(projection, principal.org_id, ensure_utc(now), _today_start(now, tz))
+        return Headline(
+            customers=counts.customers,
+            added_7d=counts.added_7d,
+            new_today=counts.new_today,
+            converted=counts.converted,
+            accounts=int(acc[0]),
+            friends=int(acc[1]),
+            soft_capacity=int(acc[2]),
+            hard_capacity=int(acc[3]),
+            accounts_over_soft_cap=int(acc[4]),
+            orders_30d=counts.orders_30d,
+            gmv_30d_fen=counts.gmv_30d_fen,
         )
+    customers = visible_customers(principal).subquery()
+    row = db.execute(
+        select(
+            func.count(),
+            func.count().filter(customers.c.created_at >= now - timedelta(days=7)),
+            func.count().filter(customers.c.stage.in_(CONVERTED_STAGES)),
+        ).select_from(customers)
+    ).one()
+    recent = [Order.org_id == principal.org_id, Order.paid_at >= now - timedelta(days=30)]
+    if not principal.sees_whole_org:
+        recent.append(Order.customer_id.in_(visible_customers(principal).with_only_columns(Customer.id)))
+    orders = db.execute(
+        select(func.count(), func.coalesce(func.sum(Order.amount_fen), 0)).where(*recent)
     ).one()
     return Headline(
         customers=int(row[0]),
@@ -152,17 +182,30 @@ def added_per_day(
     tz: str = "Asia/Shanghai",
     days: int = CHART_DAYS,
     now: datetime | None = None,
+    projection: AnalyticsEngine | None = None,
 ) -> DailySeries:
-    """Customers the principal sees, counted per local calendar day and source over the last ``days`` days."""
+    """Customers the principal sees, counted per local calendar day and source over the last ``days`` days
+    (with ``projection``, for whole-organization principals: by when first seen, from the projection)."""
     now = ensure_utc(now or utcnow())
     zone = ZoneInfo(tz)
     today = now.astimezone(zone).date()
     first = today - timedelta(days=days - 1)
     start_utc = datetime(first.year, first.month, first.day, tzinfo=zone)
-    customers = visible_customers(principal).where(Customer.created_at >= start_utc).subquery()
-    day = _local_day(db, customers.c.created_at, tz)
-    source = func.coalesce(customers.c.source, UNKNOWN_SOURCE)
-    rows = db.execute(select(day, source, func.count()).select_from(customers).group_by(day, source)).all()
+    rows: Sequence[Any]
+    if projection is not None:
+        assert principal.sees_whole_org, "the projection has no per-operator visibility"
+        offset = int((zone.utcoffset(now.replace(tzinfo=None)) or timedelta(0)).total_seconds() // 60)
+        rows = [
+            (d, s or UNKNOWN_SOURCE, n)
+            for d, s, n in analytics.added_per_day(projection, principal.org_id, start_utc, offset)
+        ]
+    else:
+        customers = visible_customers(principal).where(Customer.created_at >= start_utc).subquery()
+        day = _local_day(db, customers.c.created_at, tz)
+        source = func.coalesce(customers.c.source, UNKNOWN_SOURCE)
+        rows = db.execute(
+            select(day, source, func.count()).select_from(customers).group_by(day, source)
+        ).all()
 
     day_list = [first + timedelta(days=i) for i in range(days)]
     index = {d.isoformat(): i for i, d in enumerate(day_list)}

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from siyu.accounts import departures
 from siyu.accounts.models import CustomerTransfer, TransferStatus
+from siyu.analytics.service import after_bulk_write
 from siyu.campaigns import service as campaigns
 from siyu.campaigns.models import MassMessage, MassMessageStatus
 from siyu.kit.clock import utcnow
@@ -37,8 +38,10 @@ def _orgs_with_credentials() -> list[int]:
 
 @huey.task(retries=2, retry_delay=300, name="wecom.sync_org")
 def sync_org_task(org_id: int) -> dict[str, object]:
-    """Reconcile one organization with WeCom; returns the report's counts."""
+    """Reconcile one organization with WeCom; returns the report's counts. A first sync of a big
+    organization is a bulk write: statistics, projection and CLV follow it."""
     report = sync_org(sessions(), org_id, settings().resolved_secret_key())
+    after_bulk_write(sessions().kw["bind"], org_id, report.changed())
     return {"org_id": org_id, "changed": report.changed(), "contacts_seen": report.contacts_seen}
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from siyu.analytics import tasks as analytics_tasks
 from siyu.audit import tasks as audit_tasks
 from siyu.channels import tasks as channel_tasks
 from siyu.events import tasks as event_tasks
@@ -16,6 +17,7 @@ from siyu.wecom import tasks as wecom_tasks
 from siyu.wecom import tasks_sync as wecom_sync_tasks
 
 TASK_MODULES: tuple[ModuleType, ...] = (
+    analytics_tasks,
     audit_tasks,
     channel_tasks,
     event_tasks,

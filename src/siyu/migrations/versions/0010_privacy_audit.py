@@ -9,7 +9,7 @@
     the retention job's DELETE).
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from alembic import op
 import siyu.kit.db
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -136,5 +136,6 @@ def downgrade() -> None:
     op.drop_table("audit_log")
     op.drop_index("ix_consent_records_customer_scope_at", table_name="consent_records")
     op.drop_table("consent_records")
-    with op.batch_alter_table("customers") as batch:
-        batch.drop_column("erased_at")
+    # A plain DROP COLUMN (SQLite 3.35+ and PostgreSQL): a batch rebuild of customers would copy the
+    # generated mobile_last4 column (0008) and lose the search triggers.
+    op.execute("ALTER TABLE customers DROP COLUMN erased_at")
