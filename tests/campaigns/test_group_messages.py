@@ -229,7 +229,7 @@ def test_group_messages_through_the_api_and_the_console(
     preview = client.get(f"{api}/{body['id']}/preview", headers=tenant.auth()).json()
     assert (preview["chat_type"], preview["recipients"], preview["per_sender"]) == ("group", 2, {"alice": 2})
     submitted = client.post(f"{api}/{body['id']}/submit", headers=tenant.auth())
-    assert submitted.status_code == 200 and submitted.json()["submitted"] == 2, submitted.text
+    assert submitted.status_code == 202 and submitted.json()["submitted"] == 2, submitted.text
     fake.post(f"mass/{submitted.json()['msgids'][0]}/send", {"userid": "alice"})
     results = client.get(f"{api}/{body['id']}/results?refresh=true", headers=tenant.auth()).json()
     assert results["counts"] == {"sent": 2} and {g["status"] for g in results["groups"]} == {"sent"}

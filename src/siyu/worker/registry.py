@@ -8,13 +8,21 @@ from __future__ import annotations
 
 from types import ModuleType
 
+from siyu.campaigns import tasks as campaign_tasks
 from siyu.channels import tasks as channel_tasks
 from siyu.events import tasks as event_tasks
 from siyu.leads import tasks as lead_tasks
 from siyu.wecom import tasks as wecom_tasks
 from siyu.wecom import tasks_sync as wecom_sync_tasks
 
-TASK_MODULES: tuple[ModuleType, ...] = (channel_tasks, event_tasks, lead_tasks, wecom_tasks, wecom_sync_tasks)
+TASK_MODULES: tuple[ModuleType, ...] = (
+    campaign_tasks,
+    channel_tasks,
+    event_tasks,
+    lead_tasks,
+    wecom_tasks,
+    wecom_sync_tasks,
+)
 
 
 def load_tasks() -> int:
