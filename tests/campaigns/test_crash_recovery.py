@@ -15,7 +15,6 @@ from tests.wecom.conftest import Control, CrashAfterCall, CrashBeforeCall
 
 from siyu.campaigns import service as campaigns
 from siyu.campaigns.models import MassChatType, MassMessage, MassMessageStatus, MassSend, SendStatus
-from siyu.campaigns.submission import listed_tasks
 from siyu.customers import service as customers
 from siyu.events.models import Event
 from siyu.integrations.wecom.client import WeComClient
@@ -29,7 +28,13 @@ def _in_wecom(wecom: WeComClient) -> dict[str, int]:
     """How many WeCom tasks hold each external userid (what customers would receive once members confirm)."""
     held: dict[str, int] = {}
     start, end = datetime.now(UTC) - timedelta(days=1), datetime.now(UTC) + timedelta(hours=1)
-    for record in listed_tasks(wecom, start, end, MassChatType.single):
+    records, cursor = [], ""
+    while True:
+        page = wecom.list_mass_messages(start, end, cursor=cursor)
+        records.extend(page.items)
+        if not (cursor := page.next_cursor):
+            break
+    for record in records:
         for task in wecom.list_mass_tasks(record.msgid).items:
             for result in wecom.list_mass_send_results(record.msgid, task.userid).items:
                 held[result.external_userid] = held.get(result.external_userid, 0) + 1
@@ -52,11 +57,11 @@ def test_a_second_message_with_the_same_text_is_not_recorded_under_the_first_one
     c = _world(engine, org, fake, wecom)
     factory = make_sessionmaker(engine)
     first = _new(engine, org, [c["wm_b"]], "周末大促")
-    campaigns.submit(factory, org, first, wecom, now=NOW)
+    campaigns.submit(factory, org, first, wecom)
     second = _new(engine, org, [c["wm_c"]], "周末大促")  # same sender (bob), same text
     with pytest.raises(RuntimeError):
-        campaigns.submit(factory, org, second, CrashBeforeCall(wecom), now=NOW)
-    result = campaigns.submit(factory, org, second, wecom, now=NOW)
+        campaigns.submit(factory, org, second, CrashBeforeCall(wecom))
+    result = campaigns.submit(factory, org, second, wecom)
     assert (result.recovered, result.submitted) == (0, 1)
     held = _in_wecom(wecom)
     assert held == {"wm_b": 1, "wm_c": 1}, "each customer is in exactly one WeCom task"
@@ -73,13 +78,13 @@ def test_a_call_that_reached_wecom_before_the_crash_is_found_without_creator(
     c = _world(engine, org, fake, wecom)
     factory = make_sessionmaker(engine)
     earlier = _new(engine, org, [c["wm_b"]], "会员日")  # a same-text task of the same sender exists
-    campaigns.submit(factory, org, earlier, wecom, now=NOW)
+    campaigns.submit(factory, org, earlier, wecom)
     mid = _new(engine, org, [c["wm_a"], c["wm_c"]], "会员日")
     with pytest.raises(RuntimeError):
-        campaigns.submit(factory, org, mid, CrashAfterCall(wecom), now=NOW)
+        campaigns.submit(factory, org, mid, CrashAfterCall(wecom))
     listed = wecom.list_mass_messages(datetime.now(UTC) - timedelta(hours=1), datetime.now(UTC))
     assert listed.items and all(r.creator == "" for r in listed.items)  # WeCom keeps no creator for API tasks
-    result = campaigns.submit(factory, org, mid, wecom, now=NOW)
+    result = campaigns.submit(factory, org, mid, wecom)
     # The first sender's call reached WeCom before the crash: recognised by its recipients, not sent again.
     assert (result.recovered, result.submitted) == (1, 1)
     assert _in_wecom(wecom) == {"wm_a": 1, "wm_b": 1, "wm_c": 1}
@@ -138,7 +143,7 @@ def test_a_message_left_submitting_resumes_by_itself_and_can_be_cancelled(
 ) -> None:
     from tests.wecom.conftest import AES_KEY, SECRET, TOKEN
 
-    from siyu.campaigns import tasks
+    from siyu.campaigns import tasks  # the worker's tasks
     from siyu.wecom.credentials import save_credentials
     from siyu.wecom.schemas import CredentialsIn
 
@@ -195,6 +200,8 @@ def test_wecom_refuses_a_task_list_over_a_month_so_siyu_asks_a_window_at_a_time(
     with pytest.raises(WeComError) as refused:
         wecom.list_mass_messages(now - timedelta(days=40), now)
     assert refused.value.errcode == 40058 and "one month" in refused.value.errmsg
+    from siyu.campaigns.submission import listed_tasks
+
     found = list(
         listed_tasks(wecom, now - timedelta(days=90), now + timedelta(minutes=1), MassChatType.single)
     )
