@@ -208,7 +208,9 @@ def resume_mass_message(message_id: int, db: DbSession, principal: AdminPrincipa
     """Ask the worker to go on with a message left "submitting" or "cancelling" (harmless while one runs)."""
     msg = campaigns.get_message(db, principal.org_id, message_id)
     if msg.status not in (MassMessageStatus.submitting, MassMessageStatus.cancelling):
-        raise Conflict(f"only a message being submitted can be resumed, not a {msg.status.value} one")
+        raise Conflict(
+            f"only a message being submitted can be resumed, not a {msg.status.value} one", field="message_id"
+        )
     db.commit()
     tasks.submit_mass_message(principal.org_id, message_id)
     db.expire_all()

@@ -2,17 +2,17 @@
 
 The groups are chosen as a list of siyu group ids or as "every active group this member owns"; the choice is
 stored on the message (`group_ids`). WeCom sends a group message through the group's owner (`sender` is
-required and every chat id must be a group the sender owns), so `submit_groups` makes one task per owner
+required and every chat id must be a group the sender owns), so a submission makes one task per owner
 and at most 2,000 chat ids a task, splitting larger sets.
 
 Caps: WeCom caps what a customer group receives exactly as it caps a customer ("每位客户/每个客户群每月最多可接收
 条数为当月天数", adjustable to 7 a week or 1 a day), so the organization's cap policy applies per group, counted
 over this table's reserved, submitted and sent rows. WeCom documents no other per-group rate.
 
-Reservation, submission and read-back are those of customer messages (`sending.deliver` and `read_back`,
-given `GROUPS`): send rows are committed before WeCom is called, and a re-run first looks for tasks WeCom already
-has from the same sender with the same text, reading their per-group results to learn which groups they cover,
-so no group gets the message twice.
+Reservation, submission and read-back are those of customer messages (`sending.reserve`, `submission.run` and
+`sending.read_back`, given `GROUPS`): send rows are committed before WeCom is called, each call is recorded
+before it is made, and a crashed call is looked up in WeCom before it is made again. WeCom lists a group task's
+groups only once they are sent, so a group call is recognised by sender, text and time (see `submission`).
 """
 
 from __future__ import annotations

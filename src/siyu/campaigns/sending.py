@@ -1,15 +1,15 @@
 """What mass messages to customers (`service`) and to customer groups (`group_messages`) have in common.
 
 Here: the organization's cap policy and its calendar windows, the checks on a message's content, the shapes of a
-plan and of a submission, and the crash-safe delivery. `deliver` re-plans inside the transaction that reserves
-the sends (the organization's settings row is locked, so two submissions cannot both take the last slot of a
-recipient's cap), COMMITS the send rows, and only then calls add_msg_template, one task per sender member and at
-most `per_task` recipients a task. A crash after the commit leaves "reserved" rows: the next run first asks WeCom
-which of them it already has from the same sender with the same text, so no recipient gets the message twice.
-`read_back` reads get_groupmsg_task / get_groupmsg_send_result back into the rows.
+plan and of a submission, and the reservation. `reserve` plans inside the transaction that reserves the sends
+(the organization's settings row is locked, so two submissions cannot both take the last slot of a recipient's
+cap) and COMMITS one "reserved" row per recipient; the worker then makes the WeCom calls (`submission`, which
+also recovers from a crash at any moment). `read_back` reads get_groupmsg_task / get_groupmsg_send_result back
+into the rows.
 
-What differs between customers and groups (the send table, how recipients are planned and recovered, how WeCom's
-per-recipient answers read) is an `Audience`: `service.CUSTOMERS` and `group_messages.GROUPS`.
+What differs between customers and groups (the send table, how recipients are planned, whether WeCom lists a
+task's unsent recipients, how WeCom's per-recipient answers read) is an `Audience`: `service.CUSTOMERS` and
+`group_messages.GROUPS`.
 
 Caps (calendar periods in Asia/Shanghai): by default as many mass messages a month as the month has days;
 alternatively 7 a calendar week or 1 a day. Reserved, submitted and sent rows count.

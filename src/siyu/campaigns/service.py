@@ -1,10 +1,12 @@
 """Mass messages to customers through WeCom, with per-customer caps, crash-safe reservations and read-back.
 
 The flow: `create_message` stores the content and the chosen customers; `plan` tells who would be reached
-through which member (the one who has known the customer longest) and who is left out and why; `submit`
-reserves the sends under the cap, commits them and only then calls add_msg_template, one task per sender member
-and at most 10,000 customers a task; `refresh_results` reads delivery back into the rows. The reservation,
-crash recovery, read-back and caps are shared with group messages and live in `sending`.
+through which member (the one who has known the customer longest) and who is left out and why (a marketing
+message skips customers without `consent_marketing`); `start_submission` reserves the sends under the cap and
+commits them, and the worker (`campaigns.tasks`, `run_submission`) calls add_msg_template, one task per sender
+member and at most 10,000 customers a task, recording each call before making it (`submission`);
+`refresh_results` reads delivery back into the rows. `submit` does both in one process (tests, scripts).
+The reservation, crash recovery, read-back and caps are shared with group messages (`sending`, `submission`).
 
 Messages to customer groups (chat_type "group") live in the same table; `group_messages` creates and plans
 them, and `submit`, `refresh_results`, `send_counts` and `preview` here take either kind.

@@ -481,7 +481,10 @@ def request_cancel(db: Session, org_id: int, message_id: int) -> MassMessage:
     """Ask for a message being submitted to stop: batches not yet called will not be (flushes)."""
     msg = get_message(db, org_id, message_id)
     if msg.status not in _ACTIVE:
-        raise Conflict(f"only a message being submitted can be cancelled, not a {msg.status.value} one")
+        raise Conflict(
+            f"only a message being submitted can be cancelled, not a {msg.status.value} one",
+            field="message_id",
+        )
     msg.status = MassMessageStatus.cancelling
     db.flush()
     return msg
