@@ -208,3 +208,26 @@ def test_wecom_refuses_a_task_list_over_a_month_so_siyu_asks_a_window_at_a_time(
     assert [r.text for r in found] == ["三个月"]
     calls = fake.calls("externalcontact/get_groupmsg_list_v2")
     assert [call["errcode"] for call in calls] == [40058, 0, 0, 0, 0]  # refused, then four windows of 28 days
+
+
+def test_a_submission_a_live_process_holds_is_left_to_it(
+    engine: Engine, tenant: Any, fake: Control, wecom: WeComClient
+) -> None:
+    from siyu.campaigns import submission
+    from siyu.kit.locks import process_lock
+
+    org = tenant.org_id
+    c = _world(engine, org, fake, wecom)
+    factory = make_sessionmaker(engine)
+    mid = _new(engine, org, [c["wm_b"]])
+    campaigns.start_submission(factory, org, mid)
+    # Another worker is on it: the lock is held on its own database connection (PostgreSQL) or file (SQLite).
+    with process_lock(engine, submission.LOCK, mid) as taken:
+        assert taken
+        assert submission.stalled(factory) == []
+        assert campaigns.run_submission(factory, org, mid, wecom) is None
+        assert fake.calls("externalcontact/add_msg_template") == []
+    assert submission.stalled(factory) == [(org, mid)]  # released (as a dead process's lock is)
+    result = campaigns.run_submission(factory, org, mid, wecom)
+    assert result is not None and result.submitted == 1
+    assert submission.stalled(factory) == []
