@@ -44,6 +44,7 @@ import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ from siyu.campaigns.models import (
     MassSend,
     SendStatus,
 )
+from siyu.campaigns.sending import paged
 from siyu.campaigns.submission import listed_tasks
 from siyu.customers.models import CustomerIdentity, IdentityKind
 from siyu.integrations.wecom.client import WeComClient
@@ -231,15 +233,11 @@ class Harness:
             if record.text != text:
                 continue
             members = {t.userid for t in self.client.list_mass_tasks(record.msgid).items}
-            found: set[str] = set()
-            for userid in members:
-                cursor = ""
-                while True:
-                    page = self.client.list_mass_send_results(record.msgid, userid, cursor=cursor)
-                    found.update(r.external_userid for r in page.items)
-                    if not page.next_cursor:
-                        break
-                    cursor = page.next_cursor
+            found = {
+                r.external_userid
+                for userid in members
+                for r in paged(partial(self.client.list_mass_send_results, record.msgid, userid))
+            }
             tasks_of[record.msgid] = found
             held.update(found)
         wanted: Counter[str] = Counter()

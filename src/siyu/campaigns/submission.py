@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.accounts.models import Account
@@ -100,8 +100,10 @@ class _Batch:
     sends: list[tuple[int, str]]  # (send row id, WeCom address)
 
 
-def _engine(factory: sessionmaker[Session]):  # type: ignore[no-untyped-def]
-    return factory.kw["bind"]
+def _engine(factory: sessionmaker[Session]) -> Engine:
+    bind = factory.kw["bind"]
+    assert isinstance(bind, Engine), "the sessionmaker is bound to an engine"
+    return bind
 
 
 def is_running(factory: sessionmaker[Session], message_id: int) -> bool:
