@@ -381,8 +381,6 @@ def _finish(factory: sessionmaker[Session], org_id: int, message_id: int, audien
                 )
             )
             settle_rows(db, audience, org_id, message_id, loose, SendStatus.cancelled, "", CANCELLED)
-            msg.status = MassMessageStatus.cancelled
-            return
         reached = db.scalar(
             select(func.count())
             .select_from(model)
@@ -391,6 +389,11 @@ def _finish(factory: sessionmaker[Session], org_id: int, message_id: int, audien
                 model.status.in_((SendStatus.submitted, SendStatus.sent, SendStatus.not_friend)),
             )
         )
+        if msg.status == MassMessageStatus.cancelling:
+            msg.status = MassMessageStatus.cancelled
+            if reached:
+                msg.submitted_at = utcnow()  # its submitted part is read back like any other's
+            return
         msg.status = MassMessageStatus.submitted if reached else MassMessageStatus.failed
         msg.submitted_at = utcnow()
 
