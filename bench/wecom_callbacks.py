@@ -37,7 +37,6 @@ import gc
 import os
 import random
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import httpx
+from benchkit import cpu_of, free_port, fresh_postgres, start_fake_wecom, stop, wait_http
 from sqlalchemy import func, select
 
 RATE = 500
@@ -61,25 +61,6 @@ AES_KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 CORP_ID = "wwfake0000000001"
 SECRET = "fake-customer-contact-secret"
 SECRET_KEY = "bench-secret-key"
-
-
-def free_port() -> int:
-    """An ephemeral loopback port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_http(url: str, timeout: float = 30.0) -> None:
-    """Wait until a URL answers."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1.0)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def serve(data_dir: str, port: int, inline: bool) -> None:
@@ -109,20 +90,6 @@ class Setup:
     url: str  # the app's database URL
     org_slug: str
     events: list[tuple[str, str]]  # (external_userid, userid) per distinct event
-
-
-def fresh_postgres(base_url: str, suffix: str) -> str:
-    """(Re)create the database ``<name>_<suffix>`` on the server of ``base_url``; returns its URL."""
-    from sqlalchemy import create_engine, make_url, text
-
-    base = make_url(base_url)
-    name = f"{base.database}_{suffix}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def prepare(root: Path, fake_url: str, contacts: int, database_url: str = "") -> Setup:
@@ -290,25 +257,6 @@ def start_app(setup: Setup, inline: bool) -> tuple[subprocess.Popen[bytes], str]
     return proc, f"http://127.0.0.1:{port}/hooks/wecom/{setup.org_slug}"
 
 
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop a child process and reap it."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def proc_cpu(pid: int) -> float:
-    """CPU seconds a live process has used so far (Linux /proc; 0.0 where unavailable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def child_cpu() -> float:
     """CPU seconds used by reaped children so far."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -386,28 +334,10 @@ def run(seconds: float, baseline_seconds: float, database_url: str = "") -> floa
     total = int(RATE * seconds)
     base_total = int(RATE * baseline_seconds)
     contacts = int((total + base_total) * 1.3) + 200
-    fake_port = free_port()
-    fake = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "siyu.integrations.wecom.fake_server",
-            "--port",
-            str(fake_port),
-            "--members",
-            str(MEMBERS),
-            "--contacts",
-            str(contacts),
-            "--groups",
-            "0",
-            "--seed",
-            str(SEED),
-        ],
-        stdout=subprocess.DEVNULL,
+    fake, fake_url = start_fake_wecom(
+        ["--members", str(MEMBERS), "--contacts", str(contacts), "--groups", "0", "--seed", str(SEED)]
     )
-    fake_url = f"http://127.0.0.1:{fake_port}"
     try:
-        wait_http(f"{fake_url}/_control/health")
         # generate() in the fake used max_followers=2 by default from the CLI; re-seed with one follower each.
         httpx.post(f"{fake_url}/_control/reset", json={"corp_id": CORP_ID, "secret": SECRET}, timeout=30)
         httpx.post(
@@ -442,12 +372,12 @@ def run(seconds: float, baseline_seconds: float, database_url: str = "") -> floa
                     flush=True,
                 )
                 # Start-up (imports, app build) costs seconds of CPU; measure the load window on its own too.
-                load_cpu0 = proc_cpu(proc.pid)
+                load_cpu0 = cpu_of(proc.pid)
                 wall0 = time.perf_counter()
                 latencies, measured_bad = asyncio.run(drive(endpoint, requests, RATE))
                 bad += measured_bad
                 wall = time.perf_counter() - wall0
-                load_cpu = proc_cpu(proc.pid) - load_cpu0
+                load_cpu = cpu_of(proc.pid) - load_cpu0
             finally:
                 stop(proc)
             cpu = child_cpu() - cpu0  # start-up, warm-up and load
@@ -484,11 +414,11 @@ def run(seconds: float, baseline_seconds: float, database_url: str = "") -> floa
             cpu0 = child_cpu()
             proc, endpoint = start_app(base, inline=True)
             try:
-                base_load_cpu0 = proc_cpu(proc.pid)
+                base_load_cpu0 = cpu_of(proc.pid)
                 wall0 = time.perf_counter()
                 base_lat, base_bad = asyncio.run(drive(endpoint, base_requests, RATE))
                 base_wall = time.perf_counter() - wall0
-                base_load_cpu = proc_cpu(proc.pid) - base_load_cpu0
+                base_load_cpu = cpu_of(proc.pid) - base_load_cpu0
             finally:
                 stop(proc)
             base_cpu = child_cpu() - cpu0

@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import subprocess
-import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -41,8 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchkit import cpu_of, fresh_postgres, start_fake_wecom, stop  # bench/ is on sys.path
 from sqlalchemy import func, select
-from wecom_callbacks import fresh_postgres  # bench/ is the script's directory, so on sys.path
 
 from siyu.customers.models import Customer, FollowRelation, FollowStatus
 from siyu.integrations.wecom.crypto import parse_event_xml
@@ -69,24 +67,6 @@ SECRET_KEY = "bench-secret-key"
 CHANGES = ("add_external_contact", "edit_external_contact", "edit_external_contact", "del_follow_user")
 READING = 3  # of the four changes, the ones that call externalcontact/get
 STORE_BATCH = 500
-
-
-def free_port() -> int:
-    """An ephemeral loopback port."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_of(pid: int) -> float:
-    """CPU seconds a live process has used so far (Linux /proc; 0.0 where unavailable)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def backlog(contacts: int) -> list[dict[str, Any]]:
@@ -272,14 +252,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     contacts = 60 if args.quick else 5000
-    port = free_port()
-    fake = subprocess.Popen(
+    fake, fake_url = start_fake_wecom(
         [
-            sys.executable,
-            "-m",
-            "siyu.integrations.wecom.fake_server",
-            "--port",
-            str(port),
             "--corp-id",
             CORP_ID,
             "--secret",
@@ -294,21 +268,9 @@ def main() -> None:
             str(SEED),
             "--no-access-log",
         ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        timeout=60,
     )
-    fake_url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{fake_url}/_control/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or fake.poll() is not None:
-                raise SystemExit("the fake WeCom server did not start")
-            time.sleep(0.1)
         with tempfile.TemporaryDirectory(prefix="siyu-bench-drain-") as tmp:
             runs = iter(range(100))
             rate = run_backend(
@@ -327,8 +289,7 @@ def main() -> None:
                     contacts,
                 )
     finally:
-        fake.terminate()
-        fake.wait(timeout=10)
+        stop(fake)
     print(f"events_per_s={rate:.0f}", flush=True)
 
 

@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+from benchkit import cpu_of, fresh_postgres, start_fake_wecom, stop  # bench/ is on sys.path
 from wechatpy.session.memorystorage import MemoryStorage
-from wecom_callbacks import fresh_postgres  # bench/ is the script's directory, so on sys.path
 
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
@@ -42,21 +39,6 @@ from siyu.wecom.sync import FETCH_THREADS, run_sync
 
 CORP_ID = "wwbench000000001"
 SECRET = "bench-secret"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU seconds of a process so far (Linux /proc; None elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -74,14 +56,8 @@ def main() -> None:
     contacts = 10_000 if args.quick else 100_000
     members = args.members or max(2, contacts // 2000)
     groups = 20 if args.quick else 100
-    port = _free_port()
-    server = subprocess.Popen(
+    server, base = start_fake_wecom(
         [
-            sys.executable,
-            "-m",
-            "siyu.integrations.wecom.fake_server",
-            "--port",
-            str(port),
             "--corp-id",
             CORP_ID,
             "--secret",
@@ -95,22 +71,9 @@ def main() -> None:
             "--seed",
             "42",
             "--no-access-log",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        ]
     )
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/_control/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("the fake WeCom server did not start")
-            time.sleep(0.2)
         httpx.post(f"{base}/_control/config", json={"default_rate_limit": WECOM_CALLS_PER_MINUTE}, timeout=10)
         with tempfile.TemporaryDirectory() as tmp:
             url = (
@@ -127,17 +90,16 @@ def main() -> None:
             client = WeComClient(CORP_ID, SECRET, base_url=base, session=MemoryStorage())
             pacer = ApiPacer(WECOM_CALLS_PER_MINUTE)
             load_before = os.getloadavg()
-            server_cpu0 = _cpu_seconds(server.pid)
+            server_cpu0 = cpu_of(server.pid)
             wall0, cpu0 = time.perf_counter(), time.process_time()
             report = run_sync(factory, org_id, client, pacer=pacer)
             wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
             load_after = os.getloadavg()
-            server_cpu1 = _cpu_seconds(server.pid)
+            server_cpu1 = cpu_of(server.pid)
             engine.dispose()
         calls = httpx.get(f"{base}/_control/calls", timeout=30).json()["calls"]
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        stop(server)
     limited = sum(1 for c in calls if c["errcode"] == 45009)
     per_api: dict[str, int] = {}
     for c in calls:
@@ -159,7 +121,7 @@ def main() -> None:
         f"api_calls={report.api_calls} busiest_api_calls={busiest} answered_45009={limited} "
         f"page_fetchers={FETCH_THREADS}"
     )
-    server_cpu = "n/a" if server_cpu0 is None or server_cpu1 is None else f"{server_cpu1 - server_cpu0:.2f}"
+    server_cpu = f"{server_cpu1 - server_cpu0:.2f}"
     print(
         f"wall_s={wall:.2f} cpu_s={cpu:.2f} (siyu's process) fake_server_cpu_s={server_cpu} "
         f"cpus={os.cpu_count()}"

@@ -229,7 +229,7 @@ def test_group_messages_through_the_api_and_the_console(
     preview = client.get(f"{api}/{body['id']}/preview", headers=tenant.auth()).json()
     assert (preview["chat_type"], preview["recipients"], preview["per_sender"]) == ("group", 2, {"alice": 2})
     submitted = client.post(f"{api}/{body['id']}/submit", headers=tenant.auth())
-    assert submitted.status_code == 200 and submitted.json()["submitted"] == 2, submitted.text
+    assert submitted.status_code == 202 and submitted.json()["submitted"] == 2, submitted.text
     # A bulk send is an admin action in the audit log.
     audit = client.get("/api/v1/audit?action=mass_message_submitted", headers=tenant.auth()).json()["items"]
     assert [(a["target_id"], a["details"]["recipients"]) for a in audit] == [(str(body["id"]), 2)]

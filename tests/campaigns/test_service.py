@@ -45,7 +45,9 @@ def _world(engine: Engine, org: int, fake: Control, wecom: WeComClient) -> dict[
                 )
             ).all()
         )
-        stranger = customers.create_customer(db, org, {"name": "no wecom"})
+        for cid in ids.values():  # mass messages are marketing: they reach customers who agreed to it
+            customers.update_customer(db, org, cid, {"consent_marketing": True})
+        stranger = customers.create_customer(db, org, {"name": "no wecom", "consent_marketing": True})
         ids["stranger"] = stranger.id
     return ids
 

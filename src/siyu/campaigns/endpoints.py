@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 
 from siyu.audit import service as audit
 from siyu.audit.service import AuditAction
-from siyu.campaigns import group_messages
+from siyu.campaigns import group_messages, submission, tasks
 from siyu.campaigns import service as campaigns
-from siyu.campaigns.models import MassCapPolicy, MassChatType
+from siyu.campaigns.models import MassCapPolicy, MassChatType, MassMessageStatus
 from siyu.integrations.wecom.client import WeComClient
 from siyu.integrations.wecom.errors import WeComError, WeComInputError
-from siyu.kit.errors import Invalid
+from siyu.kit.errors import Conflict, Invalid
 from siyu.tenancy.deps import AdminPrincipal, DbSession
 from siyu.wecom.credentials import client_for, load_plain
 
@@ -52,6 +52,11 @@ class MassMessageIn(BaseModel):
     text: str = Field(default="", max_length=4000)
     customer_ids: list[int] = Field(min_length=1, max_length=campaigns.MAX_RECIPIENTS)
     attachments: list[dict[str, Any]] = Field(default_factory=list, max_length=9)
+    marketing: bool = Field(
+        default=True,
+        description="A marketing message reaches only customers who consented to marketing; "
+        "set false for service notices.",
+    )
 
 
 class GroupMassMessageIn(BaseModel):
@@ -90,6 +95,7 @@ class MassMessageOut(BaseModel):
     text: str
     status: str
     chat_type: str
+    marketing: bool
     customer_ids: list[int]
     group_ids: list[int]
     created_at: datetime
@@ -132,6 +138,7 @@ def create_mass_message(body: MassMessageIn, db: DbSession, principal: AdminPrin
         customer_ids=body.customer_ids,
         attachments=body.attachments,
         actor_id=principal.user_id,
+        marketing=body.marketing,
     )
 
 
@@ -164,14 +171,33 @@ def preview_mass_message(message_id: int, db: DbSession, principal: AdminPrincip
     )
 
 
-@router.post("/mass-messages/{message_id}/submit")
+def _state(db: Session, org_id: int, message_id: int) -> dict[str, Any]:
+    """Where a message stands: its status, counts per send status and its WeCom task ids."""
+    msg = campaigns.get_message(db, org_id, message_id)
+    counts = campaigns.send_counts(db, msg.id)
+    batches = submission.progress(db, msg.id)
+    return {
+        "message_id": msg.id,
+        "status": msg.status.value,
+        "reserved": sum(counts.values()),
+        "submitted": counts.get("submitted", 0) + counts.get("sent", 0) + counts.get("not_friend", 0),
+        "failed": counts.get("failed", 0),
+        "counts": counts,
+        "msgids": [b["msgid"] for b in batches if b["msgid"]],
+        "batches": batches,
+    }
+
+
+@router.post("/mass-messages/{message_id}/submit", status_code=202)
 def submit_mass_message(
     message_id: int, request: Request, db: DbSession, principal: AdminPrincipal
 ) -> dict[str, Any]:
-    """Reserve the sends under the cap and submit one WeCom task per sender member."""
+    """Reserve the sends under the cap; the worker then submits one WeCom task per sender and batch.
+
+    Answers 202 with the message's state: "submitting" until the worker is done (poll `results`)."""
     factory = request.app.state.sessionmaker
     msg = campaigns.get_message(db, principal.org_id, message_id)
-    client = _client(request, db, principal.org_id)
+    _client(request, db, principal.org_id)  # 404 before reserving anything when WeCom is not configured
     audit.record(
         db,
         principal.org_id,
@@ -182,20 +208,35 @@ def submit_mass_message(
         chat_type=msg.chat_type.value,
         recipients=len(msg.group_ids or msg.customer_ids or []),
     )
-    db.commit()  # submit() runs its own transactions; this request's must not hold the write lock
-    try:
-        result = campaigns.submit(factory, principal.org_id, message_id, client)
-    except (WeComError, WeComInputError) as exc:
-        raise _carrier_error(exc) from exc
-    return {
-        "message_id": result.message_id,
-        "reserved": result.reserved,
-        "submitted": result.submitted,
-        "recovered": result.recovered,
-        "failed": result.failed,
-        "msgids": result.msgids,
-        "left_out": [o.__dict__ for o in result.left_out],
-    }
+    db.commit()  # reservation runs its own transaction; this request's must not hold the write lock
+    reserved = campaigns.start_submission(factory, principal.org_id, message_id)
+    tasks.submit_mass_message(principal.org_id, message_id)
+    db.expire_all()
+    return dict(_state(db, principal.org_id, message_id), left_out=[o.__dict__ for o in reserved.left_out])
+
+
+@router.post("/mass-messages/{message_id}/resume", status_code=202)
+def resume_mass_message(message_id: int, db: DbSession, principal: AdminPrincipal) -> dict[str, Any]:
+    """Ask the worker to go on with a message left "submitting" or "cancelling" (harmless while one runs)."""
+    msg = campaigns.get_message(db, principal.org_id, message_id)
+    if msg.status not in (MassMessageStatus.submitting, MassMessageStatus.cancelling):
+        raise Conflict(
+            f"only a message being submitted can be resumed, not a {msg.status.value} one", field="message_id"
+        )
+    db.commit()
+    tasks.submit_mass_message(principal.org_id, message_id)
+    db.expire_all()
+    return _state(db, principal.org_id, message_id)
+
+
+@router.post("/mass-messages/{message_id}/cancel", status_code=202)
+def cancel_mass_message(message_id: int, db: DbSession, principal: AdminPrincipal) -> dict[str, Any]:
+    """Stop a message being submitted: the batches not yet sent to WeCom are cancelled by the worker."""
+    submission.request_cancel(db, principal.org_id, message_id)
+    db.commit()
+    tasks.submit_mass_message(principal.org_id, message_id)
+    db.expire_all()
+    return _state(db, principal.org_id, message_id)
 
 
 @router.get("/mass-messages/{message_id}/results")
@@ -206,7 +247,8 @@ def mass_message_results(
     principal: AdminPrincipal,
     refresh: bool = Query(default=False, description="Read delivery back from WeCom first."),
 ) -> dict[str, Any]:
-    """Counts per send status (reserved, submitted, sent, not_friend, failed, unsent); per group for groups."""
+    """Counts per send status (reserved, submitted, sent, not_friend, failed, unsent, cancelled), each WeCom
+    batch with its outcome in words; per group for groups."""
     msg = campaigns.get_message(db, principal.org_id, message_id)
     if refresh:
         try:
@@ -223,6 +265,7 @@ def mass_message_results(
         "status": msg.status.value,
         "counts": counts,
         "left_out": msg.left_out,
+        "batches": submission.progress(db, msg.id),
     }
     if msg.chat_type == MassChatType.group:
         out["groups"] = [

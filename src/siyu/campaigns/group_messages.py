@@ -2,17 +2,17 @@
 
 The groups are chosen as a list of siyu group ids or as "every active group this member owns"; the choice is
 stored on the message (`group_ids`). WeCom sends a group message through the group's owner (`sender` is
-required and every chat id must be a group the sender owns), so `submit_groups` makes one task per owner
+required and every chat id must be a group the sender owns), so a submission makes one task per owner
 and at most 2,000 chat ids a task, splitting larger sets.
 
 Caps: WeCom caps what a customer group receives exactly as it caps a customer ("每位客户/每个客户群每月最多可接收
 条数为当月天数", adjustable to 7 a week or 1 a day), so the organization's cap policy applies per group, counted
 over this table's reserved, submitted and sent rows. WeCom documents no other per-group rate.
 
-Reservation, submission and read-back are those of customer messages (`sending.deliver` and `read_back`,
-given `GROUPS`): send rows are committed before WeCom is called, and a re-run first looks for tasks WeCom already
-has from the same sender with the same text, reading their per-group results to learn which groups they cover,
-so no group gets the message twice.
+Reservation, submission and read-back are those of customer messages (`sending.reserve`, `submission.run` and
+`sending.read_back`, given `GROUPS`): send rows are committed before WeCom is called, each call is recorded
+before it is made, and a crashed call is looked up in WeCom before it is made again. WeCom lists a group task's
+groups only once they are sent, so a group call is recognised by sender, text and time (see `submission`).
 """
 
 from __future__ import annotations
@@ -20,11 +20,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
 from siyu.campaigns.models import MassChatType, MassGroupSend, MassMessage, SendStatus
@@ -32,18 +31,13 @@ from siyu.campaigns.sending import (
     REFUSED,
     Audience,
     Plan,
-    SubmitResult,
     check_content,
-    deliver,
-    matching_tasks,
     new_draft,
     open_plan,
     over_cap,
-    paged,
     sent_before,
 )
 from siyu.groups.models import CustomerGroup, GroupStatus
-from siyu.integrations.channel import MassMessenger
 from siyu.integrations.channel import SendStatus as WeComSendStatus
 from siyu.kit.bulk import IN_LIST_SIZE, chunked
 from siyu.kit.errors import Invalid, NotFound
@@ -171,24 +165,6 @@ def plan_groups(
     return result
 
 
-def _covered(
-    client: MassMessenger,
-    sender: str,
-    text: str,
-    since: datetime,
-    now: datetime,
-    addresses: Sequence[str],
-) -> dict[str, str]:
-    """chat id -> msgid of tasks WeCom already has from this sender with this text since `since`, read from
-    their per-group results (a sender's groups may be split over several tasks)."""
-    out: dict[str, str] = {}
-    for msgid in list(matching_tasks(client, sender, text, since, now, MassChatType.group)):
-        for s in paged(partial(client.list_mass_send_results, msgid, sender)):
-            if s.chat_id:
-                out.setdefault(s.chat_id, msgid)
-    return out
-
-
 GROUPS = Audience(
     chat_type=MassChatType.group,
     model=MassGroupSend,
@@ -196,7 +172,7 @@ GROUPS = Audience(
     address="chat_id",
     per_task=MAX_CHATS_PER_TASK,
     plan=plan_groups,
-    recovered=_covered,
+    lists_unsent=False,
     refused=lambda userid: (
         f"{REFUSED}: not a live group owned by {userid} (siyu's copy may be stale; sync groups)"
     ),
@@ -214,18 +190,6 @@ GROUPS = Audience(
         ),
     },
 )
-
-
-def submit_groups(
-    factory: sessionmaker[Session],
-    org_id: int,
-    message_id: int,
-    client: MassMessenger,
-    *,
-    now: datetime | None = None,
-) -> SubmitResult:
-    """Reserve (cap-checked, committed), then submit one WeCom task per owner, 2,000 groups at most each."""
-    return deliver(factory, org_id, message_id, client, GROUPS, now=now)
 
 
 def group_sends(db: Session, org_id: int, message_id: int, *, limit: int = 500) -> list[dict[str, Any]]:

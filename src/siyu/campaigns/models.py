@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Enum, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy import text as sql_text
+from sqlalchemy import true as sql_true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from siyu.kit.clock import utcnow
@@ -36,12 +37,16 @@ class WeComOrgSettings(Base):
 
 
 class MassMessageStatus(enum.StrEnum):
-    """Lifecycle of a mass message: drafted, reserved and being submitted, submitted, or failed."""
+    """Lifecycle of a mass message: drafted; reserved and being submitted by the worker; submitted (every
+    batch answered); failed (no recipient could be submitted); or cancelled by an admin (cancelling until
+    the worker has settled the batch it may have been calling)."""
 
     draft = "draft"
     submitting = "submitting"
     submitted = "submitted"
     failed = "failed"
+    cancelling = "cancelling"
+    cancelled = "cancelled"
 
 
 class MassChatType(enum.StrEnum):
@@ -70,13 +75,16 @@ class MassMessage(Base):
         Enum(MassMessageStatus, native_enum=False, length=20), default=MassMessageStatus.draft
     )
     left_out: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # A marketing message only reaches customers who consented to marketing (Customer.consent_marketing).
+    marketing: Mapped[bool] = mapped_column(default=True, server_default=sql_true())
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]
 
 
 class SendStatus(enum.StrEnum):
-    """One recipient's send: reserved before the call, then submitted / sent / failed / not_friend."""
+    """One recipient's send: reserved before the call, then submitted / sent / failed / not_friend, or
+    cancelled before its batch reached WeCom."""
 
     reserved = "reserved"
     submitted = "submitted"
@@ -84,6 +92,45 @@ class SendStatus(enum.StrEnum):
     failed = "failed"
     not_friend = "not_friend"
     unsent = "unsent"
+    cancelled = "cancelled"
+
+
+class BatchState(enum.StrEnum):
+    """Where one add_msg_template call stands. `calling` is committed BEFORE the call is made, so a batch
+    found `calling` by a later run may or may not have reached WeCom: that run looks for its task."""
+
+    planned = "planned"
+    calling = "calling"
+    submitted = "submitted"
+    refused = "refused"  # WeCom refused the whole call (e.g. the sender left): its recipients failed
+    cancelled = "cancelled"
+
+
+class MassBatch(Base):
+    """One sender's share of a mass message sent as one WeCom task (at most `per_task` recipients): the
+    record of the call, written before the call is made, and of the task WeCom answered with."""
+
+    __tablename__ = "wecom_mass_batches"
+    __table_args__ = (
+        # A WeCom task belongs to one batch: crash recovery can never give one task to two messages.
+        UniqueConstraint("org_id", "msgid"),
+        Index("ix_wecom_mass_batches_message_seq", "message_id", "seq"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    message_id: Mapped[int] = mapped_column(ForeignKey("wecom_mass_messages.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    sender: Mapped[str] = mapped_column(String(64))  # the member's WeCom userid
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    recipients: Mapped[int]
+    state: Mapped[BatchState] = mapped_column(
+        Enum(BatchState, native_enum=False, length=20), default=BatchState.planned
+    )
+    msgid: Mapped[str | None] = mapped_column(String(64))
+    called_at: Mapped[datetime | None]  # when the (last) call was started
+    settled_at: Mapped[datetime | None]
+    outcome: Mapped[str] = mapped_column(String(300), default="")  # in words, for the console
 
 
 class _SendRecord:
@@ -101,6 +148,9 @@ class _SendRecord:
         Enum(SendStatus, native_enum=False, length=20), default=SendStatus.reserved
     )
     msgid: Mapped[str] = mapped_column(String(64), default="")
+    batch_id: Mapped[int | None] = mapped_column(
+        ForeignKey("wecom_mass_batches.id", ondelete="SET NULL"), index=True
+    )
     reserved_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None]
     error: Mapped[str] = mapped_column(String(300), default="")

@@ -1,15 +1,15 @@
 """What mass messages to customers (`service`) and to customer groups (`group_messages`) have in common.
 
 Here: the organization's cap policy and its calendar windows, the checks on a message's content, the shapes of a
-plan and of a submission, and the crash-safe delivery. `deliver` re-plans inside the transaction that reserves
-the sends (the organization's settings row is locked, so two submissions cannot both take the last slot of a
-recipient's cap), COMMITS the send rows, and only then calls add_msg_template, one task per sender member and at
-most `per_task` recipients a task. A crash after the commit leaves "reserved" rows: the next run first asks WeCom
-which of them it already has from the same sender with the same text, so no recipient gets the message twice.
-`read_back` reads get_groupmsg_task / get_groupmsg_send_result back into the rows.
+plan and of a submission, and the reservation. `reserve` plans inside the transaction that reserves the sends
+(the organization's settings row is locked, so two submissions cannot both take the last slot of a recipient's
+cap) and COMMITS one "reserved" row per recipient; the worker then makes the WeCom calls (`submission`, which
+also recovers from a crash at any moment). `read_back` reads get_groupmsg_task / get_groupmsg_send_result back
+into the rows.
 
-What differs between customers and groups (the send table, how recipients are planned and recovered, how WeCom's
-per-recipient answers read) is an `Audience`: `service.CUSTOMERS` and `group_messages.GROUPS`.
+What differs between customers and groups (the send table, how recipients are planned, whether WeCom lists a
+task's unsent recipients, how WeCom's per-recipient answers read) is an `Audience`: `service.CUSTOMERS` and
+`group_messages.GROUPS`.
 
 Caps (calendar periods in Asia/Shanghai): by default as many mass messages a month as the month has days;
 alternatively 7 a calendar week or 1 a day. Reserved, submitted and sent rows count.
@@ -28,7 +28,6 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from siyu.accounts.models import Account
 from siyu.campaigns.models import (
     MassCapPolicy,
     MassChatType,
@@ -39,7 +38,7 @@ from siyu.campaigns.models import (
     SendStatus,
     WeComOrgSettings,
 )
-from siyu.integrations.channel import MassMessenger, MessageContent, Page
+from siyu.integrations.channel import MassMessenger, Page
 from siyu.kit.bulk import IN_LIST_SIZE, chunked, insert_ignore
 from siyu.kit.clock import SHANGHAI, ensure_utc, utcnow
 from siyu.kit.db import transaction
@@ -225,7 +224,7 @@ def sent_before(
     return already, counts
 
 
-# --- delivery -----------------------------------------------------------------------------------------
+# --- reservation ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -238,8 +237,9 @@ class Audience:
     address: str  # its WeCom address column: external_userid or chat_id (also MassSendResult's field)
     per_task: int  # recipients add_msg_template takes in one task
     plan: Callable[..., Plan[Any]]  # (db, org_id, msg, *, now=None)
-    # (client, sender userid, text, earliest reservation, now, addresses) -> address -> msgid WeCom already has
-    recovered: Callable[[MassMessenger, str, str, datetime, datetime, Sequence[str]], dict[str, str]]
+    # Whether get_groupmsg_send_result lists a task's recipients before they are sent: it does for customers,
+    # not for groups ("若为客户群群发...不返回未发送记录"), so a group task is recognised by its sender only.
+    lists_unsent: bool
     refused: Callable[[str], str]  # the error of a recipient WeCom refused, given the sender's userid
     results: Mapping[
         int, tuple[SendStatus, str | None]
@@ -249,7 +249,7 @@ class Audience:
 
 
 #: Statuses in which a send is settled: the recipient got the message or never will.
-SETTLED = (SendStatus.sent, SendStatus.failed, SendStatus.not_friend, SendStatus.unsent)
+SETTLED = (SendStatus.sent, SendStatus.failed, SendStatus.not_friend, SendStatus.unsent, SendStatus.cancelled)
 NOT_FRIEND = "WeCom: the recipient is no longer a contact of the sender"
 
 
@@ -288,34 +288,16 @@ def paged(fetch: Callable[..., Page[T]]) -> Iterator[T]:
         cursor = page.next_cursor
 
 
-def matching_tasks(
-    client: MassMessenger,
-    sender: str,
-    text: str,
-    since: datetime,
-    now: datetime,
-    chat_type: MassChatType,
-) -> Iterator[str]:
-    """The msgids of tasks WeCom already has from this sender with this text since `since`."""
-    start = ensure_utc(since) - timedelta(minutes=10)  # allow for clock skew between siyu and WeCom
-    end = max(ensure_utc(now), start) + timedelta(days=1)
-    for record in paged(
-        partial(client.list_mass_messages, start, end, chat_type=chat_type.value, creator=sender)
-    ):
-        if record.creator == sender and record.text == text:
-            yield record.msgid
-
-
-def deliver(
+def reserve(
     factory: sessionmaker[Session],
     org_id: int,
     message_id: int,
-    client: MassMessenger,
     audience: Audience,
     *,
     now: datetime | None = None,
 ) -> SubmitResult:
-    """Reserve (cap-checked, committed), then submit one WeCom task per sender, `per_task` recipients at most."""
+    """Plan the draft under the cap and commit one "reserved" row per recipient; the message is then
+    "submitting" and the worker (`submission.run`) makes the WeCom calls."""
     now = ensure_utc(now) if now is not None else utcnow()
     result = SubmitResult(message_id=message_id)
     model = audience.model
@@ -327,8 +309,8 @@ def deliver(
                 f"this mass message goes to {_WHO[msg.chat_type]}, not {_WHO[audience.chat_type]}",
                 field="message_id",
             )
-        if msg.status == MassMessageStatus.submitted:
-            raise Conflict("this mass message was already submitted", field="message_id")
+        if msg.status != MassMessageStatus.draft:
+            raise Conflict(f"this mass message is already {msg.status.value}", field="message_id")
         p = audience.plan(db, org_id, msg, now=now)
         result.left_out = [o for o in p.left_out if o.reason != "already_sent"]
         rows = [
@@ -359,81 +341,35 @@ def deliver(
                 msg.id,
                 [Outcome(getattr(o, audience.key), None, False, o.detail, now) for o in capped],
             )
-    # Committed: every recipient now has a row. From here on a crash can only leave "reserved" rows.
-    with transaction(factory) as db:
-        msg = get_message(db, org_id, message_id)
-        pending = db.execute(
-            select(model.id, getattr(model, audience.address), model.reserved_at, Account.external_id)
-            .join(Account, Account.id == model.account_id)
-            .where(model.message_id == msg.id, model.status == SendStatus.reserved)
-            .order_by(model.id)
-        ).all()
-        text, attachments = msg.text, tuple(msg.attachments or ())
-    by_sender: dict[str, list[tuple[int, str, datetime]]] = defaultdict(list)
-    for send_id, address, reserved_at, userid in pending:
-        by_sender[userid].append((send_id, address, ensure_utc(reserved_at)))
-    content = MessageContent(text=text, attachments=attachments)
-    to_groups = audience.chat_type == MassChatType.group
-    for userid, items in by_sender.items():
-        earliest = min(r for _, _, r in items)
-        if earliest < now:
-            # Reserved by an earlier attempt that stopped: WeCom may already have some or all of the tasks.
-            covered = audience.recovered(client, userid, text, earliest, now, [a for _, a, _ in items])
-            for msgid in sorted(set(covered.values())):
-                done = [i for i, a, _ in items if covered.get(a) == msgid]
-                _mark(factory, audience, done, SendStatus.submitted, msgid)
-                result.recovered += len(done)
-                result.msgids.append(msgid)
-            items = [it for it in items if it[1] not in covered]
-        for chunk in chunked(items, audience.per_task):
-            addresses = [a for _, a, _ in chunk]
-            submission = client.submit_mass_message(
-                content,
-                external_userids=() if to_groups else addresses,
-                chat_ids=addresses if to_groups else (),
-                sender=userid,
-                chat_type=audience.chat_type.value,
-            )
-            msgid = submission.msgids[0] if submission.msgids else ""
-            refused = set(submission.fail_list)
-            ok = [i for i, a, _ in chunk if a not in refused]
-            bad = [i for i, a, _ in chunk if a in refused]
-            _mark(factory, audience, ok, SendStatus.submitted, msgid)
-            _mark(factory, audience, bad, SendStatus.failed, msgid, audience.refused(userid)[:300])
-            result.submitted += len(ok)
-            result.failed += len(bad)
-            result.msgids.append(msgid)
-    with transaction(factory) as db:
-        msg = get_message(db, org_id, message_id)
-        msg.status, msg.submitted_at = MassMessageStatus.submitted, utcnow()
     return result
 
 
-def _mark(
-    factory: sessionmaker[Session],
+def settle_rows(
+    db: Session,
     audience: Audience,
+    org_id: int,
+    message_id: int,
     ids: Sequence[int],
     status: SendStatus,
     msgid: str,
     error: str = "",
 ) -> None:
+    """Set sends `ids` to `status` (with WeCom's msgid and the error in words) and, when that settles them,
+    record their outcomes (flushes)."""
     if not ids:
         return
     model = audience.model
-    with transaction(factory) as db:
-        for part in chunked(list(ids), IN_LIST_SIZE):
-            db.execute(
-                update(model)
-                .where(model.id.in_(part))
-                .values(status=status, msgid=msgid, error=error)
-                .execution_options(synchronize_session=False)
-            )
-        if status in SETTLED and audience.settled is not None:
-            rows = [row for part in chunked(list(ids), IN_LIST_SIZE) for row in _sends(db, model, part)]
-            now = utcnow()
-            audience.settled(
-                db, rows[0].org_id, rows[0].message_id, [_outcome(audience, r, now) for r in rows]
-            )
+    for part in chunked(list(ids), IN_LIST_SIZE):
+        db.execute(
+            update(model)
+            .where(model.id.in_(part))
+            .values(status=status, msgid=msgid, error=error[:300])
+            .execution_options(synchronize_session=False)
+        )
+    if status in SETTLED and audience.settled is not None:
+        rows = [row for part in chunked(list(ids), IN_LIST_SIZE) for row in _sends(db, model, part)]
+        now = utcnow()
+        audience.settled(db, org_id, message_id, [_outcome(audience, r, now) for r in rows])
 
 
 def _sends(db: Session, model: type[MassSend] | type[MassGroupSend], ids: Sequence[int]) -> list[Any]:

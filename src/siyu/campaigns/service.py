@@ -1,10 +1,12 @@
 """Mass messages to customers through WeCom, with per-customer caps, crash-safe reservations and read-back.
 
 The flow: `create_message` stores the content and the chosen customers; `plan` tells who would be reached
-through which member (the one who has known the customer longest) and who is left out and why; `submit`
-reserves the sends under the cap, commits them and only then calls add_msg_template, one task per sender member
-and at most 10,000 customers a task; `refresh_results` reads delivery back into the rows. The reservation,
-crash recovery, read-back and caps are shared with group messages and live in `sending`.
+through which member (the one who has known the customer longest) and who is left out and why (a marketing
+message skips customers without `consent_marketing`); `start_submission` reserves the sends under the cap and
+commits them, and the worker (`campaigns.tasks`, `run_submission`) calls add_msg_template, one task per sender
+member and at most 10,000 customers a task, recording each call before making it (`submission`);
+`refresh_results` reads delivery back into the rows. `submit` does both in one process (tests, scripts).
+The reservation, crash recovery, read-back and caps are shared with group messages (`sending`, `submission`).
 
 Messages to customer groups (chat_type "group") live in the same table; `group_messages` creates and plans
 them, and `submit`, `refresh_results`, `send_counts` and `preview` here take either kind.
@@ -14,15 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.accounts.models import Account, AccountKind, AccountStatus
-from siyu.campaigns import group_messages
-from siyu.campaigns.models import MassChatType, MassMessage, MassSend, SendStatus
+from siyu.campaigns import group_messages, submission
+from siyu.campaigns.models import MassChatType, MassMessage, MassMessageStatus, MassSend, SendStatus
 
 # Re-exported: the API, the console and callers reach the settings, caps and messages through this module.
 from siyu.campaigns.sending import COUNTED as COUNTED
@@ -32,12 +34,11 @@ from siyu.campaigns.sending import (
     Outcome,
     Plan,
     check_content,
-    deliver,
-    matching_tasks,
     new_draft,
     open_plan,
     over_cap,
     read_back,
+    reserve,
     sent_before,
     status_counts,
 )
@@ -47,14 +48,14 @@ from siyu.campaigns.sending import get_message as get_message
 from siyu.campaigns.sending import org_settings as org_settings
 from siyu.campaigns.sending import set_cap_policy as set_cap_policy
 from siyu.customers import service as customers
-from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
+from siyu.customers.models import Customer, CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
 from siyu.customers.resolution import live_customers
 from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
 from siyu.integrations.channel import MassMessenger
 from siyu.integrations.channel import SendStatus as WeComSendStatus
 from siyu.kit.bulk import IN_LIST_SIZE, chunked
-from siyu.kit.errors import Invalid
+from siyu.kit.errors import Conflict, Invalid
 
 MAX_PER_TASK = 10_000
 MAX_RECIPIENTS = 100_000
@@ -65,7 +66,7 @@ class Excluded:
     """A customer the message will not reach, and why."""
 
     customer_id: int
-    reason: str  # unknown_customer, no_wecom_contact, no_wecom_id, cap_reached, already_sent
+    reason: str  # unknown_customer, no_consent, no_wecom_contact, no_wecom_id, cap_reached, already_sent
     detail: str
 
 
@@ -80,15 +81,24 @@ def create_message(
     customer_ids: Sequence[int],
     attachments: Sequence[dict[str, Any]] = (),
     actor_id: int | None = None,
+    marketing: bool = True,
 ) -> MassMessage:
-    """Store a mass message draft for the chosen customers."""
+    """Store a mass message draft for the chosen customers (`marketing`: only those who consented get it)."""
     text = check_content(text, attachments)
     ids = list(dict.fromkeys(int(c) for c in customer_ids))
     if not ids:
         raise Invalid("choose at least one customer", field="customer_ids")
     if len(ids) > MAX_RECIPIENTS:
         raise Invalid(f"at most {MAX_RECIPIENTS:,} customers per message", field="customer_ids")
-    return new_draft(db, org_id, text=text, attachments=attachments, actor_id=actor_id, customer_ids=ids)
+    return new_draft(
+        db,
+        org_id,
+        text=text,
+        attachments=attachments,
+        actor_id=actor_id,
+        customer_ids=ids,
+        marketing=marketing,
+    )
 
 
 def plan(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = None) -> Plan[Excluded]:
@@ -104,7 +114,16 @@ def plan(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = N
     already, counts = sent_before(db, MassSend, "customer_id", org_id, msg.id, targets, start)
     senders: dict[int, tuple[int, str]] = {}
     eids: dict[int, str] = {}
+    consenting: set[int] = set()
     for part in chunked(targets, IN_LIST_SIZE):
+        if msg.marketing:
+            consenting.update(
+                db.scalars(
+                    select(Customer.id).where(
+                        Customer.org_id == org_id, Customer.id.in_(part), Customer.consent_marketing.is_(True)
+                    )
+                )
+            )
         rows = db.execute(
             select(FollowRelation.customer_id, Account.id, Account.external_id)
             .join(Account, Account.id == FollowRelation.account_id)
@@ -134,6 +153,10 @@ def plan(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = N
             result.left_out.append(
                 Excluded(cid, "already_sent", f"customer {cid} is already in this message")
             )
+        elif msg.marketing and cid not in consenting:
+            result.left_out.append(
+                Excluded(cid, "no_consent", f"customer {cid} has not agreed to receive marketing messages")
+            )
         elif cid not in eids:
             result.left_out.append(
                 Excluded(cid, "no_wecom_id", f"customer {cid} has no WeCom external userid")
@@ -150,20 +173,6 @@ def plan(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = N
             aid, userid = senders[cid]
             result.reach(cid, eids[cid], userid, aid)
     return result
-
-
-def _sent_already(
-    client: MassMessenger,
-    sender: str,
-    text: str,
-    since: datetime,
-    now: datetime,
-    addresses: Sequence[str],
-) -> dict[str, str]:
-    """All of a sender's customers -> the msgid of the task WeCom already has from them with this text, if any
-    (one task a sender: its customers were all in it)."""
-    found = next(matching_tasks(client, sender, text, since, now, MassChatType.single), "")
-    return dict.fromkeys(addresses, found) if found else {}
 
 
 def _record_outcomes(db: Session, org_id: int, message_id: int, outcomes: Sequence[Outcome]) -> None:
@@ -198,7 +207,7 @@ CUSTOMERS = Audience(
     address="external_userid",
     per_task=MAX_PER_TASK,
     plan=plan,
-    recovered=_sent_already,
+    lists_unsent=True,
     refused=lambda userid: f"{REFUSED}: not a contact of the sender",
     results={
         WeComSendStatus.UNSENT.value: (SendStatus.submitted, None),
@@ -219,6 +228,31 @@ def preview(db: Session, org_id: int, msg: MassMessage) -> Plan[Any]:
     return _AUDIENCES[msg.chat_type].plan(db, org_id, msg)
 
 
+def start_submission(
+    factory: sessionmaker[Session], org_id: int, message_id: int, *, now: datetime | None = None
+) -> SubmitResult:
+    """Reserve a draft's recipients under the cap (committed); the caller then enqueues the worker's
+    `campaigns.tasks.submit_mass_message`, which makes the WeCom calls."""
+    with factory() as db:
+        chat_type = get_message(db, org_id, message_id).chat_type
+    return reserve(factory, org_id, message_id, _AUDIENCES[chat_type], now=now)
+
+
+def run_submission(
+    factory: sessionmaker[Session],
+    org_id: int,
+    message_id: int,
+    client: MassMessenger,
+    *,
+    grace: timedelta = submission.IN_FLIGHT_GRACE,
+) -> SubmitResult | None:
+    """The worker's part: submit, resume or finish cancelling a reserved message (None: another live
+    process is on it)."""
+    with factory() as db:
+        chat_type = get_message(db, org_id, message_id).chat_type
+    return submission.run(factory, org_id, message_id, client, _AUDIENCES[chat_type], grace=grace)
+
+
 def submit(
     factory: sessionmaker[Session],
     org_id: int,
@@ -226,11 +260,24 @@ def submit(
     client: MassMessenger,
     *,
     now: datetime | None = None,
+    grace: timedelta = submission.IN_FLIGHT_GRACE,
 ) -> SubmitResult:
-    """Reserve (cap-checked, committed) and then submit one WeCom task per sender, for customers or groups."""
+    """Reserve (a draft) and submit in this process: one WeCom task per sender and batch. A message left
+    "submitting" by a crash is resumed instead, never sent twice."""
     with factory() as db:
-        chat_type = get_message(db, org_id, message_id).chat_type
-    return deliver(factory, org_id, message_id, client, _AUDIENCES[chat_type], now=now)
+        status = get_message(db, org_id, message_id).status
+    if status in (MassMessageStatus.submitted, MassMessageStatus.failed, MassMessageStatus.cancelled):
+        raise Conflict(f"this mass message was already {status.value}", field="message_id")
+    reserved = (
+        start_submission(factory, org_id, message_id, now=now)
+        if status == MassMessageStatus.draft
+        else SubmitResult(message_id=message_id)
+    )
+    ran = run_submission(factory, org_id, message_id, client, grace=grace)
+    if ran is None:
+        raise Conflict("this mass message is being submitted by another process", field="message_id")
+    ran.reserved, ran.left_out = reserved.reserved, reserved.left_out
+    return ran
 
 
 def refresh_results(db: Session, org_id: int, message_id: int, client: MassMessenger) -> dict[str, int]:
@@ -253,6 +300,22 @@ def _move_sends(db: Session, org_id: int, survivor_id: int, merged_id: int) -> i
             moved += 1
     db.flush()
     return moved
+
+
+def customer_failures(db: Session, org_id: int, message_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+    """The customers of a message whose send failed or was cancelled, with the reason in words (console)."""
+    rows = db.execute(
+        select(MassSend.customer_id, MassSend.status, MassSend.error, Customer.name)
+        .join(Customer, Customer.id == MassSend.customer_id)
+        .where(
+            MassSend.org_id == org_id,
+            MassSend.message_id == message_id,
+            MassSend.status.in_((SendStatus.failed, SendStatus.cancelled)),
+        )
+        .order_by(MassSend.id)
+        .limit(limit)
+    ).all()
+    return [{"customer_id": c, "status": s.value, "reason": e, "name": n} for c, s, e, n in rows]
 
 
 def send_counts(db: Session, message_id: int) -> dict[str, int]:

@@ -12,11 +12,11 @@ from sqlalchemy import select
 from siyu.accounts.models import Account, AccountKind
 from siyu.audit import service as audit
 from siyu.audit.service import AuditAction
-from siyu.campaigns import group_messages
+from siyu.campaigns import group_messages, submission, tasks
 from siyu.campaigns import service as campaigns
-from siyu.campaigns.models import MassChatType, MassMessage
+from siyu.campaigns.models import MassChatType, MassMessage, MassMessageStatus
 from siyu.groups.models import CustomerGroup, GroupStatus
-from siyu.integrations.wecom.errors import WeComError, WeComInputError
+from siyu.integrations.wecom.errors import WeComError
 from siyu.kit.errors import DomainError, Forbidden
 from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute
@@ -25,6 +25,7 @@ from siyu.web.templating import PageContext, render
 from siyu.wecom.credentials import client_for, load_plain
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
+ACTIVE = (MassMessageStatus.submitting, MassMessageStatus.cancelling)
 
 
 def _admin(ctx: PageContext) -> int:
@@ -72,6 +73,10 @@ def _page(
         if shown and shown.chat_type == MassChatType.group
         else []
     )
+    factory = ctx.request.app.state.sessionmaker
+    batches = submission.progress(db, shown.id) if shown else []
+    failures = campaigns.customer_failures(db, org_id, shown.id) if shown else []
+    running = bool(shown and shown.status in ACTIVE and submission.is_running(factory, shown.id))
     return render(
         ctx,
         "campaigns/mass_messages.html",
@@ -83,6 +88,10 @@ def _page(
         counts=counts,
         shown=shown,
         sends=sends,
+        batches=batches,
+        failures=failures,
+        running=running,
+        active_statuses=[s.value for s in ACTIVE],
         error=error,
     )
 
@@ -98,29 +107,32 @@ def mass_messages_page(db: DbSession, ctx: Console, message_id: int | None = Non
 
 
 def _submit(db: DbSession, ctx: PageContext, org_id: int, message_id: int) -> Response:
-    client = _client(db, ctx, org_id)
-    msg = campaigns.get_message(db, org_id, message_id)
-    audit.record(
-        db,
-        org_id,
-        AuditAction.mass_message_submitted,
-        actor=ctx.principal,
-        target_type="mass_message",
-        target_id=msg.id,
-        chat_type=msg.chat_type.value,
-        recipients=len(msg.group_ids or msg.customer_ids or []),
-    )
-    db.commit()  # submit() runs its own transactions; this request's must not hold the write lock
+    """Reserve under the cap here; the worker makes the WeCom calls (the page shows its progress)."""
     try:
-        campaigns.submit(ctx.request.app.state.sessionmaker, org_id, message_id, client)
+        _client(db, ctx, org_id)  # no WeCom configuration: say so before reserving anything
+        msg = campaigns.get_message(db, org_id, message_id)
+        audit.record(
+            db,
+            org_id,
+            AuditAction.mass_message_submitted,
+            actor=ctx.principal,
+            target_type="mass_message",
+            target_id=msg.id,
+            chat_type=msg.chat_type.value,
+            recipients=len(msg.group_ids or msg.customer_ids or []),
+        )
+        db.commit()  # the reservation runs its own transaction; this request's must not hold the write lock
+        campaigns.start_submission(ctx.request.app.state.sessionmaker, org_id, message_id)
     except DomainError as exc:
+        db.rollback()
         return _page(
             db, ctx, org_id, message_id=message_id, error=error_text(ctx, exc), status_code=exc.status_code
         )
-    except (WeComError, WeComInputError) as exc:  # explained on the page, not as a 500
-        return _page(
-            db, ctx, org_id, message_id=message_id, error=wecom_error_text(ctx, exc), status_code=422
-        )
+    tasks.submit_mass_message(org_id, message_id)
+    return _shown(message_id)
+
+
+def _shown(message_id: int) -> Response:
     return RedirectResponse(f"/wecom/mass-messages?message_id={message_id}", status_code=303)
 
 
@@ -156,6 +168,7 @@ def send_to_customers(
     ctx: Console,
     text: Annotated[str, Form(max_length=4000)],
     customer_ids: Annotated[str, Form(max_length=200_000)] = "",
+    marketing: Annotated[str, Form()] = "",
 ) -> Response:
     """Create and submit a message to the listed customer ids (comma, space or line separated)."""
     org_id = _admin(ctx)
@@ -166,7 +179,12 @@ def send_to_customers(
         return _page(db, ctx, org_id, error=error, status_code=422)
     try:
         msg = campaigns.create_message(
-            db, org_id, text=text, customer_ids=ids, actor_id=ctx.principal.user_id if ctx.principal else None
+            db,
+            org_id,
+            text=text,
+            customer_ids=ids,
+            actor_id=ctx.principal.user_id if ctx.principal else None,
+            marketing=bool(marketing),
         )
     except DomainError as exc:
         db.rollback()
@@ -191,3 +209,30 @@ def refresh(db: DbSession, ctx: Console, message_id: int) -> Response:
             db, ctx, org_id, message_id=message_id, error=wecom_error_text(ctx, exc), status_code=422
         )
     return RedirectResponse(f"/wecom/mass-messages?message_id={message_id}", status_code=303)
+
+
+@router.post("/wecom/mass-messages/{message_id}/resume")
+def resume(db: DbSession, ctx: Console, message_id: int) -> Response:
+    """Ask the worker to go on with a message whose submission stopped."""
+    org_id = _admin(ctx)
+    msg = campaigns.get_message(db, org_id, message_id)
+    if msg.status not in (MassMessageStatus.submitting, MassMessageStatus.cancelling):
+        error = ctx.gettext("Only a message being sent can be resumed.")
+        return _page(db, ctx, org_id, message_id=message_id, error=error, status_code=409)
+    db.commit()
+    tasks.submit_mass_message(org_id, message_id)
+    return _shown(message_id)
+
+
+@router.post("/wecom/mass-messages/{message_id}/cancel")
+def cancel(db: DbSession, ctx: Console, message_id: int) -> Response:
+    """Stop a message being submitted: what has not reached WeCom yet is not sent."""
+    org_id = _admin(ctx)
+    try:
+        submission.request_cancel(db, org_id, message_id)
+    except DomainError as exc:
+        db.rollback()
+        return _page(db, ctx, org_id, message_id=message_id, error=exc.message, status_code=exc.status_code)
+    db.commit()
+    tasks.submit_mass_message(org_id, message_id)
+    return _shown(message_id)

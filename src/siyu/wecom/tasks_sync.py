@@ -101,7 +101,9 @@ def refresh_recent_mass_results() -> int:
     with sessions()() as db:
         rows = db.execute(
             select(MassMessage.id, MassMessage.org_id).where(
-                MassMessage.status == MassMessageStatus.submitted, MassMessage.submitted_at >= since
+                # A message cancelled half-way has its submitted part to read back too.
+                MassMessage.status.in_((MassMessageStatus.submitted, MassMessageStatus.cancelled)),
+                MassMessage.submitted_at >= since,
             )
         ).all()
     for message_id, org_id in rows:

@@ -10,6 +10,7 @@ from types import ModuleType
 
 from siyu.analytics import tasks as analytics_tasks
 from siyu.audit import tasks as audit_tasks
+from siyu.campaigns import tasks as campaign_tasks
 from siyu.channels import tasks as channel_tasks
 from siyu.events import tasks as event_tasks
 from siyu.leads import tasks as lead_tasks
@@ -19,6 +20,7 @@ from siyu.wecom import tasks_sync as wecom_sync_tasks
 TASK_MODULES: tuple[ModuleType, ...] = (
     analytics_tasks,
     audit_tasks,
+    campaign_tasks,
     channel_tasks,
     event_tasks,
     lead_tasks,

@@ -17,7 +17,22 @@ Shapes, limits and errcodes follow the official pages (developer.work.weixin.qq.
   POST externalcontact/resigned/transfer_result
 
 Tasks are created unsent: members confirm on their phones, which `/_control/mass/{msgid}/send`
-simulates. A group task (chat_type "group") only takes chat ids of live groups the sender owns;
+simulates.
+
+What get_groupmsg_list_v2 answers, and the sources (the fake behaves as they describe):
+  * no `creator` for a task created through the API (create_type 0): "群发消息创建者userid，API接口创建的
+    群发消息不返回该字段" in WeCom's page for the endpoint (document/path/93338), carried word for word by
+    LinkWeChat's transcription (`WeGroupMsgVo`) and by the Go client generated from WeCom's documents;
+    WxJava's `WxCpGroupMsgListResult` cites the same page; wechatpy passes the body through. Hence a
+    `creator` filter never matches an API-created task either: siyu recognises its tasks by other means
+    (see `siyu.campaigns.submission`);
+  * a range of more than one month is refused: "群发任务记录的起止时间间隔不能超过1个月" (same page; also in
+    LinkWeChat's transcription). The page names no errcode for it; the fake answers 40058, WeCom's code
+    for an invalid parameter, with an errmsg that says why.
+
+add_msg_template with a `sender` who has left the company is answered 40003 (invalid userid), as for an
+unknown userid: WeCom's global error codes (document/path/90313) list 40003 for a userid that is not (or
+no longer) a member; the other senders' calls are unaffected. A group task (chat_type "group") only takes chat ids of live groups the sender owns;
 the others are answered in `fail_list` (WeCom does not document its answer for a foreign chat id;
 answering them as failed lets the caller see which ones did not go out).
 
@@ -32,6 +47,8 @@ The 90-day rule counts every in-service handover the fake accepted, refused ones
 
 from __future__ import annotations
 
+import calendar
+from datetime import datetime
 from typing import Any
 
 from siyu.integrations.wecom.fake_api import limit_of, route, str_list, too_long
@@ -47,6 +64,7 @@ from siyu.integrations.wecom.fake_state import (
     decode_cursor,
     encode_cursor,
 )
+from siyu.kit.clock import SHANGHAI
 
 # --- mass messages ---------------------------------------------------------------------------
 
@@ -70,14 +88,14 @@ def add_msg_template(state: FakeWeComState, query: dict[str, str], body: dict[st
     if len(chat_ids) > 2_000:
         raise ApiError(40058, "chat_id_list holds at most 2000 ids")
     sender = body.get("sender") or ""
-    if sender:
-        state.member(sender)
+    if sender and not state.member(sender).active:
+        raise ApiError(40003, f"userid {sender!r} has left the company")
     if chat_type == "group" and not sender:
         raise ApiError(40058, "sender is required for group messages")
     msg = MassMessage(
         msgid=state.next_id("msg", 32),
         chat_type=chat_type,
-        creator=sender,
+        creator="",  # created through the API: WeCom keeps (and returns) no creator
         create_type=0,
         create_time=int(state.now()),
         text=text,
@@ -112,6 +130,14 @@ def add_msg_template(state: FakeWeComState, query: dict[str, str], body: dict[st
     return {"fail_list": fail_list, "msgid": msg.msgid}
 
 
+def _one_month_after(start: int) -> int:
+    """The same moment one calendar month later (Asia/Shanghai; the 31st becomes the month's last day)."""
+    at = datetime.fromtimestamp(start, SHANGHAI)
+    year, month = (at.year + 1, 1) if at.month == 12 else (at.year, at.month + 1)
+    day = min(at.day, calendar.monthrange(year, month)[1])
+    return int(at.replace(year=year, month=month, day=day).timestamp())
+
+
 def _mass(state: FakeWeComState, body: dict[str, Any]) -> MassMessage:
     msg = state.mass_messages.get(str(body.get("msgid") or ""))
     if msg is None:
@@ -129,6 +155,10 @@ def get_groupmsg_list_v2(
         start, end = int(body["start_time"]), int(body["end_time"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ApiError(40058, "start_time and end_time are required") from exc
+    if end < start:
+        raise ApiError(40058, "end_time must not be before start_time")
+    if end > _one_month_after(start):
+        raise ApiError(40058, "invalid Parameter: the range of start_time and end_time exceeds one month")
     creator = body.get("creator") or ""
     filter_type = int(body.get("filter_type", 2))
     limit = limit_of(body.get("limit"), 50, 100)
@@ -147,8 +177,9 @@ def get_groupmsg_list_v2(
         "group_msg_list": [
             {
                 "msgid": m.msgid,
-                "creator": m.creator,
+                **({"creator": m.creator} if m.creator else {}),
                 "create_type": m.create_type,
+                "create_time": m.create_time,
                 **({"text": {"content": m.text}} if m.text else {}),
                 "attachments": m.attachments,
             }
