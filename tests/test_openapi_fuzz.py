@@ -32,9 +32,11 @@ from siyu.tenancy.models import Role
 
 
 def _fuzz_database(base_url: str) -> str:
-    """A fresh database of its own beside the test database (the suite resets that one between tests)."""
+    """A fresh database of its own beside the test database (the suite resets that one between tests), one
+    per xdist worker: each worker collects this module, and one dropping the other's would end its run."""
     base = make_url(base_url)
-    target = base.set(database=f"{base.database}_fuzz")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    target = base.set(database=f"{base.database}_fuzz{'_' + worker if worker else ''}")
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
