@@ -58,7 +58,7 @@ def _arrange(db: Session, tenant) -> tuple[int, int]:  # type: ignore[no-untyped
     ):
         commerce.create_order(
             db,
-            org,
+            Principal(org, tenant.admin_id, Role.admin),
             OrderIn(platform="taobao", external_id=f"o{n}", customer_id=who.id, amount_fen=8980, paid_at=at),
         )
     db.commit()

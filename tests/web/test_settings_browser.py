@@ -182,7 +182,7 @@ def test_assign_an_operator_set_caps_and_build_a_pool(live_server: str, org: Set
         page.click(".settings-nav >> text=账号与上限")
         page.locator("#accounts tr[data-account-name='张三的企微']").locator("text=编辑").click()
         form = page.locator("#account-form")
-        form.locator("select[name=operator_id]").select_option(label="operator of brand-1 · 运营")
+        form.locator("select[name=operator_id]").select_option(label="operator of brand-1 · 运营人员")
         form.locator("input[name=soft_cap]").fill("3000")
         form.locator("input[name=hard_cap]").fill("2500")
         form.locator("button[type=submit]").click()

@@ -21,7 +21,24 @@ ALLOWED = {
     "siyu",  # the product
     "English",  # the language switcher names each language in itself
     # Terms Chinese operations teams use as they are.
-    *("CSV", "PNG", "SVG", "ROI", "GMV", "GPM", "RFM", "CLV", "ID", "API", "SLA", "SOP", "H5", "QR"),
+    *(
+        "CSV",
+        "JSON",
+        "AgentId",
+        "PNG",
+        "SVG",
+        "ROI",
+        "GMV",
+        "GPM",
+        "RFM",
+        "CLV",
+        "ID",
+        "API",
+        "SLA",
+        "SOP",
+        "H5",
+        "QR",
+    ),
     *("Token", "EncodingAESKey", "Secret", "Open", "UnionID", "OpenID", "CorpID"),  # WeCom's own field names
     *("BG", "NBD", "Gamma"),  # the CLV models' names
 }

@@ -4,9 +4,19 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+
 # Scripts only from our own /static (no inline script, no eval: htmx runs with allowEval off). Styles may
 # be inline: templates size bars with style="width: …" and ECharts positions its tooltip the same way;
 # a style cannot run code. data: images are the favicon and ECharts' exported pictures.
+def content_security_policy(script_origins: tuple[str, ...] = ()) -> str:
+    """The policy, allowing scripts from ``script_origins`` too, and requests to them (the chat sidebar's
+    WeCom JS-SDK, which talks to its own host)."""
+    policy = CONTENT_SECURITY_POLICY
+    for directive in ("script-src 'self'", "connect-src 'self'"):
+        policy = policy.replace(directive, " ".join((directive, *script_origins)))
+    return policy
+
+
 CONTENT_SECURITY_POLICY = "; ".join(
     (
         "default-src 'self'",
@@ -43,7 +53,13 @@ class SecurityHeaders:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *_HEADERS]
+                headers = list(message.get("headers", ()))
+                # A page that names its own policy (the sidebar, which loads WeCom's JS-SDK) keeps it.
+                own = any(name.lower() == b"content-security-policy" for name, _ in headers)
+                message["headers"] = [
+                    *headers,
+                    *(h for h in _HEADERS if not (own and h[0] == _HEADERS[0][0])),
+                ]
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

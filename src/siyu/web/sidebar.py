@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 import time
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import RedirectResponse
@@ -32,6 +33,7 @@ from siyu.tenancy.deps import DbSession, session_principal
 from siyu.web import queries
 from siyu.web.auth import Console, ConsoleRoute, anonymous_context, set_session_cookie
 from siyu.web.customer_pages import shown_mobile, shown_remark
+from siyu.web.security import content_security_policy
 from siyu.web.sidebar_queries import first_lead, group_card, last_contact
 from siyu.web.templating import PageContext, render
 from siyu.wecom import credentials
@@ -99,11 +101,12 @@ def sidebar_page(org: str, request: Request, db: DbSession) -> Response:
         csrf_token=csrf,
         timezone=ctx.timezone,
     )
-    return render(
+    scripts = sdk_scripts(row.base_url)
+    page = render(
         page_ctx,
         "sidebar/page.html",
         org=org,
-        sdk_scripts=sdk_scripts(row.base_url),
+        sdk_scripts=scripts,
         agent_config={
             "corpid": row.corp_id,
             "agentid": row.agent_id,
@@ -113,6 +116,9 @@ def sidebar_page(org: str, request: Request, db: DbSession) -> Response:
             "jsApiList": JS_API_LIST,
         },
     )
+    origins = tuple(sorted({f"{u.scheme}://{u.netloc}" for u in map(urlsplit, scripts) if u.netloc}))
+    page.headers["Content-Security-Policy"] = content_security_policy(origins)
+    return page
 
 
 @router.get("/sidebar/{org}/oauth", name="sidebar_oauth")

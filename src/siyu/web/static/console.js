@@ -9,6 +9,23 @@
     if (el instanceof HTMLSelectElement && el.hasAttribute("data-autosubmit") && el.form) { el.form.submit(); }
   });
 
+  // <input type="checkbox" data-tick-all>: ticks or clears every customer_id box of its table.
+  document.addEventListener("click", function (evt) {
+    var el = evt.target;
+    if (el instanceof HTMLInputElement && el.hasAttribute("data-tick-all")) {
+      el.closest("table").querySelectorAll("input[name=customer_id]").forEach(function (b) { b.checked = el.checked; });
+    }
+    if (el instanceof HTMLElement && el.hasAttribute("data-print")) { window.print(); }
+  });
+
+  // <form data-confirm="question">: submitted only when the user confirms.
+  document.addEventListener("submit", function (evt) {
+    var form = evt.target;
+    if (form instanceof HTMLFormElement && form.hasAttribute("data-confirm") && !window.confirm(form.dataset.confirm)) {
+      evt.preventDefault();
+    }
+  }, true);
+
   // An element with data-pause-while-editing keeps its htmx polling from firing while a form inside it has
   // focus, so a reply being typed is not wiped by the next refresh.
   document.addEventListener("htmx:beforeRequest", function (evt) {
