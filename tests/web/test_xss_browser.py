@@ -10,7 +10,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import Engine, update
 
-from siyu.customers.models import Customer
+from siyu.customers.models import Customer, FollowRelation
 from siyu.demo.loader import LoadSummary, load_world
 from siyu.demo.world import generate_world
 
@@ -27,10 +27,11 @@ def poisoned(engine: Engine) -> LoadSummary:
     """The sandbox brand whose customers all carry a source that is an HTML payload."""
     summary = load_world(engine, generate_world(customers=60, seed=3))
     with engine.begin() as conn:
-        # Added yesterday too, so the dashboard's per-source chart has the payload as a series.
-        conn.execute(
-            update(Customer).values(source=PAYLOAD, created_at=datetime.now(UTC) - timedelta(days=1))
-        )
+        # First seen yesterday too (created and first followed), so the dashboard's per-source chart has
+        # the payload as a series.
+        yesterday = datetime.now(UTC) - timedelta(days=1)
+        conn.execute(update(Customer).values(source=PAYLOAD, created_at=yesterday))
+        conn.execute(update(FollowRelation).values(since=yesterday))
     return summary
 
 
@@ -68,6 +69,7 @@ def test_poisoned_names_in_charts_stay_text(live_server: str, poisoned: LoadSumm
                 page.goto(url)
                 chart = page.locator("#analytics-chart, #added-chart").first
                 expect(chart).to_have_attribute("data-rendered", "true")
+                chart.scroll_into_view_if_needed()  # the dashboard's chart sits below its "today" block
                 box = chart.bounding_box()
                 assert box is not None
                 # Sweep the plot so the axis tooltip opens on every category (the payload is a step or series).
@@ -78,10 +80,7 @@ def test_poisoned_names_in_charts_stay_text(live_server: str, poisoned: LoadSumm
                     shown += chart.locator("div", has_text="onerror=alert").count()
                     # Escaped: the payload shows as text, and no element was made from it.
                     assert chart.locator("img").count() == 0, url
-                # The dashboard's chart (read from the analytics projection since the page-scale work) did
-                # not show the poisoned source in its tooltip in this fixture: not checked there until the
-                # fixture projects it (noted for the next session); the funnel pages must show it.
-                assert shown or url == f"{live_server}/", f"no tooltip showed the payload on {url}"
+                assert shown, f"no tooltip showed the payload on {url}"
 
             # What used inline script works from console.js: choosing a leaving member submits the form,
             # and the lead inbox loads and polls through htmx (no eval'd trigger filter).
