@@ -11,7 +11,8 @@ The backlog: four callbacks per contact, queued in the inbox the way the inbox w
 in the order add_external_contact, edit_external_contact, edit_external_contact, del_follow_user. Three of
 the four read the contact from WeCom (externalcontact/get) when applied.
 
-Timed: ``drain()`` until the inbox is empty, first the baseline, the previous design: every row in its own
+Timed: ``drain()`` until the inbox is empty, in a process already started the way ``siyu worker`` starts
+(task modules and event subscribers loaded), first the baseline, the previous design: every row in its own
 transaction, ``DRAIN_WORKERS`` keys at a time (``drain(batch=0)``, each row read from WeCom just before it is
 claimed), and then the batched drain (the first waiting row of up to ``BATCH_SIZE`` keys claimed and applied
 set-wise in one transaction, their WeCom reads made ``DRAIN_WORKERS`` at a time beforehand), each on a fresh
@@ -56,6 +57,7 @@ from siyu.wecom.models import InboxItem
 from siyu.wecom.processing import upsert_corp_tags
 from siyu.wecom.schemas import CredentialsIn
 from siyu.worker import queue
+from siyu.worker.registry import load_tasks
 
 SEED = 11
 MEMBERS = 20
@@ -183,6 +185,7 @@ def one_run(
     """Queue the backlog into a fresh database and drain it (``batch`` keys per transaction; 0: a row per
     transaction)."""
     engine, _ = prepare(url, fake_url, events)
+    load_tasks()  # as `siyu worker` does at start-up, before its first job
     queue.bind_engine(engine)
     queue.bind_settings(Settings(secret_key=SECRET_KEY))
     httpx.request("DELETE", f"{fake_url}/_control/calls", timeout=30)

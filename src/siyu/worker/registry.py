@@ -12,6 +12,7 @@ from siyu.analytics import tasks as analytics_tasks
 from siyu.audit import tasks as audit_tasks
 from siyu.campaigns import tasks as campaign_tasks
 from siyu.channels import tasks as channel_tasks
+from siyu.events import bus
 from siyu.events import tasks as event_tasks
 from siyu.leads import tasks as lead_tasks
 from siyu.wecom import tasks as wecom_tasks
@@ -30,5 +31,8 @@ TASK_MODULES: tuple[ModuleType, ...] = (
 
 
 def load_tasks() -> int:
-    """Make sure every task module is registered (importing this module did it); returns how many."""
+    """Make sure every task module is registered (importing this module did it) and the event subscribers
+    are loaded; returns how many task modules there are."""
+    # Loading the subscribers imports most domains (seconds): at start-up, not inside the first job.
+    bus.subscriptions()
     return len(TASK_MODULES)
