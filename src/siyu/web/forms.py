@@ -1,18 +1,22 @@
 """Console forms: the API's own validation (its Pydantic schemas and domain services) turned into messages in
 the reader's language, one per field, so a form can show each in red beside its field with the typed values.
 
-A page validates by building the API's input schema from the form, then calls the domain service; on a
-``ValidationError`` or a ``DomainError`` it re-renders the form with ``FormErrors`` instead of a JSON body.
-Messages are keyed by the schema's field names, the same names the API's 422 answers carry.
+A page validates by building the API's input schema from the form, then calls the domain service, both
+inside ``submit``; on a ``ValidationError`` or a ``DomainError`` it gets a ``Refused`` and re-renders the form
+with its ``FormErrors`` instead of a JSON body. Messages are keyed by the schema's field names, the same names
+the API's 422 answers carry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from typing import TypeVar
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from sqlalchemy.orm import Session
 
 from siyu.kit.errors import Conflict, DomainError, NotFound
 from siyu.web.i18n import N_
@@ -108,6 +112,32 @@ def from_domain(ctx: PageContext, exc: DomainError, messages: Mapping[str, str] 
         generic = next((text for cls, text in _BY_CLASS.items() if isinstance(exc, cls)), _FALLBACK)
         known = ctx.gettext(generic)
     return FormErrors({field: known})
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A form refused by the API's schema or a domain rule: the messages per field and the status to answer."""
+
+    errors: FormErrors
+    status_code: int
+
+
+def submit(
+    db: Session, ctx: PageContext, action: Callable[[], T], messages: Mapping[str, str] | None = None
+) -> T | Refused:
+    """Run a form's action (the API's schema built from the form, then the domain service) and return what it
+    returns, or the refusal in words (``messages`` as in ``from_validation`` and ``from_domain``). A domain
+    refusal is rolled back first, so the page re-renders from what is stored."""
+    try:
+        return action()
+    except ValidationError as exc:
+        return Refused(from_validation(ctx, exc, messages), 422)
+    except DomainError as exc:
+        db.rollback()
+        return Refused(from_domain(ctx, exc, messages), exc.status_code)
 
 
 def yuan_to_fen(raw: str) -> int | None:

@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import RedirectResponse
-from pydantic import ValidationError
 
 from siyu.accounts import service as accounts
 from siyu.accounts.models import Account
@@ -24,7 +23,7 @@ from siyu.kit.errors import DomainError
 from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute, admin_org_id
 from siyu.web.customer_pages import shown_mobile
-from siyu.web.forms import FormErrors, from_domain, from_validation
+from siyu.web.forms import FormErrors, Refused, submit
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -135,20 +134,22 @@ def create_customer(
         "account_id": account_id,
     }
     messages = _profile_messages(ctx)
-    try:
-        data = CustomerIn.model_validate(_profile_input(values))
-        customer, _created = customers.create_customer_as(
+    principal = ctx.principal
+    outcome = submit(
+        db,
+        ctx,
+        lambda: customers.create_customer_as(
             db,
-            ctx.principal,
-            data,
+            principal,
+            CustomerIn.model_validate(_profile_input(values)),
             account_id=int(account_id) if account_id.isdigit() else None,
             origin="console",
-        )
-    except ValidationError as exc:
-        return _new_form(db, ctx, values, from_validation(ctx, exc, messages), status_code=422)
-    except DomainError as exc:
-        db.rollback()
-        return _new_form(db, ctx, values, from_domain(ctx, exc, messages), status_code=exc.status_code)
+        ),
+        messages,
+    )
+    if isinstance(outcome, Refused):
+        return _new_form(db, ctx, values, outcome.errors, status_code=outcome.status_code)
+    customer, _created = outcome
     return RedirectResponse(f"/customers/{customer.id}", status_code=303)
 
 
@@ -217,17 +218,24 @@ def update_customer(
     }
     cleared = {k: None for k in ("region", "source", "source_detail", "intent") if not values[k].strip()}
     messages = _profile_messages(ctx)
-    try:
-        patch = CustomerPatch.model_validate(
-            _profile_input(values) | cleared | {"name": name.strip(), "gender": gender}
-        )
-        saved = customers.update_customer_as(db, ctx.principal, customer.id, patch, origin="console")
-    except ValidationError as exc:
-        return _edit_form(ctx, customer, values, from_validation(ctx, exc, messages), status_code=422)
-    except DomainError as exc:
-        db.rollback()
-        customer = customers.get_customer(db, ctx.principal, customer_id)
-        return _edit_form(ctx, customer, values, from_domain(ctx, exc, messages), status_code=exc.status_code)
+    principal = ctx.principal
+    saved = submit(
+        db,
+        ctx,
+        lambda: customers.update_customer_as(
+            db,
+            principal,
+            customer.id,
+            CustomerPatch.model_validate(
+                _profile_input(values) | cleared | {"name": name.strip(), "gender": gender}
+            ),
+            origin="console",
+        ),
+        messages,
+    )
+    if isinstance(saved, Refused):
+        customer = customers.get_customer(db, principal, customer_id)
+        return _edit_form(ctx, customer, values, saved.errors, status_code=saved.status_code)
     return RedirectResponse(f"/customers/{saved.id}", status_code=303)
 
 
@@ -404,18 +412,15 @@ def merge_customers(
     assert ctx.principal is not None
     values = {"survivor_id": survivor_id, "merged_id": merged_id, "reason": reason}
     messages = _merge_messages(ctx)
-    try:
+    user_id = ctx.principal.user_id
+
+    def merge() -> Any:
         data = MergeIn.model_validate(values)
-        audit = customers.merge_customers(
-            db, org_id, data.survivor_id, data.merged_id, data.reason, ctx.principal.user_id
-        )
-    except ValidationError as exc:
-        errors = from_validation(ctx, exc, messages)
-        return _merge_page(db, ctx, values, errors=errors, status_code=422)
-    except DomainError as exc:
-        db.rollback()
-        errors = from_domain(ctx, exc, messages)
-        return _merge_page(db, ctx, values, errors=errors, status_code=exc.status_code)
+        return customers.merge_customers(db, org_id, data.survivor_id, data.merged_id, data.reason, user_id)
+
+    audit = submit(db, ctx, merge, messages)
+    if isinstance(audit, Refused):
+        return _merge_page(db, ctx, values, errors=audit.errors, status_code=audit.status_code)
     moved = {k: v for k, v in audit.moved.items() if isinstance(v, int)}
     return _merge_page(
         db, ctx, {}, merged={"survivor_id": audit.survivor_id, "merged_id": audit.merged_id, "moved": moved}

@@ -8,16 +8,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
-from pydantic import ValidationError
 
-from siyu.kit.errors import DomainError
 from siyu.leads import service as leads
 from siyu.leads.models import DouyinApp
 from siyu.leads.schemas import DouyinAppIn
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.models import Organization
 from siyu.web.auth import Console, ConsoleRoute, admin_org_id
-from siyu.web.forms import FormErrors, from_domain, from_validation
+from siyu.web.forms import FormErrors, Refused, submit
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -82,7 +80,10 @@ def save_douyin(
         "client_secret": ctx.gettext("Fill this in: Douyin signs every webhook with it."),
         "api_base_url": ctx.gettext("Enter an address starting with http:// or https://."),
     }
-    try:
+    principal = ctx.principal
+    secret_key = ctx.request.app.state.settings.resolved_secret_key()
+
+    def save() -> None:
         data = DouyinAppIn(
             client_key=client_key.strip(),
             client_secret=client_secret.strip() or _KEPT,
@@ -94,18 +95,16 @@ def save_douyin(
         leads.configure_douyin(
             db,
             org_id,
-            ctx.request.app.state.settings.resolved_secret_key(),
+            secret_key,
             client_key=data.client_key,
             client_secret=client_secret.strip() or None,
             account_open_id=data.account_open_id,
             access_token=token,
             api_base_url=data.api_base_url,
-            actor=ctx.principal,
+            actor=principal,
         )
-    except ValidationError as exc:
-        return _page(db, ctx, values=values, errors=from_validation(ctx, exc, messages), status_code=422)
-    except DomainError as exc:
-        db.rollback()
-        errors = from_domain(ctx, exc, messages)
-        return _page(db, ctx, values=values, errors=errors, status_code=exc.status_code)
+
+    refused = submit(db, ctx, save, messages)
+    if isinstance(refused, Refused):
+        return _page(db, ctx, values=values, errors=refused.errors, status_code=refused.status_code)
     return _page(db, ctx, saved=True)

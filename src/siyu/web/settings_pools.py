@@ -20,7 +20,7 @@ from siyu.kit.errors import DomainError
 from siyu.tenancy import service as identity
 from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute, admin_org_id
-from siyu.web.forms import FORM, FormErrors, from_domain, from_validation
+from siyu.web.forms import FORM, FormErrors, Refused, from_domain, from_validation, submit
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -328,18 +328,15 @@ def create_account(
         "status": status,
     }
     messages = _account_messages(ctx)
-    try:
-        data = AccountIn.model_validate(
-            {k: (v if v != "" else None) for k, v in values.items()} | {"kind": kind}
+    fields = {k: (v if v != "" else None) for k, v in values.items()} | {"kind": kind}
+    account = submit(
+        db, ctx, lambda: accounts.create_account(db, org_id, AccountIn.model_validate(fields)), messages
+    )
+    if isinstance(account, Refused):
+        errors = _caps_beside_fields(account.errors, messages)
+        return _account_form(
+            db, ctx, account=None, values=values, errors=errors, status_code=account.status_code
         )
-        account = accounts.create_account(db, org_id, data)
-    except ValidationError as exc:
-        errors = _caps_beside_fields(from_validation(ctx, exc, messages), messages)
-        return _account_form(db, ctx, account=None, values=values, errors=errors, status_code=422)
-    except DomainError as exc:
-        db.rollback()
-        errors = from_domain(ctx, exc, messages)
-        return _account_form(db, ctx, account=None, values=values, errors=errors, status_code=exc.status_code)
     return RedirectResponse(f"/settings/accounts?saved={account.id}", status_code=303)
 
 
@@ -366,18 +363,15 @@ def update_account(
         "status": status,
     }
     messages = _account_messages(ctx)
-    try:
-        # An empty operator unassigns; empty caps are refused (the API needs a number to change one).
-        patch = AccountPatch.model_validate(values | {"operator_id": operator_id or None})
-        accounts.update_account(db, account, patch)
-    except ValidationError as exc:
-        errors = _caps_beside_fields(from_validation(ctx, exc, messages), messages)
-        return _account_form(db, ctx, account=account, values=values, errors=errors, status_code=422)
-    except DomainError as exc:
-        db.rollback()
+    # An empty operator unassigns; empty caps are refused (the API needs a number to change one).
+    patch = values | {"operator_id": operator_id or None}
+    saved = submit(
+        db, ctx, lambda: accounts.update_account(db, account, AccountPatch.model_validate(patch)), messages
+    )
+    if isinstance(saved, Refused):
         account = accounts.get_account(db, ctx.principal, account_id)
-        errors = from_domain(ctx, exc, messages)
+        errors = _caps_beside_fields(saved.errors, messages)
         return _account_form(
-            db, ctx, account=account, values=values, errors=errors, status_code=exc.status_code
+            db, ctx, account=account, values=values, errors=errors, status_code=saved.status_code
         )
     return RedirectResponse(f"/settings/accounts?saved={account.id}", status_code=303)

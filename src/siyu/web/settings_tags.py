@@ -19,7 +19,7 @@ from siyu.leads.intent_rules import INTENTS
 from siyu.leads.schemas import TemplateIn
 from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute, admin_org_id
-from siyu.web.forms import FormErrors, from_domain, from_validation
+from siyu.web.forms import FormErrors, Refused, from_domain, from_validation, submit
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -185,16 +185,14 @@ def save_template(intent: str, db: DbSession, ctx: Console, body: Annotated[str,
         ),
         "intent": ctx.gettext("Choose one of the options."),
     }
-    try:
+
+    def save() -> None:
         data = TemplateIn(intent=intent, body=body.strip())
         leads.set_reply_template(db, org_id, data.intent, data.body)
-    except ValidationError as exc:
-        errors = from_validation(ctx, exc)
-        return _templates_page(db, ctx, form=form, values={"body": body}, errors=errors, status_code=422)
-    except DomainError as exc:
-        db.rollback()
-        errors = from_domain(ctx, exc, messages)
+
+    refused = submit(db, ctx, save, messages)
+    if isinstance(refused, Refused):
         return _templates_page(
-            db, ctx, form=form, values={"body": body}, errors=errors, status_code=exc.status_code
+            db, ctx, form=form, values={"body": body}, errors=refused.errors, status_code=refused.status_code
         )
     return _templates_page(db, ctx, saved=intent)

@@ -8,13 +8,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Form, Response
 from pydantic import ValidationError
 
-from siyu.kit.errors import DomainError
 from siyu.tenancy import service as identity
 from siyu.tenancy.deps import DbSession
 from siyu.tenancy.models import Role
 from siyu.tenancy.schemas import TokenIn, UserIn, UserPatch
 from siyu.web.auth import Console, ConsoleRoute, admin_org_id
-from siyu.web.forms import FormErrors, from_domain, from_validation
+from siyu.web.forms import FormErrors, Refused, from_validation, submit
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -83,18 +82,17 @@ def add_user(
     assert ctx.principal is not None
     values = {"email": email, "name": name, "role": role}  # the password is never echoed back
     messages = _user_messages(ctx)
-    try:
+    principal = ctx.principal
+
+    def add() -> UserIn:
         data = UserIn(email=email, name=name, password=password, role=role)
-        identity.add_user(db, ctx.principal, data.email, data.name, data.password, data.role)
-    except ValidationError as exc:
-        return _users_page(
-            db, ctx, values=values, errors=from_validation(ctx, exc, messages), status_code=422
-        )
-    except DomainError as exc:
-        db.rollback()
-        errors = from_domain(ctx, exc, messages)
-        return _users_page(db, ctx, values=values, errors=errors, status_code=exc.status_code)
-    return _users_page(db, ctx, added=data.name or data.email)
+        identity.add_user(db, principal, data.email, data.name, data.password, data.role)
+        return data
+
+    added = submit(db, ctx, add, messages)
+    if isinstance(added, Refused):
+        return _users_page(db, ctx, values=values, errors=added.errors, status_code=added.status_code)
+    return _users_page(db, ctx, added=added.name or added.email)
 
 
 @router.post("/settings/users/{user_id}")
@@ -109,21 +107,21 @@ def update_user(
     admin_org_id(ctx)
     assert ctx.principal is not None
     messages = _user_messages(ctx)
-    try:
+    principal = ctx.principal
+
+    def change() -> None:
         patch = UserPatch.model_validate(
             {"role": role, "is_active": None if is_active is None else is_active == "true"}
         )
         if patch.role is not None:
-            identity.change_role(db, ctx.principal, user_id, patch.role)
+            identity.change_role(db, principal, user_id, patch.role)
         if patch.is_active is not None:
-            identity.set_active(db, ctx.principal, user_id, patch.is_active)
-    except ValidationError as exc:
-        message = next(iter(from_validation(ctx, exc, messages).values()))
-        return _users_page(db, ctx, row_errors={user_id: message}, status_code=422)
-    except DomainError as exc:
-        db.rollback()
-        message = next(iter(from_domain(ctx, exc, messages).values()))
-        return _users_page(db, ctx, row_errors={user_id: message}, status_code=exc.status_code)
+            identity.set_active(db, principal, user_id, patch.is_active)
+
+    refused = submit(db, ctx, change, messages)
+    if isinstance(refused, Refused):
+        message = next(iter(refused.errors.values()))
+        return _users_page(db, ctx, row_errors={user_id: message}, status_code=refused.status_code)
     return _users_page(db, ctx, saved=True)
 
 
