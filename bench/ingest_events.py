@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+from benchkit import cpu_of, free_port, stop, wait_http  # bench/ is on sys.path
 
 from siyu.customers.models import Customer
 from siyu.kit.db import make_engine, make_sessionmaker, transaction
@@ -40,13 +40,6 @@ app = create_app(Settings(database_url=url, data_dir=data, secret_key="bench-sec
 uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 """
 TYPES = ["message.received", "message.sent", "moments.liked", "live.viewed", "content.read", "order.paid"]
-
-
-def free_port() -> int:
-    """A free loopback TCP port."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def setup(url: str, customers: int) -> tuple[str, list[int]]:
@@ -74,26 +67,6 @@ def make_event(rng: random.Random, key: str, customer_ids: list[int], t0: dateti
         "source": "bench",
         "idempotency_key": key,
     }
-
-
-def cpu_seconds(pid: int) -> float:
-    """User+system CPU seconds a process has used (Linux /proc), to tell work from waiting for a core."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def wait_ready(client: httpx.Client, proc: subprocess.Popen[bytes]) -> None:
-    """Poll /healthz until the server answers (or fail if it died)."""
-    for _ in range(200):
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited with {proc.returncode}")
-        try:
-            if client.get("/healthz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit("server did not start")
 
 
 def main() -> None:
@@ -127,7 +100,7 @@ def main() -> None:
         try:
             headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=60) as client:
-                wait_ready(client, proc)
+                wait_http(f"http://127.0.0.1:{port}/healthz", timeout=120, proc=proc)
                 for body in bodies[:2]:  # warm-up: imports, first compiled statements, page cache
                     client.post("/api/v1/events/batch", content=body).raise_for_status()
                 # Several connections, as an ingestion client would use, so the server never waits for the
@@ -135,7 +108,7 @@ def main() -> None:
                 queue = iter(bodies[2:])
                 lock = threading.Lock()
                 totals = {"sent": 0, "inserted": 0}
-                server_cpu = cpu_seconds(proc.pid)
+                server_cpu = cpu_of(proc.pid)
                 started = time.perf_counter()
 
                 def sender() -> None:
@@ -160,7 +133,7 @@ def main() -> None:
                     thread.join()
                 batch_s = time.perf_counter() - started
                 sent, inserted = totals["sent"], totals["inserted"]
-                server_cpu = cpu_seconds(proc.pid) - server_cpu
+                server_cpu = cpu_of(proc.pid) - server_cpu
                 if inserted != sent:
                     raise SystemExit(f"expected {sent} inserted, server reported {inserted}")
                 batch_rate = sent / batch_s
@@ -181,12 +154,12 @@ def main() -> None:
                 print(
                     f"baseline single_event: {done:,} events in {baseline_seconds:.0f} s = {single_rate:,.0f} events/s"
                 )
-                print(f"target: >= 20,000 events/s -> {'met' if batch_rate >= 20_000 else 'NOT met'}")
-                print(f"ratio_vs_single_event={batch_rate / single_rate:.1f}")
-                print(f"events_per_s={batch_rate:.0f}")
         finally:
-            proc.terminate()
-            proc.wait(timeout=10)
+            stop(proc)
+    # After the server has stopped: the headline is the last line of stdout and stderr together.
+    print(f"target: >= 20,000 events/s -> {'met' if batch_rate >= 20_000 else 'NOT met'}")
+    print(f"ratio_vs_single_event={batch_rate / single_rate:.1f}")
+    print(f"events_per_s={batch_rate:.0f}")
 
 
 if __name__ == "__main__":
