@@ -58,6 +58,7 @@ def add_events(
             "source": "douyin",
             "idempotency_key": f"{key_prefix}{i}",
             "received_at": to_db(START),
+            "backfill": False,
         }
         for i, (c, k, s) in enumerate(zip(cust.tolist(), kinds.tolist(), secs.tolist(), strict=True))
     ]
