@@ -122,3 +122,42 @@ def test_refusals_are_in_words(client: TestClient, db: Session, tenant, fake: Co
     stranger = client.get(back.headers["location"].replace("http://testserver", ""))
     assert stranger.status_code == 403 and "同步企业微信" in stranger.text
     assert client.get("/sidebar/no-such-org/").status_code == 404
+
+
+def test_group_card_names_staff_by_their_account_not_their_userid(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    from siyu.groups.models import CustomerGroup, GroupMember, MemberKind
+    from siyu.tenancy.models import Role
+    from siyu.tenancy.principal import Principal
+    from siyu.web.sidebar_queries import group_card
+
+    owner = accounts.create_account(
+        db, tenant.org_id, AccountIn(kind=AccountKind.wecom_member, external_id="wangwei", name="小王")
+    )
+    buyer = _customer(db, tenant.org_id, owner.id, "李女士", "wm-buyer-1")
+    group = CustomerGroup(
+        org_id=tenant.org_id, chat_id="wr-group-1", name="宝妈群", owner_account_id=owner.id
+    )
+    db.add(group)
+    db.flush()
+    db.add_all(
+        [
+            GroupMember(
+                org_id=tenant.org_id,
+                group_id=group.id,
+                member_userid="wangwei",
+                kind=MemberKind.staff,
+                account_id=owner.id,
+            ),
+            GroupMember(
+                org_id=tenant.org_id,
+                group_id=group.id,
+                member_userid="wm-buyer-1",
+                kind=MemberKind.customer,
+                customer_id=buyer,
+            ),
+        ]
+    )
+    db.flush()
+    card = group_card(db, Principal(tenant.org_id, tenant.admin_id, Role.admin), "wr-group-1")
+    assert sorted(name for _, name in card.members) == ["小王", "李女士"]
+    assert {name for _, _, name in card.changes} == {"小王", "李女士"}

@@ -87,9 +87,11 @@ def group_card(db: Session, principal: Principal, chat_id: str) -> GroupCard:
         raise NotFound("group not found")
     if not principal.sees_whole_org and group.owner_account_id not in principal_accounts(db, principal):
         raise NotFound("group not found")
+    # Staff are named by their account (the name the console shows them by), never by their raw userid.
     rows = db.execute(
-        select(GroupMember, Customer.name)
+        select(GroupMember, func.coalesce(Customer.name, Account.name))
         .outerjoin(Customer, Customer.id == GroupMember.customer_id)
+        .outerjoin(Account, Account.id == GroupMember.account_id)
         .where(GroupMember.group_id == group.id)
         .order_by(GroupMember.joined_at.desc(), GroupMember.id.desc())
     ).all()
