@@ -183,14 +183,6 @@ def _roi_labeler(db: DbSession, ctx: PageContext, org_id: int, dim: str) -> Any:
     return name
 
 
-def _event_types(engine: AnalyticsEngine, org_id: int) -> list[str]:
-    """The organization's projected event types, most frequent first."""
-    rows = engine.query(
-        f"SELECT event_type, count(*) AS n FROM events WHERE org_id = {int(org_id)} GROUP BY 1 ORDER BY n DESC, 1"
-    )
-    return [str(r[0]) for r in rows]
-
-
 def _breakdown(value: str) -> str | None:
     return value if value in BREAKDOWNS else None
 
@@ -238,7 +230,7 @@ def _funnel(
     org = _org(ctx)
     proj = service.projection_of_app(ctx.request.app.state)
     with proj.locked() as eng:
-        types = _event_types(eng, org)
+        types = [t for t, _ in proj.event_types(org, refresh=False)]
         chosen = [s for s in step if s][:FUNNEL_MAX_STEPS]
         if not step:  # first visit: a sensible default from what the brand records
             chosen = [t for t in FUNNEL_PREFERRED if t in types] or types[:3]
@@ -377,7 +369,7 @@ def _retention(
     org = _org(ctx)
     proj = service.projection_of_app(ctx.request.app.state)
     with proj.locked() as eng:
-        types = _event_types(eng, org)
+        types = [t for t, _ in proj.event_types(org, refresh=False)]
         start = start or next(
             (t for t in ("customer_added", "order_paid") if t in types), types[0] if types else ""
         )
