@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import uvicorn
@@ -246,6 +247,8 @@ def probes(s: dict[str, Any], now: datetime) -> list[Probe]:
     since = (now - timedelta(days=7)).strftime("%Y-%m-%dT%H:%M:%SZ")
     dates = f"date_from={(now - timedelta(days=89)).date()}&date_to={now.date()}"
     cid = s["customer_id"]
+    # Quoted: a remark word such as "李建+直播+" would otherwise reach the server as "李建 直播 ".
+    s = {**s, **{k: quote(str(s[k]), safe="") for k in ("name", "remark", "last4")}}
     pages = [
         ("dashboard /", "/"),
         ("customers page", "/customers"),

@@ -70,7 +70,13 @@ def _snapshot(p: Projection) -> dict[str, list[tuple[object, ...]]]:
         "orders": p.query("SELECT * FROM orders ORDER BY order_id", refresh=False),
         "customers": p.query("SELECT * FROM customers ORDER BY customer_id", refresh=False),
         "customer_values": p.query("SELECT * FROM customer_values ORDER BY customer_id", refresh=False),
+        "event_type_counts": p.query("SELECT * FROM event_type_counts ORDER BY ALL", refresh=False),
     }
+
+
+def _counted(p: Projection) -> list[tuple[object, ...]]:
+    """What the maintained counts must equal: a GROUP BY over the projected events."""
+    return p.query("SELECT org_id, event_type, count(*) FROM events GROUP BY ALL ORDER BY ALL", refresh=False)
 
 
 def test_default_path_is_beside_the_database(tmp_path: Path) -> None:
@@ -146,6 +152,7 @@ def test_incremental_equals_rebuild(engine: Engine, db: Session, make_tenant, tm
     assert {r[2] for r in snap["events"]} == {a.id, b.id}  # c's events now belong to b
     assert all(r[1] != c.id for r in snap["customers"])
 
+    assert snap["event_type_counts"] == _counted(inc)
     # Rebuild of the incremental file starts over and lands on the same rows.
     inc.rebuild()
     assert _snapshot(inc) == snap
@@ -189,6 +196,36 @@ def test_watermark_survives_reopen_and_failed_refresh_rolls_back(
     assert p.refresh().events == 1
     assert p.query("SELECT count(*) FROM events", refresh=False) == [(6,)]
     p.close()
+
+
+def test_event_type_counts_follow_overlapping_refreshes_and_are_backfilled(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Re-read ids (the overlap PostgreSQL needs) are counted once; a file made before the counts gets them."""
+    t = make_tenant()
+    a = _customer(db, t.org_id)
+    for i in range(5):
+        _event(db, t.org_id, a.id, "viewed" if i % 2 else "clicked", T0 + timedelta(minutes=i))
+    db.commit()
+    path = tmp_path / "c.duckdb"
+    p = Projection(engine, path, chunk_size=2, id_overlap=3, min_interval_seconds=0)
+    p.refresh()
+    _event(db, t.org_id, a.id, "viewed", T0 + timedelta(hours=1))
+    _event(db, t.org_id, a.id, "ordered", T0 + timedelta(hours=2))
+    db.commit()
+    assert p.refresh().events == 2
+    assert p.refresh().events == 0
+    assert p.event_types(t.org_id) == [("clicked", 3), ("viewed", 3), ("ordered", 1)]
+    assert p.query("SELECT * FROM event_type_counts ORDER BY ALL", refresh=False) == _counted(p)
+
+    p.engine.con.execute("DROP TABLE event_type_counts")
+    p.close()
+    reopened = Projection(engine, path)
+    assert reopened.event_types(t.org_id, refresh=False) == [("clicked", 3), ("viewed", 3), ("ordered", 1)]
+    reopened.close()
 
 
 def test_refresh_is_throttled(engine: Engine, db: Session, make_tenant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -15,12 +15,13 @@ from sqlalchemy.orm import Session
 
 from siyu.analytics.engines import DuckDBEngine
 from siyu.analytics.models import ChannelCost
+from siyu.analytics.rfm import rfm_report, rfm_sql
 from siyu.commerce.models import Order
 from siyu.customers.models import Customer
 from siyu.demo.loader import LoadSummary, load_world
 from siyu.demo.world import World, generate_world
 from siyu.events.models import Event
-from siyu.web.analytics_pages import period_start_after, repurchase_curve, yuan_to_fen
+from siyu.web.analytics_pages import period_start_after, repurchase_curve, rfm_grids, yuan_to_fen
 from siyu.web.i18n import LANG_COOKIE
 
 PAGES = ("funnel", "retention", "repurchase", "rfm", "clv", "roi")
@@ -167,6 +168,35 @@ def test_retention_cohorts_hold_every_starting_customer_once(
     # "In that period or later" can only count more customers than "in that period".
     for on, after in zip(rows[1:], later[1:], strict=True):
         assert all(int(b) >= int(a) for a, b in zip(on[2:], after[2:], strict=True))
+
+
+def test_rfm_grids_equal_the_report_and_the_cells_in_sql() -> None:
+    """One pass gives rfm_report's figures and each cell's SQL count, sum and round(avg) (halves away from 0)."""
+    import random
+
+    rng = random.Random(0)
+    eng = DuckDBEngine()
+    eng.create_schema()
+    t0 = datetime(2026, 1, 1)
+    oid = 0
+    for cid in range(1, 400):
+        for _ in range(rng.choice((1, 1, 1, 2, 3, 6))):
+            oid += 1
+            amount = rng.choice((100, 101, 250, 999, 5_000))  # odd amounts make means end in .5
+            eng.con.execute(
+                "INSERT INTO orders VALUES (9, ?, ?, NULL, 'taobao', ?, ?, NULL, ?)",
+                [oid, cid, amount, rng.choice((0, 0, 1, amount)), t0 + timedelta(days=rng.randrange(60))],
+            )
+    as_of = datetime(2026, 3, 15, tzinfo=UTC)
+    report, cells = rfm_grids(eng, 9, as_of)
+    assert report == rfm_report(eng, 9, as_of=as_of)
+    rows = eng.query(
+        f"WITH x AS ({rfm_sql(9, as_of)}) SELECT r_score, f_score, count(*), sum(m), round(avg(m)) "
+        "FROM x GROUP BY 1, 2 ORDER BY 1, 2"
+    )
+    assert cells == [tuple(int(v) for v in row) for row in rows]
+    assert any(total % n and (2 * total) % n == 0 for _, _, n, total, _ in cells)  # a half was rounded
+    eng.close()
 
 
 def test_repurchase_curve_by_hand() -> None:

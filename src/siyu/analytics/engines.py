@@ -170,6 +170,10 @@ class DuckDBEngine:
         """Run a DuckDB SELECT and return all rows."""
         return [tuple(r) for r in self.con.execute(sql).fetchall()]
 
+    def query_numpy(self, sql: str) -> dict[str, np.ndarray]:
+        """Run a DuckDB SELECT and return its columns as numpy arrays, by name (no Python row per result row)."""
+        return {name: np.asarray(col) for name, col in self.con.execute(sql).fetchnumpy().items()}
+
     def clear(self, table: str) -> None:
         """Delete every row of an analytic table."""
         self.con.execute(f"DELETE FROM {_table(table).name}")

@@ -36,6 +36,13 @@ Time between steps: for each customer and step k >= 2, the time from the step-(k
 first step-k match extended (the latest step-(k-1) match of the best chain) to that step-k match;
 the result reports the median over customers (exact, interpolated).
 
+On DuckDB, a funnel without breakdown and without the strict stops (what the console and most API
+calls ask for) runs the same chain method over numpy arrays instead (``chain_counts``): one scan
+fetches every row of the steps' types, numpy sorts them by (customer, time), and each step's ASOF
+match is a binary search over the previous step's matches. DuckDB's ASOF joins were most of the funnel's time
+(290 of 490 ms CPU for a four-step funnel over 700,000 events); the SQL stays the reference, run on
+ClickHouse and by the tests, which hold both to the same results.
+
 Breakdown: by a column of the ``customers`` dimension table (first-touch values the projection
 stores there), not by a per-event value; customers missing from the table fall under ``None``.
 """
@@ -49,9 +56,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 from sqlglot import exp
 
-from siyu.analytics.engines import AnalyticsEngine, to_clickhouse
+from siyu.analytics.engines import AnalyticsEngine, DuckDBEngine, to_clickhouse
 from siyu.analytics.schema import BREAKDOWN_COLUMNS
 
 MAX_STEPS = 32  # windowFunnel's own limit
@@ -445,10 +453,67 @@ def _ratio(num: int, den: int) -> float | None:
     return num / den if den else None
 
 
+def chain_counts(engine: DuckDBEngine, q: FunnelQuery) -> tuple[list[int], list[float | None]]:
+    """Customers reaching each step and the median microseconds from the previous step (None without any),
+    by the chain method of :func:`chain_levels_sql` over numpy arrays; no breakdown, no strict stops.
+
+    Rows are sorted by (customer, time); ``tie`` numbers the distinct (customer, time) pairs, so "the latest
+    step-(k-1) match at or before this row, ties included" is a right-sided binary search of the row's
+    ``tie`` among the matches' ones. The match found carries its chain start ``s`` (starts only grow over
+    time, so the latest match has the latest start) and its time ``p``, exactly the ASOF partner.
+    """
+    if not _chain_applies(q) or q.breakdown is not None:
+        raise ValueError(
+            "chain_counts handles funnels without breakdown in the default mode or strict_increase"
+        )
+    n = len(q.steps)
+    flags = ", ".join(f"coalesce({s.condition_sql()}, false) AS m{k}" for k, s in enumerate(q.steps, 1))
+    cols = engine.query_numpy(
+        f"SELECT customer_id AS cid, epoch_us(occurred_at) AS t, {flags} FROM events WHERE {_event_filter(q)}"
+    )
+    # numpy sorts these two integer columns several times faster than DuckDB's ORDER BY does.
+    order = np.lexsort((cols["t"], cols["cid"]))
+    cid = cols["cid"].astype(np.int64, copy=False)[order]
+    t = cols["t"].astype(np.int64, copy=False)[order]
+    tie = np.cumsum(np.r_[True, (cid[1:] != cid[:-1]) | (t[1:] != t[:-1])]) if len(cid) else cid
+    # h: row numbers of the current step's matches (ascending, so in (customer, time) order), hs their starts.
+    h = np.flatnonzero(cols["m1"][order])
+    hs = t[h]
+    reached = [_distinct_sorted(cid[h])]
+    medians: list[float | None] = []
+    for k in range(2, n + 1):
+        b = np.flatnonzero(cols[f"m{k}"][order])
+        j = np.searchsorted(tie[h], tie[b], side="right") - 1
+        a = h[np.maximum(j, 0)] if len(h) else b  # any index; rows with j < 0 are masked out below
+        s = hs[np.maximum(j, 0)] if len(h) else t[b]
+        ok = (j >= 0) & (cid[a] == cid[b]) & (t[b] <= s + q.window_us)
+        if FunnelMode.strict_increase in q.modes:
+            ok &= t[b] > t[a]
+        h, hs, hp = b[ok], s[ok], t[a][ok]
+        if not len(h):
+            reached.append(0)
+            medians.append(None)
+            continue
+        starts = np.flatnonzero(np.r_[True, cid[h][1:] != cid[h][:-1]])
+        # Per customer: the first match's time and the smallest previous-step time (as the SQL's min(p)).
+        firsts = np.minimum.reduceat(t[h], starts) - np.minimum.reduceat(hp, starts)
+        reached.append(len(starts))
+        medians.append(float(np.median(firsts)))
+    return reached, medians
+
+
+def _distinct_sorted(values: np.ndarray) -> int:
+    return int(np.count_nonzero(values[1:] != values[:-1])) + 1 if len(values) else 0
+
+
 def run_funnel(engine: AnalyticsEngine, q: FunnelQuery) -> list[FunnelResult]:
     """Compute the funnel on an engine; one result per breakdown value (a single one without breakdown)."""
     n = len(q.steps)
-    rows = engine.query(funnel_sql(q))
+    if isinstance(engine, DuckDBEngine) and q.breakdown is None and _chain_applies(q):
+        counts, times = chain_counts(engine, q)
+        rows: list[tuple[Any, ...]] = [(None, *counts, *times)]
+    else:
+        rows = engine.query(funnel_sql(q))
     results: list[FunnelResult] = []
     for row in rows:
         value = row[0]

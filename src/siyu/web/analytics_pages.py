@@ -8,6 +8,7 @@ analytics API, the pages are for owners and admins only: the projection holds th
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -27,7 +28,7 @@ from siyu.analytics.clv import CLVInputError
 from siyu.analytics.engines import AnalyticsEngine
 from siyu.analytics.funnels import FunnelMode
 from siyu.analytics.models import CostDimension
-from siyu.analytics.rfm import SEGMENTS, rfm_sql
+from siyu.analytics.rfm import SEGMENTS, RFMReport, fm_score, rfm_sql, segment_of
 from siyu.analytics.roi import ROIDimension
 from siyu.analytics.schemas import ChannelCostIn, FunnelIn, RetentionIn, StepIn
 from siyu.channels import service as channels
@@ -183,14 +184,6 @@ def _roi_labeler(db: DbSession, ctx: PageContext, org_id: int, dim: str) -> Any:
     return name
 
 
-def _event_types(engine: AnalyticsEngine, org_id: int) -> list[str]:
-    """The organization's projected event types, most frequent first."""
-    rows = engine.query(
-        f"SELECT event_type, count(*) AS n FROM events WHERE org_id = {int(org_id)} GROUP BY 1 ORDER BY n DESC, 1"
-    )
-    return [str(r[0]) for r in rows]
-
-
 def _breakdown(value: str) -> str | None:
     return value if value in BREAKDOWNS else None
 
@@ -238,7 +231,7 @@ def _funnel(
     org = _org(ctx)
     proj = service.projection_of_app(ctx.request.app.state)
     with proj.locked() as eng:
-        types = _event_types(eng, org)
+        types = [t for t, _ in proj.event_types(org, refresh=False)]
         chosen = [s for s in step if s][:FUNNEL_MAX_STEPS]
         if not step:  # first visit: a sensible default from what the brand records
             chosen = [t for t in FUNNEL_PREFERRED if t in types] or types[:3]
@@ -377,7 +370,7 @@ def _retention(
     org = _org(ctx)
     proj = service.projection_of_app(ctx.request.app.state)
     with proj.locked() as eng:
-        types = _event_types(eng, org)
+        types = [t for t, _ in proj.event_types(org, refresh=False)]
         start = start or next(
             (t for t in ("customer_added", "order_paid") if t in types), types[0] if types else ""
         )
@@ -625,13 +618,36 @@ def repurchase_csv(db: DbSession, ctx: Console, by: str = "source", days: int = 
 # -- RFM ------------------------------------------------------------------------------------------
 
 
-def rfm_cells(engine: AnalyticsEngine, org_id: int, as_of: datetime) -> list[tuple[int, int, int, int, int]]:
-    """Buyers per (R score, F score) cell with their total and mean net monetary value in fen."""
+def rfm_grids(
+    engine: AnalyticsEngine, org_id: int, as_of: datetime
+) -> tuple[RFMReport, list[tuple[int, int, int, int, int]]]:
+    """The RFM report (as ``rfm_report``) and the buyers per (R score, F score) cell with their total and
+    mean net monetary value in fen (the mean rounded half away from zero, as SQL ``round``).
+
+    Both come from one pass over the buyers, counted per (R, F, M) scores: each of the two used to score
+    every buyer again (three rank sorts over all of them).
+    """
     rows = engine.query(
-        f"WITH x AS ({rfm_sql(org_id, as_of)}) SELECT r_score, f_score, count(*), sum(m), round(avg(m)) "
-        "FROM x GROUP BY 1, 2 ORDER BY 1, 2"
+        f"WITH x AS ({rfm_sql(org_id, as_of)}) SELECT r_score, f_score, m_score, count(*), sum(m) "
+        "FROM x GROUP BY ALL"
     )
-    return [(int(r), int(f), int(n), int(total), int(mean)) for r, f, n, total, mean in rows]
+    grid = [[0] * 5 for _ in range(5)]
+    segments = dict.fromkeys(SEGMENTS, 0)
+    by_cell: dict[tuple[int, int], list[int]] = {}
+    for r, f, m, n, total in rows:
+        r, f, n = int(r), int(f), int(n)
+        fm = fm_score(f, int(m))
+        grid[r - 1][fm - 1] += n
+        segments[segment_of(r, fm)] += n
+        cell = by_cell.setdefault((r, f), [0, 0])
+        cell[0] += n
+        cell[1] += int(total)
+    report = RFMReport(as_of=as_of, buyers=sum(segments.values()), segments=segments, grid=grid)
+    cells = [
+        (r, f, n, total, int(math.copysign(math.floor(abs(total / n) + 0.5), total)))
+        for (r, f), (n, total) in sorted(by_cell.items())
+    ]
+    return report, cells
 
 
 def _rfm(ctx: PageContext) -> tuple[dict[str, Any], list[tuple[int, int, int, int, int]]]:
@@ -639,8 +655,7 @@ def _rfm(ctx: PageContext) -> tuple[dict[str, Any], list[tuple[int, int, int, in
     as_of = utcnow()
     proj = service.projection_of_app(ctx.request.app.state)
     with proj.locked() as eng:
-        report = service.rfm(eng, org, as_of=as_of)
-        cells = rfm_cells(eng, org, as_of)
+        report, cells = rfm_grids(eng, org, as_of)
     segment_names = {
         "champions": ctx.gettext("Champions"),
         "loyal": ctx.gettext("Loyal"),
