@@ -38,7 +38,6 @@ from siyu.customers.models import (
     Gender,
     IdentityKind,
     Tag,
-    TagGroup,
 )
 from siyu.customers.service import (
     change_tags,
@@ -49,7 +48,7 @@ from siyu.customers.service import (
     relation_of,
 )
 from siyu.customers.service import end_follow as customers_end_follow
-from siyu.customers.tagging import mirror_tag_library
+from siyu.customers.tagging import mirror_tag_library, unmirror
 from siyu.groups.service import (
     apply_member_change,
     dismiss_group,
@@ -231,15 +230,21 @@ def upsert_corp_tags(db: Session, org_id: int, groups: Sequence[CorpTagGroup]) -
     return len(mirror_tag_library(db, org_id, mirrored_groups(groups), complete=False, origin=ORIGIN).tags)
 
 
+def read_tags(client: WeComClient, tag_ids: Sequence[str]) -> list[CorpTagGroup]:
+    """The tag groups holding these WeCom tags: from the corp library, then, for the ids it does not hold,
+    from the rule-group tags (规则组标签), which WeCom keeps out of the corp library."""
+    groups = client.list_corp_tags(tag_ids=tag_ids)
+    found = {t.id for g in groups for t in g.tags}
+    rest = [t for t in tag_ids if t not in found]
+    return groups + (client.list_strategy_tags(tag_ids=rest) if rest else [])
+
+
 def delete_corp_tag(db: Session, org_id: int, external_id: str, tag_type: str) -> bool:
-    """Delete the local tag (``tag_type`` "tag") or tag group ("tag_group") mirroring a WeCom one."""
-    model: Any = TagGroup if tag_type == "tag_group" else Tag
-    row = db.scalar(select(model).where(model.org_id == org_id, model.external_id == external_id))
-    if row is None:
-        return False
-    db.delete(row)
-    db.flush()
-    return True
+    """Remove the local tag (``tag_type`` "tag") or tag group ("tag_group") mirroring a WeCom one, through
+    ``customers.tagging`` (its customers lose it, with tag_removed). False when none mirrors it."""
+    ids = {"group_ids": [external_id]} if tag_type == "tag_group" else {"tag_ids": [external_id]}
+    report = unmirror(db, org_id, **ids, origin=ORIGIN)
+    return sum(report.counts.values()) > 0
 
 
 def apply_contact(
@@ -356,7 +361,7 @@ def _ensure_tags(
     rows = db.execute(_TAGS_BY_EXTERNAL_ID, {"org_id": org_id, "external_ids": sorted(wanted)})
     known = {str(ext) for ext, _ in rows}
     if wanted - known:
-        upsert_corp_tags(db, org_id, client.list_corp_tags(tag_ids=sorted(wanted - known)))
+        upsert_corp_tags(db, org_id, read_tags(client, sorted(wanted - known)))
 
 
 #: The contact changes whose processing reads the customer from WeCom (externalcontact/get).
@@ -423,7 +428,7 @@ def _contact_event(
         if unknown and client is not None:
             # Tags created in WeCom since the last sync: mirror them, then put them on the customer too
             # (apply_tags is idempotent; the first pass already applied the known ones).
-            upsert_corp_tags(db, org_id, client.list_corp_tags(tag_ids=unknown))
+            upsert_corp_tags(db, org_id, read_tags(client, unknown))
             apply_tags(db, org_id, customer.id, [t for f in follows for t in f.tag_ids], replace=replace)
     else:
         follows = (
@@ -503,21 +508,26 @@ def _chat_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeCo
 
 
 def _tag_event(db: Session, org_id: int, event: Mapping[str, Any], client: WeComClient | None) -> str:
+    """A change of the tag library. With a StrategyId the tag or group is a rule-group tag (规则组标签):
+    WeCom answers it from get_strategy_tag_list, not from the corp library, and both share one mirror."""
     change, ext_id, tag_type = (
         event.get("change_type"),
         str(event.get("tag_id") or ""),
         str(event.get("tag_type") or "tag"),
     )
+    raw_strategy = str(event.get("strategy_id") or "").strip()
+    strategy = int(raw_strategy) if raw_strategy.isdigit() and int(raw_strategy) > 0 else None
     if change == "delete":
         return "tag deleted" if delete_corp_tag(db, org_id, ext_id, tag_type) else "tag already absent"
     if client is None:
         return "tag change needs a client; left to the periodic sync"
-    if change == "shuffle" or not ext_id:
-        groups = client.list_corp_tags()
-    elif tag_type == "tag_group":
-        groups = client.list_corp_tags(group_ids=[ext_id])
+    ids: dict[str, list[str]] = {}
+    if change != "shuffle" and ext_id:
+        ids = {"group_ids": [ext_id]} if tag_type == "tag_group" else {"tag_ids": [ext_id]}
+    if strategy is not None:
+        groups = client.list_strategy_tags(strategy_id=strategy, **ids)
     else:
-        groups = client.list_corp_tags(tag_ids=[ext_id])
+        groups = client.list_corp_tags(**ids)
     return f"{upsert_corp_tags(db, org_id, groups)} tags written"
 
 
@@ -720,7 +730,7 @@ def _mirrored_tags(
     found = known()
     client = next((c for c in clients if c is not None), None)
     if client is not None and len(found) < len(wanted):
-        upsert_corp_tags(db, org_id, client.list_corp_tags(tag_ids=[t for t in wanted if t not in found]))
+        upsert_corp_tags(db, org_id, read_tags(client, [t for t in wanted if t not in found]))
         found = known()
     return found
 
