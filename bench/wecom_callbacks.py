@@ -99,8 +99,8 @@ def prepare(root: Path, fake_url: str, contacts: int, database_url: str = "") ->
     from siyu.kit.migrate import upgrade
     from siyu.tenancy import service as identity
     from siyu.wecom.credentials import client_for, load_plain, save_credentials
-    from siyu.wecom.processing import upsert_corp_tags
     from siyu.wecom.schemas import CredentialsIn
+    from siyu.wecom.tag_events import upsert_corp_tags
 
     data_dir = root / "var"
     data_dir.mkdir(parents=True)

@@ -54,8 +54,8 @@ from siyu.wecom import tasks
 from siyu.wecom.callbacks import store_events
 from siyu.wecom.credentials import client_for, load_plain, save_credentials
 from siyu.wecom.models import InboxItem
-from siyu.wecom.processing import upsert_corp_tags
 from siyu.wecom.schemas import CredentialsIn
+from siyu.wecom.tag_events import upsert_corp_tags
 from siyu.worker import queue
 from siyu.worker.registry import load_tasks
 

@@ -19,8 +19,8 @@ from siyu.kit.clock import ensure_utc, utcnow
 from siyu.tenancy.models import Role
 from siyu.tenancy.principal import Principal
 from siyu.web import queries
-from siyu.wecom.processing import upsert_corp_tags
 from siyu.wecom.sync import full_sync
+from siyu.wecom.tag_events import upsert_corp_tags
 
 from .conftest import SECRET, Control
 

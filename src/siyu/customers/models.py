@@ -149,7 +149,10 @@ class FollowRelation(Base):
 
 
 class TagGroup(Base):
-    """A group of tags, like a WeCom corporate tag group (e.g. "Intent", "Pain point")."""
+    """A group of tags, like a WeCom corporate tag group (e.g. "Intent", "Pain point").
+
+    ``strategy_id``: the carrier's rule group (WeCom 规则组) when the group mirrors rule-group tags, which
+    WeCom keeps apart from its corp tag library; None for every other group."""
 
     __tablename__ = "tag_groups"
     __table_args__ = (UniqueConstraint("org_id", "name"),)
@@ -159,6 +162,7 @@ class TagGroup(Base):
     name: Mapped[str] = mapped_column(String(60))
     external_id: Mapped[str | None] = mapped_column(String(64))
     sort_order: Mapped[int] = mapped_column(default=0)
+    strategy_id: Mapped[int | None]
 
 
 class Tag(Base):

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from siyu.customers.models import CustomerTag, Tag, TagGroup
@@ -192,13 +192,15 @@ class MirroredTag:
 
 @dataclass(frozen=True, slots=True)
 class MirroredGroup:
-    """A tag group of a carrier's library with its tags."""
+    """A tag group of a carrier's library with its tags; ``strategy_id`` is the carrier's rule group for
+    rule-group tags (WeCom 规则组标签), None for the library's own groups."""
 
     external_id: str
     name: str
     order: int = 0
     tags: tuple[MirroredTag, ...] = ()
     deleted: bool = False
+    strategy_id: int | None = None
 
 
 @dataclass
@@ -224,12 +226,20 @@ def unique_name(name: str, taken: Collection[str]) -> str:
 
 
 def mirror_tag_library(
-    db: Session, org_id: int, groups: Sequence[MirroredGroup], *, complete: bool, origin: str
+    db: Session,
+    org_id: int,
+    groups: Sequence[MirroredGroup],
+    *,
+    complete: bool,
+    origin: str,
+    strategies_read: bool = True,
 ) -> MirrorReport:
     """Make siyu's tag groups and tags mirror a carrier's library (matched by external id, then a
     hand-made one of the same name is adopted; names clash by ``unique_name``). Groups and tags flagged
     deleted are removed; with ``complete`` (the whole library was read) so are mirrored ones it no longer
-    lists, and mirrored groups left empty. Removing a tag takes it off its customers (tag_removed)."""
+    lists, and mirrored groups left empty; ``strategies_read`` False says the rule-group tags could not be
+    read, so those of groups with a ``strategy_id`` are kept. Removing a tag takes it off its customers
+    (tag_removed)."""
     report = MirrorReport()
     all_groups = list(db.scalars(select(TagGroup).where(TagGroup.org_id == org_id).order_by(TagGroup.id)))
     all_tags = list(db.scalars(select(Tag).where(Tag.org_id == org_id).order_by(Tag.id)))
@@ -260,17 +270,21 @@ def mirror_tag_library(
                 name=unique_name(name, {g.name for g in all_groups}),
                 external_id=wg.external_id,
                 sort_order=max(0, wg.order),
+                strategy_id=wg.strategy_id,
             )
             db.add(group)
             db.flush()
             all_groups.append(group)
             report.counts["tag_groups", "created"] += 1
             report.samples.append(f"created tag group {group.name}")
-        elif group.external_id and (group.name != name or group.sort_order != max(0, wg.order)):
+        elif group.external_id and (
+            group.name != name or group.sort_order != max(0, wg.order) or group.strategy_id != wg.strategy_id
+        ):
             if group.name != name:
                 group.name = unique_name(name, {g.name for g in all_groups if g is not group})
             report.counts["tag_groups", "updated"] += 1
         group.external_id, group.sort_order = wg.external_id, max(0, wg.order)
+        group.strategy_id = wg.strategy_id
         group_by_ext[wg.external_id] = group
         siblings = tags_in.setdefault(group.id, [])
         for wt in wg.tags:
@@ -310,8 +324,21 @@ def mirror_tag_library(
             tag_by_ext[wt.external_id] = tag
             db.flush()
             report.tags[wt.external_id] = tag.id
+    unread = (
+        set()
+        if strategies_read
+        else {
+            g.id
+            for g in group_by_ext.values()
+            if g.strategy_id is not None and g.external_id not in live_groups
+        }
+    )
     if complete:
-        doomed += [t for ext, t in tag_by_ext.items() if ext not in report.tags and t not in doomed]
+        doomed += [
+            t
+            for ext, t in tag_by_ext.items()
+            if ext not in report.tags and t not in doomed and t.group_id not in unread
+        ]
     _remove_tags(db, org_id, doomed, origin=origin, report=report)
     for group in doomed_groups:
         db.delete(group)
@@ -320,12 +347,40 @@ def mirror_tag_library(
         for group in all_groups:
             if (
                 group not in doomed_groups
+                and group.id not in unread
                 and group.external_id
                 and group.external_id not in live_groups
                 and db.scalar(select(func.count()).select_from(Tag).where(Tag.group_id == group.id)) == 0
             ):
                 db.delete(group)
                 report.counts["tag_groups", "ended"] += 1
+    db.flush()
+    return report
+
+
+def unmirror(
+    db: Session, org_id: int, *, tag_ids: Collection[str] = (), group_ids: Collection[str] = (), origin: str
+) -> MirrorReport:
+    """Remove the mirrored tags and groups (with their tags) a carrier deleted, by its ids: the carrier's
+    delete callback names only the id. Removing a tag takes it off its customers (tag_removed)."""
+    report = MirrorReport()
+    groups = (
+        list(
+            db.scalars(select(TagGroup).where(TagGroup.org_id == org_id, TagGroup.external_id.in_(group_ids)))
+        )
+        if group_ids
+        else []
+    )
+    conditions = []
+    if tag_ids:
+        conditions.append(Tag.external_id.in_(tag_ids))
+    if groups:
+        conditions.append(Tag.group_id.in_([g.id for g in groups]))
+    tags = list(db.scalars(select(Tag).where(Tag.org_id == org_id, or_(*conditions)))) if conditions else []
+    _remove_tags(db, org_id, tags, origin=origin, report=report)
+    for group in groups:
+        db.delete(group)
+        report.counts["tag_groups", "ended"] += 1
     db.flush()
     return report
 

@@ -151,7 +151,8 @@ class CorpTag:
 
 @dataclass(frozen=True, slots=True)
 class CorpTagGroup:
-    """A group of enterprise customer tags."""
+    """A group of enterprise customer tags; ``strategy_id`` is the rule group (规则组) of a rule-group tag
+    group (None for the corp library's own groups)."""
 
     group_id: str
     group_name: str
@@ -159,6 +160,7 @@ class CorpTagGroup:
     created_at: datetime | None = None
     order: int = 0
     deleted: bool = False
+    strategy_id: int | None = None
 
 
 @runtime_checkable
@@ -169,6 +171,13 @@ class CorpTagReader(Protocol):
         self, tag_ids: Sequence[str] = (), group_ids: Sequence[str] = ()
     ) -> list[CorpTagGroup]:
         """Return tag groups, all of them or those holding the given tags/groups."""
+        ...
+
+    def list_strategy_tags(
+        self, tag_ids: Sequence[str] = (), group_ids: Sequence[str] = (), strategy_id: int | None = None
+    ) -> list[CorpTagGroup]:
+        """Return the rule-group tag groups (规则组标签), all of them, those of one rule group, or those
+        holding the given tags/groups; they are enterprise tags too, but not in ``list_corp_tags``."""
         ...
 
 

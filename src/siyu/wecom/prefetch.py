@@ -33,8 +33,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.integrations.channel import ContactDetail
 from siyu.integrations.wecom import WeComClient, WeComError, WeComTransportError
+from siyu.wecom.contact_events import CONTACT_READING_CHANGES
 from siyu.wecom.credentials import callback_client
-from siyu.wecom.processing import CONTACT_READING_CHANGES
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Reconciliation with WeCom: a full sync that repairs whatever lost or reordered callbacks missed.
 
 WeCom is the source of truth. The sync reads members (get_follow_user_list), every member's customers
-(batch/get_by_user, 100 members and one cursor page at a time), the corp tag library and the customer
-groups, and makes siyu agree: missing accounts, customers, identities, follow relations, tags, customer
+(batch/get_by_user, 100 members and one cursor page at a time), the corp tag library with the rule-group
+tags and the customer groups, and makes siyu agree: missing accounts, customers, identities, follow relations, tags, customer
 tags, groups and group members are created; stale follow relations (WeCom no longer has them) end.
 
 The sync is a thin driver: it maps what WeCom returns to customers' own records and hands them to
@@ -31,6 +31,7 @@ from siyu.customers.follows import recount_friends
 from siyu.customers.models import FollowStatus
 from siyu.customers.tagging import mirror_tag_library
 from siyu.integrations.channel import ContactSync, ContactWithFollow, CorpTagReader, GroupChat, GroupReader
+from siyu.integrations.wecom import WeComError
 from siyu.kit.clock import utcnow
 from siyu.kit.db import transaction
 from siyu.kit.errors import Conflict
@@ -269,11 +270,25 @@ def _put(pages: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
 
 
 def _sync_tags(
-    db: Session, org_id: int, call: Caller, client: Any, report: SyncReport, state: SyncState
+    db: Session, org_id: int, call: Caller, client: WeComSource, report: SyncReport, state: SyncState
 ) -> None:
-    """Mirror the whole corp tag library through ``customers.tagging`` (one clash rule for every path)."""
+    """Mirror the whole tag library through ``customers.tagging`` (one clash rule for every path): the corp
+    library and the rule-group tags (规则组标签), which WeCom answers apart; read without the second, the
+    first would make every mirrored rule-group tag look deleted.
+
+    WeCom lets an app read only the rule-group tags it may manage: when it refuses the call, the mirrored
+    rule-group tags are kept as they are (and the refusal is in the report), never taken as deleted."""
     groups = [g for g in call("externalcontact/get_corp_tag_list", client.list_corp_tags) if not g.deleted]
-    mirror = mirror_tag_library(db, org_id, mirrored_groups(groups), complete=True, origin=ORIGIN)
+    strategies_read = True
+    try:
+        strategy_groups = call("externalcontact/get_strategy_tag_list", client.list_strategy_tags)
+    except WeComError as exc:
+        strategies_read, strategy_groups = False, []
+        report.strategy_tags_error = f"{exc.errcode}: {exc.errmsg}"[:200]
+    groups += [g for g in strategy_groups if not g.deleted]
+    mirror = mirror_tag_library(
+        db, org_id, mirrored_groups(groups), complete=True, origin=ORIGIN, strategies_read=strategies_read
+    )
     for (kind, what), n in sorted(mirror.counts.items()):
         report.count(kind, what, n)
     for text in mirror.samples:

@@ -76,7 +76,7 @@ def preload(db: Session, org_id: int, state: SyncState) -> None:
 
 
 def mirrored_groups(groups: Iterable[CorpTagGroup]) -> list[MirroredGroup]:
-    """WeCom's corp tag groups as customers' library records."""
+    """WeCom's corp tag groups (and rule-group tag groups) as customers' library records."""
     return [
         MirroredGroup(
             external_id=g.group_id,
@@ -84,6 +84,7 @@ def mirrored_groups(groups: Iterable[CorpTagGroup]) -> list[MirroredGroup]:
             order=g.order,
             deleted=g.deleted,
             tags=tuple(MirroredTag(t.id, t.name, t.order, t.deleted) for t in g.tags),
+            strategy_id=g.strategy_id,
         )
         for g in groups
     ]

@@ -43,6 +43,11 @@ class SyncReport(BaseModel):
         description="Members WeCom would not list customers of (no interoperability licence, 互通许可): "
         "their follow relations and customer tags were left as they were.",
     )
+    strategy_tags_error: str = Field(
+        default="",
+        description="Why WeCom would not list the rule-group tags (规则组标签), when it would not: the mirrored "
+        "ones were kept as they were.",
+    )
     counts: dict[str, KindCounts] = Field(default_factory=dict)
     samples: dict[str, list[str]] = Field(default_factory=dict)
     api_calls: int = 0

@@ -10,8 +10,8 @@ edit_external_contact is never applied before the add it follows.
 
 Batches. A pass repeatedly takes the first waiting row of up to ``BATCH_SIZE`` keys. Their contact details
 are read from WeCom first, ``DRAIN_WORKERS`` reads at a time (``siyu.wecom.prefetch``); then the rows
-``processing.batchable`` names (adds without a welcome code, edits, deletions) are claimed and applied
-set-wise in ONE transaction (``processing.apply_contact_batch``: the customers bulk writer, events and
+``contact_batch.batchable`` names (adds without a welcome code, edits, deletions) are claimed and applied
+set-wise in ONE transaction (``contact_batch.apply_contact_batch``: the customers bulk writer, events and
 stage rules included), with the organization's credentials read once. The other rows (welcome sends,
 add_half, hand-overs, groups, the tag library) are applied one per transaction by ``DRAIN_WORKERS``
 workers, each key's rows to the worker ``crc32(key) % workers``. A key's next row is only taken by a later
@@ -74,10 +74,11 @@ from siyu.kit.bulk import delete_in_batches, one_of, one_of_param
 from siyu.kit.clock import utcnow
 from siyu.tenancy import service as tenancy
 from siyu.wecom.callbacks import SOURCE
+from siyu.wecom.contact_batch import apply_contact_batch, batchable
 from siyu.wecom.credentials import callback_client
+from siyu.wecom.dispatch import apply_event
 from siyu.wecom.models import InboxItem
 from siyu.wecom.prefetch import Prefetch, PrefetchedClient, fetch_contact, fetch_contacts
-from siyu.wecom.processing import apply_contact_batch, apply_event, batchable
 from siyu.worker.queue import huey, sessions, settings
 
 log = logging.getLogger(__name__)
@@ -362,7 +363,7 @@ def _heads(held: set[tuple[int, str]], size: int, received_before: datetime | No
 def _batched_pass(workers: int, size: int, received_before: datetime | None = None, limit: int = 0) -> int:
     """Apply waiting rows a batch at a time until none is left (or ``limit`` rows were taken); returns how
     many were applied. A batch holds the first waiting row of each of its keys, so a key's next row is in a
-    later batch, claimed after this one committed. Rows ``batchable`` by ``processing`` are applied in one
+    later batch, claimed after this one committed. Rows ``batchable`` by ``contact_batch`` are applied in one
     transaction; the others each in their own, ``workers`` keys at a time. A key whose row failed or must
     wait is held back for the rest of the pass.
 

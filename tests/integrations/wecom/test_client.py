@@ -418,6 +418,33 @@ def test_channel_code_carries_state_to_new_customers(fake: Control, wecom: WeCom
     }
 
 
+def test_rule_group_tags_are_listed_apart_from_the_corp_library(fake: Control, wecom: WeComClient) -> None:
+    fake.post("members", {"members": [{"userid": "alice"}]})
+    (eid,) = _customers(fake, "alice", 1)
+    fake.post("tags", {"groups": [{"group_name": "意向", "tags": ["高"]}]})
+    vip = fake.post("strategy_tags", {"strategy_id": 3, "group_name": "会员", "tags": ["金卡", "银卡"]})
+    other = fake.post("strategy_tags", {"strategy_id": 4, "group_name": "门店", "tags": ["北京"]})
+    # get_corp_tag_list: the corp library alone, even asked for a rule-group tag by id.
+    assert [g.group_name for g in wecom.list_corp_tags()] == ["意向"]
+    assert wecom.list_corp_tags(tag_ids=[vip["tags"]["金卡"]]) == []
+    # get_strategy_tag_list: every rule group without a filter, each group with its strategy_id.
+    assert [(g.group_name, g.strategy_id, len(g.tags)) for g in wecom.list_strategy_tags()] == [
+        ("会员", 3, 2),
+        ("门店", 4, 1),
+    ]
+    assert [g.group_id for g in wecom.list_strategy_tags(strategy_id=4)] == [other["group_id"]]
+    (one,) = wecom.list_strategy_tags(tag_ids=[vip["tags"]["银卡"]])
+    assert [t.name for t in one.tags] == ["银卡"] and one.strategy_id == 3
+    # group_id wins over tag_id, as WeCom documents.
+    (whole,) = wecom.list_strategy_tags(tag_ids=[vip["tags"]["银卡"]], group_ids=[vip["group_id"]])
+    assert [t.name for t in whole.tags] == ["金卡", "银卡"]
+    # Marking a customer takes the rule-group tag's id like any tag; WeCom's detail shows it as type 3.
+    wecom.mark_tag("alice", eid, add=[vip["tags"]["金卡"]])
+    assert wecom.get_contact(eid).follow_users[0].tag_ids == (vip["tags"]["金卡"],)
+    raw = wecom.get("externalcontact/get", {"external_userid": eid})["follow_user"][0]["tags"]
+    assert raw == [{"group_name": "会员", "tag_name": "金卡", "tag_id": vip["tags"]["金卡"], "type": 3}]
+
+
 def test_tags_and_remarks_round_trip(fake: Control, wecom: WeComClient) -> None:
     fake.post("members", {"members": [{"userid": "alice"}]})
     (eid,) = _customers(fake, "alice", 1)

@@ -21,7 +21,13 @@ talk to the fake server on loopback):
   externalcontact/remark                 POST  remark <= 20 chars, description <= 150,
                                                remark_company <= 20
   externalcontact/mark_tag               POST  add_tag / remove_tag (not both empty)
-  externalcontact/get_corp_tag_list      POST  tag_id / group_id filters
+  externalcontact/get_corp_tag_list      POST  tag_id / group_id filters; the corp library only, never
+                                               rule-group tags (规则组标签)
+  externalcontact/get_strategy_tag_list  POST  tag_id / group_id / strategy_id filters, all optional (none:
+                                               every rule-group tag the app may read); each tag_group
+                                               carries its strategy_id. Rule-group ids come with the
+                                               change_external_tag callback (StrategyId), so the strategy
+                                               list (customer_strategy/list) is not needed
   externalcontact/add_corp_tag           POST  group_id, or group_name (a new group, or the existing
                                                one of that name); tag names <= 30 chars; a name
                                                already in the group refuses the call (40071)
@@ -206,6 +212,20 @@ class WeComClient(WeComOutreach, WeComJsSdk):
         if group_ids:
             body["group_id"] = list(group_ids)
         data = self.post("externalcontact/get_corp_tag_list", body)
+        return [_corp_tag_group(g) for g in data.get("tag_group", [])]
+
+    def list_strategy_tags(
+        self, tag_ids: Sequence[str] = (), group_ids: Sequence[str] = (), strategy_id: int | None = None
+    ) -> list[CorpTagGroup]:
+        """Return the rule-group tags (规则组标签), optionally of one rule group or filtered by tag/group."""
+        body: dict[str, Any] = {}
+        if strategy_id:
+            body["strategy_id"] = strategy_id
+        if tag_ids:
+            body["tag_id"] = list(tag_ids)
+        if group_ids:
+            body["group_id"] = list(group_ids)
+        data = self.post("externalcontact/get_strategy_tag_list", body)
         return [_corp_tag_group(g) for g in data.get("tag_group", [])]
 
     def add_corp_tag(
@@ -403,8 +423,10 @@ class WeComClient(WeComOutreach, WeComJsSdk):
 
 
 def _corp_tag_group(g: dict[str, Any]) -> CorpTagGroup:
-    """Build a CorpTagGroup from WeCom's tag_group object (get_corp_tag_list, add_corp_tag)."""
+    """Build a CorpTagGroup from WeCom's tag_group object (get_corp_tag_list, add_corp_tag,
+    get_strategy_tag_list: the last with the group's strategy_id)."""
     return CorpTagGroup(
+        strategy_id=int(g["strategy_id"]) if g.get("strategy_id") else None,
         group_id=str(g.get("group_id", "")),
         group_name=str(g.get("group_name", "")),
         created_at=timestamp(g.get("create_time")),

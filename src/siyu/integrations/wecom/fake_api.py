@@ -12,7 +12,11 @@ follow the official API pages (developer.work.weixin.qq.com, 客户联系):
   GET  externalcontact/get?external_userid=&cursor=   {external_contact, follow_user (500/page), next_cursor}
   POST externalcontact/remark                          remark <= 20, description <= 150, remark_company <= 20
   POST externalcontact/mark_tag                        unknown tag -> 40068
-  POST externalcontact/get_corp_tag_list               group_id wins over tag_id when both are given
+  POST externalcontact/get_corp_tag_list               group_id wins over tag_id when both are given;
+       never rule-group tags
+  POST externalcontact/get_strategy_tag_list           strategy_id, tag_id, group_id all optional (group_id
+       wins over tag_id); {tag_group: [{group_id, group_name, create_time, order, strategy_id,
+       tag: [{id, name, create_time, order}]}]}
   POST externalcontact/add_corp_tag                    group_id (unknown -> 40068) or group_name (the group
        of that name, made when missing); tag [{name <= 30, order}] not empty; a name already in the
        group -> 40071 (nothing created); {tag_group: {group_id, group_name, tag: [the new tags]}}
@@ -50,6 +54,23 @@ Behaviours checked against the real platform, and the independent source each fo
     客户群 page, as PowerWeChat's `ResponseFailedChat` quotes it); groupchat/onjob_transfer of a resigned
     owner's group answers 90502 and a transfer to the current owner 90504 (the 9050x codes of the same
     pages; not confirmed by an independent client at hand).
+  * Rule-group tags (规则组标签, made with /_control/strategy_tags) are enterprise tags kept apart from the
+    corp library: get_corp_tag_list never lists them, get_strategy_tag_list does, with each group's
+    strategy_id, filters all optional and group_id winning over tag_id. Request and answer fields follow
+    WeCom's 管理企业规则组下的客户标签 page (document/path/94882) as an independent Go client declares them
+    (`GetStrategyTagListRequest`; `StrategyTagGroup` {group_id, group_name, create_time, order, strategy_id,
+    tag}; `StrategyTag` {id, name, create_time, order}); strategy_id optional as a PHP client sends it (only
+    when set); filter precedence, "every tag when no filter", and "an app reads only the rule-group tags it
+    created" as the .NET client Mud.Wechat transcribes the page (`IWechatWorkExternalContactTagService`).
+    siyu keeps its mirror when the call is refused; the fake refuses only through /_control/config
+    forbidden_apis (48002). mark_tag takes their ids like any tag (Mud.Wechat: the rule group must be the
+    app's and the member in its scope; the fake does not check scopes). externalcontact/get lists them in
+    follow_user.tags with type 3 (WeCom's 获取客户详情 page, "3-规则组标签（仅系统应用返回）", as an independent Java
+    client's `FollowUserTagItem` quotes it). Admin changes send change_external_tag with StrategyId (an Integer in
+    EasyMarketGo's `WeComXmlMessage`, derived from WxJava's `WxCpXmlMessage`): create (TagType tag_group
+    for a new group, tag for a tag added to an existing one), update, delete; a group whose last tag is
+    deleted goes too (Mud.Wechat's del_strategy_tag note: 标签组内的所有标签被删除后，标签组自动删除). The
+    errcode for a bad strategy_id is not documented: the fake answers 40058.
 """
 
 from __future__ import annotations
@@ -130,8 +151,10 @@ def _follow_info(state: FakeWeComState, follow: Any, *, detailed: bool) -> dict[
             found = state.tag_index.get(tag_id)
             if found:
                 group, tag = found
+                # type 3: a rule-group tag (规则组标签), as WeCom answers the system customer-contact app.
+                kind = 3 if group.strategy_id else 1
                 tags.append(
-                    {"group_name": group.group_name, "tag_name": tag.name, "tag_id": tag.id, "type": 1}
+                    {"group_name": group.group_name, "tag_name": tag.name, "tag_id": tag.id, "type": kind}
                 )
         out["tags"] = tags
     else:
@@ -295,12 +318,17 @@ def mark_tag(state: FakeWeComState, query: dict[str, str], body: dict[str, Any])
     return {}
 
 
-@route("POST", "externalcontact/get_corp_tag_list")
-def get_corp_tag_list(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
-    """The tag library; group_id filters take precedence over tag_id filters."""
+def _tag_groups(
+    state: FakeWeComState, body: dict[str, Any], strategy: Callable[[int], bool]
+) -> list[dict[str, Any]]:
+    """The tag groups whose strategy_id passes ``strategy``, filtered as WeCom filters them: group_id
+    filters take precedence over tag_id filters; a group answers only its matching tags under a tag_id
+    filter."""
     tag_ids, group_ids = str_list(body, "tag_id"), str_list(body, "group_id")
     out = []
     for group in state.tag_groups.values():
+        if not strategy(group.strategy_id):
+            continue
         if group_ids:
             if group.group_id not in group_ids:
                 continue
@@ -311,18 +339,38 @@ def get_corp_tag_list(state: FakeWeComState, query: dict[str, str], body: dict[s
                 continue
         else:
             tags = group.tags
-        out.append(
-            {
-                "group_id": group.group_id,
-                "group_name": group.group_name,
-                "create_time": group.create_time,
-                "order": group.order,
-                "tag": [
-                    {"id": t.id, "name": t.name, "create_time": t.create_time, "order": t.order} for t in tags
-                ],
-            }
-        )
-    return {"tag_group": out}
+        item: dict[str, Any] = {
+            "group_id": group.group_id,
+            "group_name": group.group_name,
+            "create_time": group.create_time,
+            "order": group.order,
+            "tag": [
+                {"id": t.id, "name": t.name, "create_time": t.create_time, "order": t.order} for t in tags
+            ],
+        }
+        if group.strategy_id:
+            item["strategy_id"] = group.strategy_id
+        out.append(item)
+    return out
+
+
+@route("POST", "externalcontact/get_corp_tag_list")
+def get_corp_tag_list(state: FakeWeComState, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+    """The corp tag library, without rule-group tags; group_id filters take precedence over tag_id ones."""
+    return {"tag_group": _tag_groups(state, body, lambda strategy_id: strategy_id == 0)}
+
+
+@route("POST", "externalcontact/get_strategy_tag_list")
+def get_strategy_tag_list(
+    state: FakeWeComState, query: dict[str, str], body: dict[str, Any]
+) -> dict[str, Any]:
+    """The rule-group tags (规则组标签), of one rule group when strategy_id is given, each group with its
+    strategy_id; group_id filters take precedence over tag_id ones."""
+    raw = body.get("strategy_id")
+    if raw is not None and (not isinstance(raw, int) or isinstance(raw, bool) or raw < 0):
+        raise ApiError(40058, "strategy_id must be a rule group id (an integer)")
+    wanted = int(raw or 0)
+    return {"tag_group": _tag_groups(state, body, lambda sid: sid > 0 and (not wanted or sid == wanted))}
 
 
 @route("POST", "externalcontact/add_corp_tag")

@@ -1,7 +1,8 @@
 """Control API and callback emission of the fake WeCom server (`/_control/...`).
 
 Tests and demos arrange the fake's world only through this JSON API: seed or generate
-members, contacts, tags and groups; delete a tag as an admin would; add a customer through a channel code (state); edit or
+members, contacts, tags and groups; delete a tag as an admin would; add, rename and delete rule-group tags
+(规则组标签) as an admin would, which sends change_external_tag with StrategyId; add a customer through a channel code (state); edit or
 delete relationships; confirm a member's part of a mass message; make a customer refuse a
 handover or cap a member's customers (transfer outcomes 3 and 4); advance the clock; expire
 tokens; set quotas, trusted IPs and forbidden APIs; inject error codes; read the call log;
@@ -399,6 +400,36 @@ async def c_delete_tag(request: Request, state: FakeWeComState, body: dict[str, 
     return {}
 
 
+async def c_strategy_tags(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
+    """An admin adds rule-group tags (规则组标签) to rule group ``strategy_id``: to ``group_id``, else to a new
+    group ``group_name``; WeCom sends change_external_tag create with StrategyId. Answers the ids."""
+    group = state.add_strategy_tags(
+        int(body["strategy_id"]),
+        [str(t) for t in body["tags"]],
+        group_id=str(body.get("group_id", "")),
+        group_name=str(body.get("group_name", "")),
+    )
+    return {"group_id": group.group_id, "tags": {t.name: t.id for t in group.tags}}
+
+
+async def c_strategy_tag_edit(
+    request: Request, state: FakeWeComState, body: dict[str, Any]
+) -> dict[str, Any]:
+    """An admin renames a rule-group tag or tag group (``id``); WeCom sends change_external_tag update."""
+    state.edit_strategy_tag(str(body["id"]), str(body["name"]))
+    return {}
+
+
+async def c_strategy_tag_delete(
+    request: Request, state: FakeWeComState, body: dict[str, Any]
+) -> dict[str, Any]:
+    """An admin deletes rule-group tags and groups; WeCom sends change_external_tag delete for each."""
+    state.delete_strategy_tags(
+        [str(t) for t in body.get("tag_ids", [])], [str(g) for g in body.get("group_ids", [])]
+    )
+    return {}
+
+
 async def c_groups(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
     """Create customer groups (owner + members: member userids or external userids)."""
     created: list[str] = []
@@ -675,6 +706,9 @@ def control_routes() -> list[Route]:
         Route("/_control/contacts/{external_userid}/edit", _control(c_edit), methods=["POST"]),
         Route("/_control/tags", _control(c_tags), methods=["POST"]),
         Route("/_control/tags/{tag_id}/delete", _control(c_delete_tag), methods=["POST"]),
+        Route("/_control/strategy_tags", _control(c_strategy_tags), methods=["POST"]),
+        Route("/_control/strategy_tags/edit", _control(c_strategy_tag_edit), methods=["POST"]),
+        Route("/_control/strategy_tags/delete", _control(c_strategy_tag_delete), methods=["POST"]),
         Route("/_control/groups", _control(c_groups), methods=["POST"]),
         Route("/_control/groups/{chat_id}/{action}", _control(c_group_change), methods=["POST"]),
         Route("/_control/scan", _control(c_scan), methods=["POST"]),

@@ -191,13 +191,15 @@ class Tag:
 
 @dataclass(slots=True)
 class TagGroup:
-    """A group of enterprise customer tags."""
+    """A group of enterprise customer tags; a rule-group tag group (规则组标签) has its rule group's
+    ``strategy_id`` (0 for the corp library's own groups)."""
 
     group_id: str
     group_name: str
     create_time: int
     order: int = 0
     tags: list[Tag] = field(default_factory=list)
+    strategy_id: int = 0
 
 
 @dataclass(slots=True)
@@ -575,6 +577,109 @@ class FakeWeComState:
                 for follow in follows.values():
                     if tag_id in follow.tag_ids:
                         follow.tag_ids = [t for t in follow.tag_ids if t != tag_id]
+
+    # --- rule-group tags (规则组标签) ---------------------------------------------------------------
+
+    def _tag_event(self, change: str, tag_id: str, tag_type: str, strategy_id: int) -> None:
+        self.pending_events.append(
+            {
+                "Event": "change_external_tag",
+                "ChangeType": change,
+                "Id": tag_id,
+                "TagType": tag_type,
+                "StrategyId": strategy_id,
+            }
+        )
+
+    def add_strategy_tags(
+        self, strategy_id: int, tag_names: list[str], *, group_id: str = "", group_name: str = ""
+    ) -> TagGroup:
+        """An admin adds rule-group tags: to the group ``group_id`` of that rule group (40068 when it is no
+        such group), else to a new group named ``group_name``. Queues change_external_tag create with
+        StrategyId: one tag_group event for a new group, one tag event per tag added to an existing one."""
+        if strategy_id <= 0:
+            raise ApiError(40058, "strategy_id must be a positive rule group id")
+        with self.lock:
+            now = int(self.now())
+            if group_id:
+                group = self.tag_groups.get(group_id)
+                if group is None or group.strategy_id != strategy_id:
+                    raise ApiError(40068, group_id)
+                new_group = False
+            else:
+                if not group_name:
+                    raise ApiError(40058, "group_name is required for a new group")
+                group = TagGroup(
+                    self.next_id("et", 32),
+                    group_name,
+                    now,
+                    order=len(self.tag_groups),
+                    strategy_id=strategy_id,
+                )
+                self.tag_groups[group.group_id] = group
+                new_group = True
+            for name in tag_names:
+                if any(t.name == name for t in group.tags):
+                    raise ApiError(40071, name)
+                tag = Tag(id=self.next_id("et", 32), name=name, create_time=now, order=len(group.tags))
+                group.tags.append(tag)
+                self.tag_index[tag.id] = (group, tag)
+                if not new_group:
+                    self._tag_event("create", tag.id, "tag", strategy_id)
+            if new_group:
+                self._tag_event("create", group.group_id, "tag_group", strategy_id)
+            return group
+
+    def edit_strategy_tag(self, tag_or_group_id: str, name: str) -> None:
+        """An admin renames a rule-group tag or tag group; queues change_external_tag update (TagType tag
+        or tag_group) with StrategyId. 40068 when it is no rule-group tag or group."""
+        with self.lock:
+            group = self.tag_groups.get(tag_or_group_id)
+            if group is not None and group.strategy_id:
+                group.group_name = name
+                self._tag_event("update", group.group_id, "tag_group", group.strategy_id)
+                return
+            found = self.tag_index.get(tag_or_group_id)
+            if found is None or not found[0].strategy_id:
+                raise ApiError(40068, tag_or_group_id)
+            found[1].name = name
+            self._tag_event("update", found[1].id, "tag", found[0].strategy_id)
+
+    def delete_strategy_tags(self, tag_ids: list[str], group_ids: list[str]) -> None:
+        """An admin deletes rule-group tags or whole groups: gone from the library and from every customer.
+        Queues change_external_tag delete with StrategyId, one event per tag or group named; a group whose
+        last tag is deleted goes too (no event of its own). 40068 for an id that is no rule-group one."""
+        with self.lock:
+            doomed: list[str] = []
+            for gid in group_ids:
+                group = self.tag_groups.get(gid)
+                if group is None or not group.strategy_id:
+                    raise ApiError(40068, gid)
+            for tid in tag_ids:
+                found = self.tag_index.get(tid)
+                if found is None or not found[0].strategy_id:
+                    raise ApiError(40068, tid)
+            for gid in group_ids:
+                group = self.tag_groups.pop(gid)
+                doomed += [t.id for t in group.tags]
+                for t in group.tags:
+                    self.tag_index.pop(t.id, None)
+                self._tag_event("delete", gid, "tag_group", group.strategy_id)
+            for tid in tag_ids:
+                found = self.tag_index.pop(tid, None)
+                if found is None:  # its group was deleted above
+                    continue
+                group, tag = found
+                group.tags.remove(tag)
+                doomed.append(tid)
+                self._tag_event("delete", tid, "tag", group.strategy_id)
+                if not group.tags:
+                    self.tag_groups.pop(group.group_id, None)
+            gone = set(doomed)
+            for follows in self.follows.values():
+                for follow in follows.values():
+                    if gone.intersection(follow.tag_ids):
+                        follow.tag_ids = [t for t in follow.tag_ids if t not in gone]
 
     # --- transfers -------------------------------------------------------------------------
 
