@@ -39,6 +39,8 @@ __all__ = [
     "ensure_group",
     "ensure_wecom_account",
     "group_names",
+    "membership_events",
+    "record_membership_events",
     "record_memberships",
     "recount_members",
     "scene_in_words",
@@ -210,19 +212,17 @@ def scene_in_words(words: dict[int, str], scene: int | None) -> str:
     return words.get(scene, str(scene)) if scene is not None else "unknown"
 
 
-def record_memberships(
-    db: Session,
+def membership_events(
     group: CustomerGroup,
     *,
     joined: Sequence[Change] = (),
     left: Sequence[Change] = (),
     backfill: bool = False,
-) -> None:
-    """Record group_joined / group_left for the customers among these member rows (staff are not
-    customers), one event per fact: keyed by member row and time, so the same news twice adds nothing.
-    ``backfill``: history found late (a group's first sync), dated when it happened."""
-    db.flush()  # new member rows get their ids
-    events = [
+) -> list[DomainEvent]:
+    """The group_joined / group_left events of the customers among these member rows (staff are not
+    customers; the rows' ids must be known), one per fact: keyed by member row and time, so the same news
+    twice adds nothing. ``backfill``: history found late (a group's first sync), dated when it happened."""
+    return [
         DomainEvent(
             org_id=group.org_id,
             customer_id=row.customer_id,
@@ -237,6 +237,25 @@ def record_memberships(
         for row, at, scene in changes
         if row.kind == MemberKind.customer and row.customer_id is not None
     ]
+
+
+def record_memberships(
+    db: Session,
+    group: CustomerGroup,
+    *,
+    joined: Sequence[Change] = (),
+    left: Sequence[Change] = (),
+    backfill: bool = False,
+) -> None:
+    """Record group_joined / group_left for the customers among these member rows of one group (see
+    ``membership_events``)."""
+    db.flush()  # new member rows get their ids
+    emit_many(db, membership_events(group, joined=joined, left=left, backfill=backfill))
+
+
+def record_membership_events(db: Session, events: Sequence[DomainEvent]) -> None:
+    """Append ``membership_events`` gathered over many groups in one go (a sync): the stage rules then
+    look at a customer once, not once for every group they are in."""
     emit_many(db, events)
 
 

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from siyu.customers.models import IdentityKind
 from siyu.customers.resolution import resolve_identities
+from siyu.events.bus import DomainEvent
 from siyu.groups.models import CustomerGroup, GroupMember, GroupStatus, MemberKind
 from siyu.groups.service import (
     JOIN_SCENES,
@@ -27,7 +28,8 @@ from siyu.groups.service import (
     Member,
     dismiss_group,
     ensure_wecom_account,
-    record_memberships,
+    membership_events,
+    record_membership_events,
     scene_in_words,
 )
 from siyu.integrations.channel import GroupChat
@@ -36,7 +38,10 @@ from siyu.kit.clock import ensure_utc, utcnow
 from siyu.wecom.sync_report import Caller, SyncReport
 
 MEMBERS: Table = GroupMember.__table__
-OWNERS_PER_CALL = 100  # groupchat/list's owner_filter.userid_list takes at most 100 userids
+OWNERS_PER_CALL = 100
+#: Membership events gathered over groups before they are appended: few dispatches of the stage rules (a
+#: customer is in several groups), bounded memory (a first sync may find millions of memberships).
+EVENTS_PER_BATCH = 20_000  # groupchat/list's owner_filter.userid_list takes at most 100 userids
 
 
 def list_chat_ids(call: Caller, client: Any, owners: list[str]) -> list[str]:
@@ -82,6 +87,7 @@ def sync_groups(
     holders = {} if holders is None else holders
     report.groups_seen = len(chat_ids)
     known = {g.chat_id: g for g in db.scalars(select(CustomerGroup).where(CustomerGroup.org_id == org_id))}
+    pending: list[DomainEvent] = []
     for chat_id, chat in zip(chat_ids, chats, strict=True):
         group = known.get(chat_id)
         if (
@@ -94,7 +100,10 @@ def sync_groups(
             and group.notice == chat.notice
         ):
             continue
-        group, joined, left = apply_snapshot(db, org_id, chat, group, accounts, holders)
+        group, joined, left = apply_snapshot(db, org_id, chat, group, accounts, holders, pending)
+        if len(pending) >= EVENTS_PER_BATCH:
+            record_membership_events(db, pending)
+            pending.clear()
         if chat_id not in known:
             report.count("groups", "created")
             report.sample("groups", f"created {chat.name or chat_id}")
@@ -105,6 +114,7 @@ def sync_groups(
             report.count("group_members", "created", joined)
         if left:
             report.count("group_members", "ended", left)
+    record_membership_events(db, pending)
     listed = set(chat_ids)
     now = utcnow()
     for chat_id, group in known.items():
@@ -123,14 +133,16 @@ def apply_snapshot(
     group: CustomerGroup | None,
     accounts: dict[str, int],
     holders: dict[str, int] | None = None,
+    pending: list[DomainEvent] | None = None,
 ) -> tuple[CustomerGroup, int, int]:
     """Make one group match WeCom's snapshot with a handful of statements (`holders`: see `sync_groups`);
     returns the group and how many members joined and left.
 
-    The customers who joined, re-joined or left are recorded (group_joined / group_left) by the groups
-    service's recorder in the same transaction; a join is dated by WeCom's join_time, a leave by this sync
-    (WeCom does not say when). A group siyu did not know yet brings its members' history: their joins are
-    backfill, as a first contact sync's follows are."""
+    The customers who joined, re-joined or left get group_joined / group_left from the groups service's
+    recorder, in the same transaction: added to `pending` (the caller appends them, many groups at once),
+    else appended now. A join is dated by WeCom's join_time, a leave by this sync (WeCom does not say
+    when). A group siyu did not know yet brings its members' history: their joins are backfill, as a first
+    contact sync's follows are."""
     holders = {} if holders is None else holders
     now = utcnow()
     first = group is None
@@ -229,6 +241,10 @@ def apply_snapshot(
         )
     group.member_count = len(members)
     leaves: list[Change] = [(existing[u][0], now, SNAPSHOT_SCENE) for u in gone]
-    record_memberships(db, group, joined=joins, left=leaves, backfill=first)
+    events = membership_events(group, joined=joins, left=leaves, backfill=first)
+    if pending is None:
+        record_membership_events(db, events)
+    else:
+        pending.extend(events)
     db.flush()
     return group, len(joins), len(gone)
