@@ -4,8 +4,10 @@ A group snapshot is applied set-based (the groups service's `upsert_group` resol
 one, which is right for a callback but costs ~10 queries a member in a 100-group sync): customer
 members are resolved with one identity query, staff members map to accounts, new member rows are
 inserted together, members absent from the snapshot quit and returning ones re-join. A group whose
-member_version, name, owner and notice did not change is skipped. Groups are listed owner by owner (100
-members a call); groups siyu has as active that WeCom no longer lists for their owner are dismissed.
+member_version, name, owner and notice did not change is skipped. Customers who joined, re-joined or
+left get group_joined / group_left from the groups service's recorder (a group's first sync: backfill at
+WeCom's join_time), appended many groups at once. Groups are listed owner by owner (100 members a call);
+groups siyu has as active that WeCom no longer lists for their owner are dismissed.
 """
 
 from __future__ import annotations
