@@ -15,8 +15,8 @@ before it is made, and a crashed call is looked up in WeCom before it is made ag
 groups only once they are sent, so a group call is recognised by sender, text and time (see `submission`).
 
 When a group's send settles, each customer who was in the group when it was posted (or, unsent, when the send
-was reserved) gets message_sent (or message_failed) with the group's id and chat id, through the customers'
-recorder (`sending.record_outcomes`).
+was reserved) gets message_sent (or message_failed) with the group's id and chat id, through the recorder of
+messages to customers (`sending.record_outcomes`).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ def plan_groups(
 
 def _record_group_outcomes(db: Session, org_id: int, message_id: int, outcomes: Sequence[Outcome]) -> None:
     """message_sent / message_failed for each customer member of a group whose send settled, through the
-    customers' recorder, marked with the group: the members when WeCom posted it, or, for a group it never
+    recorder of messages to customers, marked with the group: the members when WeCom posted it, or, for a group it never
     reached, when siyu reserved the send (whom it was meant for; the group may be gone since)."""
     unsent = [o.recipient_id for o in outcomes if not o.sent]
     reserved: dict[int, datetime] = {}

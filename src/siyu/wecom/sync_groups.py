@@ -40,10 +40,10 @@ from siyu.kit.clock import ensure_utc, utcnow
 from siyu.wecom.sync_report import Caller, SyncReport
 
 MEMBERS: Table = GroupMember.__table__
-OWNERS_PER_CALL = 100
+OWNERS_PER_CALL = 100  # groupchat/list's owner_filter.userid_list takes at most 100 userids
 #: Membership events gathered over groups before they are appended: few dispatches of the stage rules (a
 #: customer is in several groups), bounded memory (a first sync may find millions of memberships).
-EVENTS_PER_BATCH = 20_000  # groupchat/list's owner_filter.userid_list takes at most 100 userids
+EVENTS_PER_BATCH = 20_000
 
 
 def list_chat_ids(call: Caller, client: Any, owners: list[str]) -> list[str]:
