@@ -8,9 +8,19 @@ the page marks as an identifier shown as such (``class="ident"``: WeCom user ids
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+
+from siyu.accounts.models import Account, AccountKind
+from siyu.campaigns import group_messages
+from siyu.campaigns.sending import Outcome, record_outcomes
+from siyu.customers.models import CustomerIdentity, IdentityKind
+from siyu.groups import service as groups
+from siyu.integrations.channel import GroupChat
+from siyu.integrations.channel import GroupMember as ChatMember
+from siyu.kit.db import make_sessionmaker, transaction
 
 from .conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
 from .demo_console import DemoConsole, build_demo_console
@@ -101,6 +111,51 @@ def demo(engine: Engine) -> DemoConsole:
     return build_demo_console(engine)
 
 
+def _group_member(engine: Engine, org_id: int) -> int:
+    """A WeCom customer of the brand who joined a customer group, got a mass message there and left (as the
+    sync finds it): the timeline events that name a group. Returns the customer's id."""
+    now = datetime.now(UTC)
+    with transaction(make_sessionmaker(engine)) as db:
+        cid, eid = db.execute(
+            select(CustomerIdentity.customer_id, CustomerIdentity.value)
+            .where(
+                CustomerIdentity.org_id == org_id,
+                CustomerIdentity.kind == IdentityKind.wecom_external_userid,
+            )
+            .order_by(CustomerIdentity.id)
+            .limit(1)
+        ).one()
+        owner = db.scalars(
+            select(Account).where(Account.org_id == org_id, Account.kind == AccountKind.wecom_member).limit(1)
+        ).one()
+
+        def chat(*userids: str, at: datetime) -> GroupChat:
+            members = [
+                ChatMember(userid=u, type=2 if u == eid else 1, join_time=at, join_scene=3) for u in userids
+            ]
+            return GroupChat(
+                chat_id="wrwalk0001",
+                name="老客福利群",
+                owner=owner.external_id,
+                created_at=at,
+                notice="",
+                members=members,
+                admins=[],
+                member_version=str(len(userids)),
+            )
+
+        group = groups.upsert_group(db, org_id, chat(owner.external_id, eid, at=now - timedelta(hours=3)))
+        msg = group_messages.create_group_message(db, org_id, text="周末福利", group_ids=[group.id])
+        record_outcomes(
+            db,
+            org_id,
+            msg.id,
+            [Outcome(cid, owner.id, True, "", now - timedelta(hours=2), group.chat_id, group_id=group.id)],
+        )
+        groups.upsert_group(db, org_id, chat(owner.external_id, at=now - timedelta(hours=3)), at=now)
+    return int(cid)
+
+
 def test_every_console_page_in_chinese_shows_no_english(
     live_server: str, demo: DemoConsole, engine: Engine
 ) -> None:
@@ -109,11 +164,13 @@ def test_every_console_page_in_chinese_shows_no_english(
     from playwright.sync_api import expect, sync_playwright
 
     some_customer = demo.converted_customer_id - 7  # a customer of the simulated brand, with its history
+    in_a_group = _group_member(engine, demo.summary.org_id)
     pages = [
         "/",
         "/customers",
         f"/customers/{demo.converted_customer_id}",
         f"/customers/{some_customer}",
+        f"/customers/{in_a_group}",
         "/accounts",
         "/channels",
         "/leads",
@@ -153,6 +210,12 @@ def test_every_console_page_in_chinese_shows_no_english(
                 found = english_words(page.evaluate(VISIBLE_TEXT))
                 if found:
                     leaks[path] = found
+            # The group events name their group in words.
+            page.goto(f"{live_server}/customers/{in_a_group}")
+            timeline = page.locator("#timeline")
+            expect(timeline).to_contain_text("经客户群「老客福利群」")
+            expect(timeline).to_contain_text("客户群「老客福利群」")
+            expect(timeline).to_contain_text("同步时发现已不在群中")
             # The departure page of a member, with what they hold.
             page.goto(f"{live_server}/wecom/departure")
             member = page.locator("select[name=account_id] option").nth(1).get_attribute("value")

@@ -13,6 +13,10 @@ Reservation, submission and read-back are those of customer messages (`sending.r
 `sending.read_back`, given `GROUPS`): send rows are committed before WeCom is called, each call is recorded
 before it is made, and a crashed call is looked up in WeCom before it is made again. WeCom lists a group task's
 groups only once they are sent, so a group call is recognised by sender, text and time (see `submission`).
+
+When a group's send settles, each customer who was in the group when it was posted (or, unsent, when the send
+was reserved) gets message_sent (or message_failed) with the group's id and chat id, through the recorder of
+messages to customers (`sending.record_outcomes`).
 """
 
 from __future__ import annotations
@@ -30,13 +34,16 @@ from siyu.campaigns.models import MassChatType, MassGroupSend, MassMessage, Send
 from siyu.campaigns.sending import (
     REFUSED,
     Audience,
+    Outcome,
     Plan,
     check_content,
     new_draft,
     open_plan,
     over_cap,
+    record_outcomes,
     sent_before,
 )
+from siyu.groups import service as groups
 from siyu.groups.models import CustomerGroup, GroupStatus
 from siyu.integrations.channel import SendStatus as WeComSendStatus
 from siyu.kit.bulk import IN_LIST_SIZE, chunked
@@ -165,6 +172,33 @@ def plan_groups(
     return result
 
 
+def _record_group_outcomes(db: Session, org_id: int, message_id: int, outcomes: Sequence[Outcome]) -> None:
+    """message_sent / message_failed for each customer member of a group whose send settled, through the
+    recorder of messages to customers, marked with the group: the members when WeCom posted it, or, for a group it never
+    reached, when siyu reserved the send (whom it was meant for; the group may be gone since)."""
+    unsent = [o.recipient_id for o in outcomes if not o.sent]
+    reserved: dict[int, datetime] = {}
+    for part in chunked(unsent, IN_LIST_SIZE):
+        for gid, at in db.execute(
+            select(MassGroupSend.group_id, MassGroupSend.reserved_at).where(
+                MassGroupSend.message_id == message_id, MassGroupSend.group_id.in_(part)
+            )
+        ):
+            reserved[gid] = at
+    moments = {o.recipient_id: o.at if o.sent else reserved.get(o.recipient_id, o.at) for o in outcomes}
+    members = groups.customers_at(db, org_id, moments)
+    record_outcomes(
+        db,
+        org_id,
+        message_id,
+        [
+            Outcome(cid, o.account_id, o.sent, o.reason, o.at, o.address, group_id=o.recipient_id)
+            for o in outcomes
+            for cid in members.get(o.recipient_id, ())
+        ],
+    )
+
+
 GROUPS = Audience(
     chat_type=MassChatType.group,
     model=MassGroupSend,
@@ -189,6 +223,7 @@ GROUPS = Audience(
             "WeCom: the group already received its mass messages for the period",
         ),
     },
+    settled=_record_group_outcomes,
 )
 
 

@@ -38,6 +38,8 @@ from siyu.campaigns.models import (
     SendStatus,
     WeComOrgSettings,
 )
+from siyu.events.bus import DomainEvent, emit_many
+from siyu.events.vocabulary import EventType
 from siyu.integrations.channel import MassMessenger, Page
 from siyu.kit.bulk import IN_LIST_SIZE, chunked, insert_ignore
 from siyu.kit.clock import SHANGHAI, ensure_utc, utcnow
@@ -244,7 +246,7 @@ class Audience:
     results: Mapping[
         int, tuple[SendStatus, str | None]
     ]  # WeCom's send status -> ours and the error (None: keep)
-    # Records how recipients' sends settled (the customers' message_sent / message_failed); None: nothing.
+    # Records how recipients' sends settled (message_sent / message_failed per customer); None: nothing.
     settled: Callable[[Session, int, int, Sequence[Outcome]], None] | None = None  # (db, org, message, ...)
 
 
@@ -255,13 +257,47 @@ NOT_FRIEND = "WeCom: the recipient is no longer a contact of the sender"
 
 @dataclass(frozen=True)
 class Outcome:
-    """How one recipient's part of a message settled: sent, or not and why (in words)."""
+    """How one recipient's part of a message settled: sent, or not and why (in words). A customer reached
+    through a customer group carries the group (`group_id`, and its chat id in `address`)."""
 
     recipient_id: int
     account_id: int | None
     sent: bool
     reason: str
     at: datetime
+    address: str = ""  # the recipient's WeCom address: external_userid or chat_id
+    group_id: int | None = None
+
+
+def record_outcomes(db: Session, org_id: int, message_id: int, outcomes: Sequence[Outcome]) -> None:
+    """message_sent / message_failed per customer whose send settled (or who was left out for the cap);
+    keyed by message, group (for a customer reached through one) and customer, so reading results back
+    again records nothing twice."""
+    events: list[DomainEvent] = []
+    for o in outcomes:
+        type_ = EventType.message_sent if o.sent else EventType.message_failed
+        properties: dict[str, Any] = {"campaign_id": message_id}
+        if o.account_id is not None:
+            properties["account_id"] = o.account_id
+        if o.group_id is not None:
+            properties["group_id"] = o.group_id
+            if o.address:
+                properties["chat_id"] = o.address
+        if not o.sent:
+            properties["reason"] = o.reason
+        via = f"group{o.group_id}:" if o.group_id is not None else ""
+        events.append(
+            DomainEvent(
+                org_id=org_id,
+                customer_id=o.recipient_id,
+                type=type_,
+                occurred_at=o.at,
+                properties=properties,
+                account_id=o.account_id,
+                key=f"{type_}:{message_id}:{via}{o.recipient_id}",
+            )
+        )
+    emit_many(db, events)
 
 
 @dataclass
@@ -380,7 +416,14 @@ def _outcome(audience: Audience, row: MassSend | MassGroupSend, at: datetime) ->
     """How a settled send row ended, in words."""
     sent = row.status == SendStatus.sent
     reason = "" if sent else (NOT_FRIEND if row.status == SendStatus.not_friend else row.error)
-    return Outcome(getattr(row, audience.key), row.account_id, sent, reason, ensure_utc(row.sent_at or at))
+    return Outcome(
+        getattr(row, audience.key),
+        row.account_id,
+        sent,
+        reason,
+        ensure_utc(row.sent_at or at),
+        getattr(row, audience.address),
+    )
 
 
 def read_back(db: Session, msg: MassMessage, client: MassMessenger, audience: Audience) -> dict[str, int]:

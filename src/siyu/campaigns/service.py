@@ -31,13 +31,13 @@ from siyu.campaigns.sending import COUNTED as COUNTED
 from siyu.campaigns.sending import (
     REFUSED,
     Audience,
-    Outcome,
     Plan,
     check_content,
     new_draft,
     open_plan,
     over_cap,
     read_back,
+    record_outcomes,
     reserve,
     sent_before,
     status_counts,
@@ -50,8 +50,6 @@ from siyu.campaigns.sending import set_cap_policy as set_cap_policy
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
 from siyu.customers.resolution import live_customers
-from siyu.events.bus import DomainEvent, emit_many
-from siyu.events.vocabulary import EventType
 from siyu.integrations.channel import MassMessenger
 from siyu.integrations.channel import SendStatus as WeComSendStatus
 from siyu.kit.bulk import IN_LIST_SIZE, chunked
@@ -175,31 +173,6 @@ def plan(db: Session, org_id: int, msg: MassMessage, *, now: datetime | None = N
     return result
 
 
-def _record_outcomes(db: Session, org_id: int, message_id: int, outcomes: Sequence[Outcome]) -> None:
-    """message_sent / message_failed per customer whose send settled (or who was left out for the cap);
-    keyed by message and customer, so reading results back again records nothing twice."""
-    events: list[DomainEvent] = []
-    for o in outcomes:
-        type_ = EventType.message_sent if o.sent else EventType.message_failed
-        properties: dict[str, Any] = {"campaign_id": message_id}
-        if o.account_id is not None:
-            properties["account_id"] = o.account_id
-        if not o.sent:
-            properties["reason"] = o.reason
-        events.append(
-            DomainEvent(
-                org_id=org_id,
-                customer_id=o.recipient_id,
-                type=type_,
-                occurred_at=o.at,
-                properties=properties,
-                account_id=o.account_id,
-                key=f"{type_}:{message_id}:{o.recipient_id}",
-            )
-        )
-    emit_many(db, events)
-
-
 CUSTOMERS = Audience(
     chat_type=MassChatType.single,
     model=MassSend,
@@ -218,7 +191,7 @@ CUSTOMERS = Audience(
             "WeCom: the customer already received their mass messages for the period",
         ),
     },
-    settled=_record_outcomes,
+    settled=record_outcomes,
 )
 _AUDIENCES = {MassChatType.single: CUSTOMERS, MassChatType.group: group_messages.GROUPS}
 

@@ -373,7 +373,7 @@ def update_tag_group(
 @router.delete("/tag-groups/{group_id}", status_code=204)
 def delete_tag_group(group_id: Id, db: DbSession, principal: AdminPrincipal) -> Response:
     """Delete a tag group with its tags (admins)."""
-    service.delete_tag_group(db, principal.org_id, group_id)
+    service.delete_tag_group(db, principal.org_id, group_id, origin="api")
     return Response(status_code=204)
 
 
@@ -406,5 +406,5 @@ def update_tag(tag_id: Id, body: TagPatch, db: DbSession, principal: AdminPrinci
 @router.delete("/tags/{tag_id}", status_code=204)
 def delete_tag(tag_id: Id, db: DbSession, principal: AdminPrincipal) -> Response:
     """Delete a tag and remove it from every customer (admins)."""
-    service.delete_tag(db, principal.org_id, tag_id)
+    service.delete_tag(db, principal.org_id, tag_id, origin="api")
     return Response(status_code=204)

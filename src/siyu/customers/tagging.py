@@ -18,7 +18,7 @@ from siyu.customers.schemas import TagGroupIn, TagGroupPatch, TagIn, TagPatch
 from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
 from siyu.integrations.channel import CorpTagGroup
-from siyu.kit.bulk import insert_ignore
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, insert_ignore, one_of
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Conflict, Invalid, NotFound
 
@@ -84,11 +84,10 @@ def update_tag_group(db: Session, org_id: int, group_id: int, patch: TagGroupPat
     return group
 
 
-def delete_tag_group(db: Session, org_id: int, group_id: int) -> None:
-    """Delete a tag group, its tags and their assignments to customers."""
+def delete_tag_group(db: Session, org_id: int, group_id: int, *, origin: str = "") -> None:
+    """Delete a tag group and its tags; the customers who had them lose them (tag_removed each)."""
     group = get_tag_group(db, org_id, group_id)
-    for tag in db.scalars(select(Tag).where(Tag.group_id == group.id)).all():
-        _delete_tag_row(db, tag)
+    _take_off(db, org_id, db.scalars(select(Tag).where(Tag.group_id == group.id)).all(), origin=origin)
     db.delete(group)
     db.flush()
 
@@ -141,15 +140,9 @@ def update_tag(db: Session, org_id: int, tag_id: int, patch: TagPatch) -> Tag:
     return tag
 
 
-def _delete_tag_row(db: Session, tag: Tag) -> None:
-    # Explicit delete: SQLite only cascades when foreign keys are on, and we don't rely on that.
-    db.execute(delete(CustomerTag).where(CustomerTag.tag_id == tag.id))
-    db.delete(tag)
-
-
-def delete_tag(db: Session, org_id: int, tag_id: int) -> None:
-    """Delete a tag and remove it from every customer."""
-    _delete_tag_row(db, get_tag(db, org_id, tag_id))
+def delete_tag(db: Session, org_id: int, tag_id: int, *, origin: str = "") -> None:
+    """Delete a tag and take it off every customer who had it (tag_removed each)."""
+    _take_off(db, org_id, [get_tag(db, org_id, tag_id)], origin=origin)
     db.flush()
 
 
@@ -387,38 +380,44 @@ def unmirror(
 
 def _remove_tags(db: Session, org_id: int, tags: Sequence[Tag], *, origin: str, report: MirrorReport) -> None:
     """Delete mirrored tags gone from the carrier, taking them off their customers (tag_removed)."""
-    if not tags:
-        return
-    ids = sorted({t.id for t in tags})
-    by_id = {t.id: t for t in tags}
-    pairs = db.execute(
-        select(CustomerTag.customer_id, CustomerTag.tag_id).where(CustomerTag.tag_id.in_(ids))
-    ).all()
-    now = utcnow()
-    emit_many(
-        db,
-        [
-            DomainEvent(
-                org_id=org_id,
-                customer_id=int(cid),
-                type=EventType.tag_removed,
-                occurred_at=now,
-                properties={
-                    "tag_id": int(tid),
-                    "tag": by_id[tid].name,
-                    "external_id": by_id[tid].external_id,
-                    "origin": origin,
-                },
-            )
-            for cid, tid in pairs
-        ],
-    )
-    db.execute(delete(CustomerTag).where(CustomerTag.tag_id.in_(ids)))
-    for tag in by_id.values():
+    _take_off(db, org_id, tags, origin=origin)
+    for tag in tags:
         report.counts["tags", "ended"] += 1
         report.samples.append(f"deleted tag {tag.name} (gone from the carrier)")
-        db.delete(tag)
     db.flush()
+
+
+def _take_off(db: Session, org_id: int, tags: Sequence[Tag], *, origin: str) -> None:
+    """Delete tags: tag_removed for each customer who had one, then their assignments and the tags, set-wise."""
+    if not tags:
+        return
+    by_id = {t.id: t for t in tags}
+    ids = sorted(by_id)
+    now = utcnow()
+    events = [
+        DomainEvent(
+            org_id=org_id,
+            customer_id=int(cid),
+            type=EventType.tag_removed,
+            occurred_at=now,
+            properties={
+                "tag_id": int(tid),
+                "tag": by_id[tid].name,
+                "external_id": by_id[tid].external_id,
+                **({"origin": origin} if origin else {}),
+            },
+        )
+        for part in chunked(ids, IN_LIST_SIZE)
+        for cid, tid in db.execute(
+            select(CustomerTag.customer_id, CustomerTag.tag_id).where(one_of(db, CustomerTag.tag_id, part))
+        )
+    ]
+    emit_many(db, events)
+    # Explicit delete: SQLite only cascades when foreign keys are on, and we don't rely on that.
+    for part in chunked(ids, IN_LIST_SIZE):
+        db.execute(delete(CustomerTag).where(one_of(db, CustomerTag.tag_id, part)))
+    for tag in by_id.values():
+        db.delete(tag)
 
 
 class TagsByName:

@@ -179,6 +179,8 @@ VOCABULARY: dict[EventType, EventSpec] = {
             "campaign_id": "mass message or SOP, if any",
             "account_id": "the sending account",
             "kind": "text, ...",
+            "group_id": "siyu id of the customer group it was posted in, for a message to groups",
+            "chat_id": "WeCom chat id of that group",
         },
     ),
     EventType.message_failed: EventSpec(
@@ -187,6 +189,8 @@ VOCABULARY: dict[EventType, EventSpec] = {
             "campaign_id": "mass message, if any",
             "account_id": "the account that was to send it, if one was chosen",
             "reason": "why, in words",
+            "group_id": "siyu id of the customer group it was to be posted in, for a message to groups",
+            "chat_id": "WeCom chat id of that group",
         },
     ),
     EventType.message_received: EventSpec(

@@ -7,8 +7,9 @@ out of order or twice; each is applied only when it is newer than what the membe
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
@@ -31,12 +32,18 @@ from siyu.kit.clock import ensure_utc, utcnow
 
 __all__ = [
     "MAX_GROUP_MEMBERS",
+    "Member",
     "apply_member_change",
+    "customers_at",
     "dismiss_group",
     "ensure_group",
     "ensure_wecom_account",
+    "group_names",
+    "membership_events",
+    "record_membership_events",
     "record_memberships",
     "recount_members",
+    "scene_in_words",
     "upsert_group",
     "wecom_account_id",
     "wecom_account_ids",
@@ -176,21 +183,46 @@ QUIT_SCENES = {0: "left", 1: "removed"}
 SNAPSHOT_SCENE = "not_in_snapshot"
 DISMISSED_SCENE = "dismissed"
 
+
+class MemberRow(Protocol):
+    """What the recorder reads of a member row: a ``GroupMember`` or a bulk writer's ``Member``."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def kind(self) -> MemberKind: ...
+    @property
+    def customer_id(self) -> int | None: ...
+
+
+class Member(NamedTuple):
+    """A member row as a set-wise writer knows it (no ORM object loaded)."""
+
+    id: int
+    kind: MemberKind
+    customer_id: int | None
+
+
 #: A membership change of one member row: (the row, when, scene in words).
-Change = tuple[GroupMember, datetime, str]
+Change = tuple[MemberRow, datetime, str]
 
 
-def _scene(words: dict[int, str], scene: int | None) -> str:
+def scene_in_words(words: dict[int, str], scene: int | None) -> str:
+    """A WeCom JoinScene / QuitScene number in words (``JOIN_SCENES`` / ``QUIT_SCENES``)."""
     return words.get(scene, str(scene)) if scene is not None else "unknown"
 
 
-def record_memberships(
-    db: Session, group: CustomerGroup, *, joined: Sequence[Change] = (), left: Sequence[Change] = ()
-) -> None:
-    """Record group_joined / group_left for the customers among these member rows (staff are not
-    customers), one event per fact: keyed by member row and time, so the same news twice adds nothing."""
-    db.flush()  # new member rows get their ids
-    events = [
+def membership_events(
+    group: CustomerGroup,
+    *,
+    joined: Sequence[Change] = (),
+    left: Sequence[Change] = (),
+    backfill: bool = False,
+) -> list[DomainEvent]:
+    """The group_joined / group_left events of the customers among these member rows (staff are not
+    customers; the rows' ids must be known), one per fact: keyed by member row and time, so the same news
+    twice adds nothing. ``backfill``: history found late (a group's first sync), dated when it happened."""
+    return [
         DomainEvent(
             org_id=group.org_id,
             customer_id=row.customer_id,
@@ -199,11 +231,31 @@ def record_memberships(
             properties={"group_id": group.id, "chat_id": group.chat_id, "scene": scene},
             account_id=group.owner_account_id,
             key=f"{type_}:{row.id}:{int(ensure_utc(at).timestamp())}",
+            backfill=backfill,
         )
         for type_, changes in ((EventType.group_joined, joined), (EventType.group_left, left))
         for row, at, scene in changes
         if row.kind == MemberKind.customer and row.customer_id is not None
     ]
+
+
+def record_memberships(
+    db: Session,
+    group: CustomerGroup,
+    *,
+    joined: Sequence[Change] = (),
+    left: Sequence[Change] = (),
+    backfill: bool = False,
+) -> None:
+    """Record group_joined / group_left for the customers among these member rows of one group (see
+    ``membership_events``)."""
+    db.flush()  # new member rows get their ids
+    emit_many(db, membership_events(group, joined=joined, left=left, backfill=backfill))
+
+
+def record_membership_events(db: Session, events: Sequence[DomainEvent]) -> None:
+    """Append ``membership_events`` gathered over many groups in one go (a sync): the stage rules then
+    look at a customer once, not once for every group they are in."""
     emit_many(db, events)
 
 
@@ -255,7 +307,7 @@ def upsert_group(db: Session, org_id: int, chat: GroupChat, *, at: datetime | No
         present.add(member.userid)
         row = _member_row(db, group, member.userid, member.type, member.name)
         joined = member.join_time or at
-        scene = _scene(JOIN_SCENES, member.join_scene)
+        scene = scene_in_words(JOIN_SCENES, member.join_scene)
         if row.quit_at is not None and ensure_utc(row.quit_at) <= joined:
             row.quit_at, row.quit_scene = None, None  # rejoined after leaving
             joins.append((row, joined, scene))
@@ -298,7 +350,7 @@ def apply_member_change(
     changes: list[Change] = []
     for userid in dict.fromkeys(u for u in userids if u):
         row = _member_row(db, group, userid, None)
-        change = (row, at, _scene(JOIN_SCENES if joined else QUIT_SCENES, scene))
+        change = (row, at, scene_in_words(JOIN_SCENES if joined else QUIT_SCENES, scene))
         if row.id is None:
             db.flush()
             if joined:
@@ -383,3 +435,40 @@ def memberships_of(db: Session, org_id: int, customer_id: int) -> list[tuple[Gro
         .order_by(GroupMember.joined_at, GroupMember.id)
     ).all()
     return [(m, g) for m, g in rows]
+
+
+def customers_at(db: Session, org_id: int, moments: Mapping[int, datetime]) -> dict[int, list[int]]:
+    """The customers who were members of each group (id -> moment) at its moment: joined by then and not
+    yet quit; staff members are not customers."""
+    found: dict[int, list[int]] = {gid: [] for gid in moments}
+    for part in chunked(sorted(moments), IN_LIST_SIZE):
+        for gid, cid, joined_at, quit_at in db.execute(
+            select(GroupMember.group_id, GroupMember.customer_id, GroupMember.joined_at, GroupMember.quit_at)
+            .where(
+                GroupMember.org_id == org_id,
+                one_of(db, GroupMember.group_id, part),
+                GroupMember.kind == MemberKind.customer,
+            )
+            .order_by(GroupMember.group_id, GroupMember.id)
+        ):
+            at = ensure_utc(moments[gid])
+            if (
+                cid is not None
+                and ensure_utc(joined_at) <= at
+                and (quit_at is None or ensure_utc(quit_at) > at)
+            ):
+                found[gid].append(int(cid))
+    return found
+
+
+def group_names(db: Session, org_id: int, group_ids: Iterable[int]) -> dict[int, str]:
+    """The names of these groups of the organization (a group without a name: its chat id)."""
+    names: dict[int, str] = {}
+    for part in chunked(sorted(set(group_ids)), IN_LIST_SIZE):
+        for gid, name, chat_id in db.execute(
+            select(CustomerGroup.id, CustomerGroup.name, CustomerGroup.chat_id).where(
+                CustomerGroup.org_id == org_id, one_of(db, CustomerGroup.id, part)
+            )
+        ):
+            names[int(gid)] = name or chat_id
+    return names

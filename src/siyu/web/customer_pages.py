@@ -18,6 +18,7 @@ from siyu.customers import service as customers
 from siyu.customers.models import Customer, Stage
 from siyu.customers.remarks import WECOM_REMARK_MAX, MaskedMobile, masked_remark
 from siyu.customers.schemas import CustomerFilters, CustomerPatch, IdentityOut, NoteOut
+from siyu.groups import service as groups
 from siyu.kit.errors import DomainError, NotFound, TooManyRequests
 from siyu.kit.phone import mask_mobile
 from siyu.privacy import service as privacy
@@ -230,12 +231,18 @@ def _timeline_data(db: Session, ctx: PageContext, customer: Customer, before: st
     page = customers.timeline(db, principal, customer.id, before=before, limit=TIMELINE_PAGE)
     account_ids = {i.account_id for i in page.items if i.account_id}
     author_ids = {i.data.get("author_id") for i in page.items if i.kind == "note" and i.data.get("author_id")}
+    group_ids = {
+        gid
+        for i in page.items
+        if i.kind == "event" and isinstance(gid := (i.data.get("properties") or {}).get("group_id"), int)
+    }
     return {
         "customer": customer,
         "items": page.items,
         "next_before": page.next_before,
         "accounts": queries.account_names(db, principal.org_id, account_ids),
         "authors": queries.user_names(db, principal.org_id, {int(a) for a in author_ids if a}),
+        "groups": groups.group_names(db, principal.org_id, group_ids),
     }
 
 

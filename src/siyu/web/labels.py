@@ -192,6 +192,7 @@ EVENT_PROPERTIES = {
     "platform": N_("Platform"),
     "amount_fen": N_("Amount"),
     "refunded_fen": N_("Refunded"),
+    "scene": N_("How they joined or left"),
 }
 
 
@@ -224,6 +225,18 @@ ALERT_KINDS = {
     "deletion_spike": N_("Many customers deleted it"),
     "deleted_by_staff": N_("The member deleted a customer"),
     "low_health": N_("Low health score"),
+}
+
+# How a customer joined or left a customer group (group_joined / group_left.scene: siyu.groups.service).
+GROUP_SCENES = {
+    "invited": N_("Invited by a member"),
+    "invite_link": N_("Through an invitation link"),
+    "qr_code": N_("Scanned the group QR code"),
+    "left": N_("Left by themselves"),
+    "removed": N_("Removed from the group"),
+    "not_in_snapshot": N_("No longer in the group at a sync"),
+    "dismissed": N_("The group was dismissed"),
+    "unknown": N_("Not known"),
 }
 
 # Who ended a follow (follow_ended.by).
@@ -270,6 +283,7 @@ _TABLES = {
     "wecom_connection_error": WECOM_CONNECTION_ERRORS,
     "event_property": EVENT_PROPERTIES,
     "ended_by": ENDED_BY,
+    "group_scene": GROUP_SCENES,
     "intent": INTENTS,
     "routing_rule": ROUTING_RULES,
     "alert_kind": ALERT_KINDS,

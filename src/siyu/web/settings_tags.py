@@ -105,7 +105,7 @@ def rename_group(group_id: int, db: DbSession, ctx: Console, name: Annotated[str
 @router.post("/settings/tags/groups/{group_id}/delete")
 def delete_group(group_id: int, db: DbSession, ctx: Console) -> Response:
     """Delete a group with its tags; customers lose those tags."""
-    tagging.delete_tag_group(db, admin_org_id(ctx), group_id)
+    tagging.delete_tag_group(db, admin_org_id(ctx), group_id, origin="console")
     return _tags_page(db, ctx, saved=True)
 
 
@@ -135,7 +135,7 @@ def rename_tag(tag_id: int, db: DbSession, ctx: Console, name: Annotated[str, Fo
 @router.post("/settings/tags/{tag_id}/delete")
 def delete_tag(tag_id: int, db: DbSession, ctx: Console) -> Response:
     """Delete a tag; customers lose it."""
-    tagging.delete_tag(db, admin_org_id(ctx), tag_id)
+    tagging.delete_tag(db, admin_org_id(ctx), tag_id, origin="console")
     return _tags_page(db, ctx, saved=True)
 
 

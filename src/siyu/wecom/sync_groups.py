@@ -4,8 +4,10 @@ A group snapshot is applied set-based (the groups service's `upsert_group` resol
 one, which is right for a callback but costs ~10 queries a member in a 100-group sync): customer
 members are resolved with one identity query, staff members map to accounts, new member rows are
 inserted together, members absent from the snapshot quit and returning ones re-join. A group whose
-member_version, name, owner and notice did not change is skipped. Groups are listed owner by owner (100
-members a call); groups siyu has as active that WeCom no longer lists for their owner are dismissed.
+member_version, name, owner and notice did not change is skipped. Customers who joined, re-joined or
+left get group_joined / group_left from the groups service's recorder (a group's first sync: backfill at
+WeCom's join_time), appended many groups at once. Groups are listed owner by owner (100 members a call);
+groups siyu has as active that WeCom no longer lists for their owner are dismissed.
 """
 
 from __future__ import annotations
@@ -19,25 +21,29 @@ from sqlalchemy.orm import Session
 
 from siyu.customers.models import IdentityKind
 from siyu.customers.resolution import resolve_identities
+from siyu.events.bus import DomainEvent
 from siyu.groups.models import CustomerGroup, GroupMember, GroupStatus, MemberKind
-from siyu.groups.service import dismiss_group, ensure_wecom_account
+from siyu.groups.service import (
+    JOIN_SCENES,
+    SNAPSHOT_SCENE,
+    Change,
+    Member,
+    dismiss_group,
+    ensure_wecom_account,
+    membership_events,
+    record_membership_events,
+    scene_in_words,
+)
 from siyu.integrations.channel import GroupChat
-from siyu.kit.bulk import insert_ignore
-from siyu.kit.clock import utcnow
+from siyu.kit.bulk import driver_datetime, insert_rows_returning
+from siyu.kit.clock import ensure_utc, utcnow
 from siyu.wecom.sync_report import Caller, SyncReport
 
 MEMBERS: Table = GroupMember.__table__
 OWNERS_PER_CALL = 100  # groupchat/list's owner_filter.userid_list takes at most 100 userids
-
-
-def _live_members(db: Session, group_id: int) -> set[str]:
-    return set(
-        db.scalars(
-            select(GroupMember.member_userid).where(
-                GroupMember.group_id == group_id, GroupMember.quit_at.is_(None)
-            )
-        )
-    )
+#: Membership events gathered over groups before they are appended: few dispatches of the stage rules (a
+#: customer is in several groups), bounded memory (a first sync may find millions of memberships).
+EVENTS_PER_BATCH = 20_000
 
 
 def list_chat_ids(call: Caller, client: Any, owners: list[str]) -> list[str]:
@@ -83,6 +89,7 @@ def sync_groups(
     holders = {} if holders is None else holders
     report.groups_seen = len(chat_ids)
     known = {g.chat_id: g for g in db.scalars(select(CustomerGroup).where(CustomerGroup.org_id == org_id))}
+    pending: list[DomainEvent] = []
     for chat_id, chat in zip(chat_ids, chats, strict=True):
         group = known.get(chat_id)
         if (
@@ -95,19 +102,21 @@ def sync_groups(
             and group.notice == chat.notice
         ):
             continue
-        before = _live_members(db, group.id) if group is not None else set()
-        group = apply_snapshot(db, org_id, chat, group, accounts, holders)
-        after = _live_members(db, group.id)
+        group, joined, left = apply_snapshot(db, org_id, chat, group, accounts, holders, pending)
+        if len(pending) >= EVENTS_PER_BATCH:
+            record_membership_events(db, pending)
+            pending.clear()
         if chat_id not in known:
             report.count("groups", "created")
             report.sample("groups", f"created {chat.name or chat_id}")
         else:
             report.count("groups", "updated")
             report.sample("groups", f"updated {chat.name or chat_id}")
-        if after - before:
-            report.count("group_members", "created", len(after - before))
-        if before - after:
-            report.count("group_members", "ended", len(before - after))
+        if joined:
+            report.count("group_members", "created", joined)
+        if left:
+            report.count("group_members", "ended", left)
+    record_membership_events(db, pending)
     listed = set(chat_ids)
     now = utcnow()
     for chat_id, group in known.items():
@@ -126,10 +135,19 @@ def apply_snapshot(
     group: CustomerGroup | None,
     accounts: dict[str, int],
     holders: dict[str, int] | None = None,
-) -> CustomerGroup:
-    """Make one group match WeCom's snapshot with a handful of statements (`holders`: see `sync_groups`)."""
+    pending: list[DomainEvent] | None = None,
+) -> tuple[CustomerGroup, int, int]:
+    """Make one group match WeCom's snapshot with a handful of statements (`holders`: see `sync_groups`);
+    returns the group and how many members joined and left.
+
+    The customers who joined, re-joined or left get group_joined / group_left from the groups service's
+    recorder, in the same transaction: added to `pending` (the caller appends them, many groups at once),
+    else appended now. A join is dated by WeCom's join_time, a leave by this sync (WeCom does not say
+    when). A group siyu did not know yet brings its members' history: their joins are backfill, as a first
+    contact sync's follows are."""
     holders = {} if holders is None else holders
     now = utcnow()
+    first = group is None
     if group is None:
         group = CustomerGroup(org_id=org_id, chat_id=chat.chat_id)
         db.add(group)
@@ -154,15 +172,24 @@ def apply_snapshot(
         resolved, _ = resolve_identities(db, org_id, unknown, source="wecom_group")
         holders.update({value: cid for (_, value), cid in resolved.items()})
     existing = {
-        row.member_userid: row.quit_at
+        row.member_userid: (Member(row.id, row.kind, row.customer_id), row.quit_at)
         for row in db.execute(
-            select(MEMBERS.c.member_userid, MEMBERS.c.quit_at).where(MEMBERS.c.group_id == group.id)
+            select(
+                MEMBERS.c.id,
+                MEMBERS.c.member_userid,
+                MEMBERS.c.kind,
+                MEMBERS.c.customer_id,
+                MEMBERS.c.quit_at,
+            ).where(MEMBERS.c.group_id == group.id)
         )
     }
+    stamp = driver_datetime(db)
     new_rows = []
     rejoined = []
+    joins: list[Change] = []
     for userid, m in members.items():
         joined = m.join_time or now
+        scene = scene_in_words(JOIN_SCENES, m.join_scene)
         if userid not in existing:
             is_staff = m.type == 1
             new_rows.append(
@@ -173,16 +200,30 @@ def apply_snapshot(
                     "kind": (MemberKind.staff if is_staff else MemberKind.customer).value,
                     "customer_id": None if is_staff else holders[userid],
                     "account_id": accounts[userid] if is_staff else None,
-                    "joined_at": joined,
+                    "joined_at": stamp(ensure_utc(joined)),
                     "join_scene": m.join_scene,
                     "quit_at": None,
                     "quit_scene": None,
                 }
             )
-        elif existing[userid] is not None:
+        elif existing[userid][1] is not None:
             rejoined.append({"uid": userid, "joined": joined, "scene": m.join_scene})
+            joins.append((existing[userid][0], joined, scene))
     if new_rows:
-        db.execute(insert_ignore(db, MEMBERS, ["group_id", "member_userid"]), new_rows)
+        # Only the rows that went in are news: one a concurrent callback wrote was recorded by it.
+        by_userid = {row["member_userid"]: row for row in new_rows}
+        for member_id, userid in insert_rows_returning(
+            db, MEMBERS, new_rows, ["group_id", "member_userid"], ["id", "member_userid"]
+        ):
+            row = by_userid[userid]
+            m = members[userid]
+            joins.append(
+                (
+                    Member(int(member_id), MemberKind(row["kind"]), row["customer_id"]),
+                    m.join_time or now,
+                    scene_in_words(JOIN_SCENES, m.join_scene),
+                )
+            )
     if rejoined:
         db.execute(
             update(MEMBERS)
@@ -192,14 +233,20 @@ def apply_snapshot(
             ),
             rejoined,
         )
-    gone = [{"uid": u} for u, quit_at in existing.items() if quit_at is None and u not in members]
+    gone = [u for u, (_, quit_at) in existing.items() if quit_at is None and u not in members]
     if gone:
         db.execute(
             update(MEMBERS)
             .where(MEMBERS.c.group_id == group.id, MEMBERS.c.member_userid == bindparam("uid"))
             .values(quit_at=now),
-            gone,
+            [{"uid": u} for u in gone],
         )
     group.member_count = len(members)
+    leaves: list[Change] = [(existing[u][0], now, SNAPSHOT_SCENE) for u in gone]
+    events = membership_events(group, joined=joins, left=leaves, backfill=first)
+    if pending is None:
+        record_membership_events(db, events)
+    else:
+        pending.extend(events)
     db.flush()
-    return group
+    return group, len(joins), len(gone)

@@ -431,7 +431,8 @@ async def c_strategy_tag_delete(
 
 
 async def c_groups(request: Request, state: FakeWeComState, body: dict[str, Any]) -> dict[str, Any]:
-    """Create customer groups (owner + members: member userids or external userids)."""
+    """Create customer groups (owner + members: member userids or external userids; ``join_time``, unix
+    seconds, dates the members' joins, by default now)."""
     created: list[str] = []
     events: list[dict[str, Any]] = []
     with state.lock:
@@ -439,7 +440,8 @@ async def c_groups(request: Request, state: FakeWeComState, body: dict[str, Any]
         for g in body["groups"]:
             owner = state.member(g["owner"]).userid
             chat_id = g.get("chat_id") or state.next_id("wr", 32)
-            members = [{"userid": owner, "type": 1, "join_time": now, "join_scene": 1}]
+            joined = int(g.get("join_time", now))
+            members = [{"userid": owner, "type": 1, "join_time": joined, "join_scene": 1}]
             for uid in g.get("members", []):
                 kind = 1 if uid in state.members else 2
                 if kind == 2 and uid not in state.contacts:
@@ -448,7 +450,7 @@ async def c_groups(request: Request, state: FakeWeComState, body: dict[str, Any]
                     {
                         "userid": uid,
                         "type": kind,
-                        "join_time": now,
+                        "join_time": joined,
                         "join_scene": 1,
                         "invitor": {"userid": owner},
                     }
