@@ -141,6 +141,10 @@ def test_operator_sees_only_customers_their_accounts_follow(db: Session, world) 
     assert first not in _all_pages(db, op, CustomerFilters(), 50)
     assert first in _all_pages(db, world["admin"], CustomerFilters(), 50)
     assert service.count_customers(db, op) == 19
+    # Capped counts stop at the cap, for operators too, and are exact below it.
+    assert service.count_customers(db, op, at_most=5) == 5
+    assert service.count_customers(db, op, at_most=19) == 19
+    assert service.count_customers(db, op, at_most=100) == 19
 
 
 def test_tags_of_other_orgs_are_rejected(db: Session, world, make_tenant) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ from siyu.customers.models import CustomerTag
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import Event
 from siyu.tenancy import service as identity
+from siyu.web import customer_pages
 
 from .test_console import World, email, login
 
@@ -56,6 +57,26 @@ def test_list_shows_total_and_who_looks_after_each_customer(client: TestClient, 
     # The operator's account has an operator: their name; the other account has none: its own name.
     assert f"operator of {world.tenant.slug}" in page and "Front desk" in page  # type: ignore[attr-defined]
     assert "负责人" in page
+
+
+def test_total_is_capped_and_counted_exactly_on_request(
+    client: TestClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past the cap the list says "N+" without reading every match; the link counts them all."""
+    monkeypatch.setattr(customer_pages, "TOTAL_SHOWN_UP_TO", 1)
+    login(client, email(world, "admin"))
+    client.cookies.set("lang", "zh_CN")
+    page = client.get("/customers?stage=new").text
+    assert 'data-total-over="1"' in page and "1+ 位客户（超过 1 位）" in page
+    assert "data-total=" not in page and 'href="/customers?stage=new&amp;exact=1"' in page
+    exact = client.get("/customers?stage=new&exact=1", headers={"HX-Request": "true", "HX-Target": "results"})
+    assert 'data-total="2"' in exact.text and "2 位客户" in exact.text and "data-total-over" not in exact.text
+    monkeypatch.setattr(customer_pages, "TOTAL_SHOWN_UP_TO", 2)
+    assert 'data-total="2"' in client.get("/customers").text  # at the cap: still exact
+    # A search shorter than a trigram scans every customer to count: no total until asked for.
+    short = client.get("/customers?q=张").text
+    assert "data-total" not in short and 'href="/customers?q=%E5%BC%A0&amp;exact=1"' in short
+    assert 'data-total="1"' in client.get("/customers?q=张&exact=1").text
 
 
 def test_bulk_tag_add_and_remove_record_events(client: TestClient, world: World, db: Session) -> None:

@@ -199,13 +199,18 @@ def list_query(
     return stmt.order_by(key.desc()).limit(limit + 1)
 
 
-def count_query(principal: Principal, filters: CustomerFilters, dialect: str) -> Select[int]:
-    """An explicit COUNT of the matching customers (for the count endpoint only)."""
+def count_query(
+    principal: Principal, filters: CustomerFilters, dialect: str, limit: int | None = None
+) -> Select[int]:
+    """A COUNT of the matching customers: all of them (the count endpoint), or at most ``limit``, which
+    stops reading after that many rows however many match."""
     inner = (
         visible_customers(principal)
         .where(*_filter_conditions(filters, None, dialect))
         .with_only_columns(Customer.id)
     )
+    if limit is not None:
+        inner = inner.limit(limit)
     return select(func.count()).select_from(inner.subquery())
 
 

@@ -102,6 +102,11 @@ def rebuilt_after_delete(conn: Connection) -> Iterator[None]:
     conn.exec_driver_sql(_SQLITE_DELETE_TRIGGER)
 
 
+def served_by_index(value: str) -> bool:
+    """Whether a search for ``value`` reads the index (else it scans: fine for one page, not for a count)."""
+    return len(value) >= MIN_INDEXED_CHARS
+
+
 def _fts_phrase(value: str) -> str:
     """The text as one FTS5 phrase (double quotes doubled), so operators and punctuation match literally."""
     return '"' + value.replace('"', '""') + '"'
@@ -109,7 +114,7 @@ def _fts_phrase(value: str) -> str:
 
 def contains_text(dialect: str, value: str, *, remark: bool = True) -> ColumnElement[bool]:
     """Customers whose name (or remark) contains ``value``, through the search index when it can serve it."""
-    if dialect == "sqlite" and len(value) >= MIN_INDEXED_CHARS:
+    if dialect == "sqlite" and served_by_index(value):
         # The whole table matches name or remark; its column name restricts the phrase to names.
         column, param = (SEARCH_TABLE, "search_text") if remark else (f"{SEARCH_TABLE}.name", "search_name")
         hits: Any = (

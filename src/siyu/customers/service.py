@@ -887,11 +887,15 @@ def list_customers(
     return rows, rows[-1].id
 
 
-def count_customers(db: Session, principal: Principal, filters: CustomerFilters | None = None) -> int:
-    """The exact number of visible customers matching ``filters`` (a full count: call it on demand only)."""
+def count_customers(
+    db: Session, principal: Principal, filters: CustomerFilters | None = None, *, at_most: int | None = None
+) -> int:
+    """The number of visible customers matching ``filters``: exact without ``at_most`` (a full count: call
+    it on demand only), else the smaller of it and ``at_most`` (reads at most that many rows)."""
     filters = filters or CustomerFilters()
     check_tag_ids(db, principal.org_id, filters.tag_ids)
-    return int(db.scalar(repo.count_query(principal, filters, db.get_bind().dialect.name)) or 0)
+    stmt = repo.count_query(principal, filters, db.get_bind().dialect.name, limit=at_most)
+    return int(db.scalar(stmt) or 0)
 
 
 def encode_timeline_cursor(at: datetime, kind: str, row_id: int) -> str:

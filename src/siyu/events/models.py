@@ -24,6 +24,8 @@ class Event(Base):
         # The event list (newest first, keyset on id) walks these backwards instead of sorting the log.
         Index("ix_events_org_id", "org_id", "id"),
         Index("ix_events_org_type_id", "org_id", "type", "id"),
+        # One type over a time range (a week's complaints, a month's follows) reads only those events.
+        Index("ix_events_org_type_occurred_at", "org_id", "type", "occurred_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

@@ -3,10 +3,12 @@ open alerts, and a chart of new friends per code per day (drawn by the dashboard
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 from fastapi import APIRouter, Response
 
+from siyu.analytics import acquisition
+from siyu.analytics import service as analytics
 from siyu.analytics.roi import code_costs
 from siyu.channels import attribution, health, service
 from siyu.kit.clock import SHANGHAI, local, utcnow
@@ -30,9 +32,10 @@ def channels_page(db: DbSession, ctx: Console) -> Response:
     visible = health.visible_account_ids(db, ctx.principal)
     # Every new friend counts, as on the dashboard: those through one of the codes under its name, the rest
     # (added by search, a card, a group, a code made outside siyu) in one series of their own.
-    per_day = attribution.new_friends_per_day(
-        db, org_id, start, today, account_ids=None if visible is None else set(visible)
-    )
+    # Counted on the analytics projection (a month of follows is 440,000 events at a million customers).
+    bounds = [datetime.combine(d, time.min, SHANGHAI) for d in [*days, today + timedelta(days=1)]]
+    with analytics.projection_of_app(ctx.request.app.state).locked() as engine:
+        per_day = acquisition.new_friends_per_day(engine, org_id, days, bounds, account_ids=visible)
     names = {c.state: c.name for c in codes}
     grouped: dict[str, list[int]] = {}
     for (state, day), n in per_day.items():

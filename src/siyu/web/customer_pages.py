@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from siyu.channels import service as channels
 from siyu.commerce import service as commerce
+from siyu.customers import search
 from siyu.customers import service as customers
 from siyu.customers.models import Customer, Stage
 from siyu.customers.remarks import WECOM_REMARK_MAX, MaskedMobile, masked_remark
@@ -33,6 +34,9 @@ from siyu.web.templating import PageContext, render
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
 
 PAGE_SIZE = 25
+# The list shows its total counted up to here: past it "10,000+", and the exact figure on request (a full
+# count reads every matching customer: seconds at a million).
+TOTAL_SHOWN_UP_TO = 10_000
 TIMELINE_PAGE = 30
 ORDERS_SHOWN = 50
 
@@ -75,8 +79,11 @@ def customer_list(
     stage: str = "",
     source: str = "",
     cursor: int | None = None,
+    exact: bool = False,
 ) -> Response:
-    """Search visible customers by name or remark, mobile (or its last 4 digits), tag, stage and source; keyset pages."""
+    """Search visible customers by name or remark, mobile (or its last 4 digits), tag, stage and source; keyset
+    pages. The total is counted up to TOTAL_SHOWN_UP_TO (not at all for a search the index cannot serve),
+    exactly only on request (``exact``)."""
     principal = _principal(ctx)
     form = {"q": q.strip(), "mobile": mobile.strip(), "tag": tag.strip(), "stage": stage, "source": source}
     error: str | None = None
@@ -96,7 +103,11 @@ def customer_list(
             db, principal, request.app.state.mobile_lookups, settings.mobile_lookups_per_hour, filters.mobile
         )
         rows, next_cursor = customers.list_customers(db, principal, filters, cursor=cursor, limit=PAGE_SIZE)
-        total = customers.count_customers(db, principal, filters)
+        if exact:
+            total = customers.count_customers(db, principal, filters)
+        elif not (filters.text and not search.served_by_index(filters.text)):
+            total = customers.count_customers(db, principal, filters, at_most=TOTAL_SHOWN_UP_TO + 1)
+        # else a search too short for the index: counting it reads every customer, so only on request.
     except ValidationError as exc:
         error = _filter_error(ctx, exc)
     except ValueError:
@@ -113,6 +124,11 @@ def customer_list(
     data: dict[str, Any] = {
         "rows": rows,
         "total": total,
+        "total_up_to": TOTAL_SHOWN_UP_TO,
+        "total_capped": not exact and total is not None and total > TOTAL_SHOWN_UP_TO,
+        "count_on_request": total is None and error is None,
+        "exact_url": "/customers?"
+        + urlencode({**query, **({"cursor": cursor} if cursor else {}), "exact": 1}),
         "tags": queries.tags_by_customer(db, principal.org_id, ids),
         "owners": queries.owners_by_customer(db, principal.org_id, ids),
         "tag_groups": customers.list_tag_groups(db, principal.org_id),
