@@ -7,7 +7,7 @@ the type ever. ``(org_id, type, occurred_at)`` reads only the type's events in t
 for the new index are gathered at once: an index without them can mislead the planner.
 
 Revision ID: 0016
-Revises: 0009
+Revises: 0014
 """
 
 from __future__ import annotations
