@@ -4,12 +4,13 @@ open alerts, and a chart of new friends per code per day (drawn by the dashboard
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Response
 
 from siyu.analytics.roi import code_costs
 from siyu.channels import attribution, health, service
-from siyu.kit.clock import SHANGHAI, local, utcnow
+from siyu.kit.clock import local, utcnow
 from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import render
@@ -23,7 +24,7 @@ def channels_page(db: DbSession, ctx: Console) -> Response:
     """Codes, pools, account health, alerts and the last 30 days' new friends per code."""
     assert ctx.principal is not None
     org_id = ctx.principal.org_id
-    today = local(utcnow(), SHANGHAI).date()
+    today = local(utcnow(), ZoneInfo(ctx.timezone)).date()
     start = today - timedelta(days=REPORT_DAYS - 1)
     codes = service.list_codes(db, org_id)
     days = [start + timedelta(days=i) for i in range(REPORT_DAYS)]
