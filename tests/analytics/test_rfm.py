@@ -1,4 +1,4 @@
-"""RFM quintile scores and segments on known data."""
+"""RFM scores (recency and monetary by quintile, frequency by order count) and segments on known data."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def test_segment_map_covers_the_grid_with_eleven_segments() -> None:
 def test_quintiles_on_known_data(engine: Engine, db: Session, make_tenant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     t = make_tenant()
     # Buyer i (1..10) ordered i times, 1,000 fen each, last order 11 - i days before AS_OF:
-    # R, F and M ranks are all i, so every score is 1 + 5 * (i - 1) // 10.
+    # R and M ranks are both i, so those scores are 1 + 5 * (i - 1) // 10; F is the order count i, capped at 5.
     ids = []
     for i in range(1, 11):
         last = AS_OF - timedelta(days=11 - i)
@@ -59,20 +59,24 @@ def test_quintiles_on_known_data(engine: Engine, db: Session, make_tenant, tmp_p
     proj.refresh()
     rows = customer_rfm(proj.engine, t.org_id, as_of=AS_OF)
     assert [r.customer_id for r in rows] == ids
+    # FM by hand, (F + M) / 2 rounded half up: i = 1..10 gives F 1,2,3,4,5,5,5,5,5,5 and M 1,1,2,2,3,3,4,4,5,5.
+    expected_fm = [1, 2, 3, 3, 4, 4, 5, 5, 5, 5]
     for i, r in enumerate(rows, 1):
         s = 1 + 5 * (i - 1) // 10
         assert (r.recency_days, r.frequency, r.monetary_fen) == (11 - i, i, 1_000 * i)
-        assert (r.r, r.f, r.m, r.fm) == (s, s, s, s)
+        assert (r.r, r.f, r.m, r.fm) == (s, min(i, 5), s, expected_fm[i - 1])
     report = rfm_report(proj.engine, t.org_id, as_of=AS_OF)
     assert report.buyers == 10
+    # (R, FM) per buyer: (1,1) (1,2) (2,3) (2,3) (3,4) (3,4) (4,5) (4,5) (5,5) (5,5), read off the map.
     assert {k: v for k, v in report.segments.items() if v} == {
-        "lost": 2,
-        "hibernating": 2,
-        "need_attention": 2,
-        "loyal": 2,
+        "lost": 1,
+        "hibernating": 1,
+        "at_risk": 2,
+        "loyal": 4,
         "champions": 2,
     }
-    assert [report.grid[k][k] for k in range(5)] == [2, 2, 2, 2, 2]
+    assert report.grid[0][:2] == [1, 1] and report.grid[1][2] == 2 and report.grid[2][3] == 2
+    assert report.grid[3][4] == 2 and report.grid[4][4] == 2
     assert sum(map(sum, report.grid)) == 10
     proj.close()
 
@@ -89,4 +93,24 @@ def test_ties_share_a_score(engine: Engine, db: Session, make_tenant, tmp_path: 
     assert [r.f for r in rows] == [1] * 5
     assert [r.r for r in rows] == [1, 2, 3, 4, 5] and [r.m for r in rows] == [1, 2, 3, 4, 5]
     assert rows[-1].segment == segment_of(5, fm_score(1, 5)) == "potential_loyalists"
+    proj.close()
+
+
+def test_frequency_is_the_order_count_when_most_buyers_ordered_once(  # type: ignore[no-untyped-def]
+    engine: Engine, db: Session, make_tenant, tmp_path: Path
+) -> None:
+    t = make_tenant()
+    # Like the demo: most buyers ordered once, a few twice or three times, one seven times. By rank
+    # quintiles the 40 one-order buyers (80 %) would tie for F = 1 and the next count would jump to F = 5.
+    counts = [1] * 40 + [2] * 5 + [3] * 3 + [4] + [7]
+    ids = {}
+    for i, n in enumerate(counts):
+        ids[_buyer(db, t.org_id, [(AS_OF - timedelta(days=1 + i + 20 * k), 3_000) for k in range(n)])] = n
+    db.commit()
+    proj = Projection(engine, tmp_path / "r.duckdb")
+    proj.refresh()
+    rows = customer_rfm(proj.engine, t.org_id, as_of=AS_OF)
+    assert {r.customer_id: (r.frequency, r.f) for r in rows} == {c: (n, min(n, 5)) for c, n in ids.items()}
+    per_column = {f: sum(1 for r in rows if r.f == f) for f in range(1, 6)}
+    assert per_column == {1: 40, 2: 5, 3: 3, 4: 1, 5: 1}
     proj.close()

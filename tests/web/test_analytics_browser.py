@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,22 @@ def test_demo_brand_analytics_pages_render_and_export(
                 expect(page.locator("#analytics-chart[data-rendered=true]")).to_be_attached()
                 expect(page.locator("[data-action=export-csv]")).to_have_text("导出 CSV")
                 _shot(page, f"analytics-{name}-zh")
+
+            # Frequency is scored by order count, so the demo's two- and three-order buyers fill columns 2
+            # and 3 of the grid (rank quintiles left them empty); a cell opens the list of its buyers.
+            page.goto(f"{live_server}/analytics/rfm")
+            for f in (2, 3):
+                assert page.locator(f"table.rfm-grid a[data-cell$='-{f}']").count() > 0, f
+            cell = page.locator("table.rfm-grid a[data-cell$='-2']").first
+            n = int(cell.inner_text().replace(",", ""))
+            cell.click()
+            expect(page).to_have_url(re.compile(r"/analytics/rfm/customers\?r=\d&f=2$"))
+            expect(page.locator("h2")).to_contain_text("购买频次得分 2")
+            rows = page.locator("table.rfm-cell tbody tr")
+            expect(rows).to_have_count(min(n, 200))
+            # Column 3 of the list is the buyer's order count: every one of them ordered twice.
+            assert set(page.locator("table.rfm-cell tbody tr td:nth-child(3)").all_inner_texts()) == {"2"}
+            _shot(page, "analytics-rfm-cell-zh")
         finally:
             browser.close()
     assert errors == []

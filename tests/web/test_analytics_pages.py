@@ -407,6 +407,28 @@ def test_rfm_cells_open_as_customer_lists(client: TestClient, admin: str, brand:
     assert client.get("/analytics/rfm/customers?r=6&f=1").status_code == 422
 
 
+def test_rfm_frequency_columns_count_orders(  # type: ignore[no-untyped-def]
+    client: TestClient, admin: str, brand: LoadSummary, db: Session
+) -> None:
+    # The sandbox brand's buyers mostly ordered once; each column of the grid holds the buyers with that
+    # many orders (5 or more in the last), so columns 2 and 3 are filled whenever such buyers exist.
+    orders = (
+        select(Order.customer_id, func.count().label("n"))
+        .where(Order.org_id == brand.org_id, Order.paid_at <= datetime.now(UTC))
+        .group_by(Order.customer_id)
+        .subquery()
+    )
+    by_count = dict(db.execute(select(orders.c.n, func.count()).group_by(orders.c.n)).all())
+    expected = {f: sum(k for n, k in by_count.items() if min(n, 5) == f) for f in range(1, 6)}
+    assert expected[1] > sum(expected.values()) / 2 and expected[2] > 0 and expected[3] > 0
+    page = client.get("/analytics/rfm").text
+    columns = dict.fromkeys(range(1, 6), 0)
+    for rf, n in re.findall(r'data-cell="(\d-\d)">([\d,]+)</a>', page):
+        columns[int(rf[-1])] += int(n.replace(",", ""))
+    assert columns == expected
+    assert "1 order scores 1" in page
+
+
 def test_csv_exports_in_chinese_with_yuan(client: TestClient, admin: str) -> None:
     client.cookies.set("lang", "zh_CN")
     rows = read_csv(client.get("/analytics/rfm.csv"))

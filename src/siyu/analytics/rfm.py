@@ -1,10 +1,16 @@
-"""RFM: recency, frequency and monetary quintile scores of buyers, and named segments.
+"""RFM: recency, frequency and monetary scores of buyers, and named segments.
 
 Over one organization's buyers (customers with an order paid at or before ``as_of``):
 recency is the time since the last order, frequency the number of orders, monetary the net amount
-paid (amount - refunds, fen). Each becomes a score 1..5 by quintile of rank:
-``score = 1 + floor(5 * (rank - 1) / n)`` with SQL ``rank()`` (ties share the lowest rank, so equal
-values always get equal scores); 5 is best (most recent, most orders, most money).
+paid (amount - refunds, fen). Each becomes a score 1..5; 5 is best (most recent, most orders, most money).
+
+Recency and monetary are scored by quintile of rank: ``score = 1 + floor(5 * (rank - 1) / n)`` with
+SQL ``rank()`` (ties share the lowest rank, so equal values always get equal scores).
+
+Frequency is scored by the order count itself: 1 order is F1, 2 orders F2, 3 F3, 4 F4, 5 or more F5.
+Quintiles of rank cannot score it: most buyers of a private-domain shop order once, so they tie for the
+lowest rank and fill the first quintiles, and the next order count jumps straight to F4 or F5, leaving
+F2 and F3 empty; counting orders keeps every column meaningful and the same across organizations.
 
 Segments use the common 11-segment map on R and FM, where FM is the mean of the F and M scores
 rounded half up. The grid (rows R 5..1, columns FM 1..5)::
@@ -90,6 +96,10 @@ class RFMReport:
     grid: list[list[int]]  # grid[r - 1][fm - 1]
 
 
+# The frequency score of the order count ``f``: the count itself, capped at 5 (see the module's docstring).
+_F_SCORE = "CASE WHEN f >= 5 THEN 5 ELSE f END"
+
+
 def rfm_sql(org_id: int, as_of: datetime) -> str:
     """DuckDB SQL: one row per buyer with recency (days), frequency, monetary and the three scores."""
     end = sql_timestamp(as_of)
@@ -97,9 +107,9 @@ def rfm_sql(org_id: int, as_of: datetime) -> str:
         "WITH b AS (SELECT customer_id, max(paid_at) AS last_at, count(*) AS f, sum(amount_fen - refunded_fen) AS m "
         f"FROM orders WHERE org_id = {int(org_id)} AND paid_at <= {end} GROUP BY customer_id), "
         "s AS (SELECT *, count(*) OVER () AS n, rank() OVER (ORDER BY last_at) AS rr, "
-        "rank() OVER (ORDER BY f) AS fr, rank() OVER (ORDER BY m) AS mr FROM b) "
+        "rank() OVER (ORDER BY m) AS mr FROM b) "
         f"SELECT customer_id, date_diff('day', last_at, {end}) AS recency_days, f, m, "
-        "1 + (5 * (rr - 1)) // n AS r_score, 1 + (5 * (fr - 1)) // n AS f_score, 1 + (5 * (mr - 1)) // n AS m_score "
+        f"1 + (5 * (rr - 1)) // n AS r_score, {_F_SCORE} AS f_score, 1 + (5 * (mr - 1)) // n AS m_score "
         "FROM s ORDER BY customer_id"
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -15,8 +16,9 @@ from siyu.commerce.models import Order
 from siyu.customers.merge import register_merge_hook
 from siyu.events.models import Event
 from siyu.events.vocabulary import EventType
-from siyu.kit.clock import SHANGHAI, local
+from siyu.kit.clock import local
 from siyu.kit.errors import Invalid
+from siyu.tenancy.service import org_zone
 
 MAX_REPORT_DAYS = 366
 
@@ -95,7 +97,8 @@ def _merge_touches(db: Session, org_id: int, survivor_id: int, merged_id: int) -
 register_merge_hook("channel_touches", _merge_touches)
 
 
-def _range(date_from: date, date_to: date) -> tuple[datetime, datetime]:
+def _range(date_from: date, date_to: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """[date_from, date_to] as calendar days of ``zone``: the UTC instants they start and end at."""
     if date_to < date_from:
         raise Invalid("date_to must not be before date_from", field="date_to")
     if (date_to - date_from).days >= MAX_REPORT_DAYS:
@@ -105,33 +108,36 @@ def _range(date_from: date, date_to: date) -> tuple[datetime, datetime]:
         raise Invalid(
             "dates must lie between 1970 and 9000", field="date_from" if date_from.year < 1970 else "date_to"
         )
-    start = datetime.combine(date_from, datetime.min.time(), SHANGHAI)
-    end = datetime.combine(date_to + timedelta(days=1), datetime.min.time(), SHANGHAI)
+    start = datetime.combine(date_from, datetime.min.time(), zone)
+    end = datetime.combine(date_to + timedelta(days=1), datetime.min.time(), zone)
     return start, end
 
 
 def adds_per_day(
     db: Session, org_id: int, date_from: date, date_to: date, code_id: int | None = None
 ) -> list[DailyAddsOut]:
-    """Adds per code per local day over [date_from, date_to]."""
-    start, end = _range(date_from, date_to)
+    """Adds per code per day of the organization's time zone over [date_from, date_to]."""
+    zone = org_zone(db, org_id)
+    start, end = _range(date_from, date_to, zone)
     stmt = select(ChannelAdd.code_id, ChannelAdd.added_at).where(
         ChannelAdd.org_id == org_id, ChannelAdd.added_at >= start, ChannelAdd.added_at < end
     )
     if code_id is not None:
         stmt = stmt.where(ChannelAdd.code_id == code_id)
     # Local-day bucketing in Python keeps one query for SQLite and PostgreSQL alike.
-    counts = Counter((cid, local(at, SHANGHAI).date()) for cid, at in db.execute(stmt))
+    counts = Counter((cid, local(at, zone).date()) for cid, at in db.execute(stmt))
     return [DailyAddsOut(code_id=c, day=d, adds=n) for (c, d), n in sorted(counts.items())]
 
 
 def new_friends_per_day(
     db: Session, org_id: int, date_from: date, date_to: date, account_ids: set[int] | None = None
 ) -> Counter[tuple[str, date]]:
-    """New friends (follows started, whether or not through one of siyu's codes) per code state and local
-    day over [date_from, date_to]; "" is the state of adds without one. Read from the event log, the same
-    truth as the dashboard's counts, on its (org, time) index; ``account_ids`` limits it to those accounts."""
-    start, end = _range(date_from, date_to)
+    """New friends (follows started, whether or not through one of siyu's codes) per code state and day of
+    the organization's time zone over [date_from, date_to]; "" is the state of adds without one. Read from
+    the event log, the same truth as the dashboard's counts, on its (org, time) index; ``account_ids``
+    limits it to those accounts."""
+    zone = org_zone(db, org_id)
+    start, end = _range(date_from, date_to, zone)
     stmt = select(Event.occurred_at, Event.properties).where(
         Event.org_id == org_id,
         Event.occurred_at >= start,
@@ -141,7 +147,7 @@ def new_friends_per_day(
     if account_ids is not None:
         stmt = stmt.where(Event.account_id.in_(account_ids))
     return Counter(
-        (str((properties or {}).get("state") or ""), local(at, SHANGHAI).date())
+        (str((properties or {}).get("state") or ""), local(at, zone).date())
         for at, properties in db.execute(stmt)
     )
 
@@ -151,8 +157,8 @@ def code_report(
 ) -> list[CodeReportOut]:
     """Per code over the range: adds, cost (``costs`` per code state: the code ledger, which analytics
     keeps, see ``siyu.analytics.roi.code_costs``), cost per add, and how many added customers placed a
-    first order after the add."""
-    start, end = _range(date_from, date_to)
+    first order after the add. The days are the organization's time zone's."""
+    start, end = _range(date_from, date_to, org_zone(db, org_id))
     codes = list(db.scalars(select(ChannelCode).where(ChannelCode.org_id == org_id).order_by(ChannelCode.id)))
     adds = dict(
         db.execute(

@@ -1,11 +1,15 @@
 """Account safety: a health score from adds, deletions, complaints and blocks, and alerts when an
-account nears a cap, its deletion rate spikes, or staff delete a customer."""
+account nears a cap, its deletion rate spikes, or staff delete a customer.
+
+Days (an alert's day, today's adds against the daily cap) are calendar days of the organization's time
+zone, as the routing's day loads are (``siyu.channels.service``) and as the console shows them."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
@@ -17,9 +21,10 @@ from siyu.channels.schemas import HealthOut
 from siyu.customers.models import FollowRelation, FollowStatus
 from siyu.events.models import Event
 from siyu.kit.bulk import insert_ignore
-from siyu.kit.clock import SHANGHAI, ensure_utc, local, utcnow
+from siyu.kit.clock import ensure_utc, local, utcnow
 from siyu.kit.errors import NotFound
 from siyu.tenancy.principal import Principal
+from siyu.tenancy.service import org_zone
 
 NEAR_CAP = 0.9  # alert at 90% of a cap
 SPIKE_MIN_DELETIONS = 3  # fewer deletions in a day are noise
@@ -30,15 +35,24 @@ COMPLAINT_EVENT = "complaint"
 
 
 def raise_alert(
-    db: Session, org_id: int, account_id: int, kind: AlertKind, message: str, at: datetime
+    db: Session,
+    org_id: int,
+    account_id: int,
+    kind: AlertKind,
+    message: str,
+    at: datetime,
+    *,
+    zone: ZoneInfo | None = None,
 ) -> bool:
-    """Open an alert unless one of this kind is already there for the account and local day; True if new."""
+    """Open an alert unless one of this kind is already there for the account and day (of ``zone``, by
+    default the organization's); True if new."""
+    zone = zone or org_zone(db, org_id)
     result = db.execute(
         insert_ignore(db, AccountAlert.__table__, ["org_id", "account_id", "kind", "day"]).values(
             org_id=org_id,
             account_id=account_id,
             kind=kind.value,
-            day=local(at, SHANGHAI).date(),
+            day=local(at, zone).date(),
             message=message[:300],
             created_at=ensure_utc(at),
         )
@@ -47,16 +61,25 @@ def raise_alert(
 
 
 def check_caps(
-    db: Session, org_id: int, account_id: int, at: datetime, *, daily_cap: int | None = None
+    db: Session,
+    org_id: int,
+    account_id: int,
+    at: datetime,
+    *,
+    daily_cap: int | None = None,
+    zone: ZoneInfo | None = None,
 ) -> None:
-    """Alert when the account is at 90% of its soft or hard cap, or of today's daily add cap."""
+    """Alert when the account is at 90% of its soft or hard cap, or of today's daily add cap (today in
+    ``zone``, by default the organization's)."""
     acct = db.scalar(select(Account).where(Account.id == account_id, Account.org_id == org_id))
     if acct is None:
         return
+    zone = zone or org_zone(db, org_id)
+    day = local(at, zone).date()
     pending = (
         db.scalar(
             select(AccountDayLoad.pending).where(
-                AccountDayLoad.account_id == account_id, AccountDayLoad.day == local(at, SHANGHAI).date()
+                AccountDayLoad.account_id == account_id, AccountDayLoad.day == day
             )
         )
         or 0
@@ -64,12 +87,13 @@ def check_caps(
     load = acct.friend_count + pending
     cap = min(acct.soft_cap, acct.hard_cap)
     if load >= NEAR_CAP * cap:
-        raise_alert(db, org_id, account_id, AlertKind.near_cap, f"{acct.name}: {load} of {cap} contacts", at)
+        message = f"{acct.name}: {load} of {cap} contacts"
+        raise_alert(db, org_id, account_id, AlertKind.near_cap, message, at, zone=zone)
     if daily_cap:
         adds = (
             db.scalar(
                 select(AccountDayLoad.adds).where(
-                    AccountDayLoad.account_id == account_id, AccountDayLoad.day == local(at, SHANGHAI).date()
+                    AccountDayLoad.account_id == account_id, AccountDayLoad.day == day
                 )
             )
             or 0
@@ -82,6 +106,7 @@ def check_caps(
                 AlertKind.near_daily_cap,
                 f"{acct.name}: {adds} of {daily_cap} adds today",
                 at,
+                zone=zone,
             )
 
 
@@ -93,21 +118,24 @@ def note_deletion(db: Session, org_id: int, account_id: int, *, by: str, at: dat
 
 def note_deletions(db: Session, org_id: int, deletions: Iterable[tuple[int, str, datetime]]) -> None:
     """``note_deletion`` for many (account, by, at) ends at once, a few statements whatever their number.
-    They are grouped by local day: a staff deletion alerts at the account's first of the day (one alert per
+    They are grouped by day of the organization's time zone: a staff deletion alerts at the account's first of the day (one alert per
     account, kind and day), and the spike check runs once, at the group's latest time (the 24 hours up to
     then hold the group's earlier ends)."""
     days: dict[tuple[str, object], dict[int, list[datetime]]] = {}
+    zone = org_zone(db, org_id)
     for account_id, by, at in deletions:
         at = ensure_utc(at)
-        days.setdefault((by, local(at, SHANGHAI).date()), {}).setdefault(account_id, []).append(at)
+        days.setdefault((by, local(at, zone).date()), {}).setdefault(account_id, []).append(at)
     for (by, _), ats in sorted(days.items(), key=lambda item: min(min(a) for a in item[1].values())):
         if by == "staff":
             names = _names(db, org_id, ats)
             for account_id, times in sorted(ats.items()):
                 message = f"{names.get(account_id, '')}: a staff member deleted a customer"
-                raise_alert(db, org_id, account_id, AlertKind.deleted_by_staff, message, min(times))
+                raise_alert(
+                    db, org_id, account_id, AlertKind.deleted_by_staff, message, min(times), zone=zone
+                )
         else:
-            _check_spikes(db, org_id, sorted(ats), max(max(a) for a in ats.values()))
+            _check_spikes(db, org_id, sorted(ats), max(max(a) for a in ats.values()), zone)
 
 
 def _names(db: Session, org_id: int, account_ids: Iterable[int]) -> dict[int, str]:
@@ -127,7 +155,9 @@ def _counts(db: Session, org_id: int, account_ids: list[int], *conditions: Any) 
     return {int(aid): int(n) for aid, n in rows}
 
 
-def _check_spikes(db: Session, org_id: int, account_ids: list[int], at: datetime) -> list[int]:
+def _check_spikes(
+    db: Session, org_id: int, account_ids: list[int], at: datetime, zone: ZoneInfo
+) -> list[int]:
     """Alert for each account whose last 24 hours' deletions by customers (up to ``at``) spike against the
     week before or the day's adds; returns the accounts alerted."""
     day_start = at - timedelta(days=1)
@@ -169,13 +199,17 @@ def _check_spikes(db: Session, org_id: int, account_ids: list[int], at: datetime
             AlertKind.deletion_spike,
             f"{names.get(aid, '')}: {recent[aid]} customers deleted the account in 24 hours",
             at,
+            zone=zone,
         )
     ]
 
 
-def check_deletion_spike(db: Session, org_id: int, account_id: int, at: datetime) -> bool:
-    """Alert if the last 24 hours' deletions by customers spike against the week before or the day's adds."""
-    return bool(_check_spikes(db, org_id, [account_id], at))
+def check_deletion_spike(
+    db: Session, org_id: int, account_id: int, at: datetime, *, zone: ZoneInfo | None = None
+) -> bool:
+    """Alert if the last 24 hours' deletions by customers spike against the week before or the day's adds
+    (the alert's day in ``zone``, by default the organization's)."""
+    return bool(_check_spikes(db, org_id, [account_id], at, zone or org_zone(db, org_id)))
 
 
 def score(
@@ -207,7 +241,8 @@ def account_health(
     now: datetime | None = None,
     daily_caps: dict[int, int] | None = None,
 ) -> list[HealthOut]:
-    """Health of the organization's accounts over the last `days` days."""
+    """Health of the organization's accounts over the last `days` days; today's adds are those of the
+    organization's calendar day."""
     now = ensure_utc(now) if now is not None else utcnow()
     start = now - timedelta(days=days)
     stmt = select(Account).where(Account.org_id == org_id).order_by(Account.id)
@@ -251,7 +286,7 @@ def account_health(
             .group_by(Event.account_id)
         ).all()
     )
-    today = local(now, SHANGHAI).date()
+    today = local(now, org_zone(db, org_id)).date()
     today_rows = {
         r.account_id: r
         for r in db.scalars(
@@ -303,9 +338,10 @@ def scan_alerts(db: Session, org_id: int, *, now: datetime | None = None) -> int
     before = (
         db.scalar(select(func.count()).select_from(AccountAlert).where(AccountAlert.org_id == org_id)) or 0
     )
+    zone = org_zone(db, org_id)
     for h in account_health(db, org_id, days=1, now=now):
-        check_caps(db, org_id, h.account_id, now)
-        check_deletion_spike(db, org_id, h.account_id, now)
+        check_caps(db, org_id, h.account_id, now, zone=zone)
+        check_deletion_spike(db, org_id, h.account_id, now, zone=zone)
         if h.deleted_by_staff:
             raise_alert(
                 db,
@@ -314,11 +350,11 @@ def scan_alerts(db: Session, org_id: int, *, now: datetime | None = None) -> int
                 AlertKind.deleted_by_staff,
                 f"{h.name}: staff deleted {h.deleted_by_staff} customer(s) in 24 hours",
                 now,
+                zone=zone,
             )
         if h.score < LOW_HEALTH:
-            raise_alert(
-                db, org_id, h.account_id, AlertKind.low_health, f"{h.name}: health score {h.score}", now
-            )
+            message = f"{h.name}: health score {h.score}"
+            raise_alert(db, org_id, h.account_id, AlertKind.low_health, message, now, zone=zone)
     db.flush()
     after = (
         db.scalar(select(func.count()).select_from(AccountAlert).where(AccountAlert.org_id == org_id)) or 0

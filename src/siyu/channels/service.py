@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, bindparam, delete, exists, literal, select, update
 from sqlalchemy.orm import Session
@@ -32,8 +33,9 @@ from siyu.channels.schemas import CodeIn, CodePatch, MemberIn, MemberOut, PoolIn
 from siyu.customers.tagging import check_tag_ids
 from siyu.integrations.channel import ChannelCodeCreator
 from siyu.kit.bulk import insert_ignore
-from siyu.kit.clock import SHANGHAI, ensure_utc, local, utcnow
+from siyu.kit.clock import ensure_utc, local, utcnow
 from siyu.kit.errors import Conflict, Invalid, NotFound
+from siyu.tenancy.service import org_zone
 
 # A cached router is reloaded after this long, so friend counts changed elsewhere are seen.
 ROUTER_TTL_SECONDS = 30.0
@@ -270,13 +272,14 @@ _ROUTERS: dict[tuple[int, int, int], _CachedRouter] = {}
 _ROUTERS_LOCK = threading.Lock()
 
 
-def _day_of(now: datetime) -> date:
-    return local(now, SHANGHAI).date()
+def _day_of(now: datetime, zone: ZoneInfo) -> date:
+    # Day loads (and so daily caps) run by the organization's calendar day, the day health reads them by.
+    return local(now, zone).date()
 
 
-def load_slots(db: Session, pool: RoutingPool, now: datetime) -> list[Slot]:
-    """The routing state of a pool's members from the database, for the local day of `now`."""
-    day = _day_of(now)
+def load_slots(db: Session, pool: RoutingPool, now: datetime, zone: ZoneInfo) -> list[Slot]:
+    """The routing state of a pool's members from the database, for the day of `now` in ``zone``."""
+    day = _day_of(now, zone)
     rows = db.execute(
         select(PoolMember, Account, AccountDayLoad.adds, AccountDayLoad.pending)
         .join(Account, Account.id == PoolMember.account_id)
@@ -300,9 +303,9 @@ def load_slots(db: Session, pool: RoutingPool, now: datetime) -> list[Slot]:
     ]
 
 
-def _router_for(db: Session, pool: RoutingPool, now: datetime) -> _CachedRouter:
+def _router_for(db: Session, pool: RoutingPool, now: datetime, zone: ZoneInfo) -> _CachedRouter:
     key = (id(db.get_bind().engine), pool.org_id, pool.id)
-    day = _day_of(now)
+    day = _day_of(now, zone)
     with _ROUTERS_LOCK:
         cached = _ROUTERS.get(key)
         fresh = (
@@ -312,7 +315,7 @@ def _router_for(db: Session, pool: RoutingPool, now: datetime) -> _CachedRouter:
             and time.monotonic() - cached.loaded_at < ROUTER_TTL_SECONDS
         )
         if not fresh:
-            router = PoolRouter.build(pool.rule, day, load_slots(db, pool, now))
+            router = PoolRouter.build(pool.rule, day, load_slots(db, pool, now, zone))
             cached = _CachedRouter(router, pool.revision, time.monotonic(), threading.Lock())
             _ROUTERS[key] = cached
         assert cached is not None
@@ -399,9 +402,11 @@ def route_new_contact(
     """
     now = ensure_utc(now) if now is not None else utcnow()
     pool = get_pool(db, org_id, pool_id)
-    cached = _router_for(db, pool, now)
+    zone = org_zone(db, org_id)
+    cached = _router_for(db, pool, now, zone)
     router = cached.router
-    hour = hour_of_week(local(now, SHANGHAI)) if pool.rule is RoutingRule.schedule else None
+    # Members' hours are the organization's wall-clock hours.
+    hour = hour_of_week(local(now, zone)) if pool.rule is RoutingRule.schedule else None
     for _ in range(RESERVE_ATTEMPTS):
         # The in-memory pick is taken optimistically under the lock; the database call happens outside
         # it, so a transaction that routes twice can never wait on a lock held by one waiting on its rows.
@@ -482,11 +487,13 @@ def record_add(
     )
     db.add(add)
     db.flush()
+    zone = org_zone(db, org_id)
     if account_id is not None:
-        _settle_day(db, org_id, account_id, _day_of(at))
+        _settle_day(db, org_id, account_id, _day_of(at, zone))
     attribution.touch(db, org_id, customer_id, code, at)
     if account_id is not None:
-        health.check_caps(db, org_id, account_id, at, daily_cap=_daily_cap_of(db, code, account_id, at))
+        cap = _daily_cap_of(db, code, account_id, at)
+        health.check_caps(db, org_id, account_id, at, daily_cap=cap, zone=zone)
     db.flush()
     return add
 

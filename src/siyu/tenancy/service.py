@@ -18,7 +18,7 @@ from siyu.audit import service as audit
 from siyu.audit.service import AuditAction
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Conflict, Forbidden, Invalid, NotFound
-from siyu.kit.settings import Settings
+from siyu.kit.settings import Settings, get_settings
 from siyu.tenancy.models import ApiToken, Organization, Role, User, WebSession
 from siyu.tenancy.principal import Principal
 
@@ -74,6 +74,12 @@ def org_timezone(db: Session, org_id: int, default: str) -> str:
     settings = db.scalar(select(Organization.settings).where(Organization.id == org_id)) or {}
     zone = settings.get("timezone")
     return zone if isinstance(zone, str) and _is_zone(zone) else default
+
+
+def org_zone(db: Session, org_id: int) -> ZoneInfo:
+    """The organization's time zone for domain code (day buckets, daily caps, schedules): its setting,
+    else the installation's (``SIYU_TIMEZONE``), as the console shows it."""
+    return ZoneInfo(org_timezone(db, org_id, get_settings().timezone))
 
 
 def set_org_timezone(db: Session, org_id: int, zone: str) -> None:

@@ -685,7 +685,7 @@ def _rfm(ctx: PageContext) -> tuple[dict[str, Any], list[tuple[int, int, int, in
             "cells": [[f - 1, r - 1, n, mean, total] for r, f, n, total, mean in cells],
             "labels": {
                 "r": ctx.gettext("Recency score (5 = most recent)"),
-                "f": ctx.gettext("Frequency score (5 = most orders)"),
+                "f": ctx.gettext("Frequency score (number of orders, 5 = five or more)"),
                 "buyers": ctx.gettext("Buyers"),
                 "mean": ctx.gettext("Mean net spend"),
                 "total": ctx.gettext("Total net spend"),

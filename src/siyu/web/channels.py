@@ -4,6 +4,7 @@ open alerts, and a chart of new friends per code per day (drawn by the dashboard
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Response
 
@@ -11,7 +12,7 @@ from siyu.analytics import acquisition
 from siyu.analytics import service as analytics
 from siyu.analytics.roi import code_costs
 from siyu.channels import attribution, health, service
-from siyu.kit.clock import SHANGHAI, local, utcnow
+from siyu.kit.clock import local, utcnow
 from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute
 from siyu.web.templating import render
@@ -25,7 +26,8 @@ def channels_page(db: DbSession, ctx: Console) -> Response:
     """Codes, pools, account health, alerts and the last 30 days' new friends per code."""
     assert ctx.principal is not None
     org_id = ctx.principal.org_id
-    today = local(utcnow(), SHANGHAI).date()
+    zone = ZoneInfo(ctx.timezone)
+    today = local(utcnow(), zone).date()
     start = today - timedelta(days=REPORT_DAYS - 1)
     codes = service.list_codes(db, org_id)
     days = [start + timedelta(days=i) for i in range(REPORT_DAYS)]
@@ -33,7 +35,7 @@ def channels_page(db: DbSession, ctx: Console) -> Response:
     # Every new friend counts, as on the dashboard: those through one of the codes under its name, the rest
     # (added by search, a card, a group, a code made outside siyu) in one series of their own.
     # Counted on the analytics projection (a month of follows is 440,000 events at a million customers).
-    bounds = [datetime.combine(d, time.min, SHANGHAI) for d in [*days, today + timedelta(days=1)]]
+    bounds = [datetime.combine(d, time.min, zone) for d in [*days, today + timedelta(days=1)]]
     with analytics.projection_of_app(ctx.request.app.state).locked() as engine:
         per_day = acquisition.new_friends_per_day(engine, org_id, days, bounds, account_ids=visible)
     names = {c.state: c.name for c in codes}
