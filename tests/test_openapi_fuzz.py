@@ -23,7 +23,7 @@ from siyu.accounts import service as accounts
 from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
 from siyu.app import create_app
-from siyu.customers import service as customers
+from siyu.customers import follows, profiles
 from siyu.kit.db import make_engine, make_sessionmaker
 from siyu.kit.migrate import upgrade
 from siyu.kit.settings import Settings
@@ -59,8 +59,8 @@ def _seeded_app(url: str | None = None):  # type: ignore[no-untyped-def]
             AccountIn(kind=AccountKind.wecom_member, external_id="u1", name="Member 1", operator_id=admin.id),
         )
         for i in range(3):
-            customer = customers.create_customer(db, org.id, {"name": f"客户{i}", "mobile": f"1380000000{i}"})
-            customers.follow(db, org.id, customer.id, account.id, source="fuzz")
+            customer = profiles.create_customer(db, org.id, {"name": f"客户{i}", "mobile": f"1380000000{i}"})
+            follows.follow(db, org.id, customer.id, account.id, source="fuzz")
         token = identity.issue_api_token(db, admin, "fuzz").plaintext
         db.commit()
     app = create_app(

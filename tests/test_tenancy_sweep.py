@@ -19,7 +19,7 @@ from siyu.accounts.schemas import AccountIn
 from siyu.campaigns import service as campaigns
 from siyu.channels import health
 from siyu.channels.models import AccountAlert
-from siyu.customers import service as customers
+from siyu.customers import follows, notes, profiles, tagging
 from siyu.customers.schemas import TagGroupIn
 from siyu.leads.intake import IncomingComment, ingest_comments
 from siyu.leads.models import Platform
@@ -36,11 +36,11 @@ def _seed_victim(db, tenant, client: TestClient) -> dict[str, int]:  # type: ign
         tenant.org_id,
         AccountIn(kind=AccountKind.wecom_member, external_id="victim", name="Victim member"),
     )
-    customer = customers.create_customer(db, tenant.org_id, {"name": "受害者", "mobile": "13900000001"})
-    customers.follow(db, tenant.org_id, customer.id, account.id, source="sweep")
-    group, tags = customers.create_tag_group(db, tenant.org_id, TagGroupIn(name="意向", tags=["高"]))
+    customer = profiles.create_customer(db, tenant.org_id, {"name": "受害者", "mobile": "13900000001"})
+    follows.follow(db, tenant.org_id, customer.id, account.id, source="sweep")
+    group, tags = tagging.create_tag_group(db, tenant.org_id, TagGroupIn(name="意向", tags=["高"]))
     admin = Principal(org_id=tenant.org_id, user_id=tenant.admin_id, role=Role.admin)
-    note = customers.add_note(db, admin, customer.id, "only for the victim")
+    note = notes.add_note(db, admin, customer.id, "only for the victim")
     db.commit()
     order = client.post(
         "/api/v1/orders",
@@ -73,9 +73,9 @@ def _seed_victim(db, tenant, client: TestClient) -> dict[str, int]:  # type: ign
         json={"name": "victim code", "state": "victim01", "channel": "douyin", "pool_id": pool.json()["id"]},
     )
     assert code.status_code == 201, code.text
-    customers.unfollow(db, tenant.org_id, customer.id, account.id, by="staff")
+    follows.unfollow(db, tenant.org_id, customer.id, account.id, by="staff")
     health.note_deletion(db, tenant.org_id, account.id, by="staff")
-    customers.follow(db, tenant.org_id, customer.id, account.id, source="sweep")
+    follows.follow(db, tenant.org_id, customer.id, account.id, source="sweep")
     alert_id = db.scalar(select(AccountAlert.id).where(AccountAlert.org_id == tenant.org_id))
     intake = ingest_comments(
         db,

@@ -15,7 +15,8 @@ from siyu.accounts.schemas import AccountIn
 from siyu.analytics import acquisition
 from siyu.analytics.projection import Projection
 from siyu.channels import attribution
-from siyu.customers import service as customers
+from siyu.customers import follows as follow_relations
+from siyu.customers import profiles
 from siyu.kit.clock import SHANGHAI
 
 
@@ -43,13 +44,13 @@ def test_projection_counts_equal_the_event_log(
         (two.id, "web", datetime.combine(first, time.min, SHANGHAI) - timedelta(seconds=1)),  # just before
     ]
     for n, (account_id, state, at) in enumerate(follows):
-        c = customers.create_customer(db, org, {"name": f"客{n}"})
-        customers.follow(db, org, c.id, account_id, since=at, state=state)
-    decoy = customers.create_customer(db, other, {"name": "别家"})
+        c = profiles.create_customer(db, org, {"name": f"客{n}"})
+        follow_relations.follow(db, org, c.id, account_id, since=at, state=state)
+    decoy = profiles.create_customer(db, other, {"name": "别家"})
     acct = accounts.create_account(
         db, other, AccountIn(kind=AccountKind.wecom_member, external_id="x", name="x")
     )
-    customers.follow(db, other, decoy.id, acct.id, since=midnight, state="store-1")
+    follow_relations.follow(db, other, decoy.id, acct.id, since=midnight, state="store-1")
     db.commit()
 
     days = [first + timedelta(days=i) for i in range((last - first).days + 1)]

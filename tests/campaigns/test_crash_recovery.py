@@ -15,7 +15,7 @@ from tests.wecom.conftest import Control, CrashAfterCall, CrashBeforeCall
 
 from siyu.campaigns import service as campaigns
 from siyu.campaigns.models import MassChatType, MassMessage, MassMessageStatus, MassSend, SendStatus
-from siyu.customers import service as customers
+from siyu.customers import profiles
 from siyu.events.models import Event
 from siyu.integrations.wecom.client import WeComClient
 from siyu.integrations.wecom.errors import WeComError
@@ -121,7 +121,7 @@ def test_marketing_messages_leave_out_customers_without_consent(
     c = _world(engine, org, fake, wecom)
     factory = make_sessionmaker(engine)
     with transaction(factory) as db:
-        customers.update_customer(db, org, c["wm_c"], {"consent_marketing": False})
+        profiles.update_customer(db, org, c["wm_c"], {"consent_marketing": False})
         marketing = campaigns.create_message(db, org, text="双十一", customer_ids=[c["wm_b"], c["wm_c"]]).id
         notice = campaigns.create_message(
             db, org, text="物流通知", customer_ids=[c["wm_b"], c["wm_c"]], marketing=False

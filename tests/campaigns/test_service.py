@@ -12,7 +12,7 @@ from tests.wecom.conftest import Control, CrashAfterCall, CrashBeforeCall
 
 from siyu.campaigns import service as campaigns
 from siyu.campaigns.models import MassCapPolicy, MassSend, SendStatus
-from siyu.customers import service as customers
+from siyu.customers import profiles
 from siyu.customers.models import CustomerIdentity, IdentityKind
 from siyu.integrations.wecom.client import WeComClient
 from siyu.kit.db import make_sessionmaker, transaction
@@ -46,8 +46,8 @@ def _world(engine: Engine, org: int, fake: Control, wecom: WeComClient) -> dict[
             ).all()
         )
         for cid in ids.values():  # mass messages are marketing: they reach customers who agreed to it
-            customers.update_customer(db, org, cid, {"consent_marketing": True})
-        stranger = customers.create_customer(db, org, {"name": "no wecom", "consent_marketing": True})
+            profiles.update_customer(db, org, cid, {"consent_marketing": True})
+        stranger = profiles.create_customer(db, org, {"name": "no wecom", "consent_marketing": True})
         ids["stranger"] = stranger.id
     return ids
 

@@ -19,7 +19,7 @@ from siyu.channels import adds, attribution, health, service
 from siyu.channels.models import AccountDayLoad, AlertKind, ChannelAdd, CustomerTouch
 from siyu.channels.schemas import CodeIn, MemberIn, PoolIn
 from siyu.commerce.models import Order
-from siyu.customers import service as customers
+from siyu.customers import follows, merge
 from siyu.customers.models import Customer
 from siyu.events.models import Event
 from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
@@ -262,7 +262,7 @@ def test_an_add_through_a_code_attributes_tags_and_settles_the_reservation(db: S
     db.add(cust)
     db.flush()
     service.route_for_code(db, tenant.org_id, first, now=NOW)
-    customers.follow(db, tenant.org_id, cust.id, a.id, since=NOW, state="dy_profile")
+    follows.follow(db, tenant.org_id, cust.id, a.id, since=NOW, state="dy_profile")
     adds.contact_added_through_code(db, tenant.org_id, "dy_profile", cust.id, a.id, NOW, origin="sandbox")
     again = adds.contact_added_through_code(  # the same callback delivered again: no effect
         db, tenant.org_id, "dy_profile", cust.id, a.id, NOW, origin="sandbox"
@@ -368,7 +368,7 @@ def test_merge_keeps_earliest_first_and_latest_last_touch(db: Session, tenant) -
     service.record_add(db, tenant.org_id, late, keep.id, a.id, NOW)
     service.record_add(db, tenant.org_id, early, gone.id, a.id, NOW - timedelta(days=5))
     service.record_add(db, tenant.org_id, late, gone.id, a.id, NOW + timedelta(days=1))
-    audit = customers.merge_customers(db, tenant.org_id, keep.id, gone.id, reason="same person")
+    audit = merge.merge_customers(db, tenant.org_id, keep.id, gone.id, reason="same person")
     assert audit is not None
     touches = {
         x.kind.value: x for x in db.scalars(select(CustomerTouch).where(CustomerTouch.customer_id == keep.id))
@@ -400,19 +400,19 @@ def test_health_and_alerts(db: Session, tenant) -> None:  # type: ignore[no-unty
         db.flush()
         people.append(c)
         service.route_for_code(db, tenant.org_id, code, now=NOW)
-        customers.follow(db, tenant.org_id, c.id, a.id, since=NOW)
+        follows.follow(db, tenant.org_id, c.id, a.id, since=NOW)
         service.record_add(db, tenant.org_id, code, c.id, a.id, NOW)
     kinds = {x.kind for x in health.list_alerts(db, tenant.org_id)}
     assert AlertKind.near_cap in kinds and AlertKind.near_daily_cap in kinds
     # Four customers delete the account within the day: a deletion spike.
     for c in people[:4]:
-        customers.unfollow(db, tenant.org_id, c.id, a.id, by="customer", at=NOW + timedelta(hours=1))
+        follows.unfollow(db, tenant.org_id, c.id, a.id, by="customer", at=NOW + timedelta(hours=1))
         health.note_deletion(db, tenant.org_id, a.id, by="customer", at=NOW + timedelta(hours=1))
     c = Customer(org_id=tenant.org_id, name="staff-deleted")
     db.add(c)
     db.flush()
-    customers.follow(db, tenant.org_id, c.id, b.id, since=NOW)
-    customers.unfollow(db, tenant.org_id, c.id, b.id, by="staff", at=NOW + timedelta(hours=1))
+    follows.follow(db, tenant.org_id, c.id, b.id, since=NOW)
+    follows.unfollow(db, tenant.org_id, c.id, b.id, by="staff", at=NOW + timedelta(hours=1))
     health.note_deletion(db, tenant.org_id, b.id, by="staff", at=NOW + timedelta(hours=1))
     alerts = health.list_alerts(db, tenant.org_id)
     assert {(x.account_id, x.kind) for x in alerts} >= {
@@ -474,8 +474,8 @@ def test_periodic_sweep_raises_low_health_and_staff_alerts(engine, tenant) -> No
         c = Customer(org_id=tenant.org_id, name="x")
         db.add(c)
         db.flush()
-        customers.follow(db, tenant.org_id, c.id, a.id, since=NOW - timedelta(hours=3))
-        customers.unfollow(db, tenant.org_id, c.id, a.id, by="staff", at=NOW - timedelta(hours=2))
+        follows.follow(db, tenant.org_id, c.id, a.id, since=NOW - timedelta(hours=3))
+        follows.unfollow(db, tenant.org_id, c.id, a.id, by="staff", at=NOW - timedelta(hours=2))
         db.commit()
         account_id = a.id
     assert scan_all(factory, now=NOW) == 2

@@ -12,7 +12,7 @@ from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
 from siyu.accounts.service import create_account
 from siyu.commerce.models import Order
-from siyu.customers import service
+from siyu.customers import profiles, tagging
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import Event
 
@@ -278,7 +278,7 @@ def test_follows_unfollow_and_refollow(client: TestClient, db: Session, tenant) 
 def test_timeline_merges_sources_newest_first_with_stable_pages(
     client: TestClient, db: Session, tenant
 ) -> None:  # type: ignore[no-untyped-def]
-    customer = service.create_customer(db, tenant.org_id, {"name": "T"})
+    customer = profiles.create_customer(db, tenant.org_id, {"name": "T"})
     for i in range(7):
         db.add(
             Event(
@@ -343,8 +343,8 @@ def foreign(client: TestClient, db: Session, make_tenant):  # type: ignore[no-un
     """Two tenants; ``b`` owns a customer, tag group, tag, note and account that ``a`` must never reach."""
     a, b = make_tenant(), make_tenant()
     acc = _account(db, b.org_id, "b-acc")
-    customer = service.create_customer(db, b.org_id, {"name": "B的客户", "mobile": "13512345678"})
-    group, (tag,) = service.create_tag_group(db, b.org_id, TagGroupIn(name="g", tags=["t"]))
+    customer = profiles.create_customer(db, b.org_id, {"name": "B的客户", "mobile": "13512345678"})
+    group, (tag,) = tagging.create_tag_group(db, b.org_id, TagGroupIn(name="g", tags=["t"]))
     db.commit()
     note = client.post(f"/api/v1/customers/{customer.id}/notes", json={"body": "b"}, headers=b.auth()).json()
     return a, b, customer.id, group.id, tag.id, note["id"], acc

@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from siyu.customers import service
+from siyu.customers import profiles
 from siyu.customers.models import Customer, CustomerIdentity, Gender, IdentityKind, MergeAudit
 from siyu.kit.errors import Invalid
 
@@ -22,13 +22,13 @@ def _identities(db: Session, customer_id: int) -> set[tuple[str, str]]:
 
 def test_a_new_person_gets_one_profile_holding_every_identifier(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
-    c, created = service.find_or_create_by_identities(
+    c, created = profiles.find_or_create_by_identities(
         db, org, [(EXT, " wm-1 "), (UNION, "oz-1"), (EXT, "wm-1")], {"name": "甲", "gender": Gender.female}
     )
     assert created and c.name == "甲" and c.gender == Gender.female
     assert _identities(db, c.id) == {("wecom_external_userid", "wm-1"), ("unionid", "oz-1")}
     # Known now: found again, empty fields filled, gender (a default for new profiles only) untouched.
-    again, created = service.find_or_create_by_identities(
+    again, created = profiles.find_or_create_by_identities(
         db, org, [(EXT, "wm-1"), (UNION, "oz-1")], {"name": "乙", "region": "杭州", "gender": Gender.male}
     )
     assert not created and again.id == c.id and again.name == "甲" and again.region == "杭州"
@@ -38,8 +38,8 @@ def test_a_new_person_gets_one_profile_holding_every_identifier(db: Session, ten
 
 def test_an_extra_identifier_of_an_existing_profile_attaches(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
-    c, _ = service.find_or_create_by_identities(db, org, [(EXT, "wm-2")], {"name": "丙"})
-    found, created = service.find_or_create_by_identities(db, org, [(EXT, "wm-2"), (MOBILE, "13700001111")])
+    c, _ = profiles.find_or_create_by_identities(db, org, [(EXT, "wm-2")], {"name": "丙"})
+    found, created = profiles.find_or_create_by_identities(db, org, [(EXT, "wm-2"), (MOBILE, "13700001111")])
     assert not created and found.id == c.id
     # A mobile attached this way also becomes the profile's mobile, as add_identity does.
     assert found.mobile == "13700001111" and ("mobile", "13700001111") in _identities(db, c.id)
@@ -47,8 +47,8 @@ def test_an_extra_identifier_of_an_existing_profile_attaches(db: Session, tenant
 
 def test_an_identifier_held_by_another_profile_merges_them_with_the_reason(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
-    older, _ = service.find_or_create_by_identities(db, org, [(UNION, "oz-3")], {"name": "丁"})
-    c, created = service.find_or_create_by_identities(
+    older, _ = profiles.find_or_create_by_identities(db, org, [(UNION, "oz-3")], {"name": "丁"})
+    c, created = profiles.find_or_create_by_identities(
         db, org, [(EXT, "wm-3"), (UNION, "oz-3")], {"name": "丁二"}, reason="shared unionid from the test"
     )
     # The new profile merged into the older one: what comes back is the survivor, which is not new.
@@ -62,8 +62,8 @@ def test_an_identifier_held_by_another_profile_merges_them_with_the_reason(db: S
 
 def test_a_mobile_in_the_defaults_finds_the_profile_known_by_it(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
-    m = service.create_customer(db, org, {"name": "戊", "mobile": "13700002222"})
-    found, created = service.find_or_create_by_identities(
+    m = profiles.create_customer(db, org, {"name": "戊", "mobile": "13700002222"})
+    found, created = profiles.find_or_create_by_identities(
         db, org, [(EXT, "wm-4"), (UNION, "oz-4")], {"mobile": "13700002222"}
     )
     assert not created and found.id == m.id
@@ -72,8 +72,8 @@ def test_a_mobile_in_the_defaults_finds_the_profile_known_by_it(db: Session, ten
 
 def test_bad_identifiers_are_refused_naming_the_field(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(Invalid) as err:
-        service.find_or_create_by_identities(db, tenant.org_id, [])
+        profiles.find_or_create_by_identities(db, tenant.org_id, [])
     assert err.value.field == "identities"
     with pytest.raises(Invalid) as err:
-        service.find_or_create_by_identities(db, tenant.org_id, [(EXT, "wm-5"), (UNION, "  ")])
+        profiles.find_or_create_by_identities(db, tenant.org_id, [(EXT, "wm-5"), (UNION, "  ")])
     assert err.value.field == "value"

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
 from siyu.accounts.service import create_account
-from siyu.customers import repository, service
+from siyu.customers import customer_tagging, follows, listing, merge, profiles, repository, tagging
 from siyu.customers.models import Stage
 from siyu.customers.schemas import CustomerFilters, TagGroupIn
 from siyu.kit.errors import Invalid
@@ -24,7 +24,7 @@ def world(db: Session, tenant):  # type: ignore[no-untyped-def]
     org = tenant.org_id
     admin = Principal(org, tenant.admin_id, Role.admin)
     operator = Principal(org, tenant.operator_id, Role.operator)
-    _, (tag_a, tag_b) = service.create_tag_group(db, org, TagGroupIn(name="兴趣", tags=["A", "B"]))
+    _, (tag_a, tag_b) = tagging.create_tag_group(db, org, TagGroupIn(name="兴趣", tags=["A", "B"]))
     acc = create_account(
         db,
         org,
@@ -33,7 +33,7 @@ def world(db: Session, tenant):  # type: ignore[no-untyped-def]
     other = create_account(db, org, AccountIn(kind=AccountKind.wecom_member, external_id="x", name="x"))
     ids = []
     for i in range(40):
-        c = service.create_customer(
+        c = profiles.create_customer(
             db,
             org,
             {
@@ -45,8 +45,8 @@ def world(db: Session, tenant):  # type: ignore[no-untyped-def]
         )
         ids.append(c.id)
         tags = ([tag_a.id] if i % 3 == 0 else []) + ([tag_b.id] if i % 4 == 0 else [])
-        service.set_customer_tags(db, admin, c.id, tags)
-        service.follow(db, org, c.id, acc.id if i % 2 == 0 else other.id)
+        customer_tagging.set_customer_tags(db, admin, c.id, tags)
+        follows.follow(db, org, c.id, acc.id if i % 2 == 0 else other.id)
     db.commit()
     return {"admin": admin, "operator": operator, "ids": ids, "a": tag_a.id, "b": tag_b.id, "acc": acc.id}
 
@@ -55,7 +55,7 @@ def _all_pages(db: Session, principal: Principal, filters: CustomerFilters, limi
     seen: list[int] = []
     cursor = None
     while True:
-        rows, cursor = service.list_customers(db, principal, filters, cursor, limit)
+        rows, cursor = listing.list_customers(db, principal, filters, cursor, limit)
         seen.extend(c.id for c in rows)
         if cursor is None:
             return seen
@@ -137,29 +137,29 @@ def test_operator_sees_only_customers_their_accounts_follow(db: Session, world) 
     )
     # Unfollowing hides the customer from the operator; the admin still sees it.
     first = world["ids"][0]
-    service.unfollow(db, op.org_id, first, world["acc"], by="customer")
+    follows.unfollow(db, op.org_id, first, world["acc"], by="customer")
     assert first not in _all_pages(db, op, CustomerFilters(), 50)
     assert first in _all_pages(db, world["admin"], CustomerFilters(), 50)
-    assert service.count_customers(db, op) == 19
+    assert listing.count_customers(db, op) == 19
     # Capped counts stop at the cap, for operators too, and are exact below it.
-    assert service.count_customers(db, op, at_most=5) == 5
-    assert service.count_customers(db, op, at_most=19) == 19
-    assert service.count_customers(db, op, at_most=100) == 19
+    assert listing.count_customers(db, op, at_most=5) == 5
+    assert listing.count_customers(db, op, at_most=19) == 19
+    assert listing.count_customers(db, op, at_most=100) == 19
 
 
 def test_tags_of_other_orgs_are_rejected(db: Session, world, make_tenant) -> None:  # type: ignore[no-untyped-def]
     other = make_tenant()
-    _, (foreign,) = service.create_tag_group(db, other.org_id, TagGroupIn(name="g", tags=["t"]))
+    _, (foreign,) = tagging.create_tag_group(db, other.org_id, TagGroupIn(name="g", tags=["t"]))
     with pytest.raises(Invalid) as err:
-        service.list_customers(db, world["admin"], CustomerFilters(tag_ids=[foreign.id]))
+        listing.list_customers(db, world["admin"], CustomerFilters(tag_ids=[foreign.id]))
     assert err.value.field == "tag_ids"
     with pytest.raises(Invalid) as err:
-        service.set_customer_tags(db, world["admin"], world["ids"][0], [world["a"], foreign.id])
+        customer_tagging.set_customer_tags(db, world["admin"], world["ids"][0], [world["a"], foreign.id])
     assert err.value.field == "tag_ids"
 
 
 def test_merged_profiles_leave_the_list(db: Session, world) -> None:  # type: ignore[no-untyped-def]
     ids = world["ids"]
-    service.merge_customers(db, world["admin"].org_id, ids[0], ids[1], "dup")
+    merge.merge_customers(db, world["admin"].org_id, ids[0], ids[1], "dup")
     listed = _all_pages(db, world["admin"], CustomerFilters(), 50)
     assert ids[1] not in listed and ids[0] in listed and len(listed) == 39

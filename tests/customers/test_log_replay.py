@@ -20,8 +20,7 @@ from siyu.accounts.schemas import AccountIn
 from siyu.accounts.service import create_account
 from siyu.commerce.schemas import OrderIn
 from siyu.commerce.service import create_order
-from siyu.customers import service as customers
-from siyu.customers import stages
+from siyu.customers import customer_tagging, follows, merge, profiles, stages, tagging
 from siyu.customers.models import Customer, CustomerTag, FollowRelation, FollowStatus, Stage
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import Event
@@ -80,7 +79,7 @@ class LoopMachine(RuleBasedStateMachine):
             ).id
             for i in range(2)
         ]
-        _, tags = customers.create_tag_group(self.db, self.org_id, TagGroupIn(name="意向", tags=["高", "低"]))
+        _, tags = tagging.create_tag_group(self.db, self.org_id, TagGroupIn(name="意向", tags=["高", "低"]))
         self.tags = [t.id for t in tags]
         self.db.commit()
 
@@ -97,27 +96,27 @@ class LoopMachine(RuleBasedStateMachine):
     @rule()
     def add_customer(self) -> None:
         self.n += 1
-        self.customers.append(customers.create_customer(self.db, self.org_id, {"name": f"客{self.n}"}).id)
+        self.customers.append(profiles.create_customer(self.db, self.org_id, {"name": f"客{self.n}"}).id)
         self.db.commit()
 
     @precondition(lambda self: self.customers)
     @rule(who=st.integers(0, 50), account=st.integers(0, 1))
     def follow(self, who: int, account: int) -> None:
-        customers.follow(self.db, self.org_id, self._live(who), self.accounts[account], since=self._tick())
+        follows.follow(self.db, self.org_id, self._live(who), self.accounts[account], since=self._tick())
         self.db.commit()
 
     @precondition(lambda self: self.customers)
     @rule(who=st.integers(0, 50), account=st.integers(0, 1), by=st.sampled_from(["customer", "staff"]))
     def delete(self, who: int, account: int, by: str) -> None:
         cid = self._live(who)
-        customers.end_follow(self.db, self.org_id, cid, self.accounts[account], by=by, at=self._tick())  # type: ignore[arg-type]
+        follows.end_follow(self.db, self.org_id, cid, self.accounts[account], by=by, at=self._tick())  # type: ignore[arg-type]
         self.db.commit()
 
     @precondition(lambda self: self.customers)
     @rule(who=st.integers(0, 50), tag=st.integers(0, 1), add=st.booleans())
     def edit_tags(self, who: int, tag: int, add: bool) -> None:
         change = {"add": [self.tags[tag]]} if add else {"remove": [self.tags[tag]]}
-        customers.change_tags(self.db, self.org_id, self._live(who), origin="console", **change)  # type: ignore[arg-type]
+        customer_tagging.change_tags(self.db, self.org_id, self._live(who), origin="console", **change)  # type: ignore[arg-type]
         self.db.commit()
 
     @precondition(lambda self: self.customers)
@@ -161,7 +160,7 @@ class LoopMachine(RuleBasedStateMachine):
         if first == second:
             return
         survivor, merged = sorted((first, second))
-        customers.merge_customers(self.db, self.org_id, survivor, merged, "same person")
+        merge.merge_customers(self.db, self.org_id, survivor, merged, "same person")
         self.db.commit()
 
     @precondition(lambda self: self.customers)

@@ -12,7 +12,7 @@ from siyu.accounts.models import Account, AccountKind
 from siyu.accounts.schemas import AccountIn
 from siyu.accounts.service import create_account
 from siyu.commerce.models import Order
-from siyu.customers import service
+from siyu.customers import access, customer_tagging, follows, identities, merge, notes, profiles, tagging
 from siyu.customers.models import (
     Customer,
     CustomerIdentity,
@@ -63,26 +63,26 @@ def _order(db: Session, org_id: int, customer_id: int, ext: str, at: datetime) -
 def test_shared_identifier_merges_and_keeps_everything(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
     admin = Principal(org, tenant.admin_id, Role.admin)
-    _group, tags = service.create_tag_group(db, org, TagGroupIn(name="意向", tags=["高", "中", "低"]))
+    _group, tags = tagging.create_tag_group(db, org, TagGroupIn(name="意向", tags=["高", "中", "低"]))
     acc = _account(db, org, "zhangsan")
-    old = service.create_customer(db, org, {"name": "王芳", "source": "douyin", "stage": "contacted"})
-    new = service.create_customer(
+    old = profiles.create_customer(db, org, {"name": "王芳", "source": "douyin", "stage": "contacted"})
+    new = profiles.create_customer(
         db, org, {"mobile": "138 1234 5678", "region": "上海", "stage": "converted", "intent": "求资料"}
     )
-    service.add_identity(db, org, old.id, IdentityKind.douyin_open_id, "dy-1")
-    service.add_identity(db, org, new.id, IdentityKind.taobao_buyer_nick, "tb_wang")
-    service.set_customer_tags(db, admin, old.id, [tags[0].id, tags[1].id])
-    service.set_customer_tags(db, admin, new.id, [tags[1].id, tags[2].id])
-    service.add_note(db, admin, old.id, "old note")
-    service.add_note(db, admin, new.id, "new note")
+    identities.add_identity(db, org, old.id, IdentityKind.douyin_open_id, "dy-1")
+    identities.add_identity(db, org, new.id, IdentityKind.taobao_buyer_nick, "tb_wang")
+    customer_tagging.set_customer_tags(db, admin, old.id, [tags[0].id, tags[1].id])
+    customer_tagging.set_customer_tags(db, admin, new.id, [tags[1].id, tags[2].id])
+    notes.add_note(db, admin, old.id, "old note")
+    notes.add_note(db, admin, new.id, "new note")
     _event(db, org, old.id, "e1", T0)
     _event(db, org, new.id, "e2", T0 + timedelta(hours=1))
     _order(db, org, new.id, "o1", T0 + timedelta(hours=2))
-    service.follow(db, org, new.id, acc.id, since=T0)
+    follows.follow(db, org, new.id, acc.id, since=T0)
     db.flush()
 
     # The Douyin callback learns that the newer profile's user is dy-1: one person, so they merge.
-    survivor = service.add_identity(
+    survivor = identities.add_identity(
         db, org, new.id, IdentityKind.douyin_open_id, "dy-1", reason="douyin bind"
     )
     db.commit()
@@ -112,7 +112,7 @@ def test_shared_identifier_merges_and_keeps_everything(db: Session, tenant) -> N
     assert {"e1", "e2"} <= keys  # both profiles' events, beside those the hub recorded itself
     assert any(k.startswith("customer_merged:") for k in keys)
     assert list(db.scalars(select(Order.external_id).where(Order.customer_id == old.id))) == ["o1"]
-    assert [f.account_id for f in service.list_follows(db, admin, old.id)] == [acc.id]
+    assert [f.account_id for f in follows.list_follows(db, admin, old.id)] == [acc.id]
     # Empty fields are filled from the merged profile; the stage never goes backwards.
     assert (survivor.name, survivor.mobile, survivor.region, survivor.source, survivor.intent) == (
         "王芳",
@@ -131,13 +131,13 @@ def test_shared_identifier_merges_and_keeps_everything(db: Session, tenant) -> N
     assert audit.moved["events"] >= 1 and audit.moved["orders"] == 1 and audit.moved["follows"] == 1
     assert set(audit.moved["fields"]) >= {"mobile", "region", "intent", "stage"}
     # The merged id still resolves, to the survivor.
-    assert service.get_customer(db, admin, new.id).id == old.id
+    assert access.get_customer(db, admin, new.id).id == old.id
 
 
 def test_create_with_known_mobile_merges_into_the_existing_profile(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
-    first = service.create_customer(db, org, {"name": "李雷", "mobile": "13900001111"})
-    again = service.create_customer(db, org, {"mobile": "+86 139-0000-1111", "region": "北京"})
+    first = profiles.create_customer(db, org, {"name": "李雷", "mobile": "13900001111"})
+    again = profiles.create_customer(db, org, {"mobile": "+86 139-0000-1111", "region": "北京"})
     assert again.id == first.id and again.region == "北京"
     assert db.scalar(select(func.count()).select_from(MergeAudit)) == 1
     assert db.scalar(select(func.count()).select_from(Customer).where(Customer.merged_into_id.is_(None))) == 1
@@ -146,15 +146,15 @@ def test_create_with_known_mobile_merges_into_the_existing_profile(db: Session, 
 def test_follow_relations_dedupe_on_merge_keeping_earliest_since(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
     shared, only_new = _account(db, org, "a1"), _account(db, org, "a2")
-    old = service.create_customer(db, org, {"name": "A"})
-    new = service.create_customer(db, org, {"name": "B"})
-    service.follow(db, org, old.id, shared.id, since=T0 + timedelta(days=3), source="offline")
-    service.follow(db, org, new.id, shared.id, since=T0, source="douyin", state="live-7")
-    service.follow(db, org, new.id, only_new.id, since=T0)
+    old = profiles.create_customer(db, org, {"name": "A"})
+    new = profiles.create_customer(db, org, {"name": "B"})
+    follows.follow(db, org, old.id, shared.id, since=T0 + timedelta(days=3), source="offline")
+    follows.follow(db, org, new.id, shared.id, since=T0, source="douyin", state="live-7")
+    follows.follow(db, org, new.id, only_new.id, since=T0)
     db.flush()
     assert db.get(Account, shared.id).friend_count == 2  # type: ignore[union-attr]
 
-    audit = service.merge_customers(db, org, old.id, new.id, "same person", None)
+    audit = merge.merge_customers(db, org, old.id, new.id, "same person", None)
     db.commit()
     rels = {r.account_id: r for r in db.scalars(select(FollowRelation).where(FollowRelation.org_id == org))}
     assert set(rels) == {shared.id, only_new.id}
@@ -172,58 +172,58 @@ def test_follow_relations_dedupe_on_merge_keeping_earliest_since(db: Session, te
 def test_merge_keeps_the_active_relation_when_one_side_had_ended(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
     acc = _account(db, org, "a1")
-    old = service.create_customer(db, org, {"name": "A"})
-    new = service.create_customer(db, org, {"name": "B"})
-    service.follow(db, org, old.id, acc.id, since=T0)
-    service.unfollow(db, org, old.id, acc.id, by="customer", at=T0 + timedelta(days=1))
-    service.follow(db, org, new.id, acc.id, since=T0 + timedelta(days=2))
-    service.merge_customers(db, org, old.id, new.id, "same person")
+    old = profiles.create_customer(db, org, {"name": "A"})
+    new = profiles.create_customer(db, org, {"name": "B"})
+    follows.follow(db, org, old.id, acc.id, since=T0)
+    follows.unfollow(db, org, old.id, acc.id, by="customer", at=T0 + timedelta(days=1))
+    follows.follow(db, org, new.id, acc.id, since=T0 + timedelta(days=2))
+    merge.merge_customers(db, org, old.id, new.id, "same person")
     rel = db.scalar(select(FollowRelation).where(FollowRelation.customer_id == old.id))
     assert rel is not None and rel.status == FollowStatus.active and rel.since == T0 and rel.ended_at is None
 
 
 def test_merge_rejects_bad_pairs_and_other_orgs(db: Session, make_tenant) -> None:  # type: ignore[no-untyped-def]
     a, b = make_tenant(), make_tenant()
-    mine = service.create_customer(db, a.org_id, {"name": "A"})
-    theirs = service.create_customer(db, b.org_id, {"name": "B"})
+    mine = profiles.create_customer(db, a.org_id, {"name": "A"})
+    theirs = profiles.create_customer(db, b.org_id, {"name": "B"})
     with pytest.raises(Invalid):
-        service.merge_customers(db, a.org_id, mine.id, mine.id, "x")
+        merge.merge_customers(db, a.org_id, mine.id, mine.id, "x")
     with pytest.raises(NotFound) as err:
-        service.merge_customers(db, a.org_id, mine.id, theirs.id, "x")
+        merge.merge_customers(db, a.org_id, mine.id, theirs.id, "x")
     assert err.value.field == "merged_id"
-    other = service.create_customer(db, a.org_id, {"name": "C"})
-    service.merge_customers(db, a.org_id, mine.id, other.id, "x")
+    other = profiles.create_customer(db, a.org_id, {"name": "C"})
+    merge.merge_customers(db, a.org_id, mine.id, other.id, "x")
     with pytest.raises(Invalid):
-        service.merge_customers(db, a.org_id, mine.id, other.id, "again")
+        merge.merge_customers(db, a.org_id, mine.id, other.id, "again")
 
 
 def test_merge_chains_stay_one_hop(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
-    c1, c2, c3 = (service.create_customer(db, org, {"name": n}) for n in "XYZ")
-    service.merge_customers(db, org, c2.id, c3.id, "first")
-    service.merge_customers(db, org, c1.id, c2.id, "second")
+    c1, c2, c3 = (profiles.create_customer(db, org, {"name": n}) for n in "XYZ")
+    merge.merge_customers(db, org, c2.id, c3.id, "first")
+    merge.merge_customers(db, org, c1.id, c2.id, "second")
     db.expire_all()
     assert db.get(Customer, c3.id).merged_into_id == c1.id  # type: ignore[union-attr]
 
 
 def test_find_or_create_by_identity(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     org = tenant.org_id
-    c, created = service.find_or_create_by_identity(
+    c, created = profiles.find_or_create_by_identity(
         db, org, IdentityKind.wecom_external_userid, "wm-1", {"name": "客户甲", "source": "wecom"}
     )
     assert created and c.name == "客户甲"
-    again, created = service.find_or_create_by_identity(
+    again, created = profiles.find_or_create_by_identity(
         db, org, IdentityKind.wecom_external_userid, " wm-1 ", {"name": "other", "region": "杭州"}
     )
     assert not created and again.id == c.id and again.name == "客户甲" and again.region == "杭州"
     # Known by mobile already: the new identifier attaches to that profile instead of a new one.
-    m = service.create_customer(db, org, {"name": "乙", "mobile": "13700001234"})
-    found, created = service.find_or_create_by_identity(
+    m = profiles.create_customer(db, org, {"name": "乙", "mobile": "13700001234"})
+    found, created = profiles.find_or_create_by_identity(
         db, org, IdentityKind.taobao_buyer_nick, "tb_yi", {"mobile": "13700001234"}
     )
     assert not created and found.id == m.id
     with pytest.raises(Invalid) as err:
-        service.find_or_create_by_identity(db, org, IdentityKind.mobile, "12345")
+        profiles.find_or_create_by_identity(db, org, IdentityKind.mobile, "12345")
     assert err.value.field == "value"
 
 
@@ -231,12 +231,12 @@ def test_live_customers_follows_merges_and_ignores_other_organizations(db: Sessi
     from siyu.customers.resolution import live_customers
 
     ours, theirs = make_tenant(), make_tenant()
-    a = service.create_customer(db, ours.org_id, {"name": "A"})
-    b = service.create_customer(db, ours.org_id, {"name": "B"})
-    c = service.create_customer(db, ours.org_id, {"name": "C"})
-    other = service.create_customer(db, theirs.org_id, {"name": "X"})
-    service.merge_customers(db, ours.org_id, b.id, a.id, "test")
-    service.merge_customers(db, ours.org_id, c.id, b.id, "test")
+    a = profiles.create_customer(db, ours.org_id, {"name": "A"})
+    b = profiles.create_customer(db, ours.org_id, {"name": "B"})
+    c = profiles.create_customer(db, ours.org_id, {"name": "C"})
+    other = profiles.create_customer(db, theirs.org_id, {"name": "X"})
+    merge.merge_customers(db, ours.org_id, b.id, a.id, "test")
+    merge.merge_customers(db, ours.org_id, c.id, b.id, "test")
     assert live_customers(db, ours.org_id, [a.id, b.id, c.id, other.id, 10**9]) == {
         a.id: c.id,
         b.id: c.id,

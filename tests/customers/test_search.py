@@ -6,7 +6,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from siyu.customers import service
+from siyu.customers import listing, profiles
 from siyu.customers.models import Customer
 from siyu.customers.schemas import CustomerFilters
 from siyu.tenancy.models import Role
@@ -27,7 +27,7 @@ def _customers(db: Session, org: int) -> dict[str, int]:
     }
     out = {}
     for key, (name, mobile, remark) in people.items():
-        out[key] = service.create_customer(db, org, {"name": name, "mobile": mobile, "remark": remark}).id
+        out[key] = profiles.create_customer(db, org, {"name": name, "mobile": mobile, "remark": remark}).id
     db.commit()
     return out
 
@@ -71,7 +71,7 @@ def test_the_index_follows_edits_and_deletes(db: Session, tenant) -> None:  # ty
     admin = Principal(tenant.org_id, tenant.admin_id, Role.admin)
 
     def found(value: str) -> list[int]:
-        rows, _ = service.list_customers(db, admin, CustomerFilters(text=value), None, 50)
+        rows, _ = listing.list_customers(db, admin, CustomerFilters(text=value), None, 50)
         return [c.id for c in rows]
 
     customer = db.get(Customer, ids["dog"])
@@ -128,7 +128,7 @@ def test_a_loaded_brand_is_searchable_and_a_reload_leaves_no_stale_entries(
     def found(org_id: int) -> set[int]:
         admin_id = db.scalar(text("SELECT id FROM users WHERE org_id = :o AND role = 'admin'"), {"o": org_id})
         admin = Principal(org_id, int(admin_id), Role.admin)
-        rows, _ = service.list_customers(db, admin, CustomerFilters(text=needle), None, 200)
+        rows, _ = listing.list_customers(db, admin, CustomerFilters(text=needle), None, 200)
         return {c.id for c in rows}
 
     def expected(org_id: int) -> set[int]:

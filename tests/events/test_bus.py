@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from siyu.customers import service as customers
+from siyu.customers import profiles
 from siyu.events import bus, outbox
 from siyu.events.models import Event, OutboxItem
 from siyu.kit.db import make_sessionmaker
@@ -47,7 +47,7 @@ def _probe(org_id: int, customer_id: int, key: str = "", **props: object) -> bus
 
 
 def test_emit_is_idempotent_by_key_and_tells_subscribers_once(db: Session, tenant, probe) -> None:  # type: ignore[no-untyped-def]
-    c = customers.create_customer(db, tenant.org_id, {"name": "甲"})
+    c = profiles.create_customer(db, tenant.org_id, {"name": "甲"})
     assert bus.emit(db, _probe(tenant.org_id, c.id, key="k1"))
     assert not bus.emit(db, _probe(tenant.org_id, c.id, key="k1"))
     new = bus.emit_many(db, [_probe(tenant.org_id, c.id, key="k1"), _probe(tenant.org_id, c.id, key="k2")])
@@ -62,7 +62,7 @@ def test_emit_is_idempotent_by_key_and_tells_subscribers_once(db: Session, tenan
 def test_a_rolled_back_change_leaves_no_event_and_no_outbox_work(engine: Engine, tenant, probe) -> None:  # type: ignore[no-untyped-def]
     factory = make_sessionmaker(engine)
     with factory() as db:
-        c = customers.create_customer(db, tenant.org_id, {"name": "乙"})
+        c = profiles.create_customer(db, tenant.org_id, {"name": "乙"})
         db.commit()
         bus.emit(db, _probe(tenant.org_id, c.id))
         db.rollback()
@@ -74,7 +74,7 @@ def test_a_rolled_back_change_leaves_no_event_and_no_outbox_work(engine: Engine,
 def test_outbox_retries_with_back_off_and_gives_up_visibly(engine: Engine, tenant, probe) -> None:  # type: ignore[no-untyped-def]
     factory = make_sessionmaker(engine)
     with factory() as db:
-        c = customers.create_customer(db, tenant.org_id, {"name": "丙"})
+        c = profiles.create_customer(db, tenant.org_id, {"name": "丙"})
         bus.emit(db, _probe(tenant.org_id, c.id, key="once-failing", fail_times=1))
         bus.emit(db, _probe(tenant.org_id, c.id, key="always-failing", fail_times=99))
         bus.emit(db, _probe(tenant.org_id, c.id, key="busy", busy=True))
@@ -114,7 +114,7 @@ def test_outbox_retries_with_back_off_and_gives_up_visibly(engine: Engine, tenan
 def test_a_claimed_row_whose_drain_died_is_handled_after_the_lease(engine: Engine, tenant, probe) -> None:  # type: ignore[no-untyped-def]
     factory = make_sessionmaker(engine)
     with factory() as db:
-        c = customers.create_customer(db, tenant.org_id, {"name": "丁"})
+        c = profiles.create_customer(db, tenant.org_id, {"name": "丁"})
         bus.emit(db, _probe(tenant.org_id, c.id))
         db.commit()
         item_id = db.scalar(select(OutboxItem.id))

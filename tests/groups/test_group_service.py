@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from siyu.customers import service as customers
+from siyu.customers import merge, profiles
 from siyu.customers.models import IdentityKind
 from siyu.groups.models import GroupMember, GroupStatus, MemberKind
 from siyu.groups.service import apply_member_change, dismiss_group, upsert_group
@@ -71,9 +71,9 @@ def test_dismiss_ends_every_membership(db: Session, tenant) -> None:  # type: ig
 def test_merging_customers_moves_their_group_memberships(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
     upsert_group(db, tenant.org_id, _chat(("zhangsan", 1), ("wmAAA", 2)), at=T0)
     member = _members(db)["wmAAA"]
-    older, _ = customers.find_or_create_by_identity(db, tenant.org_id, IdentityKind.mobile, "13800138000", {})
+    older, _ = profiles.find_or_create_by_identity(db, tenant.org_id, IdentityKind.mobile, "13800138000", {})
     assert older.id != member.customer_id
     assert member.customer_id is not None
-    audit = customers.merge_customers(db, tenant.org_id, older.id, member.customer_id, reason="same person")
+    audit = merge.merge_customers(db, tenant.org_id, older.id, member.customer_id, reason="same person")
     assert audit.moved["group_members"] == 1
     assert _members(db)["wmAAA"].customer_id == older.id

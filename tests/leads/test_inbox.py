@@ -18,7 +18,7 @@ from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
 from siyu.accounts.service import create_account
 from siyu.commerce.models import Order
-from siyu.customers import service as customers
+from siyu.customers import follows, profiles, tagging
 from siyu.customers.models import Customer, CustomerTag, FollowRelation, IdentityKind, Stage, Tag
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import Event
@@ -312,8 +312,8 @@ def test_sla_figures_on_known_timestamps(db: Session, tenant) -> None:  # type: 
     )
     leads = {lid: db.get(Lead, lid) for lid in ids}
     # Lead 0's commenter adds an account after the reply and orders; lead 1's adds but never orders.
-    customers.follow(db, org, leads[ids[0]].customer_id, account.id, since=T0 + timedelta(minutes=5))  # type: ignore[union-attr]
-    customers.follow(db, org, leads[ids[1]].customer_id, account.id, since=T0 + timedelta(minutes=9))  # type: ignore[union-attr]
+    follows.follow(db, org, leads[ids[0]].customer_id, account.id, since=T0 + timedelta(minutes=5))  # type: ignore[union-attr]
+    follows.follow(db, org, leads[ids[1]].customer_id, account.id, since=T0 + timedelta(minutes=9))  # type: ignore[union-attr]
     db.add(
         Order(
             org_id=org,
@@ -377,13 +377,11 @@ def test_adding_through_the_code_links_the_commenter(db: Session, tenant) -> Non
     )
     commenter = row.lead.customer_id
     # The add arrives from the carrier as a different profile (a WeCom external contact).
-    added, _ = customers.find_or_create_by_identity(
+    added, _ = profiles.find_or_create_by_identity(
         db, org, IdentityKind.wecom_external_userid, "wmABC", {"name": "fan1", "source": "channel_code"}
     )
     account = create_account(db, org, AccountIn(kind=AccountKind.wecom_member, external_id="li", name="Li"))
-    customers.follow(
-        db, org, added.id, account.id, since=T0 + timedelta(minutes=2), state=row.lead.code_state
-    )
+    follows.follow(db, org, added.id, account.id, since=T0 + timedelta(minutes=2), state=row.lead.code_state)
     lead = service.on_contact_added(
         db, org, added.id, row.lead.code_state or "", at=T0 + timedelta(minutes=2)
     )
@@ -527,7 +525,7 @@ def _douyin_code(db: Session, org_id: int) -> int:
         db, org_id, AccountIn(kind=AccountKind.wecom_member, external_id="zhangsan", name="Zhang")
     )
     pool = channels.create_pool(db, org_id, PoolIn(name="Douyin", members=[MemberIn(account_id=account.id)]))
-    _group, [tag] = customers.create_tag_group(db, org_id, TagGroupIn(name="渠道", tags=["抖音引流"]))
+    _group, [tag] = tagging.create_tag_group(db, org_id, TagGroupIn(name="渠道", tags=["抖音引流"]))
     code = channels.create_code(
         db,
         org_id,

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
 from siyu.accounts.service import create_account
-from siyu.customers import service as customers
+from siyu.customers import customer_tagging, identities, tagging
 from siyu.customers.models import IdentityKind
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import OutboxItem
@@ -63,10 +63,10 @@ def person(client: TestClient, db: Session, tenant) -> Person:  # type: ignore[n
     )
     assert created.status_code == 201, created.text
     cid = created.json()["id"]
-    customers.add_identity(db, tenant.org_id, cid, IdentityKind.wecom_external_userid, EXTERNAL)
-    customers.add_identity(db, tenant.org_id, cid, IdentityKind.douyin_open_id, OPEN_ID)
-    _group, tags = customers.create_tag_group(db, tenant.org_id, TagGroupIn(name="意向", tags=["高意向"]))
-    customers.change_tags(db, tenant.org_id, cid, add=[tags[0].id], origin="console")
+    identities.add_identity(db, tenant.org_id, cid, IdentityKind.wecom_external_userid, EXTERNAL)
+    identities.add_identity(db, tenant.org_id, cid, IdentityKind.douyin_open_id, OPEN_ID)
+    _group, tags = tagging.create_tag_group(db, tenant.org_id, TagGroupIn(name="意向", tags=["高意向"]))
+    customer_tagging.change_tags(db, tenant.org_id, cid, add=[tags[0].id], origin="console")
     db.commit()
     remark = client.patch(
         f"/api/v1/customers/{cid}", json={"remark": f"{NAME}{MOBILE}"}, headers=tenant.auth("admin")

@@ -17,7 +17,7 @@ from siyu.accounts.schemas import AccountIn
 from siyu.channels import service as channels
 from siyu.channels.models import CodeCarrier
 from siyu.channels.schemas import CodeIn, MemberIn, PoolIn
-from siyu.customers import service as customers
+from siyu.customers import follows, profiles
 from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
 from siyu.kit.clock import utcnow
 
@@ -40,12 +40,12 @@ def test_channel_chart_counts_friends_added_without_a_code(client: TestClient, d
     )
     now = utcnow()
     for n in range(3):  # added by search or a card: no code
-        c = customers.create_customer(db, org, {"name": f"客{n}"})
-        customers.follow(db, org, c.id, account.id, since=now - timedelta(days=n + 1))
-    through = customers.create_customer(db, org, {"name": "扫码客"})
-    customers.follow(db, org, through.id, account.id, since=now - timedelta(days=1), state="store-1")
-    old = customers.create_customer(db, org, {"name": "老客"})
-    customers.follow(db, org, old.id, account.id, since=now - timedelta(days=40))
+        c = profiles.create_customer(db, org, {"name": f"客{n}"})
+        follows.follow(db, org, c.id, account.id, since=now - timedelta(days=n + 1))
+    through = profiles.create_customer(db, org, {"name": "扫码客"})
+    follows.follow(db, org, through.id, account.id, since=now - timedelta(days=1), state="store-1")
+    old = profiles.create_customer(db, org, {"name": "老客"})
+    follows.follow(db, org, old.id, account.id, since=now - timedelta(days=40))
     db.commit()
 
     form = client.get("/login")

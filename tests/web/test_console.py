@@ -17,7 +17,7 @@ from siyu.accounts import service as accounts
 from siyu.accounts.models import Account, AccountKind
 from siyu.accounts.schemas import AccountIn
 from siyu.commerce.models import Order, OrderItem
-from siyu.customers import service as customers
+from siyu.customers import customer_tagging, follows, identities, profiles, tagging
 from siyu.customers.models import Customer, CustomerTag, Note
 from siyu.customers.schemas import TagGroupIn
 from siyu.kit.clock import utcnow
@@ -63,25 +63,23 @@ def world(db: Session, make_tenant) -> World:  # type: ignore[no-untyped-def]
     other_acc = accounts.create_account(
         db, a.org_id, AccountIn(kind=AccountKind.wecom_member, external_id="wm-1", name="Front desk")
     )
-    mine = customers.create_customer(
+    mine = profiles.create_customer(
         db,
         a.org_id,
         {"name": "张三", "mobile": "13812345678", "source": "douyin", "stage": "converted", "intent": "面霜"},
     )
-    customers.follow(db, a.org_id, mine.id, op_acc.id, source="douyin")
-    theirs = customers.create_customer(
+    follows.follow(db, a.org_id, mine.id, op_acc.id, source="douyin")
+    theirs = profiles.create_customer(
         db, a.org_id, {"name": "李四", "mobile": "13900001111", "source": "taobao"}
     )
-    customers.follow(db, a.org_id, theirs.id, other_acc.id)
-    _group, tags = customers.create_tag_group(
-        db, a.org_id, TagGroupIn(name="意向", tags=["高意向", "低意向"])
-    )
+    follows.follow(db, a.org_id, theirs.id, other_acc.id)
+    _group, tags = tagging.create_tag_group(db, a.org_id, TagGroupIn(name="意向", tags=["高意向", "低意向"]))
     b_acc = accounts.create_account(
         db, b.id, AccountIn(kind=AccountKind.personal_wechat, external_id="wx-b", name="B phone")
     )
-    foreign = customers.create_customer(db, b.id, {"name": "王五", "mobile": "13700002222"})
-    customers.follow(db, b.id, foreign.id, b_acc.id)
-    _g, b_tags = customers.create_tag_group(db, b.id, TagGroupIn(name="B group", tags=["B tag"]))
+    foreign = profiles.create_customer(db, b.id, {"name": "王五", "mobile": "13700002222"})
+    follows.follow(db, b.id, foreign.id, b_acc.id)
+    _g, b_tags = tagging.create_tag_group(db, b.id, TagGroupIn(name="B group", tags=["B tag"]))
     db.commit()
     return World(
         a, op_acc.id, other_acc.id, mine.id, theirs.id, foreign.id, tags[0].id, tags[1].id, b_tags[0].id
@@ -296,7 +294,7 @@ def test_other_orgs_customer_is_a_404_page(client: TestClient, world: World) -> 
 
 def test_search_filters(client: TestClient, world: World, db: Session) -> None:
     login(client, email(world, "admin"))
-    customers.add_tags(db, _admin(world), world.theirs, [world.tag_cold])
+    customer_tagging.add_tags(db, _admin(world), world.theirs, [world.tag_cold])
     db.commit()
 
     def names(query: str) -> set[str]:
@@ -323,7 +321,7 @@ def test_live_filter_returns_only_the_results_fragment(client: TestClient, world
 
 def test_keyset_pages(client: TestClient, world: World, db: Session) -> None:
     for i in range(30):
-        customers.create_customer(db, world.tenant.org_id, {"name": f"批量{i:02d}", "source": "offline"})  # type: ignore[attr-defined]
+        profiles.create_customer(db, world.tenant.org_id, {"name": f"批量{i:02d}", "source": "offline"})  # type: ignore[attr-defined]
     db.commit()
     login(client, email(world, "admin"))
     first = client.get("/customers?source=offline").text
@@ -469,9 +467,9 @@ def test_detail_shows_follows_orders_and_timeline(client: TestClient, world: Wor
 
 
 def test_merged_away_id_redirects_to_the_survivor(client: TestClient, world: World, db: Session) -> None:
-    dup = customers.create_customer(db, world.tenant.org_id, {"name": "张三二号"})  # type: ignore[attr-defined]
+    dup = profiles.create_customer(db, world.tenant.org_id, {"name": "张三二号"})  # type: ignore[attr-defined]
     db.commit()
-    survivor = customers.add_identity(db, world.tenant.org_id, dup.id, "mobile", "13812345678")  # type: ignore[attr-defined,arg-type]
+    survivor = identities.add_identity(db, world.tenant.org_id, dup.id, "mobile", "13812345678")  # type: ignore[attr-defined,arg-type]
     db.commit()
     assert survivor.id == world.mine
     login(client, email(world, "admin"))
@@ -524,7 +522,7 @@ def test_chart_buckets_by_shanghai_day(client: TestClient, world: World, db: Ses
     # 16:30 UTC is 00:30 the next day in Shanghai.
     now = datetime(2026, 3, 10, 4, 0, tzinfo=UTC)
     late = datetime(2026, 3, 8, 16, 30, tzinfo=UTC)
-    c = customers.create_customer(db, world.tenant.org_id, {"name": "夜猫子", "source": "live"})  # type: ignore[attr-defined]
+    c = profiles.create_customer(db, world.tenant.org_id, {"name": "夜猫子", "source": "live"})  # type: ignore[attr-defined]
     c.created_at = late
     for cid in (world.mine, world.theirs):
         db.get(Customer, cid).created_at = now - timedelta(days=200)  # type: ignore[union-attr]

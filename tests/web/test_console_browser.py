@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts import service as accounts
 from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
-from siyu.customers import service as customers
+from siyu.customers import follows, profiles, tagging
 from siyu.customers.models import CustomerTag
 from siyu.customers.schemas import TagGroupIn
 from siyu.kit.db import make_sessionmaker
@@ -43,16 +43,16 @@ def seeded(db: Session, make_tenant) -> Seeded:  # type: ignore[no-untyped-def]
             operator_id=tenant.operator_id,
         ),
     )
-    first = customers.create_customer(
+    first = profiles.create_customer(
         db, tenant.org_id, {"name": "陈小姐", "mobile": "13811112222", "source": "douyin", "intent": "祛痘"}
     )
-    second = customers.create_customer(db, tenant.org_id, {"name": "刘先生", "source": "taobao"})
+    second = profiles.create_customer(db, tenant.org_id, {"name": "刘先生", "source": "taobao"})
     for c in (first, second):
-        customers.follow(db, tenant.org_id, c.id, acc.id, source=c.source)
-    _group, tags = customers.create_tag_group(
+        follows.follow(db, tenant.org_id, c.id, acc.id, source=c.source)
+    _group, tags = tagging.create_tag_group(
         db, tenant.org_id, TagGroupIn(name="意向", tags=["高意向", "低意向"])
     )
-    customers.create_tag_group(db, tenant.org_id, TagGroupIn(name="痛点", tags=["痘痘", "敏感肌"]))
+    tagging.create_tag_group(db, tenant.org_id, TagGroupIn(name="痛点", tags=["痘痘", "敏感肌"]))
     db.commit()
     return Seeded(email=f"operator@{tenant.slug}.test", customer_id=first.id, tag_id=tags[0].id)
 

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts import service as accounts
 from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
-from siyu.customers import service as customers
+from siyu.customers import follows, profiles, tagging
 from siyu.customers.models import CustomerTag
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import Event
@@ -36,15 +36,13 @@ def world(db: Session, make_tenant) -> World:  # type: ignore[no-untyped-def]
     desk = accounts.create_account(
         db, a.org_id, AccountIn(kind=AccountKind.wecom_member, external_id="wm-1", name="Front desk")
     )
-    mine = customers.create_customer(db, a.org_id, {"name": "张三"})
-    customers.follow(db, a.org_id, mine.id, mine_acc.id)
-    theirs = customers.create_customer(db, a.org_id, {"name": "李四"})
-    customers.follow(db, a.org_id, theirs.id, desk.id)
-    _group, tags = customers.create_tag_group(
-        db, a.org_id, TagGroupIn(name="意向", tags=["高意向", "低意向"])
-    )
+    mine = profiles.create_customer(db, a.org_id, {"name": "张三"})
+    follows.follow(db, a.org_id, mine.id, mine_acc.id)
+    theirs = profiles.create_customer(db, a.org_id, {"name": "李四"})
+    follows.follow(db, a.org_id, theirs.id, desk.id)
+    _group, tags = tagging.create_tag_group(db, a.org_id, TagGroupIn(name="意向", tags=["高意向", "低意向"]))
     b = identity.create_organization(db, "Brand B", "list-b")
-    _g, b_tags = customers.create_tag_group(db, b.id, TagGroupIn(name="B group", tags=["B tag"]))
+    _g, b_tags = tagging.create_tag_group(db, b.id, TagGroupIn(name="B group", tags=["B tag"]))
     db.commit()
     return World(a, mine_acc.id, desk.id, mine.id, theirs.id, 0, tags[0].id, tags[1].id, b_tags[0].id)
 

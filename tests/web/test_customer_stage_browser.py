@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from siyu.customers import service as customers
+from siyu.customers import profiles
 from siyu.events.models import Event
 from siyu.kit.db import make_sessionmaker
 
@@ -18,7 +18,7 @@ pytestmark = BROWSER_MARKS
 @pytest.fixture
 def admin_and_customer(db: Session, make_tenant) -> tuple[str, int]:  # type: ignore[no-untyped-def]
     tenant = make_tenant("stage-brand")
-    customer = customers.create_customer(db, tenant.org_id, {"name": "赵女士", "source": "douyin"})
+    customer = profiles.create_customer(db, tenant.org_id, {"name": "赵女士", "source": "douyin"})
     db.commit()
     return f"admin@{tenant.slug}.test", customer.id
 

@@ -13,7 +13,7 @@ from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
 from siyu.commerce import service as commerce
 from siyu.commerce.schemas import OrderIn
-from siyu.customers import service as customers
+from siyu.customers import follows, profiles
 from siyu.tenancy.models import Role
 from siyu.tenancy.principal import Principal
 from siyu.web.today import day_bounds, today
@@ -43,16 +43,16 @@ def _arrange(db: Session, tenant) -> tuple[int, int]:  # type: ignore[no-untyped
     nobody = accounts.create_account(
         db, org, AccountIn(kind=AccountKind.wecom_member, external_id="m2", name="企微 2")
     )
-    today_1 = customers.create_customer(db, org, {"name": "甲"})
-    today_2 = customers.create_customer(db, org, {"name": "乙"})
-    yesterday = customers.create_customer(db, org, {"name": "丙"})
-    other = customers.create_customer(db, org, {"name": "丁"})
-    customers.follow(db, org, today_1.id, mine.id, since=NOW - timedelta(hours=1))
-    customers.follow(db, org, today_2.id, mine.id, since=NOW - timedelta(hours=2))
-    customers.unfollow(db, org, today_2.id, mine.id, by="customer", at=NOW - timedelta(minutes=30))
+    today_1 = profiles.create_customer(db, org, {"name": "甲"})
+    today_2 = profiles.create_customer(db, org, {"name": "乙"})
+    yesterday = profiles.create_customer(db, org, {"name": "丙"})
+    other = profiles.create_customer(db, org, {"name": "丁"})
+    follows.follow(db, org, today_1.id, mine.id, since=NOW - timedelta(hours=1))
+    follows.follow(db, org, today_2.id, mine.id, since=NOW - timedelta(hours=2))
+    follows.unfollow(db, org, today_2.id, mine.id, by="customer", at=NOW - timedelta(minutes=30))
     # 23:30 local yesterday: the day before, though less than 24 hours ago.
-    customers.follow(db, org, yesterday.id, mine.id, since=datetime(2026, 11, 19, 15, 30, tzinfo=UTC))
-    customers.follow(db, org, other.id, nobody.id, since=NOW - timedelta(hours=1))
+    follows.follow(db, org, yesterday.id, mine.id, since=datetime(2026, 11, 19, 15, 30, tzinfo=UTC))
+    follows.follow(db, org, other.id, nobody.id, since=NOW - timedelta(hours=1))
     for n, (who, at) in enumerate(
         ((today_1, NOW - timedelta(minutes=5)), (yesterday, NOW - timedelta(days=1)))
     ):

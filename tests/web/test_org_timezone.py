@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
-from siyu.customers import service as customers
+from siyu.customers import profiles
 from siyu.customers.models import Customer
 from siyu.kit.errors import Invalid
 from siyu.tenancy import service as identity
@@ -18,7 +18,7 @@ from .test_console import hidden_csrf
 
 
 def test_times_follow_the_organizations_zone(client: TestClient, db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
-    customer = customers.create_customer(db, tenant.org_id, {"name": "时区客"})
+    customer = profiles.create_customer(db, tenant.org_id, {"name": "时区客"})
     row = db.get(Customer, customer.id)
     assert row is not None
     row.created_at = datetime(2026, 7, 1, 23, 30, tzinfo=UTC)

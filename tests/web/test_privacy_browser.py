@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from siyu.customers import service as customers
+from siyu.customers import profiles
 from siyu.customers.models import Customer
 from siyu.kit.db import make_sessionmaker
 
@@ -22,7 +22,7 @@ pytestmark = BROWSER_MARKS
 @pytest.fixture
 def admin_and_customer(db: Session, make_tenant) -> tuple[str, int]:  # type: ignore[no-untyped-def]
     tenant = make_tenant("privacy-brand")
-    customer = customers.create_customer(
+    customer = profiles.create_customer(
         db, tenant.org_id, {"name": "钱女士", "mobile": "13711112222", "source": "douyin"}
     )
     db.commit()

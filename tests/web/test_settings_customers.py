@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from siyu.accounts import service as accounts
 from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
-from siyu.customers import service as customers
+from siyu.customers import follows, profiles
 from siyu.customers.models import Customer, MergeAudit
 from siyu.events.models import Event
 
@@ -90,10 +90,10 @@ def test_edit_a_profile_keeps_the_masked_mobile_of_an_operator(
             operator_id=tenant.operator_id,
         ),
     )
-    customer = customers.create_customer(
+    customer = profiles.create_customer(
         db, tenant.org_id, {"name": "孙女士", "mobile": "13912345678", "region": "杭州", "source": "taobao"}
     )
-    customers.follow(db, tenant.org_id, customer.id, account.id)
+    follows.follow(db, tenant.org_id, customer.id, account.id)
     db.commit()
     customer_id = customer.id
     csrf = console_login(client, f"operator@{tenant.slug}.test")
@@ -185,8 +185,8 @@ def test_import_a_csv_and_see_each_skipped_row_in_words(client: TestClient, tena
 
 
 def test_merge_two_duplicates_by_hand(client: TestClient, tenant, db: Session) -> None:  # type: ignore[no-untyped-def]
-    old = customers.create_customer(db, tenant.org_id, {"name": "李娜", "mobile": "13800001111"})
-    new = customers.create_customer(db, tenant.org_id, {"name": "李娜", "region": "成都"})
+    old = profiles.create_customer(db, tenant.org_id, {"name": "李娜", "mobile": "13800001111"})
+    new = profiles.create_customer(db, tenant.org_id, {"name": "李娜", "region": "成都"})
     db.commit()
     old_id, new_id = old.id, new.id
     csrf = console_login(client, f"admin@{tenant.slug}.test")

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from siyu.customers import service as customers
+from siyu.customers import customer_tagging, profiles
 from siyu.customers.models import CustomerTag, Tag, TagGroup
 from siyu.leads import service as leads
 
@@ -56,8 +56,8 @@ def test_groups_and_tags_are_created_renamed_and_deleted(client: TestClient, ten
 
     tag = db.scalars(select(Tag).where(Tag.name == "干皮")).one()
     tag_id = tag.id
-    customer = customers.create_customer(db, tenant.org_id, {"name": "赵女士"})
-    customers.change_tags(db, tenant.org_id, customer.id, add=[tag_id])
+    customer = profiles.create_customer(db, tenant.org_id, {"name": "赵女士"})
+    customer_tagging.change_tags(db, tenant.org_id, customer.id, add=[tag_id])
     db.commit()
     customer_id = customer.id
     too_long = client.post(f"/settings/tags/{tag_id}", data={"csrf_token": csrf, "name": "长" * 61})

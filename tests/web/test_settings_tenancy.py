@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from siyu.channels import service as channels
 from siyu.channels.schemas import CodeIn
-from siyu.customers import service as customers
+from siyu.customers import access, profiles
 from siyu.integrations.sandbox.channel_codes import SandboxChannelCodes
 from siyu.tenancy.models import ApiToken, User
 
@@ -25,7 +25,7 @@ def test_an_admin_of_one_organization_cannot_reach_another_ones_rows(
         CodeIn(name="v", state="victim-1", channel="douyin", pool_id=victim.pool_id),
         SandboxChannelCodes(),
     )
-    customer = customers.create_customer(db, victim.tenant.org_id, {"name": "受害者"})  # type: ignore[attr-defined]
+    customer = profiles.create_customer(db, victim.tenant.org_id, {"name": "受害者"})  # type: ignore[attr-defined]
     db.commit()
     token_id = db.scalar(select(ApiToken.id).where(ApiToken.org_id == victim.tenant.org_id))  # type: ignore[attr-defined]
     intruder = make_tenant("intruder")
@@ -62,4 +62,4 @@ def test_an_admin_of_one_organization_cannot_reach_another_ones_rows(
     assert channels.get_code(db, victim.tenant.org_id, code.id).name == "v"  # type: ignore[attr-defined]
     assert db.get(User, victim.tenant.operator_id).is_active  # type: ignore[attr-defined,union-attr]
     assert db.get(ApiToken, token_id).revoked_at is None  # type: ignore[union-attr]
-    assert customers.live_customer(db, victim.tenant.org_id, customer.id).name == "受害者"  # type: ignore[attr-defined]
+    assert access.live_customer(db, victim.tenant.org_id, customer.id).name == "受害者"  # type: ignore[attr-defined]

@@ -15,7 +15,7 @@ from tests.wecom.conftest import AES_KEY, SECRET, TOKEN, Control
 from siyu.accounts import service as accounts
 from siyu.accounts.models import AccountKind
 from siyu.accounts.schemas import AccountIn
-from siyu.customers import service as customers
+from siyu.customers import follows, identities, profiles
 from siyu.customers.models import IdentityKind
 from siyu.integrations.wecom.fake_jssdk import agent_ticket
 from siyu.integrations.wecom.jssdk import agent_config_signature
@@ -40,9 +40,9 @@ def _connect(db: Session, tenant, fake: Control) -> None:  # type: ignore[no-unt
 
 
 def _customer(db: Session, org_id: int, account_id: int, name: str, external: str) -> int:
-    customer = customers.create_customer(db, org_id, {"name": name, "source": "douyin", "intent": "求资料"})
-    customers.add_identity(db, org_id, customer.id, IdentityKind.wecom_external_userid, external)
-    customers.follow(db, org_id, customer.id, account_id, source="douyin")
+    customer = profiles.create_customer(db, org_id, {"name": name, "source": "douyin", "intent": "求资料"})
+    identities.add_identity(db, org_id, customer.id, IdentityKind.wecom_external_userid, external)
+    follows.follow(db, org_id, customer.id, account_id, source="douyin")
     return customer.id
 
 

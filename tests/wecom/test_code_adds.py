@@ -10,7 +10,7 @@ from siyu.accounts.models import Account, AccountKind
 from siyu.channels import service as channels
 from siyu.channels.models import ChannelAdd, CodeCarrier
 from siyu.channels.schemas import CodeIn, MemberIn, PoolIn
-from siyu.customers import service as customers
+from siyu.customers import access, tagging
 from siyu.customers.models import CustomerTag, Tag
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.models import Event
@@ -25,7 +25,7 @@ def test_a_callback_add_through_a_code_tags_and_remarks_in_words(wired: Wired, d
     db.add(account)
     db.flush()
     pool = channels.create_pool(db, org, PoolIn(name="包裹卡", members=[MemberIn(account_id=account.id)]))
-    _group, [tag] = customers.create_tag_group(db, org, TagGroupIn(name="渠道", tags=["包裹卡客户"]))
+    _group, [tag] = tagging.create_tag_group(db, org, TagGroupIn(name="渠道", tags=["包裹卡客户"]))
     code = channels.create_code(
         db,
         org,
@@ -46,7 +46,7 @@ def test_a_callback_add_through_a_code_tags_and_remarks_in_words(wired: Wired, d
     assert scan["delivery"]["status"] == 200, scan
 
     db.expire_all()
-    customer = customers.live_customer(db, org, customer_of(db, org, scan["external_userid"]))
+    customer = access.live_customer(db, org, customer_of(db, org, scan["external_userid"]))
     assert (customer.source, customer.source_detail) == ("taobao_parcel_card", "淘宝包裹卡3月")
     assert customer.remark == "淘宝买家小李+淘宝包裹卡"  # the source in words, not tb_card_wc
     tags = set(db.scalars(select(Tag.name).join(CustomerTag).where(CustomerTag.customer_id == customer.id)))

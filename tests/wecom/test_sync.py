@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from wechatpy.session.memorystorage import MemoryStorage
 
 from siyu.accounts.models import Account, AccountKind
-from siyu.customers import service as customers
+from siyu.customers import profiles
 from siyu.customers.models import (
     Customer,
     CustomerIdentity,
@@ -153,8 +153,8 @@ def test_sync_merges_profiles_sharing_a_unionid(
 ) -> None:
     org = tenant.org_id
     # The person was known from a mini-program by unionid before becoming a WeCom contact.
-    known, _ = customers.find_or_create_by_identity(db, org, IdentityKind.unionid, "oz_a", {"name": "Wang"})
-    customers.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wm_a", {})
+    known, _ = profiles.find_or_create_by_identity(db, org, IdentityKind.unionid, "oz_a", {"name": "Wang"})
+    profiles.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wm_a", {})
     _world(fake)
     report = full_sync(db, org, wecom)
     assert report.merged == 1

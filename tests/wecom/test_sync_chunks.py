@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 from wechatpy.session.memorystorage import MemoryStorage
 
-from siyu.customers import service as customers
+from siyu.customers import profiles
 from siyu.customers.models import Customer, CustomerIdentity, IdentityKind
 from siyu.integrations.channel import ContactWithFollow, ExternalContact, FollowInfo
 from siyu.integrations.wecom.client import WeComClient
@@ -94,8 +94,8 @@ def test_existing_profiles_are_reused_and_only_nameless_ones_get_the_wecom_name(
     db: Session, tenant: Any, fake: Control, wecom: WeComClient
 ) -> None:
     org = tenant.org_id
-    bare, _ = customers.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wm_b", {})
-    named, _ = customers.find_or_create_by_identity(
+    bare, _ = profiles.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wm_b", {})
+    named, _ = profiles.find_or_create_by_identity(
         db, org, IdentityKind.wecom_external_userid, "wm_c", {"name": "Mr Zhang"}
     )
     fake.post("members", {"members": [{"userid": "alice"}]})
@@ -164,7 +164,7 @@ def test_a_profile_created_by_a_callback_after_preload_is_used_not_duplicated(
     state = SyncState()
     preload(db, org, state)
     # A callback's transaction creates wm_b between the sync's preload and its chunk.
-    racer, _ = customers.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wm_b", {})
+    racer, _ = profiles.find_or_create_by_identity(db, org, IdentityKind.wecom_external_userid, "wm_b", {})
     items = [
         ContactWithFollow(ExternalContact("wm_a", "王芳", gender=2), FollowInfo("alice")),
         ContactWithFollow(ExternalContact("wm_b", "李强", gender=1), FollowInfo("alice")),
@@ -214,7 +214,7 @@ def test_profiles_a_callback_commits_during_a_full_sync_are_used_not_duplicated(
     def race(eids: list[str]) -> dict[str, int]:
         with callbacks.begin() as other:
             return {
-                eid: customers.find_or_create_by_identity(
+                eid: profiles.find_or_create_by_identity(
                     other, org, IdentityKind.wecom_external_userid, eid, {}
                 )[0].id
                 for eid in eids
@@ -242,7 +242,7 @@ def test_insert_rows_counts_only_new_rows_and_splits_big_batches(
     db: Session, tenant: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     org = tenant.org_id
-    owner, _ = customers.find_or_create_by_identity(db, org, IdentityKind.mobile, "13800138000", {})
+    owner, _ = profiles.find_or_create_by_identity(db, org, IdentityKind.mobile, "13800138000", {})
     now = driver_datetime(db)(utcnow())
     monkeypatch.setattr(bulk, "ROWS_PER_STATEMENT", 7)
     rows = [

@@ -14,7 +14,7 @@ from siyu.accounts.models import Account, AccountKind
 from siyu.channels import service as channels
 from siyu.channels.models import CodeCarrier
 from siyu.channels.schemas import CodeIn, MemberIn, PoolIn
-from siyu.customers import service as customers
+from siyu.customers import access, tagging
 from siyu.customers.models import Customer, CustomerIdentity, IdentityKind, Stage
 from siyu.customers.schemas import TagGroupIn
 from siyu.events.outbox import drain
@@ -36,7 +36,7 @@ def test_a_commenter_becomes_a_contacted_then_converted_customer_written_back_to
     db.add(member)
     db.flush()
     pool = channels.create_pool(db, org, PoolIn(name="抖音引流", members=[MemberIn(account_id=member.id)]))
-    _group, [auto_tag] = customers.create_tag_group(db, org, TagGroupIn(name="渠道", tags=["抖音引流"]))
+    _group, [auto_tag] = tagging.create_tag_group(db, org, TagGroupIn(name="渠道", tags=["抖音引流"]))
     code = channels.create_code(
         db,
         org,
@@ -92,7 +92,7 @@ def test_a_commenter_becomes_a_contacted_then_converted_customer_written_back_to
                 )
             )
             assert holder is not None
-            customer = customers.live_customer(db, org, holder)
+            customer = access.live_customer(db, org, holder)
             cid = customer.id
             shown = api.get(f"/api/v1/customers/{cid}").json()
             timeline = api.get(f"/api/v1/customers/{cid}/timeline?limit=200").json()["items"]

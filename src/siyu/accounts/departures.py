@@ -37,7 +37,7 @@ from siyu.accounts.models import (
     TransferKind,
     TransferStatus,
 )
-from siyu.customers import service as customers
+from siyu.customers import follows, merge
 from siyu.customers.models import CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
 from siyu.customers.recording import record
 from siyu.events.vocabulary import EventType
@@ -340,11 +340,11 @@ def _complete(db: Session, org_id: int, row: CustomerTransfer, at: datetime) -> 
     time, and transfer_succeeded is recorded."""
     # The new follow first: ended first, the customer would have no contact for a moment and the stage
     # rules would mark them lost and back.
-    customers.follow(
+    follows.follow(
         db, org_id, row.customer_id, row.to_account_id, since=at, source="transfer", origin="wecom"
     )
     with contextlib.suppress(NotFound):  # siyu never had the old relation; the new one is what matters
-        customers.unfollow(
+        follows.unfollow(
             db, org_id, row.customer_id, row.from_account_id, by="transfer", at=at, origin="wecom"
         )
     _record(db, row, EventType.transfer_succeeded, at)
@@ -541,4 +541,4 @@ def _move_transfers(db: Session, org_id: int, survivor_id: int, merged_id: int) 
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-customers.register_merge_hook("wecom_transfers", _move_transfers)
+merge.register_merge_hook("wecom_transfers", _move_transfers)

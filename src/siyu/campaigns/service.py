@@ -47,7 +47,7 @@ from siyu.campaigns.sending import cap_window as cap_window
 from siyu.campaigns.sending import get_message as get_message
 from siyu.campaigns.sending import org_settings as org_settings
 from siyu.campaigns.sending import set_cap_policy as set_cap_policy
-from siyu.customers import service as customers
+from siyu.customers import merge
 from siyu.customers.models import Customer, CustomerIdentity, FollowRelation, FollowStatus, IdentityKind
 from siyu.customers.resolution import live_customers
 from siyu.integrations.channel import MassMessenger
@@ -298,7 +298,7 @@ def send_counts(db: Session, message_id: int) -> dict[str, int]:
     return status_counts(db, audience.model, message_id)
 
 
-customers.register_merge_hook("wecom_mass_sends", _move_sends)
+merge.register_merge_hook("wecom_mass_sends", _move_sends)
 
 
 def forget_person(db: Session, org_id: int, customer_ids: Sequence[int], identifiers: Sequence[str]) -> int:

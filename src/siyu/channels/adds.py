@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from siyu.channels.models import ChannelCode, CodeCarrier
 from siyu.channels.service import SANDBOX_ORIGIN, code_for_state, record_add, route_for_code, welcome_for
-from siyu.customers import service as customers
+from siyu.customers import access, customer_tagging, follows, profiles
 from siyu.customers.models import Customer, IdentityKind, Tag
 from siyu.customers.remarks import WECOM_REMARK_MAX, source_label
 from siyu.customers.resolution import live_customers
@@ -98,12 +98,12 @@ def contacts_added_through_codes(
         at, code = ensure_utc(scan.at), codes[scan.state]
         if code is not None:
             record_add(db, org_id, code, scan.customer_id, scan.account_id, at)
-            customer = customers.live_customer(db, org_id, scan.customer_id)
+            customer = access.live_customer(db, org_id, scan.customer_id)
             fill = {} if customer.source else {"source": code.channel}
             if not customer.source_detail and (customer.source or code.channel) == code.channel:
                 fill["source_detail"] = code.name[:200]  # the code's own name says which card, which video
             if fill:
-                customers.update_customer(db, org_id, customer.id, fill, origin=origin)
+                profiles.update_customer(db, org_id, customer.id, fill, origin=origin)
         properties: dict[str, Any] = {"code_id": code.id if code is not None else None, "state": scan.state}
         if origin:
             properties["origin"] = origin
@@ -123,7 +123,7 @@ def contacts_added_through_codes(
         code, customer_id = codes[scan.state], live.get(scan.customer_id, scan.customer_id)
         if ev.key in new and code is not None:
             _apply_auto_tags(db, org_id, code, customer_id)
-            _apply_remark_template(db, org_id, code, customers.live_customer(db, org_id, customer_id))
+            _apply_remark_template(db, org_id, code, access.live_customer(db, org_id, customer_id))
         added.append(
             CodeAdd(
                 customer_id=customer_id,
@@ -141,7 +141,7 @@ def _apply_auto_tags(db: Session, org_id: int, code: ChannelCode, customer_id: i
     if not wanted:
         return
     existing = set(db.scalars(select(Tag.id).where(Tag.org_id == org_id, Tag.id.in_(wanted))))
-    customers.change_tags(
+    customer_tagging.change_tags(
         db, org_id, customer_id, add=[t for t in wanted if t in existing], origin=RULE_ORIGIN
     )
 
@@ -150,7 +150,7 @@ def _apply_remark_template(db: Session, org_id: int, code: ChannelCode, customer
     # An operator's own remark wins over the code's template; the composed one gives way to it.
     remark = render_remark(code, customer)
     if remark and not customer.remark_is_manual and remark != customer.remark:
-        customers.update_customer(db, org_id, customer.id, {"remark": remark}, origin=RULE_ORIGIN)
+        profiles.update_customer(db, org_id, customer.id, {"remark": remark}, origin=RULE_ORIGIN)
 
 
 def render_remark(code: ChannelCode, customer: Customer) -> str:
@@ -194,7 +194,7 @@ def simulate_scan(
     at = ensure_utc(at) if at is not None else utcnow()
     assignment = route_for_code(db, org_id, code, now=at)
     external_userid = f"sandbox_{code.state}_{time.time_ns():x}"
-    customer, _ = customers.find_or_create_by_identity(
+    customer, _ = profiles.find_or_create_by_identity(
         db,
         org_id,
         IdentityKind.wecom_external_userid,
@@ -203,7 +203,7 @@ def simulate_scan(
         origin=SANDBOX_ORIGIN,
         at=at,
     )
-    customers.follow(
+    follows.follow(
         db,
         org_id,
         customer.id,

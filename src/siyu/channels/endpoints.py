@@ -27,7 +27,7 @@ from siyu.channels.schemas import (
     RouteOut,
     TouchOut,
 )
-from siyu.customers import service as customers
+from siyu.customers import access
 from siyu.integrations.wecom.errors import WeComError
 from siyu.kit.errors import Conflict
 from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
@@ -194,5 +194,5 @@ def daily_adds(
 @router.get("/customers/{customer_id}/touches", response_model=list[TouchOut])
 def customer_touches(customer_id: int, db: DbSession, principal: CurrentPrincipal) -> list[CustomerTouch]:
     """A visible customer's first- and last-touch source."""
-    customer = customers.get_customer(db, principal, customer_id)
+    customer = access.get_customer(db, principal, customer_id)
     return attribution.touches_of(db, principal.org_id, customer.id)

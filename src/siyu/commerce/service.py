@@ -14,10 +14,11 @@ from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
 from siyu.commerce.models import Order, OrderItem
 from siyu.commerce.schemas import OrderIn, OrderItemOut, OrderOut
+from siyu.customers.access import visible_holders, visible_live_customers
 from siyu.customers.importer import CustomerRow, write_customer_rows
 from siyu.customers.models import Customer
+from siyu.customers.repository import visible_customers
 from siyu.customers.resolution import IdentityRef, live_customers, normalize_identity
-from siyu.customers.service import visible_customers, visible_holders, visible_live_customers
 from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
 from siyu.kit.bulk import (

@@ -11,11 +11,13 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from siyu.customers.access import get_customer
 from siyu.customers.models import ConsentRecord, ConsentScope, ConsentSource, Customer
 from siyu.customers.recording import record
 from siyu.events.vocabulary import EventType
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Invalid
+from siyu.tenancy.principal import Principal
 
 FLAG_OF_SCOPE = {ConsentScope.marketing: "consent_marketing", ConsentScope.analytics: "consent_analytics"}
 
@@ -95,3 +97,27 @@ def consents_of(db: Session, customer_id: int) -> Sequence[ConsentRecord]:
         .where(ConsentRecord.customer_id == customer_id)
         .order_by(ConsentRecord.at.desc(), ConsentRecord.id.desc())
     ).all()
+
+
+def add_consent_as(
+    db: Session,
+    principal: Principal,
+    customer_id: int,
+    scope: ConsentScope,
+    granted: bool,
+    source: ConsentSource,
+    *,
+    at: datetime | None = None,
+    note: str = "",
+    origin: str = "api",
+) -> ConsentRecord:
+    """Record a consent given or withdrawn by a visible customer; the profile's flag follows the latest."""
+    customer = get_customer(db, principal, customer_id)
+    return add_consent(
+        db, customer, scope, granted, source, at=at, note=note, actor_id=principal.user_id, origin=origin
+    )
+
+
+def list_consents(db: Session, principal: Principal, customer_id: int) -> list[ConsentRecord]:
+    """A visible customer's consent records, newest first."""
+    return list(consents_of(db, get_customer(db, principal, customer_id).id))

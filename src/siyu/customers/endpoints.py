@@ -12,7 +12,18 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
-from siyu.customers import service
+from siyu.customers import (
+    access,
+    customer_tagging,
+    follows,
+    identities,
+    listing,
+    merge,
+    notes,
+    profiles,
+    tagging,
+    timelines,
+)
 from siyu.customers.models import Customer, FollowRelation, MergeAudit, Stage, Tag, TagGroup
 from siyu.customers.schemas import (
     CountOut,
@@ -110,14 +121,14 @@ def list_customers(
     source: SourceQ = None,
     account_id: AccountQ = None,
     cursor: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
+    limit: Annotated[int, Query(ge=1, le=listing.MAX_PAGE)] = 50,
 ) -> Page[CustomerOut]:
     """Visible customers, newest first, keyset paginated (?cursor= from next_cursor)."""
     if tag_ids is not None and any(t < 1 for t in tag_ids):
         raise Invalid("tag ids are positive integers", field="tag_ids")
     filters = _filters(name, q, mobile, tag_ids, stage, source, account_id)
     _guard_lookup(request, db, principal, mobile)
-    rows, next_cursor = service.list_customers(db, principal, filters, cursor, limit)
+    rows, next_cursor = listing.list_customers(db, principal, filters, cursor, limit)
     return Page[CustomerOut](items=[_out(c, principal) for c in rows], next_cursor=next_cursor)
 
 
@@ -137,7 +148,7 @@ def count_customers(
     """The exact number of visible customers matching the same filters as the list (on demand only)."""
     filters = _filters(name, q, mobile, tag_ids, stage, source, account_id)
     _guard_lookup(request, db, principal, mobile)
-    return CountOut(count=service.count_customers(db, principal, filters))
+    return CountOut(count=listing.count_customers(db, principal, filters))
 
 
 @router.post("/customers", response_model=CustomerOut, status_code=201)
@@ -152,14 +163,14 @@ def create_customer(
 ) -> CustomerOut:
     """Create a customer. If its mobile belongs to an existing profile the two merge and the answer is
     the older profile, with resolved_from set to the id just created."""
-    customer, created_id = service.create_customer_as(db, principal, body, account_id=account_id)
+    customer, created_id = profiles.create_customer_as(db, principal, body, account_id=account_id)
     return _out(customer, principal, created_id)
 
 
 @router.post("/customers/merge", response_model=MergeAuditOut, status_code=201)
 def merge_customers(body: MergeIn, db: DbSession, principal: AdminPrincipal) -> MergeAudit:
     """Merge one profile into another by hand (admins); the audit says what moved."""
-    return service.merge_customers(
+    return merge.merge_customers(
         db, principal.org_id, body.survivor_id, body.merged_id, body.reason, principal.user_id
     )
 
@@ -167,7 +178,7 @@ def merge_customers(body: MergeIn, db: DbSession, principal: AdminPrincipal) -> 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
 def get_customer(customer_id: Id, db: DbSession, principal: CurrentPrincipal) -> CustomerOut:
     """One customer (a merged-away id answers with its survivor and resolved_from)."""
-    return _out(service.get_customer(db, principal, customer_id), principal, customer_id)
+    return _out(access.get_customer(db, principal, customer_id), principal, customer_id)
 
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut)
@@ -175,14 +186,14 @@ def update_customer(
     customer_id: Id, body: CustomerPatch, db: DbSession, principal: CurrentPrincipal
 ) -> CustomerOut:
     """Change profile fields; setting remark makes it manual."""
-    return _out(service.update_customer_as(db, principal, customer_id, body), principal, customer_id)
+    return _out(profiles.update_customer_as(db, principal, customer_id, body), principal, customer_id)
 
 
 @router.post("/customers/{customer_id}/remark/reset", response_model=CustomerOut)
 def reset_remark(customer_id: Id, db: DbSession, principal: CurrentPrincipal) -> CustomerOut:
     """Return to the automatic Name+Source+Intent+Mobile remark."""
-    customer = service.get_customer(db, principal, customer_id)
-    return _out(service.reset_remark(db, principal.org_id, customer.id), principal, customer_id)
+    customer = access.get_customer(db, principal, customer_id)
+    return _out(profiles.reset_remark(db, principal.org_id, customer.id), principal, customer_id)
 
 
 # --- identities and merges ------------------------------------------------------------------------
@@ -191,7 +202,7 @@ def reset_remark(customer_id: Id, db: DbSession, principal: CurrentPrincipal) ->
 @router.get("/customers/{customer_id}/identities", response_model=list[IdentityOut])
 def list_identities(customer_id: Id, db: DbSession, principal: CurrentPrincipal) -> list[IdentityOut]:
     """The customer's identifiers on every platform."""
-    return [IdentityOut.build(i, principal) for i in service.list_identities(db, principal, customer_id)]
+    return [IdentityOut.build(i, principal) for i in identities.list_identities(db, principal, customer_id)]
 
 
 @router.post("/customers/{customer_id}/identities", response_model=CustomerOut, status_code=201)
@@ -200,14 +211,14 @@ def add_identity(
 ) -> CustomerOut:
     """Attach an identifier; if another profile holds it the two merge (the older survives)."""
     return _out(
-        service.add_identity_as(db, principal, customer_id, body.kind, body.value), principal, customer_id
+        identities.add_identity_as(db, principal, customer_id, body.kind, body.value), principal, customer_id
     )
 
 
 @router.get("/customers/{customer_id}/merges", response_model=list[MergeAuditOut])
 def list_merges(customer_id: Id, db: DbSession, principal: CurrentPrincipal) -> list[MergeAudit]:
     """Audits of the profiles merged into this customer."""
-    return service.list_merges(db, principal, customer_id)
+    return identities.list_merges(db, principal, customer_id)
 
 
 # --- follow relations -----------------------------------------------------------------------------
@@ -216,7 +227,7 @@ def list_merges(customer_id: Id, db: DbSession, principal: CurrentPrincipal) -> 
 @router.get("/customers/{customer_id}/follows", response_model=list[FollowOut])
 def list_follows(customer_id: Id, db: DbSession, principal: CurrentPrincipal) -> list[FollowRelation]:
     """Which accounts have the customer as a contact, since when and through which source."""
-    return service.list_follows(db, principal, customer_id)
+    return follows.list_follows(db, principal, customer_id)
 
 
 def _check_account(db: DbSession, principal: Principal, account_id: int) -> None:
@@ -227,9 +238,9 @@ def _check_account(db: DbSession, principal: Principal, account_id: int) -> None
 @router.post("/customers/{customer_id}/follows", response_model=FollowOut, status_code=201)
 def follow(customer_id: Id, body: FollowIn, db: DbSession, principal: CurrentPrincipal) -> FollowRelation:
     """Record that one of the caller's visible accounts follows the customer (idempotent)."""
-    customer = service.get_customer(db, principal, customer_id)
+    customer = access.get_customer(db, principal, customer_id)
     _check_account(db, principal, body.account_id)
-    rel = service.follow(
+    rel = follows.follow(
         db,
         principal.org_id,
         customer.id,
@@ -240,7 +251,7 @@ def follow(customer_id: Id, body: FollowIn, db: DbSession, principal: CurrentPri
         origin="api",
     )
     # None: the relation ended after ``since`` (a stale add); answer with it as it stands.
-    return rel or service.relation_of(db, customer.id, body.account_id)  # type: ignore[return-value]
+    return rel or follows.relation_of(db, customer.id, body.account_id)  # type: ignore[return-value]
 
 
 @router.delete("/customers/{customer_id}/follows/{account_id}", response_model=FollowOut)
@@ -252,9 +263,9 @@ def unfollow(
     by: Literal["customer", "staff"] = "staff",
 ) -> FollowRelation:
     """End a follow relation, recording whether the customer or the staff member deleted the other."""
-    customer = service.get_customer(db, principal, customer_id)
+    customer = access.get_customer(db, principal, customer_id)
     _check_account(db, principal, account_id)
-    return service.unfollow(db, principal.org_id, customer.id, account_id, by=by, origin="api")
+    return follows.unfollow(db, principal.org_id, customer.id, account_id, by=by, origin="api")
 
 
 # --- tags on customers ----------------------------------------------------------------------------
@@ -263,7 +274,7 @@ def unfollow(
 @router.get("/customers/{customer_id}/tags", response_model=list[TagOut])
 def customer_tags(customer_id: Id, db: DbSession, principal: CurrentPrincipal) -> list[Tag]:
     """The customer's tags."""
-    return service.customer_tags(db, principal, customer_id)
+    return customer_tagging.customer_tags(db, principal, customer_id)
 
 
 @router.put("/customers/{customer_id}/tags", response_model=list[TagOut])
@@ -271,21 +282,21 @@ def set_customer_tags(
     customer_id: Id, body: TagIdsIn, db: DbSession, principal: CurrentPrincipal
 ) -> list[Tag]:
     """Replace the customer's tags with exactly these."""
-    return service.set_customer_tags(db, principal, customer_id, body.tag_ids)
+    return customer_tagging.set_customer_tags(db, principal, customer_id, body.tag_ids)
 
 
 @router.post("/customers/{customer_id}/tags/{tag_id}", response_model=list[TagOut])
 def add_tag(customer_id: Id, tag_id: Id, db: DbSession, principal: CurrentPrincipal) -> list[Tag]:
     """Put one tag on the customer."""
-    service.get_tag(db, principal.org_id, tag_id)
-    return service.add_tags(db, principal, customer_id, [tag_id])
+    tagging.get_tag(db, principal.org_id, tag_id)
+    return customer_tagging.add_tags(db, principal, customer_id, [tag_id])
 
 
 @router.delete("/customers/{customer_id}/tags/{tag_id}", response_model=list[TagOut])
 def remove_tag(customer_id: Id, tag_id: Id, db: DbSession, principal: CurrentPrincipal) -> list[Tag]:
     """Take one tag off the customer."""
-    service.get_tag(db, principal.org_id, tag_id)
-    return service.remove_tags(db, principal, customer_id, [tag_id])
+    tagging.get_tag(db, principal.org_id, tag_id)
+    return customer_tagging.remove_tags(db, principal, customer_id, [tag_id])
 
 
 # --- notes and timeline ---------------------------------------------------------------------------
@@ -299,19 +310,19 @@ def list_notes(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[NoteOut]:
     """The customer's notes, newest first (mobiles inside masked for operators)."""
-    return [NoteOut.build(n, principal) for n in service.list_notes(db, principal, customer_id, limit)]
+    return [NoteOut.build(n, principal) for n in notes.list_notes(db, principal, customer_id, limit)]
 
 
 @router.post("/customers/{customer_id}/notes", response_model=NoteOut, status_code=201)
 def add_note(customer_id: Id, body: NoteIn, db: DbSession, principal: CurrentPrincipal) -> NoteOut:
     """Keep a note for later private chats."""
-    return NoteOut.build(service.add_note(db, principal, customer_id, body.body), principal)
+    return NoteOut.build(notes.add_note(db, principal, customer_id, body.body), principal)
 
 
 @router.delete("/customers/{customer_id}/notes/{note_id}", status_code=204)
 def delete_note(customer_id: Id, note_id: Id, db: DbSession, principal: CurrentPrincipal) -> Response:
     """Delete a note (its author, or an admin)."""
-    service.delete_note(db, principal, customer_id, note_id)
+    notes.delete_note(db, principal, customer_id, note_id)
     return Response(status_code=204)
 
 
@@ -323,10 +334,10 @@ def timeline(
     before: Annotated[
         str | None, Query(max_length=80, description="next_before of the previous page.")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=service.MAX_PAGE)] = 50,
+    limit: Annotated[int, Query(ge=1, le=listing.MAX_PAGE)] = 50,
 ) -> TimelinePage:
     """Events, notes and orders of the customer, newest first."""
-    return service.timeline(db, principal, customer_id, before, limit)
+    return timelines.timeline(db, principal, customer_id, before, limit)
 
 
 # --- tag groups and tags --------------------------------------------------------------------------
@@ -345,20 +356,20 @@ def _group_out(group: TagGroup, tags: list[Tag]) -> TagGroupOut:
 @router.get("/tag-groups", response_model=list[TagGroupOut])
 def list_tag_groups(db: DbSession, principal: CurrentPrincipal) -> list[TagGroupOut]:
     """Every tag group with its tags."""
-    return [_group_out(g, tags) for g, tags in service.list_tag_groups(db, principal.org_id)]
+    return [_group_out(g, tags) for g, tags in tagging.list_tag_groups(db, principal.org_id)]
 
 
 @router.post("/tag-groups", response_model=TagGroupOut, status_code=201)
 def create_tag_group(body: TagGroupIn, db: DbSession, principal: AdminPrincipal) -> TagGroupOut:
     """Create a tag group, optionally with tags (admins)."""
-    return _group_out(*service.create_tag_group(db, principal.org_id, body))
+    return _group_out(*tagging.create_tag_group(db, principal.org_id, body))
 
 
 @router.get("/tag-groups/{group_id}", response_model=TagGroupOut)
 def get_tag_group(group_id: Id, db: DbSession, principal: CurrentPrincipal) -> TagGroupOut:
     """One tag group with its tags."""
-    group = service.get_tag_group(db, principal.org_id, group_id)
-    return _group_out(group, list(service.list_tags(db, principal.org_id, group.id)))
+    group = tagging.get_tag_group(db, principal.org_id, group_id)
+    return _group_out(group, list(tagging.list_tags(db, principal.org_id, group.id)))
 
 
 @router.patch("/tag-groups/{group_id}", response_model=TagGroupOut)
@@ -366,14 +377,14 @@ def update_tag_group(
     group_id: Id, body: TagGroupPatch, db: DbSession, principal: AdminPrincipal
 ) -> TagGroupOut:
     """Rename or reorder a tag group (admins)."""
-    group = service.update_tag_group(db, principal.org_id, group_id, body)
-    return _group_out(group, list(service.list_tags(db, principal.org_id, group.id)))
+    group = tagging.update_tag_group(db, principal.org_id, group_id, body)
+    return _group_out(group, list(tagging.list_tags(db, principal.org_id, group.id)))
 
 
 @router.delete("/tag-groups/{group_id}", status_code=204)
 def delete_tag_group(group_id: Id, db: DbSession, principal: AdminPrincipal) -> Response:
     """Delete a tag group with its tags (admins)."""
-    service.delete_tag_group(db, principal.org_id, group_id, origin="api")
+    tagging.delete_tag_group(db, principal.org_id, group_id, origin="api")
     return Response(status_code=204)
 
 
@@ -382,29 +393,29 @@ def list_tags(
     db: DbSession, principal: CurrentPrincipal, group_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None
 ) -> list[Tag]:
     """The organization's tags, optionally of one group."""
-    return list(service.list_tags(db, principal.org_id, group_id))
+    return list(tagging.list_tags(db, principal.org_id, group_id))
 
 
 @router.post("/tags", response_model=TagOut, status_code=201)
 def create_tag(body: TagIn, db: DbSession, principal: AdminPrincipal) -> Tag:
     """Create a tag in a group (admins)."""
-    return service.create_tag(db, principal.org_id, body)
+    return tagging.create_tag(db, principal.org_id, body)
 
 
 @router.get("/tags/{tag_id}", response_model=TagOut)
 def get_tag(tag_id: Id, db: DbSession, principal: CurrentPrincipal) -> Tag:
     """One tag."""
-    return service.get_tag(db, principal.org_id, tag_id)
+    return tagging.get_tag(db, principal.org_id, tag_id)
 
 
 @router.patch("/tags/{tag_id}", response_model=TagOut)
 def update_tag(tag_id: Id, body: TagPatch, db: DbSession, principal: AdminPrincipal) -> Tag:
     """Rename, reorder or move a tag (admins)."""
-    return service.update_tag(db, principal.org_id, tag_id, body)
+    return tagging.update_tag(db, principal.org_id, tag_id, body)
 
 
 @router.delete("/tags/{tag_id}", status_code=204)
 def delete_tag(tag_id: Id, db: DbSession, principal: AdminPrincipal) -> Response:
     """Delete a tag and remove it from every customer (admins)."""
-    service.delete_tag(db, principal.org_id, tag_id, origin="api")
+    tagging.delete_tag(db, principal.org_id, tag_id, origin="api")
     return Response(status_code=204)

@@ -21,11 +21,14 @@ from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
+from siyu.customers import repository as repo
+from siyu.customers.access import get_customer, survivor_of
 from siyu.customers.models import Customer, FollowRelation, FollowStatus
 from siyu.customers.recording import record
 from siyu.events.vocabulary import EventType
 from siyu.kit.clock import ensure_utc, utcnow
 from siyu.kit.errors import Invalid, NotFound
+from siyu.tenancy.principal import Principal
 
 EndedBy = Literal["customer", "staff", "transfer"]
 _ENDED = {
@@ -210,3 +213,71 @@ def recount_friends(db: Session, org_id: int) -> None:
         execution_options={"synchronize_session": False},
     )
     db.expire_all()
+
+
+def follow(
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    account_id: int,
+    *,
+    since: datetime | None = None,
+    source: str | None = None,
+    state: str | None = None,
+    origin: str = "",
+    backfill: bool = False,
+) -> FollowRelation | None:
+    """Record that the account has the customer as a contact (see ``customers.follows``): idempotent for
+    an active relation, an ended one starts again from ``since``; None for an add older than its end."""
+    customer = survivor_of(db, org_id, customer_id)
+    check_account(db, org_id, account_id)
+    rel = relation_of(db, customer.id, account_id)
+    return follow_relation(
+        db,
+        org_id,
+        customer,
+        account_id,
+        rel,
+        since=since,
+        source=source,
+        state=state,
+        origin=origin,
+        backfill=backfill,
+    )
+
+
+def unfollow(
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    account_id: int,
+    *,
+    by: EndedBy,
+    at: datetime | None = None,
+    origin: str = "",
+) -> FollowRelation:
+    """End a follow relation, recording who ended it (idempotent); 404 if the two never were contacts."""
+    customer = survivor_of(db, org_id, customer_id)
+    return unfollow_customer(db, org_id, customer, account_id, by=by, at=at, origin=origin)
+
+
+def end_follow(
+    db: Session,
+    org_id: int,
+    customer_id: int,
+    account_id: int,
+    *,
+    by: EndedBy,
+    at: datetime,
+    origin: str = "",
+) -> FollowRelation | None:
+    """Carrier news that a follow ended at ``at`` (maybe before siyu saw it start): see
+    ``customers.follows.end_relation``; None when the end is older than the relation's start."""
+    customer = survivor_of(db, org_id, customer_id)
+    check_account(db, org_id, account_id)
+    return end_relation(db, org_id, customer, account_id, by=by, at=at, origin=origin)
+
+
+def list_follows(db: Session, principal: Principal, customer_id: int) -> list[FollowRelation]:
+    """A visible customer's follow relations (active and ended), earliest first."""
+    return list(repo.follows_of(db, get_customer(db, principal, customer_id).id))

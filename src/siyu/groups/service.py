@@ -21,8 +21,9 @@ from siyu.accounts.models import (
     AccountStatus,
 )
 from siyu.accounts.service import DEFAULT_HARD_CAP
+from siyu.customers.merge import register_merge_hook
 from siyu.customers.models import IdentityKind
-from siyu.customers.service import find_or_create_by_identity, register_merge_hook
+from siyu.customers.profiles import find_or_create_by_identity
 from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
 from siyu.groups.models import MAX_GROUP_MEMBERS, CustomerGroup, GroupMember, GroupStatus, MemberKind

@@ -17,7 +17,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from siyu.customers import service as customers
+from siyu.customers import profiles
 from siyu.customers.models import IdentityKind
 from siyu.customers.recording import record
 from siyu.events.vocabulary import EventType
@@ -93,7 +93,7 @@ def _customer_for(db: Session, org_id: int, c: IncomingComment) -> int | None:
     # link to a customer later, when the commenter adds an account through the code.
     if c.platform != Platform.douyin or not c.commenter_id:
         return None
-    customer, _ = customers.find_or_create_by_identity(
+    customer, _ = profiles.find_or_create_by_identity(
         db,
         org_id,
         IdentityKind.douyin_open_id,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from siyu.audit import service as audit
 from siyu.audit.service import AuditAction
-from siyu.customers import service as customers
+from siyu.customers import access, customer_tagging, merge, profiles, tagging
 from siyu.customers.merge import register_merge_hook
 from siyu.customers.models import Customer
 from siyu.customers.recording import record
@@ -584,7 +584,7 @@ def on_contact_added(
     if lead is None:
         return None
     at = ensure_utc(at) if at is not None else utcnow()
-    survivor = customers.live_customer(db, org_id, customer_id)
+    survivor = access.live_customer(db, org_id, customer_id)
     comment = db.get(Comment, lead.comment_id)
     assert comment is not None
     source = f"{comment.platform.value}_comment"
@@ -592,8 +592,8 @@ def on_contact_added(
         lead.customer_id = comment.customer_id = survivor.id
     elif lead.customer_id != survivor.id:
         keep, drop = sorted((lead.customer_id, survivor.id))
-        customers.merge_customers(db, org_id, keep, drop, reason=f"added through the code of lead {lead.id}")
-        survivor = customers.live_customer(db, org_id, keep)
+        merge.merge_customers(db, org_id, keep, drop, reason=f"added through the code of lead {lead.id}")
+        survivor = access.live_customer(db, org_id, keep)
     if lead.converted_at is None:
         lead.converted_at = at
     db.flush()
@@ -616,9 +616,9 @@ def on_contact_added(
 def _apply_intent(db: Session, org_id: int, customer: Customer, intent: str) -> None:
     words = INTENT_WORDS.get(intent, intent)
     if not customer.intent:
-        customers.update_customer(db, org_id, customer.id, {"intent": words}, origin=RULE_ORIGIN)
-    tag = customers.ensure_tag(db, org_id, INTENT_TAG_GROUP, words)
-    customers.change_tags(db, org_id, customer.id, add=[tag.id], origin=RULE_ORIGIN)
+        profiles.update_customer(db, org_id, customer.id, {"intent": words}, origin=RULE_ORIGIN)
+    tag = tagging.ensure_tag(db, org_id, INTENT_TAG_GROUP, words)
+    customer_tagging.change_tags(db, org_id, customer.id, add=[tag.id], origin=RULE_ORIGIN)
 
 
 def convert_on_scan(db: Session, events: Sequence[DomainEvent]) -> None:

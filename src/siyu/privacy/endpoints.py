@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 
-from siyu.customers import service as customers
+from siyu.customers import consent
 from siyu.customers.models import ConsentRecord
 from siyu.privacy import service
 from siyu.privacy.schemas import ConsentIn, ConsentOut, EraseIn, ErasureOut, RetentionIn, RetentionOut
@@ -45,7 +45,7 @@ def erase_customer(customer_id: Id, body: EraseIn, db: DbSession, principal: Adm
 @router.get("/customers/{customer_id}/consents", response_model=list[ConsentOut])
 def list_consents(customer_id: Id, db: DbSession, principal: CurrentPrincipal) -> list[ConsentRecord]:
     """The customer's consent records, newest first."""
-    return customers.list_consents(db, principal, customer_id)
+    return consent.list_consents(db, principal, customer_id)
 
 
 @router.post("/customers/{customer_id}/consents", response_model=ConsentOut, status_code=201)
@@ -53,7 +53,7 @@ def add_consent(
     customer_id: Id, body: ConsentIn, db: DbSession, principal: CurrentPrincipal
 ) -> ConsentRecord:
     """Record a consent given or withdrawn; the customer's flag follows the latest record of the scope."""
-    return customers.add_consent_as(
+    return consent.add_consent_as(
         db, principal, customer_id, body.scope, body.granted, body.source, at=body.at, note=body.note
     )
 

@@ -13,7 +13,9 @@ from siyu.audit import service as audit
 from siyu.audit.service import AuditAction
 from siyu.campaigns import service as campaigns
 from siyu.commerce import service as commerce
-from siyu.customers import service as customers
+from siyu.customers import access, personal_data
+from siyu.customers import erasure as customer_erasure
+from siyu.customers.erasure import Erasure
 from siyu.groups import service as groups
 from siyu.kit.clock import utcnow
 from siyu.kit.errors import Forbidden, Invalid, TooManyRequests
@@ -41,8 +43,8 @@ def _iso(value: datetime | None) -> str | None:
 def export_customer(db: Session, principal: Principal, customer_id: int) -> dict[str, Any]:
     """Everything held on one customer as plain JSON data (admins; audited as customer_exported)."""
     _require_admin(principal)
-    customer = customers.get_customer(db, principal, customer_id)
-    person = customers.person_record(db, customer)
+    customer = access.get_customer(db, principal, customer_id)
+    person = personal_data.person_record(db, customer)
     org = db.get(Organization, principal.org_id)
     orders: list[Any] = []
     cursor: int | None = None
@@ -152,14 +154,14 @@ def export_customer(db: Session, principal: Principal, customer_id: int) -> dict
 
 def erase_customer(
     db: Session, principal: Principal, customer_id: int, confirm: str, *, origin: str = "api"
-) -> tuple[customers.Erasure, int]:
+) -> tuple[Erasure, int]:
     """Erase a customer on request (admins): ``confirm`` must repeat the id. Returns the erasure and the id
     of its audit entry."""
     _require_admin(principal)
-    customer = customers.get_customer(db, principal, customer_id)
+    customer = access.get_customer(db, principal, customer_id)
     if confirm.strip() != str(customer.id):
         raise Invalid(f"type the customer's id {customer.id} to confirm", field="confirm")
-    erasure = customers.erase_customer(
+    erasure = customer_erasure.erase_customer(
         db, principal.org_id, customer.id, actor_id=principal.user_id, origin=origin
     )
     entry = audit.record(

@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 
 from siyu.accounts.models import Account
 from siyu.accounts.service import visible_accounts
+from siyu.customers.access import visible_holders, visible_live_customers
 from siyu.customers.models import Customer
+from siyu.customers.repository import visible_customers
 from siyu.customers.resolution import IdentityRef, live_customers, normalize_identity, resolve_identities
-from siyu.customers.service import visible_customers, visible_holders, visible_live_customers
 from siyu.events import bus
 from siyu.events.models import Event
 from siyu.kit.bulk import IN_LIST_SIZE, chunked, driver_datetime, executemany_raw, insert_ignore

@@ -1,6 +1,6 @@
 """Customer pages: the searchable list and the detail page with in-place (HTMX) edits of tags,
-remark and notes. Every read and write goes through ``siyu.customers.service`` with the principal,
-so visibility (404 for another organization's or another operator's customer) is the service's."""
+remark and notes. Every read and write goes through the customer hub's services (``siyu.customers``) with
+the principal, so visibility (404 for another organization's or another operator's customer) is theirs."""
 
 from __future__ import annotations
 
@@ -14,8 +14,24 @@ from sqlalchemy.orm import Session
 
 from siyu.channels import service as channels
 from siyu.commerce import service as commerce
-from siyu.customers import search
-from siyu.customers import service as customers
+from siyu.customers import (
+    access,
+    customer_tagging,
+    listing,
+    profiles,
+    search,
+    tagging,
+    timelines,
+)
+from siyu.customers import (
+    follows as follow_relations,
+)
+from siyu.customers import (
+    identities as customer_identities,
+)
+from siyu.customers import (
+    notes as customer_notes,
+)
 from siyu.customers.models import Customer, Stage
 from siyu.customers.remarks import WECOM_REMARK_MAX, MaskedMobile, masked_remark
 from siyu.customers.schemas import CustomerFilters, CustomerPatch, IdentityOut, NoteOut
@@ -102,11 +118,11 @@ def customer_list(
         privacy.check_mobile_lookup(
             db, principal, request.app.state.mobile_lookups, settings.mobile_lookups_per_hour, filters.mobile
         )
-        rows, next_cursor = customers.list_customers(db, principal, filters, cursor=cursor, limit=PAGE_SIZE)
+        rows, next_cursor = listing.list_customers(db, principal, filters, cursor=cursor, limit=PAGE_SIZE)
         if exact:
-            total = customers.count_customers(db, principal, filters)
+            total = listing.count_customers(db, principal, filters)
         elif not (filters.text and not search.served_by_index(filters.text)):
-            total = customers.count_customers(db, principal, filters, at_most=TOTAL_SHOWN_UP_TO + 1)
+            total = listing.count_customers(db, principal, filters, at_most=TOTAL_SHOWN_UP_TO + 1)
         # else a search too short for the index: counting it reads every customer, so only on request.
     except ValidationError as exc:
         error = _filter_error(ctx, exc)
@@ -131,7 +147,7 @@ def customer_list(
         + urlencode({**query, **({"cursor": cursor} if cursor else {}), "exact": 1}),
         "tags": queries.tags_by_customer(db, principal.org_id, ids),
         "owners": queries.owners_by_customer(db, principal.org_id, ids),
-        "tag_groups": customers.list_tag_groups(db, principal.org_id),
+        "tag_groups": tagging.list_tag_groups(db, principal.org_id),
         "form": form,
         "error": error,
         "cursor": cursor,
@@ -163,8 +179,8 @@ def customer_bulk_tags(
     action: Annotated[str, Form()] = "add",
     back: Annotated[str, Form()] = "/customers",
 ) -> Response:
-    """Put a tag on, or take it off, every ticked customer (each through the customers service, which
-    records the tag events); all or nothing."""
+    """Put a tag on, or take it off, every ticked customer (each through ``customer_tagging``, which records
+    the tag events); all or nothing."""
     principal = _principal(ctx)
     target = safe_next(back, default="/customers")
     if not target.startswith("/customers"):
@@ -172,7 +188,7 @@ def customer_bulk_tags(
     if not customer_id or not tag_id.isdigit() or action not in ("add", "remove"):
         outcome = "none"
     else:
-        change = customers.add_tags if action == "add" else customers.remove_tags
+        change = customer_tagging.add_tags if action == "add" else customer_tagging.remove_tags
         try:
             for one in customer_id:
                 change(db, principal, one, [int(tag_id)], origin="console")
@@ -192,20 +208,20 @@ def customer_bulk_tags(
 
 
 def _customer(db: Session, ctx: PageContext, customer_id: int) -> Customer:
-    return customers.get_customer(db, _principal(ctx), customer_id)
+    return access.get_customer(db, _principal(ctx), customer_id)
 
 
 def _tags_fragment(
     db: Session, ctx: PageContext, customer: Customer, *, saved: bool = False, error: str | None = None
 ) -> Response:
     principal = _principal(ctx)
-    groups = {g.id: g for g, _tags in customers.list_tag_groups(db, principal.org_id)}
+    groups = {g.id: g for g, _tags in tagging.list_tag_groups(db, principal.org_id)}
     return render(
         ctx,
         "customers/_tags.html",
         customer=customer,
         groups=groups,
-        tags=customers.customer_tags(db, principal, customer.id),
+        tags=customer_tagging.customer_tags(db, principal, customer.id),
         saved=saved,
         error=error,
     )
@@ -229,7 +245,7 @@ def _notes_fragment(
     db: Session, ctx: PageContext, customer: Customer, *, error: str | None = None, draft: str = ""
 ) -> Response:
     principal = _principal(ctx)
-    notes = [NoteOut.build(n, principal) for n in customers.list_notes(db, principal, customer.id)]
+    notes = [NoteOut.build(n, principal) for n in customer_notes.list_notes(db, principal, customer.id)]
     authors = queries.user_names(db, principal.org_id, {n.author_id for n in notes if n.author_id})
     return render(
         ctx,
@@ -244,7 +260,7 @@ def _notes_fragment(
 
 def _timeline_data(db: Session, ctx: PageContext, customer: Customer, before: str | None) -> dict[str, Any]:
     principal = _principal(ctx)
-    page = customers.timeline(db, principal, customer.id, before=before, limit=TIMELINE_PAGE)
+    page = timelines.timeline(db, principal, customer.id, before=before, limit=TIMELINE_PAGE)
     account_ids = {i.account_id for i in page.items if i.account_id}
     author_ids = {i.data.get("author_id") for i in page.items if i.kind == "note" and i.data.get("author_id")}
     group_ids = {
@@ -276,12 +292,13 @@ def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
     if customer.id != customer_id:
         # A merged-away id: show the surviving profile at its own address.
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
-    follows = customers.list_follows(db, principal, customer.id)
+    follows = follow_relations.list_follows(db, principal, customer.id)
     identities = [
-        IdentityOut.build(i, principal) for i in customers.list_identities(db, principal, customer.id)
+        IdentityOut.build(i, principal)
+        for i in customer_identities.list_identities(db, principal, customer.id)
     ]
-    notes = [NoteOut.build(n, principal) for n in customers.list_notes(db, principal, customer.id)]
-    groups = {g.id: g for g, _tags in customers.list_tag_groups(db, principal.org_id)}
+    notes = [NoteOut.build(n, principal) for n in customer_notes.list_notes(db, principal, customer.id)]
+    groups = {g.id: g for g, _tags in tagging.list_tag_groups(db, principal.org_id)}
     order_count, order_net = queries.customer_order_totals(db, principal.org_id, customer.id)
     orders, _more = commerce.list_orders(db, principal, customer_id=customer.id, limit=ORDERS_SHOWN)
     return render(
@@ -296,7 +313,7 @@ def customer_detail(customer_id: int, db: DbSession, ctx: Console) -> Response:
         follows=follows,
         follow_accounts=queries.account_names(db, principal.org_id, {f.account_id for f in follows}),
         code_names=_code_names(db, principal.org_id, {f.state for f in follows if f.state}),
-        tags=customers.customer_tags(db, principal, customer.id),
+        tags=customer_tagging.customer_tags(db, principal, customer.id),
         groups=groups,
         saved=False,
         error=None,
@@ -338,13 +355,13 @@ def customer_tags_edit(customer_id: int, db: DbSession, ctx: Console) -> Respons
     """The tag picker: every tag of the organization grouped by tag group, the customer's ones checked."""
     principal = _principal(ctx)
     customer = _customer(db, ctx, customer_id)
-    chosen = {t.id for t in customers.customer_tags(db, principal, customer.id)}
+    chosen = {t.id for t in customer_tagging.customer_tags(db, principal, customer.id)}
     return render(
         ctx,
         "customers/_tag_picker.html",
         customer=customer,
         chosen=chosen,
-        tag_groups=customers.list_tag_groups(db, principal.org_id),
+        tag_groups=tagging.list_tag_groups(db, principal.org_id),
     )
 
 
@@ -359,7 +376,7 @@ def customer_tags_save(
     """Replace the customer's tags with the ticked ones and show the result in place."""
     customer = _customer(db, ctx, customer_id)
     try:
-        customers.set_customer_tags(db, _principal(ctx), customer.id, tag_id)
+        customer_tagging.set_customer_tags(db, _principal(ctx), customer.id, tag_id)
     except DomainError as exc:
         if isinstance(exc, NotFound):
             raise
@@ -391,7 +408,7 @@ def customer_remark_save(
         error = ctx.gettext("A remark holds at most %(n)d characters.") % {"n": WECOM_REMARK_MAX}
     if error is None:
         try:
-            customer = customers.update_customer_as(db, principal, customer.id, CustomerPatch(remark=text))
+            customer = profiles.update_customer_as(db, principal, customer.id, CustomerPatch(remark=text))
         except (ValidationError, DomainError) as exc:
             if isinstance(exc, NotFound):
                 raise
@@ -414,7 +431,7 @@ def customer_remark_save(
 def customer_remark_reset(customer_id: int, request: Request, db: DbSession, ctx: Console) -> Response:
     """Go back to the automatic Name+Source+Intent+Mobile remark."""
     customer = _customer(db, ctx, customer_id)
-    customer = customers.reset_remark(db, _principal(ctx).org_id, customer.id)
+    customer = profiles.reset_remark(db, _principal(ctx).org_id, customer.id)
     if not is_htmx(request):
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
     return _remark_fragment(ctx, customer, saved=True)
@@ -453,7 +470,7 @@ def customer_stage_save(
         error = ctx.gettext("Choose a stage from the list.")
     else:
         patch = CustomerPatch(stage=Stage(stage), stage_reason=reason.strip())
-        customer = customers.update_customer_as(db, principal, customer.id, patch, origin="console")
+        customer = profiles.update_customer_as(db, principal, customer.id, patch, origin="console")
     if not is_htmx(request) and error is None:
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
     return _stage_fragment(
@@ -472,7 +489,7 @@ def customer_note_add(
     """Add a note and show the notes list again."""
     customer = _customer(db, ctx, customer_id)
     try:
-        customers.add_note(db, _principal(ctx), customer.id, body)
+        customer_notes.add_note(db, _principal(ctx), customer.id, body)
     except DomainError as exc:
         if isinstance(exc, NotFound):
             raise

@@ -15,7 +15,7 @@ from fastapi.responses import RedirectResponse
 
 from siyu.audit import service as audit
 from siyu.audit.service import AuditAction, AuditFilters
-from siyu.customers import service as customers
+from siyu.customers import access, consent
 from siyu.customers.models import ConsentScope, ConsentSource
 from siyu.kit.errors import DomainError, Forbidden, NotFound
 from siyu.privacy import service as privacy
@@ -76,7 +76,7 @@ def export_json(customer_id: int, db: DbSession, ctx: Console) -> Response:
 def erase_page(customer_id: int, db: DbSession, ctx: Console) -> Response:
     """The erasure form: what goes, what stays, and the id to type."""
     principal = _admin(ctx)
-    customer = customers.get_customer(db, principal, customer_id)
+    customer = access.get_customer(db, principal, customer_id)
     return render(ctx, "privacy/erase.html", active="customers", customer=customer, error=None)
 
 
@@ -84,7 +84,7 @@ def erase_page(customer_id: int, db: DbSession, ctx: Console) -> Response:
 def erase(customer_id: int, db: DbSession, ctx: Console, confirm: Annotated[str, Form()] = "") -> Response:
     """Erase the customer when the typed id matches; then show the audit entry it left."""
     principal = _admin(ctx)
-    customer = customers.get_customer(db, principal, customer_id)
+    customer = access.get_customer(db, principal, customer_id)
     try:
         erasure, _audit_id = privacy.erase_customer(db, principal, customer.id, confirm, origin="console")
     except DomainError as exc:
@@ -105,7 +105,7 @@ def erase(customer_id: int, db: DbSession, ctx: Console, confirm: Annotated[str,
 def consent_view(db: DbSession, ctx: PageContext, customer_id: int) -> dict[str, Any]:
     """What the customer page's consent section shows."""
     principal = _principal(ctx)
-    records = customers.list_consents(db, principal, customer_id)
+    records = consent.list_consents(db, principal, customer_id)
     return {
         "consents": records,
         "consent_authors": queries.user_names(
@@ -129,10 +129,10 @@ def add_consent(
 ) -> Response:
     """Record a consent given or withdrawn and show the consent section again."""
     principal = _principal(ctx)
-    customer = customers.get_customer(db, principal, customer_id)
+    customer = access.get_customer(db, principal, customer_id)
     error: str | None = None
     try:
-        customers.add_consent_as(
+        consent.add_consent_as(
             db,
             principal,
             customer.id,
@@ -151,7 +151,7 @@ def add_consent(
         error = exc.message
     if not is_htmx(request) and error is None:
         return RedirectResponse(f"/customers/{customer.id}", status_code=303)
-    customer = customers.get_customer(db, principal, customer.id)
+    customer = access.get_customer(db, principal, customer.id)
     return render(
         ctx,
         "privacy/_consents.html",

@@ -14,7 +14,8 @@ from fastapi.responses import RedirectResponse
 
 from siyu.accounts import service as accounts
 from siyu.accounts.models import Account
-from siyu.customers import service as customers
+from siyu.customers import access, listing, profiles
+from siyu.customers import merge as merging
 from siyu.customers.importer import import_customers_csv
 from siyu.customers.models import Customer, Gender
 from siyu.customers.schemas import CustomerFilters, CustomerIn, CustomerPatch, MergeIn
@@ -119,7 +120,7 @@ def create_customer(
     consent_marketing: Annotated[str, Form()] = "",
     account_id: Annotated[str, Form()] = "",
 ) -> Response:
-    """Create a customer (CustomerIn and ``customers.service.create_customer_as``, as the API); a mobile
+    """Create a customer (CustomerIn and ``customers.profiles.create_customer_as``, as the API); a mobile
     another profile holds merges the two, and the page opens the profile that remains."""
     assert ctx.principal is not None
     values = {
@@ -138,7 +139,7 @@ def create_customer(
     outcome = submit(
         db,
         ctx,
-        lambda: customers.create_customer_as(
+        lambda: profiles.create_customer_as(
             db,
             principal,
             CustomerIn.model_validate(_profile_input(values)),
@@ -180,7 +181,7 @@ def _edit_form(
 def edit_customer_form(customer_id: int, db: DbSession, ctx: Console) -> Response:
     """A visible customer's profile form (the mobile masked for operators, as everywhere)."""
     assert ctx.principal is not None
-    customer = customers.get_customer(db, ctx.principal, customer_id)
+    customer = access.get_customer(db, ctx.principal, customer_id)
     values = {k: getattr(customer, k) or "" for k in PROFILE_FIELDS}
     values["gender"] = customer.gender.value
     values["mobile"] = shown_mobile(ctx.principal, customer.mobile) or ""
@@ -205,7 +206,7 @@ def update_customer(
     """Save the profile (CustomerPatch and ``update_customer_as``, as the API's PATCH). A cleared text field
     is cleared; the mobile, once set, is replaced rather than cleared (it is an identity)."""
     assert ctx.principal is not None
-    customer = customers.get_customer(db, ctx.principal, customer_id)
+    customer = access.get_customer(db, ctx.principal, customer_id)
     values = {
         "name": name,
         "mobile": mobile,
@@ -222,7 +223,7 @@ def update_customer(
     saved = submit(
         db,
         ctx,
-        lambda: customers.update_customer_as(
+        lambda: profiles.update_customer_as(
             db,
             principal,
             customer.id,
@@ -234,7 +235,7 @@ def update_customer(
         messages,
     )
     if isinstance(saved, Refused):
-        customer = customers.get_customer(db, principal, customer_id)
+        customer = access.get_customer(db, principal, customer_id)
         return _edit_form(ctx, customer, values, saved.errors, status_code=saved.status_code)
     return RedirectResponse(f"/customers/{saved.id}", status_code=303)
 
@@ -364,7 +365,7 @@ def _merge_page(
         raw = str(values.get(key, ""))
         if raw.isdigit():
             with contextlib.suppress(DomainError):  # an unknown id shows no name; the merge names the error
-                picked[key] = customers.get_customer(db, principal, int(raw))
+                picked[key] = access.get_customer(db, principal, int(raw))
     return render(
         ctx,
         "settings/customer_merge.html",
@@ -394,7 +395,7 @@ def merge_page(
         digits = query.replace(" ", "")
         is_mobile = digits.isdigit() and len(digits) in (4, 11)
         filters = CustomerFilters(mobile=digits) if is_mobile else CustomerFilters(name=query[:120])
-        found, _next = customers.list_customers(db, ctx.principal, filters, limit=20)
+        found, _next = listing.list_customers(db, ctx.principal, filters, limit=20)
     return _merge_page(db, ctx, values, found=found)
 
 
@@ -406,7 +407,7 @@ def merge_customers(
     merged_id: Annotated[str, Form()] = "",
     reason: Annotated[str, Form()] = "",
 ) -> Response:
-    """Merge one profile into the other (MergeIn and ``customers.service.merge_customers``, as the API):
+    """Merge one profile into the other (MergeIn and ``customers.merge.merge_customers``, as the API):
     identities, tags, notes, events, orders and follows move to the profile kept."""
     org_id = admin_org_id(ctx)
     assert ctx.principal is not None
@@ -416,7 +417,7 @@ def merge_customers(
 
     def merge() -> Any:
         data = MergeIn.model_validate(values)
-        return customers.merge_customers(db, org_id, data.survivor_id, data.merged_id, data.reason, user_id)
+        return merging.merge_customers(db, org_id, data.survivor_id, data.merged_id, data.reason, user_id)
 
     audit = submit(db, ctx, merge, messages)
     if isinstance(audit, Refused):

@@ -21,7 +21,8 @@ from fastapi.responses import RedirectResponse
 
 from siyu.accounts import service as accounts
 from siyu.commerce import service as commerce
-from siyu.customers import service as customers
+from siyu.customers import customer_tagging, identities, tagging
+from siyu.customers import notes as customer_notes
 from siyu.customers.models import IdentityKind
 from siyu.customers.remarks import WECOM_REMARK_MAX
 from siyu.integrations.wecom.errors import WeComError
@@ -178,13 +179,13 @@ def sidebar_oauth(
 def _contact_data(db: DbSession, ctx: PageContext, external_userid: str) -> dict[str, Any]:
     assert ctx.principal is not None
     principal = ctx.principal
-    customer = customers.customer_by_identity(
+    customer = identities.customer_by_identity(
         db, principal, IdentityKind.wecom_external_userid, external_userid
     )
     brought = first_lead(db, principal.org_id, customer.id)
     orders = commerce.latest_orders(db, principal.org_id, customer.id, limit=ORDERS_SHOWN)
     order_count, order_net = queries.customer_order_totals(db, principal.org_id, customer.id)
-    notes = customers.list_notes(db, principal, customer.id)
+    notes = customer_notes.list_notes(db, principal, customer.id)
     return {
         "customer": customer,
         "mobile": shown_mobile(principal, customer.mobile),
@@ -192,8 +193,8 @@ def _contact_data(db: DbSession, ctx: PageContext, external_userid: str) -> dict
         "remark_max": WECOM_REMARK_MAX,
         "lead": brought[0] if brought else None,
         "comment": brought[1] if brought else None,
-        "tags": customers.customer_tags(db, principal, customer.id),
-        "groups": {g.id: g for g, _tags in customers.list_tag_groups(db, principal.org_id)},
+        "tags": customer_tagging.customer_tags(db, principal, customer.id),
+        "groups": {g.id: g for g, _tags in tagging.list_tag_groups(db, principal.org_id)},
         "saved": False,
         "error": None,
         "notes": notes,

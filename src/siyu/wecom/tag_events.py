@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from siyu.customers.customer_tagging import change_tags
 from siyu.customers.models import CustomerTag, Tag
-from siyu.customers.service import change_tags
 from siyu.customers.tagging import mirror_tag_library, unmirror
 from siyu.integrations.channel import CorpTagGroup
 from siyu.integrations.wecom import WeComClient
