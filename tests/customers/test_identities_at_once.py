@@ -77,3 +77,14 @@ def test_bad_identifiers_are_refused_naming_the_field(db: Session, tenant) -> No
     with pytest.raises(Invalid) as err:
         profiles.find_or_create_by_identities(db, tenant.org_id, [(EXT, "wm-5"), (UNION, "  ")])
     assert err.value.field == "value"
+
+
+def test_a_nameless_older_profile_that_survives_a_merge_takes_the_carriers_name(db: Session, tenant) -> None:  # type: ignore[no-untyped-def]
+    # The WeCom contact path relies on this instead of writing the name itself.
+    org = tenant.org_id
+    older, _ = profiles.find_or_create_by_identities(db, org, [(UNION, "oz-5")], {})
+    assert older.name == ""
+    c, created = profiles.find_or_create_by_identities(
+        db, org, [(EXT, "wm-5"), (UNION, "oz-5")], {"name": "戊"}
+    )
+    assert not created and c.id == older.id and c.name == "戊"

@@ -169,8 +169,6 @@ def _apply_contact(
         (source_from_state(f.state) for f in follow_infos if f.state), None
     )
     customer, created = _customer_for(db, org_id, contact, source)
-    if contact.name and not customer.name:
-        customer.name = contact.name[:120]
     seen: set[str] = set()
     for info in follow_infos:
         if info.userid:
