@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
 from fastapi.responses import RedirectResponse
+from pydantic import BaseModel
 
 from siyu.accounts import service as accounts
 from siyu.accounts.models import Account
@@ -100,6 +101,25 @@ def _new_form(
     )
 
 
+class ProfileForm(BaseModel):
+    """The profile form's fields as typed; the API's schema validates them."""
+
+    name: str = ""
+    mobile: str = ""
+    gender: str = "unknown"
+    region: str = ""
+    source: str = ""
+    source_detail: str = ""
+    intent: str = ""
+    consent_marketing: str = ""
+
+
+class NewCustomerForm(ProfileForm):
+    """The new-customer form: the profile and the account that follows the customer."""
+
+    account_id: str = ""
+
+
 @router.get("/settings/customers/new")
 def new_customer_form(db: DbSession, ctx: Console) -> Response:
     """An empty customer form."""
@@ -107,33 +127,12 @@ def new_customer_form(db: DbSession, ctx: Console) -> Response:
 
 
 @router.post("/settings/customers")
-def create_customer(
-    db: DbSession,
-    ctx: Console,
-    name: Annotated[str, Form()] = "",
-    mobile: Annotated[str, Form()] = "",
-    gender: Annotated[str, Form()] = "unknown",
-    region: Annotated[str, Form()] = "",
-    source: Annotated[str, Form()] = "",
-    source_detail: Annotated[str, Form()] = "",
-    intent: Annotated[str, Form()] = "",
-    consent_marketing: Annotated[str, Form()] = "",
-    account_id: Annotated[str, Form()] = "",
-) -> Response:
+def create_customer(db: DbSession, ctx: Console, form: Annotated[NewCustomerForm, Form()]) -> Response:
     """Create a customer (CustomerIn and ``customers.profiles.create_customer_as``, as the API); a mobile
     another profile holds merges the two, and the page opens the profile that remains."""
     assert ctx.principal is not None
-    values = {
-        "name": name,
-        "mobile": mobile,
-        "gender": gender,
-        "region": region,
-        "source": source,
-        "source_detail": source_detail,
-        "intent": intent,
-        "consent_marketing": consent_marketing,
-        "account_id": account_id,
-    }
+    values = form.model_dump()
+    account_id = form.account_id
     messages = _profile_messages(ctx)
     principal = ctx.principal
     outcome = submit(
@@ -191,32 +190,13 @@ def edit_customer_form(customer_id: int, db: DbSession, ctx: Console) -> Respons
 
 @router.post("/customers/{customer_id}/edit")
 def update_customer(
-    customer_id: int,
-    db: DbSession,
-    ctx: Console,
-    name: Annotated[str, Form()] = "",
-    mobile: Annotated[str, Form()] = "",
-    gender: Annotated[str, Form()] = "unknown",
-    region: Annotated[str, Form()] = "",
-    source: Annotated[str, Form()] = "",
-    source_detail: Annotated[str, Form()] = "",
-    intent: Annotated[str, Form()] = "",
-    consent_marketing: Annotated[str, Form()] = "",
+    customer_id: int, db: DbSession, ctx: Console, form: Annotated[ProfileForm, Form()]
 ) -> Response:
     """Save the profile (CustomerPatch and ``update_customer_as``, as the API's PATCH). A cleared text field
     is cleared; the mobile, once set, is replaced rather than cleared (it is an identity)."""
     assert ctx.principal is not None
     customer = access.get_customer(db, ctx.principal, customer_id)
-    values = {
-        "name": name,
-        "mobile": mobile,
-        "gender": gender,
-        "region": region,
-        "source": source,
-        "source_detail": source_detail,
-        "intent": intent,
-        "consent_marketing": consent_marketing,
-    }
+    values = form.model_dump()
     cleared = {k: None for k in ("region", "source", "source_detail", "intent") if not values[k].strip()}
     messages = _profile_messages(ctx)
     principal = ctx.principal
@@ -228,7 +208,7 @@ def update_customer(
             principal,
             customer.id,
             CustomerPatch.model_validate(
-                _profile_input(values) | cleared | {"name": name.strip(), "gender": gender}
+                _profile_input(values) | cleared | {"name": form.name.strip(), "gender": form.gender}
             ),
             origin="console",
         ),

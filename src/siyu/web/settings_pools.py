@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
 from fastapi.responses import RedirectResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from siyu.accounts import service as accounts
 from siyu.accounts.models import Account, AccountKind, AccountStatus
@@ -144,27 +144,21 @@ def _pool_input(
     return fields, errors
 
 
-def _save_pool(
-    db: DbSession,
-    ctx: PageContext,
-    pool_id: int | None,
-    name: str,
-    rule: str,
-    daily_cap: str,
-    warmup: str,
-    members: list[str] | None,
-    backups: list[str] | None,
-) -> Response:
+class PoolForm(BaseModel):
+    """The pool form's fields as typed; the API's schema validates them."""
+
+    name: str = ""
+    rule: str = "least_loaded"
+    daily_cap: str = ""
+    warmup: str = ""
+    members: list[str] | None = None
+    backups: list[str] | None = None
+
+
+def _save_pool(db: DbSession, ctx: PageContext, pool_id: int | None, form: PoolForm) -> Response:
     org_id = admin_org_id(ctx)
     pool = channels.get_pool(db, org_id, pool_id) if pool_id is not None else None
-    values = {
-        "name": name,
-        "rule": rule,
-        "daily_cap": daily_cap,
-        "warmup": warmup,
-        "members": _ids(members),
-        "backups": _ids(backups),
-    }
+    values = form.model_dump() | {"members": _ids(form.members), "backups": _ids(form.backups)}
     messages = _pool_messages(ctx)
     fields, errors = _pool_input(db, ctx, pool, values)
     data: PoolIn | PoolPatch | None = None
@@ -189,34 +183,15 @@ def _save_pool(
 
 
 @router.post("/settings/pools")
-def create_pool(
-    db: DbSession,
-    ctx: Console,
-    name: Annotated[str, Form()] = "",
-    rule: Annotated[str, Form()] = "least_loaded",
-    daily_cap: Annotated[str, Form()] = "",
-    warmup: Annotated[str, Form()] = "",
-    members: Annotated[list[str] | None, Form()] = None,
-    backups: Annotated[list[str] | None, Form()] = None,
-) -> Response:
+def create_pool(db: DbSession, ctx: Console, form: Annotated[PoolForm, Form()]) -> Response:
     """Create a pool (PoolIn and ``channels.service.create_pool``)."""
-    return _save_pool(db, ctx, None, name, rule, daily_cap, warmup, members, backups)
+    return _save_pool(db, ctx, None, form)
 
 
 @router.post("/settings/pools/{pool_id}")
-def update_pool(
-    pool_id: int,
-    db: DbSession,
-    ctx: Console,
-    name: Annotated[str, Form()] = "",
-    rule: Annotated[str, Form()] = "least_loaded",
-    daily_cap: Annotated[str, Form()] = "",
-    warmup: Annotated[str, Form()] = "",
-    members: Annotated[list[str] | None, Form()] = None,
-    backups: Annotated[list[str] | None, Form()] = None,
-) -> Response:
+def update_pool(pool_id: int, db: DbSession, ctx: Console, form: Annotated[PoolForm, Form()]) -> Response:
     """Change a pool; the ticked accounts become its members (PoolPatch, as the API)."""
-    return _save_pool(db, ctx, pool_id, name, rule, daily_cap, warmup, members, backups)
+    return _save_pool(db, ctx, pool_id, form)
 
 
 # --- accounts ---------------------------------------------------------------------------------------
