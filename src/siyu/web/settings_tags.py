@@ -6,20 +6,19 @@ Several small forms share a page, so a refusal is keyed by the form it belongs t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Response
-from pydantic import ValidationError
 
 from siyu.customers import tagging
 from siyu.customers.schemas import TagGroupIn, TagGroupPatch, TagIn, TagPatch
-from siyu.kit.errors import DomainError
 from siyu.leads import service as leads
 from siyu.leads.intent_rules import INTENTS
 from siyu.leads.schemas import TemplateIn
 from siyu.tenancy.deps import DbSession
 from siyu.web.auth import Console, ConsoleRoute, admin_org_id
-from siyu.web.forms import FormErrors, Refused, from_domain, from_validation, submit
+from siyu.web.forms import FormErrors, Refused, submit
 from siyu.web.templating import PageContext, render
 
 router = APIRouter(include_in_schema=False, route_class=ConsoleRoute)
@@ -58,16 +57,17 @@ def _tags_page(
     )
 
 
-def _refused(
-    db: DbSession, ctx: PageContext, form: str, values: dict[str, Any], exc: ValidationError | DomainError
+def _save(
+    db: DbSession, ctx: PageContext, form: str, values: dict[str, Any], action: Callable[[], object]
 ) -> Response:
-    """The page again with the refusal beside the form's field and the typed values kept."""
-    if isinstance(exc, ValidationError):
-        errors, status = from_validation(ctx, exc, _tag_messages(ctx)), 422
-    else:
-        db.rollback()
-        errors, status = from_domain(ctx, exc, _tag_messages(ctx)), exc.status_code
-    return _tags_page(db, ctx, form=form, values=values, errors=errors, status_code=status)
+    """Run a tag form's action: the page again, saved, or with the refusal beside the form's field and the
+    typed values kept."""
+    refused = submit(db, ctx, action, _tag_messages(ctx))
+    if isinstance(refused, Refused):
+        return _tags_page(
+            db, ctx, form=form, values=values, errors=refused.errors, status_code=refused.status_code
+        )
+    return _tags_page(db, ctx, saved=True)
 
 
 @router.get("/settings/tags")
@@ -84,22 +84,26 @@ def create_group(
     org_id = admin_org_id(ctx)
     values = {"name": name, "tags": tags}
     names = [t for t in tags.replace("，", ",").replace("\n", ",").split(",") if t.strip()]
-    try:
-        tagging.create_tag_group(db, org_id, TagGroupIn(name=name, tags=names))
-    except (ValidationError, DomainError) as exc:
-        return _refused(db, ctx, "new-group", values, exc)
-    return _tags_page(db, ctx, saved=True)
+    return _save(
+        db,
+        ctx,
+        "new-group",
+        values,
+        lambda: tagging.create_tag_group(db, org_id, TagGroupIn(name=name, tags=names)),
+    )
 
 
 @router.post("/settings/tags/groups/{group_id}")
 def rename_group(group_id: int, db: DbSession, ctx: Console, name: Annotated[str, Form()] = "") -> Response:
     """Rename a group (TagGroupPatch)."""
     org_id = admin_org_id(ctx)
-    try:
-        tagging.update_tag_group(db, org_id, group_id, TagGroupPatch(name=name))
-    except (ValidationError, DomainError) as exc:
-        return _refused(db, ctx, f"group-{group_id}", {"name": name}, exc)
-    return _tags_page(db, ctx, saved=True)
+    return _save(
+        db,
+        ctx,
+        f"group-{group_id}",
+        {"name": name},
+        lambda: tagging.update_tag_group(db, org_id, group_id, TagGroupPatch(name=name)),
+    )
 
 
 @router.post("/settings/tags/groups/{group_id}/delete")
@@ -114,22 +118,26 @@ def add_tag(group_id: int, db: DbSession, ctx: Console, name: Annotated[str, For
     """Add a tag at the end of a group (TagIn)."""
     org_id = admin_org_id(ctx)
     last = max((t.sort_order for t in tagging.list_tags(db, org_id, group_id)), default=-1)
-    try:
-        tagging.create_tag(db, org_id, TagIn(group_id=group_id, name=name, sort_order=last + 1))
-    except (ValidationError, DomainError) as exc:
-        return _refused(db, ctx, f"new-tag-{group_id}", {"name": name}, exc)
-    return _tags_page(db, ctx, saved=True)
+    return _save(
+        db,
+        ctx,
+        f"new-tag-{group_id}",
+        {"name": name},
+        lambda: tagging.create_tag(db, org_id, TagIn(group_id=group_id, name=name, sort_order=last + 1)),
+    )
 
 
 @router.post("/settings/tags/{tag_id}")
 def rename_tag(tag_id: int, db: DbSession, ctx: Console, name: Annotated[str, Form()] = "") -> Response:
     """Rename a tag (TagPatch); customers keep it under its new name."""
     org_id = admin_org_id(ctx)
-    try:
-        tagging.update_tag(db, org_id, tag_id, TagPatch(name=name))
-    except (ValidationError, DomainError) as exc:
-        return _refused(db, ctx, f"tag-{tag_id}", {"name": name}, exc)
-    return _tags_page(db, ctx, saved=True)
+    return _save(
+        db,
+        ctx,
+        f"tag-{tag_id}",
+        {"name": name},
+        lambda: tagging.update_tag(db, org_id, tag_id, TagPatch(name=name)),
+    )
 
 
 @router.post("/settings/tags/{tag_id}/delete")
