@@ -25,7 +25,7 @@ def _scenes(db: Session, chat_id: str) -> dict[str, int | None]:
         .join(CustomerGroup, CustomerGroup.id == GroupMember.group_id)
         .where(CustomerGroup.chat_id == chat_id, GroupMember.quit_at.is_(None))
     )
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 def test_join_scenes_share_one_meaning_and_a_change_without_its_list_is_read(

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.own_members
 
 def _statuses(db: Session, org_id: int) -> dict[str, GroupStatus]:
     rows = db.execute(select(CustomerGroup.name, CustomerGroup.status).where(CustomerGroup.org_id == org_id))
-    return dict(rows.tuples().all())
+    return dict(rows.all())
 
 
 @pytest.mark.slow

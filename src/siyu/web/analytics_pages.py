@@ -147,10 +147,10 @@ def _group_labeler(db: DbSession, ctx: PageContext, org_id: int, by: str | None)
     names: dict[Any, str] = {}
     if by == "account_id":
         names = dict(
-            db.execute(select(Account.id, Account.name).where(Account.org_id == org_id)).tuples().all()
+            db.execute(select(Account.id, Account.name).where(Account.org_id == org_id)).all()
         )
     elif by == "operator_id":
-        names = dict(db.execute(select(User.id, User.name).where(User.org_id == org_id)).tuples().all())
+        names = dict(db.execute(select(User.id, User.name).where(User.org_id == org_id)).all())
 
     def name(value: Any) -> str:
         if by is None:
