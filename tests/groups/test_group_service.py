@@ -10,7 +10,14 @@ from sqlalchemy.orm import Session
 from siyu.customers import merge, profiles
 from siyu.customers.models import IdentityKind
 from siyu.groups.models import GroupMember, GroupStatus, MemberKind
-from siyu.groups.service import apply_member_change, dismiss_group, upsert_group
+from siyu.groups.service import (
+    JOIN_SCENES,
+    QUIT_SCENES,
+    apply_member_change,
+    dismiss_group,
+    scene_in_words,
+    upsert_group,
+)
 from siyu.integrations.channel import GroupChat
 from siyu.integrations.channel import GroupMember as ChatMember
 
@@ -77,3 +84,12 @@ def test_merging_customers_moves_their_group_memberships(db: Session, tenant) ->
     audit = merge.merge_customers(db, tenant.org_id, older.id, member.customer_id, reason="same person")
     assert audit.moved["group_members"] == 1
     assert _members(db)["wmAAA"].customer_id == older.id
+
+
+def test_scenes_in_words_never_show_a_bare_number() -> None:
+    """A scene WeCom does not document (join_scene 0 from groupchat/get) reads "unknown", not "0"."""
+    assert scene_in_words(JOIN_SCENES, 3) == "qr_code"
+    assert scene_in_words(QUIT_SCENES, 1) == "removed"
+    assert scene_in_words(JOIN_SCENES, 0) == "unknown"
+    assert scene_in_words(QUIT_SCENES, 7) == "unknown"
+    assert scene_in_words(JOIN_SCENES, None) == "unknown"

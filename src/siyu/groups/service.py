@@ -209,8 +209,9 @@ Change = tuple[MemberRow, datetime, str]
 
 
 def scene_in_words(words: dict[int, str], scene: int | None) -> str:
-    """A WeCom JoinScene / QuitScene number in words (``JOIN_SCENES`` / ``QUIT_SCENES``)."""
-    return words.get(scene, str(scene)) if scene is not None else "unknown"
+    """A WeCom JoinScene / QuitScene number in words (``JOIN_SCENES`` / ``QUIT_SCENES``); "unknown" when
+    WeCom gave none or a number it does not document (groupchat/get leaves join_scene 0 for some members)."""
+    return words.get(scene, "unknown") if scene is not None else "unknown"
 
 
 def membership_events(
