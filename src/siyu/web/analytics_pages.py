@@ -146,9 +146,7 @@ def _group_labeler(db: DbSession, ctx: PageContext, org_id: int, by: str | None)
     """A function naming a breakdown value in the page's language (account and operator ids become names)."""
     names: dict[Any, str] = {}
     if by == "account_id":
-        names = dict(
-            db.execute(select(Account.id, Account.name).where(Account.org_id == org_id)).all()
-        )
+        names = dict(db.execute(select(Account.id, Account.name).where(Account.org_id == org_id)).all())
     elif by == "operator_id":
         names = dict(db.execute(select(User.id, User.name).where(User.org_id == org_id)).all())
 
