@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from siyu.accounts.models import (
@@ -12,9 +12,12 @@ from siyu.accounts.models import (
     PERSONAL_WECHAT_HARD_CAP,
     Account,
     AccountKind,
+    AccountStatus,
     CustomerTransfer,
 )
 from siyu.accounts.schemas import AccountIn, AccountPatch
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, insert_ignore, one_of
+from siyu.kit.clock import utcnow
 from siyu.kit.errors import Conflict, Invalid, NotFound
 from siyu.tenancy.models import User
 from siyu.tenancy.principal import Principal
@@ -50,6 +53,79 @@ def wecom_member_account(db: Session, org_id: int, userid: str) -> Account | Non
             Account.org_id == org_id, Account.kind == AccountKind.wecom_member, Account.external_id == userid
         )
     )
+
+
+# Built once: every contact callback looks its member up, and building a select costs more than running it.
+_WECOM_ACCOUNT = select(Account).where(
+    Account.org_id == bindparam("org_id"),
+    Account.kind == AccountKind.wecom_member,
+    Account.external_id == bindparam("userid"),
+)
+_WECOM_ACCOUNT_ID = _WECOM_ACCOUNT.with_only_columns(Account.id)
+
+
+def ensure_wecom_account(db: Session, org_id: int, userid: str) -> Account:
+    """The organization's account for a WeCom member userid, created (unassigned) on first sight."""
+
+    def find() -> Account | None:
+        return db.scalar(_WECOM_ACCOUNT, {"org_id": org_id, "userid": userid})
+
+    account = find()
+    if account is None:
+        # Two workers may meet the same new member at once: insert-or-nothing, then read whichever won.
+        db.execute(
+            insert_ignore(db, Account.__table__, ["org_id", "kind", "external_id"]).values(
+                org_id=org_id,
+                kind=AccountKind.wecom_member.value,
+                external_id=userid,
+                name=userid[:120],
+                friend_count=0,
+                soft_cap=DEFAULT_SOFT_CAP,
+                hard_cap=DEFAULT_HARD_CAP[AccountKind.wecom_member],
+                status=AccountStatus.active.value,
+                created_at=utcnow(),
+            )
+        )
+        account = find()
+        assert account is not None
+    return account
+
+
+def wecom_account_id(db: Session, org_id: int, userid: str) -> int:
+    """``ensure_wecom_account(...).id`` reading only the id when the account exists (the usual case)."""
+    account_id = db.scalar(_WECOM_ACCOUNT_ID, {"org_id": org_id, "userid": userid})
+    return int(account_id) if account_id is not None else ensure_wecom_account(db, org_id, userid).id
+
+
+def wecom_account_ids(db: Session, org_id: int, userids: Iterable[str]) -> dict[str, int]:
+    """``wecom_account_id`` of many members: one query for those that exist, then each new one created."""
+    wanted = sorted(set(userids))
+    found: dict[str, int] = {}
+    for part in chunked(wanted, IN_LIST_SIZE):
+        found.update(
+            (str(userid), int(account_id))
+            for userid, account_id in db.execute(
+                select(Account.external_id, Account.id).where(
+                    Account.org_id == org_id,
+                    Account.kind == AccountKind.wecom_member,
+                    one_of(db, Account.external_id, part),
+                )
+            )
+        )
+    for userid in wanted:
+        if userid not in found:
+            found[userid] = ensure_wecom_account(db, org_id, userid).id
+    return found
+
+
+def wecom_accounts_by_userid(db: Session, org_id: int) -> dict[str, int]:
+    """Every WeCom member account of the organization: account id by member userid."""
+    rows = db.execute(
+        select(Account.external_id, Account.id).where(
+            Account.org_id == org_id, Account.kind == AccountKind.wecom_member
+        )
+    )
+    return {str(userid): int(account_id) for userid, account_id in rows}
 
 
 def _check_operator(db: Session, org_id: int, operator_id: int | None) -> None:

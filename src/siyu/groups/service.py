@@ -11,16 +11,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import NamedTuple, Protocol
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from siyu.accounts.models import (
-    DEFAULT_SOFT_CAP,
-    Account,
-    AccountKind,
-    AccountStatus,
-)
-from siyu.accounts.service import DEFAULT_HARD_CAP
+from siyu.accounts.models import Account, AccountKind
+from siyu.accounts.service import ensure_wecom_account
 from siyu.customers.merge import register_merge_hook
 from siyu.customers.models import IdentityKind
 from siyu.customers.profiles import find_or_create_by_identity
@@ -28,7 +23,7 @@ from siyu.events.bus import DomainEvent, emit_many
 from siyu.events.vocabulary import EventType
 from siyu.groups.models import MAX_GROUP_MEMBERS, CustomerGroup, GroupMember, GroupStatus, MemberKind
 from siyu.integrations.channel import GroupChat
-from siyu.kit.bulk import IN_LIST_SIZE, chunked, insert_ignore, one_of
+from siyu.kit.bulk import IN_LIST_SIZE, chunked, one_of
 from siyu.kit.clock import ensure_utc, utcnow
 
 __all__ = [
@@ -38,7 +33,6 @@ __all__ = [
     "customers_at",
     "dismiss_group",
     "ensure_group",
-    "ensure_wecom_account",
     "group_names",
     "membership_events",
     "record_membership_events",
@@ -46,72 +40,7 @@ __all__ = [
     "recount_members",
     "scene_in_words",
     "upsert_group",
-    "wecom_account_id",
-    "wecom_account_ids",
 ]
-
-
-# Built once: every contact callback looks its member up, and building a select costs more than running it.
-_WECOM_ACCOUNT = select(Account).where(
-    Account.org_id == bindparam("org_id"),
-    Account.kind == AccountKind.wecom_member,
-    Account.external_id == bindparam("userid"),
-)
-_WECOM_ACCOUNT_ID = _WECOM_ACCOUNT.with_only_columns(Account.id)
-
-
-def ensure_wecom_account(db: Session, org_id: int, userid: str) -> Account:
-    """The organization's account for a WeCom member userid, created (unassigned) on first sight."""
-
-    def find() -> Account | None:
-        return db.scalar(_WECOM_ACCOUNT, {"org_id": org_id, "userid": userid})
-
-    account = find()
-    if account is None:
-        # Two workers may meet the same new member at once: insert-or-nothing, then read whichever won.
-        db.execute(
-            insert_ignore(db, Account.__table__, ["org_id", "kind", "external_id"]).values(
-                org_id=org_id,
-                kind=AccountKind.wecom_member.value,
-                external_id=userid,
-                name=userid[:120],
-                friend_count=0,
-                soft_cap=DEFAULT_SOFT_CAP,
-                hard_cap=DEFAULT_HARD_CAP[AccountKind.wecom_member],
-                status=AccountStatus.active.value,
-                created_at=utcnow(),
-            )
-        )
-        account = find()
-        assert account is not None
-    return account
-
-
-def wecom_account_id(db: Session, org_id: int, userid: str) -> int:
-    """``ensure_wecom_account(...).id`` reading only the id when the account exists (the usual case)."""
-    account_id = db.scalar(_WECOM_ACCOUNT_ID, {"org_id": org_id, "userid": userid})
-    return int(account_id) if account_id is not None else ensure_wecom_account(db, org_id, userid).id
-
-
-def wecom_account_ids(db: Session, org_id: int, userids: Iterable[str]) -> dict[str, int]:
-    """``wecom_account_id`` of many members: one query for those that exist, then each new one created."""
-    wanted = sorted(set(userids))
-    found: dict[str, int] = {}
-    for part in chunked(wanted, IN_LIST_SIZE):
-        found.update(
-            (str(userid), int(account_id))
-            for userid, account_id in db.execute(
-                select(Account.external_id, Account.id).where(
-                    Account.org_id == org_id,
-                    Account.kind == AccountKind.wecom_member,
-                    one_of(db, Account.external_id, part),
-                )
-            )
-        )
-    for userid in wanted:
-        if userid not in found:
-            found[userid] = ensure_wecom_account(db, org_id, userid).id
-    return found
 
 
 def _is_staff(db: Session, org_id: int, userid: str, kind_hint: int | None) -> bool:

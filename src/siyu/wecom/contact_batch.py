@@ -12,13 +12,13 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from siyu.accounts.service import wecom_account_ids
 from siyu.channels import health as channel_health
 from siyu.channels import service as channels
 from siyu.channels.adds import CodeScan, contacts_added_through_codes
 from siyu.customers.batch import FollowEnd, end_follows_at, start_follows
 from siyu.customers.bulk import FollowRecord, ProfileRecord, apply_profiles
 from siyu.customers.models import IdentityKind
-from siyu.groups.service import wecom_account_ids
 from siyu.integrations.channel import ExternalContact, FollowInfo
 from siyu.integrations.wecom import WeComClient
 from siyu.kit.clock import ensure_utc

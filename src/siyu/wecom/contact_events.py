@@ -22,6 +22,7 @@ from typing import Any, Literal
 from sqlalchemy.orm import Session
 
 from siyu.accounts.departures import apply_transfer_fail
+from siyu.accounts.service import ensure_wecom_account, wecom_account_id
 from siyu.channels import health as channel_health
 from siyu.channels import service as channels
 from siyu.channels.adds import contact_added_through_code
@@ -29,7 +30,6 @@ from siyu.customers.follows import end_follow as customers_end_follow
 from siyu.customers.follows import follow, follow_relation, relation_of
 from siyu.customers.models import Customer, FollowRelation, Gender, IdentityKind
 from siyu.customers.profiles import find_or_create_by_identities, find_or_create_by_identity
-from siyu.groups.service import ensure_wecom_account, wecom_account_id
 from siyu.integrations.channel import ContactDetail, ExternalContact, FollowInfo
 from siyu.integrations.wecom import WeComClient, WeComError
 from siyu.kit.bulk import insert_ignore

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from siyu.accounts.models import Account, AccountKind, AccountStatus
+from siyu.accounts.service import ensure_wecom_account, wecom_accounts_by_userid
 from siyu.customers import bulk
 from siyu.customers.follows import recount_friends
 from siyu.customers.models import FollowStatus
@@ -300,25 +300,10 @@ def _sync_tags(
 
 
 def _sync_members(db: Session, org_id: int, userids: list[str], report: SyncReport, state: SyncState) -> None:
-    existing = dict(
-        db.execute(
-            select(Account.external_id, Account.id).where(
-                Account.org_id == org_id, Account.kind == AccountKind.wecom_member
-            )
-        ).all()
-    )
+    existing = wecom_accounts_by_userid(db, org_id)
     for userid in userids:
         if userid not in existing:
-            account = Account(
-                org_id=org_id,
-                kind=AccountKind.wecom_member,
-                external_id=userid,
-                name=userid,
-                status=AccountStatus.active,
-            )
-            db.add(account)
-            db.flush()
-            existing[userid] = account.id
+            existing[userid] = ensure_wecom_account(db, org_id, userid).id
             report.count("accounts", "created")
             report.sample("accounts", f"created WeCom member {userid}")
         state.accounts[userid] = existing[userid]

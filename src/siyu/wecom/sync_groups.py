@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from siyu.accounts.service import ensure_wecom_account
 from siyu.customers.models import IdentityKind
 from siyu.customers.resolution import resolve_identities
 from siyu.events.bus import DomainEvent
@@ -29,7 +30,6 @@ from siyu.groups.service import (
     Change,
     Member,
     dismiss_group,
-    ensure_wecom_account,
     membership_events,
     record_membership_events,
     scene_in_words,
