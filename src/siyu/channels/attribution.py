@@ -14,7 +14,7 @@ from siyu.channels.models import ChannelAdd, ChannelCode, CustomerTouch, TouchKi
 from siyu.channels.schemas import CodeReportOut, DailyAddsOut
 from siyu.commerce.models import Order
 from siyu.customers.merge import register_merge_hook
-from siyu.events.models import Event
+from siyu.events.models import Event, of_timed_type
 from siyu.events.vocabulary import EventType
 from siyu.kit.clock import local
 from siyu.kit.errors import Invalid
@@ -134,7 +134,7 @@ def new_friends_per_day(
 ) -> Counter[tuple[str, date]]:
     """New friends (follows started, whether or not through one of siyu's codes) per code state and day of
     the organization's time zone over [date_from, date_to]; "" is the state of adds without one. Read from
-    the event log, the same truth as the dashboard's counts, on its (org, time) index; ``account_ids``
+    the event log, the same truth as the dashboard's counts, on its (org, type, time) index; ``account_ids``
     limits it to those accounts."""
     zone = org_zone(db, org_id)
     start, end = _range(date_from, date_to, zone)
@@ -142,7 +142,7 @@ def new_friends_per_day(
         Event.org_id == org_id,
         Event.occurred_at >= start,
         Event.occurred_at < end,
-        Event.type == EventType.follow_started.value,
+        of_timed_type(EventType.follow_started.value),
     )
     if account_ids is not None:
         stmt = stmt.where(Event.account_id.in_(account_ids))

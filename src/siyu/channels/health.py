@@ -19,7 +19,7 @@ from siyu.accounts.service import visible_accounts
 from siyu.channels.models import AccountAlert, AccountDayLoad, AlertKind
 from siyu.channels.schemas import HealthOut
 from siyu.customers.models import FollowRelation, FollowStatus
-from siyu.events.models import Event
+from siyu.events.models import Event, of_timed_type
 from siyu.kit.bulk import insert_ignore
 from siyu.kit.clock import ensure_utc, local, utcnow
 from siyu.kit.errors import NotFound
@@ -280,7 +280,7 @@ def account_health(
             .where(
                 Event.org_id == org_id,
                 Event.account_id.in_(ids),
-                Event.type == COMPLAINT_EVENT,
+                of_timed_type(COMPLAINT_EVENT),
                 Event.occurred_at >= start,
             )
             .group_by(Event.account_id)

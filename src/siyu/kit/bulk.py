@@ -12,7 +12,7 @@ import functools
 import io
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import chain
 from operator import itemgetter
 from pathlib import Path
@@ -139,11 +139,14 @@ def driver_datetime(db: Session) -> Callable[[datetime], Any]:
     return lambda value: value
 
 
+_NO_OFFSET = timedelta(0)
+
+
 def _sqlite_datetime(value: datetime) -> str:
-    # Naive UTC in SQLAlchemy's format, "YYYY-MM-DD HH:MM:SS.ffffff"; a datetime already in UTC (what
-    # the adapters and utcnow give) needs no astimezone: its "+00:00" is cut off instead. Bulk writers
-    # call this a few hundred thousand times per sync.
-    if value.tzinfo is UTC:
+    # Naive UTC in SQLAlchemy's format, "YYYY-MM-DD HH:MM:SS.ffffff"; a datetime already in UTC needs no
+    # astimezone: its "+00:00" is cut off instead. Bulk writers call this a few hundred thousand times per
+    # sync. Pydantic parses "Z" and "+00:00" to its own UTC tzinfo, not ``UTC``: its offset says so.
+    if value.tzinfo is UTC or value.utcoffset() == _NO_OFFSET:
         return value.isoformat(" ", "microseconds")[:26]
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
