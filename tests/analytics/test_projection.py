@@ -288,6 +288,31 @@ def test_buyer_totals_follow_orders_refunds_and_merges_and_are_backfilled(
     reopened.close()
 
 
+def test_remembered_rows_last_until_a_refresh_writes(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    t = make_tenant()
+    a = _customer(db, t.org_id)
+    _order(db, t.org_id, a.id, 1_000, T0)
+    db.commit()
+    p = Projection(engine, tmp_path / "m.duckdb", min_interval_seconds=0)
+    sql = f"SELECT customer_id, net_fen FROM buyer_totals WHERE org_id = {t.org_id} ORDER BY ALL"
+    with p.remembering() as eng:
+        assert eng.query(sql) == [(a.id, 1_000)]
+    # Written behind the projection's back: a remembered read does not see it, which shows it is remembered.
+    p.engine.con.execute("UPDATE buyer_totals SET net_fen = 7")
+    with p.remembering() as eng:  # the refresh writes nothing
+        assert eng.query(sql) == [(a.id, 1_000)]
+    _order(db, t.org_id, a.id, 500, T0 + timedelta(days=1))
+    db.commit()
+    with p.remembering() as eng:  # the refresh writes the order: rows are read again
+        assert eng.query(sql) == [(a.id, 1_500)]
+    p.close()
+
+
 def test_refresh_is_throttled(engine: Engine, db: Session, make_tenant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     t = make_tenant()
     a = _customer(db, t.org_id)

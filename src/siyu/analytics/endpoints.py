@@ -174,7 +174,7 @@ def rfm(
         raise Invalid("as_of needs a UTC offset", field="as_of")
     as_of = as_of or utcnow()
     proj = service.projection_of_app(request.app.state)
-    with proj.locked() as eng:
+    with proj.remembering() as eng:
         report = service.rfm(
             eng, principal.org_id, as_of=as_of, buyers=proj.buyers_sql(principal.org_id, as_of)
         )
@@ -222,7 +222,7 @@ def roi(
 ) -> Any:
     """Cost, acquired customers, revenue to date, predicted CLV and ROI per source, channel, code or account."""
     proj = service.projection_of_app(request.app.state)
-    with proj.locked() as eng:
+    with proj.remembering() as eng:
         rows = service.channel_roi(
             db,
             eng,

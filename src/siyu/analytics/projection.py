@@ -38,7 +38,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -49,8 +49,8 @@ import duckdb
 import numpy as np
 from sqlalchemy import Connection, Engine, text
 
-from siyu.analytics.engines import DuckDBEngine
-from siyu.analytics.schema import CUSTOMER_VALUES, CUSTOMERS, EVENTS, ORDERS, Table
+from siyu.analytics.engines import AnalyticsEngine, ColumnData, DuckDBEngine
+from siyu.analytics.schema import CUSTOMER_VALUES, CUSTOMERS, EVENTS, ORDERS, Dialect, Table
 
 _STATE_DDL = "CREATE TABLE IF NOT EXISTS projection_state (name VARCHAR PRIMARY KEY, value BIGINT NOT NULL)"
 # Events per (organization, type), kept equal to a GROUP BY over `events` by every refresh: the analytics
@@ -167,6 +167,8 @@ class Projection:
         # (id -> updated_at) of customers projected within the overlap window, so that re-reading the
         # window finds nothing new when nothing changed (lost on restart: then the window is redone once).
         self._recent: dict[int, Any] = {}
+        # Rows of SELECTs read through `remembering`, valid until a refresh commits a write.
+        self._remembered: dict[str, list[tuple[Any, ...]]] = {}
         with self._lock:
             self.engine.create_schema()
             self.engine.con.execute(_STATE_DDL)
@@ -189,6 +191,16 @@ class Projection:
             if refresh:
                 self.refresh()
             yield self.engine
+
+    @contextmanager
+    def remembering(self, *, refresh: bool = True) -> Iterator[AnalyticsEngine]:
+        """As :meth:`locked`, but the engine remembers each query's rows until a refresh writes to the
+        projection: a report read again over unchanged data (a page reloaded, an API polled) skips DuckDB.
+
+        Only for queries whose text fixes their result (timestamps as literals, no ``now()``).
+        """
+        with self.locked(refresh=refresh) as eng:
+            yield _Remembering(eng, self._remembered)
 
     def _create_counts(self) -> None:
         """Create the event counts, filled from the events when a projection made before them lacks them."""
@@ -336,6 +348,7 @@ class Projection:
                     [[k, int(v)] for k, v in wm.items()],
                 )
                 con.execute("COMMIT")
+                self._remembered.clear()
             else:
                 con.execute("ROLLBACK")  # nothing to write: skip DuckDB's commit (a WAL write and sync)
             if self._pending_recent is not None:
@@ -733,6 +746,42 @@ class Projection:
                 "UPDATE events SET properties = ? WHERE event_id = ?",
                 [(p if p is not None else "{}", int(i)) for p, i in rows],
             )
+
+
+class _Remembering:
+    """An engine whose queries answer from (and fill) a projection's remembered rows; see ``remembering``."""
+
+    dialect: Dialect = "duckdb"
+    _LIMIT = 64  # distinct queries kept; beyond it the oldest is dropped
+
+    def __init__(self, engine: DuckDBEngine, remembered: dict[str, list[tuple[Any, ...]]]) -> None:
+        self._engine = engine
+        self._remembered = remembered
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """The rows of a SELECT, from memory when the projection has not changed since it last ran."""
+        rows = self._remembered.get(sql)
+        if rows is None:
+            rows = self._engine.query(sql)
+            if len(self._remembered) >= self._LIMIT:
+                del self._remembered[next(iter(self._remembered))]
+            self._remembered[sql] = rows
+        return list(rows)
+
+    def create_schema(self) -> None:
+        """Create the analytic tables if they do not exist."""
+        self._engine.create_schema()
+
+    def load(self, table: str, columns: Mapping[str, ColumnData]) -> int:
+        """Not for a projection: its rows come from refreshes only."""
+        raise TypeError("a projection is written by its refreshes only")
+
+    def clear(self, table: str) -> None:
+        """Not for a projection: rebuild it instead."""
+        raise TypeError("a projection is written by its refreshes only")
+
+    def close(self) -> None:
+        """Nothing to release: the projection owns the engine."""
 
 
 def _scalar_int(con: duckdb.DuckDBPyConnection, sql: str) -> int:

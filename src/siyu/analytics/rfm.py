@@ -118,16 +118,16 @@ def buyers_sql(org_id: int, as_of: datetime) -> str:
 
 
 def rfm_sql(org_id: int, as_of: datetime, *, buyers: str | None = None) -> str:
-    """DuckDB SQL: one row per buyer with recency (days), frequency, monetary and the three scores.
+    """DuckDB SQL: one row per buyer with the last payment, frequency, monetary and the three scores.
 
-    ``buyers`` is a query giving what :func:`buyers_sql` gives (the projection's maintained totals);
-    rows come in no particular order.
+    ``buyers`` is a query giving what :func:`buyers_sql` gives (the projection's maintained totals, when
+    no order is paid after ``as_of``); then the text does not depend on ``as_of``, so a projection can
+    remember its rows. Rows come in no particular order.
     """
-    end = sql_timestamp(as_of)
     return (
         f"WITH b AS ({buyers or buyers_sql(org_id, as_of)}), "
         f"q AS (SELECT quantile_disc(last_at, {_LEVELS}) AS qr, quantile_disc(m, {_LEVELS}) AS qm FROM b) "
-        f"SELECT customer_id, date_diff('day', last_at, {end}) AS recency_days, f, m, "
+        f"SELECT customer_id, last_at, f, m, "
         f"{_quintile('last_at', 'qr')} AS r_score, {_F_SCORE} AS f_score, {_quintile('m', 'qm')} AS m_score "
         "FROM b, q"
     )
@@ -140,7 +140,8 @@ def customer_rfm(
     as_of = as_of or utcnow()
     out = []
     for cid, rec, f, m, rs, fs, ms in engine.query(
-        f"{rfm_sql(org_id, as_of, buyers=buyers)} ORDER BY customer_id"
+        f"SELECT customer_id, date_diff('day', last_at, {sql_timestamp(as_of)}), f, m, r_score, f_score, "
+        f"m_score FROM ({rfm_sql(org_id, as_of, buyers=buyers)}) ORDER BY customer_id"
     ):
         fm = fm_score(int(fs), int(ms))
         out.append(

@@ -654,7 +654,7 @@ def _rfm(ctx: PageContext) -> tuple[dict[str, Any], list[tuple[int, int, int, in
     org = _org(ctx)
     as_of = utcnow()
     proj = service.projection_of_app(ctx.request.app.state)
-    with proj.locked() as eng:
+    with proj.remembering() as eng:
         report, cells = rfm_grids(eng, org, as_of, buyers=proj.buyers_sql(org, as_of))
     segment_names = {
         "champions": ctx.gettext("Champions"),
@@ -808,7 +808,7 @@ def _roi(
         error = ctx.gettext("Dates must look like 2026-01-31.")
         start, end = _dates(ctx, db, org, "", "")
     proj = service.projection_of_app(ctx.request.app.state)
-    with proj.locked() as eng:
+    with proj.remembering() as eng:
         rows = service.channel_roi(
             db,
             eng,
