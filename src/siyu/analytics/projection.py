@@ -5,6 +5,9 @@ What is projected (tables of :mod:`siyu.analytics.schema`):
 * ``events`` and ``orders``: append-only in the operational store, projected by an id watermark.
   Refunds are the one in-place change to orders; each refresh compares the total refunded amount
   with the projection's and, when they differ, re-reads every refunded order's amount.
+* ``buyer_totals`` (per buyer: order count, net paid, last payment; what RFM and ROI read): kept equal
+  to a GROUP BY over the projected ``orders`` by recomputing, in the same transaction, the rows of every
+  customer whose orders a refresh appended, re-synced a refund of, or re-pointed in a merge.
 * Erasures (PIPL): a customer erased on request is re-projected like any changed profile, and their
   projected events take the operational rows' scrubbed properties, so no personal property outlives the
   next refresh (which every read runs first).
