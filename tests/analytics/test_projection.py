@@ -71,7 +71,17 @@ def _snapshot(p: Projection) -> dict[str, list[tuple[object, ...]]]:
         "customers": p.query("SELECT * FROM customers ORDER BY customer_id", refresh=False),
         "customer_values": p.query("SELECT * FROM customer_values ORDER BY customer_id", refresh=False),
         "event_type_counts": p.query("SELECT * FROM event_type_counts ORDER BY ALL", refresh=False),
+        "buyer_totals": p.query("SELECT * FROM buyer_totals ORDER BY ALL", refresh=False),
     }
+
+
+def _buyers(p: Projection) -> list[tuple[object, ...]]:
+    """What the maintained buyer totals must equal: a GROUP BY over the projected orders."""
+    return p.query(
+        "SELECT org_id, customer_id, count(*), sum(amount_fen - refunded_fen), max(paid_at) FROM orders "
+        "GROUP BY ALL ORDER BY ALL",
+        refresh=False,
+    )
 
 
 def _counted(p: Projection) -> list[tuple[object, ...]]:
@@ -153,6 +163,7 @@ def test_incremental_equals_rebuild(engine: Engine, db: Session, make_tenant, tm
     assert all(r[1] != c.id for r in snap["customers"])
 
     assert snap["event_type_counts"] == _counted(inc)
+    assert snap["buyer_totals"] == _buyers(inc)
     # Rebuild of the incremental file starts over and lands on the same rows.
     inc.rebuild()
     assert _snapshot(inc) == snap
@@ -226,6 +237,80 @@ def test_event_type_counts_follow_overlapping_refreshes_and_are_backfilled(
     reopened = Projection(engine, path)
     assert reopened.event_types(t.org_id, refresh=False) == [("clicked", 3), ("viewed", 3), ("ordered", 1)]
     reopened.close()
+
+
+def test_buyer_totals_follow_orders_refunds_and_merges_and_are_backfilled(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Refresh by refresh, the totals per buyer equal a GROUP BY over the projected orders, and a rebuild's."""
+    t = make_tenant()
+    a, b, c = (_customer(db, t.org_id) for _ in range(3))
+    _order(db, t.org_id, b.id, 3_000, T0 + timedelta(days=1), refunded=1_000)
+    o1 = _order(db, t.org_id, a.id, 10_000, T0)
+    db.commit()
+    path = tmp_path / "b.duckdb"
+    p = Projection(engine, path, id_overlap=1, min_interval_seconds=0)
+    p.refresh()
+    assert p.query("SELECT * FROM buyer_totals ORDER BY ALL", refresh=False) == _buyers(p)
+
+    # A second order for a (the overlap re-reads a's first), a refund on a's first, b's refund cleared.
+    _order(db, t.org_id, a.id, 2_000, T0 + timedelta(days=5))
+    db.execute(update(Order).where(Order.id == o1.id).values(refunded_fen=4_000))
+    db.execute(update(Order).where(Order.customer_id == b.id).values(refunded_fen=0))
+    db.commit()
+    p.refresh()
+    rows = p.query("SELECT customer_id, orders, net_fen FROM buyer_totals ORDER BY ALL", refresh=False)
+    assert rows == [(a.id, 2, 8_000), (b.id, 1, 3_000)]
+
+    # b's order moves to c, who had none: b has no row left, c has b's.
+    _order(db, t.org_id, c.id, 500, T0 + timedelta(days=9))
+    db.commit()
+    merge_customers(db, t.org_id, c.id, b.id, "same person")
+    db.commit()
+    p.refresh()
+    assert p.query("SELECT * FROM buyer_totals ORDER BY ALL", refresh=False) == _buyers(p)
+    rows = p.query("SELECT customer_id, orders, net_fen FROM buyer_totals ORDER BY ALL", refresh=False)
+    assert rows == [(a.id, 2, 8_000), (c.id, 2, 3_500)]
+    assert p.buyers_sql(t.org_id, T0 + timedelta(days=9)) is not None
+    assert p.buyers_sql(t.org_id, T0 + timedelta(days=8)) is None  # c's last order is later
+    full = Projection(engine, tmp_path / "full.duckdb")
+    full.rebuild()
+    assert _snapshot(p) == _snapshot(full)
+    full.close()
+
+    p.engine.con.execute("DROP TABLE buyer_totals")
+    p.close()
+    reopened = Projection(engine, path)
+    assert reopened.query("SELECT * FROM buyer_totals ORDER BY ALL", refresh=False) == _buyers(reopened)
+    reopened.close()
+
+
+def test_remembered_rows_last_until_a_refresh_writes(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    t = make_tenant()
+    a = _customer(db, t.org_id)
+    _order(db, t.org_id, a.id, 1_000, T0)
+    db.commit()
+    p = Projection(engine, tmp_path / "m.duckdb", min_interval_seconds=0)
+    sql = f"SELECT customer_id, net_fen FROM buyer_totals WHERE org_id = {t.org_id} ORDER BY ALL"
+    with p.remembering() as eng:
+        assert eng.query(sql) == [(a.id, 1_000)]
+    # Written behind the projection's back: a remembered read does not see it, which shows it is remembered.
+    p.engine.con.execute("UPDATE buyer_totals SET net_fen = 7")
+    with p.remembering() as eng:  # the refresh writes nothing
+        assert eng.query(sql) == [(a.id, 1_000)]
+    _order(db, t.org_id, a.id, 500, T0 + timedelta(days=1))
+    db.commit()
+    with p.remembering() as eng:  # the refresh writes the order: rows are read again
+        assert eng.query(sql) == [(a.id, 1_500)]
+    p.close()
 
 
 def test_refresh_is_throttled(engine: Engine, db: Session, make_tenant, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

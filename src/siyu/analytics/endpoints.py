@@ -35,6 +35,7 @@ from siyu.analytics.schemas import (
 )
 from siyu.channels import attribution
 from siyu.channels.schemas import CodeReportOut
+from siyu.kit.clock import utcnow
 from siyu.kit.csvexport import csv_attachment
 from siyu.kit.errors import Invalid
 from siyu.tenancy.deps import AdminPrincipal, CurrentPrincipal, DbSession
@@ -171,8 +172,12 @@ def rfm(
     """Buyers per RFM segment and the R x FM grid (CSV: one row per cell with its segment)."""
     if as_of is not None and as_of.tzinfo is None:
         raise Invalid("as_of needs a UTC offset", field="as_of")
-    with service.projection_of_app(request.app.state).locked() as eng:
-        report = service.rfm(eng, principal.org_id, as_of=as_of)
+    as_of = as_of or utcnow()
+    proj = service.projection_of_app(request.app.state)
+    with proj.remembering() as eng:
+        report = service.rfm(
+            eng, principal.org_id, as_of=as_of, buyers=proj.buyers_sql(principal.org_id, as_of)
+        )
     if format == "csv":
         from siyu.analytics.rfm import segment_of
 
@@ -216,7 +221,8 @@ def roi(
     format: Format = "json",
 ) -> Any:
     """Cost, acquired customers, revenue to date, predicted CLV and ROI per source, channel, code or account."""
-    with service.projection_of_app(request.app.state).locked() as eng:
+    proj = service.projection_of_app(request.app.state)
+    with proj.remembering() as eng:
         rows = service.channel_roi(
             db,
             eng,
@@ -225,6 +231,7 @@ def roi(
             date_to=date_to,
             dimension=dimension,
             utc_offset_minutes=utc_offset_minutes,
+            buyers=proj.buyers_sql(principal.org_id),
         )
     if format == "csv":
         header = list(ChannelROIOut.model_fields)

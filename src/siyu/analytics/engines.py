@@ -51,6 +51,15 @@ def _percentile_cont_sql(self: ClickHouseGenerator, expression: exp.PercentileCo
     return f"quantileExactInclusive({self.sql(expression, 'expression')})({self.sql(expression, 'this')})"
 
 
+def _percentile_disc_sql(self: ClickHouseGenerator, expression: exp.PercentileDisc) -> str:
+    # DuckDB's quantile_disc(x, q) is the ceil(n * q)-th smallest value (SQL PERCENTILE_DISC), exact for
+    # DECIMAL levels; ClickHouse's quantileExactLow picks its position differently. Levels are a list here
+    # (the one form our queries use), and Decimal times the count keeps the position exact.
+    this = self.sql(expression, "this")
+    levels = self.sql(expression, "expression")
+    return f"arrayMap(q -> arraySort(groupArray({this}))[toUInt64(greatest(1, ceil(count({this}) * q)))], {levels})"
+
+
 class SiyuClickHouse(ClickHouse):
     """sqlglot's ClickHouse dialect plus exact mappings for the DuckDB functions our queries use."""
 
@@ -67,6 +76,7 @@ class SiyuClickHouse(ClickHouse):
             # `a // b` must stay integral and exact; the default goes through Float64.
             exp.IntDiv: lambda self, e: self.func("intDiv", e.this, e.expression),
             exp.PercentileCont: _percentile_cont_sql,
+            exp.PercentileDisc: _percentile_disc_sql,
             exp.Anonymous: _anonymous_sql,
         }
 

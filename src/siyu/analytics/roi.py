@@ -149,15 +149,24 @@ def code_costs(
 
 
 def acquired_groups(
-    engine: AnalyticsEngine, org_id: int, start: datetime, end: datetime
+    engine: AnalyticsEngine, org_id: int, start: datetime, end: datetime, *, buyers: str | None = None
 ) -> list[AcquiredGroup]:
-    """Customers first seen in [start, end) per (source, channel state, account), with revenue and CLV."""
+    """Customers first seen in [start, end) per (source, channel state, account), with revenue and CLV.
+
+    ``buyers``: a query of every buyer's net paid to date (customer_id, m), such as the projection's
+    maintained totals; by default the orders are summed.
+    """
     org = int(org_id)
+    rev = (
+        f"SELECT customer_id, m AS net FROM ({buyers})"
+        if buyers
+        else f"SELECT customer_id, sum(amount_fen - refunded_fen) AS net FROM orders WHERE org_id = {org} "
+        "GROUP BY customer_id"
+    )
     sql = (
         "WITH c AS (SELECT customer_id, source, channel, account_id FROM customers "
         f"WHERE org_id = {org} AND first_seen_at >= {sql_timestamp(start)} AND first_seen_at < {sql_timestamp(end)}), "
-        f"rev AS (SELECT customer_id, sum(amount_fen - refunded_fen) AS net FROM orders WHERE org_id = {org} "
-        "GROUP BY customer_id) "
+        f"rev AS ({rev}) "
         "SELECT c.source, c.channel, c.account_id, count(*), coalesce(sum(rev.net), 0), "
         "coalesce(sum(v.clv_fen), 0) FROM c "
         "LEFT JOIN rev ON rev.customer_id = c.customer_id "
@@ -237,8 +246,12 @@ def roi_report(
     date_to: date,
     dimension: ROIDimension | str = ROIDimension.source,
     utc_offset_minutes: int = 480,
+    buyers: str | None = None,
 ) -> list[ChannelROI]:
-    """ROI per breakdown value for one organization (values with a cost or with acquired customers)."""
+    """ROI per breakdown value for one organization (values with a cost or with acquired customers).
+
+    ``buyers`` as :func:`acquired_groups` takes it.
+    """
     try:
         dim = ROIDimension(dimension)
     except ValueError:
@@ -251,7 +264,7 @@ def roi_report(
     start = local_day_start(date_from, utc_offset_minutes)
     end = local_day_start(date_to + timedelta(days=1), utc_offset_minutes)
     cost, acquired = allocate_costs(
-        acquired_groups(engine, org_id, start, end),
+        acquired_groups(engine, org_id, start, end, buyers=buyers),
         dim,
         _prorated(db, org_id, CostDimension.source, date_from, date_to),
         _code_costs(db, org_id, date_from, date_to, utc_offset_minutes),

@@ -189,6 +189,7 @@ def channel_roi(
     date_to: date,
     dimension: ROIDimension | str = ROIDimension.source,
     utc_offset_minutes: int = 480,
+    buyers: str | None = None,
 ) -> list[ChannelROI]:
     """ROI per source, channel, code or account (see siyu.analytics.roi.roi_report)."""
     return roi_report(
@@ -199,6 +200,7 @@ def channel_roi(
         date_to=date_to,
         dimension=dimension,
         utc_offset_minutes=utc_offset_minutes,
+        buyers=buyers,
     )
 
 

@@ -617,16 +617,16 @@ def repurchase_csv(db: DbSession, ctx: Console, by: str = "source", days: int = 
 
 
 def rfm_grids(
-    engine: AnalyticsEngine, org_id: int, as_of: datetime
+    engine: AnalyticsEngine, org_id: int, as_of: datetime, *, buyers: str | None = None
 ) -> tuple[RFMReport, list[tuple[int, int, int, int, int]]]:
     """The RFM report (as ``rfm_report``) and the buyers per (R score, F score) cell with their total and
     mean net monetary value in fen (the mean rounded half away from zero, as SQL ``round``).
 
     Both come from one pass over the buyers, counted per (R, F, M) scores: each of the two used to score
-    every buyer again (three rank sorts over all of them).
+    every buyer again. ``buyers`` as ``rfm_sql`` takes it.
     """
     rows = engine.query(
-        f"WITH x AS ({rfm_sql(org_id, as_of)}) SELECT r_score, f_score, m_score, count(*), sum(m) "
+        f"WITH x AS ({rfm_sql(org_id, as_of, buyers=buyers)}) SELECT r_score, f_score, m_score, count(*), sum(m) "
         "FROM x GROUP BY ALL"
     )
     grid = [[0] * 5 for _ in range(5)]
@@ -652,8 +652,8 @@ def _rfm(ctx: PageContext) -> tuple[dict[str, Any], list[tuple[int, int, int, in
     org = _org(ctx)
     as_of = utcnow()
     proj = service.projection_of_app(ctx.request.app.state)
-    with proj.locked() as eng:
-        report, cells = rfm_grids(eng, org, as_of)
+    with proj.remembering() as eng:
+        report, cells = rfm_grids(eng, org, as_of, buyers=proj.buyers_sql(org, as_of))
     segment_names = {
         "champions": ctx.gettext("Champions"),
         "loyal": ctx.gettext("Loyal"),
@@ -806,9 +806,16 @@ def _roi(
         error = ctx.gettext("Dates must look like 2026-01-31.")
         start, end = _dates(ctx, db, org, "", "")
     proj = service.projection_of_app(ctx.request.app.state)
-    with proj.locked() as eng:
+    with proj.remembering() as eng:
         rows = service.channel_roi(
-            db, eng, org, date_from=start, date_to=end, dimension=dim, utc_offset_minutes=_offset_minutes(ctx)
+            db,
+            eng,
+            org,
+            date_from=start,
+            date_to=end,
+            dimension=dim,
+            utc_offset_minutes=_offset_minutes(ctx),
+            buyers=proj.buyers_sql(org),
         )
     costs = service.list_channel_costs(db, org)[:20]
     name = _roi_labeler(db, ctx, org, dim)

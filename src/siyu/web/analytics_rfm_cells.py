@@ -31,7 +31,8 @@ def rfm_cell_page(
     org = _org(ctx)
     proj = service.projection_of_app(ctx.request.app.state)
     with proj.locked() as eng:
-        buyers = service.rfm_cell(eng, org, r, f, as_of=utcnow())
+        as_of = utcnow()
+        buyers = service.rfm_cell(eng, org, r, f, as_of=as_of, buyers=proj.buyers_sql(org, as_of))
     shown = buyers[:SHOWN]
     return render(
         ctx,
