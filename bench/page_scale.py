@@ -186,9 +186,10 @@ class ServerTimer:
         started = time.perf_counter()
 
         async def timed_send(message: Any) -> None:
-            await send(message)
+            # Stored before the last byte is handed over: after it, the client may already look for it.
             if message["type"] == "http.response.body" and not message.get("more_body", False) and rid:
                 self.ms[rid] = (time.perf_counter() - started) * 1000
+            await send(message)
 
         await self.app(scope, receive, timed_send)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from siyu.customers import listing, profiles
+from siyu.customers import listing, profiles, search
 from siyu.customers.models import Customer
 from siyu.customers.schemas import CustomerFilters
 from siyu.tenancy.models import Role
@@ -152,3 +152,41 @@ def test_a_loaded_brand_is_searchable_and_a_reload_leaves_no_stale_entries(
                 {"q": f'"{needle}"'},
             )
         assert stale == 0
+
+
+def test_two_characters_find_what_a_scan_finds(db: Session, tenant, engine: Engine) -> None:  # type: ignore[no-untyped-def]
+    org = tenant.org_id
+    people = {
+        "start": ("张鑫东", ""),
+        "end": ("王张鑫", ""),
+        "whole": ("张鑫", ""),
+        "remark": ("李华", "老客户张鑫介绍"),
+        "one_char": ("张", "鑫"),
+        "apart": ("张三鑫", "张 鑫"),
+        "percent": ("5%折扣", "a_b"),
+    }
+    ids = {
+        key: profiles.create_customer(db, org, {"name": name, "remark": remark}).id
+        for key, (name, remark) in people.items()
+    }
+    db.commit()
+    admin = Principal(org, tenant.admin_id, Role.admin)
+
+    def found(**filters: str) -> set[int]:
+        rows, _ = listing.list_customers(db, admin, CustomerFilters(**filters), None, 50)  # type: ignore[arg-type]
+        return {c.id for c in rows}
+
+    both = {ids["start"], ids["end"], ids["whole"]}
+    assert found(name="张鑫") == both
+    assert found(text="张鑫") == both | {ids["remark"]}
+    assert found(text="%折") == {ids["percent"]} and found(text="a_") == {ids["percent"]}
+    assert found(text="_b") == {ids["percent"]} and found(text="ab") == set()
+    if engine.dialect.name == "postgresql":
+        # The bigram index can serve the pair (with scans forbidden, nothing else can).
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            conn.exec_driver_sql("SET enable_indexscan = off")
+            stmt = select(Customer.id).where(search.contains_text("postgresql", "张鑫", remark=False))
+            sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
+            plan = " ".join(str(r[0]) for r in conn.execute(text("EXPLAIN " + sql)))
+        assert "ix_customers_name_bigrams" in plan

@@ -72,8 +72,9 @@ def sla_figures(
     )
     customer_ids = {row.customer_id for row in leads if row.customer_id is not None}
     states = {row.code_state for row in leads if row.code_state}
-    # Earliest add per customer after ... is decided per lead below; fetch every follow of these customers
-    # and every follow carrying one of the leads' code states.
+    # Earliest add per customer after ... is decided per lead below; fetch the follows of these customers
+    # and those carrying one of the leads' code states, started in the period or later: only an add after
+    # its lead counts, and a code's follows of all time are a good part of a big organization's.
     follows: dict[int, list[datetime]] = {}
     by_state: dict[str, list[tuple[int, datetime]]] = {}
     if customer_ids or states:
@@ -86,7 +87,7 @@ def sla_figures(
         assert cond is not None  # customer ids or states, so at least one condition
         for cid, since, state in db.execute(
             select(FollowRelation.customer_id, FollowRelation.since, FollowRelation.state).where(
-                FollowRelation.org_id == org_id, cond
+                FollowRelation.org_id == org_id, FollowRelation.since >= start, cond
             )
         ):
             follows.setdefault(cid, []).append(ensure_utc(since))
