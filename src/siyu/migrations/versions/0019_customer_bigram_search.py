@@ -18,7 +18,7 @@ from alembic import op
 from siyu.customers import search
 
 revision = "0019"
-down_revision = "0016"
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 
