@@ -100,7 +100,7 @@ CONFLICT_RETRIES = 5
 #: Keys a batch takes (the first waiting row of each), claimed and applied in one transaction. Larger
 #: batches spread the per-statement costs thinner but hold their locks longer and redo more when one row
 #: fails (the batch then falls back to one row at a time).
-BATCH_SIZE = 500
+BATCH_SIZE = 2000
 ALREADY_PROCESSED = "already processed or no such inbox row"
 WAITING_FOR_EARLIER = "waiting for an earlier event of the same key"
 DATABASE_BUSY = "left waiting: the database stayed locked"
@@ -172,7 +172,7 @@ _PG_CONFLICTS = frozenset({"40P01", "40001", "23505", "55P03"})
 #: The workers of this process write to SQLite one at a time (see the module docstring).
 _SQLITE_WRITER = threading.Lock()
 _POOL = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="wecom-drain")
-#: Runs the next batch's WeCom reads (on ``_POOL``) while a batch is applied.
+#: Chooses the next batch and runs its WeCom reads (on ``_POOL``) while a batch is applied.
 _READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wecom-read-ahead")
 
 
@@ -373,25 +373,23 @@ def _batched_pass(workers: int, size: int, received_before: datetime | None = No
     transaction; the others each in their own, ``workers`` keys at a time. A key whose row failed or must
     wait is held back for the rest of the pass.
 
-    The next batch is chosen among the other keys while a batch is applied, and its WeCom reads are made
-    meanwhile: its rows are already the first waiting rows of their keys, so each read still starts after
-    the row before it was applied (see ``siyu.wecom.prefetch``)."""
+    The next batch is chosen among the other keys, and its WeCom reads are made, while a batch is applied:
+    its rows are already the first waiting rows of their keys, so each read still starts after the row
+    before it was applied (see ``siyu.wecom.prefetch``)."""
     held: set[tuple[int, str]] = set()
     applied = taken = 0
 
-    def heads(exclude: set[tuple[int, str]]) -> list[_Waiting]:
+    def ahead(exclude: set[tuple[int, str]]) -> Future[tuple[list[_Waiting], dict[int, Prefetch | None]]]:
         room = min(size, limit - taken) if limit else size
-        return _heads(exclude, room, received_before) if room > 0 else []
+        return _read_ahead(set(exclude), room, received_before, workers)
 
-    batch = heads(held)
-    reads = _read_ahead(batch, workers)
+    batch, reads = ahead(held).result()
     while batch:
         taken += len(batch)
-        upcoming = heads(held | {_key(r) for r in batch})
-        upcoming_reads = _read_ahead(upcoming, workers)
+        upcoming = ahead(held | {_key(r) for r in batch})
         together = [h for h in batch if batchable(h.payload)]
         if together:
-            done, waiting = _apply_batch(together, reads.result())
+            done, waiting = _apply_batch(together, reads)
             applied += done
             held |= waiting
         alone = [h for h in batch if not batchable(h.payload)]
@@ -399,11 +397,10 @@ def _batched_pass(workers: int, size: int, received_before: datetime | None = No
             done, waiting = _run_pass(alone, workers)
             applied += done
             held |= waiting
-        batch, reads = [r for r in upcoming if _key(r) not in held], upcoming_reads
+        following, reads = upcoming.result()
+        batch = [r for r in following if _key(r) not in held]
         if not batch:  # the keys of the batch just applied may have rows left
-            reads.result()
-            batch = heads(held)
-            reads = _read_ahead(batch, workers)
+            batch, reads = ahead(held).result()
     return applied
 
 
@@ -411,16 +408,19 @@ def _key(row: _Waiting) -> tuple[int, str]:
     return (row.org_id, row.partition_key)
 
 
-def _read_ahead(rows: list[_Waiting], workers: int) -> Future[dict[int, Prefetch | None]]:
-    """Start the WeCom reads of the batchable ``rows`` (``workers`` at a time); the future answers them by
-    inbox id."""
-    together = [r for r in rows if batchable(r.payload)]
+def _read_ahead(
+    exclude: set[tuple[int, str]], room: int, received_before: datetime | None, workers: int
+) -> Future[tuple[list[_Waiting], dict[int, Prefetch | None]]]:
+    """Start choosing the next batch (``_heads``) and making the WeCom reads of its batchable rows
+    (``workers`` at a time); the future answers the batch and its reads by inbox id."""
 
-    def read() -> dict[int, Prefetch | None]:
+    def read() -> tuple[list[_Waiting], dict[int, Prefetch | None]]:
+        rows = _heads(exclude, room, received_before) if room > 0 else []
+        together = [r for r in rows if batchable(r.payload)]
         found = fetch_contacts(
             sessions(), [(r.org_id, r.payload) for r in together], _secret_key, _POOL, workers
         )
-        return {r.id: p for r, p in zip(together, found, strict=True)}
+        return rows, {r.id: p for r, p in zip(together, found, strict=True)}
 
     return _READER.submit(read)
 
