@@ -8,8 +8,9 @@ Order. Each row carries a ``partition_key`` (``siyu.wecom.callbacks.partition_ke
 group chat or the tag library it is about. Rows of one key are applied in arrival (id) order, so an
 edit_external_contact is never applied before the add it follows.
 
-Batches. A pass repeatedly takes the first waiting row of up to ``BATCH_SIZE`` keys. Their contact details
-are read from WeCom first, ``DRAIN_WORKERS`` reads at a time (``siyu.wecom.prefetch``); then the rows
+Batches. A pass repeatedly takes the first waiting row of up to ``BATCH_SIZE`` keys (chosen, and their
+contact details read, while the previous batch is applied: the two batches share no key). Their contact
+details are read from WeCom first, ``DRAIN_WORKERS`` reads at a time (``siyu.wecom.prefetch``); then the rows
 ``contact_batch.batchable`` names (adds without a welcome code, edits, deletions) are claimed and applied
 set-wise in ONE transaction (``contact_batch.apply_contact_batch``: the customers bulk writer, events and
 stage rules included), with the organization's credentials read once. The other rows (welcome sends,
