@@ -15,7 +15,8 @@ Timed: ``drain()`` until the inbox is empty, in a process already started the wa
 (task modules and event subscribers loaded), first the baseline, the previous design: every row in its own
 transaction, ``DRAIN_WORKERS`` keys at a time (``drain(batch=0)``, each row read from WeCom just before it is
 claimed), and then the batched drain (the first waiting row of up to ``BATCH_SIZE`` keys claimed and applied
-set-wise in one transaction, their WeCom reads made ``DRAIN_WORKERS`` at a time beforehand), each on a fresh
+set-wise in one transaction, their WeCom reads made ``DRAIN_WORKERS`` at a time beforehand, the next batch
+chosen and read while one is applied), each on a fresh
 database, in the same run. Checked after each: every row processed exactly once (attempts 1),
 per contact the rows claimed in arrival order (each row's processed_at later than the previous row of the
 same contact: a row can only be claimed once the one before it committed), one externalcontact/get per

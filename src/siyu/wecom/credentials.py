@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Row, bindparam, select
 from sqlalchemy.orm import Session
 
 from siyu.audit import service as audit
@@ -223,6 +223,8 @@ _CREDENTIALS_KEY = _CREDENTIALS.with_only_columns(
     WeComCredential.base_url,
     WeComCredential.welcome_text,
 )
+#: Corp id, the three ciphertexts, base URL, welcome text: what a client is cached by (``_CREDENTIALS_KEY``).
+StoredCredentials = Row[str, str, str, str, str, str]
 #: Per thread (a requests session is not meant to be shared between threads): key -> client.
 _CLIENTS = threading.local()
 _MAX_CLIENTS = 32
@@ -235,21 +237,40 @@ def callback_client(
     stored credentials). The row is read every time, so an edit applies to the next event; the client is
     reused (per thread) while the stored secrets and address are unchanged: decrypting three secrets and
     opening a new HTTP session for every event cost more than the rest of the event's bookkeeping."""
-    stored = db.execute(_CREDENTIALS_KEY, {"org_id": org_id}).first()
+    stored = stored_credentials(db, org_id)
     if stored is None:
         return None, ""
+    client = client_from_stored(
+        stored, org_id, secret_key, lambda: db.scalar(_CREDENTIALS, {"org_id": org_id})
+    )
+    return client, str(stored.welcome_text) if client is not None else ""
+
+
+def stored_credentials(db: Session, org_id: int) -> StoredCredentials | None:
+    """What ``client_from_stored`` needs of an organization's stored credentials (None: none stored)."""
+    return db.execute(_CREDENTIALS_KEY, {"org_id": org_id}).first()
+
+
+def client_from_stored(
+    stored: StoredCredentials,
+    org_id: int,
+    secret_key: Callable[[], str],
+    load: Callable[[], WeComCredential | None],
+) -> WeComClient | None:
+    """This thread's client for credentials read by ``stored_credentials`` (in any thread); ``load`` reads
+    the whole row when the client must be built (None: deleted in between, as if never stored)."""
     key = secret_key()
     # The ciphertexts are in the key: any change to the stored credentials (or the secret key) is a miss.
-    cache_key = (org_id, *stored[:-1], key)  # all but the welcome text, read fresh below
+    cache_key = (org_id, *stored[:-1], key)  # all but the welcome text, read fresh by the caller
     clients: dict[tuple[Any, ...], WeComClient] | None = getattr(_CLIENTS, "by_key", None)
     if clients is None:
         clients = _CLIENTS.by_key = {}
     client = clients.get(cache_key)
     if client is None:
-        row = db.scalar(_CREDENTIALS, {"org_id": org_id})
-        if row is None:  # deleted in between (another transaction): as if never stored
-            return None, ""
+        row = load()
+        if row is None:
+            return None
         if len(clients) >= _MAX_CLIENTS:
             clients.clear()
         client = clients[cache_key] = client_for(plain_credentials(row, key))
-    return client, str(stored.welcome_text)
+    return client

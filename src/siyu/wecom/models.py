@@ -40,7 +40,7 @@ class WeComCredential(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
-#: Rows still to apply, the only ones the ordering rule looks at: a small index however long the table grows.
+#: Rows still to apply, the only ones the drain reads: small indexes however long the table grows.
 _WAITING = text("processed_at IS NULL")
 
 
@@ -61,6 +61,8 @@ class InboxItem(Base):
             postgresql_where=_WAITING,
             sqlite_where=_WAITING,
         ),
+        # The drain's reads of the waiting rows in id order (on the index above, an ORDER BY id sorts).
+        Index("ix_inbox_waiting_source_id", "source", "id", postgresql_where=_WAITING, sqlite_where=_WAITING),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)

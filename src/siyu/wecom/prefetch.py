@@ -23,6 +23,7 @@ with is not used.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
@@ -34,7 +35,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from siyu.integrations.channel import ContactDetail
 from siyu.integrations.wecom import WeComClient, WeComError, WeComTransportError
 from siyu.wecom.contact_events import CONTACT_READING_CHANGES
-from siyu.wecom.credentials import callback_client
+from siyu.wecom.credentials import (
+    StoredCredentials,
+    callback_client,
+    client_from_stored,
+    get_credentials,
+    stored_credentials,
+)
+from siyu.wecom.models import WeComCredential
 
 log = logging.getLogger(__name__)
 
@@ -100,16 +108,30 @@ def fetch_contacts(
     pool: Executor,
     parts: int,
 ) -> list[Prefetch | None]:
-    """``fetch_contact`` for many (org_id, event) rows, ``parts`` reads at a time on ``pool``; each part
-    reads the credentials once (in its own thread: clients are per thread) rather than once per row."""
+    """``fetch_contact`` for many (org_id, event) rows, ``parts`` reads at a time on ``pool``. The
+    credentials are read once for all the rows; each part takes its own client from them (clients are per
+    thread)."""
     found: list[Prefetch | None] = [None] * len(rows)
+    stored: dict[int, StoredCredentials] = {}
+    try:
+        with factory() as db:
+            for org_id in {org_id for org_id, event in rows if contact_to_fetch(event)}:
+                if (credentials := stored_credentials(db, org_id)) is not None:
+                    stored[org_id] = credentials
+    except Exception:
+        log.debug("reading credentials ahead failed; the rows read inline", exc_info=True)
+
+    def load(org_id: int) -> WeComCredential | None:
+        with factory() as db:
+            return get_credentials(db, org_id)
 
     def part(indexes: range) -> None:
         clients: dict[int, WeComClient | None] = {}
         try:
-            with factory() as db:
-                for org_id in {rows[i][0] for i in indexes}:
-                    clients[org_id] = callback_client(db, org_id, secret_key)[0]
+            for org_id in {rows[i][0] for i in indexes} & stored.keys():
+                clients[org_id] = client_from_stored(
+                    stored[org_id], org_id, secret_key, functools.partial(load, org_id)
+                )
         except Exception:
             log.debug("reading credentials ahead failed; the rows read inline", exc_info=True)
         for i in indexes:

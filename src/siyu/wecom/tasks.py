@@ -8,8 +8,9 @@ Order. Each row carries a ``partition_key`` (``siyu.wecom.callbacks.partition_ke
 group chat or the tag library it is about. Rows of one key are applied in arrival (id) order, so an
 edit_external_contact is never applied before the add it follows.
 
-Batches. A pass repeatedly takes the first waiting row of up to ``BATCH_SIZE`` keys. Their contact details
-are read from WeCom first, ``DRAIN_WORKERS`` reads at a time (``siyu.wecom.prefetch``); then the rows
+Batches. A pass repeatedly takes the first waiting row of up to ``BATCH_SIZE`` keys (chosen, and their
+contact details read, while the previous batch is applied: the two batches share no key). Their contact
+details are read from WeCom first, ``DRAIN_WORKERS`` reads at a time (``siyu.wecom.prefetch``); then the rows
 ``contact_batch.batchable`` names (adds without a welcome code, edits, deletions) are claimed and applied
 set-wise in ONE transaction (``contact_batch.apply_contact_batch``: the customers bulk writer, events and
 stage rules included), with the organization's credentials read once. The other rows (welcome sends,
@@ -65,7 +66,7 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from huey import crontab
-from sqlalchemy import Update, and_, bindparam, exists, func, select, update
+from sqlalchemy import Update, and_, any_, bindparam, exists, func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -100,7 +101,7 @@ CONFLICT_RETRIES = 5
 #: Keys a batch takes (the first waiting row of each), claimed and applied in one transaction. Larger
 #: batches spread the per-statement costs thinner but hold their locks longer and redo more when one row
 #: fails (the batch then falls back to one row at a time).
-BATCH_SIZE = 500
+BATCH_SIZE = 2000
 ALREADY_PROCESSED = "already processed or no such inbox row"
 WAITING_FOR_EARLIER = "waiting for an earlier event of the same key"
 DATABASE_BUSY = "left waiting: the database stayed locked"
@@ -128,28 +129,34 @@ _CLAIM = (
 
 
 def _claim_many(dialect: str) -> Update:
-    """``_CLAIM`` of a batch's rows (``ids``) in one statement, for one dialect (see ``one_of_param``).
+    """``_CLAIM`` of a batch's rows (``ids``, the highest ``top``) in one statement, for one dialect (see
+    ``one_of_param``).
 
     Only the first waiting row of each of the batch's keys (``keys``) is claimed: a grouped scan of the
-    keys' waiting rows, since a per-row NOT EXISTS probe turns into a scan of every earlier waiting row per
-    candidate when PostgreSQL has no statistics on the inbox yet (a fresh table, a burst of callbacks)."""
+    keys' waiting rows up to ``top`` (a row above the batch's highest id is never earlier than one of its
+    rows), since a per-row NOT EXISTS probe turns into a scan of every earlier waiting row per candidate
+    when PostgreSQL has no statistics on the inbox yet (a fresh table, a burst of callbacks). On PostgreSQL
+    the scan's answer is an array computed once: as a join, the same missing statistics made it probe a
+    whole waiting-rows index once per claimed row."""
     first_waiting = (
         select(func.min(_earlier.c.id))
         .where(
             _earlier.c.source == SOURCE,
             _earlier.c.processed_at.is_(None),
             _earlier.c.attempts < MAX_ATTEMPTS,
+            _earlier.c.id <= bindparam("top"),
             one_of_param(dialect, _earlier.c.partition_key, "keys"),
         )
         .group_by(_earlier.c.org_id, _earlier.c.partition_key)
     )
+    first = (
+        _inbox.c.id == any_(func.array(first_waiting.scalar_subquery()))
+        if dialect == "postgresql"
+        else _inbox.c.id.in_(first_waiting)
+    )
     return (
         update(_inbox)
-        .where(
-            one_of_param(dialect, _inbox.c.id, "ids"),
-            _inbox.c.processed_at.is_(None),
-            _inbox.c.id.in_(first_waiting),
-        )
+        .where(one_of_param(dialect, _inbox.c.id, "ids"), _inbox.c.processed_at.is_(None), first)
         .values(processed_at=bindparam("now"), attempts=_inbox.c.attempts + 1, error=None)
         .returning(_inbox.c.id)
     )
@@ -166,7 +173,7 @@ _PG_CONFLICTS = frozenset({"40P01", "40001", "23505", "55P03"})
 #: The workers of this process write to SQLite one at a time (see the module docstring).
 _SQLITE_WRITER = threading.Lock()
 _POOL = ThreadPoolExecutor(max_workers=MAX_WORKERS, thread_name_prefix="wecom-drain")
-#: Runs the next batch's WeCom reads (on ``_POOL``) while a batch is applied.
+#: Chooses the next batch and runs its WeCom reads (on ``_POOL``) while a batch is applied.
 _READER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="wecom-read-ahead")
 
 
@@ -367,25 +374,23 @@ def _batched_pass(workers: int, size: int, received_before: datetime | None = No
     transaction; the others each in their own, ``workers`` keys at a time. A key whose row failed or must
     wait is held back for the rest of the pass.
 
-    The next batch is chosen among the other keys while a batch is applied, and its WeCom reads are made
-    meanwhile: its rows are already the first waiting rows of their keys, so each read still starts after
-    the row before it was applied (see ``siyu.wecom.prefetch``)."""
+    The next batch is chosen among the other keys, and its WeCom reads are made, while a batch is applied:
+    its rows are already the first waiting rows of their keys, so each read still starts after the row
+    before it was applied (see ``siyu.wecom.prefetch``)."""
     held: set[tuple[int, str]] = set()
     applied = taken = 0
 
-    def heads(exclude: set[tuple[int, str]]) -> list[_Waiting]:
+    def ahead(exclude: set[tuple[int, str]]) -> Future[tuple[list[_Waiting], dict[int, Prefetch | None]]]:
         room = min(size, limit - taken) if limit else size
-        return _heads(exclude, room, received_before) if room > 0 else []
+        return _read_ahead(set(exclude), room, received_before, workers)
 
-    batch = heads(held)
-    reads = _read_ahead(batch, workers)
+    batch, reads = ahead(held).result()
     while batch:
         taken += len(batch)
-        upcoming = heads(held | {_key(r) for r in batch})
-        upcoming_reads = _read_ahead(upcoming, workers)
+        upcoming = ahead(held | {_key(r) for r in batch})
         together = [h for h in batch if batchable(h.payload)]
         if together:
-            done, waiting = _apply_batch(together, reads.result())
+            done, waiting = _apply_batch(together, reads)
             applied += done
             held |= waiting
         alone = [h for h in batch if not batchable(h.payload)]
@@ -393,11 +398,10 @@ def _batched_pass(workers: int, size: int, received_before: datetime | None = No
             done, waiting = _run_pass(alone, workers)
             applied += done
             held |= waiting
-        batch, reads = [r for r in upcoming if _key(r) not in held], upcoming_reads
+        following, reads = upcoming.result()
+        batch = [r for r in following if _key(r) not in held]
         if not batch:  # the keys of the batch just applied may have rows left
-            reads.result()
-            batch = heads(held)
-            reads = _read_ahead(batch, workers)
+            batch, reads = ahead(held).result()
     return applied
 
 
@@ -405,16 +409,19 @@ def _key(row: _Waiting) -> tuple[int, str]:
     return (row.org_id, row.partition_key)
 
 
-def _read_ahead(rows: list[_Waiting], workers: int) -> Future[dict[int, Prefetch | None]]:
-    """Start the WeCom reads of the batchable ``rows`` (``workers`` at a time); the future answers them by
-    inbox id."""
-    together = [r for r in rows if batchable(r.payload)]
+def _read_ahead(
+    exclude: set[tuple[int, str]], room: int, received_before: datetime | None, workers: int
+) -> Future[tuple[list[_Waiting], dict[int, Prefetch | None]]]:
+    """Start choosing the next batch (``_heads``) and making the WeCom reads of its batchable rows
+    (``workers`` at a time); the future answers the batch and its reads by inbox id."""
 
-    def read() -> dict[int, Prefetch | None]:
+    def read() -> tuple[list[_Waiting], dict[int, Prefetch | None]]:
+        rows = _heads(exclude, room, received_before) if room > 0 else []
+        together = [r for r in rows if batchable(r.payload)]
         found = fetch_contacts(
             sessions(), [(r.org_id, r.payload) for r in together], _secret_key, _POOL, workers
         )
-        return {r.id: p for r, p in zip(together, found, strict=True)}
+        return rows, {r.id: p for r, p in zip(together, found, strict=True)}
 
     return _READER.submit(read)
 
@@ -430,6 +437,7 @@ def _apply_batch(rows: list[_Waiting], reads: dict[int, Prefetch | None]) -> tup
         with _SQLITE_WRITER if sqlite else contextlib.nullcontext(), factory() as db:
             claim = {
                 "ids": [r.id for r in rows],
+                "top": max(r.id for r in rows),
                 "keys": sorted({r.partition_key for r in rows}),
                 "now": utcnow(),
             }
