@@ -40,8 +40,11 @@ def new_friends_per_day(
     ]
     if account_ids is not None:
         where.append(f"account_id IN ({', '.join(str(int(a)) for a in sorted(account_ids))})")
+    # Counted per distinct properties text first, the state read from each distinct one only: parsing the
+    # JSON of every follow was most of the query (a month at a million customers is 440,000 of them).
     rows = engine.query(
-        "SELECT coalesce(json_extract_string(properties, '$.state'), '') AS state, "
-        f"CASE {which} END AS day, count(*) FROM events WHERE {' AND '.join(where)} GROUP BY state, day"
+        "SELECT coalesce(json_extract_string(properties, '$.state'), '') AS state, day, sum(n) FROM ("
+        f"SELECT properties, CASE {which} END AS day, count(*) AS n FROM events WHERE {' AND '.join(where)} "
+        "GROUP BY properties, day) AS p GROUP BY state, day"
     )
     return Counter({(str(state), days[int(i)]): int(n) for state, i, n in rows})
