@@ -552,15 +552,14 @@ class Projection:
                 if self._recent.get(int(i)) != at
             ]
             known = set(changed)
-            changed += [
-                int(r[0])
-                for r in _fetch_raw(
-                    src,
-                    "SELECT DISTINCT customer_id FROM follow_relations WHERE id > :after",
-                    {"after": wm["follows_id"]},
-                )
-                if int(r[0]) not in known
-            ]
+            # No DISTINCT: with it SQLite walks the whole customer_id index (150 ms at a million follows)
+            # instead of the id range of the new follows.
+            for (cid,) in _fetch_raw(
+                src, "SELECT customer_id FROM follow_relations WHERE id > :after", {"after": wm["follows_id"]}
+            ):
+                if int(cid) not in known:
+                    known.add(int(cid))
+                    changed.append(int(cid))
             customer_rows = []
             for i in range(0, len(changed), _IN_CHUNK):
                 part = changed[i : i + _IN_CHUNK]
