@@ -25,14 +25,16 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import page_scale  # noqa: E402
+import page_scale
 
-from siyu.analytics.projection import projection_for  # noqa: E402
-from siyu.analytics.projection import default_path  # noqa: E402
-from siyu.app import create_app  # noqa: E402
-from siyu.kit.db import make_engine, make_sessionmaker  # noqa: E402
-from siyu.kit.settings import Settings  # noqa: E402
-from siyu.tenancy import service as identity  # noqa: E402
+from siyu.analytics.projection import (
+    default_path,
+    projection_for,
+)
+from siyu.app import create_app
+from siyu.kit.db import make_engine, make_sessionmaker
+from siyu.kit.settings import Settings
+from siyu.tenancy import service as identity
 
 NAMES = (
     "accounts",
