@@ -356,3 +356,33 @@ def test_late_commits_in_the_overlap_are_projected_and_unchanged_rows_not_read_a
     assert _snapshot(p) == _snapshot(full)
     p.close()
     full.close()
+
+
+def test_refunds_after_refreshes_without_new_orders_are_resynced(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """A refresh without new orders compares the operational refunded total with the one the last refresh
+    left: a refund (and its reversal) still lands, the same as a rebuild."""
+    t = make_tenant()
+    a = _customer(db, t.org_id)
+    o = _order(db, t.org_id, a.id, 10_000, T0)
+    db.commit()
+    p = Projection(engine, tmp_path / "r.duckdb", min_interval_seconds=0)
+    p.refresh()
+    assert p.refresh().refunds_resynced == 0
+    for refunded in (3_000, 0, 10_000):
+        db.execute(update(Order).where(Order.id == o.id).values(refunded_fen=refunded))
+        db.commit()
+        assert p.refresh().refunds_resynced == 1
+        assert p.refresh().refunds_resynced == 0
+        assert p.query(f"SELECT refunded_fen FROM orders WHERE order_id = {o.id}", refresh=False) == [
+            (refunded,)
+        ]
+    full = Projection(engine, tmp_path / "r-full.duckdb")
+    full.rebuild()
+    assert _snapshot(p) == _snapshot(full)
+    p.close()
+    full.close()

@@ -155,6 +155,9 @@ class Projection:
         # (id -> updated_at) of customers projected within the overlap window, so that re-reading the
         # window finds nothing new when nothing changed (lost on restart: then the window is redone once).
         self._recent: dict[int, Any] = {}
+        # The projected orders' refunded total as the last refresh left it (None: not known), so that a
+        # refresh without new orders compares the operational total with it instead of summing every order.
+        self._refunded: int | None = None
         with self._lock:
             self.engine.create_schema()
             self.engine.con.execute(_STATE_DDL)
@@ -244,6 +247,7 @@ class Projection:
         # overlap, so the next refresh re-reads from there on, and never rows older than that again.
         checked = datetime.now(UTC).replace(tzinfo=None)
         self._pending_recent: dict[int, Any] | None = None
+        self._pending_refunded: int | None = None
         con.execute("BEGIN TRANSACTION")
         # Hundreds of thousands of row tuples live briefly; the cyclic GC would rescan them for nothing.
         gc_was_enabled = gc.isenabled()
@@ -285,8 +289,10 @@ class Projection:
                 con.execute("ROLLBACK")  # nothing to write: skip DuckDB's commit (a WAL write and sync)
             if self._pending_recent is not None:
                 self._recent = self._pending_recent
+            self._refunded = self._pending_refunded
         except BaseException:
             con.execute("ROLLBACK")
+            self._refunded = None
             raise
         finally:
             if gc_was_enabled:
@@ -448,7 +454,12 @@ class Projection:
             ).scalar_one()
         )
         con = self.engine.con
-        projected = _scalar_int(con, "SELECT coalesce(sum(refunded_fen), 0) FROM orders")
+        projected = (
+            self._refunded
+            if self._refunded is not None and not report.orders
+            else _scalar_int(con, "SELECT coalesce(sum(refunded_fen), 0) FROM orders")
+        )
+        self._pending_refunded = projected
         if op_total == projected:
             return
         rows = src.execute(
@@ -470,6 +481,7 @@ class Projection:
         con.execute("DROP TABLE _ref")
         changed = (int(set_new[0]) if set_new else 0) + (int(cleared[0]) if cleared else 0)
         report.refunds_resynced = changed
+        self._pending_refunded = _scalar_int(con, "SELECT coalesce(sum(refunded_fen), 0) FROM orders")
 
     def _bound(self, moment: datetime) -> Any:
         """A naive-UTC moment as the operational database compares it with its timestamp columns."""
