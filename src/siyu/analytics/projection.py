@@ -27,9 +27,9 @@ So projected ids are always survivor ids and no id mapping is needed at query ti
 Crash safety: every refresh runs in one DuckDB transaction that also advances the watermarks
 (table ``projection_state``); a crash leaves the previous consistent state. Reads from the
 operational database run in one snapshot (REPEATABLE READ on PostgreSQL, one read transaction on
-SQLite). On PostgreSQL ids can commit out of order; each refresh re-reads the last
-``id_overlap`` ids and skips the ones already projected, which covers transactions that commit
-out of order within that distance. Deleted rows (customer deletions cascading) are only dropped by
+SQLite). On PostgreSQL ids can commit out of order; each refresh compares the last ``id_overlap``
+ids with the projected ones and reads in full only those missing, which covers transactions that
+commit out of order within that distance. Deleted rows (customer deletions cascading) are only dropped by
 a rebuild.
 """
 
