@@ -351,3 +351,123 @@ def test_future_stamped_profile_does_not_hide_later_updates(
         ("engaged",)
     ]
     p.close()
+
+
+def test_late_commits_in_the_overlap_are_projected_and_unchanged_rows_not_read_again(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """Ids that commit after a higher one (PostgreSQL) land in the projection; rows already there are not
+    read again, and the result equals a rebuild."""
+    t = make_tenant()
+    a = _customer(db, t.org_id)
+    for i in (10, 12, 13):
+        db.add(
+            Event(
+                id=i,
+                org_id=t.org_id,
+                customer_id=a.id,
+                type="viewed",
+                occurred_at=T0,
+                idempotency_key=f"e{i}",
+            )
+        )
+    db.add(
+        Order(
+            id=20,
+            org_id=t.org_id,
+            customer_id=a.id,
+            platform="taobao",
+            external_id="x20",
+            amount_fen=5,
+            paid_at=T0,
+        )
+    )
+    db.add(
+        Order(
+            id=22,
+            org_id=t.org_id,
+            customer_id=a.id,
+            platform="taobao",
+            external_id="x22",
+            amount_fen=7,
+            paid_at=T0,
+        )
+    )
+    db.commit()
+    p = Projection(engine, tmp_path / "late.duckdb", id_overlap=5, min_interval_seconds=0)
+    assert (p.refresh().events, p.watermarks()["events_id"]) == (3, 13)
+
+    # Committed late: ids below the watermarks.
+    db.add(
+        Event(
+            id=11,
+            org_id=t.org_id,
+            customer_id=a.id,
+            type="clicked",
+            occurred_at=T0,
+            properties={"k": "v"},
+            idempotency_key="e11",
+        )
+    )
+    db.add(
+        Order(
+            id=21,
+            org_id=t.org_id,
+            customer_id=a.id,
+            platform="taobao",
+            external_id="x21",
+            amount_fen=9,
+            paid_at=T0,
+        )
+    )
+    db.commit()
+    read: list[int] = []
+    load = p._load_appended
+
+    def spy(kind: str, table: object, rows: list[tuple[object, ...]], *, full: bool) -> None:
+        read.extend(int(r[0]) for r in rows)  # type: ignore[call-overload]
+        load(kind, table, rows, full=full)  # type: ignore[arg-type]
+
+    p._load_appended = spy  # type: ignore[method-assign,assignment]
+    step = p.refresh()
+    assert (step.events, step.orders, sorted(read)) == (1, 1, [11, 21])
+    read.clear()
+    assert (p.refresh().events, read) == (0, [])
+    full = Projection(engine, tmp_path / "late-full.duckdb")
+    full.rebuild()
+    assert _snapshot(p) == _snapshot(full)
+    p.close()
+    full.close()
+
+
+def test_refunds_after_refreshes_without_new_orders_are_resynced(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+) -> None:
+    """A refresh without new orders compares the operational refunded total with the one the last refresh
+    left: a refund (and its reversal) still lands, the same as a rebuild."""
+    t = make_tenant()
+    a = _customer(db, t.org_id)
+    o = _order(db, t.org_id, a.id, 10_000, T0)
+    db.commit()
+    p = Projection(engine, tmp_path / "r.duckdb", min_interval_seconds=0)
+    p.refresh()
+    assert p.refresh().refunds_resynced == 0
+    for refunded in (3_000, 0, 10_000):
+        db.execute(update(Order).where(Order.id == o.id).values(refunded_fen=refunded))
+        db.commit()
+        assert p.refresh().refunds_resynced == 1
+        assert p.refresh().refunds_resynced == 0
+        assert p.query(f"SELECT refunded_fen FROM orders WHERE order_id = {o.id}", refresh=False) == [
+            (refunded,)
+        ]
+    full = Projection(engine, tmp_path / "r-full.duckdb")
+    full.rebuild()
+    assert _snapshot(p) == _snapshot(full)
+    p.close()
+    full.close()

@@ -146,13 +146,18 @@ def _names(db: Session, org_id: int, account_ids: Iterable[int]) -> dict[int, st
 
 
 def _counts(db: Session, org_id: int, account_ids: list[int], *conditions: Any) -> dict[int, int]:
-    """Follow relations per account matching ``conditions`` (one grouped query)."""
-    rows = db.execute(
-        select(FollowRelation.account_id, func.count())
-        .where(FollowRelation.org_id == org_id, FollowRelation.account_id.in_(account_ids), *conditions)
-        .group_by(FollowRelation.account_id)
+    """Follow relations per account matching ``conditions`` (a range or a status and a range).
+
+    One count per account, each a range of the (organization, account, ...) indexes: grouping a week's
+    relations of every account sorted them first on SQLite (80 ms for 80,000 adds at a million customers).
+    """
+    count = (
+        select(func.count())
+        .where(FollowRelation.org_id == org_id, FollowRelation.account_id == Account.id, *conditions)
+        .scalar_subquery()
     )
-    return {int(aid): int(n) for aid, n in rows}
+    rows = db.execute(select(Account.id, count).where(Account.id.in_(account_ids)))
+    return {int(aid): int(n) for aid, n in rows if n}
 
 
 def _check_spikes(
@@ -252,28 +257,14 @@ def account_health(
     ids = [a.id for a in accounts]
     if not ids:
         return []
-    adds = dict(
-        db.execute(
-            select(FollowRelation.account_id, func.count())
-            .where(
-                FollowRelation.org_id == org_id,
-                FollowRelation.account_id.in_(ids),
-                FollowRelation.since >= start,
-            )
-            .group_by(FollowRelation.account_id)
-        ).all()
+    adds = _counts(db, org_id, ids, FollowRelation.since >= start)
+    ended_after = FollowRelation.ended_at >= start
+    by_customer_counts = _counts(
+        db, org_id, ids, FollowRelation.status == FollowStatus.deleted_by_customer, ended_after
     )
-    ended: dict[tuple[int, str], int] = {}
-    for acct_id, status, n in db.execute(
-        select(FollowRelation.account_id, FollowRelation.status, func.count())
-        .where(
-            FollowRelation.org_id == org_id,
-            FollowRelation.account_id.in_(ids),
-            FollowRelation.ended_at >= start,
-        )
-        .group_by(FollowRelation.account_id, FollowRelation.status)
-    ):
-        ended[(acct_id, str(status))] = n
+    by_staff_counts = _counts(
+        db, org_id, ids, FollowRelation.status == FollowStatus.deleted_by_staff, ended_after
+    )
     complaints = dict(
         db.execute(
             select(Event.account_id, func.count())
@@ -296,8 +287,8 @@ def account_health(
     out = []
     for a in accounts:
         n_adds = int(adds.get(a.id, 0))
-        by_customer = ended.get((a.id, FollowStatus.deleted_by_customer.value), 0)
-        by_staff = ended.get((a.id, FollowStatus.deleted_by_staff.value), 0)
+        by_customer = by_customer_counts.get(a.id, 0)
+        by_staff = by_staff_counts.get(a.id, 0)
         n_complaints = int(complaints.get(a.id, 0))
         day_row = today_rows.get(a.id)
         adds_today = day_row.adds if day_row else 0

@@ -133,6 +133,9 @@ class FollowRelation(Base):
         # Account health counts the week's adds and ends per account: index-only ranges, not a scan.
         Index("ix_follow_relations_org_since", "org_id", "since", "account_id"),
         Index("ix_follow_relations_org_ended_at", "org_id", "ended_at", "account_id", "status"),
+        # Per account, as account health counts them: a range each, no sort of every account's rows.
+        Index("ix_follow_relations_org_account_since", "org_id", "account_id", "since"),
+        Index("ix_follow_relations_org_account_status_ended", "org_id", "account_id", "status", "ended_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
