@@ -38,12 +38,13 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -67,6 +68,8 @@ _EPOCH = datetime(1970, 1, 1)
 # whose updated_at we already saw (timestamps are taken at flush, not at commit).
 _UPDATED_OVERLAP = timedelta(seconds=30)
 _IN_CHUNK = 500
+_MEMO_SIZE = 64  # results kept per projection (a funnel or retention result is a few hundred bytes)
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -155,6 +158,9 @@ class Projection:
         # (id -> updated_at) of customers projected within the overlap window, so that re-reading the
         # window finds nothing new when nothing changed (lost on restart: then the window is redone once).
         self._recent: dict[int, Any] = {}
+        # Bumped by every committed refresh or rebuild: a result computed on the projection holds until then.
+        self._generation = 0
+        self._memo: OrderedDict[Hashable, tuple[int, Any]] = OrderedDict()
         with self._lock:
             self.engine.create_schema()
             self.engine.con.execute(_STATE_DDL)
@@ -176,6 +182,25 @@ class Projection:
             if refresh:
                 self.refresh()
             yield self.engine
+
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """``compute()``, or its result from an earlier call with the same key if no refresh has committed since.
+
+        For read-only results of the projected data (funnels, retention tables): a page viewed again, or
+        by another admin, costs nothing until new data arrives. Callers hold the lock (``locked``), so the
+        projection cannot change between computing and storing.
+        """
+        with self._lock:
+            hit = self._memo.get(key)
+            if hit is not None and hit[0] == self._generation:
+                self._memo.move_to_end(key)
+                return hit[1]
+            value = compute()
+            self._memo[key] = (self._generation, value)
+            self._memo.move_to_end(key)
+            while len(self._memo) > _MEMO_SIZE:
+                self._memo.popitem(last=False)
+            return value
 
     def _create_counts(self) -> None:
         """Create the event counts, filled from the events when a projection made before them lacks them."""
@@ -281,6 +306,8 @@ class Projection:
                     [[k, int(v)] for k, v in wm.items()],
                 )
                 con.execute("COMMIT")
+                if full or report.changed:  # not for watermarks moving alone: the data is the same
+                    self._generation += 1
             else:
                 con.execute("ROLLBACK")  # nothing to write: skip DuckDB's commit (a WAL write and sync)
             if self._pending_recent is not None:
