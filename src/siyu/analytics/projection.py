@@ -158,7 +158,7 @@ class Projection:
         # (id -> updated_at) of customers projected within the overlap window, so that re-reading the
         # window finds nothing new when nothing changed (lost on restart: then the window is redone once).
         self._recent: dict[int, Any] = {}
-        # Bumped by every committed refresh or rebuild: a result computed on the projection holds until then.
+        # Bumped by every rebuild and every refresh that writes rows: a result computed on the projection holds until then.
         self._generation = 0
         self._memo: OrderedDict[Hashable, tuple[int, Any]] = OrderedDict()
         with self._lock:
@@ -184,7 +184,7 @@ class Projection:
             yield self.engine
 
     def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
-        """``compute()``, or its result from an earlier call with the same key if no refresh has committed since.
+        """``compute()``, or its result from an earlier call with the same key if no refresh has written rows since.
 
         For read-only results of the projected data (funnels, retention tables): a page viewed again, or
         by another admin, costs nothing until new data arrives. Callers hold the lock (``locked``), so the
