@@ -7,6 +7,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,6 +18,7 @@ from siyu.analytics.funnels import (
     FunnelQuery,
     Step,
     customer_levels_sql,
+    pack_keys,
     parse_modes,
     run_funnel,
     window_funnel_reference_sql,
@@ -162,6 +164,61 @@ def test_chain_method_matches_window_funnel(
     assert {row[0]: row[1] for row in chain} == reference
     assert sorted(ch.query(customer_levels_sql(q, method="chain")), key=repr) == chain
     assert sorted(duck.query(customer_levels_sql(q, method="passes")), key=repr) == chain
+
+
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=event_rows,
+    steps=steps_strategy,
+    window=st.integers(1, 8),
+    increase=st.booleans(),
+    far=st.booleans(),
+)
+def test_numpy_funnel_matches_the_sql_funnel(
+    engines: Engines,
+    load: Callable[..., int],
+    events: list,
+    steps: list[Step],
+    window: int,
+    increase: bool,
+    far: bool,
+) -> None:
+    """DuckDB's funnel without breakdown (numpy over packed keys) gives the SQL funnel's counts and medians
+    on chdb, also when customer ids and times lie too far apart to pack as offsets into 64 bits."""
+    duck, ch = engines
+    if far:
+        # Near the ends of the id range and of ClickHouse's time range: the keys rank times and customers.
+        first = steps[0].event_type
+        events = [*events, (2**62, first, datetime(1901, 1, 1), "{}"), (1, first, datetime(2290, 1, 1), "{}")]
+    org = load(events, decoy=False)
+    modes = frozenset({FunnelMode.strict_increase}) if increase else frozenset()
+    q = FunnelQuery(org, steps, window=timedelta(seconds=window), modes=modes)
+    assert run_funnel(duck, q) == run_funnel(ch, q)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.sampled_from([-(2**62), -1, 0, 1, 2, 7, 2**40, 2**62]),
+            st.integers(-(2**62), 2**62) | st.integers(0, 50),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_packed_keys_order_by_customer_then_time(rows: list[tuple[int, int]]) -> None:
+    """Keys sort rows as (customer, time), tell customers apart by their high bits and give the times back,
+    whether offsets fit in 64 bits or times and customers have to be ranked."""
+    cid = np.array([c for c, _ in rows], dtype=np.int64)
+    t = np.array([x for _, x in rows], dtype=np.int64)
+    key, shift, times = pack_keys(cid, t)
+    order = np.argsort(key, kind="stable")
+    assert sorted(rows) == [rows[i] for i in order]
+    assert times(key).tolist() == t.tolist()
+    high = key >> shift
+    assert all((high[i] == high[j]) == (cid[i] == cid[j]) for i in range(len(rows)) for j in range(len(rows)))
 
 
 # -- hand-made cases that pin down ties and the strict modes ----------------------------------------

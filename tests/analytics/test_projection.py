@@ -471,3 +471,40 @@ def test_refunds_after_refreshes_without_new_orders_are_resynced(
     assert _snapshot(p) == _snapshot(full)
     p.close()
     full.close()
+
+
+def test_memoized_funnel_holds_until_a_refresh_commits(
+    engine: Engine,
+    db: Session,
+    make_tenant,  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A funnel is computed once per projected state: new events make the next refresh recompute it."""
+    from siyu.analytics import service
+    from siyu.analytics.schemas import FunnelIn, StepIn
+
+    t = make_tenant()
+    a, b = _customer(db, t.org_id), _customer(db, t.org_id)
+    _event(db, t.org_id, a.id, "viewed", T0)
+    _event(db, t.org_id, a.id, "ordered", T0 + timedelta(hours=1))
+    _event(db, t.org_id, b.id, "viewed", T0)
+    db.commit()
+    p = Projection(engine, tmp_path / "m.duckdb", min_interval_seconds=0)
+    body = FunnelIn(steps=[StepIn(event_type="viewed"), StepIn(event_type="ordered")])
+    runs: list[object] = []
+    run = service.run_funnel
+    monkeypatch.setattr(service, "run_funnel", lambda e, q: runs.append(q) or run(e, q))
+
+    def counts() -> list[int]:
+        with p.locked() as eng:
+            return [s.count for s in service.funnel(eng, t.org_id, body, memo=p)[0].steps]
+
+    assert counts() == [2, 1]
+    assert counts() == [2, 1]  # nothing new: the refresh commits nothing, the result is reused
+    assert len(runs) == 1
+    _event(db, t.org_id, b.id, "ordered", T0 + timedelta(hours=2))
+    db.commit()
+    assert counts() == [2, 2]
+    assert len(runs) == 2
+    p.close()

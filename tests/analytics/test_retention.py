@@ -120,6 +120,47 @@ def test_retention_matches_references(
     assert ours == python_retention(rows, q)
 
 
+@pytest.mark.slow
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    events=event_rows,
+    period=st.sampled_from(list(Period)),
+    periods=st.integers(0, 4),
+    on_or_after=st.booleans(),
+    offset=st.sampled_from([0, 480]),
+    start=st.none() | st.integers(0, 24 * 75),
+    length=st.none() | st.integers(1, 24 * 40),
+)
+def test_numpy_cohorts_match_the_sql_in_a_date_range(
+    engines: Engines,
+    load: Callable[..., int],
+    events: list,
+    period: Period,
+    periods: int,
+    on_or_after: bool,
+    offset: int,
+    start: int | None,
+    length: int | None,
+) -> None:
+    """DuckDB's first-time cohorts without breakdown (counted in numpy) equal the SQL's on chdb, date range included."""
+    duck, ch = engines
+    org = load([(cid, etype, T0 + timedelta(hours=h), "{}") for cid, etype, h in events], decoy=False)
+    date_from = None if start is None else T0 + timedelta(hours=start)
+    date_to = None if length is None else T0 + timedelta(hours=(start or 0) + length)
+    q = RetentionQuery(
+        org,
+        Step("s"),
+        Step("r"),
+        period=period,
+        periods=periods,
+        on_or_after=on_or_after,
+        utc_offset_minutes=offset,
+        date_from=date_from,
+        date_to=date_to,
+    )
+    assert as_table(run_retention(duck, q)) == as_table(run_retention(ch, q))
+
+
 def test_weekly_cohorts_with_breakdown_and_date_range(engines: Engines, load: Callable[..., int]) -> None:
     """Cohorts by ISO week, split by the customer's source, limited to cohorts in the date range."""
     duck, ch = engines

@@ -41,9 +41,7 @@ def test_a_completed_hand_over_is_no_staff_deletion(wired: Wired, db: Session, w
     )
     full_sync(db, org, wecom, include_groups=False)
     db.commit()
-    accounts = dict(
-        db.execute(select(Account.external_id, Account.id).where(Account.org_id == org)).all()
-    )
+    accounts = dict(db.execute(select(Account.external_id, Account.id).where(Account.org_id == org)).all())
     request_transfer(db, org, wecom, from_account_id=accounts["leaver"], to_account_id=accounts["heir"])
     db.commit()
 

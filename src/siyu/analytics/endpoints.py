@@ -75,8 +75,9 @@ def refresh(request: Request, principal: AdminPrincipal) -> RefreshOut:
 @router.post("/funnel", response_model=list[FunnelResultOut])
 def funnel(body: FunnelIn, request: Request, principal: AdminPrincipal, format: Format = "json") -> Any:
     """An ordered funnel (windowFunnel semantics), optionally broken down by a customer dimension."""
-    with service.projection_of_app(request.app.state).locked() as eng:
-        results = service.funnel(eng, principal.org_id, body)
+    proj = service.projection_of_app(request.app.state)
+    with proj.locked() as eng:
+        results = service.funnel(eng, principal.org_id, body, memo=proj)
     if format == "csv":
         header = [
             "breakdown_value",
@@ -110,8 +111,9 @@ def funnel(body: FunnelIn, request: Request, principal: AdminPrincipal, format: 
 @router.post("/retention", response_model=list[RetentionCohortOut])
 def retention(body: RetentionIn, request: Request, principal: AdminPrincipal, format: Format = "json") -> Any:
     """Retention cohorts: counts of cohort members returning in each period."""
-    with service.projection_of_app(request.app.state).locked() as eng:
-        cohorts = service.retention(eng, principal.org_id, body)
+    proj = service.projection_of_app(request.app.state)
+    with proj.locked() as eng:
+        cohorts = service.retention(eng, principal.org_id, body, memo=proj)
     if format == "csv":
         header = [
             "cohort_start",

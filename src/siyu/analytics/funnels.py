@@ -38,8 +38,9 @@ the result reports the median over customers (exact, interpolated).
 
 On DuckDB, a funnel without breakdown and without the strict stops (what the console and most API
 calls ask for) runs the same chain method over numpy arrays instead (``chain_counts``): one scan
-fetches every row of the steps' types, numpy sorts them by (customer, time), and each step's ASOF
-match is a binary search over the previous step's matches. DuckDB's ASOF joins were most of the funnel's time
+fetches every row of the steps' types, each step's rows are sorted as one integer key per row
+(customer and time packed together, see ``pack_keys``), and each step's ASOF match is a binary
+search over the previous step's matches. DuckDB's ASOF joins were most of the funnel's time
 (290 of 490 ms CPU for a four-step funnel over 700,000 events); the SQL stays the reference, run on
 ClickHouse and by the tests, which hold both to the same results.
 
@@ -51,7 +52,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -457,10 +458,11 @@ def chain_counts(engine: DuckDBEngine, q: FunnelQuery) -> tuple[list[int], list[
     """Customers reaching each step and the median microseconds from the previous step (None without any),
     by the chain method of :func:`chain_levels_sql` over numpy arrays; no breakdown, no strict stops.
 
-    Rows are sorted by (customer, time); ``tie`` numbers the distinct (customer, time) pairs, so "the latest
-    step-(k-1) match at or before this row, ties included" is a right-sided binary search of the row's
-    ``tie`` among the matches' ones. The match found carries its chain start ``s`` (starts only grow over
-    time, so the latest match has the latest start) and its time ``p``, exactly the ASOF partner.
+    Each row is packed into one integer key that orders by (customer, time) (see :func:`pack_keys`), and each
+    step's keys are sorted on their own. "The latest step-(k-1) match at or before this row, ties included"
+    is then a right-sided binary search of the row's key among the matches' keys. The match found carries
+    its chain start ``s`` (starts only grow over time, so the latest match has the latest start) and its
+    time ``p``, exactly the ASOF partner.
     """
     if not _chain_applies(q) or q.breakdown is not None:
         raise ValueError(
@@ -471,35 +473,75 @@ def chain_counts(engine: DuckDBEngine, q: FunnelQuery) -> tuple[list[int], list[
     cols = engine.query_numpy(
         f"SELECT customer_id AS cid, epoch_us(occurred_at) AS t, {flags} FROM events WHERE {_event_filter(q)}"
     )
-    # numpy sorts these two integer columns several times faster than DuckDB's ORDER BY does.
-    order = np.lexsort((cols["t"], cols["cid"]))
-    cid = cols["cid"].astype(np.int64, copy=False)[order]
-    t = cols["t"].astype(np.int64, copy=False)[order]
-    tie = np.cumsum(np.r_[True, (cid[1:] != cid[:-1]) | (t[1:] != t[:-1])]) if len(cid) else cid
-    # h: row numbers of the current step's matches (ascending, so in (customer, time) order), hs their starts.
-    h = np.flatnonzero(cols["m1"][order])
-    hs = t[h]
-    reached = [_distinct_sorted(cid[h])]
+    key, shift, times = pack_keys(
+        cols["cid"].astype(np.int64, copy=False), cols["t"].astype(np.int64, copy=False)
+    )
+    # Sorting one integer per row is several times faster than a (customer, time) lexsort, and a
+    # step's own rows are all its binary searches need.
+    h = np.sort(key[cols["m1"]], kind="stable")
+    hs = times(h)  # a step-1 match starts its own chain
+    reached = [_distinct_sorted(h >> shift)]
     medians: list[float | None] = []
     for k in range(2, n + 1):
-        b = np.flatnonzero(cols[f"m{k}"][order])
-        j = np.searchsorted(tie[h], tie[b], side="right") - 1
-        a = h[np.maximum(j, 0)] if len(h) else b  # any index; rows with j < 0 are masked out below
-        s = hs[np.maximum(j, 0)] if len(h) else t[b]
-        ok = (j >= 0) & (cid[a] == cid[b]) & (t[b] <= s + q.window_us)
+        b = np.sort(key[cols[f"m{k}"]], kind="stable")
+        if not len(h) or not len(b):
+            h = hs = b[:0]
+            reached.append(0)
+            medians.append(None)
+            continue
+        j = np.searchsorted(h, b, side="right") - 1
+        a = h[np.maximum(j, 0)]  # rows with j < 0 are masked out below
+        s = hs[np.maximum(j, 0)]
+        tb, ta = times(b), times(a)
+        ok = (j >= 0) & (a >> shift == b >> shift) & (tb <= s + q.window_us)
         if FunnelMode.strict_increase in q.modes:
-            ok &= t[b] > t[a]
-        h, hs, hp = b[ok], s[ok], t[a][ok]
+            ok &= tb > ta
+        h, hs, hp, th = b[ok], s[ok], ta[ok], tb[ok]
         if not len(h):
             reached.append(0)
             medians.append(None)
             continue
-        starts = np.flatnonzero(np.r_[True, cid[h][1:] != cid[h][:-1]])
+        c = h >> shift
+        starts = np.flatnonzero(np.r_[True, c[1:] != c[:-1]])
         # Per customer: the first match's time and the smallest previous-step time (as the SQL's min(p)).
-        firsts = np.minimum.reduceat(t[h], starts) - np.minimum.reduceat(hp, starts)
+        firsts = np.minimum.reduceat(th, starts) - np.minimum.reduceat(hp, starts)
         reached.append(len(starts))
         medians.append(float(np.median(firsts)))
     return reached, medians
+
+
+def pack_keys(cid: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, int, Callable[[np.ndarray], np.ndarray]]:
+    """One int64 key per row ordered as (customer, time): ``key >> shift`` orders customers, the low bits
+    times; returns the keys, ``shift`` and a function giving the time (us) of keys.
+
+    Offsets from the smallest customer and time fit in 63 bits for any realistic data (100 years of
+    microseconds take 52 bits); where they do not, times and then customers are replaced by their
+    ranks, which order the same.
+    """
+    if not len(cid):
+        return cid, 0, lambda keys: keys
+    t0 = int(t.min())
+    t_bits = (int(t.max()) - t0).bit_length()
+    c_bits = (int(cid.max()) - int(cid.min())).bit_length()
+    ranked: np.ndarray | None = None
+    if c_bits + t_bits <= 63:
+        low = t - t0
+    else:
+        ranked, low = np.unique(t, return_inverse=True)
+        t_bits = (len(ranked) - 1).bit_length()
+    if c_bits + t_bits <= 63:
+        high = cid - cid.min()
+    else:
+        _, high = np.unique(cid, return_inverse=True)
+    # In place: at millions of rows every temporary array costs as much as the arithmetic.
+    key = high.astype(np.int64, copy=False)
+    key <<= t_bits
+    key |= low
+    mask = (1 << t_bits) - 1
+    if ranked is None:
+        return key, t_bits, lambda keys: (keys & mask) + t0
+    values = ranked
+    return key, t_bits, lambda keys: values[keys & mask]
 
 
 def _distinct_sorted(values: np.ndarray) -> int:

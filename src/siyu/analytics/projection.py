@@ -41,12 +41,13 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 import numpy as np
@@ -82,6 +83,8 @@ _EPOCH = datetime(1970, 1, 1)
 # whose updated_at we already saw (timestamps are taken at flush, not at commit).
 _UPDATED_OVERLAP = timedelta(seconds=30)
 _IN_CHUNK = 500
+_MEMO_SIZE = 64  # results kept per projection (funnels, retention tables, report rows: small aggregates)
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -170,11 +173,12 @@ class Projection:
         # (id -> updated_at) of customers projected within the overlap window, so that re-reading the
         # window finds nothing new when nothing changed (lost on restart: then the window is redone once).
         self._recent: dict[int, Any] = {}
-        # Rows of SELECTs read through `remembering`, valid until a refresh commits a write.
-        self._remembered: dict[str, list[tuple[Any, ...]]] = {}
         # The projected orders' refunded total as the last refresh left it (None: not known), so that a
         # refresh without new orders compares the operational total with it instead of summing every order.
         self._refunded: int | None = None
+        # Bumped by every rebuild and every refresh that writes rows: a result computed on the projection holds until then.
+        self._generation = 0
+        self._memo: OrderedDict[Hashable, tuple[int, Any]] = OrderedDict()
         with self._lock:
             self.engine.create_schema()
             self.engine.con.execute(_STATE_DDL)
@@ -200,13 +204,32 @@ class Projection:
 
     @contextmanager
     def remembering(self, *, refresh: bool = True) -> Iterator[AnalyticsEngine]:
-        """As :meth:`locked`, but the engine remembers each query's rows until a refresh writes to the
-        projection: a report read again over unchanged data (a page reloaded, an API polled) skips DuckDB.
+        """As :meth:`locked`, but the engine remembers each query's rows (through :meth:`memo`) until a refresh
+        writes rows: a report read again over unchanged data (a page reloaded, an API polled) skips DuckDB.
 
         Only for queries whose text fixes their result (timestamps as literals, no ``now()``).
         """
         with self.locked(refresh=refresh) as eng:
-            yield _Remembering(eng, self._remembered)
+            yield _Remembering(eng, self)
+
+    def memo(self, key: Hashable, compute: Callable[[], _T]) -> _T:
+        """``compute()``, or its result from an earlier call with the same key if no refresh has written rows since.
+
+        For read-only results of the projected data (funnels, retention tables): a page viewed again, or
+        by another admin, costs nothing until new data arrives. Callers hold the lock (``locked``), so the
+        projection cannot change between computing and storing.
+        """
+        with self._lock:
+            hit = self._memo.get(key)
+            if hit is not None and hit[0] == self._generation:
+                self._memo.move_to_end(key)
+                return hit[1]
+            value = compute()
+            self._memo[key] = (self._generation, value)
+            self._memo.move_to_end(key)
+            while len(self._memo) > _MEMO_SIZE:
+                self._memo.popitem(last=False)
+            return value
 
     def _create_counts(self) -> None:
         """Create the event counts, filled from the events when a projection made before them lacks them."""
@@ -355,7 +378,8 @@ class Projection:
                     [[k, int(v)] for k, v in wm.items()],
                 )
                 con.execute("COMMIT")
-                self._remembered.clear()
+                if full or report.changed:  # not for watermarks moving alone: the data is the same
+                    self._generation += 1
             else:
                 con.execute("ROLLBACK")  # nothing to write: skip DuckDB's commit (a WAL write and sync)
             if self._pending_recent is not None:
@@ -799,24 +823,17 @@ class Projection:
 
 
 class _Remembering:
-    """An engine whose queries answer from (and fill) a projection's remembered rows; see ``remembering``."""
+    """An engine whose queries answer from (and fill) its projection's memo; see ``Projection.remembering``."""
 
     dialect: Dialect = "duckdb"
-    _LIMIT = 64  # distinct queries kept; beyond it the oldest is dropped
 
-    def __init__(self, engine: DuckDBEngine, remembered: dict[str, list[tuple[Any, ...]]]) -> None:
+    def __init__(self, engine: DuckDBEngine, projection: Projection) -> None:
         self._engine = engine
-        self._remembered = remembered
+        self._projection = projection
 
     def query(self, sql: str) -> list[tuple[Any, ...]]:
         """The rows of a SELECT, from memory when the projection has not changed since it last ran."""
-        rows = self._remembered.get(sql)
-        if rows is None:
-            rows = self._engine.query(sql)
-            if len(self._remembered) >= self._LIMIT:
-                del self._remembered[next(iter(self._remembered))]
-            self._remembered[sql] = rows
-        return list(rows)
+        return list(self._projection.memo(("sql", sql), lambda: tuple(self._engine.query(sql))))
 
     def create_schema(self) -> None:
         """Create the analytic tables if they do not exist."""

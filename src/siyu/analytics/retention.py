@@ -9,6 +9,10 @@ whatever the order of start and return inside it (the same as ClickHouse's ``ret
 period conditions, which the tests use as reference). ``date_from``/``date_to`` select cohorts by
 their period; returns are counted whenever they happen. Breakdown is by a column of the
 ``customers`` dimension table.
+
+On DuckDB, first-time cohorts without breakdown (the console's and most API requests) are counted
+in numpy instead (``retention_rows_numpy``): the SQL's hash aggregations over a million customers
+were most of the request; the SQL stays the reference, which the tests hold it to.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from siyu.analytics.engines import AnalyticsEngine
-from siyu.analytics.funnels import Step, naive_utc
+import numpy as np
+
+from siyu.analytics.engines import AnalyticsEngine, DuckDBEngine
+from siyu.analytics.funnels import Step, naive_utc, pack_keys
 from siyu.analytics.schema import BREAKDOWN_COLUMNS, shift_minutes
 
 _DAY_US = 86_400_000_000
@@ -138,13 +144,8 @@ def retention_sql(q: RetentionQuery) -> str:
         cohorts = "SELECT cid, min(p) AS c FROM ev WHERE st = 1 GROUP BY cid"
     else:
         cohorts = "SELECT DISTINCT cid, p AS c FROM ev WHERE st = 1"
-    bounds = []
-    if q.date_from is not None:
-        # A cohort period that contains date_from counts; so compare period numbers, not instants.
-        bounds.append(f"c >= {period_of(q.period, q.date_from, q.utc_offset_minutes)}")
-    if q.date_to is not None:
-        first_out = period_of(q.period, q.date_to - timedelta(microseconds=1), q.utc_offset_minutes) + 1
-        bounds.append(f"c < {first_out}")
+    lo, hi = _cohort_bounds(q)
+    bounds = ([] if lo is None else [f"c >= {lo}"]) + ([] if hi is None else [f"c < {hi}"])
     if bounds:
         cohorts = f"SELECT cid, c FROM ({cohorts}) AS c0 WHERE {' AND '.join(bounds)}"
     if q.breakdown is None:
@@ -173,10 +174,90 @@ def retention_sql(q: RetentionQuery) -> str:
     )
 
 
+def _cohort_bounds(q: RetentionQuery) -> tuple[int | None, int | None]:
+    """The first cohort period in range and the first one past it (None: unbounded)."""
+    # A cohort period that contains date_from counts; so compare period numbers, not instants.
+    lo = None if q.date_from is None else period_of(q.period, q.date_from, q.utc_offset_minutes)
+    hi = (
+        None
+        if q.date_to is None
+        else period_of(q.period, q.date_to - timedelta(microseconds=1), q.utc_offset_minutes) + 1
+    )
+    return lo, hi
+
+
+def retention_rows_numpy(engine: DuckDBEngine, q: RetentionQuery) -> list[tuple[int, None, int, int]]:
+    """The rows of :func:`retention_sql` for first-time cohorts without breakdown, counted in numpy.
+
+    DuckDB's hash aggregation over a million customers (first start per customer, distinct return
+    periods, their join) was most of a retention request; here one scan fetches (customer, period,
+    is start, is return) and sorted packed keys do the grouping: a customer's cohort is the smallest
+    period among their starts, their returns are the distinct return periods, matched by binary search.
+    """
+    if not q.first_time or q.breakdown is not None:
+        raise ValueError("retention_rows_numpy handles first-time cohorts without breakdown")
+    start, ret = q.start.condition_sql(), q.returning.condition_sql()
+    cols = engine.query_numpy(
+        f"SELECT customer_id AS cid, {period_index_sql(q.period, q.utc_offset_minutes)} AS p, "
+        f"coalesce({start}, false) AS st, coalesce({ret}, false) AS rt FROM events "
+        f"WHERE org_id = {int(q.org_id)} AND (({start}) OR ({ret}))"
+    )
+    key, shift, period = pack_keys(
+        cols["cid"].astype(np.int64, copy=False), cols["p"].astype(np.int64, copy=False)
+    )
+    starts = np.sort(key[cols["st"]], kind="stable")
+    first = np.r_[True, starts[1:] >> shift != starts[:-1] >> shift] if len(starts) else starts > 0
+    members, cohort = starts[first] >> shift, period(starts[first])  # by customer
+    lo, hi = _cohort_bounds(q)
+    keep = np.ones(len(members), dtype=bool)
+    if lo is not None:
+        keep &= cohort >= lo
+    if hi is not None:
+        keep &= cohort < hi
+    members, cohort = members[keep], cohort[keep]
+    if not len(members):
+        return []
+    sizes = _counts(cohort)
+    rets = np.sort(key[cols["rt"]], kind="stable")
+    rets = rets[np.r_[True, rets[1:] != rets[:-1]]] if len(rets) else rets  # distinct (customer, period)
+    if q.on_or_after:
+        # A member's last return period, wherever it falls; n < 0 (all returns before the cohort) is dropped.
+        last = np.r_[rets[1:] >> shift != rets[:-1] >> shift, True] if len(rets) else rets > 0
+        rets = rets[last]
+    who = rets >> shift
+    at = np.minimum(np.searchsorted(members, who), len(members) - 1)
+    hit = members[at] == who
+    c = cohort[at][hit]
+    n = period(rets[hit]) - c
+    ok = n >= 0 if q.on_or_after else (n >= 0) & (n <= q.periods)
+    c, n = c[ok], n[ok]
+    # One code per (cohort, n): n < width, so the code orders and separates the pairs.
+    width = int(n.max()) + 1 if len(n) else 1
+    low = int(cohort.min())
+    codes, counts = _counts((c - low) * width + n)
+    rows = [(int(co), None, -1, int(k)) for co, k in zip(*sizes, strict=True)]
+    rows += [
+        (int(code // width) + low, None, int(code % width), int(k))
+        for code, k in zip(codes.tolist(), counts.tolist(), strict=True)
+    ]
+    return rows
+
+
+def _counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values, ascending, and how often each occurs (a sort: np.unique hashes, slower here)."""
+    v = np.sort(values, kind="stable")
+    edges = np.flatnonzero(np.r_[True, v[1:] != v[:-1]]) if len(v) else np.zeros(0, dtype=np.int64)
+    return v[edges], np.diff(np.r_[edges, len(v)])
+
+
 def run_retention(engine: AnalyticsEngine, q: RetentionQuery) -> list[RetentionCohort]:
     """Compute the retention table on an engine, ordered by cohort then breakdown value."""
     cells: dict[tuple[int, Any], list[int]] = {}
-    for c, b, n, k in engine.query(retention_sql(q)):
+    if isinstance(engine, DuckDBEngine) and q.first_time and q.breakdown is None:
+        rows: list[tuple[Any, ...]] = list(retention_rows_numpy(engine, q))
+    else:
+        rows = engine.query(retention_sql(q))
+    for c, b, n, k in rows:
         row = cells.setdefault((int(c), b), [0] * (q.periods + 2))
         n, k = int(n), int(k)
         if n < 0:

@@ -92,8 +92,13 @@ def _step(s: StepIn, field: str) -> Step:
         raise Invalid(str(exc), field=field) from None
 
 
-def funnel(engine: AnalyticsEngine, org_id: int, body: FunnelIn) -> list[FunnelResult]:
-    """Run a funnel request on the projection (bad steps, modes or breakdowns are 422 naming the field)."""
+def funnel(
+    engine: AnalyticsEngine, org_id: int, body: FunnelIn, *, memo: Projection | None = None
+) -> list[FunnelResult]:
+    """Run a funnel request on the projection (bad steps, modes or breakdowns are 422 naming the field).
+
+    With ``memo`` (the projection ``engine`` belongs to, held locked), the result is reused until it next changes.
+    """
     steps = [_step(s, f"steps.{i}") for i, s in enumerate(body.steps)]
     try:
         q = FunnelQuery(
@@ -107,11 +112,16 @@ def funnel(engine: AnalyticsEngine, org_id: int, body: FunnelIn) -> list[FunnelR
         )
     except ValueError as exc:
         raise _invalid(exc) from None
-    return run_funnel(engine, q)
+    if memo is None:
+        return run_funnel(engine, q)
+    # repr: a query holds dicts (step properties), so it is not hashable itself.
+    return list(memo.memo(("funnel", repr(q)), lambda: tuple(run_funnel(engine, q))))
 
 
-def retention(engine: AnalyticsEngine, org_id: int, body: RetentionIn) -> list[RetentionCohort]:
-    """Run a retention request on the projection."""
+def retention(
+    engine: AnalyticsEngine, org_id: int, body: RetentionIn, *, memo: Projection | None = None
+) -> list[RetentionCohort]:
+    """Run a retention request on the projection (``memo``: as for :func:`funnel`)."""
     try:
         q = RetentionQuery(
             org_id=org_id,
@@ -128,7 +138,9 @@ def retention(engine: AnalyticsEngine, org_id: int, body: RetentionIn) -> list[R
         )
     except ValueError as exc:
         raise _invalid(exc) from None
-    return run_retention(engine, q)
+    if memo is None:
+        return run_retention(engine, q)
+    return list(memo.memo(("retention", repr(q)), lambda: tuple(run_retention(engine, q))))
 
 
 def commerce(engine: AnalyticsEngine, org_id: int, **kw: Any) -> list[CommerceRow]:

@@ -260,7 +260,7 @@ def _funnel(
                 window_seconds=window_days * 86_400,
                 breakdown=by,
             )
-            results = service.funnel(eng, org, body)
+            results = service.funnel(eng, org, body, memo=proj)
         except (ValidationError, DomainError) as exc:
             data["error"] = _error_text(exc)
             return data, []
@@ -404,7 +404,7 @@ def _retention(
                 on_or_after=form["mode"] == "on_or_after",
                 utc_offset_minutes=_offset_minutes(ctx),
             )
-            cohorts = service.retention(eng, org, body)
+            cohorts = service.retention(eng, org, body, memo=proj)
         except (ValidationError, DomainError) as exc:
             data["error"] = _error_text(exc)
             return data, []
