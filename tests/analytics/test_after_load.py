@@ -46,6 +46,11 @@ def _analysed(engine: Engine) -> bool:
         )
 
 
+def _server_now(engine: Engine) -> object:
+    with engine.connect() as conn:
+        return conn.scalar(text("SELECT now()")) if engine.dialect.name == "postgresql" else None
+
+
 @pytest.mark.slow
 def test_after_bulk_load_analyses_projects_and_fits(engine: Engine, db: Session, loaded) -> None:  # type: ignore[no-untyped-def]
     summary, settings = loaded
@@ -53,8 +58,15 @@ def test_after_bulk_load_analyses_projects_and_fits(engine: Engine, db: Session,
         with engine.begin() as conn:
             conn.execute(text("DROP TABLE IF EXISTS sqlite_stat1"))
     updated_before = db.scalar(select(func.max(Customer.updated_at)).where(Customer.org_id == summary.org_id))
+    started = _server_now(engine)
     report = tasks.after_bulk_load(engine, settings, summary.org_id)
     assert _analysed(engine)
+    if engine.dialect.name == "postgresql":  # vacuumed too: the loaded pages are all-visible
+        with engine.connect() as conn:
+            vacuumed = conn.scalar(
+                text("SELECT last_vacuum FROM pg_stat_user_tables WHERE relname = 'customers'")
+            )
+        assert vacuumed is not None and vacuumed >= started
     assert report.clv_buyers > 0
     buyers = db.scalar(
         select(func.count()).where(Customer.org_id == summary.org_id, Customer.clv_fen.is_not(None))

@@ -71,7 +71,7 @@ def refit_clv(engine: Engine, config: Settings, org_id: int) -> int:
 
 def after_bulk_load(engine: Engine, config: Settings, org_id: int) -> AfterLoadReport:
     """Statistics, the projection and CLV after a bulk write to one organization (demo, import, sync)."""
-    analyze = gather_statistics(engine)
+    analyze = gather_statistics(engine, vacuum=True)
     proj = _projection(engine, config)
     projection = proj.refresh(force=True).seconds
     started = time.perf_counter()
