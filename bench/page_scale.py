@@ -15,6 +15,11 @@ brand's median over the small one's (the goal: at most 10x, and at most 300 ms a
     python bench/page_scale.py --quick                      # 10k and 100k on SQLite
     python bench/page_scale.py                              # 10k and 1M (the first 1M build is long)
     python bench/page_scale.py --pg-url postgresql+psycopg://postgres@127.0.0.1/siyu_bench
+    python bench/page_scale.py --url sqlite:////tmp/copy.db --data-dir /tmp/copy.var --only rfm,roi
+``--url``/``--data-dir`` time an already loaded database (migrated to head first; use a copy, the
+projection writes to its data dir) as the largest size; ``--only`` times the probes whose name holds
+one of the given words. The ``first`` column is each probe's warm-up request at the largest size: the
+cost after new data, before analytics results are reused (the very first one also opens the projection).
 Databases are cached under the temp dir (SQLite) or kept (PostgreSQL), keyed by size, seed, day and
 the migrations' and loader's fingerprint. Last line: worst_p50_ms=N (slowest median at the largest size).
 """
@@ -330,8 +335,12 @@ def _login(client: httpx.Client, email: str) -> None:
         raise SystemExit(f"login failed: HTTP {r.status_code}")
 
 
-def time_size(url: str, data_dir: Path, now: datetime) -> dict[str, float]:
-    """Serve the app over the database and time every probe; returns median server ms per probe."""
+def time_size(
+    url: str, data_dir: Path, now: datetime, only: tuple[str, ...] = (), first: dict[str, float] | None = None
+) -> dict[str, float]:
+    """Serve the app over the database and time every probe (or those whose name holds one of ``only``);
+    returns median server ms per probe, and fills ``first`` with each warm-up request's ms (the cost of a
+    request after new data, before any result is reused)."""
     from siyu.tenancy import service as identity
 
     engine = make_engine(url)
@@ -355,6 +364,8 @@ def time_size(url: str, data_dir: Path, now: datetime) -> dict[str, float]:
         ):
             _login(console, email)
             for probe in probes(sample, now):
+                if only and not any(word in probe.name for word in only):
+                    continue
                 client = api if probe.api else console
                 times: list[float] = []
                 for i in range(REPEAT + 1):
@@ -368,6 +379,8 @@ def time_size(url: str, data_dir: Path, now: datetime) -> dict[str, float]:
                         raise SystemExit(f"{probe.name}: HTTP {r.status_code} {r.text[:300]}")
                     if i:  # the first is a warm-up
                         times.append(timer.ms.pop(rid))
+                    elif first is not None:
+                        first[probe.name] = timer.ms.pop(rid)
                 medians[probe.name] = statistics.median(times)
                 _say(f"    {probe.name:<32} p50={medians[probe.name]:8.1f} ms  max={max(times):8.1f} ms")
     finally:
@@ -385,15 +398,37 @@ def main() -> None:
     parser.add_argument("--pg-url", default=os.environ.get("SIYU_BENCH_PG_URL", ""))
     parser.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "siyu-bench")
+    parser.add_argument(
+        "--only", default="", help="comma-separated words: time only probes whose name holds one"
+    )
+    parser.add_argument(
+        "--url", default="", help="time this loaded database (migrated to head first) as the largest size"
+    )
+    parser.add_argument("--data-dir", type=Path, help="with --url: its data dir (the analytics projection)")
     args = parser.parse_args()
+    only = tuple(w.strip() for w in args.only.split(",") if w.strip())
+    if args.url and args.data_dir is None:
+        parser.error("--url needs --data-dir")
     sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 1_000_000])
     now = datetime.now(UTC)
     end = now.replace(hour=0, minute=0, second=0, microsecond=0)
     backends: list[tuple[str, Callable[[int], tuple[str, Path]]]] = []
-    if not args.no_sqlite:
+    if args.url:
+        given = (args.url, args.data_dir)
+        kind = make_url(args.url).get_backend_name()
+        backends.append((kind, lambda n: given if n == sizes[-1] else _cached(kind, n)))
+    elif not args.no_sqlite:
         backends.append(("sqlite", lambda n: sqlite_database(n, args.cache_dir, end)))
-    if args.pg_url:
+    if args.pg_url and not args.url:
         backends.append(("postgresql", lambda n: pg_database(args.pg_url, n, args.cache_dir, end)))
+
+    def _cached(kind: str, n: int) -> tuple[str, Path]:
+        if kind == "sqlite":
+            return sqlite_database(n, args.cache_dir, end)
+        if not args.pg_url:
+            parser.error("--url on PostgreSQL: give --pg-url too, for the smaller sizes")
+        return pg_database(args.pg_url, n, args.cache_dir, end)
+
     if not backends:
         parser.error("nothing to run: give --pg-url or drop --no-sqlite")
     t0, c0 = time.perf_counter(), time.process_time()
@@ -401,24 +436,31 @@ def main() -> None:
     tables: list[str] = []
     for backend, build in backends:
         results: dict[int, dict[str, float]] = {}
+        first: dict[str, float] = {}
         for n in sizes:
             url, data_dir = build(n)
+            if args.url and n == sizes[-1]:
+                upgrade(url)  # a database loaded before the newest migrations
             _say(f"timing {backend} at {n:,} customers ...")
-            results[n] = time_size(url, data_dir, now)
+            results[n] = time_size(url, data_dir, now, only, first if n == sizes[-1] else None)
         small, large = sizes[0], sizes[-1]
         lines = [
             f"{backend}: median server ms of {REPEAT} requests (one client; shared 2-core machine)",
-            f"{'request':<32} " + " ".join(f"{n:>10,}" for n in sizes) + f" {'growth':>8}",
+            f"{'request':<32} " + " ".join(f"{n:>10,}" for n in sizes) + f" {'growth':>8} {'first':>9}",
         ]
         for name in results[small]:
             row = [results[n][name] for n in sizes]
             growth = row[-1] / row[0] if row[0] > 0 else float("inf")
-            lines.append(f"{name:<32} " + " ".join(f"{v:10.1f}" for v in row) + f" {growth:7.1f}x")
+            lines.append(
+                f"{name:<32} " + " ".join(f"{v:10.1f}" for v in row) + f" {growth:7.1f}x {first[name]:9.1f}"
+            )
         top = max(results[large].items(), key=lambda kv: kv[1])
         worst_growth = max(results[large][k] / results[small][k] for k in results[small])
+        cold = max(first.items(), key=lambda kv: kv[1])
         lines.append(
             f"{backend}: slowest at {large:,} = {top[0]} {top[1]:.1f} ms; "
-            f"largest growth {small:,}->{large:,} = {worst_growth:.1f}x"
+            f"largest growth {small:,}->{large:,} = {worst_growth:.1f}x; "
+            f"slowest first request = {cold[0]} {cold[1]:.1f} ms"
         )
         worst = max(worst, top[1])
         tables.append("\n".join(lines))
