@@ -412,35 +412,31 @@ def main() -> None:
     sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 1_000_000])
     now = datetime.now(UTC)
     end = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    backends: list[tuple[str, Callable[[int], tuple[str, Path]]]] = []
     if args.url:
-        given = (args.url, args.data_dir)
-        kind = make_url(args.url).get_backend_name()
-        backends.append((kind, lambda n: given if n == sizes[-1] else _cached(kind, n)))
-    elif not args.no_sqlite:
-        backends.append(("sqlite", lambda n: sqlite_database(n, args.cache_dir, end)))
-    if args.pg_url and not args.url:
-        backends.append(("postgresql", lambda n: pg_database(args.pg_url, n, args.cache_dir, end)))
+        kinds = [make_url(args.url).get_backend_name()]
+        if kinds == ["postgresql"] and not args.pg_url:
+            parser.error("--url on PostgreSQL: give --pg-url too, for the smaller sizes")
+    else:
+        kinds = ([] if args.no_sqlite else ["sqlite"]) + (["postgresql"] if args.pg_url else [])
+    if not kinds:
+        parser.error("nothing to run: give --pg-url or drop --no-sqlite")
 
-    def _cached(kind: str, n: int) -> tuple[str, Path]:
+    def build(kind: str, n: int) -> tuple[str, Path]:
+        if args.url and n == sizes[-1]:
+            upgrade(args.url)  # a database loaded before the newest migrations
+            return args.url, args.data_dir
         if kind == "sqlite":
             return sqlite_database(n, args.cache_dir, end)
-        if not args.pg_url:
-            parser.error("--url on PostgreSQL: give --pg-url too, for the smaller sizes")
         return pg_database(args.pg_url, n, args.cache_dir, end)
 
-    if not backends:
-        parser.error("nothing to run: give --pg-url or drop --no-sqlite")
     t0, c0 = time.perf_counter(), time.process_time()
     worst = 0.0
     tables: list[str] = []
-    for backend, build in backends:
+    for backend in kinds:
         results: dict[int, dict[str, float]] = {}
         first: dict[str, float] = {}
         for n in sizes:
-            url, data_dir = build(n)
-            if args.url and n == sizes[-1]:
-                upgrade(url)  # a database loaded before the newest migrations
+            url, data_dir = build(backend, n)
             _say(f"timing {backend} at {n:,} customers ...")
             results[n] = time_size(url, data_dir, now, only, first if n == sizes[-1] else None)
         small, large = sizes[0], sizes[-1]
