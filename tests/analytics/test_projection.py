@@ -48,12 +48,14 @@ def _order(
     *,
     cost: int | None = None,
     refunded: int = 0,
+    order_id: int | None = None,
 ) -> Order:
     o = Order(
+        id=order_id,
         org_id=org_id,
         customer_id=customer_id,
         platform="taobao",
-        external_id=f"o{customer_id}-{at.timestamp()}",
+        external_id=f"x{order_id}" if order_id else f"o{customer_id}-{at.timestamp()}",
         amount_fen=amount,
         refunded_fen=refunded,
         paid_at=at,
@@ -374,28 +376,8 @@ def test_late_commits_in_the_overlap_are_projected_and_unchanged_rows_not_read_a
                 idempotency_key=f"e{i}",
             )
         )
-    db.add(
-        Order(
-            id=20,
-            org_id=t.org_id,
-            customer_id=a.id,
-            platform="taobao",
-            external_id="x20",
-            amount_fen=5,
-            paid_at=T0,
-        )
-    )
-    db.add(
-        Order(
-            id=22,
-            org_id=t.org_id,
-            customer_id=a.id,
-            platform="taobao",
-            external_id="x22",
-            amount_fen=7,
-            paid_at=T0,
-        )
-    )
+    _order(db, t.org_id, a.id, 5, T0, order_id=20)
+    _order(db, t.org_id, a.id, 7, T0, order_id=22)
     db.commit()
     p = Projection(engine, tmp_path / "late.duckdb", id_overlap=5, min_interval_seconds=0)
     assert (p.refresh().events, p.watermarks()["events_id"]) == (3, 13)
@@ -412,17 +394,7 @@ def test_late_commits_in_the_overlap_are_projected_and_unchanged_rows_not_read_a
             idempotency_key="e11",
         )
     )
-    db.add(
-        Order(
-            id=21,
-            org_id=t.org_id,
-            customer_id=a.id,
-            platform="taobao",
-            external_id="x21",
-            amount_fen=9,
-            paid_at=T0,
-        )
-    )
+    _order(db, t.org_id, a.id, 9, T0, order_id=21)
     db.commit()
     read: list[int] = []
     load = p._load_appended
