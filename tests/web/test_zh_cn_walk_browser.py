@@ -7,6 +7,7 @@ the page marks as an identifier shown as such (``class="ident"``: WeCom user ids
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -22,7 +23,7 @@ from siyu.integrations.channel import GroupChat
 from siyu.integrations.channel import GroupMember as ChatMember
 from siyu.kit.db import make_sessionmaker, transaction
 
-from .conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS
+from .conftest import BROWSER_MARKS, CHROMIUM, CHROMIUM_ARGS, SCREENSHOT_DIR
 from .demo_console import DemoConsole, build_demo_console
 
 pytestmark = [*BROWSER_MARKS, pytest.mark.slow]
@@ -210,6 +211,9 @@ def test_every_console_page_in_chinese_shows_no_english(
                 found = english_words(page.evaluate(VISIBLE_TEXT))
                 if found:
                     leaks[path] = found
+                if SCREENSHOT_DIR:
+                    name = re.sub(r"[^a-z0-9]+", "-", path.lower()).strip("-") or "dashboard"
+                    page.screenshot(path=os.path.join(SCREENSHOT_DIR, f"zh-{name}.png"), full_page=True)
             # The group events name their group in words.
             page.goto(f"{live_server}/customers/{in_a_group}")
             timeline = page.locator("#timeline")
